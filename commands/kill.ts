@@ -1,0 +1,28 @@
+import { expectPositionals, parseFlags, parsePort, stringFlag } from "../lib/cli.ts";
+import { requireConfig, resolveDataDir } from "../lib/config.ts";
+import { processAlive } from "../lib/fs_util.ts";
+import { instanceIdForPort, livePid } from "../lib/instances.ts";
+
+export const USAGE = "fts kill PORT [--data DIR]";
+
+/** How long to wait for a killed instance to be gone. */
+const KILL_WAIT_MS = 5_000;
+
+export async function run(args: string[]): Promise<number> {
+  const flags = parseFlags(args, { data: { type: "string" } });
+  const [portText] = expectPositionals(flags, 1, 1, USAGE);
+  const port = parsePort(portText);
+  const dir = resolveDataDir(stringFlag(flags, "data"));
+  const config = await requireConfig(dir);
+  const id = instanceIdForPort(config, dir, port);
+  const pid = await livePid(dir, id);
+  if (pid === undefined) {
+    throw new Error(`Instance ${id} is already down (fts start ${id} brings it back)`);
+  }
+  // SIGKILL: no cleanup, no goodbye; exactly what a machine failure looks like.
+  Deno.kill(pid, "SIGKILL");
+  const deadline = Date.now() + KILL_WAIT_MS;
+  while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  console.log(`killed instance ${id} (pid ${pid})`);
+  return 0;
+}

@@ -1,0 +1,69 @@
+import { boolFlag, listFlag, parseFlags, stringFlag } from "../lib/cli.ts";
+import { loadConfig, resolveDataDir } from "../lib/config.ts";
+import { readManifest } from "../lib/manifest.ts";
+import { type FileSummary, Peer } from "../lib/peer.ts";
+import { resolveServers } from "../lib/servers.ts";
+import { formatBytes } from "../lib/units.ts";
+
+export const USAGE = "fts ls [--json] [--server HOST:PORT]... [--data DIR]";
+
+async function _fromServers(servers: string[]): Promise<FileSummary[]> {
+  const reasons: string[] = [];
+  for (const address of servers) {
+    let peer: Peer | undefined;
+    try {
+      peer = await Peer.connect(address, { connectTimeoutMs: 1_000, stallTimeoutMs: 3_000 });
+      return await peer.listFiles();
+    } catch (error) {
+      reasons.push(`${address}: ${(error as Error).message}`);
+    } finally {
+      peer?.close();
+    }
+  }
+  throw new Error(`Cannot reach any server (tried ${servers.length}); is the cluster running?`, {
+    cause: new Error(reasons.slice(0, 3).join("; ")),
+  });
+}
+
+export async function run(args: string[]): Promise<number> {
+  const flags = parseFlags(args, {
+    data: { type: "string" },
+    server: { type: "string", multiple: true },
+    json: { type: "boolean" },
+  });
+  const dir = resolveDataDir(stringFlag(flags, "data"));
+  const named = listFlag(flags, "server");
+  let files: FileSummary[];
+  if (named.length === 0 && !Deno.env.get("FTS_SERVERS") && (await loadConfig(dir))) {
+    // Local data directory: the manifest is right here, cluster up or not.
+    const manifest = await readManifest(dir);
+    files = Object.values(manifest.files).map((f) => ({
+      name: f.name,
+      size: f.size,
+      parts: f.parts.length,
+      owner: f.owner,
+      created: f.created,
+    }));
+  } else {
+    files = await _fromServers(await resolveServers(dir, named));
+  }
+  files.sort((a, b) => a.name.localeCompare(b.name));
+  if (boolFlag(flags, "json")) {
+    console.log(JSON.stringify(files, null, 2));
+    return 0;
+  }
+  if (files.length === 0) {
+    console.log("no files");
+    return 0;
+  }
+  const width = Math.max(...files.map((f) => f.name.length), 4);
+  console.log(`${"NAME".padEnd(width)}  ${"SIZE".padStart(10)}  ${"PARTS".padStart(6)}  OWNER`);
+  for (const f of files) {
+    console.log(
+      `${f.name.padEnd(width)}  ${formatBytes(f.size).padStart(10)}  ${
+        String(f.parts).padStart(6)
+      }  ${f.owner.length > 24 ? f.owner.slice(0, 21) + "..." : f.owner}`,
+    );
+  }
+  return 0;
+}

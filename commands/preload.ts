@@ -1,0 +1,97 @@
+import { basename } from "node:path";
+import {
+  boolFlag,
+  intFlag,
+  isTerminal,
+  parseFlags,
+  sizeFlag,
+  stringFlag,
+  writeErr,
+} from "../lib/cli.ts";
+import { type ClusterConfig, ensureConfig, MAX_SERVERS, resolveDataDir } from "../lib/config.ts";
+import { UsageError } from "../lib/errors.ts";
+import { validateFileName } from "../lib/manifest.ts";
+import { preloadFile } from "../lib/preload.ts";
+import { formatBytes, formatDuration } from "../lib/units.ts";
+
+export const USAGE =
+  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--data DIR]";
+
+export async function run(args: string[]): Promise<number> {
+  const flags = parseFlags(args, {
+    data: { type: "string" },
+    servers: { type: "string" },
+    "base-port": { type: "string" },
+    replicas: { type: "string" },
+    "part-size": { type: "string" },
+    host: { type: "string" },
+    as: { type: "string" },
+    replace: { type: "boolean" },
+    quiet: { type: "boolean" },
+  });
+  const files = flags.positionals;
+  if (files.length === 0) throw new UsageError(`Missing FILE; usage: ${USAGE}`);
+  const as = stringFlag(flags, "as");
+  if (as !== undefined && files.length > 1) throw new UsageError("--as takes exactly one FILE");
+  const requested: Partial<ClusterConfig> = {};
+  const servers = intFlag(flags, "servers", 1, MAX_SERVERS);
+  const basePort = intFlag(flags, "base-port", 1, 65535);
+  const replicas = intFlag(flags, "replicas", 1, MAX_SERVERS);
+  const partSizeFlag = sizeFlag(flags, "part-size");
+  const host = stringFlag(flags, "host");
+  if (servers !== undefined) requested.servers = servers;
+  if (basePort !== undefined) requested.basePort = basePort;
+  if (replicas !== undefined) requested.replicas = replicas;
+  if (host !== undefined) requested.host = host;
+  if (partSizeFlag !== undefined) requested.partSize = partSizeFlag;
+
+  // Check every name and file before storing anything.
+  const jobs = files.map((path) => {
+    const name = as ?? basename(path);
+    try {
+      validateFileName(name);
+    } catch (cause) {
+      throw new UsageError(`Bad file name for ${path}: ${(cause as Error).message}`, { cause });
+    }
+    return { path, name };
+  });
+  for (const { path } of jobs) {
+    try {
+      const info = await Deno.stat(path);
+      if (!info.isFile) throw new UsageError(`${path} is not a regular file`);
+    } catch (cause) {
+      if (cause instanceof UsageError) throw cause;
+      throw new UsageError(`Cannot read ${path}: ${(cause as Error).message}`, { cause });
+    }
+  }
+  const dir = resolveDataDir(stringFlag(flags, "data"));
+  const config = await ensureConfig(dir, requested);
+  const partSize = partSizeFlag ?? config.partSize;
+  const quiet = boolFlag(flags, "quiet");
+  const tty = isTerminal(Deno.stderr);
+  for (const { path, name } of jobs) {
+    const started = performance.now();
+    const entry = await preloadFile(dir, config, path, {
+      name,
+      partSize,
+      replace: boolFlag(flags, "replace"),
+      onPart: ({ index, parts, bytes, size }) => {
+        if (quiet || !tty) return;
+        writeErr(
+          `\rpreloading ${name}: part ${index + 1}/${parts} (${formatBytes(bytes)} of ${
+            formatBytes(size)
+          })`,
+        );
+      },
+    });
+    if (!quiet && tty) writeErr("\r\x1b[K");
+    if (!quiet) {
+      console.log(
+        `preloaded ${name}: ${formatBytes(entry.size)} in ${entry.parts.length} parts of ${
+          formatBytes(entry.partSize)
+        }, ${config.replicas} replicas each (${formatDuration(performance.now() - started)})`,
+      );
+    }
+  }
+  return 0;
+}

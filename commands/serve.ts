@@ -1,0 +1,108 @@
+import { boolFlag, durationFlag, intFlag, parseFlags, stringFlag } from "../lib/cli.ts";
+import { dataPaths, loadConfig, resolveDataDir } from "../lib/config.ts";
+import { UsageError } from "../lib/errors.ts";
+import { processAlive } from "../lib/fs_util.ts";
+import { ManifestCache } from "../lib/manifest.ts";
+import { Server } from "../lib/server.ts";
+import { PartStore } from "../lib/store.ts";
+
+export const USAGE = "fts serve --port P [--host H] [--data DIR]";
+
+/** How often a server started by a supervisor checks that its parent lives. */
+const PARENT_CHECK_INTERVAL_MS = 1_000;
+
+export async function run(args: string[]): Promise<number> {
+  const flags = parseFlags(args, {
+    data: { type: "string" },
+    port: { type: "string" },
+    host: { type: "string" },
+    "parent-pid": { type: "string" },
+    "idle-timeout": { type: "string" },
+    "request-timeout": { type: "string" },
+    "max-connections": { type: "string" },
+    quiet: { type: "boolean" },
+  });
+  const dir = resolveDataDir(stringFlag(flags, "data"));
+  const port = intFlag(flags, "port", 0, 65535);
+  if (port === undefined) throw new UsageError(`Missing --port; usage: ${USAGE}`);
+  const config = await loadConfig(dir);
+  const host = stringFlag(flags, "host") ?? config?.host ?? "127.0.0.1";
+  const parentPid = intFlag(flags, "parent-pid", 1, 2 ** 31);
+  const idleTimeoutMs = durationFlag(flags, "idle-timeout");
+  const requestTimeoutMs = durationFlag(flags, "request-timeout");
+  const maxConnections = intFlag(flags, "max-connections", 1, 100_000);
+
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: host, port });
+  } catch (cause) {
+    if (cause instanceof Deno.errors.AddrInUse) {
+      throw new Error(
+        `Port ${port} on ${host} is already in use (another instance? try "fts status")`,
+        {
+          cause,
+        },
+      );
+    }
+    throw new Error(`Cannot listen on ${host}:${port}`, { cause });
+  }
+  const actualPort = (listener.addr as Deno.NetAddr).port;
+  const id = String(actualPort);
+  const paths = dataPaths(dir);
+  const store = new PartStore(paths.instanceDir(id));
+  await store.init();
+  await store.cleanStaleTemps();
+  const server = new Server({
+    id,
+    store,
+    manifest: new ManifestCache(dir),
+    addressOf: (other) => `${host}:${other}`,
+    limits: {
+      ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
+      ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
+      ...(maxConnections !== undefined ? { maxConnections } : {}),
+    },
+  });
+  await Deno.mkdir(paths.runDir, { recursive: true });
+  const pidFile = paths.pidFile(id);
+  await Deno.writeTextFile(pidFile, `${Deno.pid}\n`);
+
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    try {
+      listener.close();
+    } catch { /* already closed */ }
+    server.closeAll();
+  };
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, stop);
+  const parentWatch = parentPid === undefined ? undefined : setInterval(() => {
+    // Never outlive the supervisor, even one killed with SIGKILL.
+    if (!processAlive(parentPid)) stop();
+  }, PARENT_CHECK_INTERVAL_MS);
+
+  if (!boolFlag(flags, "quiet")) {
+    console.log(
+      `fts serve: ready: instance ${id} listening on ${host}:${actualPort} (pid ${Deno.pid})`,
+    );
+  }
+  try {
+    for await (const conn of listener) {
+      server.accept(conn);
+    }
+  } catch (error) {
+    if (!stopping) throw error;
+  } finally {
+    clearInterval(parentWatch);
+    for (const signal of signals) Deno.removeSignalListener(signal, stop);
+    // Only remove the pid file if it is still ours (a restart may have replaced it).
+    try {
+      if ((await Deno.readTextFile(pidFile)).trim() === String(Deno.pid)) {
+        await Deno.remove(pidFile);
+      }
+    } catch { /* gone already */ }
+  }
+  return 0;
+}

@@ -1,0 +1,72 @@
+/**
+ * The one catalogue of error codes that cross the wire. Each code has a stable
+ * name; nothing else invents errors on the wire. PROTOCOL.md lists the same table.
+ */
+export const ERROR_CODES = {
+  /** The frame could not be parsed: bad lengths, bad JSON, missing fields. */
+  BAD_FRAME: "BAD_FRAME",
+  /** The header is longer than MAX_HEADER_BYTES. */
+  HEADER_TOO_LARGE: "HEADER_TOO_LARGE",
+  /** The declared body is longer than MAX_BODY_BYTES (or the op's own limit). */
+  BODY_TOO_LARGE: "BODY_TOO_LARGE",
+  /** The op is not one this server knows. */
+  UNKNOWN_OP: "UNKNOWN_OP",
+  /** The request is well framed but a field is missing or has a bad value. */
+  BAD_REQUEST: "BAD_REQUEST",
+  /** The first frame was not a hello, or the versions do not overlap. */
+  VERSION_MISMATCH: "VERSION_MISMATCH",
+  /** The named file or part does not exist here. */
+  NOT_FOUND: "NOT_FOUND",
+  /** The requested byte range lies outside the part. */
+  BAD_RANGE: "BAD_RANGE",
+  /** Received bytes do not hash to the digest the request named. */
+  DIGEST_MISMATCH: "DIGEST_MISMATCH",
+  /** The part is quarantined here because its stored copy failed its digest. */
+  QUARANTINED: "QUARANTINED",
+  /** Too many connections; try another instance or later. */
+  BUSY: "BUSY",
+  /** The peer was too slow: idle or request timeout. */
+  TIMEOUT: "TIMEOUT",
+  /** Something failed on the server that is not the client's fault. */
+  INTERNAL: "INTERNAL",
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error a peer sent us, or one we send: carries a catalogued code. */
+export class ProtocolError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ProtocolError";
+    this.code = code;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** A usage error on the command line: the caller prints it and exits 2. */
+export class UsageError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UsageError";
+  }
+}
+
+/** Flattens an error and its cause chain into one line per level. */
+export function causeChain(error: unknown): string[] {
+  const lines: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current !== undefined && depth < 10; depth++) {
+    if (current instanceof Error) {
+      lines.push(current.message);
+      current = current.cause;
+    } else {
+      lines.push(String(current));
+      break;
+    }
+  }
+  return lines;
+}

@@ -1,0 +1,605 @@
+/**
+ * Fetching a file by name: find its entry, see what the destination already
+ * holds, pull the missing parts from several replicas at once, fail over
+ * mid-part, verify every part, then put the file in place. README.md explains
+ * the algorithm in numbered steps; this file follows them.
+ */
+import { createHash, type Hash } from "node:crypto";
+import { basename, join } from "node:path";
+import { ProtocolError } from "./errors.ts";
+import { Bitmap, loadFetchState, saveFetchState } from "./fetch_state.ts";
+import { exists, syncDir } from "./fs_util.ts";
+import { type FileEntry } from "./manifest.ts";
+import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo, parseAddress, Peer } from "./peer.ts";
+import { writeAll } from "./protocol.ts";
+import { RateLimiter } from "./rate_limiter.ts";
+import { hashInto } from "./store.ts";
+
+/** Bytes read from a socket and written to disk at a time. */
+export const RECEIVE_CHUNK_BYTES = 1024 * 1024;
+/** How often verified progress is flushed and recorded in the control file. */
+export const STATE_SAVE_INTERVAL_MS = 1_000;
+/** A server that failed is avoided by other parts for this long. */
+export const FAILED_SERVER_COOLDOWN_MS = 10_000;
+/** Tries per replica per part before that replica is given up on for the part. */
+export const ATTEMPTS_PER_REPLICA = 2;
+export const DEFAULT_PARALLEL = 4;
+export const MAX_PARALLEL = 64;
+
+export const PARTIAL_SUFFIX = ".fts-partial";
+export const STATE_SUFFIX = ".fts-state";
+
+export interface FetchOptions {
+  name: string;
+  destDir: string;
+  /** Addresses ("host:port") to ask for the file's entry. */
+  servers: string[];
+  parallel?: number;
+  limitRateBytesPerSecond?: number;
+  /** Re-hash every local part instead of trusting the control file. */
+  verify?: boolean;
+  stallTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  signal?: AbortSignal;
+  onEvent?: (event: FetchEvent) => void;
+}
+
+export type FetchEvent =
+  | { type: "entry"; entry: FileEntry; from: string }
+  | { type: "checking"; workPath: string; usingControlFile: boolean }
+  | { type: "failover"; part: number; from: string; at: number; reason: string }
+  | { type: "mismatch"; part: number; replicas: string[] }
+  | { type: "part"; part: number; from: string };
+
+export interface FetchProgress {
+  name: string;
+  phase: "locating" | "checking" | "fetching" | "done";
+  size: number;
+  parts: number;
+  /** Bytes and parts found already correct at the destination. */
+  bytesPresent: number;
+  partsPresent: number;
+  /** Bytes and parts fetched and verified in this run. */
+  bytesFetched: number;
+  partsFetched: number;
+  /** Part bytes received from the network, verified or not. */
+  bytesReceived: number;
+  /** Bytes hashed while checking the destination. */
+  bytesChecked: number;
+  failovers: number;
+  digestMismatches: number;
+  elapsedMs: number;
+}
+
+export interface FetchResult extends FetchProgress {
+  path: string;
+}
+
+/** A fetch that could not complete; the destination stays resumable. */
+export class FetchError extends Error {
+  readonly failedParts: number[];
+  constructor(message: string, failedParts: number[], options?: ErrorOptions) {
+    super(message, options);
+    this.name = "FetchError";
+    this.failedParts = failedParts;
+  }
+}
+
+/** A local disk problem: no other replica can fix it, so the fetch stops. */
+class _LocalWriteError extends Error {}
+
+/** Asks the given servers, in random order, for the file's entry. */
+export async function locateFile(
+  name: string,
+  servers: readonly string[],
+  options: { connectTimeoutMs?: number; stallTimeoutMs?: number } = {},
+): Promise<FileInfo & { from: string }> {
+  if (servers.length === 0) throw new TypeError("No servers to ask for the file");
+  const order = [...servers].sort(() => Math.random() - 0.5);
+  const reasons: string[] = [];
+  for (const address of order) {
+    let peer: Peer | undefined;
+    try {
+      peer = await Peer.connect(address, options);
+      const info = await peer.getFile(name);
+      if (info.entry.name !== name) {
+        throw new ProtocolError("BAD_FRAME", `${address} sent the entry of another file`);
+      }
+      return { ...info, from: address };
+    } catch (error) {
+      if (error instanceof ProtocolError && error.code === "NOT_FOUND") {
+        throw new FetchError(`No file named ${JSON.stringify(name)} in the cluster`, [], {
+          cause: error,
+        });
+      }
+      reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      peer?.close();
+    }
+  }
+  throw new FetchError(
+    `Cannot reach any server (tried ${order.length}); is the cluster running?`,
+    [],
+    { cause: new Error(reasons.slice(0, 5).join("; ")) },
+  );
+}
+
+const LOOPBACK = /^(127\.|localhost$|0\.0\.0\.0$|::1?$)/;
+
+/** Maps instance ids to addresses, substituting the host we reached for a loopback one. */
+function _addressResolver(info: FileInfo & { from: string }): (id: string) => string {
+  const reachedHost = parseAddress(info.from).hostname;
+  return (id: string) => {
+    const advertised = info.instances[id] ?? `${reachedHost}:${id}`;
+    const { hostname, port } = parseAddress(advertised);
+    if (LOOPBACK.test(hostname) && !LOOPBACK.test(reachedHost)) return `${reachedHost}:${port}`;
+    return advertised;
+  };
+}
+
+/** Idle connections per server, reused across parts. */
+class _PeerPool {
+  readonly #idle = new Map<string, Peer[]>();
+  readonly #options: { connectTimeoutMs?: number; stallTimeoutMs?: number };
+
+  constructor(options: { connectTimeoutMs?: number; stallTimeoutMs?: number }) {
+    this.#options = options;
+  }
+
+  async acquire(address: string): Promise<Peer> {
+    const idle = this.#idle.get(address);
+    while (idle && idle.length > 0) {
+      const peer = idle.pop()!;
+      if (!peer.closed) return peer;
+    }
+    return await Peer.connect(address, this.#options);
+  }
+
+  release(peer: Peer): void {
+    if (peer.closed) return;
+    const idle = this.#idle.get(peer.address) ?? [];
+    idle.push(peer);
+    this.#idle.set(peer.address, idle);
+  }
+
+  closeAll(): void {
+    for (const peers of this.#idle.values()) for (const peer of peers) peer.close();
+    this.#idle.clear();
+  }
+}
+
+/** Fetches a file into `destDir`. Resolves only when every byte is verified. */
+export async function fetchFile(
+  options: FetchOptions,
+  onProgress?: (progress: FetchProgress) => void,
+): Promise<FetchResult> {
+  const fetcher = new _Fetcher(options, onProgress);
+  return await fetcher.run();
+}
+
+class _Fetcher {
+  readonly #options: FetchOptions;
+  readonly #onProgress: ((progress: FetchProgress) => void) | undefined;
+  readonly #startedAt = performance.now();
+  readonly #cooldown = new Map<string, number>();
+  readonly #active = new Map<string, number>();
+  #progress: FetchProgress;
+
+  constructor(options: FetchOptions, onProgress?: (progress: FetchProgress) => void) {
+    this.#options = options;
+    this.#onProgress = onProgress;
+    this.#progress = {
+      name: options.name,
+      phase: "locating",
+      size: 0,
+      parts: 0,
+      bytesPresent: 0,
+      partsPresent: 0,
+      bytesFetched: 0,
+      partsFetched: 0,
+      bytesReceived: 0,
+      bytesChecked: 0,
+      failovers: 0,
+      digestMismatches: 0,
+      elapsedMs: 0,
+    };
+  }
+
+  get progress(): FetchProgress {
+    return { ...this.#progress, elapsedMs: performance.now() - this.#startedAt };
+  }
+
+  #emit(event: FetchEvent): void {
+    this.#options.onEvent?.(event);
+  }
+
+  async run(): Promise<FetchResult> {
+    const options = this.#options;
+    const ticker = this.#onProgress
+      ? setInterval(() => this.#onProgress?.(this.progress), 200)
+      : undefined;
+    try {
+      return await this.#run(options);
+    } finally {
+      clearInterval(ticker);
+      this.#onProgress?.(this.progress);
+    }
+  }
+
+  async #run(options: FetchOptions): Promise<FetchResult> {
+    // Step 1: the entry, from any live server.
+    const info = await locateFile(options.name, options.servers, {
+      ...(options.connectTimeoutMs !== undefined
+        ? { connectTimeoutMs: options.connectTimeoutMs }
+        : {}),
+      ...(options.stallTimeoutMs !== undefined ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
+    });
+    const entry = info.entry;
+    const addressOf = _addressResolver(info);
+    this.#emit({ type: "entry", entry, from: info.from });
+    Object.assign(this.#progress, { size: entry.size, parts: entry.parts.length });
+
+    let destInfo: Deno.FileInfo;
+    try {
+      destInfo = await Deno.stat(options.destDir);
+    } catch (cause) {
+      throw new FetchError(`Destination directory ${options.destDir} does not exist`, [], {
+        cause,
+      });
+    }
+    if (!destInfo.isDirectory) {
+      throw new FetchError(`Destination ${options.destDir} is not a directory`, []);
+    }
+    const finalPath = join(options.destDir, entry.name);
+    const partialPath = finalPath + PARTIAL_SUFFIX;
+    const statePath = finalPath + STATE_SUFFIX;
+    if ((await exists(finalPath)) && !(await Deno.stat(finalPath)).isFile) {
+      throw new FetchError(`Destination ${finalPath} exists and is not a regular file`, []);
+    }
+    // Work in the partial file of an earlier run, else in place on an existing
+    // destination (its bytes are what resume is for), else in a new partial file.
+    const workPath = (await exists(partialPath))
+      ? partialPath
+      : (await exists(finalPath))
+      ? finalPath
+      : partialPath;
+
+    let work: Deno.FsFile;
+    try {
+      work = await Deno.open(workPath, { read: true, write: true, create: true });
+    } catch (cause) {
+      throw new FetchError(`Cannot open ${workPath} for writing`, [], { cause });
+    }
+    try {
+      // Step 2: what is already there.
+      this.#progress.phase = "checking";
+      const verified = new Bitmap(entry.parts.length);
+      const resumeAt = new Map<number, { hash: Hash; offset: number }>();
+      await this.#checkDestination(entry, work, workPath, statePath, verified, resumeAt);
+      const saveState = async () => {
+        await work.syncData();
+        await saveFetchState(statePath, {
+          name: entry.name,
+          contentId: entry.contentId,
+          size: entry.size,
+          partSize: entry.partSize,
+          workFile: basename(workPath),
+          verified,
+        });
+      };
+      if (this.#progress.partsPresent > 0 && workPath === finalPath) await saveState();
+      const { size: workSize } = await work.stat();
+      if (workSize < entry.size) await work.truncate(entry.size);
+
+      // Steps 3-5: the missing parts, several at once, with failover.
+      this.#progress.phase = "fetching";
+      const missing: number[] = [];
+      for (let i = 0; i < entry.parts.length; i++) if (!verified.has(i)) missing.push(i);
+      let dirty = false;
+      let saving: Promise<void> = Promise.resolve();
+      const saver = setInterval(() => {
+        if (!dirty) return;
+        dirty = false;
+        saving = saving.then(saveState).catch(() => {
+          dirty = true;
+        });
+      }, STATE_SAVE_INTERVAL_MS);
+      let failure: unknown;
+      try {
+        await this.#fetchParts(entry, workPath, missing, resumeAt, addressOf, (index) => {
+          verified.set(index);
+          dirty = true;
+        });
+      } catch (error) {
+        failure = error;
+      } finally {
+        clearInterval(saver);
+        await saving;
+      }
+      if (failure !== undefined) {
+        await saveState().catch(() => {});
+        throw failure;
+      }
+
+      // Step 6: every part verified; put the file in place.
+      if (workSize > entry.size) await work.truncate(entry.size);
+      await work.sync();
+      work.close();
+      if (workPath !== finalPath) await Deno.rename(workPath, finalPath);
+      await Deno.remove(statePath).catch(() => {});
+      await syncDir(options.destDir);
+      this.#progress.phase = "done";
+      return { ...this.progress, path: finalPath };
+    } finally {
+      try {
+        work.close();
+      } catch {
+        // Closed on success already.
+      }
+    }
+  }
+
+  async #checkDestination(
+    entry: FileEntry,
+    work: Deno.FsFile,
+    workPath: string,
+    statePath: string,
+    verified: Bitmap,
+    resumeAt: Map<number, { hash: Hash; offset: number }>,
+  ): Promise<void> {
+    const { size: onDisk } = await work.stat();
+    const state = this.#options.verify ? undefined : await loadFetchState(statePath);
+    const usable = state !== undefined && state.contentId === entry.contentId &&
+      state.workFile === basename(workPath) && state.verified.size === entry.parts.length;
+    this.#emit({ type: "checking", workPath, usingControlFile: usable });
+    for (let index = 0; index < entry.parts.length; index++) {
+      const part = entry.parts[index]!;
+      const start = index * entry.partSize;
+      const end = start + part.size;
+      if (usable) {
+        if (state.verified.has(index) && end <= onDisk) verified.set(index);
+        continue;
+      }
+      if (start >= onDisk) break;
+      await work.seek(start, Deno.SeekMode.Start);
+      const hash = createHash("sha256");
+      const hashed = await hashInto(hash, work, Math.min(part.size, onDisk - start));
+      this.#progress.bytesChecked += hashed;
+      if (hashed === part.size) {
+        if (hash.digest("hex") === part.digest) verified.set(index);
+      } else if (hashed > 0) {
+        // The destination ends inside this part: keep the hash of what is
+        // there and fetch only the rest; the full digest still decides.
+        resumeAt.set(index, { hash, offset: hashed });
+      }
+    }
+    for (let index = 0; index < entry.parts.length; index++) {
+      if (verified.has(index)) {
+        this.#progress.partsPresent++;
+        this.#progress.bytesPresent += entry.parts[index]!.size;
+      }
+    }
+  }
+
+  async #fetchParts(
+    entry: FileEntry,
+    workPath: string,
+    missing: number[],
+    resumeAt: Map<number, { hash: Hash; offset: number }>,
+    addressOf: (id: string) => string,
+    onVerified: (index: number) => void,
+  ): Promise<void> {
+    const options = this.#options;
+    const parallel = Math.max(1, Math.min(options.parallel ?? DEFAULT_PARALLEL, MAX_PARALLEL));
+    const limiter = options.limitRateBytesPerSecond
+      ? new RateLimiter(options.limitRateBytesPerSecond)
+      : undefined;
+    const pool = new _PeerPool({
+      ...(options.connectTimeoutMs !== undefined
+        ? { connectTimeoutMs: options.connectTimeoutMs }
+        : {}),
+      stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    });
+    const queue = [...missing];
+    const failures: { index: number; error: unknown }[] = [];
+    let stopping = false;
+    const worker = async (slot: number) => {
+      const file = await Deno.open(workPath, { read: true, write: true });
+      const buffer = new Uint8Array(
+        Math.min(RECEIVE_CHUNK_BYTES, limiter?.chunkBytes ?? RECEIVE_CHUNK_BYTES),
+      );
+      try {
+        while (!stopping) {
+          const index = queue.shift();
+          if (index === undefined) return;
+          try {
+            await this.#fetchPart(entry, index, slot, file, buffer, resumeAt.get(index), {
+              pool,
+              limiter,
+              addressOf,
+            });
+            onVerified(index);
+            this.#progress.partsFetched++;
+            this.#progress.bytesFetched += entry.parts[index]!.size;
+          } catch (error) {
+            failures.push({ index, error });
+            // Stop taking new parts; parts in flight finish so a resume has them.
+            stopping = true;
+          }
+        }
+      } finally {
+        file.close();
+      }
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(parallel, queue.length) }, (_, i) => worker(i)),
+      );
+    } finally {
+      pool.closeAll();
+    }
+    if (failures.length > 0) {
+      failures.sort((a, b) => a.index - b.index);
+      const first = failures[0]!;
+      if (first.error instanceof FetchError || first.error instanceof _LocalWriteError) {
+        throw first.error;
+      }
+      if (options.signal?.aborted) throw options.signal.reason ?? first.error;
+      throw first.error;
+    }
+  }
+
+  #pickReplica(
+    replicas: readonly string[],
+    failures: Map<string, number>,
+    index: number,
+    addressOf: (id: string) => string,
+  ): string | undefined {
+    const now = Date.now();
+    const candidates = replicas
+      .map((id, position) => ({ id, position }))
+      .filter(({ id }) => (failures.get(id) ?? 0) < ATTEMPTS_PER_REPLICA);
+    if (candidates.length === 0) return undefined;
+    const n = replicas.length;
+    const score = ({ id, position }: { id: string; position: number }) => {
+      const address = addressOf(id);
+      const cooling = now - (this.#cooldown.get(address) ?? -Infinity) < FAILED_SERVER_COOLDOWN_MS;
+      return [
+        failures.get(id) ?? 0,
+        cooling ? 1 : 0,
+        this.#active.get(address) ?? 0,
+        // Spread parts over replicas so parallel streams come from different servers.
+        (position - index % n + n) % n,
+      ];
+    };
+    candidates.sort((a, b) => {
+      const sa = score(a);
+      const sb = score(b);
+      for (let i = 0; i < sa.length; i++) if (sa[i] !== sb[i]) return sa[i]! - sb[i]!;
+      return 0;
+    });
+    return candidates[0]!.id;
+  }
+
+  async #fetchPart(
+    entry: FileEntry,
+    index: number,
+    _slot: number,
+    file: Deno.FsFile,
+    buffer: Uint8Array,
+    resume: { hash: Hash; offset: number } | undefined,
+    context: {
+      pool: _PeerPool;
+      limiter: RateLimiter | undefined;
+      addressOf: (id: string) => string;
+    },
+  ): Promise<void> {
+    const { pool, limiter, addressOf } = context;
+    const signal = this.#options.signal;
+    const part = entry.parts[index]!;
+    const base = index * entry.partSize;
+    let hash = resume?.hash ?? createHash("sha256");
+    let reached = resume?.offset ?? 0;
+    const contributors = new Set<string>();
+    const failures = new Map<string, number>();
+    const reasons: string[] = [];
+    let attempts = 0;
+    while (true) {
+      signal?.throwIfAborted();
+      const id = this.#pickReplica(part.replicas, failures, index, addressOf);
+      if (id === undefined) {
+        throw new FetchError(
+          `Cannot fetch part ${index} of ${
+            JSON.stringify(entry.name)
+          }: all ${part.replicas.length} replicas failed`,
+          [index],
+          { cause: new Error(reasons.join("; ")) },
+        );
+      }
+      const address = addressOf(id);
+      if ((failures.get(id) ?? 0) > 0) await new Promise((r) => setTimeout(r, 200));
+      attempts++;
+      let peer: Peer | undefined;
+      this.#active.set(address, (this.#active.get(address) ?? 0) + 1);
+      try {
+        peer = await pool.acquire(address);
+        await peer.requestPart(part.digest, reached, part.size - reached);
+        contributors.add(id);
+        try {
+          await file.seek(base + reached, Deno.SeekMode.Start);
+        } catch (cause) {
+          throw new _LocalWriteError(`Cannot seek in the destination`, { cause });
+        }
+        while (reached < part.size) {
+          const n = await peer.reader.readBody(
+            buffer.subarray(0, Math.min(buffer.length, part.size - reached)),
+          );
+          if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
+          const chunk = buffer.subarray(0, n);
+          hash.update(chunk);
+          try {
+            await writeAll(file, chunk);
+          } catch (cause) {
+            throw new _LocalWriteError(
+              `Cannot write to the destination: ${cause instanceof Error ? cause.message : cause}`,
+              { cause },
+            );
+          }
+          reached += n;
+          this.#progress.bytesReceived += n;
+          if (limiter) await limiter.take(n);
+          signal?.throwIfAborted();
+        }
+        pool.release(peer);
+      } catch (error) {
+        peer?.close();
+        if (error instanceof _LocalWriteError) {
+          throw new FetchError(error.message, [index], { cause: error.cause });
+        }
+        signal?.throwIfAborted();
+        const reason = error instanceof Error ? error.message : String(error);
+        reasons.push(`${id}: ${reason}`);
+        const permanent = error instanceof ProtocolError &&
+          ["NOT_FOUND", "QUARANTINED", "BAD_RANGE"].includes(error.code);
+        failures.set(id, permanent ? ATTEMPTS_PER_REPLICA : (failures.get(id) ?? 0) + 1);
+        if (!permanent) this.#cooldown.set(address, Date.now());
+        this.#progress.failovers++;
+        this.#emit({ type: "failover", part: index, from: id, at: reached, reason });
+        continue;
+      } finally {
+        this.#active.set(address, (this.#active.get(address) ?? 1) - 1);
+      }
+      const digest = hash.digest("hex");
+      if (digest === part.digest) {
+        this.#emit({ type: "part", part: index, from: id });
+        this.#cooldown.delete(address);
+        return;
+      }
+      // Wrong bytes: tell every replica that contributed, and start the part over
+      // without them.
+      this.#progress.digestMismatches++;
+      this.#emit({ type: "mismatch", part: index, replicas: [...contributors] });
+      for (const bad of contributors) {
+        failures.set(bad, ATTEMPTS_PER_REPLICA);
+        reasons.push(`${bad}: digest mismatch`);
+        this.#report(addressOf(bad), part.digest);
+      }
+      contributors.clear();
+      hash = createHash("sha256");
+      reached = 0;
+      void attempts;
+    }
+  }
+
+  #report(address: string, digest: string): void {
+    // Best effort: the instance re-hashes its copy and quarantines it if bad.
+    (async () => {
+      const peer = await Peer.connect(address, { connectTimeoutMs: 1000, stallTimeoutMs: 10_000 });
+      try {
+        await peer.report(digest);
+      } finally {
+        peer.close();
+      }
+    })().catch(() => {});
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * The control file a fetch keeps beside its destination: which parts of which
+ * content are verified on disk. Written crash-safely, and only after the data
+ * it vouches for has been flushed, so a resume can trust it without re-hashing.
+ */
+import { readJsonFile, writeFileAtomic } from "./fs_util.ts";
+
+export const STATE_FORMAT = "fts-fetch-state";
+export const STATE_VERSION = 1;
+
+export interface FetchState {
+  name: string;
+  contentId: string;
+  size: number;
+  partSize: number;
+  /** Base name of the file the parts were written into. */
+  workFile: string;
+  verified: Bitmap;
+}
+
+/** A fixed-size set of part indexes. */
+export class Bitmap {
+  readonly size: number;
+  readonly bytes: Uint8Array;
+
+  constructor(size: number, bytes?: Uint8Array) {
+    this.size = size;
+    this.bytes = bytes ?? new Uint8Array(Math.ceil(size / 8));
+  }
+
+  has(index: number): boolean {
+    return (this.bytes[index >> 3]! & (1 << (index & 7))) !== 0;
+  }
+
+  set(index: number): void {
+    this.bytes[index >> 3]! |= 1 << (index & 7);
+  }
+
+  delete(index: number): void {
+    this.bytes[index >> 3]! &= ~(1 << (index & 7));
+  }
+
+  count(): number {
+    let total = 0;
+    for (let i = 0; i < this.size; i++) if (this.has(i)) total++;
+    return total;
+  }
+
+  toBase64(): string {
+    let binary = "";
+    for (const byte of this.bytes) binary += String.fromCharCode(byte);
+    return btoa(binary);
+  }
+
+  static fromBase64(size: number, text: string): Bitmap {
+    const binary = atob(text);
+    if (binary.length !== Math.ceil(size / 8)) throw new RangeError("Bitmap length mismatch");
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return new Bitmap(size, bytes);
+  }
+}
+
+export async function saveFetchState(path: string, state: FetchState): Promise<void> {
+  await writeFileAtomic(
+    path,
+    JSON.stringify({
+      format: STATE_FORMAT,
+      version: STATE_VERSION,
+      name: state.name,
+      contentId: state.contentId,
+      size: state.size,
+      partSize: state.partSize,
+      workFile: state.workFile,
+      verified: state.verified.toBase64(),
+    }) + "\n",
+  );
+}
+
+/** Loads a control file; undefined when absent or unusable (then the caller re-hashes). */
+export async function loadFetchState(path: string): Promise<FetchState | undefined> {
+  let value: unknown;
+  try {
+    value = await readJsonFile(path);
+  } catch {
+    return undefined;
+  }
+  const v = value as Record<string, unknown> | undefined;
+  if (
+    typeof v !== "object" || v === null || v.format !== STATE_FORMAT ||
+    v.version !== STATE_VERSION || typeof v.name !== "string" ||
+    typeof v.contentId !== "string" || typeof v.size !== "number" ||
+    typeof v.partSize !== "number" || typeof v.workFile !== "string" ||
+    typeof v.verified !== "string" || v.partSize < 1
+  ) {
+    return undefined;
+  }
+  const partCount = v.size === 0 ? 0 : Math.ceil(v.size / v.partSize);
+  try {
+    return {
+      name: v.name,
+      contentId: v.contentId,
+      size: v.size,
+      partSize: v.partSize,
+      workFile: v.workFile,
+      verified: Bitmap.fromBase64(partCount, v.verified),
+    };
+  } catch {
+    return undefined;
+  }
+}

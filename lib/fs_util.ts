@@ -1,0 +1,104 @@
+import { dirname, join } from "node:path";
+
+/** True when the path exists (any kind of entry). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** A temp name beside `path`, unique per process and call. */
+export function tempPathBeside(path: string): string {
+  const random = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
+  return join(dirname(path), `.${Deno.pid}.${random}.tmp`);
+}
+
+/** Flushes a directory entry change to disk; a no-op where the OS refuses. */
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    const handle = await Deno.open(dir, { read: true });
+    try {
+      await handle.sync();
+    } finally {
+      handle.close();
+    }
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename is still atomic.
+  }
+}
+
+/**
+ * Writes a file crash-safely: temp file, fsync, rename over the target, fsync
+ * the directory. A reader sees the old content or the new, never half.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array | string,
+  options: { mode?: number } = {},
+): Promise<void> {
+  const temp = tempPathBeside(path);
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  const file = await Deno.open(temp, {
+    write: true,
+    createNew: true,
+    ...(options.mode !== undefined ? { mode: options.mode } : {}),
+  });
+  try {
+    let done = 0;
+    while (done < bytes.length) done += await file.write(bytes.subarray(done));
+    await file.sync();
+  } catch (error) {
+    file.close();
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  file.close();
+  try {
+    await Deno.rename(temp, path);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  await syncDir(dirname(path));
+}
+
+/** Reads JSON from a file, or returns undefined when it does not exist. */
+export async function readJsonFile(path: string): Promise<unknown | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new SyntaxError(`File ${path} is not valid JSON`, { cause });
+  }
+}
+
+/** True when a process with this pid exists (Linux: /proc). */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // Field 3 is the state; a zombie (Z) or dead (X) process is not alive.
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+/** The command line of a process, or "" when it is gone. */
+export function processCommandLine(pid: number): string {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").join(" ");
+  } catch {
+    return "";
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * Preload: split a local file into parts and store each part directly in the
+ * storage of its R instances in the data directory (the instances may be up or
+ * down), then publish the file in the manifest in one step.
+ */
+import { createHash } from "node:crypto";
+import { type ClusterConfig, dataPaths, instanceIds } from "./config.ts";
+import {
+  contentIdOf,
+  type FileEntry,
+  OPERATOR_OWNER,
+  type PartEntry,
+  updateManifest,
+} from "./manifest.ts";
+import { placeReplicas } from "./placement.ts";
+import { PartStore, type PartWriter } from "./store.ts";
+
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+export class NameTakenError extends Error {
+  constructor(name: string) {
+    super(
+      `A file named ${
+        JSON.stringify(name)
+      } is already in the cluster; pass --replace to overwrite it`,
+    );
+    this.name = "NameTakenError";
+  }
+}
+
+export interface PreloadOptions {
+  name: string;
+  partSize: number;
+  replace?: boolean;
+  onPart?: (done: { index: number; parts: number; bytes: number; size: number }) => void;
+}
+
+async function _readRange(
+  file: Deno.FsFile,
+  start: number,
+  length: number,
+  buffer: Uint8Array,
+  each: (chunk: Uint8Array) => Promise<void> | void,
+): Promise<void> {
+  await file.seek(start, Deno.SeekMode.Start);
+  let done = 0;
+  while (done < length) {
+    const n = await file.read(buffer.subarray(0, Math.min(buffer.length, length - done)));
+    if (n === null) throw new Error(`File ended early: changed while preloading?`);
+    await each(buffer.subarray(0, n));
+    done += n;
+  }
+}
+
+/** Stores `path` in the cluster under `options.name` and returns its manifest entry. */
+export async function preloadFile(
+  dir: string,
+  config: ClusterConfig,
+  path: string,
+  options: PreloadOptions,
+): Promise<FileEntry> {
+  const { name, partSize } = options;
+  const file = await Deno.open(path, { read: true });
+  try {
+    const info = await file.stat();
+    if (!info.isFile) throw new TypeError(`${path} is not a regular file`);
+    // Fail before the work, and again under the lock below (another preload may race us).
+    if (!options.replace) {
+      await updateManifest(dir, (manifest) => {
+        if (Object.hasOwn(manifest.files, name)) throw new NameTakenError(name);
+      });
+    }
+    const size = info.size;
+    const ids = instanceIds(config);
+    const paths = dataPaths(dir);
+    const stores = new Map(ids.map((id) => [id, new PartStore(paths.instanceDir(id))]));
+    const buffer = new Uint8Array(READ_CHUNK_BYTES);
+    const parts: PartEntry[] = [];
+    const partCount = size === 0 ? 0 : Math.ceil(size / partSize);
+    for (let index = 0; index < partCount; index++) {
+      const start = index * partSize;
+      const length = Math.min(partSize, size - start);
+      // Pass 1: the digest decides where the part goes.
+      const first = createHash("sha256");
+      await _readRange(file, start, length, buffer, (chunk) => void first.update(chunk));
+      const digest = first.digest("hex");
+      const replicas = placeReplicas(digest, ids, config.replicas);
+      // Pass 2: copy to every replica that lacks it (content-addressed: a copy
+      // already there is the same bytes), hashing again to catch a changing file.
+      const writers: PartWriter[] = [];
+      for (const id of replicas) {
+        const store = stores.get(id)!;
+        if ((await store.sizeOf(digest)) === length) continue;
+        await store.init();
+        writers.push(await store.beginWrite(digest, { hash: false }));
+      }
+      if (writers.length > 0) {
+        try {
+          const second = createHash("sha256");
+          await _readRange(file, start, length, buffer, async (chunk) => {
+            second.update(chunk);
+            for (const writer of writers) await writer.write(chunk);
+          });
+          if (second.digest("hex") !== digest) {
+            throw new Error(`${path} changed while it was being preloaded (part ${index})`);
+          }
+          for (const writer of writers) await writer.commit();
+        } catch (error) {
+          for (const writer of writers) await writer.abort();
+          throw error;
+        }
+      }
+      parts.push({ digest, size: length, replicas });
+      options.onPart?.({ index, parts: partCount, bytes: start + length, size });
+    }
+    const entry: FileEntry = {
+      name,
+      size,
+      partSize,
+      contentId: contentIdOf(size, parts),
+      owner: OPERATOR_OWNER,
+      created: new Date().toISOString(),
+      parts,
+    };
+    await updateManifest(dir, (manifest) => {
+      if (!options.replace && Object.hasOwn(manifest.files, name)) throw new NameTakenError(name);
+      manifest.files[name] = entry;
+    });
+    return entry;
+  } finally {
+    file.close();
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * A token bucket shared by every stream of one transfer: `take(n)` resolves
+ * when n more bytes may pass without exceeding `bytesPerSecond` on average.
+ */
+export class RateLimiter {
+  readonly bytesPerSecond: number;
+  /** Bytes that may pass in one burst. */
+  readonly burstBytes: number;
+  #tokens: number;
+  #last = performance.now();
+
+  constructor(bytesPerSecond: number) {
+    if (!(bytesPerSecond > 0)) throw new RangeError(`Rate must be positive, got ${bytesPerSecond}`);
+    this.bytesPerSecond = bytesPerSecond;
+    this.burstBytes = Math.max(16 * 1024, Math.floor(bytesPerSecond / 10));
+    this.#tokens = this.burstBytes;
+  }
+
+  /** The largest read that keeps the flow smooth at this rate. */
+  get chunkBytes(): number {
+    return this.burstBytes;
+  }
+
+  async take(bytes: number): Promise<void> {
+    const now = performance.now();
+    this.#tokens = Math.min(
+      this.burstBytes,
+      this.#tokens + ((now - this.#last) / 1000) * this.bytesPerSecond,
+    );
+    this.#last = now;
+    this.#tokens -= bytes;
+    if (this.#tokens < 0) {
+      const waitMs = (-this.#tokens / this.bytesPerSecond) * 1000;
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}

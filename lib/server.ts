@@ -1,0 +1,379 @@
+/**
+ * The instance's connection handler. It is a plain function over a connection,
+ * tested in-process; commands/serve.ts only listens and prints a ready line.
+ */
+import { MAX_PART_BYTES } from "./config.ts";
+import { ProtocolError } from "./errors.ts";
+import { type FileEntry, type ManifestCache } from "./manifest.ts";
+import {
+  type ByteSink,
+  type ByteSource,
+  encodeFrame,
+  encodeFrameHead,
+  errorHeader,
+  FrameReader,
+  type Header,
+  jsonBody,
+  parseRequest,
+  PROTOCOL_VERSION,
+  type Request,
+  writeAll,
+} from "./protocol.ts";
+import { type PartStore } from "./store.ts";
+
+/** Bytes read from disk and written to the socket at a time when serving a part. */
+export const DATA_CHUNK_BYTES = 1024 * 1024;
+
+export interface ServerLimits {
+  /** A connection with no request for this long is closed. */
+  idleTimeoutMs: number;
+  /** A request must arrive whole, and a body must keep flowing, within this. */
+  requestTimeoutMs: number;
+  /** Connections served at once; more get BUSY and are closed. */
+  maxConnections: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
+  idleTimeoutMs: 60_000,
+  requestTimeoutMs: 10_000,
+  maxConnections: 128,
+};
+
+/** Small counters that tests and `fts status` read. */
+export interface ServerCounters {
+  connections: number;
+  activeConnections: number;
+  refusedConnections: number;
+  requests: number;
+  partsServed: number;
+  bytesServed: number;
+  partsStored: number;
+  bytesStored: number;
+  errorsSent: number;
+  reportsReceived: number;
+  quarantined: number;
+}
+
+export interface ServerOptions {
+  id: string;
+  store: PartStore;
+  manifest: ManifestCache;
+  /** Maps an instance id to the address clients should dial ("host:port"). */
+  addressOf: (id: string) => string;
+  limits?: Partial<ServerLimits>;
+}
+
+/** A connection the handler can drive: bytes in, bytes out, close. */
+export interface Connection extends ByteSource, ByteSink {
+  close(): void;
+}
+
+/** Errors after which the connection is closed: the stream can no longer be trusted. */
+const FATAL_CODES = new Set([
+  "BAD_FRAME",
+  "HEADER_TOO_LARGE",
+  "BODY_TOO_LARGE",
+  "UNKNOWN_OP",
+  "BAD_REQUEST",
+  "VERSION_MISMATCH",
+  "TIMEOUT",
+]);
+
+export class Server {
+  readonly id: string;
+  readonly limits: ServerLimits;
+  readonly counters: ServerCounters = {
+    connections: 0,
+    activeConnections: 0,
+    refusedConnections: 0,
+    requests: 0,
+    partsServed: 0,
+    bytesServed: 0,
+    partsStored: 0,
+    bytesStored: 0,
+    errorsSent: 0,
+    reportsReceived: 0,
+    quarantined: 0,
+  };
+  readonly #options: ServerOptions;
+  readonly #startedAt = Date.now();
+  readonly #open = new Set<Connection>();
+
+  constructor(options: ServerOptions) {
+    this.id = options.id;
+    this.#options = options;
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+  }
+
+  /** Accepts a new connection: serves it, or refuses it when at the limit. */
+  async accept(conn: Connection): Promise<void> {
+    if (this.counters.activeConnections >= this.limits.maxConnections) {
+      this.counters.refusedConnections++;
+      await _sendAndClose(
+        conn,
+        errorHeader(new ProtocolError("BUSY", "Too many connections; try another instance")),
+      );
+      return;
+    }
+    await this.handle(conn);
+  }
+
+  /** Serves one connection until the peer leaves, errs or idles out. Never throws. */
+  async handle(conn: Connection): Promise<void> {
+    this.counters.connections++;
+    this.counters.activeConnections++;
+    this.#open.add(conn);
+    const reader = new FrameReader(conn, { timeoutMs: this.limits.idleTimeoutMs });
+    reader.onTimeout = () => _closeQuietly(conn);
+    const state: ConnectionState = { greeted: false, dataBuffer: undefined };
+    try {
+      while (true) {
+        reader.timeoutMs = this.limits.idleTimeoutMs;
+        const head = await reader.readHead();
+        if (head === null) break;
+        reader.timeoutMs = this.limits.requestTimeoutMs;
+        this.counters.requests++;
+        try {
+          await this.#dispatch(conn, reader, head.header, head.bodyLength, state);
+        } catch (error) {
+          if (!(error instanceof ProtocolError) || FATAL_CODES.has(error.code)) throw error;
+          // A request-level error: the body has been consumed, the stream is intact.
+          if (reader.bodyRemaining > 0) await reader.skipBody();
+          this.counters.errorsSent++;
+          await writeAll(conn, encodeFrame(errorHeader(error)));
+        }
+      }
+    } catch (error) {
+      this.counters.errorsSent++;
+      if (!_isDisconnect(error)) await _sendAndClose(conn, errorHeader(error));
+    } finally {
+      this.#open.delete(conn);
+      this.counters.activeConnections--;
+      _closeQuietly(conn);
+    }
+  }
+
+  /** Closes every open connection (for shutdown). */
+  closeAll(): void {
+    for (const conn of this.#open) _closeQuietly(conn);
+  }
+
+  async #dispatch(
+    conn: Connection,
+    reader: FrameReader,
+    header: Header,
+    bodyLength: number,
+    state: ConnectionState,
+  ): Promise<void> {
+    const request = parseRequest(header);
+    if (!state.greeted) {
+      if (request.op !== "hello") {
+        throw new ProtocolError("VERSION_MISMATCH", "The first frame must be a hello");
+      }
+      if (request.version !== PROTOCOL_VERSION) {
+        throw new ProtocolError(
+          "VERSION_MISMATCH",
+          `Protocol version ${request.version} is not supported (this server speaks ${PROTOCOL_VERSION})`,
+        );
+      }
+    }
+    if (request.op !== "part.put" && bodyLength > 0) {
+      throw new ProtocolError("BAD_REQUEST", `${request.op} takes no body`);
+    }
+    await this.#serve(conn, reader, request, bodyLength, state);
+  }
+
+  async #serve(
+    conn: Connection,
+    reader: FrameReader,
+    request: Request,
+    bodyLength: number,
+    state: ConnectionState,
+  ): Promise<void> {
+    const { store, manifest } = this.#options;
+    switch (request.op) {
+      case "hello": {
+        state.greeted = true;
+        const { generation } = await manifest.get();
+        await writeAll(
+          conn,
+          encodeFrame({ op: "hello", version: PROTOCOL_VERSION, id: this.id, generation }),
+        );
+        return;
+      }
+      case "ping":
+        await writeAll(conn, encodeFrame({ op: "pong" }));
+        return;
+      case "file.get": {
+        const current = await manifest.get();
+        const entry = Object.hasOwn(current.files, request.name)
+          ? current.files[request.name]
+          : undefined;
+        if (!entry) {
+          throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(request.name)}`);
+        }
+        const body = jsonBody({ entry, instances: this.#addresses(entry) });
+        await writeAll(
+          conn,
+          encodeFrame({ op: "file", name: entry.name, generation: current.generation }, body),
+        );
+        return;
+      }
+      case "file.list": {
+        const current = await manifest.get();
+        const files = Object.values(current.files).map((f) => ({
+          name: f.name,
+          size: f.size,
+          parts: f.parts.length,
+          owner: f.owner,
+          created: f.created,
+        }));
+        await writeAll(
+          conn,
+          encodeFrame({ op: "files", generation: current.generation }, jsonBody(files)),
+        );
+        return;
+      }
+      case "part.get":
+        await this.#sendPart(conn, request, state);
+        return;
+      case "part.put":
+        await this.#receivePart(conn, reader, request.digest, bodyLength);
+        return;
+      case "part.report": {
+        this.counters.reportsReceived++;
+        let quarantined = false;
+        try {
+          if (!(await store.verify(request.digest))) {
+            quarantined = await store.quarantine(request.digest);
+            if (quarantined) this.counters.quarantined++;
+          }
+        } catch (error) {
+          if (!(error instanceof ProtocolError)) throw error;
+        }
+        await writeAll(conn, encodeFrame({ op: "ok", quarantined }));
+        return;
+      }
+      case "stats":
+        await writeAll(
+          conn,
+          encodeFrame({
+            op: "stats",
+            id: this.id,
+            uptimeMs: Date.now() - this.#startedAt,
+            ...this.counters,
+          }),
+        );
+        return;
+    }
+  }
+
+  #addresses(entry: FileEntry): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const part of entry.parts) {
+      for (const id of part.replicas) out[id] ??= this.#options.addressOf(id);
+    }
+    return out;
+  }
+
+  async #sendPart(
+    conn: Connection,
+    request: Extract<Request, { op: "part.get" }>,
+    state: ConnectionState,
+  ): Promise<void> {
+    const file = await this.#options.store.open(request.digest);
+    try {
+      const { size } = await file.stat();
+      const { offset, length } = request;
+      if (offset + length > size) {
+        throw new ProtocolError(
+          "BAD_RANGE",
+          `Range ${offset}+${length} lies outside the part (${size} bytes)`,
+        );
+      }
+      await writeAll(
+        conn,
+        encodeFrameHead({ op: "data", digest: request.digest, offset, length }, length),
+      );
+      if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+      state.dataBuffer ??= new Uint8Array(DATA_CHUNK_BYTES);
+      const buffer = state.dataBuffer;
+      let sent = 0;
+      while (sent < length) {
+        const n = await file.read(buffer.subarray(0, Math.min(buffer.length, length - sent)));
+        // The part shrank under us: the body cannot be completed, so the only
+        // honest signal left is to drop the connection.
+        if (n === null) throw new _Disconnect("Stored part is shorter than its header said");
+        await writeAll(conn, buffer.subarray(0, n));
+        sent += n;
+        this.counters.bytesServed += n;
+      }
+      this.counters.partsServed++;
+    } finally {
+      file.close();
+    }
+  }
+
+  async #receivePart(
+    conn: Connection,
+    reader: FrameReader,
+    digest: string,
+    bodyLength: number,
+  ): Promise<void> {
+    if (bodyLength > MAX_PART_BYTES) {
+      throw new ProtocolError("BODY_TOO_LARGE", `A part may not exceed ${MAX_PART_BYTES} bytes`);
+    }
+    const store = this.#options.store;
+    if ((await store.sizeOf(digest)) === bodyLength) {
+      await reader.skipBody();
+      await writeAll(conn, encodeFrame({ op: "ok", stored: false }));
+      return;
+    }
+    const writer = await store.beginWrite(digest);
+    const buffer = new Uint8Array(Math.min(DATA_CHUNK_BYTES, Math.max(bodyLength, 1)));
+    try {
+      while (reader.bodyRemaining > 0) {
+        const n = await reader.readBody(buffer);
+        await writer.write(buffer.subarray(0, n));
+      }
+      await writer.commit();
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+    this.counters.partsStored++;
+    this.counters.bytesStored += bodyLength;
+    await writeAll(conn, encodeFrame({ op: "ok", stored: true }));
+  }
+}
+
+interface ConnectionState {
+  greeted: boolean;
+  dataBuffer: Uint8Array | undefined;
+}
+
+class _Disconnect extends Error {}
+
+function _isDisconnect(error: unknown): boolean {
+  return error instanceof _Disconnect || error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted || error instanceof Deno.errors.NotConnected;
+}
+
+async function _sendAndClose(conn: Connection, header: Header): Promise<void> {
+  try {
+    await writeAll(conn, encodeFrame(header));
+  } catch {
+    // The peer is gone; nothing to tell it.
+  } finally {
+    _closeQuietly(conn);
+  }
+}
+
+function _closeQuietly(conn: Connection): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
