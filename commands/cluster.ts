@@ -1,4 +1,4 @@
-import { boolFlag, intFlag, isTerminal, parseFlags, stringFlag } from "../lib/cli.ts";
+import { boolFlag, intFlag, isTerminal, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
 import { type ClusterConfig, ensureConfig, MAX_SERVERS, resolveDataDir } from "../lib/config.ts";
 import { Supervisor } from "../lib/cluster.ts";
 import { runningSupervisor } from "../lib/instances.ts";
@@ -6,7 +6,8 @@ import { clusterStatus } from "../lib/status.ts";
 import { formatDuration } from "../lib/units.ts";
 import { formatStatus } from "./status.ts";
 
-export const USAGE = "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--data DIR]";
+export const USAGE =
+  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--data DIR]";
 
 const HELP_LINES = "commands: kill PORT, start PORT, status, quit";
 
@@ -22,6 +23,7 @@ export async function run(args: string[]): Promise<number> {
     replicas: { type: "string" },
     host: { type: "string" },
     quiet: { type: "boolean" },
+    "limit-rate": { type: "string" },
   });
   const requested: Partial<ClusterConfig> = {};
   const servers = intFlag(flags, "servers", 1, MAX_SERVERS);
@@ -39,6 +41,8 @@ export async function run(args: string[]): Promise<number> {
 
   const quiet = boolFlag(flags, "quiet");
   let ready = false;
+  const limitRate = sizeFlag(flags, "limit-rate");
+  const serveArgs = limitRate !== undefined ? ["--limit-rate", String(limitRate)] : [];
   const supervisor = new Supervisor(dir, config, (event) => {
     if (event.type === "down") {
       const how = event.signal ? `killed by ${event.signal}` : `exited with code ${event.code}`;
@@ -46,7 +50,7 @@ export async function run(args: string[]): Promise<number> {
     } else if (ready) {
       console.log(`${_time()} instance ${event.id} up (pid ${event.pid})`);
     }
-  });
+  }, { serveArgs });
 
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= supervisor.stopAll());

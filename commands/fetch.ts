@@ -88,6 +88,11 @@ export async function run(args: string[]): Promise<number> {
         verify: boolFlag(flags, "verify"),
         signal: controller.signal,
         onEvent: (event) => {
+          if (json && !quiet && (event.type === "failover" || event.type === "mismatch")) {
+            // Machine-readable events, one JSON object per line, on stderr.
+            console.error(JSON.stringify(event));
+            return;
+          }
           if (quiet || json) return;
           if (event.type === "failover") {
             if (tty) writeErr("\r\x1b[K");

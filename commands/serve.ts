@@ -1,4 +1,4 @@
-import { boolFlag, durationFlag, intFlag, parseFlags, stringFlag } from "../lib/cli.ts";
+import { boolFlag, durationFlag, intFlag, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
 import { dataPaths, loadConfig, resolveDataDir } from "../lib/config.ts";
 import { UsageError } from "../lib/errors.ts";
 import { processAlive } from "../lib/fs_util.ts";
@@ -6,7 +6,8 @@ import { ManifestCache } from "../lib/manifest.ts";
 import { Server } from "../lib/server.ts";
 import { PartStore } from "../lib/store.ts";
 
-export const USAGE = "fts serve --port P [--host H] [--data DIR]";
+export const USAGE =
+  "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--data DIR]";
 
 /** How often a server started by a supervisor checks that its parent lives. */
 const PARENT_CHECK_INTERVAL_MS = 1_000;
@@ -20,6 +21,7 @@ export async function run(args: string[]): Promise<number> {
     "idle-timeout": { type: "string" },
     "request-timeout": { type: "string" },
     "max-connections": { type: "string" },
+    "limit-rate": { type: "string" },
     quiet: { type: "boolean" },
   });
   const dir = resolveDataDir(stringFlag(flags, "data"));
@@ -31,6 +33,10 @@ export async function run(args: string[]): Promise<number> {
   const idleTimeoutMs = durationFlag(flags, "idle-timeout");
   const requestTimeoutMs = durationFlag(flags, "request-timeout");
   const maxConnections = intFlag(flags, "max-connections", 1, 100_000);
+  const limitRate = sizeFlag(flags, "limit-rate");
+  if (limitRate !== undefined && limitRate < 1024) {
+    throw new UsageError("--limit-rate must be at least 1KiB");
+  }
 
   let listener: Deno.TcpListener;
   try {
@@ -62,6 +68,7 @@ export async function run(args: string[]): Promise<number> {
       ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
       ...(maxConnections !== undefined ? { maxConnections } : {}),
     },
+    ...(limitRate !== undefined ? { limitRateBytesPerSecond: limitRate } : {}),
   });
   await Deno.mkdir(paths.runDir, { recursive: true });
   const pidFile = paths.pidFile(id);

@@ -34,10 +34,19 @@ export class Supervisor {
   #stopping = false;
   #control: Deno.TcpListener | undefined;
 
-  constructor(dir: string, config: ClusterConfig, onEvent: (event: SupervisorEvent) => void) {
+  /** Extra flags passed to every `fts serve` (e.g. --limit-rate). */
+  readonly serveArgs: string[];
+
+  constructor(
+    dir: string,
+    config: ClusterConfig,
+    onEvent: (event: SupervisorEvent) => void,
+    options: { serveArgs?: string[] } = {},
+  ) {
     this.dir = dir;
     this.config = config;
     this.#onEvent = onEvent;
+    this.serveArgs = options.serveArgs ?? [];
     for (const id of instanceIds(config)) this.#instances.set(id, { id, state: "down" });
   }
 
@@ -95,6 +104,7 @@ export class Supervisor {
         this.dir,
         "--parent-pid",
         String(Deno.pid),
+        ...this.serveArgs,
       ],
       stdin: "null",
       stdout: "piped",

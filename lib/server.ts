@@ -19,6 +19,7 @@ import {
   type Request,
   writeAll,
 } from "./protocol.ts";
+import { RateLimiter } from "./rate_limiter.ts";
 import { type PartStore } from "./store.ts";
 
 /** Bytes read from disk and written to the socket at a time when serving a part. */
@@ -61,6 +62,8 @@ export interface ServerOptions {
   /** Maps an instance id to the address clients should dial ("host:port"). */
   addressOf: (id: string) => string;
   limits?: Partial<ServerLimits>;
+  /** Caps the bytes per second this instance sends, over all connections. */
+  limitRateBytesPerSecond?: number;
 }
 
 /** A connection the handler can drive: bytes in, bytes out, close. */
@@ -98,11 +101,15 @@ export class Server {
   readonly #options: ServerOptions;
   readonly #startedAt = Date.now();
   readonly #open = new Set<Connection>();
+  readonly #limiter: RateLimiter | undefined;
 
   constructor(options: ServerOptions) {
     this.id = options.id;
     this.#options = options;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#limiter = options.limitRateBytesPerSecond
+      ? new RateLimiter(options.limitRateBytesPerSecond)
+      : undefined;
   }
 
   /** Accepts a new connection: serves it, or refuses it when at the limit. */
@@ -298,12 +305,14 @@ export class Server {
       if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
       state.dataBuffer ??= new Uint8Array(DATA_CHUNK_BYTES);
       const buffer = state.dataBuffer;
+      const chunkBytes = Math.min(buffer.length, this.#limiter?.chunkBytes ?? buffer.length);
       let sent = 0;
       while (sent < length) {
-        const n = await file.read(buffer.subarray(0, Math.min(buffer.length, length - sent)));
+        const n = await file.read(buffer.subarray(0, Math.min(chunkBytes, length - sent)));
         // The part shrank under us: the body cannot be completed, so the only
         // honest signal left is to drop the connection.
         if (n === null) throw new _Disconnect("Stored part is shorter than its header said");
+        if (this.#limiter) await this.#limiter.take(n);
         await writeAll(conn, buffer.subarray(0, n));
         sent += n;
         this.counters.bytesServed += n;

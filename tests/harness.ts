@@ -302,6 +302,8 @@ export async function startCluster(options: {
   replicas?: number;
   partSize?: string;
   files?: Record<string, number>;
+  /** Extra flags for `fts cluster`, e.g. ["--limit-rate", "2MiB"]. */
+  clusterArgs?: string[];
 }): Promise<TestCluster> {
   const servers = options.servers ?? 6;
   const replicas = options.replicas ?? 3;
@@ -338,7 +340,12 @@ export async function startCluster(options: {
     ]);
     if (preload.code !== 0) throw new Error(`preload failed: ${preload.stderr}`);
   }
-  const supervisor = new FtsProcess(["cluster", ...common, ...setup]);
+  const supervisor = new FtsProcess([
+    "cluster",
+    ...common,
+    ...setup,
+    ...(options.clusterArgs ?? []),
+  ]);
   await supervisor.waitFor(/fts cluster: ready/, 60_000);
   const cluster: TestCluster = {
     dir,

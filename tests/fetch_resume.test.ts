@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { assertSameFile, damageFile, startCluster, type TestCluster } from "./harness.ts";
+
+const MiB = 1024 * 1024;
+const PART = 256 * 1024;
+
+async function _dest(cluster: TestCluster): Promise<string> {
+  const dest = join(cluster.work, `dest-${crypto.randomUUID().slice(0, 8)}`);
+  await Deno.mkdir(dest);
+  return dest;
+}
+
+async function _fetchJson(cluster: TestCluster, name: string, dest: string, extra: string[] = []) {
+  const result = await cluster.fts(["fetch", name, dest, "--json", ...extra]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as {
+    bytesReceived: number;
+    partsPresent: number;
+    partsFetched: number;
+    bytesPresent: number;
+    parts: number;
+    size: number;
+  };
+}
+
+/** Copies the first `bytes` of `from` into `to`. */
+async function _copyPrefix(from: string, to: string, bytes: number): Promise<void> {
+  const data = await Deno.readFile(from);
+  await Deno.writeFile(to, data.subarray(0, bytes));
+}
+
+Deno.test("fetch: resume: a killed client resumes with only the unverified parts", async () => {
+  const cluster = await startCluster({
+    servers: 5,
+    replicas: 3,
+    files: { "big.bin": 6 * MiB },
+  });
+  try {
+    const dest = await _dest(cluster);
+    // Slow the client so it is surely mid-file when killed.
+    const first = cluster.spawnFetch("big.bin", dest, ["--limit-rate", "2MiB", "--parallel", "2"]);
+    await first.waitFor(/verified \((?:[3-9]\d|2\d)\.\d%\)/, 30_000);
+    first.kill("SIGKILL");
+    await first.status;
+    const state = join(dest, "big.bin.fts-state");
+    assert.ok((await Deno.stat(state)).isFile, "the control file should survive a SIGKILL");
+    const before = await cluster.bytesServed();
+    const summary = await _fetchJson(cluster, "big.bin", dest);
+    const served = (await cluster.bytesServed()) - before;
+    await assertSameFile(join(dest, "big.bin"), join(cluster.work, "src", "big.bin"));
+    assert.ok(summary.partsPresent > 0, `nothing was kept: ${JSON.stringify(summary)}`);
+    assert.equal(summary.partsPresent + summary.partsFetched, summary.parts);
+    assert.equal(summary.bytesReceived, summary.size - summary.bytesPresent);
+    // Server-side count agrees with what the client says crossed the network.
+    assert.equal(served, summary.bytesReceived);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: resume: a destination holding the first 70% transfers about 30%", async () => {
+  const size = 10 * MiB + 1234;
+  const cluster = await startCluster({ servers: 5, replicas: 3, files: { "v.bin": size } });
+  try {
+    const dest = await _dest(cluster);
+    const present = Math.floor(size * 0.7);
+    await _copyPrefix(join(cluster.work, "src", "v.bin"), join(dest, "v.bin"), present);
+    const before = await cluster.bytesServed();
+    const summary = await _fetchJson(cluster, "v.bin", dest);
+    const served = (await cluster.bytesServed()) - before;
+    await assertSameFile(join(dest, "v.bin"), join(cluster.work, "src", "v.bin"));
+    // The part cut at 70% continues from its last byte: exactly the missing bytes move.
+    assert.equal(summary.bytesReceived, size - present);
+    assert.equal(served, size - present);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: resume: one damaged region re-fetches only the damaged part(s)", async () => {
+  const size = 8 * MiB;
+  const cluster = await startCluster({ servers: 5, replicas: 3, files: { "d.bin": size } });
+  try {
+    const dest = await _dest(cluster);
+    const target = join(dest, "d.bin");
+    await Deno.copyFile(join(cluster.work, "src", "d.bin"), target);
+    // 4 KiB across a part boundary: two parts damaged.
+    await damageFile(target, 3 * PART - 2048, 4096);
+    const before = await cluster.bytesServed();
+    const summary = await _fetchJson(cluster, "d.bin", dest);
+    const served = (await cluster.bytesServed()) - before;
+    await assertSameFile(target, join(cluster.work, "src", "d.bin"));
+    assert.equal(summary.partsFetched, 2);
+    assert.equal(summary.bytesReceived, 2 * PART);
+    assert.equal(served, 2 * PART);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: resume: a complete, correct destination transfers no part data", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "c.bin": 3 * MiB } });
+  try {
+    const dest = await _dest(cluster);
+    await Deno.copyFile(join(cluster.work, "src", "c.bin"), join(dest, "c.bin"));
+    const before = await cluster.bytesServed();
+    const summary = await _fetchJson(cluster, "c.bin", dest);
+    assert.equal(summary.bytesReceived, 0);
+    assert.equal(summary.partsFetched, 0);
+    assert.equal(summary.partsPresent, summary.parts);
+    assert.equal((await cluster.bytesServed()) - before, 0);
+    await assertSameFile(join(dest, "c.bin"), join(cluster.work, "src", "c.bin"));
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: resume: --verify re-hashes parts the control file vouches for", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "v.bin": 4 * MiB } });
+  try {
+    const dest = await _dest(cluster);
+    const first = cluster.spawnFetch("v.bin", dest, ["--limit-rate", "1MiB", "--parallel", "1"]);
+    await first.waitFor(/verified \((?:[4-9]\d)\.\d%\)/, 30_000);
+    first.kill("SIGKILL");
+    await first.status;
+    // Damage a part the control file already lists as verified.
+    const state = JSON.parse(await Deno.readTextFile(join(dest, "v.bin.fts-state")));
+    assert.equal(atob(state.verified).charCodeAt(0) & 1, 1, "part 0 should be recorded verified");
+    const partial = join(dest, "v.bin.fts-partial");
+    await damageFile(partial, 100, 10);
+    const summary = await _fetchJson(cluster, "v.bin", dest, ["--verify"]);
+    await assertSameFile(join(dest, "v.bin"), join(cluster.work, "src", "v.bin"));
+    assert.ok(summary.partsPresent > 0);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: a larger stale destination is cut to the right size", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "s.bin": MiB + 5 } });
+  try {
+    const dest = await _dest(cluster);
+    const target = join(dest, "s.bin");
+    const src = await Deno.readFile(join(cluster.work, "src", "s.bin"));
+    const longer = new Uint8Array(src.length + 4096);
+    longer.set(src);
+    await Deno.writeFile(target, longer);
+    const summary = await _fetchJson(cluster, "s.bin", dest);
+    assert.equal(summary.bytesReceived, 0);
+    await assertSameFile(target, join(cluster.work, "src", "s.bin"));
+  } finally {
+    await cluster.stop();
+  }
+});
