@@ -1,0 +1,243 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  freePortRange,
+  readManifestJson,
+  runFts,
+  startCluster,
+  tempDir,
+  writeRandomFile,
+} from "./harness.ts";
+
+Deno.test("cli: unknown command exits 2 with a suggestion", async () => {
+  const result = await runFts(["fecth"]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /unknown command "fecth"; did you mean "fetch"/);
+});
+
+Deno.test("cli: unknown flag and missing arguments exit 2", async () => {
+  const dir = await tempDir();
+  try {
+    const flag = await runFts(["fetch", "x", "--bogus", "--data", dir]);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /--bogus/);
+    const missing = await runFts(["fetch", "--data", dir]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /Missing argument/);
+    const kill = await runFts(["kill", "notaport", "--data", dir]);
+    assert.equal(kill.code, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: --help and --version", async () => {
+  const help = await runFts(["--help"]);
+  assert.equal(help.code, 0);
+  for (const name of ["serve", "preload", "cluster", "fetch", "kill", "start", "ls", "status"]) {
+    assert.match(help.stdout, new RegExp(`\\b${name}\\b`));
+  }
+  const sub = await runFts(["fetch", "--help"]);
+  assert.equal(sub.code, 0);
+  assert.match(sub.stdout, /fts fetch NAME \[DEST_DIR\]/);
+  const version = await runFts(["--version"]);
+  assert.match(version.stdout, /^fts \d+\.\d+\.\d+/);
+});
+
+Deno.test("cli: fetch without a cluster says how to point at one", async () => {
+  const dir = await tempDir();
+  try {
+    const result = await runFts(["fetch", "a.bin", dir, "--data", join(dir, "none")]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /No cluster in .* --server HOST:PORT/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: preload refuses a second file of the same name unless --replace, and contradicting flags", async () => {
+  const dir = await tempDir();
+  try {
+    const data = join(dir, "data");
+    const file = join(dir, "a.bin");
+    await writeRandomFile(file, 100_000);
+    const base = String(freePortRange(4));
+    const setup = ["--servers", "4", "--base-port", base, "--replicas", "2", "--data", data];
+    assert.equal((await runFts(["preload", file, ...setup])).code, 0);
+    const again = await runFts(["preload", file, "--data", data]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already in the cluster; pass --replace/);
+    await writeRandomFile(file, 50_000, 9);
+    const replaced = await runFts(["preload", file, "--replace", "--data", data]);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.equal((await readManifestJson(data)).files["a.bin"]!.size, 50_000);
+    const contradict = await runFts([
+      "preload",
+      file,
+      "--replace",
+      "--replicas",
+      "3",
+      "--data",
+      data,
+    ]);
+    assert.equal(contradict.code, 2);
+    assert.match(
+      contradict.stderr,
+      /--replicas 3 contradicts the cluster recorded in .* \(--replicas 2\)/,
+    );
+    const badSize = await runFts([
+      "preload",
+      file,
+      "--replace",
+      "--part-size",
+      "8XB",
+      "--data",
+      data,
+    ]);
+    assert.equal(badSize.code, 2);
+    assert.match(badSize.stderr, /unknown unit "XB"/);
+    const missingFile = await runFts(["preload", join(dir, "nope.bin"), "--data", data]);
+    assert.equal(missingFile.code, 2);
+    assert.match(missingFile.stderr, /Cannot read .*nope\.bin/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: concurrent preloads into one data directory lose no entry", async () => {
+  const dir = await tempDir();
+  try {
+    const data = join(dir, "data");
+    const base = String(freePortRange(5));
+    const setup = ["--servers", "5", "--base-port", base, "--replicas", "2", "--data", data];
+    assert.equal(
+      (await runFts(["preload", ...setup, ...(await _file(dir, "seed.bin", 0))])).code,
+      0,
+    );
+    const names = Array.from({ length: 8 }, (_, i) => `f${i}.bin`);
+    const results = await Promise.all(
+      names.map(async (name, i) =>
+        runFts(["preload", ...(await _file(dir, name, i + 1)), "--data", data])
+      ),
+    );
+    for (const result of results) assert.equal(result.code, 0, result.stderr);
+    const manifest = await readManifestJson(data);
+    assert.deepEqual(Object.keys(manifest.files).sort(), ["seed.bin", ...names].sort());
+    assert.equal(manifest.generation, 1 + names.length);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function _file(dir: string, name: string, seed: number): Promise<string[]> {
+  const path = join(dir, name);
+  await writeRandomFile(path, 300_000 + seed * 1000, seed + 1);
+  return [path];
+}
+
+Deno.test("cli: kill, start, status and ls against a running cluster", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "k.bin": 600_000 } });
+  try {
+    const port = cluster.ports[2]!;
+    assert.equal((await cluster.fts(["kill", String(port)])).code, 0);
+    await cluster.supervisor.waitFor(new RegExp(`instance ${port} down \\(killed by SIGKILL\\)`));
+    const again = await cluster.fts(["kill", String(port)]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, new RegExp(`Instance ${port} is already down`));
+    const unknown = await cluster.fts(["kill", "1"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /Port 1 is not an instance of the cluster/);
+
+    const status = JSON.parse((await cluster.fts(["status", "--json"])).stdout);
+    assert.deepEqual(
+      status.instances.filter((i: { up: boolean }) => !i.up).map((i: { id: string }) => i.id),
+      [String(port)],
+    );
+    assert.equal(status.files[0].name, "k.bin");
+    assert.ok(status.files[0].minLiveReplicas >= 1 && status.files[0].minLiveReplicas <= 2);
+
+    assert.equal((await cluster.fts(["start", String(port)])).code, 0);
+    await cluster.supervisor.waitFor(new RegExp(`instance ${port} up`));
+    const up = await cluster.fts(["start", String(port)]);
+    assert.equal(up.code, 1);
+    assert.match(up.stderr, /already up/);
+    const healthy = JSON.parse((await cluster.fts(["status", "--json"])).stdout);
+    assert.equal(healthy.files[0].minLiveReplicas, 2);
+
+    const ls = await cluster.fts(["ls"]);
+    assert.match(ls.stdout, /k\.bin\s+586 KiB\s+3\s+operator/);
+    const remote = await runFts(["ls", "--server", `127.0.0.1:${cluster.ports[0]}`, "--json"]);
+    assert.equal(JSON.parse(remote.stdout)[0].name, "k.bin");
+    const missing = await cluster.fts(["fetch", "nope.bin", cluster.work]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /No file named "nope\.bin" in the cluster/);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("cli: fetch from a client with only --server (no data directory)", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "r.bin": 700_000 } });
+  try {
+    const dest = join(cluster.work, "remote");
+    await Deno.mkdir(dest);
+    const result = await runFts([
+      "fetch",
+      "r.bin",
+      dest,
+      "--server",
+      `127.0.0.1:${cluster.ports[1]}`,
+      "--data",
+      join(cluster.work, "no-such-dir"),
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const viaEnv = await runFts(["fetch", "r.bin", dest, "--data", join(cluster.work, "none")], {
+      env: { FTS_SERVERS: `127.0.0.1:${cluster.ports[3]}` },
+    });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("cli: cluster stops every instance on SIGTERM and leaves no process behind", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2 });
+  const pids = await Promise.all(
+    cluster.ports.map(async (port) =>
+      Number(await Deno.readTextFile(join(cluster.dir, "run", `${port}.pid`)))
+    ),
+  );
+  cluster.supervisor.kill("SIGTERM");
+  const status = await cluster.supervisor.status;
+  assert.equal(status.code, 0);
+  for (const pid of pids) {
+    assert.ok(!(await _alive(pid)), `instance pid ${pid} outlived the cluster`);
+  }
+  await cluster.stop();
+});
+
+Deno.test("cli: instances exit when their supervisor is SIGKILLed", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2 });
+  const pids = await Promise.all(
+    cluster.ports.map(async (port) =>
+      Number(await Deno.readTextFile(join(cluster.dir, "run", `${port}.pid`)))
+    ),
+  );
+  cluster.supervisor.kill("SIGKILL");
+  await cluster.supervisor.status;
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && (await Promise.all(pids.map(_alive))).some((a) => a)) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const pid of pids) assert.ok(!(await _alive(pid)), `orphan instance pid ${pid}`);
+  await cluster.stop();
+});
+
+async function _alive(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return !/\) [ZX] /.test(stat);
+  } catch {
+    return false;
+  }
+}
