@@ -403,7 +403,7 @@ class _Fetcher {
     const queue = [...missing];
     const failures: { index: number; error: unknown }[] = [];
     let stopping = false;
-    const worker = async (slot: number) => {
+    const worker = async () => {
       const file = await Deno.open(workPath, { read: true, write: true });
       const buffer = new Uint8Array(
         Math.min(RECEIVE_CHUNK_BYTES, limiter?.chunkBytes ?? RECEIVE_CHUNK_BYTES),
@@ -413,7 +413,7 @@ class _Fetcher {
           const index = queue.shift();
           if (index === undefined) return;
           try {
-            await this.#fetchPart(entry, index, slot, file, buffer, resumeAt.get(index), {
+            await this.#fetchPart(entry, index, file, buffer, resumeAt.get(index), {
               pool,
               limiter,
               addressOf,
@@ -433,19 +433,15 @@ class _Fetcher {
     };
     try {
       await Promise.all(
-        Array.from({ length: Math.min(parallel, queue.length) }, (_, i) => worker(i)),
+        Array.from({ length: Math.min(parallel, queue.length) }, () => worker()),
       );
     } finally {
       pool.closeAll();
     }
     if (failures.length > 0) {
       failures.sort((a, b) => a.index - b.index);
-      const first = failures[0]!;
-      if (first.error instanceof FetchError || first.error instanceof _LocalWriteError) {
-        throw first.error;
-      }
-      if (options.signal?.aborted) throw options.signal.reason ?? first.error;
-      throw first.error;
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw failures[0]!.error;
     }
   }
 
@@ -484,7 +480,6 @@ class _Fetcher {
   async #fetchPart(
     entry: FileEntry,
     index: number,
-    _slot: number,
     file: Deno.FsFile,
     buffer: Uint8Array,
     resume: { hash: Hash; offset: number } | undefined,
@@ -503,7 +498,6 @@ class _Fetcher {
     const contributors = new Set<string>();
     const failures = new Map<string, number>();
     const reasons: string[] = [];
-    let attempts = 0;
     while (true) {
       signal?.throwIfAborted();
       const id = this.#pickReplica(part.replicas, failures, index, addressOf);
@@ -518,7 +512,6 @@ class _Fetcher {
       }
       const address = addressOf(id);
       if ((failures.get(id) ?? 0) > 0) await new Promise((r) => setTimeout(r, 200));
-      attempts++;
       let peer: Peer | undefined;
       this.#active.set(address, (this.#active.get(address) ?? 0) + 1);
       try {
@@ -587,7 +580,6 @@ class _Fetcher {
       contributors.clear();
       hash = createHash("sha256");
       reached = 0;
-      void attempts;
     }
   }
 
