@@ -2,11 +2,14 @@
  * fts: a replicated multi-server file transfer toolkit. This file only picks
  * the subcommand and decides the exit code; each command lives in commands/.
  */
+import { closestMatch } from "./lib/cli.ts";
 import { causeChain, UsageError } from "./lib/errors.ts";
+import { errorLine } from "./lib/hints.ts";
 
 export const VERSION = "0.1.0";
 
-type Command = { run(args: string[]): Promise<number>; USAGE: string };
+/** A command module: USAGE and EXAMPLE (one or more lines) are what `fts COMMAND --help` shows. */
+type Command = { run(args: string[]): Promise<number>; USAGE: string; EXAMPLE?: string };
 
 const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
   serve: { load: () => import("./commands/serve.ts"), summary: "run one server instance" },
@@ -29,6 +32,26 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: () => import("./commands/status.ts"),
     summary: "instances up/down and each file's replica health",
   },
+  // --- upload, delete, rename by owners (issue 3) ---
+  upload: {
+    load: () => import("./commands/upload.ts"),
+    summary: "send a file into the running cluster, signed as you",
+  },
+  rm: { load: () => import("./commands/rm.ts"), summary: "delete a file you own" },
+  mv: { load: () => import("./commands/mv.ts"), summary: "rename a file you own" },
+  whoami: { load: () => import("./commands/whoami.ts"), summary: "print your identity (key)" },
+  demo: {
+    load: () => import("./commands/demo.ts"),
+    summary: "see it work: a cluster, clients, kills, a resume (about 15 s; cleans up)",
+  },
+  repair: {
+    load: () => import("./commands/repair.ts"),
+    summary: "copy under-replicated parts back to R copies, drop surplus ones",
+  },
+  scrub: {
+    load: () => import("./commands/scrub.ts"),
+    summary: "re-hash every stored copy, quarantine and repair corrupt ones",
+  },
 };
 
 function _usage(): string {
@@ -49,24 +72,6 @@ function _usage(): string {
   ].join("\n");
 }
 
-function _closest(word: string, options: string[]): string | undefined {
-  const distance = (a: string, b: string) => {
-    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-    for (let i = 1; i <= a.length; i++) {
-      let previous = row[0]!;
-      row[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const current = row[j]!;
-        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-        previous = current;
-      }
-    }
-    return row[b.length]!;
-  };
-  const best = options.map((o) => ({ o, d: distance(word, o) })).sort((x, y) => x.d - y.d)[0];
-  return best && best.d <= 2 ? best.o : undefined;
-}
-
 export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
@@ -79,7 +84,7 @@ export async function main(args: string[]): Promise<number> {
   }
   const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
-    const suggestion = _closest(name, Object.keys(COMMANDS));
+    const suggestion = closestMatch(name, Object.keys(COMMANDS));
     console.error(
       `fts: unknown command "${name}"${suggestion ? `; did you mean "${suggestion}"?` : ""}` +
         ` (fts --help lists them)`,
@@ -89,28 +94,44 @@ export async function main(args: string[]): Promise<number> {
   const command = await entry.load();
   if (rest.includes("--help") || rest.includes("-h")) {
     console.log(`Usage: ${command.USAGE}`);
+    if (command.EXAMPLE) {
+      console.log(
+        `\n${command.EXAMPLE.includes("\n") ? "Examples" : "Example"}:\n${
+          command.EXAMPLE.split("\n").map((l) => `  ${l}`).join("\n")
+        }`,
+      );
+    }
+    console.log("\n--data DIR picks the data directory; --verbose shows the cause of an error.");
     return 0;
   }
   const verbose = rest.includes("--verbose");
   try {
     return await command.run(rest.filter((arg) => arg !== "--verbose"));
   } catch (error) {
+    // Scripts that asked for --json get the error as JSON on stdout too.
+    const json = rest.includes("--json");
     if (error instanceof UsageError) {
       console.error(`fts ${name}: ${error.message}`);
+      if (json) console.log(JSON.stringify({ ok: false, error: error.message, exitCode: 2 }));
       return 2;
     }
     if (error instanceof DOMException && error.name === "AbortError") {
       console.error(`fts ${name}: interrupted`);
+      if (json) console.log(JSON.stringify({ ok: false, error: "interrupted", exitCode: 130 }));
       return 130;
     }
-    const [first, ...causes] = causeChain(error);
-    console.error(`fts ${name}: ${first}`);
+    // One line a person can act on; --verbose adds the cause chain.
+    const line = errorLine(error);
+    // A cause that only repeats the message ("No file named ...") is no news.
+    const causes = causeChain(error).slice(1).filter((cause) => !line.includes(cause));
+    console.error(
+      `fts ${name}: ${line}` + (!verbose && causes.length > 0 ? " (--verbose for the cause)" : ""),
+    );
     if (verbose) {
       for (const cause of causes) console.error(`  caused by: ${cause}`);
       if (error instanceof Error && error.stack) console.error(error.stack);
-    } else if (causes.length > 0) {
-      console.error(`  (${causes[0]}${causes.length > 1 ? "; --verbose for more" : ""})`);
     }
+    if (json) console.log(JSON.stringify({ ok: false, error: line, causes, exitCode: 1 }));
     return 1;
   }
 }

@@ -4,43 +4,47 @@ import {
   durationFlag,
   expectPositionals,
   intFlag,
-  isTerminal,
   listFlag,
   parseFlags,
   sizeFlag,
   stringFlag,
-  writeErr,
 } from "../lib/cli.ts";
 import { resolveDataDir } from "../lib/config.ts";
 import { UsageError } from "../lib/errors.ts";
 import { fetchFile, type FetchProgress, MAX_PARALLEL } from "../lib/fetch.ts";
 import { validateFileName } from "../lib/manifest.ts";
 import { resolveServers } from "../lib/servers.ts";
+import { loadTlsClientOptions } from "../lib/tls.ts";
+import { Progress, type ProgressState, reportMode } from "../lib/progress.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";
 
 export const USAGE =
-  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--verify] [--timeout 3s] [--quiet] [--json] [--data DIR]";
+  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--verify] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";
 
-/** How often a progress line is printed when stderr is not a terminal. */
-const PLAIN_PROGRESS_INTERVAL_MS = 2_000;
+export const EXAMPLE = [
+  "fts fetch movie.mkv ~/Downloads              # resumes, fails over, verifies every part",
+  "fts fetch movie.mkv --server 10.0.0.5:9001   # from a cluster on another machine",
+  "fts fetch movie.mkv --json | jq .failovers   # for scripts",
+].join("\n");
 
-function _progressLine(p: FetchProgress): string {
-  const seconds = p.elapsedMs / 1000;
-  const rate = seconds > 0 ? p.bytesReceived / seconds : 0;
-  const done = p.bytesPresent + p.bytesFetched;
-  const percent = p.size > 0 ? ((done / p.size) * 100).toFixed(1) : "100.0";
+/** The shared progress reporter's view of a fetch. */
+export function fetchProgressState(p: FetchProgress): ProgressState {
+  const state: ProgressState = {
+    label: `fetch ${p.name}`,
+    bytesTotal: p.size,
+    bytesDone: p.bytesFetched,
+    bytesPresent: p.bytesPresent,
+    bytesMoved: p.bytesReceived,
+    partsTotal: p.parts,
+    partsDone: p.partsFetched,
+    partsPresent: p.partsPresent,
+    failovers: p.failovers,
+  };
   if (p.phase === "checking") {
-    return `${p.name}: checking destination, ${formatBytes(p.bytesChecked)} hashed`;
+    state.activity = `checking what the destination holds, ${formatBytes(p.bytesChecked)} hashed`;
   }
-  const remaining = p.size - done;
-  const eta = rate > 0 ? formatDuration((remaining / rate) * 1000) : "?";
-  return `${p.name}: ${formatBytes(done)}/${formatBytes(p.size)} verified (${percent}%)` +
-    (p.bytesPresent > 0 ? `, ${formatBytes(p.bytesPresent)} were present` : "") +
-    `, ${
-      formatBytes(rate)
-    }/s, ETA ${eta}, parts ${p.partsPresent} present/${p.partsFetched} fetched of ${p.parts}` +
-    (p.failovers > 0 ? `, ${p.failovers} failovers` : "") +
-    (p.digestMismatches > 0 ? `, ${p.digestMismatches} bad copies` : "");
+  if (p.digestMismatches > 0) state.note = `${p.digestMismatches} bad copies refetched`;
+  return state;
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -51,6 +55,7 @@ export async function run(args: string[]): Promise<number> {
     "limit-rate": { type: "string" },
     verify: { type: "boolean" },
     timeout: { type: "string" },
+    "tls-ca": { type: "string" },
     quiet: { type: "boolean", short: "q" },
     json: { type: "boolean" },
   });
@@ -63,19 +68,22 @@ export async function run(args: string[]): Promise<number> {
   const destDir = resolve(destArg ?? ".");
   const parallel = intFlag(flags, "parallel", 1, MAX_PARALLEL);
   const rate = sizeFlag(flags, "limit-rate");
-  if (rate !== undefined && rate < 1024) throw new UsageError("--limit-rate must be at least 1KiB");
+  // Instances drop a reader that takes less than one 1 MiB chunk per idle timeout (60 s).
+  if (rate !== undefined && rate < 32 * 1024) {
+    throw new UsageError("--limit-rate must be at least 32KiB");
+  }
   const stallTimeoutMs = durationFlag(flags, "timeout");
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const servers = await resolveServers(dir, listFlag(flags, "server"));
+  const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
-  const tty = isTerminal(Deno.stderr);
+  const progress = new Progress(reportMode({ quiet, json }));
 
   const controller = new AbortController();
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  let lastPlain = 0;
   try {
     const result = await fetchFile(
       {
@@ -85,41 +93,31 @@ export async function run(args: string[]): Promise<number> {
         ...(parallel !== undefined ? { parallel } : {}),
         ...(rate !== undefined ? { limitRateBytesPerSecond: rate } : {}),
         ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
+        tls,
         verify: boolFlag(flags, "verify"),
         signal: controller.signal,
         onEvent: (event) => {
-          if (json && !quiet && (event.type === "failover" || event.type === "mismatch")) {
-            // Machine-readable events, one JSON object per line, on stderr.
-            console.error(JSON.stringify(event));
-            return;
-          }
-          if (quiet || json) return;
+          // With --json these are one JSON object per line on stderr.
           if (event.type === "failover") {
-            if (tty) writeErr("\r\x1b[K");
-            console.error(
+            progress.event(
               `failover: part ${event.part} from instance ${event.from} at byte ${event.at}: ${event.reason}`,
+              event,
             );
           } else if (event.type === "mismatch") {
-            if (tty) writeErr("\r\x1b[K");
-            console.error(
+            progress.event(
               `digest mismatch: part ${event.part} from instance ${
                 event.replicas.join(", ")
               }; reported, refetching`,
+              event,
             );
           }
         },
       },
-      (progress) => {
-        if (quiet || json || progress.phase === "locating") return;
-        if (tty) {
-          writeErr(`\r\x1b[K${_progressLine(progress)}`);
-        } else if (progress.elapsedMs - lastPlain >= PLAIN_PROGRESS_INTERVAL_MS) {
-          lastPlain = progress.elapsedMs;
-          console.error(_progressLine(progress));
-        }
+      (p) => {
+        if (p.phase !== "locating") progress.update(fetchProgressState(p));
       },
     );
-    if (tty && !quiet && !json) writeErr("\r\x1b[K");
+    progress.finish();
     if (json) {
       console.log(JSON.stringify({ ok: true, ...result }));
     } else if (!quiet) {
@@ -134,7 +132,7 @@ export async function run(args: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    if (tty && !quiet && !json) writeErr("\r\x1b[K");
+    progress.finish();
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
   }

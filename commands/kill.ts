@@ -1,15 +1,19 @@
-import { expectPositionals, parseFlags, parsePort, stringFlag } from "../lib/cli.ts";
+import { boolFlag, expectPositionals, parseFlags, parsePort, stringFlag } from "../lib/cli.ts";
 import { requireConfig, resolveDataDir } from "../lib/config.ts";
 import { processAlive } from "../lib/fs_util.ts";
 import { instanceIdForPort, livePid } from "../lib/instances.ts";
 
-export const USAGE = "fts kill PORT [--data DIR]";
+export const USAGE = "fts kill PORT [--json] [--data DIR]";
+
+export const EXAMPLE = [
+  "fts kill 9012   # SIGKILL, as a machine failure would",
+].join("\n");
 
 /** How long to wait for a killed instance to be gone. */
 const KILL_WAIT_MS = 5_000;
 
 export async function run(args: string[]): Promise<number> {
-  const flags = parseFlags(args, { data: { type: "string" } });
+  const flags = parseFlags(args, { data: { type: "string" }, json: { type: "boolean" } });
   const [portText] = expectPositionals(flags, 1, 1, USAGE);
   const port = parsePort(portText);
   const dir = resolveDataDir(stringFlag(flags, "data"));
@@ -23,6 +27,10 @@ export async function run(args: string[]): Promise<number> {
   Deno.kill(pid, "SIGKILL");
   const deadline = Date.now() + KILL_WAIT_MS;
   while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  console.log(`killed instance ${id} (pid ${pid})`);
+  console.log(
+    boolFlag(flags, "json")
+      ? JSON.stringify({ ok: true, id, pid })
+      : `killed instance ${id} (pid ${pid})`,
+  );
   return 0;
 }

@@ -3,16 +3,25 @@ import { loadConfig, resolveDataDir } from "../lib/config.ts";
 import { readManifest } from "../lib/manifest.ts";
 import { type FileSummary, Peer } from "../lib/peer.ts";
 import { resolveServers } from "../lib/servers.ts";
+import { loadTlsClientOptions, type TlsClientOptions } from "../lib/tls.ts";
 import { formatBytes } from "../lib/units.ts";
 
-export const USAGE = "fts ls [--json] [--server HOST:PORT]... [--data DIR]";
+export const USAGE = "fts ls [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR]";
 
-async function _fromServers(servers: string[]): Promise<FileSummary[]> {
+export const EXAMPLE = [
+  "fts ls",
+  "fts ls --server 10.0.0.5:9001 --json",
+].join("\n");
+
+async function _fromServers(
+  servers: string[],
+  tls: TlsClientOptions | undefined,
+): Promise<FileSummary[]> {
   const reasons: string[] = [];
   for (const address of servers) {
     let peer: Peer | undefined;
     try {
-      peer = await Peer.connect(address, { connectTimeoutMs: 1_000, stallTimeoutMs: 3_000 });
+      peer = await Peer.connect(address, { connectTimeoutMs: 1_000, stallTimeoutMs: 3_000, tls });
       return await peer.listFiles();
     } catch (error) {
       reasons.push(`${address}: ${(error as Error).message}`);
@@ -30,6 +39,7 @@ export async function run(args: string[]): Promise<number> {
     data: { type: "string" },
     server: { type: "string", multiple: true },
     json: { type: "boolean" },
+    "tls-ca": { type: "string" },
   });
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const named = listFlag(flags, "server");
@@ -45,7 +55,8 @@ export async function run(args: string[]): Promise<number> {
       created: f.created,
     }));
   } else {
-    files = await _fromServers(await resolveServers(dir, named));
+    const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
+    files = await _fromServers(await resolveServers(dir, named), tls);
   }
   files.sort((a, b) => a.name.localeCompare(b.name));
   if (boolFlag(flags, "json")) {

@@ -1,21 +1,19 @@
 import { basename } from "node:path";
-import {
-  boolFlag,
-  intFlag,
-  isTerminal,
-  parseFlags,
-  sizeFlag,
-  stringFlag,
-  writeErr,
-} from "../lib/cli.ts";
+import { boolFlag, intFlag, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
 import { type ClusterConfig, ensureConfig, MAX_SERVERS, resolveDataDir } from "../lib/config.ts";
 import { UsageError } from "../lib/errors.ts";
 import { validateFileName } from "../lib/manifest.ts";
 import { preloadFile } from "../lib/preload.ts";
+import { Progress, reportMode } from "../lib/progress.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";
 
 export const USAGE =
-  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--data DIR]";
+  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--quiet] [--json] [--data DIR]";
+
+export const EXAMPLE = [
+  "fts preload movie.mkv                        # 8 MiB parts, 5 copies each, into ./fts-data",
+  "fts preload *.iso --servers 10 --replicas 3 --part-size 16MiB",
+].join("\n");
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
@@ -27,7 +25,8 @@ export async function run(args: string[]): Promise<number> {
     host: { type: "string" },
     as: { type: "string" },
     replace: { type: "boolean" },
-    quiet: { type: "boolean" },
+    quiet: { type: "boolean", short: "q" },
+    json: { type: "boolean" },
   });
   const files = flags.positionals;
   if (files.length === 0) throw new UsageError(`Missing FILE; usage: ${USAGE}`);
@@ -68,28 +67,44 @@ export async function run(args: string[]): Promise<number> {
   const config = await ensureConfig(dir, requested);
   const partSize = partSizeFlag ?? config.partSize;
   const quiet = boolFlag(flags, "quiet");
-  const tty = isTerminal(Deno.stderr);
+  const json = boolFlag(flags, "json");
   for (const { path, name } of jobs) {
     const started = performance.now();
-    const entry = await preloadFile(dir, config, path, {
-      name,
-      partSize,
-      replace: boolFlag(flags, "replace"),
-      onPart: ({ index, parts, bytes, size }) => {
-        if (quiet || !tty) return;
-        writeErr(
-          `\rpreloading ${name}: part ${index + 1}/${parts} (${formatBytes(bytes)} of ${
-            formatBytes(size)
-          })`,
-        );
-      },
-    });
-    if (!quiet && tty) writeErr("\r\x1b[K");
-    if (!quiet) {
+    const progress = new Progress(reportMode({ quiet, json }));
+    let entry;
+    try {
+      entry = await preloadFile(dir, config, path, {
+        name,
+        partSize,
+        replace: boolFlag(flags, "replace"),
+        onPart: ({ index, parts, bytes, size }) =>
+          progress.update({
+            label: `preload ${name}`,
+            bytesTotal: size,
+            bytesDone: bytes,
+            partsTotal: parts,
+            partsDone: index + 1,
+          }),
+      });
+    } finally {
+      progress.finish();
+    }
+    const elapsedMs = performance.now() - started;
+    if (json) {
+      console.log(JSON.stringify({
+        ok: true,
+        name,
+        size: entry.size,
+        parts: entry.parts.length,
+        partSize: entry.partSize,
+        replicas: config.replicas,
+        elapsedMs: Math.round(elapsedMs),
+      }));
+    } else if (!quiet) {
       console.log(
         `preloaded ${name}: ${formatBytes(entry.size)} in ${entry.parts.length} parts of ${
           formatBytes(entry.partSize)
-        }, ${config.replicas} replicas each (${formatDuration(performance.now() - started)})`,
+        }, ${config.replicas} replicas each (${formatDuration(elapsedMs)})`,
       );
     }
   }

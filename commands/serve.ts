@@ -3,11 +3,17 @@ import { dataPaths, loadConfig, resolveDataDir } from "../lib/config.ts";
 import { UsageError } from "../lib/errors.ts";
 import { processAlive } from "../lib/fs_util.ts";
 import { ManifestCache } from "../lib/manifest.ts";
+import { Mutations } from "../lib/mutations.ts";
 import { Server } from "../lib/server.ts";
 import { PartStore } from "../lib/store.ts";
+import { loadTlsServerOptions } from "../lib/tls.ts";
 
 export const USAGE =
-  "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--data DIR]";
+  "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR]";
+
+export const EXAMPLE = [
+  "fts serve --port 9001 --data ./fts-data",
+].join("\n");
 
 /** How often a server started by a supervisor checks that its parent lives. */
 const PARENT_CHECK_INTERVAL_MS = 1_000;
@@ -22,6 +28,9 @@ export async function run(args: string[]): Promise<number> {
     "request-timeout": { type: "string" },
     "max-connections": { type: "string" },
     "limit-rate": { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "public-port": { type: "string" },
     quiet: { type: "boolean" },
   });
   const dir = resolveDataDir(stringFlag(flags, "data"));
@@ -38,9 +47,19 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError("--limit-rate must be at least 1KiB");
   }
 
-  let listener: Deno.TcpListener;
+  const tls = await loadTlsServerOptions(
+    stringFlag(flags, "tls-cert"),
+    stringFlag(flags, "tls-key"),
+  );
+  // The port clients reach this instance on, when a proxy or a port mapping
+  // sits in front of it: that port is the instance's id in the manifest.
+  const publicPort = intFlag(flags, "public-port", 1, 65535);
+
+  let listener: Deno.Listener;
   try {
-    listener = Deno.listen({ hostname: host, port });
+    listener = tls
+      ? Deno.listenTls({ hostname: host, port, cert: tls.cert, key: tls.key })
+      : Deno.listen({ hostname: host, port });
   } catch (cause) {
     if (cause instanceof Deno.errors.AddrInUse) {
       throw new Error(
@@ -53,7 +72,7 @@ export async function run(args: string[]): Promise<number> {
     throw new Error(`Cannot listen on ${host}:${port}`, { cause });
   }
   const actualPort = (listener.addr as Deno.NetAddr).port;
-  const id = String(actualPort);
+  const id = String(publicPort ?? actualPort);
   const paths = dataPaths(dir);
   const store = new PartStore(paths.instanceDir(id));
   await store.init();
@@ -62,6 +81,7 @@ export async function run(args: string[]): Promise<number> {
     id,
     store,
     manifest: new ManifestCache(dir),
+    mutations: new Mutations(dir),
     addressOf: (other) => `${host}:${other}`,
     limits: {
       ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
@@ -92,7 +112,9 @@ export async function run(args: string[]): Promise<number> {
 
   if (!boolFlag(flags, "quiet")) {
     console.log(
-      `fts serve: ready: instance ${id} listening on ${host}:${actualPort} (pid ${Deno.pid})`,
+      `fts serve: ready: instance ${id} listening on ${host}:${actualPort}${
+        tls ? " with TLS" : ""
+      } (pid ${Deno.pid})`,
     );
   }
   try {

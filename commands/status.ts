@@ -1,9 +1,21 @@
-import { boolFlag, parseFlags, stringFlag } from "../lib/cli.ts";
+import { boolFlag, durationFlag, parseFlags, stringFlag } from "../lib/cli.ts";
+import { UsageError } from "../lib/errors.ts";
 import { requireConfig, resolveDataDir } from "../lib/config.ts";
 import { clusterStatus, type StatusReport } from "../lib/status.ts";
-import { formatBytes } from "../lib/units.ts";
+import { watchStatus } from "../lib/status_watch.ts";
+import { loadTlsClientOptions } from "../lib/tls.ts";
+import { formatBytes, formatDuration } from "../lib/units.ts";
 
-export const USAGE = "fts status [--json] [--data DIR]";
+export const USAGE = "fts status [--watch [--interval 1s]] [--json] [--tls-ca FILE] [--data DIR]";
+
+export const EXAMPLE = [
+  "fts status                                   # up/down and each file's replica health",
+  "fts status --watch                           # live view; q quits",
+  "fts status --watch --json                    # one JSON snapshot per second, for scripts",
+].join("\n");
+
+/** Polling faster than this would load every instance for little news. */
+const MIN_WATCH_INTERVAL_MS = 200;
 
 export function formatStatus(report: StatusReport): string {
   const up = report.instances.filter((i) => i.up);
@@ -21,9 +33,11 @@ export function formatStatus(report: StatusReport): string {
     const width = Math.max(...report.files.map((f) => f.name.length), 4);
     for (const f of report.files) {
       const health = f.lostParts > 0
-        ? `LOST: ${f.lostParts} parts have no live replica`
+        ? `LOST: ${f.lostParts} parts have no live replica (${_partList(f.lostPartNumbers)})`
         : f.minLiveReplicas < report.replicas
-        ? `degraded: ${f.underReplicatedParts} parts under-replicated`
+        ? `degraded: ${f.underReplicatedParts} parts under-replicated (${
+          _partList(f.underReplicatedPartNumbers)
+        })`
         : "healthy";
       lines.push(
         `  ${f.name.padEnd(width)}  ${formatBytes(f.size).padStart(10)}  ${
@@ -32,14 +46,95 @@ export function formatStatus(report: StatusReport): string {
       );
     }
   }
+  lines.push(...formatHealing(report));
   return lines.join("\n");
 }
 
+/** Part numbers for people: "parts 0, 3, 7 and 12 more". */
+function _partList(numbers: number[]): string {
+  const shown = numbers.slice(0, LISTED_PARTS_MAX).join(", ");
+  const more = numbers.length - LISTED_PARTS_MAX;
+  return `${numbers.length === 1 ? "part" : "parts"} ${shown}${
+    more > 0 ? ` and ${more} more` : ""
+  }`;
+}
+
+/** Part numbers listed per file before the rest are only counted. */
+const LISTED_PARTS_MAX = 10;
+
+function _clock(iso: string): string {
+  return iso.slice(11, 19);
+}
+
+/** The healing lines of `fts status`: on or off, who is down until when, and the runs. */
+export function formatHealing(report: StatusReport): string[] {
+  const heal = report.healing;
+  if (!report.supervisor) {
+    return [
+      "healing: no cluster supervisor runs for this data directory; fts repair heals by hand",
+    ];
+  }
+  if (!heal || !heal.enabled) {
+    return ["healing: off (fts cluster --heal-after 0); fts repair heals by hand"];
+  }
+  const rate = heal.rateBytesPerSecond > 0
+    ? `at most ${formatBytes(heal.rateBytesPerSecond)}/s`
+    : "unthrottled";
+  const lines = [`healing: on, after ${formatDuration(heal.healAfterMs)} down, ${rate}`];
+  for (const d of heal.down) {
+    lines.push(
+      `  ${d.id} down since ${_clock(d.since)}: ` +
+        (d.healAt
+          ? `its parts get copied elsewhere at ${_clock(d.healAt)}`
+          : "its parts were copied elsewhere"),
+    );
+  }
+  if (heal.running) {
+    const r = heal.running;
+    lines.push(
+      `  running since ${_clock(r.startedAt)} (${r.reason}): ${r.copied} copies made (${
+        formatBytes(r.bytesCopied)
+      }), ${r.dropped} surplus dropped` +
+        (r.corrupt > 0 ? `, ${r.corrupt} corrupt quarantined` : ""),
+    );
+  }
+  if (heal.last) {
+    const l = heal.last;
+    lines.push(
+      `  last run ${_clock(l.finishedAt)} (${l.reason}): ` +
+        (l.error
+          ? `failed: ${l.error}`
+          : `${l.copied} copies made (${
+            formatBytes(l.bytesCopied)
+          }), ${l.dropped} surplus dropped` +
+            (l.short > 0 ? `, ${l.short} parts short of R` : "") +
+            (l.lost > 0 ? `, ${l.lost} parts lost` : "")),
+    );
+  }
+  if (heal.nextRetryAt) lines.push(`  next try at ${_clock(heal.nextRetryAt)}`);
+  return lines;
+}
+
 export async function run(args: string[]): Promise<number> {
-  const flags = parseFlags(args, { data: { type: "string" }, json: { type: "boolean" } });
+  const flags = parseFlags(args, {
+    data: { type: "string" },
+    json: { type: "boolean" },
+    "tls-ca": { type: "string" },
+    watch: { type: "boolean", short: "w" },
+    interval: { type: "string" },
+  });
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const config = await requireConfig(dir);
-  const report = await clusterStatus(dir, config);
+  const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
+  const intervalMs = durationFlag(flags, "interval");
+  if (intervalMs !== undefined && intervalMs < MIN_WATCH_INTERVAL_MS) {
+    throw new UsageError(`--interval must be at least ${MIN_WATCH_INTERVAL_MS} ms`);
+  }
+  if (boolFlag(flags, "watch")) {
+    const json = boolFlag(flags, "json");
+    return await watchStatus({ dir, config, json, tls, ...(intervalMs ? { intervalMs } : {}) });
+  }
+  const report = await clusterStatus(dir, config, { tls });
   console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
   return 0;
 }

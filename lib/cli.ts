@@ -3,6 +3,8 @@ import { parseArgs } from "node:util";
 import { UsageError } from "./errors.ts";
 import { parseDurationMs, parseSize } from "./units.ts";
 
+export { isTerminal } from "./terminal.ts";
+
 type FlagSpec = {
   type: "string" | "boolean";
   multiple?: boolean;
@@ -25,9 +27,57 @@ export function parseFlags(args: string[], spec: Record<string, FlagSpec>): Pars
     });
     return { values: values as ParsedFlags["values"], positionals };
   } catch (cause) {
-    const message = cause instanceof Error ? cause.message.split("\n")[0]! : String(cause);
-    throw new UsageError(message.replace(/^Unknown option/, "Unknown flag"), { cause });
+    throw new UsageError(_flagErrorMessage(cause, Object.keys(spec)), { cause });
   }
+}
+
+/** node:util's parse errors, said the way the rest of fts says things. */
+function _flagErrorMessage(cause: unknown, known: string[]): string {
+  const message = cause instanceof Error ? cause.message.split("\n")[0]! : String(cause);
+  const code = (cause as { code?: unknown } | null)?.code;
+  const flag = /'(-[^' ]+)/.exec(message)?.[1];
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag !== undefined) {
+    const word = flag.replace(/^-+/, "").split("=")[0]!;
+    const suggestion = closestMatch(word, [...known, "help", "verbose"]);
+    return `Unknown flag ${flag}${suggestion ? `; did you mean --${suggestion}?` : ""}` +
+      " (--help lists the flags)";
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && flag !== undefined) {
+    return / argument missing/.test(message) ? `${flag} needs a value` : `${flag} takes no value`;
+  }
+  return message.replace(/^Unknown option/, "Unknown flag");
+}
+
+/** The option nearest to `word` (edit distance at most 2, or a unique prefix), if any. */
+export function closestMatch(word: string, options: readonly string[]): string | undefined {
+  const prefixed = options.filter((o) => word.length >= 2 && o.startsWith(word));
+  if (prefixed.length === 1) return prefixed[0];
+  const best = options
+    .map((option) => ({ option, d: editDistance(word, option) }))
+    .sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= Math.min(2, Math.max(1, word.length - 2)) ? best.option : undefined;
+}
+
+/**
+ * Edit distance where inserting, deleting or changing a character, or
+ * swapping two neighbours ("fecth"), each cost 1 (optimal string alignment).
+ */
+export function editDistance(a: string, b: string): number {
+  const rows = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, rows[i - 2]![j - 2]! + 1);
+      }
+      rows[i]![j] = best;
+    }
+  }
+  return rows[a.length]![b.length]!;
 }
 
 export function stringFlag(flags: ParsedFlags, name: string): string | undefined {
@@ -103,14 +153,6 @@ const encoder = new TextEncoder();
 /** Writes to stderr without a newline (for progress lines). */
 export function writeErr(text: string): void {
   Deno.stderr.writeSync(encoder.encode(text));
-}
-
-export function isTerminal(stream: { isTerminal(): boolean }): boolean {
-  try {
-    return stream.isTerminal();
-  } catch {
-    return false;
-  }
 }
 
 /** The port flag of kill/start: a positional PORT. */

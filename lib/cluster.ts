@@ -5,6 +5,7 @@
  */
 import { type ClusterConfig, dataPaths, instanceIds } from "./config.ts";
 import { writeFileAtomic } from "./fs_util.ts";
+import { Healer, type HealEvent } from "./heal.ts";
 import { livePid } from "./instances.ts";
 import { ftsCommand } from "./spawn.ts";
 
@@ -36,17 +37,34 @@ export class Supervisor {
 
   /** Extra flags passed to every `fts serve` (e.g. --limit-rate). */
   readonly serveArgs: string[];
+  /** Re-replicates the parts of instances that stay down (issue 4); undefined when off. */
+  readonly healer: Healer | undefined;
 
   constructor(
     dir: string,
     config: ClusterConfig,
     onEvent: (event: SupervisorEvent) => void,
-    options: { serveArgs?: string[] } = {},
+    options: {
+      serveArgs?: string[];
+      /** 0 turns healing off. */
+      healAfterMs?: number;
+      healRateBytesPerSecond?: number;
+      onHeal?: (event: HealEvent) => void;
+    } = {},
   ) {
     this.dir = dir;
     this.config = config;
     this.#onEvent = onEvent;
     this.serveArgs = options.serveArgs ?? [];
+    this.healer = options.healAfterMs
+      ? new Healer(dir, config, {
+        healAfterMs: options.healAfterMs,
+        ...(options.healRateBytesPerSecond !== undefined
+          ? { rateBytesPerSecond: options.healRateBytesPerSecond }
+          : {}),
+        ...(options.onHeal ? { onEvent: options.onHeal } : {}),
+      })
+      : undefined;
     for (const id of instanceIds(config)) this.#instances.set(id, { id, state: "down" });
   }
 
@@ -161,6 +179,7 @@ export class Supervisor {
         if (recorded === child.pid) await Deno.remove(paths.pidFile(id));
       } catch { /* already gone */ }
       if (!this.#stopping) {
+        this.healer?.instanceDown(id);
         this.#onEvent({
           type: "down",
           id,
@@ -180,6 +199,7 @@ export class Supervisor {
     }
     instance.state = "up";
     this.#onEvent({ type: "up", id, pid: child.pid });
+    this.healer?.instanceUp(id);
   }
 
   /** Ends one instance at once, as a crash would. */
@@ -199,6 +219,7 @@ export class Supervisor {
     try {
       this.#control?.close();
     } catch { /* closed */ }
+    await this.healer?.stop();
     const children = [...this.#instances.values()].flatMap((i) => (i.child ? [i.child] : []));
     for (const child of children) {
       try {
@@ -251,6 +272,8 @@ export class Supervisor {
         await reply({ ok: true, pid });
       } else if (request.op === "status") {
         await reply({ ok: true, instances: this.states() });
+      } else if (request.op === "heal") {
+        await reply({ ok: true, heal: this.healer?.status() ?? null });
       } else {
         await reply({ ok: false, error: "Unknown control request" });
       }

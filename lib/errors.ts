@@ -29,6 +29,18 @@ export const ERROR_CODES = {
   TIMEOUT: "TIMEOUT",
   /** Something failed on the server that is not the client's fault. */
   INTERNAL: "INTERNAL",
+  // --- signed mutations (issue 3): see PROTOCOL.md "Signed mutations" ---
+  /** A signed request failed its check: bad signature, stale timestamp or a replayed nonce. */
+  UNAUTHORIZED: "UNAUTHORIZED",
+  /** The signer does not own the file it tried to change; nothing changed. */
+  NOT_YOURS: "NOT_YOURS",
+  /** The target name is taken (publish without replace, or rename onto a file). */
+  ALREADY_EXISTS: "ALREADY_EXISTS",
+  /** A file name is empty, too long, or holds a slash, "..", NUL or a control character. */
+  BAD_NAME: "BAD_NAME",
+  /** A publish names a part copy that its replica does not hold (send it again, then retry). */
+  MISSING_PARTS: "MISSING_PARTS",
+  // --- end signed mutations ---
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

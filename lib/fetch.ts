@@ -10,10 +10,20 @@ import { ProtocolError } from "./errors.ts";
 import { Bitmap, loadFetchState, saveFetchState } from "./fetch_state.ts";
 import { exists, syncDir } from "./fs_util.ts";
 import { type FileEntry } from "./manifest.ts";
-import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo, parseAddress, Peer } from "./peer.ts";
+import {
+  type ConnectOptions,
+  DEFAULT_STALL_TIMEOUT_MS,
+  type FileInfo,
+  parseAddress,
+  Peer,
+} from "./peer.ts";
+import { PeerPool } from "./peer_pool.ts";
 import { writeAll } from "./protocol.ts";
 import { RateLimiter } from "./rate_limiter.ts";
+import { HashPool } from "./hash_pool.ts";
 import { hashInto } from "./store.ts";
+import { notFoundMessage } from "./hints.ts";
+import { type TlsClientOptions, TlsError } from "./tls.ts";
 
 /** Bytes read from a socket and written to disk at a time. */
 export const RECEIVE_CHUNK_BYTES = 1024 * 1024;
@@ -40,6 +50,8 @@ export interface FetchOptions {
   verify?: boolean;
   stallTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** Speak TLS to every instance, trusting these CAs. */
+  tls?: TlsClientOptions | undefined;
   signal?: AbortSignal;
   onEvent?: (event: FetchEvent) => void;
 }
@@ -92,11 +104,14 @@ class _LocalWriteError extends Error {}
 export async function locateFile(
   name: string,
   servers: readonly string[],
-  options: { connectTimeoutMs?: number; stallTimeoutMs?: number } = {},
+  options: ConnectOptions = {},
 ): Promise<FileInfo & { from: string }> {
   if (servers.length === 0) throw new TypeError("No servers to ask for the file");
   const order = [...servers].sort(() => Math.random() - 0.5);
   const reasons: string[] = [];
+  const tlsErrors: TlsError[] = [];
+  /** Failures of servers that did answer hello: reachable, but their answer was unusable. */
+  const badAnswers: string[] = [];
   for (const address of order) {
     let peer: Peer | undefined;
     try {
@@ -108,17 +123,34 @@ export async function locateFile(
       return { ...info, from: address };
     } catch (error) {
       if (error instanceof ProtocolError && error.code === "NOT_FOUND") {
-        throw new FetchError(`No file named ${JSON.stringify(name)} in the cluster`, [], {
-          cause: error,
-        });
+        // The names the cluster does hold make the message one a person can act on.
+        const names = await peer?.listFiles().then((files) => files.map((f) => f.name), () => []);
+        throw new FetchError(notFoundMessage(name, names ?? []), [], { cause: error });
       }
+      if (error instanceof TlsError) tlsErrors.push(error);
       reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
+      if (peer !== undefined) badAnswers.push(reasons.at(-1)!);
     } finally {
       peer?.close();
     }
   }
+  // The servers are up but TLS is wrong: say that, not "is the cluster up?".
+  if (tlsErrors.length === order.length) {
+    throw new FetchError(tlsErrors[0]!.message, [], { cause: tlsErrors[0] });
+  }
+  if (badAnswers.length === order.length) {
+    throw new FetchError(
+      `No server gave a usable entry for ${JSON.stringify(name)} (asked ${order.length}): ${
+        badAnswers[0]
+      }`,
+      [],
+      { cause: new Error(reasons.slice(0, 5).join("; ")) },
+    );
+  }
   throw new FetchError(
-    `Cannot reach any server (tried ${order.length}); is the cluster running?`,
+    `Cannot reach any of the ${order.length} servers (${order[0]}${
+      order.length > 1 ? ` and ${order.length - 1} more` : ""
+    }): is the cluster up? Start it with "fts cluster", or pass --server HOST:PORT of a live instance`,
     [],
     { cause: new Error(reasons.slice(0, 5).join("; ")) },
   );
@@ -135,37 +167,6 @@ function _addressResolver(info: FileInfo & { from: string }): (id: string) => st
     if (LOOPBACK.test(hostname) && !LOOPBACK.test(reachedHost)) return `${reachedHost}:${port}`;
     return advertised;
   };
-}
-
-/** Idle connections per server, reused across parts. */
-class _PeerPool {
-  readonly #idle = new Map<string, Peer[]>();
-  readonly #options: { connectTimeoutMs?: number; stallTimeoutMs?: number };
-
-  constructor(options: { connectTimeoutMs?: number; stallTimeoutMs?: number }) {
-    this.#options = options;
-  }
-
-  async acquire(address: string): Promise<Peer> {
-    const idle = this.#idle.get(address);
-    while (idle && idle.length > 0) {
-      const peer = idle.pop()!;
-      if (!peer.closed) return peer;
-    }
-    return await Peer.connect(address, this.#options);
-  }
-
-  release(peer: Peer): void {
-    if (peer.closed) return;
-    const idle = this.#idle.get(peer.address) ?? [];
-    idle.push(peer);
-    this.#idle.set(peer.address, idle);
-  }
-
-  closeAll(): void {
-    for (const peers of this.#idle.values()) for (const peer of peers) peer.close();
-    this.#idle.clear();
-  }
 }
 
 /** Fetches a file into `destDir`. Resolves only when every byte is verified. */
@@ -233,6 +234,7 @@ class _Fetcher {
         ? { connectTimeoutMs: options.connectTimeoutMs }
         : {}),
       ...(options.stallTimeoutMs !== undefined ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
+      tls: options.tls,
     });
     const entry = info.entry;
     const addressOf = _addressResolver(info);
@@ -352,6 +354,7 @@ class _Fetcher {
     const usable = state !== undefined && state.contentId === entry.contentId &&
       state.workFile === basename(workPath) && state.verified.size === entry.parts.length;
     this.#emit({ type: "checking", workPath, usingControlFile: usable });
+    const whole: number[] = [];
     for (let index = 0; index < entry.parts.length; index++) {
       const part = entry.parts[index]!;
       const start = index * entry.partSize;
@@ -361,23 +364,56 @@ class _Fetcher {
         continue;
       }
       if (start >= onDisk) break;
+      if (end <= onDisk) {
+        whole.push(index);
+        continue;
+      }
+      // The destination ends inside this part: keep the hash of what is there
+      // and fetch only the rest; the full digest still decides.
       await work.seek(start, Deno.SeekMode.Start);
       const hash = createHash("sha256");
-      const hashed = await hashInto(hash, work, Math.min(part.size, onDisk - start));
+      const hashed = await hashInto(hash, work, onDisk - start);
       this.#progress.bytesChecked += hashed;
-      if (hashed === part.size) {
-        if (hash.digest("hex") === part.digest) verified.set(index);
-      } else if (hashed > 0) {
-        // The destination ends inside this part: keep the hash of what is
-        // there and fetch only the rest; the full digest still decides.
-        resumeAt.set(index, { hash, offset: hashed });
-      }
+      if (hashed > 0) resumeAt.set(index, { hash, offset: hashed });
     }
+    if (whole.length > 0) await this.#checkWholeParts(entry, workPath, whole, verified);
     for (let index = 0; index < entry.parts.length; index++) {
       if (verified.has(index)) {
         this.#progress.partsPresent++;
         this.#progress.bytesPresent += entry.parts[index]!.size;
       }
+    }
+  }
+
+  /**
+   * Hashes the parts the destination holds whole in worker threads, one per
+   * core, each reading the file itself: the check runs at the speed of all
+   * cores instead of one.
+   */
+  async #checkWholeParts(
+    entry: FileEntry,
+    workPath: string,
+    indexes: number[],
+    verified: Bitmap,
+  ): Promise<void> {
+    const hashes = new HashPool();
+    try {
+      const queue = [...indexes];
+      // Two ranges per worker in flight, so none waits for its next one.
+      await Promise.all(Array.from({ length: 2 * hashes.size }, async () => {
+        for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
+          const part = entry.parts[index]!;
+          const { digest, bytes } = await hashes.hashRange({
+            path: workPath,
+            start: index * entry.partSize,
+            length: part.size,
+          });
+          this.#progress.bytesChecked += bytes;
+          if (bytes === part.size && digest === part.digest) verified.set(index);
+        }
+      }));
+    } finally {
+      hashes.close();
     }
   }
 
@@ -394,11 +430,12 @@ class _Fetcher {
     const limiter = options.limitRateBytesPerSecond
       ? new RateLimiter(options.limitRateBytesPerSecond)
       : undefined;
-    const pool = new _PeerPool({
+    const pool = new PeerPool({
       ...(options.connectTimeoutMs !== undefined
         ? { connectTimeoutMs: options.connectTimeoutMs }
         : {}),
       stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+      tls: options.tls,
     });
     const queue = [...missing];
     const failures: { index: number; error: unknown }[] = [];
@@ -484,7 +521,7 @@ class _Fetcher {
     buffer: Uint8Array,
     resume: { hash: Hash; offset: number } | undefined,
     context: {
-      pool: _PeerPool;
+      pool: PeerPool;
       limiter: RateLimiter | undefined;
       addressOf: (id: string) => string;
     },
@@ -534,7 +571,11 @@ class _Fetcher {
             await writeAll(file, chunk);
           } catch (cause) {
             throw new _LocalWriteError(
-              `Cannot write to the destination: ${cause instanceof Error ? cause.message : cause}`,
+              (cause as { code?: unknown } | null)?.code === "ENOSPC"
+                ? `The disk holding ${this.#options.destDir} is full; free some space or choose another DEST_DIR, then run the same command again to resume`
+                : `Cannot write to the destination: ${
+                  cause instanceof Error ? cause.message : cause
+                }`,
               { cause },
             );
           }
@@ -586,7 +627,11 @@ class _Fetcher {
   #report(address: string, digest: string): void {
     // Best effort: the instance re-hashes its copy and quarantines it if bad.
     (async () => {
-      const peer = await Peer.connect(address, { connectTimeoutMs: 1000, stallTimeoutMs: 10_000 });
+      const peer = await Peer.connect(address, {
+        connectTimeoutMs: 1000,
+        stallTimeoutMs: 10_000,
+        tls: this.#options.tls,
+      });
       try {
         await peer.report(digest);
       } finally {

@@ -17,6 +17,25 @@ export function tempPathBeside(path: string): string {
   return join(dirname(path), `.${Deno.pid}.${random}.tmp`);
 }
 
+/**
+ * Removes temp files that `tempPathBeside` made in `dir` for processes that
+ * are gone (a write cut off by a kill). Returns how many it removed.
+ */
+export async function removeStaleTemps(dir: string): Promise<number> {
+  let removed = 0;
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const match = /^\.(\d+)\.[0-9a-z]+\.tmp$/.exec(entry.name);
+      if (!entry.isFile || !match || processAlive(Number(match[1]))) continue;
+      await Deno.remove(join(dir, entry.name)).catch(() => {});
+      removed++;
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return removed;
+}
+
 /** Flushes a directory entry change to disk; a no-op where the OS refuses. */
 export async function syncDir(dir: string): Promise<void> {
   try {

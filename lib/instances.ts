@@ -3,6 +3,7 @@ import { type ClusterConfig, dataPaths, instancePorts } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { processAlive, processCommandLine, readJsonFile } from "./fs_util.ts";
 import { Peer } from "./peer.ts";
+import { type TlsClientOptions } from "./tls.ts";
 
 /** The pid of a live `fts serve` for this instance, or undefined when it is down. */
 export async function livePid(dir: string, id: string): Promise<number | undefined> {
@@ -45,6 +46,7 @@ export interface Probe {
 export async function probeInstances(
   instances: { id: string; address: string }[],
   timeoutMs = 1_500,
+  tls?: TlsClientOptions,
 ): Promise<Probe[]> {
   return await Promise.all(instances.map(async ({ id, address }) => {
     let peer: Peer | undefined;
@@ -52,6 +54,7 @@ export async function probeInstances(
       peer = await Peer.connect(address, {
         connectTimeoutMs: timeoutMs,
         stallTimeoutMs: timeoutMs,
+        tls,
       });
       const stats = await peer.stats();
       return { id, address, up: true, stats };

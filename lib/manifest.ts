@@ -8,7 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { dataPaths } from "./config.ts";
-import { readJsonFile, writeFileAtomic } from "./fs_util.ts";
+import { readJsonFile, removeStaleTemps, writeFileAtomic } from "./fs_util.ts";
 import { withFileLock } from "./lock.ts";
 import { DIGEST_PATTERN } from "./protocol.ts";
 
@@ -79,7 +79,12 @@ function _fail(what: string): never {
 export function parseFileEntry(value: unknown): FileEntry {
   const v = value as Record<string, unknown> | null;
   if (typeof v !== "object" || v === null) _fail("entry is not an object");
-  const name = validateFileName(v.name);
+  let name: string;
+  try {
+    name = validateFileName(v.name);
+  } catch (cause) {
+    throw new SyntaxError(`Manifest is malformed: ${(cause as Error).message}`, { cause });
+  }
   const { size, partSize } = v;
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) _fail("bad size");
   if (typeof partSize !== "number" || !Number.isSafeInteger(partSize) || partSize < 1) {
@@ -161,6 +166,8 @@ export async function updateManifest<T>(
   const paths = dataPaths(dir);
   await Deno.mkdir(dir, { recursive: true });
   return await withFileLock(paths.lock, async () => {
+    // Temp files of writers killed mid-write.
+    await removeStaleTemps(dir);
     const manifest = await readManifest(dir);
     const before = _serialise(manifest);
     const result = await change(manifest);

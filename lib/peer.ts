@@ -5,6 +5,7 @@
 import { ProtocolError } from "./errors.ts";
 import { type FileEntry, parseFileEntry } from "./manifest.ts";
 import {
+  DIGEST_PATTERN,
   encodeFrame,
   encodeFrameHead,
   errorFromHeader,
@@ -13,8 +14,23 @@ import {
   PROTOCOL_VERSION,
   writeAll,
 } from "./protocol.ts";
+import {
+  defaultTlsClientOptions,
+  looksLikeTls,
+  startTls,
+  type TlsClientOptions,
+  TlsError,
+} from "./tls.ts";
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
+
+export interface ConnectOptions {
+  /** Limit for the TCP connect, and again for the TLS handshake. */
+  connectTimeoutMs?: number;
+  stallTimeoutMs?: number;
+  /** Speak TLS, trusting only these CAs; when absent, as FTS_TLS_CA says (else plain TCP). */
+  tls?: TlsClientOptions | undefined;
+}
 /** How long a read may wait for the next byte before the peer counts as stalled. */
 export const DEFAULT_STALL_TIMEOUT_MS = 3_000;
 const AGENT = "fts/0.1";
@@ -36,6 +52,24 @@ export interface FileInfo {
   generation: number;
 }
 
+/** What part.list says an instance holds. */
+export interface StoredParts {
+  /** Digest to size in bytes. */
+  parts: Map<string, number>;
+  quarantined: Set<string>;
+}
+
+export const VERIFY_STATUSES = ["ok", "missing", "quarantined", "corrupt"] as const;
+export type VerifyStatus = typeof VERIFY_STATUSES[number];
+
+/** What cluster.info tells an uploading client (issue 3). */
+export interface ClusterInfo {
+  replicas: number;
+  partSize: number;
+  /** Instance id to "host:port". */
+  instances: Record<string, string>;
+}
+
 export interface FileSummary {
   name: string;
   size: number;
@@ -46,23 +80,35 @@ export interface FileSummary {
 
 export class Peer {
   readonly address: string;
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   readonly reader: FrameReader;
   #closed = false;
+  /** The first byte the instance sent: tells a TLS server apart from a broken one. */
+  #firstByte: number | undefined;
   /** The instance id the server gave in its hello. */
   id = "";
 
-  private constructor(address: string, conn: Deno.TcpConn, stallTimeoutMs: number) {
+  private constructor(address: string, conn: Deno.Conn, stallTimeoutMs: number) {
     this.address = address;
     this.#conn = conn;
-    this.reader = new FrameReader(conn, { timeoutMs: stallTimeoutMs, bufferBytes: 64 * 1024 });
+    // Only the first read is watched; after it, reads go straight to the socket.
+    const source = {
+      read: (buffer: Uint8Array): Promise<number | null> => {
+        if (this.#firstByte !== undefined) return conn.read(buffer);
+        return conn.read(buffer).then((n) => {
+          if (n !== null && n > 0) this.#firstByte = buffer[0];
+          return n;
+        });
+      },
+    };
+    this.reader = new FrameReader(source, { timeoutMs: stallTimeoutMs, bufferBytes: 64 * 1024 });
     this.reader.onTimeout = () => this.close();
   }
 
   /** Connects and says hello; throws within the connect timeout when the peer is down. */
   static async connect(
     address: string,
-    options: { connectTimeoutMs?: number; stallTimeoutMs?: number } = {},
+    options: ConnectOptions = {},
   ): Promise<Peer> {
     const { hostname, port } = parseAddress(address);
     const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -91,7 +137,15 @@ export class Peer {
       clearTimeout(timer);
     }
     conn.setNoDelay(true);
-    const peer = new Peer(address, conn, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
+    let tls: TlsClientOptions | undefined;
+    try {
+      tls = options.tls ?? defaultTlsClientOptions();
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+    const stream = tls ? await startTls(conn, address, hostname, tls, connectTimeoutMs) : conn;
+    const peer = new Peer(address, stream, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
     try {
       const reply = await peer.#roundTrip({ op: "hello", version: PROTOCOL_VERSION, agent: AGENT });
       if (reply.header.op !== "hello" || reply.header.version !== PROTOCOL_VERSION) {
@@ -103,6 +157,12 @@ export class Peer {
       peer.id = String(reply.header.id ?? "");
     } catch (error) {
       peer.close();
+      if (!tls && looksLikeTls(peer.#firstByte)) {
+        throw new TlsError(
+          `${address} speaks TLS: pass the CA that signed its certificate with --tls-ca FILE (or FTS_TLS_CA)`,
+          { cause: error },
+        );
+      }
       throw error;
     }
     return peer;
@@ -187,6 +247,47 @@ export class Peer {
     return reply.header.quarantined === true;
   }
 
+  // --- repair and scrub (issue 4) ---
+
+  /** Which parts the instance stores (digest to size) and which it quarantined. */
+  async listParts(): Promise<StoredParts> {
+    await this.#roundTrip({ op: "part.list" });
+    const body = await this.reader.readBodyJson() as { parts?: unknown; quarantined?: unknown };
+    const parts = new Map<string, number>();
+    const quarantined = new Set<string>();
+    if (!Array.isArray(body?.parts) || !Array.isArray(body.quarantined)) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} sent a malformed part list`);
+    }
+    for (const item of body.parts) {
+      const [digest, size] = Array.isArray(item) ? item : [];
+      if (typeof digest === "string" && DIGEST_PATTERN.test(digest) && Number.isSafeInteger(size)) {
+        parts.set(digest, size as number);
+      }
+    }
+    for (const digest of body.quarantined) {
+      if (typeof digest === "string" && DIGEST_PATTERN.test(digest)) quarantined.add(digest);
+    }
+    return { parts, quarantined };
+  }
+
+  /**
+   * Has the instance re-hash its copy of a part. "corrupt" means the copy
+   * failed and the instance has just quarantined it.
+   */
+  async verifyPart(digest: string): Promise<VerifyStatus> {
+    const reply = await this.#roundTrip({ op: "part.verify", digest });
+    const status = reply.header.status;
+    if (
+      reply.header.op !== "verified" || typeof status !== "string" ||
+      !(VERIFY_STATUSES as readonly string[]).includes(status)
+    ) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} answered part.verify badly`);
+    }
+    return status as VerifyStatus;
+  }
+
+  // --- end repair and scrub ---
+
   /**
    * Asks for a byte range of a part. On success the body (exactly `length`
    * bytes) is then read with `reader.readBody`.
@@ -218,4 +319,50 @@ export class Peer {
     const reply = await this.readReply();
     return { stored: reply.header.stored === true };
   }
+
+  // --- signed mutations and upload (issue 3) ---
+
+  /** Size of the instance's copy of a part, or undefined when it holds none. */
+  async hasPart(digest: string): Promise<number | undefined> {
+    const reply = await this.#roundTrip({ op: "part.has", digest });
+    const { op, stored, size } = reply.header;
+    if (op !== "has") {
+      throw new ProtocolError("BAD_FRAME", `${this.address} answered part.has badly`);
+    }
+    return stored === true && typeof size === "number" ? size : undefined;
+  }
+
+  /** The cluster's replica count, part size and instance addresses. */
+  async clusterInfo(): Promise<ClusterInfo> {
+    const reply = await this.#roundTrip({ op: "cluster.info" });
+    const body = await this.reader.readBodyJson() as { instances?: unknown };
+    const { replicas, partSize } = reply.header;
+    const instances: Record<string, string> = {};
+    if (typeof body?.instances === "object" && body.instances !== null) {
+      for (const [id, address] of Object.entries(body.instances)) {
+        if (typeof address === "string") instances[id] = address;
+      }
+    }
+    if (
+      reply.header.op !== "cluster" || !Number.isSafeInteger(replicas) ||
+      !Number.isSafeInteger(partSize) || Object.keys(instances).length === 0
+    ) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} answered cluster.info badly`);
+    }
+    return { replicas: replicas as number, partSize: partSize as number, instances };
+  }
+
+  /**
+   * Sends one request with an optional small body and returns the reply's
+   * header (its body is discarded); an error frame throws. Signed requests
+   * (signed_request.ts) go through here.
+   */
+  async request(header: Header, body?: Uint8Array): Promise<Header> {
+    await this.#send(header, body);
+    const reply = await this.readReply();
+    await this.reader.skipBody();
+    return reply.header;
+  }
+
+  // --- end signed mutations and upload ---
 }

@@ -37,7 +37,27 @@ export type Request =
   | { op: "part.get"; digest: string; offset: number; length: number }
   | { op: "part.put"; digest: string }
   | { op: "part.report"; digest: string }
-  | { op: "stats" };
+  | { op: "stats" }
+  // --- signed mutations and upload (issue 3): see PROTOCOL.md "Signed mutations" ---
+  | { op: "part.has"; digest: string }
+  | { op: "cluster.info" }
+  | {
+    op: "file.publish";
+    name: string;
+    replace: boolean;
+    size: number;
+    partSize: number;
+    /** SHA-256 of the body (the part list), so the signature covers it. */
+    bodyDigest: string;
+    auth: SignedAuth;
+  }
+  | { op: "file.delete"; name: string; auth: SignedAuth }
+  | { op: "file.rename"; name: string; to: string; auth: SignedAuth }
+  // --- end signed mutations and upload ---
+  // --- repair and scrub (issue 4): see PROTOCOL.md "Repair and scrub" ---
+  | { op: "part.list" }
+  | { op: "part.verify"; digest: string };
+// --- end repair and scrub ---
 
 export type RequestOp = Request["op"];
 
@@ -50,6 +70,15 @@ const REQUEST_OPS: ReadonlySet<string> = new Set<RequestOp>([
   "part.put",
   "part.report",
   "stats",
+  // signed mutations and upload (issue 3)
+  "part.has",
+  "cluster.info",
+  "file.publish",
+  "file.delete",
+  "file.rename",
+  // repair and scrub (issue 4)
+  "part.list",
+  "part.verify",
 ]);
 
 const encoder = new TextEncoder();
@@ -141,13 +170,71 @@ function _uint(header: Header, field: string): number {
   return value;
 }
 
-function _digest(header: Header): string {
-  const digest = _str(header, "digest");
+function _digest(header: Header, field = "digest"): string {
+  const digest = _str(header, field);
   if (!DIGEST_PATTERN.test(digest)) {
-    throw new ProtocolError("BAD_REQUEST", `Field "digest" of ${header.op} is not a SHA-256 hex`);
+    throw new ProtocolError("BAD_REQUEST", `Field "${field}" of ${header.op} is not a SHA-256 hex`);
   }
   return digest;
 }
+
+// --- signed mutations and upload (issue 3) ---
+
+/** Largest part list a file.publish body may carry (about 500 000 parts). */
+export const MAX_PUBLISH_BODY_BYTES = 64 * 1024 * 1024;
+/** Longest key, nonce or signature string a signed request may carry. */
+const MAX_AUTH_FIELD_CHARS = 128;
+
+/**
+ * The proof a signed request carries: the signer's public key (its owner
+ * string), when it was signed, a one-time nonce, and the Ed25519 signature over
+ * the canonical encoding described in signed_request.ts and PROTOCOL.md.
+ */
+export interface SignedAuth {
+  key: string;
+  /** Milliseconds since the Unix epoch. */
+  timestamp: number;
+  nonce: string;
+  signature: string;
+}
+
+function _bool(header: Header, field: string): boolean {
+  const value = header[field];
+  if (typeof value !== "boolean") {
+    throw new ProtocolError("BAD_REQUEST", `Field "${field}" of ${header.op} must be a boolean`);
+  }
+  return value;
+}
+
+function _auth(header: Header): SignedAuth {
+  const value = header.auth as Record<string, unknown> | null | undefined;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError("BAD_REQUEST", `${header.op} must carry an "auth" object`);
+  }
+  const { key, timestamp, nonce, signature } = value;
+  for (const [field, text] of [["key", key], ["nonce", nonce], ["signature", signature]]) {
+    if (typeof text !== "string" || text.length === 0 || text.length > MAX_AUTH_FIELD_CHARS) {
+      throw new ProtocolError(
+        "BAD_REQUEST",
+        `Field "auth.${field}" of ${header.op} must be a string of 1..${MAX_AUTH_FIELD_CHARS} characters`,
+      );
+    }
+  }
+  if (typeof timestamp !== "number" || !Number.isSafeInteger(timestamp) || timestamp < 0) {
+    throw new ProtocolError(
+      "BAD_REQUEST",
+      `Field "auth.timestamp" of ${header.op} must be milliseconds since the epoch`,
+    );
+  }
+  return {
+    key: key as string,
+    timestamp,
+    nonce: nonce as string,
+    signature: signature as string,
+  };
+}
+
+// --- end signed mutations and upload ---
 
 /** Checks a decoded header against the request schema. */
 export function parseRequest(header: Header): Request {
@@ -182,13 +269,53 @@ export function parseRequest(header: Header): Request {
       return { op: "part.report", digest: _digest(header) };
     case "stats":
       return { op: "stats" };
+    // --- signed mutations and upload (issue 3) ---
+    case "part.has":
+      return { op: "part.has", digest: _digest(header) };
+    case "cluster.info":
+      return { op: "cluster.info" };
+    case "file.publish":
+      return {
+        op: "file.publish",
+        name: _str(header, "name"),
+        replace: _bool(header, "replace"),
+        size: _uint(header, "size"),
+        partSize: _uint(header, "partSize"),
+        bodyDigest: _digest(header, "bodyDigest"),
+        auth: _auth(header),
+      };
+    case "file.delete":
+      return { op: "file.delete", name: _str(header, "name"), auth: _auth(header) };
+    case "file.rename":
+      return {
+        op: "file.rename",
+        name: _str(header, "name"),
+        to: _str(header, "to"),
+        auth: _auth(header),
+      };
+    // --- end signed mutations and upload ---
+    // --- repair and scrub (issue 4): part.list and part.verify ---
+    case "part.list":
+      return { op: "part.list" };
+    case "part.verify":
+      return { op: "part.verify", digest: _digest(header) };
   }
 }
+
+/**
+ * Longest error message put on the wire. Messages may quote client input (a
+ * file name escaped twice); bounding them keeps every error header far below
+ * MAX_HEADER_BYTES, so an error can always be sent.
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 1024;
 
 /** Builds an error frame header from any thrown value. */
 export function errorHeader(error: unknown): Header {
   if (error instanceof ProtocolError) {
-    return { op: "error", code: error.code, message: error.message };
+    const message = error.message.length > MAX_ERROR_MESSAGE_CHARS
+      ? error.message.slice(0, MAX_ERROR_MESSAGE_CHARS - 3) + "..."
+      : error.message;
+    return { op: "error", code: error.code, message };
   }
   return { op: "error", code: "INTERNAL", message: "Internal server error" };
 }

@@ -5,6 +5,7 @@
 import { MAX_PART_BYTES } from "./config.ts";
 import { ProtocolError } from "./errors.ts";
 import { type FileEntry, type ManifestCache } from "./manifest.ts";
+import { type Mutations } from "./mutations.ts";
 import {
   type ByteSink,
   type ByteSource,
@@ -14,6 +15,7 @@ import {
   FrameReader,
   type Header,
   jsonBody,
+  MAX_PUBLISH_BODY_BYTES,
   parseRequest,
   PROTOCOL_VERSION,
   type Request,
@@ -53,6 +55,8 @@ export interface ServerCounters {
   errorsSent: number;
   reportsReceived: number;
   quarantined: number;
+  /** Stored copies re-hashed on request (part.verify, issue 4). */
+  partsVerified: number;
 }
 
 export interface ServerOptions {
@@ -64,6 +68,8 @@ export interface ServerOptions {
   limits?: Partial<ServerLimits>;
   /** Caps the bytes per second this instance sends, over all connections. */
   limitRateBytesPerSecond?: number;
+  /** Upload, delete and rename (issue 3); without it those ops answer INTERNAL. */
+  mutations?: Mutations;
 }
 
 /** A connection the handler can drive: bytes in, bytes out, close. */
@@ -97,6 +103,7 @@ export class Server {
     errorsSent: 0,
     reportsReceived: 0,
     quarantined: 0,
+    partsVerified: 0,
   };
   readonly #options: ServerOptions;
   readonly #startedAt = Date.now();
@@ -130,13 +137,19 @@ export class Server {
     this.counters.connections++;
     this.counters.activeConnections++;
     this.#open.add(conn);
+    // A read that times out rejects without closing, so a TIMEOUT frame can still be sent.
     const reader = new FrameReader(conn, { timeoutMs: this.limits.idleTimeoutMs });
-    reader.onTimeout = () => _closeQuietly(conn);
     const state: ConnectionState = { greeted: false, dataBuffer: undefined };
     try {
       while (true) {
         reader.timeoutMs = this.limits.idleTimeoutMs;
-        const head = await reader.readHead();
+        // Each read may wait idleTimeoutMs; the whole header gets one requestTimeoutMs
+        // more, so a client trickling a byte at a time cannot hold its slot forever.
+        const head = await _withDeadline(
+          reader.readHead(),
+          this.limits.idleTimeoutMs + this.limits.requestTimeoutMs,
+          () => _closeQuietly(conn),
+        );
         if (head === null) break;
         reader.timeoutMs = this.limits.requestTimeoutMs;
         this.counters.requests++;
@@ -173,10 +186,10 @@ export class Server {
     state: ConnectionState,
   ): Promise<void> {
     const request = parseRequest(header);
-    if (!state.greeted) {
-      if (request.op !== "hello") {
-        throw new ProtocolError("VERSION_MISMATCH", "The first frame must be a hello");
-      }
+    if (!state.greeted && request.op !== "hello") {
+      throw new ProtocolError("VERSION_MISMATCH", "The first frame must be a hello");
+    }
+    if (request.op === "hello") {
       if (request.version !== PROTOCOL_VERSION) {
         throw new ProtocolError(
           "VERSION_MISMATCH",
@@ -184,7 +197,7 @@ export class Server {
         );
       }
     }
-    if (request.op !== "part.put" && bodyLength > 0) {
+    if (request.op !== "part.put" && request.op !== "file.publish" && bodyLength > 0) {
       throw new ProtocolError("BAD_REQUEST", `${request.op} takes no body`);
     }
     await this.#serve(conn, reader, request, bodyLength, state);
@@ -201,7 +214,8 @@ export class Server {
     switch (request.op) {
       case "hello": {
         state.greeted = true;
-        const { generation } = await manifest.get();
+        // A damaged manifest must not stop the instance serving parts.
+        const generation = await manifest.get().then((m) => m.generation, () => null);
         await writeAll(
           conn,
           encodeFrame({ op: "hello", version: PROTOCOL_VERSION, id: this.id, generation }),
@@ -272,7 +286,84 @@ export class Server {
           }),
         );
         return;
+      // --- signed mutations and upload (issue 3): the logic lives in mutations.ts ---
+      case "part.has": {
+        const size = await store.sizeOf(request.digest);
+        await writeAll(
+          conn,
+          encodeFrame({ op: "has", digest: request.digest, stored: size !== undefined, size }),
+        );
+        return;
+      }
+      case "cluster.info": {
+        const { header, body } = await this.#mutations().clusterInfo(this.#options.addressOf);
+        await writeAll(conn, encodeFrame(header, jsonBody(body)));
+        return;
+      }
+      case "file.publish": {
+        if (bodyLength > MAX_PUBLISH_BODY_BYTES) {
+          throw new ProtocolError(
+            "BODY_TOO_LARGE",
+            `A part list may not exceed ${MAX_PUBLISH_BODY_BYTES} bytes`,
+          );
+        }
+        const readBody = () => reader.readBodyBytes(MAX_PUBLISH_BODY_BYTES);
+        await writeAll(conn, encodeFrame(await this.#mutations().publish(request, readBody)));
+        return;
+      }
+      case "file.delete":
+        await writeAll(conn, encodeFrame(await this.#mutations().remove(request)));
+        return;
+      case "file.rename":
+        await writeAll(conn, encodeFrame(await this.#mutations().rename(request)));
+        return;
+      // --- end signed mutations and upload ---
+      // --- repair and scrub (issue 4): part.list and part.verify, see PROTOCOL.md ---
+      case "part.list": {
+        const parts = await store.listWithSizes();
+        const quarantined = await store.listQuarantined();
+        await writeAll(
+          conn,
+          encodeFrame(
+            { op: "parts", count: parts.length },
+            jsonBody({ parts, quarantined }),
+          ),
+        );
+        return;
+      }
+      case "part.verify": {
+        const status = await this.#verifyPart(request.digest);
+        await writeAll(conn, encodeFrame({ op: "verified", digest: request.digest, status }));
+        return;
+      }
     }
+  }
+
+  /**
+   * Re-hashes a stored copy. A copy that fails is quarantined at once, so it is
+   * never served again; the caller repairs it from a good replica.
+   */
+  async #verifyPart(digest: string): Promise<"ok" | "missing" | "quarantined" | "corrupt"> {
+    const store = this.#options.store;
+    let good: boolean;
+    try {
+      good = await store.verify(digest);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      if (error.code === "QUARANTINED") return "quarantined";
+      if (error.code === "NOT_FOUND") return "missing";
+      throw error;
+    }
+    this.counters.partsVerified++;
+    if (good) return "ok";
+    if (await store.quarantine(digest)) this.counters.quarantined++;
+    return "corrupt";
+  }
+
+  #mutations(): Mutations {
+    const mutations = this.#options.mutations;
+    if (!mutations) throw new ProtocolError("INTERNAL", "This instance does not accept changes");
+    return mutations;
   }
 
   #addresses(entry: FileEntry): Record<string, string> {
@@ -313,7 +404,14 @@ export class Server {
         // honest signal left is to drop the connection.
         if (n === null) throw new _Disconnect("Stored part is shorter than its header said");
         if (this.#limiter) await this.#limiter.take(n);
-        await writeAll(conn, buffer.subarray(0, n));
+        // A client that stops reading would otherwise hold this slot and file
+        // forever: it must take each chunk within idleTimeoutMs (so at least
+        // DATA_CHUNK_BYTES per idleTimeoutMs, about 17 KiB/s by default).
+        await _withDeadline(
+          writeAll(conn, buffer.subarray(0, n)),
+          this.limits.idleTimeoutMs,
+          () => _closeQuietly(conn),
+        );
         sent += n;
         this.counters.bytesServed += n;
       }
@@ -376,6 +474,16 @@ async function _sendAndClose(conn: Connection, header: Header): Promise<void> {
     // The peer is gone; nothing to tell it.
   } finally {
     _closeQuietly(conn);
+  }
+}
+
+/** Runs `onExpire` (which should abort the operation) if `promise` is not settled in time. */
+async function _withDeadline<T>(promise: Promise<T>, ms: number, onExpire: () => void): Promise<T> {
+  const timer = setTimeout(onExpire, ms);
+  try {
+    return await promise;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -142,6 +142,30 @@ export class PartStore {
     }
     return digests;
   }
+
+  /** Every digest stored here with its size in bytes (for repair's census). */
+  async listWithSizes(): Promise<[digest: string, size: number][]> {
+    const out: [string, number][] = [];
+    for (const digest of await this.list()) {
+      const size = await this.sizeOf(digest);
+      // Gone between the listing and the stat: dropped or quarantined meanwhile.
+      if (size !== undefined) out.push([digest, size]);
+    }
+    return out;
+  }
+
+  /** Digests whose copy here was quarantined. */
+  async listQuarantined(): Promise<string[]> {
+    const digests: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(this.quarantineDir)) {
+        if (DIGEST_PATTERN.test(entry.name)) digests.push(entry.name);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return digests;
+  }
 }
 
 /** A part being written: bytes go to a temp file, and become visible on commit. */

@@ -17,7 +17,7 @@ async function _dest(cluster: TestCluster): Promise<string> {
 }
 
 /** Instances whose bytesServed moved between two looks: the ones streaming right now. */
-async function _streaming(cluster: TestCluster, alive: Set<number>): Promise<number[]> {
+async function _streaming(alive: Set<number>): Promise<number[]> {
   const look = async () =>
     new Map(
       await Promise.all(
@@ -55,7 +55,7 @@ Deno.test("fetch: failover: serving instances SIGKILLed mid-part (6 servers, R=3
     const deadline = Date.now() + 20_000;
     while (killed.length < 2 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 300));
-      for (const port of await _streaming(cluster, alive)) {
+      for (const port of await _streaming(alive)) {
         if (killed.length >= 2) break;
         const pid = Number(await Deno.readTextFile(join(cluster.dir, "run", `${port}.pid`)));
         Deno.kill(pid, "SIGKILL");

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertSameFile, damageFile, startCluster, type TestCluster } from "./harness.ts";
+import {
+  assertSameFile,
+  damageFile,
+  startCluster,
+  type TestCluster,
+  waitForVerifiedParts,
+} from "./harness.ts";
 
 const MiB = 1024 * 1024;
 const PART = 256 * 1024;
@@ -40,7 +46,8 @@ Deno.test("fetch: resume: a killed client resumes with only the unverified parts
     const dest = await _dest(cluster);
     // Slow the client so it is surely mid-file when killed.
     const first = cluster.spawnFetch("big.bin", dest, ["--limit-rate", "2MiB", "--parallel", "2"]);
-    await first.waitFor(/verified \((?:[3-9]\d|2\d)\.\d%\)/, 30_000);
+    // 6 MiB in 256 KiB parts: 24 parts; kill once a third is recorded verified.
+    await waitForVerifiedParts(join(dest, "big.bin.fts-state"), 8);
     first.kill("SIGKILL");
     await first.status;
     const state = join(dest, "big.bin.fts-state");
@@ -121,7 +128,7 @@ Deno.test("fetch: resume: --verify re-hashes parts the control file vouches for"
   try {
     const dest = await _dest(cluster);
     const first = cluster.spawnFetch("v.bin", dest, ["--limit-rate", "1MiB", "--parallel", "1"]);
-    await first.waitFor(/verified \((?:[4-9]\d)\.\d%\)/, 30_000);
+    await waitForVerifiedParts(join(dest, "v.bin.fts-state"), 4);
     first.kill("SIGKILL");
     await first.status;
     // Damage a part the control file already lists as verified.

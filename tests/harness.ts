@@ -11,13 +11,21 @@ import { Peer } from "../lib/peer.ts";
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const DENO = Deno.execPath();
 
+/** A config directory of this test process, so no test touches the user's ~/.config. */
+const _configHome = Deno.makeTempDirSync({ prefix: "fts-test-config-" });
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(_configHome, { recursive: true });
+  } catch { /* already gone */ }
+});
+
 /** Environment for child processes: no inherited FTS_* settings leak into tests. */
 function _env(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(Deno.env.toObject())) {
     if (!key.startsWith("FTS_")) env[key] = value;
   }
-  return { ...env, NO_COLOR: "1", ...extra };
+  return { ...env, NO_COLOR: "1", XDG_CONFIG_HOME: _configHome, ...extra };
 }
 
 export async function tempDir(prefix = "fts-test-"): Promise<string> {
@@ -264,6 +272,32 @@ export async function readManifestJson(dataDir: string): Promise<{
   >;
 }> {
   return JSON.parse(await Deno.readTextFile(join(dataDir, "manifest.json")));
+}
+
+/** Waits until a fetch's control file records at least `parts` verified parts. */
+export async function waitForVerifiedParts(
+  statePath: string,
+  parts: number,
+  timeoutMs = 30_000,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const state = JSON.parse(await Deno.readTextFile(statePath));
+      const bits = atob(state.verified);
+      let count = 0;
+      for (let i = 0; i < bits.length; i++) {
+        let byte = bits.charCodeAt(i);
+        while (byte) {
+          count += byte & 1;
+          byte >>= 1;
+        }
+      }
+      if (count >= parts) return count;
+    } catch { /* not written yet, or being replaced */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${statePath} never recorded ${parts} verified parts`);
 }
 
 /** Asks one instance for its counters. */

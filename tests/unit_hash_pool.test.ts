@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { HashPool } from "../lib/hash_pool.ts";
+
+function _bytes(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+function _sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+Deno.test("HashPool.hashRange() hashes a file range and reports a short read at end of file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fts-hash-pool-" });
+  const pool = new HashPool({ workers: 2 });
+  try {
+    const path = join(dir, "f.bin");
+    const data = _bytes(3 * 1024 * 1024 + 5, 3);
+    await Deno.writeFile(path, data);
+    const whole = await pool.hashRange({ path, start: 1000, length: 2 * 1024 * 1024 });
+    assert.deepEqual(whole, {
+      digest: _sha256(data.subarray(1000, 1000 + 2 * 1024 * 1024)),
+      bytes: 2 * 1024 * 1024,
+    });
+    const tail = await pool.hashRange({ path, start: 3 * 1024 * 1024, length: 1024 });
+    assert.deepEqual(tail, { digest: _sha256(data.subarray(3 * 1024 * 1024)), bytes: 5 });
+    await assert.rejects(
+      pool.hashRange({ path: join(dir, "missing.bin"), start: 0, length: 1 }),
+      /Cannot read/,
+    );
+  } finally {
+    pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("HashPool.hashRange() spreads ranges over its workers and answers each", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fts-hash-pool-" });
+  const pool = new HashPool({ workers: 2 });
+  try {
+    const path = join(dir, "f.bin");
+    const data = _bytes(64 * 1024, 5);
+    await Deno.writeFile(path, data);
+    const ranges = Array.from({ length: 16 }, (_, i) => ({ path, start: i * 4096, length: 4096 }));
+    const results = await Promise.all(ranges.map((range) => pool.hashRange(range)));
+    assert.deepEqual(
+      results,
+      ranges.map(({ start }) => ({
+        digest: _sha256(data.subarray(start, start + 4096)),
+        bytes: 4096,
+      })),
+    );
+  } finally {
+    pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("HashPool.close() rejects pending and later ranges", async () => {
+  const pool = new HashPool({ workers: 1 });
+  const pending = pool.hashRange({ path: "/nonexistent/fts", start: 0, length: 1 });
+  pool.close();
+  await assert.rejects(pending, /closed|Cannot read/);
+  await assert.rejects(pool.hashRange({ path: "/nonexistent/fts", start: 0, length: 1 }), /closed/);
+});

@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { rankInstances } from "../lib/placement.ts";
+import {
+  assertSameFile,
+  FtsProcess,
+  readManifestJson,
+  startCluster,
+  writeRandomFile,
+} from "./harness.ts";
+import { assertVerifiedCopies, sumCounter, testUser, waitUntil } from "./upload_util.ts";
+
+const PART = 64 * 1024;
+
+/** The digests of a file's parts, as the uploader will compute them. */
+async function _partDigests(path: string, partSize: number): Promise<string[]> {
+  const bytes = await Deno.readFile(path);
+  const digests: string[] = [];
+  for (let offset = 0; offset < bytes.length; offset += partSize) {
+    digests.push(
+      createHash("sha256").update(bytes.subarray(offset, offset + partSize)).digest("hex"),
+    );
+  }
+  return digests;
+}
+
+Deno.test("upload: faults: instances killed mid-upload (8 servers, R=3, 2 killed), then too few left (2 of R=3 up)", async (t) => {
+  const cluster = await startCluster({
+    servers: 8,
+    replicas: 3,
+    partSize: "64KiB",
+    files: { "op.bin": 10_000 },
+  });
+  const alice = testUser(cluster, "alice");
+  const src = join(cluster.work, "src");
+  const dest = join(cluster.work, "dest");
+  await Deno.mkdir(dest);
+  const ids = cluster.ports.map(String);
+  const killed = new Set<string>();
+  try {
+    await t.step(
+      "killed mid-upload: the upload completes with R verified copies on live instances",
+      async () => {
+        const parts = 16;
+        const path = join(src, "a.bin");
+        await writeRandomFile(path, parts * PART, 31);
+        // Kill the instances ranked first for the last parts: those parts must fail over.
+        const digests = await _partDigests(path, PART);
+        for (const digest of digests.slice(-4)) {
+          const top = rankInstances(digest, ids)[0]!;
+          if (killed.size < 2) killed.add(top);
+        }
+        if (killed.size < 2) killed.add(ids.find((id) => !killed.has(id))!);
+        const storedBefore = await sumCounter(cluster, "partsStored");
+        const upload = new FtsProcess(
+          ["upload", path, "--limit-rate", "768KiB", "--parallel", "2", "--data", cluster.dir],
+          { env: alice.env },
+        );
+        await waitUntil(
+          "a quarter of the copies are stored",
+          async () => (await sumCounter(cluster, "partsStored")) - storedBefore >= parts * 3 / 4,
+        );
+        for (const id of killed) await cluster.kill(Number(id));
+        const result = await upload.result();
+        // Six instances stay up, enough for R=3: the upload must complete, around the dead ones.
+        assert.equal(result.code, 0, result.stderr);
+        assert.match(result.stderr, /failover: instance/);
+        await assertVerifiedCopies(cluster, "a.bin", 3, killed);
+        const fetched = await cluster.fts(["fetch", "a.bin", dest]);
+        assert.equal(fetched.code, 0, fetched.stderr);
+        await assertSameFile(join(dest, "a.bin"), path);
+      },
+    );
+
+    await t.step("fewer live instances than R: a clear error, nothing published", async () => {
+      const alive = ids.filter((id) => !killed.has(id));
+      for (const id of alive.slice(2)) {
+        await cluster.kill(Number(id));
+        killed.add(id);
+      }
+      const path = join(src, "b.bin");
+      await writeRandomFile(path, 3 * PART, 32);
+      const before = await readManifestJson(cluster.dir);
+      const result = await cluster.fts(["upload", path], { env: alice.env });
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stderr,
+        /Cannot store part \d+ of "b\.bin": only [0-2] of 3 copies on live instances/,
+      );
+      assert.deepEqual(await readManifestJson(cluster.dir), before);
+    });
+  } finally {
+    await cluster.stop();
+  }
+});

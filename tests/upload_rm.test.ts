@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { dataPaths } from "../lib/config.ts";
+import { withFileLock } from "../lib/lock.ts";
+import {
+  assertSameFile,
+  FtsProcess,
+  readManifestJson,
+  startCluster,
+  storedPartPath,
+  writeRandomFile,
+} from "./harness.ts";
+import {
+  assertVerifiedCopies,
+  storedCopies,
+  sumCounter,
+  testUser,
+  waitUntil,
+} from "./upload_util.ts";
+
+const PART = 64 * 1024;
+
+/** Digests of every part the manifest refers to. */
+async function _referenced(dir: string): Promise<Set<string>> {
+  const files = Object.values((await readManifestJson(dir)).files);
+  return new Set(files.flatMap((f) => f.parts.map((p) => p.digest)));
+}
+
+Deno.test("rm: parts are freed on every instance unless another file uses them (6 servers, R=3)", async (t) => {
+  const cluster = await startCluster({ partSize: "64KiB", files: { "op.bin": 100_000 } });
+  const alice = testUser(cluster, "alice");
+  const bob = testUser(cluster, "bob");
+  const src = join(cluster.work, "src");
+  const dest = join(cluster.work, "dest");
+  await Deno.mkdir(dest);
+  try {
+    await t.step("deleting one of two files that share parts keeps the shared ones", async () => {
+      // a.bin and b.bin share their first 4 parts (same seed); the rest differs.
+      await writeRandomFile(join(src, "a.bin"), 6 * PART, 41);
+      await writeRandomFile(join(src, "b.bin"), 4 * PART, 41);
+      await Deno.writeFile(join(src, "b.bin"), crypto.getRandomValues(new Uint8Array(30_000)), {
+        append: true,
+      });
+      for (const [name, user] of [["a.bin", alice], ["b.bin", bob]] as const) {
+        const up = await cluster.fts(["upload", join(src, name)], { env: user.env });
+        assert.equal(up.code, 0, up.stderr);
+      }
+      const files = (await readManifestJson(cluster.dir)).files;
+      const aDigests = files["a.bin"]!.parts.map((p) => p.digest);
+      const bDigests = new Set(files["b.bin"]!.parts.map((p) => p.digest));
+      assert.equal(aDigests.filter((d) => bDigests.has(d)).length, 4);
+
+      const rm = await cluster.fts(["rm", "a.bin"], { env: alice.env });
+      assert.equal(rm.code, 0, rm.stderr);
+      assert.match(rm.stdout, /removed a\.bin: 2 parts no other file uses were freed \(6 stored/);
+      const copies = await storedCopies(cluster.dir);
+      for (const digest of aDigests) {
+        if (bDigests.has(digest)) {
+          assert.ok(copies.get(digest)?.length === 3, `shared ${digest} lost copies`);
+        } else {
+          assert.equal(copies.get(digest), undefined, `${digest} still on ${copies.get(digest)}`);
+        }
+      }
+      await assertVerifiedCopies(cluster, "b.bin", 3);
+      const fetched = await cluster.fts(["fetch", "b.bin", dest]);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      await assertSameFile(join(dest, "b.bin"), join(src, "b.bin"));
+
+      const rmB = await cluster.fts(["rm", "b.bin"], { env: bob.env });
+      assert.equal(rmB.code, 0, rmB.stderr);
+      // Only what the remaining files use is still stored, anywhere.
+      assert.deepEqual(
+        new Set((await storedCopies(cluster.dir)).keys()),
+        await _referenced(cluster.dir),
+      );
+    });
+
+    await t.step(
+      "rm racing an upload of the same parts never leaves the manifest pointing at missing parts",
+      async () => {
+        await writeRandomFile(join(src, "c.bin"), 5 * PART, 42);
+        for (let round = 0; round < 3; round++) {
+          const up = await cluster.fts(["upload", join(src, "c.bin")], { env: alice.env });
+          assert.equal(up.code, 0, up.stderr);
+          const [rm, other] = await Promise.all([
+            cluster.fts(["rm", "c.bin"], { env: alice.env }),
+            cluster.fts(["upload", join(src, "c.bin"), "--as", `d${round}.bin`], { env: bob.env }),
+          ]);
+          assert.equal(rm.code, 0, rm.stderr);
+          assert.equal(other.code, 0, other.stderr);
+          await assertVerifiedCopies(cluster, `d${round}.bin`, 3);
+        }
+        const stored = await storedCopies(cluster.dir);
+        for (const digest of await _referenced(cluster.dir)) {
+          assert.ok((stored.get(digest)?.length ?? 0) >= 3, `${digest} has too few copies`);
+        }
+      },
+    );
+
+    await t.step(
+      "a copy freed between storing and publishing is sent again (MISSING_PARTS, then retry)",
+      async () => {
+        const parts = 4;
+        await writeRandomFile(join(src, "e.bin"), parts * PART, 43);
+        const storedBefore = await sumCounter(cluster, "partsStored");
+        const known = new Set((await storedCopies(cluster.dir)).keys());
+        // Holding the manifest lock stops the publish until a copy is gone.
+        const upload = await withFileLock(dataPaths(cluster.dir).lock, async () => {
+          const upload = new FtsProcess(["upload", join(src, "e.bin"), "--data", cluster.dir], {
+            env: alice.env,
+          });
+          await waitUntil(
+            "every copy is stored",
+            async () => (await sumCounter(cluster, "partsStored")) - storedBefore === parts * 3,
+          );
+          const [digest, holders] = [...(await storedCopies(cluster.dir)).entries()].find(([d]) =>
+            !known.has(d)
+          )!;
+          await Deno.remove(storedPartPath(cluster.dir, holders[0]!, digest));
+          return upload;
+        });
+        const result = await upload.result();
+        assert.equal(result.code, 0, result.stderr);
+        assert.match(result.stderr, /publish refused, sending missing copies again: .*not stored/);
+        await assertVerifiedCopies(cluster, "e.bin", 3);
+      },
+    );
+  } finally {
+    await cluster.stop();
+  }
+});

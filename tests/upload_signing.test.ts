@@ -1,0 +1,147 @@
+/** Identity files, signed requests and the replay guard, in-process. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ProtocolError } from "../lib/errors.ts";
+import {
+  IDENTITY_FILE_MODE,
+  loadIdentity,
+  loadOrCreateIdentity,
+  OWNER_PREFIX,
+  publicKeyOf,
+} from "../lib/identity.ts";
+import { claimNonce, pruneNonces } from "../lib/replay_guard.ts";
+import {
+  checkSignedRequest,
+  SIGNATURE_MAX_AGE_MS,
+  signingMessage,
+  signRequest,
+} from "../lib/signed_request.ts";
+import { tempDir } from "./harness.ts";
+
+async function _rejects(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof ProtocolError, `expected a ProtocolError, got ${error}`);
+    assert.equal(error.code, "UNAUTHORIZED");
+    assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+Deno.test("loadOrCreateIdentity() creates an owner-only key file once, then reuses it", async () => {
+  const dir = await tempDir();
+  try {
+    const path = join(dir, "conf", "fts", "identity.json");
+    const first = await loadOrCreateIdentity(path);
+    assert.equal(first.created, true);
+    assert.ok(first.owner.startsWith(OWNER_PREFIX));
+    assert.equal(publicKeyOf(first.owner).length, 32);
+    assert.equal((await Deno.stat(path)).mode! & 0o777, IDENTITY_FILE_MODE);
+    const again = await loadOrCreateIdentity(path);
+    assert.equal(again.created, false);
+    assert.equal(again.owner, first.owner);
+    // Two first uses at once agree on one key.
+    const racePath = join(dir, "race.json");
+    const racers = await Promise.all([1, 2, 3, 4].map(() => loadOrCreateIdentity(racePath)));
+    assert.equal(new Set(racers.map((r) => r.owner)).size, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadIdentity() refuses a key file others can read", async () => {
+  const dir = await tempDir();
+  try {
+    const path = join(dir, "identity.json");
+    await loadOrCreateIdentity(path);
+    await Deno.chmod(path, 0o644);
+    await assert.rejects(loadIdentity(path), /accessible by others \(mode 644\)/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("publicKeyOf() accepts only the canonical owner string", () => {
+  assert.throws(() => publicKeyOf("rsa:abc"), /must start with "ed25519:"/);
+  assert.throws(() => publicKeyOf(`${OWNER_PREFIX}AAAA`), /32-byte/);
+  assert.throws(() => publicKeyOf(`${OWNER_PREFIX}${"A".repeat(42)}B`), /canonical/);
+});
+
+Deno.test("checkSignedRequest() accepts a fresh signature and refuses tampering and staleness", async () => {
+  const dir = await tempDir();
+  try {
+    const alice = await loadOrCreateIdentity(join(dir, "alice.json"));
+    const bob = await loadOrCreateIdentity(join(dir, "bob.json"));
+    const signed = await signRequest(alice, { op: "file.rename", name: "a", to: "b" });
+    await checkSignedRequest(signed);
+    await _rejects(checkSignedRequest({ ...signed, to: "c" }), /does not verify/);
+    await _rejects(
+      checkSignedRequest({ ...signed, auth: { ...signed.auth, key: bob.owner } }),
+      /does not verify/,
+    );
+    await _rejects(
+      checkSignedRequest({ ...signed, op: "file.delete", name: "a" } as never),
+      /does not verify/,
+    );
+    await _rejects(
+      checkSignedRequest({ ...signed, auth: { ...signed.auth, nonce: "x" } }),
+      /malformed nonce/,
+    );
+    const old = await signRequest(
+      alice,
+      { op: "file.delete", name: "a" },
+      Date.now() - SIGNATURE_MAX_AGE_MS - 60_000,
+    );
+    await _rejects(checkSignedRequest(old), /stale/);
+    const future = await signRequest(
+      alice,
+      { op: "file.delete", name: "a" },
+      Date.now() + SIGNATURE_MAX_AGE_MS + 60_000,
+    );
+    await _rejects(checkSignedRequest(future), /from the future/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("signingMessage() covers every field of file.publish in a fixed order", () => {
+  const auth = { key: "ed25519:k", timestamp: 1, nonce: "n" };
+  const base = {
+    op: "file.publish" as const,
+    name: "a",
+    replace: false,
+    size: 10,
+    partSize: 4,
+    bodyDigest: "0".repeat(64),
+  };
+  const text = new TextDecoder().decode(signingMessage(base, auth));
+  assert.equal(
+    text,
+    `fts-signed-request-v1\n["file.publish","ed25519:k",1,"n",["a",false,10,4,"${
+      "0".repeat(64)
+    }"]]`,
+  );
+  for (const change of [{ replace: true }, { size: 11 }, { partSize: 5 }, { name: "b" }]) {
+    assert.notEqual(
+      new TextDecoder().decode(signingMessage({ ...base, ...change }, auth)),
+      text,
+    );
+  }
+});
+
+Deno.test("claimNonce() refuses a nonce used before; pruneNonces() drops only expired buckets", async () => {
+  const dir = await tempDir();
+  try {
+    const now = Date.now();
+    const auth = { key: "ed25519:k", timestamp: now, nonce: "A".repeat(22), signature: "s" };
+    await claimNonce(dir, auth, now);
+    await _rejects(claimNonce(dir, auth, now), /already used/);
+    // The same nonce from another signer is another request.
+    await claimNonce(dir, { ...auth, key: "ed25519:other" }, now);
+    assert.equal(await pruneNonces(dir, now), 0);
+    await _rejects(claimNonce(dir, auth, now), /already used/);
+    // Once no request of that time can pass the freshness check, its bucket goes.
+    assert.equal(await pruneNonces(dir, now + 3 * SIGNATURE_MAX_AGE_MS), 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

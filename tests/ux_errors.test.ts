@@ -1,0 +1,174 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ProtocolError } from "../lib/errors.ts";
+import { actionHint, errorLine, notFoundMessage } from "../lib/hints.ts";
+import {
+  assertSameFile,
+  DENO,
+  freePortRange,
+  MAIN,
+  runFts,
+  startCluster,
+  tempDir,
+  writeRandomFile,
+} from "./harness.ts";
+
+const MiB = 1024 * 1024;
+
+function _lines(text: string): string[] {
+  return text.split("\n").filter((line) => line.length > 0);
+}
+
+Deno.test("errorLine() adds what to do, found down the cause chain", () => {
+  const full = new Error("Cannot save the state", {
+    cause: Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" }),
+  });
+  assert.match(errorLine(full), /^Cannot save the state; the disk is full: free some space/);
+  const notYours = new ProtocolError(
+    "NOT_YOURS",
+    'Cannot delete "a.bin": it belongs to ed25519:abc, not to ed25519:def',
+  );
+  assert.match(errorLine(notYours), /; only the file's owner may change it: act as the owner/);
+  // A message that already says what to do is left alone.
+  const said = new Error("The disk is full; free some space and run it again", { cause: full });
+  assert.equal(errorLine(said), said.message);
+  assert.equal(actionHint(new Error("something else")), undefined);
+});
+
+Deno.test("notFoundMessage() suggests the nearest name, or how to list or add files", () => {
+  assert.equal(
+    notFoundMessage("movei.mkv", ["movie.mkv", "other.iso"]),
+    'No file named "movei.mkv" in the cluster; did you mean "movie.mkv"? (fts ls lists the files)',
+  );
+  assert.match(notFoundMessage("zzz", ["movie.mkv"]), /run fts ls to see the one file it holds/);
+  assert.match(notFoundMessage("zzz", []), /holds no files yet \(fts preload FILE adds one\)/);
+});
+
+Deno.test("fetch: cluster down: one line naming what to do; --verbose gives the causes", async () => {
+  const work = await tempDir();
+  try {
+    const data = join(work, "data");
+    const file = join(work, "d.bin");
+    await writeRandomFile(file, 100_000);
+    const base = String(freePortRange(3));
+    const setup = ["--servers", "3", "--base-port", base, "--replicas", "2", "--data", data];
+    assert.equal((await runFts(["preload", file, ...setup, "--quiet"])).code, 0);
+    const down = await runFts(["fetch", "d.bin", work, "--data", data, "--timeout", "1s"]);
+    assert.equal(down.code, 1);
+    const [line, ...rest] = _lines(down.stderr);
+    assert.deepEqual(rest, [], "one line");
+    assert.match(
+      line!,
+      /^fts fetch: Cannot reach any of the 3 servers \(127\.0\.0\.1:\d+ and 2 more\): is the cluster up\? Start it with "fts cluster", or pass --server HOST:PORT of a live instance \(--verbose for the cause\)$/,
+    );
+    const verbose = await runFts(["fetch", "d.bin", work, "--data", data, "--verbose"]);
+    assert.equal(verbose.code, 1);
+    assert.match(verbose.stderr, /caused by: 127\.0\.0\.1:\d+: .*refused/i);
+    const json = await runFts(["fetch", "d.bin", work, "--data", data, "--json"]);
+    assert.equal(json.code, 1);
+    const reply = JSON.parse(json.stdout);
+    assert.equal(reply.ok, false);
+    assert.match(reply.error, /Cannot reach any of the 3 servers/);
+    assert.ok(reply.causes.length >= 1);
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("fetch: a name the cluster does not hold gets the nearest name, in one line", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, files: { "movie.bin": 50_000 } });
+  try {
+    const typo = await cluster.fts(["fetch", "movei.bin", cluster.work]);
+    assert.equal(typo.code, 1);
+    assert.deepEqual(_lines(typo.stderr), [
+      'fts fetch: No file named "movei.bin" in the cluster; did you mean "movie.bin"? (fts ls lists the files)',
+    ]);
+    const far = await cluster.fts(["fetch", "quarterly-report.pdf", cluster.work]);
+    assert.equal(far.code, 1);
+    assert.match(far.stderr, /No file named "quarterly-report\.pdf" in the cluster; run fts ls/);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("rm: a file of another owner: one line saying whose it is and what to do", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, files: { "o.bin": 50_000 } });
+  try {
+    const identity = join(cluster.work, "someone-else.json");
+    const rm = await cluster.fts(["rm", "o.bin", "--identity", identity]);
+    assert.equal(rm.code, 1);
+    const lines = _lines(rm.stderr).filter((l) => l.startsWith("fts rm:"));
+    assert.equal(lines.length, 1, rm.stderr);
+    assert.match(
+      lines[0]!,
+      /^fts rm: Cannot delete "o\.bin": it belongs to operator, not to ed25519:\S+; only the file's owner may change it: act as the owner \(--identity FILE\), or ask them; fts ls shows owners$/,
+    );
+    const ls = await cluster.fts(["ls"]);
+    assert.match(ls.stdout, /o\.bin/, "nothing was deleted");
+  } finally {
+    await cluster.stop();
+  }
+});
+
+/** Whether this machine lets us mount a small tmpfs in a private mount namespace. */
+async function _canMountTmpfs(): Promise<boolean> {
+  try {
+    const probe = await new Deno.Command("unshare", {
+      args: ["-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt && umount /mnt"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return probe.success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name:
+    "fetch: destination disk full (ENOSPC): says so in one line; freeing space and rerunning resumes",
+  ignore: !(await _canMountTmpfs()),
+  fn: async () => {
+    const cluster = await startCluster({
+      servers: 3,
+      replicas: 2,
+      partSize: "256KiB",
+      files: { "big.bin": 2 * MiB },
+    });
+    try {
+      const disk = join(cluster.work, "small-disk");
+      await Deno.mkdir(disk);
+      const fetch = `"${DENO}" run -A --quiet "${MAIN}" fetch big.bin "$1" --data "${cluster.dir}"`;
+      // A 3 MiB disk with 1.5 MiB taken: the 2 MiB file does not fit until the filler goes.
+      const script = [
+        `mount -t tmpfs -o size=3m tmpfs "$1"`,
+        `head -c 1572864 /dev/zero > "$1/filler"`,
+        `${fetch}; echo "first=$?"`,
+        `rm "$1/filler"`,
+        `${fetch}; echo "second=$?"`,
+        `cp "$1/big.bin" "$2/copy.bin"`,
+      ].join("\n");
+      const output = await new Deno.Command("unshare", {
+        args: ["-rm", "sh", "-c", script, "sh", disk, cluster.work],
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(output.stdout);
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.match(stdout, /first=1/, stdout + stderr);
+      const full = _lines(stderr).filter((l) => l.startsWith("fts fetch:"));
+      assert.equal(full.length, 1, stderr);
+      assert.match(
+        full[0]!,
+        /^fts fetch: The disk holding .*small-disk is full; free some space or choose another DEST_DIR, then run the same command again to resume/,
+      );
+      assert.match(stdout, /second=0/, stdout + stderr);
+      assert.match(stdout, /fetched big\.bin .*\(\d+ present, \d+ fetched/);
+      assert.ok(!/\(0 present/.test(stdout.split("\n").find((l) => l.startsWith("fetched"))!));
+      await assertSameFile(join(cluster.work, "copy.bin"), join(cluster.work, "src", "big.bin"));
+    } finally {
+      await cluster.stop();
+    }
+  },
+});

@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { closestMatch, parseFlags } from "../lib/cli.ts";
+import { UsageError } from "../lib/errors.ts";
+import { runFts } from "./harness.ts";
+
+Deno.test("closestMatch() suggests near misses and unique prefixes, and nothing far off", () => {
+  const commands = ["serve", "preload", "cluster", "fetch", "kill", "start", "ls", "status"];
+  assert.equal(closestMatch("fecth", commands), "fetch");
+  assert.equal(closestMatch("stauts", commands), "status");
+  assert.equal(closestMatch("clust", commands), "cluster");
+  assert.equal(closestMatch("lz", commands), "ls");
+  assert.equal(closestMatch("upload-everything", commands), undefined);
+  assert.equal(closestMatch("x", commands), undefined);
+});
+
+Deno.test("parseFlags() names an unknown flag with the nearest known one", () => {
+  const spec = { parallel: { type: "string" as const }, quiet: { type: "boolean" as const } };
+  assert.throws(() => parseFlags(["--paralel", "3"], spec), (error: unknown) => {
+    assert.ok(error instanceof UsageError);
+    assert.equal(
+      error.message,
+      "Unknown flag --paralel; did you mean --parallel? (--help lists the flags)",
+    );
+    return true;
+  });
+  assert.throws(() => parseFlags(["--zzz"], spec), /^UsageError: Unknown flag --zzz \(--help/);
+  assert.throws(() => parseFlags(["--parallel"], spec), /--parallel needs a value/);
+  assert.throws(() => parseFlags(["--quiet=yes"], spec), /--quiet takes no value/);
+});
+
+Deno.test("fts --help lists every command with an example; fts --version", async () => {
+  const help = await runFts(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: fts COMMAND/);
+  assert.match(help.stdout, /\bdemo\b/);
+  assert.match(help.stdout, /Example: fts preload/);
+  const version = await runFts(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^fts \d+\.\d+\.\d+\n$/);
+});
+
+Deno.test("fts COMMAND --help shows its usage and an example for every command", async () => {
+  const help = await runFts(["--help"]);
+  const names = [...help.stdout.matchAll(/^ {2}([a-z]+) {2,}/gm)].map((m) => m[1]!);
+  assert.ok(names.length >= 9, `commands listed: ${names.join(", ")}`);
+  const missing: string[] = [];
+  await Promise.all(names.map(async (name) => {
+    const result = await runFts([name, "--help"]);
+    assert.equal(result.code, 0, `${name} --help: ${result.stderr}`);
+    assert.match(result.stdout, new RegExp(`^Usage: fts ${name}\\b`), name);
+    if (!new RegExp(`Examples?:\\n {2}.*fts ${name}\\b|deno task ${name}`).test(result.stdout)) {
+      missing.push(name);
+    }
+  }));
+  assert.deepEqual(missing, [], `commands without an example (export EXAMPLE): ${missing}`);
+});
+
+Deno.test("a mistyped command or flag gets a suggestion and exit code 2", async () => {
+  const command = await runFts(["stauts"]);
+  assert.equal(command.code, 2);
+  assert.match(command.stderr, /unknown command "stauts"; did you mean "status"\?/);
+  const flag = await runFts(["fetch", "a.bin", "--paralel", "3"]);
+  assert.equal(flag.code, 2);
+  assert.equal(
+    flag.stderr,
+    "fts fetch: Unknown flag --paralel; did you mean --parallel? (--help lists the flags)\n",
+  );
+  const value = await runFts(["status", "--data"]);
+  assert.equal(value.code, 2);
+  assert.match(value.stderr, /--data needs a value/);
+  const json = await runFts(["ls", "--jsno"]);
+  assert.equal(json.code, 2);
+  assert.match(json.stderr, /did you mean --json\?/);
+});
