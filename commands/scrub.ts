@@ -1,0 +1,27 @@
+import { parseFlags, stringFlag } from "../lib/cli.ts";
+import { requireConfig, resolveDataDir } from "../lib/config.ts";
+import { runRepairCommand, SHARED_FLAGS, sharedOptions } from "./repair.ts";
+
+export const USAGE =
+  "fts scrub [--hash-rate 256MiB] [--limit-rate 64MiB] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
+  "  --hash-rate   bytes per second re-hashed on the instances (0: no limit)\n" +
+  "  --limit-rate  bytes per second copied to repair corrupt copies (0: no limit)";
+
+export const EXAMPLE = [
+  "fts scrub --hash-rate 128MiB   # re-hash every stored copy, at most 128 MiB/s",
+].join("\n");
+
+/**
+ * The scrub is a repair that re-hashes every stored copy first: each live
+ * instance checks its parts, quarantines any that rotted, and the repair then
+ * copies those parts back from good replicas.
+ */
+export async function run(args: string[]): Promise<number> {
+  const flags = parseFlags(args, SHARED_FLAGS);
+  const dir = resolveDataDir(stringFlag(flags, "data"));
+  const config = await requireConfig(dir);
+  return await runRepairCommand("scrub", dir, config, {
+    verifyAll: true,
+    ...(await sharedOptions(flags)),
+  });
+}
