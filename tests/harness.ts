@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Peer } from "../lib/peer.ts";
+import { findFreePortRange } from "../lib/ports.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const DENO = Deno.execPath();
@@ -32,34 +33,21 @@ export async function tempDir(prefix = "fts-test-"): Promise<string> {
   return await Deno.makeTempDir({ prefix });
 }
 
-function _portFree(port: number): boolean {
-  try {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port });
-    listener.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const _handedOut = new Set<number>();
 
 /**
  * A run of `count` consecutive loopback ports that are free right now and not
- * handed to another test of this process. Random bases keep parallel test
- * processes apart; each port is checked by binding it.
+ * handed to another test of this process. lib/ports.ts picks random bases
+ * below the kernel's ephemeral range, so a killed instance's port is not taken
+ * as some connection's source port before it restarts.
  */
 export function freePortRange(count: number): number {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * (60_000 - 20_000 - count));
-    let ok = true;
-    for (let port = base; port < base + count && ok; port++) {
-      ok = !_handedOut.has(port) && _portFree(port);
-    }
-    if (ok) {
-      for (let port = base; port < base + count; port++) _handedOut.add(port);
-      return base;
-    }
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = findFreePortRange(count);
+    const ports = Array.from({ length: count }, (_, i) => base + i);
+    if (ports.some((port) => _handedOut.has(port))) continue;
+    for (const port of ports) _handedOut.add(port);
+    return base;
   }
   throw new Error(`No free range of ${count} ports found`);
 }

@@ -1,0 +1,227 @@
+/**
+ * Hostile names: traversal, absolute paths, NUL and control characters, and
+ * names too long, from the command line, from a signed request, and from a
+ * lying server. None may touch a file outside the destination or the data
+ * directory; each gets a clear error.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/identity.ts";
+import { Peer } from "../lib/peer.ts";
+import {
+  encodeFrame,
+  FrameReader,
+  type Header,
+  jsonBody,
+  PROTOCOL_VERSION,
+} from "../lib/protocol.ts";
+import { signRequest } from "../lib/signed_request.ts";
+import { startDirectCluster } from "./direct_cluster.ts";
+import { readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";
+
+/** Names no command may accept; argv cannot carry NUL, so it is tested over the wire. */
+const BAD_NAMES = [
+  "../escaped.bin",
+  "../../../../tmp/escaped.bin",
+  "/tmp/escaped.bin",
+  "sub/escaped.bin",
+  "..\\escaped.bin",
+  "..",
+  ".",
+  "new\nline.bin",
+  "bell\u0007.bin",
+  "del\u007f.bin",
+  "x".repeat(256),
+  "\u00e9".repeat(128), // 256 bytes of UTF-8
+];
+
+/** Every path under `root` (relative), to compare before and after. */
+function _tree(root: string, prefix = ""): string[] {
+  const out: string[] = [];
+  for (const entry of Deno.readDirSync(join(root, prefix))) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    // The replay guard records every signed request's nonce, refused or not.
+    if (path === "data/nonces") continue;
+    out.push(path);
+    if (entry.isDirectory) out.push(..._tree(root, path));
+  }
+  return out.sort();
+}
+
+Deno.test("hostile names: fetch, preload --as and upload --as refuse bad names, touching nothing", async () => {
+  const cluster = await startDirectCluster({ servers: 2, replicas: 1, files: { "ok.bin": 5000 } });
+  try {
+    const dest = join(cluster.work, "dest", "inner");
+    await Deno.mkdir(dest, { recursive: true });
+    const source = join(cluster.work, "payload.bin");
+    await writeRandomFile(source, 3000, 5);
+    const before = _tree(cluster.work);
+    const generation = (await readManifestJson(cluster.dir)).generation;
+    for (const name of BAD_NAMES) {
+      const label = JSON.stringify(name);
+      const fetched = await cluster.fts(["fetch", name, dest]);
+      assert.equal(fetched.code, 2, `fetch ${label}: ${fetched.stderr}`);
+      assert.match(fetched.stderr, /name|slash|control|not allowed|longer/i, label);
+      const preloaded = await cluster.fts(["preload", source, "--as", name]);
+      assert.equal(preloaded.code, 2, `preload --as ${label}: ${preloaded.stderr}`);
+      const uploaded = await cluster.fts(["upload", source, "--as", name, "--operator"]);
+      assert.equal(uploaded.code, 2, `upload --as ${label}: ${uploaded.stderr}`);
+    }
+    assert.deepEqual(_tree(cluster.work), before, "a refused name changed files");
+    assert.equal((await readManifestJson(cluster.dir)).generation, generation);
+    await assert.rejects(Deno.lstat("/tmp/escaped.bin"), Deno.errors.NotFound);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("hostile names: signed publish and rename with bad names get BAD_NAME from the server", async () => {
+  const cluster = await startDirectCluster({ servers: 2, replicas: 1, files: { "ok.bin": 5000 } });
+  try {
+    const identity = await loadOrCreateIdentity(operatorIdentityPath(cluster.dir));
+    const generation = (await readManifestJson(cluster.dir)).generation;
+    const before = _tree(cluster.work);
+    const peer = await Peer.connect(`127.0.0.1:${cluster.ports[0]}`);
+    try {
+      for (const name of [...BAD_NAMES, "nul\u0000.bin"]) {
+        const label = JSON.stringify(name);
+        const rename = await signRequest(identity, { op: "file.rename", name: "ok.bin", to: name });
+        await assert.rejects(peer.request(rename), /BAD_NAME|File name/, `rename to ${label}`);
+        const remove = await signRequest(identity, { op: "file.delete", name });
+        await assert.rejects(peer.request(remove), /BAD_NAME|File name|No file/, label);
+      }
+    } finally {
+      peer.close();
+    }
+    assert.equal((await readManifestJson(cluster.dir)).generation, generation);
+    assert.deepEqual(_tree(cluster.work), before);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+/**
+ * A lying instance: answers hello, then every file.get with the entry `lie`
+ * makes of the requested name. Returns its port and a stop function.
+ */
+function _lyingServer(lie: (name: string) => unknown): { port: number; stop: () => Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const handlers: Promise<void>[] = [];
+  const serve = async (conn: Deno.Conn) => {
+    const reader = new FrameReader(conn, { timeoutMs: 10_000 });
+    try {
+      while (true) {
+        const head = await reader.readHead();
+        if (head === null) break;
+        await reader.skipBody();
+        const header = head.header as Header & { name?: string };
+        let reply: Uint8Array;
+        if (header.op === "hello") {
+          reply = encodeFrame({ op: "hello", version: PROTOCOL_VERSION, id: "666", generation: 1 });
+        } else if (header.op === "file.get") {
+          const entry = lie(String(header.name));
+          reply = encodeFrame(
+            { op: "file", name: header.name ?? "", generation: 1 },
+            jsonBody({ entry, instances: { "666": "127.0.0.1:1" } }),
+          );
+        } else {
+          reply = encodeFrame({ op: "error", code: "NOT_FOUND", message: "nothing here" });
+        }
+        let done = 0;
+        while (done < reply.length) done += await conn.write(reply.subarray(done));
+      }
+    } catch {
+      /* client gone */
+    } finally {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) handlers.push(serve(conn));
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async stop() {
+      listener.close();
+      await accepting;
+      await Promise.all(handlers);
+    },
+  };
+}
+
+function _entry(name: string, digest = "a".repeat(64), replicas = ["666"]) {
+  return {
+    name,
+    size: 10,
+    partSize: 4096,
+    owner: "operator",
+    created: "",
+    parts: [{ digest, size: 10, replicas }],
+  };
+}
+
+Deno.test("hostile names: a lying server's entries never place a file outside the destination", async () => {
+  const work = await tempDir("fts-liar-");
+  const lies: { what: string; lie: (name: string) => unknown; expect: RegExp }[] = [
+    {
+      what: "traversal name",
+      lie: () => _entry("../escaped.bin"),
+      expect: /malformed|another file/,
+    },
+    {
+      what: "absolute name",
+      lie: () => _entry("/tmp/escaped.bin"),
+      expect: /malformed|another file/,
+    },
+    {
+      what: "NUL in the name",
+      lie: (n) => _entry(`${n}\u0000x`),
+      expect: /malformed|another file/,
+    },
+    { what: "another file's entry", lie: () => _entry("other.bin"), expect: /another file/ },
+    {
+      what: "traversal digest",
+      lie: (n) => _entry(n, "../../../../tmp/escaped.bin"),
+      expect: /malformed/,
+    },
+    {
+      what: "replica id a path",
+      lie: (n) => _entry(n, "b".repeat(64), ["../../../tmp/escaped.bin"]),
+      expect: /part 0 .*replicas failed|Bad server address/,
+    },
+    { what: "entry not an object", lie: () => "entry", expect: /malformed/ },
+  ];
+  try {
+    const dest = join(work, "dest");
+    await Deno.mkdir(dest);
+    for (const { what, lie, expect } of lies) {
+      const liar = _lyingServer(lie);
+      try {
+        const result = await runFts([
+          "fetch",
+          "wanted.bin",
+          dest,
+          "--server",
+          `127.0.0.1:${liar.port}`,
+          "--data",
+          join(work, "nodata"),
+          "--timeout",
+          "1s",
+        ]);
+        assert.equal(result.code, 1, `${what}: ${result.stderr}`);
+        assert.match(result.stderr, expect, `${what}: ${result.stderr}`);
+      } finally {
+        await liar.stop();
+      }
+      assert.ok(
+        _tree(work).every((path) => path === "dest" || path.startsWith("dest/wanted.bin")),
+        `${what}: ${_tree(work).join(", ")}`,
+      );
+    }
+    await assert.rejects(Deno.lstat("/tmp/escaped.bin"), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});

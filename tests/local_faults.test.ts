@@ -1,0 +1,186 @@
+/**
+ * Local faults: the client's disk fills up, the client is killed at various
+ * points, an instance is killed while it receives a part.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { Peer } from "../lib/peer.ts";
+import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/protocol.ts";
+import { startDirectCluster } from "./direct_cluster.ts";
+import { assertSameFile, startCluster, storedPartPath } from "./harness.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+async function _run(command: string, args: string[]): Promise<{ ok: boolean; stderr: string }> {
+  try {
+    const out = await new Deno.Command(command, { args, stdout: "null", stderr: "piped" }).output();
+    return { ok: out.success, stderr: new TextDecoder().decode(out.stderr) };
+  } catch (error) {
+    return { ok: false, stderr: String(error) };
+  }
+}
+
+Deno.test("local: destination disk fills up (2MiB tmpfs): clear error, resumes once space is freed", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "big.bin": 4 * MiB } });
+  const small = join(cluster.work, "small-disk");
+  await Deno.mkdir(small);
+  const mounted = await _run("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small]);
+  try {
+    if (!mounted.ok) {
+      console.log(`skipped: cannot mount a 2MiB tmpfs here (${mounted.stderr.trim()})`);
+      return;
+    }
+    const full = await cluster.fts(["fetch", "big.bin", small]);
+    assert.equal(full.code, 1, full.stderr);
+    assert.match(full.stderr, /No space left on device|disk is full/);
+    // What did arrive stays, for the resume.
+    assert.ok((await Deno.stat(join(small, "big.bin.fts-partial"))).isFile);
+
+    const grown = await _run("mount", ["-o", "remount,size=16m", small]);
+    assert.ok(grown.ok, grown.stderr);
+    const resumed = await cluster.fts(["fetch", "big.bin", small, "--json"]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    await assertSameFile(join(small, "big.bin"), join(cluster.work, "src", "big.bin"));
+    const summary = JSON.parse(resumed.stdout);
+    assert.ok(summary.partsPresent > 0, `nothing was resumed: ${resumed.stdout}`);
+    assert.ok(summary.bytesReceived < 4 * MiB, `everything was fetched again: ${resumed.stdout}`);
+    assert.deepEqual([...Deno.readDirSync(small)].map((e) => e.name), ["big.bin"]);
+  } finally {
+    if (mounted.ok) await _run("umount", [small]);
+    await cluster.stop();
+  }
+});
+
+Deno.test("local: a client killed at several points resumes byte-identical", async () => {
+  // The client is throttled to 1MiB/s so that the kills land mid-transfer.
+  const size = 4 * MiB + 4321;
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "f.bin": size } });
+  try {
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const source = join(cluster.work, "src", "f.bin");
+    // Kill points: before it found the file, early, mid-way, late; SIGKILL
+    // (no cleanup at all) and SIGINT (the client's own interrupt path).
+    const kills: { afterMs: number; signal: Deno.Signal; extra?: string[] }[] = [
+      { afterMs: 50, signal: "SIGKILL" },
+      { afterMs: 700, signal: "SIGKILL" },
+      { afterMs: 1_200, signal: "SIGINT" },
+      { afterMs: 1_500, signal: "SIGKILL" },
+      // A resume that re-hashes the destination (--verify), killed while checking.
+      { afterMs: 150, signal: "SIGKILL", extra: ["--verify"] },
+    ];
+    for (const { afterMs, signal, extra } of kills) {
+      const fetch = cluster.spawnFetch("f.bin", dest, ["--limit-rate", "1MiB", ...(extra ?? [])]);
+      await new Promise((resolve) => setTimeout(resolve, afterMs));
+      fetch.kill(signal);
+      const result = await fetch.result();
+      if (result.code === 0) break; // Finished before the kill: nothing left to resume.
+      // Never a partial file under the final name.
+      if (await _exists(join(dest, "f.bin"))) await assertSameFile(join(dest, "f.bin"), source);
+    }
+    const final = await cluster.fts(["fetch", "f.bin", dest, "--json"]);
+    assert.equal(final.code, 0, final.stderr);
+    await assertSameFile(join(dest, "f.bin"), source);
+    assert.ok(JSON.parse(final.stdout).partsPresent > 0, "the final run did not resume");
+    assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), ["f.bin"]);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+async function _exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("local: an instance killed while receiving a part (part.put) never serves it", async () => {
+  const cluster = await startDirectCluster({ servers: 2, replicas: 1, files: { "x.bin": 5000 } });
+  try {
+    const port = cluster.ports[0]!;
+    const part = crypto.getRandomValues(new Uint8Array(64 * KiB));
+    const big = new Uint8Array(MiB);
+    for (let at = 0; at < big.length; at += part.length) big.set(part, at);
+    const digest = createHash("sha256").update(big).digest("hex");
+    const tmpDir = join(cluster.dir, "instances", String(port), "tmp");
+
+    // Half the part goes out, then the instance dies with the temp file open.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const hello = encodeFrame({ op: "hello", version: PROTOCOL_VERSION });
+    await _writeAll(conn, hello);
+    await _writeAll(conn, encodeFrameHead({ op: "part.put", digest }, big.length));
+    await _writeAll(conn, big.subarray(0, big.length / 2));
+    const deadline = Date.now() + 10_000;
+    while ([...Deno.readDirSync(tmpDir)].length === 0) {
+      assert.ok(Date.now() < deadline, "the instance never started writing the part");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await cluster.killInstance(0);
+    try {
+      conn.close();
+    } catch { /* reset */ }
+
+    // Back up: the half-written temp is gone and the part is not served.
+    await cluster.startInstance(0);
+    assert.deepEqual([...Deno.readDirSync(tmpDir)], [], "the temp file outlived the restart");
+    await assert.rejects(Deno.lstat(storedPartPath(cluster.dir, String(port), digest)));
+    const again = await Peer.connect(`127.0.0.1:${port}`);
+    try {
+      assert.equal(await again.hasPart(digest), undefined);
+      await assert.rejects(again.requestPart(digest, 0, 1), /not stored here/);
+      // The same part sent whole is stored and served.
+      assert.deepEqual(
+        await again.putPart(
+          digest,
+          big.length,
+          (async function* () {
+            yield big;
+          })(),
+        ),
+        { stored: true },
+      );
+      await again.requestPart(digest, 0, big.length);
+      const got = new Uint8Array(big.length);
+      let done = 0;
+      while (done < got.length) done += await again.reader.readBody(got.subarray(done));
+      assert.equal(createHash("sha256").update(got).digest("hex"), digest);
+    } finally {
+      again.close();
+    }
+
+    // The client dying mid-part instead: the instance drops the temp and carries on.
+    const quitter = await Deno.connect({ hostname: "127.0.0.1", port });
+    const other = new Uint8Array(MiB).fill(7);
+    const otherDigest = createHash("sha256").update(other).digest("hex");
+    await _writeAll(quitter, hello);
+    await _writeAll(
+      quitter,
+      encodeFrameHead({ op: "part.put", digest: otherDigest }, other.length),
+    );
+    await _writeAll(quitter, other.subarray(0, other.length / 4));
+    quitter.close();
+    const settle = Date.now() + 10_000;
+    while ([...Deno.readDirSync(tmpDir)].length > 0) {
+      assert.ok(Date.now() < settle, "the temp file of an abandoned part.put stayed");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const check = await Peer.connect(`127.0.0.1:${port}`);
+    try {
+      assert.equal(await check.hasPart(otherDigest), undefined);
+    } finally {
+      check.close();
+    }
+  } finally {
+    await cluster.stop();
+  }
+});
+
+async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) done += await conn.write(bytes.subarray(done));
+}

@@ -1,0 +1,192 @@
+/**
+ * Transport security: instances serving TLS with a certificate this test makes
+ * (a throwaway CA and a server certificate for IP 127.0.0.1), clients trusting
+ * only that CA.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  assertSameFile,
+  runFts,
+  startCluster,
+  type TestCluster,
+  writeRandomFile,
+} from "./harness.ts";
+
+const MiB = 1024 * 1024;
+
+interface TestCertificates {
+  ca: string;
+  cert: string;
+  key: string;
+  /** A CA that signed nothing here: a client trusting only it must refuse the instances. */
+  otherCa: string;
+}
+
+async function _openssl(args: string[], cwd: string): Promise<void> {
+  const output = await new Deno.Command("openssl", { args, cwd, stdout: "piped", stderr: "piped" })
+    .output();
+  if (!output.success) {
+    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
+  }
+}
+
+/** A CA, a server certificate it signs for IP 127.0.0.1, and an unrelated CA. */
+async function makeTestCertificates(dir: string): Promise<TestCertificates> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  for (const name of ["ca", "other-ca"]) {
+    await _openssl(
+      ["req", "-x509", ...ec, "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "2"]
+        .concat(["-subj", `/CN=fts test ${name}`]),
+      dir,
+    );
+  }
+  await _openssl(
+    ["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+    dir,
+  );
+  await Deno.writeTextFile(
+    join(dir, "server.ext"),
+    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await _openssl(
+    ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"]
+      .concat(["-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"]),
+    dir,
+  );
+  return {
+    ca: join(dir, "ca.pem"),
+    cert: join(dir, "server.pem"),
+    key: join(dir, "server.key"),
+    otherCa: join(dir, "other-ca.pem"),
+  };
+}
+
+async function _dest(cluster: TestCluster): Promise<string> {
+  const dest = join(cluster.work, `dest-${crypto.randomUUID().slice(0, 8)}`);
+  await Deno.mkdir(dest);
+  return dest;
+}
+
+Deno.test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refused clearly", async () => {
+  const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
+  const certs = await makeTestCertificates(certDir);
+  const cluster = await startCluster({
+    servers: 4,
+    replicas: 2,
+    files: { "a.bin": 2 * MiB + 99 },
+    clusterArgs: ["--tls-cert", certs.cert, "--tls-key", certs.key, "--tls-ca", certs.ca],
+  });
+  try {
+    const source = join(cluster.work, "src", "a.bin");
+    // With the CA, by flag and by environment: byte-identical.
+    let dest = await _dest(cluster);
+    const fetched = await cluster.fts(["fetch", "a.bin", dest, "--tls-ca", certs.ca]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await assertSameFile(join(dest, "a.bin"), source);
+    dest = await _dest(cluster);
+    const byEnv = await cluster.fts(["fetch", "a.bin", dest], { env: { FTS_TLS_CA: certs.ca } });
+    assert.equal(byEnv.code, 0, byEnv.stderr);
+    await assertSameFile(join(dest, "a.bin"), source);
+
+    // Commands without a --tls-ca flag (upload and the signed ones) use FTS_TLS_CA.
+    const upSource = join(cluster.work, "up.bin");
+    await writeRandomFile(upSource, MiB + 3, 77);
+    const env = { FTS_TLS_CA: certs.ca };
+    const uploaded = await cluster.fts(["upload", upSource, "--operator"], { env });
+    assert.equal(uploaded.code, 0, uploaded.stderr);
+    dest = await _dest(cluster);
+    const back = await cluster.fts(["fetch", "up.bin", dest, "--tls-ca", certs.ca]);
+    assert.equal(back.code, 0, back.stderr);
+    await assertSameFile(join(dest, "up.bin"), upSource);
+    const renamed = await cluster.fts(["mv", "up.bin", "up2.bin", "--operator"], { env });
+    assert.equal(renamed.code, 0, renamed.stderr);
+
+    const status = await cluster.fts(["status", "--json", "--tls-ca", certs.ca]);
+    assert.equal(status.code, 0, status.stderr);
+    const report = JSON.parse(status.stdout);
+    assert.equal(report.instances.filter((i: { up: boolean }) => i.up).length, 4);
+    const ls = await cluster.fts([
+      "ls",
+      "--json",
+      "--server",
+      `127.0.0.1:${cluster.ports[0]}`,
+      "--tls-ca",
+      certs.ca,
+    ]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.deepEqual(JSON.parse(ls.stdout).map((f: { name: string }) => f.name), [
+      "a.bin",
+      "up2.bin",
+    ]);
+
+    // A CA that did not sign the instances' certificate: refused, and said why.
+    dest = await _dest(cluster);
+    const wrongCa = await cluster.fts(["fetch", "a.bin", dest, "--tls-ca", certs.otherCa]);
+    assert.equal(wrongCa.code, 1, wrongCa.stderr);
+    assert.match(wrongCa.stderr, /TLS handshake with 127\.0\.0\.1:\d+ failed: .*certificate/);
+    assert.match(wrongCa.stderr, /--tls-ca/);
+    assert.deepEqual([...Deno.readDirSync(dest)], [], "a refused fetch wrote something");
+
+    // No CA at all: the client speaks plain TCP to a TLS instance.
+    const plain = await cluster.fts(["fetch", "a.bin", dest]);
+    assert.equal(plain.code, 1, plain.stderr);
+    assert.match(plain.stderr, /speaks TLS: pass the CA .* --tls-ca/);
+
+    // Status without the CA sees no instance answering, and says so without hanging.
+    const blind = await cluster.fts(["status", "--json"]);
+    assert.equal(JSON.parse(blind.stdout).instances.filter((i: { up: boolean }) => i.up).length, 0);
+  } finally {
+    await cluster.stop();
+    await Deno.remove(certDir, { recursive: true });
+  }
+});
+
+Deno.test("tls: a TLS client to a plain instance fails clearly", async () => {
+  const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
+  const certs = await makeTestCertificates(certDir);
+  const cluster = await startCluster({ servers: 2, replicas: 1, files: { "b.bin": 300_000 } });
+  try {
+    const dest = await _dest(cluster);
+    const result = await cluster.fts(["fetch", "b.bin", dest, "--tls-ca", certs.ca]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      /TLS handshake with 127\.0\.0\.1:\d+ failed: .*is the instance serving TLS/,
+    );
+  } finally {
+    await cluster.stop();
+    await Deno.remove(certDir, { recursive: true });
+  }
+});
+
+Deno.test("tls: fts serve checks its certificate flags before listening", async () => {
+  const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
+  try {
+    const certs = await makeTestCertificates(certDir);
+    const data = join(certDir, "data");
+    const onlyCert = await runFts([
+      "serve",
+      "--port",
+      "0",
+      "--data",
+      data,
+      "--tls-cert",
+      certs.cert,
+    ]);
+    assert.equal(onlyCert.code, 2);
+    assert.match(onlyCert.stderr, /--tls-cert and --tls-key must be given together/);
+    const swapped = await runFts(
+      ["serve", "--port", "0", "--data", data, "--tls-cert", certs.key, "--tls-key", certs.key],
+    );
+    assert.equal(swapped.code, 2);
+    assert.match(swapped.stderr, /is not a PEM certificate/);
+    const missing = await runFts(
+      ["fetch", "x", certDir, "--server", "127.0.0.1:1", "--tls-ca", join(certDir, "nope.pem")],
+    );
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /Cannot read the TLS CA certificate/);
+  } finally {
+    await Deno.remove(certDir, { recursive: true });
+  }
+});
