@@ -171,7 +171,9 @@ export class Healer {
     try {
       const report = await repairCluster(this.dir, this.config, {
         graceIds: this.#graceIds(),
+        // One budget for the disk reads healing causes, whether copies or re-hashes.
         copyRateBytesPerSecond: this.rateBytesPerSecond,
+        verifyRateBytesPerSecond: this.rateBytesPerSecond,
         signal: this.#abort.signal,
         onEvent: (event) => {
           if (event.type === "copy") {

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { assertSameFile, startCluster } from "./harness.ts";
+import { censusOnDisk, offCount, waitUntil } from "./replicas.ts";
+
+const MiB = 1024 * 1024;
+/** Generous bound for healing on a loaded 2-core machine; the heal itself takes ~2 s here. */
+const HEAL_DEADLINE_MS = 60_000;
+
+Deno.test("cluster --heal-after 2s: a killed instance's parts get back to R copies with no command; when it returns, surplus copies are dropped (R=3)", async () => {
+  const cluster = await startCluster({
+    servers: 6,
+    replicas: 3,
+    files: { "h.bin": 2 * MiB + 5, "i.bin": MiB },
+    clusterArgs: ["--heal-after", "2s"],
+  });
+  try {
+    const [victim, ...others] = cluster.ports as [number, ...number[]];
+    const held = (await censusOnDisk(cluster.dir, [victim])).filter((p) => p.good.length > 0);
+    assert.ok(held.length > 0, `instance ${victim} holds no part, so there is nothing to heal`);
+    await cluster.kill(victim);
+
+    // No command: the supervisor notices, waits out --heal-after and copies.
+    await waitUntil(
+      async () => {
+        const off = offCount(await censusOnDisk(cluster.dir, others), 3);
+        return off.length === 0 || off.join("; ");
+      },
+      HEAL_DEADLINE_MS,
+      "every part to have 3 good copies on the live instances",
+    );
+    await waitUntil(
+      async () => {
+        const census = await censusOnDisk(cluster.dir, others);
+        const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
+        return unlisted.length === 0 || `${unlisted.length} parts not recorded yet`;
+      },
+      HEAL_DEADLINE_MS,
+      "the manifest to list the new copies",
+    );
+    await cluster.supervisor.waitFor(/heal: instance \d+ down for 2\.0 s/);
+    const status = await cluster.fts(["status"]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /healing: on, after 2\.0 s/);
+    assert.match(status.stdout, new RegExp(`${victim} down since .*: its parts were copied`));
+
+    // Back with its old copies: every part must end with exactly R, on the best-ranked instances.
+    await cluster.start(victim);
+    await waitUntil(
+      async () => {
+        const census = await censusOnDisk(cluster.dir, cluster.ports);
+        const off = offCount(census, 3);
+        if (off.length > 0) return off.join("; ");
+        const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
+        return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
+      },
+      HEAL_DEADLINE_MS,
+      "every part to have exactly 3 copies again",
+    );
+    await cluster.supervisor.waitFor(/heal: instance \d+ back/);
+    // The returned instance keeps the copies it had: they are the placement's first choice.
+    const after = await censusOnDisk(cluster.dir, [victim]);
+    for (const part of held) {
+      assert.ok(
+        after.find((p) => p.digest === part.digest)!.good.includes(String(victim)),
+        `part ${part.index} of ${part.file} left ${victim}`,
+      );
+    }
+
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    for (const name of ["h.bin", "i.bin"]) {
+      const fetch = await cluster.fts(["fetch", name, dest]);
+      assert.equal(fetch.code, 0, fetch.stderr);
+      await assertSameFile(join(dest, name), join(cluster.work, "src", name));
+    }
+  } finally {
+    await cluster.stop();
+  }
+});

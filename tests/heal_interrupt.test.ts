@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { FtsProcess } from "./harness.ts";
+import { startCluster } from "./harness.ts";
+import { censusOnDisk, offCount, strayTemps, waitUntil } from "./replicas.ts";
+
+const MiB = 1024 * 1024;
+
+Deno.test("repair: killed halfway (SIGKILL mid-copy), run again: finishes the job and leaves no stray temp files (R=3, 2 down)", async () => {
+  const cluster = await startCluster({ servers: 6, replicas: 3, files: { "j.bin": 3 * MiB } });
+  try {
+    const [k1, k2, ...live] = cluster.ports as [number, number, ...number[]];
+    await cluster.kill(k1);
+    await cluster.kill(k2);
+    const missing = async () =>
+      (await censusOnDisk(cluster.dir, live)).reduce(
+        (n, p) => n + Math.max(0, 3 - p.good.length),
+        0,
+      );
+    const needed = await missing();
+    assert.ok(needed > 2, "the killed instances held too little to interrupt a repair of it");
+
+    // A slow repair (256 KiB parts at 128 KiB/s) is killed once it has made one copy: the
+    // others are mid-stream then.
+    const slow = new FtsProcess(["repair", "--limit-rate", "128KiB", "--data", cluster.dir]);
+    await slow.waitFor(/copied part \d+ of "j\.bin"/, 60_000);
+    slow.kill("SIGKILL");
+    await slow.status;
+    const halfway = await missing();
+    assert.ok(halfway > 0 && halfway < needed, `${halfway} of ${needed} copies still missing`);
+
+    const rerun = await cluster.fts(["repair", "--limit-rate", "0"]);
+    assert.equal(rerun.code, 0, rerun.stdout + rerun.stderr);
+    const census = await censusOnDisk(cluster.dir, live);
+    assert.deepEqual(offCount(census, 3), []);
+    for (const part of census) {
+      assert.deepEqual(part.listed, part.good, `part ${part.index}`);
+      assert.deepEqual(part.bad, [], `part ${part.index}`);
+    }
+    // The targets drop a cut-off copy's temp file as soon as its connection breaks.
+    await waitUntil(
+      async () => {
+        const stray = await strayTemps(cluster.dir);
+        return stray.length === 0 || stray.join(", ");
+      },
+      10_000,
+      "no temp files",
+    );
+
+    const third = await cluster.fts(["repair"]);
+    assert.equal(third.code, 0, third.stderr);
+    assert.match(third.stdout, /nothing to do/);
+  } finally {
+    await cluster.stop();
+  }
+});

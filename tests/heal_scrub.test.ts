@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ProtocolError } from "../lib/errors.ts";
+import { Peer } from "../lib/peer.ts";
+import {
+  assertSameFile,
+  damageFile,
+  readManifestJson,
+  startCluster,
+  storedPartPath,
+} from "./harness.ts";
+import { censusOnDisk, offCount } from "./replicas.ts";
+
+const MiB = 1024 * 1024;
+
+async function _exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("scrub: corrupt copies on two instances are found, quarantined and repaired; a fetch meanwhile gets only good bytes (R=3)", async () => {
+  const cluster = await startCluster({
+    servers: 6,
+    replicas: 3,
+    files: { "c.bin": 3 * MiB, "d.bin": MiB },
+  });
+  try {
+    const manifest = await readManifestJson(cluster.dir);
+    // Per file, one rotten copy on each of two different instances (of two different parts).
+    const damaged: { file: string; index: number; id: string; digest: string }[] = [];
+    for (const file of ["c.bin", "d.bin"]) {
+      const [p0, p1] = manifest.files[file]!.parts;
+      const first = p0!.replicas[0]!;
+      const second = p1!.replicas.find((id) => id !== first)!;
+      damaged.push({ file, index: 0, id: first, digest: p0!.digest });
+      damaged.push({ file, index: 1, id: second, digest: p1!.digest });
+    }
+    for (const { id, digest } of damaged) {
+      await damageFile(storedPartPath(cluster.dir, id, digest), 4096, 64);
+    }
+
+    // c.bin is fetched while the scrub runs; d.bin is left to the scrub alone.
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const fetching = cluster.spawnFetch("c.bin", dest, ["--json"]);
+    const scrub = await cluster.fts(["scrub"]);
+    const fetched = await fetching.result();
+    assert.equal(scrub.code, 0, scrub.stdout + scrub.stderr);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await assertSameFile(join(dest, "c.bin"), join(cluster.work, "src", "c.bin"));
+    // The fetch may run into a rotten copy first; it reports it, which quarantines it too.
+    const reportedByFetch = new Set(
+      fetched.stderr.split("\n").filter((line) => line.startsWith("{")).map((line) =>
+        JSON.parse(line)
+      ).filter((e) => e.type === "mismatch").flatMap((e) =>
+        e.replicas.map((id: string) => `c.bin:${e.part}:${id}`)
+      ),
+    );
+
+    for (const { file, index, id, digest } of damaged) {
+      assert.ok(
+        await _exists(join(cluster.dir, "instances", id, "quarantine", digest)),
+        `copy of part ${index} of ${file} on ${id} is not quarantined\n${scrub.stdout}`,
+      );
+      if (reportedByFetch.has(`${file}:${index}:${id}`)) continue;
+      assert.ok(
+        scrub.stderr.includes(`corrupt: the copy of part ${index} of "${file}" on ${id} `),
+        `scrub did not find part ${index} of ${file} on ${id}:\n${scrub.stderr}`,
+      );
+    }
+    // ... and repaired: every part has 3 good copies again, listed in the manifest, and
+    // no instance stores a copy that fails its digest.
+    const census = await censusOnDisk(cluster.dir, cluster.ports);
+    assert.deepEqual(offCount(census, 3), []);
+    for (const part of census) {
+      assert.deepEqual(part.bad, [], `part ${part.index} of ${part.file}`);
+      assert.deepEqual(part.listed, part.good, `part ${part.index} of ${part.file}`);
+    }
+
+    // A second fetch from scratch is served good bytes only.
+    const dest2 = join(cluster.work, "dest2");
+    await Deno.mkdir(dest2);
+    const again = await cluster.fts(["fetch", "c.bin", dest2, "--json"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).digestMismatches, 0);
+    await assertSameFile(join(dest2, "c.bin"), join(cluster.work, "src", "c.bin"));
+
+    // Nothing left for a second scrub.
+    const rescrub = await cluster.fts(["scrub"]);
+    assert.equal(rescrub.code, 0, rescrub.stderr);
+    assert.doesNotMatch(rescrub.stdout + rescrub.stderr, /corrupt|copied/);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("part.report: an instance stops serving a copy whose digest fails when a client reports it", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, files: { "e.bin": MiB } });
+  try {
+    const part = (await readManifestJson(cluster.dir)).files["e.bin"]!.parts[2]!;
+    const id = part.replicas[0]!;
+    await damageFile(storedPartPath(cluster.dir, id, part.digest), 0, 1);
+    const peer = await Peer.connect(`127.0.0.1:${id}`);
+    try {
+      assert.equal(await peer.report(part.digest), true);
+      await assert.rejects(
+        peer.requestPart(part.digest, 0, part.size),
+        (error) => error instanceof ProtocolError && error.code === "QUARANTINED",
+      );
+      // part.verify agrees: the copy is out of service.
+      assert.equal(await peer.verifyPart(part.digest), "quarantined");
+    } finally {
+      peer.close();
+    }
+    // A good copy reported by mistake stays in service.
+    const other = part.replicas[1]!;
+    const good = await Peer.connect(`127.0.0.1:${other}`);
+    try {
+      assert.equal(await good.report(part.digest), false);
+      assert.equal(await good.verifyPart(part.digest), "ok");
+    } finally {
+      good.close();
+    }
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -1,0 +1,207 @@
+/**
+ * Unit tests of the repair and scrub pieces that need no cluster: the
+ * part.list and part.verify ops of lib/server.ts, and copyPart() of
+ * lib/part_copy.ts between two in-process servers over loopback.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ManifestCache } from "../lib/manifest.ts";
+import { CopyError, copyPart } from "../lib/part_copy.ts";
+import { Peer } from "../lib/peer.ts";
+import { parseRequest } from "../lib/protocol.ts";
+import { RateLimiter } from "../lib/rate_limiter.ts";
+import { Server } from "../lib/server.ts";
+import { PartStore } from "../lib/store.ts";
+import { assertCode, randomBytes, storeBytes, withTempDir } from "./unit_helpers.ts";
+
+interface _Instance {
+  store: PartStore;
+  address: string;
+  server: Server;
+}
+
+/** Runs `fn` with `count` servers, each with its own store under one temp directory. */
+async function _withInstances(
+  count: number,
+  fn: (instances: _Instance[]) => Promise<void>,
+): Promise<void> {
+  await withTempDir("fts-unit-repair-", async (dir) => {
+    const listeners: Deno.TcpListener[] = [];
+    const handlers: Promise<void>[] = [];
+    const instances: _Instance[] = [];
+    for (let i = 0; i < count; i++) {
+      const store = new PartStore(join(dir, "instances", String(i)));
+      await store.init();
+      const server = new Server({
+        id: String(i),
+        store,
+        manifest: new ManifestCache(dir),
+        addressOf: (id) => `127.0.0.1:${id}`,
+      });
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      listeners.push(listener);
+      handlers.push(
+        (async () => {
+          for await (const conn of listener) handlers.push(server.accept(conn));
+        })().catch(() => {}),
+      );
+      instances.push({
+        store,
+        server,
+        address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+      });
+    }
+    try {
+      await fn(instances);
+    } finally {
+      for (const listener of listeners) listener.close();
+      for (const { server } of instances) server.closeAll();
+      await Promise.all(handlers);
+    }
+  });
+}
+
+async function _flipByte(store: PartStore, digest: string): Promise<void> {
+  const path = store.pathOf(digest);
+  const bytes = await Deno.readFile(path);
+  bytes[7] = bytes[7]! ^ 0xff;
+  await Deno.writeFile(path, bytes);
+}
+
+async function _tempFiles(store: PartStore): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(store.tmpDir))).map((e) => e.name);
+}
+
+Deno.test("parseRequest() accepts part.list and part.verify, and rejects a part.verify without a digest", () => {
+  assert.deepEqual(parseRequest({ op: "part.list" }), { op: "part.list" });
+  const digest = "ab".repeat(32);
+  assert.deepEqual(parseRequest({ op: "part.verify", digest }), { op: "part.verify", digest });
+  assert.throws(
+    () => parseRequest({ op: "part.verify", digest: "../etc" }),
+    assertCode("BAD_REQUEST"),
+  );
+  assert.throws(() => parseRequest({ op: "part.verify" }), assertCode("BAD_REQUEST"));
+});
+
+Deno.test("Server part.list names every stored copy with its size, and the quarantined ones", async () => {
+  await _withInstances(1, async ([a]) => {
+    const small = await storeBytes(a!.store, randomBytes(5000));
+    const big = await storeBytes(a!.store, randomBytes(70_000));
+    const bad = await storeBytes(a!.store, randomBytes(100));
+    await a!.store.quarantine(bad);
+    const peer = await Peer.connect(a!.address);
+    try {
+      const listed = await peer.listParts();
+      assert.deepEqual(
+        [...listed.parts].sort(),
+        [[small, 5000], [big, 70_000]].sort() as [string, number][],
+      );
+      assert.deepEqual([...listed.quarantined], [bad]);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("Server part.verify: ok for a good copy; corrupt (and quarantined at once) for a bad one; missing; quarantined", async () => {
+  await _withInstances(1, async ([a]) => {
+    const good = await storeBytes(a!.store, randomBytes(20_000));
+    const rotten = await storeBytes(a!.store, randomBytes(20_000));
+    await _flipByte(a!.store, rotten);
+    const peer = await Peer.connect(a!.address);
+    try {
+      assert.equal(await peer.verifyPart(good), "ok");
+      assert.equal(await peer.verifyPart(rotten), "corrupt");
+      assert.equal(await peer.verifyPart(rotten), "quarantined");
+      assert.equal(await peer.verifyPart("cd".repeat(32)), "missing");
+      await assert.rejects(peer.requestPart(rotten, 0, 10), assertCode("QUARANTINED"));
+      assert.equal(a!.server.counters.partsVerified, 2);
+      assert.equal(a!.server.counters.quarantined, 1);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("copyPart() streams a part from one instance into another, which stores it verified", async () => {
+  await _withInstances(2, async ([a, b]) => {
+    const bytes = randomBytes(3 * 1024 * 1024 + 17);
+    const digest = await storeBytes(a!.store, bytes);
+    const result = await copyPart({
+      source: a!.address,
+      target: b!.address,
+      digest,
+      size: bytes.length,
+    });
+    assert.deepEqual(result, { stored: true });
+    assert.deepEqual(await Deno.readFile(b!.store.pathOf(digest)), bytes);
+    // Again: the target already has it.
+    const again = await copyPart({
+      source: a!.address,
+      target: b!.address,
+      digest,
+      size: bytes.length,
+    });
+    assert.deepEqual(again, { stored: false });
+  });
+});
+
+Deno.test("copyPart() from a rotten source fails blaming the source, and the target keeps neither part nor temp file", async () => {
+  await _withInstances(2, async ([a, b]) => {
+    const bytes = randomBytes(300_000);
+    const digest = await storeBytes(a!.store, bytes);
+    await _flipByte(a!.store, digest);
+    await assert.rejects(
+      copyPart({ source: a!.address, target: b!.address, digest, size: bytes.length }),
+      (error) => error instanceof CopyError && error.side === "source" && error.corruptSource,
+    );
+    assert.equal(await b!.store.sizeOf(digest), undefined);
+    assert.deepEqual(await _tempFiles(b!.store), []);
+  });
+});
+
+Deno.test("copyPart() to a target that is down fails blaming the target; from a source without the part, the source", async () => {
+  await _withInstances(2, async ([a, b]) => {
+    const bytes = randomBytes(10_000);
+    const digest = await storeBytes(a!.store, bytes);
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const nowhere = `127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
+    closed.close();
+    await assert.rejects(
+      copyPart({ source: a!.address, target: nowhere, digest, size: bytes.length }),
+      (error) => error instanceof CopyError && error.side === "target",
+    );
+    await assert.rejects(
+      copyPart({ source: b!.address, target: a!.address, digest, size: bytes.length }),
+      (error) => error instanceof CopyError && error.side === "source" && !error.corruptSource,
+    );
+  });
+});
+
+Deno.test("copyPart() aborted mid-stream leaves the target no part and, once it notices, no temp file", async () => {
+  await _withInstances(2, async ([a, b]) => {
+    const bytes = randomBytes(512 * 1024);
+    const digest = await storeBytes(a!.store, bytes);
+    const controller = new AbortController();
+    const copying = copyPart({
+      source: a!.address,
+      target: b!.address,
+      digest,
+      size: bytes.length,
+      limiter: new RateLimiter(256 * 1024),
+      signal: controller.signal,
+    });
+    // Wait until the target has begun its temp file, then pull the plug.
+    for (let i = 0; i < 500 && (await _tempFiles(b!.store)).length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal((await _tempFiles(b!.store)).length, 1, "the target never started a temp file");
+    controller.abort(new DOMException("stop", "AbortError"));
+    await assert.rejects(copying);
+    assert.equal(await b!.store.sizeOf(digest), undefined);
+    for (let i = 0; i < 200 && (await _tempFiles(b!.store)).length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(await _tempFiles(b!.store), []);
+  });
+});
