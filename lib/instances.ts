@@ -100,17 +100,14 @@ export async function controlRequest(
   const timer = setTimeout(() => conn.close(), timeoutMs);
   try {
     await conn.write(new TextEncoder().encode(JSON.stringify(request) + "\n"));
-    const chunks: Uint8Array[] = [];
+    const decoder = new TextDecoder();
     const buffer = new Uint8Array(4096);
-    while (true) {
+    let text = "";
+    while (!text.includes("\n")) {
       const n = await conn.read(buffer);
       if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-      if (buffer.subarray(0, n).includes(10)) break;
+      text += decoder.decode(buffer.subarray(0, n), { stream: true });
     }
-    const text = new TextDecoder().decode(
-      chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
-    );
     return JSON.parse(text.trim()) as Record<string, unknown>;
   } catch (cause) {
     throw new Error("The cluster supervisor did not answer", { cause });

@@ -26,7 +26,13 @@ function _env(extra: Record<string, string> = {}): Record<string, string> {
   for (const [key, value] of Object.entries(Deno.env.toObject())) {
     if (!key.startsWith("FTS_")) env[key] = value;
   }
-  return { ...env, NO_COLOR: "1", XDG_CONFIG_HOME: _configHome, ...extra };
+  return {
+    ...env,
+    NO_COLOR: "1",
+    DENO_NO_UPDATE_CHECK: "1",
+    XDG_CONFIG_HOME: _configHome,
+    ...extra,
+  };
 }
 
 export async function tempDir(prefix = "fts-test-"): Promise<string> {
