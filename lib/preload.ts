@@ -12,6 +12,7 @@ import {
   type PartEntry,
   updateManifest,
 } from "./manifest.ts";
+import { freeUnreferencedParts } from "./part_gc.ts";
 import { placeReplicas } from "./placement.ts";
 import { PartStore, type PartWriter } from "./store.ts";
 
@@ -32,7 +33,15 @@ export interface PreloadOptions {
   name: string;
   partSize: number;
   replace?: boolean;
-  onPart?: (done: { index: number; parts: number; bytes: number; size: number }) => void;
+  /** Called after each part is stored on its replicas (awaited). */
+  onPart?: (done: {
+    index: number;
+    parts: number;
+    bytes: number;
+    size: number;
+    digest: string;
+    replicas: string[];
+  }) => void | Promise<void>;
 }
 
 async function _readRange(
@@ -49,6 +58,43 @@ async function _readRange(
     if (n === null) throw new Error(`File ended early: changed while preloading?`);
     await each(buffer.subarray(0, n));
     done += n;
+  }
+}
+
+/** Tries to publish before giving up when copies keep being freed under us. */
+const MAX_PUBLISH_ATTEMPTS = 3;
+
+/** Copies one part of `file` to every target that lacks it, verifying the bytes read. */
+async function _storeCopies(
+  file: Deno.FsFile,
+  path: string,
+  buffer: Uint8Array,
+  part: { index: number; start: number; length: number; digest: string },
+  targets: readonly string[],
+  stores: Map<string, PartStore>,
+): Promise<void> {
+  const { index, start, length, digest } = part;
+  const writers: PartWriter[] = [];
+  try {
+    for (const id of targets) {
+      const store = stores.get(id)!;
+      if ((await store.sizeOf(digest)) === length) continue;
+      await store.init();
+      writers.push(await store.beginWrite(digest, { hash: false }));
+    }
+    if (writers.length === 0) return;
+    const hash = createHash("sha256");
+    await _readRange(file, start, length, buffer, async (chunk) => {
+      hash.update(chunk);
+      for (const writer of writers) await writer.write(chunk);
+    });
+    if (hash.digest("hex") !== digest) {
+      throw new Error(`${path} changed while it was being preloaded (part ${index})`);
+    }
+    for (const writer of writers) await writer.commit();
+  } catch (error) {
+    for (const writer of writers) await writer.abort();
+    throw error;
   }
 }
 
@@ -87,31 +133,16 @@ export async function preloadFile(
       const replicas = placeReplicas(digest, ids, config.replicas);
       // Pass 2: copy to every replica that lacks it (content-addressed: a copy
       // already there is the same bytes), hashing again to catch a changing file.
-      const writers: PartWriter[] = [];
-      for (const id of replicas) {
-        const store = stores.get(id)!;
-        if ((await store.sizeOf(digest)) === length) continue;
-        await store.init();
-        writers.push(await store.beginWrite(digest, { hash: false }));
-      }
-      if (writers.length > 0) {
-        try {
-          const second = createHash("sha256");
-          await _readRange(file, start, length, buffer, async (chunk) => {
-            second.update(chunk);
-            for (const writer of writers) await writer.write(chunk);
-          });
-          if (second.digest("hex") !== digest) {
-            throw new Error(`${path} changed while it was being preloaded (part ${index})`);
-          }
-          for (const writer of writers) await writer.commit();
-        } catch (error) {
-          for (const writer of writers) await writer.abort();
-          throw error;
-        }
-      }
+      await _storeCopies(file, path, buffer, { index, start, length, digest }, replicas, stores);
       parts.push({ digest, size: length, replicas });
-      options.onPart?.({ index, parts: partCount, bytes: start + length, size });
+      await options.onPart?.({
+        index,
+        parts: partCount,
+        bytes: start + length,
+        size,
+        digest,
+        replicas,
+      });
     }
     const entry: FileEntry = {
       name,
@@ -122,11 +153,46 @@ export async function preloadFile(
       created: new Date().toISOString(),
       parts,
     };
-    await updateManifest(dir, (manifest) => {
-      if (!options.replace && Object.hasOwn(manifest.files, name)) throw new NameTakenError(name);
-      manifest.files[name] = entry;
-    });
-    return entry;
+    // Publish under the lock only if every copy is still there: an rm or a repair
+    // may have freed a copy of a shared part meanwhile. Put such copies back and
+    // try again, so the manifest never points at a missing copy.
+    for (let attempt = 1;; attempt++) {
+      const outcome = await updateManifest(dir, async (manifest) => {
+        const old = Object.hasOwn(manifest.files, name) ? manifest.files[name] : undefined;
+        if (old && !options.replace) throw new NameTakenError(name);
+        const missing: number[] = [];
+        for (const [index, part] of parts.entries()) {
+          for (const id of part.replicas) {
+            if ((await stores.get(id)!.sizeOf(part.digest)) !== part.size) missing.push(index);
+          }
+        }
+        if (missing.length === 0) manifest.files[name] = entry;
+        return { missing, old };
+      });
+      if (outcome.missing.length === 0) {
+        // A replaced file's parts that nothing else uses free their storage.
+        if (outcome.old) await freeUnreferencedParts(dir, outcome.old.parts.map((p) => p.digest));
+        return entry;
+      }
+      if (attempt >= MAX_PUBLISH_ATTEMPTS) {
+        throw new Error(
+          `Cannot publish ${JSON.stringify(name)}: copies of ${outcome.missing.length} parts ` +
+            `kept disappearing (concurrent rm or repair?); run preload again`,
+        );
+      }
+      for (const index of new Set(outcome.missing)) {
+        const part = parts[index]!;
+        const start = index * partSize;
+        await _storeCopies(
+          file,
+          path,
+          buffer,
+          { index, start, length: part.size, digest: part.digest },
+          part.replicas,
+          stores,
+        );
+      }
+    }
   } finally {
     file.close();
   }
