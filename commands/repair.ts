@@ -7,8 +7,10 @@ import {
   repairCluster,
   type RepairEvent,
   type RepairOptions,
+  type RepairProgress,
   type RepairReport,
 } from "../lib/repair.ts";
+import { Progress, type ProgressState, type ReportMode, reportMode } from "../lib/progress.ts";
 import { loadTlsClientOptions } from "../lib/tls.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";
 
@@ -149,14 +151,107 @@ export function repairOutcome(report: RepairReport): { code: number; error?: str
   return { code: 0 };
 }
 
-/** Prints events as they happen: trouble on stderr, the rest on stdout unless quiet. */
-export function eventPrinter(quiet: boolean): (event: RepairEvent) => void {
+/**
+ * The shared progress reporter's view of a repair or scrub step: the copies
+ * re-hashed, then the copies made (failed attempts count as failovers).
+ * Undefined for a step with nothing to do.
+ */
+export function repairProgressState(
+  label: string,
+  p: RepairProgress,
+): ProgressState | undefined {
+  switch (p.phase) {
+    case "census":
+      return {
+        label,
+        activity: "asking every instance which parts it stores",
+        bytesTotal: 0,
+        bytesDone: 0,
+        partsTotal: 0,
+        partsDone: 0,
+      };
+    case "verify":
+      if (p.verifyTotal === 0) return undefined;
+      return {
+        label: `${label}: re-hashing`,
+        bytesTotal: p.verifyBytesTotal,
+        bytesDone: p.bytesVerified,
+        partsTotal: p.verifyTotal,
+        partsDone: p.verified,
+        ...(p.corrupt > 0 ? { note: `${p.corrupt} corrupt` } : {}),
+      };
+    case "copy":
+      if (p.copyTotal === 0) return undefined;
+      return {
+        label: `${label}: copying`,
+        bytesTotal: p.copyBytesTotal,
+        bytesDone: p.bytesCopied,
+        bytesMoved: p.bytesCopied + p.bytesCopying,
+        partsTotal: p.copyTotal,
+        partsDone: p.copied,
+        failovers: p.failedCopies,
+        ...(p.corrupt > 0 ? { note: `${p.corrupt} corrupt` } : {}),
+      };
+  }
+}
+
+/**
+ * Shows a repair's progress: one reporter per step, so each step's speed and
+ * ETA are its own. `current` is the reporter events go through.
+ */
+export class RepairProgressView {
+  readonly #label: string;
+  readonly #mode: ReportMode;
+  #phase: RepairProgress["phase"] | undefined;
+  current: Progress;
+
+  constructor(label: string, mode: ReportMode) {
+    this.#label = label;
+    this.#mode = mode;
+    this.current = new Progress(mode);
+  }
+
+  update(p: RepairProgress): void {
+    if (p.phase !== this.#phase) {
+      this.current.finish();
+      this.current = new Progress(this.#mode);
+      this.#phase = p.phase;
+    }
+    const state = repairProgressState(this.#label, p);
+    if (state) this.current.update(state);
+  }
+
+  finish(): void {
+    this.current.finish();
+  }
+}
+
+/**
+ * Prints events as they happen: trouble on stderr, the rest on stdout unless
+ * quiet; with --json every event is a JSON line on stderr. Lines clear the
+ * progress bar first.
+ */
+export function eventPrinter(
+  quiet: boolean,
+  progress?: RepairProgressView,
+): (event: RepairEvent) => void {
   return (event) => {
+    const reporter = progress?.current;
+    if (reporter?.mode === "json") {
+      reporter.event(formatRepairEvent(event) ?? event.type, event);
+      return;
+    }
     const line = formatRepairEvent(event);
     if (line === undefined) return;
     if (event.type === "lost" || event.type === "short" || event.type === "corrupt") {
-      console.error(line);
+      if (reporter && reporter.mode !== "quiet") {
+        reporter.event(line);
+      } else {
+        console.error(line);
+      }
     } else if (!quiet) {
+      // On stdout, where scripts and tests read them; the bar comes back at the next update.
+      reporter?.finish();
       console.log(line);
     }
   };
@@ -178,14 +273,17 @@ export async function runRepairCommand(
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   const started = performance.now();
+  const progress = new RepairProgressView(label, reportMode({ quiet, json }));
   let report: RepairReport;
   try {
     report = await repairCluster(dir, config, {
       ...repairOptions,
       signal: controller.signal,
-      onEvent: eventPrinter(quiet || json),
+      onEvent: eventPrinter(quiet || json, progress),
+      onProgress: (p) => progress.update(p),
     });
   } finally {
+    progress.finish();
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
   }

@@ -4,14 +4,13 @@ import {
   durationFlag,
   expectPositionals,
   intFlag,
-  isTerminal,
   parseFlags,
   sizeFlag,
   stringFlag,
-  writeErr,
 } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { validateFileName } from "../lib/manifest.ts";
+import { Progress, type ProgressState, reportMode } from "../lib/progress.ts";
 import { SIGNING_FLAGS, signingContext } from "../lib/signed_client.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";
 import { MAX_UPLOAD_PARALLEL, uploadFile, type UploadProgress } from "../lib/upload.ts";
@@ -24,19 +23,28 @@ export const EXAMPLE = [
   "fts upload notes.txt --as notes-v2.txt --server 10.0.0.5:9001",
 ].join("\n");
 
-/** How often a progress line is printed when stderr is not a terminal. */
-const PLAIN_PROGRESS_INTERVAL_MS = 2_000;
-
-function _progressLine(p: UploadProgress): string {
-  if (p.phase === "checking") return `${p.name}: checking that every copy's instance is up`;
-  if (p.phase === "publishing") return `${p.name}: publishing`;
-  const seconds = p.elapsedMs / 1000;
-  const rate = seconds > 0 ? p.bytesSent / seconds : 0;
-  const percent = p.size > 0 ? ((p.bytesDone / p.size) * 100).toFixed(1) : "100.0";
-  return `${p.name}: ${formatBytes(p.bytesDone)}/${formatBytes(p.size)} stored (${percent}%), ` +
-    `${formatBytes(rate)}/s sent, parts ${p.partsDone} of ${p.parts} (${p.partsPresent} were ` +
-    `present), copies ${p.copiesSent} sent/${p.copiesPresent} present` +
-    (p.failovers > 0 ? `, ${p.failovers} failovers` : "");
+/**
+ * The shared progress reporter's view of an upload: parts whose every copy
+ * the instances already had are counted apart, as present, and instances
+ * replaced after a failure as failovers.
+ */
+export function uploadProgressState(p: UploadProgress): ProgressState {
+  const bytesDone = p.bytesDone - p.bytesPresent;
+  const state: ProgressState = {
+    label: `upload ${p.name}`,
+    bytesTotal: p.size,
+    bytesDone,
+    bytesPresent: p.bytesPresent,
+    bytesMoved: bytesDone + p.bytesInFlight,
+    partsTotal: p.parts,
+    partsDone: p.partsDone - p.partsPresent,
+    partsPresent: p.partsPresent,
+    failovers: p.failovers,
+    note: `copies ${p.copiesSent} sent/${p.copiesPresent} present`,
+  };
+  if (p.phase === "checking") state.activity = "checking that every copy's instance is up";
+  if (p.phase === "publishing") state.activity = "publishing";
+  return state;
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -69,19 +77,13 @@ export async function run(args: string[]): Promise<number> {
   const stallTimeoutMs = durationFlag(flags, "timeout");
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
-  const tty = isTerminal(Deno.stderr);
   const { servers, identity } = await signingContext(flags);
 
   const controller = new AbortController();
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  let lastPlain = 0;
-  const say = (line: string) => {
-    if (quiet || json) return;
-    if (tty) writeErr("\r\x1b[K");
-    console.error(line);
-  };
+  const progress = new Progress(reportMode({ quiet, json }));
   try {
     const result = await uploadFile(
       {
@@ -95,28 +97,24 @@ export async function run(args: string[]): Promise<number> {
         ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
         signal: controller.signal,
         onEvent: (event) => {
+          // With --json these are one JSON object per line on stderr.
           if (event.type === "failover") {
-            say(
+            progress.event(
               `failover: instance ${event.instance}${
                 event.part >= 0 ? ` (part ${event.part})` : ""
               }: ${event.reason}; using the next instance in placement order`,
+              event,
             );
           } else if (event.type === "republish") {
-            say(`publish refused, sending missing copies again: ${event.reason}`);
+            progress.event(`publish refused, sending missing copies again: ${event.reason}`, event);
           }
         },
       },
-      (progress) => {
-        if (quiet || json || progress.phase === "locating") return;
-        if (tty) {
-          writeErr(`\r\x1b[K${_progressLine(progress)}`);
-        } else if (progress.elapsedMs - lastPlain >= PLAIN_PROGRESS_INTERVAL_MS) {
-          lastPlain = progress.elapsedMs;
-          console.error(_progressLine(progress));
-        }
+      (p) => {
+        if (p.phase !== "locating") progress.update(uploadProgressState(p));
       },
     );
-    if (tty && !quiet && !json) writeErr("\r\x1b[K");
+    progress.finish();
     if (json) {
       console.log(JSON.stringify({ ok: true, owner: identity.owner, ...result }));
     } else if (!quiet) {
@@ -130,7 +128,7 @@ export async function run(args: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    if (tty && !quiet && !json) writeErr("\r\x1b[K");
+    progress.finish();
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
   }

@@ -49,6 +49,8 @@ export interface CopyOptions {
   signal?: AbortSignal | undefined;
   /** TLS for both connections; absent means FTS_TLS_CA or plain TCP. */
   tls?: TlsClientOptions | undefined;
+  /** Called with each chunk's size as it is passed on, for progress. */
+  onBytes?: ((bytes: number) => void) | undefined;
 }
 
 function _reason(error: unknown): string {
@@ -127,6 +129,7 @@ async function* _sourceBody(
     }
     if (limiter) await limiter.take(n);
     copied += n;
+    options.onBytes?.(n);
     yield buffer.subarray(0, n);
   }
 }

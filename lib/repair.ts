@@ -79,6 +79,29 @@ export type RepairEvent =
   | { type: "lost"; digest: string; refs: PartRef[]; listed: string[] }
   | { type: "manifest"; parts: number };
 
+/**
+ * How far a repair is, for a progress display. The census comes first, then
+ * the re-hash of the copies to check, then the copies to make; each total is
+ * known once its step starts.
+ */
+export interface RepairProgress {
+  phase: "census" | "verify" | "copy";
+  /** Copies to re-hash, and their bytes. */
+  verifyTotal: number;
+  verifyBytesTotal: number;
+  verified: number;
+  bytesVerified: number;
+  corrupt: number;
+  /** Copies to make (R minus the good copies, over the parts short of R), and their bytes. */
+  copyTotal: number;
+  copyBytesTotal: number;
+  copied: number;
+  bytesCopied: number;
+  /** Bytes of copies still under way, on top of bytesCopied. */
+  bytesCopying: number;
+  failedCopies: number;
+}
+
 export interface RepairOptions {
   /** Work out and report what would be done; copy, drop and record nothing. */
   dryRun?: boolean;
@@ -95,6 +118,8 @@ export interface RepairOptions {
   verifyRateBytesPerSecond?: number;
   signal?: AbortSignal;
   onEvent?: (event: RepairEvent) => void;
+  /** Called as the work advances (each copy re-hashed, each chunk copied); see RepairProgress. */
+  onProgress?: (progress: RepairProgress) => void;
   /** TLS for every connection to an instance; absent means FTS_TLS_CA or plain TCP. */
   tls?: TlsClientOptions | undefined;
 }
@@ -175,6 +200,9 @@ class _Repair {
   /** Copies being sent from each instance, to spread the reads. */
   readonly #sending = new Map<string, number>();
   #lastFlush = performance.now();
+  #phase: RepairProgress["phase"] = "census";
+  readonly #totals = { verifyTotal: 0, verifyBytesTotal: 0, copyTotal: 0, copyBytesTotal: 0 };
+  #bytesCopying = 0;
 
   constructor(dir: string, config: ClusterConfig, options: RepairOptions) {
     this.#dir = dir;
@@ -209,6 +237,23 @@ class _Repair {
     this.#options.onEvent?.(event);
   }
 
+  #tick(phase = this.#phase): void {
+    this.#phase = phase;
+    if (!this.#options.onProgress) return;
+    const r = this.#report;
+    this.#options.onProgress({
+      phase,
+      ...this.#totals,
+      verified: r.verified,
+      bytesVerified: r.bytesVerified,
+      corrupt: r.corrupt.length,
+      copied: r.copied,
+      bytesCopied: r.bytesCopied,
+      bytesCopying: this.#bytesCopying,
+      failedCopies: r.failedCopies,
+    });
+  }
+
   #address(id: string): string {
     return instanceAddress(this.#config, id);
   }
@@ -225,6 +270,7 @@ class _Repair {
     this.#options.signal?.throwIfAborted();
     const wanted = await this.#readWanted();
     this.#report.parts = wanted.size;
+    this.#tick("census");
     await this.#census();
     const { signal } = this.#options;
     signal?.throwIfAborted();
@@ -247,6 +293,15 @@ class _Repair {
           if (stored.parts.has(part.digest)) need(id, part.digest);
         }
       }
+    }
+    if (!this.#dryRun) {
+      for (const [id, digests] of toVerify) {
+        for (const digest of digests) {
+          this.#totals.verifyTotal++;
+          this.#totals.verifyBytesTotal += this.#stored.get(id)?.parts.get(digest) ?? 0;
+        }
+      }
+      this.#tick("verify");
     }
     const good = this.#dryRun
       ? new Map<string, Set<string>>()
@@ -274,6 +329,8 @@ class _Repair {
       }
       const deficit = this.#config.replicas - have.size - graceHeld.length;
       if (deficit > 0 && have.size > 0) {
+        this.#totals.copyTotal += deficit;
+        this.#totals.copyBytesTotal += deficit * part.size;
         jobs.push(() => this.#replicate(part, have, deficit));
       } else if (have.size > this.#config.replicas) {
         surplus.push({ part, have });
@@ -281,6 +338,7 @@ class _Repair {
         this.#record(part, have);
       }
     }
+    this.#tick("copy");
     await _runPool(jobs, COPY_CONCURRENCY);
     signal?.throwIfAborted();
 
@@ -420,6 +478,7 @@ class _Repair {
             this.#report.corrupt.push({ id, digest, refs });
             this.#emit({ type: "corrupt", id, digest, refs });
           }
+          this.#tick();
         }
       } catch (error) {
         signal?.throwIfAborted();
@@ -468,12 +527,14 @@ class _Repair {
         missing--;
         this.#report.copied++;
         this.#report.bytesCopied += size;
+        this.#tick();
         continue;
       }
       while (sources.length > 0) {
         this.#options.signal?.throwIfAborted();
         const source = this.#pickSource(sources);
         this.#sending.set(source, (this.#sending.get(source) ?? 0) + 1);
+        let moved = 0;
         try {
           await copyPart({
             source: this.#address(source),
@@ -483,7 +544,15 @@ class _Repair {
             limiter: this.#copyLimiter,
             signal: this.#options.signal,
             tls: this.#options.tls,
+            onBytes: (bytes) => {
+              moved += bytes;
+              this.#bytesCopying += bytes;
+              this.#tick();
+            },
           });
+          // Done: its bytes move from under way to copied.
+          this.#bytesCopying -= moved;
+          moved = 0;
           final.add(target);
           missing--;
           this.#report.copied++;
@@ -517,6 +586,9 @@ class _Repair {
           if (error.corruptSource) await this.#reportCorrupt(source, part);
         } finally {
           this.#sending.set(source, this.#sending.get(source)! - 1);
+          // A failed copy's bytes were never copied.
+          this.#bytesCopying -= moved;
+          this.#tick();
         }
       }
     }

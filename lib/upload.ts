@@ -73,8 +73,14 @@ export interface UploadProgress {
   /** Parts (and their bytes) that have all R copies. */
   partsDone: number;
   bytesDone: number;
-  /** Parts whose every copy was already stored before this run. */
+  /** Parts whose every copy was already stored before this run, and their bytes. */
   partsPresent: number;
+  bytesPresent: number;
+  /**
+   * Bytes of parts not yet done, each counted as the share of its copies sent
+   * so far: moves between the steps of bytesDone, for a smooth progress bar.
+   */
+  bytesInFlight: number;
   /** Copies found already stored, and copies sent. */
   copiesPresent: number;
   copiesSent: number;
@@ -127,6 +133,8 @@ class _Uploader {
   readonly #limiter: RateLimiter | undefined;
   /** Indexes of parts this run sent at least one copy of. */
   readonly #sentTo = new Set<number>();
+  /** Bytes sent so far, over all copies, of each part not yet done. */
+  readonly #sending = new Map<number, { size: number; sent: number }>();
   #progress: UploadProgress;
   #cluster: ClusterInfo = { replicas: 0, partSize: 0, instances: {} };
 
@@ -150,6 +158,8 @@ class _Uploader {
       partsDone: 0,
       bytesDone: 0,
       partsPresent: 0,
+      bytesPresent: 0,
+      bytesInFlight: 0,
       copiesPresent: 0,
       copiesSent: 0,
       bytesSent: 0,
@@ -159,7 +169,17 @@ class _Uploader {
   }
 
   get progress(): UploadProgress {
-    return { ...this.#progress, elapsedMs: performance.now() - this.#startedAt };
+    let bytesInFlight = 0;
+    const replicas = Math.max(1, this.#cluster.replicas);
+    for (const { size, sent } of this.#sending.values()) {
+      // A copy sent again after a failover must not push a part past its size.
+      bytesInFlight += Math.min(size, sent / replicas);
+    }
+    return {
+      ...this.#progress,
+      bytesInFlight: Math.floor(bytesInFlight),
+      elapsedMs: performance.now() - this.#startedAt,
+    };
   }
 
   async run(): Promise<UploadResult> {
@@ -204,7 +224,11 @@ class _Uploader {
     await this.#forEachPart(parts, async (part, file) => {
       part.digest = await this.#hashPart(file, part);
       await this.#ensureCopies(part);
-      if (!this.#sentTo.has(part.index)) this.#progress.partsPresent++;
+      this.#sending.delete(part.index);
+      if (!this.#sentTo.has(part.index)) {
+        this.#progress.partsPresent++;
+        this.#progress.bytesPresent += part.size;
+      }
       this.#progress.partsDone++;
       this.#progress.bytesDone += part.size;
     });
@@ -449,6 +473,12 @@ class _Uploader {
         this.#options.signal?.throwIfAborted();
         done += n;
         this.#progress.bytesSent += n;
+        // Copies re-sent after step 2 are for parts already counted done.
+        if (this.#progress.phase === "sending") {
+          const sending = this.#sending.get(part.index) ?? { size: part.size, sent: 0 };
+          sending.sent += n;
+          this.#sending.set(part.index, sending);
+        }
         yield buffer.subarray(0, n);
       }
     } finally {
