@@ -1,14 +1,14 @@
 import {
   boolFlag,
+  clusterFlags,
   durationFlag,
-  intFlag,
   isTerminal,
   type ParsedFlags,
   parseFlags,
   sizeFlag,
   stringFlag,
 } from "../lib/cli.ts";
-import { type ClusterConfig, ensureConfig, MAX_SERVERS, resolveDataDir } from "../lib/config.ts";
+import { ensureConfig, resolveDataDir } from "../lib/config.ts";
 import { Supervisor } from "../lib/cluster.ts";
 import { DEFAULT_HEAL_AFTER_MS, HEAL_RETRY_MS, type HealEvent } from "../lib/heal.ts";
 import { runningSupervisor } from "../lib/instances.ts";
@@ -72,15 +72,7 @@ export async function run(args: string[]): Promise<number> {
     "tls-key": { type: "string" },
     "tls-ca": { type: "string" },
   });
-  const requested: Partial<ClusterConfig> = {};
-  const servers = intFlag(flags, "servers", 1, MAX_SERVERS);
-  const basePort = intFlag(flags, "base-port", 1, 65535);
-  const replicas = intFlag(flags, "replicas", 1, MAX_SERVERS);
-  const host = stringFlag(flags, "host");
-  if (servers !== undefined) requested.servers = servers;
-  if (basePort !== undefined) requested.basePort = basePort;
-  if (replicas !== undefined) requested.replicas = replicas;
-  if (host !== undefined) requested.host = host;
+  const requested = clusterFlags(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const config = await ensureConfig(dir, requested);
   const existing = await runningSupervisor(dir);

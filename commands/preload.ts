@@ -1,6 +1,6 @@
 import { basename } from "node:path";
-import { boolFlag, intFlag, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
-import { type ClusterConfig, ensureConfig, MAX_SERVERS, resolveDataDir } from "../lib/config.ts";
+import { boolFlag, clusterFlags, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
+import { ensureConfig, resolveDataDir } from "../lib/config.ts";
 import { UsageError } from "../lib/errors.ts";
 import { validateFileName } from "../lib/manifest.ts";
 import { preloadFile } from "../lib/preload.ts";
@@ -32,16 +32,8 @@ export async function run(args: string[]): Promise<number> {
   if (files.length === 0) throw new UsageError(`Missing FILE; usage: ${USAGE}`);
   const as = stringFlag(flags, "as");
   if (as !== undefined && files.length > 1) throw new UsageError("--as takes exactly one FILE");
-  const requested: Partial<ClusterConfig> = {};
-  const servers = intFlag(flags, "servers", 1, MAX_SERVERS);
-  const basePort = intFlag(flags, "base-port", 1, 65535);
-  const replicas = intFlag(flags, "replicas", 1, MAX_SERVERS);
+  const requested = clusterFlags(flags);
   const partSizeFlag = sizeFlag(flags, "part-size");
-  const host = stringFlag(flags, "host");
-  if (servers !== undefined) requested.servers = servers;
-  if (basePort !== undefined) requested.basePort = basePort;
-  if (replicas !== undefined) requested.replicas = replicas;
-  if (host !== undefined) requested.host = host;
   if (partSizeFlag !== undefined) requested.partSize = partSizeFlag;
 
   // Check every name and file before storing anything.

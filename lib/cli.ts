@@ -1,5 +1,6 @@
 /** Shared pieces of the command-line layer: flag parsing and output helpers. */
 import { parseArgs } from "node:util";
+import { type ClusterConfig, MAX_SERVERS } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { parseDurationMs, parseSize } from "./units.ts";
 
@@ -162,4 +163,18 @@ export function parsePort(text: string | undefined): number {
     throw new UsageError(`Expected a port number from 1 to 65535, got "${text ?? ""}"`);
   }
   return port;
+}
+
+/** The cluster-shape flags shared by preload and cluster: only those given. */
+export function clusterFlags(flags: ParsedFlags): Partial<ClusterConfig> {
+  const requested: Partial<ClusterConfig> = {};
+  const servers = intFlag(flags, "servers", 1, MAX_SERVERS);
+  const basePort = intFlag(flags, "base-port", 1, 65535);
+  const replicas = intFlag(flags, "replicas", 1, MAX_SERVERS);
+  const host = stringFlag(flags, "host");
+  if (servers !== undefined) requested.servers = servers;
+  if (basePort !== undefined) requested.basePort = basePort;
+  if (replicas !== undefined) requested.replicas = replicas;
+  if (host !== undefined) requested.host = host;
+  return requested;
 }

@@ -5,7 +5,8 @@ export const FREE_PORT_FIRST = 20_000;
 export const FREE_PORT_LAST = 32_000;
 const ATTEMPTS = 200;
 
-function _portFree(port: number): boolean {
+/** True when `port` on 127.0.0.1 can be bound right now. */
+export function portFree(port: number): boolean {
   try {
     Deno.listen({ hostname: "127.0.0.1", port }).close();
     return true;
@@ -20,7 +21,7 @@ export function findFreePortRange(count: number): number {
     const base = FREE_PORT_FIRST +
       Math.floor(Math.random() * (FREE_PORT_LAST - FREE_PORT_FIRST - count));
     let free = true;
-    for (let port = base; port < base + count && free; port++) free = _portFree(port);
+    for (let port = base; port < base + count && free; port++) free = portFree(port);
     if (free) return base;
   }
   throw new Error(

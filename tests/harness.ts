@@ -58,6 +58,22 @@ export function freePortRange(count: number): number {
   throw new Error(`No free range of ${count} ports found`);
 }
 
+/** Starts `fts ARGS...` with piped output and no standard input. */
+function _spawnFts(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> },
+): Deno.ChildProcess {
+  return new Deno.Command(DENO, {
+    args: ["run", "--allow-all", "--quiet", MAIN, ...args],
+    cwd: options.cwd ?? Deno.cwd(),
+    env: _env(options.env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
 export interface RunResult {
   code: number;
   stdout: string;
@@ -69,15 +85,7 @@ export async function runFts(
   args: string[],
   options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  const child = new Deno.Command(DENO, {
-    args: ["run", "--allow-all", "--quiet", MAIN, ...args],
-    cwd: options.cwd ?? Deno.cwd(),
-    env: _env(options.env),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = _spawnFts(args, options);
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");
@@ -106,15 +114,7 @@ export class FtsProcess {
   readonly #drained: Promise<unknown>;
 
   constructor(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
-    this.child = new Deno.Command(DENO, {
-      args: ["run", "--allow-all", "--quiet", MAIN, ...args],
-      cwd: options.cwd ?? Deno.cwd(),
-      env: _env(options.env),
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    this.child = _spawnFts(args, options);
     const drain = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
       const decoder = new TextDecoder();
       for await (const chunk of stream) {

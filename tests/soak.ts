@@ -13,6 +13,7 @@
  * choices and the nemesis's whole schedule (planNemesis); the same seed replays
  * the same run, up to the timing of real processes.
  */
+import { portFree } from "../lib/ports.ts";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -184,7 +185,7 @@ export function basePortForSeed(seed: number): number {
 /** Whether the ports a seed would use are free now. */
 export function seedPortsFree(seed: number, servers = 6): boolean {
   const base = basePortForSeed(seed);
-  for (let port = base; port < base + servers; port++) if (!_portFree(port)) return false;
+  for (let port = base; port < base + servers; port++) if (!portFree(port)) return false;
   return true;
 }
 
@@ -201,15 +202,6 @@ function _fdCount(pid: number | "self"): number {
     return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
   } catch {
     return -1;
-  }
-}
-
-function _portFree(port: number): boolean {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port }).close();
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -294,7 +286,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const basePort = basePortForSeed(seed);
   const ports = Array.from({ length: servers }, (_, i) => basePort + i);
   if (servers > PORTS_PER_SEED) throw new RangeError(`At most ${PORTS_PER_SEED} servers`);
-  const busy = ports.filter((port) => !_portFree(port));
+  const busy = ports.filter((port) => !portFree(port));
   if (busy.length > 0) {
     throw new Error(`Ports ${busy.join(", ")} of seed ${seed} are in use; try another seed`);
   }
