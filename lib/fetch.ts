@@ -277,7 +277,17 @@ class _Fetcher {
       this.#progress.phase = "checking";
       const verified = new Bitmap(entry.parts.length);
       const resumeAt = new Map<number, { hash: Hash; offset: number }>();
-      await this.#checkDestination(entry, work, workPath, statePath, verified, resumeAt);
+      const whole = await this.#checkDestination(
+        entry,
+        work,
+        workPath,
+        statePath,
+        verified,
+        resumeAt,
+      );
+      // The parts the destination holds whole are hashed (in worker threads)
+      // while the parts it lacks are fetched; the ones that fail join the queue.
+      const checked = this.#checkWholeParts(entry, workPath, whole, verified);
       const saveState = async () => {
         await work.syncData();
         await saveFetchState(statePath, {
@@ -289,14 +299,20 @@ class _Fetcher {
           verified,
         });
       };
-      if (this.#progress.partsPresent > 0 && workPath === finalPath) await saveState();
       const { size: workSize } = await work.stat();
       if (workSize < entry.size) await work.truncate(entry.size);
 
       // Steps 3-5: the missing parts, several at once, with failover.
-      this.#progress.phase = "fetching";
+      const checking = new Set(whole);
       const missing: number[] = [];
-      for (let i = 0; i < entry.parts.length; i++) if (!verified.has(i)) missing.push(i);
+      for (let i = 0; i < entry.parts.length; i++) {
+        if (!verified.has(i) && !checking.has(i)) missing.push(i);
+      }
+      const failedCheck = checked.then(
+        () => whole.filter((i) => !verified.has(i)),
+        // Parts that could not be checked are fetched again.
+        () => whole.filter((i) => !verified.has(i)),
+      );
       let dirty = false;
       let saving: Promise<void> = Promise.resolve();
       const saver = setInterval(() => {
@@ -306,16 +322,32 @@ class _Fetcher {
           dirty = true;
         });
       }, STATE_SAVE_INTERVAL_MS);
+      void failedCheck.then(() => {
+        this.#progress.phase = "fetching";
+        // Record what an existing destination already holds, in case we stop.
+        if (this.#progress.partsPresent > 0 && workPath === finalPath) dirty = true;
+      });
+      if (whole.length === 0) this.#progress.phase = "fetching";
       let failure: unknown;
       try {
-        await this.#fetchParts(entry, workPath, missing, resumeAt, addressOf, (index) => {
+        const later = { most: whole.length, parts: failedCheck };
+        await this.#fetchParts(entry, workPath, missing, later, resumeAt, addressOf, (index) => {
           verified.set(index);
           dirty = true;
         });
+        // Every part was either verified at the destination or fetched and verified.
+        const unverified = [...Array(entry.parts.length).keys()].filter((i) => !verified.has(i));
+        if (unverified.length > 0) {
+          throw new FetchError(
+            `Parts ${unverified.join(", ")} of ${JSON.stringify(entry.name)} were not verified`,
+            unverified,
+          );
+        }
       } catch (error) {
         failure = error;
       } finally {
         clearInterval(saver);
+        await checked.catch(() => {});
         await saving;
       }
       if (failure !== undefined) {
@@ -348,7 +380,7 @@ class _Fetcher {
     statePath: string,
     verified: Bitmap,
     resumeAt: Map<number, { hash: Hash; offset: number }>,
-  ): Promise<void> {
+  ): Promise<number[]> {
     const { size: onDisk } = await work.stat();
     const state = this.#options.verify ? undefined : await loadFetchState(statePath);
     const usable = state !== undefined && state.contentId === entry.contentId &&
@@ -376,13 +408,13 @@ class _Fetcher {
       this.#progress.bytesChecked += hashed;
       if (hashed > 0) resumeAt.set(index, { hash, offset: hashed });
     }
-    if (whole.length > 0) await this.#checkWholeParts(entry, workPath, whole, verified);
     for (let index = 0; index < entry.parts.length; index++) {
       if (verified.has(index)) {
         this.#progress.partsPresent++;
         this.#progress.bytesPresent += entry.parts[index]!.size;
       }
     }
+    return whole;
   }
 
   /**
@@ -396,6 +428,7 @@ class _Fetcher {
     indexes: number[],
     verified: Bitmap,
   ): Promise<void> {
+    if (indexes.length === 0) return;
     const hashes = new HashPool();
     try {
       const queue = [...indexes];
@@ -409,7 +442,11 @@ class _Fetcher {
             length: part.size,
           });
           this.#progress.bytesChecked += bytes;
-          if (bytes === part.size && digest === part.digest) verified.set(index);
+          if (bytes === part.size && digest === part.digest) {
+            verified.set(index);
+            this.#progress.partsPresent++;
+            this.#progress.bytesPresent += part.size;
+          }
         }
       }));
     } finally {
@@ -421,6 +458,8 @@ class _Fetcher {
     entry: FileEntry,
     workPath: string,
     missing: number[],
+    /** Parts still being checked: at most `most`, known when `parts` resolves (never rejects). */
+    later: { most: number; parts: Promise<number[]> },
     resumeAt: Map<number, { hash: Hash; offset: number }>,
     addressOf: (id: string) => string,
     onVerified: (index: number) => void,
@@ -438,6 +477,7 @@ class _Fetcher {
       tls: options.tls,
     });
     const queue = [...missing];
+    const added = later.parts.then((parts) => void queue.push(...parts));
     const failures: { index: number; error: unknown }[] = [];
     let stopping = false;
     const worker = async () => {
@@ -447,7 +487,12 @@ class _Fetcher {
       );
       try {
         while (!stopping) {
-          const index = queue.shift();
+          let index = queue.shift();
+          if (index === undefined) {
+            // Parts the destination check rejects come later.
+            await added;
+            index = stopping ? undefined : queue.shift();
+          }
           if (index === undefined) return;
           try {
             await this.#fetchPart(entry, index, file, buffer, resumeAt.get(index), {
@@ -470,7 +515,7 @@ class _Fetcher {
     };
     try {
       await Promise.all(
-        Array.from({ length: Math.min(parallel, queue.length) }, () => worker()),
+        Array.from({ length: Math.min(parallel, queue.length + later.most) }, () => worker()),
       );
     } finally {
       pool.closeAll();
@@ -532,6 +577,8 @@ class _Fetcher {
     const base = index * entry.partSize;
     let hash = resume?.hash ?? createHash("sha256");
     let reached = resume?.offset ?? 0;
+    // Bytes of this part taken from the destination, not from any replica.
+    let localPrefix = reached;
     const contributors = new Set<string>();
     const failures = new Map<string, number>();
     const reasons: string[] = [];
@@ -566,9 +613,11 @@ class _Fetcher {
           );
           if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
           const chunk = buffer.subarray(0, n);
+          // The write runs on another thread: hash meanwhile (neither changes the bytes).
+          const writing = writeAll(file, chunk);
           hash.update(chunk);
           try {
-            await writeAll(file, chunk);
+            await writing;
           } catch (cause) {
             throw new _LocalWriteError(
               (cause as { code?: unknown } | null)?.code === "ENOSPC"
@@ -608,6 +657,15 @@ class _Fetcher {
         this.#emit({ type: "part", part: index, from: id });
         this.#cooldown.delete(address);
         return;
+      }
+      if (localPrefix > 0) {
+        // The bytes already at the destination may be what is wrong: start the
+        // part over from byte 0 before blaming any replica.
+        localPrefix = 0;
+        contributors.clear();
+        hash = createHash("sha256");
+        reached = 0;
+        continue;
       }
       // Wrong bytes: tell every replica that contributed, and start the part over
       // without them.
