@@ -160,3 +160,29 @@ Deno.test("fetch: a larger stale destination is cut to the right size", async ()
     await cluster.stop();
   }
 });
+
+Deno.test("fetch: resume: a bad byte in the kept start of a cut part blames no replica", async () => {
+  const size = 4 * MiB;
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "p.bin": size } });
+  try {
+    const dest = await _dest(cluster);
+    const target = join(dest, "p.bin");
+    // The destination ends in the middle of part 10, and part 10's start is damaged.
+    const present = 10 * PART + PART / 2;
+    await _copyPrefix(join(cluster.work, "src", "p.bin"), target, present);
+    await damageFile(target, 10 * PART + 100, 1);
+    const result = await cluster.fts(["fetch", "p.bin", dest, "--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    const summary = JSON.parse(result.stdout);
+    await assertSameFile(target, join(cluster.work, "src", "p.bin"));
+    assert.equal(summary.digestMismatches, 0, result.stderr);
+    for (const port of cluster.ports) {
+      const quarantined = [
+        ...Deno.readDirSync(join(cluster.dir, "instances", String(port), "quarantine")),
+      ];
+      assert.deepEqual(quarantined, [], `instance ${port} quarantined a good copy`);
+    }
+  } finally {
+    await cluster.stop();
+  }
+});
