@@ -1,6 +1,6 @@
 import { basename } from "node:path";
 import { boolFlag, clusterFlags, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
-import { ensureConfig, resolveDataDir } from "../lib/config.ts";
+import { ensureConfig, resolveDataDir, validateConfig } from "../lib/config.ts";
 import { UsageError } from "../lib/errors.ts";
 import { validateFileName } from "../lib/manifest.ts";
 import { preloadFile } from "../lib/preload.ts";
@@ -58,6 +58,8 @@ export async function run(args: string[]): Promise<number> {
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const config = await ensureConfig(dir, requested);
   const partSize = partSizeFlag ?? config.partSize;
+  // The recorded config was checked when it was made; a --part-size for this run is checked here.
+  validateConfig({ ...config, partSize });
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
   for (const { path, name } of jobs) {

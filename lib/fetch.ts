@@ -289,6 +289,9 @@ class _Fetcher {
       // while the parts it lacks are fetched; the ones that fail join the queue.
       const checked = this.#checkWholeParts(entry, workPath, whole, verified);
       const saveState = async () => {
+        // Only parts verified before the flush starts are known to be on disk:
+        // a part verified while syncData runs waits for the next save.
+        const flushed = new Bitmap(verified.size, verified.bytes.slice());
         await work.syncData();
         await saveFetchState(statePath, {
           name: entry.name,
@@ -296,7 +299,7 @@ class _Fetcher {
           size: entry.size,
           partSize: entry.partSize,
           workFile: basename(workPath),
-          verified,
+          verified: flushed,
         });
       };
       const { size: workSize } = await work.stat();

@@ -5,6 +5,7 @@
 import { ProtocolError } from "./errors.ts";
 import { type FileEntry, parseFileEntry } from "./manifest.ts";
 import {
+  type ByteSink,
   DIGEST_PATTERN,
   encodeFrame,
   encodeFrameHead,
@@ -81,6 +82,8 @@ export interface FileSummary {
 export class Peer {
   readonly address: string;
   readonly #conn: Deno.Conn;
+  /** Writes to the connection; each must make progress within the stall timeout. */
+  readonly #sink: ByteSink;
   readonly reader: FrameReader;
   #closed = false;
   /** The first byte the instance sent: tells a TLS server apart from a broken one. */
@@ -103,6 +106,12 @@ export class Peer {
     };
     this.reader = new FrameReader(source, { timeoutMs: stallTimeoutMs, bufferBytes: 64 * 1024 });
     this.reader.onTimeout = () => this.close();
+    // An instance that stops reading (frozen, or its disk hangs) would otherwise
+    // block a part.put or a repair's copy forever once the socket buffers fill.
+    this.#sink = {
+      write: (bytes) =>
+        _withStallTimeout(conn.write(bytes), stallTimeoutMs, address, () => this.close()),
+    };
   }
 
   /** Connects and says hello; throws within the connect timeout when the peer is down. */
@@ -183,7 +192,7 @@ export class Peer {
   }
 
   async #send(header: Header, body?: Uint8Array): Promise<void> {
-    await writeAll(this.#conn, encodeFrame(header, body));
+    await writeAll(this.#sink, encodeFrame(header, body));
   }
 
   /** Reads the next frame head; an error frame becomes a thrown ProtocolError. */
@@ -308,11 +317,11 @@ export class Peer {
     size: number,
     chunks: AsyncIterable<Uint8Array>,
   ): Promise<{ stored: boolean }> {
-    await writeAll(this.#conn, encodeFrameHead({ op: "part.put", digest }, size));
+    await writeAll(this.#sink, encodeFrameHead({ op: "part.put", digest }, size));
     let sent = 0;
     for await (const chunk of chunks) {
       if (sent + chunk.length > size) throw new RangeError("Part source gave more than its size");
-      await writeAll(this.#conn, chunk);
+      await writeAll(this.#sink, chunk);
       sent += chunk.length;
     }
     if (sent !== size) throw new RangeError(`Part source gave ${sent} of ${size} bytes`);
@@ -365,4 +374,30 @@ export class Peer {
   }
 
   // --- end signed mutations and upload ---
+}
+
+/**
+ * Settles like `write`, unless it takes longer than `timeoutMs` (0: no limit):
+ * then `onExpire` closes the connection and the write fails with TIMEOUT.
+ */
+async function _withStallTimeout(
+  write: Promise<number>,
+  timeoutMs: number,
+  address: string,
+  onExpire: () => void,
+): Promise<number> {
+  if (timeoutMs <= 0) return await write;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onExpire();
+      reject(new ProtocolError("TIMEOUT", `${address} took no data for ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([write, timeout]);
+  } finally {
+    clearTimeout(timer);
+    timeout.catch(() => {});
+  }
 }

@@ -274,6 +274,15 @@ class _Repair {
     await this.#census();
     const { signal } = this.#options;
     signal?.throwIfAborted();
+    // With no instance answering, every part would look lost: say what is wrong instead.
+    if (this.#report.live.length === 0 && wanted.size > 0) {
+      const ids = instanceIds(this.#config);
+      throw new Error(
+        `No instance of the cluster answers (${this.#address(ids[0]!)}${
+          ids.length > 1 ? ` and ${ids.length - 1} more` : ""
+        }): is it running? Start it with "fts cluster"; nothing was changed`,
+      );
+    }
 
     // Which copies to re-hash: all of them for a scrub, else those of parts that need work.
     const toVerify = new Map<string, Set<string>>();

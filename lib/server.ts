@@ -140,6 +140,15 @@ export class Server {
     // A read that times out rejects without closing, so a TIMEOUT frame can still be sent.
     const reader = new FrameReader(conn, { timeoutMs: this.limits.idleTimeoutMs });
     const state: ConnectionState = { greeted: false, dataBuffer: undefined };
+    // Every reply write must make progress within idleTimeoutMs: a client that
+    // asks for a large reply (file.list, part.list) and never reads it would
+    // otherwise hold its slot, and the reply, forever.
+    const out: Connection = {
+      read: (buffer) => conn.read(buffer),
+      write: (bytes) =>
+        _withDeadline(conn.write(bytes), this.limits.idleTimeoutMs, () => _closeQuietly(conn)),
+      close: () => conn.close(),
+    };
     try {
       while (true) {
         reader.timeoutMs = this.limits.idleTimeoutMs;
@@ -154,18 +163,18 @@ export class Server {
         reader.timeoutMs = this.limits.requestTimeoutMs;
         this.counters.requests++;
         try {
-          await this.#dispatch(conn, reader, head.header, head.bodyLength, state);
+          await this.#dispatch(out, reader, head.header, head.bodyLength, state);
         } catch (error) {
           if (!(error instanceof ProtocolError) || FATAL_CODES.has(error.code)) throw error;
           // A request-level error: the body has been consumed, the stream is intact.
           if (reader.bodyRemaining > 0) await reader.skipBody();
           this.counters.errorsSent++;
-          await writeAll(conn, encodeFrame(errorHeader(error)));
+          await writeAll(out, encodeFrame(errorHeader(error)));
         }
       }
     } catch (error) {
       this.counters.errorsSent++;
-      if (!_isDisconnect(error)) await _sendAndClose(conn, errorHeader(error));
+      if (!_isDisconnect(error)) await _sendAndClose(out, errorHeader(error));
     } finally {
       this.#open.delete(conn);
       this.counters.activeConnections--;

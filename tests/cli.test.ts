@@ -96,6 +96,22 @@ Deno.test("cli: preload refuses a second file of the same name unless --replace,
     ]);
     assert.equal(badSize.code, 2);
     assert.match(badSize.stderr, /unknown unit "XB"/);
+    // The cluster's config exists now; a --part-size for one file is held to the same limits.
+    for (const size of ["1", "1GiB"]) {
+      const outOfRange = await runFts([
+        "preload",
+        file,
+        "--as",
+        `odd-${size}.bin`,
+        "--part-size",
+        size,
+        "--data",
+        data,
+      ]);
+      assert.equal(outOfRange.code, 2, outOfRange.stderr);
+      assert.match(outOfRange.stderr, /--part-size must be 4\.0 KiB\.\.256 MiB, got \d+/);
+      assert.equal((await readManifestJson(data)).files[`odd-${size}.bin`], undefined);
+    }
     const missingFile = await runFts(["preload", join(dir, "nope.bin"), "--data", data]);
     assert.equal(missingFile.code, 2);
     assert.match(missingFile.stderr, /Cannot read .*nope\.bin/);

@@ -18,7 +18,14 @@ import {
 } from "../lib/protocol.ts";
 import { Server, type ServerLimits } from "../lib/server.ts";
 import { PartStore } from "../lib/store.ts";
-import { assertCode, randomBytes, sha256, storeBytes } from "./unit_helpers.ts";
+import {
+  assertCode,
+  concat,
+  randomBytes,
+  sha256,
+  storeBytes,
+  withTempDir,
+} from "./unit_helpers.ts";
 
 interface TestServer {
   server: Server;
@@ -515,6 +522,62 @@ Deno.test("Server closes a connection that stays silent past idleTimeoutMs", asy
       client.close();
     }
   }, { idleTimeoutMs: 100 });
+});
+
+Deno.test("Server closes a connection that does not read its reply within idleTimeoutMs", async () => {
+  await withTempDir("fts-unit-server-", async (dir) => {
+    await updateManifest(dir, (m) => void (m.files["a"] = fileEntry("a", [])));
+    const store = new PartStore(join(dir, "instances", "test"));
+    await store.init();
+    const server = new Server({
+      id: "test",
+      store,
+      manifest: new ManifestCache(dir),
+      addressOf: (id) => `127.0.0.1:${id}`,
+      limits: { idleTimeoutMs: 200 },
+    });
+    // A client that sends hello and file.list, takes the hello reply, then reads
+    // nothing more: every later write blocks, as on a socket whose buffers are full.
+    const requests = concat(
+      encodeFrame({ op: "hello", version: PROTOCOL_VERSION }),
+      encodeFrame({ op: "file.list" }),
+    );
+    let closed = false;
+    const onClose = Promise.withResolvers<void>();
+    let writes = 0;
+    let delivered = false;
+    const conn = {
+      read: async (buffer: Uint8Array): Promise<number | null> => {
+        if (!delivered) {
+          delivered = true;
+          buffer.set(requests);
+          return requests.length;
+        }
+        await onClose.promise;
+        throw new Deno.errors.BadResource("closed");
+      },
+      write: async (bytes: Uint8Array): Promise<number> => {
+        if (writes++ === 0) return bytes.length;
+        await onClose.promise;
+        throw new Deno.errors.BadResource("closed");
+      },
+      close: () => {
+        closed = true;
+        onClose.resolve();
+      },
+    };
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const stuck = new Promise<"stuck">((resolve) => (guard = setTimeout(resolve, 20_000, "stuck")));
+    try {
+      const outcome = await Promise.race([server.handle(conn), stuck]);
+      assert.notEqual(outcome, "stuck", "the handler still waits on a reply nobody reads");
+      assert.ok(closed, "the connection was not closed");
+      assert.equal(server.counters.activeConnections, 0);
+    } finally {
+      clearTimeout(guard);
+      conn.close();
+    }
+  });
 });
 
 Deno.test("Server refuses connections over maxConnections with BUSY", async () => {

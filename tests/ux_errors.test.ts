@@ -75,6 +75,31 @@ Deno.test("fetch: cluster down: one line naming what to do; --verbose gives the 
   }
 });
 
+Deno.test("repair and scrub: cluster down: say so, call nothing lost, change nothing", async () => {
+  const work = await tempDir();
+  try {
+    const data = join(work, "data");
+    const file = join(work, "r.bin");
+    await writeRandomFile(file, 100_000);
+    const base = String(freePortRange(3));
+    const setup = ["--servers", "3", "--base-port", base, "--replicas", "2", "--data", data];
+    assert.equal((await runFts(["preload", file, ...setup, "--quiet"])).code, 0);
+    const manifest = await Deno.readTextFile(join(data, "manifest.json"));
+    for (const command of ["repair", "scrub"]) {
+      const down = await runFts([command, "--data", data]);
+      assert.equal(down.code, 1, down.stderr);
+      assert.doesNotMatch(down.stdout + down.stderr, /LOST/);
+      assert.match(
+        down.stderr,
+        /No instance of the cluster answers \(127\.0\.0\.1:\d+ and 2 more\): is it running\?/,
+      );
+    }
+    assert.equal(await Deno.readTextFile(join(data, "manifest.json")), manifest);
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
 Deno.test("fetch: a name the cluster does not hold gets the nearest name, in one line", async () => {
   const cluster = await startCluster({ servers: 3, replicas: 2, files: { "movie.bin": 50_000 } });
   try {
