@@ -15,6 +15,9 @@ export const EXAMPLE = [
   "fts serve --port 9001 --data ./fts-data",
 ].join("\n");
 
+/** Pause before accepting again after accept() failed (e.g. out of descriptors). */
+const ACCEPT_RETRY_MS = 100;
+
 /** How often a server started by a supervisor checks that its parent lives. */
 const PARENT_CHECK_INTERVAL_MS = 1_000;
 
@@ -118,11 +121,20 @@ export async function run(args: string[]): Promise<number> {
     );
   }
   try {
-    for await (const conn of listener) {
+    while (!stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (stopping || error instanceof Deno.errors.BadResource) break;
+        // Out of descriptors and the like: keep serving the connections we
+        // have and try again shortly, rather than stop being an instance.
+        console.error(`fts serve: accept failed: ${(error as Error).message}; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
       server.accept(conn);
     }
-  } catch (error) {
-    if (!stopping) throw error;
   } finally {
     clearInterval(parentWatch);
     for (const signal of signals) Deno.removeSignalListener(signal, stop);

@@ -15,9 +15,14 @@ export async function livePid(dir: string, id: string): Promise<number | undefin
   }
   const pid = Number(text.trim());
   if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return undefined;
-  // A recycled pid that now belongs to something else is not our instance.
-  const cmdline = processCommandLine(pid);
-  if (!cmdline.includes("serve") || !cmdline.includes(id)) return undefined;
+  // A recycled pid that now belongs to something else (even another server on
+  // that port) is not our instance: it must be `fts serve` with this id.
+  const args = processCommandLine(pid).split(" ");
+  const isFts = args.some((arg) => arg.endsWith("main.ts") || /(^|\/)fts$/.test(arg));
+  const isThisInstance = args.some((arg, i) =>
+    (arg === "--port" || arg === "--public-port") && args[i + 1] === id
+  );
+  if (!isFts || !args.includes("serve") || !isThisInstance) return undefined;
   return pid;
 }
 

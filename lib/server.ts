@@ -24,6 +24,9 @@ import {
 import { RateLimiter } from "./rate_limiter.ts";
 import { type PartStore } from "./store.ts";
 
+/** Publish bodies (part lists) one instance holds in memory at once, over all connections. */
+export const MAX_PUBLISH_BUFFERED_BYTES = 2 * MAX_PUBLISH_BODY_BYTES;
+
 /** Bytes read from disk and written to the socket at a time when serving a part. */
 export const DATA_CHUNK_BYTES = 1024 * 1024;
 
@@ -109,6 +112,8 @@ export class Server {
   readonly #startedAt = Date.now();
   readonly #open = new Set<Connection>();
   readonly #limiter: RateLimiter | undefined;
+  /** Bytes of file.publish bodies held in memory right now, over all connections. */
+  #publishBuffered = 0;
 
   constructor(options: ServerOptions) {
     this.id = options.id;
@@ -316,8 +321,21 @@ export class Server {
             `A part list may not exceed ${MAX_PUBLISH_BODY_BYTES} bytes`,
           );
         }
-        const readBody = () => reader.readBodyBytes(MAX_PUBLISH_BODY_BYTES);
-        await writeAll(conn, encodeFrame(await this.#mutations().publish(request, readBody)));
+        // Bodies are buffered (a part list is parsed whole) only once the
+        // signature checked out; all connections together get one budget.
+        let reserved = 0;
+        const readBody = () => {
+          if (this.#publishBuffered + bodyLength > MAX_PUBLISH_BUFFERED_BYTES) {
+            throw new ProtocolError("BUSY", "Too many part lists being published; try again");
+          }
+          this.#publishBuffered += reserved = bodyLength;
+          return reader.readBodyBytes(MAX_PUBLISH_BODY_BYTES);
+        };
+        try {
+          await writeAll(conn, encodeFrame(await this.#mutations().publish(request, readBody)));
+        } finally {
+          this.#publishBuffered -= reserved;
+        }
         return;
       }
       case "file.delete":
