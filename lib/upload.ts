@@ -385,7 +385,7 @@ class _Uploader {
   /**
    * Brings the part up to R holders: the best-ranked instances that are not
    * known to have failed, asked R at a time; each failure moves on to the next
-   * instance in rank order.
+   * instance in rank order, and those that failed are asked once more, last.
    */
   async #ensureCopies(part: _Part): Promise<void> {
     const { replicas, instances } = this.#cluster;
@@ -393,18 +393,27 @@ class _Uploader {
     const candidates = rank.filter((id) => !part.holders.includes(id));
     let cursor = 0;
     const reasons: string[] = [];
+    // Instances that failed (earlier in this run, or just now for this part) are
+    // asked once more when no other is left, not never: one restarted since can
+    // take copies again, and without it fewer than R live instances may remain.
+    const last: string[] = [];
+    const askedAgain = new Set<string>();
     const next = (): string | undefined => {
       while (cursor < candidates.length) {
         const id = candidates[cursor++]!;
         if (!this.#failed.has(id)) return id;
+        last.push(id);
       }
-      return undefined;
+      const id = last.shift();
+      if (id !== undefined) askedAgain.add(id);
+      return id;
     };
     const slot = async () => {
       for (let id = next(); id !== undefined; id = next()) {
         try {
           await this.#storeOn(id, part);
           part.holders.push(id);
+          this.#failed.delete(id);
           return;
         } catch (error) {
           if (error instanceof UploadError) throw error;
@@ -412,6 +421,7 @@ class _Uploader {
           const reason = error instanceof Error ? error.message : String(error);
           reasons.push(`${id}: ${reason}`);
           this.#failed.add(id);
+          if (!askedAgain.has(id)) last.push(id);
           this.#progress.failovers++;
           this.#options.onEvent?.({ type: "failover", part: part.index, instance: id, reason });
         }

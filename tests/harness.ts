@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Peer } from "../lib/peer.ts";
 import { findFreePortRange } from "../lib/ports.ts";
+import { claimPortRange } from "./port_claims.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const DENO = Deno.execPath();
@@ -39,21 +40,17 @@ export async function tempDir(prefix = "fts-test-"): Promise<string> {
   return await Deno.makeTempDir({ prefix });
 }
 
-const _handedOut = new Set<number>();
-
 /**
  * A run of `count` consecutive loopback ports that are free right now and not
- * handed to another test of this process. lib/ports.ts picks random bases
+ * claimed by another test, in any module or test process (port_claims.ts:
+ * a killed instance's port is free, not unused). lib/ports.ts picks random bases
  * below the kernel's ephemeral range, so a killed instance's port is not taken
  * as some connection's source port before it restarts.
  */
 export function freePortRange(count: number): number {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = findFreePortRange(count);
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if (ports.some((port) => _handedOut.has(port))) continue;
-    for (const port of ports) _handedOut.add(port);
-    return base;
+    if (claimPortRange(base, count)) return base;
   }
   throw new Error(`No free range of ${count} ports found`);
 }

@@ -2,7 +2,8 @@
  * Chaos soak: several clients fetch and upload while a seeded nemesis kills and
  * restarts instances, corrupts stored copies and interrupts clients, always
  * within the fault budget: for every part, at most R-1 of its holders are down
- * or hold a corrupt copy at any moment. At the end every completed transfer
+ * or hold a corrupt copy at any moment, and at least R instances are up (an
+ * upload needs R live instances for its new parts). At the end every completed transfer
  * must be byte-identical to its source, no transfer may have failed, the
  * manifest must match the stored parts, and no process or file descriptor may
  * have leaked.
@@ -97,7 +98,8 @@ export interface PartHolders {
 /**
  * The nemesis's schedule, a pure function of its inputs. It simulates which
  * instances are down and which copies are corrupt, and only picks actions
- * that keep every part within the budget (at most R-1 bad holders).
+ * that keep every part within the budget (at most R-1 bad holders) and at
+ * least R instances up.
  */
 export function planNemesis(
   seed: number,
@@ -127,9 +129,12 @@ export function planNemesis(
       steps.push({ atMs: at, action: { type: "start", instance: overdue[0] } });
       continue;
     }
-    const killable = [...instances].filter((i) =>
-      !down.has(i) && holds(i).every((part) => bad(part, i) <= replicas - 1)
-    );
+    // Uploads place new parts on live instances only: R of them must stay up.
+    const killable = down.size >= instances.size - replicas
+      ? []
+      : [...instances].filter((i) =>
+        !down.has(i) && holds(i).every((part) => bad(part, i) <= replicas - 1)
+      );
     const corruptible = parts.flatMap((p, part) =>
       p.holders.filter((h) => !corrupt.has(copy(h, part)) && bad(part, h) <= replicas - 1)
         .map((instance) => ({ instance, part }))

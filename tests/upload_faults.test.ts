@@ -94,3 +94,54 @@ Deno.test("upload: faults: instances killed mid-upload (8 servers, R=3, 2 killed
     await cluster.stop();
   }
 });
+
+Deno.test("upload: an instance that failed earlier and was restarted takes copies again when too few are left (4 servers, R=3)", async () => {
+  const cluster = await startCluster({
+    servers: 4,
+    replicas: 3,
+    partSize: "64KiB",
+    files: { "op.bin": 10_000 },
+    clusterArgs: ["--heal-after", "0"],
+  });
+  const alice = testUser(cluster, "alice");
+  try {
+    const parts = 16;
+    const path = join(cluster.work, "src", "back.bin");
+    await writeRandomFile(path, parts * PART, 41);
+    const ids = cluster.ports.map(String);
+    // Down from the start, so the upload fails over from it at its first part placed there.
+    const back = ids[0]!;
+    const other = ids[1]!;
+    await cluster.kill(Number(back));
+    const upload = new FtsProcess(
+      [
+        "upload",
+        path,
+        "--limit-rate",
+        "512KiB",
+        "--parallel",
+        "1",
+        "--timeout",
+        "60s",
+        "--data",
+        cluster.dir,
+      ],
+      { env: alice.env },
+    );
+    await upload.waitFor(new RegExp(`failover: instance ${back} \\(part \\d+\\)`), 60_000);
+    // Frozen while `back` returns and `other` goes: then only `back` makes a third live
+    // instance, and the upload must ask it again.
+    Deno.kill(upload.pid, "SIGSTOP");
+    try {
+      await cluster.start(Number(back));
+      await cluster.kill(Number(other));
+    } finally {
+      Deno.kill(upload.pid, "SIGCONT");
+    }
+    const result = await upload.result();
+    assert.equal(result.code, 0, result.stderr);
+    await assertVerifiedCopies(cluster, "back.bin", 3, new Set([other]));
+  } finally {
+    await cluster.stop();
+  }
+});

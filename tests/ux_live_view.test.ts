@@ -326,7 +326,7 @@ Deno.test({
       await term.waitFor(new RegExp(`> kill ${b}\\n`));
       await term.sendKeys("Enter");
       screen = await term.waitFor(new RegExp(`${b} DOWN`));
-      await term.waitFor(/m\.bin .*degraded: \d+ parts below R/);
+      await term.waitFor(/m\.bin .*degraded: \d+ parts? below R/);
       screen = await term.waitFor(new RegExp(`instance ${b} down \\(killed by SIGKILL\\)`));
       assert.match(screen, new RegExp(`> kill ${b}\\n.*killed instance ${b}`, "s"));
       assert.match(screen, /instances {2}3\/4 up, 1 down/);
