@@ -255,10 +255,18 @@ class _Client {
     return true;
   }
 
-  /** Runs `args` until it succeeds; a run that fails without an interrupt is a violation. */
-  async runToCompletion(args: string[], violations: string[], what: string): Promise<boolean> {
-    while (true) {
-      const process = new FtsProcess(args);
+  /**
+   * Runs `args` until it succeeds; a run that fails without an interrupt is a
+   * violation. After an interrupt, `retryArgs` are added to the next runs.
+   */
+  async runToCompletion(
+    args: string[],
+    violations: string[],
+    what: string,
+    retryArgs: string[] = [],
+  ): Promise<boolean> {
+    for (let run = 0;; run++) {
+      const process = new FtsProcess(run === 0 ? args : [...args, ...retryArgs]);
       this.current = { process, interrupted: false };
       const timer = setTimeout(() => process.kill("SIGKILL"), RUN_TIMEOUT_MS);
       const result = await process.result();
@@ -480,7 +488,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           await writeRandomFile(path, randomInt(choose, 200 * KiB, 1200 * KiB), (seed ^ n) >>> 0);
           const args = ["upload", path, "--as", name, "--operator", ...common];
           args.push("--limit-rate", CLIENT_RATE);
-          if (await client.runToCompletion(args, violations, `upload of ${name}`)) {
+          // An upload interrupted after its publish went through has made the file: run
+          // again it must replace it (with the same content, the server answers "unchanged").
+          const again = ["--replace"];
+          if (await client.runToCompletion(args, violations, `upload of ${name}`, again)) {
             uploads++;
             client.uploaded.push({ name, path, sha256: await sha256File(path) });
           }
