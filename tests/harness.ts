@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { loadFetchState } from "../lib/fetch_state.ts";
 import { Peer } from "../lib/peer.ts";
 import { findFreePortRange } from "../lib/ports.ts";
 import { claimPortRange } from "./port_claims.ts";
@@ -273,19 +274,9 @@ export async function waitForVerifiedParts(
 ): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    try {
-      const state = JSON.parse(await Deno.readTextFile(statePath));
-      const bits = atob(state.verified);
-      let count = 0;
-      for (let i = 0; i < bits.length; i++) {
-        let byte = bits.charCodeAt(i);
-        while (byte) {
-          count += byte & 1;
-          byte >>= 1;
-        }
-      }
-      if (count >= parts) return count;
-    } catch { /* not written yet, or being replaced */ }
+    // Absent or mid-replace reads as undefined: try again.
+    const count = (await loadFetchState(statePath))?.verified.count() ?? 0;
+    if (count >= parts) return count;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`${statePath} never recorded ${parts} verified parts`);
