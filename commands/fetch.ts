@@ -19,7 +19,7 @@ import { Progress, type ProgressState, reportMode } from "../lib/progress.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";
 
 export const USAGE =
-  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--verify] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";
+  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";
 
 export const EXAMPLE = [
   "fts fetch movie.mkv ~/Downloads              # resumes, fails over, verifies every part",
@@ -54,6 +54,7 @@ export async function run(args: string[]): Promise<number> {
     parallel: { type: "string" },
     "limit-rate": { type: "string" },
     verify: { type: "boolean" },
+    fsync: { type: "boolean" },
     timeout: { type: "string" },
     "tls-ca": { type: "string" },
     quiet: { type: "boolean", short: "q" },
@@ -95,6 +96,7 @@ export async function run(args: string[]): Promise<number> {
         ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
         tls,
         verify: boolFlag(flags, "verify"),
+        fsync: boolFlag(flags, "fsync"),
         signal: controller.signal,
         onEvent: (event) => {
           // With --json these are one JSON object per line on stderr.

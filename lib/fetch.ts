@@ -4,10 +4,15 @@
  * mid-part, verify every part, then put the file in place. README.md explains
  * the algorithm in numbered steps; this file follows them.
  */
-import { createHash, type Hash } from "node:crypto";
 import { basename, join } from "node:path";
 import { ProtocolError } from "./errors.ts";
-import { Bitmap, loadFetchState, saveFetchState } from "./fetch_state.ts";
+import {
+  Bitmap,
+  currentBootId,
+  loadFetchState,
+  saveFetchState,
+  stateSurvived,
+} from "./fetch_state.ts";
 import { exists, syncDir } from "./fs_util.ts";
 import { type FileEntry } from "./manifest.ts";
 import {
@@ -21,7 +26,6 @@ import { PeerPool } from "./peer_pool.ts";
 import { writeAll } from "./protocol.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { HashPool } from "./hash_pool.ts";
-import { hashInto } from "./store.ts";
 import { notFoundMessage } from "./hints.ts";
 import { type TlsClientOptions, TlsError } from "./tls.ts";
 
@@ -48,6 +52,11 @@ export interface FetchOptions {
   limitRateBytesPerSecond?: number;
   /** Re-hash every local part instead of trusting the control file. */
   verify?: boolean;
+  /**
+   * Flush the file to disk before putting it in place, so a power loss right
+   * after the fetch cannot leave unwritten blocks in it (like rsync --fsync).
+   */
+  fsync?: boolean;
   stallTimeoutMs?: number;
   connectTimeoutMs?: number;
   /** Speak TLS to every instance, trusting these CAs. */
@@ -272,34 +281,42 @@ class _Fetcher {
     } catch (cause) {
       throw new FetchError(`Cannot open ${workPath} for writing`, [], { cause });
     }
+    // Every part is verified by hashing it where it lies, in worker threads:
+    // the parts the destination already holds, and each fetched part once its
+    // bytes are written (so the check covers what reached the disk, and the
+    // main thread only moves bytes).
+    const hashes = new HashPool();
     try {
       // Step 2: what is already there.
       this.#progress.phase = "checking";
+      const bootId = await currentBootId();
       const verified = new Bitmap(entry.parts.length);
-      const resumeAt = new Map<number, { hash: Hash; offset: number }>();
+      const resumeAt = new Map<number, number>();
       const whole = await this.#checkDestination(
         entry,
         work,
         workPath,
         statePath,
+        bootId,
         verified,
         resumeAt,
       );
-      // The parts the destination holds whole are hashed (in worker threads)
-      // while the parts it lacks are fetched; the ones that fail join the queue.
-      const checked = this.#checkWholeParts(entry, workPath, whole, verified);
+      // The parts the destination holds whole are hashed while the parts it
+      // lacks are fetched; the ones that fail join the queue.
+      const checked = this.#checkWholeParts(entry, workPath, hashes, whole, verified);
       const saveState = async () => {
-        // Only parts verified before the flush starts are known to be on disk:
-        // a part verified while syncData runs waits for the next save.
-        const flushed = new Bitmap(verified.size, verified.bytes.slice());
-        await work.syncData();
+        const snapshot = new Bitmap(verified.size, verified.bytes.slice());
+        // Without a boot id a crash could not be told apart later, so the data
+        // is flushed first; only parts verified before the flush are recorded.
+        if (bootId === undefined) await work.syncData();
         await saveFetchState(statePath, {
           name: entry.name,
           contentId: entry.contentId,
           size: entry.size,
           partSize: entry.partSize,
           workFile: basename(workPath),
-          verified: flushed,
+          verified: snapshot,
+          bootId,
         });
       };
       const { size: workSize } = await work.stat();
@@ -334,10 +351,19 @@ class _Fetcher {
       let failure: unknown;
       try {
         const later = { most: whole.length, parts: failedCheck };
-        await this.#fetchParts(entry, workPath, missing, later, resumeAt, addressOf, (index) => {
-          verified.set(index);
-          dirty = true;
-        });
+        await this.#fetchParts(
+          entry,
+          workPath,
+          hashes,
+          missing,
+          later,
+          resumeAt,
+          addressOf,
+          (index) => {
+            verified.set(index);
+            dirty = true;
+          },
+        );
         // Every part was either verified at the destination or fetched and verified.
         const unverified = [...Array(entry.parts.length).keys()].filter((i) => !verified.has(i));
         if (unverified.length > 0) {
@@ -360,14 +386,15 @@ class _Fetcher {
 
       // Step 6: every part verified; put the file in place.
       if (workSize > entry.size) await work.truncate(entry.size);
-      await work.sync();
+      if (options.fsync) await work.sync();
       work.close();
       if (workPath !== finalPath) await Deno.rename(workPath, finalPath);
       await Deno.remove(statePath).catch(() => {});
-      await syncDir(options.destDir);
+      if (options.fsync) await syncDir(options.destDir);
       this.#progress.phase = "done";
       return { ...this.progress, path: finalPath };
     } finally {
+      hashes.close();
       try {
         work.close();
       } catch {
@@ -381,13 +408,15 @@ class _Fetcher {
     work: Deno.FsFile,
     workPath: string,
     statePath: string,
+    bootId: string | undefined,
     verified: Bitmap,
-    resumeAt: Map<number, { hash: Hash; offset: number }>,
+    resumeAt: Map<number, number>,
   ): Promise<number[]> {
     const { size: onDisk } = await work.stat();
     const state = this.#options.verify ? undefined : await loadFetchState(statePath);
     const usable = state !== undefined && state.contentId === entry.contentId &&
-      state.workFile === basename(workPath) && state.verified.size === entry.parts.length;
+      state.workFile === basename(workPath) && state.verified.size === entry.parts.length &&
+      stateSurvived(state, bootId);
     this.#emit({ type: "checking", workPath, usingControlFile: usable });
     const whole: number[] = [];
     for (let index = 0; index < entry.parts.length; index++) {
@@ -403,13 +432,9 @@ class _Fetcher {
         whole.push(index);
         continue;
       }
-      // The destination ends inside this part: keep the hash of what is there
-      // and fetch only the rest; the full digest still decides.
-      await work.seek(start, Deno.SeekMode.Start);
-      const hash = createHash("sha256");
-      const hashed = await hashInto(hash, work, onDisk - start);
-      this.#progress.bytesChecked += hashed;
-      if (hashed > 0) resumeAt.set(index, { hash, offset: hashed });
+      // The destination ends inside this part: keep what is there and fetch
+      // only the rest; the digest of the whole part still decides.
+      if (onDisk > start) resumeAt.set(index, onDisk - start);
     }
     for (let index = 0; index < entry.parts.length; index++) {
       if (verified.has(index)) {
@@ -428,42 +453,40 @@ class _Fetcher {
   async #checkWholeParts(
     entry: FileEntry,
     workPath: string,
+    hashes: HashPool,
     indexes: number[],
     verified: Bitmap,
   ): Promise<void> {
     if (indexes.length === 0) return;
-    const hashes = new HashPool();
-    try {
-      const queue = [...indexes];
-      // Two ranges per worker in flight, so none waits for its next one.
-      await Promise.all(Array.from({ length: 2 * hashes.size }, async () => {
-        for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
-          const part = entry.parts[index]!;
-          const { digest, bytes } = await hashes.hashRange({
-            path: workPath,
-            start: index * entry.partSize,
-            length: part.size,
-          });
-          this.#progress.bytesChecked += bytes;
-          if (bytes === part.size && digest === part.digest) {
-            verified.set(index);
-            this.#progress.partsPresent++;
-            this.#progress.bytesPresent += part.size;
-          }
+    const queue = [...indexes];
+    // Two ranges per worker in flight, so none waits for its next one.
+    await Promise.all(Array.from({ length: 2 * hashes.size }, async () => {
+      for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
+        const part = entry.parts[index]!;
+        const { digest, bytes } = await hashes.hashRange({
+          path: workPath,
+          start: index * entry.partSize,
+          length: part.size,
+        });
+        this.#progress.bytesChecked += bytes;
+        if (bytes === part.size && digest === part.digest) {
+          verified.set(index);
+          this.#progress.partsPresent++;
+          this.#progress.bytesPresent += part.size;
         }
-      }));
-    } finally {
-      hashes.close();
-    }
+      }
+    }));
   }
 
   async #fetchParts(
     entry: FileEntry,
     workPath: string,
+    hashes: HashPool,
     missing: number[],
     /** Parts still being checked: at most `most`, known when `parts` resolves (never rejects). */
     later: { most: number; parts: Promise<number[]> },
-    resumeAt: Map<number, { hash: Hash; offset: number }>,
+    /** Parts the destination holds a first piece of: how many bytes. */
+    resumeAt: Map<number, number>,
     addressOf: (id: string) => string,
     onVerified: (index: number) => void,
   ): Promise<void> {
@@ -498,10 +521,16 @@ class _Fetcher {
           }
           if (index === undefined) return;
           try {
-            await this.#fetchPart(entry, index, file, buffer, resumeAt.get(index), {
+            await this.#fetchPart(entry, index, file, buffer, resumeAt.get(index) ?? 0, {
               pool,
               limiter,
               addressOf,
+              verify: () =>
+                hashes.hashRange({
+                  path: workPath,
+                  start: index * entry.partSize,
+                  length: entry.parts[index]!.size,
+                }),
             });
             onVerified(index);
             this.#progress.partsFetched++;
@@ -567,19 +596,21 @@ class _Fetcher {
     index: number,
     file: Deno.FsFile,
     buffer: Uint8Array,
-    resume: { hash: Hash; offset: number } | undefined,
+    /** Bytes of the part the destination already holds. */
+    present: number,
     context: {
       pool: PeerPool;
       limiter: RateLimiter | undefined;
       addressOf: (id: string) => string;
+      /** Hashes the part as written at the destination. */
+      verify: () => Promise<{ digest: string; bytes: number }>;
     },
   ): Promise<void> {
-    const { pool, limiter, addressOf } = context;
+    const { pool, limiter, addressOf, verify } = context;
     const signal = this.#options.signal;
     const part = entry.parts[index]!;
     const base = index * entry.partSize;
-    let hash = resume?.hash ?? createHash("sha256");
-    let reached = resume?.offset ?? 0;
+    let reached = present;
     // Bytes of this part taken from the destination, not from any replica.
     let localPrefix = reached;
     const contributors = new Set<string>();
@@ -615,12 +646,8 @@ class _Fetcher {
             buffer.subarray(0, Math.min(buffer.length, part.size - reached)),
           );
           if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
-          const chunk = buffer.subarray(0, n);
-          // The write runs on another thread: hash meanwhile (neither changes the bytes).
-          const writing = writeAll(file, chunk);
-          hash.update(chunk);
           try {
-            await writing;
+            await writeAll(file, buffer.subarray(0, n));
           } catch (cause) {
             throw new _LocalWriteError(
               (cause as { code?: unknown } | null)?.code === "ENOSPC"
@@ -655,7 +682,19 @@ class _Fetcher {
       } finally {
         this.#active.set(address, (this.#active.get(address) ?? 1) - 1);
       }
-      const digest = hash.digest("hex");
+      let digest: string;
+      try {
+        const hashed = await verify();
+        digest = hashed.bytes === part.size ? hashed.digest : "(short)";
+      } catch (cause) {
+        throw new FetchError(
+          `Cannot read back part ${index} from the destination: ${
+            cause instanceof Error ? cause.message : cause
+          }`,
+          [index],
+          { cause },
+        );
+      }
       if (digest === part.digest) {
         this.#emit({ type: "part", part: index, from: id });
         this.#cooldown.delete(address);
@@ -666,7 +705,6 @@ class _Fetcher {
         // part over from byte 0 before blaming any replica.
         localPrefix = 0;
         contributors.clear();
-        hash = createHash("sha256");
         reached = 0;
         continue;
       }
@@ -680,7 +718,6 @@ class _Fetcher {
         this.#report(addressOf(bad), part.digest);
       }
       contributors.clear();
-      hash = createHash("sha256");
       reached = 0;
     }
   }

@@ -1,7 +1,11 @@
 /**
  * The control file a fetch keeps beside its destination: which parts of which
- * content are verified on disk. Written crash-safely, and only after the data
- * it vouches for has been flushed, so a resume can trust it without re-hashing.
+ * content are verified on disk, so a resume can trust it without re-hashing.
+ * Written crash-safely (temp file, rename). Its claims are only as durable as
+ * the data they vouch for: where the kernel names its boot (Linux), the file
+ * records that id and a resume after a reboot (the only way written data that
+ * was never flushed can be lost) re-hashes instead of trusting it, so no flush
+ * is needed while data arrives; elsewhere the data is flushed before each save.
  */
 import { readJsonFile, writeFileAtomic } from "./fs_util.ts";
 
@@ -16,6 +20,31 @@ export interface FetchState {
   /** Base name of the file the parts were written into. */
   workFile: string;
   verified: Bitmap;
+  /**
+   * The boot the claims were made in, when they were saved without flushing
+   * the data first; absent when the data was flushed (valid across reboots).
+   */
+  bootId?: string | undefined;
+}
+
+const BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id";
+
+/** The kernel's id of the running boot, or undefined where it has none (not Linux). */
+export async function currentBootId(): Promise<string | undefined> {
+  try {
+    const id = (await Deno.readTextFile(BOOT_ID_PATH)).trim();
+    return id === "" ? undefined : id;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a loaded control file's claims still hold: those saved unflushed
+ * hold only within the boot that made them.
+ */
+export function stateSurvived(state: FetchState, bootId: string | undefined): boolean {
+  return state.bootId === undefined || state.bootId === bootId;
 }
 
 /** A fixed-size set of part indexes. */
@@ -62,6 +91,7 @@ export class Bitmap {
 }
 
 export async function saveFetchState(path: string, state: FetchState): Promise<void> {
+  // Claims tied to a boot are void after a crash anyway: no need to flush them.
   await writeFileAtomic(
     path,
     JSON.stringify({
@@ -73,7 +103,9 @@ export async function saveFetchState(path: string, state: FetchState): Promise<v
       partSize: state.partSize,
       workFile: state.workFile,
       verified: state.verified.toBase64(),
+      ...(state.bootId !== undefined ? { bootId: state.bootId } : {}),
     }) + "\n",
+    { durable: state.bootId === undefined },
   );
 }
 
@@ -91,7 +123,8 @@ export async function loadFetchState(path: string): Promise<FetchState | undefin
     v.version !== STATE_VERSION || typeof v.name !== "string" ||
     typeof v.contentId !== "string" || typeof v.size !== "number" ||
     typeof v.partSize !== "number" || typeof v.workFile !== "string" ||
-    typeof v.verified !== "string" || v.partSize < 1
+    typeof v.verified !== "string" || v.partSize < 1 ||
+    (v.bootId !== undefined && typeof v.bootId !== "string")
   ) {
     return undefined;
   }
@@ -104,6 +137,7 @@ export async function loadFetchState(path: string): Promise<FetchState | undefin
       partSize: v.partSize,
       workFile: v.workFile,
       verified: Bitmap.fromBase64(partCount, v.verified),
+      ...(typeof v.bootId === "string" ? { bootId: v.bootId } : {}),
     };
   } catch {
     return undefined;

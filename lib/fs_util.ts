@@ -53,12 +53,16 @@ export async function syncDir(dir: string): Promise<void> {
 /**
  * Writes a file crash-safely: temp file, fsync, rename over the target, fsync
  * the directory. A reader sees the old content or the new, never half.
+ * `durable: false` skips both fsyncs: still never half-written for readers
+ * and killed processes, but a power loss may keep the old content or leave
+ * an empty file (for files whose readers can tell and cope).
  */
 export async function writeFileAtomic(
   path: string,
   data: Uint8Array | string,
-  options: { mode?: number } = {},
+  options: { mode?: number; durable?: boolean } = {},
 ): Promise<void> {
+  const durable = options.durable ?? true;
   const temp = tempPathBeside(path);
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   const file = await Deno.open(temp, {
@@ -69,7 +73,7 @@ export async function writeFileAtomic(
   try {
     let done = 0;
     while (done < bytes.length) done += await file.write(bytes.subarray(done));
-    await file.sync();
+    if (durable) await file.sync();
   } catch (error) {
     file.close();
     await Deno.remove(temp).catch(() => {});
@@ -82,7 +86,7 @@ export async function writeFileAtomic(
     await Deno.remove(temp).catch(() => {});
     throw error;
   }
-  await syncDir(dirname(path));
+  if (durable) await syncDir(dirname(path));
 }
 
 /** Reads JSON from a file, or returns undefined when it does not exist. */

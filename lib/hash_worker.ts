@@ -7,8 +7,11 @@
 import { createHash } from "node:crypto";
 import type { HashReply, HashRequest } from "./hash_pool.ts";
 
-/** Bytes read from the file at a time. */
-const READ_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Bytes read from the file at a time: small enough to stay in the core's
+ * cache between the read and the hash (measured: less system time than 1 MiB).
+ */
+const READ_CHUNK_BYTES = 256 * 1024;
 
 const buffer = new Uint8Array(READ_CHUNK_BYTES);
 

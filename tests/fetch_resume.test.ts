@@ -144,6 +144,47 @@ Deno.test("fetch: resume: --verify re-hashes parts the control file vouches for"
   }
 });
 
+Deno.test("fetch: resume: a control file from another boot is not trusted", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "b.bin": 4 * MiB } });
+  try {
+    const killed = await _dest(cluster);
+    const first = cluster.spawnFetch("b.bin", killed, ["--limit-rate", "1MiB", "--parallel", "1"]);
+    await waitForVerifiedParts(join(killed, "b.bin.fts-state"), 4);
+    first.kill("SIGKILL");
+    await first.status;
+    const state = JSON.parse(await Deno.readTextFile(join(killed, "b.bin.fts-state")));
+    // On Linux the claims are saved unflushed, tagged with the running boot.
+    const bootId = (await Deno.readTextFile("/proc/sys/kernel/random/boot_id")).trim();
+    assert.equal(state.bootId, bootId);
+    assert.equal(atob(state.verified).charCodeAt(0) & 1, 1, "part 0 should be recorded verified");
+    // Damage part 0 behind the control file's back, then resume two copies:
+    // one as if in the same boot, one as if after a reboot (a crash).
+    await damageFile(join(killed, "b.bin.fts-partial"), 100, 10);
+    const copies: Record<string, string> = {};
+    for (const boot of ["same", "other"]) {
+      const dest = await _dest(cluster);
+      await Deno.copyFile(join(killed, "b.bin.fts-partial"), join(dest, "b.bin.fts-partial"));
+      const copy = { ...state, bootId: boot === "same" ? bootId : crypto.randomUUID() };
+      await Deno.writeTextFile(join(dest, "b.bin.fts-state"), JSON.stringify(copy));
+      copies[boot] = dest;
+    }
+    const same = await _fetchJson(cluster, "b.bin", copies.same!);
+    const other = await _fetchJson(cluster, "b.bin", copies.other!);
+    // Same boot: the claims stand (no re-hash), so the damage stays; this is
+    // what trusting the control file means, and why a reboot must void it.
+    assert.ok(same.partsPresent >= 4);
+    const source = await Deno.readFile(join(cluster.work, "src", "b.bin"));
+    const kept = await Deno.readFile(join(copies.same!, "b.bin"));
+    assert.notDeepEqual(kept.subarray(100, 110), source.subarray(100, 110));
+    // Another boot: every part is re-hashed and the damaged one fetched again.
+    await assertSameFile(join(copies.other!, "b.bin"), join(cluster.work, "src", "b.bin"));
+    assert.ok(other.partsPresent > 0, `nothing was kept: ${JSON.stringify(other)}`);
+    assert.ok(other.bytesReceived >= PART && other.bytesReceived < other.size);
+  } finally {
+    await cluster.stop();
+  }
+});
+
 Deno.test("fetch: a larger stale destination is cut to the right size", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "s.bin": MiB + 5 } });
   try {

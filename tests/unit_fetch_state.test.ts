@@ -3,11 +3,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   Bitmap,
+  currentBootId,
   type FetchState,
   loadFetchState,
   saveFetchState,
   STATE_FORMAT,
   STATE_VERSION,
+  stateSurvived,
 } from "../lib/fetch_state.ts";
 import { withTempDir } from "./unit_helpers.ts";
 
@@ -102,4 +104,26 @@ Deno.test("loadFetchState() gives undefined for a missing, corrupt or mismatched
       assert.equal(await loadFetchState(path), undefined, label);
     }
   });
+});
+
+Deno.test("a control file saved unflushed holds only within its boot", async () => {
+  const state = sampleState();
+  assert.equal(stateSurvived(state, "boot-a"), true, "flushed claims hold across boots");
+  assert.equal(stateSurvived(state, undefined), true);
+  state.bootId = "boot-a";
+  assert.equal(stateSurvived(state, "boot-a"), true);
+  assert.equal(stateSurvived(state, "boot-b"), false);
+  assert.equal(stateSurvived(state, undefined), false);
+  await withTempDir("fts-unit-state-", async (dir) => {
+    const path = join(dir, "x.fts-state");
+    await saveFetchState(path, state);
+    assert.equal((await loadFetchState(path))?.bootId, "boot-a");
+    // A boot id of the wrong type makes the file unusable, not trusted.
+    const raw = JSON.parse(await Deno.readTextFile(path));
+    await Deno.writeTextFile(path, JSON.stringify({ ...raw, bootId: 7 }));
+    assert.equal(await loadFetchState(path), undefined);
+  });
+  if (Deno.build.os === "linux") {
+    assert.match((await currentBootId()) ?? "", /^[0-9a-f-]{36}$/);
+  }
 });
