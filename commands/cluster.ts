@@ -12,6 +12,7 @@ import { ensureConfig, resolveDataDir } from "../lib/config.ts";
 import { Supervisor } from "../lib/cluster.ts";
 import { DEFAULT_HEAL_AFTER_MS, HEAL_RETRY_MS, type HealEvent } from "../lib/heal.ts";
 import { runningSupervisor } from "../lib/instances.ts";
+import { resolve } from "../lib/paths.ts";
 import { DEFAULT_REPAIR_RATE_BYTES_PER_SECOND } from "../lib/repair.ts";
 import { startingUnlessUp } from "../lib/cluster_watch.ts";
 import { LiveScreen } from "../lib/live_screen.ts";
@@ -21,7 +22,6 @@ import { clusterTitle } from "../lib/status_watch.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";
 import { formatRepairEvent, formatRepairSummary } from "./repair.ts";
 import { formatStatus } from "./status.ts";
-import { resolve } from "node:path";
 import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/tls.ts";
 
 export const USAGE =

@@ -1,8 +1,8 @@
-import { basename } from "node:path";
 import { boolFlag, clusterFlags, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
 import { ensureConfig, resolveDataDir, validateConfig } from "../lib/config.ts";
 import { UsageError } from "../lib/errors.ts";
 import { validateFileName } from "../lib/manifest.ts";
+import { basename } from "../lib/paths.ts";
 import { preloadFile } from "../lib/preload.ts";
 import { Progress, reportMode } from "../lib/progress.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";

@@ -3,10 +3,8 @@ import { dataPaths, loadConfig, resolveDataDir } from "../lib/config.ts";
 import { UsageError } from "../lib/errors.ts";
 import { processAlive } from "../lib/fs_util.ts";
 import { ManifestCache } from "../lib/manifest.ts";
-import { Mutations } from "../lib/mutations.ts";
 import { Server } from "../lib/server.ts";
 import { PartStore } from "../lib/store.ts";
-import { loadTlsServerOptions } from "../lib/tls.ts";
 
 export const USAGE =
   "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR]";
@@ -50,10 +48,13 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError("--limit-rate must be at least 1KiB");
   }
 
-  const tls = await loadTlsServerOptions(
-    stringFlag(flags, "tls-cert"),
-    stringFlag(flags, "tls-key"),
-  );
+  // TLS and the mutations handler are loaded only when used: each module an
+  // idle instance loads costs it resident memory, times 50 instances (issue 5).
+  const tlsCert = stringFlag(flags, "tls-cert");
+  const tlsKey = stringFlag(flags, "tls-key");
+  const tls = tlsCert === undefined && tlsKey === undefined
+    ? undefined
+    : await (await import("../lib/tls.ts")).loadTlsServerOptions(tlsCert, tlsKey);
   // The port clients reach this instance on, when a proxy or a port mapping
   // sits in front of it: that port is the instance's id in the manifest.
   const publicPort = intFlag(flags, "public-port", 1, 65535);
@@ -84,7 +85,7 @@ export async function run(args: string[]): Promise<number> {
     id,
     store,
     manifest: new ManifestCache(dir),
-    mutations: new Mutations(dir),
+    mutations: async () => new (await import("../lib/mutations.ts")).Mutations(dir),
     addressOf: (other) => `${host}:${other}`,
     limits: {
       ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),

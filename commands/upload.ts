@@ -1,4 +1,3 @@
-import { basename } from "node:path";
 import {
   boolFlag,
   durationFlag,
@@ -10,6 +9,7 @@ import {
 } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { validateFileName } from "../lib/manifest.ts";
+import { basename } from "../lib/paths.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/progress.ts";
 import { SIGNING_FLAGS, signingContext } from "../lib/signed_client.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";

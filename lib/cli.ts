@@ -1,5 +1,4 @@
 /** Shared pieces of the command-line layer: flag parsing and output helpers. */
-import { parseArgs } from "node:util";
 import { type ClusterConfig, MAX_SERVERS } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { parseDurationMs, parseSize } from "./units.ts";
@@ -17,36 +16,83 @@ export type ParsedFlags = {
   positionals: string[];
 };
 
-/** Parses flags strictly: unknown flags and missing values are usage errors. */
+/**
+ * Parses flags strictly: unknown flags and missing values are usage errors.
+ * The rules are node:util's parseArgs in strict mode with positionals allowed
+ * (which fts used before; `fts serve` must not load node:util, issue 5):
+ * `--name value`, `--name=value`, `-q`, grouped `-qw`, `-xVALUE` for a short
+ * string flag, the last of repeated flags wins unless `multiple`, and `--`
+ * makes everything after it positional. A value that looks like a flag must be
+ * attached with "=", so that a forgotten value does not swallow the next flag.
+ */
 export function parseFlags(args: string[], spec: Record<string, FlagSpec>): ParsedFlags {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      options: { ...spec, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    });
-    return { values: values as ParsedFlags["values"], positionals };
-  } catch (cause) {
-    throw new UsageError(_flagErrorMessage(cause, Object.keys(spec)), { cause });
+  const options: Record<string, FlagSpec> = { ...spec, help: { type: "boolean", short: "h" } };
+  const longOf = new Map<string, string>();
+  for (const [name, option] of Object.entries(options)) {
+    if (option.short !== undefined) longOf.set(option.short, name);
   }
-}
-
-/** node:util's parse errors, said the way the rest of fts says things. */
-function _flagErrorMessage(cause: unknown, known: string[]): string {
-  const message = cause instanceof Error ? cause.message.split("\n")[0]! : String(cause);
-  const code = (cause as { code?: unknown } | null)?.code;
-  const flag = /'(-[^' ]+)/.exec(message)?.[1];
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag !== undefined) {
-    const word = flag.replace(/^-+/, "").split("=")[0]!;
-    const suggestion = closestMatch(word, [...known, "help", "verbose"]);
-    return `Unknown flag ${flag}${suggestion ? `; did you mean --${suggestion}?` : ""}` +
-      " (--help lists the flags)";
+  const values: ParsedFlags["values"] = Object.create(null);
+  const positionals: string[] = [];
+  const pending = [...args];
+  /** Records flag `name` (written as `flag`) with its attached value, if any. */
+  const take = (flag: string, name: string, attached: string | undefined): void => {
+    const option = Object.hasOwn(options, name) ? options[name] : undefined;
+    if (option === undefined) {
+      const known = [...Object.keys(spec), "help", "verbose"];
+      const suggestion = closestMatch(flag.replace(/^-+/, ""), known);
+      throw new UsageError(
+        `Unknown flag ${flag}${suggestion ? `; did you mean --${suggestion}?` : ""}` +
+          " (--help lists the flags)",
+      );
+    }
+    let value: string | boolean;
+    if (option.type === "boolean") {
+      if (attached !== undefined) throw new UsageError(`${flag} takes no value`);
+      value = true;
+    } else if (attached !== undefined) {
+      value = attached;
+    } else {
+      const next = pending.shift();
+      if (next === undefined) throw new UsageError(`${flag} needs a value`);
+      if (next.length > 1 && next.startsWith("-")) {
+        throw new UsageError(
+          `${flag} needs a value, got the flag-like ${JSON.stringify(next)}` +
+            ` (write --${name}=${next} if that is the value)`,
+        );
+      }
+      value = next;
+    }
+    const earlier = values[name];
+    values[name] = !option.multiple
+      ? value
+      : [...(Array.isArray(earlier) ? earlier : []), value] as string[] | boolean[];
+  };
+  while (pending.length > 0) {
+    const arg = pending.shift()!;
+    if (arg === "--") {
+      positionals.push(...pending);
+      break;
+    }
+    if (arg.startsWith("--")) {
+      // A name is one character at least: "--=x" is the (unknown) flag "=x", as for node:util.
+      const eq = arg.indexOf("=", 3);
+      const name = arg.slice(2, eq === -1 ? undefined : eq);
+      take(`--${name}`, name, eq === -1 ? undefined : arg.slice(eq + 1));
+    } else if (arg.length < 2 || !arg.startsWith("-")) {
+      positionals.push(arg);
+    } else {
+      // Short flags: -q, -qw (booleans), -xVALUE or -qxVALUE (x a string flag).
+      const char = arg[1]!;
+      const name = longOf.get(char) ?? char;
+      const rest = arg.slice(2);
+      if (rest !== "" && Object.hasOwn(options, name) && options[name]!.type === "boolean") {
+        pending.unshift(`-${char}`, `-${rest}`);
+      } else {
+        take(`-${char}`, name, rest === "" ? undefined : rest);
+      }
+    }
   }
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && flag !== undefined) {
-    return / argument missing/.test(message) ? `${flag} needs a value` : `${flag} takes no value`;
-  }
-  return message.replace(/^Unknown option/, "Unknown flag");
+  return { values, positionals };
 }
 
 /** The option nearest to `word` (edit distance at most 2, or a unique prefix), if any. */

@@ -1,7 +1,7 @@
-import { isAbsolute, join, resolve } from "node:path";
 import { UsageError } from "./errors.ts";
 import { readJsonFile, writeFileAtomic } from "./fs_util.ts";
 import { withFileLock } from "./lock.ts";
+import { isAbsolute, join, resolve } from "./paths.ts";
 import { formatBytes } from "./units.ts";
 
 /** What the first command that creates a data directory records in it. */

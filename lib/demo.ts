@@ -10,10 +10,10 @@
  * does is what a person can type.
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
 import { probeInstances } from "./instances.ts";
 import { loadFetchState } from "./fetch_state.ts";
 import { FtsChild } from "./fts_child.ts";
+import { join } from "./paths.ts";
 import { findFreePortRange } from "./ports.ts";
 import { hashInto } from "./store.ts";
 import { paint } from "./terminal.ts";

@@ -1,4 +1,4 @@
-import { dirname, join } from "node:path";
+import { dirname, join } from "./paths.ts";
 
 /** True when the path exists (any kind of entry). */
 export async function exists(path: string): Promise<boolean> {

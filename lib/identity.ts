@@ -7,10 +7,10 @@
  * The operator (who owns files placed by `fts preload`) is whoever can read the
  * operator identity in the data directory: preload needs that directory anyway.
  */
-import { dirname, join } from "node:path";
 import { dataPaths } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { readJsonFile, tempPathBeside } from "./fs_util.ts";
+import { dirname, join } from "./paths.ts";
 
 export const IDENTITY_FORMAT = "fts-identity";
 export const IDENTITY_VERSION = 1;

@@ -9,7 +9,6 @@
  * files placed by `fts preload` belong to OPERATOR_OWNER, which stands for the
  * key in the data directory's operator identity file.
  */
-import { createHash } from "node:crypto";
 import { type ClusterConfig, dataPaths, instanceIds, loadConfig } from "./config.ts";
 import { ProtocolError } from "./errors.ts";
 import { readIdentityOwner } from "./identity.ts";
@@ -25,6 +24,7 @@ import { freeUnreferencedParts } from "./part_gc.ts";
 import { type Header, type Request } from "./protocol.ts";
 import { claimNonce } from "./replay_guard.ts";
 import { checkSignedRequest, type SignedRequest } from "./signed_request.ts";
+import { sha256Hex } from "./sha256.ts";
 import { PartStore } from "./store.ts";
 
 type _Op<K extends Request["op"]> = Extract<Request, { op: K }>;
@@ -104,7 +104,7 @@ export class Mutations {
   ): Promise<Header> {
     const signer = await this.#authenticate(request);
     const body = await readBody();
-    if (createHash("sha256").update(body).digest("hex") !== request.bodyDigest) {
+    if ((await sha256Hex(body)) !== request.bodyDigest) {
       throw new ProtocolError("UNAUTHORIZED", "Body of file.publish does not match its bodyDigest");
     }
     const name = _checkName(request.name);

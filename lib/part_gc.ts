@@ -8,9 +8,9 @@
  * manifest never points at a part deleted here: a concurrent upload whose part
  * was freed before it published is told MISSING_PARTS and sends it again.
  */
-import { join } from "node:path";
 import { dataPaths } from "./config.ts";
 import { type Manifest, updateManifest } from "./manifest.ts";
+import { join } from "./paths.ts";
 import { PartStore } from "./store.ts";
 
 export interface FreedParts {

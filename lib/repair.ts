@@ -21,13 +21,13 @@
  * census finds and counts. A part without any good copy is reported lost, by
  * file and part number, and left alone: nothing is ever invented.
  */
-import { join } from "node:path";
 import { type ClusterConfig, dataPaths, instanceAddress, instanceIds } from "./config.ts";
 import { ProtocolError } from "./errors.ts";
 import { removeStaleTemps } from "./fs_util.ts";
 import { withFileLock } from "./lock.ts";
 import { readManifest, updateManifest } from "./manifest.ts";
 import { CopyError, copyPart } from "./part_copy.ts";
+import { join } from "./paths.ts";
 import { Peer, type StoredParts, type VerifyStatus } from "./peer.ts";
 import { rankInstances } from "./placement.ts";
 import { RateLimiter } from "./rate_limiter.ts";

@@ -6,11 +6,11 @@
  * timestamp; a bucket whose every timestamp is too old to pass the freshness
  * check any more is deleted whole.
  */
-import { createHash } from "node:crypto";
-import { join } from "node:path";
 import { dataPaths } from "./config.ts";
 import { ProtocolError } from "./errors.ts";
+import { join } from "./paths.ts";
 import { type SignedAuth } from "./protocol.ts";
+import { sha256Hex } from "./sha256.ts";
 import { SIGNATURE_MAX_AGE_MS } from "./signed_request.ts";
 
 /** How often one process looks for expired nonce buckets to delete. */
@@ -31,7 +31,7 @@ export async function claimNonce(dir: string, auth: SignedAuth, now = Date.now()
   const root = dataPaths(dir).noncesDir;
   const bucketDir = join(root, String(_bucketOf(auth.timestamp)));
   // Keyed by signer and nonce, hashed: no name from the network becomes a path.
-  const name = createHash("sha256").update(`${auth.key}\n${auth.nonce}`).digest("hex");
+  const name = await sha256Hex(`${auth.key}\n${auth.nonce}`);
   await Deno.mkdir(bucketDir, { recursive: true });
   try {
     const file = await Deno.open(join(bucketDir, name), { write: true, createNew: true });

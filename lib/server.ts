@@ -71,8 +71,12 @@ export interface ServerOptions {
   limits?: Partial<ServerLimits>;
   /** Caps the bytes per second this instance sends, over all connections. */
   limitRateBytesPerSecond?: number;
-  /** Upload, delete and rename (issue 3); without it those ops answer INTERNAL. */
-  mutations?: Mutations;
+  /**
+   * Loads the handler of upload, delete and rename (issue 3) on their first
+   * use, so that an instance that only serves parts never loads that code;
+   * without it those ops answer INTERNAL.
+   */
+  mutations?: () => Promise<Mutations>;
 }
 
 /** A connection the handler can drive: bytes in, bytes out, close. */
@@ -114,6 +118,7 @@ export class Server {
   readonly #limiter: RateLimiter | undefined;
   /** Bytes of file.publish bodies held in memory right now, over all connections. */
   #publishBuffered = 0;
+  #mutationsLoaded: Promise<Mutations> | undefined;
 
   constructor(options: ServerOptions) {
     this.id = options.id;
@@ -310,7 +315,9 @@ export class Server {
         return;
       }
       case "cluster.info": {
-        const { header, body } = await this.#mutations().clusterInfo(this.#options.addressOf);
+        const { header, body } = await (await this.#mutations()).clusterInfo(
+          this.#options.addressOf,
+        );
         await writeAll(conn, encodeFrame(header, jsonBody(body)));
         return;
       }
@@ -332,17 +339,20 @@ export class Server {
           return reader.readBodyBytes(MAX_PUBLISH_BODY_BYTES);
         };
         try {
-          await writeAll(conn, encodeFrame(await this.#mutations().publish(request, readBody)));
+          await writeAll(
+            conn,
+            encodeFrame(await (await this.#mutations()).publish(request, readBody)),
+          );
         } finally {
           this.#publishBuffered -= reserved;
         }
         return;
       }
       case "file.delete":
-        await writeAll(conn, encodeFrame(await this.#mutations().remove(request)));
+        await writeAll(conn, encodeFrame(await (await this.#mutations()).remove(request)));
         return;
       case "file.rename":
-        await writeAll(conn, encodeFrame(await this.#mutations().rename(request)));
+        await writeAll(conn, encodeFrame(await (await this.#mutations()).rename(request)));
         return;
       // --- end signed mutations and upload ---
       // --- repair and scrub (issue 4): part.list and part.verify, see PROTOCOL.md ---
@@ -387,10 +397,10 @@ export class Server {
     return "corrupt";
   }
 
-  #mutations(): Mutations {
-    const mutations = this.#options.mutations;
-    if (!mutations) throw new ProtocolError("INTERNAL", "This instance does not accept changes");
-    return mutations;
+  #mutations(): Promise<Mutations> {
+    const load = this.#options.mutations;
+    if (!load) throw new ProtocolError("INTERNAL", "This instance does not accept changes");
+    return this.#mutationsLoaded ??= load();
   }
 
   #addresses(entry: FileEntry): Record<string, string> {

@@ -4,11 +4,11 @@
  * only after its digest checked out (temp file, verify, rename). Names from the
  * network are never used as paths: only a validated digest is.
  */
-import { createHash, type Hash } from "node:crypto";
-import { join } from "node:path";
 import { ProtocolError } from "./errors.ts";
 import { processAlive, syncDir } from "./fs_util.ts";
+import { join } from "./paths.ts";
 import { DIGEST_PATTERN } from "./protocol.ts";
+import { type Sha256, sha256Hasher } from "./sha256.ts";
 
 /** Chunk size for hashing stored parts. */
 const HASH_CHUNK_BYTES = 1024 * 1024;
@@ -91,8 +91,9 @@ export class PartStore {
     await Deno.mkdir(this.tmpDir, { recursive: true });
     const random = crypto.getRandomValues(new Uint32Array(2)).join("");
     const tempPath = join(this.tmpDir, `${Deno.pid}.${random}.tmp`);
+    const hash = (options.hash ?? true) ? await sha256Hasher() : undefined;
     const file = await Deno.open(tempPath, { write: true, createNew: true });
-    return new PartWriter(digest, file, tempPath, finalPath, options.hash ?? true);
+    return new PartWriter(digest, file, tempPath, finalPath, hash);
   }
 
   /** Re-hashes the stored copy; true when it still matches its name. */
@@ -174,7 +175,7 @@ export class PartWriter {
   readonly #file: Deno.FsFile;
   readonly #tempPath: string;
   readonly #finalPath: string;
-  readonly #hash: Hash | undefined;
+  readonly #hash: Sha256 | undefined;
   #done = false;
   bytes = 0;
 
@@ -183,13 +184,14 @@ export class PartWriter {
     file: Deno.FsFile,
     tempPath: string,
     finalPath: string,
-    hash: boolean,
+    /** Checked against `digest` on commit; undefined when the caller hashed already. */
+    hash: Sha256 | undefined,
   ) {
     this.digest = digest;
     this.#file = file;
     this.#tempPath = tempPath;
     this.#finalPath = finalPath;
-    this.#hash = hash ? createHash("sha256") : undefined;
+    this.#hash = hash;
   }
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -244,13 +246,17 @@ export class PartWriter {
 
 /** SHA-256 of everything readable from an open file, from its current position. */
 export async function hashFile(file: Deno.FsFile, limit = Infinity): Promise<string> {
-  const hash = createHash("sha256");
+  const hash = await sha256Hasher();
   await hashInto(hash, file, limit);
   return hash.digest("hex");
 }
 
 /** Feeds up to `limit` bytes from the file's current position into `hash`; returns the count. */
-export async function hashInto(hash: Hash, file: Deno.FsFile, limit = Infinity): Promise<number> {
+export async function hashInto(
+  hash: Pick<Sha256, "update">,
+  file: Deno.FsFile,
+  limit = Infinity,
+): Promise<number> {
   const buffer = new Uint8Array(HASH_CHUNK_BYTES);
   let total = 0;
   while (total < limit) {
