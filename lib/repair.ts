@@ -25,7 +25,7 @@ import { type ClusterConfig, dataPaths, instanceAddress, instanceIds } from "./c
 import { ProtocolError } from "./errors.ts";
 import { removeStaleTemps } from "./fs_util.ts";
 import { withFileLock } from "./lock.ts";
-import { readManifest, updateManifest } from "./manifest.ts";
+import { type FileEntry, readManifest, updateManifest } from "./manifest.ts";
 import { CopyError, copyPart } from "./part_copy.ts";
 import { join } from "./paths.ts";
 import { Peer, type StoredParts, type VerifyStatus } from "./peer.ts";
@@ -195,6 +195,8 @@ class _Repair {
   readonly #report: RepairReport;
   readonly #stored = new Map<string, StoredParts>();
   readonly #changes = new Map<string, _ReplicaChange>();
+  /** The file entries as this repair read them (_entryKey); only they lose listed copies. */
+  readonly #seen = new Set<string>();
   readonly #copyLimiter: RateLimiter | undefined;
   readonly #verifyLimiter: RateLimiter | undefined;
   /** Copies being sent from each instance, to spread the reads. */
@@ -407,6 +409,7 @@ class _Repair {
     const manifest = await readManifest(this.#dir);
     const wanted = new Map<string, _Wanted>();
     for (const file of Object.values(manifest.files)) {
+      this.#seen.add(_entryKey(file));
       file.parts.forEach((part, index) => {
         let entry = wanted.get(part.digest);
         if (!entry) {
@@ -663,7 +666,19 @@ class _Repair {
       this.#report.manifestParts += changes.size;
       return;
     }
-    const updated = await updateManifest(this.#dir, (manifest) => {
+    const paths = dataPaths(this.#dir);
+    // Whether `id` stores the part now, checked once per copy; instances share the data directory.
+    const present = new Map<string, Promise<boolean>>();
+    const storedNow = (id: string, digest: string, size: number): Promise<boolean> => {
+      const key = `${id}:${digest}`;
+      let answer = present.get(key);
+      if (!answer) {
+        answer = new PartStore(paths.instanceDir(id)).sizeOf(digest).then((got) => got === size);
+        present.set(key, answer);
+      }
+      return answer;
+    };
+    const updated = await updateManifest(this.#dir, async (manifest) => {
       let count = 0;
       // Re-read under the lock: files added, replaced or removed meanwhile are
       // handled by digest, so only parts with these exact bytes change.
@@ -672,8 +687,18 @@ class _Repair {
           const change = changes.get(part.digest);
           if (!change) continue;
           const next = new Set(part.replicas);
-          for (const id of change.remove) next.delete(id);
-          for (const id of change.add) next.add(id);
+          // An entry published since (an rm and a re-upload) lists copies its
+          // publish found stored under this lock, fresher than the census: a
+          // removal meant for a surplus copy would also let #deleteDropped
+          // delete a copy that entry relies on.
+          if (this.#seen.has(_entryKey(file))) {
+            for (const id of change.remove) next.delete(id);
+          }
+          for (const id of change.add) {
+            // A copy made earlier may be gone by now: an rm freed the part
+            // (part_gc.ts, under this lock) and a re-upload listed other holders.
+            if (!next.has(id) && await storedNow(id, part.digest, part.size)) next.add(id);
+          }
           const replicas = rankInstances(part.digest, [...next]);
           if (replicas.join() === part.replicas.join()) continue;
           part.replicas = replicas;
@@ -685,6 +710,11 @@ class _Repair {
     this.#report.manifestParts += updated;
     if (updated > 0) this.#emit({ type: "manifest", parts: updated });
   }
+}
+
+/** Names one published entry; a rename keeps it, a re-upload (even of the same bytes) does not. */
+function _entryKey(file: FileEntry): string {
+  return JSON.stringify([file.owner, file.contentId, file.created]);
 }
 
 /** The source answered that it no longer has a servable copy. */
