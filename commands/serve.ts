@@ -1,5 +1,6 @@
 import { boolFlag, durationFlag, intFlag, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
 import { dataPaths, loadConfig, resolveDataDir } from "../lib/config.ts";
+import { every } from "../lib/deadline.ts";
 import { UsageError } from "../lib/errors.ts";
 import { processAlive } from "../lib/fs_util.ts";
 import { ManifestCache } from "../lib/manifest.ts";
@@ -109,10 +110,12 @@ export async function run(args: string[]): Promise<number> {
   };
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, stop);
-  const parentWatch = parentPid === undefined ? undefined : setInterval(() => {
-    // Never outlive the supervisor, even one killed with SIGKILL.
-    if (!processAlive(parentPid)) stop();
-  }, PARENT_CHECK_INTERVAL_MS);
+  const stopParentWatch = parentPid === undefined
+    ? undefined
+    : every(PARENT_CHECK_INTERVAL_MS, () => {
+      // Never outlive the supervisor, even one killed with SIGKILL.
+      if (!processAlive(parentPid)) stop();
+    });
 
   if (!boolFlag(flags, "quiet")) {
     console.log(
@@ -137,7 +140,7 @@ export async function run(args: string[]): Promise<number> {
       server.accept(conn);
     }
   } finally {
-    clearInterval(parentWatch);
+    stopParentWatch?.();
     for (const signal of signals) Deno.removeSignalListener(signal, stop);
     // Only remove the pid file if it is still ours (a restart may have replaced it).
     try {

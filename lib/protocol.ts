@@ -12,6 +12,7 @@
  * Wire types stay in this file; the rest of the code works with the domain types
  * in manifest.ts and friends.
  */
+import { deadline } from "./deadline.ts";
 import { type ErrorCode, isErrorCode, ProtocolError } from "./errors.ts";
 
 export const PROTOCOL_VERSION = 1;
@@ -387,14 +388,14 @@ export class FrameReader {
       if (n !== null) this.bytesRead += n;
       return n;
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let cancel = () => {};
     let timedOut = false;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+      cancel = deadline(this.timeoutMs, () => {
         timedOut = true;
         this.onTimeout?.();
         reject(new ReadTimeoutError(this.timeoutMs));
-      }, this.timeoutMs);
+      });
     });
     try {
       const n = await Promise.race([this.#source.read(into), timeout]);
@@ -404,7 +405,7 @@ export class FrameReader {
       if (timedOut) throw new ReadTimeoutError(this.timeoutMs);
       throw error;
     } finally {
-      clearTimeout(timer);
+      cancel();
       timeout.catch(() => {});
     }
   }

@@ -3,6 +3,7 @@
  * tested in-process; commands/serve.ts only listens and prints a ready line.
  */
 import { MAX_PART_BYTES } from "./config.ts";
+import { deadline } from "./deadline.ts";
 import { ProtocolError } from "./errors.ts";
 import { type FileEntry, type ManifestCache } from "./manifest.ts";
 import { type Mutations } from "./mutations.ts";
@@ -516,11 +517,11 @@ async function _sendAndClose(conn: Connection, header: Header): Promise<void> {
 
 /** Runs `onExpire` (which should abort the operation) if `promise` is not settled in time. */
 async function _withDeadline<T>(promise: Promise<T>, ms: number, onExpire: () => void): Promise<T> {
-  const timer = setTimeout(onExpire, ms);
+  const cancel = deadline(ms, onExpire);
   try {
     return await promise;
   } finally {
-    clearTimeout(timer);
+    cancel();
   }
 }
 

@@ -1,0 +1,88 @@
+/**
+ * Deadlines (call a function unless cancelled in time) without setTimeout.
+ * Since Deno 2.8 a process's first setTimeout loads node:timers: measured
+ * here, a bare TCP listener is 29.7 MB resident, 32.4 MB once it has called
+ * setTimeout and 29.3 MB once it has called AbortSignal.timeout. Every
+ * instance sets deadlines on its connections, and a host runs 50 instances
+ * (issue 5). So the deadlines of a process share one chain of
+ * AbortSignal.timeout signals, each due at the earliest pending deadline;
+ * cancelling is a Map delete.
+ *
+ * Like a timer, a pending signal keeps the process alive until it fires; a
+ * cancelled deadline's signal still fires (and finds nothing to do), so a
+ * command ends with Deno.exit rather than by running out of work (main.ts).
+ */
+
+interface _Deadline {
+  at: number;
+  fire: () => void;
+}
+
+const _pending = new Map<number, _Deadline>();
+let _nextId = 1;
+/** When the next signal of the chain fires (Infinity: none is pending). */
+let _scheduledAt = Infinity;
+
+/** Calls `fire` after `ms` milliseconds unless the returned function is called first. */
+export function deadline(ms: number, fire: () => void): () => void {
+  const id = _nextId++;
+  _pending.set(id, { at: performance.now() + Math.max(0, ms), fire });
+  _schedule();
+  return () => void _pending.delete(id);
+}
+
+/** Calls `run` every `ms` milliseconds until the returned function is called. */
+export function every(ms: number, run: () => void): () => void {
+  let cancel = () => {};
+  let stopped = false;
+  const arm = () => {
+    cancel = deadline(ms, () => {
+      if (stopped) return;
+      arm();
+      run();
+    });
+  };
+  arm();
+  return () => {
+    stopped = true;
+    cancel();
+  };
+}
+
+/** Pending deadlines, for tests. */
+export function pendingDeadlines(): number {
+  return _pending.size;
+}
+
+function _schedule(): void {
+  let earliest = Infinity;
+  for (const { at } of _pending.values()) earliest = Math.min(earliest, at);
+  // The pending signal comes first (or at the same time): it reschedules when it fires.
+  if (earliest === Infinity || earliest >= _scheduledAt) return;
+  _scheduledAt = earliest;
+  const signal = AbortSignal.timeout(Math.max(0, Math.ceil(earliest - performance.now())));
+  signal.addEventListener("abort", () => _tick(earliest), { once: true });
+}
+
+function _tick(scheduledFor: number): void {
+  if (scheduledFor === _scheduledAt) _scheduledAt = Infinity;
+  const now = performance.now();
+  const due: _Deadline[] = [];
+  for (const [id, entry] of _pending) {
+    if (entry.at <= now) {
+      _pending.delete(id);
+      due.push(entry);
+    }
+  }
+  for (const entry of due) {
+    try {
+      entry.fire();
+    } catch (error) {
+      // A deadline's action must not break the others; report it as an uncaught error would be.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+  _schedule();
+}

@@ -1,0 +1,76 @@
+/** Unit tests of lib/deadline.ts: deadlines on one chain of AbortSignal.timeout signals. */
+import assert from "node:assert/strict";
+import { deadline, every, pendingDeadlines } from "../lib/deadline.ts";
+
+function _after(ms: number): Promise<void> {
+  return new Promise((resolve) => deadline(ms, resolve));
+}
+
+Deno.test("deadline() fires once, not before its time, and in order of due time", async () => {
+  const fired: string[] = [];
+  const start = performance.now();
+  const times: Record<string, number> = {};
+  const done = new Promise<void>((resolve) => {
+    deadline(120, () => {
+      fired.push("late");
+      times.late = performance.now() - start;
+      resolve();
+    });
+    // Added later but due earlier: the chain must not wait for the later one.
+    deadline(30, () => {
+      fired.push("early");
+      times.early = performance.now() - start;
+    });
+  });
+  await done;
+  assert.deepEqual(fired, ["early", "late"]);
+  assert.ok(times.early! >= 29, `fired early: ${times.early} ms`);
+  assert.ok(times.late! >= 119, `fired early: ${times.late} ms`);
+  await _after(20);
+  assert.deepEqual(fired, ["early", "late"], "each fires once");
+  assert.equal(pendingDeadlines(), 0);
+});
+
+Deno.test("a cancelled deadline never fires; the others still do", async () => {
+  let cancelledFired = false;
+  const cancel = deadline(20, () => cancelledFired = true);
+  cancel();
+  cancel(); // twice is harmless
+  await _after(60);
+  assert.equal(cancelledFired, false);
+  assert.equal(pendingDeadlines(), 0);
+});
+
+Deno.test("a deadline whose action throws does not stop the ones due with it", async () => {
+  const errors: unknown[] = [];
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    errors.push(event.error);
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    let second = false;
+    deadline(10, () => {
+      throw new Error("boom");
+    });
+    deadline(10, () => second = true);
+    await _after(50);
+    assert.equal(second, true);
+    assert.equal(errors.length, 1);
+    assert.equal((errors[0] as Error).message, "boom");
+  } finally {
+    globalThis.removeEventListener("error", onError);
+  }
+});
+
+Deno.test("every() repeats until stopped", async () => {
+  let runs = 0;
+  const stop = every(15, () => runs++);
+  await _after(100);
+  stop();
+  const seen = runs;
+  assert.ok(seen >= 3, `ran ${seen} times in 100 ms at 15 ms`);
+  await _after(60);
+  assert.equal(runs, seen, "no run after stop");
+  assert.equal(pendingDeadlines(), 0);
+});
