@@ -1,5 +1,11 @@
 import { expectPositionals, parseFlags } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
+import {
+  describeLostReply,
+  lookupEntry,
+  notFoundAfterLostReply,
+  unconfirmedRename,
+} from "../lib/lost_reply.ts";
 import { validateFileName } from "../lib/manifest.ts";
 import { sendSigned, SIGNING_FLAGS, signingContext } from "../lib/signed_client.ts";
 
@@ -21,7 +27,29 @@ export async function run(args: string[]): Promise<number> {
     }
   }
   const { servers, identity } = await signingContext(flags);
-  await sendSigned(servers, identity, { op: "file.rename", name: from, to });
+  // Should a reply get lost, NEW must then be this very file for the rename to count as done.
+  const before = await lookupEntry(servers, from);
+  try {
+    await sendSigned(servers, identity, { op: "file.rename", name: from, to });
+  } catch (error) {
+    const lost = notFoundAfterLostReply(error);
+    if (lost === undefined || before === "absent") throw error;
+    const why = await unconfirmedRename(servers, before, to);
+    if (why !== undefined) {
+      throw new Error(
+        `${(error as Error).message}; ${
+          describeLostReply(lost)
+        }, so that attempt may have renamed it, but ${why}`,
+        { cause: error },
+      );
+    }
+    console.log(
+      `renamed ${from} -> ${to}: ${
+        describeLostReply(lost)
+      }, and a retry found ${to} holding what ${from} held`,
+    );
+    return 0;
+  }
   console.log(`renamed ${from} -> ${to}`);
   return 0;
 }

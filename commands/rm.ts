@@ -1,5 +1,6 @@
 import { expectPositionals, parseFlags } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
+import { describeLostReply, lookupEntry, notFoundAfterLostReply } from "../lib/lost_reply.ts";
 import { validateFileName } from "../lib/manifest.ts";
 import { sendSigned, SIGNING_FLAGS, signingContext } from "../lib/signed_client.ts";
 
@@ -19,7 +20,19 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError((cause as Error).message, { cause });
   }
   const { servers, identity } = await signingContext(flags);
-  const reply = await sendSigned(servers, identity, { op: "file.delete", name });
+  // Should a reply get lost, this tells "removed by that attempt" from "never there".
+  const before = await lookupEntry(servers, name);
+  let reply;
+  try {
+    reply = await sendSigned(servers, identity, { op: "file.delete", name });
+  } catch (error) {
+    const lost = notFoundAfterLostReply(error);
+    if (lost === undefined || before === "absent") throw error;
+    console.log(
+      `removed ${name}: ${describeLostReply(lost)}, and a retry found the file already gone`,
+    );
+    return 0;
+  }
   console.log(
     `removed ${name}: ${reply.partsFreed ?? 0} parts no other file uses were freed ` +
       `(${reply.copiesFreed ?? 0} stored copies)`,

@@ -28,7 +28,32 @@ const FINAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "BODY_TOO_LARGE",
 ]);
 
-/** Signs `request` as `identity` and sends it, trying `servers` in order; returns the reply. */
+/** An attempt that sent its request and then lost the reply: it may have made the change. */
+export interface LostReply {
+  address: string;
+  /** How the reply was lost (reset, closed, timed out...). */
+  reason: string;
+}
+
+/**
+ * A final answer (NOT_FOUND, NOT_YOURS...) that came after an earlier attempt
+ * sent the request and lost its reply. That attempt may have made the change,
+ * so the answer may describe the state after it: NOT_FOUND to a delete can
+ * mean "already deleted". The commands decide; code and message are the answer's.
+ */
+export class AfterLostReplyError extends ProtocolError {
+  readonly lostReplies: readonly LostReply[];
+  constructor(answer: ProtocolError, lostReplies: readonly LostReply[]) {
+    super(answer.code, answer.message, { cause: answer });
+    this.name = "AfterLostReplyError";
+    this.lostReplies = lostReplies;
+  }
+}
+
+/**
+ * Signs `request` as `identity` and sends it, trying `servers` in order; returns the reply.
+ * A final answer after a lost reply is thrown as AfterLostReplyError.
+ */
 export async function sendSigned(
   servers: readonly string[],
   identity: Identity,
@@ -38,23 +63,36 @@ export async function sendSigned(
 ): Promise<Header> {
   if (servers.length === 0) throw new TypeError("No servers to send the request to");
   const reasons: string[] = [];
+  const lostReplies: LostReply[] = [];
   for (const address of servers) {
     let peer: Peer | undefined;
+    let sent = false;
     try {
       peer = await Peer.connect(address, {
         connectTimeoutMs: options.connectTimeoutMs ?? MUTATION_CONNECT_TIMEOUT_MS,
         stallTimeoutMs: options.stallTimeoutMs ?? MUTATION_REPLY_TIMEOUT_MS,
       });
-      return await peer.request(await signRequest(identity, request), body);
+      const signed = await signRequest(identity, request);
+      // From here on a failure leaves the outcome unknown: the server may have the request.
+      sent = true;
+      return await peer.request(signed, body);
     } catch (error) {
-      if (error instanceof ProtocolError && FINAL_CODES.has(error.code)) throw error;
-      reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
+      if (error instanceof ProtocolError && FINAL_CODES.has(error.code)) {
+        throw lostReplies.length > 0 ? new AfterLostReplyError(error, lostReplies) : error;
+      }
+      const reason = error instanceof Error ? error.message : String(error);
+      reasons.push(`${address}: ${reason}`);
+      if (sent) lostReplies.push({ address, reason });
     } finally {
       peer?.close();
     }
   }
+  const unknown = lostReplies.length > 0
+    ? `; the attempt on ${lostReplies[0]!.address} lost its reply, so it may have been applied`
+    : "";
   throw new Error(
-    `Cannot send ${request.op} to any server (tried ${servers.length}); is the cluster running?`,
+    `Cannot send ${request.op} to any server (tried ${servers.length})${unknown}; ` +
+      `is the cluster running?`,
     { cause: new Error(reasons.slice(0, 5).join("; ")) },
   );
 }

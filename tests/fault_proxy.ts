@@ -13,6 +13,8 @@
  *   which sends a real RST (the peer's read fails with ECONNRESET).
  * - `blackhole`: the connection is accepted, then nothing: no byte is read or
  *   sent and it is never closed, like a host that vanished off the network.
+ * - `loseReply`: the instance gets a request whole and acts on it, but its
+ *   reply never arrives: both sides are reset instead (see LoseReply).
  *
  * A connection whose upstream instance is down is reset at once, as the
  * instance's own port would refuse it.
@@ -25,6 +27,24 @@ export interface Fault {
   cutAfterBytes?: number;
   resetAfterBytes?: number;
   blackhole?: boolean;
+  loseReply?: LoseReply;
+}
+
+/**
+ * Once the client has sent more than `afterClientBytes` on a connection, the
+ * instance's next bytes are not delivered: both sides are reset instead. The
+ * threshold picks which request loses its reply: hello and file.get take
+ * under 150 bytes with short names, a signed request over 300.
+ */
+export interface LoseReply {
+  afterClientBytes: number;
+  /**
+   * Replies still to lose, shared by every proxy given the same object: the
+   * first `count` are lost whichever proxy carries them. Unlimited without it.
+   */
+  left?: { count: number };
+  /** Runs while the reply is held back, before the reset: what happens "meanwhile". */
+  meanwhile?: () => Promise<void>;
 }
 
 export interface ProxyCounters {
@@ -35,6 +55,8 @@ export interface ProxyCounters {
   cuts: number;
   resets: number;
   blackholed: number;
+  /** Replies held back and reset by `loseReply`. */
+  lostReplies: number;
   /** Connections reset because the instance behind the proxy refused them. */
   refused: number;
 }
@@ -53,6 +75,7 @@ export class FaultProxy {
     cuts: 0,
     resets: 0,
     blackholed: 0,
+    lostReplies: 0,
     refused: 0,
   };
   readonly #server: net.Server;
@@ -134,8 +157,32 @@ export class FaultProxy {
           upstream.resetAndDestroy();
         }
       };
-      void _pump(client, upstream, fault, budget, end, (n) => (this.counters.bytesUp += n));
-      void _pump(upstream, client, fault, budget, end, (n) => (this.counters.bytesDown += n));
+      let clientBytes = 0;
+      const loseReply = fault.loseReply;
+      // Asked before each chunk from the instance: hold it back and reset instead?
+      const loses = async (): Promise<boolean> => {
+        if (!loseReply || clientBytes <= loseReply.afterClientBytes) return false;
+        if (loseReply.left) {
+          if (loseReply.left.count <= 0) return false;
+          loseReply.left.count--;
+        }
+        this.counters.lostReplies++;
+        await loseReply.meanwhile?.();
+        return true;
+      };
+      void _pump(client, upstream, fault, budget, end, (n) => {
+        this.counters.bytesUp += n;
+        clientBytes += n;
+      });
+      void _pump(
+        upstream,
+        client,
+        fault,
+        budget,
+        end,
+        (n) => (this.counters.bytesDown += n),
+        loses,
+      );
     });
     upstream.once("close", () => {
       if (!connected) {
@@ -198,6 +245,8 @@ async function _pump(
   budget: _FaultBudget,
   end: (kind: "cut" | "reset") => void,
   count: (bytes: number) => void,
+  /** When it resolves true for a chunk, the chunk is dropped and both sides reset. */
+  drops?: () => Promise<boolean>,
 ): Promise<void> {
   const latencyMs = fault.latencyMs ?? 0;
   const rate = fault.bytesPerSecond ?? 0;
@@ -209,6 +258,10 @@ async function _pump(
   try {
     for await (const data of from) {
       if (budget.fired) return;
+      if (drops && await drops()) {
+        budget.fired = true;
+        return end("reset");
+      }
       let chunk = data as Uint8Array;
       let fire = false;
       if (chunk.length >= budget.remaining) {
