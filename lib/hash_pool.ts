@@ -44,34 +44,48 @@ export class HashPool {
   /** Ranges each worker has queued: new ones go to the least busy. */
   readonly #queued: number[] = [];
   readonly #pending = new Map<number, _Pending>();
+  /** Workers that failed: a worker with an uncaught error never answers again. */
+  readonly #dead = new Set<number>();
+  #lastFailure: Error | undefined;
   #nextJob = 1;
   #closed = false;
 
-  constructor(options: { workers?: number } = {}) {
+  /** `module` is the worker's code (tests pass one that fails). */
+  constructor(
+    options: { workers?: number; module?: URL } = {},
+  ) {
     this.size = Math.max(1, Math.min(options.workers ?? DEFAULT_HASH_WORKERS, MAX_HASH_WORKERS));
-    for (let i = 0; i < this.size; i++) {
-      const worker = new Worker(new URL("./hash_worker.ts", import.meta.url).href, {
-        type: "module",
-      });
-      worker.onmessage = (event: MessageEvent<HashReply>) => this.#onReply(event.data);
-      worker.onerror = (event) => {
-        // Handled here: an error in a worker must not take the process down.
-        event.preventDefault();
-        this.#failWorker(i, new Error(`A hash worker failed: ${event.message}`));
-      };
-      this.#workers.push(worker);
-      this.#queued.push(0);
+    const module = options.module ?? new URL("./hash_worker.ts", import.meta.url);
+    try {
+      for (let i = 0; i < this.size; i++) {
+        const worker = new Worker(module.href, { type: "module" });
+        worker.onmessage = (event: MessageEvent<HashReply>) => this.#onReply(event.data);
+        worker.onerror = (event) => {
+          // Handled here: an error in a worker must not take the process down.
+          event.preventDefault();
+          this.#failWorker(i, new Error(`A hash worker failed: ${event.message}`));
+        };
+        this.#workers.push(worker);
+        this.#queued.push(0);
+      }
+    } catch (error) {
+      this.close();
+      throw error;
     }
   }
 
   /** SHA-256 of a file range, read and hashed by a worker; `bytes` is less at end of file. */
   hashRange(range: FileRange): Promise<{ digest: string; bytes: number }> {
     if (this.#closed) return Promise.reject(new Error("The hash pool is closed"));
-    const job = this.#nextJob++;
-    let worker = 0;
-    for (let i = 1; i < this.#queued.length; i++) {
-      if (this.#queued[i]! < this.#queued[worker]!) worker = i;
+    let worker = -1;
+    for (let i = 0; i < this.#queued.length; i++) {
+      if (this.#dead.has(i)) continue;
+      if (worker === -1 || this.#queued[i]! < this.#queued[worker]!) worker = i;
     }
+    if (worker === -1) {
+      return Promise.reject(this.#lastFailure ?? new Error("No hash worker is running"));
+    }
+    const job = this.#nextJob++;
     this.#queued[worker]!++;
     const result = new Promise<{ digest: string; bytes: number }>((resolve, reject) =>
       this.#pending.set(job, { worker, resolve, reject })
@@ -101,6 +115,10 @@ export class HashPool {
   }
 
   #failWorker(worker: number, error: Error): void {
+    // Its queued ranges fail now, and no new one goes to it.
+    this.#dead.add(worker);
+    this.#lastFailure = error;
+    this.#workers[worker]?.terminate();
     for (const [job, pending] of this.#pending) {
       if (pending.worker !== worker) continue;
       this.#pending.delete(job);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { HashPool } from "../lib/hash_pool.ts";
+import { withTempDir } from "./unit_helpers.ts";
 
 function _bytes(length: number, seed: number): Uint8Array {
   const out = new Uint8Array(length);
@@ -73,4 +74,36 @@ Deno.test("HashPool.close() rejects pending and later ranges", async () => {
   pool.close();
   await assert.rejects(pending, /closed|Cannot read/);
   await assert.rejects(pool.hashRange({ path: "/nonexistent/fts", start: 0, length: 1 }), /closed/);
+});
+
+Deno.test("HashPool: a worker that dies fails its ranges, later ranges go to the others, none hangs", async () => {
+  await withTempDir("fts-unit-hash-", async (dir) => {
+    const path = join(dir, "data.bin");
+    const bytes = crypto.getRandomValues(new Uint8Array(50_000));
+    await Deno.writeFile(path, bytes);
+    const pool = new HashPool({
+      workers: 2,
+      module: new URL("./crashing_hash_worker.ts", import.meta.url),
+    });
+    try {
+      // The first range goes to worker 0, which dies on it.
+      await assert.rejects(
+        pool.hashRange({ path: join(dir, "crash"), start: 0, length: 10 }),
+        /A hash worker failed/,
+      );
+      // Worker 1 still answers, every time.
+      for (let i = 0; i < 3; i++) {
+        const result = await pool.hashRange({ path, start: 0, length: bytes.length });
+        assert.equal(result.digest, _sha256(bytes));
+      }
+      // Once every worker is dead, a range fails at once instead of waiting forever.
+      await assert.rejects(
+        pool.hashRange({ path: join(dir, "crash"), start: 0, length: 10 }),
+        /A hash worker failed/,
+      );
+      await assert.rejects(pool.hashRange({ path, start: 0, length: 10 }), /A hash worker failed/);
+    } finally {
+      pool.close();
+    }
+  });
 });
