@@ -6,7 +6,8 @@
  * instance sets deadlines on its connections, and a host runs 50 instances
  * (issue 5). So the deadlines of a process share one chain of
  * AbortSignal.timeout signals, each due at the earliest pending deadline;
- * cancelling is a Map delete.
+ * adding and cancelling cost O(1) (a deadline is set per chunk a connection
+ * reads or writes); only a signal that fires scans the pending ones.
  *
  * Like a timer, a pending signal keeps the process alive until it fires; a
  * cancelled deadline's signal still fires (and finds nothing to do), so a
@@ -26,8 +27,10 @@ let _scheduledAt = Infinity;
 /** Calls `fire` after `ms` milliseconds unless the returned function is called first. */
 export function deadline(ms: number, fire: () => void): () => void {
   const id = _nextId++;
-  _pending.set(id, { at: performance.now() + Math.max(0, ms), fire });
-  _schedule();
+  const at = performance.now() + Math.max(0, ms);
+  _pending.set(id, { at, fire });
+  // A pending signal that comes first (or at the same time) reschedules when it fires.
+  if (at < _scheduledAt) _arm(at);
   return () => void _pending.delete(id);
 }
 
@@ -54,26 +57,26 @@ export function pendingDeadlines(): number {
   return _pending.size;
 }
 
-function _schedule(): void {
-  let earliest = Infinity;
-  for (const { at } of _pending.values()) earliest = Math.min(earliest, at);
-  // The pending signal comes first (or at the same time): it reschedules when it fires.
-  if (earliest === Infinity || earliest >= _scheduledAt) return;
-  _scheduledAt = earliest;
-  const signal = AbortSignal.timeout(Math.max(0, Math.ceil(earliest - performance.now())));
-  signal.addEventListener("abort", () => _tick(earliest), { once: true });
+function _arm(at: number): void {
+  _scheduledAt = at;
+  const signal = AbortSignal.timeout(Math.max(0, Math.ceil(at - performance.now())));
+  signal.addEventListener("abort", () => _tick(at), { once: true });
 }
 
 function _tick(scheduledFor: number): void {
   if (scheduledFor === _scheduledAt) _scheduledAt = Infinity;
   const now = performance.now();
   const due: _Deadline[] = [];
+  let earliest = Infinity;
   for (const [id, entry] of _pending) {
     if (entry.at <= now) {
       _pending.delete(id);
       due.push(entry);
+    } else {
+      earliest = Math.min(earliest, entry.at);
     }
   }
+  if (earliest < _scheduledAt) _arm(earliest);
   for (const entry of due) {
     try {
       entry.fire();
@@ -84,5 +87,4 @@ function _tick(scheduledFor: number): void {
       });
     }
   }
-  _schedule();
 }
