@@ -27,7 +27,8 @@ export async function run(args: string[]): Promise<number> {
     reply = await sendSigned(servers, identity, { op: "file.delete", name });
   } catch (error) {
     const lost = notFoundAfterLostReply(error);
-    if (lost === undefined || before === "absent") throw error;
+    // Success only when the file was seen before: else "gone" may mean "never there".
+    if (lost === undefined || before === undefined || before === "absent") throw error;
     console.log(
       `removed ${name}: ${describeLostReply(lost)}, and a retry found the file already gone`,
     );

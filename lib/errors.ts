@@ -55,6 +55,9 @@ export class ProtocolError extends Error {
   }
 }
 
+/** A ProtocolError the other side sent in an error frame: it did get, and answer, the request. */
+export class RemoteProtocolError extends ProtocolError {}
+
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === "string" && Object.hasOwn(ERROR_CODES, value);
 }

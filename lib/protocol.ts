@@ -13,7 +13,7 @@
  * in manifest.ts and friends.
  */
 import { deadline } from "./deadline.ts";
-import { type ErrorCode, isErrorCode, ProtocolError } from "./errors.ts";
+import { type ErrorCode, isErrorCode, ProtocolError, RemoteProtocolError } from "./errors.ts";
 
 export const PROTOCOL_VERSION = 1;
 /** Bytes before the header: header length (u32) and body length (u64). */
@@ -325,7 +325,7 @@ export function errorHeader(error: unknown): Header {
 export function errorFromHeader(header: Header): ProtocolError {
   const code: ErrorCode = isErrorCode(header.code) ? header.code : "INTERNAL";
   const message = typeof header.message === "string" ? header.message : "Unknown error";
-  return new ProtocolError(code, message);
+  return new RemoteProtocolError(code, message);
 }
 
 /** Something a FrameReader can pull bytes from: a Deno.Conn, or a test double. */

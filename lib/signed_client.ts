@@ -5,7 +5,7 @@
  */
 import { boolFlag, listFlag, type ParsedFlags, stringFlag } from "./cli.ts";
 import { resolveDataDir } from "./config.ts";
-import { type ErrorCode, ProtocolError } from "./errors.ts";
+import { type ErrorCode, ProtocolError, RemoteProtocolError } from "./errors.ts";
 import { type Identity, identityFromFlags } from "./identity.ts";
 import { Peer } from "./peer.ts";
 import { type Header } from "./protocol.ts";
@@ -82,7 +82,8 @@ export async function sendSigned(
       }
       const reason = error instanceof Error ? error.message : String(error);
       reasons.push(`${address}: ${reason}`);
-      if (sent) lostReplies.push({ address, reason });
+      // An error frame is an answer: that server did not make the change.
+      if (sent && !(error instanceof RemoteProtocolError)) lostReplies.push({ address, reason });
     } finally {
       peer?.close();
     }
