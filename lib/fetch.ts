@@ -275,10 +275,10 @@ class _Fetcher {
       throw new FetchError(`Destination ${finalPath} exists and is not a regular file`, []);
     }
     // Work in the partial file of an earlier run, else in place on an existing
-    // destination (its bytes are what resume is for), else in a new partial file.
-    const workPath = (await exists(partialPath))
-      ? partialPath
-      : (await exists(finalPath))
+    // destination that is (a copy of) this file, its bytes being what resume
+    // is for, else in a new partial file.
+    const workPath = (await exists(partialPath)) ? partialPath : (await exists(finalPath)) &&
+        await this.#isSameFile(entry, finalPath, statePath, hashes)
       ? finalPath
       : partialPath;
 
@@ -402,6 +402,40 @@ class _Fetcher {
         // Closed on success already.
       }
     }
+  }
+
+  /**
+   * Whether an existing destination holds this file (whole, cut short, or
+   * damaged here and there) rather than something else of the same name: a
+   * control file of an earlier fetch into it says so, else one of a few whole
+   * parts (first, middle, last) must hash right. Another file is replaced only
+   * once every part is verified (through the partial file), so a fetch that
+   * fails leaves it as it was.
+   */
+  async #isSameFile(
+    entry: FileEntry,
+    path: string,
+    statePath: string,
+    hashes: HashPool,
+  ): Promise<boolean> {
+    const state = await loadFetchState(statePath);
+    if (state?.contentId === entry.contentId && state.workFile === basename(path)) return true;
+    const { size } = await Deno.stat(path);
+    const whole = entry.parts.findLastIndex((part, index) =>
+      index * entry.partSize + part.size <= size
+    );
+    if (whole < 0) return false;
+    const samples = [...new Set([0, Math.floor(whole / 2), whole])];
+    for (const index of samples) {
+      const part = entry.parts[index]!;
+      const { digest, bytes } = await hashes.hashRange({
+        path,
+        start: index * entry.partSize,
+        length: part.size,
+      });
+      if (bytes === part.size && digest === part.digest) return true;
+    }
+    return false;
   }
 
   async #checkDestination(

@@ -3,9 +3,12 @@ import { join } from "node:path";
 import {
   assertSameFile,
   damageFile,
+  readManifestJson,
+  sha256File,
   startCluster,
   type TestCluster,
   waitForVerifiedParts,
+  writeRandomFile,
 } from "./harness.ts";
 
 const MiB = 1024 * 1024;
@@ -223,6 +226,49 @@ Deno.test("fetch: resume: a bad byte in the kept start of a cut part blames no r
       ];
       assert.deepEqual(quarantined, [], `instance ${port} quarantined a good copy`);
     }
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: another file of the same name is replaced only when the fetch succeeds", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "u.bin": 2 * MiB } });
+  try {
+    const dest = await _dest(cluster);
+    // Same name and size, other bytes: nothing in it is this file.
+    await writeRandomFile(join(dest, "u.bin"), 2 * MiB, 4242);
+    const other = await sha256File(join(dest, "u.bin"));
+    const manifest = await readManifestJson(cluster.dir);
+    const holders = manifest.files["u.bin"]!.parts[5]!.replicas.map(Number);
+    for (const port of holders) await cluster.kill(port);
+    const failed = await cluster.fts(["fetch", "u.bin", dest]);
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.match(failed.stderr, /part 5\b/);
+    // The failed fetch worked beside it: the other file is exactly as it was.
+    assert.equal(await sha256File(join(dest, "u.bin")), other);
+    assert.ok((await Deno.stat(join(dest, "u.bin.fts-partial"))).isFile);
+
+    for (const port of holders) await cluster.start(port);
+    const summary = await _fetchJson(cluster, "u.bin", dest);
+    await assertSameFile(join(dest, "u.bin"), join(cluster.work, "src", "u.bin"));
+    // The resume used the partial file's verified parts, not the other file's bytes.
+    assert.ok(summary.partsPresent > 0, JSON.stringify(summary));
+    assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), ["u.bin"]);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: a copy of the file damaged in its first part is still repaired in place", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "p.bin": 2 * MiB } });
+  try {
+    const dest = await _dest(cluster);
+    await Deno.copyFile(join(cluster.work, "src", "p.bin"), join(dest, "p.bin"));
+    await damageFile(join(dest, "p.bin"), 10, 100);
+    const summary = await _fetchJson(cluster, "p.bin", dest);
+    await assertSameFile(join(dest, "p.bin"), join(cluster.work, "src", "p.bin"));
+    // A middle or last part hashed right, so the file was taken for this one: one part moved.
+    assert.equal(summary.bytesReceived, PART);
   } finally {
     await cluster.stop();
   }
