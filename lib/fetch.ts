@@ -277,8 +277,10 @@ class _Fetcher {
     // Work in the partial file of an earlier run, else in place on an existing
     // destination that is (a copy of) this file, its bytes being what resume
     // is for, else in a new partial file.
+    /** Parts of an existing destination found right while telling whether it is this file. */
+    const sampled = new Set<number>();
     const workPath = (await exists(partialPath)) ? partialPath : (await exists(finalPath)) &&
-        await this.#isSameFile(entry, finalPath, statePath, hashes)
+        await this.#isSameFile(entry, finalPath, statePath, hashes, sampled)
       ? finalPath
       : partialPath;
 
@@ -302,6 +304,7 @@ class _Fetcher {
         bootId,
         verified,
         resumeAt,
+        workPath === finalPath ? sampled : new Set(),
       );
       // The parts the destination holds whole are hashed while the parts it
       // lacks are fetched; the ones that fail join the queue.
@@ -417,6 +420,8 @@ class _Fetcher {
     path: string,
     statePath: string,
     hashes: HashPool,
+    /** Gets the indexes of the parts that hashed right. */
+    sampled: Set<number>,
   ): Promise<boolean> {
     const state = await loadFetchState(statePath);
     if (state?.contentId === entry.contentId && state.workFile === basename(path)) return true;
@@ -433,7 +438,11 @@ class _Fetcher {
         start: index * entry.partSize,
         length: part.size,
       });
-      if (bytes === part.size && digest === part.digest) return true;
+      this.#progress.bytesChecked += bytes;
+      if (bytes === part.size && digest === part.digest) {
+        sampled.add(index);
+        return true;
+      }
     }
     return false;
   }
@@ -446,6 +455,8 @@ class _Fetcher {
     bootId: string | undefined,
     verified: Bitmap,
     resumeAt: Map<number, number>,
+    /** Whole parts already hashed right (while telling whether the file is this one). */
+    known: ReadonlySet<number>,
   ): Promise<number[]> {
     const { size: onDisk } = await work.stat();
     const state = this.#options.verify ? undefined : await loadFetchState(statePath);
@@ -464,7 +475,8 @@ class _Fetcher {
       }
       if (start >= onDisk) break;
       if (end <= onDisk) {
-        whole.push(index);
+        if (known.has(index)) verified.set(index);
+        else whole.push(index);
         continue;
       }
       // The destination ends inside this part: keep what is there and fetch
