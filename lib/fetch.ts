@@ -9,6 +9,7 @@ import { ProtocolError } from "./errors.ts";
 import {
   Bitmap,
   currentBootId,
+  type FetchState,
   loadFetchState,
   saveFetchState,
   stateSurvived,
@@ -277,10 +278,11 @@ class _Fetcher {
     // Work in the partial file of an earlier run, else in place on an existing
     // destination that is (a copy of) this file, its bytes being what resume
     // is for, else in a new partial file.
+    const state = await loadFetchState(statePath);
     /** Parts of an existing destination found right while telling whether it is this file. */
     const sampled = new Set<number>();
     const workPath = (await exists(partialPath)) ? partialPath : (await exists(finalPath)) &&
-        await this.#isSameFile(entry, finalPath, statePath, hashes, sampled)
+        await this.#isSameFile(entry, finalPath, state, hashes, sampled)
       ? finalPath
       : partialPath;
 
@@ -300,7 +302,7 @@ class _Fetcher {
         entry,
         work,
         workPath,
-        statePath,
+        options.verify ? undefined : state,
         bootId,
         verified,
         resumeAt,
@@ -418,12 +420,11 @@ class _Fetcher {
   async #isSameFile(
     entry: FileEntry,
     path: string,
-    statePath: string,
+    state: FetchState | undefined,
     hashes: HashPool,
     /** Gets the indexes of the parts that hashed right. */
     sampled: Set<number>,
   ): Promise<boolean> {
-    const state = await loadFetchState(statePath);
     if (state?.contentId === entry.contentId && state.workFile === basename(path)) return true;
     const { size } = await Deno.stat(path);
     const whole = entry.parts.findLastIndex((part, index) =>
@@ -451,7 +452,8 @@ class _Fetcher {
     entry: FileEntry,
     work: Deno.FsFile,
     workPath: string,
-    statePath: string,
+    /** The control file, unless --verify says to ignore it. */
+    state: FetchState | undefined,
     bootId: string | undefined,
     verified: Bitmap,
     resumeAt: Map<number, number>,
@@ -459,7 +461,6 @@ class _Fetcher {
     known: ReadonlySet<number>,
   ): Promise<number[]> {
     const { size: onDisk } = await work.stat();
-    const state = this.#options.verify ? undefined : await loadFetchState(statePath);
     const usable = state !== undefined && state.contentId === entry.contentId &&
       state.workFile === basename(workPath) && state.verified.size === entry.parts.length &&
       stateSurvived(state, bootId);

@@ -38,10 +38,14 @@ export interface Sha256 {
 
 let _createHash: Promise<() => Sha256> | undefined;
 
+/** node:crypto's SHA-256 constructor, imported on first use. */
+function _loadCreateHash(): Promise<() => Sha256> {
+  return _createHash ??= import("node:crypto").then((crypto) => () => crypto.createHash("sha256"));
+}
+
 /** A fresh incremental SHA-256; the first call loads node:crypto. */
 export async function sha256Hasher(): Promise<Sha256> {
-  _createHash ??= import("node:crypto").then((crypto) => () => crypto.createHash("sha256"));
-  return (await _createHash)();
+  return (await _loadCreateHash())();
 }
 
 let _nativeHexSync: ((data: Uint8Array | string) => string) | undefined;
@@ -49,8 +53,7 @@ let _nativeHexSync: ((data: Uint8Array | string) => string) | undefined;
 /** Loads node:crypto (once), so that `sha256HexSync()` uses its native hash from then on. */
 export async function loadNativeSha256(): Promise<void> {
   if (_nativeHexSync) return;
-  _createHash ??= import("node:crypto").then((crypto) => () => crypto.createHash("sha256"));
-  const create = await _createHash;
+  const create = await _loadCreateHash();
   _nativeHexSync = (data) => {
     const hash = create();
     hash.update(data);
