@@ -188,8 +188,18 @@ Deno.test("upload, repair, scrub: progress lines on a pipe, JSON lines with --js
     await t.step(
       "repair: plain lines of the copies being made, and the copy lines on stdout",
       async () => {
+        // The parts the victim holds are the copies to make. At this rate copying them takes
+        // about 5 s, whatever their number, so plain lines (every 2 s) appear.
+        const manifest = await readManifestJson(cluster.dir);
+        const held = new Set(
+          Object.values(manifest.files).flatMap((f) =>
+            f.parts.filter((p) => p.replicas.includes(String(victim))).map((p) => p.digest)
+          ),
+        );
+        assert.ok(held.size > 0, "the victim holds parts");
+        const rate = Math.ceil((held.size * PART) / 5);
         await cluster.kill(victim);
-        const repair = await cluster.fts(["repair", "--limit-rate", "512KiB"]);
+        const repair = await cluster.fts(["repair", "--limit-rate", String(rate)]);
         assert.equal(repair.code, 0, repair.stdout + repair.stderr);
         const copied = repair.stdout.split("\n").filter((l) => /^copied part \d+ of /.test(l));
         assert.ok(copied.length > 0, repair.stdout);
