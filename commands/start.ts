@@ -1,8 +1,9 @@
 import { boolFlag, expectPositionals, parseFlags, parsePort, stringFlag } from "../lib/cli.ts";
 import { dataPaths, requireConfig, resolveDataDir } from "../lib/config.ts";
 import { controlRequest, instanceIdForPort, livePid, runningSupervisor } from "../lib/instances.ts";
-import { Peer } from "../lib/peer.ts";
+import { loadServeFlags } from "../lib/serve_flags.ts";
 import { ftsCommand } from "../lib/spawn.ts";
+import { TLS_CA_ENV } from "../lib/tls.ts";
 
 export const USAGE = "fts start PORT [--json] [--data DIR]";
 
@@ -36,31 +37,96 @@ export async function run(args: string[]): Promise<number> {
     );
     return 0;
   }
+  return await _startDetached(dir, config.host, id, json);
+}
+
+/**
+ * Starts an instance on its own, with the flags the last cluster gave its
+ * instances (serve_flags.ts), its output appended to its log, and waits until
+ * it listens, or says why it exited.
+ */
+async function _startDetached(
+  dir: string,
+  host: string,
+  id: string,
+  json: boolean,
+): Promise<number> {
   const paths = dataPaths(dir);
+  const flags = await loadServeFlags(dir);
   await Deno.mkdir(paths.logDir, { recursive: true });
+  const log = paths.logFile(id);
   const { program, prefix } = ftsCommand();
-  const child = new Deno.Command(program, {
-    args: [...prefix, "serve", "--port", id, "--host", config.host, "--data", dir],
+  // The instance outlives this command, so its output goes straight to the log
+  // (through a shell's redirection), not through a pipe that would close.
+  const child = new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      'exec "$@" >>"$FTS_INSTANCE_LOG" 2>&1',
+      "sh",
+      program,
+      ...prefix,
+      "serve",
+      "--port",
+      id,
+      "--host",
+      host,
+      "--data",
+      dir,
+      ...flags.args,
+    ],
+    env: {
+      FTS_INSTANCE_LOG: log,
+      ...(flags.tlsCa !== undefined ? { [TLS_CA_ENV]: flags.tlsCa } : {}),
+    },
     stdin: "null",
     stdout: "null",
     stderr: "null",
     detached: true,
   }).spawn();
+  let exited: Deno.CommandStatus | undefined;
+  void child.status.then((status) => exited = status);
   child.unref();
+  // Up once it has written its pid file, which it does once it listens.
   const deadline = Date.now() + START_WAIT_MS;
   while (Date.now() < deadline) {
-    try {
-      const peer = await Peer.connect(`${config.host}:${id}`, { connectTimeoutMs: 500 });
-      peer.close();
+    if ((await livePid(dir, id)) === child.pid) {
+      const detail = flags.args.length > 0
+        ? `; with the last cluster's flags: ${flags.args.join(" ")}`
+        : "";
       console.log(
         json
-          ? JSON.stringify({ ok: true, id, pid: child.pid, supervised: false })
-          : `started instance ${id} (pid ${child.pid}), detached: no cluster supervisor is running`,
+          ? JSON.stringify({
+            ok: true,
+            id,
+            pid: child.pid,
+            supervised: false,
+            serveArgs: flags.args,
+          })
+          : `started instance ${id} (pid ${child.pid}), detached: no cluster supervisor is running${detail}; log: ${log}`,
       );
       return 0;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
     }
+    if (exited !== undefined) {
+      throw new Error(
+        `Instance ${id} exited (code ${exited.code}) before it listened: ${await _lastLine(
+          log,
+        )} (log: ${log})`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`Instance ${id} did not come up within ${START_WAIT_MS} ms`);
+  try {
+    Deno.kill(child.pid, "SIGTERM");
+  } catch { /* gone */ }
+  throw new Error(`Instance ${id} did not come up within ${START_WAIT_MS} ms (log: ${log})`);
+}
+
+/** The last non-empty line of a log, or a placeholder. */
+async function _lastLine(path: string): Promise<string> {
+  try {
+    const text = await Deno.readTextFile(path);
+    return text.trimEnd().split("\n").at(-1) || "(nothing logged)";
+  } catch {
+    return "(nothing logged)";
+  }
 }

@@ -7,7 +7,10 @@ import { type ClusterConfig, dataPaths, instanceIds } from "./config.ts";
 import { writeFileAtomic } from "./fs_util.ts";
 import { Healer, type HealEvent } from "./heal.ts";
 import { livePid } from "./instances.ts";
+import { resolve } from "./paths.ts";
+import { saveServeFlags } from "./serve_flags.ts";
 import { ftsCommand } from "./spawn.ts";
+import { TLS_CA_ENV } from "./tls.ts";
 
 /** How long one instance may take to print its ready line. */
 export const READY_TIMEOUT_MS = 30_000;
@@ -90,6 +93,12 @@ export class Supervisor {
       );
     }
     await this.#listenControl();
+    // For an instance started later without this supervisor (fts start): the same flags.
+    const tlsCa = Deno.env.get(TLS_CA_ENV);
+    await saveServeFlags(this.dir, {
+      args: this.serveArgs,
+      ...(tlsCa ? { tlsCa: resolve(tlsCa) } : {}),
+    });
     const results = await Promise.allSettled(
       [...this.#instances.keys()].map((id) => this.start(id)),
     );

@@ -38,6 +38,8 @@ export function dataPaths(dir: string) {
     runDir: join(dir, "run"),
     logDir: join(dir, "logs"),
     clusterFile: join(dir, "run", "cluster.json"),
+    /** The flags the last cluster gave its instances, for `fts start` without one (serve_flags.ts). */
+    serveFlags: join(dir, "serve_flags.json"),
     instanceDir: (id: string) => join(dir, "instances", id),
     pidFile: (id: string) => join(dir, "run", `${id}.pid`),
     logFile: (id: string) => join(dir, "logs", `${id}.log`),

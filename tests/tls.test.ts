@@ -190,3 +190,104 @@ Deno.test("tls: fts serve checks its certificate flags before listening", async 
     await Deno.remove(certDir, { recursive: true });
   }
 });
+
+Deno.test("tls: fts start without a supervisor brings an instance back with the last cluster's flags, its output in its log", async () => {
+  const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
+  const certs = await makeTestCertificates(certDir);
+  const cluster = await startCluster({
+    servers: 2,
+    replicas: 1,
+    files: { "c.bin": 300_000 },
+    clusterArgs: [
+      "--tls-cert",
+      certs.cert,
+      "--tls-key",
+      certs.key,
+      "--tls-ca",
+      certs.ca,
+      "--limit-rate",
+      "64MiB",
+    ],
+  });
+  const port = cluster.ports[0]!;
+  let detached = false;
+  try {
+    // The cluster stops, and its instances with it; no supervisor is left.
+    cluster.supervisor.kill("SIGTERM");
+    await cluster.supervisor.status;
+    const up = await cluster.fts(["start", String(port), "--json"]);
+    assert.equal(up.code, 0, up.stderr);
+    detached = true;
+    const reply = JSON.parse(up.stdout);
+    assert.equal(reply.supervised, false);
+    assert.deepEqual(reply.serveArgs, [
+      "--limit-rate",
+      String(64 * MiB),
+      "--tls-cert",
+      certs.cert,
+      "--tls-key",
+      certs.key,
+    ]);
+    // It serves TLS with the cluster's certificate, and nothing in plain TCP.
+    const server = ["--server", `127.0.0.1:${port}`];
+    const ls = await cluster.fts(["ls", "--json", ...server, "--tls-ca", certs.ca]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.deepEqual(JSON.parse(ls.stdout).map((f: { name: string }) => f.name), ["c.bin"]);
+    const plain = await cluster.fts(["ls", ...server]);
+    assert.equal(plain.code, 1, plain.stderr);
+    assert.match(plain.stderr, /speaks TLS: pass the CA/);
+    const upSource = join(cluster.work, "src", "c.bin");
+    const plainUpload = await cluster.fts(["upload", upSource, "--as", "c2.bin", "--operator"]);
+    assert.equal(plainUpload.code, 1, plainUpload.stderr);
+    assert.match(plainUpload.stderr, /speaks TLS: pass the CA/);
+    // Its output goes to its log, as under the supervisor.
+    const log = join(cluster.dir, "logs", `${port}.log`);
+    assert.match(
+      await Deno.readTextFile(log),
+      new RegExp(`ready: instance ${port} listening on .* with TLS \\(pid ${reply.pid}\\)`),
+    );
+    const killed = await cluster.fts(["kill", String(port)]);
+    assert.equal(killed.code, 0, killed.stderr);
+    detached = false;
+
+    // An instance that cannot start (its certificate is gone) is reported at
+    // once with the reason from its log, not after a long wait.
+    await Deno.remove(certs.cert);
+    const failed = await cluster.fts(["start", String(port)]);
+    detached = failed.code === 0;
+    assert.equal(failed.code, 1, failed.stdout);
+    assert.match(
+      failed.stderr,
+      /Instance \d+ exited \(code \d+\) before it listened: .*server\.pem.* \(log: .*\.log\)/,
+    );
+  } finally {
+    if (detached) await cluster.fts(["kill", String(port)]);
+    await cluster.stop();
+    await Deno.remove(certDir, { recursive: true });
+  }
+});
+
+Deno.test("start: a damaged record of the cluster's flags stops fts start, rather than starting without them", async () => {
+  const cluster = await startCluster({ servers: 2, replicas: 1, files: { "d.bin": 100_000 } });
+  try {
+    cluster.supervisor.kill("SIGTERM");
+    await cluster.supervisor.status;
+    const record = JSON.parse(await Deno.readTextFile(join(cluster.dir, "serve_flags.json")));
+    assert.deepEqual(record.args, []);
+    await Deno.writeTextFile(
+      join(cluster.dir, "serve_flags.json"),
+      '{"format": "fts-serve-flags"}',
+    );
+    const result = await cluster.fts(["start", String(cluster.ports[1])]);
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(result.stderr, /serve_flags\.json is damaged; remove it/);
+    const status = await cluster.fts(["status", "--json"]);
+    assert.equal(
+      JSON.parse(status.stdout).instances.filter((i: { up: boolean }) => i.up).length,
+      0,
+      "nothing started",
+    );
+  } finally {
+    await cluster.stop();
+  }
+});
