@@ -3,7 +3,7 @@ import { loadConfig, resolveDataDir } from "../lib/config.ts";
 import { readManifest } from "../lib/manifest.ts";
 import { type FileSummary, Peer } from "../lib/peer.ts";
 import { resolveServers } from "../lib/servers.ts";
-import { loadTlsClientOptions, type TlsClientOptions } from "../lib/tls.ts";
+import { loadTlsClientOptions, type TlsClientOptions, TlsError } from "../lib/tls.ts";
 import { formatBytes } from "../lib/units.ts";
 
 export const USAGE = "fts ls [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR]";
@@ -18,17 +18,21 @@ async function _fromServers(
   tls: TlsClientOptions | undefined,
 ): Promise<FileSummary[]> {
   const reasons: string[] = [];
+  const tlsErrors: TlsError[] = [];
   for (const address of servers) {
     let peer: Peer | undefined;
     try {
       peer = await Peer.connect(address, { connectTimeoutMs: 1_000, stallTimeoutMs: 3_000, tls });
       return await peer.listFiles();
     } catch (error) {
+      if (error instanceof TlsError) tlsErrors.push(error);
       reasons.push(`${address}: ${(error as Error).message}`);
     } finally {
       peer?.close();
     }
   }
+  // An instance is up but TLS is wrong: say that, not "is the cluster running?".
+  if (tlsErrors.length > 0) throw tlsErrors[0]!;
   throw new Error(`Cannot reach any server (tried ${servers.length}); is the cluster running?`, {
     cause: new Error(reasons.slice(0, 3).join("; ")),
   });

@@ -144,8 +144,8 @@ export async function locateFile(
       peer?.close();
     }
   }
-  // The servers are up but TLS is wrong: say that, not "is the cluster up?".
-  if (tlsErrors.length === order.length) {
+  // An instance is up but TLS is wrong: say that, not "is the cluster up?".
+  if (tlsErrors.length > 0) {
     throw new FetchError(tlsErrors[0]!.message, [], { cause: tlsErrors[0] });
   }
   if (badAnswers.length === order.length) {

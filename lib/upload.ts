@@ -29,6 +29,7 @@ import { rankInstances } from "./placement.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { sendSigned, shuffled } from "./signed_client.ts";
 import { hashInto } from "./store.ts";
+import { TlsError } from "./tls.ts";
 
 /** Bytes read from the file and written to a socket at a time. */
 export const UPLOAD_CHUNK_BYTES = 256 * 1024;
@@ -283,6 +284,7 @@ class _Uploader {
   async #locate(): Promise<string> {
     const options = this.#options;
     const reasons: string[] = [];
+    const tlsErrors: TlsError[] = [];
     for (const address of shuffled(options.servers)) {
       let peer: Peer | undefined;
       try {
@@ -307,10 +309,15 @@ class _Uploader {
         return address;
       } catch (error) {
         if (error instanceof UploadError) throw error;
+        if (error instanceof TlsError) tlsErrors.push(error);
         reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
       } finally {
         peer?.close();
       }
+    }
+    // An instance is up but TLS is wrong: say that, not "is the cluster running?".
+    if (tlsErrors.length > 0) {
+      throw new UploadError(tlsErrors[0]!.message, { cause: tlsErrors[0] });
     }
     throw new UploadError(
       `Cannot reach any server (tried ${options.servers.length}); is the cluster running?`,
