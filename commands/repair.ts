@@ -1,7 +1,15 @@
-import { boolFlag, type ParsedFlags, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
+import {
+  boolFlag,
+  durationFlag,
+  type ParsedFlags,
+  parseFlags,
+  sizeFlag,
+  stringFlag,
+} from "../lib/cli.ts";
 import { type ClusterConfig, requireConfig, resolveDataDir } from "../lib/config.ts";
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
+  DEFAULT_UNUSED_AFTER_MS,
   DEFAULT_VERIFY_RATE_BYTES_PER_SECOND,
   describePart,
   repairCluster,
@@ -15,10 +23,11 @@ import { loadTlsClientOptions } from "../lib/tls.ts";
 import { formatBytes, formatDuration } from "../lib/units.ts";
 
 export const USAGE =
-  "fts repair [--dry-run] [--verify] [--limit-rate 64MiB] [--hash-rate 256MiB] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
+  "fts repair [--dry-run] [--verify] [--limit-rate 64MiB] [--hash-rate 256MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
   "  --verify      re-hash every copy, not only those of parts that need work\n" +
   "  --limit-rate  bytes per second copied between instances, over all copies (0: no limit)\n" +
-  "  --hash-rate   bytes per second re-hashed on the instances (0: no limit)";
+  "  --hash-rate   bytes per second re-hashed on the instances (0: no limit)\n" +
+  "  --unused-after  delete parts no file uses (left by uploads that never finished) once stored this long (0: keep them)";
 
 export const EXAMPLE = [
   "fts repair --dry-run   # what it would copy and drop",
@@ -30,6 +39,7 @@ export const SHARED_FLAGS = {
   data: { type: "string" },
   "limit-rate": { type: "string" },
   "hash-rate": { type: "string" },
+  "unused-after": { type: "string" },
   "tls-ca": { type: "string" },
   quiet: { type: "boolean", short: "q" },
   json: { type: "boolean" },
@@ -37,7 +47,10 @@ export const SHARED_FLAGS = {
 
 /** What the shared flags ask for: rates (with their defaults), TLS, and how to print. */
 export async function sharedOptions(flags: ParsedFlags): Promise<
-  Pick<RepairOptions, "copyRateBytesPerSecond" | "verifyRateBytesPerSecond" | "tls"> & {
+  Pick<
+    RepairOptions,
+    "copyRateBytesPerSecond" | "verifyRateBytesPerSecond" | "tls" | "unusedAfterMs"
+  > & {
     quiet: boolean;
     json: boolean;
   }
@@ -46,6 +59,7 @@ export async function sharedOptions(flags: ParsedFlags): Promise<
     copyRateBytesPerSecond: sizeFlag(flags, "limit-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
     verifyRateBytesPerSecond: sizeFlag(flags, "hash-rate") ?? DEFAULT_VERIFY_RATE_BYTES_PER_SECOND,
     tls: await loadTlsClientOptions(stringFlag(flags, "tls-ca")),
+    unusedAfterMs: durationFlag(flags, "unused-after") ?? DEFAULT_UNUSED_AFTER_MS,
     quiet: boolFlag(flags, "quiet"),
     json: boolFlag(flags, "json"),
   };
@@ -123,6 +137,13 @@ export function formatRepairSummary(report: RepairReport, elapsedMs: number): st
     done.push(`${_n(report.short.length, "part")} still under-replicated`);
   }
   if (report.lost.length > 0) done.push(`${_n(report.lost.length, "part")} LOST`);
+  if (report.unused.parts > 0) {
+    done.push(
+      `${_n(report.unused.parts, "part")} no file uses ${would}deleted (${
+        _n(report.unused.copies, "copy", "copies")
+      }, ${formatBytes(report.unused.bytes)})`,
+    );
+  }
   const what = done.length > 0
     ? done.join(", ")
     : `nothing to do, every one of ${report.parts} parts has its copies`;

@@ -3,9 +3,10 @@ import { requireConfig, resolveDataDir } from "../lib/config.ts";
 import { runRepairCommand, SHARED_FLAGS, sharedOptions } from "./repair.ts";
 
 export const USAGE =
-  "fts scrub [--hash-rate 256MiB] [--limit-rate 64MiB] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
+  "fts scrub [--hash-rate 256MiB] [--limit-rate 64MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
   "  --hash-rate   bytes per second re-hashed on the instances (0: no limit)\n" +
-  "  --limit-rate  bytes per second copied to repair corrupt copies (0: no limit)";
+  "  --limit-rate  bytes per second copied to repair corrupt copies (0: no limit)\n" +
+  "  --unused-after  delete parts no file uses (left by uploads that never finished) once stored this long (0: keep them)";
 
 export const EXAMPLE = [
   "fts scrub --hash-rate 128MiB   # re-hash every stored copy, at most 128 MiB/s",

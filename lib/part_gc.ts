@@ -18,6 +18,8 @@ export interface FreedParts {
   digests: number;
   /** Stored copies deleted, over all instances. */
   copies: number;
+  /** Which digests they were. */
+  freed: string[];
 }
 
 /** Instance ids that have storage in the data directory (whatever the config says now). */
@@ -51,7 +53,7 @@ export async function freeUnreferencedParts(
   candidates: Iterable<string>,
 ): Promise<FreedParts> {
   const wanted = new Set(candidates);
-  if (wanted.size === 0) return { digests: 0, copies: 0 };
+  if (wanted.size === 0) return { digests: 0, copies: 0, freed: [] };
   const paths = dataPaths(dir);
   return await updateManifest(dir, async (manifest) => {
     const used = referencedDigests(manifest);
@@ -68,6 +70,6 @@ export async function freeUnreferencedParts(
         }
       }
     }
-    return { digests: unused.length, copies };
+    return { digests: unused.length, copies, freed: unused };
   });
 }

@@ -27,6 +27,7 @@ import { removeStaleTemps } from "./fs_util.ts";
 import { withFileLock } from "./lock.ts";
 import { type FileEntry, readManifest, updateManifest } from "./manifest.ts";
 import { CopyError, copyPart } from "./part_copy.ts";
+import { freeUnreferencedParts, instancesWithStorage } from "./part_gc.ts";
 import { join } from "./paths.ts";
 import { Peer, type StoredParts, type VerifyStatus } from "./peer.ts";
 import { rankInstances } from "./placement.ts";
@@ -44,6 +45,12 @@ export const DEFAULT_REPAIR_RATE_BYTES_PER_SECOND = 64 * 1024 * 1024;
 export const DEFAULT_VERIFY_RATE_BYTES_PER_SECOND = 256 * 1024 * 1024;
 /** How often copies made so far are recorded in the manifest during a long repair. */
 export const MANIFEST_FLUSH_INTERVAL_MS = 2_000;
+/**
+ * Parts no file uses (an upload that never published, a publish that lost a
+ * race) are deleted once they have been stored this long: an upload slower
+ * than that only has to send those parts again (the publish says which).
+ */
+export const DEFAULT_UNUSED_AFTER_MS = 24 * 60 * 60 * 1000;
 export const CENSUS_CONNECT_TIMEOUT_MS = 1_500;
 /** part.list and part.verify answers may take a while on a busy instance. */
 export const CENSUS_STALL_TIMEOUT_MS = 30_000;
@@ -122,6 +129,8 @@ export interface RepairOptions {
   onProgress?: (progress: RepairProgress) => void;
   /** TLS for every connection to an instance; absent means FTS_TLS_CA or plain TCP. */
   tls?: TlsClientOptions | undefined;
+  /** Delete parts no file uses once stored this long (DEFAULT_UNUSED_AFTER_MS); 0 keeps them. */
+  unusedAfterMs?: number;
 }
 
 export interface RepairReport {
@@ -144,6 +153,8 @@ export interface RepairReport {
   short: { digest: string; refs: PartRef[]; have: number }[];
   /** Parts with no good copy on any live instance. */
   lost: { digest: string; refs: PartRef[]; listed: string[] }[];
+  /** Parts no file uses, stored longer than unusedAfterMs: deleted (or, dry run, would be). */
+  unused: { parts: number; copies: number; bytes: number };
 }
 
 /** How a part is named for people: `part 3 of "a.bin"`. */
@@ -232,6 +243,7 @@ class _Repair {
       manifestParts: 0,
       short: [],
       lost: [],
+      unused: { parts: 0, copies: 0, bytes: 0 },
     };
   }
 
@@ -376,7 +388,56 @@ class _Repair {
     } else if (drops.length > 0) {
       this.#report.dropped = await this.#deleteDropped(drops);
     }
+    await this.#deleteUnused(wanted);
     return this.#report;
+  }
+
+  /**
+   * Deletes the parts no file uses that every instance on this host has held
+   * longer than unusedAfterMs. Under the manifest lock, and only if no file
+   * uses them by then (freeUnreferencedParts): a publish that names one
+   * checks its copies under the same lock.
+   */
+  async #deleteUnused(wanted: ReadonlyMap<string, _Wanted>): Promise<void> {
+    const after = this.#options.unusedAfterMs ?? DEFAULT_UNUSED_AFTER_MS;
+    if (!(after > 0)) return;
+    const sizes = new Map<string, number>();
+    for (const stored of this.#stored.values()) {
+      for (const [digest, size] of stored.parts) {
+        if (!wanted.has(digest)) sizes.set(digest, size);
+      }
+    }
+    if (sizes.size === 0) return;
+    const paths = dataPaths(this.#dir);
+    const stores = (await instancesWithStorage(this.#dir)).map((id) =>
+      new PartStore(paths.instanceDir(id))
+    );
+    const cutoff = Date.now() - after;
+    /** Copies on this host of each old unused part. */
+    const old = new Map<string, number>();
+    for (const digest of sizes.keys()) {
+      let held = 0;
+      let recent = false;
+      for (const store of stores) {
+        const mtime = await Deno.stat(store.pathOf(digest)).then((i) => i.mtime, () => undefined);
+        if (mtime === undefined) continue;
+        held++;
+        if (mtime === null || mtime.getTime() > cutoff) recent = true;
+      }
+      if (!recent && held > 0) old.set(digest, held);
+    }
+    if (old.size === 0) return;
+    // Without a dry run, a part a file took up meanwhile is kept and not counted.
+    const deleted = this.#dryRun
+      ? [...old.keys()]
+      : (await freeUnreferencedParts(this.#dir, old.keys())).freed;
+    const unused = this.#report.unused;
+    for (const digest of deleted) {
+      const held = old.get(digest)!;
+      unused.parts++;
+      unused.copies += held;
+      unused.bytes += held * sizes.get(digest)!;
+    }
   }
 
   /**
