@@ -8,7 +8,8 @@
  */
 import { dataPaths } from "./config.ts";
 import { ProtocolError } from "./errors.ts";
-import { join } from "./paths.ts";
+import { syncDir } from "./fs_util.ts";
+import { dirname, join } from "./paths.ts";
 import { type SignedAuth } from "./protocol.ts";
 import { sha256Hex } from "./sha256.ts";
 import { SIGNATURE_MAX_AGE_MS } from "./signed_request.ts";
@@ -32,10 +33,18 @@ export async function claimNonce(dir: string, auth: SignedAuth, now = Date.now()
   const bucketDir = join(root, String(_bucketOf(auth.timestamp)));
   // Keyed by signer and nonce, hashed: no name from the network becomes a path.
   const name = await sha256Hex(`${auth.key}\n${auth.nonce}`);
-  await Deno.mkdir(bucketDir, { recursive: true });
+  const newBucket = await _mkdirNew(bucketDir);
   try {
     const file = await Deno.open(join(bucketDir, name), { write: true, createNew: true });
     file.close();
+    // On disk before the request takes effect: a nonce forgotten in a power
+    // loss would let the same request be replayed while it is still fresh.
+    await syncDir(bucketDir);
+    if (newBucket) {
+      // A new bucket (one per SIGNATURE_MAX_AGE_MS) and, the first time, the nonces directory.
+      await syncDir(root);
+      await syncDir(dirname(root));
+    }
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) {
       throw new ProtocolError(
@@ -49,6 +58,19 @@ export async function claimNonce(dir: string, auth: SignedAuth, now = Date.now()
     _lastPrune.set(root, now);
     await pruneNonces(dir, now);
   }
+}
+
+/** Creates a directory (and its parents); true when the directory itself is new. */
+async function _mkdirNew(path: string): Promise<boolean> {
+  try {
+    await Deno.mkdir(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return false;
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  await Deno.mkdir(path, { recursive: true });
+  return true;
 }
 
 /** Deletes nonce buckets that no fresh request can fall into; returns how many. */

@@ -145,3 +145,48 @@ Deno.test("claimNonce() refuses a nonce used before; pruneNonces() drops only ex
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "claimNonce() flushes the nonce's directory before the request may take effect (strace)",
+  ignore: !(await new Deno.Command("strace", { args: ["-V"], stdout: "null", stderr: "null" })
+    .output().then((o) => o.success, () => false)),
+  async fn() {
+    const dir = await tempDir();
+    try {
+      const script = join(dir, "claim.ts");
+      const guard = new URL("../lib/replay_guard.ts", import.meta.url).href;
+      await Deno.writeTextFile(
+        script,
+        `import { claimNonce } from ${JSON.stringify(guard)};\n` +
+          `const now = Date.now();\n` +
+          `for (const nonce of ["A", "B"]) {\n` +
+          `  await claimNonce(Deno.args[0], { key: "ed25519:k", timestamp: now, nonce: nonce.repeat(22), signature: "s" }, now);\n` +
+          `}\n`,
+      );
+      const data = join(dir, "data");
+      await Deno.mkdir(data);
+      const log = join(dir, "strace.log");
+      const output = await new Deno.Command("strace", {
+        args: ["-f", "-qq", "-y", "-e", "trace=fsync", "-o", log, Deno.execPath()]
+          .concat(["run", "-A", "--no-config", script, data]),
+        env: { DENO_NO_UPDATE_CHECK: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+      const flushed = (await Deno.readTextFile(log)).split("\n")
+        .flatMap((line) => line.match(/fsync\(\d+<([^>]*)>\)/)?.[1] ?? []);
+      const nonces = join(data, "nonces");
+      const buckets = flushed.filter((path) => path.startsWith(nonces + "/"));
+      // Each nonce's bucket directory once; the new bucket's parents the first time.
+      assert.equal(buckets.length, 2, flushed.join("\n"));
+      assert.equal(new Set(buckets).size, 1);
+      assert.deepEqual(flushed.filter((path) => path === nonces || path === data).sort(), [
+        data,
+        nonces,
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
