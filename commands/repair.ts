@@ -7,11 +7,13 @@ import {
   stringFlag,
 } from "../lib/cli.ts";
 import { type ClusterConfig, requireConfig, resolveDataDir } from "../lib/config.ts";
+import { UsageError } from "../lib/errors.ts";
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
   DEFAULT_UNUSED_AFTER_MS,
   DEFAULT_VERIFY_RATE_BYTES_PER_SECOND,
   describePart,
+  MIN_UNUSED_AFTER_MS,
   repairCluster,
   type RepairEvent,
   type RepairOptions,
@@ -59,10 +61,27 @@ export async function sharedOptions(flags: ParsedFlags): Promise<
     copyRateBytesPerSecond: sizeFlag(flags, "limit-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
     verifyRateBytesPerSecond: sizeFlag(flags, "hash-rate") ?? DEFAULT_VERIFY_RATE_BYTES_PER_SECOND,
     tls: await loadTlsClientOptions(stringFlag(flags, "tls-ca")),
-    unusedAfterMs: durationFlag(flags, "unused-after") ?? DEFAULT_UNUSED_AFTER_MS,
+    unusedAfterMs: _unusedAfter(flags),
     quiet: boolFlag(flags, "quiet"),
     json: boolFlag(flags, "json"),
   };
+}
+
+/**
+ * --unused-after: 0 (keep them), or at least MIN_UNUSED_AFTER_MS, so that a
+ * slip such as "--unused-after 24" (seconds) cannot delete the parts of
+ * uploads under way.
+ */
+function _unusedAfter(flags: ParsedFlags): number {
+  const ms = durationFlag(flags, "unused-after") ?? DEFAULT_UNUSED_AFTER_MS;
+  if (ms !== 0 && ms < MIN_UNUSED_AFTER_MS) {
+    throw new UsageError(
+      `--unused-after: ${
+        formatDuration(ms)
+      } is too short; parts of uploads under way would be deleted. Give 1h or more (e.g. 24h, 7d), or 0 to keep them`,
+    );
+  }
+  return ms;
 }
 
 function _n(count: number, singular: string, plural = `${singular}s`): string {
@@ -325,11 +344,12 @@ export async function run(args: string[]): Promise<number> {
     "dry-run": { type: "boolean" },
     verify: { type: "boolean" },
   });
+  const options = await sharedOptions(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const config = await requireConfig(dir);
   return await runRepairCommand("repair", dir, config, {
     dryRun: boolFlag(flags, "dry-run"),
     verifyAll: boolFlag(flags, "verify"),
-    ...(await sharedOptions(flags)),
+    ...options,
   });
 }

@@ -19,10 +19,8 @@ export const EXAMPLE = [
  */
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, SHARED_FLAGS);
+  const options = await sharedOptions(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const config = await requireConfig(dir);
-  return await runRepairCommand("scrub", dir, config, {
-    verifyAll: true,
-    ...(await sharedOptions(flags)),
-  });
+  return await runRepairCommand("scrub", dir, config, { verifyAll: true, ...options });
 }

@@ -51,6 +51,10 @@ export function referencedDigests(manifest: Manifest): Set<string> {
 export async function freeUnreferencedParts(
   dir: string,
   candidates: Iterable<string>,
+  options: {
+    /** Keep a part any copy of which was stored or touched after this time (ms since the epoch). */
+    untouchedSince?: number;
+  } = {},
 ): Promise<FreedParts> {
   const wanted = new Set(candidates);
   if (wanted.size === 0) return { digests: 0, copies: 0, freed: [] };
@@ -58,18 +62,31 @@ export async function freeUnreferencedParts(
   return await updateManifest(dir, async (manifest) => {
     const used = referencedDigests(manifest);
     const unused = [...wanted].filter((digest) => !used.has(digest));
+    const freed: string[] = [];
     let copies = 0;
     if (unused.length > 0) {
       const stores = (await instancesWithStorage(dir)).map((id) =>
         new PartStore(paths.instanceDir(id))
       );
       for (const digest of unused) {
+        const since = options.untouchedSince;
+        if (since !== undefined && await _touchedSince(stores, digest, since)) continue;
+        freed.push(digest);
         for (const store of stores) {
           if (await store.remove(digest)) copies++;
           await Deno.remove(store.quarantinePathOf(digest)).catch(() => {});
         }
       }
     }
-    return { digests: unused.length, copies, freed: unused };
+    return { digests: freed.length, copies, freed };
   });
+}
+
+/** Whether any copy of the part was stored or touched (PartStore.touch) after `since`. */
+async function _touchedSince(stores: PartStore[], digest: string, since: number): Promise<boolean> {
+  for (const store of stores) {
+    const mtime = await Deno.stat(store.pathOf(digest)).then((i) => i.mtime, () => undefined);
+    if (mtime === null || (mtime !== undefined && mtime.getTime() > since)) return true;
+  }
+  return false;
 }

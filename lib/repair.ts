@@ -51,6 +51,8 @@ export const MANIFEST_FLUSH_INTERVAL_MS = 2_000;
  * than that only has to send those parts again (the publish says which).
  */
 export const DEFAULT_UNUSED_AFTER_MS = 24 * 60 * 60 * 1000;
+/** The shortest --unused-after: well over an upload's refresh (upload.ts REFRESH_COPIES_AFTER_MS). */
+export const MIN_UNUSED_AFTER_MS = 60 * 60 * 1000;
 export const CENSUS_CONNECT_TIMEOUT_MS = 1_500;
 /** part.list and part.verify answers may take a while on a busy instance. */
 export const CENSUS_STALL_TIMEOUT_MS = 30_000;
@@ -393,10 +395,12 @@ class _Repair {
   }
 
   /**
-   * Deletes the parts no file uses that every instance on this host has held
-   * longer than unusedAfterMs. Under the manifest lock, and only if no file
-   * uses them by then (freeUnreferencedParts): a publish that names one
-   * checks its copies under the same lock.
+   * Deletes the parts no file uses whose every copy on this host has gone
+   * untouched for unusedAfterMs (an upload touches the copies it finds, and
+   * re-asks for early ones before it publishes). Under the manifest lock, and
+   * only if no file uses them and no copy was touched by then
+   * (freeUnreferencedParts): a publish checks its copies under the same lock,
+   * and one that lost a copy anyway is told MISSING_PARTS and sends it again.
    */
   async #deleteUnused(wanted: ReadonlyMap<string, _Wanted>): Promise<void> {
     const after = this.#options.unusedAfterMs ?? DEFAULT_UNUSED_AFTER_MS;
@@ -430,7 +434,7 @@ class _Repair {
     // Without a dry run, a part a file took up meanwhile is kept and not counted.
     const deleted = this.#dryRun
       ? [...old.keys()]
-      : (await freeUnreferencedParts(this.#dir, old.keys())).freed;
+      : (await freeUnreferencedParts(this.#dir, old.keys(), { untouchedSince: cutoff })).freed;
     const unused = this.#report.unused;
     for (const digest of deleted) {
       const held = old.get(digest)!;

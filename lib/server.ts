@@ -309,6 +309,8 @@ export class Server {
       // --- signed mutations and upload (issue 3): the logic lives in mutations.ts ---
       case "part.has": {
         const size = await store.sizeOf(request.digest);
+        // Asked by an upload about to use it (see PartStore.touch).
+        if (size !== undefined) await store.touch(request.digest);
         await writeAll(
           conn,
           encodeFrame({ op: "has", digest: request.digest, stored: size !== undefined, size }),
@@ -470,6 +472,7 @@ export class Server {
     }
     const store = this.#options.store;
     if ((await store.sizeOf(digest)) === bodyLength) {
+      await store.touch(digest);
       await reader.skipBody();
       await writeAll(conn, encodeFrame({ op: "ok", stored: false }));
       return;

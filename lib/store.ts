@@ -70,6 +70,17 @@ export class PartStore {
     }
   }
 
+  /**
+   * Marks a stored part as in use now (its mtime): an upload that finds or
+   * re-sends it is about to publish a file that uses it, and a repair deletes
+   * parts no file uses only once untouched for a long time.
+   */
+  async touch(digest: string): Promise<void> {
+    const now = new Date();
+    // Best effort: a part that cannot be marked is still there to use.
+    await Deno.utime(this.pathOf(digest), now, now).catch(() => {});
+  }
+
   /** Opens a stored part for reading; NOT_FOUND or QUARANTINED otherwise. */
   async open(digest: string): Promise<Deno.FsFile> {
     try {

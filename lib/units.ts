@@ -37,13 +37,14 @@ export function parseSize(text: string): number {
   return value;
 }
 
-/** Parses a duration such as `2s`, `500ms`, `1m` or a bare number of seconds. */
+/** Parses a duration such as `2s`, `500ms`, `1m`, `24h`, `7d` or a bare number of seconds. */
 export function parseDurationMs(text: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(text);
   if (!match) {
-    throw new SyntaxError(`Cannot parse duration "${text}": expected e.g. 500ms, 2s, 1m`);
+    throw new SyntaxError(`Cannot parse duration "${text}": expected e.g. 500ms, 2s, 1m, 24h, 7d`);
   }
-  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"] ?? 1000;
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? "s"] ??
+    1000;
   return Math.round(Number(match[1]) * factor);
 }
 

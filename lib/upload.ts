@@ -29,7 +29,7 @@ import { rankInstances } from "./placement.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { sendSigned, shuffled } from "./signed_client.ts";
 import { hashInto } from "./store.ts";
-import { TlsError } from "./tls.ts";
+import { preferredTlsError, TlsError } from "./tls.ts";
 
 /** Bytes read from the file and written to a socket at a time. */
 export const UPLOAD_CHUNK_BYTES = 256 * 1024;
@@ -42,6 +42,14 @@ export const PUBLISH_ATTEMPTS = 3;
 /** Rounds of "are the holders still up?" before publishing. */
 export const LIVENESS_CHECK_ROUNDS = 3;
 const LIVENESS_TIMEOUT_MS = 2_000;
+/**
+ * Before publishing, the copies of parts stored longer ago than this are asked
+ * for again (part.has), which also marks them as in use: a repair deletes
+ * parts no file uses only once they have gone untouched for --unused-after
+ * (24 h unless set, never under 1 h), so an upload that runs for days keeps
+ * its early parts.
+ */
+export const REFRESH_COPIES_AFTER_MS = 30 * 60_000;
 
 export interface UploadOptions {
   /** The local file. */
@@ -59,6 +67,8 @@ export interface UploadOptions {
   connectTimeoutMs?: number;
   signal?: AbortSignal;
   onEvent?: (event: UploadEvent) => void;
+  /** REFRESH_COPIES_AFTER_MS unless given (tests shorten it). */
+  refreshCopiesAfterMs?: number;
 }
 
 export type UploadEvent =
@@ -114,6 +124,8 @@ interface _Part {
   digest: string;
   /** Instance ids holding a verified copy, as far as this run knows. */
   holders: string[];
+  /** When (Date.now()) its copies were first stored or found, or last asked for again. */
+  confirmedAt?: number;
 }
 
 /** Uploads a file; resolves once it is published. */
@@ -234,8 +246,11 @@ class _Uploader {
       this.#progress.bytesDone += part.size;
     });
 
-    // Step 3: every holder still up.
+    // Step 3: every holder still up, and the copies of a long upload's early parts marked as in use.
     this.#progress.phase = "checking";
+    const longAgo = Date.now() - (options.refreshCopiesAfterMs ?? REFRESH_COPIES_AFTER_MS);
+    const early = parts.filter((part) => (part.confirmedAt ?? 0) <= longAgo);
+    if (early.length > 0) await this.#recheckStored(early);
     await this.#recheckLiveness(parts);
 
     // Step 4: publish, re-sending whatever the server finds missing.
@@ -315,10 +330,8 @@ class _Uploader {
         peer?.close();
       }
     }
-    // An instance is up but TLS is wrong: say that, not "is the cluster running?".
-    if (tlsErrors.length > 0) {
-      throw new UploadError(tlsErrors[0]!.message, { cause: tlsErrors[0] });
-    }
+    const tlsError = preferredTlsError(tlsErrors, options.servers.length);
+    if (tlsError) throw new UploadError(tlsError.message, { cause: tlsError });
     throw new UploadError(
       `Cannot reach any server (tried ${options.servers.length}); is the cluster running?`,
       { cause: new Error(reasons.slice(0, 5).join("; ")) },
@@ -395,6 +408,7 @@ class _Uploader {
    * instance in rank order, and those that failed are asked once more, last.
    */
   async #ensureCopies(part: _Part): Promise<void> {
+    part.confirmedAt ??= Date.now();
     const { replicas, instances } = this.#cluster;
     const rank = rankInstances(part.digest, Object.keys(instances));
     const candidates = rank.filter((id) => !part.holders.includes(id));
@@ -545,6 +559,7 @@ class _Uploader {
   /** After MISSING_PARTS: asks every holder again, and re-sends the copies that are gone. */
   async #recheckStored(parts: _Part[]): Promise<void> {
     await this.#forEachPart(parts, async (part) => {
+      part.confirmedAt = Date.now();
       const still: string[] = [];
       for (const id of part.holders) {
         let peer: Peer | undefined;

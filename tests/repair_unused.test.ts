@@ -6,8 +6,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Peer } from "../lib/peer.ts";
+import { loadOrCreateIdentity } from "../lib/identity.ts";
 import { sha256Hex } from "../lib/sha256.ts";
-import { assertSameFile, readManifestJson, startCluster, storedPartPath } from "./harness.ts";
+import { uploadFile } from "../lib/upload.ts";
+import {
+  assertSameFile,
+  readManifestJson,
+  startCluster,
+  storedPartPath,
+  writeRandomFile,
+} from "./harness.ts";
 
 const KiB = 1024;
 const PART = 100 * KiB;
@@ -32,9 +40,7 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
       for (const id of ids) {
         const peer = await Peer.connect(`127.0.0.1:${id}`);
         try {
-          assert.deepEqual(await peer.putPart(digest, PART, [bytes].values() as never), {
-            stored: true,
-          });
+          await peer.putPart(digest, PART, [bytes].values() as never);
         } finally {
           peer.close();
         }
@@ -45,12 +51,25 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     const oldB = await put([p2], 2);
     const fresh = await put([p0], 3);
     const halfOld = await put([p0, p1], 4);
+    const asked = await put([p1], 5);
+    const resent = await put([p2], 6);
     const age = (id: string, digest: string) =>
       Deno.utime(storedPartPath(cluster.dir, id, digest), TWO_DAYS_AGO, TWO_DAYS_AGO);
     await age(p0, oldA);
     await age(p1, oldA);
     await age(p2, oldB);
     await age(p0, halfOld);
+    await age(p1, asked);
+    await age(p2, resent);
+    // An upload that finds a part already stored (part.has), or sends it again,
+    // marks it as in use: the next repair keeps it.
+    const peer1 = await Peer.connect(`127.0.0.1:${p1}`);
+    try {
+      assert.equal(await peer1.hasPart(asked), PART);
+    } finally {
+      peer1.close();
+    }
+    assert.equal(await put([p2], 6), resent);
     // The parts a file uses are just as old: age never makes them unused.
     const manifest = await readManifestJson(cluster.dir);
     const used = manifest.files["a.bin"]!.parts.flatMap((part) =>
@@ -64,6 +83,11 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     assert.deepEqual(JSON.parse(dry.stdout).unused, { parts: 2, copies: 3, bytes: 3 * PART });
     assert.ok(await _exists(storedPartPath(cluster.dir, p2, oldB)));
 
+    // A duration that would catch uploads under way is refused.
+    const short = await cluster.fts(["repair", "--unused-after", "24"]);
+    assert.equal(short.code, 2, short.stderr);
+    assert.match(short.stderr, /--unused-after: 24\.0 s is too short/);
+
     // --unused-after 0 keeps them.
     const keep = await cluster.fts(["repair", "--unused-after", "0", "--json"]);
     assert.equal(keep.code, 0, keep.stderr);
@@ -76,7 +100,8 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     for (const [id, digest] of [[p0, oldA], [p1, oldA], [p2, oldB]] as const) {
       assert.ok(!(await _exists(storedPartPath(cluster.dir, id, digest))), `${id} ${digest}`);
     }
-    for (const [id, digest] of [[p0, fresh], [p0, halfOld], [p1, halfOld]] as const) {
+    const kept = [[p0, fresh], [p0, halfOld], [p1, halfOld], [p1, asked], [p2, resent]] as const;
+    for (const [id, digest] of kept) {
       assert.ok(await _exists(storedPartPath(cluster.dir, id, digest)), `${id} ${digest}`);
     }
     for (const { id, digest } of used) {
@@ -92,6 +117,49 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     const again = await cluster.fts(["repair"]);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /nothing to do/);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("upload: before publishing, the copies of parts stored long ago are asked for again, which marks them as in use", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    partSize: "64KiB",
+    files: { "seed.bin": 1000 },
+  });
+  try {
+    const path = join(cluster.work, "src", "slow.bin");
+    await writeRandomFile(path, 4 * 64 * KiB, 9);
+    const bytes = await Deno.readFile(path);
+    const first = await sha256Hex(bytes.subarray(0, 64 * KiB));
+    const identity = await loadOrCreateIdentity(join(cluster.work, "me.json"));
+    // One part at a time, slowly: the first part's copies are on disk well before the publish.
+    const upload = uploadFile({
+      path,
+      name: "slow.bin",
+      servers: cluster.ports.map((port) => `127.0.0.1:${port}`),
+      identity,
+      parallel: 1,
+      limitRateBytesPerSecond: 128 * KiB,
+      refreshCopiesAfterMs: 0,
+    });
+    // Once both copies of the first part are stored, they are made to look two days old.
+    const copies = cluster.ports.map((port) => storedPartPath(cluster.dir, String(port), first));
+    let aged: string[] = [];
+    for (let tries = 0; aged.length < 2; tries++) {
+      assert.ok(tries < 1000, "the first part's copies never appeared");
+      await new Promise((r) => setTimeout(r, 20));
+      aged = [];
+      for (const copy of copies) if (await _exists(copy)) aged.push(copy);
+    }
+    for (const copy of aged) await Deno.utime(copy, TWO_DAYS_AGO, TWO_DAYS_AGO);
+    await upload;
+    for (const copy of aged) {
+      const { mtime } = await Deno.stat(copy);
+      assert.ok(mtime!.getTime() > Date.now() - 60_000, `${copy} was not marked as in use`);
+    }
   } finally {
     await cluster.stop();
   }

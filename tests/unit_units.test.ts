@@ -50,13 +50,14 @@ Deno.test("parseSize() rejects a size beyond the safe integer range", () => {
   assert.throws(() => parseSize("99999999999TiB"), RangeError);
 });
 
-Deno.test("parseDurationMs() reads ms, s, m, h and bare seconds", () => {
+Deno.test("parseDurationMs() reads ms, s, m, h, d and bare seconds", () => {
   const cases: [string, number][] = [
     ["500ms", 500],
     ["2s", 2000],
     ["1.5s", 1500],
     ["1m", 60_000],
     ["2h", 7_200_000],
+    ["7d", 7 * 86_400_000],
     ["3", 3000],
     ["0.25", 250],
     [" 10 s ", 10_000],
@@ -65,7 +66,7 @@ Deno.test("parseDurationMs() reads ms, s, m, h and bare seconds", () => {
 });
 
 Deno.test("parseDurationMs() rejects bad text", () => {
-  for (const text of ["", "soon", "5 days", "-1s", "1d", "2S", "1m30s", "ms"]) {
+  for (const text of ["", "soon", "5 days", "-1s", "1w", "2S", "1m30s", "ms"]) {
     assert.throws(() => parseDurationMs(text), SyntaxError, JSON.stringify(text));
   }
 });
