@@ -55,6 +55,8 @@ async function _startDetached(
   const flags = await loadServeFlags(dir);
   await Deno.mkdir(paths.logDir, { recursive: true });
   const log = paths.logFile(id);
+  // What this run appends starts here (the log keeps earlier runs' lines).
+  const logStart = await Deno.stat(log).then((info) => info.size, () => 0);
   const { program, prefix } = ftsCommand();
   // The instance outlives this command, so its output goes straight to the log
   // (through a shell's redirection), not through a pipe that would close.
@@ -86,10 +88,13 @@ async function _startDetached(
   let exited: Deno.CommandStatus | undefined;
   void child.status.then((status) => exited = status);
   child.unref();
-  // Up once it has written its pid file, which it does once it listens.
+  // Up once it has written its pid file, which it does once it listens (our
+  // child, so its pid is enough: no need to recognise its command line).
+  const pidFile = paths.pidFile(id);
   const deadline = Date.now() + START_WAIT_MS;
   while (Date.now() < deadline) {
-    if ((await livePid(dir, id)) === child.pid) {
+    const recorded = await Deno.readTextFile(pidFile).then((t) => t.trim(), () => "");
+    if (exited === undefined && recorded === String(child.pid)) {
       const detail = flags.args.length > 0
         ? `; with the last cluster's flags: ${flags.args.join(" ")}`
         : "";
@@ -110,6 +115,7 @@ async function _startDetached(
       throw new Error(
         `Instance ${id} exited (code ${exited.code}) before it listened: ${await _lastLine(
           log,
+          logStart,
         )} (log: ${log})`,
       );
     }
@@ -121,12 +127,28 @@ async function _startDetached(
   throw new Error(`Instance ${id} did not come up within ${START_WAIT_MS} ms (log: ${log})`);
 }
 
-/** The last non-empty line of a log, or a placeholder. */
-async function _lastLine(path: string): Promise<string> {
+/** The last non-empty line the log gained after byte `from`, or a placeholder. */
+async function _lastLine(path: string, from: number): Promise<string> {
+  const none = "(it logged nothing)";
+  let file: Deno.FsFile | undefined;
   try {
-    const text = await Deno.readTextFile(path);
-    return text.trimEnd().split("\n").at(-1) || "(nothing logged)";
+    file = await Deno.open(path, { read: true });
+    // The tail is enough for a last line; the log may be long.
+    const { size } = await file.stat();
+    const start = Math.max(from, size - 64 * 1024);
+    await file.seek(start, Deno.SeekMode.Start);
+    const buffer = new Uint8Array(Math.max(0, size - start));
+    let read = 0;
+    while (read < buffer.length) {
+      const n = await file.read(buffer.subarray(read));
+      if (n === null) break;
+      read += n;
+    }
+    const text = new TextDecoder().decode(buffer.subarray(0, read));
+    return text.trimEnd().split("\n").at(-1) || none;
   } catch {
-    return "(nothing logged)";
+    return none;
+  } finally {
+    file?.close();
   }
 }

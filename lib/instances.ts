@@ -2,8 +2,14 @@
 import { type ClusterConfig, dataPaths, instancePorts } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { processAlive, processCommandLine, readJsonFile } from "./fs_util.ts";
+import { basename } from "./paths.ts";
 import { Peer } from "./peer.ts";
 import { type TlsClientOptions } from "./tls.ts";
+
+/** This program's name when it is a `deno compile`d fts (whatever it was renamed to). */
+const COMPILED_NAME = /^deno(\.exe)?$/.test(basename(Deno.execPath()))
+  ? undefined
+  : basename(Deno.execPath());
 
 /** The pid of a live `fts serve` for this instance, or undefined when it is down. */
 export async function livePid(dir: string, id: string): Promise<number | undefined> {
@@ -18,7 +24,10 @@ export async function livePid(dir: string, id: string): Promise<number | undefin
   // A recycled pid that now belongs to something else (even another server on
   // that port) is not our instance: it must be `fts serve` with this id.
   const args = processCommandLine(pid).split(" ");
-  const isFts = args.some((arg) => arg.endsWith("main.ts") || /(^|\/)fts$/.test(arg));
+  const isFts = args.some((arg) =>
+    arg.endsWith("main.ts") || /(^|\/)fts$/.test(arg) ||
+    (COMPILED_NAME !== undefined && basename(arg) === COMPILED_NAME)
+  );
   const isThisInstance = args.some((arg, i) =>
     (arg === "--port" || arg === "--public-port") && args[i + 1] === id
   );
