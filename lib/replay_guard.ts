@@ -33,18 +33,17 @@ export async function claimNonce(dir: string, auth: SignedAuth, now = Date.now()
   const bucketDir = join(root, String(_bucketOf(auth.timestamp)));
   // Keyed by signer and nonce, hashed: no name from the network becomes a path.
   const name = await sha256Hex(`${auth.key}\n${auth.nonce}`);
-  const newBucket = await _mkdirNew(bucketDir);
+  await Deno.mkdir(bucketDir, { recursive: true });
   try {
     const file = await Deno.open(join(bucketDir, name), { write: true, createNew: true });
     file.close();
     // On disk before the request takes effect: a nonce forgotten in a power
     // loss would let the same request be replayed while it is still fresh.
+    // The directories above it too: another instance may have just created
+    // them and not flushed them yet (signed requests are few; this is cheap).
     await syncDir(bucketDir);
-    if (newBucket) {
-      // A new bucket (one per SIGNATURE_MAX_AGE_MS) and, the first time, the nonces directory.
-      await syncDir(root);
-      await syncDir(dirname(root));
-    }
+    await syncDir(root);
+    await syncDir(dirname(root));
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) {
       throw new ProtocolError(
@@ -58,19 +57,6 @@ export async function claimNonce(dir: string, auth: SignedAuth, now = Date.now()
     _lastPrune.set(root, now);
     await pruneNonces(dir, now);
   }
-}
-
-/** Creates a directory (and its parents); true when the directory itself is new. */
-async function _mkdirNew(path: string): Promise<boolean> {
-  try {
-    await Deno.mkdir(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) return false;
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  await Deno.mkdir(path, { recursive: true });
-  return true;
 }
 
 /** Deletes nonce buckets that no fresh request can fall into; returns how many. */

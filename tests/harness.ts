@@ -245,6 +245,17 @@ export async function damageFile(path: string, offset: number, length: number): 
   }
 }
 
+let _strace: Promise<boolean> | undefined;
+
+/** Whether strace can trace here (installed, and ptrace allowed: not so in every container). */
+export function straceWorks(): Promise<boolean> {
+  return _strace ??= new Deno.Command("strace", {
+    args: ["-f", "-o", "/dev/null", "true"],
+    stdout: "null",
+    stderr: "null",
+  }).output().then((o) => o.success, () => false);
+}
+
 /** The path of instance `id`'s stored copy of a part. */
 export function storedPartPath(dataDir: string, id: string, digest: string): string {
   return join(dataDir, "instances", id, "parts", digest.slice(0, 2), digest);
