@@ -3,7 +3,12 @@ import { loadConfig, resolveDataDir } from "../lib/config.ts";
 import { readManifest } from "../lib/manifest.ts";
 import { type FileSummary, Peer } from "../lib/peer.ts";
 import { resolveServers } from "../lib/servers.ts";
-import { loadTlsClientOptions, type TlsClientOptions, TlsError } from "../lib/tls.ts";
+import {
+  loadTlsClientOptions,
+  preferredTlsError,
+  type TlsClientOptions,
+  TlsError,
+} from "../lib/tls.ts";
 import { formatBytes } from "../lib/units.ts";
 
 export const USAGE = "fts ls [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR]";
@@ -31,8 +36,8 @@ async function _fromServers(
       peer?.close();
     }
   }
-  // An instance is up but TLS is wrong: say that, not "is the cluster running?".
-  if (tlsErrors.length > 0) throw tlsErrors[0]!;
+  const tlsError = preferredTlsError(tlsErrors, servers.length);
+  if (tlsError) throw tlsError;
   throw new Error(`Cannot reach any server (tried ${servers.length}); is the cluster running?`, {
     cause: new Error(reasons.slice(0, 3).join("; ")),
   });

@@ -28,7 +28,7 @@ import { writeAll } from "./protocol.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { HashPool } from "./hash_pool.ts";
 import { notFoundMessage } from "./hints.ts";
-import { type TlsClientOptions, TlsError } from "./tls.ts";
+import { preferredTlsError, type TlsClientOptions, TlsError } from "./tls.ts";
 
 /** Bytes read from a socket and written to disk at a time. */
 export const RECEIVE_CHUNK_BYTES = 1024 * 1024;
@@ -144,10 +144,8 @@ export async function locateFile(
       peer?.close();
     }
   }
-  // An instance is up but TLS is wrong: say that, not "is the cluster up?".
-  if (tlsErrors.length > 0) {
-    throw new FetchError(tlsErrors[0]!.message, [], { cause: tlsErrors[0] });
-  }
+  const tlsError = preferredTlsError(tlsErrors, order.length);
+  if (tlsError) throw new FetchError(tlsError.message, [], { cause: tlsError });
   if (badAnswers.length === order.length) {
     throw new FetchError(
       `No server gave a usable entry for ${JSON.stringify(name)} (asked ${order.length}): ${

@@ -58,10 +58,23 @@ export async function loadTlsClientOptions(
 
 /** A connection that failed because of TLS: the wrong CA, or one side not speaking TLS. */
 export class TlsError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
+  /** The handshake took too long: the instance may be stuck, not misconfigured. */
+  readonly timedOut: boolean;
+  constructor(message: string, options?: ErrorOptions & { timedOut?: boolean }) {
     super(message, options);
     this.name = "TlsError";
+    this.timedOut = options?.timedOut ?? false;
   }
+}
+
+/**
+ * The TLS failure to report when no server could be used, if any: an instance
+ * that is up but speaks TLS differently (say that, not "is the cluster
+ * up?"), else a handshake that timed out on every server.
+ */
+export function preferredTlsError(errors: TlsError[], servers: number): TlsError | undefined {
+  return errors.find((error) => !error.timedOut) ??
+    (errors.length === servers ? errors[0] : undefined);
 }
 
 let _default: { path: string; options: TlsClientOptions } | undefined;
@@ -110,7 +123,10 @@ export async function startTls(
   } catch (cause) {
     _closeQuietly(tls);
     if (timedOut) {
-      throw new TlsError(`TLS handshake with ${address} took over ${timeoutMs} ms`, { cause });
+      throw new TlsError(`TLS handshake with ${address} took over ${timeoutMs} ms`, {
+        cause,
+        timedOut: true,
+      });
     }
     const reason = cause instanceof Error ? cause.message.replace(/^\w+: /, "") : String(cause);
     const hint = /certificate|issuer|name/i.test(reason)

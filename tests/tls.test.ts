@@ -4,6 +4,7 @@
  * only that CA.
  */
 import assert from "node:assert/strict";
+import { preferredTlsError, TlsError } from "../lib/tls.ts";
 import { join } from "node:path";
 import {
   assertSameFile,
@@ -290,4 +291,13 @@ Deno.test("start: a damaged record of the cluster's flags stops fts start, rathe
   } finally {
     await cluster.stop();
   }
+});
+
+Deno.test("preferredTlsError(): a server that speaks TLS differently first, then a timeout only if every server timed out", () => {
+  const wrong = new TlsError("127.0.0.1:1 speaks TLS");
+  const slow = new TlsError("TLS handshake with 127.0.0.1:2 took over 1000 ms", { timedOut: true });
+  assert.equal(preferredTlsError([slow, wrong], 3), wrong);
+  assert.equal(preferredTlsError([slow], 3), undefined, "others were simply down");
+  assert.equal(preferredTlsError([slow, slow], 2), slow);
+  assert.equal(preferredTlsError([], 2), undefined);
 });
