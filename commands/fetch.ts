@@ -105,6 +105,11 @@ export async function run(args: string[]): Promise<number> {
               `failover: part ${event.part} from instance ${event.from} at byte ${event.at}: ${event.reason}`,
               event,
             );
+          } else if (event.type === "waiting") {
+            progress.event(
+              `waiting: another fetch is writing ${event.path}; this one goes on when it ends`,
+              event,
+            );
           } else if (event.type === "mismatch") {
             progress.event(
               `digest mismatch: part ${event.part} from instance ${

@@ -10,11 +10,14 @@ import {
   Bitmap,
   currentBootId,
   type FetchState,
+  fileStamp,
   loadFetchState,
   saveFetchState,
+  stampMatches,
   stateSurvived,
 } from "./fetch_state.ts";
-import { exists, syncDir } from "./fs_util.ts";
+import { syncDir } from "./fs_util.ts";
+import { acquireFileLock } from "./lock.ts";
 import { type FileEntry } from "./manifest.ts";
 import {
   type ConnectOptions,
@@ -43,6 +46,15 @@ export const MAX_PARALLEL = 64;
 
 export const PARTIAL_SUFFIX = ".fts-partial";
 export const STATE_SUFFIX = ".fts-state";
+/** Held while a fetch works on NAME in its directory; deleted at the end. */
+export const LOCK_SUFFIX = ".fts-lock";
+/**
+ * Telling an existing file apart: when one of its first, middle and last whole
+ * parts is wrong, this many more are hashed, and it counts as a copy of the
+ * file (worked on in place) if at least this share of them all is right.
+ */
+export const SAME_FILE_EXTRA_SAMPLES = 5;
+export const SAME_FILE_MIN_SHARE = 0.75;
 
 export interface FetchOptions {
   name: string;
@@ -68,6 +80,7 @@ export interface FetchOptions {
 
 export type FetchEvent =
   | { type: "entry"; entry: FileEntry; from: string }
+  | { type: "waiting"; path: string }
   | { type: "checking"; workPath: string; usingControlFile: boolean }
   | { type: "failover"; part: number; from: string; at: number; reason: string }
   | { type: "mismatch"; part: number; replicas: string[] }
@@ -268,18 +281,48 @@ class _Fetcher {
       throw new FetchError(`Destination ${options.destDir} is not a directory`, []);
     }
     const finalPath = join(options.destDir, entry.name);
+    // One fetch at a time per destination file: a second one waits, then finds
+    // the file complete (or resumes what the first left).
+    const release = await acquireFileLock(finalPath + LOCK_SUFFIX, {
+      signal: options.signal,
+      onWaiting: () => this.#emit({ type: "waiting", path: finalPath }),
+    });
+    try {
+      return await this.#fetchInto(entry, finalPath, addressOf, hashes);
+    } finally {
+      await release();
+    }
+  }
+
+  async #fetchInto(
+    entry: FileEntry,
+    finalPath: string,
+    addressOf: (id: string) => string,
+    hashes: HashPool,
+  ): Promise<FetchResult> {
+    const options = this.#options;
     const partialPath = finalPath + PARTIAL_SUFFIX;
     const statePath = finalPath + STATE_SUFFIX;
-    if ((await exists(finalPath)) && !(await Deno.stat(finalPath)).isFile) {
+    const final = await Deno.lstat(finalPath).catch(() => undefined);
+    if (final && !final.isFile && !final.isSymlink) {
       throw new FetchError(`Destination ${finalPath} exists and is not a regular file`, []);
+    }
+    const partial = await Deno.lstat(partialPath).catch(() => undefined);
+    if (partial && !partial.isFile) {
+      throw new FetchError(
+        `${partialPath} exists and is not a regular file; remove it and run the same command again`,
+        [],
+      );
     }
     // Work in the partial file of an earlier run, else in place on an existing
     // destination that is (a copy of) this file, its bytes being what resume
-    // is for, else in a new partial file.
+    // is for, else in a new partial file. Never in place through a link: the
+    // bytes would land in the file it points to (or shares with another name);
+    // a fetch into the partial file ends by renaming it over the link instead.
     const state = await loadFetchState(statePath);
     /** Parts of an existing destination found right while telling whether it is this file. */
     const sampled = new Set<number>();
-    const workPath = (await exists(partialPath)) ? partialPath : (await exists(finalPath)) &&
+    const workPath = partial ? partialPath : final?.isFile && final.nlink === 1 &&
         await this.#isSameFile(entry, finalPath, state, hashes, sampled)
       ? finalPath
       : partialPath;
@@ -314,6 +357,8 @@ class _Fetcher {
         // Without a boot id a crash could not be told apart later, so the data
         // is flushed first; only parts verified before the flush are recorded.
         if (bootId === undefined) await work.syncData();
+        // After the snapshot: a write in between only makes the stamp newer.
+        const stamp = fileStamp(await work.stat());
         await saveFetchState(statePath, {
           name: entry.name,
           contentId: entry.contentId,
@@ -322,6 +367,7 @@ class _Fetcher {
           workFile: basename(workPath),
           verified: snapshot,
           bootId,
+          stamp,
         });
       };
       const { size: workSize } = await work.stat();
@@ -423,14 +469,32 @@ class _Fetcher {
     /** Gets the indexes of the parts that hashed right. */
     sampled: Set<number>,
   ): Promise<boolean> {
-    if (state?.contentId === entry.contentId && state.workFile === basename(path)) return true;
-    const { size } = await Deno.stat(path);
+    const info = await Deno.stat(path);
+    if (
+      state?.contentId === entry.contentId && state.workFile === basename(path) &&
+      stampMatches(state, info)
+    ) {
+      return true;
+    }
     const whole = entry.parts.findLastIndex((part, index) =>
-      index * entry.partSize + part.size <= size
+      index * entry.partSize + part.size <= info.size
     );
     if (whole < 0) return false;
-    const samples = [...new Set([0, Math.floor(whole / 2), whole])];
-    for (const index of samples) {
+    // First, middle and last whole part; if one is wrong (a damaged copy, or
+    // another file that merely starts or ends the same), more, evenly spread.
+    const first = [...new Set([0, Math.floor(whole / 2), whole])];
+    const more = [
+      ...new Set(
+        Array.from(
+          { length: SAME_FILE_EXTRA_SAMPLES },
+          (_, i) => Math.round(((i + 1) * whole) / (SAME_FILE_EXTRA_SAMPLES + 1)),
+        ),
+      ),
+    ].filter((index) => !first.includes(index));
+    let right = 0;
+    let asked = 0;
+    for (const index of [...first, ...more]) {
+      if (asked === first.length && right === asked) break;
       const part = entry.parts[index]!;
       const { digest, bytes } = await hashes.hashRange({
         path,
@@ -438,12 +502,13 @@ class _Fetcher {
         length: part.size,
       });
       this.#progress.bytesChecked += bytes;
+      asked++;
       if (bytes === part.size && digest === part.digest) {
         sampled.add(index);
-        return true;
+        right++;
       }
     }
-    return false;
+    return right === asked || right >= SAME_FILE_MIN_SHARE * asked;
   }
 
   async #checkDestination(
@@ -458,10 +523,11 @@ class _Fetcher {
     /** Whole parts already hashed right (while telling whether the file is this one). */
     known: ReadonlySet<number>,
   ): Promise<number[]> {
-    const { size: onDisk } = await work.stat();
+    const info = await work.stat();
+    const onDisk = info.size;
     const usable = state !== undefined && state.contentId === entry.contentId &&
       state.workFile === basename(workPath) && state.verified.size === entry.parts.length &&
-      stateSurvived(state, bootId);
+      stateSurvived(state, bootId) && stampMatches(state, info);
     this.#emit({ type: "checking", workPath, usingControlFile: usable });
     const whole: number[] = [];
     for (let index = 0; index < entry.parts.length; index++) {

@@ -25,6 +25,46 @@ export interface FetchState {
    * the data first; absent when the data was flushed (valid across reboots).
    */
   bootId?: string | undefined;
+  /**
+   * The work file as it was when the claims were saved. The claims hold only
+   * while it is unchanged: a file replaced or written since (by anyone) has
+   * its parts hashed again.
+   */
+  stamp?: FileStamp | undefined;
+}
+
+/**
+ * What tells a file apart from itself after a change: a write or truncate
+ * moves mtime and ctime, a replacement changes the inode (or, copied over in
+ * place, the times). ctime cannot be set back by users.
+ */
+export interface FileStamp {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+/** The stamp of a file's stat, or undefined where the system does not give all of it. */
+export function fileStamp(info: Deno.FileInfo): FileStamp | undefined {
+  if (info.dev == null || info.ino == null || !info.mtime || !info.ctime) return undefined;
+  return {
+    dev: info.dev,
+    ino: info.ino,
+    size: info.size,
+    mtimeMs: info.mtime.getTime(),
+    ctimeMs: info.ctime.getTime(),
+  };
+}
+
+/** Whether a control file's claims are about this file as it is now. */
+export function stampMatches(state: FetchState, info: Deno.FileInfo): boolean {
+  const now = fileStamp(info);
+  const then = state.stamp;
+  return now !== undefined && then !== undefined && now.dev === then.dev &&
+    now.ino === then.ino && now.size === then.size && now.mtimeMs === then.mtimeMs &&
+    now.ctimeMs === then.ctimeMs;
 }
 
 const BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id";
@@ -104,6 +144,7 @@ export async function saveFetchState(path: string, state: FetchState): Promise<v
       workFile: state.workFile,
       verified: state.verified.toBase64(),
       ...(state.bootId !== undefined ? { bootId: state.bootId } : {}),
+      ...(state.stamp !== undefined ? { stamp: state.stamp } : {}),
     }) + "\n",
     { durable: state.bootId === undefined },
   );
@@ -129,6 +170,7 @@ export async function loadFetchState(path: string): Promise<FetchState | undefin
     return undefined;
   }
   const partCount = v.size === 0 ? 0 : Math.ceil(v.size / v.partSize);
+  const stamp = _parseStamp(v.stamp);
   try {
     return {
       name: v.name,
@@ -138,8 +180,26 @@ export async function loadFetchState(path: string): Promise<FetchState | undefin
       workFile: v.workFile,
       verified: Bitmap.fromBase64(partCount, v.verified),
       ...(typeof v.bootId === "string" ? { bootId: v.bootId } : {}),
+      ...(stamp !== undefined ? { stamp } : {}),
     };
   } catch {
     return undefined;
   }
+}
+
+/** A stamp read back, or undefined (then the claims are not trusted). */
+function _parseStamp(value: unknown): FileStamp | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const keys = ["dev", "ino", "size", "mtimeMs", "ctimeMs"] as const;
+  if (!keys.every((key) => typeof v[key] === "number" && Number.isFinite(v[key]))) {
+    return undefined;
+  }
+  return {
+    dev: v.dev as number,
+    ino: v.ino as number,
+    size: v.size as number,
+    mtimeMs: v.mtimeMs as number,
+    ctimeMs: v.ctimeMs as number,
+  };
 }

@@ -27,3 +27,58 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>): P
     if (_chains.get(lockPath) === chained) _chains.delete(lockPath);
   }
 }
+
+/**
+ * Takes an exclusive lock on `path` (created if need be) for the life of one
+ * job, waiting while another process holds it; `onWaiting` is called once if
+ * that takes a moment. The returned release deletes the file while still
+ * holding the lock; a waiter that then gets the lock on the deleted file sees
+ * the path gone or pointing elsewhere and starts over.
+ */
+export async function acquireFileLock(
+  path: string,
+  options: { signal?: AbortSignal | undefined; onWaiting?: () => void } = {},
+): Promise<() => Promise<void>> {
+  let warned = false;
+  while (true) {
+    options.signal?.throwIfAborted();
+    const file = await Deno.open(path, { read: true, write: true, create: true });
+    try {
+      const locked = file.lock(true);
+      const waiting = setTimeout(() => {
+        if (!warned) options.onWaiting?.();
+        warned = true;
+      }, 200);
+      try {
+        if (options.signal) {
+          const signal = options.signal;
+          await new Promise<void>((resolve, reject) => {
+            const onAbort = () => reject(signal.reason);
+            signal.addEventListener("abort", onAbort, { once: true });
+            locked.then(resolve, reject).finally(() =>
+              signal.removeEventListener("abort", onAbort)
+            );
+          });
+        } else {
+          await locked;
+        }
+      } finally {
+        clearTimeout(waiting);
+      }
+      const held = await file.stat();
+      const current = await Deno.lstat(path).catch(() => undefined);
+      if (current?.ino !== held.ino || current?.dev !== held.dev) {
+        // Released and deleted by its last holder while we waited: start over.
+        file.close();
+        continue;
+      }
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+    return async () => {
+      await Deno.remove(path).catch(() => {});
+      file.close();
+    };
+  }
+}

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { fileStamp } from "../lib/fetch_state.ts";
 import {
   assertSameFile,
   damageFile,
@@ -26,6 +27,7 @@ async function _fetchJson(cluster: TestCluster, name: string, dest: string, extr
   return JSON.parse(result.stdout) as {
     bytesReceived: number;
     partsPresent: number;
+    bytesChecked: number;
     partsFetched: number;
     bytesPresent: number;
     parts: number;
@@ -147,7 +149,7 @@ Deno.test("fetch: resume: --verify re-hashes parts the control file vouches for"
   }
 });
 
-Deno.test("fetch: resume: a control file from another boot is not trusted", async () => {
+Deno.test("fetch: resume: a control file is trusted only in the boot that wrote it, and only for the file as it was then", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "b.bin": 4 * MiB } });
   try {
     const killed = await _dest(cluster);
@@ -160,29 +162,35 @@ Deno.test("fetch: resume: a control file from another boot is not trusted", asyn
     const bootId = (await Deno.readTextFile("/proc/sys/kernel/random/boot_id")).trim();
     assert.equal(state.bootId, bootId);
     assert.equal(atob(state.verified).charCodeAt(0) & 1, 1, "part 0 should be recorded verified");
-    // Damage part 0 behind the control file's back, then resume two copies:
-    // one as if in the same boot, one as if after a reboot (a crash).
-    await damageFile(join(killed, "b.bin.fts-partial"), 100, 10);
+    // Resume copies whose control file names the copy as it is (its stamp):
+    // as if in the same boot, as if after a reboot, and one damaged since.
     const copies: Record<string, string> = {};
-    for (const boot of ["same", "other"]) {
+    for (const how of ["same", "other", "damaged"]) {
       const dest = await _dest(cluster);
-      await Deno.copyFile(join(killed, "b.bin.fts-partial"), join(dest, "b.bin.fts-partial"));
-      const copy = { ...state, bootId: boot === "same" ? bootId : crypto.randomUUID() };
+      const partial = join(dest, "b.bin.fts-partial");
+      await Deno.copyFile(join(killed, "b.bin.fts-partial"), partial);
+      const stamp = fileStamp(await Deno.stat(partial));
+      const copy = { ...state, stamp, bootId: how === "other" ? crypto.randomUUID() : bootId };
       await Deno.writeTextFile(join(dest, "b.bin.fts-state"), JSON.stringify(copy));
-      copies[boot] = dest;
+      // Written behind the control file's back: the file is no longer the one it vouches for.
+      if (how === "damaged") await damageFile(partial, 100, 10);
+      copies[how] = dest;
     }
     const same = await _fetchJson(cluster, "b.bin", copies.same!);
     const other = await _fetchJson(cluster, "b.bin", copies.other!);
-    // Same boot: the claims stand (no re-hash), so the damage stays; this is
-    // what trusting the control file means, and why a reboot must void it.
-    assert.ok(same.partsPresent >= 4);
-    const source = await Deno.readFile(join(cluster.work, "src", "b.bin"));
-    const kept = await Deno.readFile(join(copies.same!, "b.bin"));
-    assert.notDeepEqual(kept.subarray(100, 110), source.subarray(100, 110));
-    // Another boot: every part is re-hashed and the damaged one fetched again.
-    await assertSameFile(join(copies.other!, "b.bin"), join(cluster.work, "src", "b.bin"));
-    assert.ok(other.partsPresent > 0, `nothing was kept: ${JSON.stringify(other)}`);
-    assert.ok(other.bytesReceived >= PART && other.bytesReceived < other.size);
+    const damaged = await _fetchJson(cluster, "b.bin", copies.damaged!);
+    const source = join(cluster.work, "src", "b.bin");
+    // Same boot, same file: the claims stand, nothing is hashed again.
+    assert.ok(same.partsPresent >= 4, JSON.stringify(same));
+    assert.equal(same.bytesChecked, 0);
+    await assertSameFile(join(copies.same!, "b.bin"), source);
+    // Another boot: every part is hashed again; those intact are kept.
+    assert.ok(other.bytesChecked > 0 && other.partsPresent > 0, JSON.stringify(other));
+    await assertSameFile(join(copies.other!, "b.bin"), source);
+    // Changed since: hashed again, and the damaged part fetched again.
+    assert.ok(damaged.bytesChecked > 0 && damaged.partsPresent > 0, JSON.stringify(damaged));
+    assert.ok(damaged.bytesReceived >= PART && damaged.bytesReceived < damaged.size);
+    await assertSameFile(join(copies.damaged!, "b.bin"), source);
   } finally {
     await cluster.stop();
   }
