@@ -456,8 +456,9 @@ class _Fetcher {
   /**
    * Whether an existing destination holds this file (whole, cut short, or
    * damaged here and there) rather than something else of the same name: a
-   * control file of an earlier fetch into it says so, else one of a few whole
-   * parts (first, middle, last) must hash right. Another file is replaced only
+   * control file of an earlier fetch into it says so (and the file is as it
+   * was then), else its first, middle and last whole parts hash right, or 3/4
+   * of those and SAME_FILE_EXTRA_SAMPLES more. Another file is replaced only
    * once every part is verified (through the partial file), so a fetch that
    * fails leaves it as it was.
    */
