@@ -3,18 +3,12 @@ import { join } from "node:path";
 import {
   assertSameFile,
   instanceStats,
+  newDest,
   readManifestJson,
   startCluster,
-  type TestCluster,
 } from "./harness.ts";
 
 const MiB = 1024 * 1024;
-
-async function _dest(cluster: TestCluster): Promise<string> {
-  const dest = join(cluster.work, `dest-${crypto.randomUUID().slice(0, 8)}`);
-  await Deno.mkdir(dest);
-  return dest;
-}
 
 /** Instances whose bytesServed moved between two looks: the ones streaming right now. */
 async function _streaming(alive: Set<number>): Promise<number[]> {
@@ -48,7 +42,7 @@ Deno.test("fetch: failover: serving instances SIGKILLed mid-part (6 servers, R=3
     clusterArgs: ["--limit-rate", "1MiB"],
   });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const fetch = cluster.spawnFetch("movie.bin", dest, ["--json", "--parallel", "2"]);
     const alive = new Set(cluster.ports);
     const killed: number[] = [];
@@ -93,7 +87,7 @@ Deno.test("fetch: failover: R-1 replicas of every part down before the fetch (6 
   try {
     await cluster.kill(cluster.ports[0]!);
     await cluster.kill(cluster.ports[3]!);
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const result = await cluster.fts(["fetch", "a.bin", dest]);
     assert.equal(result.code, 0, result.stderr);
     await assertSameFile(join(dest, "a.bin"), join(cluster.work, "src", "a.bin"));
@@ -114,7 +108,7 @@ Deno.test("fetch: failover: every replica of a part down fails fast naming the p
     const target = 5;
     const holders = entry.parts[target]!.replicas.map(Number);
     for (const port of holders) await cluster.kill(port);
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const started = Date.now();
     const failed = await cluster.fts(["fetch", "a.bin", dest], { env: {} });
     assert.notEqual(failed.code, 0);

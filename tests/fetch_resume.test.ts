@@ -4,36 +4,17 @@ import { fileStamp } from "../lib/fetch_state.ts";
 import {
   assertSameFile,
   damageFile,
+  fetchJson,
+  newDest,
   readManifestJson,
   sha256File,
   startCluster,
-  type TestCluster,
   waitForVerifiedParts,
   writeRandomFile,
 } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 const PART = 256 * 1024;
-
-async function _dest(cluster: TestCluster): Promise<string> {
-  const dest = join(cluster.work, `dest-${crypto.randomUUID().slice(0, 8)}`);
-  await Deno.mkdir(dest);
-  return dest;
-}
-
-async function _fetchJson(cluster: TestCluster, name: string, dest: string, extra: string[] = []) {
-  const result = await cluster.fts(["fetch", name, dest, "--json", ...extra]);
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as {
-    bytesReceived: number;
-    partsPresent: number;
-    bytesChecked: number;
-    partsFetched: number;
-    bytesPresent: number;
-    parts: number;
-    size: number;
-  };
-}
 
 /** Copies the first `bytes` of `from` into `to`. */
 async function _copyPrefix(from: string, to: string, bytes: number): Promise<void> {
@@ -48,7 +29,7 @@ Deno.test("fetch: resume: a killed client resumes with only the unverified parts
     files: { "big.bin": 6 * MiB },
   });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     // Slow the client so it is surely mid-file when killed.
     const first = cluster.spawnFetch("big.bin", dest, ["--limit-rate", "2MiB", "--parallel", "2"]);
     // 6 MiB in 256 KiB parts: 24 parts; kill once a third is recorded verified.
@@ -58,7 +39,7 @@ Deno.test("fetch: resume: a killed client resumes with only the unverified parts
     const state = join(dest, "big.bin.fts-state");
     assert.ok((await Deno.stat(state)).isFile, "the control file should survive a SIGKILL");
     const before = await cluster.bytesServed();
-    const summary = await _fetchJson(cluster, "big.bin", dest);
+    const summary = await fetchJson(cluster, "big.bin", dest);
     const served = (await cluster.bytesServed()) - before;
     await assertSameFile(join(dest, "big.bin"), join(cluster.work, "src", "big.bin"));
     assert.ok(summary.partsPresent > 0, `nothing was kept: ${JSON.stringify(summary)}`);
@@ -75,11 +56,11 @@ Deno.test("fetch: resume: a destination holding the first 70% transfers about 30
   const size = 10 * MiB + 1234;
   const cluster = await startCluster({ servers: 5, replicas: 3, files: { "v.bin": size } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const present = Math.floor(size * 0.7);
     await _copyPrefix(join(cluster.work, "src", "v.bin"), join(dest, "v.bin"), present);
     const before = await cluster.bytesServed();
-    const summary = await _fetchJson(cluster, "v.bin", dest);
+    const summary = await fetchJson(cluster, "v.bin", dest);
     const served = (await cluster.bytesServed()) - before;
     await assertSameFile(join(dest, "v.bin"), join(cluster.work, "src", "v.bin"));
     // The part cut at 70% continues from its last byte: exactly the missing bytes move.
@@ -94,13 +75,13 @@ Deno.test("fetch: resume: one damaged region re-fetches only the damaged part(s)
   const size = 8 * MiB;
   const cluster = await startCluster({ servers: 5, replicas: 3, files: { "d.bin": size } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const target = join(dest, "d.bin");
     await Deno.copyFile(join(cluster.work, "src", "d.bin"), target);
     // 4 KiB across a part boundary: two parts damaged.
     await damageFile(target, 3 * PART - 2048, 4096);
     const before = await cluster.bytesServed();
-    const summary = await _fetchJson(cluster, "d.bin", dest);
+    const summary = await fetchJson(cluster, "d.bin", dest);
     const served = (await cluster.bytesServed()) - before;
     await assertSameFile(target, join(cluster.work, "src", "d.bin"));
     assert.equal(summary.partsFetched, 2);
@@ -114,10 +95,10 @@ Deno.test("fetch: resume: one damaged region re-fetches only the damaged part(s)
 Deno.test("fetch: resume: a complete, correct destination transfers no part data", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "c.bin": 3 * MiB } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     await Deno.copyFile(join(cluster.work, "src", "c.bin"), join(dest, "c.bin"));
     const before = await cluster.bytesServed();
-    const summary = await _fetchJson(cluster, "c.bin", dest);
+    const summary = await fetchJson(cluster, "c.bin", dest);
     assert.equal(summary.bytesReceived, 0);
     assert.equal(summary.partsFetched, 0);
     assert.equal(summary.partsPresent, summary.parts);
@@ -131,7 +112,7 @@ Deno.test("fetch: resume: a complete, correct destination transfers no part data
 Deno.test("fetch: resume: --verify re-hashes parts the control file vouches for", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "v.bin": 4 * MiB } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const first = cluster.spawnFetch("v.bin", dest, ["--limit-rate", "1MiB", "--parallel", "1"]);
     await waitForVerifiedParts(join(dest, "v.bin.fts-state"), 4);
     first.kill("SIGKILL");
@@ -141,7 +122,7 @@ Deno.test("fetch: resume: --verify re-hashes parts the control file vouches for"
     assert.equal(atob(state.verified).charCodeAt(0) & 1, 1, "part 0 should be recorded verified");
     const partial = join(dest, "v.bin.fts-partial");
     await damageFile(partial, 100, 10);
-    const summary = await _fetchJson(cluster, "v.bin", dest, ["--verify"]);
+    const summary = await fetchJson(cluster, "v.bin", dest, ["--verify"]);
     await assertSameFile(join(dest, "v.bin"), join(cluster.work, "src", "v.bin"));
     assert.ok(summary.partsPresent > 0);
   } finally {
@@ -152,7 +133,7 @@ Deno.test("fetch: resume: --verify re-hashes parts the control file vouches for"
 Deno.test("fetch: resume: a control file is trusted only in the boot that wrote it, and only for the file as it was then", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "b.bin": 4 * MiB } });
   try {
-    const killed = await _dest(cluster);
+    const killed = await newDest(cluster);
     const first = cluster.spawnFetch("b.bin", killed, ["--limit-rate", "1MiB", "--parallel", "1"]);
     await waitForVerifiedParts(join(killed, "b.bin.fts-state"), 4);
     first.kill("SIGKILL");
@@ -166,7 +147,7 @@ Deno.test("fetch: resume: a control file is trusted only in the boot that wrote 
     // as if in the same boot, as if after a reboot, and one damaged since.
     const copies: Record<string, string> = {};
     for (const how of ["same", "other", "damaged"]) {
-      const dest = await _dest(cluster);
+      const dest = await newDest(cluster);
       const partial = join(dest, "b.bin.fts-partial");
       await Deno.copyFile(join(killed, "b.bin.fts-partial"), partial);
       const stamp = fileStamp(await Deno.stat(partial));
@@ -176,9 +157,9 @@ Deno.test("fetch: resume: a control file is trusted only in the boot that wrote 
       if (how === "damaged") await damageFile(partial, 100, 10);
       copies[how] = dest;
     }
-    const same = await _fetchJson(cluster, "b.bin", copies.same!);
-    const other = await _fetchJson(cluster, "b.bin", copies.other!);
-    const damaged = await _fetchJson(cluster, "b.bin", copies.damaged!);
+    const same = await fetchJson(cluster, "b.bin", copies.same!);
+    const other = await fetchJson(cluster, "b.bin", copies.other!);
+    const damaged = await fetchJson(cluster, "b.bin", copies.damaged!);
     const source = join(cluster.work, "src", "b.bin");
     // Same boot, same file: the claims stand, nothing is hashed again.
     assert.ok(same.partsPresent >= 4, JSON.stringify(same));
@@ -199,13 +180,13 @@ Deno.test("fetch: resume: a control file is trusted only in the boot that wrote 
 Deno.test("fetch: a larger stale destination is cut to the right size", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "s.bin": MiB + 5 } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const target = join(dest, "s.bin");
     const src = await Deno.readFile(join(cluster.work, "src", "s.bin"));
     const longer = new Uint8Array(src.length + 4096);
     longer.set(src);
     await Deno.writeFile(target, longer);
-    const summary = await _fetchJson(cluster, "s.bin", dest);
+    const summary = await fetchJson(cluster, "s.bin", dest);
     assert.equal(summary.bytesReceived, 0);
     await assertSameFile(target, join(cluster.work, "src", "s.bin"));
   } finally {
@@ -217,7 +198,7 @@ Deno.test("fetch: resume: a bad byte in the kept start of a cut part blames no r
   const size = 4 * MiB;
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "p.bin": size } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const target = join(dest, "p.bin");
     // The destination ends in the middle of part 10, and part 10's start is damaged.
     const present = 10 * PART + PART / 2;
@@ -242,7 +223,7 @@ Deno.test("fetch: resume: a bad byte in the kept start of a cut part blames no r
 Deno.test("fetch: another file of the same name is replaced only when the fetch succeeds", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "u.bin": 2 * MiB } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     // Same name and size, other bytes: nothing in it is this file.
     await writeRandomFile(join(dest, "u.bin"), 2 * MiB, 4242);
     const other = await sha256File(join(dest, "u.bin"));
@@ -257,7 +238,7 @@ Deno.test("fetch: another file of the same name is replaced only when the fetch 
     assert.ok((await Deno.stat(join(dest, "u.bin.fts-partial"))).isFile);
 
     for (const port of holders) await cluster.start(port);
-    const summary = await _fetchJson(cluster, "u.bin", dest);
+    const summary = await fetchJson(cluster, "u.bin", dest);
     await assertSameFile(join(dest, "u.bin"), join(cluster.work, "src", "u.bin"));
     // The resume used the partial file's verified parts, not the other file's bytes.
     assert.ok(summary.partsPresent > 0, JSON.stringify(summary));
@@ -270,10 +251,10 @@ Deno.test("fetch: another file of the same name is replaced only when the fetch 
 Deno.test("fetch: a copy of the file damaged in its first part is still repaired in place", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "p.bin": 2 * MiB } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     await Deno.copyFile(join(cluster.work, "src", "p.bin"), join(dest, "p.bin"));
     await damageFile(join(dest, "p.bin"), 10, 100);
-    const summary = await _fetchJson(cluster, "p.bin", dest);
+    const summary = await fetchJson(cluster, "p.bin", dest);
     await assertSameFile(join(dest, "p.bin"), join(cluster.work, "src", "p.bin"));
     // A middle or last part hashed right, so the file was taken for this one: one part moved.
     assert.equal(summary.bytesReceived, PART);

@@ -9,11 +9,12 @@ import { join } from "node:path";
 import {
   assertSameFile,
   damageFile,
+  fetchJson,
   FtsProcess,
+  newDest,
   readManifestJson,
   sha256File,
   startCluster,
-  type TestCluster,
   waitForVerifiedParts,
   writeRandomFile,
 } from "./harness.ts";
@@ -21,22 +22,10 @@ import {
 const MiB = 1024 * 1024;
 const PART = 256 * 1024;
 
-async function _dest(cluster: TestCluster): Promise<string> {
-  const dest = join(cluster.work, `dest-${crypto.randomUUID().slice(0, 8)}`);
-  await Deno.mkdir(dest);
-  return dest;
-}
-
-async function _fetchJson(cluster: TestCluster, name: string, dest: string) {
-  const result = await cluster.fts(["fetch", name, dest, "--json"]);
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout);
-}
-
 Deno.test("fetch: a file replaced after a killed fetch is checked again, not taken on the control file's word", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "r.bin": 4 * MiB } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const target = join(dest, "r.bin");
     const source = join(cluster.work, "src", "r.bin");
     // Half of it already there: worked on in place, with a control file naming it.
@@ -49,7 +38,7 @@ Deno.test("fetch: a file replaced after a killed fetch is checked again, not tak
     // The user puts another file of that name there, over the same inode.
     await writeRandomFile(join(cluster.work, "other.bin"), 4 * MiB, 77);
     await Deno.writeFile(target, await Deno.readFile(join(cluster.work, "other.bin")));
-    const summary = await _fetchJson(cluster, "r.bin", dest);
+    const summary = await fetchJson(cluster, "r.bin", dest);
     await assertSameFile(target, source);
     assert.ok(summary.bytesChecked > 0, JSON.stringify(summary));
     assert.equal(summary.partsPresent, 0, "nothing of the other file is this one");
@@ -61,7 +50,7 @@ Deno.test("fetch: a file replaced after a killed fetch is checked again, not tak
 Deno.test("fetch: a file that only starts like this one is left alone until the fetch succeeds", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "h.bin": 2 * MiB } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const target = join(dest, "h.bin");
     // Its first part is this file's (a shared header); the rest is other bytes.
     await writeRandomFile(target, 2 * MiB, 4343);
@@ -77,7 +66,7 @@ Deno.test("fetch: a file that only starts like this one is left alone until the 
     assert.equal(failed.code, 1, failed.stderr);
     assert.equal(await sha256File(target), before, "the other file was written into");
     for (const port of holders) await cluster.start(port);
-    await _fetchJson(cluster, "h.bin", dest);
+    await fetchJson(cluster, "h.bin", dest);
     await assertSameFile(target, join(cluster.work, "src", "h.bin"));
   } finally {
     await cluster.stop();
@@ -88,35 +77,35 @@ Deno.test("fetch: a hard link or symlink at the destination is replaced, never w
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "l.bin": MiB + 77 } });
   try {
     const source = join(cluster.work, "src", "l.bin");
-    const elsewhere = await _dest(cluster);
+    const elsewhere = await newDest(cluster);
     // A damaged copy kept elsewhere (a backup snapshot), linked into the destination.
     const backup = join(elsewhere, "backup.bin");
     await Deno.copyFile(source, backup);
     await damageFile(backup, 300_000, 100);
     const backupDigest = await sha256File(backup);
 
-    const hard = await _dest(cluster);
+    const hard = await newDest(cluster);
     await Deno.link(backup, join(hard, "l.bin"));
-    await _fetchJson(cluster, "l.bin", hard);
+    await fetchJson(cluster, "l.bin", hard);
     await assertSameFile(join(hard, "l.bin"), source);
     assert.equal((await Deno.lstat(join(hard, "l.bin"))).nlink, 1);
     assert.equal(await sha256File(backup), backupDigest, "written through the hard link");
 
-    const soft = await _dest(cluster);
+    const soft = await newDest(cluster);
     await Deno.symlink(backup, join(soft, "l.bin"));
-    await _fetchJson(cluster, "l.bin", soft);
+    await fetchJson(cluster, "l.bin", soft);
     assert.ok((await Deno.lstat(join(soft, "l.bin"))).isFile, "the symlink was not replaced");
     await assertSameFile(join(soft, "l.bin"), source);
     assert.equal(await sha256File(backup), backupDigest, "written through the symlink");
 
     // A symlink pointing nowhere is replaced too.
-    const dangling = await _dest(cluster);
+    const dangling = await newDest(cluster);
     await Deno.symlink(join(elsewhere, "missing.bin"), join(dangling, "l.bin"));
-    await _fetchJson(cluster, "l.bin", dangling);
+    await fetchJson(cluster, "l.bin", dangling);
     await assertSameFile(join(dangling, "l.bin"), source);
 
     // A partial file that is a symlink is refused, and its target left alone.
-    const trap = await _dest(cluster);
+    const trap = await newDest(cluster);
     await Deno.symlink(backup, join(trap, "l.bin.fts-partial"));
     const refused = await cluster.fts(["fetch", "l.bin", trap]);
     assert.equal(refused.code, 1, refused.stderr);
@@ -130,7 +119,7 @@ Deno.test("fetch: a hard link or symlink at the destination is replaced, never w
 Deno.test("fetch: two fetches of one name into one directory take turns; both succeed", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "t.bin": 4 * MiB } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const args = ["--limit-rate", "1MiB", "--data", cluster.dir];
     const first = new FtsProcess(["fetch", "t.bin", dest, ...args]);
     // The second starts once the first holds the destination.
@@ -157,12 +146,12 @@ Deno.test("fetch: two fetches of one name into one directory take turns; both su
 Deno.test("fetch: a fetch stopped with Ctrl-C resumes on its control file without hashing again", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "c.bin": 4 * MiB } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const first = cluster.spawnFetch("c.bin", dest, ["--limit-rate", "1MiB", "--parallel", "1"]);
     await waitForVerifiedParts(join(dest, "c.bin.fts-state"), 4);
     first.kill("SIGINT");
     assert.notEqual((await first.status).code, 0);
-    const summary = await _fetchJson(cluster, "c.bin", dest);
+    const summary = await fetchJson(cluster, "c.bin", dest);
     await assertSameFile(join(dest, "c.bin"), join(cluster.work, "src", "c.bin"));
     assert.ok(summary.partsPresent >= 4, JSON.stringify(summary));
     assert.equal(summary.bytesChecked, 0, "the control file was not trusted");

@@ -408,3 +408,30 @@ export async function startCluster(options: {
   };
   return cluster;
 }
+
+/** A new, empty destination directory in the cluster's work directory. */
+export async function newDest(cluster: TestCluster): Promise<string> {
+  const dest = join(cluster.work, `dest-${crypto.randomUUID().slice(0, 8)}`);
+  await Deno.mkdir(dest);
+  return dest;
+}
+
+/** Runs `fts fetch NAME DEST --json`, which must succeed; returns its summary. */
+export async function fetchJson(
+  cluster: TestCluster,
+  name: string,
+  dest: string,
+  extra: string[] = [],
+) {
+  const result = await cluster.fts(["fetch", name, dest, "--json", ...extra]);
+  if (result.code !== 0) throw new Error(`fetch ${name} failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as {
+    bytesReceived: number;
+    partsPresent: number;
+    bytesChecked: number;
+    partsFetched: number;
+    bytesPresent: number;
+    parts: number;
+    size: number;
+  };
+}

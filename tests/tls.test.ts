@@ -6,13 +6,7 @@
 import assert from "node:assert/strict";
 import { preferredTlsError, TlsError } from "../lib/tls.ts";
 import { join } from "node:path";
-import {
-  assertSameFile,
-  runFts,
-  startCluster,
-  type TestCluster,
-  writeRandomFile,
-} from "./harness.ts";
+import { assertSameFile, newDest, runFts, startCluster, writeRandomFile } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 
@@ -63,12 +57,6 @@ async function makeTestCertificates(dir: string): Promise<TestCertificates> {
   };
 }
 
-async function _dest(cluster: TestCluster): Promise<string> {
-  const dest = join(cluster.work, `dest-${crypto.randomUUID().slice(0, 8)}`);
-  await Deno.mkdir(dest);
-  return dest;
-}
-
 Deno.test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refused clearly", async () => {
   const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
   const certs = await makeTestCertificates(certDir);
@@ -81,11 +69,11 @@ Deno.test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA r
   try {
     const source = join(cluster.work, "src", "a.bin");
     // With the CA, by flag and by environment: byte-identical.
-    let dest = await _dest(cluster);
+    let dest = await newDest(cluster);
     const fetched = await cluster.fts(["fetch", "a.bin", dest, "--tls-ca", certs.ca]);
     assert.equal(fetched.code, 0, fetched.stderr);
     await assertSameFile(join(dest, "a.bin"), source);
-    dest = await _dest(cluster);
+    dest = await newDest(cluster);
     const byEnv = await cluster.fts(["fetch", "a.bin", dest], { env: { FTS_TLS_CA: certs.ca } });
     assert.equal(byEnv.code, 0, byEnv.stderr);
     await assertSameFile(join(dest, "a.bin"), source);
@@ -96,7 +84,7 @@ Deno.test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA r
     const env = { FTS_TLS_CA: certs.ca };
     const uploaded = await cluster.fts(["upload", upSource, "--operator"], { env });
     assert.equal(uploaded.code, 0, uploaded.stderr);
-    dest = await _dest(cluster);
+    dest = await newDest(cluster);
     const back = await cluster.fts(["fetch", "up.bin", dest, "--tls-ca", certs.ca]);
     assert.equal(back.code, 0, back.stderr);
     await assertSameFile(join(dest, "up.bin"), upSource);
@@ -122,7 +110,7 @@ Deno.test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA r
     ]);
 
     // A CA that did not sign the instances' certificate: refused, and said why.
-    dest = await _dest(cluster);
+    dest = await newDest(cluster);
     const wrongCa = await cluster.fts(["fetch", "a.bin", dest, "--tls-ca", certs.otherCa]);
     assert.equal(wrongCa.code, 1, wrongCa.stderr);
     assert.match(wrongCa.stderr, /TLS handshake with 127\.0\.0\.1:\d+ failed: .*certificate/);
@@ -148,7 +136,7 @@ Deno.test("tls: a TLS client to a plain instance fails clearly", async () => {
   const certs = await makeTestCertificates(certDir);
   const cluster = await startCluster({ servers: 2, replicas: 1, files: { "b.bin": 300_000 } });
   try {
-    const dest = await _dest(cluster);
+    const dest = await newDest(cluster);
     const result = await cluster.fts(["fetch", "b.bin", dest, "--tls-ca", certs.ca]);
     assert.equal(result.code, 1, result.stderr);
     assert.match(
