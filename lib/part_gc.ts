@@ -58,19 +58,18 @@ export async function freeUnreferencedParts(
 ): Promise<FreedParts> {
   const wanted = new Set(candidates);
   if (wanted.size === 0) return { digests: 0, copies: 0, freed: [] };
-  const paths = dataPaths(dir);
   return await updateManifest(dir, async (manifest) => {
     const used = referencedDigests(manifest);
     const unused = [...wanted].filter((digest) => !used.has(digest));
     const freed: string[] = [];
     let copies = 0;
     if (unused.length > 0) {
-      const stores = (await instancesWithStorage(dir)).map((id) =>
-        new PartStore(paths.instanceDir(id))
-      );
+      const stores = await storesOnHost(dir);
       for (const digest of unused) {
         const since = options.untouchedSince;
-        if (since !== undefined && await _touchedSince(stores, digest, since)) continue;
+        if (since !== undefined && await untouchedCopies(stores, digest, since) === undefined) {
+          continue;
+        }
         freed.push(digest);
         for (const store of stores) {
           if (await store.remove(digest)) copies++;
@@ -82,11 +81,27 @@ export async function freeUnreferencedParts(
   });
 }
 
-/** Whether any copy of the part was stored or touched (PartStore.touch) after `since`. */
-async function _touchedSince(stores: PartStore[], digest: string, since: number): Promise<boolean> {
+/** The part stores of every instance with storage in the data directory. */
+export async function storesOnHost(dir: string): Promise<PartStore[]> {
+  const paths = dataPaths(dir);
+  return (await instancesWithStorage(dir)).map((id) => new PartStore(paths.instanceDir(id)));
+}
+
+/**
+ * How many copies of a part the stores hold, provided none was stored or
+ * touched (PartStore.touch) after `since`; undefined if one was.
+ */
+export async function untouchedCopies(
+  stores: PartStore[],
+  digest: string,
+  since: number,
+): Promise<number | undefined> {
+  let held = 0;
   for (const store of stores) {
     const mtime = await Deno.stat(store.pathOf(digest)).then((i) => i.mtime, () => undefined);
-    if (mtime === null || (mtime !== undefined && mtime.getTime() > since)) return true;
+    if (mtime === undefined) continue;
+    if (mtime === null || mtime.getTime() > since) return undefined;
+    held++;
   }
-  return false;
+  return held;
 }

@@ -27,7 +27,7 @@ import { removeStaleTemps } from "./fs_util.ts";
 import { withFileLock } from "./lock.ts";
 import { type FileEntry, readManifest, updateManifest } from "./manifest.ts";
 import { CopyError, copyPart } from "./part_copy.ts";
-import { freeUnreferencedParts, instancesWithStorage } from "./part_gc.ts";
+import { freeUnreferencedParts, storesOnHost, untouchedCopies } from "./part_gc.ts";
 import { join } from "./paths.ts";
 import { Peer, type StoredParts, type VerifyStatus } from "./peer.ts";
 import { rankInstances } from "./placement.ts";
@@ -412,23 +412,13 @@ class _Repair {
       }
     }
     if (sizes.size === 0) return;
-    const paths = dataPaths(this.#dir);
-    const stores = (await instancesWithStorage(this.#dir)).map((id) =>
-      new PartStore(paths.instanceDir(id))
-    );
+    const stores = await storesOnHost(this.#dir);
     const cutoff = Date.now() - after;
     /** Copies on this host of each old unused part. */
     const old = new Map<string, number>();
     for (const digest of sizes.keys()) {
-      let held = 0;
-      let recent = false;
-      for (const store of stores) {
-        const mtime = await Deno.stat(store.pathOf(digest)).then((i) => i.mtime, () => undefined);
-        if (mtime === undefined) continue;
-        held++;
-        if (mtime === null || mtime.getTime() > cutoff) recent = true;
-      }
-      if (!recent && held > 0) old.set(digest, held);
+      const held = await untouchedCopies(stores, digest, cutoff);
+      if (held) old.set(digest, held);
     }
     if (old.size === 0) return;
     // Without a dry run, a part a file took up meanwhile is kept and not counted.
