@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Peer } from "../lib/peer.ts";
+import { exists } from "../lib/fs_util.ts";
 import { loadOrCreateIdentity } from "../lib/identity.ts";
 import { sha256Hex } from "../lib/sha256.ts";
 import { uploadFile } from "../lib/upload.ts";
@@ -20,10 +21,6 @@ import {
 const KiB = 1024;
 const PART = 100 * KiB;
 const TWO_DAYS_AGO = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
-
-async function _exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
-}
 
 Deno.test("repair deletes parts no file uses once every copy is older than --unused-after, and nothing else", async () => {
   const cluster = await startCluster({
@@ -81,7 +78,7 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     const dry = await cluster.fts(["repair", "--dry-run", "--json"]);
     assert.equal(dry.code, 0, dry.stderr);
     assert.deepEqual(JSON.parse(dry.stdout).unused, { parts: 2, copies: 3, bytes: 3 * PART });
-    assert.ok(await _exists(storedPartPath(cluster.dir, p2, oldB)));
+    assert.ok(await exists(storedPartPath(cluster.dir, p2, oldB)));
 
     // A duration that would catch uploads under way is refused.
     const short = await cluster.fts(["repair", "--unused-after", "24"]);
@@ -92,20 +89,20 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     const keep = await cluster.fts(["repair", "--unused-after", "0", "--json"]);
     assert.equal(keep.code, 0, keep.stderr);
     assert.deepEqual(JSON.parse(keep.stdout).unused, { parts: 0, copies: 0, bytes: 0 });
-    assert.ok(await _exists(storedPartPath(cluster.dir, p2, oldB)));
+    assert.ok(await exists(storedPartPath(cluster.dir, p2, oldB)));
 
     const repair = await cluster.fts(["repair"]);
     assert.equal(repair.code, 0, repair.stdout + repair.stderr);
     assert.match(repair.stdout, /2 parts no file uses deleted \(3 copies, 300 KiB\)/);
     for (const [id, digest] of [[p0, oldA], [p1, oldA], [p2, oldB]] as const) {
-      assert.ok(!(await _exists(storedPartPath(cluster.dir, id, digest))), `${id} ${digest}`);
+      assert.ok(!(await exists(storedPartPath(cluster.dir, id, digest))), `${id} ${digest}`);
     }
     const kept = [[p0, fresh], [p0, halfOld], [p1, halfOld], [p1, asked], [p2, resent]] as const;
     for (const [id, digest] of kept) {
-      assert.ok(await _exists(storedPartPath(cluster.dir, id, digest)), `${id} ${digest}`);
+      assert.ok(await exists(storedPartPath(cluster.dir, id, digest)), `${id} ${digest}`);
     }
     for (const { id, digest } of used) {
-      assert.ok(await _exists(storedPartPath(cluster.dir, id, digest)), `${id} ${digest}`);
+      assert.ok(await exists(storedPartPath(cluster.dir, id, digest)), `${id} ${digest}`);
     }
     const dest = join(cluster.work, "dest");
     await Deno.mkdir(dest);
@@ -152,7 +149,7 @@ Deno.test("upload: before publishing, the copies of parts stored long ago are as
       assert.ok(tries < 1000, "the first part's copies never appeared");
       await new Promise((r) => setTimeout(r, 20));
       aged = [];
-      for (const copy of copies) if (await _exists(copy)) aged.push(copy);
+      for (const copy of copies) if (await exists(copy)) aged.push(copy);
     }
     for (const copy of aged) await Deno.utime(copy, TWO_DAYS_AGO, TWO_DAYS_AGO);
     await upload;
