@@ -18,7 +18,7 @@ import {
 } from "./fetch_state.ts";
 import { syncDir } from "./fs_util.ts";
 import { acquireFileLock } from "./lock.ts";
-import { type FileEntry } from "./manifest.ts";
+import type { FileEntry, PartEntry } from "./manifest.ts";
 import {
   type ConnectOptions,
   DEFAULT_STALL_TIMEOUT_MS,
@@ -29,7 +29,7 @@ import {
 import { PeerPool } from "./peer_pool.ts";
 import { writeAll } from "./protocol.ts";
 import { RateLimiter } from "./rate_limiter.ts";
-import { HashPool } from "./hash_pool.ts";
+import { type HashAlgorithm, HashPool } from "./hash_pool.ts";
 import { notFoundMessage } from "./hints.ts";
 import { preferredTlsError, type TlsClientOptions, TlsError } from "./tls.ts";
 
@@ -56,6 +56,24 @@ export const LOCK_SUFFIX = ".fts-lock";
 export const SAME_FILE_EXTRA_SAMPLES = 5;
 export const SAME_FILE_MIN_SHARE = 0.75;
 
+/**
+ * How the bytes a destination already holds are checked: with each part's
+ * XXH3-128 when the entry has them all (a fraction of SHA-256's cost, see
+ * xxh128.ts), else, or with --verify, with its SHA-256. Bytes received are
+ * always checked with SHA-256.
+ */
+export interface LocalCheck {
+  algorithm: HashAlgorithm;
+  expected(part: PartEntry): string | undefined;
+}
+
+export function localCheck(entry: FileEntry, verify: boolean): LocalCheck {
+  if (!verify && entry.parts.every((part) => part.xxh128 !== undefined)) {
+    return { algorithm: "xxh128", expected: (part) => part.xxh128 };
+  }
+  return { algorithm: "sha256", expected: (part) => part.digest };
+}
+
 export interface FetchOptions {
   name: string;
   destDir: string;
@@ -63,7 +81,10 @@ export interface FetchOptions {
   servers: string[];
   parallel?: number;
   limitRateBytesPerSecond?: number;
-  /** Re-hash every local part instead of trusting the control file. */
+  /**
+   * Re-hash every local part instead of trusting the control file, with
+   * SHA-256 rather than the faster XXH3-128.
+   */
   verify?: boolean;
   /**
    * Flush the file to disk before putting it in place, so a power loss right
@@ -101,6 +122,8 @@ export interface FetchProgress {
   bytesReceived: number;
   /** Bytes hashed while checking the destination. */
   bytesChecked: number;
+  /** The digest the destination's bytes are checked with (see localCheck()). */
+  localDigest: HashAlgorithm;
   failovers: number;
   digestMismatches: number;
   elapsedMs: number;
@@ -221,6 +244,8 @@ class _Fetcher {
       partsFetched: 0,
       bytesReceived: 0,
       bytesChecked: 0,
+      // Until the entry says whether its parts have fast digests.
+      localDigest: options.verify ? "sha256" : "xxh128",
       failovers: 0,
       digestMismatches: 0,
       elapsedMs: 0,
@@ -320,10 +345,12 @@ class _Fetcher {
     // bytes would land in the file it points to (or shares with another name);
     // a fetch into the partial file ends by renaming it over the link instead.
     const state = await loadFetchState(statePath);
+    const local = localCheck(entry, options.verify === true);
+    this.#progress.localDigest = local.algorithm;
     /** Parts of an existing destination found right while telling whether it is this file. */
     const sampled = new Set<number>();
     const workPath = partial ? partialPath : final?.isFile && final.nlink === 1 &&
-        await this.#isSameFile(entry, finalPath, state, hashes, sampled)
+        await this.#isSameFile(entry, finalPath, state, hashes, local, sampled)
       ? finalPath
       : partialPath;
 
@@ -351,7 +378,7 @@ class _Fetcher {
       );
       // The parts the destination holds whole are hashed while the parts it
       // lacks are fetched; the ones that fail join the queue.
-      const checked = this.#checkWholeParts(entry, workPath, hashes, whole, verified);
+      const checked = this.#checkWholeParts(entry, workPath, hashes, local, whole, verified);
       const saveState = async () => {
         const snapshot = new Bitmap(verified.size, verified.bytes.slice());
         // Without a boot id a crash could not be told apart later, so the data
@@ -379,6 +406,8 @@ class _Fetcher {
       for (let i = 0; i < entry.parts.length; i++) {
         if (!verified.has(i) && !checking.has(i)) missing.push(i);
       }
+      // Received parts are checked with SHA-256: its code loads while they arrive.
+      if (missing.length > 0 || resumeAt.size > 0) hashes.load("sha256");
       const failedCheck = checked.then(
         () => whole.filter((i) => !verified.has(i)),
         // Parts that could not be checked are fetched again.
@@ -393,7 +422,8 @@ class _Fetcher {
           dirty = true;
         });
       }, STATE_SAVE_INTERVAL_MS);
-      void failedCheck.then(() => {
+      void failedCheck.then((failed) => {
+        if (failed.length > 0) hashes.load("sha256");
         this.#progress.phase = "fetching";
         // Record what an existing destination already holds, in case we stop.
         if (this.#progress.partsPresent > 0 && workPath === finalPath) dirty = true;
@@ -467,6 +497,7 @@ class _Fetcher {
     path: string,
     state: FetchState | undefined,
     hashes: HashPool,
+    local: LocalCheck,
     /** Gets the indexes of the parts that hashed right. */
     sampled: Set<number>,
   ): Promise<boolean> {
@@ -501,10 +532,11 @@ class _Fetcher {
         path,
         start: index * entry.partSize,
         length: part.size,
+        algorithm: local.algorithm,
       });
       this.#progress.bytesChecked += bytes;
       asked++;
-      if (bytes === part.size && digest === part.digest) {
+      if (bytes === part.size && digest === local.expected(part)) {
         sampled.add(index);
         right++;
       }
@@ -567,6 +599,7 @@ class _Fetcher {
     entry: FileEntry,
     workPath: string,
     hashes: HashPool,
+    local: LocalCheck,
     indexes: number[],
     verified: Bitmap,
   ): Promise<void> {
@@ -580,9 +613,10 @@ class _Fetcher {
           path: workPath,
           start: index * entry.partSize,
           length: part.size,
+          algorithm: local.algorithm,
         });
         this.#progress.bytesChecked += bytes;
-        if (bytes === part.size && digest === part.digest) {
+        if (bytes === part.size && digest === local.expected(part)) {
           verified.set(index);
           this.#progress.partsPresent++;
           this.#progress.bytesPresent += part.size;

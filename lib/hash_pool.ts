@@ -1,11 +1,12 @@
 /**
- * SHA-256 of local file ranges in worker threads, one per core, each reading
+ * Digests of local file ranges in worker threads, one per core, each reading
  * the file itself (nothing is copied between threads). A fetch verifies every
- * part this way: the parts a destination already holds, and each received
- * part once it is written. Hashing costs about 0.6 s of CPU per GiB here;
- * done on the main thread while bytes arrive it was the fetch's bottleneck
- * (1 GiB: 1.6 s, against 0.8 s with no hashing at all), in workers it runs on
- * the other core while the main thread only moves bytes.
+ * part this way: each received part once it is written (SHA-256), and the
+ * parts a destination already holds (XXH3-128 when the manifest has it, see
+ * xxh128.ts). SHA-256 costs about 0.6 s of CPU per GiB here; done on the main
+ * thread while bytes arrive it was the fetch's bottleneck (1 GiB: 1.6 s,
+ * against 0.8 s with no hashing at all), in workers it runs on the other core
+ * while the main thread only moves bytes.
  */
 
 /** At most this many hashing workers, whatever the core count. */
@@ -17,15 +18,20 @@ export const DEFAULT_HASH_WORKERS = Math.max(
   Math.min(navigator.hardwareConcurrency || 2, MAX_HASH_WORKERS),
 );
 
+/** The digests a worker computes: a part's `digest` and its `xxh128` (manifest.ts). */
+export type HashAlgorithm = "sha256" | "xxh128";
+
 /** A file range to hash: `length` bytes of `path` from byte `start`. */
 export interface FileRange {
   path: string;
   start: number;
   length: number;
+  /** Default "sha256". */
+  algorithm?: HashAlgorithm;
 }
 
-/** Main thread to worker. */
-export type HashRequest = { job: number; range: FileRange };
+/** Main thread to worker: a range to hash, or a hash to load before ranges need it. */
+export type HashRequest = { job: number; range: FileRange } | { load: HashAlgorithm };
 
 /** Worker to main thread: the digest and the bytes read (fewer at end of file), or an error. */
 export type HashReply =
@@ -74,7 +80,19 @@ export class HashPool {
     }
   }
 
-  /** SHA-256 of a file range, read and hashed by a worker; `bytes` is less at end of file. */
+  /**
+   * Has every worker load a hash now (each loads one on first use otherwise):
+   * node:crypto takes a worker about 50 ms, better spent while bytes are
+   * still on their way.
+   */
+  load(algorithm: HashAlgorithm): void {
+    if (this.#closed) return;
+    for (const [i, worker] of this.#workers.entries()) {
+      if (!this.#dead.has(i)) worker.postMessage({ load: algorithm } satisfies HashRequest);
+    }
+  }
+
+  /** The digest of a file range, read and hashed by a worker; `bytes` is less at end of file. */
   hashRange(range: FileRange): Promise<{ digest: string; bytes: number }> {
     if (this.#closed) return Promise.reject(new Error("The hash pool is closed"));
     let worker = -1;

@@ -1,11 +1,12 @@
 /// <reference lib="deno.worker" />
 /**
- * A hash pool worker (see hash_pool.ts): SHA-256 of ranges of local files,
+ * A hash pool worker (see hash_pool.ts): digests of ranges of local files,
  * read here with synchronous reads, so requests are served one at a time in
- * the order they were posted.
+ * the order they were posted. Each hash is loaded on first use: a fetch that
+ * only checks a destination never pays for node:crypto (about 50 ms a worker).
  */
-import { createHash } from "node:crypto";
-import type { HashReply, HashRequest } from "./hash_pool.ts";
+import type { HashAlgorithm, HashReply, HashRequest } from "./hash_pool.ts";
+import type { Xxh128 } from "./xxh128.ts";
 
 /**
  * Bytes read from the file at a time: small enough to stay in the core's
@@ -15,30 +16,72 @@ const READ_CHUNK_BYTES = 256 * 1024;
 
 const buffer = new Uint8Array(READ_CHUNK_BYTES);
 
-self.onmessage = (event: MessageEvent<HashRequest>) => {
-  const { job, range } = event.data;
-  let reply: HashReply;
-  try {
-    const hash = createHash("sha256");
-    const file = Deno.openSync(range.path, { read: true });
-    let bytes = 0;
-    try {
-      file.seekSync(range.start, Deno.SeekMode.Start);
-      while (bytes < range.length) {
-        const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, range.length - bytes)));
-        if (n === null || n === 0) break;
-        hash.update(buffer.subarray(0, n));
-        bytes += n;
-      }
-    } finally {
-      file.close();
-    }
-    reply = { job, digest: hash.digest("hex"), bytes };
-  } catch (error) {
-    reply = {
-      job,
-      error: `Cannot read ${range.path}: ${error instanceof Error ? error.message : error}`,
-    };
+type CreateSha256 = typeof import("node:crypto").createHash;
+let createHash: CreateSha256 | undefined;
+let newXxh128: (() => Xxh128) | undefined;
+
+async function load(algorithm: HashAlgorithm): Promise<void> {
+  if (algorithm === "sha256") {
+    createHash ??= (await import("node:crypto")).createHash;
+  } else {
+    if (newXxh128) return;
+    const { Xxh128 } = await import("./xxh128.ts");
+    newXxh128 = () => new Xxh128();
   }
-  self.postMessage(reply);
+}
+
+/** Hashes `length` bytes of the file from its current position; returns digest and bytes read. */
+function hashRange(
+  file: Deno.FsFile,
+  algorithm: HashAlgorithm,
+  length: number,
+): { digest: string; bytes: number } {
+  if (algorithm === "xxh128") {
+    // Read straight into the module's memory.
+    const hash = newXxh128!();
+    const bytes = hash.updateFromFileSync(file, length);
+    return { digest: hash.digest(), bytes };
+  }
+  const hash = createHash!("sha256");
+  let bytes = 0;
+  while (bytes < length) {
+    const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - bytes)));
+    if (n === null || n === 0) break;
+    hash.update(buffer.subarray(0, n));
+    bytes += n;
+  }
+  return { digest: hash.digest("hex"), bytes };
+}
+
+// Requests are chained, so they are answered in order even while a hash loads.
+let queue: Promise<void> = Promise.resolve();
+
+self.onmessage = (event: MessageEvent<HashRequest>) => {
+  const request = event.data;
+  queue = queue.then(async () => {
+    if ("load" in request) {
+      // A failure here shows again, as a reply, when a range needs the hash.
+      await load(request.load).catch(() => {});
+      return;
+    }
+    const { job, range } = request;
+    const algorithm = range.algorithm ?? "sha256";
+    let reply: HashReply;
+    try {
+      await load(algorithm);
+      const file = Deno.openSync(range.path, { read: true });
+      try {
+        file.seekSync(range.start, Deno.SeekMode.Start);
+        reply = { job, ...hashRange(file, algorithm, range.length) };
+      } finally {
+        file.close();
+      }
+    } catch (error) {
+      reply = {
+        job,
+        error: `Cannot read ${range.path}: ${error instanceof Error ? error.message : error}`,
+      };
+    }
+    self.postMessage(reply);
+  });
 };

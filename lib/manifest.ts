@@ -1,6 +1,6 @@
 /**
  * The manifest: one JSON file per data directory listing every file, its parts,
- * each part's SHA-256 and its replicas. All manifest access goes through this
+ * each part's SHA-256 (and XXH3-128) and its replicas. All manifest access goes through this
  * module, so that a coordination store can replace the file behind it later.
  *
  * Writes are crash-safe (temp, fsync, rename) and serialised by an OS file lock;
@@ -9,7 +9,7 @@
 import { dataPaths } from "./config.ts";
 import { readJsonFile, removeStaleTemps, writeFileAtomic } from "./fs_util.ts";
 import { withFileLock } from "./lock.ts";
-import { DIGEST_PATTERN } from "./protocol.ts";
+import { DIGEST_PATTERN, XXH128_PATTERN } from "./protocol.ts";
 import { loadNativeSha256, sha256HexSync } from "./sha256.ts";
 
 export const MANIFEST_FORMAT = "fts-manifest";
@@ -22,6 +22,12 @@ export const OPERATOR_OWNER = "operator";
 export interface PartEntry {
   /** SHA-256 of the part's bytes, lowercase hex. */
   digest: string;
+  /**
+   * XXH3-128 of the same bytes, lowercase hex (xxh128.ts): lets fetch check
+   * the parts a destination already holds at the speed of reading them.
+   * Absent in entries written before fts had it; fetch then uses `digest`.
+   */
+  xxh128?: string;
   /** Bytes in this part; every part but the last is `partSize` long. */
   size: number;
   /** Instance ids (ports) that hold a copy. */
@@ -102,7 +108,18 @@ export function parseFileEntry(value: unknown): FileEntry {
     if (!Array.isArray(part.replicas) || !part.replicas.every((r) => typeof r === "string")) {
       _fail(`part ${index} of "${name}" has bad replicas`);
     }
-    return { digest: part.digest, size: expectedSize, replicas: [...part.replicas] as string[] };
+    if (
+      part.xxh128 !== undefined &&
+      !(typeof part.xxh128 === "string" && XXH128_PATTERN.test(part.xxh128))
+    ) {
+      _fail(`part ${index} of "${name}" has a bad xxh128`);
+    }
+    return {
+      digest: part.digest,
+      ...(part.xxh128 !== undefined ? { xxh128: part.xxh128 as string } : {}),
+      size: expectedSize,
+      replicas: [...part.replicas] as string[],
+    };
   });
   const contentId = contentIdOf(size, parts);
   if (v.contentId !== undefined && v.contentId !== contentId) _fail(`"${name}" contentId`);

@@ -15,6 +15,7 @@ import {
 import { freeUnreferencedParts } from "./part_gc.ts";
 import { placeReplicas } from "./placement.ts";
 import { PartStore, type PartWriter } from "./store.ts";
+import { Xxh128 } from "./xxh128.ts";
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 
@@ -128,13 +129,17 @@ export async function preloadFile(
       const length = Math.min(partSize, size - start);
       // Pass 1: the digest decides where the part goes.
       const first = createHash("sha256");
-      await _readRange(file, start, length, buffer, (chunk) => void first.update(chunk));
+      const fast = new Xxh128();
+      await _readRange(file, start, length, buffer, (chunk) => {
+        first.update(chunk);
+        fast.update(chunk);
+      });
       const digest = first.digest("hex");
       const replicas = placeReplicas(digest, ids, config.replicas);
       // Pass 2: copy to every replica that lacks it (content-addressed: a copy
       // already there is the same bytes), hashing again to catch a changing file.
       await _storeCopies(file, path, buffer, { index, start, length, digest }, replicas, stores);
-      parts.push({ digest, size: length, replicas });
+      parts.push({ digest, xxh128: fast.digest(), size: length, replicas });
       await options.onPart?.({
         index,
         parts: partCount,

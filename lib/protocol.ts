@@ -26,6 +26,8 @@ export const MAX_BODY_BYTES = 1024 * 1024 * 1024;
 export const MAX_JSON_BODY_BYTES = 256 * 1024 * 1024;
 /** A SHA-256 digest in lowercase hex. */
 export const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
+/** An XXH3-128 digest (a part's fast digest, xxh128.ts) in lowercase hex. */
+export const XXH128_PATTERN = /^[0-9a-f]{32}$/;
 
 export type Header = { op: string; [field: string]: unknown };
 

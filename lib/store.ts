@@ -264,7 +264,7 @@ export async function hashFile(file: Deno.FsFile, limit = Infinity): Promise<str
 
 /** Feeds up to `limit` bytes from the file's current position into `hash`; returns the count. */
 export async function hashInto(
-  hash: Pick<Sha256, "update">,
+  hash: { update(chunk: Uint8Array): unknown },
   file: Deno.FsFile,
   limit = Infinity,
 ): Promise<number> {

@@ -30,6 +30,7 @@ import { RateLimiter } from "./rate_limiter.ts";
 import { sendSigned, shuffled } from "./signed_client.ts";
 import { hashInto } from "./store.ts";
 import { preferredTlsError, TlsError } from "./tls.ts";
+import { Xxh128 } from "./xxh128.ts";
 
 /** Bytes read from the file and written to a socket at a time. */
 export const UPLOAD_CHUNK_BYTES = 256 * 1024;
@@ -122,6 +123,8 @@ interface _Part {
   offset: number;
   size: number;
   digest: string;
+  /** XXH3-128 of the same bytes (manifest.ts), computed in the same pass. */
+  xxh128: string;
   /** Instance ids holding a verified copy, as far as this run knows. */
   holders: string[];
   /** When (Date.now()) its copies were first stored or found, or last asked for again. */
@@ -230,12 +233,13 @@ class _Uploader {
       offset: index * partSize,
       size: Math.min(partSize, size - index * partSize),
       digest: "",
+      xxh128: "",
       holders: [],
     }));
 
     // Step 2: every part onto R live instances.
     await this.#forEachPart(parts, async (part, file) => {
-      part.digest = await this.#hashPart(file, part);
+      Object.assign(part, await this.#hashPart(file, part));
       await this.#ensureCopies(part);
       this.#sending.delete(part.index);
       if (!this.#sentTo.has(part.index)) {
@@ -262,6 +266,7 @@ class _Uploader {
       const body = new TextEncoder().encode(JSON.stringify({
         parts: parts.map((p) => ({
           digest: p.digest,
+          xxh128: p.xxh128,
           size: p.size,
           replicas: this.#inRankOrder(p),
         })),
@@ -386,14 +391,25 @@ class _Uploader {
     if (failure) throw failure.error;
   }
 
-  async #hashPart(file: Deno.FsFile, part: _Part): Promise<string> {
+  /** The part's SHA-256 and XXH3-128, from one read of its bytes. */
+  async #hashPart(file: Deno.FsFile, part: _Part): Promise<{ digest: string; xxh128: string }> {
     await file.seek(part.offset, Deno.SeekMode.Start);
     const hash = createHash("sha256");
-    const read = await hashInto(hash, file, part.size);
+    const fast = new Xxh128();
+    const read = await hashInto(
+      {
+        update(chunk) {
+          hash.update(chunk);
+          fast.update(chunk);
+        },
+      },
+      file,
+      part.size,
+    );
     if (read !== part.size) {
       throw new UploadError(`${this.#options.path} got shorter while it was being uploaded`);
     }
-    return hash.digest("hex");
+    return { digest: hash.digest("hex"), xxh128: fast.digest() };
   }
 
   /** The holders of a part, best placement first (what readers try first). */

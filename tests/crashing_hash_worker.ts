@@ -10,6 +10,8 @@ import "../lib/hash_worker.ts";
 // The real handler is an arrow function: it needs no `this`.
 const hash = self.onmessage as unknown as (event: MessageEvent<HashRequest>) => void;
 self.onmessage = (event: MessageEvent<HashRequest>) => {
-  if (event.data.range.path.endsWith("crash")) throw new Error("the worker crashed");
+  if ("range" in event.data && event.data.range.path.endsWith("crash")) {
+    throw new Error("the worker crashed");
+  }
   hash(event);
 };

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { HashPool } from "../lib/hash_pool.ts";
+import { xxh128Hex } from "../lib/xxh128.ts";
 import { withTempDir } from "./unit_helpers.ts";
 
 function _bytes(length: number, seed: number): Uint8Array {
@@ -62,6 +63,30 @@ Deno.test("HashPool.hashRange() spreads ranges over its workers and answers each
         bytes: 4096,
       })),
     );
+  } finally {
+    pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("HashPool.hashRange() computes XXH3-128 when asked, after a load() or without one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fts-hash-pool-" });
+  const pool = new HashPool({ workers: 2 });
+  try {
+    const path = join(dir, "f.bin");
+    const data = _bytes(1024 * 1024 + 7, 9);
+    await Deno.writeFile(path, data);
+    const ranges = [0, 1, 2, 3].map((i) => ({ path, start: i * 300_000, length: 300_000 }));
+    const fast = await Promise.all(
+      ranges.map((range) => pool.hashRange({ ...range, algorithm: "xxh128" })),
+    );
+    pool.load("sha256");
+    const slow = await Promise.all(ranges.map((range) => pool.hashRange(range)));
+    for (const [i, { start }] of ranges.entries()) {
+      const bytes = data.subarray(start, start + 300_000);
+      assert.deepEqual(fast[i], { digest: xxh128Hex(bytes), bytes: bytes.length });
+      assert.deepEqual(slow[i], { digest: _sha256(bytes), bytes: bytes.length });
+    }
   } finally {
     pool.close();
     await Deno.remove(dir, { recursive: true });

@@ -185,6 +185,16 @@ Deno.test("readManifest() rejects a malformed or unsupported manifest with a Syn
         /bad digest/,
       ],
       [
+        "bad xxh128",
+        JSON.stringify({
+          ...good,
+          files: {
+            "a.bin": { ...a, parts: [{ ...a.parts[0], xxh128: "AB".repeat(16) }, a.parts[1]] },
+          },
+        }),
+        /bad xxh128/,
+      ],
+      [
         "wrong part size",
         JSON.stringify({
           ...good,
@@ -220,6 +230,19 @@ Deno.test("parseFileEntry() fills in contentId, owner and created", () => {
   assert.equal(parsed.contentId, contentIdOf(parsed.size, parsed.parts));
   assert.equal(parsed.owner, OPERATOR_OWNER);
   assert.equal(parsed.created, "");
+});
+
+Deno.test("parseFileEntry() keeps each part's xxh128, and parts without one stay without", () => {
+  const base = entry("x", 2);
+  const fast = "0123456789abcdef".repeat(2);
+  const parsed = parseFileEntry({
+    ...base,
+    parts: [{ ...base.parts[0], xxh128: fast }, base.parts[1]],
+  });
+  assert.equal(parsed.parts[0]!.xxh128, fast);
+  assert.ok(!("xxh128" in parsed.parts[1]!));
+  // The content id names the bytes: it is the same with or without fast digests.
+  assert.equal(parsed.contentId, base.contentId);
 });
 
 Deno.test('contentIdOf() is SHA-256 of "fts-content-v1:SIZE:" and the part digests (PROTOCOL.md)', () => {

@@ -1,0 +1,130 @@
+/**
+ * The fast local check (issue 5): preload and upload record each part's
+ * XXH3-128 beside its SHA-256, and fetch checks the bytes a destination already
+ * holds with it; --verify, and entries without it, use SHA-256.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { dataPaths } from "../lib/config.ts";
+import { xxh128Hex } from "../lib/xxh128.ts";
+import {
+  assertSameFile,
+  damageFile,
+  fetchJson,
+  newDest,
+  readManifestJson,
+  startCluster,
+  type TestCluster,
+} from "./harness.ts";
+import { testUser, whoami } from "./upload_util.ts";
+
+const MiB = 1024 * 1024;
+const PART = 256 * 1024;
+
+/** Each part's XXH3-128, from the file's bytes. */
+async function _partDigests(path: string, partSize: number): Promise<string[]> {
+  const data = await Deno.readFile(path);
+  const out: string[] = [];
+  for (let at = 0; at < data.length; at += partSize) {
+    out.push(xxh128Hex(data.subarray(at, at + partSize)));
+  }
+  return out;
+}
+
+/** Rewrites one file's entry in the manifest (as a new file, so the servers re-read it). */
+async function _editEntry(
+  cluster: TestCluster,
+  name: string,
+  edit: (parts: Record<string, unknown>[]) => void,
+): Promise<void> {
+  const path = dataPaths(cluster.dir).manifest;
+  const manifest = JSON.parse(await Deno.readTextFile(path));
+  edit(manifest.files[name].parts);
+  await Deno.writeTextFile(path + ".edit", JSON.stringify(manifest));
+  await Deno.rename(path + ".edit", path);
+}
+
+Deno.test("fast check: preload and upload record every part's XXH3-128", async () => {
+  const cluster = await startCluster({
+    servers: 4,
+    replicas: 2,
+    files: { "p.bin": 3 * MiB + 5 },
+  });
+  try {
+    const alice = testUser(cluster, "alice");
+    await whoami(cluster, alice);
+    const upSource = join(cluster.work, "src", "u.bin");
+    await Deno.copyFile(join(cluster.work, "src", "p.bin"), upSource);
+    await damageFile(upSource, 5, 10); // other bytes than p.bin's, in part 0
+    const up = await cluster.fts(["upload", upSource], { env: alice.env });
+    assert.equal(up.code, 0, up.stderr);
+
+    const { files } = await readManifestJson(cluster.dir);
+    for (const name of ["p.bin", "u.bin"]) {
+      const expected = await _partDigests(join(cluster.work, "src", name), PART);
+      const parts = files[name]!.parts as { xxh128?: string }[];
+      assert.deepEqual(parts.map((part) => part.xxh128), expected, name);
+    }
+    assert.notEqual(files["p.bin"]!.parts[0]!.digest, files["u.bin"]!.parts[0]!.digest);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fast check: a damaged region is found with XXH3-128, and with SHA-256 under --verify or for entries without it", async () => {
+  const size = 4 * MiB;
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "d.bin": size } });
+  try {
+    const source = join(cluster.work, "src", "d.bin");
+    const damaged = async () => {
+      const dest = await newDest(cluster);
+      await Deno.copyFile(source, join(dest, "d.bin"));
+      await damageFile(join(dest, "d.bin"), 5 * PART + 100, 1000);
+      return dest;
+    };
+    const fetchDamaged = async (extra: string[] = []) => {
+      const dest = await damaged();
+      const summary = await fetchJson(cluster, "d.bin", dest, extra);
+      await assertSameFile(join(dest, "d.bin"), source);
+      assert.equal(summary.partsFetched, 1);
+      assert.equal(summary.bytesReceived, PART);
+      assert.equal(summary.bytesChecked, size);
+      return summary as typeof summary & { localDigest: string };
+    };
+    assert.equal((await fetchDamaged()).localDigest, "xxh128");
+    assert.equal((await fetchDamaged(["--verify"])).localDigest, "sha256");
+    // An entry written before fts recorded fast digests.
+    await _editEntry(cluster, "d.bin", (parts) => {
+      for (const part of parts) delete part.xxh128;
+    });
+    assert.equal((await fetchDamaged()).localDigest, "sha256");
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fast check: the fast digest decides which local parts are kept; --verify asks SHA-256", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "f.bin": 2 * MiB } });
+  try {
+    const source = join(cluster.work, "src", "f.bin");
+    // Part 3's fast digest no longer matches its bytes: the check must reject
+    // the (correct) local copy, which proves the fast digest is what it used.
+    await _editEntry(cluster, "f.bin", (parts) => {
+      parts[3]!.xxh128 = "0".repeat(32);
+    });
+    const dest = await newDest(cluster);
+    await Deno.copyFile(source, join(dest, "f.bin"));
+    const fast = await fetchJson(cluster, "f.bin", dest);
+    assert.equal(fast.partsFetched, 1);
+    assert.equal(fast.bytesReceived, PART);
+    // What was received was verified with SHA-256, and is right.
+    await assertSameFile(join(dest, "f.bin"), source);
+
+    const verify = await fetchJson(cluster, "f.bin", dest, ["--verify"]);
+    assert.equal(verify.partsFetched, 0);
+    assert.equal(verify.bytesReceived, 0);
+    await assertSameFile(join(dest, "f.bin"), source);
+  } finally {
+    await cluster.stop();
+  }
+});
