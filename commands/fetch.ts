@@ -1,4 +1,4 @@
-import { resolve } from "node:path";
+import { resolve } from "../lib/paths.ts";
 import {
   boolFlag,
   durationFlag,

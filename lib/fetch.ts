@@ -4,7 +4,7 @@
  * mid-part, verify every part, then put the file in place. README.md explains
  * the algorithm in numbered steps; this file follows them.
  */
-import { basename, join } from "node:path";
+import { basename, join } from "./paths.ts";
 import { ProtocolError } from "./errors.ts";
 import {
   Bitmap,
@@ -72,6 +72,50 @@ export function localCheck(entry: FileEntry, verify: boolean): LocalCheck {
     return { algorithm: "xxh128", expected: (part) => part.xxh128 };
   }
   return { algorithm: "sha256", expected: (part) => part.digest };
+}
+
+/** The parts the destination check rejects, handed to the fetch as each is found. */
+export class RejectedParts {
+  readonly #found: number[] = [];
+  readonly #onFirst: () => void;
+  #any = false;
+  #ended = false;
+  #wake: (() => void)[] = [];
+
+  /** `onFirst` runs when the first part is rejected (fetch loads SHA-256 then). */
+  constructor(onFirst: () => void = () => {}) {
+    this.#onFirst = onFirst;
+  }
+
+  add(index: number): void {
+    if (!this.#any) {
+      this.#any = true;
+      this.#onFirst();
+    }
+    this.#found.push(index);
+    this.#notify();
+  }
+
+  /** The check is over: no more parts come. */
+  end(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  /** The next rejected part, waiting for one; undefined once the check ended and all were taken. */
+  async take(): Promise<number | undefined> {
+    for (;;) {
+      const index = this.#found.shift();
+      if (index !== undefined || this.#ended) return index;
+      await new Promise<void>((resolve) => this.#wake.push(resolve));
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = [];
+    for (const resolve of wake) resolve();
+  }
 }
 
 export interface FetchOptions {
@@ -271,6 +315,18 @@ class _Fetcher {
     // main thread only moves bytes). A worker takes ~45 ms to start: they
     // start now, while the entry is fetched.
     const hashes = new HashPool();
+    // The workers load now, while the entry is on its way, the hash they
+    // need first: XXH3-128 (see localCheck()) when the destination has bytes
+    // to check, else SHA-256 for the parts received.
+    const finalPath = join(options.destDir, options.name);
+    const local = [finalPath, finalPath + PARTIAL_SUFFIX].some((path) => {
+      try {
+        return Deno.lstatSync(path).isFile;
+      } catch {
+        return false;
+      }
+    });
+    hashes.load(local && !options.verify ? "xxh128" : "sha256");
     try {
       return await this.#run(options, hashes);
     } finally {
@@ -377,8 +433,17 @@ class _Fetcher {
         workPath === finalPath ? sampled : new Set(),
       );
       // The parts the destination holds whole are hashed while the parts it
-      // lacks are fetched; the ones that fail join the queue.
-      const checked = this.#checkWholeParts(entry, workPath, hashes, local, whole, verified);
+      // lacks are fetched; each one that fails joins the queue at once.
+      const rejected = new RejectedParts(() => hashes.load("sha256"));
+      const checked = this.#checkWholeParts(
+        entry,
+        workPath,
+        hashes,
+        local,
+        whole,
+        verified,
+        rejected,
+      );
       const saveState = async () => {
         const snapshot = new Bitmap(verified.size, verified.bytes.slice());
         // Without a boot id a crash could not be told apart later, so the data
@@ -408,11 +473,6 @@ class _Fetcher {
       }
       // Received parts are checked with SHA-256: its code loads while they arrive.
       if (missing.length > 0 || resumeAt.size > 0) hashes.load("sha256");
-      const failedCheck = checked.then(
-        () => whole.filter((i) => !verified.has(i)),
-        // Parts that could not be checked are fetched again.
-        () => whole.filter((i) => !verified.has(i)),
-      );
       let dirty = false;
       let saving: Promise<void> = Promise.resolve();
       const saver = setInterval(() => {
@@ -422,22 +482,21 @@ class _Fetcher {
           dirty = true;
         });
       }, STATE_SAVE_INTERVAL_MS);
-      void failedCheck.then((failed) => {
-        if (failed.length > 0) hashes.load("sha256");
+      const checkDone = () => {
         this.#progress.phase = "fetching";
         // Record what an existing destination already holds, in case we stop.
         if (this.#progress.partsPresent > 0 && workPath === finalPath) dirty = true;
-      });
+      };
+      void checked.then(checkDone, checkDone);
       if (whole.length === 0) this.#progress.phase = "fetching";
       let failure: unknown;
       try {
-        const later = { most: whole.length, parts: failedCheck };
         await this.#fetchParts(
           entry,
           workPath,
           hashes,
           missing,
-          later,
+          { most: whole.length, rejected },
           resumeAt,
           addressOf,
           (index) => {
@@ -523,25 +582,25 @@ class _Fetcher {
         ),
       ),
     ].filter((index) => !first.includes(index));
-    let right = 0;
-    let asked = 0;
-    for (const index of [...first, ...more]) {
-      if (asked === first.length && right === asked) break;
-      const part = entry.parts[index]!;
-      const { digest, bytes } = await hashes.hashRange({
-        path,
-        start: index * entry.partSize,
-        length: part.size,
-        algorithm: local.algorithm,
-      });
-      this.#progress.bytesChecked += bytes;
-      asked++;
-      if (bytes === part.size && digest === local.expected(part)) {
+    // Each round's samples are hashed at once, on all workers.
+    const rightOf = (indexes: number[]) =>
+      Promise.all(indexes.map(async (index) => {
+        const part = entry.parts[index]!;
+        const { digest, bytes } = await hashes.hashRange({
+          path,
+          start: index * entry.partSize,
+          length: part.size,
+          algorithm: local.algorithm,
+        });
+        this.#progress.bytesChecked += bytes;
+        if (bytes !== part.size || digest !== local.expected(part)) return 0;
         sampled.add(index);
-        right++;
-      }
-    }
-    return right === asked || right >= SAME_FILE_MIN_SHARE * asked;
+        return 1;
+      })).then((results) => results.reduce<number>((sum, one) => sum + one, 0));
+    let right = await rightOf(first);
+    if (right === first.length) return true;
+    right += await rightOf(more);
+    return right >= SAME_FILE_MIN_SHARE * (first.length + more.length);
   }
 
   async #checkDestination(
@@ -602,27 +661,40 @@ class _Fetcher {
     local: LocalCheck,
     indexes: number[],
     verified: Bitmap,
+    /** Each part that is not right (or could not be read), as soon as that is known. */
+    rejected: RejectedParts,
   ): Promise<void> {
-    if (indexes.length === 0) return;
     const queue = [...indexes];
-    // Two ranges per worker in flight, so none waits for its next one.
-    await Promise.all(Array.from({ length: 2 * hashes.size }, async () => {
-      for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
-        const part = entry.parts[index]!;
-        const { digest, bytes } = await hashes.hashRange({
-          path: workPath,
-          start: index * entry.partSize,
-          length: part.size,
-          algorithm: local.algorithm,
-        });
-        this.#progress.bytesChecked += bytes;
-        if (bytes === part.size && digest === local.expected(part)) {
-          verified.set(index);
-          this.#progress.partsPresent++;
-          this.#progress.bytesPresent += part.size;
+    try {
+      // Two ranges per worker in flight, so none waits for its next one.
+      await Promise.all(Array.from({ length: 2 * hashes.size }, async () => {
+        for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
+          const part = entry.parts[index]!;
+          let right = false;
+          try {
+            const { digest, bytes } = await hashes.hashRange({
+              path: workPath,
+              start: index * entry.partSize,
+              length: part.size,
+              algorithm: local.algorithm,
+            });
+            this.#progress.bytesChecked += bytes;
+            right = bytes === part.size && digest === local.expected(part);
+          } catch {
+            // Fetched again, like a damaged part.
+          }
+          if (right) {
+            verified.set(index);
+            this.#progress.partsPresent++;
+            this.#progress.bytesPresent += part.size;
+          } else {
+            rejected.add(index);
+          }
         }
-      }
-    }));
+      }));
+    } finally {
+      rejected.end();
+    }
   }
 
   async #fetchParts(
@@ -630,8 +702,8 @@ class _Fetcher {
     workPath: string,
     hashes: HashPool,
     missing: number[],
-    /** Parts still being checked: at most `most`, known when `parts` resolves (never rejects). */
-    later: { most: number; parts: Promise<number[]> },
+    /** Parts still being checked: at most `most` of them will be rejected. */
+    later: { most: number; rejected: RejectedParts },
     /** Parts the destination holds a first piece of: how many bytes. */
     resumeAt: Map<number, number>,
     addressOf: (id: string) => string,
@@ -650,7 +722,6 @@ class _Fetcher {
       tls: options.tls,
     });
     const queue = [...missing];
-    const added = later.parts.then((parts) => void queue.push(...parts));
     const failures: { index: number; error: unknown }[] = [];
     let stopping = false;
     const worker = async () => {
@@ -660,13 +731,9 @@ class _Fetcher {
       );
       try {
         while (!stopping) {
-          let index = queue.shift();
-          if (index === undefined) {
-            // Parts the destination check rejects come later.
-            await added;
-            index = stopping ? undefined : queue.shift();
-          }
-          if (index === undefined) return;
+          // Then the parts the destination check rejects, as it finds them.
+          const index = queue.shift() ?? await later.rejected.take();
+          if (index === undefined || stopping) return;
           try {
             await this.#fetchPart(entry, index, file, buffer, resumeAt.get(index) ?? 0, {
               pool,

@@ -18,15 +18,16 @@ const buffer = new Uint8Array(READ_CHUNK_BYTES);
 
 type CreateSha256 = typeof import("node:crypto").createHash;
 let createHash: CreateSha256 | undefined;
-let newXxh128: (() => Xxh128) | undefined;
+/** One for all ranges: each instance has its own memory, which a new one per range would waste. */
+let xxh128: Xxh128 | undefined;
 
 async function load(algorithm: HashAlgorithm): Promise<void> {
   if (algorithm === "sha256") {
     createHash ??= (await import("node:crypto")).createHash;
   } else {
-    if (newXxh128) return;
+    if (xxh128) return;
     const { Xxh128 } = await import("./xxh128.ts");
-    newXxh128 = () => new Xxh128();
+    xxh128 ??= new Xxh128();
   }
 }
 
@@ -38,7 +39,7 @@ function hashRange(
 ): { digest: string; bytes: number } {
   if (algorithm === "xxh128") {
     // Read straight into the module's memory.
-    const hash = newXxh128!();
+    const hash = xxh128!.reset();
     const bytes = hash.updateFromFileSync(file, length);
     return { digest: hash.digest(), bytes };
   }

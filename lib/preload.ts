@@ -123,13 +123,14 @@ export async function preloadFile(
     const stores = new Map(ids.map((id) => [id, new PartStore(paths.instanceDir(id))]));
     const buffer = new Uint8Array(READ_CHUNK_BYTES);
     const parts: PartEntry[] = [];
+    const fast = new Xxh128();
     const partCount = size === 0 ? 0 : Math.ceil(size / partSize);
     for (let index = 0; index < partCount; index++) {
       const start = index * partSize;
       const length = Math.min(partSize, size - start);
       // Pass 1: the digest decides where the part goes.
       const first = createHash("sha256");
-      const fast = new Xxh128();
+      fast.reset();
       await _readRange(file, start, length, buffer, (chunk) => {
         first.update(chunk);
         fast.update(chunk);

@@ -153,6 +153,7 @@ class _Uploader {
   readonly #sending = new Map<number, { size: number; sent: number }>();
   #progress: UploadProgress;
   #cluster: ClusterInfo = { replicas: 0, partSize: 0, instances: {} };
+  readonly #idleXxh128: Xxh128[] = [];
 
   constructor(options: UploadOptions, onProgress?: (progress: UploadProgress) => void) {
     this.#options = options;
@@ -395,7 +396,8 @@ class _Uploader {
   async #hashPart(file: Deno.FsFile, part: _Part): Promise<{ digest: string; xxh128: string }> {
     await file.seek(part.offset, Deno.SeekMode.Start);
     const hash = createHash("sha256");
-    const fast = new Xxh128();
+    // Parts are hashed a few at a time; their hashers are reused.
+    const fast = (this.#idleXxh128.pop() ?? new Xxh128()).reset();
     const read = await hashInto(
       {
         update(chunk) {
@@ -406,10 +408,12 @@ class _Uploader {
       file,
       part.size,
     );
+    const xxh128 = fast.digest();
+    this.#idleXxh128.push(fast);
     if (read !== part.size) {
       throw new UploadError(`${this.#options.path} got shorter while it was being uploaded`);
     }
-    return { digest: hash.digest("hex"), xxh128: fast.digest() };
+    return { digest: hash.digest("hex"), xxh128 };
   }
 
   /** The holders of a part, best placement first (what readers try first). */

@@ -46,6 +46,12 @@ export class Xxh128 {
     this.#exports.reset();
   }
 
+  /** Starts over, as new: an instance (and its memory) can serve many digests. */
+  reset(): this {
+    this.#exports.reset();
+    return this;
+  }
+
   /** Adds bytes (copied into the module's memory a buffer at a time). */
   update(bytes: Uint8Array): this {
     for (let at = 0; at < bytes.length; at += this.#input.length) {

@@ -59,6 +59,9 @@ Deno.test("xxh128: any split into updates gives the one-shot digest", () => {
     }
     assert.equal(hash.digest(), VECTORS.at(-1)![1], `splits ${sizes}`);
   }
+  // reset() starts over.
+  const used = new Xxh128().update(data);
+  assert.equal(used.reset().update(_bytes(17, 18)).digest(), "d90d9405e0a258383bb406307f2f6142");
   // Two hashers at once keep separate states.
   const a = new Xxh128().update(data.subarray(0, 1000));
   const b = new Xxh128().update(_bytes(17, 18));
