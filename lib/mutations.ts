@@ -119,8 +119,17 @@ export class Mutations {
     const outcome = await updateManifest(this.dir, async (manifest) => {
       const existing = _entryOf(manifest, name);
       if (existing && existing.owner === signer && existing.contentId === entry.contentId) {
-        // The same upload again (a retry whose reply was lost): nothing to do.
-        return { generation: manifest.generation, unchanged: true, freed: [] as string[] };
+        // The same upload again (a retry whose reply was lost): nothing to do,
+        // unless the entry, from an older fts, lacks the fast digests this one has.
+        const fast = (e: FileEntry) => e.parts.every((part) => part.xxh128 !== undefined);
+        if (fast(existing) || !fast(entry)) {
+          return { generation: manifest.generation, unchanged: true, freed: [] as string[] };
+        }
+        manifest.files[name] = {
+          ...existing,
+          parts: existing.parts.map((part, i) => ({ ...part, xxh128: entry.parts[i]!.xxh128! })),
+        };
+        return { generation: manifest.generation + 1, unchanged: false, freed: [] as string[] };
       }
       if (existing && !request.replace) {
         throw new ProtocolError(

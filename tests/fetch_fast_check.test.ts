@@ -66,6 +66,23 @@ Deno.test("fast check: preload and upload record every part's XXH3-128", async (
       assert.deepEqual(parts.map((part) => part.xxh128), expected, name);
     }
     assert.notEqual(files["p.bin"]!.parts[0]!.digest, files["u.bin"]!.parts[0]!.digest);
+
+    // An entry an older fts uploaded gets them when its owner uploads the same bytes again
+    // (the parts and their replicas stay).
+    await _editEntry(cluster, "u.bin", (parts) => {
+      for (const part of parts) delete part.xxh128;
+    });
+    const again = await cluster.fts(["upload", upSource, "--replace"], { env: alice.env });
+    assert.equal(again.code, 0, again.stderr);
+    const after = (await readManifestJson(cluster.dir)).files["u.bin"]!;
+    assert.deepEqual(
+      (after.parts as { xxh128?: string }[]).map((part) => part.xxh128),
+      await _partDigests(upSource, PART),
+    );
+    assert.deepEqual(
+      after.parts.map((p) => p.replicas),
+      files["u.bin"]!.parts.map((p) => p.replicas),
+    );
   } finally {
     await cluster.stop();
   }
