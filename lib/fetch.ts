@@ -319,14 +319,14 @@ class _Fetcher {
     // need first: XXH3-128 (see localCheck()) when the destination has bytes
     // to check, else SHA-256 for the parts received.
     const finalPath = join(options.destDir, options.name);
-    const local = [finalPath, finalPath + PARTIAL_SUFFIX].some((path) => {
+    const bytesOnDisk = [finalPath, finalPath + PARTIAL_SUFFIX].some((path) => {
       try {
         return Deno.lstatSync(path).isFile;
       } catch {
         return false;
       }
     });
-    hashes.load(local && !options.verify ? "xxh128" : "sha256");
+    hashes.load(bytesOnDisk && !options.verify ? "xxh128" : "sha256");
     try {
       return await this.#run(options, hashes);
     } finally {
