@@ -1,42 +1,23 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { HashPool } from "../lib/hash_pool.ts";
 import { xxh128Hex } from "../lib/xxh128.ts";
-import { withTempDir } from "./unit_helpers.ts";
-
-function _bytes(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-function _sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
+import { seededBytes, sha256, withTempDir } from "./unit_helpers.ts";
 
 Deno.test("HashPool.hashRange() hashes a file range and reports a short read at end of file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fts-hash-pool-" });
   const pool = new HashPool({ workers: 2 });
   try {
     const path = join(dir, "f.bin");
-    const data = _bytes(3 * 1024 * 1024 + 5, 3);
+    const data = seededBytes(3 * 1024 * 1024 + 5, 3);
     await Deno.writeFile(path, data);
     const whole = await pool.hashRange({ path, start: 1000, length: 2 * 1024 * 1024 });
     assert.deepEqual(whole, {
-      digest: _sha256(data.subarray(1000, 1000 + 2 * 1024 * 1024)),
+      digest: sha256(data.subarray(1000, 1000 + 2 * 1024 * 1024)),
       bytes: 2 * 1024 * 1024,
     });
     const tail = await pool.hashRange({ path, start: 3 * 1024 * 1024, length: 1024 });
-    assert.deepEqual(tail, { digest: _sha256(data.subarray(3 * 1024 * 1024)), bytes: 5 });
+    assert.deepEqual(tail, { digest: sha256(data.subarray(3 * 1024 * 1024)), bytes: 5 });
     await assert.rejects(
       pool.hashRange({ path: join(dir, "missing.bin"), start: 0, length: 1 }),
       /Cannot read/,
@@ -52,14 +33,14 @@ Deno.test("HashPool.hashRange() spreads ranges over its workers and answers each
   const pool = new HashPool({ workers: 2 });
   try {
     const path = join(dir, "f.bin");
-    const data = _bytes(64 * 1024, 5);
+    const data = seededBytes(64 * 1024, 5);
     await Deno.writeFile(path, data);
     const ranges = Array.from({ length: 16 }, (_, i) => ({ path, start: i * 4096, length: 4096 }));
     const results = await Promise.all(ranges.map((range) => pool.hashRange(range)));
     assert.deepEqual(
       results,
       ranges.map(({ start }) => ({
-        digest: _sha256(data.subarray(start, start + 4096)),
+        digest: sha256(data.subarray(start, start + 4096)),
         bytes: 4096,
       })),
     );
@@ -74,7 +55,7 @@ Deno.test("HashPool.hashRange() computes XXH3-128 when asked, after a load() or 
   const pool = new HashPool({ workers: 2 });
   try {
     const path = join(dir, "f.bin");
-    const data = _bytes(1024 * 1024 + 7, 9);
+    const data = seededBytes(1024 * 1024 + 7, 9);
     await Deno.writeFile(path, data);
     const ranges = [0, 1, 2, 3].map((i) => ({ path, start: i * 300_000, length: 300_000 }));
     const fast = await Promise.all(
@@ -85,7 +66,7 @@ Deno.test("HashPool.hashRange() computes XXH3-128 when asked, after a load() or 
     for (const [i, { start }] of ranges.entries()) {
       const bytes = data.subarray(start, start + 300_000);
       assert.deepEqual(fast[i], { digest: xxh128Hex(bytes), bytes: bytes.length });
-      assert.deepEqual(slow[i], { digest: _sha256(bytes), bytes: bytes.length });
+      assert.deepEqual(slow[i], { digest: sha256(bytes), bytes: bytes.length });
     }
   } finally {
     pool.close();
@@ -119,7 +100,7 @@ Deno.test("HashPool: a worker that dies fails its ranges, later ranges go to the
       // Worker 1 still answers, every time.
       for (let i = 0; i < 3; i++) {
         const result = await pool.hashRange({ path, start: 0, length: bytes.length });
-        assert.equal(result.digest, _sha256(bytes));
+        assert.equal(result.digest, sha256(bytes));
       }
       // Once every worker is dead, a range fails at once instead of waiting forever.
       await assert.rejects(

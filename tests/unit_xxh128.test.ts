@@ -1,25 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Xxh128, xxh128Hex } from "../lib/xxh128.ts";
-import { withTempDir } from "./unit_helpers.ts";
-
-/** Deterministic bytes (xorshift32), the same ones the vectors below were made from. */
-function _bytes(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+import { randomBytes, seededBytes, withTempDir } from "./unit_helpers.ts";
 
 /**
- * `xxhsum -H2` (xxHash 0.8.1, Debian) of `_bytes(length, length + 1)`: every
+ * `xxhsum -H2` (xxHash 0.8.1, Debian) of `seededBytes(length, length + 1)`: every
  * length class XXH3-128 treats differently (0, 1-3, 4-8, 9-16, 17-128,
  * 129-240, longer), and lengths around the module's 256 KiB input buffer.
  */
@@ -42,12 +27,12 @@ const VECTORS: [number, string][] = [
 
 Deno.test("xxh128: digests match xxhsum -H2's for every length class", () => {
   for (const [length, expected] of VECTORS) {
-    assert.equal(xxh128Hex(_bytes(length, length + 1)), expected, `length ${length}`);
+    assert.equal(xxh128Hex(seededBytes(length, length + 1)), expected, `length ${length}`);
   }
 });
 
 Deno.test("xxh128: any split into updates gives the one-shot digest", () => {
-  const data = _bytes(1048583, 1048584);
+  const data = seededBytes(1048583, 1048584);
   const splits = [[1], [7, 100_000], [262_144], [262_143, 2], [3, 64, 240, 500_000]];
   for (const sizes of splits) {
     const hash = new Xxh128();
@@ -61,10 +46,13 @@ Deno.test("xxh128: any split into updates gives the one-shot digest", () => {
   }
   // reset() starts over.
   const used = new Xxh128().update(data);
-  assert.equal(used.reset().update(_bytes(17, 18)).digest(), "d90d9405e0a258383bb406307f2f6142");
+  assert.equal(
+    used.reset().update(seededBytes(17, 18)).digest(),
+    "d90d9405e0a258383bb406307f2f6142",
+  );
   // Two hashers at once keep separate states.
   const a = new Xxh128().update(data.subarray(0, 1000));
-  const b = new Xxh128().update(_bytes(17, 18));
+  const b = new Xxh128().update(seededBytes(17, 18));
   assert.equal(a.digest(), xxh128Hex(data.subarray(0, 1000)));
   assert.equal(b.digest(), "d90d9405e0a258383bb406307f2f6142");
 });
@@ -72,7 +60,7 @@ Deno.test("xxh128: any split into updates gives the one-shot digest", () => {
 Deno.test("xxh128: updateFromFileSync() hashes a file range and stops at end of file", async () => {
   await withTempDir("fts-unit-xxh-", async (dir) => {
     const path = join(dir, "f.bin");
-    const data = _bytes(1048583, 1048584);
+    const data = seededBytes(1048583, 1048584);
     await Deno.writeFile(path, data);
     const file = Deno.openSync(path);
     try {
@@ -113,7 +101,7 @@ Deno.test({
       const paths = [];
       for (const size of sizes) {
         const path = join(dir, `r${size}`);
-        await Deno.writeFile(path, _bytes(size, crypto.getRandomValues(new Uint32Array(1))[0]!));
+        await Deno.writeFile(path, randomBytes(size));
         paths.push(path);
       }
       const out = await new Deno.Command("xxhsum", { args: ["-H2", ...paths] }).output();
