@@ -29,7 +29,12 @@ import {
 import { PeerPool } from "./peer_pool.ts";
 import { writeAll } from "./protocol.ts";
 import { RateLimiter } from "./rate_limiter.ts";
-import { type HashAlgorithm, HashPool } from "./hash_pool.ts";
+import {
+  DEFAULT_HASH_WORKERS,
+  type HashAlgorithm,
+  HashPool,
+  RECEIVE_HASH_WORKERS,
+} from "./hash_pool.ts";
 import { notFoundMessage } from "./hints.ts";
 import { preferredTlsError, type TlsClientOptions, TlsError } from "./tls.ts";
 
@@ -313,11 +318,11 @@ class _Fetcher {
     // the parts the destination already holds, and each fetched part once its
     // bytes are written (so the check covers what reached the disk, and the
     // main thread only moves bytes). A worker takes ~45 ms to start: they
-    // start now, while the entry is fetched.
-    const hashes = new HashPool();
-    // The workers load now, while the entry is on its way, the hash they
-    // need first: XXH3-128 (see localCheck()) when the destination has bytes
-    // to check, else SHA-256 for the parts received.
+    // start now, while the entry is fetched, and load the hash they need
+    // first: XXH3-128 (see localCheck()) when the destination has bytes to
+    // check, else SHA-256 for the parts received. Checking bytes on disk is
+    // bound by reading them, and takes a worker per core; hashing what arrives
+    // takes fewer (see RECEIVE_HASH_WORKERS).
     const finalPath = join(options.destDir, options.name);
     const bytesOnDisk = [finalPath, finalPath + PARTIAL_SUFFIX].some((path) => {
       try {
@@ -325,6 +330,9 @@ class _Fetcher {
       } catch {
         return false;
       }
+    });
+    const hashes = new HashPool({
+      workers: bytesOnDisk ? DEFAULT_HASH_WORKERS : RECEIVE_HASH_WORKERS,
     });
     hashes.load(bytesOnDisk && !options.verify ? "xxh128" : "sha256");
     try {

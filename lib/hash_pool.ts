@@ -12,11 +12,19 @@
 /** At most this many hashing workers, whatever the core count. */
 export const MAX_HASH_WORKERS = 4;
 
-/** One worker per core (up to MAX_HASH_WORKERS). */
-export const DEFAULT_HASH_WORKERS = Math.max(
-  1,
-  Math.min(navigator.hardwareConcurrency || 2, MAX_HASH_WORKERS),
-);
+const _CORES = navigator.hardwareConcurrency || 2;
+
+/** One worker per core (up to MAX_HASH_WORKERS): for reading and hashing files already on disk. */
+export const DEFAULT_HASH_WORKERS = Math.max(1, Math.min(_CORES, MAX_HASH_WORKERS));
+
+/**
+ * One worker per two cores: enough when only bytes received are hashed. A
+ * worker hashes SHA-256 at about 1.8 GB/s, more than the other cores receive
+ * and write; each worker more is an isolate to start and feed. On 2 cores a
+ * fetch into an empty directory took 6 % less time (and 13 MB less memory)
+ * with 1 worker than with 2 (8 of 8 interleaved 1 GiB runs).
+ */
+export const RECEIVE_HASH_WORKERS = Math.max(1, Math.min(Math.floor(_CORES / 2), MAX_HASH_WORKERS));
 
 /** The digests a worker computes: a part's `digest` and its `xxh128` (manifest.ts). */
 export type HashAlgorithm = "sha256" | "xxh128";
