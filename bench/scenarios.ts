@@ -98,7 +98,34 @@ function _fail(what: string, outcome: Outcome): never {
   );
 }
 
-/** Runs every contender warmups+runs times, interleaved; returns a figure per contender. */
+/**
+ * The contenders in a shuffled order, the same for a given round in every
+ * bench run. The machine's slow spells come and go in a rhythm of their own
+ * (writing 1 GiB into the page cache took 0.3 s or 2-3 s here, often every
+ * other run whoever wrote it); in a fixed order a contender could meet them
+ * in most of its runs and another in few.
+ */
+export function shuffledForRound<T>(items: readonly T[], round: number): T[] {
+  // mulberry32, seeded by the round.
+  let state = (round + 1) * 0x9e3779b9;
+  const random = () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/**
+ * Runs every contender warmups+runs times, interleaved, in a new order each
+ * round (shuffledForRound); returns a figure per contender.
+ */
 async function _rounds(
   ctx: BenchContext,
   scenario: string,
@@ -107,7 +134,7 @@ async function _rounds(
   const measured = new Map<string, Run[]>(contenders.map((c) => [c.tool, []]));
   for (let round = 0; round < ctx.warmups + ctx.runs; round++) {
     const warm = round < ctx.warmups;
-    for (const contender of contenders) {
+    for (const contender of shuffledForRound(contenders, round)) {
       await contender.prepare?.();
       await syncDisks();
       const run = await contender.run();
@@ -303,10 +330,15 @@ export async function coldFetch(ctx: BenchContext): Promise<ScenarioResult> {
   ]);
   await _clear(ctx, ["cold-fts", "cold-curl", "cold-rsync"]);
   const fts = _medianOf(figures, "fts fetch");
+  const best = (tool: string) => Math.min(...figures.find((f) => f.tool === tool)!.seconds);
   return {
     figures,
     goals: [
       _ratioGoal("cold fetch: fts / curl+nginx", fts / _medianOf(figures, "curl (nginx)"), 1.0),
+      _infoRatio(
+        "cold fetch: fts / curl+nginx, best run of each",
+        best("fts fetch") / best("curl (nginx)"),
+      ),
       _infoRatio("cold fetch: fts / rsync daemon", fts / _medianOf(figures, "rsync (daemon)")),
     ],
   };
