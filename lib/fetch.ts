@@ -443,6 +443,12 @@ class _Fetcher {
       // The parts the destination holds whole are hashed while the parts it
       // lacks are fetched; each one that fails joins the queue at once.
       const rejected = new RejectedParts(() => hashes.load("sha256"));
+      // A fetch that stops (a part that cannot be fetched, Ctrl-C) stops the
+      // check too, instead of reading the rest of the file first.
+      const stopCheck = new AbortController();
+      const onAbort = () => stopCheck.abort();
+      if (options.signal?.aborted) onAbort();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
       const checked = this.#checkWholeParts(
         entry,
         workPath,
@@ -451,8 +457,16 @@ class _Fetcher {
         whole,
         verified,
         rejected,
-      );
+        stopCheck.signal,
+      ).finally(() => options.signal?.removeEventListener("abort", onAbort));
+      // A control file says which parts are right, and a later run fetches
+      // the others without checking them: so none is written until every part
+      // the destination holds has been checked (a fetch stopped before that
+      // leaves the next run to check them again, and to find right the parts
+      // fetched meanwhile).
+      let checkComplete = false;
       const saveState = async () => {
+        if (!checkComplete) return;
         const snapshot = new Bitmap(verified.size, verified.bytes.slice());
         // Without a boot id a crash could not be told apart later, so the data
         // is flushed first; only parts verified before the flush are recorded.
@@ -495,7 +509,10 @@ class _Fetcher {
         // Record what an existing destination already holds, in case we stop.
         if (this.#progress.partsPresent > 0 && workPath === finalPath) dirty = true;
       };
-      void checked.then(checkDone, checkDone);
+      void checked.then((complete) => {
+        checkComplete = complete;
+        checkDone();
+      }, checkDone);
       if (whole.length === 0) this.#progress.phase = "fetching";
       let failure: unknown;
       try {
@@ -511,7 +528,10 @@ class _Fetcher {
             verified.set(index);
             dirty = true;
           },
+          onAbort,
         );
+        // Stopped: the check may have ended early, so parts are unverified.
+        options.signal?.throwIfAborted();
         // Every part was either verified at the destination or fetched and verified.
         const unverified = [...Array(entry.parts.length).keys()].filter((i) => !verified.has(i));
         if (unverified.length > 0) {
@@ -660,7 +680,7 @@ class _Fetcher {
   /**
    * Hashes the parts the destination holds whole in worker threads, one per
    * core, each reading the file itself: the check runs at the speed of all
-   * cores instead of one.
+   * cores instead of one. True when every part was checked (not stopped).
    */
   async #checkWholeParts(
     entry: FileEntry,
@@ -671,12 +691,15 @@ class _Fetcher {
     verified: Bitmap,
     /** Each part that is not right (or could not be read), as soon as that is known. */
     rejected: RejectedParts,
-  ): Promise<void> {
+    /** Aborted when the fetch stops: no new part is read (those being read finish). */
+    stop: AbortSignal,
+  ): Promise<boolean> {
     const queue = [...indexes];
+    const next = () => (stop.aborted ? undefined : queue.shift());
     try {
       // Two ranges per worker in flight, so none waits for its next one.
       await Promise.all(Array.from({ length: 2 * hashes.size }, async () => {
-        for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
+        for (let index = next(); index !== undefined; index = next()) {
           const part = entry.parts[index]!;
           let right = false;
           try {
@@ -700,6 +723,7 @@ class _Fetcher {
           }
         }
       }));
+      return queue.length === 0;
     } finally {
       rejected.end();
     }
@@ -716,6 +740,8 @@ class _Fetcher {
     resumeAt: Map<number, number>,
     addressOf: (id: string) => string,
     onVerified: (index: number) => void,
+    /** Called when a part fails and the fetch stops taking new parts. */
+    onStopping: () => void,
   ): Promise<void> {
     const options = this.#options;
     const parallel = Math.max(1, Math.min(options.parallel ?? DEFAULT_PARALLEL, MAX_PARALLEL));
@@ -761,6 +787,7 @@ class _Fetcher {
             failures.push({ index, error });
             // Stop taking new parts; parts in flight finish so a resume has them.
             stopping = true;
+            onStopping();
           }
         }
       } finally {

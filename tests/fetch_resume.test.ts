@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { fetchFile, type FetchProgress } from "../lib/fetch.ts";
 import { fileStamp } from "../lib/fetch_state.ts";
 import {
   assertSameFile,
@@ -258,6 +259,45 @@ Deno.test("fetch: a copy of the file damaged in its first part is still repaired
     await assertSameFile(join(dest, "p.bin"), join(cluster.work, "src", "p.bin"));
     // A middle or last part hashed right, so the file was taken for this one: one part moved.
     assert.equal(summary.bytesReceived, PART);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: a fetch stopped (Ctrl-C) during the check of the destination stops the check instead of reading the rest", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 1,
+    partSize: "256KiB",
+    files: { "c.bin": 64 * MiB },
+  });
+  try {
+    const dest = await newDest(cluster);
+    // A whole copy as an earlier run's partial file: each of its 256 parts is to be checked.
+    await Deno.copyFile(join(cluster.work, "src", "c.bin"), join(dest, "c.bin.fts-partial"));
+    const controller = new AbortController();
+    let last: FetchProgress | undefined;
+    const run = fetchFile({
+      name: "c.bin",
+      destDir: dest,
+      servers: cluster.ports.map((port) => `127.0.0.1:${port}`),
+      verify: true,
+      signal: controller.signal,
+      // Stopped as the check begins, as Ctrl-C does.
+      onEvent: (event) => {
+        if (event.type === "checking") controller.abort(new Error("stopped by the test"));
+      },
+    }, (progress) => (last = progress));
+    await assert.rejects(run, /stopped by the test/);
+    // Before the fix the whole file was read (64 MiB) before the fetch ended.
+    // Now at most the parts being hashed when it stopped: 2 per worker.
+    assert.ok(last, "no progress was reported");
+    assert.ok(last.bytesChecked <= 8 * PART, `${last.bytesChecked} bytes were checked`);
+    assert.equal(last.partsFetched, 0);
+    // The partial file is left for the next run, which completes it.
+    const again = await fetchJson(cluster, "c.bin", dest);
+    assert.equal(again.partsFetched, 0);
+    await assertSameFile(join(dest, "c.bin"), join(cluster.work, "src", "c.bin"));
   } finally {
     await cluster.stop();
   }
