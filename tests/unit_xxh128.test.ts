@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Xxh128, xxh128Hex } from "../lib/xxh128.ts";
+import { Xxh128, type Xxh128Backend, xxh128Backend, xxh128Hex } from "../lib/xxh128.ts";
 import { randomBytes, seededBytes, withTempDir } from "./unit_helpers.ts";
 
 /**
@@ -25,63 +25,92 @@ const VECTORS: [number, string][] = [
   [1048583, "c0065043884de020967fbd11ce971a12"],
 ];
 
-Deno.test("xxh128: digests match xxhsum -H2's for every length class", () => {
-  for (const [length, expected] of VECTORS) {
-    assert.equal(xxh128Hex(seededBytes(length, length + 1)), expected, `length ${length}`);
+/** Both backends where the system's libxxhash loads, else the WebAssembly one. */
+const BACKENDS: Xxh128Backend[] = xxh128Backend() === "native" ? ["native", "wasm"] : ["wasm"];
+
+Deno.test("xxh128: digests match xxhsum -H2's for every length class, on each backend", () => {
+  for (const backend of BACKENDS) {
+    for (const [length, expected] of VECTORS) {
+      assert.equal(
+        xxh128Hex(seededBytes(length, length + 1), { backend }),
+        expected,
+        `${backend}, length ${length}`,
+      );
+    }
   }
 });
 
-Deno.test("xxh128: any split into updates gives the one-shot digest", () => {
+Deno.test("xxh128: any split into updates gives the one-shot digest, on each backend", () => {
   const data = seededBytes(1048583, 1048584);
   const splits = [[1], [7, 100_000], [262_144], [262_143, 2], [3, 64, 240, 500_000]];
-  for (const sizes of splits) {
-    const hash = new Xxh128();
-    let at = 0;
-    for (let i = 0; at < data.length; i++) {
-      const n = sizes[i % sizes.length]!;
-      hash.update(data.subarray(at, at + n));
-      at += n;
+  for (const backend of BACKENDS) {
+    for (const sizes of splits) {
+      const hash = new Xxh128({ backend });
+      assert.equal(hash.backend, backend);
+      let at = 0;
+      for (let i = 0; at < data.length; i++) {
+        const n = sizes[i % sizes.length]!;
+        hash.update(data.subarray(at, at + n));
+        at += n;
+      }
+      assert.equal(hash.digest(), VECTORS.at(-1)![1], `${backend}, splits ${sizes}`);
     }
-    assert.equal(hash.digest(), VECTORS.at(-1)![1], `splits ${sizes}`);
+    // reset() starts over.
+    const used = new Xxh128({ backend }).update(data);
+    assert.equal(
+      used.reset().update(seededBytes(17, 18)).digest(),
+      "d90d9405e0a258383bb406307f2f6142",
+    );
+    // Two hashers at once keep separate states.
+    const a = new Xxh128({ backend }).update(data.subarray(0, 1000));
+    const b = new Xxh128({ backend }).update(seededBytes(17, 18));
+    assert.equal(a.digest(), xxh128Hex(data.subarray(0, 1000), { backend: "wasm" }));
+    assert.equal(b.digest(), "d90d9405e0a258383bb406307f2f6142");
   }
-  // reset() starts over.
-  const used = new Xxh128().update(data);
-  assert.equal(
-    used.reset().update(seededBytes(17, 18)).digest(),
-    "d90d9405e0a258383bb406307f2f6142",
-  );
-  // Two hashers at once keep separate states.
-  const a = new Xxh128().update(data.subarray(0, 1000));
-  const b = new Xxh128().update(seededBytes(17, 18));
-  assert.equal(a.digest(), xxh128Hex(data.subarray(0, 1000)));
-  assert.equal(b.digest(), "d90d9405e0a258383bb406307f2f6142");
 });
 
-Deno.test("xxh128: updateFromFileSync() hashes a file range and stops at end of file", async () => {
+Deno.test("xxh128: updateFromFileSync() hashes a file range and stops at end of file, on each backend", async () => {
   await withTempDir("fts-unit-xxh-", async (dir) => {
     const path = join(dir, "f.bin");
     const data = seededBytes(1048583, 1048584);
     await Deno.writeFile(path, data);
     const file = Deno.openSync(path);
     try {
-      const whole = new Xxh128();
-      assert.equal(whole.updateFromFileSync(file, data.length), data.length);
-      assert.equal(whole.digest(), VECTORS.at(-1)![1]);
+      for (const backend of BACKENDS) {
+        file.seekSync(0, Deno.SeekMode.Start);
+        const whole = new Xxh128({ backend });
+        assert.equal(whole.updateFromFileSync(file, data.length), data.length);
+        assert.equal(whole.digest(), VECTORS.at(-1)![1], backend);
 
-      file.seekSync(1000, Deno.SeekMode.Start);
-      const range = new Xxh128();
-      assert.equal(range.updateFromFileSync(file, 300_000), 300_000);
-      assert.equal(range.digest(), xxh128Hex(data.subarray(1000, 301_000)));
+        file.seekSync(1000, Deno.SeekMode.Start);
+        const range = new Xxh128({ backend });
+        assert.equal(range.updateFromFileSync(file, 300_000), 300_000);
+        assert.equal(range.digest(), xxh128Hex(data.subarray(1000, 301_000)), backend);
 
-      // Past the end: only what is there.
-      file.seekSync(data.length - 5, Deno.SeekMode.Start);
-      const tail = new Xxh128();
-      assert.equal(tail.updateFromFileSync(file, 1024), 5);
-      assert.equal(tail.digest(), xxh128Hex(data.subarray(data.length - 5)));
+        // Past the end: only what is there.
+        file.seekSync(data.length - 5, Deno.SeekMode.Start);
+        const tail = new Xxh128({ backend });
+        assert.equal(tail.updateFromFileSync(file, 1024), 5);
+        assert.equal(tail.digest(), xxh128Hex(data.subarray(data.length - 5)), backend);
+      }
     } finally {
       file.close();
     }
   });
+});
+
+/** Whether the dynamic loader knows libxxhash (Debian's libxxhash0; .ci/run installs it). */
+const libxxhash = await new Deno.Command("ldconfig", { args: ["-p"], stderr: "null" })
+  .output()
+  .then((r) => new TextDecoder().decode(r.stdout).includes("libxxhash.so.0"), () => false);
+
+Deno.test({
+  name: "xxh128: where libxxhash is installed, hashers use it (the fast check's fast path)",
+  ignore: !libxxhash || Deno.build.os !== "linux",
+  fn: () => {
+    assert.equal(xxh128Backend(), "native");
+    assert.equal(new Xxh128().backend, "native");
+  },
 });
 
 const xxhsum = await new Deno.Command("xxhsum", {
@@ -109,7 +138,9 @@ Deno.test({
       const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
       for (const [i, path] of paths.entries()) {
         const expected = lines[i]!.split(/\s+/)[0];
-        assert.equal(xxh128Hex(await Deno.readFile(path)), expected, path);
+        for (const backend of BACKENDS) {
+          assert.equal(xxh128Hex(await Deno.readFile(path), { backend }), expected, path);
+        }
       }
     });
   },
