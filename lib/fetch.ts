@@ -21,6 +21,7 @@ import { acquireFileLock } from "./lock.ts";
 import type { FileEntry, PartEntry } from "./manifest.ts";
 import {
   type ConnectOptions,
+  DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_STALL_TIMEOUT_MS,
   type FileInfo,
   parseAddress,
@@ -46,6 +47,12 @@ export const STATE_SAVE_INTERVAL_MS = 1_000;
 export const FAILED_SERVER_COOLDOWN_MS = 10_000;
 /** Tries per replica per part before that replica is given up on for the part. */
 export const ATTEMPTS_PER_REPLICA = 2;
+/**
+ * How long a fetch that is over waits for its reports of corrupt copies to be
+ * answered (the instance re-hashes its copy and quarantines it), so that the
+ * process exiting does not cut them off.
+ */
+export const REPORT_GRACE_MS = 3_000;
 export const DEFAULT_PARALLEL = 4;
 export const MAX_PARALLEL = 64;
 
@@ -277,6 +284,8 @@ class _Fetcher {
   readonly #startedAt = performance.now();
   readonly #cooldown = new Map<string, number>();
   readonly #active = new Map<string, number>();
+  /** Reports of corrupt copies still being sent or answered. */
+  readonly #reports = new Set<Promise<void>>();
   #progress: FetchProgress;
 
   constructor(options: FetchOptions, onProgress?: (progress: FetchProgress) => void) {
@@ -339,6 +348,7 @@ class _Fetcher {
       return await this.#run(options, hashes);
     } finally {
       hashes.close();
+      await this.#reportsSettled();
       clearInterval(ticker);
       this.#onProgress?.(this.progress);
     }
@@ -973,9 +983,10 @@ class _Fetcher {
 
   #report(address: string, digest: string): void {
     // Best effort: the instance re-hashes its copy and quarantines it if bad.
-    (async () => {
+    // The fetch goes on meanwhile; run() waits for the answers at the end.
+    const report = (async () => {
       const peer = await Peer.connect(address, {
-        connectTimeoutMs: 1000,
+        connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
         stallTimeoutMs: 10_000,
         tls: this.#options.tls,
       });
@@ -984,6 +995,18 @@ class _Fetcher {
       } finally {
         peer.close();
       }
-    })().catch(() => {});
+    })().catch(() => {}).finally(() => this.#reports.delete(report));
+    this.#reports.add(report);
+  }
+
+  /** Waits, at most REPORT_GRACE_MS, for the reports still in flight. */
+  async #reportsSettled(): Promise<void> {
+    if (this.#reports.size === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(this.#reports),
+      new Promise((resolve) => timer = setTimeout(resolve, REPORT_GRACE_MS)),
+    ]);
+    clearTimeout(timer);
   }
 }
