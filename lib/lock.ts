@@ -3,6 +3,8 @@
  * Deno.FsFile.lock) and within this process (a promise chain, because two
  * handles in one process must not both think they hold it).
  */
+import { deadline } from "./deadline.ts";
+
 const _chains = new Map<string, Promise<void>>();
 
 export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>): Promise<T> {
@@ -45,10 +47,10 @@ export async function acquireFileLock(
     const file = await Deno.open(path, { read: true, write: true, create: true });
     try {
       const locked = file.lock(true);
-      const waiting = setTimeout(() => {
+      const stopWaiting = deadline(200, () => {
         if (!warned) options.onWaiting?.();
         warned = true;
-      }, 200);
+      });
       try {
         if (options.signal) {
           const signal = options.signal;
@@ -63,7 +65,7 @@ export async function acquireFileLock(
           await locked;
         }
       } finally {
-        clearTimeout(waiting);
+        stopWaiting();
       }
       const held = await file.stat();
       const current = await Deno.lstat(path).catch(() => undefined);

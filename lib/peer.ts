@@ -2,6 +2,7 @@
  * A client's connection to one instance: connect, hello, then one request at a
  * time. Wire frames stay in here; callers get domain values back.
  */
+import { deadline } from "./deadline.ts";
 import { ProtocolError } from "./errors.ts";
 import { type FileEntry, parseFileEntry } from "./manifest.ts";
 import {
@@ -122,9 +123,12 @@ export class Peer {
     const { hostname, port } = parseAddress(address);
     const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const connecting = Deno.connect({ hostname, port });
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    // deadline(), not setTimeout: a client that sets no timer never loads
+    // node:timers (about 4 ms at startup, see deadline.ts).
+    let cancel = () => {};
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+      cancel = deadline(
+        connectTimeoutMs,
         () =>
           reject(
             new ProtocolError(
@@ -132,7 +136,6 @@ export class Peer {
               `Connecting to ${address} took over ${connectTimeoutMs} ms`,
             ),
           ),
-        connectTimeoutMs,
       );
     });
     let conn: Deno.TcpConn;
@@ -143,7 +146,7 @@ export class Peer {
       connecting.then((late) => late.close(), () => {});
       throw error;
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
     conn.setNoDelay(true);
     let tls: TlsClientOptions | undefined;
@@ -387,17 +390,17 @@ async function _withStallTimeout(
   onExpire: () => void,
 ): Promise<number> {
   if (timeoutMs <= 0) return await write;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancel = () => {};
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    cancel = deadline(timeoutMs, () => {
       onExpire();
       reject(new ProtocolError("TIMEOUT", `${address} took no data for ${timeoutMs} ms`));
-    }, timeoutMs);
+    });
   });
   try {
     return await Promise.race([write, timeout]);
   } finally {
-    clearTimeout(timer);
+    cancel();
     timeout.catch(() => {});
   }
 }
