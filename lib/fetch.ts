@@ -35,6 +35,7 @@ import {
   DEFAULT_HASH_WORKERS,
   type HashAlgorithm,
   HashPool,
+  HashUnavailableError,
   RECEIVE_HASH_WORKERS,
 } from "./hash_pool.ts";
 import { notFoundMessage } from "./hints.ts";
@@ -626,15 +627,7 @@ class _Fetcher {
     // Each round's samples are hashed at once, on all workers.
     const rightOf = (indexes: number[]) =>
       Promise.all(indexes.map(async (index) => {
-        const part = entry.parts[index]!;
-        const { digest, bytes } = await hashes.hashRange({
-          path,
-          start: index * entry.partSize,
-          length: part.size,
-          algorithm: local.algorithm,
-        });
-        this.#progress.bytesChecked += bytes;
-        if (bytes !== part.size || digest !== local.expected(part)) return 0;
+        if (!(await this.#localPartIsRight(entry, index, path, hashes, local))) return 0;
         sampled.add(index);
         return 1;
       })).then((results) => results.reduce<number>((sum, one) => sum + one, 0));
@@ -642,6 +635,41 @@ class _Fetcher {
     if (right === first.length) return true;
     right += await rightOf(more);
     return right >= SAME_FILE_MIN_SHARE * (first.length + more.length);
+  }
+
+  /**
+   * Whether the destination holds part `index` whole and right, by `local`'s
+   * digest. A worker that cannot load XXH3-128 (no libxxhash and no
+   * WebAssembly, say) reads nothing; then this part and every later one are
+   * checked with SHA-256, rather than all counting as damaged.
+   */
+  async #localPartIsRight(
+    entry: FileEntry,
+    index: number,
+    path: string,
+    hashes: HashPool,
+    local: LocalCheck,
+  ): Promise<boolean> {
+    const part = entry.parts[index]!;
+    const hash = (algorithm: HashAlgorithm) =>
+      hashes.hashRange({ path, start: index * entry.partSize, length: part.size, algorithm });
+    let algorithm = local.algorithm;
+    let result: { digest: string; bytes: number };
+    try {
+      result = await hash(algorithm);
+    } catch (error) {
+      if (!(error instanceof HashUnavailableError) || algorithm === "sha256") throw error;
+      if (local.algorithm !== "sha256") {
+        Object.assign(local, localCheck(entry, true));
+        this.#progress.localDigest = local.algorithm;
+      }
+      algorithm = "sha256";
+      result = await hash(algorithm);
+    }
+    this.#progress.bytesChecked += result.bytes;
+    // Compared with the digest of the algorithm used, whatever `local` says by now.
+    const expected = algorithm === "sha256" ? part.digest : part.xxh128;
+    return result.bytes === part.size && result.digest === expected;
   }
 
   async #checkDestination(
@@ -716,14 +744,7 @@ class _Fetcher {
           const part = entry.parts[index]!;
           let right = false;
           try {
-            const { digest, bytes } = await hashes.hashRange({
-              path: workPath,
-              start: index * entry.partSize,
-              length: part.size,
-              algorithm: local.algorithm,
-            });
-            this.#progress.bytesChecked += bytes;
-            right = bytes === part.size && digest === local.expected(part);
+            right = await this.#localPartIsRight(entry, index, workPath, hashes, local);
           } catch {
             // Fetched again, like a damaged part.
           }

@@ -41,10 +41,18 @@ export interface FileRange {
 /** Main thread to worker: a range to hash, or a hash to load before ranges need it. */
 export type HashRequest = { job: number; range: FileRange } | { load: HashAlgorithm };
 
-/** Worker to main thread: the digest and the bytes read (fewer at end of file), or an error. */
+/**
+ * Worker to main thread: the digest and the bytes read (fewer at end of file),
+ * or an error; `unavailable` when the hash itself could not be loaded.
+ */
 export type HashReply =
   | { job: number; digest: string; bytes: number }
-  | { job: number; error: string };
+  | { job: number; error: string; unavailable?: true };
+
+/** A worker could not load the hash a range asked for (the range was not read). */
+export class HashUnavailableError extends Error {
+  override name = "HashUnavailableError";
+}
 
 interface _Pending {
   worker: number;
@@ -136,8 +144,9 @@ export class HashPool {
     if (!pending) return;
     this.#pending.delete(reply.job);
     this.#queued[pending.worker]!--;
-    if ("error" in reply) pending.reject(new Error(reply.error));
-    else pending.resolve({ digest: reply.digest, bytes: reply.bytes });
+    if (!("error" in reply)) pending.resolve({ digest: reply.digest, bytes: reply.bytes });
+    else if (reply.unavailable) pending.reject(new HashUnavailableError(reply.error));
+    else pending.reject(new Error(reply.error));
   }
 
   #failWorker(worker: number, error: Error): void {

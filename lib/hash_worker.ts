@@ -67,9 +67,20 @@ self.onmessage = (event: MessageEvent<HashRequest>) => {
     }
     const { job, range } = request;
     const algorithm = range.algorithm ?? "sha256";
-    let reply: HashReply;
     try {
       await load(algorithm);
+    } catch (error) {
+      self.postMessage(
+        {
+          job,
+          error: `Cannot load ${algorithm}: ${error instanceof Error ? error.message : error}`,
+          unavailable: true,
+        } satisfies HashReply,
+      );
+      return;
+    }
+    let reply: HashReply;
+    try {
       const file = Deno.openSync(range.path, { read: true });
       try {
         file.seekSync(range.start, Deno.SeekMode.Start);

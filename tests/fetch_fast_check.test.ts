@@ -120,6 +120,28 @@ Deno.test("fast check: a damaged region is found with XXH3-128, and with SHA-256
   }
 });
 
+Deno.test("fast check: where XXH3-128 cannot load (no FFI for libxxhash, no WebAssembly), the destination is checked with SHA-256 and only the damaged part fetched", async () => {
+  const size = 4 * MiB;
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "n.bin": size } });
+  try {
+    const source = join(cluster.work, "src", "n.bin");
+    const dest = await newDest(cluster);
+    await Deno.copyFile(source, join(dest, "n.bin"));
+    await damageFile(join(dest, "n.bin"), 9 * PART + 7, 300);
+    const result = await cluster.fts(["fetch", "n.bin", dest, "--json"], {
+      denoFlags: ["--deny-ffi", "--v8-flags=--jitless"],
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const summary = JSON.parse(result.stdout);
+    await assertSameFile(join(dest, "n.bin"), source);
+    assert.equal(summary.localDigest, "sha256");
+    assert.equal(summary.partsFetched, 1, result.stdout);
+    assert.equal(summary.partsPresent, size / PART - 1, result.stdout);
+  } finally {
+    await cluster.stop();
+  }
+});
+
 Deno.test("fast check: the fast digest decides which local parts are kept; --verify asks SHA-256", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "f.bin": 2 * MiB } });
   try {

@@ -57,12 +57,16 @@ export function freePortRange(count: number): number {
 }
 
 /** Starts `fts ARGS...` with piped output and no standard input. */
-function _spawnFts(
-  args: string[],
-  options: { cwd?: string; env?: Record<string, string> },
-): Deno.ChildProcess {
+/** How tests start fts; `denoFlags` go to `deno run` (a test takes a permission away, say). */
+interface _SpawnOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  denoFlags?: string[];
+}
+
+function _spawnFts(args: string[], options: _SpawnOptions): Deno.ChildProcess {
   return new Deno.Command(DENO, {
-    args: ["run", "--allow-all", "--quiet", MAIN, ...args],
+    args: ["run", "--allow-all", "--quiet", ...(options.denoFlags ?? []), MAIN, ...args],
     cwd: options.cwd ?? Deno.cwd(),
     env: _env(options.env),
     clearEnv: true,
@@ -81,7 +85,7 @@ export interface RunResult {
 /** Runs `fts ARGS...` to completion. */
 export async function runFts(
   args: string[],
-  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+  options: _SpawnOptions & { timeoutMs?: number } = {},
 ): Promise<RunResult> {
   const child = _spawnFts(args, options);
   const timer = setTimeout(() => {
@@ -310,7 +314,7 @@ export interface TestCluster {
   ports: number[];
   supervisor: FtsProcess;
   /** Runs an fts command against this cluster's data directory. */
-  fts(args: string[], options?: { env?: Record<string, string> }): Promise<RunResult>;
+  fts(args: string[], options?: _SpawnOptions): Promise<RunResult>;
   /** Starts `fts fetch` in the background. */
   spawnFetch(name: string, dest: string, extra?: string[]): FtsProcess;
   kill(port: number): Promise<void>;
