@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fetchFile, type FetchProgress } from "../lib/fetch.ts";
+import { type FetchEvent, fetchFile, type FetchProgress } from "../lib/fetch.ts";
 import { fileStamp } from "../lib/fetch_state.ts";
 import {
   assertSameFile,
@@ -10,6 +10,7 @@ import {
   readManifestJson,
   sha256File,
   startCluster,
+  storedPartPath,
   waitForVerifiedParts,
   writeRandomFile,
 } from "./harness.ts";
@@ -264,40 +265,89 @@ Deno.test("fetch: a copy of the file damaged in its first part is still repaired
   }
 });
 
-Deno.test("fetch: a fetch stopped (Ctrl-C) during the check of the destination stops the check instead of reading the rest", async () => {
+/**
+ * A cluster holding c.bin (`size` bytes in 256 KiB parts, one copy each) and a
+ * destination whose partial file holds all of it but the last part: the fetch
+ * checks every other part while it fetches that one.
+ */
+async function _checkingWhileFetching(size: number) {
   const cluster = await startCluster({
     servers: 3,
     replicas: 1,
     partSize: "256KiB",
-    files: { "c.bin": 64 * MiB },
+    files: { "c.bin": size },
   });
-  try {
-    const dest = await newDest(cluster);
-    // A whole copy as an earlier run's partial file: each of its 256 parts is to be checked.
-    await Deno.copyFile(join(cluster.work, "src", "c.bin"), join(dest, "c.bin.fts-partial"));
-    const controller = new AbortController();
-    let last: FetchProgress | undefined;
-    const run = fetchFile({
+  const dest = await newDest(cluster);
+  const source = join(cluster.work, "src", "c.bin");
+  await _copyPrefix(source, join(dest, "c.bin.fts-partial"), size - PART);
+  let last: FetchProgress | undefined;
+  const controller = new AbortController();
+  const fetch = (onEvent: (event: FetchEvent) => void) =>
+    fetchFile({
       name: "c.bin",
       destDir: dest,
       servers: cluster.ports.map((port) => `127.0.0.1:${port}`),
+      // SHA-256 over what is on disk: the slowest check, so it is surely under way.
       verify: true,
       signal: controller.signal,
-      // Stopped as the check begins, as Ctrl-C does.
-      onEvent: (event) => {
-        if (event.type === "checking") controller.abort(new Error("stopped by the test"));
-      },
+      onEvent,
     }, (progress) => (last = progress));
-    await assert.rejects(run, /stopped by the test/);
-    // Before the fix the whole file was read (64 MiB) before the fetch ended.
-    // Now at most the parts being hashed when it stopped: 2 per worker.
-    assert.ok(last, "no progress was reported");
-    assert.ok(last.bytesChecked <= 8 * PART, `${last.bytesChecked} bytes were checked`);
-    assert.equal(last.partsFetched, 0);
-    // The partial file is left for the next run, which completes it.
+  return { cluster, dest, source, controller, fetch, last: () => last };
+}
+
+Deno.test("fetch: a fetch stopped (Ctrl-C) while it checks the destination stops the check instead of reading the rest", async () => {
+  const size = 64 * MiB;
+  const { cluster, dest, source, controller, fetch, last } = await _checkingWhileFetching(size);
+  try {
+    // Stopped right after the check begins, as Ctrl-C does: the check's first
+    // ranges are posted in the same turn of the event loop as the "checking"
+    // event, and a timer runs only after that turn.
+    await assert.rejects(
+      fetch((event) => {
+        if (event.type === "checking") {
+          setTimeout(() => controller.abort(new Error("stopped by the test")), 0);
+        }
+      }),
+      /stopped by the test/,
+    );
+    // Read whole, the check would have hashed 255 parts before the fetch ended;
+    // now it stops with the parts being hashed (2 per worker) when it was told,
+    // and those hashed in the millisecond or so before the timer ran.
+    const progress = last()!;
+    assert.ok(progress, "no progress was reported");
+    assert.ok(progress.bytesChecked < 64 * PART, `${progress.bytesChecked} bytes were checked`);
+    // No control file from an unfinished check: the next run checks again and completes the file.
+    await assert.rejects(Deno.stat(join(dest, "c.bin.fts-state")));
     const again = await fetchJson(cluster, "c.bin", dest);
-    assert.equal(again.partsFetched, 0);
-    await assertSameFile(join(dest, "c.bin"), join(cluster.work, "src", "c.bin"));
+    assert.equal(again.partsFetched, 1);
+    await assertSameFile(join(dest, "c.bin"), source);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: a part that cannot be fetched stops the check of the destination too, and the error names the part", async () => {
+  // Bigger, so the check (1023 parts) is surely under way when the part fails.
+  const size = 256 * MiB;
+  const { cluster, dest, source, fetch, last } = await _checkingWhileFetching(size);
+  try {
+    // The last part's one copy is gone: its instance answers NOT_FOUND, a
+    // failure that is final at once.
+    const entry = (await readManifestJson(cluster.dir)).files["c.bin"]!;
+    const lost = entry.parts.at(-1)!;
+    const stored = storedPartPath(cluster.dir, lost.replicas[0]!, lost.digest);
+    const kept = join(cluster.work, "lost-part");
+    await Deno.rename(stored, kept);
+    await assert.rejects(fetch(() => {}), /Cannot fetch part 1023 of "c\.bin"/);
+    const progress = last()!;
+    // Here 17-150 of the 1023 parts; read whole, all of them.
+    assert.ok(progress.bytesChecked < size / 2, `${progress.bytesChecked} bytes were checked`);
+    await assert.rejects(Deno.stat(join(dest, "c.bin.fts-state")));
+    // With the copy back, the next run checks the partial file again and finishes it.
+    await Deno.rename(kept, stored);
+    const again = await fetchJson(cluster, "c.bin", dest);
+    assert.equal(again.partsFetched, 1);
+    await assertSameFile(join(dest, "c.bin"), source);
   } finally {
     await cluster.stop();
   }
