@@ -105,10 +105,23 @@ Deno.test("xxh128: updateFromFileSync() hashes a file range and stops at end of 
   });
 });
 
-/** Whether the dynamic loader knows libxxhash (Debian's libxxhash0; .ci/run installs it). */
-const libxxhash = await new Deno.Command("ldconfig", { args: ["-p"], stderr: "null" })
-  .output()
-  .then((r) => new TextDecoder().decode(r.stdout).includes("libxxhash.so.0"), () => false);
+/**
+ * Whether the dynamic loader knows libxxhash (Debian's libxxhash0; .ci/run
+ * installs it). ldconfig lives in /sbin, which a user's PATH may lack.
+ */
+async function _loaderKnowsLibxxhash(): Promise<boolean> {
+  for (const ldconfig of ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]) {
+    try {
+      const { stdout } = await new Deno.Command(ldconfig, { args: ["-p"], stderr: "null" })
+        .output();
+      return new TextDecoder().decode(stdout).includes("libxxhash.so.0");
+    } catch {
+      // Not there: the next.
+    }
+  }
+  return false;
+}
+const libxxhash = await _loaderKnowsLibxxhash();
 
 Deno.test({
   name: "xxh128: where libxxhash is installed, hashers use it (the fast check's fast path)",
