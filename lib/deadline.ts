@@ -57,13 +57,28 @@ export function pendingDeadlines(): number {
   return _pending.size;
 }
 
+/** How many signals of the chain have fired, for tests. */
+export function deadlineTicks(): number {
+  return _ticks;
+}
+
+/**
+ * The longest a timer can wait (2^31 - 1 ms, about 24.8 days): a longer one
+ * fires at once, and a far deadline (`--timeout 30d`) would have the chain
+ * fire and re-arm without end. A far deadline waits in steps of this instead.
+ */
+const _MAX_TIMER_MS = 2 ** 31 - 1;
+let _ticks = 0;
+
 function _arm(at: number): void {
   _scheduledAt = at;
-  const signal = AbortSignal.timeout(Math.max(0, Math.ceil(at - performance.now())));
+  const ms = Math.min(_MAX_TIMER_MS, Math.max(0, Math.ceil(at - performance.now())));
+  const signal = AbortSignal.timeout(ms);
   signal.addEventListener("abort", () => _tick(at), { once: true });
 }
 
 function _tick(scheduledFor: number): void {
+  _ticks++;
   if (scheduledFor === _scheduledAt) _scheduledAt = Infinity;
   const now = performance.now();
   const due: _Deadline[] = [];

@@ -352,7 +352,8 @@ class _Fetcher {
       return await this.#run(options, hashes);
     } finally {
       hashes.close();
-      await this.#reportsSettled();
+      // Ctrl-C does not wait for them.
+      if (!options.signal?.aborted) await this.#reportsSettled();
       stopTicker();
       this.#onProgress?.(this.progress);
     }

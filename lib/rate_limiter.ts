@@ -1,3 +1,5 @@
+import { deadline } from "./deadline.ts";
+
 /**
  * A token bucket shared by every stream of one transfer: `take(n)` resolves
  * when n more bytes may pass without exceeding `bytesPerSecond` on average.
@@ -31,7 +33,7 @@ export class RateLimiter {
     this.#tokens -= bytes;
     if (this.#tokens < 0) {
       const waitMs = (-this.#tokens / this.bytesPerSecond) * 1000;
-      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      await new Promise<void>((resolve) => deadline(waitMs, resolve));
     }
   }
 }

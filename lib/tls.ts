@@ -3,6 +3,7 @@
  * certificate and key (`--tls-cert`, `--tls-key`); clients load the CA that
  * signed them (`--tls-ca` or FTS_TLS_CA) and refuse any other certificate.
  */
+import { deadline } from "./deadline.ts";
 import { UsageError } from "./errors.ts";
 
 /** What an instance needs to serve TLS: PEM text, not paths. */
@@ -114,10 +115,10 @@ export async function startTls(
 ): Promise<Deno.TlsConn> {
   const tls = await Deno.startTls(conn, { hostname, caCerts: options.caCerts });
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const cancel = deadline(timeoutMs, () => {
     timedOut = true;
     _closeQuietly(tls);
-  }, timeoutMs);
+  });
   try {
     await tls.handshake();
   } catch (cause) {
@@ -134,7 +135,7 @@ export async function startTls(
       : "is the instance serving TLS (fts serve --tls-cert FILE --tls-key FILE)?";
     throw new TlsError(`TLS handshake with ${address} failed: ${reason}; ${hint}`, { cause });
   } finally {
-    clearTimeout(timer);
+    cancel();
   }
   return tls;
 }

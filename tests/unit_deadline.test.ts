@@ -1,6 +1,6 @@
 /** Unit tests of lib/deadline.ts: deadlines on one chain of AbortSignal.timeout signals. */
 import assert from "node:assert/strict";
-import { deadline, every, pendingDeadlines } from "../lib/deadline.ts";
+import { deadline, deadlineTicks, every, pendingDeadlines } from "../lib/deadline.ts";
 
 function _after(ms: number): Promise<void> {
   return new Promise((resolve) => deadline(ms, resolve));
@@ -73,4 +73,17 @@ Deno.test("every() repeats until stopped", async () => {
   await _after(60);
   assert.equal(runs, seen, "no run after stop");
   assert.equal(pendingDeadlines(), 0);
+});
+
+Deno.test("a deadline further off than a timer can wait (2^31 ms) neither fires nor spins", async () => {
+  let fired = false;
+  const before = deadlineTicks();
+  const cancel = deadline(2 ** 31 + 5_000, () => fired = true);
+  // Armed with the delay as asked, the signal fired at once and re-armed
+  // itself every few milliseconds. (Waited with setTimeout: a nearer deadline
+  // would take over the chain and hide that.)
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(fired, false);
+  assert.ok(deadlineTicks() - before <= 2, `${deadlineTicks() - before} ticks in 100 ms`);
+  cancel();
 });
