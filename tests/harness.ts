@@ -56,7 +56,6 @@ export function freePortRange(count: number): number {
   throw new Error(`No free range of ${count} ports found`);
 }
 
-/** Starts `fts ARGS...` with piped output and no standard input. */
 /** How tests start fts; `denoFlags` go to `deno run` (a test takes a permission away, say). */
 interface _SpawnOptions {
   cwd?: string;
@@ -64,6 +63,7 @@ interface _SpawnOptions {
   denoFlags?: string[];
 }
 
+/** Starts `fts ARGS...` with piped output and no standard input. */
 function _spawnFts(args: string[], options: _SpawnOptions): Deno.ChildProcess {
   return new Deno.Command(DENO, {
     args: ["run", "--allow-all", "--quiet", ...(options.denoFlags ?? []), MAIN, ...args],
