@@ -19,7 +19,7 @@ import {
 import { deadline, every } from "./deadline.ts";
 import { syncDir } from "./fs_util.ts";
 import { acquireFileLock } from "./lock.ts";
-import type { FileEntry, PartEntry } from "./manifest.ts";
+import type { FileEntry } from "./manifest.ts";
 import {
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -78,14 +78,13 @@ export const SAME_FILE_MIN_SHARE = 0.75;
  */
 export interface LocalCheck {
   algorithm: HashAlgorithm;
-  expected(part: PartEntry): string | undefined;
 }
 
 export function localCheck(entry: FileEntry, verify: boolean): LocalCheck {
   if (!verify && entry.parts.every((part) => part.xxh128 !== undefined)) {
-    return { algorithm: "xxh128", expected: (part) => part.xxh128 };
+    return { algorithm: "xxh128" };
   }
-  return { algorithm: "sha256", expected: (part) => part.digest };
+  return { algorithm: "sha256" };
 }
 
 /** The parts the destination check rejects, handed to the fetch as each is found. */
