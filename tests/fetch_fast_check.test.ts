@@ -5,16 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { dataPaths } from "../lib/config.ts";
 import { xxh128Hex } from "../lib/xxh128.ts";
 import {
   assertSameFile,
   damageFile,
+  editManifestEntry,
   fetchJson,
   newDest,
   readManifestJson,
   startCluster,
-  type TestCluster,
 } from "./harness.ts";
 import { testUser, whoami } from "./upload_util.ts";
 
@@ -29,19 +28,6 @@ async function _partDigests(path: string, partSize: number): Promise<string[]> {
     out.push(xxh128Hex(data.subarray(at, at + partSize)));
   }
   return out;
-}
-
-/** Rewrites one file's entry in the manifest (as a new file, so the servers re-read it). */
-async function _editEntry(
-  cluster: TestCluster,
-  name: string,
-  edit: (parts: Record<string, unknown>[]) => void,
-): Promise<void> {
-  const path = dataPaths(cluster.dir).manifest;
-  const manifest = JSON.parse(await Deno.readTextFile(path));
-  edit(manifest.files[name].parts);
-  await Deno.writeTextFile(path + ".edit", JSON.stringify(manifest));
-  await Deno.rename(path + ".edit", path);
 }
 
 Deno.test("fast check: preload and upload record every part's XXH3-128", async () => {
@@ -69,7 +55,7 @@ Deno.test("fast check: preload and upload record every part's XXH3-128", async (
 
     // An entry an older fts uploaded gets them when its owner uploads the same bytes again
     // (the parts and their replicas stay).
-    await _editEntry(cluster, "u.bin", (parts) => {
+    await editManifestEntry(cluster.dir, "u.bin", (parts) => {
       for (const part of parts) delete part.xxh128;
     });
     const again = await cluster.fts(["upload", upSource, "--replace"], { env: alice.env });
@@ -111,7 +97,7 @@ Deno.test("fast check: a damaged region is found with XXH3-128, and with SHA-256
     assert.equal((await fetchDamaged()).localDigest, "xxh128");
     assert.equal((await fetchDamaged(["--verify"])).localDigest, "sha256");
     // An entry written before fts recorded fast digests.
-    await _editEntry(cluster, "d.bin", (parts) => {
+    await editManifestEntry(cluster.dir, "d.bin", (parts) => {
       for (const part of parts) delete part.xxh128;
     });
     assert.equal((await fetchDamaged()).localDigest, "sha256");
@@ -148,7 +134,7 @@ Deno.test("fast check: the fast digest decides which local parts are kept; --ver
     const source = join(cluster.work, "src", "f.bin");
     // Part 3's fast digest no longer matches its bytes: the check must reject
     // the (correct) local copy, which proves the fast digest is what it used.
-    await _editEntry(cluster, "f.bin", (parts) => {
+    await editManifestEntry(cluster.dir, "f.bin", (parts) => {
       parts[3]!.xxh128 = "0".repeat(32);
     });
     const dest = await newDest(cluster);

@@ -281,6 +281,22 @@ export async function readManifestJson(dataDir: string): Promise<{
   return JSON.parse(await Deno.readTextFile(join(dataDir, "manifest.json")));
 }
 
+/**
+ * Rewrites one file's entry in the manifest of a data directory, as a new file
+ * (renamed over the old one), so the instances re-read it.
+ */
+export async function editManifestEntry(
+  dataDir: string,
+  name: string,
+  edit: (parts: Record<string, unknown>[]) => void,
+): Promise<void> {
+  const path = join(dataDir, "manifest.json");
+  const manifest = JSON.parse(await Deno.readTextFile(path));
+  edit(manifest.files[name].parts);
+  await Deno.writeTextFile(path + ".edit", JSON.stringify(manifest));
+  await Deno.rename(path + ".edit", path);
+}
+
 /** Waits until a fetch's control file records at least `parts` verified parts. */
 export async function waitForVerifiedParts(
   statePath: string,
