@@ -2,9 +2,9 @@
  * fts: a replicated multi-server file transfer toolkit. This file only picks
  * the subcommand and decides the exit code; each command lives in commands/.
  */
-import { closestMatch } from "./lib/cli.ts";
-import { causeChain, UsageError } from "./lib/errors.ts";
-import { errorLine } from "./lib/hints.ts";
+import { closestMatch } from "./lib/cli/flags.ts";
+import { causeChain, UsageError } from "./lib/wire/errors.ts";
+import { errorLine } from "./lib/ui/hints.ts";
 
 export const VERSION = "0.1.0";
 

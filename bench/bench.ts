@@ -11,8 +11,8 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { DEFAULT_CONFIG } from "../lib/config.ts";
-import { parseSize } from "../lib/units.ts";
+import { DEFAULT_CONFIG } from "../lib/state/config.ts";
+import { parseSize } from "../lib/base/units.ts";
 import { sha256File, writeRandomFile } from "../tests/harness.ts";
 import { BenchCluster } from "./fts_cluster.ts";
 import { ensureTools, NginxServer, RsyncDaemon } from "./peers.ts";

@@ -7,22 +7,22 @@ import {
   parseFlags,
   sizeFlag,
   stringFlag,
-} from "../lib/cli.ts";
-import { ensureConfig, resolveDataDir } from "../lib/config.ts";
-import { Supervisor } from "../lib/cluster.ts";
-import { DEFAULT_HEAL_AFTER_MS, HEAL_RETRY_MS, type HealEvent } from "../lib/heal.ts";
-import { runningSupervisor } from "../lib/instances.ts";
-import { resolve } from "../lib/paths.ts";
-import { DEFAULT_REPAIR_RATE_BYTES_PER_SECOND } from "../lib/repair.ts";
-import { startingUnlessUp } from "../lib/cluster_watch.ts";
-import { LiveScreen } from "../lib/live_screen.ts";
-import { LiveSession } from "../lib/live_session.ts";
-import { clusterStatus } from "../lib/status.ts";
-import { clusterTitle } from "../lib/status_watch.ts";
-import { formatBytes, formatDuration } from "../lib/units.ts";
+} from "../lib/cli/flags.ts";
+import { ensureConfig, resolveDataDir } from "../lib/state/config.ts";
+import { Supervisor } from "../lib/ops/cluster.ts";
+import { DEFAULT_HEAL_AFTER_MS, HEAL_RETRY_MS, type HealEvent } from "../lib/ops/heal.ts";
+import { runningSupervisor } from "../lib/ops/instances.ts";
+import { resolve } from "../lib/base/paths.ts";
+import { DEFAULT_REPAIR_RATE_BYTES_PER_SECOND } from "../lib/ops/repair.ts";
+import { startingUnlessUp } from "../lib/ui/cluster_watch.ts";
+import { LiveScreen } from "../lib/ui/live_screen.ts";
+import { LiveSession } from "../lib/ui/live_session.ts";
+import { clusterStatus } from "../lib/ops/status.ts";
+import { clusterTitle } from "../lib/ui/status_watch.ts";
+import { formatBytes, formatDuration } from "../lib/base/units.ts";
 import { formatRepairEvent, formatRepairSummary } from "./repair.ts";
 import { formatStatus } from "./status.ts";
-import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/tls.ts";
+import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/wire/tls.ts";
 
 export const USAGE =
   "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--plain] [--quiet] [--data DIR]";

@@ -1,8 +1,8 @@
-import { boolFlag, parseFlags, sizeFlag } from "../lib/cli.ts";
-import { MIN_PART_BYTES } from "../lib/config.ts";
-import { DEFAULT_DEMO, runDemo } from "../lib/demo.ts";
-import { UsageError } from "../lib/errors.ts";
-import { colorEnabled } from "../lib/terminal.ts";
+import { boolFlag, parseFlags, sizeFlag } from "../lib/cli/flags.ts";
+import { MIN_PART_BYTES } from "../lib/state/config.ts";
+import { DEFAULT_DEMO, runDemo } from "../lib/ops/demo.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { colorEnabled } from "../lib/base/terminal.ts";
 
 export const USAGE = "fts demo [--size 24MiB] [--keep]";
 

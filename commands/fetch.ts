@@ -1,4 +1,4 @@
-import { resolve } from "../lib/paths.ts";
+import { resolve } from "../lib/base/paths.ts";
 import {
   boolFlag,
   durationFlag,
@@ -8,15 +8,15 @@ import {
   parseFlags,
   sizeFlag,
   stringFlag,
-} from "../lib/cli.ts";
-import { resolveDataDir } from "../lib/config.ts";
-import { UsageError } from "../lib/errors.ts";
-import { fetchFile, type FetchProgress, MAX_PARALLEL } from "../lib/fetch.ts";
-import { validateFileName } from "../lib/manifest.ts";
-import { resolveServers } from "../lib/servers.ts";
-import { loadTlsClientOptions } from "../lib/tls.ts";
-import { Progress, type ProgressState, reportMode } from "../lib/progress.ts";
-import { formatBytes, formatDuration } from "../lib/units.ts";
+} from "../lib/cli/flags.ts";
+import { resolveDataDir } from "../lib/state/config.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { fetchFile, type FetchProgress, MAX_PARALLEL } from "../lib/client/fetch.ts";
+import { validateFileName } from "../lib/state/manifest.ts";
+import { resolveServers } from "../lib/client/servers.ts";
+import { loadTlsClientOptions } from "../lib/wire/tls.ts";
+import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
+import { formatBytes, formatDuration } from "../lib/base/units.ts";
 
 export const USAGE =
   "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";

@@ -1,7 +1,13 @@
-import { boolFlag, expectPositionals, parseFlags, parsePort, stringFlag } from "../lib/cli.ts";
-import { requireConfig, resolveDataDir } from "../lib/config.ts";
-import { processAlive } from "../lib/fs_util.ts";
-import { instanceIdForPort, livePid } from "../lib/instances.ts";
+import {
+  boolFlag,
+  expectPositionals,
+  parseFlags,
+  parsePort,
+  stringFlag,
+} from "../lib/cli/flags.ts";
+import { requireConfig, resolveDataDir } from "../lib/state/config.ts";
+import { processAlive } from "../lib/base/fs_util.ts";
+import { instanceIdForPort, livePid } from "../lib/ops/instances.ts";
 
 export const USAGE = "fts kill PORT [--json] [--data DIR]";
 

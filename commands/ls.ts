@@ -1,15 +1,15 @@
-import { boolFlag, listFlag, parseFlags, stringFlag } from "../lib/cli.ts";
-import { loadConfig, resolveDataDir } from "../lib/config.ts";
-import { readManifest } from "../lib/manifest.ts";
-import { type FileSummary, Peer } from "../lib/peer.ts";
-import { resolveServers } from "../lib/servers.ts";
+import { boolFlag, listFlag, parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import { loadConfig, resolveDataDir } from "../lib/state/config.ts";
+import { readManifest } from "../lib/state/manifest.ts";
+import { type FileSummary, Peer } from "../lib/client/peer.ts";
+import { resolveServers } from "../lib/client/servers.ts";
 import {
   loadTlsClientOptions,
   preferredTlsError,
   type TlsClientOptions,
   TlsError,
-} from "../lib/tls.ts";
-import { formatBytes } from "../lib/units.ts";
+} from "../lib/wire/tls.ts";
+import { formatBytes } from "../lib/base/units.ts";
 
 export const USAGE = "fts ls [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR]";
 

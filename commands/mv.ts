@@ -1,13 +1,13 @@
-import { expectPositionals, parseFlags } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { expectPositionals, parseFlags } from "../lib/cli/flags.ts";
+import { UsageError } from "../lib/wire/errors.ts";
 import {
   describeLostReply,
   lookupEntry,
   notFoundAfterLostReply,
   unconfirmedRename,
-} from "../lib/lost_reply.ts";
-import { validateFileName } from "../lib/manifest.ts";
-import { sendSigned, SIGNING_FLAGS, signingContext } from "../lib/signed_client.ts";
+} from "../lib/client/lost_reply.ts";
+import { validateFileName } from "../lib/state/manifest.ts";
+import { sendSigned, SIGNING_FLAGS, signingContext } from "../lib/client/signed_client.ts";
 
 export const USAGE =
   "fts mv OLD NEW [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR]";

@@ -1,11 +1,11 @@
-import { boolFlag, clusterFlags, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
-import { ensureConfig, resolveDataDir, validateConfig } from "../lib/config.ts";
-import { UsageError } from "../lib/errors.ts";
-import { validateFileName } from "../lib/manifest.ts";
-import { basename } from "../lib/paths.ts";
-import { preloadFile } from "../lib/preload.ts";
-import { Progress, reportMode } from "../lib/progress.ts";
-import { formatBytes, formatDuration } from "../lib/units.ts";
+import { boolFlag, clusterFlags, parseFlags, sizeFlag, stringFlag } from "../lib/cli/flags.ts";
+import { ensureConfig, resolveDataDir, validateConfig } from "../lib/state/config.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { validateFileName } from "../lib/state/manifest.ts";
+import { basename } from "../lib/base/paths.ts";
+import { preloadFile } from "../lib/ops/preload.ts";
+import { Progress, reportMode } from "../lib/ui/progress.ts";
+import { formatBytes, formatDuration } from "../lib/base/units.ts";
 
 export const USAGE =
   "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--quiet] [--json] [--data DIR]";

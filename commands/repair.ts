@@ -5,9 +5,9 @@ import {
   parseFlags,
   sizeFlag,
   stringFlag,
-} from "../lib/cli.ts";
-import { type ClusterConfig, requireConfig, resolveDataDir } from "../lib/config.ts";
-import { UsageError } from "../lib/errors.ts";
+} from "../lib/cli/flags.ts";
+import { type ClusterConfig, requireConfig, resolveDataDir } from "../lib/state/config.ts";
+import { UsageError } from "../lib/wire/errors.ts";
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
   DEFAULT_UNUSED_AFTER_MS,
@@ -19,10 +19,10 @@ import {
   type RepairOptions,
   type RepairProgress,
   type RepairReport,
-} from "../lib/repair.ts";
-import { Progress, type ProgressState, type ReportMode, reportMode } from "../lib/progress.ts";
-import { loadTlsClientOptions } from "../lib/tls.ts";
-import { formatBytes, formatDuration } from "../lib/units.ts";
+} from "../lib/ops/repair.ts";
+import { Progress, type ProgressState, type ReportMode, reportMode } from "../lib/ui/progress.ts";
+import { loadTlsClientOptions } from "../lib/wire/tls.ts";
+import { formatBytes, formatDuration } from "../lib/base/units.ts";
 
 export const USAGE =
   "fts repair [--dry-run] [--verify] [--limit-rate 64MiB] [--hash-rate 256MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +

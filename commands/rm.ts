@@ -1,8 +1,12 @@
-import { expectPositionals, parseFlags } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
-import { describeLostReply, lookupEntry, notFoundAfterLostReply } from "../lib/lost_reply.ts";
-import { validateFileName } from "../lib/manifest.ts";
-import { sendSigned, SIGNING_FLAGS, signingContext } from "../lib/signed_client.ts";
+import { expectPositionals, parseFlags } from "../lib/cli/flags.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import {
+  describeLostReply,
+  lookupEntry,
+  notFoundAfterLostReply,
+} from "../lib/client/lost_reply.ts";
+import { validateFileName } from "../lib/state/manifest.ts";
+import { sendSigned, SIGNING_FLAGS, signingContext } from "../lib/client/signed_client.ts";
 
 export const USAGE =
   "fts rm NAME [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR]";

@@ -1,5 +1,5 @@
-import { parseFlags, stringFlag } from "../lib/cli.ts";
-import { requireConfig, resolveDataDir } from "../lib/config.ts";
+import { parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import { requireConfig, resolveDataDir } from "../lib/state/config.ts";
 import { runRepairCommand, SHARED_FLAGS, sharedOptions } from "./repair.ts";
 
 export const USAGE =

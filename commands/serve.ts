@@ -1,11 +1,18 @@
-import { boolFlag, durationFlag, intFlag, parseFlags, sizeFlag, stringFlag } from "../lib/cli.ts";
-import { dataPaths, loadConfig, resolveDataDir } from "../lib/config.ts";
-import { every } from "../lib/deadline.ts";
-import { UsageError } from "../lib/errors.ts";
-import { processAlive } from "../lib/fs_util.ts";
-import { ManifestCache } from "../lib/manifest.ts";
-import { Server } from "../lib/server.ts";
-import { PartStore } from "../lib/store.ts";
+import {
+  boolFlag,
+  durationFlag,
+  intFlag,
+  parseFlags,
+  sizeFlag,
+  stringFlag,
+} from "../lib/cli/flags.ts";
+import { dataPaths, loadConfig, resolveDataDir } from "../lib/state/config.ts";
+import { every } from "../lib/base/deadline.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { processAlive } from "../lib/base/fs_util.ts";
+import { ManifestCache } from "../lib/state/manifest.ts";
+import { Server } from "../lib/server/server.ts";
+import { PartStore } from "../lib/state/store.ts";
 
 export const USAGE =
   "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR]";
@@ -55,7 +62,7 @@ export async function run(args: string[]): Promise<number> {
   const tlsKey = stringFlag(flags, "tls-key");
   const tls = tlsCert === undefined && tlsKey === undefined
     ? undefined
-    : await (await import("../lib/tls.ts")).loadTlsServerOptions(tlsCert, tlsKey);
+    : await (await import("../lib/wire/tls.ts")).loadTlsServerOptions(tlsCert, tlsKey);
   // The port clients reach this instance on, when a proxy or a port mapping
   // sits in front of it: that port is the instance's id in the manifest.
   const publicPort = intFlag(flags, "public-port", 1, 65535);
@@ -86,7 +93,7 @@ export async function run(args: string[]): Promise<number> {
     id,
     store,
     manifest: new ManifestCache(dir),
-    mutations: async () => new (await import("../lib/mutations.ts")).Mutations(dir),
+    mutations: async () => new (await import("../lib/server/mutations.ts")).Mutations(dir),
     addressOf: (other) => `${host}:${other}`,
     limits: {
       ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),

@@ -1,9 +1,20 @@
-import { boolFlag, expectPositionals, parseFlags, parsePort, stringFlag } from "../lib/cli.ts";
-import { dataPaths, requireConfig, resolveDataDir } from "../lib/config.ts";
-import { controlRequest, instanceIdForPort, livePid, runningSupervisor } from "../lib/instances.ts";
-import { loadServeFlags } from "../lib/serve_flags.ts";
-import { ftsCommand } from "../lib/spawn.ts";
-import { TLS_CA_ENV } from "../lib/tls.ts";
+import {
+  boolFlag,
+  expectPositionals,
+  parseFlags,
+  parsePort,
+  stringFlag,
+} from "../lib/cli/flags.ts";
+import { dataPaths, requireConfig, resolveDataDir } from "../lib/state/config.ts";
+import {
+  controlRequest,
+  instanceIdForPort,
+  livePid,
+  runningSupervisor,
+} from "../lib/ops/instances.ts";
+import { loadServeFlags } from "../lib/ops/serve_flags.ts";
+import { ftsCommand } from "../lib/base/spawn.ts";
+import { TLS_CA_ENV } from "../lib/wire/tls.ts";
 
 export const USAGE = "fts start PORT [--json] [--data DIR]";
 

@@ -1,10 +1,10 @@
-import { boolFlag, durationFlag, parseFlags, stringFlag } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
-import { requireConfig, resolveDataDir } from "../lib/config.ts";
-import { clusterStatus, type StatusReport } from "../lib/status.ts";
-import { watchStatus } from "../lib/status_watch.ts";
-import { loadTlsClientOptions } from "../lib/tls.ts";
-import { formatBytes, formatDuration } from "../lib/units.ts";
+import { boolFlag, durationFlag, parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { requireConfig, resolveDataDir } from "../lib/state/config.ts";
+import { clusterStatus, type StatusReport } from "../lib/ops/status.ts";
+import { watchStatus } from "../lib/ui/status_watch.ts";
+import { loadTlsClientOptions } from "../lib/wire/tls.ts";
+import { formatBytes, formatDuration } from "../lib/base/units.ts";
 
 export const USAGE = "fts status [--watch [--interval 1s]] [--json] [--tls-ca FILE] [--data DIR]";
 

@@ -6,14 +6,14 @@ import {
   parseFlags,
   sizeFlag,
   stringFlag,
-} from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
-import { validateFileName } from "../lib/manifest.ts";
-import { basename } from "../lib/paths.ts";
-import { Progress, type ProgressState, reportMode } from "../lib/progress.ts";
-import { SIGNING_FLAGS, signingContext } from "../lib/signed_client.ts";
-import { formatBytes, formatDuration } from "../lib/units.ts";
-import { MAX_UPLOAD_PARALLEL, uploadFile, type UploadProgress } from "../lib/upload.ts";
+} from "../lib/cli/flags.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { validateFileName } from "../lib/state/manifest.ts";
+import { basename } from "../lib/base/paths.ts";
+import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
+import { SIGNING_FLAGS, signingContext } from "../lib/client/signed_client.ts";
+import { formatBytes, formatDuration } from "../lib/base/units.ts";
+import { MAX_UPLOAD_PARALLEL, uploadFile, type UploadProgress } from "../lib/client/upload.ts";
 
 export const USAGE =
   "fts upload FILE [--as NAME] [--replace] [--identity FILE | --operator] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--timeout 10s] [--quiet] [--json] [--data DIR]";

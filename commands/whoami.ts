@@ -1,6 +1,6 @@
-import { boolFlag, expectPositionals, parseFlags, stringFlag } from "../lib/cli.ts";
-import { resolveDataDir } from "../lib/config.ts";
-import { identityFromFlags } from "../lib/identity.ts";
+import { boolFlag, expectPositionals, parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import { resolveDataDir } from "../lib/state/config.ts";
+import { identityFromFlags } from "../lib/auth/identity.ts";
 
 export const USAGE = "fts whoami [--identity FILE | --operator] [--data DIR]";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseArgs } from "node:util";
-import { listFlag, parseFlags } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { listFlag, parseFlags } from "../lib/cli/flags.ts";
+import { UsageError } from "../lib/wire/errors.ts";
 import { newSeed, pick, randomInt, seededRandom } from "./seeded_random.ts";
 
 /** The shapes commands use: string, repeated string, booleans with short aliases. */

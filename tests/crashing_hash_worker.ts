@@ -4,8 +4,8 @@
  * a range of a path ending in "crash" throws outside any handler, which ends
  * the worker the way running out of memory would.
  */
-import type { HashRequest } from "../lib/hash_pool.ts";
-import "../lib/hash_worker.ts";
+import type { HashRequest } from "../lib/hash/hash_pool.ts";
+import "../lib/hash/hash_worker.ts";
 
 // The real handler is an arrow function: it needs no `this`.
 const hash = self.onmessage as unknown as (event: MessageEvent<HashRequest>) => void;

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { xxh128Hex } from "../lib/xxh128.ts";
+import { xxh128Hex } from "../lib/hash/xxh128.ts";
 import {
   assertSameFile,
   damageFile,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type FetchEvent, fetchFile, type FetchProgress } from "../lib/fetch.ts";
-import { fileStamp } from "../lib/fetch_state.ts";
+import { type FetchEvent, fetchFile, type FetchProgress } from "../lib/client/fetch.ts";
+import { fileStamp } from "../lib/client/fetch_state.ts";
 import {
   assertSameFile,
   damageFile,

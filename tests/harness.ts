@@ -6,9 +6,9 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadFetchState } from "../lib/fetch_state.ts";
-import { Peer } from "../lib/peer.ts";
-import { findFreePortRange } from "../lib/ports.ts";
+import { loadFetchState } from "../lib/client/fetch_state.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { findFreePortRange } from "../lib/base/ports.ts";
 import { claimPortRange } from "./port_claims.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -44,7 +44,7 @@ export async function tempDir(prefix = "fts-test-"): Promise<string> {
 /**
  * A run of `count` consecutive loopback ports that are free right now and not
  * claimed by another test, in any module or test process (port_claims.ts:
- * a killed instance's port is free, not unused). lib/ports.ts picks random bases
+ * a killed instance's port is free, not unused). lib/base/ports.ts picks random bases
  * below the kernel's ephemeral range, so a killed instance's port is not taken
  * as some connection's source port before it restarts.
  */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ProtocolError } from "../lib/errors.ts";
-import { Peer } from "../lib/peer.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
+import { Peer } from "../lib/client/peer.ts";
 import {
   assertSameFile,
   damageFile,

@@ -6,16 +6,16 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/identity.ts";
-import { Peer } from "../lib/peer.ts";
+import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
+import { Peer } from "../lib/client/peer.ts";
 import {
   encodeFrame,
   FrameReader,
   type Header,
   jsonBody,
   PROTOCOL_VERSION,
-} from "../lib/protocol.ts";
-import { signRequest } from "../lib/signed_request.ts";
+} from "../lib/wire/protocol.ts";
+import { signRequest } from "../lib/auth/signed_request.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";
 

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { Peer } from "../lib/peer.ts";
-import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/protocol.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/wire/protocol.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { assertSameFile, startCluster, storedPartPath } from "./harness.ts";
 

@@ -9,7 +9,7 @@ import {
   join,
   normalize,
   resolve,
-} from "../lib/paths.ts";
+} from "../lib/base/paths.ts";
 import { newSeed, pick, randomInt, seededRandom } from "./seeded_random.ts";
 
 /** Paths with every shape node:path treats specially. */
@@ -39,7 +39,7 @@ const CASES = [
   "a/b/../../..",
   "/..",
   "/../a",
-  "../../a/..",
+  "../..",
   "...",
   "a/.../b",
   ".a/..b/c..",
@@ -107,9 +107,9 @@ Deno.test("fromFileUrl() matches node:url's fileURLToPath and refuses what it re
     assert.equal(fromFileUrl(new URL(url)), fileURLToPath(new URL(url)), url);
   }
   assert.equal(
-    fromFileUrl(new URL("../lib/paths.ts", import.meta.url)),
+    fromFileUrl(new URL("../lib/base/paths.ts", import.meta.url)),
     fileURLToPath(
-      new URL("../lib/paths.ts", import.meta.url),
+      new URL("../lib/base/paths.ts", import.meta.url),
     ),
   );
   for (

@@ -9,7 +9,7 @@
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { processAlive } from "../lib/fs_util.ts";
+import { processAlive } from "../lib/base/fs_util.ts";
 
 const CLAIM_DIR = join(tmpdir(), "fts-test-ports");
 

@@ -12,10 +12,10 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { requireConfig } from "../lib/config.ts";
-import { updateManifest } from "../lib/manifest.ts";
-import { rankInstances } from "../lib/placement.ts";
-import { repairCluster, type RepairEvent } from "../lib/repair.ts";
+import { requireConfig } from "../lib/state/config.ts";
+import { updateManifest } from "../lib/state/manifest.ts";
+import { rankInstances } from "../lib/state/placement.ts";
+import { repairCluster, type RepairEvent } from "../lib/ops/repair.ts";
 import { readManifestJson, startCluster, storedPartPath } from "./harness.ts";
 import { censusOnDisk, offCount } from "./replicas.ts";
 

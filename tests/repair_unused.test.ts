@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Peer } from "../lib/peer.ts";
-import { exists } from "../lib/fs_util.ts";
-import { loadOrCreateIdentity } from "../lib/identity.ts";
-import { sha256Hex } from "../lib/sha256.ts";
-import { uploadFile } from "../lib/upload.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { exists } from "../lib/base/fs_util.ts";
+import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
+import { sha256Hex } from "../lib/hash/sha256.ts";
+import { uploadFile } from "../lib/client/upload.ts";
 import {
   assertSameFile,
   readManifestJson,

@@ -1,7 +1,7 @@
 /**
  * An idle `fts serve` must not load node: modules: each costs every instance
  * megabytes of resident memory, 50 times on a host (issue 5). Hashing loads
- * node:crypto on first use (lib/sha256.ts), by a dynamic import.
+ * node:crypto on first use (lib/hash/sha256.ts), by a dynamic import.
  */
 import assert from "node:assert/strict";
 import { MAIN } from "./harness.ts";
@@ -38,8 +38,8 @@ Deno.test("fts serve imports no node: module statically (main.ts and commands/se
   const serve = new URL("./commands/serve.ts", main).href;
   const reached = staticClosure(graph, [main, serve]);
   // The walk does reach the server, and the graph does hold node: modules (of other commands).
-  assert.ok(reached.has(new URL("../lib/server.ts", serve).href));
-  assert.ok(reached.has(new URL("../lib/store.ts", serve).href));
+  assert.ok(reached.has(new URL("../lib/server/server.ts", serve).href));
+  assert.ok(reached.has(new URL("../lib/state/store.ts", serve).href));
   assert.ok(graph.modules.some((m) => m.specifier.startsWith("node:")));
   const nodeModules = [...reached].filter(([specifier]) => specifier.startsWith("node:"));
   assert.deepEqual(

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Peer } from "../lib/peer.ts";
+import { Peer } from "../lib/client/peer.ts";
 import { DENO, freePortRange, MAIN, tempDir } from "./harness.ts";
 
 Deno.test("serve: running out of descriptors pauses accepting, it does not stop the instance", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { loadNativeSha256, sha256Hasher, sha256Hex, sha256HexSync } from "../lib/sha256.ts";
+import { loadNativeSha256, sha256Hasher, sha256Hex, sha256HexSync } from "../lib/hash/sha256.ts";
 import { newSeed, randomInt, seededRandom } from "./seeded_random.ts";
 
 function nodeSha256(data: Uint8Array | string): string {

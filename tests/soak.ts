@@ -14,13 +14,13 @@
  * choices and the nemesis's whole schedule (planNemesis); the same seed replays
  * the same run, up to the timing of real processes.
  */
-import { portFree } from "../lib/ports.ts";
+import { portFree } from "../lib/base/ports.ts";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { processAlive } from "../lib/fs_util.ts";
-import { FREE_PORT_FIRST, FREE_PORT_LAST } from "../lib/ports.ts";
-import { controlRequest, runningSupervisor } from "../lib/instances.ts";
+import { processAlive } from "../lib/base/fs_util.ts";
+import { FREE_PORT_FIRST, FREE_PORT_LAST } from "../lib/base/ports.ts";
+import { controlRequest, runningSupervisor } from "../lib/ops/instances.ts";
 import {
   damageFile,
   FtsProcess,

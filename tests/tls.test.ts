@@ -4,7 +4,7 @@
  * only that CA.
  */
 import assert from "node:assert/strict";
-import { preferredTlsError, TlsError } from "../lib/tls.ts";
+import { preferredTlsError, TlsError } from "../lib/wire/tls.ts";
 import { join } from "node:path";
 import { assertSameFile, newDest, runFts, startCluster, writeRandomFile } from "./harness.ts";
 

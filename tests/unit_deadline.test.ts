@@ -1,6 +1,6 @@
-/** Unit tests of lib/deadline.ts: deadlines on one chain of AbortSignal.timeout signals. */
+/** Unit tests of lib/base/deadline.ts: deadlines on one chain of AbortSignal.timeout signals. */
 import assert from "node:assert/strict";
-import { deadline, deadlineTicks, every, pendingDeadlines } from "../lib/deadline.ts";
+import { deadline, deadlineTicks, every, pendingDeadlines } from "../lib/base/deadline.ts";
 
 function _after(ms: number): Promise<void> {
   return new Promise((resolve) => deadline(ms, resolve));

@@ -1,4 +1,4 @@
-/** Unit tests of lib/fetch_state.ts: the verified-parts bitmap and the control file. */
+/** Unit tests of lib/client/fetch_state.ts: the verified-parts bitmap and the control file. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -10,7 +10,7 @@ import {
   STATE_FORMAT,
   STATE_VERSION,
   stateSurvived,
-} from "../lib/fetch_state.ts";
+} from "../lib/client/fetch_state.ts";
 import { withTempDir } from "./unit_helpers.ts";
 
 Deno.test("Bitmap set(), has(), delete() and count() track part indexes", () => {

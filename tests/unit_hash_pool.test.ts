@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { HashPool } from "../lib/hash_pool.ts";
-import { xxh128Hex } from "../lib/xxh128.ts";
+import { HashPool } from "../lib/hash/hash_pool.ts";
+import { xxh128Hex } from "../lib/hash/xxh128.ts";
 import { seededBytes, sha256, withTempDir } from "./unit_helpers.ts";
 
 Deno.test("HashPool.hashRange() hashes a file range and reports a short read at end of file", async () => {

@@ -1,8 +1,8 @@
 /** Small helpers shared by the in-process unit tests (tests/unit_*.test.ts). */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { ProtocolError } from "../lib/errors.ts";
-import { type PartStore } from "../lib/store.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
+import { type PartStore } from "../lib/state/store.ts";
 
 /** Random bytes; getRandomValues fills at most 64 KiB per call. */
 export function randomBytes(length: number): Uint8Array {

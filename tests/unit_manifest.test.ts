@@ -1,10 +1,10 @@
 /**
- * Unit tests of lib/manifest.ts: file names, the manifest format, and updates
+ * Unit tests of lib/state/manifest.ts: file names, the manifest format, and updates
  * that are serialised across tasks and processes and survive a crash.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { dataPaths } from "../lib/config.ts";
+import { dataPaths } from "../lib/state/config.ts";
 import {
   contentIdOf,
   type FileEntry,
@@ -17,10 +17,10 @@ import {
   readManifest,
   updateManifest,
   validateFileName,
-} from "../lib/manifest.ts";
+} from "../lib/state/manifest.ts";
 import { withTempDir } from "./unit_helpers.ts";
 
-const MANIFEST_URL = new URL("../lib/manifest.ts", import.meta.url).href;
+const MANIFEST_URL = new URL("../lib/state/manifest.ts", import.meta.url).href;
 
 /** A valid entry with `parts` parts of 4 KiB (fake but well-formed digests). */
 function entry(name: string, parts = 0): FileEntry {

@@ -1,10 +1,10 @@
 /**
- * Unit tests of lib/peer.ts against a hand-written instance on loopback that
+ * Unit tests of lib/client/peer.ts against a hand-written instance on loopback that
  * misbehaves in ways a real one only does when frozen or broken.
  */
 import assert from "node:assert/strict";
-import { Peer } from "../lib/peer.ts";
-import { encodeFrame, FrameReader, PROTOCOL_VERSION } from "../lib/protocol.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { encodeFrame, FrameReader, PROTOCOL_VERSION } from "../lib/wire/protocol.ts";
 import { assertCode } from "./unit_helpers.ts";
 
 /** Far more than loopback socket buffers hold, so the writes must block. */

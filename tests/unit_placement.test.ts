@@ -1,7 +1,7 @@
-/** Unit tests of lib/placement.ts: rendezvous hashing of part digests over instance ids. */
+/** Unit tests of lib/state/placement.ts: rendezvous hashing of part digests over instance ids. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { placementWeight, placeReplicas, rankInstances } from "../lib/placement.ts";
+import { placementWeight, placeReplicas, rankInstances } from "../lib/state/placement.ts";
 
 /** Deterministic, well-spread digests: sha256 of a seed and a counter. */
 function digests(count: number, seed = "placement"): string[] {

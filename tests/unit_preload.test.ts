@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ensureConfig } from "../lib/config.ts";
-import { readManifest } from "../lib/manifest.ts";
-import { preloadFile } from "../lib/preload.ts";
-import { PartStore } from "../lib/store.ts";
+import { ensureConfig } from "../lib/state/config.ts";
+import { readManifest } from "../lib/state/manifest.ts";
+import { preloadFile } from "../lib/ops/preload.ts";
+import { PartStore } from "../lib/state/store.ts";
 import { freePortRange, sha256File, storedPartPath, tempDir, writeRandomFile } from "./harness.ts";
 
 const KiB = 1024;

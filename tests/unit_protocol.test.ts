@@ -1,9 +1,9 @@
 /**
- * Unit tests of lib/protocol.ts: framing, limits, FrameReader over scripted
+ * Unit tests of lib/wire/protocol.ts: framing, limits, FrameReader over scripted
  * byte sources, timeouts and request parsing.
  */
 import assert from "node:assert/strict";
-import { ProtocolError } from "../lib/errors.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
 import {
   type ByteSource,
   decodeHeader,
@@ -22,7 +22,7 @@ import {
   PREFIX_BYTES,
   ReadTimeoutError,
   writeAll,
-} from "../lib/protocol.ts";
+} from "../lib/wire/protocol.ts";
 import { assertCode, concat } from "./unit_helpers.ts";
 
 const DIGEST = "ab".repeat(32);

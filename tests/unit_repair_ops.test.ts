@@ -1,17 +1,17 @@
 /**
  * Unit tests of the repair and scrub pieces that need no cluster: the
- * part.list and part.verify ops of lib/server.ts, and copyPart() of
- * lib/part_copy.ts between two in-process servers over loopback.
+ * part.list and part.verify ops of lib/server/server.ts, and copyPart() of
+ * lib/ops/part_copy.ts between two in-process servers over loopback.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ManifestCache } from "../lib/manifest.ts";
-import { CopyError, copyPart } from "../lib/part_copy.ts";
-import { Peer } from "../lib/peer.ts";
-import { parseRequest } from "../lib/protocol.ts";
-import { RateLimiter } from "../lib/rate_limiter.ts";
-import { Server } from "../lib/server.ts";
-import { PartStore } from "../lib/store.ts";
+import { ManifestCache } from "../lib/state/manifest.ts";
+import { CopyError, copyPart } from "../lib/ops/part_copy.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { parseRequest } from "../lib/wire/protocol.ts";
+import { RateLimiter } from "../lib/base/rate_limiter.ts";
+import { Server } from "../lib/server/server.ts";
+import { PartStore } from "../lib/state/store.ts";
 import { assertCode, randomBytes, storeBytes, withTempDir } from "./unit_helpers.ts";
 
 interface _Instance {

@@ -1,12 +1,17 @@
 /**
- * Unit tests of lib/server.ts: the connection handler driven in-process over
+ * Unit tests of lib/server/server.ts: the connection handler driven in-process over
  * real loopback TCP connections (Deno.listen on port 0), with a real PartStore
  * and manifest in a temp directory.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { contentIdOf, type FileEntry, ManifestCache, updateManifest } from "../lib/manifest.ts";
-import { Peer } from "../lib/peer.ts";
+import {
+  contentIdOf,
+  type FileEntry,
+  ManifestCache,
+  updateManifest,
+} from "../lib/state/manifest.ts";
+import { Peer } from "../lib/client/peer.ts";
 import {
   encodeFrame,
   FrameReader,
@@ -15,9 +20,9 @@ import {
   PREFIX_BYTES,
   PROTOCOL_VERSION,
   writeAll,
-} from "../lib/protocol.ts";
-import { Server, type ServerLimits } from "../lib/server.ts";
-import { PartStore } from "../lib/store.ts";
+} from "../lib/wire/protocol.ts";
+import { Server, type ServerLimits } from "../lib/server/server.ts";
+import { PartStore } from "../lib/state/store.ts";
 import {
   assertCode,
   concat,

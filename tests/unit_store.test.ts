@@ -1,7 +1,7 @@
-/** Unit tests of lib/store.ts: the content-addressed part store of one instance. */
+/** Unit tests of lib/state/store.ts: the content-addressed part store of one instance. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PartStore } from "../lib/store.ts";
+import { PartStore } from "../lib/state/store.ts";
 import {
   assertCode,
   concat,

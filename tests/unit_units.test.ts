@@ -1,6 +1,6 @@
-/** Unit tests of lib/units.ts: sizes and durations from people, and back. */
+/** Unit tests of lib/base/units.ts: sizes and durations from people, and back. */
 import assert from "node:assert/strict";
-import { formatBytes, formatDuration, parseDurationMs, parseSize } from "../lib/units.ts";
+import { formatBytes, formatDuration, parseDurationMs, parseSize } from "../lib/base/units.ts";
 
 Deno.test("parseSize() reads plain numbers and binary and decimal units", () => {
   const cases: [string, number][] = [

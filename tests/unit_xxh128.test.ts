@@ -6,7 +6,7 @@ import {
   xxh128Backend,
   xxh128Hex,
   xxh128NativeUpdate,
-} from "../lib/xxh128.ts";
+} from "../lib/hash/xxh128.ts";
 import { randomBytes, seededBytes, withTempDir } from "./unit_helpers.ts";
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { placeReplicas } from "../lib/placement.ts";
+import { placeReplicas } from "../lib/state/placement.ts";
 import {
   assertSameFile,
   FtsProcess,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { rankInstances } from "../lib/placement.ts";
+import { rankInstances } from "../lib/state/placement.ts";
 import {
   assertSameFile,
   FtsProcess,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { dataPaths } from "../lib/config.ts";
-import { withFileLock } from "../lib/lock.ts";
+import { dataPaths } from "../lib/state/config.ts";
+import { withFileLock } from "../lib/base/lock.ts";
 import {
   assertSameFile,
   FtsProcess,

@@ -1,21 +1,21 @@
 /** Identity files, signed requests and the replay guard, in-process. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ProtocolError } from "../lib/errors.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
 import {
   IDENTITY_FILE_MODE,
   loadIdentity,
   loadOrCreateIdentity,
   OWNER_PREFIX,
   publicKeyOf,
-} from "../lib/identity.ts";
-import { claimNonce, pruneNonces } from "../lib/replay_guard.ts";
+} from "../lib/auth/identity.ts";
+import { claimNonce, pruneNonces } from "../lib/auth/replay_guard.ts";
 import {
   checkSignedRequest,
   SIGNATURE_MAX_AGE_MS,
   signingMessage,
   signRequest,
-} from "../lib/signed_request.ts";
+} from "../lib/auth/signed_request.ts";
 import { straceWorks, tempDir } from "./harness.ts";
 
 async function _rejects(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
@@ -153,7 +153,7 @@ Deno.test({
     const dir = await tempDir();
     try {
       const script = join(dir, "claim.ts");
-      const guard = new URL("../lib/replay_guard.ts", import.meta.url).href;
+      const guard = new URL("../lib/auth/replay_guard.ts", import.meta.url).href;
       await Deno.writeTextFile(
         script,
         `import { claimNonce } from ${JSON.stringify(guard)};\n` +

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { exists } from "../lib/fs_util.ts";
+import { exists } from "../lib/base/fs_util.ts";
 import { FtsProcess, runFts } from "./harness.ts";
 
 /** Processes whose command line mentions `text` (the demo's temporary directory). */

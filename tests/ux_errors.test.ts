@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ProtocolError } from "../lib/errors.ts";
-import { actionHint, errorLine, notFoundMessage } from "../lib/hints.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
+import { actionHint, errorLine, notFoundMessage } from "../lib/ui/hints.ts";
 import {
   assertSameFile,
   DENO,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { closestMatch, parseFlags } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { closestMatch, parseFlags } from "../lib/cli/flags.ts";
+import { UsageError } from "../lib/wire/errors.ts";
 import { runFts } from "./harness.ts";
 
 Deno.test("closestMatch() suggests near misses and unique prefixes, and nothing far off", () => {

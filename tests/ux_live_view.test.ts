@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { snapshotEvents, toSnapshot, type WatchSnapshot } from "../lib/cluster_watch.ts";
-import { renderLiveView } from "../lib/live_view.ts";
-import { type StatusReport } from "../lib/status.ts";
+import { snapshotEvents, toSnapshot, type WatchSnapshot } from "../lib/ui/cluster_watch.ts";
+import { renderLiveView } from "../lib/ui/live_view.ts";
+import { type StatusReport } from "../lib/ops/status.ts";
 import {
   freePortRange,
   FtsProcess,

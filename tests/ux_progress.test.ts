@@ -6,8 +6,8 @@ import {
   renderProgressBar,
   type ReportMode,
   reportMode,
-} from "../lib/progress.ts";
-import { stripAnsi } from "../lib/terminal.ts";
+} from "../lib/ui/progress.ts";
+import { stripAnsi } from "../lib/base/terminal.ts";
 import { freePortRange, runFts, startCluster, tempDir, writeRandomFile } from "./harness.ts";
 
 const MiB = 1024 * 1024;

@@ -1,5 +1,5 @@
 /**
- * Progress of upload, repair and scrub (issue 7), shown through lib/progress.ts
+ * Progress of upload, repair and scrub (issue 7), shown through lib/ui/progress.ts
  * as fetch and preload show theirs: plain lines on a pipe, JSON lines with
  * --json, a bar in a real terminal.
  */
@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { repairProgressState } from "../commands/repair.ts";
 import { uploadProgressState } from "../commands/upload.ts";
-import { type RepairProgress } from "../lib/repair.ts";
-import { formatBytes } from "../lib/units.ts";
-import { type UploadProgress } from "../lib/upload.ts";
+import { type RepairProgress } from "../lib/ops/repair.ts";
+import { formatBytes } from "../lib/base/units.ts";
+import { type UploadProgress } from "../lib/client/upload.ts";
 import {
   damageFile,
   readManifestJson,

@@ -1,0 +1,226 @@
+/** Shared pieces of the command-line layer: flag parsing and output helpers. */
+import { type ClusterConfig, MAX_SERVERS } from "../state/config.ts";
+import { UsageError } from "../wire/errors.ts";
+import { parseDurationMs, parseSize } from "../base/units.ts";
+
+export { isTerminal } from "../base/terminal.ts";
+
+type FlagSpec = {
+  type: "string" | "boolean";
+  multiple?: boolean;
+  short?: string;
+};
+
+export type ParsedFlags = {
+  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  positionals: string[];
+};
+
+/**
+ * Parses flags strictly: unknown flags and missing values are usage errors.
+ * The rules are node:util's parseArgs in strict mode with positionals allowed
+ * (which fts used before; `fts serve` must not load node:util, issue 5):
+ * `--name value`, `--name=value`, `-q`, grouped `-qw`, `-xVALUE` for a short
+ * string flag, the last of repeated flags wins unless `multiple`, and `--`
+ * makes everything after it positional. A value that looks like a flag must be
+ * attached with "=", so that a forgotten value does not swallow the next flag.
+ */
+export function parseFlags(args: string[], spec: Record<string, FlagSpec>): ParsedFlags {
+  const options: Record<string, FlagSpec> = { ...spec, help: { type: "boolean", short: "h" } };
+  const longOf = new Map<string, string>();
+  for (const [name, option] of Object.entries(options)) {
+    if (option.short !== undefined) longOf.set(option.short, name);
+  }
+  const values: ParsedFlags["values"] = Object.create(null);
+  const positionals: string[] = [];
+  const pending = [...args];
+  /** Records flag `name` (written as `flag`) with its attached value, if any. */
+  const take = (flag: string, name: string, attached: string | undefined): void => {
+    const option = Object.hasOwn(options, name) ? options[name] : undefined;
+    if (option === undefined) {
+      const known = [...Object.keys(spec), "help", "verbose"];
+      const suggestion = closestMatch(flag.replace(/^-+/, ""), known);
+      throw new UsageError(
+        `Unknown flag ${flag}${suggestion ? `; did you mean --${suggestion}?` : ""}` +
+          " (--help lists the flags)",
+      );
+    }
+    let value: string | boolean;
+    if (option.type === "boolean") {
+      if (attached !== undefined) throw new UsageError(`${flag} takes no value`);
+      value = true;
+    } else if (attached !== undefined) {
+      value = attached;
+    } else {
+      const next = pending.shift();
+      if (next === undefined) throw new UsageError(`${flag} needs a value`);
+      if (next.length > 1 && next.startsWith("-")) {
+        throw new UsageError(
+          `${flag} needs a value, got the flag-like ${JSON.stringify(next)}` +
+            ` (write --${name}=${next} if that is the value)`,
+        );
+      }
+      value = next;
+    }
+    const earlier = values[name];
+    values[name] = !option.multiple
+      ? value
+      : [...(Array.isArray(earlier) ? earlier : []), value] as string[] | boolean[];
+  };
+  while (pending.length > 0) {
+    const arg = pending.shift()!;
+    if (arg === "--") {
+      positionals.push(...pending);
+      break;
+    }
+    if (arg.startsWith("--")) {
+      // A name is one character at least: "--=x" is the (unknown) flag "=x", as for node:util.
+      const eq = arg.indexOf("=", 3);
+      const name = arg.slice(2, eq === -1 ? undefined : eq);
+      take(`--${name}`, name, eq === -1 ? undefined : arg.slice(eq + 1));
+    } else if (arg.length < 2 || !arg.startsWith("-")) {
+      positionals.push(arg);
+    } else {
+      // Short flags: -q, -qw (booleans), -xVALUE or -qxVALUE (x a string flag).
+      const char = arg[1]!;
+      const name = longOf.get(char) ?? char;
+      const rest = arg.slice(2);
+      if (rest !== "" && Object.hasOwn(options, name) && options[name]!.type === "boolean") {
+        pending.unshift(`-${char}`, `-${rest}`);
+      } else {
+        take(`-${char}`, name, rest === "" ? undefined : rest);
+      }
+    }
+  }
+  return { values, positionals };
+}
+
+/** The option nearest to `word` (edit distance at most 2, or a unique prefix), if any. */
+export function closestMatch(word: string, options: readonly string[]): string | undefined {
+  const prefixed = options.filter((o) => word.length >= 2 && o.startsWith(word));
+  if (prefixed.length === 1) return prefixed[0];
+  const best = options
+    .map((option) => ({ option, d: editDistance(word, option) }))
+    .sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= Math.min(2, Math.max(1, word.length - 2)) ? best.option : undefined;
+}
+
+/**
+ * Edit distance where inserting, deleting or changing a character, or
+ * swapping two neighbours ("fecth"), each cost 1 (optimal string alignment).
+ */
+export function editDistance(a: string, b: string): number {
+  const rows = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, rows[i - 2]![j - 2]! + 1);
+      }
+      rows[i]![j] = best;
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+export function stringFlag(flags: ParsedFlags, name: string): string | undefined {
+  const value = flags.values[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+export function listFlag(flags: ParsedFlags, name: string): string[] {
+  const value = flags.values[name];
+  return Array.isArray(value) ? value.map(String) : typeof value === "string" ? [value] : [];
+}
+
+export function boolFlag(flags: ParsedFlags, name: string): boolean {
+  return flags.values[name] === true;
+}
+
+/** An integer flag within bounds, or undefined when absent. */
+export function intFlag(
+  flags: ParsedFlags,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const text = stringFlag(flags, name);
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${text}"`);
+  }
+  return value;
+}
+
+export function sizeFlag(flags: ParsedFlags, name: string): number | undefined {
+  const text = stringFlag(flags, name);
+  if (text === undefined) return undefined;
+  try {
+    return parseSize(text);
+  } catch (cause) {
+    throw new UsageError(`--${name}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+export function durationFlag(flags: ParsedFlags, name: string): number | undefined {
+  const text = stringFlag(flags, name);
+  if (text === undefined) return undefined;
+  try {
+    return parseDurationMs(text);
+  } catch (cause) {
+    throw new UsageError(`--${name}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Throws a usage error unless the positional count is within bounds. */
+export function expectPositionals(
+  flags: ParsedFlags,
+  min: number,
+  max: number,
+  usage: string,
+): string[] {
+  const { positionals } = flags;
+  if (positionals.length < min || positionals.length > max) {
+    throw new UsageError(
+      positionals.length < min
+        ? `Missing argument; usage: ${usage}`
+        : `Too many arguments; usage: ${usage}`,
+    );
+  }
+  return positionals;
+}
+
+const encoder = new TextEncoder();
+
+/** Writes to stderr without a newline (for progress lines). */
+export function writeErr(text: string): void {
+  Deno.stderr.writeSync(encoder.encode(text));
+}
+
+/** The port flag of kill/start: a positional PORT. */
+export function parsePort(text: string | undefined): number {
+  const port = Number(text);
+  if (text === undefined || !/^\d+$/.test(text) || port < 1 || port > 65535) {
+    throw new UsageError(`Expected a port number from 1 to 65535, got "${text ?? ""}"`);
+  }
+  return port;
+}
+
+/** The cluster-shape flags shared by preload and cluster: only those given. */
+export function clusterFlags(flags: ParsedFlags): Partial<ClusterConfig> {
+  const requested: Partial<ClusterConfig> = {};
+  const servers = intFlag(flags, "servers", 1, MAX_SERVERS);
+  const basePort = intFlag(flags, "base-port", 1, 65535);
+  const replicas = intFlag(flags, "replicas", 1, MAX_SERVERS);
+  const host = stringFlag(flags, "host");
+  if (servers !== undefined) requested.servers = servers;
+  if (basePort !== undefined) requested.basePort = basePort;
+  if (replicas !== undefined) requested.replicas = replicas;
+  if (host !== undefined) requested.host = host;
+  return requested;
+}

@@ -1,0 +1,406 @@
+/**
+ * A client's connection to one instance: connect, hello, then one request at a
+ * time. Wire frames stay in here; callers get domain values back.
+ */
+import { deadline } from "../base/deadline.ts";
+import { ProtocolError } from "../wire/errors.ts";
+import { type FileEntry, parseFileEntry } from "../state/manifest.ts";
+import {
+  type ByteSink,
+  DIGEST_PATTERN,
+  encodeFrame,
+  encodeFrameHead,
+  errorFromHeader,
+  FrameReader,
+  type Header,
+  PROTOCOL_VERSION,
+  writeAll,
+} from "../wire/protocol.ts";
+import {
+  defaultTlsClientOptions,
+  looksLikeTls,
+  startTls,
+  type TlsClientOptions,
+  TlsError,
+} from "../wire/tls.ts";
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
+
+export interface ConnectOptions {
+  /** Limit for the TCP connect, and again for the TLS handshake. */
+  connectTimeoutMs?: number;
+  stallTimeoutMs?: number;
+  /** Speak TLS, trusting only these CAs; when absent, as FTS_TLS_CA says (else plain TCP). */
+  tls?: TlsClientOptions | undefined;
+}
+/** How long a read may wait for the next byte before the peer counts as stalled. */
+export const DEFAULT_STALL_TIMEOUT_MS = 3_000;
+const AGENT = "fts/0.1";
+
+/** "host:port" into its parts; throws TypeError on a bad one. */
+export function parseAddress(address: string): { hostname: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port < 1 || port > 65535) {
+    throw new TypeError(`Bad server address "${address}": expected HOST:PORT`);
+  }
+  return { hostname: (match[1] ?? match[2])!, port };
+}
+
+export interface FileInfo {
+  entry: FileEntry;
+  /** Instance id to "host:port". */
+  instances: Record<string, string>;
+  generation: number;
+}
+
+/** What part.list says an instance holds. */
+export interface StoredParts {
+  /** Digest to size in bytes. */
+  parts: Map<string, number>;
+  quarantined: Set<string>;
+}
+
+export const VERIFY_STATUSES = ["ok", "missing", "quarantined", "corrupt"] as const;
+export type VerifyStatus = typeof VERIFY_STATUSES[number];
+
+/** What cluster.info tells an uploading client (issue 3). */
+export interface ClusterInfo {
+  replicas: number;
+  partSize: number;
+  /** Instance id to "host:port". */
+  instances: Record<string, string>;
+}
+
+export interface FileSummary {
+  name: string;
+  size: number;
+  parts: number;
+  owner: string;
+  created: string;
+}
+
+export class Peer {
+  readonly address: string;
+  readonly #conn: Deno.Conn;
+  /** Writes to the connection; each must make progress within the stall timeout. */
+  readonly #sink: ByteSink;
+  readonly reader: FrameReader;
+  #closed = false;
+  /** The first byte the instance sent: tells a TLS server apart from a broken one. */
+  #firstByte: number | undefined;
+  /** The instance id the server gave in its hello. */
+  id = "";
+
+  private constructor(address: string, conn: Deno.Conn, stallTimeoutMs: number) {
+    this.address = address;
+    this.#conn = conn;
+    // Only the first read is watched; after it, reads go straight to the socket.
+    const source = {
+      read: (buffer: Uint8Array): Promise<number | null> => {
+        if (this.#firstByte !== undefined) return conn.read(buffer);
+        return conn.read(buffer).then((n) => {
+          if (n !== null && n > 0) this.#firstByte = buffer[0];
+          return n;
+        });
+      },
+    };
+    this.reader = new FrameReader(source, { timeoutMs: stallTimeoutMs, bufferBytes: 64 * 1024 });
+    this.reader.onTimeout = () => this.close();
+    // An instance that stops reading (frozen, or its disk hangs) would otherwise
+    // block a part.put or a repair's copy forever once the socket buffers fill.
+    this.#sink = {
+      write: (bytes) =>
+        _withStallTimeout(conn.write(bytes), stallTimeoutMs, address, () => this.close()),
+    };
+  }
+
+  /** Connects and says hello; throws within the connect timeout when the peer is down. */
+  static async connect(
+    address: string,
+    options: ConnectOptions = {},
+  ): Promise<Peer> {
+    const { hostname, port } = parseAddress(address);
+    const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const connecting = Deno.connect({ hostname, port });
+    // deadline(), not setTimeout: a client that sets no timer never loads
+    // node:timers (about 4 ms at startup, see deadline.ts).
+    let cancel = () => {};
+    const timeout = new Promise<never>((_, reject) => {
+      cancel = deadline(
+        connectTimeoutMs,
+        () =>
+          reject(
+            new ProtocolError(
+              "TIMEOUT",
+              `Connecting to ${address} took over ${connectTimeoutMs} ms`,
+            ),
+          ),
+      );
+    });
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Promise.race([connecting, timeout]);
+    } catch (error) {
+      // A connect that completes after we gave up must not leak.
+      connecting.then((late) => late.close(), () => {});
+      throw error;
+    } finally {
+      cancel();
+    }
+    conn.setNoDelay(true);
+    let tls: TlsClientOptions | undefined;
+    try {
+      tls = options.tls ?? defaultTlsClientOptions();
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+    const stream = tls ? await startTls(conn, address, hostname, tls, connectTimeoutMs) : conn;
+    const peer = new Peer(address, stream, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
+    try {
+      const reply = await peer.#roundTrip({ op: "hello", version: PROTOCOL_VERSION, agent: AGENT });
+      if (reply.header.op !== "hello" || reply.header.version !== PROTOCOL_VERSION) {
+        throw new ProtocolError(
+          "VERSION_MISMATCH",
+          `${address} answered hello with ${reply.header.op}`,
+        );
+      }
+      peer.id = String(reply.header.id ?? "");
+    } catch (error) {
+      peer.close();
+      if (!tls && looksLikeTls(peer.#firstByte)) {
+        throw new TlsError(
+          `${address} speaks TLS: pass the CA that signed its certificate with --tls-ca FILE (or FTS_TLS_CA)`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    return peer;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  async #send(header: Header, body?: Uint8Array): Promise<void> {
+    await writeAll(this.#sink, encodeFrame(header, body));
+  }
+
+  /** Reads the next frame head; an error frame becomes a thrown ProtocolError. */
+  async readReply(): Promise<{ header: Header; bodyLength: number }> {
+    const head = await this.reader.readHead();
+    if (head === null) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} closed the connection`);
+    }
+    if (head.header.op === "error") {
+      await this.reader.skipBody();
+      throw errorFromHeader(head.header);
+    }
+    return head;
+  }
+
+  async #roundTrip(header: Header): Promise<{ header: Header; bodyLength: number }> {
+    await this.#send(header);
+    return await this.readReply();
+  }
+
+  async ping(): Promise<void> {
+    const reply = await this.#roundTrip({ op: "ping" });
+    if (reply.header.op !== "pong") throw new ProtocolError("BAD_FRAME", "Expected pong");
+  }
+
+  async getFile(name: string): Promise<FileInfo> {
+    const reply = await this.#roundTrip({ op: "file.get", name });
+    const body = await this.reader.readBodyJson() as { entry?: unknown; instances?: unknown };
+    const instances: Record<string, string> = {};
+    if (typeof body?.instances === "object" && body.instances !== null) {
+      for (const [id, address] of Object.entries(body.instances)) {
+        if (typeof address === "string") instances[id] = address;
+      }
+    }
+    let entry: FileEntry;
+    try {
+      entry = parseFileEntry(body?.entry);
+    } catch (cause) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} sent a malformed file entry`, {
+        cause,
+      });
+    }
+    return { entry, instances, generation: Number(reply.header.generation ?? 0) };
+  }
+
+  async listFiles(): Promise<FileSummary[]> {
+    await this.#roundTrip({ op: "file.list" });
+    const body = await this.reader.readBodyJson();
+    if (!Array.isArray(body)) throw new ProtocolError("BAD_FRAME", "file list is not a list");
+    return body as FileSummary[];
+  }
+
+  async stats(): Promise<Record<string, unknown>> {
+    const reply = await this.#roundTrip({ op: "stats" });
+    return reply.header;
+  }
+
+  /** Tells the instance its copy of a part failed the digest; true if it quarantined it. */
+  async report(digest: string): Promise<boolean> {
+    const reply = await this.#roundTrip({ op: "part.report", digest });
+    return reply.header.quarantined === true;
+  }
+
+  // --- repair and scrub (issue 4) ---
+
+  /** Which parts the instance stores (digest to size) and which it quarantined. */
+  async listParts(): Promise<StoredParts> {
+    await this.#roundTrip({ op: "part.list" });
+    const body = await this.reader.readBodyJson() as { parts?: unknown; quarantined?: unknown };
+    const parts = new Map<string, number>();
+    const quarantined = new Set<string>();
+    if (!Array.isArray(body?.parts) || !Array.isArray(body.quarantined)) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} sent a malformed part list`);
+    }
+    for (const item of body.parts) {
+      const [digest, size] = Array.isArray(item) ? item : [];
+      if (typeof digest === "string" && DIGEST_PATTERN.test(digest) && Number.isSafeInteger(size)) {
+        parts.set(digest, size as number);
+      }
+    }
+    for (const digest of body.quarantined) {
+      if (typeof digest === "string" && DIGEST_PATTERN.test(digest)) quarantined.add(digest);
+    }
+    return { parts, quarantined };
+  }
+
+  /**
+   * Has the instance re-hash its copy of a part. "corrupt" means the copy
+   * failed and the instance has just quarantined it.
+   */
+  async verifyPart(digest: string): Promise<VerifyStatus> {
+    const reply = await this.#roundTrip({ op: "part.verify", digest });
+    const status = reply.header.status;
+    if (
+      reply.header.op !== "verified" || typeof status !== "string" ||
+      !(VERIFY_STATUSES as readonly string[]).includes(status)
+    ) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} answered part.verify badly`);
+    }
+    return status as VerifyStatus;
+  }
+
+  // --- end repair and scrub ---
+
+  /**
+   * Asks for a byte range of a part. On success the body (exactly `length`
+   * bytes) is then read with `reader.readBody`.
+   */
+  async requestPart(digest: string, offset: number, length: number): Promise<void> {
+    const reply = await this.#roundTrip({ op: "part.get", digest, offset, length });
+    if (reply.header.op !== "data" || reply.bodyLength !== length) {
+      throw new ProtocolError(
+        "BAD_FRAME",
+        `${this.address} answered part.get with ${reply.header.op}`,
+      );
+    }
+  }
+
+  /** Sends a whole part from a source of chunks; the server verifies the digest. */
+  async putPart(
+    digest: string,
+    size: number,
+    chunks: AsyncIterable<Uint8Array>,
+  ): Promise<{ stored: boolean }> {
+    await writeAll(this.#sink, encodeFrameHead({ op: "part.put", digest }, size));
+    let sent = 0;
+    for await (const chunk of chunks) {
+      if (sent + chunk.length > size) throw new RangeError("Part source gave more than its size");
+      await writeAll(this.#sink, chunk);
+      sent += chunk.length;
+    }
+    if (sent !== size) throw new RangeError(`Part source gave ${sent} of ${size} bytes`);
+    const reply = await this.readReply();
+    return { stored: reply.header.stored === true };
+  }
+
+  // --- signed mutations and upload (issue 3) ---
+
+  /** Size of the instance's copy of a part, or undefined when it holds none. */
+  async hasPart(digest: string): Promise<number | undefined> {
+    const reply = await this.#roundTrip({ op: "part.has", digest });
+    const { op, stored, size } = reply.header;
+    if (op !== "has") {
+      throw new ProtocolError("BAD_FRAME", `${this.address} answered part.has badly`);
+    }
+    return stored === true && typeof size === "number" ? size : undefined;
+  }
+
+  /** The cluster's replica count, part size and instance addresses. */
+  async clusterInfo(): Promise<ClusterInfo> {
+    const reply = await this.#roundTrip({ op: "cluster.info" });
+    const body = await this.reader.readBodyJson() as { instances?: unknown };
+    const { replicas, partSize } = reply.header;
+    const instances: Record<string, string> = {};
+    if (typeof body?.instances === "object" && body.instances !== null) {
+      for (const [id, address] of Object.entries(body.instances)) {
+        if (typeof address === "string") instances[id] = address;
+      }
+    }
+    if (
+      reply.header.op !== "cluster" || !Number.isSafeInteger(replicas) ||
+      !Number.isSafeInteger(partSize) || Object.keys(instances).length === 0
+    ) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} answered cluster.info badly`);
+    }
+    return { replicas: replicas as number, partSize: partSize as number, instances };
+  }
+
+  /**
+   * Sends one request with an optional small body and returns the reply's
+   * header (its body is discarded); an error frame throws. Signed requests
+   * (signed_request.ts) go through here.
+   */
+  async request(header: Header, body?: Uint8Array): Promise<Header> {
+    await this.#send(header, body);
+    const reply = await this.readReply();
+    await this.reader.skipBody();
+    return reply.header;
+  }
+
+  // --- end signed mutations and upload ---
+}
+
+/**
+ * Settles like `write`, unless it takes longer than `timeoutMs` (0: no limit):
+ * then `onExpire` closes the connection and the write fails with TIMEOUT.
+ */
+async function _withStallTimeout(
+  write: Promise<number>,
+  timeoutMs: number,
+  address: string,
+  onExpire: () => void,
+): Promise<number> {
+  if (timeoutMs <= 0) return await write;
+  let cancel = () => {};
+  const timeout = new Promise<never>((_, reject) => {
+    cancel = deadline(timeoutMs, () => {
+      onExpire();
+      reject(new ProtocolError("TIMEOUT", `${address} took no data for ${timeoutMs} ms`));
+    });
+  });
+  try {
+    return await Promise.race([write, timeout]);
+  } finally {
+    cancel();
+    timeout.catch(() => {});
+  }
+}

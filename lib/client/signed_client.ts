@@ -1,0 +1,131 @@
+/**
+ * Sending a signed request (file.publish, file.delete, file.rename) to the
+ * first server that answers. Each attempt is signed anew, so a retry on
+ * another server never looks like a replay.
+ */
+import { boolFlag, listFlag, type ParsedFlags, stringFlag } from "../cli/flags.ts";
+import { resolveDataDir } from "../state/config.ts";
+import { type ErrorCode, ProtocolError, RemoteProtocolError } from "../wire/errors.ts";
+import { type Identity, identityFromFlags } from "../auth/identity.ts";
+import { Peer } from "./peer.ts";
+import { type Header } from "../wire/protocol.ts";
+import { resolveServers } from "./servers.ts";
+import { signRequest, type UnsignedRequest } from "../auth/signed_request.ts";
+
+/** How long a signed request may wait for its reply: the server may free many parts first. */
+export const MUTATION_REPLY_TIMEOUT_MS = 30_000;
+export const MUTATION_CONNECT_TIMEOUT_MS = 2_000;
+
+/** Answers that another server would give just the same: stop and report them. */
+const FINAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "UNAUTHORIZED",
+  "NOT_YOURS",
+  "ALREADY_EXISTS",
+  "BAD_NAME",
+  "NOT_FOUND",
+  "MISSING_PARTS",
+  "BAD_REQUEST",
+  "BODY_TOO_LARGE",
+]);
+
+/** An attempt that sent its request and then lost the reply: it may have made the change. */
+export interface LostReply {
+  address: string;
+  /** How the reply was lost (reset, closed, timed out...). */
+  reason: string;
+}
+
+/**
+ * A final answer (NOT_FOUND, NOT_YOURS...) that came after an earlier attempt
+ * sent the request and lost its reply. That attempt may have made the change,
+ * so the answer may describe the state after it: NOT_FOUND to a delete can
+ * mean "already deleted". The commands decide; code and message are the answer's.
+ */
+export class AfterLostReplyError extends ProtocolError {
+  readonly lostReplies: readonly LostReply[];
+  constructor(answer: ProtocolError, lostReplies: readonly LostReply[]) {
+    super(answer.code, answer.message, { cause: answer });
+    this.name = "AfterLostReplyError";
+    this.lostReplies = lostReplies;
+  }
+}
+
+/**
+ * Signs `request` as `identity` and sends it, trying `servers` in order; returns the reply.
+ * A final answer after a lost reply is thrown as AfterLostReplyError.
+ */
+export async function sendSigned(
+  servers: readonly string[],
+  identity: Identity,
+  request: UnsignedRequest,
+  body?: Uint8Array,
+  options: { connectTimeoutMs?: number; stallTimeoutMs?: number } = {},
+): Promise<Header> {
+  if (servers.length === 0) throw new TypeError("No servers to send the request to");
+  const reasons: string[] = [];
+  const lostReplies: LostReply[] = [];
+  for (const address of servers) {
+    let peer: Peer | undefined;
+    let sent = false;
+    try {
+      peer = await Peer.connect(address, {
+        connectTimeoutMs: options.connectTimeoutMs ?? MUTATION_CONNECT_TIMEOUT_MS,
+        stallTimeoutMs: options.stallTimeoutMs ?? MUTATION_REPLY_TIMEOUT_MS,
+      });
+      const signed = await signRequest(identity, request);
+      // From here on a failure leaves the outcome unknown: the server may have the request.
+      sent = true;
+      return await peer.request(signed, body);
+    } catch (error) {
+      if (error instanceof ProtocolError && FINAL_CODES.has(error.code)) {
+        throw lostReplies.length > 0 ? new AfterLostReplyError(error, lostReplies) : error;
+      }
+      const reason = error instanceof Error ? error.message : String(error);
+      reasons.push(`${address}: ${reason}`);
+      // An error frame is an answer: that server did not make the change.
+      if (sent && !(error instanceof RemoteProtocolError)) lostReplies.push({ address, reason });
+    } finally {
+      peer?.close();
+    }
+  }
+  const unknown = lostReplies.length > 0
+    ? `; the attempt on ${lostReplies[0]!.address} lost its reply, so it may have been applied`
+    : "";
+  throw new Error(
+    `Cannot send ${request.op} to any server (tried ${servers.length})${unknown}; ` +
+      `is the cluster running?`,
+    { cause: new Error(reasons.slice(0, 5).join("; ")) },
+  );
+}
+
+/** The servers in random order, so that many clients spread their requests. */
+export function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/** The flags every signing command takes, besides its own. */
+export const SIGNING_FLAGS = {
+  data: { type: "string" },
+  server: { type: "string", multiple: true },
+  identity: { type: "string" },
+  operator: { type: "boolean" },
+} as const;
+
+/** Servers (shuffled) and identity from a signing command's flags; says when it made a new identity. */
+export async function signingContext(
+  flags: ParsedFlags,
+): Promise<{ servers: string[]; identity: Identity }> {
+  const dir = resolveDataDir(stringFlag(flags, "data"));
+  const servers = shuffled(await resolveServers(dir, listFlag(flags, "server")));
+  const identity = await identityFromFlags(
+    { identity: stringFlag(flags, "identity"), operator: boolFlag(flags, "operator") },
+    dir,
+  );
+  if (identity.created) console.error(`created a new identity in ${identity.path}`);
+  return { servers, identity };
+}

@@ -1,0 +1,297 @@
+/**
+ * The cluster supervisor: starts every instance as its own child process,
+ * reports them going down and coming back, restarts one on request (the
+ * control channel that `fts start` uses), and stops them all on the way out.
+ */
+import { type ClusterConfig, dataPaths, instanceIds } from "../state/config.ts";
+import { writeFileAtomic } from "../base/fs_util.ts";
+import { Healer, type HealEvent } from "./heal.ts";
+import { livePid } from "./instances.ts";
+import { resolve } from "../base/paths.ts";
+import { saveServeFlags } from "./serve_flags.ts";
+import { ftsCommand } from "../base/spawn.ts";
+import { TLS_CA_ENV } from "../wire/tls.ts";
+
+/** How long one instance may take to print its ready line. */
+export const READY_TIMEOUT_MS = 30_000;
+/** How long instances get to exit after SIGTERM before SIGKILL. */
+export const STOP_GRACE_MS = 3_000;
+
+export type InstanceState = "starting" | "up" | "down";
+
+export type SupervisorEvent =
+  | { type: "up"; id: string; pid: number }
+  | { type: "down"; id: string; pid: number; signal: string | null; code: number };
+
+interface _Instance {
+  id: string;
+  state: InstanceState;
+  child?: Deno.ChildProcess | undefined;
+  pid?: number | undefined;
+}
+
+export class Supervisor {
+  readonly dir: string;
+  readonly config: ClusterConfig;
+  readonly #instances = new Map<string, _Instance>();
+  readonly #onEvent: (event: SupervisorEvent) => void;
+  #stopping = false;
+  #control: Deno.TcpListener | undefined;
+
+  /** Extra flags passed to every `fts serve` (e.g. --limit-rate). */
+  readonly serveArgs: string[];
+  /** Re-replicates the parts of instances that stay down (issue 4); undefined when off. */
+  readonly healer: Healer | undefined;
+
+  constructor(
+    dir: string,
+    config: ClusterConfig,
+    onEvent: (event: SupervisorEvent) => void,
+    options: {
+      serveArgs?: string[];
+      /** 0 turns healing off. */
+      healAfterMs?: number;
+      healRateBytesPerSecond?: number;
+      onHeal?: (event: HealEvent) => void;
+    } = {},
+  ) {
+    this.dir = dir;
+    this.config = config;
+    this.#onEvent = onEvent;
+    this.serveArgs = options.serveArgs ?? [];
+    this.healer = options.healAfterMs
+      ? new Healer(dir, config, {
+        healAfterMs: options.healAfterMs,
+        ...(options.healRateBytesPerSecond !== undefined
+          ? { rateBytesPerSecond: options.healRateBytesPerSecond }
+          : {}),
+        ...(options.onHeal ? { onEvent: options.onHeal } : {}),
+      })
+      : undefined;
+    for (const id of instanceIds(config)) this.#instances.set(id, { id, state: "down" });
+  }
+
+  states(): Record<string, InstanceState> {
+    return Object.fromEntries([...this.#instances.values()].map((i) => [i.id, i.state]));
+  }
+
+  /** Starts every instance; resolves when all listen, or throws naming the ones that failed. */
+  async startAll(): Promise<void> {
+    const paths = dataPaths(this.dir);
+    await Deno.mkdir(paths.runDir, { recursive: true });
+    await Deno.mkdir(paths.logDir, { recursive: true });
+    const running: string[] = [];
+    for (const id of this.#instances.keys()) {
+      const pid = await livePid(this.dir, id);
+      if (pid !== undefined) running.push(`${id} (pid ${pid})`);
+    }
+    if (running.length > 0) {
+      throw new Error(
+        `Instances already running for ${this.dir}: ${running.slice(0, 5).join(", ")}${
+          running.length > 5 ? ", ..." : ""
+        }; stop them (fts kill PORT) or use another --data`,
+      );
+    }
+    await this.#listenControl();
+    // For an instance started later without this supervisor (fts start): the same flags.
+    const tlsCa = Deno.env.get(TLS_CA_ENV);
+    await saveServeFlags(this.dir, {
+      args: this.serveArgs,
+      ...(tlsCa ? { tlsCa: resolve(tlsCa) } : {}),
+    });
+    const results = await Promise.allSettled(
+      [...this.#instances.keys()].map((id) => this.start(id)),
+    );
+    const failed = results.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
+    if (failed.length > 0) {
+      throw new Error(`${failed.length} instances failed to start`, { cause: failed[0] });
+    }
+  }
+
+  /** Starts one instance and waits for its ready line. */
+  async start(id: string): Promise<void> {
+    const instance = this.#instances.get(id);
+    if (!instance) throw new RangeError(`Instance ${id} is not part of this cluster`);
+    if (instance.state !== "down") throw new Error(`Instance ${id} is already ${instance.state}`);
+    if (this.#stopping) throw new Error("The cluster is stopping");
+    const pid = await livePid(this.dir, id);
+    if (pid !== undefined) throw new Error(`Instance ${id} is already running (pid ${pid})`);
+    instance.state = "starting";
+    const paths = dataPaths(this.dir);
+    const { program, prefix } = ftsCommand();
+    const child = new Deno.Command(program, {
+      args: [
+        ...prefix,
+        "serve",
+        "--port",
+        id,
+        "--host",
+        this.config.host,
+        "--data",
+        this.dir,
+        "--parent-pid",
+        String(Deno.pid),
+        ...this.serveArgs,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    instance.child = child;
+    instance.pid = child.pid;
+    const log = await Deno.open(paths.logFile(id), { append: true, create: true });
+    // Drain stderr into the log at all times so the child never blocks on a full pipe.
+    const logWriter = log.writable.getWriter();
+    const writeLog = async (bytes: Uint8Array) => {
+      try {
+        await logWriter.write(bytes);
+      } catch { /* log closed */ }
+    };
+    void (async () => {
+      for await (const chunk of child.stderr) await writeLog(chunk);
+    })().catch(() => {});
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`Instance ${id} did not become ready in ${READY_TIMEOUT_MS} ms`)),
+        READY_TIMEOUT_MS,
+      );
+      void (async () => {
+        let pending = "";
+        let seen = false;
+        const decoder = new TextDecoder();
+        for await (const chunk of child.stdout) {
+          await writeLog(chunk);
+          if (seen) continue;
+          pending += decoder.decode(chunk, { stream: true });
+          if (pending.includes("ready")) {
+            seen = true;
+            clearTimeout(timer);
+            resolve();
+          }
+        }
+        clearTimeout(timer);
+        if (!seen) {
+          reject(new Error(`Instance ${id} exited before it was ready (see ${paths.logFile(id)})`));
+        }
+      })().catch((error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+    void child.status.then(async (status) => {
+      instance.state = "down";
+      instance.child = undefined;
+      await logWriter.close().catch(() => {});
+      // A killed instance could not remove its own pid file.
+      try {
+        const recorded = Number((await Deno.readTextFile(paths.pidFile(id))).trim());
+        if (recorded === child.pid) await Deno.remove(paths.pidFile(id));
+      } catch { /* already gone */ }
+      if (!this.#stopping) {
+        this.healer?.instanceDown(id);
+        this.#onEvent({
+          type: "down",
+          id,
+          pid: child.pid,
+          signal: status.signal,
+          code: status.code,
+        });
+      }
+    });
+    try {
+      await ready;
+    } catch (error) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+      throw error;
+    }
+    instance.state = "up";
+    this.#onEvent({ type: "up", id, pid: child.pid });
+    this.healer?.instanceUp(id);
+  }
+
+  /** Ends one instance at once, as a crash would. */
+  kill(id: string): number {
+    const instance = this.#instances.get(id);
+    if (!instance) throw new RangeError(`Instance ${id} is not part of this cluster`);
+    if (!instance.child || instance.state === "down") {
+      throw new Error(`Instance ${id} is already down`);
+    }
+    instance.child.kill("SIGKILL");
+    return instance.pid!;
+  }
+
+  /** Stops every instance and waits for them; SIGKILL for any that linger. */
+  async stopAll(): Promise<void> {
+    this.#stopping = true;
+    try {
+      this.#control?.close();
+    } catch { /* closed */ }
+    await this.healer?.stop();
+    const children = [...this.#instances.values()].flatMap((i) => (i.child ? [i.child] : []));
+    for (const child of children) {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+    }
+    const grace = setTimeout(() => {
+      for (const child of children) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }
+    }, STOP_GRACE_MS);
+    await Promise.allSettled(children.map((child) => child.status));
+    clearTimeout(grace);
+    await Deno.remove(dataPaths(this.dir).clusterFile).catch(() => {});
+  }
+
+  async #listenControl(): Promise<void> {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#control = listener;
+    await writeFileAtomic(
+      dataPaths(this.dir).clusterFile,
+      JSON.stringify({ pid: Deno.pid, controlPort: (listener.addr as Deno.NetAddr).port }) + "\n",
+    );
+    void (async () => {
+      for await (const conn of listener) void this.#serveControl(conn);
+    })().catch(() => {});
+  }
+
+  /** One JSON request line in, one JSON reply line out. Local use only. */
+  async #serveControl(conn: Deno.Conn): Promise<void> {
+    const reply = async (value: unknown) => {
+      try {
+        await conn.write(new TextEncoder().encode(JSON.stringify(value) + "\n"));
+      } catch { /* client gone */ }
+    };
+    try {
+      const buffer = new Uint8Array(4096);
+      let text = "";
+      while (!text.includes("\n")) {
+        const n = await conn.read(buffer);
+        if (n === null || text.length > 4096) break;
+        text += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+      const request = JSON.parse(text.trim()) as { op?: unknown; id?: unknown };
+      if (request.op === "start" && typeof request.id === "string") {
+        await this.start(request.id);
+        const pid = this.#instances.get(request.id)?.pid;
+        await reply({ ok: true, pid });
+      } else if (request.op === "status") {
+        await reply({ ok: true, instances: this.states() });
+      } else if (request.op === "heal") {
+        await reply({ ok: true, heal: this.healer?.status() ?? null });
+      } else {
+        await reply({ ok: false, error: "Unknown control request" });
+      }
+    } catch (error) {
+      await reply({ ok: false, error: error instanceof Error ? error.message : String(error) });
+    } finally {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  }
+}

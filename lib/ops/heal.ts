@@ -1,0 +1,269 @@
+/**
+ * Self-healing for the cluster supervisor. An instance that stays down for
+ * longer than `healAfterMs` has its parts copied elsewhere by a repair run in
+ * this process (throttled, so clients keep most of the machine); an instance
+ * that comes back after such a run makes another, which drops the surplus
+ * copies so every part ends with exactly R. Shorter outages cost nothing:
+ * until its time is up, a down instance's copies still count.
+ */
+import { type ClusterConfig } from "../state/config.ts";
+import {
+  DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
+  repairCluster,
+  type RepairEvent,
+  type RepairReport,
+} from "./repair.ts";
+import { formatDuration } from "../base/units.ts";
+
+/** How long an instance may be down before its parts are re-replicated. */
+export const DEFAULT_HEAL_AFTER_MS = 60_000;
+/** After a run that could not do everything it tried (a copy failed), try again this much later. */
+export const HEAL_RETRY_MS = 30_000;
+/** How long stopping waits for a run in progress to notice and wind down. */
+export const STOP_WAIT_MS = 2_000;
+
+export interface HealOptions {
+  /** 0 turns healing off. */
+  healAfterMs: number;
+  /** Bytes per second copied while healing; 0 means no limit. */
+  rateBytesPerSecond?: number;
+  onEvent?: (event: HealEvent) => void;
+}
+
+export type HealEvent =
+  | { type: "start"; reason: string }
+  | { type: "repair"; event: RepairEvent }
+  | { type: "done"; reason: string; report: RepairReport; elapsedMs: number }
+  | { type: "error"; reason: string; message: string };
+
+/** What healing is doing, for `fts status` (plain JSON: it crosses the control channel). */
+export interface HealStatus {
+  enabled: boolean;
+  healAfterMs: number;
+  rateBytesPerSecond: number;
+  /** Instances down now; `healAt` is when their parts get copied elsewhere (null: done or off). */
+  down: { id: string; since: string; healAt: string | null }[];
+  running: null | {
+    reason: string;
+    startedAt: string;
+    copied: number;
+    bytesCopied: number;
+    dropped: number;
+    corrupt: number;
+  };
+  last: null | {
+    reason: string;
+    finishedAt: string;
+    copied: number;
+    bytesCopied: number;
+    dropped: number;
+    failedCopies: number;
+    short: number;
+    lost: number;
+    error?: string;
+  };
+  nextRetryAt: string | null;
+}
+
+interface _Down {
+  since: number;
+  /** Set once the instance has been down for healAfterMs. */
+  due: boolean;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Runs finished when it went down: a later one may have copied its parts. */
+  runsAtDown: number;
+}
+
+export class Healer {
+  readonly dir: string;
+  readonly config: ClusterConfig;
+  readonly healAfterMs: number;
+  readonly rateBytesPerSecond: number;
+  readonly #onEvent: (event: HealEvent) => void;
+  readonly #down = new Map<string, _Down>();
+  readonly #abort = new AbortController();
+  #runsFinished = 0;
+  #running: HealStatus["running"] = null;
+  #last: HealStatus["last"] = null;
+  #pending: string | undefined;
+  #retry: { timer: ReturnType<typeof setTimeout>; at: number } | undefined;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(dir: string, config: ClusterConfig, options: HealOptions) {
+    if (!(options.healAfterMs >= 0)) {
+      throw new RangeError(`healAfterMs must be 0 or more, got ${options.healAfterMs}`);
+    }
+    this.dir = dir;
+    this.config = config;
+    this.healAfterMs = options.healAfterMs;
+    this.rateBytesPerSecond = options.rateBytesPerSecond ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
+    this.#onEvent = options.onEvent ?? (() => {});
+  }
+
+  get enabled(): boolean {
+    return this.healAfterMs > 0;
+  }
+
+  instanceDown(id: string): void {
+    if (this.#stopped || this.#down.has(id)) return;
+    const entry: _Down = {
+      since: Date.now(),
+      due: false,
+      timer: undefined,
+      runsAtDown: this.#runsFinished,
+    };
+    this.#down.set(id, entry);
+    if (!this.enabled) return;
+    entry.timer = setTimeout(() => {
+      entry.due = true;
+      entry.timer = undefined;
+      this.trigger(`instance ${id} down for ${formatDuration(this.healAfterMs)}`);
+    }, this.healAfterMs);
+  }
+
+  instanceUp(id: string): void {
+    const entry = this.#down.get(id);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.#down.delete(id);
+    // Its copies are back: if a run copied them elsewhere meanwhile, some are now surplus.
+    const healedMeanwhile = this.#runsFinished > entry.runsAtDown || this.#running !== null;
+    if (this.enabled && healedMeanwhile) this.trigger(`instance ${id} back`);
+  }
+
+  /** Starts a repair run now, or right after the current one. */
+  trigger(reason: string): void {
+    if (this.#stopped) return;
+    if (this.#loop) {
+      this.#pending ??= reason;
+      return;
+    }
+    this.#pending = reason;
+    this.#loop = this.#runLoop().finally(() => (this.#loop = undefined));
+  }
+
+  async #runLoop(): Promise<void> {
+    while (this.#pending !== undefined && !this.#stopped) {
+      const reason = this.#pending;
+      this.#pending = undefined;
+      await this.#runOnce(reason);
+    }
+  }
+
+  async #runOnce(reason: string): Promise<void> {
+    if (this.#retry) {
+      clearTimeout(this.#retry.timer);
+      this.#retry = undefined;
+    }
+    const started = performance.now();
+    const running = {
+      reason,
+      startedAt: new Date().toISOString(),
+      copied: 0,
+      bytesCopied: 0,
+      dropped: 0,
+      corrupt: 0,
+    };
+    this.#running = running;
+    this.#onEvent({ type: "start", reason });
+    let retry = false;
+    try {
+      const report = await repairCluster(this.dir, this.config, {
+        graceIds: this.#graceIds(),
+        // One budget for the disk reads healing causes, whether copies or re-hashes.
+        copyRateBytesPerSecond: this.rateBytesPerSecond,
+        verifyRateBytesPerSecond: this.rateBytesPerSecond,
+        signal: this.#abort.signal,
+        onEvent: (event) => {
+          if (event.type === "copy") {
+            running.copied++;
+            running.bytesCopied += event.bytes;
+          } else if (event.type === "drop") {
+            running.dropped++;
+          } else if (event.type === "corrupt") {
+            running.corrupt++;
+          }
+          this.#onEvent({ type: "repair", event });
+        },
+      });
+      this.#last = {
+        reason,
+        finishedAt: new Date().toISOString(),
+        copied: report.copied,
+        bytesCopied: report.bytesCopied,
+        dropped: report.dropped,
+        failedCopies: report.failedCopies,
+        short: report.short.length,
+        lost: report.lost.length,
+      };
+      retry = report.failedCopies > 0;
+      this.#onEvent({ type: "done", reason, report, elapsedMs: performance.now() - started });
+    } catch (error) {
+      if (this.#stopped) return;
+      const message = error instanceof Error ? error.message : String(error);
+      this.#last = {
+        reason,
+        finishedAt: new Date().toISOString(),
+        copied: running.copied,
+        bytesCopied: running.bytesCopied,
+        dropped: running.dropped,
+        failedCopies: 0,
+        short: 0,
+        lost: 0,
+        error: message,
+      };
+      retry = true;
+      this.#onEvent({ type: "error", reason, message });
+    } finally {
+      this.#running = null;
+      this.#runsFinished++;
+    }
+    if (retry && !this.#stopped) {
+      const at = Date.now() + HEAL_RETRY_MS;
+      const timer = setTimeout(() => {
+        this.#retry = undefined;
+        this.trigger(`retry of: ${reason}`);
+      }, HEAL_RETRY_MS);
+      this.#retry = { timer, at };
+    }
+  }
+
+  /** Down instances whose time is not up yet: their copies still count. */
+  #graceIds(): Set<string> {
+    return new Set([...this.#down].filter(([, entry]) => !entry.due).map(([id]) => id));
+  }
+
+  /** Stops timers and any run in progress; waits for the run to wind down. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const entry of this.#down.values()) clearTimeout(entry.timer);
+    if (this.#retry) clearTimeout(this.#retry.timer);
+    this.#abort.abort(new DOMException("The cluster is stopping", "AbortError"));
+    // A run waiting for another process's repair lock cannot be interrupted: do not wait for it.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#loop?.catch(() => {}),
+      new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+  }
+
+  status(): HealStatus {
+    return {
+      enabled: this.enabled,
+      healAfterMs: this.healAfterMs,
+      rateBytesPerSecond: this.rateBytesPerSecond,
+      down: [...this.#down].map(([id, entry]) => ({
+        id,
+        since: new Date(entry.since).toISOString(),
+        healAt: this.enabled && !entry.due
+          ? new Date(entry.since + this.healAfterMs).toISOString()
+          : null,
+      })),
+      running: this.#running ? { ...this.#running } : null,
+      last: this.#last ? { ...this.#last } : null,
+      nextRetryAt: this.#retry ? new Date(this.#retry.at).toISOString() : null,
+    };
+  }
+}

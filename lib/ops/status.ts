@@ -1,0 +1,114 @@
+/** What `fts status` reports: instances up or down, and each file's replica health. */
+import { type ClusterConfig, instanceAddress, instanceIds } from "../state/config.ts";
+import { type HealStatus } from "./heal.ts";
+import { controlRequest, probeInstances, runningSupervisor } from "./instances.ts";
+import { readManifest } from "../state/manifest.ts";
+import { type TlsClientOptions } from "../wire/tls.ts";
+
+export interface StatusReport {
+  replicas: number;
+  instances: {
+    id: string;
+    address: string;
+    up: boolean;
+    partsServed?: number;
+    bytesServed?: number;
+    /** Every numeric counter the instance's stats op returned (lib/server/server.ts ServerCounters). */
+    counters?: Record<string, number>;
+  }[];
+  files: {
+    name: string;
+    size: number;
+    parts: number;
+    /** The fewest live replicas any part of the file has. */
+    minLiveReplicas: number;
+    /** Parts with fewer than R live replicas, and with none. */
+    underReplicatedParts: number;
+    lostParts: number;
+    /** Part numbers with fewer than R live replicas, and with none (issue 4). */
+    underReplicatedPartNumbers: number[];
+    lostPartNumbers: number[];
+  }[];
+  /** Whether a cluster supervisor runs for this data directory. */
+  supervisor: boolean;
+  /** What the supervisor's healing is doing; null when off or no supervisor runs. */
+  healing: HealStatus | null;
+}
+
+/** How long status waits for the supervisor to say what healing is doing. */
+const HEAL_STATUS_TIMEOUT_MS = 2_000;
+
+async function _healStatus(
+  dir: string,
+): Promise<{ supervisor: boolean; healing: HealStatus | null }> {
+  const info = await runningSupervisor(dir);
+  if (!info) return { supervisor: false, healing: null };
+  try {
+    const reply = await controlRequest(info, { op: "heal" }, HEAL_STATUS_TIMEOUT_MS);
+    const heal = reply.ok === true ? reply.heal : null;
+    return {
+      supervisor: true,
+      healing: typeof heal === "object" && heal !== null ? heal as HealStatus : null,
+    };
+  } catch {
+    return { supervisor: true, healing: null };
+  }
+}
+
+export async function clusterStatus(
+  dir: string,
+  config: ClusterConfig,
+  options: { tls?: TlsClientOptions | undefined } = {},
+): Promise<StatusReport> {
+  const probes = await probeInstances(
+    instanceIds(config).map((id) => ({ id, address: instanceAddress(config, id) })),
+    undefined,
+    options.tls,
+  );
+  const up = new Set(probes.filter((p) => p.up).map((p) => p.id));
+  const manifest = await readManifest(dir);
+  const files = Object.values(manifest.files)
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((file) => {
+      let minLive = file.parts.length === 0 ? config.replicas : Infinity;
+      const under: number[] = [];
+      const lost: number[] = [];
+      file.parts.forEach((part, index) => {
+        const live = part.replicas.filter((id) => up.has(id)).length;
+        minLive = Math.min(minLive, live);
+        if (live < config.replicas) under.push(index);
+        if (live === 0) lost.push(index);
+      });
+      return {
+        name: file.name,
+        size: file.size,
+        parts: file.parts.length,
+        minLiveReplicas: minLive,
+        underReplicatedParts: under.length,
+        lostParts: lost.length,
+        underReplicatedPartNumbers: under,
+        lostPartNumbers: lost,
+      };
+    });
+  return {
+    replicas: config.replicas,
+    instances: probes.map((p) => ({
+      id: p.id,
+      address: p.address,
+      up: p.up,
+      ...(typeof p.stats?.partsServed === "number" ? { partsServed: p.stats.partsServed } : {}),
+      ...(typeof p.stats?.bytesServed === "number" ? { bytesServed: p.stats.bytesServed } : {}),
+      ...(p.stats ? { counters: _numericCounters(p.stats) } : {}),
+    })),
+    files,
+    ...(await _healStatus(dir)),
+  };
+}
+
+function _numericCounters(stats: Record<string, unknown>): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(stats).filter((entry): entry is [string, number] =>
+      typeof entry[1] === "number"
+    ),
+  );
+}

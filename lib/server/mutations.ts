@@ -1,0 +1,261 @@
+/**
+ * The server side of upload, delete and rename (issue 3). Each signed request
+ * is checked in this order: freshness and signature (signed_request.ts), nonce
+ * not used before (replay_guard.ts), the body's digest (publish), then names,
+ * ownership and the change itself, under the manifest lock. A refused request
+ * changes nothing.
+ *
+ * Ownership: a file belongs to the key that published it (`ed25519:...`);
+ * files placed by `fts preload` belong to OPERATOR_OWNER, which stands for the
+ * key in the data directory's operator identity file.
+ */
+import { type ClusterConfig, dataPaths, instanceIds, loadConfig } from "../state/config.ts";
+import { ProtocolError } from "../wire/errors.ts";
+import { readIdentityOwner } from "../auth/identity.ts";
+import {
+  type FileEntry,
+  type Manifest,
+  OPERATOR_OWNER,
+  parseFileEntry,
+  updateManifest,
+  validateFileName,
+} from "../state/manifest.ts";
+import { freeUnreferencedParts } from "../state/part_gc.ts";
+import { type Header, type Request } from "../wire/protocol.ts";
+import { claimNonce } from "../auth/replay_guard.ts";
+import { checkSignedRequest, type SignedRequest } from "../auth/signed_request.ts";
+import { sha256Hex } from "../hash/sha256.ts";
+import { PartStore } from "../state/store.ts";
+
+type _Op<K extends Request["op"]> = Extract<Request, { op: K }>;
+
+/** Missing copies named in a MISSING_PARTS message, at most. */
+const MAX_LISTED_MISSING = 10;
+
+function _checkName(name: string, what = "File name"): string {
+  try {
+    return validateFileName(name);
+  } catch (cause) {
+    throw new ProtocolError("BAD_NAME", `${what}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+function _entryOf(manifest: Manifest, name: string): FileEntry | undefined {
+  return Object.hasOwn(manifest.files, name) ? manifest.files[name] : undefined;
+}
+
+function _short(owner: string): string {
+  return owner.length > 24 ? `${owner.slice(0, 20)}...` : owner;
+}
+
+export class Mutations {
+  readonly dir: string;
+  #config: ClusterConfig | undefined;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  async #cluster(): Promise<ClusterConfig> {
+    this.#config ??= await loadConfig(this.dir);
+    if (!this.#config) throw new Error(`No cluster config in ${this.dir}`);
+    return this.#config;
+  }
+
+  /** What an uploading client needs: R, the part size and every instance's address. */
+  async clusterInfo(addressOf: (id: string) => string): Promise<{ header: Header; body: unknown }> {
+    const config = await this.#cluster();
+    const instances = Object.fromEntries(instanceIds(config).map((id) => [id, addressOf(id)]));
+    return {
+      header: { op: "cluster", replicas: config.replicas, partSize: config.partSize },
+      body: { instances },
+    };
+  }
+
+  /** Signature, freshness, then the nonce: returns the signer's owner string. */
+  async #authenticate(request: SignedRequest): Promise<string> {
+    await checkSignedRequest(request);
+    await claimNonce(this.dir, request.auth);
+    return request.auth.key;
+  }
+
+  async #assertOwner(entry: FileEntry, signer: string, verb: string): Promise<void> {
+    if (entry.owner === signer) return;
+    if (entry.owner === OPERATOR_OWNER) {
+      const operator = await readIdentityOwner(dataPaths(this.dir).operatorIdentity);
+      if (operator === signer) return;
+    }
+    throw new ProtocolError(
+      "NOT_YOURS",
+      `Cannot ${verb} ${JSON.stringify(entry.name)}: it belongs to ${_short(entry.owner)}, not to ${
+        _short(signer)
+      }`,
+    );
+  }
+
+  /**
+   * file.publish: adds (or with replace, swaps in) a file whose parts are all
+   * stored. The body is read only once the header's signature checked out, so
+   * no one can make an instance buffer a part list without a key.
+   */
+  async publish(
+    request: _Op<"file.publish">,
+    readBody: () => Promise<Uint8Array>,
+  ): Promise<Header> {
+    const signer = await this.#authenticate(request);
+    const body = await readBody();
+    if ((await sha256Hex(body)) !== request.bodyDigest) {
+      throw new ProtocolError("UNAUTHORIZED", "Body of file.publish does not match its bodyDigest");
+    }
+    const name = _checkName(request.name);
+    const config = await this.#cluster();
+    const entry = this.#parseEntry(request, body, signer, config);
+    const stores = new Map<string, PartStore>();
+    const storeOf = (id: string) => {
+      let store = stores.get(id);
+      if (!store) stores.set(id, store = new PartStore(dataPaths(this.dir).instanceDir(id)));
+      return store;
+    };
+    const outcome = await updateManifest(this.dir, async (manifest) => {
+      const existing = _entryOf(manifest, name);
+      if (existing && existing.owner === signer && existing.contentId === entry.contentId) {
+        // The same upload again (a retry whose reply was lost): nothing to do,
+        // unless the entry, from an older fts, lacks the fast digests this one has.
+        const fast = (e: FileEntry) => e.parts.every((part) => part.xxh128 !== undefined);
+        if (fast(existing) || !fast(entry)) {
+          return { generation: manifest.generation, unchanged: true, freed: [] as string[] };
+        }
+        manifest.files[name] = {
+          ...existing,
+          parts: existing.parts.map((part, i) => ({ ...part, xxh128: entry.parts[i]!.xxh128! })),
+        };
+        return { generation: manifest.generation + 1, unchanged: false, freed: [] as string[] };
+      }
+      if (existing && !request.replace) {
+        throw new ProtocolError(
+          "ALREADY_EXISTS",
+          `A file named ${JSON.stringify(name)} already exists; replace it only if it is yours`,
+        );
+      }
+      if (existing) await this.#assertOwner(existing, signer, "replace");
+      // Under the lock, so that freeing parts cannot slip in between check and publish.
+      const missing: string[] = [];
+      for (const [index, part] of entry.parts.entries()) {
+        for (const id of part.replicas) {
+          if ((await storeOf(id).sizeOf(part.digest)) !== part.size) {
+            missing.push(`part ${index} on instance ${id}`);
+          }
+        }
+      }
+      if (missing.length > 0) {
+        throw new ProtocolError(
+          "MISSING_PARTS",
+          `Cannot publish ${JSON.stringify(name)}: ${missing.length} part copies are not stored (${
+            missing.slice(0, MAX_LISTED_MISSING).join(", ")
+          }${missing.length > MAX_LISTED_MISSING ? ", ..." : ""})`,
+        );
+      }
+      manifest.files[name] = entry;
+      return {
+        generation: manifest.generation + 1,
+        unchanged: false,
+        freed: existing ? existing.parts.map((p) => p.digest) : [],
+      };
+    });
+    const freed = await freeUnreferencedParts(this.dir, outcome.freed);
+    return {
+      op: "published",
+      name,
+      contentId: entry.contentId,
+      generation: outcome.generation,
+      unchanged: outcome.unchanged,
+      partsFreed: freed.digests,
+    };
+  }
+
+  #parseEntry(
+    request: _Op<"file.publish">,
+    body: Uint8Array,
+    owner: string,
+    config: ClusterConfig,
+  ): FileEntry {
+    let entry: FileEntry;
+    try {
+      const value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+      entry = parseFileEntry({
+        name: request.name,
+        size: request.size,
+        partSize: request.partSize,
+        parts: value?.parts,
+      });
+    } catch (cause) {
+      throw new ProtocolError(
+        "BAD_REQUEST",
+        `file.publish body is not a valid part list: ${(cause as Error).message}`,
+        { cause },
+      );
+    }
+    const ids = new Set(instanceIds(config));
+    for (const [index, part] of entry.parts.entries()) {
+      const distinct = new Set(part.replicas);
+      const unknown = part.replicas.find((id) => !ids.has(id));
+      if (unknown !== undefined) {
+        throw new ProtocolError(
+          "BAD_REQUEST",
+          `Part ${index} names instance ${JSON.stringify(unknown)}, not one of this cluster`,
+        );
+      }
+      if (distinct.size !== part.replicas.length || distinct.size < config.replicas) {
+        throw new ProtocolError(
+          "BAD_REQUEST",
+          `Part ${index} needs ${config.replicas} distinct replicas, got ${part.replicas.length}`,
+        );
+      }
+    }
+    return { ...entry, owner, created: new Date().toISOString() };
+  }
+
+  /** file.delete: removes the entry at once, then the parts no other file uses. */
+  async remove(request: _Op<"file.delete">): Promise<Header> {
+    const signer = await this.#authenticate(request);
+    const name = _checkName(request.name);
+    const outcome = await updateManifest(this.dir, async (manifest) => {
+      const entry = _entryOf(manifest, name);
+      if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
+      await this.#assertOwner(entry, signer, "delete");
+      delete manifest.files[name];
+      return { generation: manifest.generation + 1, digests: entry.parts.map((p) => p.digest) };
+    });
+    const freed = await freeUnreferencedParts(this.dir, outcome.digests);
+    return {
+      op: "deleted",
+      name,
+      generation: outcome.generation,
+      partsFreed: freed.digests,
+      copiesFreed: freed.copies,
+    };
+  }
+
+  /** file.rename: metadata only; no part moves. */
+  async rename(request: _Op<"file.rename">): Promise<Header> {
+    const signer = await this.#authenticate(request);
+    const name = _checkName(request.name);
+    const to = _checkName(request.to, "New name");
+    const generation = await updateManifest(this.dir, async (manifest) => {
+      const entry = _entryOf(manifest, name);
+      if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
+      await this.#assertOwner(entry, signer, "rename");
+      if (name === to) return manifest.generation;
+      if (Object.hasOwn(manifest.files, to)) {
+        throw new ProtocolError(
+          "ALREADY_EXISTS",
+          `Cannot rename ${JSON.stringify(name)}: a file named ${JSON.stringify(to)} exists`,
+        );
+      }
+      delete manifest.files[name];
+      manifest.files[to] = { ...entry, name: to };
+      return manifest.generation + 1;
+    });
+    return { op: "renamed", name, to, generation };
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The manifest: one JSON file per data directory listing every file, its parts,
+ * each part's SHA-256 (and XXH3-128) and its replicas. All manifest access goes through this
+ * module, so that a coordination store can replace the file behind it later.
+ *
+ * Writes are crash-safe (temp, fsync, rename) and serialised by an OS file lock;
+ * `generation` grows by one with every change.
+ */
+import { dataPaths } from "./config.ts";
+import { readJsonFile, removeStaleTemps, writeFileAtomic } from "../base/fs_util.ts";
+import { withFileLock } from "../base/lock.ts";
+import { DIGEST_PATTERN, XXH128_PATTERN } from "../wire/protocol.ts";
+import { loadNativeSha256, sha256HexSync } from "../hash/sha256.ts";
+
+export const MANIFEST_FORMAT = "fts-manifest";
+export const MANIFEST_VERSION = 1;
+/** Longest file name, in UTF-8 bytes (as most filesystems allow). */
+export const MAX_NAME_BYTES = 255;
+/** Who owns files that the operator placed with `fts preload`. */
+export const OPERATOR_OWNER = "operator";
+
+export interface PartEntry {
+  /** SHA-256 of the part's bytes, lowercase hex. */
+  digest: string;
+  /**
+   * XXH3-128 of the same bytes, lowercase hex (xxh128.ts): lets fetch check
+   * the parts a destination already holds at the speed of reading them.
+   * Absent in entries written before fts had it; fetch then uses `digest`.
+   */
+  xxh128?: string;
+  /** Bytes in this part; every part but the last is `partSize` long. */
+  size: number;
+  /** Instance ids (ports) that hold a copy. */
+  replicas: string[];
+}
+
+export interface FileEntry {
+  name: string;
+  size: number;
+  partSize: number;
+  /** SHA-256 over the part digests and size: names this exact content. */
+  contentId: string;
+  owner: string;
+  created: string;
+  parts: PartEntry[];
+}
+
+export interface Manifest {
+  generation: number;
+  files: Record<string, FileEntry>;
+}
+
+/** Checks a file name from a user or the network; throws TypeError on a bad one. */
+export function validateFileName(name: unknown): string {
+  if (typeof name !== "string" || name.length === 0) {
+    throw new TypeError("File name must not be empty");
+  }
+  if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) {
+    throw new TypeError(`File name is longer than ${MAX_NAME_BYTES} bytes`);
+  }
+  if (name === "." || name === "..") throw new TypeError(`File name "${name}" is not allowed`);
+  if (name.includes("/") || name.includes("\\")) {
+    throw new TypeError(`File name "${name}" must not contain a slash`);
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) {
+    throw new TypeError(`File name ${JSON.stringify(name)} contains a control character`);
+  }
+  return name;
+}
+
+/** The content id of a list of parts: changes whenever any byte of the file would. */
+export function contentIdOf(size: number, parts: readonly { digest: string }[]): string {
+  // Synchronous, so that parsing an entry stays synchronous; 64 bytes a part.
+  return sha256HexSync(`fts-content-v1:${size}:${parts.map((part) => part.digest).join("")}`);
+}
+
+function _fail(what: string): never {
+  throw new SyntaxError(`Manifest is malformed: ${what}`);
+}
+
+/** Validates a file entry from disk or the network. */
+export function parseFileEntry(value: unknown): FileEntry {
+  const v = value as Record<string, unknown> | null;
+  if (typeof v !== "object" || v === null) _fail("entry is not an object");
+  let name: string;
+  try {
+    name = validateFileName(v.name);
+  } catch (cause) {
+    throw new SyntaxError(`Manifest is malformed: ${(cause as Error).message}`, { cause });
+  }
+  const { size, partSize } = v;
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) _fail("bad size");
+  if (typeof partSize !== "number" || !Number.isSafeInteger(partSize) || partSize < 1) {
+    _fail("bad partSize");
+  }
+  if (!Array.isArray(v.parts)) _fail("parts is not a list");
+  const expectedParts = size === 0 ? 0 : Math.ceil(size / partSize);
+  if (v.parts.length !== expectedParts) _fail(`"${name}" has ${v.parts.length} parts`);
+  const parts: PartEntry[] = v.parts.map((p: unknown, index: number) => {
+    const part = p as Record<string, unknown> | null;
+    if (typeof part !== "object" || part === null) _fail(`part ${index} is not an object`);
+    const expectedSize = Math.min(partSize, size - index * partSize);
+    if (typeof part.digest !== "string" || !DIGEST_PATTERN.test(part.digest)) {
+      _fail(`part ${index} of "${name}" has a bad digest`);
+    }
+    if (part.size !== expectedSize) _fail(`part ${index} of "${name}" has a bad size`);
+    if (!Array.isArray(part.replicas) || !part.replicas.every((r) => typeof r === "string")) {
+      _fail(`part ${index} of "${name}" has bad replicas`);
+    }
+    // Only a hint (a faster local check): a malformed one is dropped, and the
+    // part is checked with its SHA-256, rather than failing the whole manifest.
+    const fast = typeof part.xxh128 === "string" && XXH128_PATTERN.test(part.xxh128)
+      ? part.xxh128
+      : undefined;
+    return {
+      digest: part.digest,
+      ...(fast !== undefined ? { xxh128: fast } : {}),
+      size: expectedSize,
+      replicas: [...part.replicas] as string[],
+    };
+  });
+  const contentId = contentIdOf(size, parts);
+  if (v.contentId !== undefined && v.contentId !== contentId) _fail(`"${name}" contentId`);
+  return {
+    name,
+    size,
+    partSize,
+    contentId,
+    owner: typeof v.owner === "string" ? v.owner : OPERATOR_OWNER,
+    created: typeof v.created === "string" ? v.created : "",
+    parts,
+  };
+}
+
+function _parseManifest(value: unknown): Manifest {
+  const v = value as Record<string, unknown> | null;
+  if (typeof v !== "object" || v === null) _fail("not an object");
+  if (v.format !== MANIFEST_FORMAT) _fail(`format is not ${MANIFEST_FORMAT}`);
+  if (v.version !== MANIFEST_VERSION) {
+    _fail(`version ${v.version} is not supported (this fts reads ${MANIFEST_VERSION})`);
+  }
+  if (typeof v.generation !== "number") _fail("no generation");
+  const files: Record<string, FileEntry> = {};
+  const rawFiles = v.files as Record<string, unknown> | null;
+  if (typeof rawFiles !== "object" || rawFiles === null) _fail("files is not an object");
+  for (const [name, entry] of Object.entries(rawFiles)) {
+    const parsed = parseFileEntry(entry);
+    if (parsed.name !== name) _fail(`entry "${name}" names itself "${parsed.name}"`);
+    files[name] = parsed;
+  }
+  return { generation: v.generation, files };
+}
+
+function _serialise(manifest: Manifest): string {
+  return JSON.stringify({
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    generation: manifest.generation,
+    files: manifest.files,
+  }) + "\n";
+}
+
+/** Reads the manifest of a data directory; an absent one is empty. */
+export async function readManifest(dir: string): Promise<Manifest> {
+  const value = await readJsonFile(dataPaths(dir).manifest);
+  if (value === undefined) return { generation: 0, files: {} };
+  // Every entry's content id is recomputed: hash natively, not in JavaScript.
+  await loadNativeSha256();
+  return _parseManifest(value);
+}
+
+/**
+ * Applies `change` to the manifest under the lock and writes the result
+ * crash-safely. `change` mutates the manifest and returns a result; when it
+ * changed nothing, the file is left as it was and the generation stays.
+ */
+export async function updateManifest<T>(
+  dir: string,
+  change: (manifest: Manifest) => T | Promise<T>,
+): Promise<T> {
+  const paths = dataPaths(dir);
+  await Deno.mkdir(dir, { recursive: true });
+  return await withFileLock(paths.lock, async () => {
+    // Temp files of writers killed mid-write.
+    await removeStaleTemps(dir);
+    const manifest = await readManifest(dir);
+    const before = _serialise(manifest);
+    const result = await change(manifest);
+    if (_serialise(manifest) !== before) {
+      manifest.generation += 1;
+      await writeFileAtomic(paths.manifest, _serialise(manifest));
+    }
+    return result;
+  });
+}
+
+/**
+ * A manifest reader for long-running servers: re-reads the file only when its
+ * modification time or size changed.
+ */
+export class ManifestCache {
+  readonly #dir: string;
+  #stamp = "";
+  #manifest: Manifest = { generation: 0, files: {} };
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  async get(): Promise<Manifest> {
+    let stamp: string;
+    try {
+      const info = await Deno.stat(dataPaths(this.#dir).manifest);
+      stamp = `${info.mtime?.getTime()}:${info.size}:${info.ino}`;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return { generation: 0, files: {} };
+      throw error;
+    }
+    if (stamp !== this.#stamp) {
+      this.#manifest = await readManifest(this.#dir);
+      this.#stamp = stamp;
+    }
+    return this.#manifest;
+  }
+}

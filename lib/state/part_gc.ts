@@ -1,0 +1,107 @@
+/**
+ * Freeing part storage: after a file leaves the manifest (rm, or replaced by an
+ * upload), the copies of its parts that no other file uses are deleted from
+ * every instance on this host, good and quarantined ones alike.
+ *
+ * The reference check and the deletion run under the manifest lock, and a
+ * publish checks that its parts are stored under the same lock, so the
+ * manifest never points at a part deleted here: a concurrent upload whose part
+ * was freed before it published is told MISSING_PARTS and sends it again.
+ */
+import { dataPaths } from "./config.ts";
+import { type Manifest, updateManifest } from "./manifest.ts";
+import { join } from "../base/paths.ts";
+import { PartStore } from "./store.ts";
+
+export interface FreedParts {
+  /** Digests no file refers to any more. */
+  digests: number;
+  /** Stored copies deleted, over all instances. */
+  copies: number;
+  /** Which digests they were. */
+  freed: string[];
+}
+
+/** Instance ids that have storage in the data directory (whatever the config says now). */
+export async function instancesWithStorage(dir: string): Promise<string[]> {
+  const ids: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(join(dir, "instances"))) {
+      if (entry.isDirectory && /^\d+$/.test(entry.name)) ids.push(entry.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return ids;
+}
+
+/** Every digest any file in the manifest refers to. */
+export function referencedDigests(manifest: Manifest): Set<string> {
+  const used = new Set<string>();
+  for (const file of Object.values(manifest.files)) {
+    for (const part of file.parts) used.add(part.digest);
+  }
+  return used;
+}
+
+/**
+ * Deletes every copy of each candidate digest that no file in the current
+ * manifest refers to. Takes the manifest lock (and changes nothing in it).
+ */
+export async function freeUnreferencedParts(
+  dir: string,
+  candidates: Iterable<string>,
+  options: {
+    /** Keep a part any copy of which was stored or touched after this time (ms since the epoch). */
+    untouchedSince?: number;
+  } = {},
+): Promise<FreedParts> {
+  const wanted = new Set(candidates);
+  if (wanted.size === 0) return { digests: 0, copies: 0, freed: [] };
+  return await updateManifest(dir, async (manifest) => {
+    const used = referencedDigests(manifest);
+    const unused = [...wanted].filter((digest) => !used.has(digest));
+    const freed: string[] = [];
+    let copies = 0;
+    if (unused.length > 0) {
+      const stores = await storesOnHost(dir);
+      for (const digest of unused) {
+        const since = options.untouchedSince;
+        if (since !== undefined && await untouchedCopies(stores, digest, since) === undefined) {
+          continue;
+        }
+        freed.push(digest);
+        for (const store of stores) {
+          if (await store.remove(digest)) copies++;
+          await Deno.remove(store.quarantinePathOf(digest)).catch(() => {});
+        }
+      }
+    }
+    return { digests: freed.length, copies, freed };
+  });
+}
+
+/** The part stores of every instance with storage in the data directory. */
+export async function storesOnHost(dir: string): Promise<PartStore[]> {
+  const paths = dataPaths(dir);
+  return (await instancesWithStorage(dir)).map((id) => new PartStore(paths.instanceDir(id)));
+}
+
+/**
+ * How many copies of a part the stores hold, provided none was stored or
+ * touched (PartStore.touch) after `since`; undefined if one was.
+ */
+export async function untouchedCopies(
+  stores: PartStore[],
+  digest: string,
+  since: number,
+): Promise<number | undefined> {
+  let held = 0;
+  for (const store of stores) {
+    const mtime = await Deno.stat(store.pathOf(digest)).then((i) => i.mtime, () => undefined);
+    if (mtime === undefined) continue;
+    if (mtime === null || mtime.getTime() > since) return undefined;
+    held++;
+  }
+  return held;
+}

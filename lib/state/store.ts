@@ -1,0 +1,281 @@
+/**
+ * One instance's part store. Parts are content-addressed: the file is named by
+ * its SHA-256, under a two-hex-digit fan-out directory. A part becomes visible
+ * only after its digest checked out (temp file, verify, rename). Names from the
+ * network are never used as paths: only a validated digest is.
+ */
+import { ProtocolError } from "../wire/errors.ts";
+import { processAlive, syncDir } from "../base/fs_util.ts";
+import { join } from "../base/paths.ts";
+import { DIGEST_PATTERN } from "../wire/protocol.ts";
+import { type Sha256, sha256Hasher } from "../hash/sha256.ts";
+
+/** Chunk size for hashing stored parts. */
+const HASH_CHUNK_BYTES = 1024 * 1024;
+
+export class PartStore {
+  readonly root: string;
+  readonly partsDir: string;
+  readonly tmpDir: string;
+  readonly quarantineDir: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.partsDir = join(root, "parts");
+    this.tmpDir = join(root, "tmp");
+    this.quarantineDir = join(root, "quarantine");
+  }
+
+  async init(): Promise<void> {
+    await Deno.mkdir(this.partsDir, { recursive: true });
+    await Deno.mkdir(this.tmpDir, { recursive: true });
+    await Deno.mkdir(this.quarantineDir, { recursive: true });
+  }
+
+  /** Removes temp files left by processes that died mid-write. */
+  async cleanStaleTemps(): Promise<number> {
+    let removed = 0;
+    try {
+      for await (const entry of Deno.readDir(this.tmpDir)) {
+        const pid = Number(entry.name.split(".")[0]);
+        if (!Number.isInteger(pid) || !processAlive(pid) || pid === Deno.pid) {
+          await Deno.remove(join(this.tmpDir, entry.name)).catch(() => {});
+          removed++;
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return removed;
+  }
+
+  /** The path of a stored part. Throws for anything that is not a digest. */
+  pathOf(digest: string): string {
+    if (!DIGEST_PATTERN.test(digest)) throw new TypeError(`Not a SHA-256 digest: "${digest}"`);
+    return join(this.partsDir, digest.slice(0, 2), digest);
+  }
+
+  quarantinePathOf(digest: string): string {
+    if (!DIGEST_PATTERN.test(digest)) throw new TypeError(`Not a SHA-256 digest: "${digest}"`);
+    return join(this.quarantineDir, digest);
+  }
+
+  /** Size of the stored part, or undefined when this instance does not hold it. */
+  async sizeOf(digest: string): Promise<number | undefined> {
+    try {
+      return (await Deno.stat(this.pathOf(digest))).size;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Marks a stored part as in use now (its mtime): an upload that finds or
+   * re-sends it is about to publish a file that uses it, and a repair deletes
+   * parts no file uses only once untouched for a long time.
+   */
+  async touch(digest: string): Promise<void> {
+    const now = new Date();
+    // Best effort: a part that cannot be marked is still there to use.
+    await Deno.utime(this.pathOf(digest), now, now).catch(() => {});
+  }
+
+  /** Opens a stored part for reading; NOT_FOUND or QUARANTINED otherwise. */
+  async open(digest: string): Promise<Deno.FsFile> {
+    try {
+      return await Deno.open(this.pathOf(digest), { read: true });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      try {
+        await Deno.stat(this.quarantinePathOf(digest));
+      } catch {
+        throw new ProtocolError("NOT_FOUND", `Part ${digest.slice(0, 12)} is not stored here`);
+      }
+      throw new ProtocolError("QUARANTINED", `Part ${digest.slice(0, 12)} is quarantined here`);
+    }
+  }
+
+  /** Starts writing a part; nothing is visible until `commit()`. */
+  async beginWrite(digest: string, options: { hash?: boolean } = {}): Promise<PartWriter> {
+    const finalPath = this.pathOf(digest);
+    await Deno.mkdir(this.tmpDir, { recursive: true });
+    const random = crypto.getRandomValues(new Uint32Array(2)).join("");
+    const tempPath = join(this.tmpDir, `${Deno.pid}.${random}.tmp`);
+    const hash = (options.hash ?? true) ? await sha256Hasher() : undefined;
+    const file = await Deno.open(tempPath, { write: true, createNew: true });
+    return new PartWriter(digest, file, tempPath, finalPath, hash);
+  }
+
+  /** Re-hashes the stored copy; true when it still matches its name. */
+  async verify(digest: string): Promise<boolean> {
+    const file = await this.open(digest);
+    try {
+      return (await hashFile(file)) === digest;
+    } finally {
+      file.close();
+    }
+  }
+
+  /** Moves a stored copy out of service. Returns false when there was none. */
+  async quarantine(digest: string): Promise<boolean> {
+    try {
+      await Deno.rename(this.pathOf(digest), this.quarantinePathOf(digest));
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+
+  /** Deletes a stored copy. Returns false when there was none. */
+  async remove(digest: string): Promise<boolean> {
+    try {
+      await Deno.remove(this.pathOf(digest));
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+
+  /** Every digest stored here (not quarantined). */
+  async list(): Promise<string[]> {
+    const digests: string[] = [];
+    try {
+      for await (const fan of Deno.readDir(this.partsDir)) {
+        if (!fan.isDirectory) continue;
+        for await (const entry of Deno.readDir(join(this.partsDir, fan.name))) {
+          if (DIGEST_PATTERN.test(entry.name)) digests.push(entry.name);
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return digests;
+  }
+
+  /** Every digest stored here with its size in bytes (for repair's census). */
+  async listWithSizes(): Promise<[digest: string, size: number][]> {
+    const out: [string, number][] = [];
+    for (const digest of await this.list()) {
+      const size = await this.sizeOf(digest);
+      // Gone between the listing and the stat: dropped or quarantined meanwhile.
+      if (size !== undefined) out.push([digest, size]);
+    }
+    return out;
+  }
+
+  /** Digests whose copy here was quarantined. */
+  async listQuarantined(): Promise<string[]> {
+    const digests: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(this.quarantineDir)) {
+        if (DIGEST_PATTERN.test(entry.name)) digests.push(entry.name);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return digests;
+  }
+}
+
+/** A part being written: bytes go to a temp file, and become visible on commit. */
+export class PartWriter {
+  readonly digest: string;
+  readonly #file: Deno.FsFile;
+  readonly #tempPath: string;
+  readonly #finalPath: string;
+  readonly #hash: Sha256 | undefined;
+  #done = false;
+  bytes = 0;
+
+  constructor(
+    digest: string,
+    file: Deno.FsFile,
+    tempPath: string,
+    finalPath: string,
+    /** Checked against `digest` on commit; undefined when the caller hashed already. */
+    hash: Sha256 | undefined,
+  ) {
+    this.digest = digest;
+    this.#file = file;
+    this.#tempPath = tempPath;
+    this.#finalPath = finalPath;
+    this.#hash = hash;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.#hash?.update(chunk);
+    let done = 0;
+    while (done < chunk.length) done += await this.#file.write(chunk.subarray(done));
+    this.bytes += chunk.length;
+  }
+
+  /**
+   * Verifies the digest (unless the caller hashed already and says so), makes
+   * the part durable and visible. On a mismatch the temp file is removed and
+   * DIGEST_MISMATCH thrown.
+   */
+  async commit(): Promise<void> {
+    if (this.#done) throw new Error("PartWriter already finished");
+    this.#done = true;
+    try {
+      if (this.#hash) {
+        const actual = this.#hash.digest("hex");
+        if (actual !== this.digest) {
+          throw new ProtocolError(
+            "DIGEST_MISMATCH",
+            `Received bytes hash to ${actual.slice(0, 12)}, not ${this.digest.slice(0, 12)}`,
+          );
+        }
+      }
+      await this.#file.syncData();
+      this.#file.close();
+      const fanDir = join(this.#finalPath, "..");
+      await Deno.mkdir(fanDir, { recursive: true });
+      await Deno.rename(this.#tempPath, this.#finalPath);
+      await syncDir(fanDir);
+    } catch (error) {
+      try {
+        this.#file.close();
+      } catch { /* already closed */ }
+      await Deno.remove(this.#tempPath).catch(() => {});
+      throw error;
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    try {
+      this.#file.close();
+    } catch { /* already closed */ }
+    await Deno.remove(this.#tempPath).catch(() => {});
+  }
+}
+
+/** SHA-256 of everything readable from an open file, from its current position. */
+export async function hashFile(file: Deno.FsFile, limit = Infinity): Promise<string> {
+  const hash = await sha256Hasher();
+  await hashInto(hash, file, limit);
+  return hash.digest("hex");
+}
+
+/** Feeds up to `limit` bytes from the file's current position into `hash`; returns the count. */
+export async function hashInto(
+  hash: { update(chunk: Uint8Array): unknown },
+  file: Deno.FsFile,
+  limit = Infinity,
+): Promise<number> {
+  const buffer = new Uint8Array(HASH_CHUNK_BYTES);
+  let total = 0;
+  while (total < limit) {
+    const want = Math.min(buffer.length, limit - total);
+    const n = await file.read(buffer.subarray(0, want));
+    if (n === null) break;
+    hash.update(buffer.subarray(0, n));
+    total += n;
+  }
+  return total;
+}

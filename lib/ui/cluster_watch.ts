@@ -1,0 +1,306 @@
+/**
+ * Watching a cluster: successive status reports become snapshots (each
+ * instance up, down, starting or busy, with its send and receive rates) and
+ * the events between two snapshots (an instance going down while it served
+ * clients, parts stored by a repair, bad copies reported and quarantined, a
+ * file's replication health changing). The live view draws these.
+ */
+import { type ClusterConfig } from "../state/config.ts";
+import { type HealStatus } from "../ops/heal.ts";
+import { clusterStatus, type StatusReport } from "../ops/status.ts";
+import { type TlsClientOptions } from "../wire/tls.ts";
+import { formatBytes } from "../base/units.ts";
+
+/** How often the watch asks every instance for its counters. */
+export const DEFAULT_WATCH_INTERVAL_MS = 1_000;
+/**
+ * An instance counts as busy for this long after it last sent or stored
+ * bytes: rate-limited clients read in bursts, and a busy grid should not blink.
+ */
+export const BUSY_HOLD_MS = 2_000;
+
+export type InstanceState = "up" | "busy" | "down" | "starting";
+
+export interface InstanceView {
+  id: string;
+  state: InstanceState;
+  /** Client connections open now (the watch's own probe is not counted). */
+  connections: number;
+  bytesOutPerSecond: number;
+  bytesInPerSecond: number;
+  /** Date.now() when it was last seen sending or storing bytes. */
+  lastBusyAt?: number;
+  /** The instance's counters as last seen (zeroes when it is down). */
+  counters: Record<string, number>;
+}
+
+export type FileHealth = "healthy" | "degraded" | "lost";
+
+/** A file's line of the status report, with its health in one word. */
+export type FileView =
+  & Pick<
+    StatusReport["files"][number],
+    "name" | "size" | "parts" | "minLiveReplicas" | "underReplicatedParts" | "lostParts"
+  >
+  & { health: FileHealth };
+
+export interface WatchSnapshot {
+  /** Date.now() when the report was taken. */
+  at: number;
+  replicas: number;
+  instances: InstanceView[];
+  files: FileView[];
+  healing: HealStatus | null;
+}
+
+export type EventLevel = "info" | "good" | "warn" | "bad";
+
+export interface WatchEvent {
+  at: number;
+  level: EventLevel;
+  text: string;
+}
+
+function _plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function _health(f: StatusReport["files"][number], replicas: number): FileHealth {
+  if (f.lostParts > 0) return "lost";
+  return f.minLiveReplicas < replicas ? "degraded" : "healthy";
+}
+
+/**
+ * Turns a status report into a snapshot. Rates come from the counters'
+ * growth since `previous`; `states` (from a supervisor) says which instances
+ * are still starting and overrides what the probes saw for up and down.
+ */
+export function toSnapshot(
+  report: StatusReport,
+  at: number,
+  previous?: WatchSnapshot,
+  states?: Record<string, "starting" | "up" | "down">,
+): WatchSnapshot {
+  const before = new Map(previous?.instances.map((i) => [i.id, i]));
+  const seconds = previous ? Math.max(0.001, (at - previous.at) / 1000) : 0;
+  const instances = report.instances.map((probe): InstanceView => {
+    const counters = probe.up ? probe.counters ?? {} : {};
+    const old = before.get(probe.id);
+    const grew = (key: string) => {
+      const now = counters[key] ?? 0;
+      const then = old?.counters[key];
+      // A restarted instance starts its counters at zero again.
+      return then === undefined || now < then ? 0 : now - then;
+    };
+    const out = seconds > 0 ? grew("bytesServed") / seconds : 0;
+    const inbound = seconds > 0 ? grew("bytesStored") / seconds : 0;
+    const lastBusyAt = out > 0 || inbound > 0 ? at : probe.up ? old?.lastBusyAt : undefined;
+    const busy = lastBusyAt !== undefined && at - lastBusyAt <= BUSY_HOLD_MS;
+    const supervised = states?.[probe.id];
+    let state: InstanceState = probe.up ? (busy ? "busy" : "up") : "down";
+    if (supervised === "starting" && !probe.up) state = "starting";
+    if (supervised === "down") state = "down";
+    return {
+      id: probe.id,
+      state,
+      // The probe that asked is itself one open connection.
+      connections: Math.max(0, (counters.activeConnections ?? 1) - 1),
+      bytesOutPerSecond: out,
+      bytesInPerSecond: inbound,
+      ...(lastBusyAt !== undefined ? { lastBusyAt } : {}),
+      counters,
+    };
+  });
+  return {
+    at,
+    replicas: report.replicas,
+    instances,
+    files: report.files.map((f) => ({
+      name: f.name,
+      size: f.size,
+      parts: f.parts,
+      minLiveReplicas: f.minLiveReplicas,
+      underReplicatedParts: f.underReplicatedParts,
+      lostParts: f.lostParts,
+      health: _health(f, report.replicas),
+    })),
+    healing: report.healing ?? null,
+  };
+}
+
+/** Supervisor states during start-up: an instance not up yet is starting, not down. */
+export function startingUnlessUp(
+  states: Record<string, "starting" | "up" | "down">,
+): Record<string, "starting" | "up" | "down"> {
+  return Object.fromEntries(
+    Object.entries(states).map(([id, state]) => [id, state === "up" ? "up" : "starting"]),
+  );
+}
+
+/**
+ * What happened between two snapshots. `upDown: false` leaves instances
+ * going down and up to a supervisor that reports them itself.
+ */
+export function snapshotEvents(
+  previous: WatchSnapshot | undefined,
+  next: WatchSnapshot,
+  options: { upDown?: boolean } = {},
+): WatchEvent[] {
+  if (!previous) return [];
+  const events: WatchEvent[] = [];
+  const at = next.at;
+  const say = (level: EventLevel, text: string) => events.push({ at, level, text });
+  const before = new Map(previous.instances.map((i) => [i.id, i]));
+  const storedOn: string[] = [];
+  let partsStored = 0;
+  let bytesStored = 0;
+  for (const now of next.instances) {
+    const then = before.get(now.id);
+    if (!then) continue;
+    const wasUp = then.state === "up" || then.state === "busy";
+    const isUp = now.state === "up" || now.state === "busy";
+    if (wasUp && !isUp) {
+      if (then.connections > 0 || then.state === "busy") {
+        say(
+          "bad",
+          `${now.id} went down with ${
+            _plural(then.connections, "client connection")
+          } open: transfers in flight continue from other replicas`,
+        );
+      } else if (options.upDown !== false) {
+        say("bad", `${now.id} down`);
+      }
+    } else if (!wasUp && isUp && options.upDown !== false) {
+      say("good", `${now.id} up`);
+    }
+    if (!wasUp || !isUp) continue;
+    const grew = (key: string) => Math.max(0, (now.counters[key] ?? 0) - (then.counters[key] ?? 0));
+    const stored = grew("partsStored");
+    if (stored > 0) {
+      storedOn.push(now.id);
+      partsStored += stored;
+      bytesStored += grew("bytesStored");
+    }
+    const reports = grew("reportsReceived");
+    if (reports > 0) {
+      say(
+        "warn",
+        `${now.id} was told of ${
+          _plural(reports, "bad copy", "bad copies")
+        } by clients (digest mismatch); they refetched elsewhere`,
+      );
+    }
+    const quarantined = grew("quarantined");
+    if (quarantined > 0) {
+      say(
+        "warn",
+        `${now.id} quarantined ${_plural(quarantined, "corrupt copy", "corrupt copies")}`,
+      );
+    }
+    const refused = grew("refusedConnections");
+    if (refused > 0) {
+      say("warn", `${now.id} refused ${_plural(refused, "connection")}: at its connection limit`);
+    }
+  }
+  if (partsStored > 0) {
+    // One line for the lot: a repair writes to many instances at once.
+    say(
+      "good",
+      `${_plural(partsStored, "part copy", "part copies")} stored (${
+        formatBytes(bytesStored)
+      }) on ${storedOn.join(", ")}: a repair or an upload`,
+    );
+  }
+  // While instances are still starting, health says nothing yet.
+  const starting = [previous, next].some((s) => s.instances.some((i) => i.state === "starting"));
+  const files = new Map(starting ? [] : previous.files.map((f) => [f.name, f]));
+  for (const f of next.files) {
+    const then = files.get(f.name);
+    if (!then || then.health === f.health) continue;
+    if (f.health === "healthy") {
+      say("good", `${f.name} healthy again: every part has ${next.replicas} live replicas`);
+    } else if (f.health === "degraded") {
+      say(
+        "warn",
+        `${f.name} degraded: ${
+          _plural(f.underReplicatedParts, "part")
+        } below R=${next.replicas} (fewest live replicas ${f.minLiveReplicas})`,
+      );
+    } else {
+      say("bad", `${f.name} LOST: ${_plural(f.lostParts, "part")} with no live replica`);
+    }
+  }
+  events.push(..._healEvents(previous.healing, next.healing, at));
+  return events;
+}
+
+function _healEvents(
+  before: HealStatus | null,
+  now: HealStatus | null,
+  at: number,
+): WatchEvent[] {
+  if (!now) return [];
+  const events: WatchEvent[] = [];
+  if (now.running && now.running.startedAt !== before?.running?.startedAt) {
+    events.push({ at, level: "info", text: `repair started: ${now.running.reason}` });
+  }
+  if (now.last && now.last.finishedAt !== before?.last?.finishedAt) {
+    const l = now.last;
+    events.push(
+      l.error ? { at, level: "bad", text: `repair failed: ${l.error}` } : {
+        at,
+        level: l.lost > 0 ? "bad" : l.short > 0 ? "warn" : "good",
+        text:
+          `repair done: ${_plural(l.copied, "copy", "copies")} made (${
+            formatBytes(l.bytesCopied)
+          }), ${l.dropped} surplus dropped` +
+          (l.short > 0 ? `, ${_plural(l.short, "part")} short of R` : "") +
+          (l.lost > 0 ? `, ${_plural(l.lost, "part")} lost` : ""),
+      },
+    );
+  }
+  return events;
+}
+
+export interface WatchOptions {
+  intervalMs?: number;
+  signal?: AbortSignal;
+  /** Supervisor states, when the watch runs inside `fts cluster`. */
+  states?: () => Record<string, "starting" | "up" | "down">;
+  upDown?: boolean;
+  tls?: TlsClientOptions | undefined;
+}
+
+/** Polls the cluster until `signal` aborts, yielding each snapshot and its events. */
+export async function* watchCluster(
+  dir: string,
+  config: ClusterConfig,
+  options: WatchOptions = {},
+): AsyncGenerator<{ snapshot: WatchSnapshot; events: WatchEvent[] }> {
+  const intervalMs = options.intervalMs ?? DEFAULT_WATCH_INTERVAL_MS;
+  let previous: WatchSnapshot | undefined;
+  while (!options.signal?.aborted) {
+    const started = Date.now();
+    // States from before the probes: an instance that came up meanwhile was still starting.
+    const states = options.states?.();
+    const report = await clusterStatus(dir, config, { tls: options.tls });
+    const snapshot = toSnapshot(report, Date.now(), previous, states);
+    const events = snapshotEvents(previous, snapshot, { upDown: options.upDown ?? true });
+    previous = snapshot;
+    yield { snapshot, events };
+    const wait = Math.max(0, intervalMs - (Date.now() - started));
+    await _sleep(wait, options.signal);
+  }
+}
+
+function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

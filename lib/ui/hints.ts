@@ -1,0 +1,88 @@
+/**
+ * What a person can do about an error: main.ts adds this to the one line it
+ * prints, unless the message already says it. Found by looking down the
+ * cause chain for a condition with a known remedy.
+ */
+import { closestMatch } from "../cli/flags.ts";
+import { ProtocolError } from "../wire/errors.ts";
+
+type _Rule = { test: (error: unknown) => boolean; hint: string };
+
+function _osCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function _protocolCode(code: string): (error: unknown) => boolean {
+  return (error) => error instanceof ProtocolError && error.code === code;
+}
+
+const _RULES: _Rule[] = [
+  {
+    test: (error) =>
+      _osCode(error) === "ENOSPC" ||
+      (error instanceof Error && /No space left on device/.test(error.message)),
+    hint:
+      "the disk is full: free some space or choose another destination, then run the same command again (it resumes)",
+  },
+  {
+    test: (error) => _osCode(error) === "EDQUOT",
+    hint: "your disk quota is used up: free some space, then run the same command again",
+  },
+  {
+    test: (error) =>
+      error instanceof Deno.errors.PermissionDenied || _osCode(error) === "EACCES" ||
+      _osCode(error) === "EPERM",
+    hint: "no permission: check who owns that path, or choose another one",
+  },
+  {
+    test: _protocolCode("NOT_YOURS"),
+    hint:
+      "only the file's owner may change it: act as the owner (--identity FILE), or ask them; fts ls shows owners",
+  },
+  {
+    test: _protocolCode("UNAUTHORIZED"),
+    hint: "the request's signature or time was not accepted: check your identity file and clock",
+  },
+  {
+    test: _protocolCode("ALREADY_EXISTS"),
+    hint: "that name is taken: pick another one, or if that file is yours remove it first (fts rm)",
+  },
+];
+
+/** A short remedy for `error` (checked down its cause chain), or undefined when none is known. */
+export function actionHint(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; current !== undefined && current !== null && depth < 10; depth++) {
+    for (const rule of _RULES) if (rule.test(current)) return rule.hint;
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The one line a person sees: the message, then the remedy unless the
+ * message already says what to do.
+ */
+export function errorLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const hint = actionHint(error);
+  if (hint === undefined || _saysWhatToDo(message)) return message;
+  return `${message}; ${hint}`;
+}
+
+function _saysWhatToDo(message: string): boolean {
+  return /; (?:pass|start|free|choose|run|use|act|check|pick)\b|\bdid you mean\b/i.test(message);
+}
+
+/** "No file named ..." with the nearest name the cluster holds, or how to list or add files. */
+export function notFoundMessage(name: string, names: readonly string[]): string {
+  const head = `No file named ${JSON.stringify(name)} in the cluster`;
+  if (names.length === 0) return `${head}; it holds no files yet (fts preload FILE adds one)`;
+  const near = closestMatch(name, names);
+  return near !== undefined
+    ? `${head}; did you mean ${JSON.stringify(near)}? (fts ls lists the files)`
+    : `${head}; run fts ls to see the ${
+      names.length === 1 ? "one file" : `${names.length} files`
+    } it holds`;
+}

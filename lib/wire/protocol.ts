@@ -1,0 +1,534 @@
+/**
+ * The wire protocol: length-prefixed frames over TCP, specified in PROTOCOL.md.
+ *
+ * ```
+ *  0               4                               12            12+H          12+H+B
+ *  +---------------+-------------------------------+-------------+-------------+
+ *  | H: u32 BE     | B: u64 BE                     | header      | body        |
+ *  | header bytes  | body bytes                    | UTF-8 JSON  | raw bytes   |
+ *  +---------------+-------------------------------+-------------+-------------+
+ * ```
+ *
+ * Wire types stay in this file; the rest of the code works with the domain types
+ * in manifest.ts and friends.
+ */
+import { deadline } from "../base/deadline.ts";
+import { type ErrorCode, isErrorCode, ProtocolError, RemoteProtocolError } from "./errors.ts";
+
+export const PROTOCOL_VERSION = 1;
+/** Bytes before the header: header length (u32) and body length (u64). */
+export const PREFIX_BYTES = 12;
+/** Largest header a peer may send. Headers are small JSON objects. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+/** Largest body any frame may declare. Parts and JSON listings must fit. */
+export const MAX_BODY_BYTES = 1024 * 1024 * 1024;
+/** Largest JSON body (file entries, listings) a peer will buffer. */
+export const MAX_JSON_BODY_BYTES = 256 * 1024 * 1024;
+/** A SHA-256 digest in lowercase hex. */
+export const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
+/** An XXH3-128 digest (a part's fast digest, xxh128.ts) in lowercase hex. */
+export const XXH128_PATTERN = /^[0-9a-f]{32}$/;
+
+export type Header = { op: string; [field: string]: unknown };
+
+/** Requests a client may send. */
+export type Request =
+  | { op: "hello"; version: number; agent?: string }
+  | { op: "ping" }
+  | { op: "file.get"; name: string }
+  | { op: "file.list" }
+  | { op: "part.get"; digest: string; offset: number; length: number }
+  | { op: "part.put"; digest: string }
+  | { op: "part.report"; digest: string }
+  | { op: "stats" }
+  // --- signed mutations and upload (issue 3): see PROTOCOL.md "Signed mutations" ---
+  | { op: "part.has"; digest: string }
+  | { op: "cluster.info" }
+  | {
+    op: "file.publish";
+    name: string;
+    replace: boolean;
+    size: number;
+    partSize: number;
+    /** SHA-256 of the body (the part list), so the signature covers it. */
+    bodyDigest: string;
+    auth: SignedAuth;
+  }
+  | { op: "file.delete"; name: string; auth: SignedAuth }
+  | { op: "file.rename"; name: string; to: string; auth: SignedAuth }
+  // --- end signed mutations and upload ---
+  // --- repair and scrub (issue 4): see PROTOCOL.md "Repair and scrub" ---
+  | { op: "part.list" }
+  | { op: "part.verify"; digest: string };
+// --- end repair and scrub ---
+
+export type RequestOp = Request["op"];
+
+const REQUEST_OPS: ReadonlySet<string> = new Set<RequestOp>([
+  "hello",
+  "ping",
+  "file.get",
+  "file.list",
+  "part.get",
+  "part.put",
+  "part.report",
+  "stats",
+  // signed mutations and upload (issue 3)
+  "part.has",
+  "cluster.info",
+  "file.publish",
+  "file.delete",
+  "file.rename",
+  // repair and scrub (issue 4)
+  "part.list",
+  "part.verify",
+]);
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Encodes the prefix and header of a frame whose body follows separately. */
+export function encodeFrameHead(header: Header, bodyLength = 0): Uint8Array {
+  if (!Number.isSafeInteger(bodyLength) || bodyLength < 0 || bodyLength > MAX_BODY_BYTES) {
+    throw new RangeError(`Body length ${bodyLength} is outside 0..MAX_BODY_BYTES`);
+  }
+  const json = encoder.encode(JSON.stringify(header));
+  if (json.length > MAX_HEADER_BYTES) {
+    throw new RangeError(`Header of ${json.length} bytes exceeds MAX_HEADER_BYTES`);
+  }
+  const out = new Uint8Array(PREFIX_BYTES + json.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, json.length);
+  view.setBigUint64(4, BigInt(bodyLength));
+  out.set(json, PREFIX_BYTES);
+  return out;
+}
+
+/** Encodes a whole frame with a small in-memory body. */
+export function encodeFrame(header: Header, body?: Uint8Array): Uint8Array {
+  const head = encodeFrameHead(header, body?.length ?? 0);
+  if (!body || body.length === 0) return head;
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head);
+  out.set(body, head.length);
+  return out;
+}
+
+/** Decodes the 12-byte prefix: returns header and body lengths, checking limits. */
+export function decodePrefix(prefix: Uint8Array): { headerLength: number; bodyLength: number } {
+  if (prefix.length < PREFIX_BYTES) throw new ProtocolError("BAD_FRAME", "Truncated frame prefix");
+  const view = new DataView(prefix.buffer, prefix.byteOffset, PREFIX_BYTES);
+  const headerLength = view.getUint32(0);
+  const bodyLength = view.getBigUint64(4);
+  if (headerLength === 0) throw new ProtocolError("BAD_FRAME", "Frame has an empty header");
+  if (headerLength > MAX_HEADER_BYTES) {
+    throw new ProtocolError(
+      "HEADER_TOO_LARGE",
+      `Header of ${headerLength} bytes exceeds MAX_HEADER_BYTES (${MAX_HEADER_BYTES})`,
+    );
+  }
+  if (bodyLength > BigInt(MAX_BODY_BYTES)) {
+    throw new ProtocolError(
+      "BODY_TOO_LARGE",
+      `Body of ${bodyLength} bytes exceeds MAX_BODY_BYTES (${MAX_BODY_BYTES})`,
+    );
+  }
+  return { headerLength, bodyLength: Number(bodyLength) };
+}
+
+/** Decodes header bytes into an object with a string `op`. */
+export function decodeHeader(bytes: Uint8Array): Header {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bytes));
+  } catch (cause) {
+    throw new ProtocolError("BAD_FRAME", "Header is not valid UTF-8 JSON", { cause });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError("BAD_FRAME", "Header is not a JSON object");
+  }
+  const op = (value as Record<string, unknown>).op;
+  if (typeof op !== "string" || op.length === 0) {
+    throw new ProtocolError("BAD_FRAME", "Header has no op");
+  }
+  return value as Header;
+}
+
+function _str(header: Header, field: string): string {
+  const value = header[field];
+  if (typeof value !== "string") {
+    throw new ProtocolError("BAD_REQUEST", `Field "${field}" of ${header.op} must be a string`);
+  }
+  return value;
+}
+
+function _uint(header: Header, field: string): number {
+  const value = header[field];
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new ProtocolError(
+      "BAD_REQUEST",
+      `Field "${field}" of ${header.op} must be a non-negative integer`,
+    );
+  }
+  return value;
+}
+
+function _digest(header: Header, field = "digest"): string {
+  const digest = _str(header, field);
+  if (!DIGEST_PATTERN.test(digest)) {
+    throw new ProtocolError("BAD_REQUEST", `Field "${field}" of ${header.op} is not a SHA-256 hex`);
+  }
+  return digest;
+}
+
+// --- signed mutations and upload (issue 3) ---
+
+/** Largest part list a file.publish body may carry (about 500 000 parts). */
+export const MAX_PUBLISH_BODY_BYTES = 64 * 1024 * 1024;
+/** Longest key, nonce or signature string a signed request may carry. */
+const MAX_AUTH_FIELD_CHARS = 128;
+
+/**
+ * The proof a signed request carries: the signer's public key (its owner
+ * string), when it was signed, a one-time nonce, and the Ed25519 signature over
+ * the canonical encoding described in signed_request.ts and PROTOCOL.md.
+ */
+export interface SignedAuth {
+  key: string;
+  /** Milliseconds since the Unix epoch. */
+  timestamp: number;
+  nonce: string;
+  signature: string;
+}
+
+function _bool(header: Header, field: string): boolean {
+  const value = header[field];
+  if (typeof value !== "boolean") {
+    throw new ProtocolError("BAD_REQUEST", `Field "${field}" of ${header.op} must be a boolean`);
+  }
+  return value;
+}
+
+function _auth(header: Header): SignedAuth {
+  const value = header.auth as Record<string, unknown> | null | undefined;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError("BAD_REQUEST", `${header.op} must carry an "auth" object`);
+  }
+  const { key, timestamp, nonce, signature } = value;
+  for (const [field, text] of [["key", key], ["nonce", nonce], ["signature", signature]]) {
+    if (typeof text !== "string" || text.length === 0 || text.length > MAX_AUTH_FIELD_CHARS) {
+      throw new ProtocolError(
+        "BAD_REQUEST",
+        `Field "auth.${field}" of ${header.op} must be a string of 1..${MAX_AUTH_FIELD_CHARS} characters`,
+      );
+    }
+  }
+  if (typeof timestamp !== "number" || !Number.isSafeInteger(timestamp) || timestamp < 0) {
+    throw new ProtocolError(
+      "BAD_REQUEST",
+      `Field "auth.timestamp" of ${header.op} must be milliseconds since the epoch`,
+    );
+  }
+  return {
+    key: key as string,
+    timestamp,
+    nonce: nonce as string,
+    signature: signature as string,
+  };
+}
+
+// --- end signed mutations and upload ---
+
+/** Checks a decoded header against the request schema. */
+export function parseRequest(header: Header): Request {
+  if (!REQUEST_OPS.has(header.op)) {
+    throw new ProtocolError("UNKNOWN_OP", `Unknown op "${header.op.slice(0, 64)}"`);
+  }
+  switch (header.op as RequestOp) {
+    case "hello": {
+      const agent = header.agent;
+      return {
+        op: "hello",
+        version: _uint(header, "version"),
+        ...(typeof agent === "string" ? { agent: agent.slice(0, 200) } : {}),
+      };
+    }
+    case "ping":
+      return { op: "ping" };
+    case "file.get":
+      return { op: "file.get", name: _str(header, "name") };
+    case "file.list":
+      return { op: "file.list" };
+    case "part.get":
+      return {
+        op: "part.get",
+        digest: _digest(header),
+        offset: _uint(header, "offset"),
+        length: _uint(header, "length"),
+      };
+    case "part.put":
+      return { op: "part.put", digest: _digest(header) };
+    case "part.report":
+      return { op: "part.report", digest: _digest(header) };
+    case "stats":
+      return { op: "stats" };
+    // --- signed mutations and upload (issue 3) ---
+    case "part.has":
+      return { op: "part.has", digest: _digest(header) };
+    case "cluster.info":
+      return { op: "cluster.info" };
+    case "file.publish":
+      return {
+        op: "file.publish",
+        name: _str(header, "name"),
+        replace: _bool(header, "replace"),
+        size: _uint(header, "size"),
+        partSize: _uint(header, "partSize"),
+        bodyDigest: _digest(header, "bodyDigest"),
+        auth: _auth(header),
+      };
+    case "file.delete":
+      return { op: "file.delete", name: _str(header, "name"), auth: _auth(header) };
+    case "file.rename":
+      return {
+        op: "file.rename",
+        name: _str(header, "name"),
+        to: _str(header, "to"),
+        auth: _auth(header),
+      };
+    // --- end signed mutations and upload ---
+    // --- repair and scrub (issue 4): part.list and part.verify ---
+    case "part.list":
+      return { op: "part.list" };
+    case "part.verify":
+      return { op: "part.verify", digest: _digest(header) };
+  }
+}
+
+/**
+ * Longest error message put on the wire. Messages may quote client input (a
+ * file name escaped twice); bounding them keeps every error header far below
+ * MAX_HEADER_BYTES, so an error can always be sent.
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 1024;
+
+/** Builds an error frame header from any thrown value. */
+export function errorHeader(error: unknown): Header {
+  if (error instanceof ProtocolError) {
+    const message = error.message.length > MAX_ERROR_MESSAGE_CHARS
+      ? error.message.slice(0, MAX_ERROR_MESSAGE_CHARS - 3) + "..."
+      : error.message;
+    return { op: "error", code: error.code, message };
+  }
+  return { op: "error", code: "INTERNAL", message: "Internal server error" };
+}
+
+/** Turns an error frame from a peer into a ProtocolError. */
+export function errorFromHeader(header: Header): ProtocolError {
+  const code: ErrorCode = isErrorCode(header.code) ? header.code : "INTERNAL";
+  const message = typeof header.message === "string" ? header.message : "Unknown error";
+  return new RemoteProtocolError(code, message);
+}
+
+/** Something a FrameReader can pull bytes from: a Deno.Conn, or a test double. */
+export interface ByteSource {
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
+/** Something frames can be written to. */
+export interface ByteSink {
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/** Writes every byte, looping over short writes. */
+export async function writeAll(sink: ByteSink, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    done += await sink.write(done === 0 ? bytes : bytes.subarray(done));
+  }
+}
+
+/** Raised when a read waited longer than its timeout. */
+export class ReadTimeoutError extends ProtocolError {
+  constructor(timeoutMs: number) {
+    super("TIMEOUT", `No data for ${timeoutMs} ms`);
+    this.name = "ReadTimeoutError";
+  }
+}
+
+/**
+ * Reads frames from a byte source. Small reads are buffered; body bytes are
+ * handed out in caller-owned buffers so a part never sits whole in memory.
+ */
+export class FrameReader {
+  readonly #source: ByteSource;
+  readonly #buffer: Uint8Array;
+  #start = 0;
+  #end = 0;
+  #bodyRemaining = 0;
+  /** Milliseconds a single read may wait for data; 0 waits forever. */
+  timeoutMs: number;
+  /** Called when a read times out, to abort the source (close the socket). */
+  onTimeout: (() => void) | undefined;
+  /** Total bytes read from the source. */
+  bytesRead = 0;
+
+  constructor(source: ByteSource, options: { bufferBytes?: number; timeoutMs?: number } = {}) {
+    this.#source = source;
+    this.#buffer = new Uint8Array(options.bufferBytes ?? 64 * 1024);
+    this.timeoutMs = options.timeoutMs ?? 0;
+  }
+
+  /** Bytes of the current frame's body not yet consumed. */
+  get bodyRemaining(): number {
+    return this.#bodyRemaining;
+  }
+
+  async #sourceRead(into: Uint8Array): Promise<number | null> {
+    if (this.timeoutMs <= 0) {
+      const n = await this.#source.read(into);
+      if (n !== null) this.bytesRead += n;
+      return n;
+    }
+    let cancel = () => {};
+    let timedOut = false;
+    const timeout = new Promise<never>((_, reject) => {
+      cancel = deadline(this.timeoutMs, () => {
+        timedOut = true;
+        this.onTimeout?.();
+        reject(new ReadTimeoutError(this.timeoutMs));
+      });
+    });
+    try {
+      const n = await Promise.race([this.#source.read(into), timeout]);
+      if (n !== null) this.bytesRead += n;
+      return n;
+    } catch (error) {
+      if (timedOut) throw new ReadTimeoutError(this.timeoutMs);
+      throw error;
+    } finally {
+      cancel();
+      timeout.catch(() => {});
+    }
+  }
+
+  /** Ensures at least `count` bytes are buffered; false on clean EOF before any byte. */
+  async #fill(count: number): Promise<boolean> {
+    if (this.#end - this.#start >= count) return true;
+    if (this.#start > 0) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (this.#end < count) {
+      const n = await this.#sourceRead(this.#buffer.subarray(this.#end));
+      if (n === null) {
+        if (this.#end === 0) return false;
+        throw new ProtocolError("BAD_FRAME", "Connection closed in the middle of a frame");
+      }
+      this.#end += n;
+    }
+    return true;
+  }
+
+  /**
+   * Reads the next frame's prefix and header. Returns null on a clean end of
+   * stream between frames. The body must be consumed before the next call.
+   */
+  async readHead(): Promise<{ header: Header; bodyLength: number } | null> {
+    if (this.#bodyRemaining > 0) await this.skipBody();
+    if (!(await this.#fill(PREFIX_BYTES))) return null;
+    const { headerLength, bodyLength } = decodePrefix(
+      this.#buffer.subarray(this.#start, this.#start + PREFIX_BYTES),
+    );
+    this.#start += PREFIX_BYTES;
+    let headerBytes: Uint8Array;
+    if (headerLength <= this.#buffer.length) {
+      if (!(await this.#fill(headerLength))) {
+        throw new ProtocolError("BAD_FRAME", "Connection closed before the header");
+      }
+      headerBytes = this.#buffer.subarray(this.#start, this.#start + headerLength);
+      this.#start += headerLength;
+    } else {
+      headerBytes = new Uint8Array(headerLength);
+      await this.#readExact(headerBytes);
+    }
+    const header = decodeHeader(headerBytes);
+    this.#bodyRemaining = bodyLength;
+    return { header, bodyLength };
+  }
+
+  async #readExact(into: Uint8Array): Promise<void> {
+    let done = 0;
+    const buffered = Math.min(this.#end - this.#start, into.length);
+    if (buffered > 0) {
+      into.set(this.#buffer.subarray(this.#start, this.#start + buffered));
+      this.#start += buffered;
+      done = buffered;
+    }
+    while (done < into.length) {
+      const n = await this.#sourceRead(into.subarray(done));
+      if (n === null) throw new ProtocolError("BAD_FRAME", "Connection closed mid-frame");
+      done += n;
+    }
+  }
+
+  /**
+   * Reads up to `into.length` bytes of the current body into `into`.
+   * Returns the count read, or 0 once the body is exhausted.
+   */
+  async readBody(into: Uint8Array): Promise<number> {
+    if (this.#bodyRemaining === 0) return 0;
+    const want = Math.min(into.length, this.#bodyRemaining);
+    const buffered = this.#end - this.#start;
+    let n: number;
+    if (buffered > 0) {
+      n = Math.min(want, buffered);
+      into.set(this.#buffer.subarray(this.#start, this.#start + n));
+      this.#start += n;
+    } else {
+      const got = await this.#sourceRead(into.subarray(0, want));
+      if (got === null) {
+        throw new ProtocolError(
+          "BAD_FRAME",
+          `Connection closed with ${this.#bodyRemaining} body bytes outstanding`,
+        );
+      }
+      n = got;
+    }
+    this.#bodyRemaining -= n;
+    return n;
+  }
+
+  /** Reads the whole current body into memory; for small JSON bodies only. */
+  async readBodyBytes(maxBytes = MAX_JSON_BODY_BYTES): Promise<Uint8Array> {
+    if (this.#bodyRemaining > maxBytes) {
+      throw new ProtocolError("BODY_TOO_LARGE", `Body of ${this.#bodyRemaining} bytes is too big`);
+    }
+    const out = new Uint8Array(this.#bodyRemaining);
+    let done = 0;
+    while (done < out.length) done += await this.readBody(out.subarray(done));
+    return out;
+  }
+
+  /** Reads the current body as JSON. */
+  async readBodyJson(maxBytes = MAX_JSON_BODY_BYTES): Promise<unknown> {
+    const bytes = await this.readBodyBytes(maxBytes);
+    try {
+      return JSON.parse(decoder.decode(bytes));
+    } catch (cause) {
+      throw new ProtocolError("BAD_FRAME", "Body is not valid JSON", { cause });
+    }
+  }
+
+  /** Discards the rest of the current body. */
+  async skipBody(): Promise<void> {
+    const scratch = new Uint8Array(Math.min(this.#bodyRemaining, 256 * 1024));
+    while (this.#bodyRemaining > 0) await this.readBody(scratch);
+  }
+}
+
+/** Encodes a JSON value as a frame body. */
+export function jsonBody(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
