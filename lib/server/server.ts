@@ -358,7 +358,7 @@ export class Server {
         await writeAll(conn, encodeFrame(await (await this.#mutations()).rename(request)));
         return;
       // --- end signed mutations and upload ---
-      // --- repair and scrub (issue 4): part.list and part.verify, see PROTOCOL.md ---
+      // --- repair: part.list and part.verify, see PROTOCOL.md "Messages: repair" ---
       case "part.list": {
         const parts = await store.listWithSizes();
         const quarantined = await store.listQuarantined();

@@ -29,7 +29,7 @@ export const ERROR_CODES = {
   TIMEOUT: "TIMEOUT",
   /** Something failed on the server that is not the client's fault. */
   INTERNAL: "INTERNAL",
-  // --- signed mutations (issue 3): see PROTOCOL.md "Signed mutations" ---
+  // --- signed mutations: see PROTOCOL.md "Messages: signed mutations" ---
   /** A signed request failed its check: bad signature, stale timestamp or a replayed nonce. */
   UNAUTHORIZED: "UNAUTHORIZED",
   /** The signer does not own the file it tried to change; nothing changed. */

@@ -41,7 +41,7 @@ export type Request =
   | { op: "part.put"; digest: string }
   | { op: "part.report"; digest: string }
   | { op: "stats" }
-  // --- signed mutations and upload (issue 3): see PROTOCOL.md "Signed mutations" ---
+  // --- signed mutations and upload: see PROTOCOL.md "Messages: signed mutations" ---
   | { op: "part.has"; digest: string }
   | { op: "cluster.info" }
   | {
@@ -57,7 +57,7 @@ export type Request =
   | { op: "file.delete"; name: string; auth: SignedAuth }
   | { op: "file.rename"; name: string; to: string; auth: SignedAuth }
   // --- end signed mutations and upload ---
-  // --- repair and scrub (issue 4): see PROTOCOL.md "Repair and scrub" ---
+  // --- repair and scrub: see PROTOCOL.md "Messages: repair" ---
   | { op: "part.list" }
   | { op: "part.verify"; digest: string };
 // --- end repair and scrub ---
