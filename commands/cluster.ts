@@ -23,6 +23,7 @@ import { formatBytes, formatDuration } from "../lib/base/units.ts";
 import { formatRepairEvent, formatRepairSummary } from "./repair.ts";
 import { formatStatus } from "./status.ts";
 import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/wire/tls.ts";
+import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
   "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--plain] [--quiet] [--data DIR]";
@@ -98,8 +99,7 @@ export async function run(args: string[]): Promise<number> {
   const stop = () => (stopping ??= supervisor.stopAll());
   const done = Promise.withResolvers<number>();
   const onSignal = () => void stop().then(() => done.resolve(0));
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const stopListening = onStopSignal(onSignal);
 
   // On a terminal: the live view, from the start so instances are seen coming up.
   // What this command prints from here on shows as the view's events.
@@ -151,8 +151,7 @@ export async function run(args: string[]): Promise<number> {
   const code = await done.promise;
   // The view's events, printed again on the normal screen as a record.
   for (const line of (await live?.stop()) ?? []) console.log(line);
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
+  stopListening();
   console.log("fts cluster: all instances stopped");
   return code;
 }

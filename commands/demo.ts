@@ -3,6 +3,7 @@ import { MIN_PART_BYTES } from "../lib/state/config.ts";
 import { DEFAULT_DEMO, runDemo } from "../lib/ops/demo.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { colorEnabled } from "../lib/base/terminal.ts";
+import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE = "fts demo [--size 24MiB] [--keep]";
 
@@ -23,8 +24,7 @@ export async function run(args: string[]): Promise<number> {
   const controller = new AbortController();
   // Ctrl-C reaches the demo's children too; the demo still stops them and removes its files.
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const stopListening = onStopSignal(onSignal);
   try {
     await runDemo({
       ...DEFAULT_DEMO,
@@ -41,8 +41,7 @@ export async function run(args: string[]): Promise<number> {
     });
     return 0;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    stopListening();
   }
 }
 

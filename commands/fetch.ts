@@ -17,6 +17,7 @@ import { resolveServers } from "../lib/client/servers.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
+import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
   "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";
@@ -83,8 +84,7 @@ export async function run(args: string[]): Promise<number> {
 
   const controller = new AbortController();
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const stopListening = onStopSignal(onSignal);
   try {
     const result = await fetchFile(
       {
@@ -140,7 +140,6 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   } finally {
     progress.finish();
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    stopListening();
   }
 }

@@ -23,6 +23,7 @@ import {
 import { Progress, type ProgressState, type ReportMode, reportMode } from "../lib/ui/progress.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
+import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
   "fts repair [--dry-run] [--verify] [--limit-rate 64MiB] [--hash-rate 256MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
@@ -310,8 +311,7 @@ export async function runRepairCommand(
   const { quiet, json, ...repairOptions } = options;
   const controller = new AbortController();
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const stopListening = onStopSignal(onSignal);
   const started = performance.now();
   const progress = new RepairProgressView(label, reportMode({ quiet, json }));
   let report: RepairReport;
@@ -324,8 +324,7 @@ export async function runRepairCommand(
     });
   } finally {
     progress.finish();
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    stopListening();
   }
   const elapsed = performance.now() - started;
   if (json) {

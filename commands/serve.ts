@@ -13,6 +13,7 @@ import { processAlive } from "../lib/base/fs_util.ts";
 import { ManifestCache } from "../lib/state/manifest.ts";
 import { Server } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";
+import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
   "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR]";
@@ -115,8 +116,7 @@ export async function run(args: string[]): Promise<number> {
     } catch { /* already closed */ }
     server.closeAll();
   };
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, stop);
+  const stopListening = onStopSignal(stop);
   const stopParentWatch = parentPid === undefined
     ? undefined
     : every(PARENT_CHECK_INTERVAL_MS, () => {
@@ -148,7 +148,7 @@ export async function run(args: string[]): Promise<number> {
     }
   } finally {
     stopParentWatch?.();
-    for (const signal of signals) Deno.removeSignalListener(signal, stop);
+    stopListening();
     // Only remove the pid file if it is still ours (a restart may have replaced it).
     try {
       if ((await Deno.readTextFile(pidFile)).trim() === String(Deno.pid)) {

@@ -14,6 +14,7 @@ import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts"
 import { SIGNING_FLAGS, signingContext } from "../lib/client/signed_client.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
 import { MAX_UPLOAD_PARALLEL, uploadFile, type UploadProgress } from "../lib/client/upload.ts";
+import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
   "fts upload FILE [--as NAME] [--replace] [--identity FILE | --operator] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--timeout 10s] [--quiet] [--json] [--data DIR]";
@@ -81,8 +82,7 @@ export async function run(args: string[]): Promise<number> {
 
   const controller = new AbortController();
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const stopListening = onStopSignal(onSignal);
   const progress = new Progress(reportMode({ quiet, json }));
   try {
     const result = await uploadFile(
@@ -129,7 +129,6 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   } finally {
     progress.finish();
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    stopListening();
   }
 }

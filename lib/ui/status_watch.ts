@@ -11,6 +11,7 @@ import { LiveSession } from "./live_session.ts";
 import { clock } from "./live_view.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { formatBytes } from "../base/units.ts";
+import { onStopSignal } from "../base/stop_signal.ts";
 
 export interface StatusWatchOptions {
   dir: string;
@@ -43,8 +44,7 @@ export function clusterTitle(command: string, dir: string, config: ClusterConfig
 export async function watchStatus(options: StatusWatchOptions): Promise<number> {
   const abort = new AbortController();
   const onSignal = () => abort.abort();
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const stopListening = onStopSignal(onSignal);
   try {
     if (!options.json && LiveScreen.available()) {
       const session = new LiveSession({
@@ -79,7 +79,6 @@ export async function watchStatus(options: StatusWatchOptions): Promise<number> 
     }
     return 0;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    stopListening();
   }
 }
