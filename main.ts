@@ -32,7 +32,7 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: () => import("./commands/status.ts"),
     summary: "instances up/down and each file's replica health",
   },
-  // --- upload, delete, rename by owners (issue 3) ---
+  // --- signed changes: upload, delete, rename by their owners ---
   upload: {
     load: () => import("./commands/upload.ts"),
     summary: "send a file into the running cluster, signed as you",

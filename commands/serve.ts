@@ -58,7 +58,7 @@ export async function run(args: string[]): Promise<number> {
   }
 
   // TLS and the mutations handler are loaded only when used: each module an
-  // idle instance loads costs it resident memory, times 50 instances (issue 5).
+  // idle instance loads costs it resident memory, times 50 instances.
   const tlsCert = stringFlag(flags, "tls-cert");
   const tlsKey = stringFlag(flags, "tls-key");
   const tls = tlsCert === undefined && tlsKey === undefined

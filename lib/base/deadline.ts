@@ -4,7 +4,7 @@
  * here, a bare TCP listener is 29.7 MB resident, 32.4 MB once it has called
  * setTimeout and 29.3 MB once it has called AbortSignal.timeout. Every
  * instance sets deadlines on its connections, and a host runs 50 instances
- * (issue 5). So the deadlines of a process share one chain of
+ * (each pays it). So the deadlines of a process share one chain of
  * AbortSignal.timeout signals, each due at the earliest pending deadline;
  * adding and cancelling cost O(1) (a deadline is set per chunk a connection
  * reads or writes); only a signal that fires scans the pending ones.

@@ -1,7 +1,7 @@
 /**
  * POSIX path helpers with node:path's results, so that `fts serve` need not
  * load node:path: every node: module a process imports costs it megabytes of
- * resident memory, times 50 instances on one host (issue 5). `.` and `..`
+ * resident memory, times 50 instances on one host. `.` and `..`
  * segments and repeated slashes are folded the way path.posix folds them.
  */
 

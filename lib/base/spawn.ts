@@ -9,7 +9,7 @@ const MAIN_MODULE = new URL("../../main.ts", import.meta.url);
  * options serve `deno check`), and its modules are few and small: skipping the
  * config file and V8's code cache database measured 2.4 MB less resident
  * memory per process, with no measurable cost in startup time. A host that
- * runs 50 instances pays that 50 times (issue 5).
+ * runs 50 instances pays that 50 times.
  */
 export const DENO_RUN_FLAGS: readonly string[] = [
   "--allow-all",

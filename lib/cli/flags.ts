@@ -19,7 +19,7 @@ export type ParsedFlags = {
 /**
  * Parses flags strictly: unknown flags and missing values are usage errors.
  * The rules are node:util's parseArgs in strict mode with positionals allowed
- * (which fts used before; `fts serve` must not load node:util, issue 5):
+ * (which fts used before; `fts serve` must not load node:util, to keep instances small):
  * `--name value`, `--name=value`, `-q`, grouped `-qw`, `-xVALUE` for a short
  * string flag, the last of repeated flags wins unless `multiple`, and `--`
  * makes everything after it positional. A value that looks like a flag must be

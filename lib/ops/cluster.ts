@@ -40,7 +40,7 @@ export class Supervisor {
 
   /** Extra flags passed to every `fts serve` (e.g. --limit-rate). */
   readonly serveArgs: string[];
-  /** Re-replicates the parts of instances that stay down (issue 4); undefined when off. */
+  /** Re-replicates the parts of instances that stay down (healing); undefined when off. */
   readonly healer: Healer | undefined;
 
   constructor(

@@ -25,7 +25,7 @@ export interface StatusReport {
     /** Parts with fewer than R live replicas, and with none. */
     underReplicatedParts: number;
     lostParts: number;
-    /** Part numbers with fewer than R live replicas, and with none (issue 4). */
+    /** Part numbers with fewer than R live replicas, and with none. */
     underReplicatedPartNumbers: number[];
     lostPartNumbers: number[];
   }[];
