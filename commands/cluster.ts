@@ -1,5 +1,6 @@
 import {
   boolFlag,
+  CLUSTER_FLAGS,
   clusterFlags,
   durationFlag,
   isTerminal,
@@ -20,8 +21,8 @@ import { LiveSession } from "../lib/ui/live_session.ts";
 import { clusterStatus } from "../lib/ops/status.ts";
 import { clusterTitle } from "../lib/ui/status_watch.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
-import { formatRepairEvent, formatRepairSummary } from "./repair.ts";
-import { formatStatus } from "./status.ts";
+import { formatRepairEvent, formatRepairSummary } from "../lib/ui/repair_format.ts";
+import { formatStatus } from "../lib/ui/status_format.ts";
 import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/wire/tls.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 
@@ -59,11 +60,7 @@ function _printHeal(event: HealEvent): void {
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
-    data: { type: "string" },
-    servers: { type: "string" },
-    "base-port": { type: "string" },
-    replicas: { type: "string" },
-    host: { type: "string" },
+    ...CLUSTER_FLAGS,
     quiet: { type: "boolean" },
     plain: { type: "boolean" },
     "limit-rate": { type: "string" },

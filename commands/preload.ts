@@ -1,4 +1,11 @@
-import { boolFlag, clusterFlags, parseFlags, sizeFlag, stringFlag } from "../lib/cli/flags.ts";
+import {
+  boolFlag,
+  CLUSTER_FLAGS,
+  clusterFlags,
+  parseFlags,
+  sizeFlag,
+  stringFlag,
+} from "../lib/cli/flags.ts";
 import { ensureConfig, resolveDataDir, validateConfig } from "../lib/state/config.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { validateFileName } from "../lib/state/manifest.ts";
@@ -17,12 +24,8 @@ export const EXAMPLE = [
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
-    data: { type: "string" },
-    servers: { type: "string" },
-    "base-port": { type: "string" },
-    replicas: { type: "string" },
+    ...CLUSTER_FLAGS,
     "part-size": { type: "string" },
-    host: { type: "string" },
     as: { type: "string" },
     replace: { type: "boolean" },
     quiet: { type: "boolean", short: "q" },

@@ -1,6 +1,7 @@
 import { parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import { REPAIR_FLAGS, repairFlags } from "../lib/cli/repair_flags.ts";
 import { requireConfig, resolveDataDir } from "../lib/state/config.ts";
-import { runRepairCommand, SHARED_FLAGS, sharedOptions } from "./repair.ts";
+import { repairCommandOptions, runRepairCommand } from "../lib/ui/repair_command.ts";
 
 export const USAGE =
   "fts scrub [--hash-rate 256MiB] [--limit-rate 64MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
@@ -18,8 +19,8 @@ export const EXAMPLE = [
  * copies those parts back from good replicas.
  */
 export async function run(args: string[]): Promise<number> {
-  const flags = parseFlags(args, SHARED_FLAGS);
-  const options = await sharedOptions(flags);
+  const flags = parseFlags(args, REPAIR_FLAGS);
+  const options = repairCommandOptions(await repairFlags(flags));
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const config = await requireConfig(dir);
   return await runRepairCommand("scrub", dir, config, { verifyAll: true, ...options });

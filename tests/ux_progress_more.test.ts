@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { repairProgressState } from "../commands/repair.ts";
+import { repairProgressState } from "../lib/ui/repair_progress.ts";
 import { uploadProgressState } from "../commands/upload.ts";
 import { type RepairProgress } from "../lib/ops/repair.ts";
 import { formatBytes } from "../lib/base/units.ts";

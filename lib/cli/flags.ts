@@ -211,6 +211,18 @@ export function parsePort(text: string | undefined): number {
   return port;
 }
 
+/**
+ * The flags of the commands that create a cluster (cluster, preload): its data
+ * directory and shape; clusterFlags reads the shape.
+ */
+export const CLUSTER_FLAGS = {
+  data: { type: "string" },
+  servers: { type: "string" },
+  "base-port": { type: "string" },
+  replicas: { type: "string" },
+  host: { type: "string" },
+} as const;
+
 /** The cluster-shape flags shared by preload and cluster: only those given. */
 export function clusterFlags(flags: ParsedFlags): Partial<ClusterConfig> {
   const requested: Partial<ClusterConfig> = {};

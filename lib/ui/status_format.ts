@@ -1,0 +1,107 @@
+/**
+ * What `fts status` prints for people: which instances are up (with a grid of
+ * them), each file's replica health, and the healing lines (on or off, who is
+ * down until when, the running and last runs). The cluster's `status`
+ * command prints the same.
+ */
+import { type StatusReport } from "../ops/status.ts";
+import { formatBytes, formatDuration } from "../base/units.ts";
+
+/** A status report as lines for people. */
+export function formatStatus(report: StatusReport): string {
+  const up = report.instances.filter((i) => i.up);
+  const down = report.instances.filter((i) => !i.up);
+  const lines = [
+    `instances: ${up.length}/${report.instances.length} up` +
+    (down.length > 0 ? `; down: ${down.map((i) => i.id).join(", ")}` : ""),
+  ];
+  const grid = report.instances.map((i) => (i.up ? "#" : ".")).join("");
+  for (let i = 0; i < grid.length; i += 50) lines.push(`  ${grid.slice(i, i + 50)}`);
+  if (report.files.length === 0) {
+    lines.push("files: none");
+  } else {
+    lines.push(`files (R=${report.replicas}):`);
+    const width = Math.max(...report.files.map((f) => f.name.length), 4);
+    for (const f of report.files) {
+      const health = f.lostParts > 0
+        ? `LOST: ${f.lostParts} parts have no live replica (${_partList(f.lostPartNumbers)})`
+        : f.minLiveReplicas < report.replicas
+        ? `degraded: ${f.underReplicatedParts} parts under-replicated (${
+          _partList(f.underReplicatedPartNumbers)
+        })`
+        : "healthy";
+      lines.push(
+        `  ${f.name.padEnd(width)}  ${formatBytes(f.size).padStart(10)}  ${
+          String(f.parts).padStart(6)
+        } parts  min live replicas ${f.minLiveReplicas}/${report.replicas}  ${health}`,
+      );
+    }
+  }
+  lines.push(...formatHealing(report));
+  return lines.join("\n");
+}
+
+/** Part numbers for people: "parts 0, 3, 7 and 12 more". */
+function _partList(numbers: number[]): string {
+  const shown = numbers.slice(0, LISTED_PARTS_MAX).join(", ");
+  const more = numbers.length - LISTED_PARTS_MAX;
+  return `${numbers.length === 1 ? "part" : "parts"} ${shown}${
+    more > 0 ? ` and ${more} more` : ""
+  }`;
+}
+
+/** Part numbers listed per file before the rest are only counted. */
+const LISTED_PARTS_MAX = 10;
+
+function _clock(iso: string): string {
+  return iso.slice(11, 19);
+}
+
+/** The healing lines of `fts status`: on or off, who is down until when, and the runs. */
+export function formatHealing(report: StatusReport): string[] {
+  const heal = report.healing;
+  if (!report.supervisor) {
+    return [
+      "healing: no cluster supervisor runs for this data directory; fts repair heals by hand",
+    ];
+  }
+  if (!heal || !heal.enabled) {
+    return ["healing: off (fts cluster --heal-after 0); fts repair heals by hand"];
+  }
+  const rate = heal.rateBytesPerSecond > 0
+    ? `at most ${formatBytes(heal.rateBytesPerSecond)}/s`
+    : "unthrottled";
+  const lines = [`healing: on, after ${formatDuration(heal.healAfterMs)} down, ${rate}`];
+  for (const d of heal.down) {
+    lines.push(
+      `  ${d.id} down since ${_clock(d.since)}: ` +
+        (d.healAt
+          ? `its parts get copied elsewhere at ${_clock(d.healAt)}`
+          : "its parts were copied elsewhere"),
+    );
+  }
+  if (heal.running) {
+    const r = heal.running;
+    lines.push(
+      `  running since ${_clock(r.startedAt)} (${r.reason}): ${r.copied} copies made (${
+        formatBytes(r.bytesCopied)
+      }), ${r.dropped} surplus dropped` +
+        (r.corrupt > 0 ? `, ${r.corrupt} corrupt quarantined` : ""),
+    );
+  }
+  if (heal.last) {
+    const l = heal.last;
+    lines.push(
+      `  last run ${_clock(l.finishedAt)} (${l.reason}): ` +
+        (l.error
+          ? `failed: ${l.error}`
+          : `${l.copied} copies made (${
+            formatBytes(l.bytesCopied)
+          }), ${l.dropped} surplus dropped` +
+            (l.short > 0 ? `, ${l.short} parts short of R` : "") +
+            (l.lost > 0 ? `, ${l.lost} parts lost` : "")),
+    );
+  }
+  if (heal.nextRetryAt) lines.push(`  next try at ${_clock(heal.nextRetryAt)}`);
+  return lines;
+}
