@@ -2,7 +2,7 @@
  * fts: a replicated multi-server file transfer toolkit. This file only picks
  * the subcommand and decides the exit code; each command lives in commands/.
  */
-import { closestMatch } from "./lib/cli/flags.ts";
+import { closestMatch } from "./lib/base/closest_match.ts";
 import { causeChain, UsageError } from "./lib/wire/errors.ts";
 import { errorLine } from "./lib/ui/hints.ts";
 

@@ -1,4 +1,4 @@
-import { expectPositionals, parseFlags } from "../lib/cli/flags.ts";
+import { expectPositionals, parseFlags, SIGNING_FLAGS, signingFlags } from "../lib/cli/flags.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import {
   describeLostReply,
@@ -7,7 +7,7 @@ import {
   unconfirmedRename,
 } from "../lib/client/lost_reply.ts";
 import { validateFileName } from "../lib/state/manifest.ts";
-import { sendSigned, SIGNING_FLAGS, signingContext } from "../lib/client/signed_client.ts";
+import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
 
 export const USAGE =
   "fts mv OLD NEW [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR]";
@@ -26,7 +26,7 @@ export async function run(args: string[]): Promise<number> {
       throw new UsageError(`${what}: ${(cause as Error).message}`, { cause });
     }
   }
-  const { servers, identity } = await signingContext(flags);
+  const { servers, identity } = await signingContext(signingFlags(flags));
   // Should a reply get lost, NEW must then be this very file for the rename to count as done.
   const before = await lookupEntry(servers, from);
   try {

@@ -1,4 +1,4 @@
-import { expectPositionals, parseFlags } from "../lib/cli/flags.ts";
+import { expectPositionals, parseFlags, SIGNING_FLAGS, signingFlags } from "../lib/cli/flags.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import {
   describeLostReply,
@@ -6,7 +6,7 @@ import {
   notFoundAfterLostReply,
 } from "../lib/client/lost_reply.ts";
 import { validateFileName } from "../lib/state/manifest.ts";
-import { sendSigned, SIGNING_FLAGS, signingContext } from "../lib/client/signed_client.ts";
+import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
 
 export const USAGE =
   "fts rm NAME [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR]";
@@ -23,7 +23,7 @@ export async function run(args: string[]): Promise<number> {
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
-  const { servers, identity } = await signingContext(flags);
+  const { servers, identity } = await signingContext(signingFlags(flags));
   // Should a reply get lost, this tells "removed by that attempt" from "never there".
   const before = await lookupEntry(servers, name);
   let reply;

@@ -4,6 +4,8 @@ import {
   expectPositionals,
   intFlag,
   parseFlags,
+  SIGNING_FLAGS,
+  signingFlags,
   sizeFlag,
   stringFlag,
 } from "../lib/cli/flags.ts";
@@ -11,7 +13,7 @@ import { UsageError } from "../lib/wire/errors.ts";
 import { validateFileName } from "../lib/state/manifest.ts";
 import { basename } from "../lib/base/paths.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
-import { SIGNING_FLAGS, signingContext } from "../lib/client/signed_client.ts";
+import { signingContext } from "../lib/client/signed_client.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
 import { MAX_UPLOAD_PARALLEL, uploadFile, type UploadProgress } from "../lib/client/upload.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
@@ -78,7 +80,7 @@ export async function run(args: string[]): Promise<number> {
   const stallTimeoutMs = durationFlag(flags, "timeout");
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
-  const { servers, identity } = await signingContext(flags);
+  const { servers, identity } = await signingContext(signingFlags(flags));
 
   const controller = new AbortController();
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { closestMatch, parseFlags } from "../lib/cli/flags.ts";
+import { closestMatch } from "../lib/base/closest_match.ts";
+import { parseFlags } from "../lib/cli/flags.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { runFts } from "./harness.ts";
 

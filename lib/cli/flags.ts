@@ -2,6 +2,7 @@
 import { type ClusterConfig, MAX_SERVERS } from "../state/config.ts";
 import { UsageError } from "../wire/errors.ts";
 import { parseDurationMs, parseSize } from "../base/units.ts";
+import { closestMatch } from "../base/closest_match.ts";
 
 export { isTerminal } from "../base/terminal.ts";
 
@@ -93,38 +94,6 @@ export function parseFlags(args: string[], spec: Record<string, FlagSpec>): Pars
     }
   }
   return { values, positionals };
-}
-
-/** The option nearest to `word` (edit distance at most 2, or a unique prefix), if any. */
-export function closestMatch(word: string, options: readonly string[]): string | undefined {
-  const prefixed = options.filter((o) => word.length >= 2 && o.startsWith(word));
-  if (prefixed.length === 1) return prefixed[0];
-  const best = options
-    .map((option) => ({ option, d: editDistance(word, option) }))
-    .sort((x, y) => x.d - y.d)[0];
-  return best && best.d <= Math.min(2, Math.max(1, word.length - 2)) ? best.option : undefined;
-}
-
-/**
- * Edit distance where inserting, deleting or changing a character, or
- * swapping two neighbours ("fecth"), each cost 1 (optimal string alignment).
- */
-export function editDistance(a: string, b: string): number {
-  const rows = Array.from(
-    { length: a.length + 1 },
-    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let best = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        best = Math.min(best, rows[i - 2]![j - 2]! + 1);
-      }
-      rows[i]![j] = best;
-    }
-  }
-  return rows[a.length]![b.length]!;
 }
 
 export function stringFlag(flags: ParsedFlags, name: string): string | undefined {
@@ -235,4 +204,27 @@ export function clusterFlags(flags: ParsedFlags): Partial<ClusterConfig> {
   if (replicas !== undefined) requested.replicas = replicas;
   if (host !== undefined) requested.host = host;
   return requested;
+}
+
+/** The flags every signing command (upload, rm, mv) takes, besides its own. */
+export const SIGNING_FLAGS = {
+  data: { type: "string" },
+  server: { type: "string", multiple: true },
+  identity: { type: "string" },
+  operator: { type: "boolean" },
+} as const;
+
+/** What the signing flags say: data directory, servers, identity file, --operator. */
+export function signingFlags(flags: ParsedFlags): {
+  dataDir: string | undefined;
+  servers: string[];
+  identity: string | undefined;
+  operator: boolean;
+} {
+  return {
+    dataDir: stringFlag(flags, "data"),
+    servers: listFlag(flags, "server"),
+    identity: stringFlag(flags, "identity"),
+    operator: boolFlag(flags, "operator"),
+  };
 }

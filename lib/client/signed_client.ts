@@ -3,7 +3,6 @@
  * first server that answers. Each attempt is signed anew, so a retry on
  * another server never looks like a replay.
  */
-import { boolFlag, listFlag, type ParsedFlags, stringFlag } from "../cli/flags.ts";
 import { resolveDataDir } from "../state/config.ts";
 import { type ErrorCode, ProtocolError, RemoteProtocolError } from "../wire/errors.ts";
 import { type Identity, identityFromFlags } from "../auth/identity.ts";
@@ -108,22 +107,26 @@ export function shuffled<T>(items: readonly T[]): T[] {
   return out;
 }
 
-/** The flags every signing command takes, besides its own. */
-export const SIGNING_FLAGS = {
-  data: { type: "string" },
-  server: { type: "string", multiple: true },
-  identity: { type: "string" },
-  operator: { type: "boolean" },
-} as const;
+/** Where a signing command sends its requests and as whom, as its flags said. */
+export interface SigningOptions {
+  /** The data directory (--data); absent means the default one. */
+  dataDir: string | undefined;
+  /** Servers to try (--server); none means every instance of the cluster in the data directory. */
+  servers: readonly string[];
+  /** An identity file (--identity); absent means the user's own. */
+  identity: string | undefined;
+  /** Sign as the cluster's operator (--operator). */
+  operator: boolean;
+}
 
-/** Servers (shuffled) and identity from a signing command's flags; says when it made a new identity. */
+/** Servers (shuffled) and identity for a signing command; says when it made a new identity. */
 export async function signingContext(
-  flags: ParsedFlags,
+  options: SigningOptions,
 ): Promise<{ servers: string[]; identity: Identity }> {
-  const dir = resolveDataDir(stringFlag(flags, "data"));
-  const servers = shuffled(await resolveServers(dir, listFlag(flags, "server")));
+  const dir = resolveDataDir(options.dataDir);
+  const servers = shuffled(await resolveServers(dir, [...options.servers]));
   const identity = await identityFromFlags(
-    { identity: stringFlag(flags, "identity"), operator: boolFlag(flags, "operator") },
+    { identity: options.identity, operator: options.operator },
     dir,
   );
   if (identity.created) console.error(`created a new identity in ${identity.path}`);

@@ -3,7 +3,7 @@
  * prints, unless the message already says it. Found by looking down the
  * cause chain for a condition with a known remedy.
  */
-import { closestMatch } from "../cli/flags.ts";
+import { closestMatch } from "../base/closest_match.ts";
 import { ProtocolError } from "../wire/errors.ts";
 
 type _Rule = { test: (error: unknown) => boolean; hint: string };
