@@ -9,7 +9,8 @@ import {
   OWNER_PREFIX,
   publicKeyOf,
 } from "../lib/auth/identity.ts";
-import { claimNonce, pruneNonces } from "../lib/auth/replay_guard.ts";
+import { ReplayGuard } from "../lib/auth/replay_guard.ts";
+import { FileNonceStore } from "../lib/auth/file_nonce_store.ts";
 import {
   checkSignedRequest,
   SIGNATURE_MAX_AGE_MS,
@@ -128,38 +129,44 @@ Deno.test("signingMessage() covers every field of file.publish in a fixed order"
   }
 });
 
-Deno.test("claimNonce() refuses a nonce used before; pruneNonces() drops only expired buckets", async () => {
+Deno.test("ReplayGuard.claim() refuses a nonce used before; FileNonceStore.sweep() drops only expired buckets", async () => {
   const dir = await tempDir();
   try {
     const now = Date.now();
     const auth = { key: "ed25519:k", timestamp: now, nonce: "A".repeat(22), signature: "s" };
-    await claimNonce(dir, auth, now);
-    await _rejects(claimNonce(dir, auth, now), /already used/);
+    const store = new FileNonceStore(dir);
+    const guard = new ReplayGuard(store);
+    await guard.claim(auth, now);
+    await _rejects(guard.claim(auth, now), /already used/);
     // The same nonce from another signer is another request.
-    await claimNonce(dir, { ...auth, key: "ed25519:other" }, now);
-    assert.equal(await pruneNonces(dir, now), 0);
-    await _rejects(claimNonce(dir, auth, now), /already used/);
+    await guard.claim({ ...auth, key: "ed25519:other" }, now);
+    assert.equal(await store.sweep(now), 0);
+    await _rejects(guard.claim(auth, now), /already used/);
     // Once no request of that time can pass the freshness check, its bucket goes.
-    assert.equal(await pruneNonces(dir, now + 3 * SIGNATURE_MAX_AGE_MS), 1);
+    assert.equal(await store.sweep(now + 3 * SIGNATURE_MAX_AGE_MS), 1);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test({
-  name: "claimNonce() flushes the nonce's directory before the request may take effect (strace)",
+  name:
+    "ReplayGuard.claim() flushes the nonce's directory before the request may take effect (strace)",
   ignore: !(await straceWorks()),
   async fn() {
     const dir = await tempDir();
     try {
       const script = join(dir, "claim.ts");
       const guard = new URL("../lib/auth/replay_guard.ts", import.meta.url).href;
+      const store = new URL("../lib/auth/file_nonce_store.ts", import.meta.url).href;
       await Deno.writeTextFile(
         script,
-        `import { claimNonce } from ${JSON.stringify(guard)};\n` +
+        `import { ReplayGuard } from ${JSON.stringify(guard)};\n` +
+          `import { FileNonceStore } from ${JSON.stringify(store)};\n` +
           `const now = Date.now();\n` +
+          `const guard = new ReplayGuard(new FileNonceStore(Deno.args[0]));\n` +
           `for (const nonce of ["A", "B"]) {\n` +
-          `  await claimNonce(Deno.args[0], { key: "ed25519:k", timestamp: now, nonce: nonce.repeat(22), signature: "s" }, now);\n` +
+          `  await guard.claim({ key: "ed25519:k", timestamp: now, nonce: nonce.repeat(22), signature: "s" }, now);\n` +
           `}\n`,
       );
       const data = join(dir, "data");

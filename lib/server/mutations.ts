@@ -1,5 +1,5 @@
 /**
- * The server side of upload, delete and rename (issue 3). Each signed request
+ * The server side of upload, delete and rename. Each signed request
  * is checked in this order: freshness and signature (signed_request.ts), nonce
  * not used before (replay_guard.ts), the body's digest (publish), then names,
  * ownership and the change itself, under the manifest lock. A refused request
@@ -22,7 +22,9 @@ import {
 } from "../state/manifest.ts";
 import { freeUnreferencedParts } from "../state/part_gc.ts";
 import { type Header, type Request } from "../wire/protocol.ts";
-import { claimNonce } from "../auth/replay_guard.ts";
+import { type NonceStore } from "../auth/nonce_store.ts";
+import { FileNonceStore } from "../auth/file_nonce_store.ts";
+import { ReplayGuard } from "../auth/replay_guard.ts";
 import { checkSignedRequest, type SignedRequest } from "../auth/signed_request.ts";
 import { sha256Hex } from "../hash/sha256.ts";
 import { PartStore } from "../state/store.ts";
@@ -51,9 +53,12 @@ function _short(owner: string): string {
 export class Mutations {
   readonly dir: string;
   #config: ClusterConfig | undefined;
+  readonly #replayGuard: ReplayGuard;
 
-  constructor(dir: string) {
+  /** Changes for the cluster in `dir`; used nonces go to `nonces` (by default the host's store). */
+  constructor(dir: string, nonces: NonceStore = new FileNonceStore(dir)) {
     this.dir = dir;
+    this.#replayGuard = new ReplayGuard(nonces);
   }
 
   async #cluster(): Promise<ClusterConfig> {
@@ -75,7 +80,7 @@ export class Mutations {
   /** Signature, freshness, then the nonce: returns the signer's owner string. */
   async #authenticate(request: SignedRequest): Promise<string> {
     await checkSignedRequest(request);
-    await claimNonce(this.dir, request.auth);
+    await this.#replayGuard.claim(request.auth);
     return request.auth.key;
   }
 
