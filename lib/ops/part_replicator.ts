@@ -1,0 +1,161 @@
+/**
+ * Copying a part that has fewer than R good copies to the best-ranked live
+ * instances that lack it (placement.ts), over the network and within the
+ * repair's copy rate; the target verifies the digest before the copy becomes
+ * visible. A source that fails is dropped for this part (and reported when
+ * its copy is corrupt); the copies it ends with are noted for the manifest.
+ */
+import { ProtocolError } from "../wire/errors.ts";
+import { rankInstances } from "../state/placement.ts";
+import { CopyError, copyPart } from "./part_copy.ts";
+import { type RepairManifest } from "./repair_manifest.ts";
+import { type RepairRun, type WantedPart } from "./repair_run.ts";
+import { type Peer } from "../client/peer.ts";
+
+export class PartReplicator {
+  readonly #run: RepairRun;
+  readonly #manifest: RepairManifest;
+  /** Copies being sent from each instance, to spread the reads. */
+  readonly #sending = new Map<string, number>();
+
+  constructor(run: RepairRun, manifest: RepairManifest) {
+    this.#run = run;
+    this.#manifest = manifest;
+  }
+
+  /** Copies a part to `deficit` more instances, best-ranked first. */
+  async replicate(part: WantedPart, have: Set<string>, deficit: number): Promise<void> {
+    const { digest, size, refs } = part;
+    const sources = [...have];
+    const live = [...this.#run.stored.keys()];
+    // A quarantine says this disk rotted the part once: try it last.
+    const candidates = rankInstances(digest, live.filter((id) => !have.has(id)))
+      .sort((a, b) =>
+        Number(this.#run.stored.get(a)!.quarantined.has(digest)) -
+        Number(this.#run.stored.get(b)!.quarantined.has(digest))
+      );
+    const final = new Set(have);
+    let missing = deficit;
+    for (const target of candidates) {
+      if (missing === 0 || sources.length === 0) break;
+      if (this.#run.dryRun) {
+        this.#run.emit({
+          type: "copy",
+          digest,
+          refs,
+          from: sources[0]!,
+          to: target,
+          bytes: size,
+          dryRun: true,
+        });
+        final.add(target);
+        missing--;
+        this.#run.report.copied++;
+        this.#run.report.bytesCopied += size;
+        this.#run.tick();
+        continue;
+      }
+      while (sources.length > 0) {
+        this.#run.options.signal?.throwIfAborted();
+        const source = this.#pickSource(sources);
+        this.#sending.set(source, (this.#sending.get(source) ?? 0) + 1);
+        let moved = 0;
+        try {
+          await copyPart({
+            source: this.#run.address(source),
+            target: this.#run.address(target),
+            digest,
+            size,
+            limiter: this.#run.copyLimiter,
+            signal: this.#run.options.signal,
+            tls: this.#run.options.tls,
+            onBytes: (bytes) => {
+              moved += bytes;
+              this.#run.bytesCopying += bytes;
+              this.#run.tick();
+            },
+          });
+          // Done: its bytes move from under way to copied.
+          this.#run.bytesCopying -= moved;
+          moved = 0;
+          final.add(target);
+          missing--;
+          this.#run.report.copied++;
+          this.#run.report.bytesCopied += size;
+          this.#run.emit({
+            type: "copy",
+            digest,
+            refs,
+            from: source,
+            to: target,
+            bytes: size,
+            dryRun: false,
+          });
+          break;
+        } catch (error) {
+          this.#run.options.signal?.throwIfAborted();
+          if (!(error instanceof CopyError)) throw error;
+          this.#run.report.failedCopies++;
+          this.#run.emit({
+            type: "copy-failed",
+            digest,
+            refs,
+            from: source,
+            to: target,
+            reason: error.message,
+          });
+          if (error.side === "target") break;
+          // This source cannot give the part now; it stays listed unless its copy is gone.
+          sources.splice(sources.indexOf(source), 1);
+          if (error.corruptSource || _copyIsGone(error)) final.delete(source);
+          if (error.corruptSource) await this.#reportCorrupt(source, part);
+        } finally {
+          this.#sending.set(source, this.#sending.get(source)! - 1);
+          // A failed copy's bytes were never copied.
+          this.#run.bytesCopying -= moved;
+          this.#run.tick();
+        }
+      }
+    }
+    if (final.size === 0) {
+      this.#run.lost(part);
+      return;
+    }
+    if (missing > 0) {
+      const have = final.size;
+      this.#run.report.short.push({ digest, refs, have });
+      this.#run.emit({ type: "short", digest, refs, have, want: this.#run.config.replicas });
+    }
+    this.#manifest.record(part, final);
+    await this.#manifest.flushIfDue();
+  }
+
+  #pickSource(sources: string[]): string {
+    return sources.reduce((best, id) =>
+      (this.#sending.get(id) ?? 0) < (this.#sending.get(best) ?? 0) ? id : best
+    );
+  }
+
+  /** Tells the instance its copy failed; it re-hashes and quarantines it. */
+  async #reportCorrupt(id: string, part: WantedPart): Promise<void> {
+    let peer: Peer | undefined;
+    try {
+      peer = await this.#run.connect(id);
+      if (await peer.report(part.digest)) {
+        this.#run.report.corrupt.push({ id, digest: part.digest, refs: part.refs });
+        this.#run.emit({ type: "corrupt", id, digest: part.digest, refs: part.refs });
+      }
+    } catch {
+      // Gone as well; it is not counted either way.
+    } finally {
+      peer?.close();
+    }
+  }
+}
+
+/** The source answered that it no longer has a servable copy. */
+function _copyIsGone(error: CopyError): boolean {
+  const cause = error.cause;
+  return cause instanceof ProtocolError &&
+    (cause.code === "NOT_FOUND" || cause.code === "QUARANTINED");
+}

@@ -1,0 +1,158 @@
+/**
+ * What a repair reads from and writes to the manifest: the parts it wants
+ * (every distinct digest, where it is used and where it is listed), the
+ * replica changes it notes per part and writes in batches, and the surplus
+ * copies it deletes once they have left the manifest. Every write happens
+ * under the manifest lock as a change to parts with given digests only, so
+ * files published, replaced or removed meanwhile survive.
+ */
+import { dataPaths } from "../state/config.ts";
+import { type FileEntry, readManifest, updateManifest } from "../state/manifest.ts";
+import { rankInstances } from "../state/placement.ts";
+import { PartStore } from "../state/store.ts";
+import { MANIFEST_FLUSH_INTERVAL_MS } from "./repair_options.ts";
+import { type RepairRun, type WantedPart } from "./repair_run.ts";
+
+interface _ReplicaChange {
+  add: Set<string>;
+  remove: Set<string>;
+}
+
+export class RepairManifest {
+  readonly #run: RepairRun;
+  readonly #changes = new Map<string, _ReplicaChange>();
+  /** The file entries as this repair read them (_entryKey); only they lose listed copies. */
+  readonly #seen = new Set<string>();
+  #lastFlush = performance.now();
+
+  constructor(run: RepairRun) {
+    this.#run = run;
+  }
+
+  /** The parts the manifest references, by digest. */
+  async readWanted(): Promise<Map<string, WantedPart>> {
+    const manifest = await readManifest(this.#run.dir);
+    const wanted = new Map<string, WantedPart>();
+    for (const file of Object.values(manifest.files)) {
+      this.#seen.add(_entryKey(file));
+      file.parts.forEach((part, index) => {
+        let entry = wanted.get(part.digest);
+        if (!entry) {
+          entry = { digest: part.digest, size: part.size, refs: [], listed: new Set() };
+          wanted.set(part.digest, entry);
+        }
+        entry.refs.push({ file: file.name, index });
+        for (const id of part.replicas) entry.listed.add(id);
+      });
+    }
+    return wanted;
+  }
+
+  /**
+   * Notes the manifest change that makes a part's listing match `final`, the
+   * good copies it has now. Copies on down instances stay listed unless the
+   * part has R good copies without them, or they are in their grace period.
+   */
+  record(part: WantedPart, final: Set<string>): void {
+    const add = new Set([...final].filter((id) => !part.listed.has(id)));
+    const remove = new Set<string>();
+    for (const id of part.listed) {
+      if (final.has(id)) continue;
+      const live = this.#run.stored.has(id);
+      const waited = this.#run.options.graceIds?.has(id) ?? false;
+      if (live || (!waited && final.size >= this.#run.config.replicas)) remove.add(id);
+    }
+    if (add.size > 0 || remove.size > 0) this.#changes.set(part.digest, { add, remove });
+  }
+
+  /** Writes the noted changes into the manifest, as changes to parts with those digests only. */
+  async flush(): Promise<void> {
+    this.#lastFlush = performance.now();
+    if (this.#changes.size === 0) return;
+    const changes = new Map(this.#changes);
+    this.#changes.clear();
+    if (this.#run.dryRun) {
+      this.#run.report.manifestParts += changes.size;
+      return;
+    }
+    const paths = dataPaths(this.#run.dir);
+    // Whether `id` stores the part now, checked once per copy; instances share the data directory.
+    const present = new Map<string, Promise<boolean>>();
+    const storedNow = (id: string, digest: string, size: number): Promise<boolean> => {
+      const key = `${id}:${digest}`;
+      let answer = present.get(key);
+      if (!answer) {
+        answer = new PartStore(paths.instanceDir(id)).sizeOf(digest).then((got) => got === size);
+        present.set(key, answer);
+      }
+      return answer;
+    };
+    const updated = await updateManifest(this.#run.dir, async (manifest) => {
+      let count = 0;
+      // Re-read under the lock: files added, replaced or removed meanwhile are
+      // handled by digest, so only parts with these exact bytes change.
+      for (const file of Object.values(manifest.files)) {
+        for (const part of file.parts) {
+          const change = changes.get(part.digest);
+          if (!change) continue;
+          const next = new Set(part.replicas);
+          // An entry published since (an rm and a re-upload) lists copies its
+          // publish found stored under this lock, fresher than the census: a
+          // removal meant for a surplus copy would also let deleteDropped
+          // delete a copy that entry relies on.
+          if (this.#seen.has(_entryKey(file))) {
+            for (const id of change.remove) next.delete(id);
+          }
+          for (const id of change.add) {
+            // A copy made earlier may be gone by now: an rm freed the part
+            // (part_gc.ts, under this lock) and a re-upload listed other holders.
+            if (!next.has(id) && await storedNow(id, part.digest, part.size)) next.add(id);
+          }
+          const replicas = rankInstances(part.digest, [...next]);
+          if (replicas.join() === part.replicas.join()) continue;
+          part.replicas = replicas;
+          count++;
+        }
+      }
+      return count;
+    });
+    this.#run.report.manifestParts += updated;
+    if (updated > 0) this.#run.emit({ type: "manifest", parts: updated });
+  }
+
+  /**
+   * Deletes surplus copies that have left the manifest. Under the manifest
+   * lock, and only where no file lists the copy now: a publish that meanwhile
+   * named it (it checks copies under the same lock) keeps it.
+   *
+   * Instances share this data directory, so repair removes the file where the
+   * instance keeps it; a network delete op would first need a signed request.
+   */
+  async deleteDropped(drops: { id: string; digest: string }[]): Promise<number> {
+    const paths = dataPaths(this.#run.dir);
+    return await updateManifest(this.#run.dir, async (manifest) => {
+      const listed = new Set<string>();
+      for (const file of Object.values(manifest.files)) {
+        for (const part of file.parts) {
+          for (const id of part.replicas) listed.add(`${id}:${part.digest}`);
+        }
+      }
+      let deleted = 0;
+      for (const { id, digest } of drops) {
+        if (listed.has(`${id}:${digest}`)) continue;
+        if (await new PartStore(paths.instanceDir(id)).remove(digest)) deleted++;
+      }
+      return deleted;
+    });
+  }
+
+  /** Writes the noted changes once MANIFEST_FLUSH_INTERVAL_MS have passed since the last write. */
+  async flushIfDue(): Promise<void> {
+    if (performance.now() - this.#lastFlush > MANIFEST_FLUSH_INTERVAL_MS) await this.flush();
+  }
+}
+
+/** Names one published entry; a rename keeps it, a re-upload (even of the same bytes) does not. */
+function _entryKey(file: FileEntry): string {
+  return JSON.stringify([file.owner, file.contentId, file.created]);
+}

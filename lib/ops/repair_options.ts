@@ -1,0 +1,53 @@
+/**
+ * What a repair may be asked to do (dry run, scrub, grace for instances
+ * expected back, rates, deleting unused parts), with the limits and defaults
+ * it runs under.
+ */
+import { type TlsClientOptions } from "../wire/tls.ts";
+import { type RepairEvent, type RepairProgress } from "./repair_report.ts";
+
+/** Copies that run at once (each from one instance to another). */
+export const COPY_CONCURRENCY = 2;
+/** Instances re-hashing at once; each hashes one part at a time. */
+export const VERIFY_CONCURRENCY = 2;
+/** Copy rate of repair and healing unless told otherwise: leaves clients most of the machine. */
+export const DEFAULT_REPAIR_RATE_BYTES_PER_SECOND = 64 * 1024 * 1024;
+/** Re-hash rate of the scrub unless told otherwise, over all instances. */
+export const DEFAULT_VERIFY_RATE_BYTES_PER_SECOND = 256 * 1024 * 1024;
+/** How often copies made so far are recorded in the manifest during a long repair. */
+export const MANIFEST_FLUSH_INTERVAL_MS = 2_000;
+/**
+ * Parts no file uses (an upload that never published, a publish that lost a
+ * race) are deleted once they have been stored this long: an upload slower
+ * than that only has to send those parts again (the publish says which).
+ */
+export const DEFAULT_UNUSED_AFTER_MS = 24 * 60 * 60 * 1000;
+/** The shortest --unused-after: well over an upload's refresh (upload.ts REFRESH_COPIES_AFTER_MS). */
+export const MIN_UNUSED_AFTER_MS = 60 * 60 * 1000;
+export const CENSUS_CONNECT_TIMEOUT_MS = 1_500;
+/** part.list and part.verify answers may take a while on a busy instance. */
+export const CENSUS_STALL_TIMEOUT_MS = 30_000;
+
+export interface RepairOptions {
+  /** Work out and report what would be done; copy, drop and record nothing. */
+  dryRun?: boolean;
+  /** Re-hash every copy on every live instance (the scrub), not only those of parts that need work. */
+  verifyAll?: boolean;
+  /**
+   * Instances down but expected back soon (the supervisor's --heal-after):
+   * the copies the manifest lists on them still count, and stay listed.
+   */
+  graceIds?: ReadonlySet<string>;
+  /** Bytes per second copied, over all copies; 0 or absent means no limit. */
+  copyRateBytesPerSecond?: number;
+  /** Bytes per second re-hashed, over all instances; 0 or absent means no limit. */
+  verifyRateBytesPerSecond?: number;
+  signal?: AbortSignal;
+  onEvent?: (event: RepairEvent) => void;
+  /** Called as the work advances (each copy re-hashed, each chunk copied); see RepairProgress. */
+  onProgress?: (progress: RepairProgress) => void;
+  /** TLS for every connection to an instance; absent means FTS_TLS_CA or plain TCP. */
+  tls?: TlsClientOptions | undefined;
+  /** Delete parts no file uses once stored this long (DEFAULT_UNUSED_AFTER_MS); 0 keeps them. */
+  unusedAfterMs?: number;
+}

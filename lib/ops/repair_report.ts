@@ -1,0 +1,113 @@
+/**
+ * What a repair tells its caller: an event for each thing it does or finds
+ * (copies, drops, corrupt, short and lost parts), its progress as it goes,
+ * and the report at the end. Parts are named for people by file and part
+ * number (describePart).
+ */
+
+/** Where a part appears in the manifest. */
+export interface PartRef {
+  file: string;
+  index: number;
+}
+
+export type RepairEvent =
+  | { type: "census"; live: string[]; down: string[] }
+  | { type: "corrupt"; id: string; digest: string; refs: PartRef[] }
+  | {
+    type: "copy";
+    digest: string;
+    refs: PartRef[];
+    from: string;
+    to: string;
+    bytes: number;
+    dryRun: boolean;
+  }
+  | {
+    type: "copy-failed";
+    digest: string;
+    refs: PartRef[];
+    from: string;
+    to: string;
+    reason: string;
+  }
+  | { type: "drop"; digest: string; refs: PartRef[]; id: string; dryRun: boolean }
+  | { type: "short"; digest: string; refs: PartRef[]; have: number; want: number }
+  | { type: "lost"; digest: string; refs: PartRef[]; listed: string[] }
+  | { type: "manifest"; parts: number };
+
+/**
+ * How far a repair is, for a progress display. The census comes first, then
+ * the re-hash of the copies to check, then the copies to make; each total is
+ * known once its step starts.
+ */
+export interface RepairProgress {
+  phase: "census" | "verify" | "copy";
+  /** Copies to re-hash, and their bytes. */
+  verifyTotal: number;
+  verifyBytesTotal: number;
+  verified: number;
+  bytesVerified: number;
+  corrupt: number;
+  /** Copies to make (R minus the good copies, over the parts short of R), and their bytes. */
+  copyTotal: number;
+  copyBytesTotal: number;
+  copied: number;
+  bytesCopied: number;
+  /** Bytes of copies still under way, on top of bytesCopied. */
+  bytesCopying: number;
+  failedCopies: number;
+}
+
+export interface RepairReport {
+  dryRun: boolean;
+  live: string[];
+  down: string[];
+  /** Distinct parts (digests) the manifest references. */
+  parts: number;
+  /** Copies re-hashed by their instance. */
+  verified: number;
+  bytesVerified: number;
+  corrupt: { id: string; digest: string; refs: PartRef[] }[];
+  copied: number;
+  bytesCopied: number;
+  failedCopies: number;
+  dropped: number;
+  /** Manifest part entries whose replica list changed. */
+  manifestParts: number;
+  /** Parts left with fewer than R copies: not enough live instances took one. */
+  short: { digest: string; refs: PartRef[]; have: number }[];
+  /** Parts with no good copy on any live instance. */
+  lost: { digest: string; refs: PartRef[]; listed: string[] }[];
+  /** Parts no file uses, stored longer than unusedAfterMs: deleted (or, dry run, would be). */
+  unused: { parts: number; copies: number; bytes: number };
+}
+
+/** How a part is named for people: `part 3 of "a.bin"`. */
+export function describePart(digest: string, refs: readonly PartRef[]): string {
+  const [first] = refs;
+  if (!first) return `unreferenced part ${digest.slice(0, 12)}`;
+  const more = refs.length > 1 ? ` (and ${refs.length - 1} more)` : "";
+  return `part ${first.index} of ${JSON.stringify(first.file)}${more}`;
+}
+
+/** The report of a repair that has done nothing yet. */
+export function emptyRepairReport(dryRun: boolean): RepairReport {
+  return {
+    dryRun,
+    live: [],
+    down: [],
+    parts: 0,
+    verified: 0,
+    bytesVerified: 0,
+    corrupt: [],
+    copied: 0,
+    bytesCopied: 0,
+    failedCopies: 0,
+    dropped: 0,
+    manifestParts: 0,
+    short: [],
+    lost: [],
+    unused: { parts: 0, copies: 0, bytes: 0 },
+  };
+}

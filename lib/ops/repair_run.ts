@@ -1,0 +1,129 @@
+/**
+ * The state one repair shares between its steps: the cluster and options it
+ * runs with, the census (which live instance stores which parts), the rate
+ * limiters, the report being filled in and the progress told to the caller.
+ * The census is taken here: an instance that does not answer part.list is
+ * down, as far as this repair is concerned.
+ */
+import { type ClusterConfig, instanceAddress, instanceIds } from "../state/config.ts";
+import { Peer, type StoredParts } from "../client/peer.ts";
+import { RateLimiter } from "../base/rate_limiter.ts";
+import {
+  CENSUS_CONNECT_TIMEOUT_MS,
+  CENSUS_STALL_TIMEOUT_MS,
+  type RepairOptions,
+} from "./repair_options.ts";
+import {
+  emptyRepairReport,
+  type PartRef,
+  type RepairEvent,
+  type RepairProgress,
+  type RepairReport,
+} from "./repair_report.ts";
+
+/** What the manifest says about one distinct part. */
+export interface WantedPart {
+  digest: string;
+  size: number;
+  refs: PartRef[];
+  /** Instances the manifest lists for it, over every file that uses it. */
+  listed: Set<string>;
+}
+
+export class RepairRun {
+  readonly dir: string;
+  readonly config: ClusterConfig;
+  readonly options: RepairOptions;
+  readonly dryRun: boolean;
+  readonly report: RepairReport;
+  /** The census: what each live instance stores. */
+  readonly stored = new Map<string, StoredParts>();
+  readonly copyLimiter: RateLimiter | undefined;
+  readonly verifyLimiter: RateLimiter | undefined;
+  /** The totals of the progress, each known once its step starts. */
+  readonly totals = { verifyTotal: 0, verifyBytesTotal: 0, copyTotal: 0, copyBytesTotal: 0 };
+  /** Bytes of copies under way, on top of the report's bytesCopied. */
+  bytesCopying = 0;
+  #phase: RepairProgress["phase"] = "census";
+
+  constructor(dir: string, config: ClusterConfig, options: RepairOptions) {
+    this.dir = dir;
+    this.config = config;
+    this.options = options;
+    this.dryRun = options.dryRun ?? false;
+    this.copyLimiter = options.copyRateBytesPerSecond
+      ? new RateLimiter(options.copyRateBytesPerSecond)
+      : undefined;
+    this.verifyLimiter = options.verifyRateBytesPerSecond
+      ? new RateLimiter(options.verifyRateBytesPerSecond)
+      : undefined;
+    this.report = emptyRepairReport(this.dryRun);
+  }
+
+  emit(event: RepairEvent): void {
+    this.options.onEvent?.(event);
+  }
+
+  /** Tells the caller how far the repair is; `phase` starts a step. */
+  tick(phase = this.#phase): void {
+    this.#phase = phase;
+    if (!this.options.onProgress) return;
+    const r = this.report;
+    this.options.onProgress({
+      phase,
+      ...this.totals,
+      verified: r.verified,
+      bytesVerified: r.bytesVerified,
+      corrupt: r.corrupt.length,
+      copied: r.copied,
+      bytesCopied: r.bytesCopied,
+      bytesCopying: this.bytesCopying,
+      failedCopies: r.failedCopies,
+    });
+  }
+
+  address(id: string): string {
+    return instanceAddress(this.config, id);
+  }
+
+  async connect(id: string): Promise<Peer> {
+    return await Peer.connect(this.address(id), {
+      connectTimeoutMs: CENSUS_CONNECT_TIMEOUT_MS,
+      stallTimeoutMs: CENSUS_STALL_TIMEOUT_MS,
+      tls: this.options.tls,
+    });
+  }
+
+  /** Asks every instance which parts it stores; those that answer are live. */
+  async census(): Promise<void> {
+    const ids = instanceIds(this.config);
+    await Promise.all(ids.map(async (id) => {
+      let peer: Peer | undefined;
+      try {
+        peer = await this.connect(id);
+        this.stored.set(id, await peer.listParts());
+      } catch {
+        // Does not answer: down, as far as this repair is concerned.
+      } finally {
+        peer?.close();
+      }
+    }));
+    this.report.live = ids.filter((id) => this.stored.has(id));
+    this.report.down = ids.filter((id) => !this.stored.has(id));
+    this.emit({ type: "census", live: this.report.live, down: this.report.down });
+  }
+
+  /** Listed copies on instances that are down but in their grace period. */
+  graceHeld(part: WantedPart): string[] {
+    const grace = this.options.graceIds;
+    if (!grace) return [];
+    return [...part.listed].filter((id) => !this.stored.has(id) && grace.has(id));
+  }
+
+  /** Reports a part without any good copy. */
+  lost(part: WantedPart): void {
+    const listed = [...part.listed].sort();
+    this.report.lost.push({ digest: part.digest, refs: part.refs, listed });
+    this.emit({ type: "lost", digest: part.digest, refs: part.refs, listed });
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Re-hashing copies where they are stored (part.verify): each instance hashes
+ * its copies one at a time, VERIFY_CONCURRENCY instances at once, within the
+ * repair's re-hash rate; a corrupt copy is quarantined by its instance and
+ * reported. The scrub re-hashes every copy; a repair only those of parts that
+ * need work.
+ */
+import { type Peer, type VerifyStatus } from "../client/peer.ts";
+import { runPool } from "../base/run_pool.ts";
+import { VERIFY_CONCURRENCY } from "./repair_options.ts";
+import { type RepairRun, type WantedPart } from "./repair_run.ts";
+
+/** Re-hashes copies on their instances; returns the good ones per instance. */
+export async function verifyCopies(
+  run: RepairRun,
+  toVerify: Map<string, Set<string>>,
+  wanted: Map<string, WantedPart>,
+): Promise<Map<string, Set<string>>> {
+  const good = new Map<string, Set<string>>();
+  const { signal } = run.options;
+  const jobs = [...toVerify].map(([id, digests]) => async () => {
+    const ok = new Set<string>();
+    good.set(id, ok);
+    let peer: Peer | undefined;
+    try {
+      peer = await run.connect(id);
+      for (const digest of digests) {
+        signal?.throwIfAborted();
+        const size = run.stored.get(id)?.parts.get(digest) ?? 0;
+        await run.verifyLimiter?.take(size);
+        const status: VerifyStatus = await peer.verifyPart(digest);
+        run.report.verified++;
+        run.report.bytesVerified += size;
+        if (status === "ok") ok.add(digest);
+        if (status === "corrupt") {
+          const refs = wanted.get(digest)?.refs ?? [];
+          run.report.corrupt.push({ id, digest, refs });
+          run.emit({ type: "corrupt", id, digest, refs });
+        }
+        run.tick();
+      }
+    } catch (error) {
+      signal?.throwIfAborted();
+      // The instance went away mid-check: none of its unchecked copies count.
+      void error;
+    } finally {
+      peer?.close();
+    }
+  });
+  await runPool(jobs, VERIFY_CONCURRENCY);
+  return good;
+}
