@@ -3,11 +3,11 @@
  * time. Wire frames stay in here; callers get domain values back.
  */
 import { deadline } from "../base/deadline.ts";
+import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { type FileEntry, parseFileEntry } from "../state/manifest.ts";
 import {
   type ByteSink,
-  DIGEST_PATTERN,
   encodeFrame,
   encodeFrameHead,
   errorFromHeader,

@@ -9,7 +9,7 @@
 import { dataPaths } from "./config.ts";
 import { readJsonFile, removeStaleTemps, writeFileAtomic } from "../base/fs_util.ts";
 import { withFileLock } from "../base/lock.ts";
-import { DIGEST_PATTERN, XXH128_PATTERN } from "../wire/protocol.ts";
+import { DIGEST_PATTERN, XXH128_PATTERN } from "../hash/digest_patterns.ts";
 import { loadNativeSha256, sha256HexSync } from "../hash/sha256.ts";
 
 export const MANIFEST_FORMAT = "fts-manifest";

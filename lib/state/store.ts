@@ -7,7 +7,7 @@
 import { ProtocolError } from "../wire/errors.ts";
 import { processAlive, syncDir } from "../base/fs_util.ts";
 import { join } from "../base/paths.ts";
-import { DIGEST_PATTERN } from "../wire/protocol.ts";
+import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 import { type Sha256, sha256Hasher } from "../hash/sha256.ts";
 
 /** Chunk size for hashing stored parts. */

@@ -13,6 +13,7 @@
  * in manifest.ts and friends.
  */
 import { deadline } from "../base/deadline.ts";
+import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 import { type ErrorCode, isErrorCode, ProtocolError, RemoteProtocolError } from "./errors.ts";
 
 export const PROTOCOL_VERSION = 1;
@@ -24,10 +25,6 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 export const MAX_BODY_BYTES = 1024 * 1024 * 1024;
 /** Largest JSON body (file entries, listings) a peer will buffer. */
 export const MAX_JSON_BODY_BYTES = 256 * 1024 * 1024;
-/** A SHA-256 digest in lowercase hex. */
-export const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
-/** An XXH3-128 digest (a part's fast digest, xxh128.ts) in lowercase hex. */
-export const XXH128_PATTERN = /^[0-9a-f]{32}$/;
 
 export type Header = { op: string; [field: string]: unknown };
 
