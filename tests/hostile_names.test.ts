@@ -14,7 +14,7 @@ import {
   type Header,
   jsonBody,
   PROTOCOL_VERSION,
-} from "../lib/wire/protocol.ts";
+} from "../lib/wire/frame.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";

@@ -8,12 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { Peer } from "../lib/client/peer.ts";
-import {
-  encodeFrame,
-  encodeFrameHead,
-  type Header,
-  MAX_HEADER_BYTES,
-} from "../lib/wire/protocol.ts";
+import { encodeFrame, encodeFrameHead, type Header, MAX_HEADER_BYTES } from "../lib/wire/frame.ts";
 import { type DirectCluster, startDirectCluster } from "./direct_cluster.ts";
 import { assertSameFile, FtsProcess, readManifestJson } from "./harness.ts";
 import {

@@ -10,7 +10,7 @@ import {
   PREFIX_BYTES,
   PROTOCOL_VERSION,
   ReadTimeoutError,
-} from "../lib/wire/protocol.ts";
+} from "../lib/wire/frame.ts";
 
 export const HELLO = encodeFrame({ op: "hello", version: PROTOCOL_VERSION, agent: "hostile" });
 

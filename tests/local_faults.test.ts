@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { Peer } from "../lib/client/peer.ts";
-import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/wire/protocol.ts";
+import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/wire/frame.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { assertSameFile, startCluster, storedPartPath } from "./harness.ts";
 

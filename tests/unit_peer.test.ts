@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Peer } from "../lib/client/peer.ts";
-import { encodeFrame, FrameReader, PROTOCOL_VERSION } from "../lib/wire/protocol.ts";
+import { encodeFrame, FrameReader, PROTOCOL_VERSION } from "../lib/wire/frame.ts";
 import { assertCode } from "./unit_helpers.ts";
 
 /** Far more than loopback socket buffers hold, so the writes must block. */

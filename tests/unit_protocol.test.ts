@@ -1,5 +1,5 @@
 /**
- * Unit tests of lib/wire/protocol.ts: framing, limits, FrameReader over scripted
+ * Unit tests of lib/wire/frame.ts and lib/wire/ops.ts: framing, limits, FrameReader over scripted
  * byte sources, timeouts and request parsing.
  */
 import assert from "node:assert/strict";
@@ -18,11 +18,11 @@ import {
   MAX_ERROR_MESSAGE_CHARS,
   MAX_HEADER_BYTES,
   MAX_JSON_BODY_BYTES,
-  parseRequest,
   PREFIX_BYTES,
   ReadTimeoutError,
   writeAll,
-} from "../lib/wire/protocol.ts";
+} from "../lib/wire/frame.ts";
+import { parseRequest } from "../lib/wire/ops.ts";
 import { assertCode, concat } from "./unit_helpers.ts";
 
 const DIGEST = "ab".repeat(32);

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { ManifestCache } from "../lib/state/manifest.ts";
 import { CopyError, copyPart } from "../lib/ops/part_copy.ts";
 import { Peer } from "../lib/client/peer.ts";
-import { parseRequest } from "../lib/wire/protocol.ts";
+import { parseRequest } from "../lib/wire/ops.ts";
 import { RateLimiter } from "../lib/base/rate_limiter.ts";
 import { Server } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";

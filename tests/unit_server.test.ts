@@ -20,7 +20,7 @@ import {
   PREFIX_BYTES,
   PROTOCOL_VERSION,
   writeAll,
-} from "../lib/wire/protocol.ts";
+} from "../lib/wire/frame.ts";
 import { Server, type ServerLimits } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";
 import {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { type ErrorCode, ProtocolError } from "../lib/wire/errors.ts";
 import { type Identity, loadIdentity } from "../lib/auth/identity.ts";
 import { Peer } from "../lib/client/peer.ts";
-import { type Header } from "../lib/wire/protocol.ts";
+import { type Header } from "../lib/wire/frame.ts";
 import { SIGNATURE_MAX_AGE_MS, signRequest } from "../lib/auth/signed_request.ts";
 import { assertSameFile, readManifestJson, startCluster, writeRandomFile } from "./harness.ts";
 import { testUser, whoami } from "./upload_util.ts";

@@ -6,7 +6,7 @@
  * now and then.
  */
 import { ProtocolError } from "../wire/errors.ts";
-import { type SignedAuth } from "../wire/protocol.ts";
+import { type SignedAuth } from "../wire/ops_signed.ts";
 import { type NonceStore } from "./nonce_store.ts";
 import { SIGNATURE_MAX_AGE_MS } from "./signed_request.ts";
 

@@ -13,7 +13,8 @@ import {
   toBase64Url,
   verifySignature,
 } from "./identity.ts";
-import { type Request, type SignedAuth } from "../wire/protocol.ts";
+import { type Request } from "../wire/ops.ts";
+import { type SignedAuth } from "../wire/ops_signed.ts";
 
 /** How far a signed request's timestamp may be from the server's clock, either way. */
 export const SIGNATURE_MAX_AGE_MS = 5 * 60_000;

@@ -29,7 +29,7 @@ import {
   Peer,
 } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
-import { writeAll } from "../wire/protocol.ts";
+import { writeAll } from "../wire/frame.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import {
   DEFAULT_HASH_WORKERS,

@@ -1,9 +1,10 @@
 /**
  * A client's connection to one instance: connect, hello, then one request at a
- * time. Wire frames stay in here; callers get domain values back.
+ * time. Wire frames stay in here; callers get domain values back. Every reply
+ * is checked against the wire's op table (lib/wire/ops.ts): an answer with the
+ * wrong op or a bad field is BAD_FRAME, naming the instance.
  */
 import { deadline } from "../base/deadline.ts";
-import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { type FileEntry, parseFileEntry } from "../state/manifest.ts";
 import {
@@ -15,7 +16,18 @@ import {
   type Header,
   PROTOCOL_VERSION,
   writeAll,
-} from "../wire/protocol.ts";
+} from "../wire/frame.ts";
+import {
+  parseReply,
+  parseReplyBody,
+  type ReplyBodyOf,
+  type ReplyOf,
+  type RequestOf,
+  type RequestOp,
+} from "../wire/ops.ts";
+import { type FileSummary } from "../wire/ops_files.ts";
+import { type VerifyStatus } from "../wire/ops_repair.ts";
+import { type SignedRequest } from "../auth/signed_request.ts";
 import {
   defaultTlsClientOptions,
   looksLikeTls,
@@ -61,23 +73,14 @@ export interface StoredParts {
   quarantined: Set<string>;
 }
 
-export const VERIFY_STATUSES = ["ok", "missing", "quarantined", "corrupt"] as const;
-export type VerifyStatus = typeof VERIFY_STATUSES[number];
+export type { FileSummary, VerifyStatus };
 
-/** What cluster.info tells an uploading client (issue 3). */
+/** What cluster.info tells an uploading client. */
 export interface ClusterInfo {
   replicas: number;
   partSize: number;
   /** Instance id to "host:port". */
   instances: Record<string, string>;
-}
-
-export interface FileSummary {
-  name: string;
-  size: number;
-  parts: number;
-  owner: string;
-  created: string;
 }
 
 export class Peer {
@@ -159,14 +162,16 @@ export class Peer {
     const stream = tls ? await startTls(conn, address, hostname, tls, connectTimeoutMs) : conn;
     const peer = new Peer(address, stream, options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
     try {
-      const reply = await peer.#roundTrip({ op: "hello", version: PROTOCOL_VERSION, agent: AGENT });
+      const hello: RequestOf<"hello"> = { op: "hello", version: PROTOCOL_VERSION, agent: AGENT };
+      await peer.#send(hello);
+      const reply = await peer.readReply();
       if (reply.header.op !== "hello" || reply.header.version !== PROTOCOL_VERSION) {
         throw new ProtocolError(
           "VERSION_MISMATCH",
           `${address} answered hello with ${reply.header.op}`,
         );
       }
-      peer.id = String(reply.header.id ?? "");
+      peer.id = peer.#check("hello", reply.header).id;
     } catch (error) {
       peer.close();
       if (!tls && looksLikeTls(peer.#firstByte)) {
@@ -211,75 +216,77 @@ export class Peer {
     return head;
   }
 
-  async #roundTrip(header: Header): Promise<{ header: Header; bodyLength: number }> {
-    await this.#send(header);
-    return await this.readReply();
+  /** Sends a request of op K and checks the reply's header against the op table. */
+  async #ask<K extends RequestOp>(
+    op: K,
+    fields: Omit<RequestOf<K>, "op">,
+  ): Promise<{ reply: ReplyOf<K>; bodyLength: number }> {
+    await this.#send({ op, ...fields });
+    const head = await this.readReply();
+    return { reply: this.#check(op, head.header), bodyLength: head.bodyLength };
+  }
+
+  /** The reply header to op K, checked; BAD_FRAME naming this instance when it is not one. */
+  #check<K extends RequestOp>(op: K, header: Header): ReplyOf<K> {
+    try {
+      return parseReply(op, header);
+    } catch (cause) {
+      if (!(cause instanceof ProtocolError)) throw cause;
+      throw new ProtocolError("BAD_FRAME", `${this.address} answered ${op} badly`, { cause });
+    }
+  }
+
+  /** Reads the reply's JSON body and checks it against the op table. */
+  async #body<K extends RequestOp>(op: K): Promise<ReplyBodyOf<K>> {
+    const value = await this.reader.readBodyJson();
+    try {
+      return parseReplyBody(op, value);
+    } catch (cause) {
+      if (!(cause instanceof ProtocolError)) throw cause;
+      throw new ProtocolError("BAD_FRAME", `${this.address} sent a malformed ${op} reply`, {
+        cause,
+      });
+    }
   }
 
   async ping(): Promise<void> {
-    const reply = await this.#roundTrip({ op: "ping" });
-    if (reply.header.op !== "pong") throw new ProtocolError("BAD_FRAME", "Expected pong");
+    await this.#ask("ping", {});
   }
 
   async getFile(name: string): Promise<FileInfo> {
-    const reply = await this.#roundTrip({ op: "file.get", name });
-    const body = await this.reader.readBodyJson() as { entry?: unknown; instances?: unknown };
-    const instances: Record<string, string> = {};
-    if (typeof body?.instances === "object" && body.instances !== null) {
-      for (const [id, address] of Object.entries(body.instances)) {
-        if (typeof address === "string") instances[id] = address;
-      }
-    }
+    const { reply } = await this.#ask("file.get", { name });
+    const body = await this.#body("file.get");
     let entry: FileEntry;
     try {
-      entry = parseFileEntry(body?.entry);
+      entry = parseFileEntry(body.entry);
     } catch (cause) {
       throw new ProtocolError("BAD_FRAME", `${this.address} sent a malformed file entry`, {
         cause,
       });
     }
-    return { entry, instances, generation: Number(reply.header.generation ?? 0) };
+    return { entry, instances: body.instances, generation: reply.generation };
   }
 
   async listFiles(): Promise<FileSummary[]> {
-    await this.#roundTrip({ op: "file.list" });
-    const body = await this.reader.readBodyJson();
-    if (!Array.isArray(body)) throw new ProtocolError("BAD_FRAME", "file list is not a list");
-    return body as FileSummary[];
+    await this.#ask("file.list", {});
+    return await this.#body("file.list");
   }
 
+  /** The instance's id, uptime and counters, as it sent them. */
   async stats(): Promise<Record<string, unknown>> {
-    const reply = await this.#roundTrip({ op: "stats" });
-    return reply.header;
+    return (await this.#ask("stats", {})).reply;
   }
 
   /** Tells the instance its copy of a part failed the digest; true if it quarantined it. */
   async report(digest: string): Promise<boolean> {
-    const reply = await this.#roundTrip({ op: "part.report", digest });
-    return reply.header.quarantined === true;
+    return (await this.#ask("part.report", { digest })).reply.quarantined;
   }
-
-  // --- repair and scrub (issue 4) ---
 
   /** Which parts the instance stores (digest to size) and which it quarantined. */
   async listParts(): Promise<StoredParts> {
-    await this.#roundTrip({ op: "part.list" });
-    const body = await this.reader.readBodyJson() as { parts?: unknown; quarantined?: unknown };
-    const parts = new Map<string, number>();
-    const quarantined = new Set<string>();
-    if (!Array.isArray(body?.parts) || !Array.isArray(body.quarantined)) {
-      throw new ProtocolError("BAD_FRAME", `${this.address} sent a malformed part list`);
-    }
-    for (const item of body.parts) {
-      const [digest, size] = Array.isArray(item) ? item : [];
-      if (typeof digest === "string" && DIGEST_PATTERN.test(digest) && Number.isSafeInteger(size)) {
-        parts.set(digest, size as number);
-      }
-    }
-    for (const digest of body.quarantined) {
-      if (typeof digest === "string" && DIGEST_PATTERN.test(digest)) quarantined.add(digest);
-    }
-    return { parts, quarantined };
+    await this.#ask("part.list", {});
+    const body = await this.#body("part.list");
+    return { parts: new Map(body.parts), quarantined: new Set(body.quarantined) };
   }
 
   /**
@@ -287,29 +294,19 @@ export class Peer {
    * failed and the instance has just quarantined it.
    */
   async verifyPart(digest: string): Promise<VerifyStatus> {
-    const reply = await this.#roundTrip({ op: "part.verify", digest });
-    const status = reply.header.status;
-    if (
-      reply.header.op !== "verified" || typeof status !== "string" ||
-      !(VERIFY_STATUSES as readonly string[]).includes(status)
-    ) {
-      throw new ProtocolError("BAD_FRAME", `${this.address} answered part.verify badly`);
-    }
-    return status as VerifyStatus;
+    return (await this.#ask("part.verify", { digest })).reply.status;
   }
-
-  // --- end repair and scrub ---
 
   /**
    * Asks for a byte range of a part. On success the body (exactly `length`
    * bytes) is then read with `reader.readBody`.
    */
   async requestPart(digest: string, offset: number, length: number): Promise<void> {
-    const reply = await this.#roundTrip({ op: "part.get", digest, offset, length });
-    if (reply.header.op !== "data" || reply.bodyLength !== length) {
+    const { bodyLength } = await this.#ask("part.get", { digest, offset, length });
+    if (bodyLength !== length) {
       throw new ProtocolError(
         "BAD_FRAME",
-        `${this.address} answered part.get with ${reply.header.op}`,
+        `${this.address} answered part.get for ${length} bytes with ${bodyLength}`,
       );
     }
   }
@@ -320,7 +317,8 @@ export class Peer {
     size: number,
     chunks: AsyncIterable<Uint8Array>,
   ): Promise<{ stored: boolean }> {
-    await writeAll(this.#sink, encodeFrameHead({ op: "part.put", digest }, size));
+    const request: RequestOf<"part.put"> = { op: "part.put", digest };
+    await writeAll(this.#sink, encodeFrameHead(request, size));
     let sent = 0;
     for await (const chunk of chunks) {
       if (sent + chunk.length > size) throw new RangeError("Part source gave more than its size");
@@ -329,45 +327,26 @@ export class Peer {
     }
     if (sent !== size) throw new RangeError(`Part source gave ${sent} of ${size} bytes`);
     const reply = await this.readReply();
-    return { stored: reply.header.stored === true };
+    return { stored: this.#check("part.put", reply.header).stored };
   }
-
-  // --- signed mutations and upload (issue 3) ---
 
   /** Size of the instance's copy of a part, or undefined when it holds none. */
   async hasPart(digest: string): Promise<number | undefined> {
-    const reply = await this.#roundTrip({ op: "part.has", digest });
-    const { op, stored, size } = reply.header;
-    if (op !== "has") {
-      throw new ProtocolError("BAD_FRAME", `${this.address} answered part.has badly`);
-    }
-    return stored === true && typeof size === "number" ? size : undefined;
+    const { reply } = await this.#ask("part.has", { digest });
+    return reply.stored ? reply.size : undefined;
   }
 
   /** The cluster's replica count, part size and instance addresses. */
   async clusterInfo(): Promise<ClusterInfo> {
-    const reply = await this.#roundTrip({ op: "cluster.info" });
-    const body = await this.reader.readBodyJson() as { instances?: unknown };
-    const { replicas, partSize } = reply.header;
-    const instances: Record<string, string> = {};
-    if (typeof body?.instances === "object" && body.instances !== null) {
-      for (const [id, address] of Object.entries(body.instances)) {
-        if (typeof address === "string") instances[id] = address;
-      }
-    }
-    if (
-      reply.header.op !== "cluster" || !Number.isSafeInteger(replicas) ||
-      !Number.isSafeInteger(partSize) || Object.keys(instances).length === 0
-    ) {
-      throw new ProtocolError("BAD_FRAME", `${this.address} answered cluster.info badly`);
-    }
-    return { replicas: replicas as number, partSize: partSize as number, instances };
+    const { reply } = await this.#ask("cluster.info", {});
+    const { instances } = await this.#body("cluster.info");
+    return { replicas: reply.replicas, partSize: reply.partSize, instances };
   }
 
   /**
    * Sends one request with an optional small body and returns the reply's
-   * header (its body is discarded); an error frame throws. Signed requests
-   * (signed_request.ts) go through here.
+   * header, unchecked (its body is discarded); an error frame throws. For
+   * tests that speak the wire by hand; the client's own requests are checked.
    */
   async request(header: Header, body?: Uint8Array): Promise<Header> {
     await this.#send(header, body);
@@ -376,7 +355,13 @@ export class Peer {
     return reply.header;
   }
 
-  // --- end signed mutations and upload ---
+  /** Sends a signed request (signed_request.ts) and returns its checked reply. */
+  async requestSigned<K extends SignedRequest["op"]>(
+    request: SignedRequest & { op: K },
+    body?: Uint8Array,
+  ): Promise<ReplyOf<K>> {
+    return this.#check(request.op, await this.request(request, body));
+  }
 }
 
 /**

@@ -7,7 +7,7 @@ import { resolveDataDir } from "../state/config.ts";
 import { type ErrorCode, ProtocolError, RemoteProtocolError } from "../wire/errors.ts";
 import { type Identity, identityFromFlags } from "../auth/identity.ts";
 import { Peer } from "./peer.ts";
-import { type Header } from "../wire/protocol.ts";
+import { type ReplyOf } from "../wire/ops.ts";
 import { resolveServers } from "./servers.ts";
 import { signRequest, type UnsignedRequest } from "../auth/signed_request.ts";
 
@@ -53,13 +53,13 @@ export class AfterLostReplyError extends ProtocolError {
  * Signs `request` as `identity` and sends it, trying `servers` in order; returns the reply.
  * A final answer after a lost reply is thrown as AfterLostReplyError.
  */
-export async function sendSigned(
+export async function sendSigned<R extends UnsignedRequest>(
   servers: readonly string[],
   identity: Identity,
-  request: UnsignedRequest,
+  request: R,
   body?: Uint8Array,
   options: { connectTimeoutMs?: number; stallTimeoutMs?: number } = {},
-): Promise<Header> {
+): Promise<ReplyOf<R["op"]>> {
   if (servers.length === 0) throw new TypeError("No servers to send the request to");
   const reasons: string[] = [];
   const lostReplies: LostReply[] = [];
@@ -74,7 +74,7 @@ export async function sendSigned(
       const signed = await signRequest(identity, request);
       // From here on a failure leaves the outcome unknown: the server may have the request.
       sent = true;
-      return await peer.request(signed, body);
+      return await peer.requestSigned<R["op"]>(signed, body);
     } catch (error) {
       if (error instanceof ProtocolError && FINAL_CODES.has(error.code)) {
         throw lostReplies.length > 0 ? new AfterLostReplyError(error, lostReplies) : error;

@@ -21,15 +21,14 @@ import {
   validateFileName,
 } from "../state/manifest.ts";
 import { freeUnreferencedParts } from "../state/part_gc.ts";
-import { type Header, type Request } from "../wire/protocol.ts";
+import { type ReplyOf, type RequestOf } from "../wire/ops.ts";
+import { type ClusterReply, type ClusterReplyBody } from "../wire/ops_control.ts";
 import { type NonceStore } from "../auth/nonce_store.ts";
 import { FileNonceStore } from "../auth/file_nonce_store.ts";
 import { ReplayGuard } from "../auth/replay_guard.ts";
 import { checkSignedRequest, type SignedRequest } from "../auth/signed_request.ts";
 import { sha256Hex } from "../hash/sha256.ts";
 import { PartStore } from "../state/store.ts";
-
-type _Op<K extends Request["op"]> = Extract<Request, { op: K }>;
 
 /** Missing copies named in a MISSING_PARTS message, at most. */
 const MAX_LISTED_MISSING = 10;
@@ -68,7 +67,9 @@ export class Mutations {
   }
 
   /** What an uploading client needs: R, the part size and every instance's address. */
-  async clusterInfo(addressOf: (id: string) => string): Promise<{ header: Header; body: unknown }> {
+  async clusterInfo(
+    addressOf: (id: string) => string,
+  ): Promise<{ header: ClusterReply; body: ClusterReplyBody }> {
     const config = await this.#cluster();
     const instances = Object.fromEntries(instanceIds(config).map((id) => [id, addressOf(id)]));
     return {
@@ -104,9 +105,9 @@ export class Mutations {
    * no one can make an instance buffer a part list without a key.
    */
   async publish(
-    request: _Op<"file.publish">,
+    request: RequestOf<"file.publish">,
     readBody: () => Promise<Uint8Array>,
-  ): Promise<Header> {
+  ): Promise<ReplyOf<"file.publish">> {
     const signer = await this.#authenticate(request);
     const body = await readBody();
     if ((await sha256Hex(body)) !== request.bodyDigest) {
@@ -179,7 +180,7 @@ export class Mutations {
   }
 
   #parseEntry(
-    request: _Op<"file.publish">,
+    request: RequestOf<"file.publish">,
     body: Uint8Array,
     owner: string,
     config: ClusterConfig,
@@ -221,7 +222,7 @@ export class Mutations {
   }
 
   /** file.delete: removes the entry at once, then the parts no other file uses. */
-  async remove(request: _Op<"file.delete">): Promise<Header> {
+  async remove(request: RequestOf<"file.delete">): Promise<ReplyOf<"file.delete">> {
     const signer = await this.#authenticate(request);
     const name = _checkName(request.name);
     const outcome = await updateManifest(this.dir, async (manifest) => {
@@ -242,7 +243,7 @@ export class Mutations {
   }
 
   /** file.rename: metadata only; no part moves. */
-  async rename(request: _Op<"file.rename">): Promise<Header> {
+  async rename(request: RequestOf<"file.rename">): Promise<ReplyOf<"file.rename">> {
     const signer = await this.#authenticate(request);
     const name = _checkName(request.name);
     const to = _checkName(request.to, "New name");

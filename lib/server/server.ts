@@ -16,12 +16,11 @@ import {
   FrameReader,
   type Header,
   jsonBody,
-  MAX_PUBLISH_BODY_BYTES,
-  parseRequest,
   PROTOCOL_VERSION,
-  type Request,
   writeAll,
-} from "../wire/protocol.ts";
+} from "../wire/frame.ts";
+import { parseRequest, type Request, takesBody } from "../wire/ops.ts";
+import { MAX_PUBLISH_BODY_BYTES } from "../wire/ops_signed.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import { type PartStore } from "../state/store.ts";
 
@@ -217,7 +216,7 @@ export class Server {
         );
       }
     }
-    if (request.op !== "part.put" && request.op !== "file.publish" && bodyLength > 0) {
+    if (!takesBody(request.op) && bodyLength > 0) {
       throw new ProtocolError("BAD_REQUEST", `${request.op} takes no body`);
     }
     await this.#serve(conn, reader, request, bodyLength, state);

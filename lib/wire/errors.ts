@@ -29,7 +29,7 @@ export const ERROR_CODES = {
   TIMEOUT: "TIMEOUT",
   /** Something failed on the server that is not the client's fault. */
   INTERNAL: "INTERNAL",
-  // --- signed mutations: see PROTOCOL.md "Messages: signed mutations" ---
+  // Refusals of signed mutations: see PROTOCOL.md "Messages: signed mutations".
   /** A signed request failed its check: bad signature, stale timestamp or a replayed nonce. */
   UNAUTHORIZED: "UNAUTHORIZED",
   /** The signer does not own the file it tried to change; nothing changed. */
@@ -40,7 +40,6 @@ export const ERROR_CODES = {
   BAD_NAME: "BAD_NAME",
   /** A publish names a part copy that its replica does not hold (send it again, then retry). */
   MISSING_PARTS: "MISSING_PARTS",
-  // --- end signed mutations ---
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

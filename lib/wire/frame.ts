@@ -1,5 +1,6 @@
 /**
- * The wire protocol: length-prefixed frames over TCP, specified in PROTOCOL.md.
+ * Frames: how every message, request or reply, crosses a connection. PROTOCOL.md
+ * specifies the layout; ops.ts says which headers each op sends and answers.
  *
  * ```
  *  0               4                               12            12+H          12+H+B
@@ -9,11 +10,12 @@
  *  +---------------+-------------------------------+-------------+-------------+
  * ```
  *
- * Wire types stay in this file; the rest of the code works with the domain types
- * in manifest.ts and friends.
+ * A reader checks the declared lengths against the limits below before it
+ * buffers anything, and hands a body out in caller-owned buffers, so a part
+ * never sits whole in memory. Error frames (op "error") carry a code from the
+ * catalogue in errors.ts.
  */
 import { deadline } from "../base/deadline.ts";
-import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 import { type ErrorCode, isErrorCode, ProtocolError, RemoteProtocolError } from "./errors.ts";
 
 export const PROTOCOL_VERSION = 1;
@@ -26,60 +28,8 @@ export const MAX_BODY_BYTES = 1024 * 1024 * 1024;
 /** Largest JSON body (file entries, listings) a peer will buffer. */
 export const MAX_JSON_BODY_BYTES = 256 * 1024 * 1024;
 
+/** A decoded header: a JSON object with a non-empty string `op`; ops.ts types each op's fields. */
 export type Header = { op: string; [field: string]: unknown };
-
-/** Requests a client may send. */
-export type Request =
-  | { op: "hello"; version: number; agent?: string }
-  | { op: "ping" }
-  | { op: "file.get"; name: string }
-  | { op: "file.list" }
-  | { op: "part.get"; digest: string; offset: number; length: number }
-  | { op: "part.put"; digest: string }
-  | { op: "part.report"; digest: string }
-  | { op: "stats" }
-  // --- signed mutations and upload: see PROTOCOL.md "Messages: signed mutations" ---
-  | { op: "part.has"; digest: string }
-  | { op: "cluster.info" }
-  | {
-    op: "file.publish";
-    name: string;
-    replace: boolean;
-    size: number;
-    partSize: number;
-    /** SHA-256 of the body (the part list), so the signature covers it. */
-    bodyDigest: string;
-    auth: SignedAuth;
-  }
-  | { op: "file.delete"; name: string; auth: SignedAuth }
-  | { op: "file.rename"; name: string; to: string; auth: SignedAuth }
-  // --- end signed mutations and upload ---
-  // --- repair and scrub: see PROTOCOL.md "Messages: repair" ---
-  | { op: "part.list" }
-  | { op: "part.verify"; digest: string };
-// --- end repair and scrub ---
-
-export type RequestOp = Request["op"];
-
-const REQUEST_OPS: ReadonlySet<string> = new Set<RequestOp>([
-  "hello",
-  "ping",
-  "file.get",
-  "file.list",
-  "part.get",
-  "part.put",
-  "part.report",
-  "stats",
-  // signed mutations and upload (issue 3)
-  "part.has",
-  "cluster.info",
-  "file.publish",
-  "file.delete",
-  "file.rename",
-  // repair and scrub (issue 4)
-  "part.list",
-  "part.verify",
-]);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -149,157 +99,6 @@ export function decodeHeader(bytes: Uint8Array): Header {
     throw new ProtocolError("BAD_FRAME", "Header has no op");
   }
   return value as Header;
-}
-
-function _str(header: Header, field: string): string {
-  const value = header[field];
-  if (typeof value !== "string") {
-    throw new ProtocolError("BAD_REQUEST", `Field "${field}" of ${header.op} must be a string`);
-  }
-  return value;
-}
-
-function _uint(header: Header, field: string): number {
-  const value = header[field];
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new ProtocolError(
-      "BAD_REQUEST",
-      `Field "${field}" of ${header.op} must be a non-negative integer`,
-    );
-  }
-  return value;
-}
-
-function _digest(header: Header, field = "digest"): string {
-  const digest = _str(header, field);
-  if (!DIGEST_PATTERN.test(digest)) {
-    throw new ProtocolError("BAD_REQUEST", `Field "${field}" of ${header.op} is not a SHA-256 hex`);
-  }
-  return digest;
-}
-
-// --- signed mutations and upload (issue 3) ---
-
-/** Largest part list a file.publish body may carry (about 500 000 parts). */
-export const MAX_PUBLISH_BODY_BYTES = 64 * 1024 * 1024;
-/** Longest key, nonce or signature string a signed request may carry. */
-const MAX_AUTH_FIELD_CHARS = 128;
-
-/**
- * The proof a signed request carries: the signer's public key (its owner
- * string), when it was signed, a one-time nonce, and the Ed25519 signature over
- * the canonical encoding described in signed_request.ts and PROTOCOL.md.
- */
-export interface SignedAuth {
-  key: string;
-  /** Milliseconds since the Unix epoch. */
-  timestamp: number;
-  nonce: string;
-  signature: string;
-}
-
-function _bool(header: Header, field: string): boolean {
-  const value = header[field];
-  if (typeof value !== "boolean") {
-    throw new ProtocolError("BAD_REQUEST", `Field "${field}" of ${header.op} must be a boolean`);
-  }
-  return value;
-}
-
-function _auth(header: Header): SignedAuth {
-  const value = header.auth as Record<string, unknown> | null | undefined;
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ProtocolError("BAD_REQUEST", `${header.op} must carry an "auth" object`);
-  }
-  const { key, timestamp, nonce, signature } = value;
-  for (const [field, text] of [["key", key], ["nonce", nonce], ["signature", signature]]) {
-    if (typeof text !== "string" || text.length === 0 || text.length > MAX_AUTH_FIELD_CHARS) {
-      throw new ProtocolError(
-        "BAD_REQUEST",
-        `Field "auth.${field}" of ${header.op} must be a string of 1..${MAX_AUTH_FIELD_CHARS} characters`,
-      );
-    }
-  }
-  if (typeof timestamp !== "number" || !Number.isSafeInteger(timestamp) || timestamp < 0) {
-    throw new ProtocolError(
-      "BAD_REQUEST",
-      `Field "auth.timestamp" of ${header.op} must be milliseconds since the epoch`,
-    );
-  }
-  return {
-    key: key as string,
-    timestamp,
-    nonce: nonce as string,
-    signature: signature as string,
-  };
-}
-
-// --- end signed mutations and upload ---
-
-/** Checks a decoded header against the request schema. */
-export function parseRequest(header: Header): Request {
-  if (!REQUEST_OPS.has(header.op)) {
-    throw new ProtocolError("UNKNOWN_OP", `Unknown op "${header.op.slice(0, 64)}"`);
-  }
-  switch (header.op as RequestOp) {
-    case "hello": {
-      const agent = header.agent;
-      return {
-        op: "hello",
-        version: _uint(header, "version"),
-        ...(typeof agent === "string" ? { agent: agent.slice(0, 200) } : {}),
-      };
-    }
-    case "ping":
-      return { op: "ping" };
-    case "file.get":
-      return { op: "file.get", name: _str(header, "name") };
-    case "file.list":
-      return { op: "file.list" };
-    case "part.get":
-      return {
-        op: "part.get",
-        digest: _digest(header),
-        offset: _uint(header, "offset"),
-        length: _uint(header, "length"),
-      };
-    case "part.put":
-      return { op: "part.put", digest: _digest(header) };
-    case "part.report":
-      return { op: "part.report", digest: _digest(header) };
-    case "stats":
-      return { op: "stats" };
-    // --- signed mutations and upload (issue 3) ---
-    case "part.has":
-      return { op: "part.has", digest: _digest(header) };
-    case "cluster.info":
-      return { op: "cluster.info" };
-    case "file.publish":
-      return {
-        op: "file.publish",
-        name: _str(header, "name"),
-        replace: _bool(header, "replace"),
-        size: _uint(header, "size"),
-        partSize: _uint(header, "partSize"),
-        bodyDigest: _digest(header, "bodyDigest"),
-        auth: _auth(header),
-      };
-    case "file.delete":
-      return { op: "file.delete", name: _str(header, "name"), auth: _auth(header) };
-    case "file.rename":
-      return {
-        op: "file.rename",
-        name: _str(header, "name"),
-        to: _str(header, "to"),
-        auth: _auth(header),
-      };
-    // --- end signed mutations and upload ---
-    // --- repair and scrub (issue 4): part.list and part.verify ---
-    case "part.list":
-      return { op: "part.list" };
-    case "part.verify":
-      return { op: "part.verify", digest: _digest(header) };
-  }
 }
 
 /**

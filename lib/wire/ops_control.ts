@@ -1,0 +1,83 @@
+/**
+ * Control ops: the hello that opens every connection, ping, an instance's
+ * counters, and what an uploading client asks about the cluster. See ops.ts
+ * for the table these entries join.
+ */
+import { ProtocolError } from "./errors.ts";
+import { type Header } from "./frame.ts";
+import { addressMap, stringField, uintField } from "./header_fields.ts";
+import { defineOp, opFamily } from "./op_spec.ts";
+
+/** Longest agent string kept from a hello; the rest is dropped. */
+const MAX_AGENT_CHARS = 200;
+
+export type HelloRequest = { op: "hello"; version: number; agent?: string };
+/** `generation` is null when the instance cannot read its manifest (it still serves parts). */
+export type HelloReply = { op: "hello"; version: number; id: string; generation: number | null };
+export type PingRequest = { op: "ping" };
+export type PongReply = { op: "pong" };
+export type StatsRequest = { op: "stats" };
+/** The instance id, its uptime and every counter of lib/server/handler.ts ServerCounters. */
+export type StatsReply = { op: "stats"; id: string; uptimeMs: number; [counter: string]: unknown };
+export type ClusterInfoRequest = { op: "cluster.info" };
+export type ClusterReply = { op: "cluster"; replicas: number; partSize: number };
+export type ClusterReplyBody = { instances: Record<string, string> };
+
+export const CONTROL_OPS = opFamily({
+  "hello": defineOp<HelloRequest, HelloReply>({
+    parseRequest: (header) => {
+      const agent = header.agent;
+      return {
+        op: "hello",
+        version: uintField(header, "version"),
+        ...(typeof agent === "string" ? { agent: agent.slice(0, MAX_AGENT_CHARS) } : {}),
+      };
+    },
+    requestBody: false,
+    replyOp: "hello",
+    parseReply: (header) => ({
+      op: "hello",
+      version: uintField(header, "version", "BAD_FRAME"),
+      id: stringField(header, "id", "BAD_FRAME"),
+      generation: header.generation === null ? null : uintField(header, "generation", "BAD_FRAME"),
+    }),
+    replyBody: "none",
+  }),
+  "ping": defineOp<PingRequest, PongReply>({
+    parseRequest: () => ({ op: "ping" }),
+    requestBody: false,
+    replyOp: "pong",
+    parseReply: () => ({ op: "pong" }),
+    replyBody: "none",
+  }),
+  "stats": defineOp<StatsRequest, StatsReply>({
+    parseRequest: () => ({ op: "stats" }),
+    requestBody: false,
+    replyOp: "stats",
+    // Counters come and go between versions: every field is kept as sent.
+    parseReply: (header: Header) => ({
+      ...header,
+      op: "stats",
+      id: stringField(header, "id", "BAD_FRAME"),
+      uptimeMs: uintField(header, "uptimeMs", "BAD_FRAME"),
+    }),
+    replyBody: "none",
+  }),
+  "cluster.info": defineOp<ClusterInfoRequest, ClusterReply, ClusterReplyBody>({
+    parseRequest: () => ({ op: "cluster.info" }),
+    requestBody: false,
+    replyOp: "cluster",
+    parseReply: (header) => ({
+      op: "cluster",
+      replicas: uintField(header, "replicas", "BAD_FRAME"),
+      partSize: uintField(header, "partSize", "BAD_FRAME"),
+    }),
+    replyBody: (value) => {
+      const instances = addressMap((value as { instances?: unknown } | null)?.instances);
+      if (Object.keys(instances).length === 0) {
+        throw new ProtocolError("BAD_FRAME", "cluster.info reply names no instance");
+      }
+      return { instances };
+    },
+  }),
+});
