@@ -21,7 +21,8 @@ import {
   PROTOCOL_VERSION,
   writeAll,
 } from "../lib/wire/frame.ts";
-import { Server, type ServerLimits } from "../lib/server/server.ts";
+import { Server } from "../lib/server/server.ts";
+import { type ServerLimits } from "../lib/server/handler.ts";
 import { PartStore } from "../lib/state/store.ts";
 import {
   assertCode,

@@ -1,0 +1,35 @@
+/**
+ * Handlers of the control ops: hello (which every connection must send
+ * first), ping, the instance's counters, and the cluster facts an uploading
+ * client needs (from mutations.ts, loaded on first use).
+ */
+import { encodeFrame, jsonBody, PROTOCOL_VERSION, writeAll } from "../wire/frame.ts";
+import { type HandlerFamily } from "./handler.ts";
+
+export const CONTROL_HANDLERS: HandlerFamily<"hello" | "ping" | "stats" | "cluster.info"> = {
+  "hello": async (instance, { conn, state }) => {
+    const { manifest } = instance;
+    state.greeted = true;
+    // A damaged manifest must not stop the instance serving parts.
+    const generation = await manifest.get().then((m) => m.generation, () => null);
+    await writeAll(
+      conn,
+      encodeFrame({ op: "hello", version: PROTOCOL_VERSION, id: instance.id, generation }),
+    );
+  },
+  "ping": async (_instance, { reply }) => {
+    await reply({ op: "pong" });
+  },
+  "stats": async (instance, { reply }) => {
+    await reply({
+      op: "stats",
+      id: instance.id,
+      uptimeMs: Date.now() - instance.startedAt,
+      ...instance.counters,
+    });
+  },
+  "cluster.info": async (instance, { reply }) => {
+    const { header, body } = await (await instance.mutations()).clusterInfo(instance.addressOf);
+    await reply(header, jsonBody(body));
+  },
+};

@@ -1,0 +1,119 @@
+/**
+ * Handlers of the part ops: serve a byte range of a stored part (streamed in
+ * chunks, paced by the rate limiter), store a part (verified against its
+ * digest by the store), say whether a part is stored, and re-check a copy a
+ * client reported as damaged.
+ */
+import { MAX_PART_BYTES } from "../state/config.ts";
+import { ProtocolError } from "../wire/errors.ts";
+import { encodeFrameHead, writeAll } from "../wire/frame.ts";
+import { closeQuietly, Disconnect, withDeadline } from "./connection.ts";
+import { type Exchange, type HandlerFamily, type Instance } from "./handler.ts";
+
+/** Bytes read from disk and written to the socket at a time when serving a part. */
+export const DATA_CHUNK_BYTES = 1024 * 1024;
+
+export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report" | "part.has"> = {
+  "part.get": _sendPart,
+  "part.put": _receivePart,
+  "part.report": async (instance, { request, reply }) => {
+    const { store } = instance;
+    instance.counters.reportsReceived++;
+    let quarantined = false;
+    try {
+      if (!(await store.verify(request.digest))) {
+        quarantined = await store.quarantine(request.digest);
+        if (quarantined) instance.counters.quarantined++;
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+    }
+    await reply({ op: "ok", quarantined });
+  },
+  "part.has": async (instance, { request, reply }) => {
+    const { store } = instance;
+    const size = await store.sizeOf(request.digest);
+    // Asked by an upload about to use it (see PartStore.touch).
+    if (size !== undefined) await store.touch(request.digest);
+    await reply({ op: "has", digest: request.digest, stored: size !== undefined, size });
+  },
+};
+
+async function _sendPart(
+  instance: Instance,
+  { request, conn, state }: Exchange<"part.get">,
+): Promise<void> {
+  const file = await instance.store.open(request.digest);
+  try {
+    const { size } = await file.stat();
+    const { offset, length } = request;
+    if (offset + length > size) {
+      throw new ProtocolError(
+        "BAD_RANGE",
+        `Range ${offset}+${length} lies outside the part (${size} bytes)`,
+      );
+    }
+    await writeAll(
+      conn,
+      encodeFrameHead({ op: "data", digest: request.digest, offset, length }, length),
+    );
+    if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+    state.dataBuffer ??= new Uint8Array(DATA_CHUNK_BYTES);
+    const buffer = state.dataBuffer;
+    const limiter = instance.limiter;
+    const chunkBytes = Math.min(buffer.length, limiter?.chunkBytes ?? buffer.length);
+    let sent = 0;
+    while (sent < length) {
+      const n = await file.read(buffer.subarray(0, Math.min(chunkBytes, length - sent)));
+      // The part shrank under us: the body cannot be completed, so the only
+      // honest signal left is to drop the connection.
+      if (n === null) throw new Disconnect("Stored part is shorter than its header said");
+      if (limiter) await limiter.take(n);
+      // A client that stops reading would otherwise hold this slot and file
+      // forever: it must take each chunk within idleTimeoutMs (so at least
+      // DATA_CHUNK_BYTES per idleTimeoutMs, about 17 KiB/s by default).
+      await withDeadline(
+        writeAll(conn, buffer.subarray(0, n)),
+        instance.limits.idleTimeoutMs,
+        () => closeQuietly(conn),
+      );
+      sent += n;
+      instance.counters.bytesServed += n;
+    }
+    instance.counters.partsServed++;
+  } finally {
+    file.close();
+  }
+}
+
+async function _receivePart(
+  instance: Instance,
+  { request, reader, bodyLength, reply }: Exchange<"part.put">,
+): Promise<void> {
+  const { digest } = request;
+  if (bodyLength > MAX_PART_BYTES) {
+    throw new ProtocolError("BODY_TOO_LARGE", `A part may not exceed ${MAX_PART_BYTES} bytes`);
+  }
+  const store = instance.store;
+  if ((await store.sizeOf(digest)) === bodyLength) {
+    await store.touch(digest);
+    await reader.skipBody();
+    await reply({ op: "ok", stored: false });
+    return;
+  }
+  const writer = await store.beginWrite(digest);
+  const buffer = new Uint8Array(Math.min(DATA_CHUNK_BYTES, Math.max(bodyLength, 1)));
+  try {
+    while (reader.bodyRemaining > 0) {
+      const n = await reader.readBody(buffer);
+      await writer.write(buffer.subarray(0, n));
+    }
+    await writer.commit();
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
+  instance.counters.partsStored++;
+  instance.counters.bytesStored += bodyLength;
+  await reply({ op: "ok", stored: true });
+}

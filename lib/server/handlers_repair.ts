@@ -1,0 +1,39 @@
+/**
+ * Handlers of the repair ops: list what the instance stores and has
+ * quarantined, and re-hash one stored copy on request. A copy that fails is
+ * quarantined at once, so it is never served again; the caller repairs it
+ * from a good replica.
+ */
+import { ProtocolError } from "../wire/errors.ts";
+import { jsonBody } from "../wire/frame.ts";
+import { type VerifyStatus } from "../wire/ops_repair.ts";
+import { type HandlerFamily, type Instance } from "./handler.ts";
+
+export const REPAIR_HANDLERS: HandlerFamily<"part.list" | "part.verify"> = {
+  "part.list": async ({ store }, { reply }) => {
+    const parts = await store.listWithSizes();
+    const quarantined = await store.listQuarantined();
+    await reply({ op: "parts", count: parts.length }, jsonBody({ parts, quarantined }));
+  },
+  "part.verify": async (instance, { request, reply }) => {
+    const status = await _verifyPart(instance, request.digest);
+    await reply({ op: "verified", digest: request.digest, status });
+  },
+};
+
+async function _verifyPart(instance: Instance, digest: string): Promise<VerifyStatus> {
+  const { store } = instance;
+  let good: boolean;
+  try {
+    good = await store.verify(digest);
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    if (error.code === "QUARANTINED") return "quarantined";
+    if (error.code === "NOT_FOUND") return "missing";
+    throw error;
+  }
+  instance.counters.partsVerified++;
+  if (good) return "ok";
+  if (await store.quarantine(digest)) instance.counters.quarantined++;
+  return "corrupt";
+}
