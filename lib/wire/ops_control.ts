@@ -2,6 +2,7 @@
  * Control ops: the hello that opens every connection, ping, an instance's
  * counters, and what an uploading client asks about the cluster. See ops.ts
  * for the table these entries join.
+ * PROTOCOL.md "Messages: control" describes each message and its fields.
  */
 import { ProtocolError } from "./errors.ts";
 import { type Header } from "./frame.ts";

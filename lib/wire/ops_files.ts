@@ -2,6 +2,7 @@
  * File ops: one file's entry (with the addresses of the instances holding its
  * parts) and the list of files. The entry travels as JSON and is checked into
  * a domain FileEntry by the client (lib/state/manifest.ts parseFileEntry).
+ * PROTOCOL.md "Messages: files" describes each message and its fields.
  */
 import { ProtocolError } from "./errors.ts";
 import { addressMap, stringField, uintField } from "./header_fields.ts";

@@ -2,6 +2,7 @@
  * Part ops: read a byte range of a stored part, store a part, ask whether an
  * instance holds one, and report a copy that failed its digest. Part data
  * travels as raw frame bodies, never as JSON.
+ * PROTOCOL.md "Messages: parts" describes each message and its fields.
  */
 import { boolField, digestField, uintField } from "./header_fields.ts";
 import { defineOp, opFamily } from "./op_spec.ts";

@@ -2,6 +2,7 @@
  * Repair ops: what an instance stores (and has quarantined), and re-hashing
  * one stored copy. `fts repair` and heal use them to find and mend lost or
  * damaged copies.
+ * PROTOCOL.md "Messages: repair" describes each message and its fields.
  */
 import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 import { ProtocolError } from "./errors.ts";

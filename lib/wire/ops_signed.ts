@@ -2,6 +2,7 @@
  * Signed mutations: publish, delete and rename a file. Each request carries an
  * `auth` proof (lib/auth/signed_request.ts says what is signed); a publish
  * carries its part list as a JSON body whose SHA-256 the signature covers.
+ * PROTOCOL.md "Messages: signed mutations" describes each message and its fields.
  */
 import { ProtocolError } from "./errors.ts";
 import { type Header } from "./frame.ts";
