@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ProtocolError } from "../lib/wire/errors.ts";
-import { actionHint, errorLine, notFoundMessage } from "../lib/ui/hints.ts";
+import { actionHint, errorLine } from "../lib/ui/hints.ts";
+import { notFoundMessage } from "../lib/client/locate.ts";
 import {
   assertSameFile,
   DENO,

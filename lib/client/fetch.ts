@@ -6,6 +6,8 @@
  */
 import { basename, join } from "../base/paths.ts";
 import { ProtocolError } from "../wire/errors.ts";
+import { FetchError } from "./fetch_error.ts";
+import { addressResolver, locateFile } from "./locate.ts";
 import {
   Bitmap,
   currentBootId,
@@ -20,14 +22,7 @@ import { deadline, every } from "../base/deadline.ts";
 import { syncDir } from "../base/fs_util.ts";
 import { acquireFileLock } from "../base/lock.ts";
 import type { FileEntry } from "../state/manifest.ts";
-import {
-  type ConnectOptions,
-  DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_STALL_TIMEOUT_MS,
-  type FileInfo,
-  parseAddress,
-  Peer,
-} from "./peer.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Peer } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import { writeAll } from "../wire/frame.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
@@ -38,8 +33,7 @@ import {
   HashUnavailableError,
   RECEIVE_HASH_WORKERS,
 } from "../hash/hash_pool.ts";
-import { notFoundMessage } from "../ui/hints.ts";
-import { preferredTlsError, type TlsClientOptions, TlsError } from "../wire/tls.ts";
+import type { TlsClientOptions } from "../wire/tls.ts";
 
 /** Bytes read from a socket and written to disk at a time. */
 export const RECEIVE_CHUNK_BYTES = 1024 * 1024;
@@ -57,6 +51,8 @@ export const ATTEMPTS_PER_REPLICA = 2;
 export const REPORT_GRACE_MS = 3_000;
 export const DEFAULT_PARALLEL = 4;
 export const MAX_PARALLEL = 64;
+
+export { FetchError } from "./fetch_error.ts";
 
 export const PARTIAL_SUFFIX = ".fts-partial";
 export const STATE_SUFFIX = ".fts-state";
@@ -190,85 +186,8 @@ export interface FetchResult extends FetchProgress {
   path: string;
 }
 
-/** A fetch that could not complete; the destination stays resumable. */
-export class FetchError extends Error {
-  readonly failedParts: number[];
-  constructor(message: string, failedParts: number[], options?: ErrorOptions) {
-    super(message, options);
-    this.name = "FetchError";
-    this.failedParts = failedParts;
-  }
-}
-
 /** A local disk problem: no other replica can fix it, so the fetch stops. */
 class _LocalWriteError extends Error {}
-
-/** Asks the given servers, in random order, for the file's entry. */
-export async function locateFile(
-  name: string,
-  servers: readonly string[],
-  options: ConnectOptions = {},
-): Promise<FileInfo & { from: string }> {
-  if (servers.length === 0) throw new TypeError("No servers to ask for the file");
-  const order = [...servers].sort(() => Math.random() - 0.5);
-  const reasons: string[] = [];
-  const tlsErrors: TlsError[] = [];
-  /** Failures of servers that did answer hello: reachable, but their answer was unusable. */
-  const badAnswers: string[] = [];
-  for (const address of order) {
-    let peer: Peer | undefined;
-    try {
-      peer = await Peer.connect(address, options);
-      const info = await peer.getFile(name);
-      if (info.entry.name !== name) {
-        throw new ProtocolError("BAD_FRAME", `${address} sent the entry of another file`);
-      }
-      return { ...info, from: address };
-    } catch (error) {
-      if (error instanceof ProtocolError && error.code === "NOT_FOUND") {
-        // The names the cluster does hold make the message one a person can act on.
-        const names = await peer?.listFiles().then((files) => files.map((f) => f.name), () => []);
-        throw new FetchError(notFoundMessage(name, names ?? []), [], { cause: error });
-      }
-      if (error instanceof TlsError) tlsErrors.push(error);
-      reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
-      if (peer !== undefined) badAnswers.push(reasons.at(-1)!);
-    } finally {
-      peer?.close();
-    }
-  }
-  const tlsError = preferredTlsError(tlsErrors, order.length);
-  if (tlsError) throw new FetchError(tlsError.message, [], { cause: tlsError });
-  if (badAnswers.length === order.length) {
-    throw new FetchError(
-      `No server gave a usable entry for ${JSON.stringify(name)} (asked ${order.length}): ${
-        badAnswers[0]
-      }`,
-      [],
-      { cause: new Error(reasons.slice(0, 5).join("; ")) },
-    );
-  }
-  throw new FetchError(
-    `Cannot reach any of the ${order.length} servers (${order[0]}${
-      order.length > 1 ? ` and ${order.length - 1} more` : ""
-    }): is the cluster up? Start it with "fts cluster", or pass --server HOST:PORT of a live instance`,
-    [],
-    { cause: new Error(reasons.slice(0, 5).join("; ")) },
-  );
-}
-
-const LOOPBACK = /^(127\.|localhost$|0\.0\.0\.0$|::1?$)/;
-
-/** Maps instance ids to addresses, substituting the host we reached for a loopback one. */
-function _addressResolver(info: FileInfo & { from: string }): (id: string) => string {
-  const reachedHost = parseAddress(info.from).hostname;
-  return (id: string) => {
-    const advertised = info.instances[id] ?? `${reachedHost}:${id}`;
-    const { hostname, port } = parseAddress(advertised);
-    if (LOOPBACK.test(hostname) && !LOOPBACK.test(reachedHost)) return `${reachedHost}:${port}`;
-    return advertised;
-  };
-}
 
 /** Fetches a file into `destDir`. Resolves only when every byte is verified. */
 export async function fetchFile(
@@ -368,7 +287,7 @@ class _Fetcher {
       tls: options.tls,
     });
     const entry = info.entry;
-    const addressOf = _addressResolver(info);
+    const addressOf = addressResolver(info);
     this.#emit({ type: "entry", entry, from: info.from });
     Object.assign(this.#progress, { size: entry.size, parts: entry.parts.length });
 

@@ -7,7 +7,8 @@
  * same content by the same owner with `unchanged`.
  */
 import { ProtocolError } from "../wire/errors.ts";
-import { FetchError, locateFile } from "./fetch.ts";
+import { FetchError } from "./fetch_error.ts";
+import { locateFile } from "./locate.ts";
 import { type FileEntry } from "../state/manifest.ts";
 import { AfterLostReplyError, type LostReply } from "./signed_client.ts";
 

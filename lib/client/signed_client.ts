@@ -10,6 +10,9 @@ import { Peer } from "./peer.ts";
 import { type ReplyOf } from "../wire/ops.ts";
 import { resolveServers } from "./servers.ts";
 import { signRequest, type UnsignedRequest } from "../auth/signed_request.ts";
+import { shuffled } from "../base/shuffled.ts";
+
+export { shuffled } from "../base/shuffled.ts";
 
 /** How long a signed request may wait for its reply: the server may free many parts first. */
 export const MUTATION_REPLY_TIMEOUT_MS = 30_000;
@@ -95,16 +98,6 @@ export async function sendSigned<R extends UnsignedRequest>(
       `is the cluster running?`,
     { cause: new Error(reasons.slice(0, 5).join("; ")) },
   );
-}
-
-/** The servers in random order, so that many clients spread their requests. */
-export function shuffled<T>(items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }
 
 /** Where a signing command sends its requests and as whom, as its flags said. */

@@ -3,7 +3,6 @@
  * prints, unless the message already says it. Found by looking down the
  * cause chain for a condition with a known remedy.
  */
-import { closestMatch } from "../base/closest_match.ts";
 import { ProtocolError } from "../wire/errors.ts";
 
 type _Rule = { test: (error: unknown) => boolean; hint: string };
@@ -73,16 +72,4 @@ export function errorLine(error: unknown): string {
 
 function _saysWhatToDo(message: string): boolean {
   return /; (?:pass|start|free|choose|run|use|act|check|pick)\b|\bdid you mean\b/i.test(message);
-}
-
-/** "No file named ..." with the nearest name the cluster holds, or how to list or add files. */
-export function notFoundMessage(name: string, names: readonly string[]): string {
-  const head = `No file named ${JSON.stringify(name)} in the cluster`;
-  if (names.length === 0) return `${head}; it holds no files yet (fts preload FILE adds one)`;
-  const near = closestMatch(name, names);
-  return near !== undefined
-    ? `${head}; did you mean ${JSON.stringify(near)}? (fts ls lists the files)`
-    : `${head}; run fts ls to see the ${
-      names.length === 1 ? "one file" : `${names.length} files`
-    } it holds`;
 }

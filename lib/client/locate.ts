@@ -1,0 +1,91 @@
+/**
+ * Locating a file: ask the servers, in random order, for its entry, and map
+ * the instance ids the entry names to addresses this client can reach. A
+ * missing name gets a message a person can act on (the nearest name the
+ * cluster holds, or how to list or add files).
+ */
+import { closestMatch } from "../base/closest_match.ts";
+import { shuffled } from "../base/shuffled.ts";
+import { ProtocolError } from "../wire/errors.ts";
+import { preferredTlsError, TlsError } from "../wire/tls.ts";
+import { FetchError } from "./fetch_error.ts";
+import { type ConnectOptions, type FileInfo, parseAddress, Peer } from "./peer.ts";
+
+/** Asks the given servers, in random order, for the file's entry. */
+export async function locateFile(
+  name: string,
+  servers: readonly string[],
+  options: ConnectOptions = {},
+): Promise<FileInfo & { from: string }> {
+  if (servers.length === 0) throw new TypeError("No servers to ask for the file");
+  const order = shuffled(servers);
+  const reasons: string[] = [];
+  const tlsErrors: TlsError[] = [];
+  /** Failures of servers that did answer hello: reachable, but their answer was unusable. */
+  const badAnswers: string[] = [];
+  for (const address of order) {
+    let peer: Peer | undefined;
+    try {
+      peer = await Peer.connect(address, options);
+      const info = await peer.getFile(name);
+      if (info.entry.name !== name) {
+        throw new ProtocolError("BAD_FRAME", `${address} sent the entry of another file`);
+      }
+      return { ...info, from: address };
+    } catch (error) {
+      if (error instanceof ProtocolError && error.code === "NOT_FOUND") {
+        // The names the cluster does hold make the message one a person can act on.
+        const names = await peer?.listFiles().then((files) => files.map((f) => f.name), () => []);
+        throw new FetchError(notFoundMessage(name, names ?? []), [], { cause: error });
+      }
+      if (error instanceof TlsError) tlsErrors.push(error);
+      reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
+      if (peer !== undefined) badAnswers.push(reasons.at(-1)!);
+    } finally {
+      peer?.close();
+    }
+  }
+  const tlsError = preferredTlsError(tlsErrors, order.length);
+  if (tlsError) throw new FetchError(tlsError.message, [], { cause: tlsError });
+  if (badAnswers.length === order.length) {
+    throw new FetchError(
+      `No server gave a usable entry for ${JSON.stringify(name)} (asked ${order.length}): ${
+        badAnswers[0]
+      }`,
+      [],
+      { cause: new Error(reasons.slice(0, 5).join("; ")) },
+    );
+  }
+  throw new FetchError(
+    `Cannot reach any of the ${order.length} servers (${order[0]}${
+      order.length > 1 ? ` and ${order.length - 1} more` : ""
+    }): is the cluster up? Start it with "fts cluster", or pass --server HOST:PORT of a live instance`,
+    [],
+    { cause: new Error(reasons.slice(0, 5).join("; ")) },
+  );
+}
+
+const LOOPBACK = /^(127\.|localhost$|0\.0\.0\.0$|::1?$)/;
+
+/** Maps instance ids to addresses, substituting the host we reached for a loopback one. */
+export function addressResolver(info: FileInfo & { from: string }): (id: string) => string {
+  const reachedHost = parseAddress(info.from).hostname;
+  return (id: string) => {
+    const advertised = info.instances[id] ?? `${reachedHost}:${id}`;
+    const { hostname, port } = parseAddress(advertised);
+    if (LOOPBACK.test(hostname) && !LOOPBACK.test(reachedHost)) return `${reachedHost}:${port}`;
+    return advertised;
+  };
+}
+
+/** "No file named ..." with the nearest name the cluster holds, or how to list or add files. */
+export function notFoundMessage(name: string, names: readonly string[]): string {
+  const head = `No file named ${JSON.stringify(name)} in the cluster`;
+  if (names.length === 0) return `${head}; it holds no files yet (fts preload FILE adds one)`;
+  const near = closestMatch(name, names);
+  return near !== undefined
+    ? `${head}; did you mean ${JSON.stringify(near)}? (fts ls lists the files)`
+    : `${head}; run fts ls to see the ${
+      names.length === 1 ? "one file" : `${names.length} files`
+    } it holds`;
+}
