@@ -4,69 +4,13 @@
  * lib/ops/part_copy.ts between two in-process servers over loopback.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { ManifestCache } from "../lib/state/manifest.ts";
 import { CopyError, copyPart } from "../lib/ops/part_copy.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { parseRequest } from "../lib/wire/ops.ts";
 import { RateLimiter } from "../lib/base/rate_limiter.ts";
-import { Server } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";
-import { assertCode, randomBytes, storeBytes, withTempDir } from "./unit_helpers.ts";
-
-interface _Instance {
-  store: PartStore;
-  address: string;
-  server: Server;
-}
-
-/** Runs `fn` with `count` servers, each with its own store under one temp directory. */
-async function _withInstances(
-  count: number,
-  fn: (instances: _Instance[]) => Promise<void>,
-): Promise<void> {
-  await withTempDir("fts-unit-repair-", async (dir) => {
-    const listeners: Deno.TcpListener[] = [];
-    const handlers: Promise<void>[] = [];
-    const instances: _Instance[] = [];
-    for (let i = 0; i < count; i++) {
-      const store = new PartStore(join(dir, "instances", String(i)));
-      await store.init();
-      const server = new Server({
-        id: String(i),
-        store,
-        manifest: new ManifestCache(dir),
-        addressOf: (id) => `127.0.0.1:${id}`,
-      });
-      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-      listeners.push(listener);
-      handlers.push(
-        (async () => {
-          for await (const conn of listener) handlers.push(server.accept(conn));
-        })().catch(() => {}),
-      );
-      instances.push({
-        store,
-        server,
-        address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-      });
-    }
-    try {
-      await fn(instances);
-    } finally {
-      for (const listener of listeners) listener.close();
-      for (const { server } of instances) server.closeAll();
-      await Promise.all(handlers);
-    }
-  });
-}
-
-async function _flipByte(store: PartStore, digest: string): Promise<void> {
-  const path = store.pathOf(digest);
-  const bytes = await Deno.readFile(path);
-  bytes[7] = bytes[7]! ^ 0xff;
-  await Deno.writeFile(path, bytes);
-}
+import { assertCode, randomBytes, storeBytes } from "./unit_helpers.ts";
+import { flipByte, withInstances } from "./unit_instances.ts";
 
 async function _tempFiles(store: PartStore): Promise<string[]> {
   return (await Array.fromAsync(Deno.readDir(store.tmpDir))).map((e) => e.name);
@@ -84,7 +28,7 @@ Deno.test("parseRequest() accepts part.list and part.verify, and rejects a part.
 });
 
 Deno.test("Server part.list names every stored copy with its size, and the quarantined ones", async () => {
-  await _withInstances(1, async ([a]) => {
+  await withInstances(1, async ([a]) => {
     const small = await storeBytes(a!.store, randomBytes(5000));
     const big = await storeBytes(a!.store, randomBytes(70_000));
     const bad = await storeBytes(a!.store, randomBytes(100));
@@ -104,10 +48,10 @@ Deno.test("Server part.list names every stored copy with its size, and the quara
 });
 
 Deno.test("Server part.verify: ok for a good copy; corrupt (and quarantined at once) for a bad one; missing; quarantined", async () => {
-  await _withInstances(1, async ([a]) => {
+  await withInstances(1, async ([a]) => {
     const good = await storeBytes(a!.store, randomBytes(20_000));
     const rotten = await storeBytes(a!.store, randomBytes(20_000));
-    await _flipByte(a!.store, rotten);
+    await flipByte(a!.store, rotten);
     const peer = await Peer.connect(a!.address);
     try {
       assert.equal(await peer.verifyPart(good), "ok");
@@ -124,7 +68,7 @@ Deno.test("Server part.verify: ok for a good copy; corrupt (and quarantined at o
 });
 
 Deno.test("copyPart() streams a part from one instance into another, which stores it verified", async () => {
-  await _withInstances(2, async ([a, b]) => {
+  await withInstances(2, async ([a, b]) => {
     const bytes = randomBytes(3 * 1024 * 1024 + 17);
     const digest = await storeBytes(a!.store, bytes);
     const result = await copyPart({
@@ -147,10 +91,10 @@ Deno.test("copyPart() streams a part from one instance into another, which store
 });
 
 Deno.test("copyPart() from a rotten source fails blaming the source, and the target keeps neither part nor temp file", async () => {
-  await _withInstances(2, async ([a, b]) => {
+  await withInstances(2, async ([a, b]) => {
     const bytes = randomBytes(300_000);
     const digest = await storeBytes(a!.store, bytes);
-    await _flipByte(a!.store, digest);
+    await flipByte(a!.store, digest);
     await assert.rejects(
       copyPart({ source: a!.address, target: b!.address, digest, size: bytes.length }),
       (error) => error instanceof CopyError && error.side === "source" && error.corruptSource,
@@ -161,7 +105,7 @@ Deno.test("copyPart() from a rotten source fails blaming the source, and the tar
 });
 
 Deno.test("copyPart() to a target that is down fails blaming the target; from a source without the part, the source", async () => {
-  await _withInstances(2, async ([a, b]) => {
+  await withInstances(2, async ([a, b]) => {
     const bytes = randomBytes(10_000);
     const digest = await storeBytes(a!.store, bytes);
     const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -179,7 +123,7 @@ Deno.test("copyPart() to a target that is down fails blaming the target; from a 
 });
 
 Deno.test("copyPart() aborted mid-stream leaves the target no part and, once it notices, no temp file", async () => {
-  await _withInstances(2, async ([a, b]) => {
+  await withInstances(2, async ([a, b]) => {
     const bytes = randomBytes(512 * 1024);
     const digest = await storeBytes(a!.store, bytes);
     const controller = new AbortController();

@@ -1,0 +1,375 @@
+/**
+ * Reading a byte range of one part from its replicas, with failover, into any
+ * sink (a file for fetch; a buffer or a spool file for a server that must
+ * verify a part before sending it on):
+ *
+ * 1. Pick a replica: not given up on for this part, not failed a moment ago
+ *    (ServerCooldown), serving the fewest reads of this reader, and spread
+ *    over the replicas by part index so parallel reads come from different
+ *    servers.
+ * 2. Ask it for the bytes from the byte reached to the end of the range and
+ *    hand them to the sink as they arrive.
+ * 3. On a failure (connect, timeout, reset, an error answer), count a
+ *    failover and continue from the byte reached on the next replica. A
+ *    replica is given up on for the part after ATTEMPTS_PER_REPLICA failures,
+ *    or at once when it says it has no good copy.
+ * 4. When the range ends at the part's end, the sink's whole part must match
+ *    the part's SHA-256. If it does not, bytes the sink held from before are
+ *    fetched again first; then every replica that contributed is reported
+ *    (the instance re-hashes its copy and quarantines it) and the part starts
+ *    over from byte 0 without them.
+ * 5. When every replica is given up on, the read fails with a FetchError
+ *    naming the part; it never waits forever (the peers' stall timeouts).
+ *
+ * Received bytes go from one buffer straight to the sink: no copy on the way.
+ */
+import { deadline } from "../base/deadline.ts";
+import type { RateLimiter } from "../base/rate_limiter.ts";
+import { ProtocolError } from "../wire/errors.ts";
+import type { TlsClientOptions } from "../wire/tls.ts";
+import { FetchError } from "./fetch_error.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, Peer } from "./peer.ts";
+import type { PeerPool } from "./peer_pool.ts";
+import { ServerCooldown } from "./server_cooldown.ts";
+
+/** Bytes read from a socket and handed to the sink at a time. */
+export const RECEIVE_CHUNK_BYTES = 1024 * 1024;
+/** Tries per replica per part before that replica is given up on for the part. */
+export const ATTEMPTS_PER_REPLICA = 2;
+/** Pause before trying a replica again that failed this part, so a brief hiccup can pass. */
+export const RETRY_SAME_REPLICA_DELAY_MS = 200;
+/** How long an instance may take to answer a report of a corrupt copy (it re-hashes it). */
+export const REPORT_STALL_TIMEOUT_MS = 10_000;
+/**
+ * How long a reader that is over waits for its reports of corrupt copies to
+ * be answered, so that the process exiting does not cut them off.
+ */
+export const REPORT_GRACE_MS = 3_000;
+
+/** Error codes meaning the replica has no good copy: trying it again would not help. */
+const _PERMANENT_CODES: readonly string[] = ["NOT_FOUND", "QUARANTINED", "BAD_RANGE"];
+
+/** One part of a file, as its entry describes it. */
+export interface PartToRead {
+  /** The file's name and the part's index in it: for messages and events. */
+  fileName: string;
+  index: number;
+  /** SHA-256 of the whole part, lowercase hex. */
+  digest: string;
+  size: number;
+  /** Ids of the instances holding a copy. */
+  replicas: readonly string[];
+}
+
+/**
+ * Where a part's bytes go. Bytes arrive in order from the offset the last
+ * `restart` named; an error the sink throws ends the read at once, as it is
+ * (no replica can fix a local problem).
+ */
+export interface PartSink {
+  /**
+   * An attempt writes from `offset` (within the part) on: whatever the sink
+   * took from there on, from a failed attempt or a copy that failed the
+   * digest, is void.
+   */
+  restart(offset: number): void | Promise<void>;
+  /** Takes bytes at `offset` of the part; the reader reuses `bytes` once this resolves. */
+  write(offset: number, bytes: Uint8Array): Promise<void>;
+  /** SHA-256 (lowercase hex) and length of bytes [0, part size) as the sink holds them. */
+  digest(): Promise<{ digest: string; bytes: number }>;
+}
+
+/** Counters a caller reads (fetch's progress is one such object). */
+export interface PartReadCounters {
+  /** Part bytes received from the network, verified or not. */
+  bytesReceived: number;
+  /** Attempts that failed and went on with another (or the same) replica. */
+  failovers: number;
+  /** Parts whose bytes failed the digest. */
+  digestMismatches: number;
+}
+
+export type PartReadEvent =
+  | { type: "failover"; part: number; from: string; at: number; reason: string }
+  | { type: "mismatch"; part: number; replicas: string[] }
+  | { type: "part"; part: number; from: string };
+
+export interface PartReaderOptions {
+  /** Connections to reuse; the caller closes it. */
+  pool: PeerPool;
+  /** An instance id to its "host:port". */
+  addressOf: (id: string) => string;
+  /** Shared by every read of this reader (--limit-rate). */
+  limiter?: RateLimiter | undefined;
+  signal?: AbortSignal | undefined;
+  /** For reports of corrupt copies, which use connections of their own. */
+  tls?: TlsClientOptions | undefined;
+  /** Updated in place; a new zeroed object when absent. */
+  counters?: PartReadCounters;
+  onEvent?: (event: PartReadEvent) => void;
+}
+
+export interface PartRange {
+  /**
+   * First byte to read (default 0). When the range ends at the part's end,
+   * the sink's bytes before it count as part of the part: they are checked
+   * with the rest, and fetched again if the digest fails.
+   */
+  start?: number;
+  /**
+   * Byte after the last one to read (default: the part's size). A range that
+   * ends before the part's end cannot be checked against its digest.
+   */
+  end?: number;
+  /** Receive buffer to reuse across reads (see receiveBuffer()). */
+  buffer?: Uint8Array;
+}
+
+export interface PartReadResult {
+  /** The replica that sent the last bytes. */
+  from: string;
+  /** Whether the part's SHA-256 was checked (the range ran to the part's end) and matched. */
+  verified: boolean;
+}
+
+/** An error from the sink, carried past the failover handling unchanged. */
+class _SinkFailure {
+  constructor(readonly error: unknown) {}
+}
+
+export class PartReader {
+  readonly counters: PartReadCounters;
+  readonly #options: PartReaderOptions;
+  readonly #cooldown = new ServerCooldown();
+  /** Reads in progress per server address, to spread load. */
+  readonly #active = new Map<string, number>();
+  /** Reports of corrupt copies still being sent or answered. */
+  readonly #reports = new Set<Promise<void>>();
+
+  constructor(options: PartReaderOptions) {
+    this.#options = options;
+    this.counters = options.counters ?? { bytesReceived: 0, failovers: 0, digestMismatches: 0 };
+  }
+
+  /** A receive buffer as large as one read should take (smaller under a rate limit). */
+  receiveBuffer(): Uint8Array {
+    const limit = this.#options.limiter?.chunkBytes ?? RECEIVE_CHUNK_BYTES;
+    return new Uint8Array(Math.min(RECEIVE_CHUNK_BYTES, limit));
+  }
+
+  /** Reads `range` of `part` into `sink`; see the steps at the top of this file. */
+  async read(part: PartToRead, sink: PartSink, range: PartRange = {}): Promise<PartReadResult> {
+    const start = range.start ?? 0;
+    const end = range.end ?? part.size;
+    if (
+      !(Number.isSafeInteger(start) && Number.isSafeInteger(end) && 0 <= start &&
+        start <= end && end <= part.size)
+    ) {
+      throw new RangeError(
+        `Cannot read bytes [${start}, ${end}) of part ${part.index}: it has ${part.size}`,
+      );
+    }
+    try {
+      return await this.#read(part, sink, start, end, range.buffer ?? this.receiveBuffer());
+    } catch (error) {
+      if (error instanceof _SinkFailure) throw error.error;
+      throw error;
+    }
+  }
+
+  async #read(
+    part: PartToRead,
+    sink: PartSink,
+    start: number,
+    end: number,
+    buffer: Uint8Array,
+  ): Promise<PartReadResult> {
+    const { addressOf, signal } = this.#options;
+    const verify = end === part.size;
+    let reached = start;
+    // Bytes of this part the sink held from before, not from any replica.
+    let heldBefore = reached;
+    const contributors = new Set<string>();
+    const failures = new Map<string, number>();
+    const reasons: string[] = [];
+    while (true) {
+      signal?.throwIfAborted();
+      const id = this.#pickReplica(part, failures);
+      if (id === undefined) {
+        throw new FetchError(
+          `Cannot fetch part ${part.index} of ${
+            JSON.stringify(part.fileName)
+          }: all ${part.replicas.length} replicas failed`,
+          [part.index],
+          { cause: new Error(reasons.join("; ")) },
+        );
+      }
+      const address = addressOf(id);
+      if ((failures.get(id) ?? 0) > 0) {
+        await new Promise<void>((resolve) => deadline(RETRY_SAME_REPLICA_DELAY_MS, resolve));
+      }
+      this.#active.set(address, (this.#active.get(address) ?? 0) + 1);
+      try {
+        const attempt = await this.#attempt(part, sink, address, reached, end, buffer, () => {
+          contributors.add(id);
+        });
+        reached = attempt.reached;
+        if (attempt.error !== undefined) {
+          const error = attempt.error;
+          signal?.throwIfAborted();
+          const reason = error instanceof Error ? error.message : String(error);
+          reasons.push(`${id}: ${reason}`);
+          const permanent = error instanceof ProtocolError && _PERMANENT_CODES.includes(error.code);
+          failures.set(id, permanent ? ATTEMPTS_PER_REPLICA : (failures.get(id) ?? 0) + 1);
+          if (!permanent) this.#cooldown.failed(address);
+          this.counters.failovers++;
+          this.#options.onEvent?.({
+            type: "failover",
+            part: part.index,
+            from: id,
+            at: reached,
+            reason,
+          });
+          continue;
+        }
+      } finally {
+        this.#active.set(address, (this.#active.get(address) ?? 1) - 1);
+      }
+      if (!verify || await this.#holdsPart(part, sink)) {
+        this.#options.onEvent?.({ type: "part", part: part.index, from: id });
+        this.#cooldown.recovered(address);
+        return { from: id, verified: verify };
+      }
+      reached = 0;
+      if (heldBefore > 0) {
+        // The bytes the sink held may be what is wrong: start the part over
+        // from byte 0 before blaming any replica.
+        heldBefore = 0;
+        contributors.clear();
+        continue;
+      }
+      // Wrong bytes: tell every replica that contributed, and start the part
+      // over without them.
+      this.counters.digestMismatches++;
+      this.#options.onEvent?.({ type: "mismatch", part: part.index, replicas: [...contributors] });
+      for (const bad of contributors) {
+        failures.set(bad, ATTEMPTS_PER_REPLICA);
+        reasons.push(`${bad}: digest mismatch`);
+        this.#report(addressOf(bad), part.digest);
+      }
+      contributors.clear();
+    }
+  }
+
+  /**
+   * One request to one replica for bytes [from, end): the byte reached, and
+   * the error that ended it early (a sink's error is thrown instead).
+   */
+  async #attempt(
+    part: PartToRead,
+    sink: PartSink,
+    address: string,
+    from: number,
+    end: number,
+    buffer: Uint8Array,
+    onAnswer: () => void,
+  ): Promise<{ reached: number; error?: unknown }> {
+    const { pool, limiter, signal } = this.#options;
+    let reached = from;
+    let peer: Peer | undefined;
+    try {
+      peer = await pool.acquire(address);
+      await peer.requestPart(part.digest, reached, end - reached);
+      onAnswer();
+      await _sinkCall(() => sink.restart(reached));
+      while (reached < end) {
+        const n = await peer.reader.readBody(
+          buffer.subarray(0, Math.min(buffer.length, end - reached)),
+        );
+        if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
+        await _sinkCall(() => sink.write(reached, buffer.subarray(0, n)));
+        reached += n;
+        this.counters.bytesReceived += n;
+        if (limiter) await limiter.take(n);
+        signal?.throwIfAborted();
+      }
+      pool.release(peer);
+      return { reached };
+    } catch (error) {
+      peer?.close();
+      if (error instanceof _SinkFailure) throw error;
+      return { reached, error };
+    }
+  }
+
+  /** Whether the sink's whole part matches the part's digest. */
+  async #holdsPart(part: PartToRead, sink: PartSink): Promise<boolean> {
+    const held = await _sinkCall(() => sink.digest());
+    return held.bytes === part.size && held.digest === part.digest;
+  }
+
+  #pickReplica(part: PartToRead, failures: Map<string, number>): string | undefined {
+    const { addressOf } = this.#options;
+    const now = Date.now();
+    const candidates = part.replicas
+      .map((id, position) => ({ id, position }))
+      .filter(({ id }) => (failures.get(id) ?? 0) < ATTEMPTS_PER_REPLICA);
+    if (candidates.length === 0) return undefined;
+    const n = part.replicas.length;
+    const score = ({ id, position }: { id: string; position: number }) => {
+      const address = addressOf(id);
+      return [
+        failures.get(id) ?? 0,
+        this.#cooldown.isCooling(address, now) ? 1 : 0,
+        this.#active.get(address) ?? 0,
+        // Spread parts over replicas so parallel streams come from different servers.
+        (position - part.index % n + n) % n,
+      ];
+    };
+    candidates.sort((a, b) => {
+      const sa = score(a);
+      const sb = score(b);
+      for (let i = 0; i < sa.length; i++) if (sa[i] !== sb[i]) return sa[i]! - sb[i]!;
+      return 0;
+    });
+    return candidates[0]!.id;
+  }
+
+  #report(address: string, digest: string): void {
+    // Best effort: the instance re-hashes its copy and quarantines it if bad.
+    // Reading goes on meanwhile; reportsSettled() waits for the answers.
+    const report = (async () => {
+      const peer = await Peer.connect(address, {
+        connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+        stallTimeoutMs: REPORT_STALL_TIMEOUT_MS,
+        tls: this.#options.tls,
+      });
+      try {
+        await peer.report(digest);
+      } finally {
+        peer.close();
+      }
+    })().catch(() => {}).finally(() => this.#reports.delete(report));
+    this.#reports.add(report);
+  }
+
+  /** Waits, at most `graceMs`, for the reports of corrupt copies still in flight. */
+  async reportsSettled(graceMs: number = REPORT_GRACE_MS): Promise<void> {
+    if (this.#reports.size === 0) return;
+    let cancel = () => {};
+    await Promise.race([
+      Promise.all(this.#reports),
+      new Promise<void>((resolve) => cancel = deadline(graceMs, resolve)),
+    ]);
+    cancel();
+  }
+}
+
+/** Runs a sink call, marking what it throws as the sink's. */
+async function _sinkCall<T>(call: () => T | Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw new _SinkFailure(error);
+  }
+}

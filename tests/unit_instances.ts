@@ -1,0 +1,65 @@
+/**
+ * In-process instances for unit tests: Servers on loopback ports, each with
+ * its own part store under one temp directory, torn down after the test.
+ */
+import { join } from "node:path";
+import { ManifestCache } from "../lib/state/manifest.ts";
+import { Server } from "../lib/server/server.ts";
+import { PartStore } from "../lib/state/store.ts";
+import { withTempDir } from "./unit_helpers.ts";
+
+/** One in-process instance: its store, its address on loopback, its server. */
+export interface Instance {
+  store: PartStore;
+  address: string;
+  server: Server;
+}
+
+/** Runs `fn` with `count` servers, each with its own store under one temp directory. */
+export async function withInstances(
+  count: number,
+  fn: (instances: Instance[]) => Promise<void>,
+): Promise<void> {
+  await withTempDir("fts-unit-instances-", async (dir) => {
+    const listeners: Deno.TcpListener[] = [];
+    const handlers: Promise<void>[] = [];
+    const instances: Instance[] = [];
+    for (let i = 0; i < count; i++) {
+      const store = new PartStore(join(dir, "instances", String(i)));
+      await store.init();
+      const server = new Server({
+        id: String(i),
+        store,
+        manifest: new ManifestCache(dir),
+        addressOf: (id) => `127.0.0.1:${id}`,
+      });
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      listeners.push(listener);
+      handlers.push(
+        (async () => {
+          for await (const conn of listener) handlers.push(server.accept(conn));
+        })().catch(() => {}),
+      );
+      instances.push({
+        store,
+        server,
+        address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+      });
+    }
+    try {
+      await fn(instances);
+    } finally {
+      for (const listener of listeners) listener.close();
+      for (const { server } of instances) server.closeAll();
+      await Promise.all(handlers);
+    }
+  });
+}
+
+/** Damages a stored copy of a part in place (its 8th byte inverted). */
+export async function flipByte(store: PartStore, digest: string): Promise<void> {
+  const path = store.pathOf(digest);
+  const bytes = await Deno.readFile(path);
+  bytes[7] = bytes[7]! ^ 0xff;
+  await Deno.writeFile(path, bytes);
+}

@@ -1,0 +1,204 @@
+/**
+ * Unit tests of PartReader (lib/client/part_reader.ts) against in-process
+ * instances over loopback, with tests/fault_proxy.ts in front of a replica
+ * to cut its connection mid-part or make it vanish.
+ */
+import assert from "node:assert/strict";
+import { FetchError } from "../lib/client/fetch_error.ts";
+import { MemoryPartSink } from "../lib/client/memory_part_sink.ts";
+import {
+  PartReader,
+  type PartReadEvent,
+  type PartSink,
+  type PartToRead,
+} from "../lib/client/part_reader.ts";
+import { PeerPool } from "../lib/client/peer_pool.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { FaultProxy } from "./fault_proxy.ts";
+import { seededBytes, storeBytes } from "./unit_helpers.ts";
+import { flipByte, type Instance, withInstances } from "./unit_instances.ts";
+
+/** Large enough that a cut after 1 MiB lands mid-part, well before its end. */
+const PART_BYTES = 3 * 1024 * 1024 + 123;
+/** Short limits, so a replica that vanished fails the read within the test's time. */
+const TEST_TIMEOUT_MS = 500;
+
+/** Stores the same part on every instance; returns the part as its entry would list it. */
+async function _storeEverywhere(
+  instances: Instance[],
+  bytes: Uint8Array,
+  ids: string[],
+): Promise<PartToRead> {
+  let digest = "";
+  for (const { store } of instances) digest = await storeBytes(store, bytes);
+  return { fileName: "f.bin", index: 0, digest, size: bytes.length, replicas: ids };
+}
+
+/** A reader over `addresses` (instance id to "host:port"), recording its events. */
+function _reader(addresses: Record<string, string>): {
+  reader: PartReader;
+  events: PartReadEvent[];
+  pool: PeerPool;
+} {
+  const events: PartReadEvent[] = [];
+  const pool = new PeerPool({ connectTimeoutMs: TEST_TIMEOUT_MS, stallTimeoutMs: TEST_TIMEOUT_MS });
+  const reader = new PartReader({
+    pool,
+    addressOf: (id) => addresses[id]!,
+    onEvent: (event) => events.push(event),
+  });
+  return { reader, events, pool };
+}
+
+function _portOf(address: string): number {
+  return Number(address.split(":").at(-1));
+}
+
+Deno.test("PartReader.read() continues from the byte reached on another replica when one dies mid-part (R=2)", async () => {
+  await withInstances(2, async ([a, b]) => {
+    const bytes = seededBytes(PART_BYTES, 1);
+    const part = await _storeEverywhere([a!, b!], bytes, ["a", "b"]);
+    // "a" comes first for part 0; its connection is cut after about 1 MiB.
+    const proxy = await FaultProxy.start({ port: _portOf(a!.address) }, {
+      fault: { cutAfterBytes: 1024 * 1024 },
+    });
+    const { reader, events, pool } = _reader({ a: proxy.address, b: b!.address });
+    try {
+      const sink = new MemoryPartSink(part.size);
+      const result = await reader.read(part, sink);
+      assert.deepEqual(result, { from: "b", verified: true });
+      assert.ok(sink.bytes.every((byte, i) => byte === bytes[i]), "the part's bytes differ");
+      const failover = events.find((e) => e.type === "failover");
+      assert.ok(failover?.type === "failover" && failover.from === "a", JSON.stringify(events));
+      assert.ok(failover.at > 0 && failover.at < part.size, `failed over at ${failover.at}`);
+      // "b" sent only the rest of the part, from the byte "a" reached.
+      assert.equal(b!.server.counters.bytesServed, part.size - failover.at);
+      assert.equal(reader.counters.failovers, 1);
+      assert.equal(reader.counters.digestMismatches, 0);
+      assert.equal(reader.counters.bytesReceived, part.size);
+    } finally {
+      pool.closeAll();
+      await proxy.close();
+    }
+  });
+});
+
+Deno.test("PartReader.read() reports a corrupt replica and verifies the part from another (R=2)", async () => {
+  await withInstances(2, async ([a, b]) => {
+    const bytes = seededBytes(PART_BYTES, 2);
+    const part = await _storeEverywhere([a!, b!], bytes, ["a", "b"]);
+    await flipByte(a!.store, part.digest);
+    const { reader, events, pool } = _reader({ a: a!.address, b: b!.address });
+    try {
+      const sink = new MemoryPartSink(part.size);
+      const result = await reader.read(part, sink);
+      assert.deepEqual(result, { from: "b", verified: true });
+      assert.ok(sink.bytes.every((byte, i) => byte === bytes[i]), "the part's bytes differ");
+      assert.deepEqual(events.filter((e) => e.type === "mismatch"), [
+        { type: "mismatch", part: 0, replicas: ["a"] },
+      ]);
+      assert.equal(reader.counters.digestMismatches, 1);
+      await reader.reportsSettled();
+      const peer = await Peer.connect(a!.address);
+      try {
+        assert.ok((await peer.listParts()).quarantined.has(part.digest), "a kept its bad copy");
+      } finally {
+        peer.close();
+      }
+    } finally {
+      pool.closeAll();
+    }
+  });
+});
+
+Deno.test("PartReader.read() fails with an error naming the part when every replica fails (R=3: down, no copy, silent)", async () => {
+  await withInstances(1, async ([a]) => {
+    // "down": a port nothing listens on; "a" holds no copy; "silent" never answers.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const down = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    listener.close();
+    const silent = await FaultProxy.start({ port: _portOf(a!.address) }, {
+      fault: { blackhole: true },
+    });
+    const part: PartToRead = {
+      fileName: "f.bin",
+      index: 7,
+      digest: "ab".repeat(32),
+      size: 1000,
+      replicas: ["down", "a", "silent"],
+    };
+    const { reader, pool } = _reader({ down, a: a!.address, silent: silent.address });
+    try {
+      const started = performance.now();
+      await assert.rejects(reader.read(part, new MemoryPartSink(part.size)), (error) => {
+        assert.ok(error instanceof FetchError, String(error));
+        assert.match(error.message, /^Cannot fetch part 7 of "f\.bin": all 3 replicas failed$/);
+        assert.deepEqual(error.failedParts, [7]);
+        return true;
+      });
+      // Each replica gets at most ATTEMPTS_PER_REPLICA tries, each bounded by the timeouts.
+      assert.ok(performance.now() - started < 20 * TEST_TIMEOUT_MS, "the read took too long");
+    } finally {
+      pool.closeAll();
+      await silent.close();
+    }
+  });
+});
+
+Deno.test("PartReader.read() reads a range inside one part, unverified", async () => {
+  await withInstances(1, async ([a]) => {
+    const bytes = seededBytes(PART_BYTES, 3);
+    const part = await _storeEverywhere([a!], bytes, ["a"]);
+    const { reader, pool } = _reader({ a: a!.address });
+    try {
+      const sink = new MemoryPartSink(part.size);
+      const start = 1_000_000;
+      const end = 2_500_000;
+      const result = await reader.read(part, sink, { start, end });
+      assert.deepEqual(result, { from: "a", verified: false });
+      assert.deepEqual(sink.bytes.subarray(start, end), bytes.subarray(start, end));
+      assert.equal(a!.server.counters.bytesServed, end - start);
+      await assert.rejects(reader.read(part, sink, { start: 10, end: part.size + 1 }), RangeError);
+    } finally {
+      pool.closeAll();
+    }
+  });
+});
+
+Deno.test("PartReader.read() fetches a part again from byte 0 when the bytes the sink held are wrong", async () => {
+  await withInstances(1, async ([a]) => {
+    const bytes = seededBytes(PART_BYTES, 4);
+    const part = await _storeEverywhere([a!], bytes, ["a"]);
+    const { reader, events, pool } = _reader({ a: a!.address });
+    try {
+      // The sink holds zeros where the first 1000 bytes should be.
+      const sink = new MemoryPartSink(part.size);
+      const result = await reader.read(part, sink, { start: 1000 });
+      assert.deepEqual(result, { from: "a", verified: true });
+      assert.deepEqual(sink.bytes, bytes);
+      assert.equal(reader.counters.digestMismatches, 0, "the replica was blamed");
+      assert.deepEqual(events.filter((e) => e.type === "mismatch"), []);
+    } finally {
+      pool.closeAll();
+    }
+  });
+});
+
+Deno.test("PartReader.read() stops at the sink's error, with no failover", async () => {
+  await withInstances(2, async ([a, b]) => {
+    const part = await _storeEverywhere([a!, b!], seededBytes(PART_BYTES, 5), ["a", "b"]);
+    const { reader, pool } = _reader({ a: a!.address, b: b!.address });
+    const full = new Error("disk full");
+    const sink: PartSink = {
+      restart: () => {},
+      write: () => Promise.reject(full),
+      digest: () => Promise.reject(new Error("never asked")),
+    };
+    try {
+      await assert.rejects(reader.read(part, sink), (error) => error === full);
+      assert.equal(reader.counters.failovers, 0);
+    } finally {
+      pool.closeAll();
+    }
+  });
+});
