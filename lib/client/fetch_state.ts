@@ -7,7 +7,9 @@
  * was never flushed can be lost) re-hashes instead of trusting it, so no flush
  * is needed while data arrives; elsewhere the data is flushed before each save.
  */
+import { every } from "../base/deadline.ts";
 import { readJsonFile, writeFileAtomic } from "../base/fs_util.ts";
+import { basename } from "../base/paths.ts";
 
 export const STATE_FORMAT = "fts-fetch-state";
 export const STATE_VERSION = 1;
@@ -202,4 +204,82 @@ function _parseStamp(value: unknown): FileStamp | undefined {
     mtimeMs: v.mtimeMs as number,
     ctimeMs: v.ctimeMs as number,
   };
+}
+
+export interface ControlFileSaverOptions {
+  /** The control file. */
+  path: string;
+  /** The file the parts are written into, and its path. */
+  work: Deno.FsFile;
+  workPath: string;
+  entry: { name: string; contentId: string; size: number; partSize: number };
+  /** The parts verified on disk; read at each save. */
+  verified: Bitmap;
+  bootId: string | undefined;
+}
+
+/**
+ * Keeps the control file up to date while a fetch runs: every `intervalMs`
+ * when a part was verified since the last save, and once more when the
+ * fetch stops. A control file says which parts are right, and a later run
+ * fetches the others without checking them: so none is written until every
+ * part the destination holds has been checked (`checkComplete`); a fetch
+ * stopped before that leaves the next run to check them again, and to find
+ * right the parts fetched meanwhile.
+ */
+export class ControlFileSaver {
+  /** Whether every part the destination held was checked; until then nothing is saved. */
+  checkComplete = false;
+  readonly #options: ControlFileSaverOptions;
+  #dirty = false;
+  #saving: Promise<void> = Promise.resolve();
+  #stopTimer: () => void = () => {};
+
+  constructor(options: ControlFileSaverOptions) {
+    this.#options = options;
+  }
+
+  /** Something changed that the next periodic save should record. */
+  markDirty(): void {
+    this.#dirty = true;
+  }
+
+  /** Saves every `intervalMs` while something changed; a failed save is tried again. */
+  start(intervalMs: number): void {
+    this.#stopTimer = every(intervalMs, () => {
+      if (!this.#dirty) return;
+      this.#dirty = false;
+      this.#saving = this.#saving.then(() => this.save()).catch(() => {
+        this.#dirty = true;
+      });
+    });
+  }
+
+  /** Stops the periodic saves and waits for the one in progress. */
+  async stop(): Promise<void> {
+    this.#stopTimer();
+    await this.#saving;
+  }
+
+  /** Records the parts verified now (nothing before the check is complete). */
+  async save(): Promise<void> {
+    if (!this.checkComplete) return;
+    const { path, work, workPath, entry, verified, bootId } = this.#options;
+    const snapshot = new Bitmap(verified.size, verified.bytes.slice());
+    // Without a boot id a crash could not be told apart later, so the data
+    // is flushed first; only parts verified before the flush are recorded.
+    if (bootId === undefined) await work.syncData();
+    // After the snapshot: a write in between only makes the stamp newer.
+    const stamp = fileStamp(await work.stat());
+    await saveFetchState(path, {
+      name: entry.name,
+      contentId: entry.contentId,
+      size: entry.size,
+      partSize: entry.partSize,
+      workFile: basename(workPath),
+      verified: snapshot,
+      bootId,
+      stamp,
+    });
+  }
 }

@@ -1,0 +1,314 @@
+/**
+ * What a fetch's destination already holds, part by part:
+ *
+ * 1. Whether an existing file of that name is (a copy of) this file at all
+ *    (isSameFile), so a fetch never writes into another file.
+ * 2. Which parts to trust without reading them (a control file of an earlier
+ *    run into this very file, unchanged since), which are whole on disk and
+ *    must be hashed, and where the file ends inside a part (resumed from
+ *    there).
+ * 3. Hashing the whole parts in worker threads, one per core, while the
+ *    fetch pulls the parts that are missing; each part found wrong is handed
+ *    to the fetch at once (RejectedParts).
+ *
+ * Local bytes are checked with each part's XXH3-128 when the entry has them
+ * all, else (or with --verify) with SHA-256; see localCheck().
+ */
+import { basename } from "../base/paths.ts";
+import { type HashAlgorithm, type HashPool, HashUnavailableError } from "../hash/hash_pool.ts";
+import type { FileEntry } from "../state/manifest.ts";
+import { type Bitmap, type FetchState, stampMatches, stateSurvived } from "./fetch_state.ts";
+
+/**
+ * Telling an existing file apart: when one of its first, middle and last whole
+ * parts is wrong, this many more are hashed, and it counts as a copy of the
+ * file (worked on in place) if at least this share of them all is right.
+ */
+export const SAME_FILE_EXTRA_SAMPLES = 5;
+export const SAME_FILE_MIN_SHARE = 0.75;
+
+/**
+ * How the bytes a destination already holds are checked: with each part's
+ * XXH3-128 when the entry has them all (a fraction of SHA-256's cost, see
+ * xxh128.ts), else, or with --verify, with its SHA-256. Bytes received are
+ * always checked with SHA-256.
+ */
+export interface LocalCheck {
+  algorithm: HashAlgorithm;
+}
+
+export function localCheck(entry: FileEntry, verify: boolean): LocalCheck {
+  if (!verify && entry.parts.every((part) => part.xxh128 !== undefined)) {
+    return { algorithm: "xxh128" };
+  }
+  return { algorithm: "sha256" };
+}
+
+/** The parts the destination check rejects, handed to the fetch as each is found. */
+export class RejectedParts {
+  readonly #found: number[] = [];
+  readonly #onFirst: () => void;
+  #any = false;
+  #ended = false;
+  #wake: (() => void)[] = [];
+
+  /** `onFirst` runs when the first part is rejected (fetch loads SHA-256 then). */
+  constructor(onFirst: () => void = () => {}) {
+    this.#onFirst = onFirst;
+  }
+
+  add(index: number): void {
+    if (!this.#any) {
+      this.#any = true;
+      this.#onFirst();
+    }
+    this.#found.push(index);
+    this.#notify();
+  }
+
+  /** The check is over: no more parts come. */
+  end(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  /** The next rejected part, waiting for one; undefined once the check ended and all were taken. */
+  async take(): Promise<number | undefined> {
+    for (;;) {
+      const index = this.#found.shift();
+      if (index !== undefined || this.#ended) return index;
+      await new Promise<void>((resolve) => this.#wake.push(resolve));
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = [];
+    for (const resolve of wake) resolve();
+  }
+}
+
+/** What the check counts (fetch's progress is one such object). */
+export interface DestinationCounters {
+  /** Bytes and parts found already correct at the destination. */
+  bytesPresent: number;
+  partsPresent: number;
+  /** Bytes hashed while checking the destination. */
+  bytesChecked: number;
+  /** The digest the destination's bytes are checked with. */
+  localDigest: HashAlgorithm;
+}
+
+export interface DestinationCheckOptions {
+  entry: FileEntry;
+  hashes: HashPool;
+  local: LocalCheck;
+  /** Updated in place. */
+  counters: DestinationCounters;
+}
+
+/** What the destination holds, before any part is hashed (see plan()). */
+export interface DestinationPlan {
+  /** Whether the control file was trusted. */
+  usingControlFile: boolean;
+  /** Parts whole on disk that must be hashed before they count. */
+  whole: number[];
+  /** Parts the destination holds a first piece of: how many bytes. */
+  resumeAt: Map<number, number>;
+}
+
+export class DestinationCheck {
+  readonly #entry: FileEntry;
+  readonly #hashes: HashPool;
+  readonly #local: LocalCheck;
+  readonly #counters: DestinationCounters;
+
+  constructor(options: DestinationCheckOptions) {
+    this.#entry = options.entry;
+    this.#hashes = options.hashes;
+    this.#local = options.local;
+    this.#counters = options.counters;
+  }
+
+  /**
+   * Whether an existing destination holds this file (whole, cut short, or
+   * damaged here and there) rather than something else of the same name: a
+   * control file of an earlier fetch into it says so (and the file is as it
+   * was then), else its first, middle and last whole parts hash right, or 3/4
+   * of those and SAME_FILE_EXTRA_SAMPLES more. Another file is replaced only
+   * once every part is verified (through the partial file), so a fetch that
+   * fails leaves it as it was.
+   */
+  async isSameFile(
+    path: string,
+    state: FetchState | undefined,
+    /** Gets the indexes of the parts that hashed right. */
+    sampled: Set<number>,
+  ): Promise<boolean> {
+    const entry = this.#entry;
+    const info = await Deno.stat(path);
+    if (
+      state?.contentId === entry.contentId && state.workFile === basename(path) &&
+      stampMatches(state, info)
+    ) {
+      return true;
+    }
+    const whole = entry.parts.findLastIndex((part, index) =>
+      index * entry.partSize + part.size <= info.size
+    );
+    if (whole < 0) return false;
+    // First, middle and last whole part; if one is wrong (a damaged copy, or
+    // another file that merely starts or ends the same), more, evenly spread.
+    const first = [...new Set([0, Math.floor(whole / 2), whole])];
+    const more = [
+      ...new Set(
+        Array.from(
+          { length: SAME_FILE_EXTRA_SAMPLES },
+          (_, i) => Math.round(((i + 1) * whole) / (SAME_FILE_EXTRA_SAMPLES + 1)),
+        ),
+      ),
+    ].filter((index) => !first.includes(index));
+    // Each round's samples are hashed at once, on all workers.
+    const rightOf = (indexes: number[]) =>
+      Promise.all(indexes.map(async (index) => {
+        if (!(await this.partIsRight(index, path))) return 0;
+        sampled.add(index);
+        return 1;
+      })).then((results) => results.reduce<number>((sum, one) => sum + one, 0));
+    let right = await rightOf(first);
+    if (right === first.length) return true;
+    right += await rightOf(more);
+    return right >= SAME_FILE_MIN_SHARE * (first.length + more.length);
+  }
+
+  /**
+   * Whether the file at `path` holds part `index` whole and right, by the
+   * local check's digest. A worker that cannot load XXH3-128 (no libxxhash
+   * and no WebAssembly, say) reads nothing; then this part and every later
+   * one are checked with SHA-256, rather than all counting as damaged.
+   */
+  async partIsRight(index: number, path: string): Promise<boolean> {
+    const entry = this.#entry;
+    const local = this.#local;
+    const part = entry.parts[index]!;
+    const hash = (algorithm: HashAlgorithm) =>
+      this.#hashes.hashRange({
+        path,
+        start: index * entry.partSize,
+        length: part.size,
+        algorithm,
+      });
+    let algorithm = local.algorithm;
+    let result: { digest: string; bytes: number };
+    try {
+      result = await hash(algorithm);
+    } catch (error) {
+      if (!(error instanceof HashUnavailableError) || algorithm === "sha256") throw error;
+      if (local.algorithm !== "sha256") {
+        Object.assign(local, localCheck(entry, true));
+        this.#counters.localDigest = local.algorithm;
+      }
+      algorithm = "sha256";
+      result = await hash(algorithm);
+    }
+    this.#counters.bytesChecked += result.bytes;
+    // Compared with the digest of the algorithm used, whatever `local` says by now.
+    const expected = algorithm === "sha256" ? part.digest : part.xxh128;
+    return result.bytes === part.size && result.digest === expected;
+  }
+
+  /**
+   * Sorts the parts by what the work file holds: those a usable control file
+   * vouches for (or that were hashed right while telling the file apart) go
+   * into `verified`; the plan lists the others it holds whole, and where it
+   * ends inside a part.
+   */
+  async plan(options: {
+    work: Deno.FsFile;
+    workPath: string;
+    /** The control file, unless --verify says to ignore it. */
+    state: FetchState | undefined;
+    bootId: string | undefined;
+    verified: Bitmap;
+    /** Whole parts already hashed right (while telling whether the file is this one). */
+    known: ReadonlySet<number>;
+  }): Promise<DestinationPlan> {
+    const { work, workPath, state, bootId, verified, known } = options;
+    const entry = this.#entry;
+    const info = await work.stat();
+    const onDisk = info.size;
+    const usable = state !== undefined && state.contentId === entry.contentId &&
+      state.workFile === basename(workPath) && state.verified.size === entry.parts.length &&
+      stateSurvived(state, bootId) && stampMatches(state, info);
+    const whole: number[] = [];
+    const resumeAt = new Map<number, number>();
+    for (let index = 0; index < entry.parts.length; index++) {
+      const part = entry.parts[index]!;
+      const start = index * entry.partSize;
+      const end = start + part.size;
+      if (usable) {
+        if (state.verified.has(index) && end <= onDisk) verified.set(index);
+        continue;
+      }
+      if (start >= onDisk) break;
+      if (end <= onDisk) {
+        if (known.has(index)) verified.set(index);
+        else whole.push(index);
+        continue;
+      }
+      // The destination ends inside this part: keep what is there and fetch
+      // only the rest; the digest of the whole part still decides.
+      if (onDisk > start) resumeAt.set(index, onDisk - start);
+    }
+    for (let index = 0; index < entry.parts.length; index++) {
+      if (verified.has(index)) this.#present(index);
+    }
+    return { usingControlFile: usable, whole, resumeAt };
+  }
+
+  /**
+   * Hashes the parts the destination holds whole in worker threads, one per
+   * core, each reading the file itself: the check runs at the speed of all
+   * cores instead of one. True when every part was checked (not stopped).
+   */
+  async checkWholeParts(options: {
+    workPath: string;
+    indexes: readonly number[];
+    verified: Bitmap;
+    /** Each part that is not right (or could not be read), as soon as that is known. */
+    rejected: RejectedParts;
+    /** Aborted when the fetch stops: no new part is read (those being read finish). */
+    stop: AbortSignal;
+  }): Promise<boolean> {
+    const { workPath, verified, rejected, stop } = options;
+    const queue = [...options.indexes];
+    const next = () => (stop.aborted ? undefined : queue.shift());
+    try {
+      // Two ranges per worker in flight, so none waits for its next one.
+      await Promise.all(Array.from({ length: 2 * this.#hashes.size }, async () => {
+        for (let index = next(); index !== undefined; index = next()) {
+          let right = false;
+          try {
+            right = await this.partIsRight(index, workPath);
+          } catch {
+            // Fetched again, like a damaged part.
+          }
+          if (right) {
+            verified.set(index);
+            this.#present(index);
+          } else {
+            rejected.add(index);
+          }
+        }
+      }));
+      return queue.length === 0;
+    } finally {
+      rejected.end();
+    }
+  }
+
+  #present(index: number): void {
+    this.#counters.partsPresent++;
+    this.#counters.bytesPresent += this.#entry.parts[index]!.size;
+  }
+}

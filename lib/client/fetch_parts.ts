@@ -1,0 +1,110 @@
+/**
+ * Fetch's parallel tracks: up to --parallel workers, each with its own handle
+ * on the work file, take the missing parts (then the parts the destination
+ * check rejects, as it finds them) and read each with the part reader into
+ * the file at its place. The first part that cannot be fetched stops them
+ * from taking new parts; parts in flight finish, so a resume has them.
+ */
+import type { HashPool } from "../hash/hash_pool.ts";
+import type { FileEntry } from "../state/manifest.ts";
+import type { RejectedParts } from "./destination_check.ts";
+import { FilePartSink } from "./file_part_sink.ts";
+import type { PartReader } from "./part_reader.ts";
+
+export interface FetchPartsOptions {
+  entry: FileEntry;
+  reader: PartReader;
+  workPath: string;
+  /** The directory of the work file, named when its disk is full. */
+  destDir: string;
+  /** Hashes each part as written (SHA-256). */
+  hashes: HashPool;
+  /** At most this many parts at once. */
+  parallel: number;
+  /** Parts known missing, fetched first. */
+  missing: readonly number[];
+  /** Parts still being checked: at most `most` of them will be rejected. */
+  later: { most: number; rejected: RejectedParts };
+  /** Parts the destination holds a first piece of: how many bytes. */
+  resumeAt: ReadonlyMap<number, number>;
+  signal?: AbortSignal | undefined;
+  /** A part is at the destination, verified. */
+  onVerified: (index: number) => void;
+  /** A part failed and the fetch stops taking new parts. */
+  onStopping: () => void;
+}
+
+/** Fetches the parts; throws the error of the lowest part that failed. */
+export async function fetchParts(options: FetchPartsOptions): Promise<void> {
+  const queue = [...options.missing];
+  const tracks = new _Tracks(options, queue);
+  const count = Math.min(options.parallel, queue.length + options.later.most);
+  await Promise.all(Array.from({ length: count }, () => tracks.run()));
+  if (tracks.failures.length > 0) {
+    tracks.failures.sort((a, b) => a.index - b.index);
+    if (options.signal?.aborted) throw options.signal.reason;
+    throw tracks.failures[0]!.error;
+  }
+}
+
+/** The state the tracks share: the queue, and whether they are stopping. */
+class _Tracks {
+  readonly failures: { index: number; error: unknown }[] = [];
+  readonly #options: FetchPartsOptions;
+  readonly #queue: number[];
+  #stopping = false;
+
+  constructor(options: FetchPartsOptions, queue: number[]) {
+    this.#options = options;
+    this.#queue = queue;
+  }
+
+  /** One track: takes parts until there are none or the fetch stops. */
+  async run(): Promise<void> {
+    const { later, onVerified } = this.#options;
+    const file = await Deno.open(this.#options.workPath, { read: true, write: true });
+    const buffer = this.#options.reader.receiveBuffer();
+    try {
+      while (!this.#stopping) {
+        // Then the parts the destination check rejects, as it finds them.
+        const index = this.#queue.shift() ?? await later.rejected.take();
+        if (index === undefined || this.#stopping) return;
+        try {
+          await this.#fetchPart(index, file, buffer);
+          onVerified(index);
+        } catch (error) {
+          this.failures.push({ index, error });
+          // Stop taking new parts; parts in flight finish so a resume has them.
+          this.#stopping = true;
+          this.#options.onStopping();
+        }
+      }
+    } finally {
+      file.close();
+    }
+  }
+
+  async #fetchPart(index: number, file: Deno.FsFile, buffer: Uint8Array): Promise<void> {
+    const { entry, reader, workPath, destDir, hashes, resumeAt } = this.#options;
+    const part = entry.parts[index]!;
+    const base = index * entry.partSize;
+    const sink = new FilePartSink({
+      file,
+      base,
+      index,
+      dir: destDir,
+      hash: () => hashes.hashRange({ path: workPath, start: base, length: part.size }),
+    });
+    await reader.read(
+      {
+        fileName: entry.name,
+        index,
+        digest: part.digest,
+        size: part.size,
+        replicas: part.replicas,
+      },
+      sink,
+      { start: resumeAt.get(index) ?? 0, buffer },
+    );
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * A part sink that writes into a file at the part's place (fetch writes into
+ * its .fts-partial file, or in place), checked by hashing what reached the
+ * file: the digest is read back from the file, in a worker thread, so the
+ * check covers the bytes on disk and the receiving thread only moves bytes.
+ * Disk errors become FetchErrors naming the part: no replica can fix them.
+ */
+import { writeAll } from "../wire/frame.ts";
+import { FetchError } from "./fetch_error.ts";
+import type { PartSink } from "./part_reader.ts";
+
+export interface FilePartSinkOptions {
+  file: Deno.FsFile;
+  /** Where the part starts in the file. */
+  base: number;
+  /** The part's index, named in errors. */
+  index: number;
+  /** The directory the file is in, named when its disk is full. */
+  dir: string;
+  /** Hashes the part as it lies in the file (SHA-256). */
+  hash: () => Promise<{ digest: string; bytes: number }>;
+}
+
+export class FilePartSink implements PartSink {
+  readonly #options: FilePartSinkOptions;
+  /** Where the file's position is, within the part; undefined when unknown. */
+  #at: number | undefined;
+
+  constructor(options: FilePartSinkOptions) {
+    this.#options = options;
+  }
+
+  restart(_offset: number): void {
+    // The bytes of a failed attempt are overwritten in place; the next write seeks.
+    this.#at = undefined;
+  }
+
+  async write(offset: number, bytes: Uint8Array): Promise<void> {
+    const { file, base, index, dir } = this.#options;
+    if (this.#at !== offset) {
+      try {
+        await file.seek(base + offset, Deno.SeekMode.Start);
+      } catch (cause) {
+        throw new FetchError(`Cannot seek in the destination`, [index], { cause });
+      }
+    }
+    this.#at = undefined;
+    try {
+      await writeAll(file, bytes);
+    } catch (cause) {
+      throw new FetchError(
+        (cause as { code?: unknown } | null)?.code === "ENOSPC"
+          ? `The disk holding ${dir} is full; free some space or choose another DEST_DIR, then run the same command again to resume`
+          : `Cannot write to the destination: ${cause instanceof Error ? cause.message : cause}`,
+        [index],
+        { cause },
+      );
+    }
+    this.#at = offset + bytes.length;
+  }
+
+  async digest(): Promise<{ digest: string; bytes: number }> {
+    const { hash, index } = this.#options;
+    try {
+      return await hash();
+    } catch (cause) {
+      throw new FetchError(
+        `Cannot read back part ${index} from the destination: ${
+          cause instanceof Error ? cause.message : cause
+        }`,
+        [index],
+        { cause },
+      );
+    }
+  }
+}
