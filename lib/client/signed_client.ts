@@ -12,8 +12,6 @@ import { resolveServers } from "./servers.ts";
 import { signRequest, type UnsignedRequest } from "../auth/signed_request.ts";
 import { shuffled } from "../base/shuffled.ts";
 
-export { shuffled } from "../base/shuffled.ts";
-
 /** How long a signed request may wait for its reply: the server may free many parts first. */
 export const MUTATION_REPLY_TIMEOUT_MS = 30_000;
 export const MUTATION_CONNECT_TIMEOUT_MS = 2_000;
