@@ -15,7 +15,8 @@ import { basename } from "../lib/base/paths.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
 import { signingContext } from "../lib/client/signed_client.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
-import { MAX_UPLOAD_PARALLEL, uploadFile, type UploadProgress } from "../lib/client/upload.ts";
+import { MAX_UPLOAD_PARALLEL, uploadFile } from "../lib/client/upload.ts";
+import { type UploadProgress } from "../lib/client/upload_progress.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =

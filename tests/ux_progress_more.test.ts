@@ -9,7 +9,7 @@ import { repairProgressState } from "../lib/ui/repair_progress.ts";
 import { uploadProgressState } from "../commands/upload.ts";
 import { type RepairProgress } from "../lib/ops/repair.ts";
 import { formatBytes } from "../lib/base/units.ts";
-import { type UploadProgress } from "../lib/client/upload.ts";
+import { type UploadProgress } from "../lib/client/upload_progress.ts";
 import {
   damageFile,
   readManifestJson,

@@ -29,6 +29,7 @@ import { rankInstances } from "../state/placement.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import { shuffled } from "../base/shuffled.ts";
 import { sendSigned } from "./signed_client.ts";
+import { type UploadEvent, type UploadProgress, type UploadResult } from "./upload_progress.ts";
 import { hashInto } from "../state/store.ts";
 import { preferredTlsError, TlsError } from "../wire/tls.ts";
 import { Xxh128 } from "../hash/xxh128.ts";
@@ -71,44 +72,6 @@ export interface UploadOptions {
   onEvent?: (event: UploadEvent) => void;
   /** REFRESH_COPIES_AFTER_MS unless given (tests shorten it). */
   refreshCopiesAfterMs?: number;
-}
-
-export type UploadEvent =
-  | { type: "cluster"; from: string; replicas: number; partSize: number }
-  | { type: "failover"; part: number; instance: string; reason: string }
-  | { type: "republish"; reason: string };
-
-export interface UploadProgress {
-  name: string;
-  phase: "locating" | "sending" | "checking" | "publishing" | "done";
-  size: number;
-  parts: number;
-  /** Parts (and their bytes) that have all R copies. */
-  partsDone: number;
-  bytesDone: number;
-  /** Parts whose every copy was already stored before this run, and their bytes. */
-  partsPresent: number;
-  bytesPresent: number;
-  /**
-   * Bytes of parts not yet done, each counted as the share of its copies sent
-   * so far: moves between the steps of bytesDone, for a smooth progress bar.
-   */
-  bytesInFlight: number;
-  /** Copies found already stored, and copies sent. */
-  copiesPresent: number;
-  copiesSent: number;
-  /** Part bytes written to sockets, over all copies and attempts. */
-  bytesSent: number;
-  failovers: number;
-  elapsedMs: number;
-}
-
-export interface UploadResult extends UploadProgress {
-  contentId: string;
-  generation: number;
-  /** True when the cluster already had this exact file under this name, from you. */
-  unchanged: boolean;
-  replicas: number;
 }
 
 /** An upload that cannot complete; nothing was published. */

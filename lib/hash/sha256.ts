@@ -1,7 +1,7 @@
 /**
  * SHA-256 without loading node:crypto when the process starts: every node:
  * module costs each of 50 instances on a host megabytes of resident memory,
- * and an idle instance hashes nothing (issue 5). So:
+ * and an idle instance hashes nothing. So:
  * - `sha256Hasher()` streams (parts being received or re-read) through
  *   node:crypto's native hash, imported on first use;
  * - `sha256Hex()` digests bytes already in memory with WebCrypto, built in;

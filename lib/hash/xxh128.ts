@@ -3,7 +3,7 @@
  * to tell which parts a destination already holds intact. SHA-256 stays the
  * digest every part is known by and every byte received is verified with;
  * over bytes already on disk it cost 0.6 s of CPU per GiB here, which capped a
- * resume check at about 0.5 s per GiB on 2 cores (issue 5).
+ * resume check at about 0.5 s per GiB on 2 cores.
  *
  * Two backends give the same digests (tests compare both with `xxhsum -H2`):
  * - the system's libxxhash (Debian's libxxhash0, which rsync depends on),

@@ -43,9 +43,9 @@ export function dataPaths(dir: string) {
     instanceDir: (id: string) => join(dir, "instances", id),
     pidFile: (id: string) => join(dir, "run", `${id}.pid`),
     logFile: (id: string) => join(dir, "logs", `${id}.log`),
-    /** The operator's key pair: whoever can read it owns the preloaded files (issue 3). */
+    /** The operator's key pair: whoever can read it owns the preloaded files. */
     operatorIdentity: join(dir, "operator_identity.json"),
-    /** Nonces of signed requests already used, shared by every instance (issue 3). */
+    /** Nonces of signed requests already used, shared by every instance. */
     noncesDir: join(dir, "nonces"),
   };
 }
