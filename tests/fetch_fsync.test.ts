@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertSameFile, DENO, MAIN, startCluster, straceWorks } from "./harness.ts";
+import { assertSameFile, DENO, MAIN, startCluster, straceUnusable } from "./harness.ts";
 
 /** Runs `fts fetch` under strace; returns the flush calls made on anything under `dest`. */
 async function _flushesUnder(dest: string, args: string[]): Promise<string[]> {
@@ -37,7 +37,7 @@ async function _flushesUnder(dest: string, args: string[]): Promise<string[]> {
 
 Deno.test({
   name: "fetch: --fsync flushes the file and its directory; by default nothing is flushed",
-  ignore: !(await straceWorks()),
+  ignore: await straceUnusable(),
   async fn() {
     const cluster = await startCluster({
       servers: 3,

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { loadFetchState } from "../lib/client/fetch_state.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { findFreePortRange } from "../lib/base/ports.ts";
+import { unusableTool } from "./missing_tool.ts";
 import { claimPortRange } from "./port_claims.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -249,15 +250,19 @@ export async function damageFile(path: string, offset: number, length: number): 
   }
 }
 
-let _strace: Promise<boolean> | undefined;
-
-/** Whether strace can trace here (installed, and ptrace allowed: not so in every container). */
-export function straceWorks(): Promise<boolean> {
-  return _strace ??= new Deno.Command("strace", {
-    args: ["-f", "-o", "/dev/null", "true"],
-    stdout: "null",
-    stderr: "null",
-  }).output().then((o) => o.success, () => false);
+/**
+ * The `ignore` value of a test that runs strace: true where strace is missing
+ * or may not trace (ptrace is forbidden in some containers).
+ */
+export function straceUnusable(): Promise<boolean> {
+  return unusableTool("strace", async () => {
+    const probe = new Deno.Command("strace", {
+      args: ["-f", "-o", "/dev/null", "true"],
+      stdout: "null",
+      stderr: "null",
+    });
+    return (await probe.output()).success;
+  }, "ptrace is not allowed");
 }
 
 /** The path of instance `id`'s stored copy of a part. */

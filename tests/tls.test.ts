@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { preferredTlsError, TlsError } from "../lib/wire/tls.ts";
 import { join } from "node:path";
 import { assertSameFile, newDest, runFts, startCluster, writeRandomFile } from "./harness.ts";
+import { missingTool } from "./missing_tool.ts";
 
 const MiB = 1024 * 1024;
 
@@ -24,6 +25,11 @@ async function _openssl(args: string[], cwd: string): Promise<void> {
   if (!output.success) {
     throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
   }
+}
+
+/** Deno.test for a test that makes certificates: ignored where openssl is missing. */
+function test(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: missingTool("openssl"), fn });
 }
 
 /** A CA, a server certificate it signs for IP 127.0.0.1, and an unrelated CA. */
@@ -57,7 +63,7 @@ async function makeTestCertificates(dir: string): Promise<TestCertificates> {
   };
 }
 
-Deno.test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refused clearly", async () => {
+test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refused clearly", async () => {
   const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
   const certs = await makeTestCertificates(certDir);
   const cluster = await startCluster({
@@ -131,7 +137,7 @@ Deno.test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA r
   }
 });
 
-Deno.test("tls: a TLS client to a plain instance fails clearly", async () => {
+test("tls: a TLS client to a plain instance fails clearly", async () => {
   const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
   const certs = await makeTestCertificates(certDir);
   const cluster = await startCluster({ servers: 2, replicas: 1, files: { "b.bin": 300_000 } });
@@ -149,7 +155,7 @@ Deno.test("tls: a TLS client to a plain instance fails clearly", async () => {
   }
 });
 
-Deno.test("tls: fts serve checks its certificate flags before listening", async () => {
+test("tls: fts serve checks its certificate flags before listening", async () => {
   const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
   try {
     const certs = await makeTestCertificates(certDir);
@@ -180,7 +186,7 @@ Deno.test("tls: fts serve checks its certificate flags before listening", async 
   }
 });
 
-Deno.test("tls: fts start without a supervisor brings an instance back with the last cluster's flags, its output in its log", async () => {
+test("tls: fts start without a supervisor brings an instance back with the last cluster's flags, its output in its log", async () => {
   const certDir = await Deno.makeTempDir({ prefix: "fts-tls-" });
   const certs = await makeTestCertificates(certDir);
   const cluster = await startCluster({

@@ -1,24 +1,10 @@
 /**
  * A real terminal for tests: a tmux session on a private socket, keys sent
  * with send-keys, the screen read back with capture-pane (with or without
- * the escape codes), so a test checks what a person would see.
+ * the escape codes), so a test checks what a person would see. Tests that use
+ * it are ignored where tmux is missing: `ignore: missingTool("tmux")`.
  */
 import { DENO, MAIN } from "./harness.ts";
-
-let _available: boolean | undefined;
-
-/** Whether tmux runs here; tests that need it are ignored with a message when not. */
-export async function tmuxAvailable(): Promise<boolean> {
-  if (_available !== undefined) return _available;
-  try {
-    _available = (await new Deno.Command("tmux", { args: ["-V"], stdout: "null", stderr: "null" })
-      .output()).success;
-  } catch {
-    _available = false;
-  }
-  if (!_available) console.error("tmux is not installed: the terminal tests are skipped");
-  return _available;
-}
 
 function _quote(arg: string): string {
   return `'${arg.replaceAll("'", `'\\''`)}'`;

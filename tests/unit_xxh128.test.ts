@@ -7,6 +7,7 @@ import {
   xxh128Hex,
   xxh128NativeUpdate,
 } from "../lib/hash/xxh128.ts";
+import { missingTool } from "./missing_tool.ts";
 import { randomBytes, seededBytes, withTempDir } from "./unit_helpers.ts";
 
 /**
@@ -105,27 +106,9 @@ Deno.test("xxh128: updateFromFileSync() hashes a file range and stops at end of 
   });
 });
 
-/**
- * Whether the dynamic loader knows libxxhash (Debian's libxxhash0; .ci/run
- * installs it). ldconfig lives in /sbin, which a user's PATH may lack.
- */
-async function _loaderKnowsLibxxhash(): Promise<boolean> {
-  for (const ldconfig of ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]) {
-    try {
-      const { stdout } = await new Deno.Command(ldconfig, { args: ["-p"], stderr: "null" })
-        .output();
-      return new TextDecoder().decode(stdout).includes("libxxhash.so.0");
-    } catch {
-      // Not there: the next.
-    }
-  }
-  return false;
-}
-const libxxhash = await _loaderKnowsLibxxhash();
-
 Deno.test({
   name: "xxh128: where libxxhash is installed, hashers use it (the fast check's fast path)",
-  ignore: !libxxhash || Deno.build.os !== "linux",
+  ignore: Deno.build.os !== "linux" || missingTool("libxxhash.so.0"),
   fn: () => {
     assert.equal(xxh128Backend(), "native");
     assert.equal(new Xxh128().backend, "native");
@@ -149,17 +132,10 @@ Deno.test({
   },
 });
 
-const xxhsum = await new Deno.Command("xxhsum", {
-  args: ["--version"],
-  stdout: "null",
-  stderr: "null",
-})
-  .output().then((r) => r.success, () => false);
-
-// .ci/run installs xxhash; where it is missing the vectors above still apply.
+// Where xxhsum is missing the vectors above still apply.
 Deno.test({
   name: "xxh128: digests of random files match xxhsum -H2's",
-  ignore: !xxhsum,
+  ignore: missingTool("xxhsum"),
   fn: async () => {
     await withTempDir("fts-unit-xxh-", async (dir) => {
       const sizes = [0, 5, 200, 4096, 262_144 + 64, 3 * 1024 * 1024 + 11];

@@ -17,7 +17,7 @@ import {
   signingMessage,
   signRequest,
 } from "../lib/auth/signed_request.ts";
-import { straceWorks, tempDir } from "./harness.ts";
+import { straceUnusable, tempDir } from "./harness.ts";
 
 async function _rejects(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
@@ -152,7 +152,7 @@ Deno.test("ReplayGuard.claim() refuses a nonce used before; FileNonceStore.sweep
 Deno.test({
   name:
     "ReplayGuard.claim() flushes the nonce's directory before the request may take effect (strace)",
-  ignore: !(await straceWorks()),
+  ignore: await straceUnusable(),
   async fn() {
     const dir = await tempDir();
     try {

@@ -13,6 +13,7 @@ import {
   tempDir,
   writeRandomFile,
 } from "./harness.ts";
+import { unusableTool } from "./missing_tool.ts";
 
 const MiB = 1024 * 1024;
 
@@ -138,22 +139,18 @@ Deno.test("rm: a file of another owner: one line saying whose it is and what to 
 
 /** Whether this machine lets us mount a small tmpfs in a private mount namespace. */
 async function _canMountTmpfs(): Promise<boolean> {
-  try {
-    const probe = await new Deno.Command("unshare", {
-      args: ["-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt && umount /mnt"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return probe.success;
-  } catch {
-    return false;
-  }
+  const probe = await new Deno.Command("unshare", {
+    args: ["-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt && umount /mnt"],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return probe.success;
 }
 
 Deno.test({
   name:
     "fetch: destination disk full (ENOSPC): says so in one line; freeing space and rerunning resumes",
-  ignore: !(await _canMountTmpfs()),
+  ignore: await unusableTool("unshare", _canMountTmpfs, "no user namespace may mount a tmpfs"),
   fn: async () => {
     const cluster = await startCluster({
       servers: 3,

@@ -12,10 +12,10 @@ import {
   tempDir,
   writeRandomFile,
 } from "./harness.ts";
-import { tmuxAvailable, TmuxTerminal } from "./tmux.ts";
+import { missingTool } from "./missing_tool.ts";
+import { TmuxTerminal } from "./tmux.ts";
 
 const MiB = 1024 * 1024;
-const HAS_TMUX = await tmuxAvailable();
 
 function _report(
   instances: { id: string; up: boolean; counters?: Record<string, number> }[],
@@ -286,7 +286,7 @@ async function _portsClosed(ports: number[]): Promise<boolean> {
 Deno.test({
   name:
     "cluster: live view in a real terminal: grid, busy, kill/start/status/quit typed at the prompt (tmux, 4 servers)",
-  ignore: !HAS_TMUX,
+  ignore: missingTool("tmux"),
   fn: async () => {
     const { work, data, ports } = await _preloaded(4, { "m.bin": 3 * MiB });
     const term = new TmuxTerminal();
@@ -363,7 +363,7 @@ Deno.test({
 
 Deno.test({
   name: "cluster: live view in colour, and Ctrl-C in it stops every instance (tmux, 3 servers)",
-  ignore: !HAS_TMUX,
+  ignore: missingTool("tmux"),
   fn: async () => {
     const { work, data, ports } = await _preloaded(3, { "c.bin": 100_000 });
     const term = new TmuxTerminal();
@@ -386,7 +386,7 @@ Deno.test({
 
 Deno.test({
   name: "status --watch in a real terminal shows a kill as it happens; q quits (tmux, 3 servers)",
-  ignore: !HAS_TMUX,
+  ignore: missingTool("tmux"),
   fn: async () => {
     const cluster = await startCluster({ servers: 3, replicas: 2, files: { "s.bin": 600_000 } });
     const term = new TmuxTerminal();
@@ -419,7 +419,7 @@ Deno.test({
 
 Deno.test({
   name: "fetch: progress bar in a real terminal, redrawn in place and cleared at the end (tmux)",
-  ignore: !HAS_TMUX,
+  ignore: missingTool("tmux"),
   fn: async () => {
     const cluster = await startCluster({
       servers: 3,

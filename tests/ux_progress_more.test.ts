@@ -17,12 +17,12 @@ import {
   storedPartPath,
   writeRandomFile,
 } from "./harness.ts";
-import { tmuxAvailable, TmuxTerminal } from "./tmux.ts";
+import { missingTool } from "./missing_tool.ts";
+import { TmuxTerminal } from "./tmux.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const PART = 256 * KiB;
-const HAS_TMUX = await tmuxAvailable();
 
 /** The JSON objects of a --json run's stderr; fails on any line that is not one. */
 function _jsonLines(stderr: string): Record<string, unknown>[] {
@@ -253,7 +253,7 @@ Deno.test("upload, repair, scrub: progress lines on a pipe, JSON lines with --js
 
     await t.step({
       name: "scrub: a bar in a real terminal, redrawn in place and cleared at the end (tmux)",
-      ignore: !HAS_TMUX,
+      ignore: missingTool("tmux"),
       fn: async () => {
         const term = new TmuxTerminal();
         try {
