@@ -17,6 +17,12 @@ import {
 
 const MiB = 1024 * 1024;
 const PART = 256 * 1024;
+/**
+ * Longer than the kernel's coarse clock tick (1-10 ms), which stamps a file's
+ * modification and change times: a file written twice within one tick keeps
+ * the same times, so a stamp could not tell the two contents apart.
+ */
+const STAMP_TICK_MS = 20;
 
 /** Copies the first `bytes` of `from` into `to`. */
 async function _copyPrefix(from: string, to: string, bytes: number): Promise<void> {
@@ -156,7 +162,11 @@ Deno.test("fetch: resume: a control file is trusted only in the boot that wrote 
       const copy = { ...state, stamp, bootId: how === "other" ? crypto.randomUUID() : bootId };
       await Deno.writeTextFile(join(dest, "b.bin.fts-state"), JSON.stringify(copy));
       // Written behind the control file's back: the file is no longer the one it vouches for.
-      if (how === "damaged") await damageFile(partial, 100, 10);
+      if (how === "damaged") {
+        // Later than the copy's stamp by more than a clock tick, so its times change.
+        await new Promise((resolve) => setTimeout(resolve, STAMP_TICK_MS));
+        await damageFile(partial, 100, 10);
+      }
       copies[how] = dest;
     }
     const same = await fetchJson(cluster, "b.bin", copies.same!);
