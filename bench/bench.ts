@@ -13,10 +13,10 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DEFAULT_CONFIG } from "../lib/state/config.ts";
 import { parseSize } from "../lib/base/units.ts";
-import { sha256File, writeRandomFile } from "../tests/harness.ts";
+import { sha256File, writeRandomFile } from "./data_files.ts";
 import { BenchCluster } from "./fts_cluster.ts";
 import { ensureTools, NginxServer, RsyncDaemon } from "./peers.ts";
-import { freePortRange } from "../tests/harness.ts";
+import { freePortRange } from "./port_claims.ts";
 import {
   gitCommit,
   loadAverage,

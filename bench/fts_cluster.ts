@@ -4,7 +4,8 @@
  * scenarios need from it (fetch command line, bytes served, pids, restart).
  */
 import { join } from "node:path";
-import { DENO, freePortRange, FtsProcess, instanceStats, MAIN, runFts } from "../tests/harness.ts";
+import { DENO, FtsProcess, instanceStats, MAIN, runFts } from "./fts_process.ts";
+import { freePortRange } from "./port_claims.ts";
 
 /** Preloading gigabytes on a busy machine takes a while. */
 const PRELOAD_TIMEOUT_MS = 30 * 60_000;

@@ -5,7 +5,9 @@
  * was measured) and goals (ratios against the targets).
  */
 import { join } from "node:path";
-import { damageFile, freePortRange, FtsProcess, sha256File } from "../tests/harness.ts";
+import { damageFile, sha256File } from "./data_files.ts";
+import { FtsProcess } from "./fts_process.ts";
+import { freePortRange } from "./port_claims.ts";
 import { BenchCluster } from "./fts_cluster.ts";
 import {
   bytesWritten,

@@ -3,7 +3,7 @@
  * checks of the nemesis's schedule. The long run is `deno task soak`.
  */
 import assert from "node:assert/strict";
-import { claimPortRange } from "./port_claims.ts";
+import { claimPortRange } from "../bench/port_claims.ts";
 import { basePortForSeed, type PartHolders, planNemesis, runSoak, seedPortsFree } from "./soak.ts";
 import { newSeed, randomInt, seededRandom } from "./seeded_random.ts";
 

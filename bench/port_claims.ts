@@ -1,6 +1,6 @@
 /**
- * Port claims shared by every test module and every test process on this
- * machine. `deno test --parallel` runs each module in its own isolate, so a
+ * Free port ranges, claimed for every test and benchmark module and process
+ * on this machine. `deno test --parallel` runs each module in its own isolate, so a
  * set in memory only keeps one module's clusters apart; a test that kills an
  * instance leaves its port free for a while, and another module (or a second
  * test run) looking for free ports must not take it. A claim is a file named
@@ -9,9 +9,12 @@
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { findFreePortRange } from "../lib/base/ports.ts";
 import { processAlive } from "../lib/base/fs_util.ts";
 
 const CLAIM_DIR = join(tmpdir(), "fts-test-ports");
+/** Free ranges tried before giving up: each may be claimed by someone else. */
+const FREE_RANGE_ATTEMPTS = 50;
 
 /** Ports this module claimed, released when it unloads. */
 const _mine = new Set<number>();
@@ -19,6 +22,21 @@ const _mine = new Set<number>();
 globalThis.addEventListener("unload", () => {
   for (const port of _mine) _release(port);
 });
+
+/**
+ * A run of `count` consecutive loopback ports that are free right now and not
+ * claimed by another test or benchmark, in any module or process (a killed
+ * instance's port is free, not unused). lib/base/ports.ts picks random bases
+ * below the kernel's ephemeral range, so a killed instance's port is not taken
+ * as some connection's source port before it restarts.
+ */
+export function freePortRange(count: number): number {
+  for (let attempt = 0; attempt < FREE_RANGE_ATTEMPTS; attempt++) {
+    const base = findFreePortRange(count);
+    if (claimPortRange(base, count)) return base;
+  }
+  throw new Error(`No free range of ${count} ports found`);
+}
 
 /**
  * Claims ports `base` to `base + count - 1` for this test module; false (and

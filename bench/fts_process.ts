@@ -1,0 +1,165 @@
+/**
+ * Running `fts` as a child process, for the tests and the benchmark alike:
+ * `deno run main.ts` with piped output drained so the child never blocks, no
+ * standard input, no inherited FTS_* setting and a private config directory;
+ * to completion (runFts) or kept running and searched (FtsProcess); and an
+ * instance's counters asked over the wire (instanceStats).
+ */
+import { fileURLToPath } from "node:url";
+import { Peer } from "../lib/client/peer.ts";
+import { childEnv } from "./measure.ts";
+
+export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+export const DENO = Deno.execPath();
+/** Longest a runFts() child may run before it is killed. */
+const RUN_TIMEOUT_MS = 120_000;
+/** How long instanceStats() waits for the instance to accept, then to answer. */
+const STATS_CONNECT_TIMEOUT_MS = 2_000;
+const STATS_STALL_TIMEOUT_MS = 5_000;
+
+/** A config directory of this process, so no test or benchmark touches the user's ~/.config. */
+const _configHome = Deno.makeTempDirSync({ prefix: "fts-test-config-" });
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(_configHome, { recursive: true });
+  } catch { /* already gone */ }
+});
+
+/** Environment for fts children: no inherited FTS_* setting, no user config, then `extra`. */
+function _env(extra: Record<string, string> = {}): Record<string, string> {
+  return { ...childEnv(), XDG_CONFIG_HOME: _configHome, ...extra };
+}
+
+/** How to start fts; `denoFlags` go to `deno run` (a test takes a permission away, say). */
+export interface FtsSpawnOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  denoFlags?: string[];
+}
+
+/** Starts `fts ARGS...` with piped output and no standard input. */
+function _spawnFts(args: string[], options: FtsSpawnOptions): Deno.ChildProcess {
+  return new Deno.Command(DENO, {
+    args: ["run", "--allow-all", "--quiet", ...(options.denoFlags ?? []), MAIN, ...args],
+    cwd: options.cwd ?? Deno.cwd(),
+    env: _env(options.env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `fts ARGS...` to completion. */
+export async function runFts(
+  args: string[],
+  options: FtsSpawnOptions & { timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const child = _spawnFts(args, options);
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, options.timeoutMs ?? RUN_TIMEOUT_MS);
+  try {
+    const output = await child.output();
+    const decoder = new TextDecoder();
+    return {
+      code: output.code,
+      stdout: decoder.decode(output.stdout),
+      stderr: decoder.decode(output.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A long-running `fts` child whose output is drained into memory and searchable. */
+export class FtsProcess {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly #waiters = new Set<() => void>();
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly #drained: Promise<unknown>;
+
+  constructor(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
+    this.child = _spawnFts(args, options);
+    const drain = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) {
+        this[key] += decoder.decode(chunk, { stream: true });
+        for (const wake of this.#waiters) wake();
+      }
+    };
+    this.#drained = Promise.all([
+      drain(this.child.stdout, "stdout"),
+      drain(this.child.stderr, "stderr"),
+    ]).catch(() => {});
+    this.status = this.child.status.then(async (status) => {
+      await this.#drained;
+      for (const wake of this.#waiters) wake();
+      return status;
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  /** Waits until stdout+stderr match `pattern`; throws with the output on timeout or exit. */
+  async waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    let exited = false;
+    this.status.then(() => (exited = true));
+    while (true) {
+      const match = (this.stdout + this.stderr).match(pattern);
+      if (match) return match;
+      if (exited) {
+        throw new Error(`Process exited before ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`Timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(left, 200));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#waiters.add(done);
+      });
+    }
+  }
+
+  kill(signal: Deno.Signal = "SIGKILL"): void {
+    try {
+      this.child.kill(signal);
+    } catch { /* exited */ }
+  }
+
+  async result(): Promise<RunResult> {
+    const status = await this.status;
+    return { code: status.code, stdout: this.stdout, stderr: this.stderr };
+  }
+}
+
+/** Asks one instance for its counters. */
+export async function instanceStats(address: string): Promise<Record<string, number>> {
+  const peer = await Peer.connect(address, {
+    connectTimeoutMs: STATS_CONNECT_TIMEOUT_MS,
+    stallTimeoutMs: STATS_STALL_TIMEOUT_MS,
+  });
+  try {
+    return await peer.stats() as Record<string, number>;
+  } finally {
+    peer.close();
+  }
+}
