@@ -9,6 +9,7 @@ import { Peer } from "../lib/client/peer.ts";
 import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/wire/frame.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { assertSameFile, startCluster, storedPartPath } from "./harness.ts";
+import { unusableTool } from "./missing_tool.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -22,16 +23,31 @@ async function _run(command: string, args: string[]): Promise<{ ok: boolean; std
   }
 }
 
-Deno.test("local: destination disk fills up (2MiB tmpfs): clear error, resumes once space is freed", async () => {
+/** Whether this process may mount a tmpfs: root may, other users are refused. */
+async function _canMountTmpfs(): Promise<boolean> {
+  const dir = await Deno.makeTempDir({ prefix: "fts-mount-probe-" });
+  try {
+    if (!(await _run("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir])).ok) return false;
+    return (await _run("umount", [dir])).ok;
+  } finally {
+    await Deno.remove(dir).catch(() => {});
+  }
+}
+
+const NO_TMPFS = await unusableTool("mount", _canMountTmpfs, "mounting a tmpfs needs root");
+
+/** Deno.test for a test that mounts a tmpfs: ignored where this process may not. */
+function test(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: NO_TMPFS, fn });
+}
+
+test("local: destination disk fills up (2MiB tmpfs): clear error, resumes once space is freed", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "big.bin": 4 * MiB } });
   const small = join(cluster.work, "small-disk");
   await Deno.mkdir(small);
   const mounted = await _run("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small]);
   try {
-    if (!mounted.ok) {
-      console.log(`skipped: cannot mount a 2MiB tmpfs here (${mounted.stderr.trim()})`);
-      return;
-    }
+    assert.ok(mounted.ok, `cannot mount a 2MiB tmpfs here: ${mounted.stderr.trim()}`);
     const full = await cluster.fts(["fetch", "big.bin", small]);
     assert.equal(full.code, 1, full.stderr);
     assert.match(full.stderr, /No space left on device|disk is full/);
