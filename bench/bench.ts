@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: fts against curl+nginx and an rsync daemon, on loopback,
- * in one run (issue 5). Prints a Markdown report and writes bench/RESULTS.md.
+ * in one run. Prints a Markdown report and writes bench/RESULTS.md.
  *
  *   deno task bench [--size 1GiB] [--runs 5] [--warmups 1] [--big-size 4GiB]
  *                   [--clients-size SIZE] [--only 1,2,...] [--quick] [--out PATH]

@@ -1,5 +1,5 @@
 /**
- * The benchmark's scenarios (issue 5). Each runs its contenders in rounds,
+ * The benchmark's scenarios. Each runs its contenders in rounds,
  * interleaved so that the machine's noise falls on all of them alike: the
  * first rounds are warm-ups, the rest are measured. Each returns figures (what
  * was measured) and goals (ratios against the targets).

@@ -1,5 +1,5 @@
 /**
- * The fast local check (issue 5): preload and upload record each part's
+ * The fast local check: preload and upload record each part's
  * XXH3-128 beside its SHA-256, and fetch checks the bytes a destination already
  * holds with it; --verify, and entries without it, use SHA-256.
  */

@@ -1,6 +1,6 @@
 /**
  * An idle `fts serve` must not load node: modules: each costs every instance
- * megabytes of resident memory, 50 times on a host (issue 5). Hashing loads
+ * megabytes of resident memory, 50 times on a host. Hashing loads
  * node:crypto on first use (lib/hash/sha256.ts), by a dynamic import.
  */
 import assert from "node:assert/strict";

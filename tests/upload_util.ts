@@ -1,4 +1,4 @@
-/** Helpers shared by the upload, rm and mv tests (issue 3). */
+/** Helpers shared by the upload, rm and mv tests. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {

@@ -1,5 +1,5 @@
 /**
- * Progress of upload, repair and scrub (issue 7), shown through lib/ui/progress.ts
+ * Progress of upload, repair and scrub, shown through lib/ui/progress.ts
  * as fetch and preload show theirs: plain lines on a pipe, JSON lines with
  * --json, a bar in a real terminal.
  */
