@@ -1,6 +1,7 @@
 import { boolFlag, listFlag, parseFlags, stringFlag } from "../lib/cli/flags.ts";
 import { loadConfig, resolveDataDir } from "../lib/state/config.ts";
-import { readManifest } from "../lib/state/manifest.ts";
+import { allEntries } from "../lib/state/manifest_store.ts";
+import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { type FileSummary, Peer } from "../lib/client/peer.ts";
 import { resolveServers } from "../lib/client/servers.ts";
 import {
@@ -55,14 +56,16 @@ export async function run(args: string[]): Promise<number> {
   let files: FileSummary[];
   if (named.length === 0 && !Deno.env.get("FTS_SERVERS") && (await loadConfig(dir))) {
     // Local data directory: the manifest is right here, cluster up or not.
-    const manifest = await readManifest(dir);
-    files = Object.values(manifest.files).map((f) => ({
-      name: f.name,
-      size: f.size,
-      parts: f.parts.length,
-      owner: f.owner,
-      created: f.created,
-    }));
+    files = [];
+    for await (const { entry: f } of allEntries(openManifestStore(dir))) {
+      files.push({
+        name: f.name,
+        size: f.size,
+        parts: f.parts.length,
+        owner: f.owner,
+        created: f.created,
+      });
+    }
   } else {
     const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
     files = await _fromServers(await resolveServers(dir, named), tls);

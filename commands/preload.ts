@@ -10,7 +10,7 @@ import { ensureConfig, resolveDataDir, validateConfig } from "../lib/state/confi
 import { UsageError } from "../lib/wire/errors.ts";
 import { validateFileName } from "../lib/state/manifest.ts";
 import { basename } from "../lib/base/paths.ts";
-import { preloadFile } from "../lib/ops/preload.ts";
+import { preloadFiles } from "../lib/ops/preload.ts";
 import { Progress, reportMode } from "../lib/ui/progress.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
 
@@ -65,28 +65,45 @@ export async function run(args: string[]): Promise<number> {
   validateConfig({ ...config, partSize });
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
-  for (const { path, name } of jobs) {
-    const started = performance.now();
-    const progress = new Progress(reportMode({ quiet, json }));
-    let entry;
+  // Every file is stored first, then all are published in one manifest change.
+  const elapsed = new Map<number, number>();
+  let progress: Progress | undefined;
+  let started = performance.now();
+  const entries = await (async () => {
     try {
-      entry = await preloadFile(dir, config, path, {
-        name,
-        partSize,
-        replace: boolFlag(flags, "replace"),
-        onPart: ({ index, parts, bytes, size }) =>
-          progress.update({
-            label: `preload ${name}`,
-            bytesTotal: size,
-            bytesDone: bytes,
-            partsTotal: parts,
-            partsDone: index + 1,
-          }),
-      });
+      return await preloadFiles(
+        dir,
+        config,
+        jobs.map(({ path, name }, index) => ({
+          path,
+          name,
+          partSize,
+          replace: boolFlag(flags, "replace"),
+          onPart: ({ index: part, parts, bytes, size }) => {
+            progress ??= new Progress(reportMode({ quiet, json }));
+            progress.update({
+              label: `preload ${name}`,
+              bytesTotal: size,
+              bytesDone: bytes,
+              partsTotal: parts,
+              partsDone: part + 1,
+            });
+          },
+          onStored: () => {
+            progress?.finish();
+            progress = undefined;
+            elapsed.set(index, performance.now() - started);
+            started = performance.now();
+          },
+        })),
+      );
     } finally {
-      progress.finish();
+      progress?.finish();
     }
-    const elapsedMs = performance.now() - started;
+  })();
+  for (const [index, entry] of entries.entries()) {
+    const { name } = jobs[index]!;
+    const elapsedMs = elapsed.get(index) ?? 0;
     if (json) {
       console.log(JSON.stringify({
         ok: true,

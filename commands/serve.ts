@@ -10,7 +10,7 @@ import { dataPaths, loadConfig, resolveDataDir } from "../lib/state/config.ts";
 import { every } from "../lib/base/deadline.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { processAlive } from "../lib/base/fs_util.ts";
-import { ManifestCache } from "../lib/state/manifest.ts";
+import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { Server } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
@@ -93,7 +93,7 @@ export async function run(args: string[]): Promise<number> {
   const server = new Server({
     id,
     store,
-    manifest: new ManifestCache(dir),
+    manifest: openManifestStore(dir),
     mutations: async () => new (await import("../lib/server/mutations.ts")).Mutations(dir),
     addressOf: (other) => `${host}:${other}`,
     limits: {

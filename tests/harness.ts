@@ -16,6 +16,8 @@ import {
 } from "../bench/fts_process.ts";
 import { freePortRange } from "../bench/port_claims.ts";
 import { unusableTool } from "./missing_tool.ts";
+import { type FileEntry, MANIFEST_FORMAT, MANIFEST_VERSION } from "../lib/state/manifest.ts";
+import { readManifest, updateManifest } from "./manifest_util.ts";
 
 // Shared with the benchmark, which must not import the tests.
 export { damageFile, sha256File, writeRandomFile } from "../bench/data_files.ts";
@@ -62,8 +64,10 @@ export function storedPartPath(dataDir: string, id: string, digest: string): str
   return join(dataDir, "instances", id, "parts", digest.slice(0, 2), digest);
 }
 
-/** Reads the manifest JSON of a data directory. */
+/** The whole manifest of a data directory, in the JSON form of its snapshot file. */
 export async function readManifestJson(dataDir: string): Promise<{
+  format: string;
+  version: number;
   generation: number;
   files: Record<
     string,
@@ -75,23 +79,22 @@ export async function readManifestJson(dataDir: string): Promise<{
     }
   >;
 }> {
-  return JSON.parse(await Deno.readTextFile(join(dataDir, "manifest.json")));
+  const { generation, files } = await readManifest(dataDir);
+  return { format: MANIFEST_FORMAT, version: MANIFEST_VERSION, generation, files };
 }
 
-/**
- * Rewrites one file's entry in the manifest of a data directory, as a new file
- * (renamed over the old one), so the instances re-read it.
- */
+/** Changes the parts of one file's entry in the manifest of a data directory. */
 export async function editManifestEntry(
   dataDir: string,
   name: string,
   edit: (parts: Record<string, unknown>[]) => void,
 ): Promise<void> {
-  const path = join(dataDir, "manifest.json");
-  const manifest = JSON.parse(await Deno.readTextFile(path));
-  edit(manifest.files[name].parts);
-  await Deno.writeTextFile(path + ".edit", JSON.stringify(manifest));
-  await Deno.rename(path + ".edit", path);
+  await updateManifest(dataDir, (manifest) => {
+    const entry = manifest.files[name]!;
+    const parts = entry.parts as unknown as Record<string, unknown>[];
+    edit(parts);
+    manifest.files[name] = { ...entry, parts: parts as unknown as FileEntry["parts"] };
+  });
 }
 
 /** Waits until a fetch's control file records at least `parts` verified parts. */

@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readManifest } from "../lib/state/manifest.ts";
+import { readManifest } from "./manifest_util.ts";
 import { FaultProxy, type LoseReply } from "./fault_proxy.ts";
 import {
   assertSameFile,

@@ -11,9 +11,9 @@
  * published meanwhile; repair must neither unlist it there nor delete it.
  */
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { requireConfig } from "../lib/state/config.ts";
-import { updateManifest } from "../lib/state/manifest.ts";
+import { rewriteManifestSync, updateManifest } from "./manifest_util.ts";
 import { rankInstances } from "../lib/state/placement.ts";
 import { repairCluster, type RepairEvent } from "../lib/ops/repair.ts";
 import { readManifestJson, startCluster, storedPartPath } from "./harness.ts";
@@ -118,17 +118,13 @@ Deno.test("repair: a surplus copy that an entry published during the repair list
       if (event.type !== "drop" || dropped) return;
       dropped = event.id;
       // Meanwhile an rm and a re-upload of the same bytes: a new entry (a new
-      // `created`) that lists the copy being dropped. Written the way
-      // updateManifest writes, synchronously so it lands before repair records.
-      const path = join(dir, "manifest.json");
-      const manifest = JSON.parse(Deno.readTextFileSync(path));
-      const entry = manifest.files["a.bin"];
-      entry.created = new Date(Date.parse(entry.created) + 1_000).toISOString();
-      entry.parts[0].replicas = [kept, event.id];
-      manifest.generation += 1;
-      const temp = join(cluster.work, "manifest.json.new");
-      Deno.writeTextFileSync(temp, JSON.stringify(manifest) + "\n");
-      Deno.renameSync(temp, path);
+      // `created`) that lists the copy being dropped. Written the way a
+      // writer would, synchronously so it lands before repair records.
+      rewriteManifestSync(dir, (manifest) => {
+        const entry = manifest.files["a.bin"]!;
+        entry.created = new Date(Date.parse(entry.created) + 1_000).toISOString();
+        entry.parts[0]!.replicas = [kept, event.id];
+      });
     };
     await repairCluster(dir, config, { onEvent });
     assert.equal(dropped, extra, "repair did not drop the surplus copy");

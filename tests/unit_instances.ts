@@ -3,7 +3,7 @@
  * its own part store under one temp directory, torn down after the test.
  */
 import { join } from "node:path";
-import { ManifestCache } from "../lib/state/manifest.ts";
+import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { Server } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";
 import { withTempDir } from "./unit_helpers.ts";
@@ -30,7 +30,7 @@ export async function withInstances(
       const server = new Server({
         id: String(i),
         store,
-        manifest: new ManifestCache(dir),
+        manifest: openManifestStore(dir),
         addressOf: (id) => `127.0.0.1:${id}`,
       });
       const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -1,26 +1,28 @@
 /**
- * Unit tests of lib/state/manifest.ts: file names, the manifest format, and updates
- * that are serialised across tasks and processes and survive a crash.
+ * Unit tests of lib/state/manifest.ts and the manifest store behind it: file
+ * names, the manifest format, and updates that are serialised across tasks and
+ * processes and survive a crash.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { dataPaths } from "../lib/state/config.ts";
 import {
   contentIdOf,
   type FileEntry,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
-  ManifestCache,
   MAX_NAME_BYTES,
   OPERATOR_OWNER,
   parseFileEntry,
-  readManifest,
-  updateManifest,
   validateFileName,
 } from "../lib/state/manifest.ts";
+import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
+import { readManifest, updateManifest } from "./manifest_util.ts";
 import { withTempDir } from "./unit_helpers.ts";
 
 const MANIFEST_URL = new URL("../lib/state/manifest.ts", import.meta.url).href;
+const MANIFEST_UTIL_URL = new URL("./manifest_util.ts", import.meta.url).href;
+/** The file store's snapshot in a data directory. */
+const snapshotPath = (dir: string) => join(dir, "manifest.json");
 
 /** A valid entry with `parts` parts of 4 KiB (fake but well-formed digests). */
 function entry(name: string, parts = 0): FileEntry {
@@ -46,7 +48,8 @@ function entry(name: string, parts = 0): FileEntry {
  * each with PARTS parts, one updateManifest call per entry.
  */
 const WRITER_SCRIPT = `
-import { contentIdOf, updateManifest } from ${JSON.stringify(MANIFEST_URL)};
+import { contentIdOf } from ${JSON.stringify(MANIFEST_URL)};
+import { updateManifest } from ${JSON.stringify(MANIFEST_UTIL_URL)};
 const [dir, prefix, countText, partsText] = Deno.args;
 const count = Number(countText);
 const parts = Number(partsText);
@@ -144,7 +147,7 @@ Deno.test("updateManifest() writes the documented format and readManifest() read
     await updateManifest(dir, (manifest) => {
       manifest.files["a.bin"] = entry("a.bin", 3);
     });
-    const raw = JSON.parse(await Deno.readTextFile(dataPaths(dir).manifest));
+    const raw = JSON.parse(await Deno.readTextFile(snapshotPath(dir)));
     assert.equal(raw.format, MANIFEST_FORMAT);
     assert.equal(raw.version, MANIFEST_VERSION);
     assert.equal(raw.generation, 1);
@@ -156,7 +159,7 @@ Deno.test("updateManifest() writes the documented format and readManifest() read
 
 Deno.test("readManifest() rejects a malformed or unsupported manifest with a SyntaxError", async () => {
   await withDir(async (dir) => {
-    const path = dataPaths(dir).manifest;
+    const path = snapshotPath(dir);
     const good = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
@@ -389,15 +392,16 @@ Deno.test("updateManifest(): a writer killed with SIGKILL mid-loop leaves a vali
   });
 });
 
-Deno.test("ManifestCache.get() sees every change", async () => {
+Deno.test("FileManifestStore.get() sees every change", async () => {
   await withDir(async (dir) => {
-    const cache = new ManifestCache(dir);
-    assert.equal((await cache.get()).generation, 0);
+    const store = new FileManifestStore(dir);
+    assert.equal(await store.revision(), 0);
     for (let i = 1; i <= 3; i++) {
       await updateManifest(dir, (m) => void (m.files[`f${i}`] = entry(`f${i}`)));
-      const manifest = await cache.get();
-      assert.equal(manifest.generation, i);
-      assert.ok(Object.hasOwn(manifest.files, `f${i}`));
+      assert.equal(await store.revision(), i);
+      const found = await store.get(`f${i}`);
+      assert.ok(found);
+      assert.equal(found.revision, i);
     }
   });
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ensureConfig } from "../lib/state/config.ts";
-import { readManifest } from "../lib/state/manifest.ts";
+import { readManifest } from "./manifest_util.ts";
 import { preloadFile } from "../lib/ops/preload.ts";
 import { PartStore } from "../lib/state/store.ts";
 import { freePortRange, sha256File, storedPartPath, tempDir, writeRandomFile } from "./harness.ts";

@@ -5,13 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  contentIdOf,
-  type FileEntry,
-  ManifestCache,
-  updateManifest,
-} from "../lib/state/manifest.ts";
+import { contentIdOf, type FileEntry } from "../lib/state/manifest.ts";
 import { Peer } from "../lib/client/peer.ts";
+import { openManifestStore } from "../lib/state/open_manifest_store.ts";
+import { updateManifest } from "./manifest_util.ts";
 import {
   encodeFrame,
   FrameReader,
@@ -48,7 +45,7 @@ async function startServer(limits: Partial<ServerLimits> = {}): Promise<TestServ
   const server = new Server({
     id: "test",
     store,
-    manifest: new ManifestCache(dir),
+    manifest: openManifestStore(dir),
     addressOf: (id) => `127.0.0.1:${id}`,
     limits,
   });
@@ -538,7 +535,7 @@ Deno.test("Server closes a connection that does not read its reply within idleTi
     const server = new Server({
       id: "test",
       store,
-      manifest: new ManifestCache(dir),
+      manifest: openManifestStore(dir),
       addressOf: (id) => `127.0.0.1:${id}`,
       limits: { idleTimeoutMs: 200 },
     });

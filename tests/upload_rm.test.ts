@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { dataPaths } from "../lib/state/config.ts";
-import { withFileLock } from "../lib/base/lock.ts";
+import { PARTS_LOCK } from "../lib/state/manifest_store.ts";
+import { openLocker } from "../lib/state/open_manifest_store.ts";
 import {
   assertSameFile,
   FtsProcess,
@@ -104,8 +104,8 @@ Deno.test("rm: parts are freed on every instance unless another file uses them (
         await writeRandomFile(join(src, "e.bin"), parts * PART, 43);
         const storedBefore = await sumCounter(cluster, "partsStored");
         const known = new Set((await storedCopies(cluster.dir)).keys());
-        // Holding the manifest lock stops the publish until a copy is gone.
-        const upload = await withFileLock(dataPaths(cluster.dir).lock, async () => {
+        // Holding the parts lock stops the publish until a copy is gone.
+        const upload = await openLocker(cluster.dir).withLock(PARTS_LOCK, async () => {
           const upload = new FtsProcess(["upload", join(src, "e.bin"), "--data", cluster.dir], {
             env: alice.env,
           });

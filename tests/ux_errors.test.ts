@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ProtocolError } from "../lib/wire/errors.ts";
+import { manifestFilesText } from "./manifest_util.ts";
 import { actionHint, errorLine } from "../lib/ui/hints.ts";
 import { notFoundMessage } from "../lib/client/locate.ts";
 import {
@@ -86,7 +87,7 @@ Deno.test("repair and scrub: cluster down: say so, call nothing lost, change not
     const base = String(freePortRange(3));
     const setup = ["--servers", "3", "--base-port", base, "--replicas", "2", "--data", data];
     assert.equal((await runFts(["preload", file, ...setup, "--quiet"])).code, 0);
-    const manifest = await Deno.readTextFile(join(data, "manifest.json"));
+    const manifest = await manifestFilesText(data);
     for (const command of ["repair", "scrub"]) {
       const down = await runFts([command, "--data", data]);
       assert.equal(down.code, 1, down.stderr);
@@ -96,7 +97,7 @@ Deno.test("repair and scrub: cluster down: say so, call nothing lost, change not
         /No instance of the cluster answers \(127\.0\.0\.1:\d+ and 2 more\): is it running\?/,
       );
     }
-    assert.equal(await Deno.readTextFile(join(data, "manifest.json")), manifest);
+    assert.equal(await manifestFilesText(data), manifest);
   } finally {
     await Deno.remove(work, { recursive: true });
   }

@@ -12,7 +12,7 @@
  * 3. Check that every instance holding a copy is still up; re-place copies
  *    from any that died.
  * 4. Publish with one signed `file.publish`: the server checks every copy is
- *    stored and adds the entry under the manifest lock. Readers see the whole
+ *    stored and adds the entry in one manifest change. Readers see the whole
  *    file or nothing. If parts vanished meanwhile (MISSING_PARTS), send them
  *    again and retry.
  *

@@ -1,17 +1,13 @@
 /**
- * Preload: split a local file into parts and store each part directly in the
+ * Preload: split local files into parts and store each part directly in the
  * storage of its R instances in the data directory (the instances may be up or
- * down), then publish the file in the manifest in one step.
+ * down), then publish all the files in the manifest in one change.
  */
 import { createHash } from "node:crypto";
 import { type ClusterConfig, dataPaths, instanceIds } from "../state/config.ts";
-import {
-  contentIdOf,
-  type FileEntry,
-  OPERATOR_OWNER,
-  type PartEntry,
-  updateManifest,
-} from "../state/manifest.ts";
+import { contentIdOf, type FileEntry, OPERATOR_OWNER, type PartEntry } from "../state/manifest.ts";
+import { PARTS_LOCK } from "../state/manifest_store.ts";
+import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
 import { freeUnreferencedParts } from "../state/part_gc.ts";
 import { placeReplicas } from "../state/placement.ts";
 import { PartStore, type PartWriter } from "../state/store.ts";
@@ -34,6 +30,8 @@ export interface PreloadOptions {
   name: string;
   partSize: number;
   replace?: boolean;
+  /** Called once the file's parts are all stored, before anything is published. */
+  onStored?: (entry: FileEntry) => void | Promise<void>;
   /** Called after each part is stored on its replicas (awaited). */
   onPart?: (done: {
     index: number;
@@ -99,6 +97,11 @@ async function _storeCopies(
   }
 }
 
+/** One file to preload: where it is and what it is called in the cluster. */
+export interface PreloadJob extends PreloadOptions {
+  path: string;
+}
+
 /** Stores `path` in the cluster under `options.name` and returns its manifest entry. */
 export async function preloadFile(
   dir: string,
@@ -106,21 +109,99 @@ export async function preloadFile(
   path: string,
   options: PreloadOptions,
 ): Promise<FileEntry> {
-  const { name, partSize } = options;
+  return (await preloadFiles(dir, config, [{ ...options, path }]))[0]!;
+}
+
+/**
+ * Stores every job's file in the cluster, then publishes them all in one
+ * manifest change; returns their entries in the order of `jobs`.
+ */
+export async function preloadFiles(
+  dir: string,
+  config: ClusterConfig,
+  jobs: readonly PreloadJob[],
+): Promise<FileEntry[]> {
+  const store = openManifestStore(dir);
+  const names = jobs.map((job) => job.name);
+  // Fail before the work, and again in the change below (another preload may race us).
+  for (const [index, job] of jobs.entries()) {
+    const again = names.indexOf(job.name) !== index;
+    if (!job.replace && (again || await store.get(job.name))) throw new NameTakenError(job.name);
+  }
+  const paths = dataPaths(dir);
+  const stores = new Map(
+    instanceIds(config).map((id) => [id, new PartStore(paths.instanceDir(id))]),
+  );
+  const entries: FileEntry[] = [];
+  for (const job of jobs) {
+    const entry = await _storeFile(config, job, stores);
+    await job.onStored?.(entry);
+    entries.push(entry);
+  }
+  // The last of several jobs with one name wins; the others' parts may be freed.
+  const latest = new Map(entries.map((entry) => [entry.name, entry]));
+  const superseded = entries.filter((entry) => latest.get(entry.name) !== entry);
+  // Publish under the parts lock only if every copy is still there: an rm or a
+  // repair may have freed a copy of a shared part meanwhile. Put such copies
+  // back and try again, so the manifest never points at a missing copy.
+  for (let attempt = 1;; attempt++) {
+    const outcome = await openLocker(dir).withLock(
+      PARTS_LOCK,
+      () =>
+        store.change([...latest.keys()], async (current) => {
+          const missing: { job: number; part: number }[] = [];
+          for (const [job, entry] of entries.entries()) {
+            if (latest.get(entry.name) !== entry) continue;
+            if (current.has(entry.name) && !jobs[job]!.replace) {
+              throw new NameTakenError(entry.name);
+            }
+            for (const [index, part] of entry.parts.entries()) {
+              for (const id of part.replicas) {
+                if ((await stores.get(id)!.sizeOf(part.digest)) !== part.size) {
+                  missing.push({ job, part: index });
+                }
+              }
+            }
+          }
+          const old = [...current.values()].map((found) => found.entry);
+          if (missing.length > 0) return { result: { missing, old: [] } };
+          return { puts: [...latest.values()], result: { missing, old } };
+        }),
+    );
+    const { missing, old } = outcome.result;
+    if (missing.length === 0) {
+      // A replaced file's parts that nothing else uses free their storage.
+      const freed = [...old, ...superseded].flatMap((entry) => entry.parts.map((p) => p.digest));
+      if (freed.length > 0) await freeUnreferencedParts(dir, freed);
+      return entries;
+    }
+    if (attempt >= MAX_PUBLISH_ATTEMPTS) {
+      throw new Error(
+        `Cannot publish ${JSON.stringify(entries[missing[0]!.job]!.name)}: copies of ${
+          new Set(missing.map((m) => `${m.job}:${m.part}`)).size
+        } parts kept disappearing (concurrent rm or repair?); run preload again`,
+      );
+    }
+    for (const job of new Set(missing.map((m) => m.job))) {
+      const parts = new Set(missing.filter((m) => m.job === job).map((m) => m.part));
+      await _restoreCopies(jobs[job]!, entries[job]!, parts, stores);
+    }
+  }
+}
+
+/** Splits one file into parts and stores each on its replicas; returns its entry. */
+async function _storeFile(
+  config: ClusterConfig,
+  job: PreloadJob,
+  stores: Map<string, PartStore>,
+): Promise<FileEntry> {
+  const { name, partSize, path } = job;
   const file = await Deno.open(path, { read: true });
   try {
     const info = await file.stat();
     if (!info.isFile) throw new TypeError(`${path} is not a regular file`);
-    // Fail before the work, and again under the lock below (another preload may race us).
-    if (!options.replace) {
-      await updateManifest(dir, (manifest) => {
-        if (Object.hasOwn(manifest.files, name)) throw new NameTakenError(name);
-      });
-    }
     const size = info.size;
     const ids = instanceIds(config);
-    const paths = dataPaths(dir);
-    const stores = new Map(ids.map((id) => [id, new PartStore(paths.instanceDir(id))]));
     const buffer = new Uint8Array(READ_CHUNK_BYTES);
     const parts: PartEntry[] = [];
     const fast = new Xxh128();
@@ -141,7 +222,7 @@ export async function preloadFile(
       // already there is the same bytes), hashing again to catch a changing file.
       await _storeCopies(file, path, buffer, { index, start, length, digest }, replicas, stores);
       parts.push({ digest, xxh128: fast.digest(), size: length, replicas });
-      await options.onPart?.({
+      await job.onPart?.({
         index,
         parts: partCount,
         bytes: start + length,
@@ -150,7 +231,7 @@ export async function preloadFile(
         replicas,
       });
     }
-    const entry: FileEntry = {
+    return {
       name,
       size,
       partSize,
@@ -159,45 +240,32 @@ export async function preloadFile(
       created: new Date().toISOString(),
       parts,
     };
-    // Publish under the lock only if every copy is still there: an rm or a repair
-    // may have freed a copy of a shared part meanwhile. Put such copies back and
-    // try again, so the manifest never points at a missing copy.
-    for (let attempt = 1;; attempt++) {
-      const outcome = await updateManifest(dir, async (manifest) => {
-        const old = Object.hasOwn(manifest.files, name) ? manifest.files[name] : undefined;
-        if (old && !options.replace) throw new NameTakenError(name);
-        const missing: number[] = [];
-        for (const [index, part] of parts.entries()) {
-          for (const id of part.replicas) {
-            if ((await stores.get(id)!.sizeOf(part.digest)) !== part.size) missing.push(index);
-          }
-        }
-        if (missing.length === 0) manifest.files[name] = entry;
-        return { missing, old };
-      });
-      if (outcome.missing.length === 0) {
-        // A replaced file's parts that nothing else uses free their storage.
-        if (outcome.old) await freeUnreferencedParts(dir, outcome.old.parts.map((p) => p.digest));
-        return entry;
-      }
-      if (attempt >= MAX_PUBLISH_ATTEMPTS) {
-        throw new Error(
-          `Cannot publish ${JSON.stringify(name)}: copies of ${outcome.missing.length} parts ` +
-            `kept disappearing (concurrent rm or repair?); run preload again`,
-        );
-      }
-      for (const index of new Set(outcome.missing)) {
-        const part = parts[index]!;
-        const start = index * partSize;
-        await _storeCopies(
-          file,
-          path,
-          buffer,
-          { index, start, length: part.size, digest: part.digest },
-          part.replicas,
-          stores,
-        );
-      }
+  } finally {
+    file.close();
+  }
+}
+
+/** Stores again the copies of `parts` of a preloaded file that went missing. */
+async function _restoreCopies(
+  job: PreloadJob,
+  entry: FileEntry,
+  parts: ReadonlySet<number>,
+  stores: Map<string, PartStore>,
+): Promise<void> {
+  const file = await Deno.open(job.path, { read: true });
+  try {
+    const buffer = new Uint8Array(READ_CHUNK_BYTES);
+    for (const index of parts) {
+      const part = entry.parts[index]!;
+      const start = index * entry.partSize;
+      await _storeCopies(
+        file,
+        job.path,
+        buffer,
+        { index, start, length: part.size, digest: part.digest },
+        part.replicas,
+        stores,
+      );
     }
   } finally {
     file.close();

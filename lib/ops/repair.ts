@@ -21,11 +21,11 @@
  * census finds and counts. A part without any good copy is reported lost, by
  * file and part number, and left alone: nothing is ever invented.
  */
-import { type ClusterConfig, dataPaths, instanceIds } from "../state/config.ts";
+import { type ClusterConfig, instanceIds } from "../state/config.ts";
+import { REPAIR_LOCK } from "../state/manifest_store.ts";
+import { openLocker } from "../state/open_manifest_store.ts";
 import { removeStaleTemps } from "../base/fs_util.ts";
-import { withFileLock } from "../base/lock.ts";
 import { freeUnreferencedParts, storesOnHost, untouchedCopies } from "../state/part_gc.ts";
-import { join } from "../base/paths.ts";
 import { rankInstances } from "../state/placement.ts";
 import { runPool } from "../base/run_pool.ts";
 import { PartReplicator } from "./part_replicator.ts";
@@ -65,9 +65,7 @@ export async function repairCluster(
   options: RepairOptions = {},
 ): Promise<RepairReport> {
   if (options.dryRun) return await new _Repair(dir, config, options).run();
-  const paths = dataPaths(dir);
-  await Deno.mkdir(paths.runDir, { recursive: true });
-  return await withFileLock(join(paths.runDir, "repair.lock"), async () => {
+  return await openLocker(dir).withLock(REPAIR_LOCK, async () => {
     // A manifest write cut off by a kill leaves its temp file beside it.
     await removeStaleTemps(dir);
     return await new _Repair(dir, config, options).run();
@@ -219,7 +217,7 @@ class _Repair {
   /**
    * Deletes the parts no file uses whose every copy on this host has gone
    * untouched for unusedAfterMs (an upload touches the copies it finds, and
-   * re-asks for early ones before it publishes). Under the manifest lock, and
+   * re-asks for early ones before it publishes). Under the parts lock, and
    * only if no file uses them and no copy was touched by then
    * (freeUnreferencedParts): a publish checks its copies under the same lock,
    * and one that lost a copy anyway is told MISSING_PARTS and sends it again.

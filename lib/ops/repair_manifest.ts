@@ -3,11 +3,13 @@
  * (every distinct digest, where it is used and where it is listed), the
  * replica changes it notes per part and writes in batches, and the surplus
  * copies it deletes once they have left the manifest. Every write happens
- * under the manifest lock as a change to parts with given digests only, so
+ * under the parts lock as a change to parts with given digests only, so
  * files published, replaced or removed meanwhile survive.
  */
 import { dataPaths } from "../state/config.ts";
-import { type FileEntry, readManifest, updateManifest } from "../state/manifest.ts";
+import { type FileEntry } from "../state/manifest.ts";
+import { allEntries, PARTS_LOCK } from "../state/manifest_store.ts";
+import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
 import { rankInstances } from "../state/placement.ts";
 import { PartStore } from "../state/store.ts";
 import { MANIFEST_FLUSH_INTERVAL_MS } from "./repair_options.ts";
@@ -31,9 +33,8 @@ export class RepairManifest {
 
   /** The parts the manifest references, by digest. */
   async readWanted(): Promise<Map<string, WantedPart>> {
-    const manifest = await readManifest(this.#run.dir);
     const wanted = new Map<string, WantedPart>();
-    for (const file of Object.values(manifest.files)) {
+    for await (const { entry: file } of allEntries(openManifestStore(this.#run.dir))) {
       this.#seen.add(_entryKey(file));
       file.parts.forEach((part, index) => {
         let entry = wanted.get(part.digest);
@@ -87,41 +88,56 @@ export class RepairManifest {
       }
       return answer;
     };
-    const updated = await updateManifest(this.#run.dir, async (manifest) => {
-      let count = 0;
-      // Re-read under the lock: files added, replaced or removed meanwhile are
-      // handled by digest, so only parts with these exact bytes change.
-      for (const file of Object.values(manifest.files)) {
-        for (const part of file.parts) {
-          const change = changes.get(part.digest);
-          if (!change) continue;
-          const next = new Set(part.replicas);
-          // An entry published since (an rm and a re-upload) lists copies its
-          // publish found stored under this lock, fresher than the census: a
-          // removal meant for a surplus copy would also let deleteDropped
-          // delete a copy that entry relies on.
-          if (this.#seen.has(_entryKey(file))) {
-            for (const id of change.remove) next.delete(id);
-          }
-          for (const id of change.add) {
-            // A copy made earlier may be gone by now: an rm freed the part
-            // (part_gc.ts, under this lock) and a re-upload listed other holders.
-            if (!next.has(id) && await storedNow(id, part.digest, part.size)) next.add(id);
-          }
-          const replicas = rankInstances(part.digest, [...next]);
-          if (replicas.join() === part.replicas.join()) continue;
-          part.replicas = replicas;
-          count++;
-        }
+    const store = openManifestStore(this.#run.dir);
+    const updated = await openLocker(this.#run.dir).withLock(PARTS_LOCK, async () => {
+      // Re-read: files added, replaced or removed meanwhile are handled by
+      // digest, so only parts with these exact bytes change.
+      const names: string[] = [];
+      for await (const { entry } of allEntries(store)) {
+        if (entry.parts.some((part) => changes.has(part.digest))) names.push(entry.name);
       }
-      return count;
+      const outcome = await store.change(names, async (current) => {
+        const puts: FileEntry[] = [];
+        let count = 0;
+        for (const { entry: file } of current.values()) {
+          let changed = false;
+          const parts = [];
+          for (const part of file.parts) {
+            const change = changes.get(part.digest);
+            const next = new Set(part.replicas);
+            if (change) {
+              // An entry published since (an rm and a re-upload) lists copies its
+              // publish found stored under this lock, fresher than the census: a
+              // removal meant for a surplus copy would also let deleteDropped
+              // delete a copy that entry relies on.
+              if (this.#seen.has(_entryKey(file))) {
+                for (const id of change.remove) next.delete(id);
+              }
+              for (const id of change.add) {
+                // A copy made earlier may be gone by now: an rm freed the part
+                // (part_gc.ts, under this lock) and a re-upload listed other holders.
+                if (!next.has(id) && await storedNow(id, part.digest, part.size)) next.add(id);
+              }
+            }
+            const replicas = change ? rankInstances(part.digest, [...next]) : part.replicas;
+            if (replicas.join() !== part.replicas.join()) {
+              changed = true;
+              count++;
+            }
+            parts.push({ ...part, replicas });
+          }
+          if (changed) puts.push({ ...file, parts });
+        }
+        return { puts, result: count };
+      });
+      return outcome.result;
     });
     this.#run.report.manifestParts += updated;
     if (updated > 0) this.#run.emit({ type: "manifest", parts: updated });
   }
 
   /**
-   * Deletes surplus copies that have left the manifest. Under the manifest
+   * Deletes surplus copies that have left the manifest. Under the parts
    * lock, and only where no file lists the copy now: a publish that meanwhile
    * named it (it checks copies under the same lock) keeps it.
    *
@@ -130,9 +146,9 @@ export class RepairManifest {
    */
   async deleteDropped(drops: { id: string; digest: string }[]): Promise<number> {
     const paths = dataPaths(this.#run.dir);
-    return await updateManifest(this.#run.dir, async (manifest) => {
+    return await openLocker(this.#run.dir).withLock(PARTS_LOCK, async () => {
       const listed = new Set<string>();
-      for (const file of Object.values(manifest.files)) {
+      for await (const { entry: file } of allEntries(openManifestStore(this.#run.dir))) {
         for (const part of file.parts) {
           for (const id of part.replicas) listed.add(`${id}:${part.digest}`);
         }

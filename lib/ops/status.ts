@@ -2,7 +2,9 @@
 import { type ClusterConfig, instanceAddress, instanceIds } from "../state/config.ts";
 import { type HealStatus } from "./heal.ts";
 import { controlRequest, probeInstances, runningSupervisor } from "./instances.ts";
-import { readManifest } from "../state/manifest.ts";
+import { type FileEntry } from "../state/manifest.ts";
+import { allEntries } from "../state/manifest_store.ts";
+import { openManifestStore } from "../state/open_manifest_store.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 
 export interface StatusReport {
@@ -66,8 +68,9 @@ export async function clusterStatus(
     options.tls,
   );
   const up = new Set(probes.filter((p) => p.up).map((p) => p.id));
-  const manifest = await readManifest(dir);
-  const files = Object.values(manifest.files)
+  const entries: FileEntry[] = [];
+  for await (const { entry } of allEntries(openManifestStore(dir))) entries.push(entry);
+  const files = entries
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((file) => {
       let minLive = file.parts.length === 0 ? config.replicas : Infinity;

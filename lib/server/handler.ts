@@ -4,7 +4,7 @@
  * and a typed reply). handlers.ts holds one handler per op of the wire's op
  * table; server.ts runs the connection loop around them.
  */
-import { type ManifestCache } from "../state/manifest.ts";
+import { type ManifestStore } from "../state/manifest_store.ts";
 import { type PartStore } from "../state/store.ts";
 import { type RateLimiter } from "../base/rate_limiter.ts";
 import { type FrameReader } from "../wire/frame.ts";
@@ -52,7 +52,7 @@ export interface Instance {
   readonly limits: ServerLimits;
   readonly counters: ServerCounters;
   readonly store: PartStore;
-  readonly manifest: ManifestCache;
+  readonly manifest: ManifestStore;
   /** Maps an instance id to the address clients should dial ("host:port"). */
   readonly addressOf: (id: string) => string;
   /** Caps the bytes per second the instance sends, when set. */

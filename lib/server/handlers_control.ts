@@ -11,7 +11,7 @@ export const CONTROL_HANDLERS: HandlerFamily<"hello" | "ping" | "stats" | "clust
     const { manifest } = instance;
     state.greeted = true;
     // A damaged manifest must not stop the instance serving parts.
-    const generation = await manifest.get().then((m) => m.generation, () => null);
+    const generation = await manifest.revision().catch(() => null);
     await writeAll(
       conn,
       encodeFrame({ op: "hello", version: PROTOCOL_VERSION, id: instance.id, generation }),

@@ -2,7 +2,7 @@
  * The server side of upload, delete and rename. Each signed request
  * is checked in this order: freshness and signature (signed_request.ts), nonce
  * not used before (replay_guard.ts), the body's digest (publish), then names,
- * ownership and the change itself, under the manifest lock. A refused request
+ * ownership and the change itself, as one manifest change. A refused request
  * changes nothing.
  *
  * Ownership: a file belongs to the key that published it (`ed25519:...`);
@@ -14,12 +14,12 @@ import { ProtocolError } from "../wire/errors.ts";
 import { readIdentityOwner } from "../auth/identity.ts";
 import {
   type FileEntry,
-  type Manifest,
   OPERATOR_OWNER,
   parseFileEntry,
-  updateManifest,
   validateFileName,
 } from "../state/manifest.ts";
+import { type Locker, type ManifestStore, PARTS_LOCK } from "../state/manifest_store.ts";
+import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
 import { freeUnreferencedParts } from "../state/part_gc.ts";
 import { type ReplyOf, type RequestOf } from "../wire/ops.ts";
 import { type ClusterReply, type ClusterReplyBody } from "../wire/ops_control.ts";
@@ -41,23 +41,31 @@ function _checkName(name: string, what = "File name"): string {
   }
 }
 
-function _entryOf(manifest: Manifest, name: string): FileEntry | undefined {
-  return Object.hasOwn(manifest.files, name) ? manifest.files[name] : undefined;
-}
-
 function _short(owner: string): string {
   return owner.length > 24 ? `${owner.slice(0, 20)}...` : owner;
 }
 
 export class Mutations {
   readonly dir: string;
+  readonly #store: ManifestStore;
+  readonly #locker: Locker;
   #config: ClusterConfig | undefined;
   readonly #replayGuard: ReplayGuard;
 
-  /** Changes for the cluster in `dir`; used nonces go to `nonces` (by default the host's store). */
-  constructor(dir: string, nonces: NonceStore = new FileNonceStore(dir)) {
+  /**
+   * Changes for the cluster in `dir`; used nonces go to `nonces` (by default the
+   * host's store), entries to `store` and locks to `locker` (the directory's).
+   */
+  constructor(
+    dir: string,
+    nonces: NonceStore = new FileNonceStore(dir),
+    store: ManifestStore = openManifestStore(dir),
+    locker: Locker = openLocker(dir),
+  ) {
     this.dir = dir;
     this.#replayGuard = new ReplayGuard(nonces);
+    this.#store = store;
+    this.#locker = locker;
   }
 
   async #cluster(): Promise<ClusterConfig> {
@@ -122,59 +130,58 @@ export class Mutations {
       if (!store) stores.set(id, store = new PartStore(dataPaths(this.dir).instanceDir(id)));
       return store;
     };
-    const outcome = await updateManifest(this.dir, async (manifest) => {
-      const existing = _entryOf(manifest, name);
-      if (existing && existing.owner === signer && existing.contentId === entry.contentId) {
-        // The same upload again (a retry whose reply was lost): nothing to do,
-        // unless the entry, from an older fts, lacks the fast digests this one has.
-        const fast = (e: FileEntry) => e.parts.every((part) => part.xxh128 !== undefined);
-        if (fast(existing) || !fast(entry)) {
-          return { generation: manifest.generation, unchanged: true, freed: [] as string[] };
-        }
-        manifest.files[name] = {
-          ...existing,
-          parts: existing.parts.map((part, i) => ({ ...part, xxh128: entry.parts[i]!.xxh128! })),
-        };
-        return { generation: manifest.generation + 1, unchanged: false, freed: [] as string[] };
-      }
-      if (existing && !request.replace) {
-        throw new ProtocolError(
-          "ALREADY_EXISTS",
-          `A file named ${JSON.stringify(name)} already exists; replace it only if it is yours`,
-        );
-      }
-      if (existing) await this.#assertOwner(existing, signer, "replace");
-      // Under the lock, so that freeing parts cannot slip in between check and publish.
-      const missing: string[] = [];
-      for (const [index, part] of entry.parts.entries()) {
-        for (const id of part.replicas) {
-          if ((await storeOf(id).sizeOf(part.digest)) !== part.size) {
-            missing.push(`part ${index} on instance ${id}`);
+    // Under the parts lock, so that freeing parts cannot slip in between check and publish.
+    const outcome = await this.#locker.withLock(
+      PARTS_LOCK,
+      () =>
+        this.#store.change([name], async (current) => {
+          const existing = current.get(name)?.entry;
+          if (existing && existing.owner === signer && existing.contentId === entry.contentId) {
+            // The same upload again (a retry whose reply was lost): nothing to do,
+            // unless the entry, from an older fts, lacks the fast digests this one has.
+            const fast = (e: FileEntry) => e.parts.every((part) => part.xxh128 !== undefined);
+            if (fast(existing) || !fast(entry)) return { result: [] as string[] };
+            const parts = existing.parts.map((part, i) => ({
+              ...part,
+              xxh128: entry.parts[i]!.xxh128!,
+            }));
+            return { puts: [{ ...existing, parts }], result: [] as string[] };
           }
-        }
-      }
-      if (missing.length > 0) {
-        throw new ProtocolError(
-          "MISSING_PARTS",
-          `Cannot publish ${JSON.stringify(name)}: ${missing.length} part copies are not stored (${
-            missing.slice(0, MAX_LISTED_MISSING).join(", ")
-          }${missing.length > MAX_LISTED_MISSING ? ", ..." : ""})`,
-        );
-      }
-      manifest.files[name] = entry;
-      return {
-        generation: manifest.generation + 1,
-        unchanged: false,
-        freed: existing ? existing.parts.map((p) => p.digest) : [],
-      };
-    });
-    const freed = await freeUnreferencedParts(this.dir, outcome.freed);
+          if (existing && !request.replace) {
+            throw new ProtocolError(
+              "ALREADY_EXISTS",
+              `A file named ${JSON.stringify(name)} already exists; replace it only if it is yours`,
+            );
+          }
+          if (existing) await this.#assertOwner(existing, signer, "replace");
+          const missing: string[] = [];
+          for (const [index, part] of entry.parts.entries()) {
+            for (const id of part.replicas) {
+              if ((await storeOf(id).sizeOf(part.digest)) !== part.size) {
+                missing.push(`part ${index} on instance ${id}`);
+              }
+            }
+          }
+          if (missing.length > 0) {
+            throw new ProtocolError(
+              "MISSING_PARTS",
+              `Cannot publish ${
+                JSON.stringify(name)
+              }: ${missing.length} part copies are not stored (${
+                missing.slice(0, MAX_LISTED_MISSING).join(", ")
+              }${missing.length > MAX_LISTED_MISSING ? ", ..." : ""})`,
+            );
+          }
+          return { puts: [entry], result: existing ? existing.parts.map((p) => p.digest) : [] };
+        }),
+    );
+    const freed = await freeUnreferencedParts(this.dir, outcome.result);
     return {
       op: "published",
       name,
       contentId: entry.contentId,
-      generation: outcome.generation,
-      unchanged: outcome.unchanged,
+      generation: outcome.revision,
+      unchanged: !outcome.changed,
       partsFreed: freed.digests,
     };
   }
@@ -225,18 +232,17 @@ export class Mutations {
   async remove(request: RequestOf<"file.delete">): Promise<ReplyOf<"file.delete">> {
     const signer = await this.#authenticate(request);
     const name = _checkName(request.name);
-    const outcome = await updateManifest(this.dir, async (manifest) => {
-      const entry = _entryOf(manifest, name);
+    const outcome = await this.#store.change([name], async (current) => {
+      const entry = current.get(name)?.entry;
       if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
       await this.#assertOwner(entry, signer, "delete");
-      delete manifest.files[name];
-      return { generation: manifest.generation + 1, digests: entry.parts.map((p) => p.digest) };
+      return { deletes: [name], result: entry.parts.map((p) => p.digest) };
     });
-    const freed = await freeUnreferencedParts(this.dir, outcome.digests);
+    const freed = await freeUnreferencedParts(this.dir, outcome.result);
     return {
       op: "deleted",
       name,
-      generation: outcome.generation,
+      generation: outcome.revision,
       partsFreed: freed.digests,
       copiesFreed: freed.copies,
     };
@@ -247,21 +253,19 @@ export class Mutations {
     const signer = await this.#authenticate(request);
     const name = _checkName(request.name);
     const to = _checkName(request.to, "New name");
-    const generation = await updateManifest(this.dir, async (manifest) => {
-      const entry = _entryOf(manifest, name);
+    const { revision } = await this.#store.change([name, to], async (current) => {
+      const entry = current.get(name)?.entry;
       if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
       await this.#assertOwner(entry, signer, "rename");
-      if (name === to) return manifest.generation;
-      if (Object.hasOwn(manifest.files, to)) {
+      if (name === to) return { result: undefined };
+      if (current.has(to)) {
         throw new ProtocolError(
           "ALREADY_EXISTS",
           `Cannot rename ${JSON.stringify(name)}: a file named ${JSON.stringify(to)} exists`,
         );
       }
-      delete manifest.files[name];
-      manifest.files[to] = { ...entry, name: to };
-      return manifest.generation + 1;
+      return { deletes: [name], puts: [{ ...entry, name: to }], result: undefined };
     });
-    return { op: "renamed", name, to, generation };
+    return { op: "renamed", name, to, generation: revision };
   }
 }

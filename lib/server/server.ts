@@ -10,7 +10,7 @@
  * and the connection closed.
  */
 import { ProtocolError } from "../wire/errors.ts";
-import { type ManifestCache } from "../state/manifest.ts";
+import { type ManifestStore } from "../state/manifest_store.ts";
 import { type Mutations } from "./mutations.ts";
 import {
   encodeFrame,
@@ -44,7 +44,7 @@ import { HANDLERS } from "./handlers.ts";
 export interface ServerOptions {
   id: string;
   store: PartStore;
-  manifest: ManifestCache;
+  manifest: ManifestStore;
   /** Maps an instance id to the address clients should dial ("host:port"). */
   addressOf: (id: string) => string;
   limits?: Partial<ServerLimits>;

@@ -33,7 +33,7 @@ export function dataPaths(dir: string) {
   return {
     dir,
     config: join(dir, "config.json"),
-    manifest: join(dir, "manifest.json"),
+    /** Serialises creating the config (and the file manifest store's changes). */
     lock: join(dir, "manifest.lock"),
     runDir: join(dir, "run"),
     logDir: join(dir, "logs"),

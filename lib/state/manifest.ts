@@ -1,16 +1,11 @@
 /**
- * The manifest: one JSON file per data directory listing every file, its parts,
- * each part's SHA-256 (and XXH3-128) and its replicas. All manifest access goes through this
- * module, so that a coordination store can replace the file behind it later.
- *
- * Writes are crash-safe (temp, fsync, rename) and serialised by an OS file lock;
- * `generation` grows by one with every change.
+ * The manifest's domain types: a file entry lists a file's parts, each part's
+ * SHA-256 (and XXH3-128) and its replicas. Here are the entry's validation,
+ * file names and content ids; where entries are kept and how they change is
+ * the manifest store's business (manifest_store.ts).
  */
-import { dataPaths } from "./config.ts";
-import { readJsonFile, removeStaleTemps, writeFileAtomic } from "../base/fs_util.ts";
-import { withFileLock } from "../base/lock.ts";
 import { DIGEST_PATTERN, XXH128_PATTERN } from "../hash/digest_patterns.ts";
-import { loadNativeSha256, sha256HexSync } from "../hash/sha256.ts";
+import { sha256HexSync } from "../hash/sha256.ts";
 
 export const MANIFEST_FORMAT = "fts-manifest";
 export const MANIFEST_VERSION = 1;
@@ -43,11 +38,6 @@ export interface FileEntry {
   owner: string;
   created: string;
   parts: PartEntry[];
-}
-
-export interface Manifest {
-  generation: number;
-  files: Record<string, FileEntry>;
 }
 
 /** Checks a file name from a user or the network; throws TypeError on a bad one. */
@@ -131,96 +121,4 @@ export function parseFileEntry(value: unknown): FileEntry {
     created: typeof v.created === "string" ? v.created : "",
     parts,
   };
-}
-
-function _parseManifest(value: unknown): Manifest {
-  const v = value as Record<string, unknown> | null;
-  if (typeof v !== "object" || v === null) _fail("not an object");
-  if (v.format !== MANIFEST_FORMAT) _fail(`format is not ${MANIFEST_FORMAT}`);
-  if (v.version !== MANIFEST_VERSION) {
-    _fail(`version ${v.version} is not supported (this fts reads ${MANIFEST_VERSION})`);
-  }
-  if (typeof v.generation !== "number") _fail("no generation");
-  const files: Record<string, FileEntry> = {};
-  const rawFiles = v.files as Record<string, unknown> | null;
-  if (typeof rawFiles !== "object" || rawFiles === null) _fail("files is not an object");
-  for (const [name, entry] of Object.entries(rawFiles)) {
-    const parsed = parseFileEntry(entry);
-    if (parsed.name !== name) _fail(`entry "${name}" names itself "${parsed.name}"`);
-    files[name] = parsed;
-  }
-  return { generation: v.generation, files };
-}
-
-function _serialise(manifest: Manifest): string {
-  return JSON.stringify({
-    format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
-    generation: manifest.generation,
-    files: manifest.files,
-  }) + "\n";
-}
-
-/** Reads the manifest of a data directory; an absent one is empty. */
-export async function readManifest(dir: string): Promise<Manifest> {
-  const value = await readJsonFile(dataPaths(dir).manifest);
-  if (value === undefined) return { generation: 0, files: {} };
-  // Every entry's content id is recomputed: hash natively, not in JavaScript.
-  await loadNativeSha256();
-  return _parseManifest(value);
-}
-
-/**
- * Applies `change` to the manifest under the lock and writes the result
- * crash-safely. `change` mutates the manifest and returns a result; when it
- * changed nothing, the file is left as it was and the generation stays.
- */
-export async function updateManifest<T>(
-  dir: string,
-  change: (manifest: Manifest) => T | Promise<T>,
-): Promise<T> {
-  const paths = dataPaths(dir);
-  await Deno.mkdir(dir, { recursive: true });
-  return await withFileLock(paths.lock, async () => {
-    // Temp files of writers killed mid-write.
-    await removeStaleTemps(dir);
-    const manifest = await readManifest(dir);
-    const before = _serialise(manifest);
-    const result = await change(manifest);
-    if (_serialise(manifest) !== before) {
-      manifest.generation += 1;
-      await writeFileAtomic(paths.manifest, _serialise(manifest));
-    }
-    return result;
-  });
-}
-
-/**
- * A manifest reader for long-running servers: re-reads the file only when its
- * modification time or size changed.
- */
-export class ManifestCache {
-  readonly #dir: string;
-  #stamp = "";
-  #manifest: Manifest = { generation: 0, files: {} };
-
-  constructor(dir: string) {
-    this.#dir = dir;
-  }
-
-  async get(): Promise<Manifest> {
-    let stamp: string;
-    try {
-      const info = await Deno.stat(dataPaths(this.#dir).manifest);
-      stamp = `${info.mtime?.getTime()}:${info.size}:${info.ino}`;
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return { generation: 0, files: {} };
-      throw error;
-    }
-    if (stamp !== this.#stamp) {
-      this.#manifest = await readManifest(this.#dir);
-      this.#stamp = stamp;
-    }
-    return this.#manifest;
-  }
 }

@@ -3,13 +3,15 @@
  * upload), the copies of its parts that no other file uses are deleted from
  * every instance on this host, good and quarantined ones alike.
  *
- * The reference check and the deletion run under the manifest lock, and a
- * publish checks that its parts are stored under the same lock, so the
- * manifest never points at a part deleted here: a concurrent upload whose part
- * was freed before it published is told MISSING_PARTS and sends it again.
+ * The reference check and the deletion run under the parts lock (PARTS_LOCK),
+ * and a publish checks that its parts are stored and commits under the same
+ * lock, so the manifest never points at a part deleted here: a concurrent
+ * upload whose part was freed before it published is told MISSING_PARTS and
+ * sends it again.
  */
 import { dataPaths } from "./config.ts";
-import { type Manifest, updateManifest } from "./manifest.ts";
+import { allEntries, type ManifestStore, PARTS_LOCK } from "./manifest_store.ts";
+import { openLocker, openManifestStore } from "./open_manifest_store.ts";
 import { join } from "../base/paths.ts";
 import { PartStore } from "./store.ts";
 
@@ -36,17 +38,17 @@ export async function instancesWithStorage(dir: string): Promise<string[]> {
 }
 
 /** Every digest any file in the manifest refers to. */
-export function referencedDigests(manifest: Manifest): Set<string> {
+export async function referencedDigests(store: ManifestStore): Promise<Set<string>> {
   const used = new Set<string>();
-  for (const file of Object.values(manifest.files)) {
-    for (const part of file.parts) used.add(part.digest);
+  for await (const { entry } of allEntries(store)) {
+    for (const part of entry.parts) used.add(part.digest);
   }
   return used;
 }
 
 /**
  * Deletes every copy of each candidate digest that no file in the current
- * manifest refers to. Takes the manifest lock (and changes nothing in it).
+ * manifest refers to. Takes the parts lock (and changes nothing in the manifest).
  */
 export async function freeUnreferencedParts(
   dir: string,
@@ -58,8 +60,8 @@ export async function freeUnreferencedParts(
 ): Promise<FreedParts> {
   const wanted = new Set(candidates);
   if (wanted.size === 0) return { digests: 0, copies: 0, freed: [] };
-  return await updateManifest(dir, async (manifest) => {
-    const used = referencedDigests(manifest);
+  return await openLocker(dir).withLock(PARTS_LOCK, async () => {
+    const used = await referencedDigests(openManifestStore(dir));
     const unused = [...wanted].filter((digest) => !used.has(digest));
     const freed: string[] = [];
     let copies = 0;

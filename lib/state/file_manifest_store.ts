@@ -1,0 +1,417 @@
+/**
+ * The manifest store on files in the data directory (FORMATS.md, "Manifest"),
+ * built so that one change costs the same at 100 entries and at 100,000:
+ *
+ * 1. `manifest.json` is the snapshot, one entry a line (manifest_layout.ts);
+ *    `manifest.journal` holds the changes since, each appended whole (all its
+ *    puts and deletes, with its generation) and fsynced, under manifest.lock.
+ * 2. Readers index names to lines (manifest_index.ts) and parse one entry per
+ *    lookup; they read only journal bytes appended since their last look. A
+ *    content id is computed when its entry is parsed, not on every change.
+ * 3. `change()` reads the named entries, runs the caller's pure function
+ *    without any lock, then under the lock commits only if those entries'
+ *    revisions are unchanged (else runs it again).
+ * 4. When the journal outgrows COMPACT_JOURNAL_SHARE of the snapshot, the
+ *    writer folds it into a new snapshot (temp, fsync, rename) and replaces
+ *    the journal with an empty one, so the cost per change stays constant on
+ *    average. Readers that opened the old files keep reading them whole.
+ *
+ * Crash rules: a torn last change is ignored by readers and cut off by the
+ * next writer; journal changes at or below the snapshot's generation are
+ * already in it (a crash between the two renames) and are skipped.
+ */
+import { withFileLock } from "../base/lock.ts";
+import { removeStaleTemps, tempPathBeside, writeFileAtomic } from "../base/fs_util.ts";
+import { join } from "../base/paths.ts";
+import { type FileEntry, parseFileEntry } from "./manifest.ts";
+import {
+  changeHeader,
+  CLOSING_LINE,
+  decodeLine,
+  entryLine,
+  layoutDocument,
+  parseEntryValue,
+  readAt,
+  snapshotHeader,
+} from "./manifest_layout.ts";
+import {
+  type EntrySlot,
+  fileId,
+  JournalGapError,
+  ManifestIndex,
+  snapshotId,
+} from "./manifest_index.ts";
+import {
+  type ChangeFunction,
+  type ChangeOutcome,
+  LIST_PAGE_ENTRIES,
+  type ListOptions,
+  type ListPage,
+  type ManifestEvent,
+  type ManifestStore,
+  MAX_CHANGE_ATTEMPTS,
+  type StoredEntry,
+} from "./manifest_store.ts";
+
+/** The journal is folded into a new snapshot once it is this share of the snapshot's size. */
+export const COMPACT_JOURNAL_SHARE = 0.5;
+/** How often `watch()` looks for new changes, in milliseconds. */
+export const WATCH_POLL_MS = 100;
+/** Times a read starts over when a compaction replaced the files under it. */
+const MAX_READ_ATTEMPTS = 10;
+/** Parsed entries kept for repeated lookups of the same names. */
+const MAX_CACHED_ENTRIES = 64;
+/** Snapshot bytes gathered before each write while compacting. */
+const COMPACT_WRITE_BYTES = 1024 * 1024;
+
+const _encoder = new TextEncoder();
+
+interface _Files {
+  snapshot?: Deno.FsFile | undefined;
+  journal?: Deno.FsFile | undefined;
+}
+
+interface _Change {
+  puts: [string, string][];
+  deletes: string[];
+}
+
+export class FileManifestStore implements ManifestStore {
+  readonly dir: string;
+  readonly #snapshotPath: string;
+  readonly #journalPath: string;
+  readonly #lockPath: string;
+  #index: ManifestIndex | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  readonly #cache = new Map<string, StoredEntry>();
+  #sorted: { index: ManifestIndex; version: number; names: string[] } | undefined;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    this.#snapshotPath = join(dir, "manifest.json");
+    this.#journalPath = join(dir, "manifest.journal");
+    this.#lockPath = join(dir, "manifest.lock");
+  }
+
+  revision(): Promise<number> {
+    return this.#read((index) => Promise.resolve(index.revision));
+  }
+
+  get(name: string): Promise<StoredEntry | undefined> {
+    return this.#read((index, files) => this.#entryAt(index, files, name));
+  }
+
+  list(options: ListOptions = {}): Promise<ListPage> {
+    const limit = options.limit ?? LIST_PAGE_ENTRIES;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new RangeError(`A page of the manifest holds at least 1 entry, not ${limit}`);
+    }
+    return this.#read(async (index, files) => {
+      const names = this.#sortedNames(index);
+      const start = options.after === undefined ? 0 : _firstAfter(names, options.after);
+      const entries: StoredEntry[] = [];
+      for (const name of names.slice(start, start + limit)) {
+        entries.push((await this.#entryAt(index, files, name))!);
+      }
+      return { entries, revision: index.revision, more: start + limit < names.length };
+    });
+  }
+
+  async change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>> {
+    const named = new Set(names);
+    for (let attempt = 1; attempt <= MAX_CHANGE_ATTEMPTS; attempt++) {
+      const { current, revision } = await this.#read(async (index, files) => {
+        const current = new Map<string, StoredEntry>();
+        for (const name of named) {
+          const found = await this.#entryAt(index, files, name);
+          if (found) current.set(name, found);
+        }
+        return { current, revision: index.revision };
+      });
+      const decided = await plan(current, revision);
+      const change = _effective(named, current, decided.puts ?? [], decided.deletes ?? []);
+      if (!change) return { result: decided.result, revision, changed: false };
+      const committed = await this.#commit(named, current, change);
+      if (committed !== undefined) {
+        return { result: decided.result, revision: committed, changed: true };
+      }
+    }
+    throw new Error(
+      `Cannot change manifest entries ${
+        [...named].slice(0, 3).map((name) => JSON.stringify(name)).join(", ")
+      }: other changes to them came first ${MAX_CHANGE_ATTEMPTS} times`,
+    );
+  }
+
+  async *watch(fromRevision: number, signal?: AbortSignal): AsyncGenerator<ManifestEvent> {
+    let seen = fromRevision;
+    while (!signal?.aborted) {
+      const events = await this.#read((index): Promise<ManifestEvent[]> => {
+        if (index.revision <= seen) return Promise.resolve([]);
+        const first = index.recent[0];
+        if (!first || first.revision > seen + 1) {
+          return Promise.resolve([{ type: "reset", revision: index.revision }]);
+        }
+        return Promise.resolve(index.recent.filter((event) => event.revision > seen));
+      });
+      for (const event of events) {
+        yield event;
+        seen = event.revision;
+      }
+      if (events.length === 0) await _sleep(WATCH_POLL_MS, signal);
+    }
+  }
+
+  /** Runs `fn` with a current index and the files it points into, one call at a time. */
+  #read<T>(fn: (index: ManifestIndex, files: _Files) => Promise<T>): Promise<T> {
+    const run = async () => {
+      for (let attempt = 1;; attempt++) {
+        const files: _Files = {
+          snapshot: await _openIfPresent(this.#snapshotPath),
+          journal: await _openIfPresent(this.#journalPath),
+        };
+        try {
+          return await fn(await this.#sync(files), files);
+        } catch (error) {
+          if (!(error instanceof JournalGapError) || attempt >= MAX_READ_ATTEMPTS) throw error;
+          this.#index = undefined;
+        } finally {
+          files.snapshot?.close();
+          files.journal?.close();
+        }
+      }
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  /** Brings the index up to the files just opened: re-indexes if they were replaced. */
+  async #sync(files: _Files): Promise<ManifestIndex> {
+    const snapshot = files.snapshot ? snapshotId(await files.snapshot.stat()) : "";
+    const journalInfo = files.journal ? await files.journal.stat() : undefined;
+    const journalId = journalInfo ? fileId(journalInfo) : "";
+    let index = this.#index;
+    if (
+      !index || index.snapshotId !== snapshot ||
+      (index.journalId !== journalId && index.journalEnd > 0) ||
+      (journalInfo?.size ?? 0) < index.journalEnd
+    ) {
+      this.#index = undefined;
+      this.#cache.clear();
+      index = await ManifestIndex.load(files.snapshot);
+    }
+    index.journalId = journalId;
+    if (files.journal && journalInfo!.size > index.journalEnd) {
+      await index.readJournal(files.journal);
+    }
+    this.#index = index;
+    return index;
+  }
+
+  async #entryAt(
+    index: ManifestIndex,
+    files: _Files,
+    name: string,
+  ): Promise<StoredEntry | undefined> {
+    const slot = index.slots.get(name);
+    if (!slot) return undefined;
+    const cached = this.#cache.get(name);
+    if (cached && cached.modRevision === slot.revision) {
+      return { ...cached, revision: index.revision };
+    }
+    const entry = _parseEntry(name, await _valueOf(slot, files));
+    const found = { entry, modRevision: slot.revision, revision: index.revision };
+    this.#cache.delete(name);
+    this.#cache.set(name, found);
+    if (this.#cache.size > MAX_CACHED_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
+    return found;
+  }
+
+  #sortedNames(index: ManifestIndex): string[] {
+    const sorted = this.#sorted;
+    if (sorted?.index === index && sorted.version === index.version) return sorted.names;
+    const names = [...index.slots.keys()].sort();
+    this.#sorted = { index, version: index.version, names };
+    return names;
+  }
+
+  /** Appends `change` under the lock if the named entries are as read; else undefined. */
+  async #commit(
+    named: ReadonlySet<string>,
+    read: ReadonlyMap<string, StoredEntry>,
+    change: _Change,
+  ): Promise<number | undefined> {
+    await Deno.mkdir(this.dir, { recursive: true });
+    return await withFileLock(this.#lockPath, () =>
+      this.#read(async (index, files) => {
+        // Temp files of writers killed mid-write.
+        await removeStaleTemps(this.dir);
+        for (const name of named) {
+          if (index.slots.get(name)?.revision !== read.get(name)?.modRevision) return undefined;
+        }
+        const generation = index.revision + 1;
+        const text = layoutDocument(
+          changeHeader(generation, change.deletes),
+          change.puts.map(([name, json]) => entryLine(name, json)),
+        );
+        const journal = await Deno.open(this.#journalPath, {
+          read: true,
+          write: true,
+          create: true,
+        });
+        try {
+          const info = await journal.stat();
+          // A writer killed mid-append left a torn change: cut it off.
+          if (info.size > index.journalEnd) await journal.truncate(index.journalEnd);
+          await journal.seek(index.journalEnd, Deno.SeekMode.Start);
+          const bytes = _encoder.encode(text);
+          for (let done = 0; done < bytes.length;) {
+            done += await journal.write(bytes.subarray(done));
+          }
+          await journal.syncData();
+          index.journalId = fileId(info);
+          await index.readJournal(journal);
+          if (index.revision !== generation) {
+            throw new Error(`Manifest journal did not take change ${generation}`);
+          }
+          if (index.legacy || index.journalEnd > COMPACT_JOURNAL_SHARE * index.snapshotBytes) {
+            await this.#compact(index, { snapshot: files.snapshot, journal });
+          }
+        } finally {
+          journal.close();
+        }
+        return generation;
+      }));
+  }
+
+  /** Writes every entry into a new snapshot and starts an empty journal. */
+  async #compact(index: ManifestIndex, files: _Files): Promise<void> {
+    const temp = tempPathBeside(this.#snapshotPath);
+    const out = await Deno.open(temp, { write: true, createNew: true });
+    try {
+      let pending: string[] = [];
+      let pendingBytes = 0;
+      const flush = async () => {
+        const bytes = _encoder.encode(pending.join(""));
+        for (let done = 0; done < bytes.length;) done += await out.write(bytes.subarray(done));
+        pending = [];
+        pendingBytes = 0;
+      };
+      const write = async (text: string) => {
+        pending.push(text);
+        pendingBytes += text.length;
+        if (pendingBytes >= COMPACT_WRITE_BYTES) await flush();
+      };
+      await write(`${snapshotHeader(index.revision)}\n`);
+      let first = true;
+      for (const [name, slot] of index.slots) {
+        const line = slot.source === "memory"
+          ? entryLine(name, JSON.stringify(slot.value))
+          : decodeLine(await readAt(_fileOf(slot, files), slot.offset, slot.length));
+        await write(first ? line : `,\n${line}`);
+        first = false;
+      }
+      await write(`${first ? "" : "\n"}${CLOSING_LINE}\n`);
+      await flush();
+      await out.sync();
+    } catch (error) {
+      out.close();
+      await Deno.remove(temp).catch(() => {});
+      throw error;
+    }
+    out.close();
+    await Deno.rename(temp, this.#snapshotPath);
+    // A new file, not a truncation: readers that opened the old one keep its bytes.
+    await writeFileAtomic(this.#journalPath, "");
+    this.#index = undefined;
+  }
+}
+
+/** The change a plan asks for, less puts equal to the current entry and deletes of absent names. */
+function _effective(
+  named: ReadonlySet<string>,
+  current: ReadonlyMap<string, StoredEntry>,
+  puts: readonly FileEntry[],
+  deletes: readonly string[],
+): _Change | undefined {
+  const outside = [...puts.map((put) => put.name), ...deletes].find((name) => !named.has(name));
+  if (outside !== undefined) {
+    throw new TypeError(
+      `A manifest change touched ${JSON.stringify(outside)}, which it did not name`,
+    );
+  }
+  const put = new Map<string, string>();
+  for (const entry of puts) {
+    const json = JSON.stringify(parseFileEntry(entry));
+    if (json !== JSON.stringify(current.get(entry.name)?.entry)) put.set(entry.name, json);
+    else put.delete(entry.name);
+  }
+  const gone = [...new Set(deletes)].filter((name) =>
+    current.has(name) && !puts.some((entry) => entry.name === name)
+  );
+  if (put.size === 0 && gone.length === 0) return undefined;
+  return { puts: [...put], deletes: gone };
+}
+
+function _parseEntry(name: string, value: unknown): FileEntry {
+  const entry = parseFileEntry(value);
+  if (entry.name !== name) {
+    throw new SyntaxError(`Manifest is malformed: entry "${name}" names itself "${entry.name}"`);
+  }
+  return entry;
+}
+
+async function _valueOf(slot: EntrySlot, files: _Files): Promise<unknown> {
+  if (slot.source === "memory") return slot.value;
+  const line = await readAt(_fileOf(slot, files), slot.offset, slot.length);
+  try {
+    return parseEntryValue(line, slot.valueStart);
+  } catch (cause) {
+    throw new SyntaxError(
+      `Manifest is malformed: an entry at byte ${slot.offset} is not valid JSON`,
+      {
+        cause,
+      },
+    );
+  }
+}
+
+function _fileOf(slot: EntrySlot, files: _Files): Deno.FsFile {
+  const file = slot.source === "snapshot" ? files.snapshot : files.journal;
+  if (!file) throw new Error(`Manifest ${slot.source} is gone while an entry in it was read`);
+  return file;
+}
+
+async function _openIfPresent(path: string): Promise<Deno.FsFile | undefined> {
+  try {
+    return await Deno.open(path, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+/** Index of the first name after `after` in sorted `names`. */
+function _firstAfter(names: readonly string[], after: string): number {
+  let low = 0;
+  let high = names.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (names[middle]! <= after) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+function _sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,201 @@
+/**
+ * The file store's index: for every entry name, the revision that last put it
+ * and where its JSON lies (a line of the snapshot or of the journal), so that
+ * a lookup reads and parses one line and nothing is held in memory but names
+ * and offsets. Built by scanning the snapshot's lines (only names are parsed),
+ * then kept current by reading only the journal bytes appended since.
+ *
+ * A snapshot not in the line layout (hand-edited, or written by an older fts
+ * as one line) is parsed whole and its entries are kept in memory until the
+ * next writer rewrites it in the line layout.
+ */
+import {
+  decodeLine,
+  isClosingLine,
+  parseChangeHeader,
+  parseSnapshotHeader,
+  readAt,
+  scanLines,
+  splitEntryLine,
+} from "./manifest_layout.ts";
+import { MANIFEST_FORMAT, MANIFEST_VERSION } from "./manifest.ts";
+import type { ManifestEvent } from "./manifest_store.ts";
+
+/** Changes an index remembers for `watch()`; one further behind gets a reset. */
+export const MAX_REMEMBERED_CHANGES = 1000;
+
+/** Where one entry's line lies, or its value for a snapshot not in the line layout. */
+export interface EntrySlot {
+  source: "snapshot" | "journal" | "memory";
+  offset: number;
+  length: number;
+  /** Where the value starts within the line. */
+  valueStart: number;
+  revision: number;
+  value?: unknown;
+}
+
+/** The journal skips generations the snapshot read with it does not have: read both again. */
+export class JournalGapError extends Error {
+  constructor(expected: number, found: number) {
+    super(`Manifest journal has generation ${found} where ${expected} was expected`);
+    this.name = "JournalGapError";
+  }
+}
+
+/** Identity of an open file, to notice when a path names another file. */
+export function fileId(info: Deno.FileInfo): string {
+  return `${info.dev}:${info.ino}`;
+}
+
+/**
+ * Identity of a snapshot's content: writers replace it whole, but a hand edit
+ * may rewrite it in place.
+ */
+export function snapshotId(info: Deno.FileInfo): string {
+  return `${fileId(info)}:${info.size}:${info.mtime?.getTime()}`;
+}
+
+export class ManifestIndex {
+  /** fileId of the snapshot and journal this index was built from ("" if absent). */
+  readonly snapshotId: string;
+  journalId = "";
+  readonly snapshotGeneration: number;
+  readonly snapshotBytes: number;
+  /** Whether the snapshot is not in the line layout (its entries are in memory). */
+  readonly legacy: boolean;
+  revision: number;
+  /** Journal offset after the last whole change read. */
+  journalEnd = 0;
+  /** Bumped on every applied change, so callers can cache what they derive. */
+  version = 0;
+  readonly slots = new Map<string, EntrySlot>();
+  readonly recent: Extract<ManifestEvent, { type: "change" }>[] = [];
+
+  private constructor(snapshotId: string, generation: number, bytes: number, legacy: boolean) {
+    this.snapshotId = snapshotId;
+    this.snapshotGeneration = generation;
+    this.revision = generation;
+    this.snapshotBytes = bytes;
+    this.legacy = legacy;
+  }
+
+  /** Indexes a snapshot (absent: an empty manifest at generation 0). */
+  static async load(snapshot: Deno.FsFile | undefined): Promise<ManifestIndex> {
+    if (!snapshot) return new ManifestIndex("", 0, 0, false);
+    const info = await snapshot.stat();
+    let header: string | undefined;
+    await scanLines(snapshot, 0, (line) => {
+      header = line.length < 200 ? decodeLine(line) : "";
+      return false;
+    });
+    const generation = header === undefined ? undefined : parseSnapshotHeader(header);
+    if (generation === undefined) return await ManifestIndex.#loadWhole(snapshot, info);
+    const index = new ManifestIndex(snapshotId(info), generation, info.size, false);
+    let closed = false;
+    let first = true;
+    await scanLines(snapshot, 0, (line, offset) => {
+      if (first) return void (first = false);
+      if (isClosingLine(line)) {
+        closed = true;
+        return false;
+      }
+      const { name, valueStart, length } = splitEntryLine(line);
+      index.slots.set(name, {
+        source: "snapshot",
+        offset,
+        length,
+        valueStart,
+        revision: generation,
+      });
+    });
+    if (!closed) throw new SyntaxError("Manifest is malformed: not valid JSON (it ends early)");
+    return index;
+  }
+
+  static async #loadWhole(snapshot: Deno.FsFile, info: Deno.FileInfo): Promise<ManifestIndex> {
+    let value: Record<string, unknown> | null;
+    try {
+      value = JSON.parse(decodeLine(await readAt(snapshot, 0, info.size)));
+    } catch (cause) {
+      throw new SyntaxError("Manifest is malformed: not valid JSON", { cause });
+    }
+    const fail = (what: string): never => {
+      throw new SyntaxError(`Manifest is malformed: ${what}`);
+    };
+    if (typeof value !== "object" || value === null || Array.isArray(value)) fail("not an object");
+    const v = value as Record<string, unknown>;
+    if (v.format !== MANIFEST_FORMAT) fail(`format is not ${MANIFEST_FORMAT}`);
+    if (v.version !== MANIFEST_VERSION) {
+      fail(`version ${v.version} is not supported (this fts reads ${MANIFEST_VERSION})`);
+    }
+    if (typeof v.generation !== "number") fail("no generation");
+    const files = v.files;
+    if (typeof files !== "object" || files === null) fail("files is not an object");
+    const generation = v.generation as number;
+    const index = new ManifestIndex(snapshotId(info), generation, info.size, true);
+    for (const [name, entry] of Object.entries(files as Record<string, unknown>)) {
+      index.slots.set(name, {
+        source: "memory",
+        offset: 0,
+        length: 0,
+        valueStart: 0,
+        revision: generation,
+        value: entry,
+      });
+    }
+    return index;
+  }
+
+  /**
+   * Applies the whole changes appended to `journal` since the last read; a
+   * torn or unfinished last change is left for the next read. Changes at or
+   * below the snapshot's generation are already in it (a crash between
+   * writing a snapshot and emptying the journal) and are skipped.
+   */
+  async readJournal(journal: Deno.FsFile): Promise<void> {
+    let pending:
+      | { generation: number; deletes: string[]; puts: [string, EntrySlot][] }
+      | undefined;
+    let end = this.journalEnd;
+    let failure: unknown;
+    await scanLines(journal, this.journalEnd, (line, offset) => {
+      try {
+        if (!pending) {
+          pending = { ...parseChangeHeader(decodeLine(line)), puts: [] };
+          return;
+        }
+        if (isClosingLine(line)) {
+          this.#apply(pending);
+          pending = undefined;
+          end = offset + 3;
+          return;
+        }
+        const { name, valueStart, length } = splitEntryLine(line);
+        pending.puts.push([name, { source: "journal", offset, length, valueStart, revision: 0 }]);
+      } catch (error) {
+        failure = error;
+        return false;
+      }
+    });
+    this.journalEnd = end;
+    if (failure) throw failure;
+  }
+
+  #apply(change: { generation: number; deletes: string[]; puts: [string, EntrySlot][] }): void {
+    const { generation } = change;
+    if (generation <= this.snapshotGeneration) return;
+    if (generation !== this.revision + 1) throw new JournalGapError(this.revision + 1, generation);
+    for (const name of change.deletes) this.slots.delete(name);
+    for (const [name, slot] of change.puts) this.slots.set(name, { ...slot, revision: generation });
+    this.revision = generation;
+    this.version++;
+    this.recent.push({
+      type: "change",
+      revision: generation,
+      puts: change.puts.map(([name]) => name),
+      deletes: change.deletes,
+    });
+    if (this.recent.length > MAX_REMEMBERED_CHANGES) this.recent.shift();
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * The line layout of the file store's two files (FORMATS.md, "Manifest"):
+ * each is JSON whose every file entry sits on a line of its own, so a reader
+ * can index entries by scanning lines and parse only the one it needs.
+ *
+ *     {"format":"fts-manifest","version":1,"generation":7,"files":{     snapshot header
+ *     "a.bin":{"name":"a.bin",...},                                     one entry a line
+ *     "b.bin":{"name":"b.bin",...}
+ *     }}
+ *
+ * A journal change is the same shape: a header with its generation and the
+ * names it deletes, then the entries it puts:
+ *
+ *     {"generation":8,"deletes":["old.bin"],"puts":{
+ *     "new.bin":{"name":"new.bin",...}
+ *     }}
+ */
+import { MANIFEST_FORMAT, MANIFEST_VERSION } from "./manifest.ts";
+
+/** The line that closes a snapshot or a change. */
+export const CLOSING_LINE = "}}";
+/** Bytes read at a time while scanning a file's lines. */
+const SCAN_CHUNK_BYTES = 1024 * 1024;
+
+const _QUOTE = 0x22;
+const _BACKSLASH = 0x5c;
+const _COLON = 0x3a;
+const _COMMA = 0x2c;
+const _NEWLINE = 0x0a;
+const _BRACE = 0x7d;
+const _decoder = new TextDecoder("utf-8", { fatal: true });
+
+export function snapshotHeader(generation: number): string {
+  return `{"format":${JSON.stringify(MANIFEST_FORMAT)},"version":${MANIFEST_VERSION},` +
+    `"generation":${generation},"files":{`;
+}
+
+export function changeHeader(generation: number, deletes: readonly string[]): string {
+  return `{"generation":${generation},"deletes":${JSON.stringify(deletes)},"puts":{`;
+}
+
+/** One entry's line, without the separating comma. */
+export function entryLine(name: string, entryJson: string): string {
+  return `${JSON.stringify(name)}:${entryJson}`;
+}
+
+/** A whole document (snapshot or change) from its header and entry lines. */
+export function layoutDocument(header: string, lines: readonly string[]): string {
+  return `${header}\n${lines.join(",\n")}${lines.length > 0 ? "\n" : ""}${CLOSING_LINE}\n`;
+}
+
+/** The generation in a snapshot header line, or undefined if the line is not one. */
+export function parseSnapshotHeader(line: string): number | undefined {
+  if (!line.startsWith('{"format"') || !line.endsWith('"files":{')) return undefined;
+  let value: Record<string, unknown>;
+  try {
+    value = JSON.parse(`${line}}}`);
+  } catch {
+    return undefined;
+  }
+  if (value.format !== MANIFEST_FORMAT || value.version !== MANIFEST_VERSION) return undefined;
+  const generation = value.generation;
+  return typeof generation === "number" && Number.isSafeInteger(generation) && generation >= 0
+    ? generation
+    : undefined;
+}
+
+/** A journal change's header line; throws SyntaxError if it is not one. */
+export function parseChangeHeader(line: string): { generation: number; deletes: string[] } {
+  let value: Record<string, unknown> | undefined;
+  try {
+    value = line.endsWith('"puts":{') ? JSON.parse(`${line}}}`) : undefined;
+  } catch {
+    value = undefined;
+  }
+  const generation = value?.generation;
+  const deletes = value?.deletes;
+  if (
+    typeof generation !== "number" || !Number.isSafeInteger(generation) ||
+    !Array.isArray(deletes) || !deletes.every((name) => typeof name === "string")
+  ) {
+    throw new SyntaxError(`Manifest journal is malformed: bad change header ${line.slice(0, 80)}`);
+  }
+  return { generation, deletes };
+}
+
+/**
+ * Splits an entry line into its name and where its value starts; `length` is
+ * the line's length without a separating comma. Throws SyntaxError.
+ */
+export function splitEntryLine(
+  line: Uint8Array,
+): { name: string; valueStart: number; length: number } {
+  let end = 1;
+  if (line[0] !== _QUOTE) throw new SyntaxError("Manifest is malformed: an entry line has no name");
+  while (end < line.length && line[end] !== _QUOTE) end += line[end] === _BACKSLASH ? 2 : 1;
+  if (line[end + 1] !== _COLON) {
+    throw new SyntaxError("Manifest is malformed: an entry line has no name");
+  }
+  const name = JSON.parse(_decoder.decode(line.subarray(0, end + 1)));
+  const length = line.at(-1) === _COMMA ? line.length - 1 : line.length;
+  return { name, valueStart: end + 2, length };
+}
+
+/** Parses the value of an entry line (without its comma). Throws SyntaxError. */
+export function parseEntryValue(line: Uint8Array, valueStart: number): unknown {
+  return JSON.parse(_decoder.decode(line.subarray(valueStart)));
+}
+
+export function isClosingLine(line: Uint8Array): boolean {
+  return line.length === 2 && line[0] === _BRACE && line[1] === _BRACE;
+}
+
+export function decodeLine(line: Uint8Array): string {
+  return _decoder.decode(line);
+}
+
+/**
+ * Calls `each` with every whole line (without its newline) of `file` from
+ * `start` on, and its offset; returns the offset after the last whole line, so
+ * a torn last line is left out. `each` returning false stops the scan there.
+ */
+export async function scanLines(
+  file: Deno.FsFile,
+  start: number,
+  each: (line: Uint8Array, offset: number) => boolean | void,
+): Promise<number> {
+  await file.seek(start, Deno.SeekMode.Start);
+  let carry = new Uint8Array(0);
+  let carryOffset = start;
+  const chunk = new Uint8Array(SCAN_CHUNK_BYTES);
+  while (true) {
+    const n = await file.read(chunk);
+    if (n === null) return carryOffset;
+    const bytes = carry.length === 0 ? chunk.subarray(0, n) : _concat(carry, chunk.subarray(0, n));
+    let from = 0;
+    while (true) {
+      const newline = bytes.indexOf(_NEWLINE, from);
+      if (newline < 0) break;
+      if (each(bytes.subarray(from, newline), carryOffset + from) === false) {
+        return carryOffset + from;
+      }
+      from = newline + 1;
+    }
+    carry = bytes.slice(from);
+    carryOffset += from;
+  }
+}
+
+/** Reads `length` bytes of `file` at `offset`. */
+export async function readAt(
+  file: Deno.FsFile,
+  offset: number,
+  length: number,
+): Promise<Uint8Array> {
+  await file.seek(offset, Deno.SeekMode.Start);
+  const bytes = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const n = await file.read(bytes.subarray(done));
+    if (n === null) {
+      throw new RangeError(`Manifest file ended at ${offset + done}, before ${offset + length}`);
+    }
+    done += n;
+  }
+  return bytes;
+}
+
+function _concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

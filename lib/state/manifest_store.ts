@@ -1,0 +1,119 @@
+/**
+ * The manifest store: the seam between the code that reads and changes file
+ * entries and where they are kept. Callers see only this interface (the file
+ * store, file_manifest_store.ts, is the first implementation; it is shaped so
+ * that etcd's v3 API maps onto it directly):
+ *
+ * - the store has a revision (the manifest's `generation`) that grows by one
+ *   with every change, and each entry has the revision that last changed it;
+ * - `get()` reads one entry and `list()` one page of entries in name order,
+ *   so no caller needs the whole manifest in memory at once;
+ * - `change()` runs a pure function over the entries it names and commits its
+ *   puts and deletes only if none of those entries changed meanwhile (a compare
+ *   on their revisions, as an etcd txn does), otherwise re-reads and runs it
+ *   again, at most MAX_CHANGE_ATTEMPTS times;
+ * - `watch()` reports changes after a revision.
+ *
+ * A `Locker` holds named locks shared by every process of a data directory:
+ * the repair lock, and the parts lock that keeps part GC from deleting a part
+ * while a change that references it checks its copies and commits.
+ */
+import type { FileEntry } from "./manifest.ts";
+
+/** Entries in one page of `list()` unless the caller asks for another size. */
+export const LIST_PAGE_ENTRIES = 1000;
+/** Times `change()` runs its function before giving up on conflicting changes. */
+export const MAX_CHANGE_ATTEMPTS = 20;
+
+/** The lock one repair or scrub of a data directory holds from start to end. */
+export const REPAIR_LOCK = "repair";
+/**
+ * The lock held while part copies are checked and a change referencing them
+ * commits, and while unreferenced copies are found and deleted (part_gc.ts):
+ * the manifest never lists a copy deleted meanwhile.
+ */
+export const PARTS_LOCK = "parts";
+
+/** One entry as the store holds it. */
+export interface StoredEntry {
+  entry: FileEntry;
+  /** The store revision that last put this entry. */
+  modRevision: number;
+  /** The store revision this read saw. */
+  revision: number;
+}
+
+export interface ListOptions {
+  /** Start after this name (the last name of the previous page). */
+  after?: string;
+  /** Entries at most; LIST_PAGE_ENTRIES by default. */
+  limit?: number;
+}
+
+export interface ListPage {
+  entries: StoredEntry[];
+  /** The store revision this page was read at. */
+  revision: number;
+  /** Whether entries follow the last one of this page. */
+  more: boolean;
+}
+
+/** What a change function decides: entries to put, names to delete, and a result. */
+export interface ChangePlan<T> {
+  puts?: FileEntry[];
+  deletes?: string[];
+  result: T;
+}
+
+export interface ChangeOutcome<T> {
+  result: T;
+  /** The revision the change committed at, or the one it read when it changed nothing. */
+  revision: number;
+  changed: boolean;
+}
+
+/**
+ * A change function: given the named entries as they are now (absent names
+ * are absent from the map) and the store revision, says what to change. It may
+ * run more than once, so it must not change anything itself.
+ */
+export type ChangeFunction<T> = (
+  current: ReadonlyMap<string, StoredEntry>,
+  revision: number,
+) => ChangePlan<T> | Promise<ChangePlan<T>>;
+
+/** One committed change, or a reset: the changes since `from` are gone; list again. */
+export type ManifestEvent =
+  | { type: "change"; revision: number; puts: string[]; deletes: string[] }
+  | { type: "reset"; revision: number };
+
+export interface ManifestStore {
+  /** The current store revision (0 for an empty, never changed manifest). */
+  revision(): Promise<number>;
+  get(name: string): Promise<StoredEntry | undefined>;
+  /** One page of entries in name order. */
+  list(options?: ListOptions): Promise<ListPage>;
+  /** Names the entries `plan` reads; it may put and delete only those. */
+  change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>>;
+  /** Changes after `fromRevision`, as they come, until `signal` aborts. */
+  watch(fromRevision: number, signal?: AbortSignal): AsyncIterable<ManifestEvent>;
+}
+
+export interface Locker {
+  /** Runs `fn` holding the lock `name`, shared with every process of the data directory. */
+  withLock<T>(name: string, fn: () => Promise<T>): Promise<T>;
+}
+
+/** Every entry of the store, page by page. */
+export async function* allEntries(
+  store: ManifestStore,
+  limit = LIST_PAGE_ENTRIES,
+): AsyncGenerator<StoredEntry> {
+  let after: string | undefined;
+  while (true) {
+    const page = await store.list(after === undefined ? { limit } : { after, limit });
+    yield* page.entries;
+    if (!page.more || page.entries.length === 0) return;
+    after = page.entries.at(-1)!.entry.name;
+  }
+}
