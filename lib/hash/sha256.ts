@@ -84,7 +84,9 @@ export function sha256HexSync(data: Uint8Array | string): string {
   view.setUint32(padded.length - 8, Math.floor(bytes.length / 2 ** 29));
   view.setUint32(padded.length - 4, (bytes.length * 8) >>> 0);
   const state = Uint32Array.from(_INITIAL_STATE);
-  const w = new Uint32Array(64);
+  // One message schedule for every call: it is synchronous, and parsing a
+  // large manifest hashes once per entry.
+  const w = _SCHEDULE;
   for (let block = 0; block < padded.length; block += 64) {
     for (let i = 0; i < 16; i++) w[i] = view.getUint32(block + i * 4);
     for (let i = 16; i < 64; i++) {
@@ -132,8 +134,11 @@ function _rotr(x: number, n: number): number {
   return (x >>> n) | (x << (32 - n));
 }
 
+const _SCHEDULE = new Uint32Array(64);
+const _HEX_BYTES = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+
 function _hex(bytes: Uint8Array): string {
   let out = "";
-  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
+  for (const byte of bytes) out += _HEX_BYTES[byte]!;
   return out;
 }

@@ -21,26 +21,19 @@
  * already in it (a crash between the two renames) and are skipped.
  */
 import { withFileLock } from "../base/lock.ts";
-import { removeStaleTemps, tempPathBeside, writeFileAtomic } from "../base/fs_util.ts";
+import { removeStaleTemps, writeFileAtomic } from "../base/fs_util.ts";
 import { join } from "../base/paths.ts";
 import { type FileEntry, parseFileEntry } from "./manifest.ts";
+import { changeHeader, entryLine, layoutDocument } from "./manifest_layout.ts";
+import { fileId, JournalGapError, ManifestIndex, snapshotId } from "./manifest_index.ts";
 import {
-  changeHeader,
-  CLOSING_LINE,
-  decodeLine,
-  entryLine,
-  layoutDocument,
-  parseEntryValue,
-  readAt,
-  snapshotHeader,
-} from "./manifest_layout.ts";
-import {
-  type EntrySlot,
-  fileId,
-  JournalGapError,
-  ManifestIndex,
-  snapshotId,
-} from "./manifest_index.ts";
+  entryOf,
+  type ManifestFiles,
+  readSlots,
+  valueIn,
+  valueOf,
+  writeSnapshot,
+} from "./manifest_snapshot.ts";
 import {
   type ChangeFunction,
   type ChangeOutcome,
@@ -61,15 +54,8 @@ export const WATCH_POLL_MS = 100;
 const MAX_READ_ATTEMPTS = 10;
 /** Parsed entries kept for repeated lookups of the same names. */
 const MAX_CACHED_ENTRIES = 64;
-/** Snapshot bytes gathered before each write while compacting. */
-const COMPACT_WRITE_BYTES = 1024 * 1024;
 
 const _encoder = new TextEncoder();
-
-interface _Files {
-  snapshot?: Deno.FsFile | undefined;
-  journal?: Deno.FsFile | undefined;
-}
 
 interface _Change {
   puts: [string, string][];
@@ -109,10 +95,14 @@ export class FileManifestStore implements ManifestStore {
     return this.#read(async (index, files) => {
       const names = this.#sortedNames(index);
       const start = options.after === undefined ? 0 : _firstAfter(names, options.after);
-      const entries: StoredEntry[] = [];
-      for (const name of names.slice(start, start + limit)) {
-        entries.push((await this.#entryAt(index, files, name))!);
-      }
+      const page = names.slice(start, start + limit);
+      const slots = page.map((name) => index.slots.get(name)!);
+      const lines = await readSlots(slots, files);
+      const entries = page.map((name, i) => ({
+        entry: entryOf(name, valueIn(slots[i]!, lines[i]!)),
+        modRevision: slots[i]!.revision,
+        revision: index.revision,
+      }));
       return { entries, revision: index.revision, more: start + limit < names.length };
     });
   }
@@ -163,10 +153,10 @@ export class FileManifestStore implements ManifestStore {
   }
 
   /** Runs `fn` with a current index and the files it points into, one call at a time. */
-  #read<T>(fn: (index: ManifestIndex, files: _Files) => Promise<T>): Promise<T> {
+  #read<T>(fn: (index: ManifestIndex, files: ManifestFiles) => Promise<T>): Promise<T> {
     const run = async () => {
       for (let attempt = 1;; attempt++) {
-        const files: _Files = {
+        const files: ManifestFiles = {
           snapshot: await _openIfPresent(this.#snapshotPath),
           journal: await _openIfPresent(this.#journalPath),
         };
@@ -187,7 +177,7 @@ export class FileManifestStore implements ManifestStore {
   }
 
   /** Brings the index up to the files just opened: re-indexes if they were replaced. */
-  async #sync(files: _Files): Promise<ManifestIndex> {
+  async #sync(files: ManifestFiles): Promise<ManifestIndex> {
     const snapshot = files.snapshot ? snapshotId(await files.snapshot.stat()) : "";
     const journalInfo = files.journal ? await files.journal.stat() : undefined;
     const journalId = journalInfo ? fileId(journalInfo) : "";
@@ -211,7 +201,7 @@ export class FileManifestStore implements ManifestStore {
 
   async #entryAt(
     index: ManifestIndex,
-    files: _Files,
+    files: ManifestFiles,
     name: string,
   ): Promise<StoredEntry | undefined> {
     const slot = index.slots.get(name);
@@ -220,7 +210,7 @@ export class FileManifestStore implements ManifestStore {
     if (cached && cached.modRevision === slot.revision) {
       return { ...cached, revision: index.revision };
     }
-    const entry = _parseEntry(name, await _valueOf(slot, files));
+    const entry = entryOf(name, await valueOf(slot, files));
     const found = { entry, modRevision: slot.revision, revision: index.revision };
     this.#cache.delete(name);
     this.#cache.set(name, found);
@@ -286,45 +276,13 @@ export class FileManifestStore implements ManifestStore {
   }
 
   /** Writes every entry into a new snapshot and starts an empty journal. */
-  async #compact(index: ManifestIndex, files: _Files): Promise<void> {
-    const temp = tempPathBeside(this.#snapshotPath);
-    const out = await Deno.open(temp, { write: true, createNew: true });
-    try {
-      let pending: string[] = [];
-      let pendingBytes = 0;
-      const flush = async () => {
-        const bytes = _encoder.encode(pending.join(""));
-        for (let done = 0; done < bytes.length;) done += await out.write(bytes.subarray(done));
-        pending = [];
-        pendingBytes = 0;
-      };
-      const write = async (text: string) => {
-        pending.push(text);
-        pendingBytes += text.length;
-        if (pendingBytes >= COMPACT_WRITE_BYTES) await flush();
-      };
-      await write(`${snapshotHeader(index.revision)}\n`);
-      let first = true;
-      for (const [name, slot] of index.slots) {
-        const line = slot.source === "memory"
-          ? entryLine(name, JSON.stringify(slot.value))
-          : decodeLine(await readAt(_fileOf(slot, files), slot.offset, slot.length));
-        await write(first ? line : `,\n${line}`);
-        first = false;
-      }
-      await write(`${first ? "" : "\n"}${CLOSING_LINE}\n`);
-      await flush();
-      await out.sync();
-    } catch (error) {
-      out.close();
-      await Deno.remove(temp).catch(() => {});
-      throw error;
-    }
-    out.close();
-    await Deno.rename(temp, this.#snapshotPath);
+  async #compact(index: ManifestIndex, files: ManifestFiles): Promise<void> {
+    const { snapshotId, bytes, slots } = await writeSnapshot(this.#snapshotPath, index, files);
     // A new file, not a truncation: readers that opened the old one keep its bytes.
     await writeFileAtomic(this.#journalPath, "");
-    this.#index = undefined;
+    // This writer knows where every entry now lies: no need to scan the new snapshot.
+    this.#index = ManifestIndex.compacted(snapshotId, index.revision, bytes, slots);
+    this.#cache.clear();
   }
 }
 
@@ -352,35 +310,6 @@ function _effective(
   );
   if (put.size === 0 && gone.length === 0) return undefined;
   return { puts: [...put], deletes: gone };
-}
-
-function _parseEntry(name: string, value: unknown): FileEntry {
-  const entry = parseFileEntry(value);
-  if (entry.name !== name) {
-    throw new SyntaxError(`Manifest is malformed: entry "${name}" names itself "${entry.name}"`);
-  }
-  return entry;
-}
-
-async function _valueOf(slot: EntrySlot, files: _Files): Promise<unknown> {
-  if (slot.source === "memory") return slot.value;
-  const line = await readAt(_fileOf(slot, files), slot.offset, slot.length);
-  try {
-    return parseEntryValue(line, slot.valueStart);
-  } catch (cause) {
-    throw new SyntaxError(
-      `Manifest is malformed: an entry at byte ${slot.offset} is not valid JSON`,
-      {
-        cause,
-      },
-    );
-  }
-}
-
-function _fileOf(slot: EntrySlot, files: _Files): Deno.FsFile {
-  const file = slot.source === "snapshot" ? files.snapshot : files.journal;
-  if (!file) throw new Error(`Manifest ${slot.source} is gone while an entry in it was read`);
-  return file;
 }
 
 async function _openIfPresent(path: string): Promise<Deno.FsFile | undefined> {

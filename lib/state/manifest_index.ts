@@ -80,6 +80,18 @@ export class ManifestIndex {
     this.legacy = legacy;
   }
 
+  /** The index of a snapshot just written, from where its writer put each entry. */
+  static compacted(
+    snapshotId: string,
+    generation: number,
+    bytes: number,
+    slots: Iterable<[string, EntrySlot]>,
+  ): ManifestIndex {
+    const index = new ManifestIndex(snapshotId, generation, bytes, false);
+    for (const [name, slot] of slots) index.slots.set(name, slot);
+    return index;
+  }
+
   /** Indexes a snapshot (absent: an empty manifest at generation 0). */
   static async load(snapshot: Deno.FsFile | undefined): Promise<ManifestIndex> {
     if (!snapshot) return new ManifestIndex("", 0, 0, false);

@@ -19,8 +19,8 @@ import { MANIFEST_FORMAT, MANIFEST_VERSION } from "./manifest.ts";
 
 /** The line that closes a snapshot or a change. */
 export const CLOSING_LINE = "}}";
-/** Bytes read at a time while scanning a file's lines. */
-const SCAN_CHUNK_BYTES = 1024 * 1024;
+/** Bytes read at a time while scanning a file's lines (a longer line grows the buffer). */
+const SCAN_CHUNK_BYTES = 64 * 1024;
 
 const _QUOTE = 0x22;
 const _BACKSLASH = 0x5c;
@@ -126,24 +126,31 @@ export async function scanLines(
   each: (line: Uint8Array, offset: number) => boolean | void,
 ): Promise<number> {
   await file.seek(start, Deno.SeekMode.Start);
-  let carry = new Uint8Array(0);
-  let carryOffset = start;
-  const chunk = new Uint8Array(SCAN_CHUNK_BYTES);
+  // One buffer for the whole scan: the unfinished line moves to its front.
+  let buffer = new Uint8Array(SCAN_CHUNK_BYTES);
+  let kept = 0;
+  let keptOffset = start;
   while (true) {
-    const n = await file.read(chunk);
-    if (n === null) return carryOffset;
-    const bytes = carry.length === 0 ? chunk.subarray(0, n) : _concat(carry, chunk.subarray(0, n));
+    if (kept === buffer.length) {
+      const larger = new Uint8Array(buffer.length * 2);
+      larger.set(buffer);
+      buffer = larger;
+    }
+    const n = await file.read(buffer.subarray(kept));
+    if (n === null) return keptOffset;
+    const filled = kept + n;
     let from = 0;
     while (true) {
-      const newline = bytes.indexOf(_NEWLINE, from);
+      const newline = buffer.subarray(0, filled).indexOf(_NEWLINE, from);
       if (newline < 0) break;
-      if (each(bytes.subarray(from, newline), carryOffset + from) === false) {
-        return carryOffset + from;
+      if (each(buffer.subarray(from, newline), keptOffset + from) === false) {
+        return keptOffset + from;
       }
       from = newline + 1;
     }
-    carry = bytes.slice(from);
-    carryOffset += from;
+    buffer.copyWithin(0, from, filled);
+    kept = filled - from;
+    keptOffset += from;
   }
 }
 
@@ -164,11 +171,4 @@ export async function readAt(
     done += n;
   }
   return bytes;
-}
-
-function _concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

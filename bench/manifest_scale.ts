@@ -1,0 +1,225 @@
+/**
+ * How the manifest scales with the number of files: the cost of publishing
+ * one more file into a manifest of 100, 10,000 (and 100,000) entries, and
+ * the resident memory of an `fts serve` instance answering file.get and
+ * file.list with 10,000 files in its manifest.
+ *
+ *     deno run -A bench/manifest_scale.ts [--compare OTHER/main.ts] [--large]
+ *       [--memory-only] [--instance-flags "--v8-flags=..."]
+ *
+ * `--compare` runs the same CLI and instance figures with another checkout's
+ * main.ts (say, before the manifest store): the snapshot, one entry a line, is
+ * one JSON document that older fts read too. `--large` adds 100,000 entries.
+ * `--instance-flags` adds Deno flags to the instance's command line.
+ */
+import { parseArgs } from "node:util";
+import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
+import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
+import { entryLine, layoutDocument, snapshotHeader } from "../lib/state/manifest_layout.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { DENO_RUN_FLAGS } from "../lib/base/spawn.ts";
+import { join } from "../lib/base/paths.ts";
+import { residentMemory } from "./measure.ts";
+
+/** One-more-file publishes timed in process at each size, for a median. */
+const IN_PROCESS_PUBLISHES = 50;
+/** CLI preloads of one more file timed at each size. */
+const CLI_PRELOADS = 5;
+/** file.get requests sent to the instance before its memory is read. */
+const GET_REQUESTS = 200;
+/** file.list requests sent to the instance before its memory is read. */
+const LIST_REQUESTS = 5;
+/** How long the bench waits for a reply from the instance. */
+const LIST_TIMEOUT_MS = 60_000;
+/** Entries in the manifest the instance serves. */
+const SERVED_ENTRIES = 10_000;
+const SERVERS = 6;
+const REPLICAS = 3;
+const PART_BYTES = 4096;
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+function _entry(index: number): FileEntry {
+  const digest = (index + 1).toString(16).padStart(64, "0");
+  const parts = [{
+    digest,
+    size: 1000,
+    replicas: ["9001", "9002", "9003"],
+  }];
+  return {
+    name: `file-${String(index).padStart(6, "0")}.bin`,
+    size: 1000,
+    partSize: PART_BYTES,
+    contentId: contentIdOf(1000, parts),
+    owner: OPERATOR_OWNER,
+    created: new Date(0).toISOString(),
+    parts,
+  };
+}
+
+/** A data directory with a config and a snapshot of `count` entries (older fts read it too). */
+async function _dataDir(count: number, basePort: number): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "fts-manifest-scale-" });
+  await Deno.writeTextFile(
+    join(dir, "config.json"),
+    JSON.stringify({
+      format: "fts-config",
+      version: 1,
+      host: "127.0.0.1",
+      basePort,
+      servers: SERVERS,
+      replicas: REPLICAS,
+      partSize: PART_BYTES,
+    }),
+  );
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const entry = _entry(i);
+    lines.push(entryLine(entry.name, JSON.stringify(entry)));
+  }
+  await Deno.writeTextFile(join(dir, "manifest.json"), layoutDocument(snapshotHeader(1), lines));
+  return dir;
+}
+
+function _median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/** Median ms of one change putting one new entry, through a store kept open. */
+async function _inProcess(
+  count: number,
+): Promise<{ openMs: number; medianMs: number; meanMs: number }> {
+  const dir = await _dataDir(count, 9001);
+  try {
+    const store = new FileManifestStore(dir);
+    await store.change(
+      ["warm-up"],
+      () => ({ puts: [{ ..._entry(count), name: "warm-up" }], result: 0 }),
+    );
+    const opened = performance.now();
+    await new FileManifestStore(dir).revision();
+    const openMs = performance.now() - opened;
+    const times: number[] = [];
+    for (let i = 0; i < IN_PROCESS_PUBLISHES; i++) {
+      const entry = { ..._entry(count + 1 + i) };
+      const started = performance.now();
+      await store.change([entry.name], () => ({ puts: [entry], result: 0 }));
+      times.push(performance.now() - started);
+    }
+    // The mean includes the compactions; the median is a plain append.
+    const meanMs = times.reduce((a, b) => a + b, 0) / times.length;
+    return { openMs, medianMs: _median(times), meanMs };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Median ms of `fts preload` of one more small file, with the main.ts given. */
+async function _cli(main: string, count: number): Promise<number> {
+  const dir = await _dataDir(count, 9001);
+  try {
+    const times: number[] = [];
+    for (let i = 0; i < CLI_PRELOADS; i++) {
+      const file = join(dir, `new-${i}.bin`);
+      await Deno.writeFile(file, crypto.getRandomValues(new Uint8Array(1000)));
+      const started = performance.now();
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", ...DENO_RUN_FLAGS, main, "preload", file, "--data", dir, "--quiet"],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      times.push(performance.now() - started);
+      if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+    }
+    return _median(times);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Resident memory of an instance that served file.get and file.list over `count` entries. */
+async function _instanceMemory(
+  main: string,
+  count: number,
+  denoFlags: readonly string[],
+): Promise<{ rss: number; hwm: number }> {
+  const dir = await _dataDir(count, 9001);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...DENO_RUN_FLAGS, ...denoFlags, main, "serve", "--port", "0", "--data", dir],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!/listening on (\S+)/.test(seen)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`fts serve ended before it was ready: ${seen}`);
+      seen += value;
+    }
+    const address = /listening on (\S+)/.exec(seen)![1]!;
+    // A busy machine may take seconds for the first list of a cold instance.
+    const peer = await Peer.connect(address, { stallTimeoutMs: LIST_TIMEOUT_MS });
+    try {
+      for (let i = 0; count > 0 && i < GET_REQUESTS; i++) {
+        await peer.getFile(_entry(Math.floor((i * count) / GET_REQUESTS)).name);
+      }
+      for (let i = 0; i < LIST_REQUESTS; i++) {
+        const files = await peer.listFiles();
+        if (files.length !== count) throw new Error(`file.list gave ${files.length} files`);
+      }
+    } finally {
+      peer.close();
+    }
+    const memory = residentMemory(child.pid)!;
+    reader.releaseLock();
+    return { rss: memory.rssBytes, hwm: memory.peakBytes };
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await child.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+if (import.meta.main) {
+  const args = parseArgs({
+    args: Deno.args,
+    options: {
+      compare: { type: "string" },
+      large: { type: "boolean" },
+      "memory-only": { type: "boolean" },
+      "instance-flags": { type: "string" },
+    },
+  });
+  const instanceFlags = (args.values["instance-flags"] ?? "").split(" ").filter(Boolean);
+  const memoryOnly = args.values["memory-only"] ?? false;
+  const sizes = args.values.large ? [100, 10_000, 100_000] : [100, 10_000];
+  const mains: [string, string][] = [["this", MAIN]];
+  if (args.values.compare) mains.push(["compared", args.values.compare]);
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+  console.log("| entries | store open (ms) | publish, median (ms) | publish, mean (ms) |");
+  console.log("| ---: | ---: | ---: | ---: |");
+  for (const count of memoryOnly ? [] : sizes) {
+    const { openMs, medianMs, meanMs } = await _inProcess(count);
+    console.log(
+      `| ${count} | ${openMs.toFixed(1)} | ${medianMs.toFixed(2)} | ${meanMs.toFixed(2)} |`,
+    );
+  }
+  console.log("\n| fts | entries | `fts preload` of one more file (ms, median) |");
+  console.log("| --- | ---: | ---: |");
+  for (const [label, main] of memoryOnly ? [] : mains) {
+    for (const count of sizes) {
+      console.log(`| ${label} | ${count} | ${(await _cli(main, count)).toFixed(0)} |`);
+    }
+  }
+  console.log("\n| fts | entries | instance VmRSS after file.get and file.list | VmHWM |");
+  console.log("| --- | ---: | ---: | ---: |");
+  for (const [label, main] of mains) {
+    for (const count of [0, SERVED_ENTRIES]) {
+      const { rss, hwm } = await _instanceMemory(main, count, instanceFlags);
+      console.log(`| ${label} | ${count} | ${mb(rss)} | ${mb(hwm)} |`);
+    }
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * Reading entries out of the file store's files and writing a new snapshot:
+ * the line-level work of the file manifest store (file_manifest_store.ts).
+ * Lines of neighbouring entries are read in runs, not one read each, so a page
+ * of list() or a compaction costs a few reads per megabyte.
+ */
+import { tempPathBeside } from "../base/fs_util.ts";
+import { type FileEntry, parseFileEntry } from "./manifest.ts";
+import {
+  CLOSING_LINE,
+  decodeLine,
+  entryLine,
+  parseEntryValue,
+  readAt,
+  snapshotHeader,
+} from "./manifest_layout.ts";
+import { type EntrySlot, type ManifestIndex, snapshotId } from "./manifest_index.ts";
+
+/** Snapshot bytes gathered before each write while compacting. */
+const COMPACT_WRITE_BYTES = 1024 * 1024;
+/** Entries read at once while compacting, so memory stays bounded at any size. */
+const COMPACT_BATCH_ENTRIES = 1000;
+/** Longest run of a file read at once for several entries. */
+const MAX_RUN_BYTES = 64 * 1024;
+/** Bytes between two entries' lines that one read still spans rather than seeking. */
+const MAX_RUN_GAP_BYTES = 64 * 1024;
+
+const _encoder = new TextEncoder();
+
+/** The snapshot and journal a read works on, opened together (either may be absent). */
+export interface ManifestFiles {
+  snapshot?: Deno.FsFile | undefined;
+  journal?: Deno.FsFile | undefined;
+}
+
+/** The entry on a line of the manifest, checked; `name` is the key it was under. */
+export function entryOf(name: string, value: unknown): FileEntry {
+  const entry = parseFileEntry(value);
+  if (entry.name !== name) {
+    throw new SyntaxError(`Manifest is malformed: entry "${name}" names itself "${entry.name}"`);
+  }
+  return entry;
+}
+
+/** The value of an entry, read from its line. */
+export async function valueOf(slot: EntrySlot, files: ManifestFiles): Promise<unknown> {
+  if (slot.source === "memory") return slot.value;
+  return valueIn(slot, await readAt(_fileOf(slot, files), slot.offset, slot.length));
+}
+
+/** The value of an entry from its line, already read. */
+export function valueIn(slot: EntrySlot, line: Uint8Array): unknown {
+  if (slot.source === "memory") return slot.value;
+  try {
+    return parseEntryValue(line, slot.valueStart);
+  } catch (cause) {
+    throw new SyntaxError(
+      `Manifest is malformed: an entry at byte ${slot.offset} is not valid JSON`,
+      {
+        cause,
+      },
+    );
+  }
+}
+
+/**
+ * The lines of `slots` (empty for entries held in memory), read in runs of
+ * nearby lines rather than one read each.
+ */
+export async function readSlots(
+  slots: readonly EntrySlot[],
+  files: ManifestFiles,
+): Promise<Uint8Array[]> {
+  const lines: Uint8Array[] = slots.map(() => new Uint8Array(0));
+  const order = slots.map((_, i) => i).filter((i) => slots[i]!.source !== "memory")
+    .sort((a, b) =>
+      slots[a]!.source.localeCompare(slots[b]!.source) || slots[a]!.offset - slots[b]!.offset
+    );
+  for (let first = 0; first < order.length;) {
+    const head = slots[order[first]!]!;
+    let last = first;
+    let end = head.offset + head.length;
+    while (last + 1 < order.length) {
+      const next = slots[order[last + 1]!]!;
+      const nextEnd = Math.max(end, next.offset + next.length);
+      if (
+        next.source !== head.source || next.offset - end > MAX_RUN_GAP_BYTES ||
+        nextEnd - head.offset > MAX_RUN_BYTES
+      ) break;
+      end = nextEnd;
+      last++;
+    }
+    const run = await readAt(_fileOf(head, files), head.offset, end - head.offset);
+    for (let i = first; i <= last; i++) {
+      const slot = slots[order[i]!]!;
+      lines[order[i]!] = run.subarray(
+        slot.offset - head.offset,
+        slot.offset - head.offset + slot.length,
+      );
+    }
+    first = last + 1;
+  }
+  return lines;
+}
+
+function _fileOf(slot: EntrySlot, files: ManifestFiles): Deno.FsFile {
+  const file = slot.source === "snapshot" ? files.snapshot : files.journal;
+  if (!file) throw new Error(`Manifest ${slot.source} is gone while an entry in it was read`);
+  return file;
+}
+
+/**
+ * Writes every entry of `index` into a new snapshot at `path` (temp, fsync,
+ * rename), in name order, reading their lines a batch at a time so that memory
+ * stays bounded at any size; returns where each entry now lies.
+ */
+export async function writeSnapshot(
+  path: string,
+  index: ManifestIndex,
+  files: ManifestFiles,
+): Promise<{ snapshotId: string; bytes: number; slots: [string, EntrySlot][] }> {
+  const temp = tempPathBeside(path);
+  const out = await Deno.open(temp, { write: true, createNew: true });
+  const compacted: [string, EntrySlot][] = [];
+  let info: Deno.FileInfo;
+  try {
+    let pending: string[] = [];
+    let pendingBytes = 0;
+    const flush = async () => {
+      const bytes = _encoder.encode(pending.join(""));
+      for (let done = 0; done < bytes.length;) done += await out.write(bytes.subarray(done));
+      pending = [];
+      pendingBytes = 0;
+    };
+    let offset = 0;
+    const write = async (text: string) => {
+      pending.push(text);
+      pendingBytes += text.length;
+      offset += _encoder.encode(text).length;
+      if (pendingBytes >= COMPACT_WRITE_BYTES) await flush();
+    };
+    const header = `${snapshotHeader(index.revision)}\n`;
+    await write(header);
+    // In name order, so that a page of list() is one run of the file.
+    const names = [...index.slots.keys()].sort();
+    for (let from = 0; from < names.length; from += COMPACT_BATCH_ENTRIES) {
+      const batch = names.slice(from, from + COMPACT_BATCH_ENTRIES);
+      const slots = batch.map((name) => index.slots.get(name)!);
+      const lines = await readSlots(slots, files);
+      for (const [i, name] of batch.entries()) {
+        const slot = slots[i]!;
+        const line = slot.source === "memory"
+          ? entryLine(name, JSON.stringify(slot.value))
+          : decodeLine(lines[i]!);
+        if (from + i > 0) await write(",\n");
+        const start = offset;
+        await write(line);
+        const valueStart = slot.source === "memory"
+          ? _encoder.encode(JSON.stringify(name)).length + 1
+          : slot.valueStart;
+        compacted.push([name, {
+          source: "snapshot",
+          offset: start,
+          length: offset - start,
+          valueStart,
+          revision: index.revision,
+        }]);
+      }
+    }
+    await write(`${names.length > 0 ? "\n" : ""}${CLOSING_LINE}\n`);
+    await flush();
+    await out.sync();
+    info = await out.stat();
+  } catch (error) {
+    out.close();
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  out.close();
+  await Deno.rename(temp, path);
+  return { snapshotId: snapshotId(info), bytes: info.size, slots: compacted };
+}

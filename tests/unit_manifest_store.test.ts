@@ -1,0 +1,241 @@
+/**
+ * Unit tests of the file manifest store (lib/state/file_manifest_store.ts):
+ * compare-and-swap changes, the journal's crash rules, compaction, snapshots
+ * written by older fts, paging and watching.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
+import { COMPACT_JOURNAL_SHARE, FileManifestStore } from "../lib/state/file_manifest_store.ts";
+import { type ManifestEvent, MAX_CHANGE_ATTEMPTS } from "../lib/state/manifest_store.ts";
+import { readManifest } from "./manifest_util.ts";
+import { withTempDir } from "./unit_helpers.ts";
+
+/** A valid entry with one 4 KiB part whose digest depends on `seed`. */
+function entry(name: string, seed = 0): FileEntry {
+  const parts = [{
+    digest: (seed % 256).toString(16).padStart(2, "0").repeat(32),
+    size: 4096,
+    replicas: ["9001", "9002"],
+  }];
+  return {
+    name,
+    size: 4096,
+    partSize: 4096,
+    contentId: contentIdOf(4096, parts),
+    owner: OPERATOR_OWNER,
+    created: new Date(0).toISOString(),
+    parts,
+  };
+}
+
+function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  return withTempDir("fts-unit-manifest-store-", fn);
+}
+
+const journalPath = (dir: string) => join(dir, "manifest.journal");
+const snapshotPath = (dir: string) => join(dir, "manifest.json");
+
+async function put(store: FileManifestStore, ...entries: FileEntry[]): Promise<number> {
+  const outcome = await store.change(entries.map((e) => e.name), () => ({
+    puts: entries,
+    result: undefined,
+  }));
+  return outcome.revision;
+}
+
+/** A store whose journal holds changes: 20 entries in the snapshot, then `more` one-entry changes. */
+async function withJournal(dir: string, more: number): Promise<FileManifestStore> {
+  const store = new FileManifestStore(dir);
+  await put(store, ...Array.from({ length: 20 }, (_, i) => entry(`base-${i}`, i)));
+  for (let i = 0; i < more; i++) await put(store, entry(`more-${i}`, i));
+  if (more > 0) assert.ok((await Deno.stat(journalPath(dir))).size > 0, "the journal is empty");
+  return store;
+}
+
+Deno.test("FileManifestStore.change() runs the function again when another writer changed its entries", async () => {
+  await withDir(async (dir) => {
+    const store = new FileManifestStore(dir);
+    const other = new FileManifestStore(dir);
+    await put(store, entry("a.bin", 1));
+    let runs = 0;
+    const outcome = await store.change(["a.bin"], async (current) => {
+      runs++;
+      if (runs === 1) await put(other, entry("a.bin", 2));
+      const seen = current.get("a.bin")!.entry;
+      return { puts: [{ ...seen, owner: "me" }], result: seen.parts[0]!.digest };
+    });
+    assert.equal(runs, 2);
+    assert.equal(outcome.result, "02".repeat(32), "the retry did not see the other change");
+    assert.equal(outcome.revision, 3);
+    assert.equal((await other.get("a.bin"))!.entry.owner, "me");
+  });
+});
+
+Deno.test("FileManifestStore.change() gives up after MAX_CHANGE_ATTEMPTS conflicting changes", async () => {
+  await withDir(async (dir) => {
+    const store = new FileManifestStore(dir);
+    const other = new FileManifestStore(dir);
+    await put(store, entry("a.bin"));
+    let runs = 0;
+    await assert.rejects(
+      store.change(["a.bin"], async () => {
+        runs++;
+        await put(other, entry("a.bin", runs));
+        return { puts: [entry("a.bin", 200)], result: undefined };
+      }),
+      /other changes to them came first/,
+    );
+    assert.equal(runs, MAX_CHANGE_ATTEMPTS);
+    assert.equal(
+      (await store.get("a.bin"))!.entry.parts[0]!.digest,
+      (runs % 256).toString(16).padStart(2, "0").repeat(32),
+    );
+  });
+});
+
+Deno.test("FileManifestStore.change() refuses to touch an entry it did not name", async () => {
+  await withDir(async (dir) => {
+    const store = new FileManifestStore(dir);
+    await assert.rejects(
+      store.change(["a.bin"], () => ({ puts: [entry("b.bin")], result: undefined })),
+      TypeError,
+    );
+    assert.equal(await store.revision(), 0);
+  });
+});
+
+Deno.test("FileManifestStore: a torn last journal change is ignored, then cut off by the next writer", async () => {
+  await withDir(async (dir) => {
+    const store = await withJournal(dir, 2);
+    const revision = await store.revision();
+    const torn = `{"generation":${revision + 1},"deletes":[],"puts":{\n"torn.bin":{"name":"to`;
+    await Deno.writeTextFile(journalPath(dir), torn, { append: true });
+    const reader = new FileManifestStore(dir);
+    assert.equal(await reader.revision(), revision);
+    assert.equal(await reader.get("torn.bin"), undefined);
+    assert.equal(await put(new FileManifestStore(dir), entry("next.bin")), revision + 1);
+    assert.ok(!(await Deno.readTextFile(journalPath(dir))).includes("torn.bin"));
+    const manifest = await readManifest(dir);
+    assert.equal(manifest.generation, revision + 1);
+    assert.equal(Object.keys(manifest.files).length, 23);
+    assert.ok((await reader.get("next.bin"))?.entry);
+  });
+});
+
+Deno.test("FileManifestStore: journal changes already in the snapshot are skipped (crash before the journal was emptied)", async () => {
+  await withDir(async (dir) => {
+    const store = await withJournal(dir, 1);
+    const stale = await Deno.readTextFile(journalPath(dir));
+    // Enough changes to fold the journal into the snapshot.
+    for (let i = 0; (await Deno.stat(journalPath(dir))).size > 0; i++) {
+      await put(store, entry(`fold-${i}`, i));
+    }
+    const expected = await readManifest(dir);
+    // The old journal back, as if the writer died between the two renames.
+    await Deno.writeTextFile(journalPath(dir), stale);
+    const reader = new FileManifestStore(dir);
+    assert.equal(await reader.revision(), expected.generation);
+    assert.deepEqual(await readManifest(dir), expected);
+    assert.equal(await put(reader, entry("after.bin")), expected.generation + 1);
+    assert.ok((await new FileManifestStore(dir).get("after.bin"))?.entry);
+  });
+});
+
+Deno.test("FileManifestStore compacts the journal into a one-entry-a-line snapshot", async () => {
+  await withDir(async (dir) => {
+    const store = await withJournal(dir, 0);
+    const snapshotBytes = (await Deno.stat(snapshotPath(dir))).size;
+    let changes = 0;
+    let journalBytes = 0;
+    while (true) {
+      await put(store, entry(`c-${changes}`, changes));
+      changes++;
+      const size = (await Deno.stat(journalPath(dir))).size;
+      if (size === 0) break;
+      journalBytes = size;
+    }
+    // Constant cost on average: many changes per compaction, and only once
+    // the journal passed its share of the snapshot.
+    assert.ok(changes > 5, `compacted after ${changes} changes`);
+    assert.ok(journalBytes <= COMPACT_JOURNAL_SHARE * snapshotBytes);
+    assert.ok(journalBytes * (changes / (changes - 1)) > COMPACT_JOURNAL_SHARE * snapshotBytes);
+    const text = await Deno.readTextFile(snapshotPath(dir));
+    const raw = JSON.parse(text);
+    assert.equal(raw.generation, 1 + changes);
+    assert.equal(Object.keys(raw.files).length, 20 + changes);
+    assert.equal(text.trimEnd().split("\n").length, 20 + changes + 2);
+    assert.deepEqual((await new FileManifestStore(dir).get("c-0"))!.entry, entry("c-0", 0));
+  });
+});
+
+Deno.test("FileManifestStore reads a one-line snapshot from an older fts and rewrites it on the next change", async () => {
+  await withDir(async (dir) => {
+    const files = {
+      "a.bin": entry("a.bin", 1),
+      "b.bin": entry("b.bin", 2),
+      "é 文.bin": entry("é 文.bin", 4),
+    };
+    await Deno.writeTextFile(
+      snapshotPath(dir),
+      JSON.stringify({ format: "fts-manifest", version: 1, generation: 5, files }),
+    );
+    const store = new FileManifestStore(dir);
+    assert.equal(await store.revision(), 5);
+    assert.deepEqual((await store.get("b.bin"))!.entry, files["b.bin"]);
+    assert.equal(await put(store, entry("c.bin", 3)), 6);
+    const text = await Deno.readTextFile(snapshotPath(dir));
+    assert.equal(text.trimEnd().split("\n").length, 4 + 2);
+    assert.deepEqual(Object.keys((await readManifest(dir)).files).sort(), [
+      "a.bin",
+      "b.bin",
+      "c.bin",
+      "é 文.bin",
+    ]);
+    // Both the writer's index and a fresh one find the entries in the new layout.
+    assert.deepEqual((await store.get("é 文.bin"))!.entry, files["é 文.bin"]);
+    assert.deepEqual((await new FileManifestStore(dir).get("é 文.bin"))!.entry, files["é 文.bin"]);
+  });
+});
+
+Deno.test("FileManifestStore.list() pages through the entries in name order", async () => {
+  await withDir(async (dir) => {
+    const store = new FileManifestStore(dir);
+    const names = Array.from({ length: 25 }, (_, i) => `f-${String(i).padStart(2, "0")}`);
+    await put(store, ...[...names].reverse().map((name, i) => entry(name, i)));
+    const seen: string[] = [];
+    const pages: boolean[] = [];
+    let after: string | undefined;
+    do {
+      const page = await store.list(after === undefined ? { limit: 10 } : { after, limit: 10 });
+      seen.push(...page.entries.map((found) => found.entry.name));
+      pages.push(page.more);
+      after = page.entries.at(-1)?.entry.name;
+    } while (pages.at(-1));
+    assert.deepEqual(seen, names);
+    assert.deepEqual(pages, [true, true, false]);
+  });
+});
+
+Deno.test("FileManifestStore.watch() reports each change after a revision", async () => {
+  await withDir(async (dir) => {
+    const store = await withJournal(dir, 0);
+    const from = await store.revision();
+    const writer = new FileManifestStore(dir);
+    const abort = new AbortController();
+    const events: ManifestEvent[] = [];
+    const watching = (async () => {
+      for await (const event of store.watch(from, abort.signal)) {
+        events.push(event);
+        if (events.length === 2) abort.abort();
+      }
+    })();
+    await put(writer, entry("w1.bin"));
+    await writer.change(["base-0"], () => ({ deletes: ["base-0"], result: undefined }));
+    await watching;
+    assert.deepEqual(events, [
+      { type: "change", revision: from + 1, puts: ["w1.bin"], deletes: [] },
+      { type: "change", revision: from + 2, puts: [], deletes: ["base-0"] },
+    ]);
+  });
+});
