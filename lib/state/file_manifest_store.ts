@@ -20,6 +20,7 @@
  * next writer; journal changes at or below the snapshot's generation are
  * already in it (a crash between the two renames) and are skipped.
  */
+import { sleep } from "../base/sleep.ts";
 import { withFileLock } from "../base/lock.ts";
 import { removeStaleTemps, writeFileAtomic } from "../base/fs_util.ts";
 import { join } from "../base/paths.ts";
@@ -148,7 +149,7 @@ export class FileManifestStore implements ManifestStore {
         yield event;
         seen = event.revision;
       }
-      if (events.length === 0) await _sleep(WATCH_POLL_MS, signal);
+      if (events.length === 0) await sleep(WATCH_POLL_MS, signal);
     }
   }
 
@@ -331,16 +332,4 @@ function _firstAfter(names: readonly string[], after: string): number {
     else high = middle;
   }
   return low;
-}
-
-function _sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }

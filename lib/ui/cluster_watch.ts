@@ -5,6 +5,7 @@
  * clients, parts stored by a repair, bad copies reported and quarantined, a
  * file's replication health changing). The live view draws these.
  */
+import { sleep } from "../base/sleep.ts";
 import { type ClusterConfig } from "../state/config.ts";
 import { type HealStatus } from "../ops/heal.ts";
 import { clusterStatus, type StatusReport } from "../ops/status.ts";
@@ -289,18 +290,6 @@ export async function* watchCluster(
     previous = snapshot;
     yield { snapshot, events };
     const wait = Math.max(0, intervalMs - (Date.now() - started));
-    await _sleep(wait, options.signal);
+    await sleep(wait, options.signal);
   }
-}
-
-function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
