@@ -1,6 +1,6 @@
 /**
  * Repair records the copies it made at the end (and every few seconds) under
- * the manifest lock. A copy can vanish between being made and being recorded:
+ * the parts lock. A copy can vanish between being made and being recorded:
  * an `fts rm` frees the part on every instance, and a re-upload of the same
  * bytes publishes a new entry listing other holders. The record must then not
  * list the instance whose copy is gone. The test deletes the new copy from
