@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import type { FileEntry } from "../lib/state/manifest.ts";
-import { allEntries } from "../lib/state/manifest_store.ts";
+import { allEntries, walkWhole } from "../lib/state/manifest_store.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 
 export interface Manifest {
@@ -16,13 +16,15 @@ export interface Manifest {
 /** Every entry of the data directory's manifest, and its generation. */
 export async function readManifest(dir: string): Promise<Manifest> {
   const store = openManifestStore(dir);
-  const files: Record<string, FileEntry> = {};
-  let generation = await store.revision();
-  for await (const { entry, revision } of allEntries(store)) {
-    files[entry.name] = entry;
-    generation = Math.max(generation, revision);
-  }
-  return { generation, files };
+  return await walkWhole(async () => {
+    const files: Record<string, FileEntry> = {};
+    let generation = await store.revision();
+    for await (const { entry, revision } of allEntries(store)) {
+      files[entry.name] = entry;
+      generation = Math.max(generation, revision);
+    }
+    return { generation, files };
+  });
 }
 
 /**

@@ -8,7 +8,7 @@
  */
 import { dataPaths } from "../state/config.ts";
 import { type FileEntry } from "../state/manifest.ts";
-import { allEntries, PARTS_LOCK } from "../state/manifest_store.ts";
+import { allEntries, PARTS_LOCK, walkWhole } from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
 import { rankInstances } from "../state/placement.ts";
 import { PartStore } from "../state/store.ts";
@@ -33,20 +33,23 @@ export class RepairManifest {
 
   /** The parts the manifest references, by digest. */
   async readWanted(): Promise<Map<string, WantedPart>> {
-    const wanted = new Map<string, WantedPart>();
-    for await (const { entry: file } of allEntries(openManifestStore(this.#run.dir))) {
-      this.#seen.add(_entryKey(file));
-      file.parts.forEach((part, index) => {
-        let entry = wanted.get(part.digest);
-        if (!entry) {
-          entry = { digest: part.digest, size: part.size, refs: [], listed: new Set() };
-          wanted.set(part.digest, entry);
-        }
-        entry.refs.push({ file: file.name, index });
-        for (const id of part.replicas) entry.listed.add(id);
-      });
-    }
-    return wanted;
+    return await walkWhole(async () => {
+      const wanted = new Map<string, WantedPart>();
+      this.#seen.clear();
+      for await (const { entry: file } of allEntries(openManifestStore(this.#run.dir))) {
+        this.#seen.add(_entryKey(file));
+        file.parts.forEach((part, index) => {
+          let entry = wanted.get(part.digest);
+          if (!entry) {
+            entry = { digest: part.digest, size: part.size, refs: [], listed: new Set() };
+            wanted.set(part.digest, entry);
+          }
+          entry.refs.push({ file: file.name, index });
+          for (const id of part.replicas) entry.listed.add(id);
+        });
+      }
+      return wanted;
+    });
   }
 
   /**
@@ -92,10 +95,13 @@ export class RepairManifest {
     const updated = await openLocker(this.#run.dir).withLock(PARTS_LOCK, async () => {
       // Re-read: files added, replaced or removed meanwhile are handled by
       // digest, so only parts with these exact bytes change.
-      const names: string[] = [];
-      for await (const { entry } of allEntries(store)) {
-        if (entry.parts.some((part) => changes.has(part.digest))) names.push(entry.name);
-      }
+      const names = await walkWhole(async () => {
+        const names: string[] = [];
+        for await (const { entry } of allEntries(store)) {
+          if (entry.parts.some((part) => changes.has(part.digest))) names.push(entry.name);
+        }
+        return names;
+      });
       const outcome = await store.change(names, async (current) => {
         const puts: FileEntry[] = [];
         let count = 0;
@@ -147,12 +153,15 @@ export class RepairManifest {
   async deleteDropped(drops: { id: string; digest: string }[]): Promise<number> {
     const paths = dataPaths(this.#run.dir);
     return await openLocker(this.#run.dir).withLock(PARTS_LOCK, async () => {
-      const listed = new Set<string>();
-      for await (const { entry: file } of allEntries(openManifestStore(this.#run.dir))) {
-        for (const part of file.parts) {
-          for (const id of part.replicas) listed.add(`${id}:${part.digest}`);
+      const listed = await walkWhole(async () => {
+        const listed = new Set<string>();
+        for await (const { entry: file } of allEntries(openManifestStore(this.#run.dir))) {
+          for (const part of file.parts) {
+            for (const id of part.replicas) listed.add(`${id}:${part.digest}`);
+          }
         }
-      }
+        return listed;
+      });
       let deleted = 0;
       for (const { id, digest } of drops) {
         if (listed.has(`${id}:${digest}`)) continue;

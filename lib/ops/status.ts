@@ -3,7 +3,7 @@ import { type ClusterConfig, instanceAddress, instanceIds } from "../state/confi
 import { type HealStatus } from "./heal.ts";
 import { controlRequest, probeInstances, runningSupervisor } from "./instances.ts";
 import { type FileEntry } from "../state/manifest.ts";
-import { allEntries } from "../state/manifest_store.ts";
+import { allEntries, walkWhole } from "../state/manifest_store.ts";
 import { openManifestStore } from "../state/open_manifest_store.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 
@@ -68,8 +68,11 @@ export async function clusterStatus(
     options.tls,
   );
   const up = new Set(probes.filter((p) => p.up).map((p) => p.id));
-  const entries: FileEntry[] = [];
-  for await (const { entry } of allEntries(openManifestStore(dir))) entries.push(entry);
+  const entries = await walkWhole(async () => {
+    const entries: FileEntry[] = [];
+    for await (const { entry } of allEntries(openManifestStore(dir))) entries.push(entry);
+    return entries;
+  });
   const files = entries
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((file) => {

@@ -4,7 +4,7 @@
  * manifest through the instance's manifest store.
  */
 import { type FileEntry } from "../state/manifest.ts";
-import { allEntries } from "../state/manifest_store.ts";
+import { allEntries, walkWhole } from "../state/manifest_store.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { encodeFrame, jsonBody, writeAll } from "../wire/frame.ts";
 import { type HandlerFamily, type Instance } from "./handler.ts";
@@ -31,17 +31,20 @@ export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.list"> = {
     // Summaries as JSON text, page by page: a busy instance holds no more
     // than one page of parsed entries at a time.
     let generation = await manifest.revision();
-    const files: string[] = [];
-    for await (const { entry: f, revision } of allEntries(manifest, LIST_PAGE_ENTRIES_SERVED)) {
-      generation = Math.max(generation, revision);
-      files.push(JSON.stringify({
-        name: f.name,
-        size: f.size,
-        parts: f.parts.length,
-        owner: f.owner,
-        created: f.created,
-      }));
-    }
+    const files = await walkWhole(async () => {
+      const files: string[] = [];
+      for await (const { entry: f, revision } of allEntries(manifest, LIST_PAGE_ENTRIES_SERVED)) {
+        generation = Math.max(generation, revision);
+        files.push(JSON.stringify({
+          name: f.name,
+          size: f.size,
+          parts: f.parts.length,
+          owner: f.owner,
+          created: f.created,
+        }));
+      }
+      return files;
+    });
     const body = new TextEncoder().encode(`[${files.join(",")}]`);
     await writeAll(conn, encodeFrame({ op: "files", generation }, body));
   },

@@ -157,11 +157,15 @@ export class FileManifestStore implements ManifestStore {
   #read<T>(fn: (index: ManifestIndex, files: ManifestFiles) => Promise<T>): Promise<T> {
     const run = async () => {
       for (let attempt = 1;; attempt++) {
-        const files: ManifestFiles = {
-          snapshot: await _openIfPresent(this.#snapshotPath),
-          journal: await _openIfPresent(this.#journalPath),
-        };
+        // The journal first: a compaction renames its new snapshot in before
+        // its new journal, so the snapshot opened next is at least as new as
+        // the journal (older journal changes are skipped). The other order
+        // could pair an old snapshot with a new, empty journal and lose every
+        // change since the last compaction.
+        const files: ManifestFiles = { snapshot: undefined, journal: undefined };
         try {
+          files.journal = await _openIfPresent(this.#journalPath);
+          files.snapshot = await _openIfPresent(this.#snapshotPath);
           return await fn(await this.#sync(files), files);
         } catch (error) {
           if (!(error instanceof JournalGapError) || attempt >= MAX_READ_ATTEMPTS) throw error;
@@ -267,7 +271,12 @@ export class FileManifestStore implements ManifestStore {
             throw new Error(`Manifest journal did not take change ${generation}`);
           }
           if (index.legacy || index.journalEnd > COMPACT_JOURNAL_SHARE * index.snapshotBytes) {
-            await this.#compact(index, { snapshot: files.snapshot, journal });
+            // The change is durable: a compaction that fails (a full disk)
+            // must not make it look failed. The next change tries again, and
+            // a half-done compaction is one the readers already handle.
+            await this.#compact(index, { snapshot: files.snapshot, journal }).catch(() => {
+              this.#index = undefined;
+            });
           }
         } finally {
           journal.close();

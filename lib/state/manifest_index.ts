@@ -121,7 +121,9 @@ export class ManifestIndex {
         revision: generation,
       });
     });
-    if (!closed) throw new SyntaxError("Manifest is malformed: not valid JSON (it ends early)");
+    // No closing line (a hand edit dropped the last newline, or the file is
+    // cut short): parse it whole, which tells the two apart.
+    if (!closed) return await ManifestIndex.#loadWhole(snapshot, info);
     return index;
   }
 

@@ -4,7 +4,8 @@
  * Lines of neighbouring entries are read in runs, not one read each, so a page
  * of list() or a compaction costs a few reads per megabyte.
  */
-import { tempPathBeside } from "../base/fs_util.ts";
+import { syncDir, tempPathBeside } from "../base/fs_util.ts";
+import { dirname } from "../base/paths.ts";
 import { type FileEntry, parseFileEntry } from "./manifest.ts";
 import {
   CLOSING_LINE,
@@ -178,5 +179,8 @@ export async function writeSnapshot(
   }
   out.close();
   await Deno.rename(temp, path);
+  // The rename on disk before the caller replaces the journal: a file system
+  // that reordered the two could keep an empty journal beside the old snapshot.
+  await syncDir(dirname(path));
   return { snapshotId: snapshotId(info), bytes: info.size, slots: compacted };
 }

@@ -104,16 +104,52 @@ export interface Locker {
   withLock<T>(name: string, fn: () => Promise<T>): Promise<T>;
 }
 
-/** Every entry of the store, page by page. */
+/** Times a walk of the whole manifest starts over because it changed under the walk. */
+export const MAX_WALK_ATTEMPTS = 10;
+
+/**
+ * The manifest changed between two pages of one walk: an entry renamed past
+ * the walk's position would be missed, so the walk must start over.
+ */
+export class ManifestChangedError extends Error {
+  constructor(from: number, to: number) {
+    super(`The manifest changed while it was read (revision ${from}, then ${to})`);
+    this.name = "ManifestChangedError";
+  }
+}
+
+/**
+ * Every entry of the store, page by page, all at one revision: throws
+ * ManifestChangedError when a page comes from another revision than the
+ * first. Callers that need every entry run their walk in `walkWhole()`.
+ */
 export async function* allEntries(
   store: ManifestStore,
   limit = LIST_PAGE_ENTRIES,
 ): AsyncGenerator<StoredEntry> {
   let after: string | undefined;
+  let revision: number | undefined;
   while (true) {
     const page = await store.list(after === undefined ? { limit } : { after, limit });
+    revision ??= page.revision;
+    if (page.revision !== revision) throw new ManifestChangedError(revision, page.revision);
     yield* page.entries;
     if (!page.more || page.entries.length === 0) return;
     after = page.entries.at(-1)!.entry.name;
+  }
+}
+
+/**
+ * Runs `walk` (which reads the store with `allEntries()` and builds its
+ * result from scratch) again while the manifest changes under it, at most
+ * MAX_WALK_ATTEMPTS times; then the ManifestChangedError reaches the caller.
+ */
+export async function walkWhole<T>(walk: () => Promise<T>): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await walk();
+    } catch (error) {
+      if (!(error instanceof ManifestChangedError) || attempt >= MAX_WALK_ATTEMPTS) throw error;
+    }
   }
 }

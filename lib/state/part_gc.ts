@@ -10,7 +10,7 @@
  * sends it again.
  */
 import { dataPaths } from "./config.ts";
-import { allEntries, type ManifestStore, PARTS_LOCK } from "./manifest_store.ts";
+import { allEntries, type ManifestStore, PARTS_LOCK, walkWhole } from "./manifest_store.ts";
 import { openLocker, openManifestStore } from "./open_manifest_store.ts";
 import { join } from "../base/paths.ts";
 import { PartStore } from "./store.ts";
@@ -38,12 +38,14 @@ export async function instancesWithStorage(dir: string): Promise<string[]> {
 }
 
 /** Every digest any file in the manifest refers to. */
-export async function referencedDigests(store: ManifestStore): Promise<Set<string>> {
-  const used = new Set<string>();
-  for await (const { entry } of allEntries(store)) {
-    for (const part of entry.parts) used.add(part.digest);
-  }
-  return used;
+export function referencedDigests(store: ManifestStore): Promise<Set<string>> {
+  return walkWhole(async () => {
+    const used = new Set<string>();
+    for await (const { entry } of allEntries(store)) {
+      for (const part of entry.parts) used.add(part.digest);
+    }
+    return used;
+  });
 }
 
 /**

@@ -1,0 +1,161 @@
+/**
+ * The file manifest store under races with other processes: a reader that
+ * opens the files while a writer compacts, a walk of the whole manifest while
+ * an entry is renamed, a compaction that fails after its change committed,
+ * and a snapshot that lost its last newline in a hand edit.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
+import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
+import { allEntries, ManifestChangedError, walkWhole } from "../lib/state/manifest_store.ts";
+import { withTempDir } from "./unit_helpers.ts";
+
+function _entry(name: string, seed = 0): FileEntry {
+  const parts = [{
+    digest: (seed % 256).toString(16).padStart(2, "0").repeat(32),
+    size: 4096,
+    replicas: ["9001", "9002"],
+  }];
+  return {
+    name,
+    size: 4096,
+    partSize: 4096,
+    contentId: contentIdOf(4096, parts),
+    owner: OPERATOR_OWNER,
+    created: new Date(0).toISOString(),
+    parts,
+  };
+}
+
+async function _put(store: FileManifestStore, ...entries: FileEntry[]): Promise<number> {
+  const outcome = await store.change(entries.map((e) => e.name), () => ({
+    puts: entries,
+    result: undefined,
+  }));
+  return outcome.revision;
+}
+
+/** Runs `fn` with Deno.open replaced by `open`; the real one comes back after. */
+async function _withOpen(
+  open: (
+    real: typeof Deno.open,
+    path: string | URL,
+    options?: Deno.OpenOptions,
+  ) => Promise<Deno.FsFile>,
+  fn: () => Promise<void>,
+): Promise<void> {
+  const real = Deno.open;
+  Object.assign(Deno, {
+    open: (path: string | URL, options?: Deno.OpenOptions) => open(real, path, options),
+  });
+  try {
+    await fn();
+  } finally {
+    Object.assign(Deno, { open: real });
+  }
+}
+
+Deno.test("FileManifestStore: a reader whose open races a compaction loses no change", async () => {
+  await withTempDir("fts-unit-store-race-", async (dir) => {
+    const writer = new FileManifestStore(dir);
+    const reader = new FileManifestStore(dir);
+    await _put(writer, ...Array.from({ length: 20 }, (_, i) => _entry(`base-${i}.bin`, i)));
+    await _put(writer, _entry("b.bin", 7));
+    let compactions = 0;
+    let opens = 0;
+    await _withOpen(async (real, path, options) => {
+      // Another process compacts while the reader is between its two opens.
+      if (!options?.write && String(path).startsWith(dir) && ++opens === 2) {
+        compactions++;
+        const before = (await Deno.stat(join(dir, "manifest.json"))).ino;
+        for (let i = 0; (await Deno.stat(join(dir, "manifest.json"))).ino === before; i++) {
+          await _put(writer, _entry(`c-${i}.bin`, i));
+        }
+      }
+      return await real(path, options);
+    }, async () => {
+      assert.ok(await reader.get("b.bin"), "b.bin lost by a reader that raced a compaction");
+    });
+    assert.equal(compactions, 1);
+    assert.equal(await reader.revision(), await writer.revision());
+  });
+});
+
+Deno.test("allEntries() refuses a walk across revisions; walkWhole() then sees a renamed entry", async () => {
+  await withTempDir("fts-unit-store-walk-", async (dir) => {
+    const store = new FileManifestStore(dir);
+    const other = new FileManifestStore(dir);
+    await _put(
+      store,
+      ...Array.from({ length: 250 }, (_, i) => _entry(`f-${String(i).padStart(3, "0")}`, i)),
+    );
+    const rename = () =>
+      other.change(["f-240", "a-renamed"], (current) => ({
+        deletes: ["f-240"],
+        puts: [{ ...current.get("f-240")!.entry, name: "a-renamed" }],
+        result: 0,
+      }));
+    await assert.rejects(async () => {
+      let seen = 0;
+      for await (const _ of allEntries(store, 100)) if (++seen === 100) await rename();
+    }, ManifestChangedError);
+    let walks = 0;
+    const names = await walkWhole(async () => {
+      walks++;
+      const names = new Set<string>();
+      for await (const { entry } of allEntries(store, 100)) {
+        names.add(entry.name);
+        if (walks === 1 && names.size === 100) {
+          await other.change(["f-241", "a-renamed-too"], (current) => ({
+            deletes: ["f-241"],
+            puts: [{ ...current.get("f-241")!.entry, name: "a-renamed-too" }],
+            result: 0,
+          }));
+        }
+      }
+      return names;
+    });
+    assert.equal(walks, 2);
+    assert.equal(names.size, 250);
+    assert.ok(names.has("a-renamed") && names.has("a-renamed-too"));
+  });
+});
+
+Deno.test("FileManifestStore.change(): a compaction that fails leaves the committed change standing", async () => {
+  await withTempDir("fts-unit-store-compact-", async (dir) => {
+    const store = new FileManifestStore(dir);
+    await _put(store, ...Array.from({ length: 5 }, (_, i) => _entry(`base-${i}.bin`, i)));
+    let refused = 0;
+    await _withOpen((real, path, options) => {
+      if (options?.createNew && String(path).startsWith(dir)) {
+        refused++;
+        return Promise.reject(new Deno.errors.PermissionDenied("no room for a new snapshot"));
+      }
+      return real(path, options);
+    }, async () => {
+      for (let i = 0; i < 10; i++) await _put(store, _entry(`new-${i}.bin`, i));
+    });
+    assert.ok(refused > 0, "no compaction was tried");
+    const fresh = new FileManifestStore(dir);
+    for (let i = 0; i < 10; i++) assert.ok(await fresh.get(`new-${i}.bin`));
+    // Compaction works again once the disk has room.
+    await _put(store, _entry("after.bin", 1));
+    assert.ok(await new FileManifestStore(dir).get("after.bin"));
+  });
+});
+
+Deno.test("FileManifestStore: a snapshot that lost its last newline in a hand edit is still read", async () => {
+  await withTempDir("fts-unit-store-newline-", async (dir) => {
+    const store = new FileManifestStore(dir);
+    await _put(store, _entry("a.bin", 1), _entry("b.bin", 2));
+    // Fold the journal into the snapshot, as a compaction would, then edit it.
+    const path = join(dir, "manifest.json");
+    const text = (await Deno.readTextFile(path)).replace(/\n$/, "");
+    JSON.parse(text);
+    await Deno.writeTextFile(path, text);
+    await Deno.remove(join(dir, "manifest.journal")).catch(() => {});
+    const found = await new FileManifestStore(dir).get("a.bin");
+    assert.equal(found?.entry.name, "a.bin");
+  });
+});
