@@ -23,6 +23,8 @@ import type { ManifestEvent } from "./manifest_store.ts";
 
 /** Changes an index remembers for `watch()`; one further behind gets a reset. */
 export const MAX_REMEMBERED_CHANGES = 1000;
+/** A first line this long or longer is no snapshot header (a one-line snapshot). */
+export const MAX_HEADER_BYTES = 200;
 
 /** Where one entry's line lies, or its value for a snapshot not in the line layout. */
 export interface EntrySlot {
@@ -97,8 +99,8 @@ export class ManifestIndex {
     if (!snapshot) return new ManifestIndex("", 0, 0, false);
     const info = await snapshot.stat();
     let header: string | undefined;
-    await scanLines(snapshot, 0, (line) => {
-      header = line.length < 200 ? decodeLine(line) : "";
+    await scanLines(snapshot, 0, (bytes, start, end) => {
+      header = end - start < MAX_HEADER_BYTES ? decodeLine(bytes.subarray(start, end)) : "";
       return false;
     });
     const generation = header === undefined ? undefined : parseSnapshotHeader(header);
@@ -106,13 +108,13 @@ export class ManifestIndex {
     const index = new ManifestIndex(snapshotId(info), generation, info.size, false);
     let closed = false;
     let first = true;
-    await scanLines(snapshot, 0, (line, offset) => {
+    await scanLines(snapshot, 0, (bytes, start, end, offset) => {
       if (first) return void (first = false);
-      if (isClosingLine(line)) {
+      if (isClosingLine(bytes, start, end)) {
         closed = true;
         return false;
       }
-      const { name, valueStart, length } = splitEntryLine(line);
+      const { name, valueStart, length } = splitEntryLine(bytes, start, end);
       index.slots.set(name, {
         source: "snapshot",
         offset,
@@ -173,19 +175,19 @@ export class ManifestIndex {
       | undefined;
     let end = this.journalEnd;
     let failure: unknown;
-    await scanLines(journal, this.journalEnd, (line, offset) => {
+    await scanLines(journal, this.journalEnd, (bytes, start, stop, offset) => {
       try {
         if (!pending) {
-          pending = { ...parseChangeHeader(decodeLine(line)), puts: [] };
+          pending = { ...parseChangeHeader(decodeLine(bytes.subarray(start, stop))), puts: [] };
           return;
         }
-        if (isClosingLine(line)) {
+        if (isClosingLine(bytes, start, stop)) {
           this.#apply(pending);
           pending = undefined;
           end = offset + 3;
           return;
         }
-        const { name, valueStart, length } = splitEntryLine(line);
+        const { name, valueStart, length } = splitEntryLine(bytes, start, stop);
         pending.puts.push([name, { source: "journal", offset, length, valueStart, revision: 0 }]);
       } catch (error) {
         failure = error;

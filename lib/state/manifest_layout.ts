@@ -28,6 +28,8 @@ const _COLON = 0x3a;
 const _COMMA = 0x2c;
 const _NEWLINE = 0x0a;
 const _BRACE = 0x7d;
+/** Bytes below this are control characters, which a JSON string must escape. */
+const _SPACE = 0x20;
 const _decoder = new TextDecoder("utf-8", { fatal: true });
 
 export function snapshotHeader(generation: number): string {
@@ -85,21 +87,31 @@ export function parseChangeHeader(line: string): { generation: number; deletes: 
 }
 
 /**
- * Splits an entry line into its name and where its value starts; `length` is
- * the line's length without a separating comma. Throws SyntaxError.
+ * Splits the entry line `bytes[start, end)` into its name and where its value
+ * starts (from the line's start); `length` is the line's length without a
+ * separating comma. Throws SyntaxError.
  */
 export function splitEntryLine(
-  line: Uint8Array,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
 ): { name: string; valueStart: number; length: number } {
-  let end = 1;
-  if (line[0] !== _QUOTE) throw new SyntaxError("Manifest is malformed: an entry line has no name");
-  while (end < line.length && line[end] !== _QUOTE) end += line[end] === _BACKSLASH ? 2 : 1;
-  if (line[end + 1] !== _COLON) {
-    throw new SyntaxError("Manifest is malformed: an entry line has no name");
+  const _noName = () => new SyntaxError("Manifest is malformed: an entry line has no name");
+  if (end <= start || bytes[start] !== _QUOTE) throw _noName();
+  let close = start + 1;
+  let plain = true;
+  while (close < end && bytes[close] !== _QUOTE) {
+    const byte = bytes[close]!;
+    if (byte === _BACKSLASH || byte < _SPACE) plain = false;
+    close += byte === _BACKSLASH ? 2 : 1;
   }
-  const name = JSON.parse(_decoder.decode(line.subarray(0, end + 1)));
-  const length = line.at(-1) === _COMMA ? line.length - 1 : line.length;
-  return { name, valueStart: end + 2, length };
+  if (close + 1 >= end || bytes[close + 1] !== _COLON) throw _noName();
+  // Most names hold no escapes: decode them without a JSON parse.
+  const name = plain
+    ? _decoder.decode(bytes.subarray(start + 1, close))
+    : JSON.parse(_decoder.decode(bytes.subarray(start, close + 1)));
+  const length = bytes[end - 1] === _COMMA ? end - 1 - start : end - start;
+  return { name, valueStart: close + 2 - start, length };
 }
 
 /** Parses the value of an entry line (without its comma). Throws SyntaxError. */
@@ -107,8 +119,9 @@ export function parseEntryValue(line: Uint8Array, valueStart: number): unknown {
   return JSON.parse(_decoder.decode(line.subarray(valueStart)));
 }
 
-export function isClosingLine(line: Uint8Array): boolean {
-  return line.length === 2 && line[0] === _BRACE && line[1] === _BRACE;
+/** Whether `bytes[start, end)` is the line that closes a snapshot or a change. */
+export function isClosingLine(bytes: Uint8Array, start: number, end: number): boolean {
+  return end - start === 2 && bytes[start] === _BRACE && bytes[start + 1] === _BRACE;
 }
 
 export function decodeLine(line: Uint8Array): string {
@@ -116,17 +129,20 @@ export function decodeLine(line: Uint8Array): string {
 }
 
 /**
- * Calls `each` with every whole line (without its newline) of `file` from
- * `start` on, and its offset; returns the offset after the last whole line, so
- * a torn last line is left out. `each` returning false stops the scan there.
+ * Calls `each` with every whole line of `file` from `start` on, as the range
+ * `bytes[lineStart, lineEnd)` (without its newline; the buffer is reused, so
+ * copy what must outlive the call), and the line's offset in the file; returns
+ * the offset after the last whole line, so a torn last line is left out.
+ * `each` returning false stops the scan there.
  */
 export async function scanLines(
   file: Deno.FsFile,
   start: number,
-  each: (line: Uint8Array, offset: number) => boolean | void,
+  each: (bytes: Uint8Array, lineStart: number, lineEnd: number, offset: number) => boolean | void,
 ): Promise<number> {
   await file.seek(start, Deno.SeekMode.Start);
-  // One buffer for the whole scan: the unfinished line moves to its front.
+  // One buffer for the whole scan, no view per line: the unfinished line
+  // moves to its front, and lines are passed as ranges of it.
   let buffer = new Uint8Array(SCAN_CHUNK_BYTES);
   let kept = 0;
   let keptOffset = start;
@@ -141,11 +157,10 @@ export async function scanLines(
     const filled = kept + n;
     let from = 0;
     while (true) {
-      const newline = buffer.subarray(0, filled).indexOf(_NEWLINE, from);
-      if (newline < 0) break;
-      if (each(buffer.subarray(from, newline), keptOffset + from) === false) {
-        return keptOffset + from;
-      }
+      // Bytes past `filled` are left from earlier reads: a newline there is no line end.
+      const newline = buffer.indexOf(_NEWLINE, from);
+      if (newline < 0 || newline >= filled) break;
+      if (each(buffer, from, newline, keptOffset + from) === false) return keptOffset + from;
       from = newline + 1;
     }
     buffer.copyWithin(0, from, filled);
