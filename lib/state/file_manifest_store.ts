@@ -8,6 +8,8 @@
  * 2. Readers index names to lines (manifest_index.ts) and parse one entry per
  *    lookup; they read only journal bytes appended since their last look. A
  *    content id is computed when its entry is parsed, not on every change.
+ *    Until a reader reads an entry, revision() reads only the headers
+ *    (manifest_revision.ts), so an instance only asked hello builds no index.
  * 3. `change()` reads the named entries, runs the caller's pure function
  *    without any lock, then under the lock commits only if those entries'
  *    revisions are unchanged (else runs it again).
@@ -35,6 +37,7 @@ import {
   valueOf,
   writeSnapshot,
 } from "./manifest_snapshot.ts";
+import { readRevision, type RevisionMark } from "./manifest_revision.ts";
 import {
   type ChangeFunction,
   type ChangeOutcome,
@@ -69,6 +72,8 @@ export class FileManifestStore implements ManifestStore {
   readonly #journalPath: string;
   readonly #lockPath: string;
   #index: ManifestIndex | undefined;
+  /** The revision read from the files' headers while there is no index. */
+  #mark: RevisionMark | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   readonly #cache = new Map<string, StoredEntry>();
   #sorted: { index: ManifestIndex; version: number; names: string[] } | undefined;
@@ -80,8 +85,19 @@ export class FileManifestStore implements ManifestStore {
     this.#lockPath = join(dir, "manifest.lock");
   }
 
-  revision(): Promise<number> {
-    return this.#read((index) => Promise.resolve(index.revision));
+  async revision(): Promise<number> {
+    // Until an entry is read, the headers tell the revision: no index is built.
+    if (!this.#index) {
+      const read = await this.#enqueue(() =>
+        this.#withFiles(async (files) => {
+          const mark = await readRevision(files, this.#mark);
+          this.#mark = mark;
+          return mark?.revision;
+        })
+      );
+      if (read !== undefined) return read;
+    }
+    return await this.#read((index) => Promise.resolve(index.revision));
   }
 
   get(name: string): Promise<StoredEntry | undefined> {
@@ -155,30 +171,41 @@ export class FileManifestStore implements ManifestStore {
 
   /** Runs `fn` with a current index and the files it points into, one call at a time. */
   #read<T>(fn: (index: ManifestIndex, files: ManifestFiles) => Promise<T>): Promise<T> {
-    const run = async () => {
+    return this.#enqueue(async () => {
       for (let attempt = 1;; attempt++) {
-        // The journal first: a compaction renames its new snapshot in before
-        // its new journal, so the snapshot opened next is at least as new as
-        // the journal (older journal changes are skipped). The other order
-        // could pair an old snapshot with a new, empty journal and lose every
-        // change since the last compaction.
-        const files: ManifestFiles = { snapshot: undefined, journal: undefined };
         try {
-          files.journal = await _openIfPresent(this.#journalPath);
-          files.snapshot = await _openIfPresent(this.#snapshotPath);
-          return await fn(await this.#sync(files), files);
+          return await this.#withFiles(async (files) => fn(await this.#sync(files), files));
         } catch (error) {
           if (!(error instanceof JournalGapError) || attempt >= MAX_READ_ATTEMPTS) throw error;
           this.#index = undefined;
-        } finally {
-          files.snapshot?.close();
-          files.journal?.close();
         }
       }
-    };
-    const result = this.#queue.then(run, run);
+    });
+  }
+
+  /** Runs `fn` after every earlier read and change of this store. */
+  #enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(fn, fn);
     this.#queue = result.catch(() => {});
     return result;
+  }
+
+  /** Runs `fn` with the snapshot and journal opened (either may be absent), then closes them. */
+  async #withFiles<T>(fn: (files: ManifestFiles) => Promise<T>): Promise<T> {
+    // The journal first: a compaction renames its new snapshot in before
+    // its new journal, so the snapshot opened next is at least as new as
+    // the journal (older journal changes are skipped). The other order
+    // could pair an old snapshot with a new, empty journal and lose every
+    // change since the last compaction.
+    const files: ManifestFiles = { snapshot: undefined, journal: undefined };
+    try {
+      files.journal = await _openIfPresent(this.#journalPath);
+      files.snapshot = await _openIfPresent(this.#snapshotPath);
+      return await fn(files);
+    } finally {
+      files.snapshot?.close();
+      files.journal?.close();
+    }
   }
 
   /** Brings the index up to the files just opened: re-indexes if they were replaced. */
