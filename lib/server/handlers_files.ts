@@ -4,7 +4,7 @@
  * manifest through the instance's manifest store.
  */
 import { type FileEntry } from "../state/manifest.ts";
-import { allEntries, walkWhole } from "../state/manifest_store.ts";
+import { allEntries, type ManifestStore, walkWhole } from "../state/manifest_store.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { encodeFrame, jsonBody, writeAll } from "../wire/frame.ts";
 import { type HandlerFamily, type Instance } from "./handler.ts";
@@ -27,28 +27,71 @@ export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.list"> = {
     );
   },
   "file.list": async (instance, { conn }) => {
-    const { manifest } = instance;
-    // Summaries as JSON text, page by page: a busy instance holds no more
-    // than one page of parsed entries at a time.
-    let generation = await manifest.revision();
-    const files = await walkWhole(async () => {
-      const files: string[] = [];
-      for await (const { entry: f, revision } of allEntries(manifest, LIST_PAGE_ENTRIES_SERVED)) {
-        generation = Math.max(generation, revision);
-        files.push(JSON.stringify({
-          name: f.name,
-          size: f.size,
-          parts: f.parts.length,
-          owner: f.owner,
-          created: f.created,
-        }));
-      }
-      return files;
-    });
-    const body = new TextEncoder().encode(`[${files.join(",")}]`);
-    await writeAll(conn, encodeFrame({ op: "files", generation }, body));
+    await writeAll(conn, await _listFrame(instance.manifest));
   },
 };
+
+/** The file.list reply built last for each store, with the revision it was built at. */
+const _lists = new WeakMap<ManifestStore, { revision: number; frame: Promise<_ListFrame> }>();
+
+interface _ListFrame {
+  /** The highest revision a page of it was read at. */
+  generation: number;
+  bytes: Uint8Array;
+}
+
+/**
+ * The whole file.list reply frame at the store's current revision: built once
+ * per revision and re-sent while the revision holds (concurrent lists share
+ * one build), since building it parses every entry and that garbage is memory
+ * the instance does not give back.
+ */
+async function _listFrame(manifest: ManifestStore): Promise<Uint8Array> {
+  const revision = await manifest.revision();
+  const kept = _lists.get(manifest);
+  if (kept?.revision === revision) return (await kept.frame).bytes;
+  const frame = _buildListFrame(manifest, revision);
+  _lists.set(manifest, { revision, frame });
+  try {
+    const { generation, bytes } = await frame;
+    // Pages read at a later revision are not the list at `revision`: keep it for no one.
+    if (generation !== revision) _forget(manifest, frame);
+    return bytes;
+  } catch (error) {
+    _forget(manifest, frame);
+    throw error;
+  }
+}
+
+async function _buildListFrame(manifest: ManifestStore, revision: number): Promise<_ListFrame> {
+  // Summaries as JSON text, page by page: no more than one page of parsed
+  // entries is held at a time.
+  let generation = revision;
+  // The pages of one walk are of one revision: a walk the manifest changed
+  // under starts over.
+  const files = await walkWhole(async () => {
+    const files: string[] = [];
+    for await (
+      const { entry: f, revision: read } of allEntries(manifest, LIST_PAGE_ENTRIES_SERVED)
+    ) {
+      generation = Math.max(generation, read);
+      files.push(JSON.stringify({
+        name: f.name,
+        size: f.size,
+        parts: f.parts.length,
+        owner: f.owner,
+        created: f.created,
+      }));
+    }
+    return files;
+  });
+  const body = new TextEncoder().encode(`[${files.join(",")}]`);
+  return { generation, bytes: encodeFrame({ op: "files", generation }, body) };
+}
+
+function _forget(manifest: ManifestStore, frame: Promise<unknown>): void {
+  if (_lists.get(manifest)?.frame === frame) _lists.delete(manifest);
+}
 
 /** Instance id to address, for every instance holding a part of the file. */
 function _addresses(instance: Instance, entry: FileEntry): Record<string, string> {
