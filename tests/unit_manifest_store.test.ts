@@ -217,6 +217,26 @@ Deno.test("FileManifestStore.list() pages through the entries in name order", as
   });
 });
 
+Deno.test("FileManifestStore.summaries() pages like list() and shows each entry's listed fields", async () => {
+  await withDir(async (dir) => {
+    const store = await withJournal(dir, 3);
+    const listed = (await store.list({ limit: 100 })).entries.map(({ entry: e }) => ({
+      name: e.name,
+      size: e.size,
+      parts: e.parts.length,
+      owner: e.owner,
+      created: e.created,
+    }));
+    const page = await store.summaries({ limit: 7 });
+    assert.deepEqual(page.summaries, listed.slice(0, 7));
+    assert.equal(page.more, true);
+    assert.equal(page.revision, await store.revision());
+    const rest = await store.summaries({ after: page.summaries.at(-1)!.name, limit: 100 });
+    assert.deepEqual(rest.summaries, listed.slice(7));
+    assert.equal(rest.more, false);
+  });
+});
+
 Deno.test("FileManifestStore.watch() reports each change after a revision", async () => {
   await withDir(async (dir) => {
     const store = await withJournal(dir, 0);

@@ -4,7 +4,7 @@
  * manifest through the instance's manifest store.
  */
 import { type FileEntry } from "../state/manifest.ts";
-import { allEntries, type ManifestStore, walkWhole } from "../state/manifest_store.ts";
+import { allSummaries, type ManifestStore, walkWhole } from "../state/manifest_store.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { encodeFrame, jsonBody, writeAll } from "../wire/frame.ts";
 import { type HandlerFamily, type Instance } from "./handler.ts";
@@ -72,16 +72,10 @@ async function _buildListFrame(manifest: ManifestStore, revision: number): Promi
   const files = await walkWhole(async () => {
     const files: string[] = [];
     for await (
-      const { entry: f, revision: read } of allEntries(manifest, LIST_PAGE_ENTRIES_SERVED)
+      const { summary, revision: read } of allSummaries(manifest, LIST_PAGE_ENTRIES_SERVED)
     ) {
       generation = Math.max(generation, read);
-      files.push(JSON.stringify({
-        name: f.name,
-        size: f.size,
-        parts: f.parts.length,
-        owner: f.owner,
-        created: f.created,
-      }));
+      files.push(JSON.stringify(summary));
     }
     return files;
   });

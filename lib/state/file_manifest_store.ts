@@ -28,11 +28,18 @@ import { removeStaleTemps, writeFileAtomic } from "../base/fs_util.ts";
 import { join } from "../base/paths.ts";
 import { type FileEntry, parseFileEntry } from "./manifest.ts";
 import { changeHeader, entryLine, layoutDocument } from "./manifest_layout.ts";
-import { fileId, JournalGapError, ManifestIndex, snapshotId } from "./manifest_index.ts";
+import {
+  type EntrySlot,
+  fileId,
+  JournalGapError,
+  ManifestIndex,
+  snapshotId,
+} from "./manifest_index.ts";
 import {
   entryOf,
   type ManifestFiles,
   readSlots,
+  summaryOf,
   valueIn,
   valueOf,
   writeSnapshot,
@@ -48,6 +55,7 @@ import {
   type ManifestStore,
   MAX_CHANGE_ATTEMPTS,
   type StoredEntry,
+  type SummaryPage,
 } from "./manifest_store.ts";
 
 /** The journal is folded into a new snapshot once it is this share of the snapshot's size. */
@@ -104,7 +112,28 @@ export class FileManifestStore implements ManifestStore {
     return this.#read((index, files) => this.#entryAt(index, files, name));
   }
 
-  list(options: ListOptions = {}): Promise<ListPage> {
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const page = await this.#page(options, (name, slot, line, revision) => ({
+      entry: entryOf(name, valueIn(slot, line)),
+      modRevision: slot.revision,
+      revision,
+    }));
+    return { entries: page.items, revision: page.revision, more: page.more };
+  }
+
+  async summaries(options: ListOptions = {}): Promise<SummaryPage> {
+    const page = await this.#page(
+      options,
+      (name, slot, line) => summaryOf(name, valueIn(slot, line)),
+    );
+    return { summaries: page.items, revision: page.revision, more: page.more };
+  }
+
+  /** One page of entries in name order, each made into a T by `each` from its line. */
+  #page<T>(
+    options: ListOptions,
+    each: (name: string, slot: EntrySlot, line: Uint8Array, revision: number) => T,
+  ): Promise<{ items: T[]; revision: number; more: boolean }> {
     const limit = options.limit ?? LIST_PAGE_ENTRIES;
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RangeError(`A page of the manifest holds at least 1 entry, not ${limit}`);
@@ -115,12 +144,8 @@ export class FileManifestStore implements ManifestStore {
       const page = names.slice(start, start + limit);
       const slots = page.map((name) => index.slots.get(name)!);
       const lines = await readSlots(slots, files);
-      const entries = page.map((name, i) => ({
-        entry: entryOf(name, valueIn(slots[i]!, lines[i]!)),
-        modRevision: slots[i]!.revision,
-        revision: index.revision,
-      }));
-      return { entries, revision: index.revision, more: start + limit < names.length };
+      const items = page.map((name, i) => each(name, slots[i]!, lines[i]!, index.revision));
+      return { items, revision: index.revision, more: start + limit < names.length };
     });
   }
 

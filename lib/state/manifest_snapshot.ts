@@ -6,7 +6,8 @@
  */
 import { syncDir, tempPathBeside } from "../base/fs_util.ts";
 import { dirname } from "../base/paths.ts";
-import { type FileEntry, parseFileEntry } from "./manifest.ts";
+import { type FileEntry, OPERATOR_OWNER, parseFileEntry } from "./manifest.ts";
+import type { EntrySummary } from "./manifest_store.ts";
 import {
   CLOSING_LINE,
   decodeLine,
@@ -41,6 +42,29 @@ export function entryOf(name: string, value: unknown): FileEntry {
     throw new SyntaxError(`Manifest is malformed: entry "${name}" names itself "${entry.name}"`);
   }
   return entry;
+}
+
+/**
+ * What a listing shows of the entry on a line: only the fields it shows are
+ * checked (with parseFileEntry's defaults), and no content id is computed.
+ */
+export function summaryOf(name: string, value: unknown): EntrySummary {
+  const v = value as Record<string, unknown> | null;
+  const fail = (what: string): never => {
+    throw new SyntaxError(`Manifest is malformed: entry "${name}" ${what}`);
+  };
+  if (typeof v !== "object" || v === null) return fail("is not an object");
+  if (v.name !== name) fail(`names itself "${v.name}"`);
+  const { size, parts } = v;
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) fail("has a bad size");
+  if (!Array.isArray(parts)) return fail("has parts that are not a list");
+  return {
+    name,
+    size: size as number,
+    parts: parts.length,
+    owner: typeof v.owner === "string" ? v.owner : OPERATOR_OWNER,
+    created: typeof v.created === "string" ? v.created : "",
+  };
 }
 
 /** The value of an entry, read from its line. */

@@ -7,7 +7,9 @@
  * - the store has a revision (the manifest's `generation`) that grows by one
  *   with every change, and each entry has the revision that last changed it;
  * - `get()` reads one entry and `list()` one page of entries in name order,
- *   so no caller needs the whole manifest in memory at once;
+ *   so no caller needs the whole manifest in memory at once; `summaries()`
+ *   is a page of what a listing shows of each entry, read without checking
+ *   the whole entry (an etcd range read projects its values the same way);
  * - `change()` runs a pure function over the entries it names and commits its
  *   puts and deletes only if none of those entries changed meanwhile (a compare
  *   on their revisions, as an etcd txn does), otherwise re-reads and runs it
@@ -58,6 +60,24 @@ export interface ListPage {
   more: boolean;
 }
 
+/** What a listing shows of one entry (file.list's rows). */
+export interface EntrySummary {
+  name: string;
+  size: number;
+  /** How many parts the file has. */
+  parts: number;
+  owner: string;
+  created: string;
+}
+
+export interface SummaryPage {
+  summaries: EntrySummary[];
+  /** The store revision this page was read at. */
+  revision: number;
+  /** Whether entries follow the last one of this page. */
+  more: boolean;
+}
+
 /** What a change function decides: entries to put, names to delete, and a result. */
 export interface ChangePlan<T> {
   puts?: FileEntry[];
@@ -93,6 +113,11 @@ export interface ManifestStore {
   get(name: string): Promise<StoredEntry | undefined>;
   /** One page of entries in name order. */
   list(options?: ListOptions): Promise<ListPage>;
+  /**
+   * One page of entry summaries in name order, as `list()` pages: cheaper, as
+   * no part is checked and no content id computed.
+   */
+  summaries(options?: ListOptions): Promise<SummaryPage>;
   /** Names the entries `plan` reads; it may put and delete only those. */
   change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>>;
   /** Changes after `fromRevision`, as they come, until `signal` aborts. */
@@ -123,19 +148,50 @@ export class ManifestChangedError extends Error {
  * ManifestChangedError when a page comes from another revision than the
  * first. Callers that need every entry run their walk in `walkWhole()`.
  */
-export async function* allEntries(
+export function allEntries(
   store: ManifestStore,
   limit = LIST_PAGE_ENTRIES,
 ): AsyncGenerator<StoredEntry> {
+  return _walk(
+    async (options) => {
+      const page = await store.list(options);
+      return { items: page.entries, revision: page.revision, more: page.more };
+    },
+    (found) => found.entry.name,
+    limit,
+  );
+}
+
+/** Every entry's summary, with the revision it was read at, page by page as `allEntries()`. */
+export function allSummaries(
+  store: ManifestStore,
+  limit = LIST_PAGE_ENTRIES,
+): AsyncGenerator<{ summary: EntrySummary; revision: number }> {
+  return _walk(
+    async (options) => {
+      const { summaries, revision, more } = await store.summaries(options);
+      return { items: summaries.map((summary) => ({ summary, revision })), revision, more };
+    },
+    (item) => item.summary.name,
+    limit,
+  );
+}
+
+/** The items of every page `read` gives, in order; ManifestChangedError if the revision moves. */
+async function* _walk<T>(
+  read: (options: ListOptions) => Promise<{ items: T[]; revision: number; more: boolean }>,
+  nameOf: (item: T) => string,
+  limit: number,
+): AsyncGenerator<T> {
   let after: string | undefined;
   let revision: number | undefined;
   while (true) {
-    const page = await store.list(after === undefined ? { limit } : { after, limit });
+    const page = await read(after === undefined ? { limit } : { after, limit });
     revision ??= page.revision;
     if (page.revision !== revision) throw new ManifestChangedError(revision, page.revision);
-    yield* page.entries;
-    if (!page.more || page.entries.length === 0) return;
-    after = page.entries.at(-1)!.entry.name;
+    yield* page.items;
+    if (!page.more || page.items.length === 0) return;
+    after = nameOf(page.items.at(-1)!);
   }
 }
 
