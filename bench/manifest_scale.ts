@@ -1,8 +1,9 @@
 /**
  * How the manifest scales with the number of files: the cost of publishing
  * one more file into a manifest of 100, 10,000 (and 100,000) entries, and
- * the resident memory of an `fts serve` instance answering file.get and
- * file.list with 10,000 files in its manifest.
+ * the resident memory of an `fts serve` instance with 0 and 10,000 files in
+ * its manifest: after hello only (what health probes and `fts status` send),
+ * after file.get requests, and after file.list requests.
  *
  *     deno run -A bench/manifest_scale.ts [--compare OTHER/main.ts] [--large]
  *       [--memory-only] [--instance-flags "--v8-flags=..."]
@@ -98,7 +99,8 @@ async function _inProcess(
       () => ({ puts: [{ ..._entry(count), name: "warm-up" }], result: 0 }),
     );
     const opened = performance.now();
-    await new FileManifestStore(dir).revision();
+    // A get, not revision(): revision() reads only the headers until an entry is read.
+    await new FileManifestStore(dir).get("absent");
     const openMs = performance.now() - opened;
     const times: number[] = [];
     for (let i = 0; i < IN_PROCESS_PUBLISHES; i++) {
@@ -138,12 +140,20 @@ async function _cli(main: string, count: number): Promise<number> {
   }
 }
 
-/** Resident memory of an instance that served file.get and file.list over `count` entries. */
+/** Resident memory, in bytes, of an instance over `count` entries at each step, and its peak. */
+interface _InstanceMemory {
+  hello: number;
+  gets: number;
+  lists: number;
+  hwm: number;
+}
+
+/** Resident memory of an instance after hello, after file.get and after file.list requests. */
 async function _instanceMemory(
   main: string,
   count: number,
   denoFlags: readonly string[],
-): Promise<{ rss: number; hwm: number }> {
+): Promise<_InstanceMemory> {
   const dir = await _dataDir(count, 9001);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...DENO_RUN_FLAGS, ...denoFlags, main, "serve", "--port", "0", "--data", dir],
@@ -161,10 +171,15 @@ async function _instanceMemory(
     const address = /listening on (\S+)/.exec(seen)![1]!;
     // A busy machine may take seconds for the first list of a cold instance.
     const peer = await Peer.connect(address, { stallTimeoutMs: LIST_TIMEOUT_MS });
+    const rss = () => residentMemory(child.pid)!.rssBytes;
+    let hello: number;
+    let gets: number;
     try {
+      hello = rss();
       for (let i = 0; count > 0 && i < GET_REQUESTS; i++) {
         await peer.getFile(_entry(Math.floor((i * count) / GET_REQUESTS)).name);
       }
+      gets = rss();
       for (let i = 0; i < LIST_REQUESTS; i++) {
         const files = await peer.listFiles();
         if (files.length !== count) throw new Error(`file.list gave ${files.length} files`);
@@ -174,7 +189,7 @@ async function _instanceMemory(
     }
     const memory = residentMemory(child.pid)!;
     reader.releaseLock();
-    return { rss: memory.rssBytes, hwm: memory.peakBytes };
+    return { hello, gets, lists: memory.rssBytes, hwm: memory.peakBytes };
   } finally {
     child.kill("SIGTERM");
     await child.status;
@@ -214,12 +229,17 @@ if (import.meta.main) {
       console.log(`| ${label} | ${count} | ${(await _cli(main, count)).toFixed(0)} |`);
     }
   }
-  console.log("\n| fts | entries | instance VmRSS after file.get and file.list | VmHWM |");
-  console.log("| --- | ---: | ---: | ---: |");
+  console.log(
+    `\n| fts | entries | VmRSS after hello | after ${GET_REQUESTS} file.get |` +
+      ` after ${LIST_REQUESTS} file.list | VmHWM |`,
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
   for (const [label, main] of mains) {
     for (const count of [0, SERVED_ENTRIES]) {
-      const { rss, hwm } = await _instanceMemory(main, count, instanceFlags);
-      console.log(`| ${label} | ${count} | ${mb(rss)} | ${mb(hwm)} |`);
+      const { hello, gets, lists, hwm } = await _instanceMemory(main, count, instanceFlags);
+      console.log(
+        `| ${label} | ${count} | ${mb(hello)} | ${mb(gets)} | ${mb(lists)} | ${mb(hwm)} |`,
+      );
     }
   }
 }
