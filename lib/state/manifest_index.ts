@@ -13,8 +13,8 @@ import {
   decodeLine,
   isClosingLine,
   parseChangeHeader,
-  parseSnapshotHeader,
   readAt,
+  readSnapshotGeneration,
   scanLines,
   splitEntryLine,
 } from "./manifest_layout.ts";
@@ -23,8 +23,6 @@ import type { ManifestEvent } from "./manifest_store.ts";
 
 /** Changes an index remembers for `watch()`; one further behind gets a reset. */
 export const MAX_REMEMBERED_CHANGES = 1000;
-/** A first line this long or longer is no snapshot header (a one-line snapshot). */
-export const MAX_HEADER_BYTES = 200;
 
 /** Where one entry's line lies, or its value for a snapshot not in the line layout. */
 export interface EntrySlot {
@@ -98,12 +96,7 @@ export class ManifestIndex {
   static async load(snapshot: Deno.FsFile | undefined): Promise<ManifestIndex> {
     if (!snapshot) return new ManifestIndex("", 0, 0, false);
     const info = await snapshot.stat();
-    let header: string | undefined;
-    await scanLines(snapshot, 0, (bytes, start, end) => {
-      header = end - start < MAX_HEADER_BYTES ? decodeLine(bytes.subarray(start, end)) : "";
-      return false;
-    });
-    const generation = header === undefined ? undefined : parseSnapshotHeader(header);
+    const generation = await readSnapshotGeneration(snapshot);
     if (generation === undefined) return await ManifestIndex.#loadWhole(snapshot, info);
     const index = new ManifestIndex(snapshotId(info), generation, info.size, false);
     let closed = false;

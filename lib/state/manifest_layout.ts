@@ -19,6 +19,8 @@ import { MANIFEST_FORMAT, MANIFEST_VERSION } from "./manifest.ts";
 
 /** The line that closes a snapshot or a change. */
 export const CLOSING_LINE = "}}";
+/** A first line this long or longer is no snapshot header (a one-line snapshot). */
+const MAX_HEADER_BYTES = 200;
 /** Bytes read at a time while scanning a file's lines (a longer line grows the buffer). */
 const SCAN_CHUNK_BYTES = 64 * 1024;
 
@@ -167,6 +169,25 @@ export async function scanLines(
     kept = filled - from;
     keptOffset += from;
   }
+}
+
+/** The generation in a snapshot file's header line; undefined if it is not in the line layout. */
+export async function readSnapshotGeneration(file: Deno.FsFile): Promise<number | undefined> {
+  let header: string | undefined;
+  await scanLines(file, 0, (bytes, start, end) => {
+    header = end - start < MAX_HEADER_BYTES ? decodeLine(bytes.subarray(start, end)) : "";
+    return false;
+  });
+  return header === undefined ? undefined : parseSnapshotHeader(header);
+}
+
+/** Whether the last line of `file`, `size` bytes long, is the closing line. */
+export async function endsWithClosingLine(file: Deno.FsFile, size: number): Promise<boolean> {
+  // Compared as bytes: a torn tail need not be valid UTF-8.
+  const tail = [_NEWLINE, _BRACE, _BRACE, _NEWLINE];
+  if (size < tail.length) return false;
+  const bytes = await readAt(file, size - tail.length, tail.length);
+  return tail.every((byte, i) => bytes[i] === byte);
 }
 
 /** Reads `length` bytes of `file` at `offset`. */

@@ -11,14 +11,14 @@
  * the caller builds the index, which reports the fault) on anything else: a
  * snapshot not in the line layout or not closed, a bad change header, a gap.
  */
-import { fileId, MAX_HEADER_BYTES, snapshotId } from "./manifest_index.ts";
+import { fileId, snapshotId } from "./manifest_index.ts";
 import {
   CLOSING_LINE,
   decodeLine,
+  endsWithClosingLine,
   isClosingLine,
   parseChangeHeader,
-  parseSnapshotHeader,
-  readAt,
+  readSnapshotGeneration,
   scanLines,
 } from "./manifest_layout.ts";
 import type { ManifestFiles } from "./manifest_snapshot.ts";
@@ -34,8 +34,6 @@ export interface RevisionMark {
   journalEnd: number;
   revision: number;
 }
-
-const _TAIL = `\n${CLOSING_LINE}\n`;
 
 /**
  * The revision of `files`, reading only what changed since `known` (a mark
@@ -74,17 +72,9 @@ export async function readRevision(
 
 /** A line-layout snapshot's generation, or undefined for any other snapshot. */
 async function _snapshotGeneration(file: Deno.FsFile, size: number): Promise<number | undefined> {
-  if (size < _TAIL.length) return undefined;
   // The index needs the closing line: without it the snapshot is torn.
-  if (decodeLine(await readAt(file, size - _TAIL.length, _TAIL.length)) !== _TAIL) {
-    return undefined;
-  }
-  let header: string | undefined;
-  await scanLines(file, 0, (bytes, start, end) => {
-    header = end - start < MAX_HEADER_BYTES ? decodeLine(bytes.subarray(start, end)) : "";
-    return false;
-  });
-  return header === undefined ? undefined : parseSnapshotHeader(header);
+  if (!(await endsWithClosingLine(file, size))) return undefined;
+  return await readSnapshotGeneration(file);
 }
 
 /** `mark` advanced over the whole changes in `journal` after its journalEnd. */
