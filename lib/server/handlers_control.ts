@@ -3,19 +3,16 @@
  * first), ping, the instance's counters, and the cluster facts an uploading
  * client needs (from mutations.ts, loaded on first use).
  */
-import { encodeFrame, jsonBody, PROTOCOL_VERSION, writeAll } from "../wire/frame.ts";
+import { jsonBody, PROTOCOL_VERSION } from "../wire/frame.ts";
 import { type HandlerFamily } from "./handler.ts";
 
 export const CONTROL_HANDLERS: HandlerFamily<"hello" | "ping" | "stats" | "cluster.info"> = {
-  "hello": async (instance, { conn, state }) => {
+  "hello": async (instance, { state, reply }) => {
     const { manifest } = instance;
     state.greeted = true;
     // A damaged manifest must not stop the instance serving parts.
     const generation = await manifest.revision().catch(() => null);
-    await writeAll(
-      conn,
-      encodeFrame({ op: "hello", version: PROTOCOL_VERSION, id: instance.id, generation }),
-    );
+    await reply({ op: "hello", version: PROTOCOL_VERSION, id: instance.id, generation });
   },
   "ping": async (_instance, { reply }) => {
     await reply({ op: "pong" });

@@ -13,7 +13,7 @@ import { type HandlerFamily, type Instance } from "./handler.ts";
 const LIST_PAGE_ENTRIES_SERVED = 100;
 
 export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.list"> = {
-  "file.get": async (instance, { request, conn }) => {
+  "file.get": async (instance, { request, reply }) => {
     const { manifest } = instance;
     const found = await manifest.get(request.name);
     if (!found) {
@@ -21,10 +21,7 @@ export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.list"> = {
     }
     const { entry, revision } = found;
     const body = jsonBody({ entry, instances: _addresses(instance, entry) });
-    await writeAll(
-      conn,
-      encodeFrame({ op: "file", name: entry.name, generation: revision }, body),
-    );
+    await reply({ op: "file", name: entry.name, generation: revision }, body);
   },
   "file.list": async (instance, { conn }) => {
     await writeAll(conn, await _listFrame(instance.manifest));
