@@ -129,3 +129,36 @@ Deno.test("rm: parts are freed on every instance unless another file uses them (
     await cluster.stop();
   }
 });
+
+Deno.test("mv and rm wait for the parts lock, so a repair's walk under it sees every name stay put (6 servers, R=3)", async () => {
+  const cluster = await startCluster({ partSize: "64KiB", files: {} });
+  const alice = testUser(cluster, "alice");
+  const src = join(cluster.work, "src");
+  try {
+    await writeRandomFile(join(src, "m.bin"), 2 * PART, 44);
+    const up = await cluster.fts(["upload", join(src, "m.bin")], { env: alice.env });
+    assert.equal(up.code, 0, up.stderr);
+    const steps: [string[], string][] = [[["mv", "m.bin", "n.bin"], "m.bin"], [
+      ["rm", "n.bin"],
+      "n.bin",
+    ]];
+    for (const [args, gone] of steps) {
+      const done = await openLocker(cluster.dir).withLock(PARTS_LOCK, async () => {
+        const change = new FtsProcess([...args, "--data", cluster.dir], { env: alice.env });
+        // Long enough for an mv or rm that ignored the lock to finish several times over.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        const files = (await readManifestJson(cluster.dir)).files;
+        assert.ok(
+          Object.hasOwn(files, gone),
+          `${args.join(" ")} changed the manifest under the lock`,
+        );
+        return change;
+      });
+      const result = await done.result();
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(!Object.hasOwn((await readManifestJson(cluster.dir)).files, gone));
+    }
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -21,7 +21,8 @@ export const CONTROL_HANDLERS: HandlerFamily<"hello" | "ping" | "stats" | "clust
     await reply({
       op: "stats",
       id: instance.id,
-      uptimeMs: Date.now() - instance.startedAt,
+      // Never negative, though the wall clock may step back (the reply check refuses that).
+      uptimeMs: Math.max(0, Date.now() - instance.startedAt),
       ...instance.counters,
     });
   },

@@ -232,12 +232,20 @@ export class Mutations {
   async remove(request: RequestOf<"file.delete">): Promise<ReplyOf<"file.delete">> {
     const signer = await this.#authenticate(request);
     const name = _checkName(request.name);
-    const outcome = await this.#store.change([name], async (current) => {
-      const entry = current.get(name)?.entry;
-      if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
-      await this.#assertOwner(entry, signer, "delete");
-      return { deletes: [name], result: entry.parts.map((p) => p.digest) };
-    });
+    // Under the parts lock, like every change that adds or removes a name:
+    // repair finds the entries to update by a walk under that lock, and an
+    // entry leaving meanwhile would make it drop its update.
+    const outcome = await this.#locker.withLock(
+      PARTS_LOCK,
+      () =>
+        this.#store.change([name], async (current) => {
+          const entry = current.get(name)?.entry;
+          if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
+          await this.#assertOwner(entry, signer, "delete");
+          return { deletes: [name], result: entry.parts.map((p) => p.digest) };
+        }),
+    );
+    // After the lock is released: freeing takes it again.
     const freed = await freeUnreferencedParts(this.dir, outcome.result);
     return {
       op: "deleted",
@@ -253,19 +261,24 @@ export class Mutations {
     const signer = await this.#authenticate(request);
     const name = _checkName(request.name);
     const to = _checkName(request.to, "New name");
-    const { revision } = await this.#store.change([name, to], async (current) => {
-      const entry = current.get(name)?.entry;
-      if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
-      await this.#assertOwner(entry, signer, "rename");
-      if (name === to) return { result: undefined };
-      if (current.has(to)) {
-        throw new ProtocolError(
-          "ALREADY_EXISTS",
-          `Cannot rename ${JSON.stringify(name)}: a file named ${JSON.stringify(to)} exists`,
-        );
-      }
-      return { deletes: [name], puts: [{ ...entry, name: to }], result: undefined };
-    });
+    // Under the parts lock, as remove() says why.
+    const { revision } = await this.#locker.withLock(
+      PARTS_LOCK,
+      () =>
+        this.#store.change([name, to], async (current) => {
+          const entry = current.get(name)?.entry;
+          if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
+          await this.#assertOwner(entry, signer, "rename");
+          if (name === to) return { result: undefined };
+          if (current.has(to)) {
+            throw new ProtocolError(
+              "ALREADY_EXISTS",
+              `Cannot rename ${JSON.stringify(name)}: a file named ${JSON.stringify(to)} exists`,
+            );
+          }
+          return { deletes: [name], puts: [{ ...entry, name: to }], result: undefined };
+        }),
+    );
     return { op: "renamed", name, to, generation: revision };
   }
 }

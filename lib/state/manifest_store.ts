@@ -32,7 +32,9 @@ export const REPAIR_LOCK = "repair";
 /**
  * The lock held while part copies are checked and a change referencing them
  * commits, and while unreferenced copies are found and deleted (part_gc.ts):
- * the manifest never lists a copy deleted meanwhile.
+ * the manifest never lists a copy deleted meanwhile. Every change that adds,
+ * removes or renames an entry takes it, so that a walk under it (repair's
+ * record of new copies) finds the names it then changes still there.
  */
 export const PARTS_LOCK = "parts";
 
