@@ -4,8 +4,8 @@
  * object (`updateManifest`), turned into the store's puts and deletes.
  */
 import { join } from "node:path";
-import type { FileEntry } from "../lib/state/manifest.ts";
-import { allEntries, walkWhole } from "../lib/state/manifest_store.ts";
+import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
+import { allEntries, type ManifestStore, walkWhole } from "../lib/state/manifest_store.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 
 export interface Manifest {
@@ -106,4 +106,31 @@ export function rewriteManifestSync(dir: string, edit: (manifest: Manifest) => v
   );
   Deno.renameSync(temp, join(dir, "manifest.json"));
   Deno.writeTextFileSync(join(dir, "manifest.journal"), "");
+}
+
+/** A valid entry with one 4 KiB part whose digest depends on `seed`. */
+export function testEntry(name: string, seed = 0): FileEntry {
+  const parts = [{
+    digest: (seed % 256).toString(16).padStart(2, "0").repeat(32),
+    size: 4096,
+    replicas: ["9001", "9002"],
+  }];
+  return {
+    name,
+    size: 4096,
+    partSize: 4096,
+    contentId: contentIdOf(4096, parts),
+    owner: OPERATOR_OWNER,
+    created: new Date(0).toISOString(),
+    parts,
+  };
+}
+
+/** Puts `entries` in one change; returns the revision it committed at. */
+export async function putEntries(store: ManifestStore, ...entries: FileEntry[]): Promise<number> {
+  const outcome = await store.change(entries.map((e) => e.name), () => ({
+    puts: entries,
+    result: undefined,
+  }));
+  return outcome.revision;
 }

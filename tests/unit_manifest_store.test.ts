@@ -6,30 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
 import { COMPACT_JOURNAL_SHARE, FileManifestStore } from "../lib/state/file_manifest_store.ts";
 import { type ManifestEvent, MAX_CHANGE_ATTEMPTS } from "../lib/state/manifest_store.ts";
 import { readRevision } from "../lib/state/manifest_revision.ts";
-import { readManifest } from "./manifest_util.ts";
+import { putEntries, readManifest, testEntry } from "./manifest_util.ts";
 import { withTempDir } from "./unit_helpers.ts";
-
-/** A valid entry with one 4 KiB part whose digest depends on `seed`. */
-function entry(name: string, seed = 0): FileEntry {
-  const parts = [{
-    digest: (seed % 256).toString(16).padStart(2, "0").repeat(32),
-    size: 4096,
-    replicas: ["9001", "9002"],
-  }];
-  return {
-    name,
-    size: 4096,
-    partSize: 4096,
-    contentId: contentIdOf(4096, parts),
-    owner: OPERATOR_OWNER,
-    created: new Date(0).toISOString(),
-    parts,
-  };
-}
 
 function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   return withTempDir("fts-unit-manifest-store-", fn);
@@ -38,19 +19,11 @@ function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 const journalPath = (dir: string) => join(dir, "manifest.journal");
 const snapshotPath = (dir: string) => join(dir, "manifest.json");
 
-async function put(store: FileManifestStore, ...entries: FileEntry[]): Promise<number> {
-  const outcome = await store.change(entries.map((e) => e.name), () => ({
-    puts: entries,
-    result: undefined,
-  }));
-  return outcome.revision;
-}
-
 /** A store whose journal holds changes: 20 entries in the snapshot, then `more` one-entry changes. */
 async function withJournal(dir: string, more: number): Promise<FileManifestStore> {
   const store = new FileManifestStore(dir);
-  await put(store, ...Array.from({ length: 20 }, (_, i) => entry(`base-${i}`, i)));
-  for (let i = 0; i < more; i++) await put(store, entry(`more-${i}`, i));
+  await putEntries(store, ...Array.from({ length: 20 }, (_, i) => testEntry(`base-${i}`, i)));
+  for (let i = 0; i < more; i++) await putEntries(store, testEntry(`more-${i}`, i));
   if (more > 0) assert.ok((await Deno.stat(journalPath(dir))).size > 0, "the journal is empty");
   return store;
 }
@@ -59,11 +32,11 @@ Deno.test("FileManifestStore.change() runs the function again when another write
   await withDir(async (dir) => {
     const store = new FileManifestStore(dir);
     const other = new FileManifestStore(dir);
-    await put(store, entry("a.bin", 1));
+    await putEntries(store, testEntry("a.bin", 1));
     let runs = 0;
     const outcome = await store.change(["a.bin"], async (current) => {
       runs++;
-      if (runs === 1) await put(other, entry("a.bin", 2));
+      if (runs === 1) await putEntries(other, testEntry("a.bin", 2));
       const seen = current.get("a.bin")!.entry;
       return { puts: [{ ...seen, owner: "me" }], result: seen.parts[0]!.digest };
     });
@@ -78,13 +51,13 @@ Deno.test("FileManifestStore.change() gives up after MAX_CHANGE_ATTEMPTS conflic
   await withDir(async (dir) => {
     const store = new FileManifestStore(dir);
     const other = new FileManifestStore(dir);
-    await put(store, entry("a.bin"));
+    await putEntries(store, testEntry("a.bin"));
     let runs = 0;
     await assert.rejects(
       store.change(["a.bin"], async () => {
         runs++;
-        await put(other, entry("a.bin", runs));
-        return { puts: [entry("a.bin", 200)], result: undefined };
+        await putEntries(other, testEntry("a.bin", runs));
+        return { puts: [testEntry("a.bin", 200)], result: undefined };
       }),
       /other changes to them came first/,
     );
@@ -100,7 +73,7 @@ Deno.test("FileManifestStore.change() refuses to touch an entry it did not name"
   await withDir(async (dir) => {
     const store = new FileManifestStore(dir);
     await assert.rejects(
-      store.change(["a.bin"], () => ({ puts: [entry("b.bin")], result: undefined })),
+      store.change(["a.bin"], () => ({ puts: [testEntry("b.bin")], result: undefined })),
       TypeError,
     );
     assert.equal(await store.revision(), 0);
@@ -116,7 +89,7 @@ Deno.test("FileManifestStore: a torn last journal change is ignored, then cut of
     const reader = new FileManifestStore(dir);
     assert.equal(await reader.revision(), revision);
     assert.equal(await reader.get("torn.bin"), undefined);
-    assert.equal(await put(new FileManifestStore(dir), entry("next.bin")), revision + 1);
+    assert.equal(await putEntries(new FileManifestStore(dir), testEntry("next.bin")), revision + 1);
     assert.ok(!(await Deno.readTextFile(journalPath(dir))).includes("torn.bin"));
     const manifest = await readManifest(dir);
     assert.equal(manifest.generation, revision + 1);
@@ -131,7 +104,7 @@ Deno.test("FileManifestStore: journal changes already in the snapshot are skippe
     const stale = await Deno.readTextFile(journalPath(dir));
     // Enough changes to fold the journal into the snapshot.
     for (let i = 0; (await Deno.stat(journalPath(dir))).size > 0; i++) {
-      await put(store, entry(`fold-${i}`, i));
+      await putEntries(store, testEntry(`fold-${i}`, i));
     }
     const expected = await readManifest(dir);
     // The old journal back, as if the writer died between the two renames.
@@ -139,7 +112,7 @@ Deno.test("FileManifestStore: journal changes already in the snapshot are skippe
     const reader = new FileManifestStore(dir);
     assert.equal(await reader.revision(), expected.generation);
     assert.deepEqual(await readManifest(dir), expected);
-    assert.equal(await put(reader, entry("after.bin")), expected.generation + 1);
+    assert.equal(await putEntries(reader, testEntry("after.bin")), expected.generation + 1);
     assert.ok((await new FileManifestStore(dir).get("after.bin"))?.entry);
   });
 });
@@ -151,7 +124,7 @@ Deno.test("FileManifestStore compacts the journal into a one-entry-a-line snapsh
     let changes = 0;
     let journalBytes = 0;
     while (true) {
-      await put(store, entry(`c-${changes}`, changes));
+      await putEntries(store, testEntry(`c-${changes}`, changes));
       changes++;
       const size = (await Deno.stat(journalPath(dir))).size;
       if (size === 0) break;
@@ -167,16 +140,16 @@ Deno.test("FileManifestStore compacts the journal into a one-entry-a-line snapsh
     assert.equal(raw.generation, 1 + changes);
     assert.equal(Object.keys(raw.files).length, 20 + changes);
     assert.equal(text.trimEnd().split("\n").length, 20 + changes + 2);
-    assert.deepEqual((await new FileManifestStore(dir).get("c-0"))!.entry, entry("c-0", 0));
+    assert.deepEqual((await new FileManifestStore(dir).get("c-0"))!.entry, testEntry("c-0", 0));
   });
 });
 
 Deno.test("FileManifestStore reads a one-line snapshot from an older fts and rewrites it on the next change", async () => {
   await withDir(async (dir) => {
     const files = {
-      "a.bin": entry("a.bin", 1),
-      "b.bin": entry("b.bin", 2),
-      "é 文.bin": entry("é 文.bin", 4),
+      "a.bin": testEntry("a.bin", 1),
+      "b.bin": testEntry("b.bin", 2),
+      "é 文.bin": testEntry("é 文.bin", 4),
     };
     await Deno.writeTextFile(
       snapshotPath(dir),
@@ -185,7 +158,7 @@ Deno.test("FileManifestStore reads a one-line snapshot from an older fts and rew
     const store = new FileManifestStore(dir);
     assert.equal(await store.revision(), 5);
     assert.deepEqual((await store.get("b.bin"))!.entry, files["b.bin"]);
-    assert.equal(await put(store, entry("c.bin", 3)), 6);
+    assert.equal(await putEntries(store, testEntry("c.bin", 3)), 6);
     const text = await Deno.readTextFile(snapshotPath(dir));
     assert.equal(text.trimEnd().split("\n").length, 4 + 2);
     assert.deepEqual(Object.keys((await readManifest(dir)).files).sort(), [
@@ -204,7 +177,7 @@ Deno.test("FileManifestStore.list() pages through the entries in name order", as
   await withDir(async (dir) => {
     const store = new FileManifestStore(dir);
     const names = Array.from({ length: 25 }, (_, i) => `f-${String(i).padStart(2, "0")}`);
-    await put(store, ...[...names].reverse().map((name, i) => entry(name, i)));
+    await putEntries(store, ...[...names].reverse().map((name, i) => testEntry(name, i)));
     const seen: string[] = [];
     const pages: boolean[] = [];
     let after: string | undefined;
@@ -252,7 +225,7 @@ Deno.test("FileManifestStore.watch() reports each change after a revision", asyn
         if (events.length === 2) abort.abort();
       }
     })();
-    await put(writer, entry("w1.bin"));
+    await putEntries(writer, testEntry("w1.bin"));
     await writer.change(["base-0"], () => ({ deletes: ["base-0"], result: undefined }));
     await watching;
     assert.deepEqual(events, [
@@ -287,17 +260,17 @@ Deno.test("revision() without an index: absent manifest, snapshot only, snapshot
     assert.deepEqual(await bothRevisions(dir), [0, 0]);
     const writer = new FileManifestStore(dir);
     // The first change is folded into a snapshot at once: its journal is empty.
-    await put(writer, ...Array.from({ length: 20 }, (_, i) => entry(`base-${i}`, i)));
+    await putEntries(writer, ...Array.from({ length: 20 }, (_, i) => testEntry(`base-${i}`, i)));
     assert.equal((await Deno.stat(journalPath(dir))).size, 0);
     assert.deepEqual(await bothRevisions(dir), [1, 1]);
     const reader = new FileManifestStore(dir);
     assert.equal(await reader.revision(), 1);
-    for (let i = 0; i < 3; i++) await put(writer, entry(`more-${i}`, i));
+    for (let i = 0; i < 3; i++) await putEntries(writer, testEntry(`more-${i}`, i));
     assert.ok((await Deno.stat(journalPath(dir))).size > 0);
     assert.deepEqual(await bothRevisions(dir), [4, 4]);
     // The same reader follows changes appended after its last look.
     assert.equal(await reader.revision(), 4);
-    await put(writer, entry("late.bin"));
+    await putEntries(writer, testEntry("late.bin"));
     assert.equal(await reader.revision(), 5);
     assert.equal((await readFiles(dir))?.revision, 5);
   });
@@ -306,8 +279,8 @@ Deno.test("revision() without an index: absent manifest, snapshot only, snapshot
 Deno.test("revision() without an index ignores a torn journal tail", async () => {
   await withDir(async (dir) => {
     const writer = new FileManifestStore(dir);
-    await put(writer, ...Array.from({ length: 20 }, (_, i) => entry(`base-${i}`, i)));
-    await put(writer, entry("more.bin"));
+    await putEntries(writer, ...Array.from({ length: 20 }, (_, i) => testEntry(`base-${i}`, i)));
+    await putEntries(writer, testEntry("more.bin"));
     const whole = await readFiles(dir);
     const torn = `{"generation":3,"deletes":[],"puts":{\n"torn.bin":{"name":"to`;
     await Deno.writeTextFile(journalPath(dir), torn, { append: true });
@@ -327,11 +300,11 @@ Deno.test("revision() without an index ignores a torn journal tail", async () =>
 Deno.test("revision() without an index skips journal changes at or below the snapshot's generation", async () => {
   await withDir(async (dir) => {
     const writer = new FileManifestStore(dir);
-    await put(writer, ...Array.from({ length: 20 }, (_, i) => entry(`base-${i}`, i)));
-    await put(writer, entry("more.bin"));
+    await putEntries(writer, ...Array.from({ length: 20 }, (_, i) => testEntry(`base-${i}`, i)));
+    await putEntries(writer, testEntry("more.bin"));
     const stale = await Deno.readTextFile(journalPath(dir));
     for (let i = 0; (await Deno.stat(journalPath(dir))).size > 0; i++) {
-      await put(writer, entry(`fold-${i}`, i));
+      await putEntries(writer, testEntry(`fold-${i}`, i));
     }
     const generation = await writer.revision();
     // The old journal back, as if the writer died between the two renames.
@@ -343,7 +316,7 @@ Deno.test("revision() without an index skips journal changes at or below the sna
 Deno.test("revision() leaves what only the index can tell to the index", async () => {
   await withDir(async (dir) => {
     // A one-line snapshot, as an older fts wrote it.
-    const one = entry("old.bin");
+    const one = testEntry("old.bin");
     await Deno.writeTextFile(
       snapshotPath(dir),
       JSON.stringify({
@@ -357,7 +330,7 @@ Deno.test("revision() leaves what only the index can tell to the index", async (
     assert.deepEqual(await bothRevisions(dir), [7, 7]);
     // A line-layout snapshot without its closing line is torn: the index refuses it.
     const writer = new FileManifestStore(dir);
-    await put(writer, entry("new.bin"));
+    await putEntries(writer, testEntry("new.bin"));
     const text = await Deno.readTextFile(snapshotPath(dir));
     await Deno.writeTextFile(snapshotPath(dir), text.slice(0, -3));
     assert.equal(await readFiles(dir), undefined);

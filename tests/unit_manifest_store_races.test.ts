@@ -6,35 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
 import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
 import { allEntries, ManifestChangedError, walkWhole } from "../lib/state/manifest_store.ts";
+import { putEntries, testEntry } from "./manifest_util.ts";
 import { withTempDir } from "./unit_helpers.ts";
-
-function _entry(name: string, seed = 0): FileEntry {
-  const parts = [{
-    digest: (seed % 256).toString(16).padStart(2, "0").repeat(32),
-    size: 4096,
-    replicas: ["9001", "9002"],
-  }];
-  return {
-    name,
-    size: 4096,
-    partSize: 4096,
-    contentId: contentIdOf(4096, parts),
-    owner: OPERATOR_OWNER,
-    created: new Date(0).toISOString(),
-    parts,
-  };
-}
-
-async function _put(store: FileManifestStore, ...entries: FileEntry[]): Promise<number> {
-  const outcome = await store.change(entries.map((e) => e.name), () => ({
-    puts: entries,
-    result: undefined,
-  }));
-  return outcome.revision;
-}
 
 /** Runs `fn` with Deno.open replaced by `open`; the real one comes back after. */
 async function _withOpen(
@@ -60,8 +35,11 @@ Deno.test("FileManifestStore: a reader whose open races a compaction loses no ch
   await withTempDir("fts-unit-store-race-", async (dir) => {
     const writer = new FileManifestStore(dir);
     const reader = new FileManifestStore(dir);
-    await _put(writer, ...Array.from({ length: 20 }, (_, i) => _entry(`base-${i}.bin`, i)));
-    await _put(writer, _entry("b.bin", 7));
+    await putEntries(
+      writer,
+      ...Array.from({ length: 20 }, (_, i) => testEntry(`base-${i}.bin`, i)),
+    );
+    await putEntries(writer, testEntry("b.bin", 7));
     let compactions = 0;
     let opens = 0;
     await _withOpen(async (real, path, options) => {
@@ -70,7 +48,7 @@ Deno.test("FileManifestStore: a reader whose open races a compaction loses no ch
         compactions++;
         const before = (await Deno.stat(join(dir, "manifest.json"))).ino;
         for (let i = 0; (await Deno.stat(join(dir, "manifest.json"))).ino === before; i++) {
-          await _put(writer, _entry(`c-${i}.bin`, i));
+          await putEntries(writer, testEntry(`c-${i}.bin`, i));
         }
       }
       return await real(path, options);
@@ -86,9 +64,9 @@ Deno.test("allEntries() refuses a walk across revisions; walkWhole() then sees a
   await withTempDir("fts-unit-store-walk-", async (dir) => {
     const store = new FileManifestStore(dir);
     const other = new FileManifestStore(dir);
-    await _put(
+    await putEntries(
       store,
-      ...Array.from({ length: 250 }, (_, i) => _entry(`f-${String(i).padStart(3, "0")}`, i)),
+      ...Array.from({ length: 250 }, (_, i) => testEntry(`f-${String(i).padStart(3, "0")}`, i)),
     );
     const rename = () =>
       other.change(["f-240", "a-renamed"], (current) => ({
@@ -125,7 +103,7 @@ Deno.test("allEntries() refuses a walk across revisions; walkWhole() then sees a
 Deno.test("FileManifestStore.change(): a compaction that fails leaves the committed change standing", async () => {
   await withTempDir("fts-unit-store-compact-", async (dir) => {
     const store = new FileManifestStore(dir);
-    await _put(store, ...Array.from({ length: 5 }, (_, i) => _entry(`base-${i}.bin`, i)));
+    await putEntries(store, ...Array.from({ length: 5 }, (_, i) => testEntry(`base-${i}.bin`, i)));
     let refused = 0;
     await _withOpen((real, path, options) => {
       if (options?.createNew && String(path).startsWith(dir)) {
@@ -134,13 +112,13 @@ Deno.test("FileManifestStore.change(): a compaction that fails leaves the commit
       }
       return real(path, options);
     }, async () => {
-      for (let i = 0; i < 10; i++) await _put(store, _entry(`new-${i}.bin`, i));
+      for (let i = 0; i < 10; i++) await putEntries(store, testEntry(`new-${i}.bin`, i));
     });
     assert.ok(refused > 0, "no compaction was tried");
     const fresh = new FileManifestStore(dir);
     for (let i = 0; i < 10; i++) assert.ok(await fresh.get(`new-${i}.bin`));
     // Compaction works again once the disk has room.
-    await _put(store, _entry("after.bin", 1));
+    await putEntries(store, testEntry("after.bin", 1));
     assert.ok(await new FileManifestStore(dir).get("after.bin"));
   });
 });
@@ -148,7 +126,7 @@ Deno.test("FileManifestStore.change(): a compaction that fails leaves the commit
 Deno.test("FileManifestStore: a snapshot that lost its last newline in a hand edit is still read", async () => {
   await withTempDir("fts-unit-store-newline-", async (dir) => {
     const store = new FileManifestStore(dir);
-    await _put(store, _entry("a.bin", 1), _entry("b.bin", 2));
+    await putEntries(store, testEntry("a.bin", 1), testEntry("b.bin", 2));
     // Fold the journal into the snapshot, as a compaction would, then edit it.
     const path = join(dir, "manifest.json");
     const text = (await Deno.readTextFile(path)).replace(/\n$/, "");
