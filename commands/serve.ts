@@ -94,7 +94,10 @@ export async function run(args: string[]): Promise<number> {
     id,
     store,
     manifest: openManifestStore(dir),
-    mutations: async () => new (await import("../lib/server/mutations.ts")).Mutations(dir),
+    mutations: async () => {
+      const { Mutations, fileMutationsContext } = await import("../lib/server/mutations.ts");
+      return new Mutations(fileMutationsContext(dir));
+    },
     addressOf: (other) => `${host}:${other}`,
     limits: {
       ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),

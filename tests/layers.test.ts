@@ -17,8 +17,8 @@ const MAX_LIB_TOP_FILES = 3;
 
 /**
  * Each lib/ folder and the folders it may import. The floors, bottom up:
- * base, hash, wire, state, auth, then client and server side by side, ops,
- * ui; cli is the command-line edge beside them.
+ * base, hash, wire, state, auth, etcd, then client and server side by side,
+ * ops, ui; cli is the command-line edge beside them.
  */
 const MAY_IMPORT: Record<string, readonly string[]> = {
   base: [],
@@ -26,10 +26,11 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   wire: ["base", "hash"],
   state: ["base", "hash", "wire"],
   auth: ["base", "hash", "wire", "state"],
+  etcd: ["base", "hash", "wire", "state", "auth"],
   client: ["base", "hash", "wire", "state", "auth"],
   server: ["base", "hash", "wire", "state", "auth"],
-  ops: ["base", "hash", "wire", "state", "auth", "client"],
-  ui: ["base", "hash", "wire", "state", "auth", "client", "ops"],
+  ops: ["base", "hash", "wire", "state", "auth", "etcd", "client", "server"],
+  ui: ["base", "hash", "wire", "state", "auth", "etcd", "client", "server", "ops"],
   cli: ["base", "hash", "wire", "state"],
 };
 

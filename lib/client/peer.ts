@@ -81,6 +81,8 @@ export interface ClusterInfo {
   partSize: number;
   /** Instance id to "host:port". */
   instances: Record<string, string>;
+  /** Instance id to its failure domain, when the cluster spans hosts. */
+  domains?: Record<string, string>;
 }
 
 export class Peer {
@@ -339,8 +341,13 @@ export class Peer {
   /** The cluster's replica count, part size and instance addresses. */
   async clusterInfo(): Promise<ClusterInfo> {
     const { reply } = await this.#ask("cluster.info", {});
-    const { instances } = await this.#body("cluster.info");
-    return { replicas: reply.replicas, partSize: reply.partSize, instances };
+    const { instances, domains } = await this.#body("cluster.info");
+    return {
+      replicas: reply.replicas,
+      partSize: reply.partSize,
+      instances,
+      ...(domains ? { domains } : {}),
+    };
   }
 
   /**

@@ -25,7 +25,7 @@ import { type Identity } from "../auth/identity.ts";
 import { type FileEntry, OPERATOR_OWNER } from "../state/manifest.ts";
 import { type ClusterInfo, Peer } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
-import { rankInstances } from "../state/placement.ts";
+import { rankAcrossDomains } from "../state/placement.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import { shuffled } from "../base/shuffled.ts";
 import { sendSigned } from "./signed_client.ts";
@@ -380,9 +380,15 @@ class _Uploader {
     return { digest: hash.digest("hex"), xxh128 };
   }
 
+  /** Every instance, best placement for this digest first, spread over failure domains. */
+  #rank(digest: string): string[] {
+    const { instances, domains } = this.#cluster;
+    return rankAcrossDomains(digest, Object.keys(instances), (id) => domains?.[id] ?? "");
+  }
+
   /** The holders of a part, best placement first (what readers try first). */
   #inRankOrder(part: _Part): string[] {
-    const rank = rankInstances(part.digest, Object.keys(this.#cluster.instances));
+    const rank = this.#rank(part.digest);
     return [...part.holders].sort((a, b) => rank.indexOf(a) - rank.indexOf(b));
   }
 
@@ -393,8 +399,8 @@ class _Uploader {
    */
   async #ensureCopies(part: _Part): Promise<void> {
     part.confirmedAt ??= Date.now();
-    const { replicas, instances } = this.#cluster;
-    const rank = rankInstances(part.digest, Object.keys(instances));
+    const { replicas } = this.#cluster;
+    const rank = this.#rank(part.digest);
     const candidates = rank.filter((id) => !part.holders.includes(id));
     let cursor = 0;
     const reasons: string[] = [];

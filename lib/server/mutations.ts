@@ -9,7 +9,8 @@
  * files placed by `fts preload` belong to OPERATOR_OWNER, which stands for the
  * key in the data directory's operator identity file.
  */
-import { type ClusterConfig, dataPaths, instanceIds, loadConfig } from "../state/config.ts";
+import { dataPaths, loadConfig } from "../state/config.ts";
+import { type ClusterView, configView } from "../state/cluster_view.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { readIdentityOwner } from "../auth/identity.ts";
 import {
@@ -45,44 +46,73 @@ function _short(owner: string): string {
   return owner.length > 24 ? `${owner.slice(0, 20)}...` : owner;
 }
 
+/**
+ * What the mutations need of the cluster, whichever store backs it: a
+ * single-host cluster reads its data directory (fileMutationsContext()); one
+ * in etcd asks etcd and the other instances (ops/etcd_instance.ts).
+ */
+export interface MutationsContext {
+  readonly nonces: NonceStore;
+  readonly store: ManifestStore;
+  readonly locker: Locker;
+  /** Replicas, part size, every instance and its failure domain. */
+  view(): Promise<ClusterView>;
+  /** The key that OPERATOR_OWNER stands for, if the cluster has an operator. */
+  operatorKey(): Promise<string | undefined>;
+  /** The size of instance `id`'s copy of a part, or undefined when it holds none. */
+  storedSize(id: string, digest: string): Promise<number | undefined>;
+  /** Frees the parts no entry references any more (part_gc.ts). */
+  freeParts(digests: string[]): Promise<{ digests: number; copies: number }>;
+}
+
+/** The context of the single-host cluster in `dir`: config, stores and keys all in it. */
+export function fileMutationsContext(dir: string): MutationsContext {
+  let view: Promise<ClusterView> | undefined;
+  const stores = new Map<string, PartStore>();
+  return {
+    nonces: new FileNonceStore(dir),
+    store: openManifestStore(dir),
+    locker: openLocker(dir),
+    view: () =>
+      view ??= loadConfig(dir).then((config) => {
+        if (!config) throw new Error(`No cluster config in ${dir}`);
+        return configView(config);
+      }),
+    operatorKey: () => readIdentityOwner(dataPaths(dir).operatorIdentity),
+    storedSize: (id, digest) => {
+      let store = stores.get(id);
+      if (!store) stores.set(id, store = new PartStore(dataPaths(dir).instanceDir(id)));
+      return store.sizeOf(digest);
+    },
+    freeParts: (digests) => freeUnreferencedParts(dir, digests),
+  };
+}
+
 export class Mutations {
-  readonly dir: string;
+  readonly #context: MutationsContext;
   readonly #store: ManifestStore;
   readonly #locker: Locker;
-  #config: ClusterConfig | undefined;
   readonly #replayGuard: ReplayGuard;
 
-  /**
-   * Changes for the cluster in `dir`; used nonces go to `nonces` (by default the
-   * host's store), entries to `store` and locks to `locker` (the directory's).
-   */
-  constructor(
-    dir: string,
-    nonces: NonceStore = new FileNonceStore(dir),
-    store: ManifestStore = openManifestStore(dir),
-    locker: Locker = openLocker(dir),
-  ) {
-    this.dir = dir;
-    this.#replayGuard = new ReplayGuard(nonces);
-    this.#store = store;
-    this.#locker = locker;
+  constructor(context: MutationsContext) {
+    this.#context = context;
+    this.#replayGuard = new ReplayGuard(context.nonces);
+    this.#store = context.store;
+    this.#locker = context.locker;
   }
 
-  async #cluster(): Promise<ClusterConfig> {
-    this.#config ??= await loadConfig(this.dir);
-    if (!this.#config) throw new Error(`No cluster config in ${this.dir}`);
-    return this.#config;
-  }
-
-  /** What an uploading client needs: R, the part size and every instance's address. */
+  /** What an uploading client needs: R, the part size, every instance's address and domain. */
   async clusterInfo(
-    addressOf: (id: string) => string,
+    addressOf?: (id: string) => string,
   ): Promise<{ header: ClusterReply; body: ClusterReplyBody }> {
-    const config = await this.#cluster();
-    const instances = Object.fromEntries(instanceIds(config).map((id) => [id, addressOf(id)]));
+    const view = await this.#context.view();
+    const address = addressOf ?? ((id: string) => view.address(id));
+    const instances = Object.fromEntries(view.ids.map((id) => [id, address(id)]));
+    const domains = Object.fromEntries(view.ids.map((id) => [id, view.domain(id)]));
+    const spread = new Set(Object.values(domains)).size > 1;
     return {
-      header: { op: "cluster", replicas: config.replicas, partSize: config.partSize },
-      body: { instances },
+      header: { op: "cluster", replicas: view.replicas, partSize: view.partSize },
+      body: spread ? { instances, domains } : { instances },
     };
   }
 
@@ -96,7 +126,7 @@ export class Mutations {
   async #assertOwner(entry: FileEntry, signer: string, verb: string): Promise<void> {
     if (entry.owner === signer) return;
     if (entry.owner === OPERATOR_OWNER) {
-      const operator = await readIdentityOwner(dataPaths(this.dir).operatorIdentity);
+      const operator = await this.#context.operatorKey();
       if (operator === signer) return;
     }
     throw new ProtocolError(
@@ -122,14 +152,8 @@ export class Mutations {
       throw new ProtocolError("UNAUTHORIZED", "Body of file.publish does not match its bodyDigest");
     }
     const name = _checkName(request.name);
-    const config = await this.#cluster();
-    const entry = this.#parseEntry(request, body, signer, config);
-    const stores = new Map<string, PartStore>();
-    const storeOf = (id: string) => {
-      let store = stores.get(id);
-      if (!store) stores.set(id, store = new PartStore(dataPaths(this.dir).instanceDir(id)));
-      return store;
-    };
+    const view = await this.#context.view();
+    const entry = this.#parseEntry(request, body, signer, view);
     // Under the parts lock, so that freeing parts cannot slip in between check and publish.
     const outcome = await this.#locker.withLock(
       PARTS_LOCK,
@@ -157,7 +181,7 @@ export class Mutations {
           const missing: string[] = [];
           for (const [index, part] of entry.parts.entries()) {
             for (const id of part.replicas) {
-              if ((await storeOf(id).sizeOf(part.digest)) !== part.size) {
+              if ((await this.#context.storedSize(id, part.digest)) !== part.size) {
                 missing.push(`part ${index} on instance ${id}`);
               }
             }
@@ -175,7 +199,7 @@ export class Mutations {
           return { puts: [entry], result: existing ? existing.parts.map((p) => p.digest) : [] };
         }),
     );
-    const freed = await freeUnreferencedParts(this.dir, outcome.result);
+    const freed = await this.#context.freeParts(outcome.result);
     return {
       op: "published",
       name,
@@ -190,7 +214,7 @@ export class Mutations {
     request: RequestOf<"file.publish">,
     body: Uint8Array,
     owner: string,
-    config: ClusterConfig,
+    view: ClusterView,
   ): FileEntry {
     let entry: FileEntry;
     try {
@@ -208,7 +232,7 @@ export class Mutations {
         { cause },
       );
     }
-    const ids = new Set(instanceIds(config));
+    const ids = new Set(view.ids);
     for (const [index, part] of entry.parts.entries()) {
       const distinct = new Set(part.replicas);
       const unknown = part.replicas.find((id) => !ids.has(id));
@@ -218,10 +242,10 @@ export class Mutations {
           `Part ${index} names instance ${JSON.stringify(unknown)}, not one of this cluster`,
         );
       }
-      if (distinct.size !== part.replicas.length || distinct.size < config.replicas) {
+      if (distinct.size !== part.replicas.length || distinct.size < view.replicas) {
         throw new ProtocolError(
           "BAD_REQUEST",
-          `Part ${index} needs ${config.replicas} distinct replicas, got ${part.replicas.length}`,
+          `Part ${index} needs ${view.replicas} distinct replicas, got ${part.replicas.length}`,
         );
       }
     }
@@ -246,7 +270,7 @@ export class Mutations {
         }),
     );
     // After the lock is released: freeing takes it again.
-    const freed = await freeUnreferencedParts(this.dir, outcome.result);
+    const freed = await this.#context.freeParts(outcome.result);
     return {
       op: "deleted",
       name,

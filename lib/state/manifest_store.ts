@@ -52,6 +52,12 @@ export interface ListOptions {
   after?: string;
   /** Entries at most; LIST_PAGE_ENTRIES by default. */
   limit?: number;
+  /**
+   * Read as the manifest was at this revision, where the store keeps history
+   * (etcd does); a store that does not reads the newest, and a walk that sees
+   * the revision move starts over.
+   */
+  atRevision?: number;
 }
 
 export interface ListPage {
@@ -188,7 +194,8 @@ async function* _walk<T>(
   let after: string | undefined;
   let revision: number | undefined;
   while (true) {
-    const page = await read(after === undefined ? { limit } : { after, limit });
+    const pinned = revision === undefined ? {} : { atRevision: revision };
+    const page = await read(after === undefined ? { limit } : { after, limit, ...pinned });
     revision ??= page.revision;
     if (page.revision !== revision) throw new ManifestChangedError(revision, page.revision);
     yield* page.items;

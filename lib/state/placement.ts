@@ -48,3 +48,44 @@ export function placeReplicas(digest: string, ids: readonly string[], replicas: 
   }
   return rankInstances(digest, ids).slice(0, replicas);
 }
+
+/**
+ * All instance ids ordered by preference for this digest, with failure
+ * domains: the first places go to the best-ranked instance of each distinct
+ * domain (as HDFS spreads replicas over racks), so any R first places span
+ * min(R, domains) domains; the rest follow in plain rank order. With one
+ * domain this is rankInstances() exactly.
+ */
+export function rankAcrossDomains(
+  digest: string,
+  ids: readonly string[],
+  domainOf: (id: string) => string,
+): string[] {
+  const ranked = rankInstances(digest, ids);
+  const seen = new Set<string>();
+  const first: string[] = [];
+  const rest: string[] = [];
+  for (const id of ranked) {
+    const domain = domainOf(id);
+    if (seen.has(domain)) {
+      rest.push(id);
+    } else {
+      seen.add(domain);
+      first.push(id);
+    }
+  }
+  return [...first, ...rest];
+}
+
+/** The R instances that should hold the part, spread over as many failure domains as exist. */
+export function placeAcrossDomains(
+  digest: string,
+  ids: readonly string[],
+  replicas: number,
+  domainOf: (id: string) => string,
+): string[] {
+  if (replicas > ids.length) {
+    throw new RangeError(`Cannot place ${replicas} replicas on ${ids.length} instances`);
+  }
+  return rankAcrossDomains(digest, ids, domainOf).slice(0, replicas);
+}

@@ -22,7 +22,11 @@ export type StatsRequest = { op: "stats" };
 export type StatsReply = { op: "stats"; id: string; uptimeMs: number; [counter: string]: unknown };
 export type ClusterInfoRequest = { op: "cluster.info" };
 export type ClusterReply = { op: "cluster"; replicas: number; partSize: number };
-export type ClusterReplyBody = { instances: Record<string, string> };
+export type ClusterReplyBody = {
+  instances: Record<string, string>;
+  /** Each instance's failure domain, when the cluster spans hosts (absent: one domain). */
+  domains?: Record<string, string>;
+};
 
 export const CONTROL_OPS = opFamily({
   "hello": defineOp<HelloRequest, HelloReply>({
@@ -74,11 +78,13 @@ export const CONTROL_OPS = opFamily({
       partSize: uintField(header, "partSize", "BAD_FRAME"),
     }),
     replyBody: (value) => {
-      const instances = addressMap((value as { instances?: unknown } | null)?.instances);
+      const body = value as { instances?: unknown; domains?: unknown } | null;
+      const instances = addressMap(body?.instances);
       if (Object.keys(instances).length === 0) {
         throw new ProtocolError("BAD_FRAME", "cluster.info reply names no instance");
       }
-      return { instances };
+      const domains = addressMap(body?.domains);
+      return Object.keys(domains).length > 0 ? { instances, domains } : { instances };
     },
   }),
 });

@@ -1,0 +1,16 @@
+/**
+ * The errors etcd-backed code throws for conditions its callers handle: etcd
+ * not reachable at all, and a cluster name or settings that do not match.
+ */
+
+/** No etcd endpoint answered: every one is named, so an operator can check them. */
+export class EtcdUnavailableError extends Error {
+  readonly failures: readonly string[];
+  constructor(endpoints: string, failures: readonly string[]) {
+    super(
+      `etcd is unavailable: none of ${endpoints} answered (${failures.slice(0, 3).join("; ")})`,
+    );
+    this.name = "EtcdUnavailableError";
+    this.failures = failures;
+  }
+}

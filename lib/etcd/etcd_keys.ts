@@ -1,0 +1,68 @@
+/**
+ * Where a cluster keeps its state in etcd: every key sits under
+ * `/fts/CLUSTER/`, so one etcd can hold several clusters and a cluster never
+ * reads another's keys.
+ *
+ *   settings             replicas, part size, cluster id, operator key
+ *   files/NAME           a file entry's header (etcd_manifest_store.ts)
+ *   chunks/ID            a slice of a long part list
+ *   members/ID           an instance that joined: address and failure domain
+ *   alive/ID             the same, under the instance's lease: gone when it dies
+ *   gateways/ID          an HTTP gateway's URL, under its lease
+ *   nonces/KEY/NONCE     a used nonce of a signed request, under a lease
+ *   locks/NAME           a held lock, under its holder's lease
+ */
+import { prefixEnd } from "./etcd_client.ts";
+
+/** A cluster name: what `--cluster` accepts. */
+export const CLUSTER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** The cluster name when none is given. */
+export const DEFAULT_CLUSTER_NAME = "fts";
+
+export interface ClusterKeys {
+  readonly root: string;
+  readonly settings: string;
+  readonly files: string;
+  readonly filesEnd: string;
+  file(name: string): string;
+  nameOfFile(key: string): string;
+  chunk(id: string): string;
+  readonly members: string;
+  member(id: string): string;
+  readonly alive: string;
+  aliveKey(id: string): string;
+  readonly gateways: string;
+  gateway(id: string): string;
+  nonce(signer: string, nonce: string): string;
+  lock(name: string): string;
+  /** The id at the end of a members/, alive/ or gateways/ key. */
+  idOf(key: string): string;
+}
+
+export function clusterKeys(cluster: string): ClusterKeys {
+  if (!CLUSTER_NAME.test(cluster)) {
+    throw new TypeError(
+      `Cluster name ${JSON.stringify(cluster)} must be lowercase letters, digits, ".", "_" or "-"`,
+    );
+  }
+  const root = `/fts/${cluster}/`;
+  const files = `${root}files/`;
+  return {
+    root,
+    settings: `${root}settings`,
+    files,
+    filesEnd: prefixEnd(files),
+    file: (name) => `${files}${name}`,
+    nameOfFile: (key) => key.slice(files.length),
+    chunk: (id) => `${root}chunks/${id}`,
+    members: `${root}members/`,
+    member: (id) => `${root}members/${id}`,
+    alive: `${root}alive/`,
+    aliveKey: (id) => `${root}alive/${id}`,
+    gateways: `${root}gateways/`,
+    gateway: (id) => `${root}gateways/${id}`,
+    nonce: (signer, nonce) => `${root}nonces/${signer}/${nonce}`,
+    lock: (name) => `${root}locks/${name}`,
+    idOf: (key) => key.slice(key.lastIndexOf("/") + 1),
+  };
+}

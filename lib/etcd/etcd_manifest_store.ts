@@ -1,0 +1,270 @@
+/**
+ * The manifest store in etcd: the second implementation of ManifestStore
+ * (state/manifest_store.ts), for a cluster that spans hosts. Its revision is
+ * etcd's, and each entry's modRevision the mod revision of its key.
+ *
+ * 1. An entry lives at `files/NAME` as its header (name, size, part size,
+ *    content id, owner, created, part count) with its parts inline when they
+ *    are few; a longer part list is split into chunks of PARTS_PER_CHUNK parts
+ *    at `chunks/ID`, written first, so that no request comes near etcd's
+ *    1.5 MiB limit (a 1 TiB file in 8 MiB parts is 64 chunks).
+ * 2. A chunk belongs to one version of one entry (its id is random): the
+ *    transaction that replaces or deletes the entry deletes its chunks, and
+ *    a transaction that loses its race deletes the chunks it wrote.
+ * 3. `change()` reads the named keys in one transaction (one revision), runs
+ *    the plan, and commits with a compare on each key's mod revision (0 for
+ *    an absent key): exactly a compare-and-swap, retried on conflict.
+ * 4. `list()` and `summaries()` page through `files/` in key order; a walk
+ *    asks for later pages at the first page's revision, so a walk of the
+ *    whole manifest sees one revision while writers go on.
+ * 5. `watch()` follows etcd's watch of `files/`, resuming after the last
+ *    revision it saw when the stream breaks, and reports a reset when that
+ *    revision was compacted away.
+ */
+import type { EtcdClient, KeyValue, TxnOp } from "./etcd_client.ts";
+import { type ClusterKeys } from "./etcd_keys.ts";
+import { sleep } from "../base/sleep.ts";
+import { type FileEntry, parseFileEntry, type PartEntry } from "../state/manifest.ts";
+import {
+  type ChangeFunction,
+  type ChangeOutcome,
+  LIST_PAGE_ENTRIES,
+  type ListOptions,
+  type ListPage,
+  type ManifestEvent,
+  type ManifestStore,
+  MAX_CHANGE_ATTEMPTS,
+  type StoredEntry,
+  type SummaryPage,
+} from "../state/manifest_store.ts";
+
+/** Parts per chunk key: ~300 bytes a part keeps a chunk near 600 KB, well under etcd's limit. */
+export const PARTS_PER_CHUNK = 2048;
+/** Parts kept inline in the entry's own key; a longer list goes to chunks. */
+export const MAX_INLINE_PARTS = 16;
+/** Pause before a broken watch stream is opened again. */
+const WATCH_RETRY_MS = 500;
+
+/** The value at `files/NAME`. */
+interface _Header {
+  name: string;
+  size: number;
+  partSize: number;
+  contentId: string;
+  owner: string;
+  created: string;
+  partCount: number;
+  parts?: PartEntry[];
+  chunks?: string[];
+}
+
+function _header(entry: FileEntry, chunks: string[] | undefined): _Header {
+  const { parts, ...rest } = entry;
+  return chunks === undefined
+    ? { ...rest, partCount: parts.length, parts }
+    : { ...rest, partCount: parts.length, chunks };
+}
+
+function _parseHeader(kv: KeyValue): _Header {
+  try {
+    const value = JSON.parse(kv.value) as _Header;
+    if (typeof value !== "object" || value === null || typeof value.name !== "string") {
+      throw new TypeError("not an entry header");
+    }
+    return value;
+  } catch (cause) {
+    throw new SyntaxError(`Manifest is malformed: etcd key ${kv.key} holds no entry`, { cause });
+  }
+}
+
+export class EtcdManifestStore implements ManifestStore {
+  readonly #etcd: EtcdClient;
+  readonly #keys: ClusterKeys;
+
+  constructor(etcd: EtcdClient, keys: ClusterKeys) {
+    this.#etcd = etcd;
+    this.#keys = keys;
+  }
+
+  async revision(): Promise<number> {
+    return (await this.#etcd.range(this.#keys.files, { prefix: true, countOnly: true })).revision;
+  }
+
+  async get(name: string): Promise<StoredEntry | undefined> {
+    const found = await this.#etcd.range(this.#keys.file(name));
+    const kv = found.kvs[0];
+    if (!kv) return undefined;
+    return await this.#stored(kv, found.revision);
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const page = await this.#page(options);
+    const entries = await Promise.all(page.kvs.map((kv) => this.#stored(kv, page.revision)));
+    return { entries, revision: page.revision, more: page.more };
+  }
+
+  async summaries(options: ListOptions = {}): Promise<SummaryPage> {
+    const page = await this.#page(options);
+    const summaries = page.kvs.map((kv) => {
+      const header = _parseHeader(kv);
+      return {
+        name: header.name,
+        size: header.size,
+        parts: header.partCount,
+        owner: header.owner,
+        created: header.created,
+      };
+    });
+    return { summaries, revision: page.revision, more: page.more };
+  }
+
+  async #page(options: ListOptions) {
+    const limit = options.limit ?? LIST_PAGE_ENTRIES;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new RangeError(`A page of the manifest holds at least 1 entry, not ${limit}`);
+    }
+    const start = options.after === undefined
+      ? this.#keys.files
+      : `${this.#keys.file(options.after)}\0`;
+    return await this.#etcd.range(start, {
+      rangeEnd: this.#keys.filesEnd,
+      limit,
+      ...(options.atRevision ? { revision: options.atRevision } : {}),
+    });
+  }
+
+  /** The entry a `files/` key holds, with its chunks read at `revision`. */
+  async #stored(kv: KeyValue, revision: number): Promise<StoredEntry> {
+    const header = _parseHeader(kv);
+    let parts: unknown[];
+    if (header.chunks === undefined) {
+      parts = header.parts ?? [];
+    } else {
+      const chunks = await Promise.all(header.chunks.map(async (id) => {
+        const chunk = await this.#etcd.get(this.#keys.chunk(id), { revision: kv.modRevision });
+        if (!chunk) {
+          throw new SyntaxError(
+            `Manifest is malformed: chunk ${id} of "${header.name}" is missing`,
+          );
+        }
+        return JSON.parse(chunk.value) as unknown[];
+      }));
+      parts = chunks.flat();
+    }
+    const { chunks: _chunks, partCount: _count, ...rest } = header;
+    const entry = parseFileEntry({ ...rest, parts });
+    return { entry, modRevision: kv.modRevision, revision };
+  }
+
+  async change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>> {
+    const named = [...new Set(names)];
+    for (let attempt = 1; attempt <= MAX_CHANGE_ATTEMPTS; attempt++) {
+      // One transaction of reads: every named entry as of one revision.
+      const read = await this.#etcd.txn(
+        [],
+        named.map((name) => ({ range: { key: this.#keys.file(name) } })),
+      );
+      const current = new Map<string, StoredEntry>();
+      const headers = new Map<string, _Header>();
+      const modRevisions = new Map<string, number>();
+      for (const [i, name] of named.entries()) {
+        const kv = read.ranges[i]?.[0];
+        modRevisions.set(name, kv?.modRevision ?? 0);
+        if (!kv) continue;
+        headers.set(name, _parseHeader(kv));
+        current.set(name, await this.#stored(kv, read.revision));
+      }
+      const decided = await plan(current, read.revision);
+      const puts = decided.puts ?? [];
+      const deletes = decided.deletes ?? [];
+      for (const name of [...puts.map((e) => e.name), ...deletes]) {
+        if (!modRevisions.has(name)) {
+          throw new TypeError(`A change may only touch the names it read, not ${name}`);
+        }
+      }
+      if (puts.length === 0 && deletes.length === 0) {
+        return { result: decided.result, revision: read.revision, changed: false };
+      }
+      const written: string[] = [];
+      const ops: TxnOp[] = [];
+      for (const entry of puts) {
+        const chunks = await this.#writeChunks(entry.parts, written);
+        ops.push({
+          put: { key: this.#keys.file(entry.name), value: JSON.stringify(_header(entry, chunks)) },
+        });
+      }
+      for (const name of deletes) ops.push({ deleteRange: { key: this.#keys.file(name) } });
+      // The chunks of every version this change replaces or deletes go with it.
+      const replaced = new Set([...puts.map((e) => e.name), ...deletes]);
+      for (const name of replaced) {
+        for (const id of headers.get(name)?.chunks ?? []) {
+          ops.push({ deleteRange: { key: this.#keys.chunk(id) } });
+        }
+      }
+      const committed = await this.#etcd.txn(
+        named.map((name) => ({
+          key: this.#keys.file(name),
+          target: "MOD" as const,
+          result: "EQUAL" as const,
+          modRevision: modRevisions.get(name)!,
+        })),
+        ops,
+      );
+      if (committed.succeeded) {
+        return { result: decided.result, revision: committed.revision, changed: true };
+      }
+      await Promise.all(written.map((id) => this.#etcd.deleteRange(this.#keys.chunk(id))));
+    }
+    throw new Error(
+      `Cannot change ${named.map((n) => JSON.stringify(n)).join(", ")} in etcd: ` +
+        `other changes to them came first ${MAX_CHANGE_ATTEMPTS} times`,
+    );
+  }
+
+  /** Writes a long part list as chunks (ids noted in `written`); undefined when it stays inline. */
+  async #writeChunks(parts: PartEntry[], written: string[]): Promise<string[] | undefined> {
+    if (parts.length <= MAX_INLINE_PARTS) return undefined;
+    const ids: string[] = [];
+    for (let start = 0; start < parts.length; start += PARTS_PER_CHUNK) {
+      const id = crypto.randomUUID();
+      await this.#etcd.put(
+        this.#keys.chunk(id),
+        JSON.stringify(parts.slice(start, start + PARTS_PER_CHUNK)),
+      );
+      written.push(id);
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  async *watch(fromRevision: number, signal?: AbortSignal): AsyncGenerator<ManifestEvent> {
+    let seen = fromRevision;
+    while (!signal?.aborted) {
+      try {
+        for await (const batch of this.#etcd.watch(this.#keys.files, seen + 1, signal)) {
+          if (batch.compactRevision !== undefined) {
+            seen = batch.compactRevision;
+            yield { type: "reset", revision: batch.compactRevision };
+            break;
+          }
+          // One transaction is one revision: group the batch's events by revision.
+          const byRevision = new Map<number, { puts: string[]; deletes: string[] }>();
+          for (const { type, kv } of batch.events) {
+            let change = byRevision.get(kv.modRevision);
+            if (!change) byRevision.set(kv.modRevision, change = { puts: [], deletes: [] });
+            const name = this.#keys.nameOfFile(kv.key);
+            (type === "PUT" ? change.puts : change.deletes).push(name);
+          }
+          for (const [revision, change] of [...byRevision].sort((a, b) => a[0] - b[0])) {
+            seen = revision;
+            yield { type: "change", revision, ...change };
+          }
+        }
+      } catch (error) {
+        if (signal?.aborted) return;
+        void error; // A broken stream: open it again from the last revision seen.
+      }
+      await sleep(WATCH_RETRY_MS, signal);
+    }
+  }
+}
