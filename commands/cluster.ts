@@ -3,13 +3,17 @@ import {
   CLUSTER_FLAGS,
   clusterFlags,
   durationFlag,
+  ETCD_FLAGS,
+  etcdTarget,
   isTerminal,
   type ParsedFlags,
   parseFlags,
   sizeFlag,
   stringFlag,
 } from "../lib/cli/flags.ts";
-import { ensureConfig, resolveDataDir } from "../lib/state/config.ts";
+import { DEFAULT_CONFIG, ensureConfig, loadConfig, resolveDataDir } from "../lib/state/config.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
 import { Supervisor } from "../lib/ops/cluster.ts";
 import { DEFAULT_HEAL_AFTER_MS, HEAL_RETRY_MS, type HealEvent } from "../lib/ops/heal.ts";
 import { runningSupervisor } from "../lib/ops/instances.ts";
@@ -27,11 +31,12 @@ import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/w
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
-  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--plain] [--quiet] [--data DIR]";
+  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
 
 export const EXAMPLE = [
   "fts cluster                                  # 50 instances on 9001-9050, live view on a terminal",
   "fts cluster --servers 10 --replicas 3 --plain  # plain lines instead of the live view",
+  "fts cluster --etcd http://10.0.0.1:2379 --host 10.0.0.2 --servers 10 --replicas 3  # one host of many",
 ].join("\n");
 
 const HELP_LINES = "commands: kill PORT, start PORT, status, quit";
@@ -69,20 +74,37 @@ export async function run(args: string[]): Promise<number> {
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
     "tls-ca": { type: "string" },
+    "part-size": { type: "string" },
+    zone: { type: "string" },
+    ...ETCD_FLAGS,
   });
   const requested = clusterFlags(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
-  const config = await ensureConfig(dir, requested);
+  const etcd = etcdTarget(flags);
+  const etcdArgs = etcd ? await _joinEtcd(etcd, flags, dir, requested) : undefined;
+  // In etcd mode the data directory's config describes this host's instances
+  // only; the replica count lives in etcd.
+  const config = etcdArgs
+    ? await ensureConfig(dir, {
+      ...requested,
+      replicas: (await loadConfig(dir))?.replicas ?? 1,
+    })
+    : await ensureConfig(dir, requested);
+  if (!etcd && (stringFlag(flags, "part-size") ?? stringFlag(flags, "zone")) !== undefined) {
+    throw new UsageError(
+      "--part-size and --zone belong to a cluster in etcd (--etcd); fts preload takes --part-size",
+    );
+  }
   const existing = await runningSupervisor(dir);
   if (existing) throw new Error(`A cluster is already running for ${dir} (pid ${existing.pid})`);
 
   const quiet = boolFlag(flags, "quiet");
   let ready = false;
-  const healAfterMs = durationFlag(flags, "heal-after") ?? DEFAULT_HEAL_AFTER_MS;
+  const healAfterMs = etcd ? 0 : durationFlag(flags, "heal-after") ?? DEFAULT_HEAL_AFTER_MS;
   const healRate = sizeFlag(flags, "heal-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
   const limitRate = sizeFlag(flags, "limit-rate");
   const serveArgs = limitRate !== undefined ? ["--limit-rate", String(limitRate)] : [];
-  serveArgs.push(...(await _tlsServeArgs(flags)));
+  serveArgs.push(...(await _tlsServeArgs(flags)), ...(etcdArgs?.serveArgs ?? []));
   const supervisor = new Supervisor(dir, config, (event) => {
     if (event.type === "down") {
       const how = event.signal ? `killed by ${event.signal}` : `exited with code ${event.code}`;
@@ -100,7 +122,8 @@ export async function run(args: string[]): Promise<number> {
 
   // On a terminal: the live view, from the start so instances are seen coming up.
   // What this command prints from here on shows as the view's events.
-  const live = !quiet && !boolFlag(flags, "plain") && LiveScreen.available()
+  // The live view shows a single-host cluster; a host of an etcd cluster prints lines.
+  const live = !etcd && !quiet && !boolFlag(flags, "plain") && LiveScreen.available()
     ? new LiveSession({
       dir,
       config,
@@ -127,12 +150,14 @@ export async function run(args: string[]): Promise<number> {
   ready = true;
   console.log(
     `fts cluster: ready: ${config.servers} instances listening on ${config.host}:${config.basePort}-${last}` +
-      ` (R=${config.replicas}, data in ${dir}, ${
-        formatDuration(performance.now() - started)
-      }); Ctrl-C stops them all`,
+      ` (R=${etcdArgs?.replicas ?? config.replicas}, ${
+        etcd ? `cluster "${etcd.cluster}" in etcd at ${etcd.endpoints.join(",")}, ` : ""
+      }data in ${dir}, ${formatDuration(performance.now() - started)}); Ctrl-C stops them all`,
   );
   console.log(
-    healAfterMs > 0
+    etcd
+      ? "fts cluster: healing across hosts is not automatic yet: run fts repair --etcd URLS"
+      : healAfterMs > 0
       ? `fts cluster: healing: the parts of an instance down for ${
         formatDuration(healAfterMs)
       } are copied elsewhere (at most ${
@@ -151,6 +176,57 @@ export async function run(args: string[]): Promise<number> {
   stopListening();
   console.log("fts cluster: all instances stopped");
   return code;
+}
+
+/**
+ * Joins (or creates) the cluster in etcd: records the settings the first
+ * time, checks the flags against them after, and records this data
+ * directory's operator key when the cluster has none. Returns the flags
+ * every instance of this host gets.
+ */
+async function _joinEtcd(
+  etcd: { endpoints: string[]; cluster: string },
+  flags: ParsedFlags,
+  dir: string,
+  requested: { host?: string; replicas?: number },
+): Promise<{ serveArgs: string[]; replicas: number }> {
+  if (requested.host === undefined) {
+    throw new UsageError("--etcd needs --host ADDR: the address other hosts reach this host on");
+  }
+  const partSize = sizeFlag(flags, "part-size");
+  const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
+  const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const operator = await loadOrCreateIdentity(operatorIdentityPath(dir));
+    const settings = await cluster.ensureSettings(
+      {
+        ...(requested.replicas !== undefined ? { replicas: requested.replicas } : {}),
+        ...(partSize !== undefined ? { partSize } : {}),
+        operatorKey: operator.owner,
+      },
+      { replicas: DEFAULT_CONFIG.replicas, partSize: DEFAULT_CONFIG.partSize },
+    );
+    if (settings.operatorKey !== operator.owner) {
+      console.log(
+        `fts cluster: the operator key is another host's: to preload from this host, copy that ` +
+          `host's operator_identity.json to ${operatorIdentityPath(dir)}`,
+      );
+    }
+    const zone = stringFlag(flags, "zone");
+    return {
+      serveArgs: [
+        "--etcd",
+        etcd.endpoints.join(","),
+        "--cluster",
+        etcd.cluster,
+        ...(zone !== undefined ? ["--zone", zone] : []),
+      ],
+      replicas: settings.replicas,
+    };
+  } finally {
+    cluster.close();
+  }
 }
 
 /**

@@ -2,6 +2,8 @@ import { resolve } from "../lib/base/paths.ts";
 import {
   boolFlag,
   durationFlag,
+  ETCD_FLAGS,
+  etcdTarget,
   expectPositionals,
   intFlag,
   listFlag,
@@ -60,6 +62,7 @@ export async function run(args: string[]): Promise<number> {
     "tls-ca": { type: "string" },
     quiet: { type: "boolean", short: "q" },
     json: { type: "boolean" },
+    ...ETCD_FLAGS,
   });
   const [name = "", destArg] = expectPositionals(flags, 1, 2, USAGE);
   try {
@@ -76,7 +79,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const stallTimeoutMs = durationFlag(flags, "timeout");
   const dir = resolveDataDir(stringFlag(flags, "data"));
-  const servers = await resolveServers(dir, listFlag(flags, "server"));
+  const servers = await resolveServers(dir, listFlag(flags, "server"), etcdTarget(flags));
   const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");

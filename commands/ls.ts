@@ -1,6 +1,17 @@
-import { boolFlag, listFlag, parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import {
+  boolFlag,
+  ETCD_FLAGS,
+  etcdTarget,
+  expectPositionals,
+  listFlag,
+  parseFlags,
+  stringFlag,
+} from "../lib/cli/flags.ts";
+import { type FileEntry, validateFileName } from "../lib/state/manifest.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { allSummaries, type ManifestStore } from "../lib/state/manifest_store.ts";
+import { locateFile, notFoundMessage } from "../lib/client/locate.ts";
 import { loadConfig, resolveDataDir } from "../lib/state/config.ts";
-import { allEntries } from "../lib/state/manifest_store.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { type FileSummary, Peer } from "../lib/client/peer.ts";
 import { resolveServers } from "../lib/client/servers.ts";
@@ -12,12 +23,46 @@ import {
 } from "../lib/wire/tls.ts";
 import { formatBytes } from "../lib/base/units.ts";
 
-export const USAGE = "fts ls [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR]";
+export const USAGE =
+  "fts ls [NAME] [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts ls",
   "fts ls --server 10.0.0.5:9001 --json",
+  "fts ls movie.mkv --json --etcd http://10.0.0.1:2379   # one file's parts and their replicas",
 ].join("\n");
+
+/** One file's entry: where each part is, as the manifest says. */
+async function _entry(
+  name: string,
+  store: ManifestStore | undefined,
+  servers: () => Promise<string[]>,
+  tls: TlsClientOptions | undefined,
+): Promise<FileEntry> {
+  if (store) {
+    const found = await store.get(name);
+    if (found) return found.entry;
+    const names: string[] = [];
+    for await (const { summary } of allSummaries(store)) names.push(summary.name);
+    throw new UsageError(notFoundMessage(name, names));
+  }
+  return (await locateFile(name, await servers(), tls ? { tls } : {})).entry;
+}
+
+function _printEntry(entry: FileEntry, json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify(entry, null, 2));
+    return;
+  }
+  console.log(
+    `${entry.name}: ${formatBytes(entry.size)} in ${entry.parts.length} parts of ${
+      formatBytes(entry.partSize)
+    }, owner ${entry.owner}`,
+  );
+  for (const [index, part] of entry.parts.entries()) {
+    console.log(`  part ${index}  ${part.digest.slice(0, 16)}  ${part.replicas.join(" ")}`);
+  }
+}
 
 async function _fromServers(
   servers: string[],
@@ -50,28 +95,59 @@ export async function run(args: string[]): Promise<number> {
     server: { type: "string", multiple: true },
     json: { type: "boolean" },
     "tls-ca": { type: "string" },
+    ...ETCD_FLAGS,
   });
+  const [name] = expectPositionals(flags, 0, 1, USAGE);
+  if (name !== undefined) {
+    try {
+      validateFileName(name);
+    } catch (cause) {
+      throw new UsageError((cause as Error).message, { cause });
+    }
+  }
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const named = listFlag(flags, "server");
-  let files: FileSummary[];
-  if (named.length === 0 && !Deno.env.get("FTS_SERVERS") && (await loadConfig(dir))) {
+  const etcd = etcdTarget(flags);
+  const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
+  const local = named.length === 0 && !Deno.env.get("FTS_SERVERS") &&
+    (etcd !== undefined || (await loadConfig(dir)) !== undefined);
+  let store: ManifestStore | undefined;
+  let close = () => {};
+  if (local && etcd) {
+    // The manifest is in etcd: read it there, page by page, cluster up or not.
+    const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
+    const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
+    await cluster.requireSettings();
+    store = cluster.manifest;
+    close = () => cluster.close();
+  } else if (local) {
     // Local data directory: the manifest is right here, cluster up or not.
-    files = [];
-    for await (const { entry: f } of allEntries(openManifestStore(dir))) {
-      files.push({
-        name: f.name,
-        size: f.size,
-        parts: f.parts.length,
-        owner: f.owner,
-        created: f.created,
-      });
-    }
-  } else {
-    const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
-    files = await _fromServers(await resolveServers(dir, named), tls);
+    store = openManifestStore(dir);
   }
+  try {
+    if (name !== undefined) {
+      _printEntry(
+        await _entry(name, store, () => resolveServers(dir, named, etcd), tls),
+        boolFlag(flags, "json"),
+      );
+      return 0;
+    }
+    let files: FileSummary[];
+    if (store) {
+      files = [];
+      for await (const { summary } of allSummaries(store)) files.push(summary);
+    } else {
+      files = await _fromServers(await resolveServers(dir, named), tls);
+    }
+    return _printFiles(files, boolFlag(flags, "json"));
+  } finally {
+    close();
+  }
+}
+
+function _printFiles(files: FileSummary[], json: boolean): number {
   files.sort((a, b) => a.name.localeCompare(b.name));
-  if (boolFlag(flags, "json")) {
+  if (json) {
     console.log(JSON.stringify(files, null, 2));
     return 0;
   }

@@ -2,6 +2,8 @@ import {
   boolFlag,
   CLUSTER_FLAGS,
   clusterFlags,
+  ETCD_FLAGS,
+  etcdTarget,
   parseFlags,
   sizeFlag,
   stringFlag,
@@ -13,13 +15,17 @@ import { basename } from "../lib/base/paths.ts";
 import { preloadFiles } from "../lib/ops/preload.ts";
 import { Progress, reportMode } from "../lib/ui/progress.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
+import { type EtcdTarget } from "../lib/etcd/etcd_keys.ts";
+import { signingContext } from "../lib/client/signed_client.ts";
+import { uploadFile } from "../lib/client/upload.ts";
 
 export const USAGE =
-  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--quiet] [--json] [--data DIR]";
+  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--quiet] [--json] [--data DIR] [--etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts preload movie.mkv                        # 8 MiB parts, 5 copies each, into ./fts-data",
   "fts preload *.iso --servers 10 --replicas 3 --part-size 16MiB",
+  "fts preload movie.mkv --etcd http://10.0.0.1:2379   # over the network, as the operator",
 ].join("\n");
 
 export async function run(args: string[]): Promise<number> {
@@ -30,6 +36,7 @@ export async function run(args: string[]): Promise<number> {
     replace: { type: "boolean" },
     quiet: { type: "boolean", short: "q" },
     json: { type: "boolean" },
+    ...ETCD_FLAGS,
   });
   const files = flags.positionals;
   if (files.length === 0) throw new UsageError(`Missing FILE; usage: ${USAGE}`);
@@ -59,6 +66,15 @@ export async function run(args: string[]): Promise<number> {
     }
   }
   const dir = resolveDataDir(stringFlag(flags, "data"));
+  const etcd = etcdTarget(flags);
+  if (etcd) {
+    if (partSizeFlag !== undefined || Object.keys(requested).length > 0) {
+      throw new UsageError(
+        "With --etcd the cluster's shape and part size are its settings in etcd (fts cluster sets them)",
+      );
+    }
+    return await _preloadOverNetwork(jobs, dir, etcd, boolFlag(flags, "replace"));
+  }
   const config = await ensureConfig(dir, requested);
   const partSize = partSizeFlag ?? config.partSize;
   // The recorded config was checked when it was made; a --part-size for this run is checked here.
@@ -121,6 +137,36 @@ export async function run(args: string[]): Promise<number> {
         }, ${config.replicas} replicas each (${formatDuration(elapsedMs)})`,
       );
     }
+  }
+  return 0;
+}
+
+/**
+ * Preloading a cluster in etcd: each file is uploaded to the live instances
+ * as the operator (the key `fts cluster` made in its data directory), since
+ * instances on other hosts share no directory with this one.
+ */
+async function _preloadOverNetwork(
+  jobs: { path: string; name: string }[],
+  dir: string,
+  etcd: EtcdTarget,
+  replace: boolean,
+): Promise<number> {
+  const { servers, identity } = await signingContext({
+    dataDir: dir,
+    servers: [],
+    identity: undefined,
+    operator: true,
+    etcd,
+  });
+  for (const { path, name } of jobs) {
+    const result = await uploadFile({ path, name, servers, identity, replace });
+    console.log(
+      `preloaded ${name}: ${formatBytes(result.size)} in ${result.parts} parts, ` +
+        `${result.replicas} copies each, sent over the network (${
+          formatDuration(result.elapsedMs)
+        })`,
+    );
   }
   return 0;
 }

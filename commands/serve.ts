@@ -1,6 +1,8 @@
 import {
   boolFlag,
   durationFlag,
+  ETCD_FLAGS,
+  etcdTarget,
   intFlag,
   parseFlags,
   sizeFlag,
@@ -16,10 +18,11 @@ import { PartStore } from "../lib/state/store.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
-  "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR]";
+  "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR] [--etcd URLS --host ADDR [--store DIR] [--zone NAME] [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts serve --port 9001 --data ./fts-data",
+  "fts serve --etcd http://10.0.0.1:2379 --host 10.0.0.2 --port 9001 --store /srv/fts/9001",
 ].join("\n");
 
 /** Pause before accepting again after accept() failed (e.g. out of descriptors). */
@@ -42,7 +45,19 @@ export async function run(args: string[]): Promise<number> {
     "tls-key": { type: "string" },
     "public-port": { type: "string" },
     quiet: { type: "boolean" },
+    store: { type: "string" },
+    zone: { type: "string" },
+    ...ETCD_FLAGS,
   });
+  const etcd = etcdTarget(flags);
+  if (etcd && stringFlag(flags, "host") === undefined) {
+    throw new UsageError(
+      "--etcd needs --host ADDR: the address other hosts reach this instance on",
+    );
+  }
+  if (!etcd && (stringFlag(flags, "store") ?? stringFlag(flags, "zone")) !== undefined) {
+    throw new UsageError("--store and --zone belong to an instance of a cluster in etcd (--etcd)");
+  }
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const port = intFlag(flags, "port", 0, 65535);
   if (port === undefined) throw new UsageError(`Missing --port; usage: ${USAGE}`);
@@ -74,6 +89,12 @@ export async function run(args: string[]): Promise<number> {
       ? Deno.listenTls({ hostname: host, port, cert: tls.cert, key: tls.key })
       : Deno.listen({ hostname: host, port });
   } catch (cause) {
+    if (cause instanceof Deno.errors.AddrNotAvailable) {
+      throw new UsageError(
+        `--host ${host} is not an address of this machine: cannot listen on ${host}:${port}`,
+        { cause },
+      );
+    }
     if (cause instanceof Deno.errors.AddrInUse) {
       throw new Error(
         `Port ${port} on ${host} is already in use (another instance? try "fts status")`,
@@ -85,35 +106,66 @@ export async function run(args: string[]): Promise<number> {
     throw new Error(`Cannot listen on ${host}:${port}`, { cause });
   }
   const actualPort = (listener.addr as Deno.NetAddr).port;
-  const id = String(publicPort ?? actualPort);
+  const localId = String(publicPort ?? actualPort);
   const paths = dataPaths(dir);
-  const store = new PartStore(paths.instanceDir(id));
+  const limits = {
+    ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
+    ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
+    ...(maxConnections !== undefined ? { maxConnections } : {}),
+  };
+  const rate = limitRate !== undefined ? { limitRateBytesPerSecond: limitRate } : {};
+  const storeDir = stringFlag(flags, "store");
+  const store = new PartStore(storeDir ?? paths.instanceDir(localId));
   await store.init();
   await store.cleanStaleTemps();
-  const server = new Server({
-    id,
-    store,
-    manifest: openManifestStore(dir),
-    mutations: async () => {
-      const { Mutations, fileMutationsContext } = await import("../lib/server/mutations.ts");
-      return new Mutations(fileMutationsContext(dir));
-    },
-    addressOf: (other) => `${host}:${other}`,
-    limits: {
-      ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
-      ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
-      ...(maxConnections !== undefined ? { maxConnections } : {}),
-    },
-    ...(limitRate !== undefined ? { limitRateBytesPerSecond: limitRate } : {}),
-  });
+  let id = localId;
+  let leave: (() => Promise<void>) | undefined;
+  let server: Server;
+  if (etcd) {
+    // In etcd, an instance is known by the address other hosts dial.
+    id = `${host}:${localId}`;
+    const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
+    const { etcdMutationsContext } = await import("../lib/ops/etcd_instance.ts");
+    const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
+    await cluster.requireSettings();
+    const self = { id, store };
+    server = new Server({
+      id,
+      store,
+      manifest: cluster.manifest,
+      mutations: async () =>
+        new (await import("../lib/server/mutations.ts")).Mutations(
+          etcdMutationsContext(cluster, self),
+        ),
+      addressOf: (other) => other,
+      limits,
+      ...rate,
+    });
+    const zone = stringFlag(flags, "zone");
+    leave = (await cluster.join({ id, address: id, domain: zone ?? host })).stop;
+  } else {
+    server = new Server({
+      id,
+      store,
+      manifest: openManifestStore(dir),
+      mutations: async () => {
+        const { Mutations, fileMutationsContext } = await import("../lib/server/mutations.ts");
+        return new Mutations(fileMutationsContext(dir));
+      },
+      addressOf: (other) => `${host}:${other}`,
+      limits,
+      ...rate,
+    });
+  }
   await Deno.mkdir(paths.runDir, { recursive: true });
-  const pidFile = paths.pidFile(id);
+  const pidFile = paths.pidFile(localId);
   await Deno.writeTextFile(pidFile, `${Deno.pid}\n`);
 
   let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
+    void leave?.();
     try {
       listener.close();
     } catch { /* already closed */ }
@@ -150,6 +202,7 @@ export async function run(args: string[]): Promise<number> {
       server.accept(conn);
     }
   } finally {
+    await leave?.().catch(() => {});
     stopParentWatch?.();
     stopListening();
     // Only remove the pid file if it is still ours (a restart may have replaced it).

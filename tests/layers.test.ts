@@ -27,11 +27,11 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   state: ["base", "hash", "wire"],
   auth: ["base", "hash", "wire", "state"],
   etcd: ["base", "hash", "wire", "state", "auth"],
-  client: ["base", "hash", "wire", "state", "auth"],
-  server: ["base", "hash", "wire", "state", "auth"],
+  client: ["base", "hash", "wire", "state", "auth", "etcd"],
+  server: ["base", "hash", "wire", "state", "auth", "etcd"],
   ops: ["base", "hash", "wire", "state", "auth", "etcd", "client", "server"],
   ui: ["base", "hash", "wire", "state", "auth", "etcd", "client", "server", "ops"],
-  cli: ["base", "hash", "wire", "state"],
+  cli: ["base", "hash", "wire", "state", "etcd"],
 };
 
 async function _tsFiles(dir: string): Promise<string[]> {

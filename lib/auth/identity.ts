@@ -97,9 +97,22 @@ export function operatorIdentityPath(dir: string): string {
 export async function identityFromFlags(
   flags: { identity: string | undefined; operator: boolean },
   dir: string,
+  options: { needConfig?: boolean } = {},
 ): Promise<Identity> {
   if (flags.operator && flags.identity !== undefined) {
     throw new UsageError("Pass --identity FILE or --operator, not both");
+  }
+  if (flags.operator && options.needConfig === false) {
+    // A host of a cluster in etcd: the key `fts cluster` made, or one copied here.
+    const path = operatorIdentityPath(dir);
+    const identity = await loadIdentity(path);
+    if (!identity) {
+      throw new UsageError(
+        `--operator needs the operator's key in ${path}: copy operator_identity.json there ` +
+          `from the data directory of the host whose fts cluster created the cluster`,
+      );
+    }
+    return identity;
   }
   if (flags.operator) {
     try {

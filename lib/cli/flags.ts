@@ -1,4 +1,10 @@
 /** Shared pieces of the command-line layer: flag parsing and output helpers. */
+import {
+  CLUSTER_NAME,
+  DEFAULT_CLUSTER_NAME,
+  type EtcdTarget,
+  parseEtcdEndpoints,
+} from "../etcd/etcd_keys.ts";
 import { type ClusterConfig, MAX_SERVERS } from "../state/config.ts";
 import { UsageError } from "../wire/errors.ts";
 import { parseDurationMs, parseSize } from "../base/units.ts";
@@ -212,6 +218,8 @@ export const SIGNING_FLAGS = {
   server: { type: "string", multiple: true },
   identity: { type: "string" },
   operator: { type: "boolean" },
+  etcd: { type: "string" },
+  cluster: { type: "string" },
 } as const;
 
 /** What the signing flags say: data directory, servers, identity file, --operator. */
@@ -220,11 +228,38 @@ export function signingFlags(flags: ParsedFlags): {
   servers: string[];
   identity: string | undefined;
   operator: boolean;
+  etcd: EtcdTarget | undefined;
 } {
   return {
     dataDir: stringFlag(flags, "data"),
     servers: listFlag(flags, "server"),
     identity: stringFlag(flags, "identity"),
     operator: boolFlag(flags, "operator"),
+    etcd: etcdTarget(flags),
   };
+}
+
+/** The flags that point a command at a cluster in etcd. */
+export const ETCD_FLAGS = {
+  etcd: { type: "string" },
+  cluster: { type: "string" },
+} as const;
+
+/** The etcd target the flags name, or undefined when neither --etcd nor FTS_ETCD is given. */
+export function etcdTarget(flags: ParsedFlags): EtcdTarget | undefined {
+  const urls = stringFlag(flags, "etcd") ?? Deno.env.get("FTS_ETCD");
+  const cluster = stringFlag(flags, "cluster") ?? Deno.env.get("FTS_CLUSTER");
+  if (urls === undefined || urls === "") {
+    if (stringFlag(flags, "cluster") !== undefined) {
+      throw new UsageError("--cluster names a cluster in etcd: give --etcd URLS too");
+    }
+    return undefined;
+  }
+  const name = cluster ?? DEFAULT_CLUSTER_NAME;
+  if (!CLUSTER_NAME.test(name)) {
+    throw new UsageError(
+      `--cluster ${JSON.stringify(name)} must be lowercase letters, digits, ".", "_" or "-"`,
+    );
+  }
+  return { endpoints: parseEtcdEndpoints(urls), cluster: name };
 }

@@ -2,12 +2,39 @@
 import { instanceAddress, instanceIds, loadConfig } from "../state/config.ts";
 import { UsageError } from "../wire/errors.ts";
 import { parseAddress } from "./peer.ts";
+import { type EtcdTarget } from "../etcd/etcd_keys.ts";
+
+/** The addresses of the instances of a cluster in etcd whose liveness lease holds. */
+export async function liveAddresses(target: EtcdTarget): Promise<string[]> {
+  const { EtcdCluster } = await import("../etcd/etcd_cluster.ts");
+  const cluster = new EtcdCluster(target.endpoints, target.cluster);
+  try {
+    await cluster.requireSettings();
+    const [members, alive] = await Promise.all([cluster.members(), cluster.alive()]);
+    const addresses = [...alive].map((id) => members.get(id)?.address ?? id);
+    if (addresses.length === 0) {
+      throw new UsageError(
+        `No instance of cluster ${JSON.stringify(target.cluster)} is up (etcd at ${
+          target.endpoints.join(",")
+        }): start one with "fts cluster --etcd URLS --host ADDR"`,
+      );
+    }
+    return addresses;
+  } finally {
+    cluster.close();
+  }
+}
 
 /**
  * `--server HOST:PORT` flags, then FTS_SERVERS (comma or space separated), then
- * every instance of the cluster recorded in the data directory.
+ * the live instances of the cluster in etcd (with --etcd), then every
+ * instance of the cluster recorded in the data directory.
  */
-export async function resolveServers(dir: string, flagged: string[]): Promise<string[]> {
+export async function resolveServers(
+  dir: string,
+  flagged: string[],
+  etcd?: EtcdTarget,
+): Promise<string[]> {
   const named = flagged.length > 0
     ? flagged
     : (Deno.env.get("FTS_SERVERS") ?? "").split(/[\s,]+/).filter((s) => s.length > 0);
@@ -21,6 +48,7 @@ export async function resolveServers(dir: string, flagged: string[]): Promise<st
     }
     return named;
   }
+  if (etcd) return await liveAddresses(etcd);
   const config = await loadConfig(dir);
   if (!config) {
     throw new UsageError(

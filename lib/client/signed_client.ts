@@ -9,6 +9,7 @@ import { type Identity, identityFromFlags } from "../auth/identity.ts";
 import { Peer } from "./peer.ts";
 import { type ReplyOf } from "../wire/ops.ts";
 import { resolveServers } from "./servers.ts";
+import { type EtcdTarget } from "../etcd/etcd_keys.ts";
 import { signRequest, type UnsignedRequest } from "../auth/signed_request.ts";
 import { shuffled } from "../base/shuffled.ts";
 
@@ -108,6 +109,8 @@ export interface SigningOptions {
   identity: string | undefined;
   /** Sign as the cluster's operator (--operator). */
   operator: boolean;
+  /** The cluster in etcd (--etcd): its live instances are the servers. */
+  etcd?: EtcdTarget | undefined;
 }
 
 /** Servers (shuffled) and identity for a signing command; says when it made a new identity. */
@@ -115,10 +118,12 @@ export async function signingContext(
   options: SigningOptions,
 ): Promise<{ servers: string[]; identity: Identity }> {
   const dir = resolveDataDir(options.dataDir);
-  const servers = shuffled(await resolveServers(dir, [...options.servers]));
+  const servers = shuffled(await resolveServers(dir, [...options.servers], options.etcd));
   const identity = await identityFromFlags(
     { identity: options.identity, operator: options.operator },
     dir,
+    // With etcd the data directory holds no config, only the operator's key.
+    { needConfig: options.etcd === undefined },
   );
   if (identity.created) console.error(`created a new identity in ${identity.path}`);
   return { servers, identity };

@@ -16,6 +16,7 @@
  * when none answers it throws EtcdUnavailableError naming every endpoint.
  */
 import { EtcdUnavailableError } from "./etcd_errors.ts";
+import { prefixEnd } from "./etcd_keys.ts";
 
 /** How long one call waits for an endpoint before trying the next. */
 export const ETCD_REQUEST_TIMEOUT_MS = 5_000;
@@ -41,20 +42,6 @@ export function fromBase64(base64: string): string {
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return _decoder.decode(bytes);
-}
-
-/** The end of the key range that holds every key starting with `prefix`. */
-export function prefixEnd(prefix: string): string {
-  const bytes = _encoder.encode(prefix);
-  for (let i = bytes.length - 1; i >= 0; i--) {
-    if (bytes[i]! < 0xff) {
-      const end = bytes.slice(0, i + 1);
-      end[i]!++;
-      // Latin-1 keeps each byte one char; such a key is only ever an end bound.
-      return String.fromCharCode(...end);
-    }
-  }
-  return "\0";
 }
 
 export interface KeyValue {

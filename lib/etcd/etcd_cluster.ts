@@ -45,26 +45,6 @@ export interface MemberRecord {
   domain: string;
 }
 
-/** The etcd endpoints from `--etcd` (comma or space separated URLs), checked. */
-export function parseEtcdEndpoints(text: string): string[] {
-  const urls = text.split(/[\s,]+/).filter((s) => s.length > 0);
-  if (urls.length === 0) throw new UsageError("--etcd needs at least one URL");
-  for (const url of urls) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch (cause) {
-      throw new UsageError(`--etcd ${JSON.stringify(url)} is not a URL (http://HOST:2379)`, {
-        cause,
-      });
-    }
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw new UsageError(`--etcd ${url}: only http:// and https:// URLs are supported`);
-    }
-  }
-  return urls;
-}
-
 export class EtcdCluster {
   readonly etcd: EtcdClient;
   readonly name: string;

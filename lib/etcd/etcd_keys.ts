@@ -12,12 +12,18 @@
  *   nonces/KEY/NONCE     a used nonce of a signed request, under a lease
  *   locks/NAME           a held lock, under its holder's lease
  */
-import { prefixEnd } from "./etcd_client.ts";
+import { UsageError } from "../wire/errors.ts";
 
 /** A cluster name: what `--cluster` accepts. */
 export const CLUSTER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** The cluster name when none is given. */
 export const DEFAULT_CLUSTER_NAME = "fts";
+
+/** Where a cluster's state lives: etcd's endpoints (--etcd) and the cluster's name (--cluster). */
+export interface EtcdTarget {
+  endpoints: string[];
+  cluster: string;
+}
 
 export interface ClusterKeys {
   readonly root: string;
@@ -65,4 +71,38 @@ export function clusterKeys(cluster: string): ClusterKeys {
     lock: (name) => `${root}locks/${name}`,
     idOf: (key) => key.slice(key.lastIndexOf("/") + 1),
   };
+}
+
+/** The end of the key range that holds every key starting with `prefix`. */
+export function prefixEnd(prefix: string): string {
+  const bytes = new TextEncoder().encode(prefix);
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    if (bytes[i]! < 0xff) {
+      const end = bytes.slice(0, i + 1);
+      end[i]!++;
+      // Latin-1 keeps each byte one char; such a key is only ever an end bound.
+      return String.fromCharCode(...end);
+    }
+  }
+  return "\0";
+}
+
+/** The etcd endpoints from `--etcd` (comma or space separated URLs), checked. */
+export function parseEtcdEndpoints(text: string): string[] {
+  const urls = text.split(/[\s,]+/).filter((s) => s.length > 0);
+  if (urls.length === 0) throw new UsageError("--etcd needs at least one URL");
+  for (const url of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch (cause) {
+      throw new UsageError(`--etcd ${JSON.stringify(url)} is not a URL (http://HOST:2379)`, {
+        cause,
+      });
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+      throw new UsageError(`--etcd ${url}: only http:// and https:// URLs are supported`);
+    }
+  }
+  return urls;
 }

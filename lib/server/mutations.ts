@@ -59,8 +59,8 @@ export interface MutationsContext {
   view(): Promise<ClusterView>;
   /** The key that OPERATOR_OWNER stands for, if the cluster has an operator. */
   operatorKey(): Promise<string | undefined>;
-  /** The size of instance `id`'s copy of a part, or undefined when it holds none. */
-  storedSize(id: string, digest: string): Promise<number | undefined>;
+  /** The size of each named copy, or undefined where its instance holds none (or is down). */
+  storedSizes(copies: readonly { id: string; digest: string }[]): Promise<(number | undefined)[]>;
   /** Frees the parts no entry references any more (part_gc.ts). */
   freeParts(digests: string[]): Promise<{ digests: number; copies: number }>;
 }
@@ -79,10 +79,14 @@ export function fileMutationsContext(dir: string): MutationsContext {
         return configView(config);
       }),
     operatorKey: () => readIdentityOwner(dataPaths(dir).operatorIdentity),
-    storedSize: (id, digest) => {
-      let store = stores.get(id);
-      if (!store) stores.set(id, store = new PartStore(dataPaths(dir).instanceDir(id)));
-      return store.sizeOf(digest);
+    storedSizes: async (copies) => {
+      const sizes: (number | undefined)[] = [];
+      for (const { id, digest } of copies) {
+        let store = stores.get(id);
+        if (!store) stores.set(id, store = new PartStore(dataPaths(dir).instanceDir(id)));
+        sizes.push(await store.sizeOf(digest));
+      }
+      return sizes;
     },
     freeParts: (digests) => freeUnreferencedParts(dir, digests),
   };
@@ -178,14 +182,13 @@ export class Mutations {
             );
           }
           if (existing) await this.#assertOwner(existing, signer, "replace");
-          const missing: string[] = [];
-          for (const [index, part] of entry.parts.entries()) {
-            for (const id of part.replicas) {
-              if ((await this.#context.storedSize(id, part.digest)) !== part.size) {
-                missing.push(`part ${index} on instance ${id}`);
-              }
-            }
-          }
+          const copies = entry.parts.flatMap((part, index) =>
+            part.replicas.map((id) => ({ id, digest: part.digest, size: part.size, index }))
+          );
+          const sizes = await this.#context.storedSizes(copies);
+          const missing = copies.flatMap((copy, i) =>
+            sizes[i] === copy.size ? [] : [`part ${copy.index} on instance ${copy.id}`]
+          );
           if (missing.length > 0) {
             throw new ProtocolError(
               "MISSING_PARTS",

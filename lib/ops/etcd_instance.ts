@@ -1,0 +1,79 @@
+/**
+ * What an instance of a cluster in etcd needs besides its own part store:
+ * the mutations' view of the cluster (settings and members from etcd), the
+ * operator's key from the settings, and the copies a publish names, asked of
+ * the instances that hold them (`part.has`, one connection per instance),
+ * since instances on other hosts share no directory with this one.
+ *
+ * Freeing parts after a delete or a replace frees this instance's own copies
+ * only; copies on other instances stay until a repair on their host finds
+ * them unused (`fts repair --etcd`, `--unused-after`).
+ */
+import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
+import { Peer } from "../client/peer.ts";
+import { type MutationsContext } from "../server/mutations.ts";
+import { type PartStore } from "../state/store.ts";
+import { PARTS_LOCK } from "../state/manifest_store.ts";
+import { referencedDigests } from "../state/part_gc.ts";
+import { type TlsClientOptions } from "../wire/tls.ts";
+
+/** How long a publish waits to reach an instance holding a copy it names. */
+const COPY_CHECK_CONNECT_TIMEOUT_MS = 2_000;
+const COPY_CHECK_STALL_TIMEOUT_MS = 5_000;
+
+export function etcdMutationsContext(
+  cluster: EtcdCluster,
+  self: { id: string; store: PartStore },
+  tls?: TlsClientOptions,
+): MutationsContext {
+  const locker = cluster.locker(self.id);
+  return {
+    nonces: cluster.nonces(),
+    store: cluster.manifest,
+    locker,
+    view: () => cluster.view(),
+    operatorKey: async () => (await cluster.settings())?.operatorKey,
+    storedSizes: async (copies) => {
+      const view = await cluster.view();
+      const byId = new Map<string, number[]>();
+      copies.forEach(({ id }, i) => {
+        const list = byId.get(id);
+        if (list) list.push(i);
+        else byId.set(id, [i]);
+      });
+      const sizes: (number | undefined)[] = copies.map(() => undefined);
+      await Promise.all([...byId].map(async ([id, indexes]) => {
+        if (id === self.id) {
+          for (const i of indexes) sizes[i] = await self.store.sizeOf(copies[i]!.digest);
+          return;
+        }
+        let peer: Peer | undefined;
+        try {
+          peer = await Peer.connect(view.address(id), {
+            connectTimeoutMs: COPY_CHECK_CONNECT_TIMEOUT_MS,
+            stallTimeoutMs: COPY_CHECK_STALL_TIMEOUT_MS,
+            ...(tls ? { tls } : {}),
+          });
+          for (const i of indexes) sizes[i] = await peer.hasPart(copies[i]!.digest);
+        } catch {
+          // Unreachable: its copies count as missing, and the publish says which.
+        } finally {
+          peer?.close();
+        }
+      }));
+      return sizes;
+    },
+    freeParts: async (digests) => {
+      if (digests.length === 0) return { digests: 0, copies: 0 };
+      return await locker.withLock(PARTS_LOCK, async () => {
+        const used = await referencedDigests(cluster.manifest);
+        let freed = 0;
+        for (const digest of digests) {
+          if (used.has(digest)) continue;
+          if (await self.store.remove(digest)) freed++;
+        }
+        return { digests: freed, copies: freed };
+      });
+    },
+  };
+}
