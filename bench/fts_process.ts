@@ -8,6 +8,9 @@
 import { fileURLToPath } from "node:url";
 import { Peer } from "../lib/client/peer.ts";
 import { childEnv } from "./measure.ts";
+import { DrainedProcess } from "./drained_process.ts";
+
+export { DrainedProcess } from "./drained_process.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const DENO = Deno.execPath();
@@ -35,12 +38,23 @@ export interface FtsSpawnOptions {
   cwd?: string;
   env?: Record<string, string>;
   denoFlags?: string[];
+  /** A command that runs the rest, e.g. `ip netns exec NS` for a test host. */
+  prefix?: string[];
 }
 
 /** Starts `fts ARGS...` with piped output and no standard input. */
 function _spawnFts(args: string[], options: FtsSpawnOptions): Deno.ChildProcess {
-  return new Deno.Command(DENO, {
-    args: ["run", "--allow-all", "--quiet", ...(options.denoFlags ?? []), MAIN, ...args],
+  const [program, ...before] = [...(options.prefix ?? []), DENO];
+  return new Deno.Command(program!, {
+    args: [
+      ...before,
+      "run",
+      "--allow-all",
+      "--quiet",
+      ...(options.denoFlags ?? []),
+      MAIN,
+      ...args,
+    ],
     cwd: options.cwd ?? Deno.cwd(),
     env: _env(options.env),
     clearEnv: true,
@@ -81,73 +95,9 @@ export async function runFts(
 }
 
 /** A long-running `fts` child whose output is drained into memory and searchable. */
-export class FtsProcess {
-  readonly child: Deno.ChildProcess;
-  stdout = "";
-  stderr = "";
-  readonly #waiters = new Set<() => void>();
-  readonly status: Promise<Deno.CommandStatus>;
-  readonly #drained: Promise<unknown>;
-
-  constructor(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
-    this.child = _spawnFts(args, options);
-    const drain = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
-      const decoder = new TextDecoder();
-      for await (const chunk of stream) {
-        this[key] += decoder.decode(chunk, { stream: true });
-        for (const wake of this.#waiters) wake();
-      }
-    };
-    this.#drained = Promise.all([
-      drain(this.child.stdout, "stdout"),
-      drain(this.child.stderr, "stderr"),
-    ]).catch(() => {});
-    this.status = this.child.status.then(async (status) => {
-      await this.#drained;
-      for (const wake of this.#waiters) wake();
-      return status;
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid;
-  }
-
-  /** Waits until stdout+stderr match `pattern`; throws with the output on timeout or exit. */
-  async waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs;
-    let exited = false;
-    this.status.then(() => (exited = true));
-    while (true) {
-      const match = (this.stdout + this.stderr).match(pattern);
-      if (match) return match;
-      if (exited) {
-        throw new Error(`Process exited before ${pattern}:\n${this.stdout}\n${this.stderr}`);
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new Error(`Timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr}`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(left, 200));
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#waiters.add(done);
-      });
-    }
-  }
-
-  kill(signal: Deno.Signal = "SIGKILL"): void {
-    try {
-      this.child.kill(signal);
-    } catch { /* exited */ }
-  }
-
-  async result(): Promise<RunResult> {
-    const status = await this.status;
-    return { code: status.code, stdout: this.stdout, stderr: this.stderr };
+export class FtsProcess extends DrainedProcess {
+  constructor(args: string[], options: FtsSpawnOptions = {}) {
+    super(_spawnFts(args, options));
   }
 }
 

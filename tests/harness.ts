@@ -23,6 +23,7 @@ import { readManifest, updateManifest } from "./manifest_util.ts";
 export { damageFile, sha256File, writeRandomFile } from "../bench/data_files.ts";
 export {
   DENO,
+  DrainedProcess,
   FtsProcess,
   type FtsSpawnOptions,
   instanceStats,
