@@ -11,6 +11,10 @@ import { join } from "node:path";
 
 /** Each tool a test runs, and the Debian package that brings it. */
 export const TOOL_PACKAGES = {
+  etcd: "etcd-server",
+  etcdctl: "etcd-client",
+  ip: "iproute2",
+  tc: "iproute2",
   openssl: "openssl",
   strace: "strace",
   tmux: "tmux",
