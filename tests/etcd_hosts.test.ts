@@ -1,0 +1,204 @@
+/**
+ * A cluster on three test hosts (network namespaces on a bridge, see
+ * tests/test_hosts.ts) with its state in a real etcd on a fourth host, where
+ * the client runs too. Every process runs inside a host; the test process
+ * only reads files. Checks failure domains (every part on R distinct hosts),
+ * a whole host SIGKILLed mid-fetch, a host cut off mid-fetch, and uploads
+ * from every host at once losing nothing.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EtcdProcess } from "./etcd_process.ts";
+import { missingTool } from "./missing_tool.ts";
+import { cutUnsupported, TestHosts } from "./test_hosts.ts";
+import { type FtsProcess } from "../bench/fts_process.ts";
+
+const SERVER_HOSTS = 3;
+const CLIENT = SERVER_HOSTS;
+const SERVERS_PER_HOST = 2;
+const REPLICAS = 3;
+const PART_SIZE = 64 * 1024;
+const FILE_BYTES = 3 * 1024 * 1024;
+
+async function _randomFile(path: string, bytes: number): Promise<void> {
+  const data = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+  await Deno.writeFile(path, data);
+}
+
+async function _sameBytes(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([Deno.readFile(a), Deno.readFile(b)]);
+  return x.length === y.length && x.every((byte, i) => byte === y[i]);
+}
+
+/** Three server hosts running `fts cluster --etcd`, etcd and the client on the fourth. */
+async function _withCluster(
+  fn: (ctx: {
+    net: TestHosts;
+    etcd: EtcdProcess;
+    dir: string;
+    flags: string[];
+    clusters: FtsProcess[];
+  }) => Promise<void>,
+): Promise<void> {
+  const net = await TestHosts.create(SERVER_HOSTS + 1);
+  const dir = await Deno.makeTempDir({ prefix: "fts-etcd-hosts-" });
+  try {
+    const etcd = await EtcdProcess.start({ net, hosts: [CLIENT] });
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "hosts"];
+      const basePort = net.portRange(SERVERS_PER_HOST);
+      const clusters: FtsProcess[] = [];
+      for (let h = 0; h < SERVER_HOSTS; h++) {
+        const cluster = net.spawnFts(h, [
+          "cluster",
+          ...flags,
+          "--host",
+          net.hosts[h]!.address,
+          "--servers",
+          String(SERVERS_PER_HOST),
+          "--base-port",
+          String(basePort),
+          "--replicas",
+          String(REPLICAS),
+          "--part-size",
+          String(PART_SIZE),
+          "--data",
+          join(dir, `host${h}`),
+          "--plain",
+        ]);
+        clusters.push(cluster);
+        // One at a time: the first records the settings the others then agree with.
+        await cluster.waitFor(/ready/);
+      }
+      await fn({ net, etcd, dir, flags, clusters });
+    } finally {
+      await etcd.stop();
+    }
+  } finally {
+    await net.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name:
+    "etcd hosts: every part on R distinct hosts; a host SIGKILLed mid-fetch, another cut off (H=3, R=3)",
+  ignore: missingTool("etcd") || missingTool("ip") || cutUnsupported(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await _withCluster(async ({ net, dir, flags }) => {
+      const source = join(dir, "movie.bin");
+      await _randomFile(source, FILE_BYTES);
+      const identity = join(dir, "me.id");
+      const up = await net.fts(CLIENT, ["upload", source, ...flags, "--identity", identity]);
+      assert.equal(up.code, 0, up.stderr);
+
+      // Failure domains: each part's copies are on R distinct hosts, and every host holds some.
+      const ls = await net.fts(CLIENT, ["ls", "movie.bin", "--json", ...flags]);
+      assert.equal(ls.code, 0, ls.stderr);
+      const entry = JSON.parse(ls.stdout) as { parts: { replicas: string[] }[] };
+      assert.equal(entry.parts.length, FILE_BYTES / PART_SIZE);
+      const perInstance = new Map<string, number>();
+      for (const part of entry.parts) {
+        assert.equal(part.replicas.length, REPLICAS);
+        const hosts = new Set(part.replicas.map((id) => id.slice(0, id.lastIndexOf(":"))));
+        assert.equal(hosts.size, REPLICAS, `part on ${part.replicas.join(", ")}`);
+        for (const id of part.replicas) perInstance.set(id, (perInstance.get(id) ?? 0) + 1);
+      }
+      // Even: both instances of every host hold copies.
+      assert.equal(perInstance.size, SERVER_HOSTS * SERVERS_PER_HOST);
+
+      // A whole host dies mid-fetch: the fetch ends byte-identical from the others.
+      const out1 = join(dir, "out1");
+      await Deno.mkdir(out1);
+      const fetch1 = net.spawnFts(CLIENT, [
+        "fetch",
+        "movie.bin",
+        out1,
+        ...flags,
+        "--limit-rate",
+        "1MiB",
+        "--timeout",
+        "3s",
+        "-q",
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      assert.ok((await net.killHost(0)) > 0);
+      const fetched1 = await fetch1.result();
+      assert.equal(fetched1.code, 0, fetched1.stderr);
+      assert.ok(await _sameBytes(source, join(out1, "movie.bin")));
+
+      // A host cut off from the network mid-fetch: the same, within the fetch's timeout.
+      const out2 = join(dir, "out2");
+      await Deno.mkdir(out2);
+      const started = Date.now();
+      const fetch2 = net.spawnFts(CLIENT, [
+        "fetch",
+        "movie.bin",
+        out2,
+        ...flags,
+        "--limit-rate",
+        "1MiB",
+        "--timeout",
+        "3s",
+        "-q",
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      net.cutHost(1);
+      const fetched2 = await fetch2.result();
+      assert.equal(fetched2.code, 0, fetched2.stderr);
+      assert.ok(await _sameBytes(source, join(out2, "movie.bin")));
+      assert.ok(Date.now() - started < 20_000, `took ${Date.now() - started} ms`);
+      net.restoreHost(1);
+    });
+  },
+});
+
+Deno.test({
+  name: "etcd hosts: uploads from three hosts at once and a rename racing a delete lose nothing",
+  ignore: missingTool("etcd") || missingTool("ip"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await _withCluster(async ({ net, dir, flags }) => {
+      const identity = join(dir, "me.id");
+      // Made once, so that the three uploads below do not race to create it.
+      await net.fts(CLIENT, ["whoami", "--identity", identity]);
+      const uploads = [];
+      for (let h = 0; h < SERVER_HOSTS; h++) {
+        for (let k = 0; k < 3; k++) {
+          const path = join(dir, `f${h}-${k}.bin`);
+          await _randomFile(path, 200_000 + h * 1000 + k);
+          uploads.push(net.fts(h, ["upload", path, ...flags, "--identity", identity]));
+        }
+      }
+      for (const result of await Promise.all(uploads)) assert.equal(result.code, 0, result.stderr);
+      const [renamed, removed] = await Promise.all([
+        net.fts(0, ["mv", "f0-0.bin", "moved.bin", ...flags, "--identity", identity]),
+        net.fts(1, ["rm", "f0-0.bin", ...flags, "--identity", identity]),
+      ]);
+      // Exactly one of the two wins; the other finds the name gone.
+      assert.equal([renamed.code, removed.code].filter((code) => code === 0).length, 1);
+      const ls = await net.fts(CLIENT, ["ls", "--json", ...flags]);
+      assert.equal(ls.code, 0, ls.stderr);
+      const names = (JSON.parse(ls.stdout) as { name: string }[]).map((f) => f.name).sort();
+      const expected = [];
+      for (let h = 0; h < SERVER_HOSTS; h++) {
+        for (let k = 0; k < 3; k++) if (h !== 0 || k !== 0) expected.push(`f${h}-${k}.bin`);
+      }
+      if (renamed.code === 0) expected.push("moved.bin");
+      assert.deepEqual(names, expected.sort());
+      // Every file left is whole: fetch each from the client host and compare.
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      for (const name of names) {
+        const got = await net.fts(CLIENT, ["fetch", name, out, ...flags, "-q"]);
+        assert.equal(got.code, 0, got.stderr);
+        const original = name === "moved.bin" ? "f0-0.bin" : name;
+        assert.ok(await _sameBytes(join(dir, original), join(out, name)), name);
+      }
+    });
+  },
+});
