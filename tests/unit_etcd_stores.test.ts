@@ -1,0 +1,251 @@
+/**
+ * The etcd-backed stores against a real etcd on loopback: the manifest store
+ * (compare-and-swap changes, chunked part lists past etcd's request limit,
+ * pages at one revision, watch), the nonce store, the locker, the settings,
+ * and the errors a wrong URL, an unreachable etcd or another cluster give.
+ */
+import assert from "node:assert/strict";
+import { EtcdProcess } from "./etcd_process.ts";
+import { missingTool } from "./missing_tool.ts";
+import { EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
+import { EtcdClient } from "../lib/etcd/etcd_client.ts";
+import { EtcdUnavailableError } from "../lib/etcd/etcd_errors.ts";
+import { contentIdOf, type FileEntry } from "../lib/state/manifest.ts";
+import { allEntries } from "../lib/state/manifest_store.ts";
+import { runFts } from "./harness.ts";
+
+function _entry(name: string, parts: number, partSize = 8 * 1024 * 1024): FileEntry {
+  const list = Array.from({ length: parts }, (_, i) => ({
+    digest: (i + 1).toString(16).padStart(64, "0"),
+    size: partSize,
+    replicas: ["10.0.0.1:9001", "10.0.0.2:9001", "10.0.0.3:9001"],
+  }));
+  const size = parts * partSize;
+  return {
+    name,
+    size,
+    partSize,
+    contentId: contentIdOf(size, list),
+    owner: "operator",
+    created: new Date(0).toISOString(),
+    parts: list,
+  };
+}
+
+let _etcd: Promise<EtcdProcess> | undefined;
+let _users = 0;
+/** One etcd for this file's tests; each test uses a cluster name of its own. */
+async function _withEtcd(fn: (endpoints: string[]) => Promise<void>): Promise<void> {
+  _users++;
+  const etcd = await (_etcd ??= EtcdProcess.start({ addresses: ["127.0.0.1"] }));
+  try {
+    await fn(etcd.endpoints.split(","));
+  } finally {
+    if (--_users === 0) {
+      _etcd = undefined;
+      await etcd.stop();
+    }
+  }
+}
+
+const ignore = missingTool("etcd");
+
+Deno.test({
+  name: "EtcdManifestStore: a 1 TiB file in 8 MiB parts (131,072 parts) publishes in chunks",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "big");
+      try {
+        const big = _entry("big.img", 131_072);
+        const outcome = await cluster.manifest.change(["big.img"], () => ({
+          puts: [big],
+          result: "ok",
+        }));
+        assert.ok(outcome.changed);
+        const read = await cluster.manifest.get("big.img");
+        assert.equal(read?.entry.parts.length, 131_072);
+        assert.equal(read?.entry.contentId, big.contentId);
+        assert.equal(read?.modRevision, outcome.revision);
+        const page = await cluster.manifest.summaries();
+        assert.deepEqual(page.summaries.map((s) => [s.name, s.parts]), [["big.img", 131_072]]);
+        // Deleting the entry deletes its chunks too.
+        await cluster.manifest.change(["big.img"], () => ({ deletes: ["big.img"], result: 0 }));
+        const left = await cluster.etcd.range(`${cluster.keys.root}chunks/`, {
+          prefix: true,
+          countOnly: true,
+        });
+        assert.equal(left.count, 0);
+      } finally {
+        cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "EtcdManifestStore: change() compares revisions: concurrent renames never lose an entry",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "race");
+      try {
+        const store = cluster.manifest;
+        await store.change(["a"], () => ({ puts: [_entry("a", 1, 4096)], result: 0 }));
+        // Ten writers rename "a" to their own name at once: exactly one wins.
+        const outcomes = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            store.change(["a", `b${i}`], (current) => {
+              const found = current.get("a");
+              if (!found) return { result: false };
+              return {
+                deletes: ["a"],
+                puts: [{ ...found.entry, name: `b${i}` }],
+                result: true,
+              };
+            })),
+        );
+        assert.equal(outcomes.filter((o) => o.result).length, 1);
+        const names = [];
+        for await (const { entry } of allEntries(store, 3)) names.push(entry.name);
+        assert.equal(names.length, 1);
+        assert.match(names[0]!, /^b\d$/);
+      } finally {
+        cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "EtcdManifestStore: pages of a walk come from one revision while writers go on",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "pages");
+      try {
+        const store = cluster.manifest;
+        const names = Array.from({ length: 25 }, (_, i) => `f${String(i).padStart(2, "0")}`);
+        for (const name of names) {
+          await store.change([name], () => ({ puts: [_entry(name, 1, 4096)], result: 0 }));
+        }
+        const seen: string[] = [];
+        let added = false;
+        for await (const { entry, revision } of allEntries(store, 10)) {
+          seen.push(entry.name);
+          assert.ok(revision > 0);
+          if (!added) {
+            added = true;
+            await store.change(["zz"], () => ({ puts: [_entry("zz", 1, 4096)], result: 0 }));
+          }
+        }
+        // The walk saw the manifest as it was when it began.
+        assert.deepEqual(seen, names);
+        const watched = store.watch(await store.revision() - 1);
+        const first = await watched[Symbol.asyncIterator]().next();
+        assert.deepEqual(first.value, {
+          type: "change",
+          revision: await store.revision(),
+          puts: ["zz"],
+          deletes: [],
+        });
+      } finally {
+        cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "EtcdNonceStore and EtcdLocker: a nonce is claimed once; a lock has one holder",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "locks");
+      try {
+        const nonces = cluster.nonces();
+        const expires = Date.now() + 60_000;
+        assert.equal(await nonces.claim("ed25519:k", "n1", expires), true);
+        assert.equal(await cluster.nonces().claim("ed25519:k", "n1", expires), false);
+        assert.equal(await nonces.claim("ed25519:other", "n1", expires), true);
+
+        const a = cluster.locker("a");
+        const b = cluster.locker("b");
+        let inside = 0;
+        let most = 0;
+        await Promise.all(
+          Array.from({ length: 4 }, (_, i) =>
+            (i % 2 ? a : b).withLock("parts", async () => {
+              most = Math.max(most, ++inside);
+              await new Promise((resolve) => setTimeout(resolve, 30));
+              inside--;
+            })),
+        );
+        assert.equal(most, 1);
+        const release = await a.acquire("repair");
+        assert.equal(await b.tryAcquire("repair"), undefined);
+        await release();
+        const again = await b.tryAcquire("repair");
+        assert.ok(again);
+        await again();
+      } finally {
+        cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "EtcdCluster: settings recorded once; contradicting flags, other clusters, bad etcd refused",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "settings");
+      try {
+        const defaults = { replicas: 5, partSize: 8 * 1024 * 1024 };
+        const made = await cluster.ensureSettings({ replicas: 3 }, defaults);
+        assert.equal(made.replicas, 3);
+        assert.equal((await cluster.ensureSettings({}, defaults)).clusterId, made.clusterId);
+        await assert.rejects(
+          cluster.ensureSettings({ replicas: 2 }, defaults),
+          /--replicas 2 contradicts cluster "settings" in etcd \(--replicas 3\)/,
+        );
+        const other = new EtcdCluster(endpoints, "nobody");
+        await assert.rejects(other.requireSettings(), /No cluster named "nobody".*"settings"/);
+        other.close();
+      } finally {
+        cluster.close();
+      }
+      const dead = new EtcdClient(["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+      await assert.rejects(dead.range("x"), (error: Error) => {
+        assert.ok(error instanceof EtcdUnavailableError);
+        assert.match(error.message, /none of http:\/\/127\.0\.0\.1:1, http:\/\/127\.0\.0\.1:2/);
+        return true;
+      });
+      // The command line: one clear line and exit 1 or 2, for each kind of bad input.
+      const badUrl = await runFts(["ls", "--etcd", "not a url"]);
+      assert.equal(badUrl.code, 2);
+      assert.match(badUrl.stderr, /is not a URL/);
+      const unreachable = await runFts(["ls", "--etcd", "http://127.0.0.1:1"]);
+      assert.equal(unreachable.code, 1);
+      assert.match(unreachable.stderr, /etcd is unavailable: none of http:\/\/127\.0\.0\.1:1/);
+      const otherCluster = await runFts(["fetch", "x", "--etcd", endpoints[0]!, "--cluster", "zz"]);
+      assert.equal(otherCluster.code, 2);
+      assert.match(otherCluster.stderr, /No cluster named "zz"/);
+      const notHere = await runFts([
+        "serve",
+        "--etcd",
+        endpoints[0]!,
+        "--cluster",
+        "settings",
+        "--host",
+        "192.0.2.7",
+        "--port",
+        "0",
+      ]);
+      assert.equal(notHere.code, 2);
+      assert.match(notHere.stderr, /--host 192\.0\.2\.7 is not an address of this machine/);
+    });
+  },
+});
