@@ -29,6 +29,8 @@ import { formatRepairEvent, formatRepairSummary } from "../lib/ui/repair_format.
 import { formatStatus } from "../lib/ui/status_format.ts";
 import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/wire/tls.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
+import { type EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
+import { etcdRepairRunner, watchMembers } from "../lib/ops/etcd_heal.ts";
 
 export const USAGE =
   "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
@@ -100,7 +102,7 @@ export async function run(args: string[]): Promise<number> {
 
   const quiet = boolFlag(flags, "quiet");
   let ready = false;
-  const healAfterMs = etcd ? 0 : durationFlag(flags, "heal-after") ?? DEFAULT_HEAL_AFTER_MS;
+  const healAfterMs = durationFlag(flags, "heal-after") ?? DEFAULT_HEAL_AFTER_MS;
   const healRate = sizeFlag(flags, "heal-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
   const limitRate = sizeFlag(flags, "limit-rate");
   const serveArgs = limitRate !== undefined ? ["--limit-rate", String(limitRate)] : [];
@@ -112,7 +114,17 @@ export async function run(args: string[]): Promise<number> {
     } else if (ready) {
       console.log(`${_time()} instance ${event.id} up (pid ${event.pid})`);
     }
-  }, { serveArgs, healAfterMs, healRateBytesPerSecond: healRate, onHeal: _printHeal });
+  }, {
+    serveArgs,
+    healAfterMs,
+    healRateBytesPerSecond: healRate,
+    onHeal: _printHeal,
+    ...(etcdArgs ? { repair: etcdRepairRunner(etcdArgs.cluster, { dir, host: config.host }) } : {}),
+  });
+  // In etcd, who is down is what etcd's liveness keys say, over every host.
+  const stopWatching = etcdArgs && supervisor.healer
+    ? watchMembers(etcdArgs.cluster, supervisor.healer)
+    : undefined;
 
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= supervisor.stopAll());
@@ -155,9 +167,7 @@ export async function run(args: string[]): Promise<number> {
       }data in ${dir}, ${formatDuration(performance.now() - started)}); Ctrl-C stops them all`,
   );
   console.log(
-    etcd
-      ? "fts cluster: healing across hosts is not automatic yet: run fts repair --etcd URLS"
-      : healAfterMs > 0
+    healAfterMs > 0
       ? `fts cluster: healing: the parts of an instance down for ${
         formatDuration(healAfterMs)
       } are copied elsewhere (at most ${
@@ -174,6 +184,8 @@ export async function run(args: string[]): Promise<number> {
   // The view's events, printed again on the normal screen as a record.
   for (const line of (await live?.stop()) ?? []) console.log(line);
   stopListening();
+  stopWatching?.();
+  etcdArgs?.cluster.close();
   console.log("fts cluster: all instances stopped");
   return code;
 }
@@ -189,7 +201,7 @@ async function _joinEtcd(
   flags: ParsedFlags,
   dir: string,
   requested: { host?: string; replicas?: number },
-): Promise<{ serveArgs: string[]; replicas: number }> {
+): Promise<{ serveArgs: string[]; replicas: number; cluster: EtcdCluster }> {
   if (requested.host === undefined) {
     throw new UsageError("--etcd needs --host ADDR: the address other hosts reach this host on");
   }
@@ -223,9 +235,11 @@ async function _joinEtcd(
         ...(zone !== undefined ? ["--zone", zone] : []),
       ],
       replicas: settings.replicas,
+      cluster,
     };
-  } finally {
+  } catch (error) {
     cluster.close();
+    throw error;
   }
 }
 

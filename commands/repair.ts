@@ -1,10 +1,11 @@
-import { boolFlag, parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import { boolFlag, etcdTarget, parseFlags, stringFlag } from "../lib/cli/flags.ts";
 import { REPAIR_FLAGS, repairFlags } from "../lib/cli/repair_flags.ts";
-import { requireConfig, resolveDataDir } from "../lib/state/config.ts";
+import { resolveDataDir } from "../lib/state/config.ts";
+import { repairRunner } from "../lib/ops/repair_runner.ts";
 import { repairCommandOptions, runRepairCommand } from "../lib/ui/repair_command.ts";
 
 export const USAGE =
-  "fts repair [--dry-run] [--verify] [--limit-rate 64MiB] [--hash-rate 256MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
+  "fts repair [--dry-run] [--verify] [--limit-rate 64MiB] [--hash-rate 256MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR | --etcd URLS [--cluster NAME]]\n" +
   "  --verify      re-hash every copy, not only those of parts that need work\n" +
   "  --limit-rate  bytes per second copied between instances, over all copies (0: no limit)\n" +
   "  --hash-rate   bytes per second re-hashed on the instances (0: no limit)\n" +
@@ -23,8 +24,7 @@ export async function run(args: string[]): Promise<number> {
   });
   const options = repairCommandOptions(await repairFlags(flags));
   const dir = resolveDataDir(stringFlag(flags, "data"));
-  const config = await requireConfig(dir);
-  return await runRepairCommand("repair", dir, config, {
+  return await runRepairCommand("repair", await repairRunner(dir, etcdTarget(flags)), {
     dryRun: boolFlag(flags, "dry-run"),
     verifyAll: boolFlag(flags, "verify"),
     ...options,

@@ -1,10 +1,11 @@
-import { parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import { etcdTarget, parseFlags, stringFlag } from "../lib/cli/flags.ts";
 import { REPAIR_FLAGS, repairFlags } from "../lib/cli/repair_flags.ts";
-import { requireConfig, resolveDataDir } from "../lib/state/config.ts";
+import { resolveDataDir } from "../lib/state/config.ts";
+import { repairRunner } from "../lib/ops/repair_runner.ts";
 import { repairCommandOptions, runRepairCommand } from "../lib/ui/repair_command.ts";
 
 export const USAGE =
-  "fts scrub [--hash-rate 256MiB] [--limit-rate 64MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
+  "fts scrub [--hash-rate 256MiB] [--limit-rate 64MiB] [--unused-after 24h] [--tls-ca FILE] [--quiet] [--json] [--data DIR | --etcd URLS [--cluster NAME]]\n" +
   "  --hash-rate   bytes per second re-hashed on the instances (0: no limit)\n" +
   "  --limit-rate  bytes per second copied to repair corrupt copies (0: no limit)\n" +
   "  --unused-after  delete parts no file uses (left by uploads that never finished) once stored this long (0: keep them)";
@@ -22,6 +23,8 @@ export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, REPAIR_FLAGS);
   const options = repairCommandOptions(await repairFlags(flags));
   const dir = resolveDataDir(stringFlag(flags, "data"));
-  const config = await requireConfig(dir);
-  return await runRepairCommand("scrub", dir, config, { verifyAll: true, ...options });
+  return await runRepairCommand("scrub", await repairRunner(dir, etcdTarget(flags)), {
+    verifyAll: true,
+    ...options,
+  });
 }

@@ -33,6 +33,7 @@ async function _sameBytes(a: string, b: string): Promise<boolean> {
 
 /** Three server hosts running `fts cluster --etcd`, etcd and the client on the fourth. */
 async function _withCluster(
+  options: { replicas?: number; extra?: string[] },
   fn: (ctx: {
     net: TestHosts;
     etcd: EtcdProcess;
@@ -60,7 +61,8 @@ async function _withCluster(
           "--base-port",
           String(basePort),
           "--replicas",
-          String(REPLICAS),
+          String(options.replicas ?? REPLICAS),
+          ...(options.extra ?? []),
           "--part-size",
           String(PART_SIZE),
           "--data",
@@ -88,7 +90,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await _withCluster(async ({ net, dir, flags }) => {
+    await _withCluster({}, async ({ net, dir, flags }) => {
       const source = join(dir, "movie.bin");
       await _randomFile(source, FILE_BYTES);
       const identity = join(dir, "me.id");
@@ -162,7 +164,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await _withCluster(async ({ net, dir, flags }) => {
+    await _withCluster({}, async ({ net, dir, flags }) => {
       const identity = join(dir, "me.id");
       // Made once, so that the three uploads below do not race to create it.
       await net.fts(CLIENT, ["whoami", "--identity", identity]);
@@ -199,6 +201,51 @@ Deno.test({
         const original = name === "moved.bin" ? "f0-0.bin" : name;
         assert.ok(await _sameBytes(join(dir, original), join(out, name)), name);
       }
+    });
+  },
+});
+
+Deno.test({
+  name: "etcd hosts: a host down past --heal-after has its parts copied to the other hosts (R=2)",
+  ignore: missingTool("etcd") || missingTool("ip"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await _withCluster({ replicas: 2, extra: ["--heal-after", "2s"] }, async (ctx) => {
+      const { net, dir, flags, clusters } = ctx;
+      const source = join(dir, "movie.bin");
+      await _randomFile(source, FILE_BYTES / 2);
+      const up = await net.fts(CLIENT, ["upload", source, ...flags, "--identity", join(dir, "id")]);
+      assert.equal(up.code, 0, up.stderr);
+      const gone = net.hosts[0]!.address;
+      await net.killHost(0);
+      // Healing: every part back to 2 copies, none on the dead host, on 2 distinct hosts.
+      const deadline = Date.now() + 60_000;
+      let parts: { replicas: string[] }[] = [];
+      while (Date.now() < deadline) {
+        const ls = await net.fts(CLIENT, ["ls", "movie.bin", "--json", ...flags]);
+        assert.equal(ls.code, 0, ls.stderr);
+        parts = (JSON.parse(ls.stdout) as { parts: { replicas: string[] }[] }).parts;
+        const healed = parts.every((part) =>
+          part.replicas.length === 2 &&
+          part.replicas.every((id) => !id.startsWith(`${gone}:`)) &&
+          new Set(part.replicas.map((id) => id.slice(0, id.lastIndexOf(":")))).size === 2
+        );
+        if (healed) break;
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+      assert.ok(
+        parts.every((part) => part.replicas.every((id) => !id.startsWith(`${gone}:`))),
+        JSON.stringify(parts.map((p) => p.replicas)),
+      );
+      const said = clusters.slice(1).map((c) => c.stdout).join("\n");
+      assert.match(said, /heal: .*copies made/);
+      // And the file still comes back whole from the two hosts left.
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      const got = await net.fts(CLIENT, ["fetch", "movie.bin", out, ...flags, "-q"]);
+      assert.equal(got.code, 0, got.stderr);
+      assert.ok(await _sameBytes(source, join(out, "movie.bin")));
     });
   },
 });

@@ -15,6 +15,8 @@ export const REPAIR_FLAGS = {
   "tls-ca": { type: "string" },
   quiet: { type: "boolean", short: "q" },
   json: { type: "boolean" },
+  etcd: { type: "string" },
+  cluster: { type: "string" },
 } as const;
 
 /** What the shared flags say, undefined where a flag was not given. */

@@ -5,7 +5,8 @@
  */
 import { type ClusterConfig, dataPaths, instanceIds } from "../state/config.ts";
 import { writeFileAtomic } from "../base/fs_util.ts";
-import { Healer, type HealEvent } from "./heal.ts";
+import { Healer, type HealEvent, type RepairRunner } from "./heal.ts";
+import { repairCluster } from "./repair.ts";
 import { livePid } from "./instances.ts";
 import { resolve } from "../base/paths.ts";
 import { saveServeFlags } from "./serve_flags.ts";
@@ -36,6 +37,8 @@ export class Supervisor {
   readonly #instances = new Map<string, _Instance>();
   readonly #onEvent: (event: SupervisorEvent) => void;
   #stopping = false;
+  /** Whether this host's children going down and up drive healing. */
+  readonly #localHealEvents: boolean;
   #control: Deno.TcpListener | undefined;
 
   /** Extra flags passed to every `fts serve` (e.g. --limit-rate). */
@@ -53,14 +56,21 @@ export class Supervisor {
       healAfterMs?: number;
       healRateBytesPerSecond?: number;
       onHeal?: (event: HealEvent) => void;
+      /**
+       * How healing repairs, when not this data directory's cluster (a
+       * cluster in etcd); its down and up events then come from outside
+       * (etcd's liveness keys), not from this host's children.
+       */
+      repair?: RepairRunner;
     } = {},
   ) {
     this.dir = dir;
     this.config = config;
     this.#onEvent = onEvent;
+    this.#localHealEvents = options.repair === undefined;
     this.serveArgs = options.serveArgs ?? [];
     this.healer = options.healAfterMs
-      ? new Healer(dir, config, {
+      ? new Healer(options.repair ?? ((o) => repairCluster(dir, config, o)), {
         healAfterMs: options.healAfterMs,
         ...(options.healRateBytesPerSecond !== undefined
           ? { rateBytesPerSecond: options.healRateBytesPerSecond }
@@ -188,7 +198,7 @@ export class Supervisor {
         if (recorded === child.pid) await Deno.remove(paths.pidFile(id));
       } catch { /* already gone */ }
       if (!this.#stopping) {
-        this.healer?.instanceDown(id);
+        if (this.#localHealEvents) this.healer?.instanceDown(id);
         this.#onEvent({
           type: "down",
           id,
@@ -208,7 +218,7 @@ export class Supervisor {
     }
     instance.state = "up";
     this.#onEvent({ type: "up", id, pid: child.pid });
-    this.healer?.instanceUp(id);
+    if (this.#localHealEvents) this.healer?.instanceUp(id);
   }
 
   /** Ends one instance at once, as a crash would. */

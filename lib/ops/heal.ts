@@ -6,11 +6,10 @@
  * copies so every part ends with exactly R. Shorter outages cost nothing:
  * until its time is up, a down instance's copies still count.
  */
-import { type ClusterConfig } from "../state/config.ts";
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
-  repairCluster,
   type RepairEvent,
+  type RepairOptions,
   type RepairReport,
 } from "./repair.ts";
 import { formatDuration } from "../base/units.ts";
@@ -74,9 +73,11 @@ interface _Down {
   runsAtDown: number;
 }
 
+/** Runs one repair of the cluster being healed. */
+export type RepairRunner = (options: RepairOptions) => Promise<RepairReport>;
+
 export class Healer {
-  readonly dir: string;
-  readonly config: ClusterConfig;
+  readonly #repair: RepairRunner;
   readonly healAfterMs: number;
   readonly rateBytesPerSecond: number;
   readonly #onEvent: (event: HealEvent) => void;
@@ -90,12 +91,12 @@ export class Healer {
   #stopped = false;
   #loop: Promise<void> | undefined;
 
-  constructor(dir: string, config: ClusterConfig, options: HealOptions) {
+  /** Heals with `repair` (repairCluster of one data directory, or a cluster in etcd). */
+  constructor(repair: RepairRunner, options: HealOptions) {
     if (!(options.healAfterMs >= 0)) {
       throw new RangeError(`healAfterMs must be 0 or more, got ${options.healAfterMs}`);
     }
-    this.dir = dir;
-    this.config = config;
+    this.#repair = repair;
     this.healAfterMs = options.healAfterMs;
     this.rateBytesPerSecond = options.rateBytesPerSecond ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
     this.#onEvent = options.onEvent ?? (() => {});
@@ -169,7 +170,7 @@ export class Healer {
     this.#onEvent({ type: "start", reason });
     let retry = false;
     try {
-      const report = await repairCluster(this.dir, this.config, {
+      const report = await this.#repair({
         graceIds: this.#graceIds(),
         // One budget for the disk reads healing causes, whether copies or re-hashes.
         copyRateBytesPerSecond: this.rateBytesPerSecond,

@@ -6,7 +6,7 @@
  * its copy is corrupt); the copies it ends with are noted for the manifest.
  */
 import { ProtocolError } from "../wire/errors.ts";
-import { rankInstances } from "../state/placement.ts";
+import { rankAcrossDomains } from "../state/placement.ts";
 import { CopyError, copyPart } from "./part_copy.ts";
 import { type RepairManifest } from "./repair_manifest.ts";
 import { type RepairRun, type WantedPart } from "./repair_run.ts";
@@ -29,7 +29,11 @@ export class PartReplicator {
     const sources = [...have];
     const live = [...this.#run.stored.keys()];
     // A quarantine says this disk rotted the part once: try it last.
-    const candidates = rankInstances(digest, live.filter((id) => !have.has(id)))
+    // Failure domains that hold no copy yet come first, then the rest in rank order.
+    const { domain } = this.#run.target.view;
+    const held = new Set([...have].map(domain));
+    const candidates = rankAcrossDomains(digest, live.filter((id) => !have.has(id)), domain)
+      .sort((a, b) => Number(held.has(domain(a))) - Number(held.has(domain(b))))
       .sort((a, b) =>
         Number(this.#run.stored.get(a)!.quarantined.has(digest)) -
         Number(this.#run.stored.get(b)!.quarantined.has(digest))
@@ -124,7 +128,7 @@ export class PartReplicator {
     if (missing > 0) {
       const have = final.size;
       this.#run.report.short.push({ digest, refs, have });
-      this.#run.emit({ type: "short", digest, refs, have, want: this.#run.config.replicas });
+      this.#run.emit({ type: "short", digest, refs, have, want: this.#run.replicas });
     }
     this.#manifest.record(part, final);
     await this.#manifest.flushIfDue();

@@ -21,12 +21,11 @@
  * census finds and counts. A part without any good copy is reported lost, by
  * file and part number, and left alone: nothing is ever invented.
  */
-import { type ClusterConfig, instanceIds } from "../state/config.ts";
+import { type ClusterConfig } from "../state/config.ts";
 import { REPAIR_LOCK } from "../state/manifest_store.ts";
-import { openLocker } from "../state/open_manifest_store.ts";
-import { removeStaleTemps } from "../base/fs_util.ts";
-import { freeUnreferencedParts, storesOnHost, untouchedCopies } from "../state/part_gc.ts";
-import { rankInstances } from "../state/placement.ts";
+import { freeUnreferenced, untouchedCopies } from "../state/part_gc.ts";
+import { fileRepairTarget, type RepairTarget } from "./repair_target.ts";
+import { rankAcrossDomains } from "../state/placement.ts";
 import { runPool } from "../base/run_pool.ts";
 import { PartReplicator } from "./part_replicator.ts";
 import { COPY_CONCURRENCY, DEFAULT_UNUSED_AFTER_MS, type RepairOptions } from "./repair_options.ts";
@@ -64,11 +63,22 @@ export async function repairCluster(
   config: ClusterConfig,
   options: RepairOptions = {},
 ): Promise<RepairReport> {
-  if (options.dryRun) return await new _Repair(dir, config, options).run();
-  return await openLocker(dir).withLock(REPAIR_LOCK, async () => {
-    // A manifest write cut off by a kill leaves its temp file beside it.
-    await removeStaleTemps(dir);
-    return await new _Repair(dir, config, options).run();
+  return await repairTarget(fileRepairTarget(dir, config), options);
+}
+
+/**
+ * Runs a repair of the cluster `target` describes. One runs at a time per
+ * cluster (the repair lock: a file lock in one data directory, a lease in
+ * etcd across hosts); a second waits for the first.
+ */
+export async function repairTarget(
+  target: RepairTarget,
+  options: RepairOptions = {},
+): Promise<RepairReport> {
+  if (options.dryRun) return await new _Repair(target, options).run();
+  return await target.locker.withLock(REPAIR_LOCK, async () => {
+    await target.prepare();
+    return await new _Repair(target, options).run();
   });
 }
 
@@ -78,8 +88,8 @@ class _Repair {
   readonly #manifest: RepairManifest;
   readonly #replicator: PartReplicator;
 
-  constructor(dir: string, config: ClusterConfig, options: RepairOptions) {
-    this.#run = new RepairRun(dir, config, options);
+  constructor(target: RepairTarget, options: RepairOptions) {
+    this.#run = new RepairRun(target, options);
     this.#manifest = new RepairManifest(this.#run);
     this.#replicator = new PartReplicator(this.#run, this.#manifest);
   }
@@ -94,7 +104,7 @@ class _Repair {
     signal?.throwIfAborted();
     // With no instance answering, every part would look lost: say what is wrong instead.
     if (this.#run.report.live.length === 0 && wanted.size > 0) {
-      const ids = instanceIds(this.#run.config);
+      const ids = this.#run.target.view.ids;
       throw new Error(
         `No instance of the cluster answers (${this.#run.address(ids[0]!)}${
           ids.length > 1 ? ` and ${ids.length - 1} more` : ""
@@ -154,12 +164,12 @@ class _Repair {
         this.#run.lost(part);
         continue;
       }
-      const deficit = this.#run.config.replicas - have.size - graceHeld.length;
+      const deficit = this.#run.replicas - have.size - graceHeld.length;
       if (deficit > 0 && have.size > 0) {
         this.#run.totals.copyTotal += deficit;
         this.#run.totals.copyBytesTotal += deficit * part.size;
         jobs.push(() => this.#replicator.replicate(part, have, deficit));
-      } else if (have.size > this.#run.config.replicas) {
+      } else if (have.size > this.#run.replicas) {
         surplus.push({ part, have });
       } else {
         this.#manifest.record(part, have);
@@ -173,7 +183,8 @@ class _Repair {
     const drops: { id: string; digest: string }[] = [];
     for (const { part, have } of surplus) {
       const keep = new Set(
-        rankInstances(part.digest, [...have]).slice(0, this.#run.config.replicas),
+        rankAcrossDomains(part.digest, [...have], this.#run.target.view.domain)
+          .slice(0, this.#run.replicas),
       );
       for (const id of have) {
         if (keep.has(id)) continue;
@@ -208,7 +219,7 @@ class _Repair {
       present.add(id);
     }
     for (const id of this.#run.graceHeld(part)) present.add(id);
-    if (present.size !== this.#run.config.replicas) return true;
+    if (present.size !== this.#run.replicas) return true;
     if ([...present].some((id) => !part.listed.has(id))) return true;
     // A listed copy that is not there (gone, or on a down instance) needs a new home.
     return [...part.listed].some((id) => !present.has(id));
@@ -232,7 +243,8 @@ class _Repair {
       }
     }
     if (sizes.size === 0) return;
-    const stores = await storesOnHost(this.#run.dir);
+    const { target } = this.#run;
+    const stores = await target.localStores();
     const cutoff = Date.now() - after;
     /** Copies on this host of each old unused part. */
     const old = new Map<string, number>();
@@ -242,9 +254,11 @@ class _Repair {
     }
     if (old.size === 0) return;
     // Without a dry run, a part a file took up meanwhile is kept and not counted.
-    const deleted = this.#run.dryRun
-      ? [...old.keys()]
-      : (await freeUnreferencedParts(this.#run.dir, old.keys(), { untouchedSince: cutoff })).freed;
+    const deleted = this.#run.dryRun ? [...old.keys()] : (await freeUnreferenced(
+      { store: target.store, locker: target.locker, stores: () => Promise.resolve(stores) },
+      old.keys(),
+      { untouchedSince: cutoff },
+    )).freed;
     const unused = this.#run.report.unused;
     for (const digest of deleted) {
       const held = old.get(digest)!;

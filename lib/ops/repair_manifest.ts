@@ -6,12 +6,9 @@
  * under the parts lock as a change to parts with given digests only, so
  * files published, replaced or removed meanwhile survive.
  */
-import { dataPaths } from "../state/config.ts";
 import { type FileEntry } from "../state/manifest.ts";
 import { allEntries, PARTS_LOCK, walkWhole } from "../state/manifest_store.ts";
-import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
-import { rankInstances } from "../state/placement.ts";
-import { PartStore } from "../state/store.ts";
+import { rankAcrossDomains } from "../state/placement.ts";
 import { MANIFEST_FLUSH_INTERVAL_MS } from "./repair_options.ts";
 import { type RepairRun, type WantedPart } from "./repair_run.ts";
 
@@ -36,7 +33,7 @@ export class RepairManifest {
     return await walkWhole(async () => {
       const wanted = new Map<string, WantedPart>();
       this.#seen.clear();
-      for await (const { entry: file } of allEntries(openManifestStore(this.#run.dir))) {
+      for await (const { entry: file } of allEntries(this.#run.target.store)) {
         this.#seen.add(_entryKey(file));
         file.parts.forEach((part, index) => {
           let entry = wanted.get(part.digest);
@@ -64,7 +61,7 @@ export class RepairManifest {
       if (final.has(id)) continue;
       const live = this.#run.stored.has(id);
       const waited = this.#run.options.graceIds?.has(id) ?? false;
-      if (live || (!waited && final.size >= this.#run.config.replicas)) remove.add(id);
+      if (live || (!waited && final.size >= this.#run.replicas)) remove.add(id);
     }
     if (add.size > 0 || remove.size > 0) this.#changes.set(part.digest, { add, remove });
   }
@@ -79,20 +76,20 @@ export class RepairManifest {
       this.#run.report.manifestParts += changes.size;
       return;
     }
-    const paths = dataPaths(this.#run.dir);
-    // Whether `id` stores the part now, checked once per copy; instances share the data directory.
+    const { target } = this.#run;
+    // Whether `id` stores the part now, checked once per copy.
     const present = new Map<string, Promise<boolean>>();
     const storedNow = (id: string, digest: string, size: number): Promise<boolean> => {
       const key = `${id}:${digest}`;
       let answer = present.get(key);
       if (!answer) {
-        answer = new PartStore(paths.instanceDir(id)).sizeOf(digest).then((got) => got === size);
+        answer = target.storedSize(id, digest).then((got) => got === size);
         present.set(key, answer);
       }
       return answer;
     };
-    const store = openManifestStore(this.#run.dir);
-    const updated = await openLocker(this.#run.dir).withLock(PARTS_LOCK, async () => {
+    const store = target.store;
+    const updated = await target.locker.withLock(PARTS_LOCK, async () => {
       // Re-read: files added, replaced or removed meanwhile are handled by
       // digest, so only parts with these exact bytes change.
       const names = await walkWhole(async () => {
@@ -125,7 +122,9 @@ export class RepairManifest {
                 if (!next.has(id) && await storedNow(id, part.digest, part.size)) next.add(id);
               }
             }
-            const replicas = change ? rankInstances(part.digest, [...next]) : part.replicas;
+            const replicas = change
+              ? rankAcrossDomains(part.digest, [...next], target.view.domain)
+              : part.replicas;
             if (replicas.join() !== part.replicas.join()) {
               changed = true;
               count++;
@@ -147,15 +146,15 @@ export class RepairManifest {
    * lock, and only where no file lists the copy now: a publish that meanwhile
    * named it (it checks copies under the same lock) keeps it.
    *
-   * Instances share this data directory, so repair removes the file where the
-   * instance keeps it; a network delete op would first need a signed request.
+   * The target removes the file where the instance keeps it (on this host
+   * only: a network delete op would first need a signed request).
    */
   async deleteDropped(drops: { id: string; digest: string }[]): Promise<number> {
-    const paths = dataPaths(this.#run.dir);
-    return await openLocker(this.#run.dir).withLock(PARTS_LOCK, async () => {
+    const { target } = this.#run;
+    return await target.locker.withLock(PARTS_LOCK, async () => {
       const listed = await walkWhole(async () => {
         const listed = new Set<string>();
-        for await (const { entry: file } of allEntries(openManifestStore(this.#run.dir))) {
+        for await (const { entry: file } of allEntries(target.store)) {
           for (const part of file.parts) {
             for (const id of part.replicas) listed.add(`${id}:${part.digest}`);
           }
@@ -165,7 +164,7 @@ export class RepairManifest {
       let deleted = 0;
       for (const { id, digest } of drops) {
         if (listed.has(`${id}:${digest}`)) continue;
-        if (await new PartStore(paths.instanceDir(id)).remove(digest)) deleted++;
+        if (await target.removeCopy(id, digest)) deleted++;
       }
       return deleted;
     });

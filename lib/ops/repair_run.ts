@@ -5,7 +5,7 @@
  * The census is taken here: an instance that does not answer part.list is
  * down, as far as this repair is concerned.
  */
-import { type ClusterConfig, instanceAddress, instanceIds } from "../state/config.ts";
+import { type RepairTarget } from "./repair_target.ts";
 import { Peer, type StoredParts } from "../client/peer.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import {
@@ -31,8 +31,7 @@ export interface WantedPart {
 }
 
 export class RepairRun {
-  readonly dir: string;
-  readonly config: ClusterConfig;
+  readonly target: RepairTarget;
   readonly options: RepairOptions;
   readonly dryRun: boolean;
   readonly report: RepairReport;
@@ -46,9 +45,8 @@ export class RepairRun {
   bytesCopying = 0;
   #phase: RepairProgress["phase"] = "census";
 
-  constructor(dir: string, config: ClusterConfig, options: RepairOptions) {
-    this.dir = dir;
-    this.config = config;
+  constructor(target: RepairTarget, options: RepairOptions) {
+    this.target = target;
     this.options = options;
     this.dryRun = options.dryRun ?? false;
     this.copyLimiter = options.copyRateBytesPerSecond
@@ -58,6 +56,11 @@ export class RepairRun {
       ? new RateLimiter(options.verifyRateBytesPerSecond)
       : undefined;
     this.report = emptyRepairReport(this.dryRun);
+  }
+
+  /** R: copies every part should have. */
+  get replicas(): number {
+    return this.target.view.replicas;
   }
 
   emit(event: RepairEvent): void {
@@ -83,7 +86,7 @@ export class RepairRun {
   }
 
   address(id: string): string {
-    return instanceAddress(this.config, id);
+    return this.target.view.address(id);
   }
 
   async connect(id: string): Promise<Peer> {
@@ -96,7 +99,7 @@ export class RepairRun {
 
   /** Asks every instance which parts it stores; those that answer are live. */
   async census(): Promise<void> {
-    const ids = instanceIds(this.config);
+    const ids = this.target.view.ids;
     await Promise.all(ids.map(async (id) => {
       let peer: Peer | undefined;
       try {

@@ -10,7 +10,13 @@
  * sends it again.
  */
 import { dataPaths } from "./config.ts";
-import { allEntries, type ManifestStore, PARTS_LOCK, walkWhole } from "./manifest_store.ts";
+import {
+  allEntries,
+  type Locker,
+  type ManifestStore,
+  PARTS_LOCK,
+  walkWhole,
+} from "./manifest_store.ts";
 import { openLocker, openManifestStore } from "./open_manifest_store.ts";
 import { join } from "../base/paths.ts";
 import { PartStore } from "./store.ts";
@@ -48,12 +54,34 @@ export function referencedDigests(store: ManifestStore): Promise<Set<string>> {
   });
 }
 
+/** Where freeing looks: the manifest, the lock that guards it, and the stores it may delete from. */
+export interface FreeingScope {
+  store: ManifestStore;
+  locker: Locker;
+  /** The part stores whose copies of unused parts are deleted. */
+  stores: () => Promise<PartStore[]>;
+}
+
 /**
  * Deletes every copy of each candidate digest that no file in the current
- * manifest refers to. Takes the parts lock (and changes nothing in the manifest).
+ * manifest refers to, from every instance of the data directory. Takes the
+ * parts lock (and changes nothing in the manifest).
  */
-export async function freeUnreferencedParts(
+export function freeUnreferencedParts(
   dir: string,
+  candidates: Iterable<string>,
+  options: { untouchedSince?: number } = {},
+): Promise<FreedParts> {
+  return freeUnreferenced(
+    { store: openManifestStore(dir), locker: openLocker(dir), stores: () => storesOnHost(dir) },
+    candidates,
+    options,
+  );
+}
+
+/** freeUnreferencedParts() for any manifest store, lock and part stores. */
+export async function freeUnreferenced(
+  scope: FreeingScope,
   candidates: Iterable<string>,
   options: {
     /** Keep a part any copy of which was stored or touched after this time (ms since the epoch). */
@@ -62,13 +90,13 @@ export async function freeUnreferencedParts(
 ): Promise<FreedParts> {
   const wanted = new Set(candidates);
   if (wanted.size === 0) return { digests: 0, copies: 0, freed: [] };
-  return await openLocker(dir).withLock(PARTS_LOCK, async () => {
-    const used = await referencedDigests(openManifestStore(dir));
+  return await scope.locker.withLock(PARTS_LOCK, async () => {
+    const used = await referencedDigests(scope.store);
     const unused = [...wanted].filter((digest) => !used.has(digest));
     const freed: string[] = [];
     let copies = 0;
     if (unused.length > 0) {
-      const stores = await storesOnHost(dir);
+      const stores = await scope.stores();
       for (const digest of unused) {
         const since = options.untouchedSince;
         if (since !== undefined && await untouchedCopies(stores, digest, since) === undefined) {

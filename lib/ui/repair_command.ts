@@ -4,18 +4,17 @@
  * Ctrl-C interrupting it cleanly, events printed as they happen, and the
  * summary (or JSON) at the end.
  */
-import { type ClusterConfig } from "../state/config.ts";
 import { UsageError } from "../wire/errors.ts";
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
   DEFAULT_UNUSED_AFTER_MS,
   DEFAULT_VERIFY_RATE_BYTES_PER_SECOND,
   MIN_UNUSED_AFTER_MS,
-  repairCluster,
   type RepairOptions,
   type RepairReport,
 } from "../ops/repair.ts";
 import { reportMode } from "./progress.ts";
+import { type RepairRunner } from "../ops/heal.ts";
 import { formatDuration } from "../base/units.ts";
 import { onStopSignal } from "../base/stop_signal.ts";
 import { formatRepairSummary, repairOutcome } from "./repair_format.ts";
@@ -70,8 +69,7 @@ export function repairCommandOptions(request: RepairCommandRequest): RepairComma
  */
 export async function runRepairCommand(
   label: "repair" | "scrub",
-  dir: string,
-  config: ClusterConfig,
+  repair: RepairRunner,
   options: RepairOptions & { quiet: boolean; json: boolean },
 ): Promise<number> {
   const { quiet, json, ...repairOptions } = options;
@@ -82,7 +80,7 @@ export async function runRepairCommand(
   const progress = new RepairProgressView(label, reportMode({ quiet, json }));
   let report: RepairReport;
   try {
-    report = await repairCluster(dir, config, {
+    report = await repair({
       ...repairOptions,
       signal: controller.signal,
       onEvent: eventPrinter(quiet || json, progress),

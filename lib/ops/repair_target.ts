@@ -1,0 +1,94 @@
+/**
+ * What a repair works on, whichever store backs the cluster: its view
+ * (replicas, instances, addresses, failure domains), the manifest and the
+ * locks, how to tell whether an instance holds a copy now, how to delete a
+ * surplus copy, and the part stores of this host for the unused-part sweep.
+ *
+ * A single-host cluster (fileRepairTarget) reaches every store through the
+ * data directory. A cluster in etcd (etcdRepairTarget) asks instances over
+ * the network whether they hold a copy, and deletes copies only on this
+ * host's instances: a surplus copy elsewhere leaves the manifest and is
+ * swept as unused by a repair on its own host.
+ */
+import { type ClusterConfig, dataPaths } from "../state/config.ts";
+import { type ClusterView, configView } from "../state/cluster_view.ts";
+import { type Locker, type ManifestStore } from "../state/manifest_store.ts";
+import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
+import { storesOnHost } from "../state/part_gc.ts";
+import { PartStore } from "../state/store.ts";
+import { removeStaleTemps } from "../base/fs_util.ts";
+import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
+import { Peer } from "../client/peer.ts";
+import { CENSUS_CONNECT_TIMEOUT_MS, CENSUS_STALL_TIMEOUT_MS } from "./repair_options.ts";
+
+export interface RepairTarget {
+  readonly view: ClusterView;
+  readonly store: ManifestStore;
+  readonly locker: Locker;
+  /** The size of instance `id`'s copy of a part now, or undefined when it holds none. */
+  storedSize(id: string, digest: string): Promise<number | undefined>;
+  /** Deletes instance `id`'s copy; false when there was none or it is not on this host. */
+  removeCopy(id: string, digest: string): Promise<boolean>;
+  /** The part stores of this host's instances. */
+  localStores(): Promise<PartStore[]>;
+  /** Cleans up after an interrupted run before a new one starts. */
+  prepare(): Promise<void>;
+}
+
+/** The target of a single-host cluster: everything in the data directory `dir`. */
+export function fileRepairTarget(dir: string, config: ClusterConfig): RepairTarget {
+  const paths = dataPaths(dir);
+  return {
+    view: configView(config),
+    store: openManifestStore(dir),
+    locker: openLocker(dir),
+    storedSize: (id, digest) => new PartStore(paths.instanceDir(id)).sizeOf(digest),
+    removeCopy: (id, digest) => new PartStore(paths.instanceDir(id)).remove(digest),
+    localStores: () => storesOnHost(dir),
+    // A manifest write cut off by a kill leaves its temp file beside it.
+    prepare: async () => void await removeStaleTemps(dir),
+  };
+}
+
+/**
+ * The target of a cluster in etcd, from one host: `dir` is this host's data
+ * directory (its instances' stores are DIR/instances/PORT), `host` the
+ * address its instances listen on; `holder` names the lock holder.
+ */
+export async function etcdRepairTarget(
+  cluster: EtcdCluster,
+  local: { dir: string; host: string } | undefined,
+  holder: string,
+): Promise<RepairTarget> {
+  const view = await cluster.view();
+  const localStore = (id: string): PartStore | undefined => {
+    if (!local) return undefined;
+    const colon = id.lastIndexOf(":");
+    if (id.slice(0, colon) !== local.host) return undefined;
+    return new PartStore(dataPaths(local.dir).instanceDir(id.slice(colon + 1)));
+  };
+  return {
+    view,
+    store: cluster.manifest,
+    locker: cluster.locker(holder),
+    storedSize: async (id, digest) => {
+      const mine = localStore(id);
+      if (mine) return await mine.sizeOf(digest);
+      let peer: Peer | undefined;
+      try {
+        peer = await Peer.connect(view.address(id), {
+          connectTimeoutMs: CENSUS_CONNECT_TIMEOUT_MS,
+          stallTimeoutMs: CENSUS_STALL_TIMEOUT_MS,
+        });
+        return await peer.hasPart(digest);
+      } catch {
+        return undefined;
+      } finally {
+        peer?.close();
+      }
+    },
+    removeCopy: async (id, digest) => (await localStore(id)?.remove(digest)) ?? false,
+    localStores: async () => (local ? await storesOnHost(local.dir) : []),
+    prepare: () => Promise.resolve(),
+  };
+}
