@@ -27,6 +27,7 @@ const FINAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "MISSING_PARTS",
   "BAD_REQUEST",
   "BODY_TOO_LARGE",
+  "UNAVAILABLE",
 ]);
 
 /** An attempt that sent its request and then lost the reply: it may have made the change. */

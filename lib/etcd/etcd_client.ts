@@ -22,6 +22,8 @@ import { prefixEnd } from "./etcd_keys.ts";
 export const ETCD_REQUEST_TIMEOUT_MS = 5_000;
 /** How long a read waits for a quorum before falling back to the member's own copy. */
 export const ETCD_QUORUM_READ_TIMEOUT_MS = 2_000;
+/** After a quorum read timed out, reads skip the quorum this long before trying it again. */
+export const QUORUM_RECHECK_MS = 5_000;
 
 const _encoder = new TextEncoder();
 const _decoder = new TextDecoder();
@@ -192,6 +194,8 @@ export class EtcdClient {
   readonly #httpClient: Deno.HttpClient | undefined;
   /** The endpoint that answered last: tried first next time. */
   #preferred = 0;
+  /** Until then, reads go straight to a member's own copy: a quorum read just timed out. */
+  #quorumLostUntil = 0;
 
   constructor(endpoints: readonly string[], options: EtcdClientOptions = {}) {
     if (endpoints.length === 0) throw new TypeError("No etcd endpoint given");
@@ -260,8 +264,8 @@ export class EtcdClient {
   async range(key: string, options: RangeOptions = {}): Promise<RangeResult> {
     const body = _rangeBody(key, options);
     let answer: _Json;
-    if (options.serializable || options.revision) {
-      answer = await this.call("/v3/kv/range", body);
+    if (options.serializable || performance.now() < this.#quorumLostUntil) {
+      answer = await this.call("/v3/kv/range", { ...body, serializable: true });
     } else {
       // A quorum read, unless the quorum is gone: then this member's copy,
       // so that reading known files keeps working while etcd is degraded.
@@ -269,6 +273,7 @@ export class EtcdClient {
         answer = await this.call("/v3/kv/range", body, ETCD_QUORUM_READ_TIMEOUT_MS);
       } catch (error) {
         if (!(error instanceof EtcdUnavailableError)) throw error;
+        this.#quorumLostUntil = performance.now() + QUORUM_RECHECK_MS;
         answer = await this.call("/v3/kv/range", { ...body, serializable: true });
       }
     }

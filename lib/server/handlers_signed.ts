@@ -8,9 +8,25 @@
 import { ProtocolError } from "../wire/errors.ts";
 import { MAX_PUBLISH_BODY_BYTES } from "../wire/ops_signed.ts";
 import { type HandlerFamily } from "./handler.ts";
+import { EtcdUnavailableError } from "../etcd/etcd_errors.ts";
 
 /** Publish bodies (part lists) one instance holds in memory at once, over all connections. */
 export const MAX_PUBLISH_BUFFERED_BYTES = 2 * MAX_PUBLISH_BODY_BYTES;
+
+/**
+ * Runs a change; etcd out of reach (or without quorum) becomes UNAVAILABLE,
+ * which names the endpoints and tells the client not to try another instance.
+ */
+async function _changing<T>(change: () => Promise<T>): Promise<T> {
+  try {
+    return await change();
+  } catch (error) {
+    if (error instanceof EtcdUnavailableError) {
+      throw new ProtocolError("UNAVAILABLE", error.message, { cause: error });
+    }
+    throw error;
+  }
+}
 
 export const SIGNED_HANDLERS: HandlerFamily<"file.publish" | "file.delete" | "file.rename"> = {
   "file.publish": async (instance, { request, reader, bodyLength, reply }) => {
@@ -31,15 +47,17 @@ export const SIGNED_HANDLERS: HandlerFamily<"file.publish" | "file.delete" | "fi
       return reader.readBodyBytes(MAX_PUBLISH_BODY_BYTES);
     };
     try {
-      await reply(await (await instance.mutations()).publish(request, readBody));
+      await reply(
+        await _changing(async () => (await instance.mutations()).publish(request, readBody)),
+      );
     } finally {
       instance.publishBuffered -= reserved;
     }
   },
   "file.delete": async (instance, { request, reply }) => {
-    await reply(await (await instance.mutations()).remove(request));
+    await reply(await _changing(async () => (await instance.mutations()).remove(request)));
   },
   "file.rename": async (instance, { request, reply }) => {
-    await reply(await (await instance.mutations()).rename(request));
+    await reply(await _changing(async () => (await instance.mutations()).rename(request)));
   },
 };

@@ -40,6 +40,8 @@ export const ERROR_CODES = {
   BAD_NAME: "BAD_NAME",
   /** A publish names a part copy that its replica does not hold (send it again, then retry). */
   MISSING_PARTS: "MISSING_PARTS",
+  /** The cluster's shared store (etcd) cannot take the change now; every instance would say so. */
+  UNAVAILABLE: "UNAVAILABLE",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,115 @@
+/**
+ * etcd failing under a cluster that keeps its state there: a 3-member etcd
+ * on loopback addresses, one host of fts instances. One member killed
+ * mid-upload: the upload succeeds. Two killed: known files still fetch and
+ * list, a change fails within seconds naming the endpoints and publishes
+ * nothing; members back: changes work again with no restart of fts.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EtcdProcess } from "./etcd_process.ts";
+import { missingTool } from "./missing_tool.ts";
+import { freePortRange, FtsProcess, runFts } from "./harness.ts";
+
+/** How long a change may take to fail once etcd has lost its quorum. */
+const NO_QUORUM_FAIL_MS = 20_000;
+
+async function _randomFile(path: string, bytes: number): Promise<void> {
+  const data = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+  await Deno.writeFile(path, data);
+}
+
+async function _same(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([Deno.readFile(a), Deno.readFile(b)]);
+  return x.length === y.length && x.every((byte, i) => byte === y[i]);
+}
+
+Deno.test({
+  name: "etcd faults: 1 of 3 members killed mid-upload; 2 killed: reads work, changes fail fast",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-etcd-faults-" });
+    const etcd = await EtcdProcess.start({
+      members: 3,
+      addresses: ["127.0.0.1", "127.0.0.2", "127.0.0.3"],
+    });
+    let cluster: FtsProcess | undefined;
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "faults"];
+      const basePort = freePortRange(4);
+      cluster = new FtsProcess([
+        "cluster",
+        ...flags,
+        "--host",
+        "127.0.0.1",
+        "--servers",
+        "4",
+        "--base-port",
+        String(basePort),
+        "--replicas",
+        "2",
+        "--part-size",
+        "64KiB",
+        "--heal-after",
+        "0",
+        "--data",
+        join(dir, "host"),
+        "--plain",
+      ]);
+      await cluster.waitFor(/ready/);
+      const id = ["--identity", join(dir, "me.id")];
+
+      // One member dies while an upload is under way: the upload succeeds.
+      const big = join(dir, "big.bin");
+      await _randomFile(big, 2 * 1024 * 1024);
+      const upload = runFts(["upload", big, ...flags, ...id, "--limit-rate", "1MiB", "-q"]);
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      await etcd.kill(0);
+      const uploaded = await upload;
+      assert.equal(uploaded.code, 0, uploaded.stderr);
+
+      // Two dead: no quorum. Known files still list and fetch byte-identical.
+      await etcd.kill(1);
+      const listed = await runFts(["ls", ...flags]);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, /big\.bin/);
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      const fetched = await runFts(["fetch", "big.bin", out, ...flags, "-q"]);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      assert.ok(await _same(big, join(out, "big.bin")));
+
+      // A change fails within seconds, saying etcd is the trouble, and publishes nothing.
+      const small = join(dir, "small.bin");
+      await _randomFile(small, 100_000);
+      const started = Date.now();
+      const refused = await runFts(["upload", small, ...flags, ...id, "-q"]);
+      assert.notEqual(refused.code, 0);
+      assert.ok(Date.now() - started < NO_QUORUM_FAIL_MS, `took ${Date.now() - started} ms`);
+      assert.match(refused.stderr, /etcd is unavailable/);
+      assert.match(refused.stderr, /127\.0\.0\.3/);
+
+      // Members back: the same upload works with no restart of any fts process.
+      await etcd.restart(0);
+      await etcd.restart(1);
+      const listedAgain = await runFts(["ls", "--json", ...flags]);
+      assert.deepEqual(
+        (JSON.parse(listedAgain.stdout) as { name: string }[]).map((f) => f.name),
+        ["big.bin"],
+      );
+      const accepted = await runFts(["upload", small, ...flags, ...id, "-q"]);
+      assert.equal(accepted.code, 0, accepted.stderr);
+      const fetchedSmall = await runFts(["fetch", "small.bin", out, ...flags, "-q"]);
+      assert.equal(fetchedSmall.code, 0, fetchedSmall.stderr);
+      assert.ok(await _same(small, join(out, "small.bin")));
+    } finally {
+      cluster?.kill("SIGTERM");
+      await cluster?.status;
+      await etcd.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
