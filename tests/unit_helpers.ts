@@ -32,15 +32,7 @@ export function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
+export { concatBytes as concat } from "../lib/base/concat_bytes.ts";
 
 /** An assert.throws/rejects validator: a ProtocolError with this code. */
 export function assertCode(code: string): (error: unknown) => true {
