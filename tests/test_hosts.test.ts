@@ -63,6 +63,16 @@ async function _echo(net: TestHosts, from: number, to: number, port: number, byt
   return result.stdout.trim() || result.stderr.trim();
 }
 
+/** Runs `fn` on `count` new hosts, closing them whatever happens. */
+async function _withHosts(count: number, fn: (net: TestHosts) => Promise<void>): Promise<void> {
+  const net = await TestHosts.create(count);
+  try {
+    await fn(net);
+  } finally {
+    await net.close();
+  }
+}
+
 async function _echoServer(net: TestHosts, host: number): Promise<number> {
   const port = net.portRange(1);
   const server = net.spawn(host, DENO, ["eval", ECHO_SERVER, net.hosts[host]!.address, `${port}`]);
@@ -71,31 +81,25 @@ async function _echoServer(net: TestHosts, host: number): Promise<number> {
 }
 
 Deno.test("test hosts: two hosts talk TCP, each at its own address", async () => {
-  const net = await TestHosts.create(2);
-  try {
+  await _withHosts(2, async (net) => {
     assert.notEqual(net.hosts[0]!.address, net.hosts[1]!.address);
     const port = await _echoServer(net, 0);
     assert.equal(await _echo(net, 1, 0, port), "echoed 5");
-  } finally {
-    await net.close();
-  }
+  });
 });
 
 Deno.test({
   name: "test hosts: cutHost stops TCP to the host, restoreHost brings it back",
   ignore: cutUnsupported(),
   async fn() {
-    const net = await TestHosts.create(2);
-    try {
+    await _withHosts(2, async (net) => {
       const port = await _echoServer(net, 0);
       assert.equal(await _echo(net, 1, 0, port), "echoed 5");
       net.cutHost(0);
       assert.match(await _echo(net, 1, 0, port), /^failed/);
       net.restoreHost(0);
       assert.equal(await _echo(net, 1, 0, port), "echoed 5");
-    } finally {
-      await net.close();
-    }
+    });
   },
 });
 
@@ -103,8 +107,7 @@ Deno.test({
   name: "test hosts: shape(8 Mbit/s) makes 2 MiB take at least a second",
   ignore: cutUnsupported(),
   async fn() {
-    const net = await TestHosts.create(2);
-    try {
+    await _withHosts(2, async (net) => {
       const port = await _echoServer(net, 0);
       net.shape(0, 8);
       const started = Date.now();
@@ -120,15 +123,12 @@ Deno.test({
       assert.equal(result.stdout.trim(), `echoed ${bytes}`);
       // 16 Mbit at 8 Mbit/s: two seconds; the bucket lets a little through at once.
       assert.ok(Date.now() - started >= 1_000, `took ${Date.now() - started} ms`);
-    } finally {
-      await net.close();
-    }
+    });
   },
 });
 
 Deno.test("test hosts: killHost kills every process on that host and only there", async () => {
-  const net = await TestHosts.create(2);
-  try {
+  await _withHosts(2, async (net) => {
     const direct = net.spawn(0, "sleep", ["1000"]);
     // A grandchild the test never saw: killHost must find it too.
     const shell = net.spawn(0, "sh", ["-c", "sleep 1001 & echo $!; wait"]);
@@ -144,9 +144,7 @@ Deno.test("test hosts: killHost kills every process on that host and only there"
     }
     assert.ok(!processAlive(grandchild), `grandchild ${grandchild} survived`);
     assert.ok(processAlive(other.pid), "a process on the other host was killed");
-  } finally {
-    await net.close();
-  }
+  });
 });
 
 Deno.test("test hosts: close kills everything and leaves no namespace; twice is fine", async () => {
@@ -182,12 +180,9 @@ Deno.test({
 });
 
 Deno.test("test hosts: fts runs inside a host", async () => {
-  const net = await TestHosts.create(1);
-  try {
+  await _withHosts(1, async (net) => {
     const result = await net.fts(0, ["--help"]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /fts/);
-  } finally {
-    await net.close();
-  }
+  });
 });
