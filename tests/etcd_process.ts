@@ -195,6 +195,29 @@ export class EtcdProcess {
     }
   }
 
+  /**
+   * Puts `key` = `value`, trying again until one succeeds within `withinMs`:
+   * after a member or host is lost, the survivors may need an election first,
+   * and on a loaded machine that can outlast etcd's own request timeout.
+   */
+  async putWithin(key: string, value: string, withinMs: number, via?: number): Promise<void> {
+    const deadline = Date.now() + withinMs;
+    while (true) {
+      try {
+        const left = Math.max(1, deadline - Date.now());
+        return await this.put(key, value, {
+          ...(via === undefined ? {} : { via }),
+          timeoutMs: Math.min(REQUEST_TIMEOUT_MS, left),
+        });
+      } catch (error) {
+        if (Date.now() >= deadline) {
+          throw new Error(`no write of ${key} succeeded within ${withinMs} ms`, { cause: error });
+        }
+        await new Promise((r) => setTimeout(r, HEALTH_POLL_MS));
+      }
+    }
+  }
+
   /** The value of `key` (a linearizable read), or undefined where it has none. */
   async get(
     key: string,
