@@ -1,12 +1,20 @@
-import { boolFlag, durationFlag, parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import {
+  boolFlag,
+  durationFlag,
+  ETCD_FLAGS,
+  etcdTarget,
+  parseFlags,
+  stringFlag,
+} from "../lib/cli/flags.ts";
 import { UsageError } from "../lib/wire/errors.ts";
-import { requireConfig, resolveDataDir } from "../lib/state/config.ts";
-import { clusterStatus } from "../lib/ops/status.ts";
+import { loadConfig, requireConfig, resolveDataDir } from "../lib/state/config.ts";
+import { clusterStatus, statusOf } from "../lib/ops/status.ts";
 import { watchStatus } from "../lib/ui/status_watch.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
 
-export const USAGE = "fts status [--watch [--interval 1s]] [--json] [--tls-ca FILE] [--data DIR]";
+export const USAGE =
+  "fts status [--watch [--interval 1s]] [--json] [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts status                                   # up/down and each file's replica health",
@@ -24,10 +32,33 @@ export async function run(args: string[]): Promise<number> {
     "tls-ca": { type: "string" },
     watch: { type: "boolean", short: "w" },
     interval: { type: "string" },
+    ...ETCD_FLAGS,
   });
   const dir = resolveDataDir(stringFlag(flags, "data"));
-  const config = await requireConfig(dir);
   const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
+  const etcd = etcdTarget(flags);
+  if (etcd) {
+    if (boolFlag(flags, "watch")) {
+      throw new UsageError(
+        "--watch shows a single-host cluster; with --etcd, run fts status again",
+      );
+    }
+    const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
+    const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
+    try {
+      const report = await statusOf({
+        view: await cluster.view(),
+        store: cluster.manifest,
+        // On a host of the cluster, its supervisor says what healing does.
+        dir: (await loadConfig(dir)) ? dir : undefined,
+      }, { tls });
+      console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
+      return 0;
+    } finally {
+      cluster.close();
+    }
+  }
+  const config = await requireConfig(dir);
   const intervalMs = durationFlag(flags, "interval");
   if (intervalMs !== undefined && intervalMs < MIN_WATCH_INTERVAL_MS) {
     throw new UsageError(`--interval must be at least ${MIN_WATCH_INTERVAL_MS} ms`);

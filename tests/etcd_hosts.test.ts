@@ -238,6 +238,10 @@ Deno.test({
         parts.every((part) => part.replicas.every((id) => !id.startsWith(`${gone}:`))),
         JSON.stringify(parts.map((p) => p.replicas)),
       );
+      const status = await net.fts(CLIENT, ["status", ...flags]);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /instances: 4\/6 up; down: /);
+      assert.match(status.stdout, /movie\.bin .* min live replicas 2\/2/);
       const said = clusters.slice(1).map((c) => c.stdout).join("\n");
       assert.match(said, /heal: .*copies made/);
       // And the file still comes back whole from the two hosts left.

@@ -1,9 +1,10 @@
 /** What `fts status` reports: instances up or down, and each file's replica health. */
-import { type ClusterConfig, instanceAddress, instanceIds } from "../state/config.ts";
+import { type ClusterConfig } from "../state/config.ts";
+import { type ClusterView, configView } from "../state/cluster_view.ts";
 import { type HealStatus } from "./heal.ts";
 import { controlRequest, probeInstances, runningSupervisor } from "./instances.ts";
 import { type FileEntry } from "../state/manifest.ts";
-import { allEntries, walkWhole } from "../state/manifest_store.ts";
+import { allEntries, type ManifestStore, walkWhole } from "../state/manifest_store.ts";
 import { openManifestStore } from "../state/open_manifest_store.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 
@@ -57,20 +58,34 @@ async function _healStatus(
   }
 }
 
-export async function clusterStatus(
+/** The status of the single-host cluster in `dir`. */
+export function clusterStatus(
   dir: string,
   config: ClusterConfig,
   options: { tls?: TlsClientOptions | undefined } = {},
 ): Promise<StatusReport> {
+  return statusOf({ view: configView(config), store: openManifestStore(dir), dir }, options);
+}
+
+/**
+ * The status of any cluster: its instances probed, its manifest read, and
+ * the healing of the supervisor of `dir` (this host's), when given.
+ */
+export async function statusOf(
+  cluster: { view: ClusterView; store: ManifestStore; dir: string | undefined },
+  options: { tls?: TlsClientOptions | undefined } = {},
+): Promise<StatusReport> {
+  const { view } = cluster;
+  const config = { replicas: view.replicas };
   const probes = await probeInstances(
-    instanceIds(config).map((id) => ({ id, address: instanceAddress(config, id) })),
+    view.ids.map((id) => ({ id, address: view.address(id) })),
     undefined,
     options.tls,
   );
   const up = new Set(probes.filter((p) => p.up).map((p) => p.id));
   const entries = await walkWhole(async () => {
     const entries: FileEntry[] = [];
-    for await (const { entry } of allEntries(openManifestStore(dir))) entries.push(entry);
+    for await (const { entry } of allEntries(cluster.store)) entries.push(entry);
     return entries;
   });
   const files = entries
@@ -107,7 +122,9 @@ export async function clusterStatus(
       ...(p.stats ? { counters: _numericCounters(p.stats) } : {}),
     })),
     files,
-    ...(await _healStatus(dir)),
+    ...(cluster.dir === undefined
+      ? { supervisor: false, healing: null }
+      : await _healStatus(cluster.dir)),
   };
 }
 
