@@ -3,13 +3,19 @@
  * on loopback addresses, one host of fts instances. One member killed
  * mid-upload: the upload succeeds. Two killed: known files still fetch and
  * list, a change fails within seconds naming the endpoints and publishes
- * nothing; members back: changes work again with no restart of fts.
+ * nothing; members back: changes work again with no restart of fts. And a
+ * signed request replayed to another host's instance is refused: the nonces
+ * are in etcd.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EtcdProcess } from "./etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { freePortRange, FtsProcess, runFts } from "./harness.ts";
+import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
+import { signRequest } from "../lib/auth/signed_request.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
 
 /** How long a change may take to fail once etcd has lost its quorum. */
 const NO_QUORUM_FAIL_MS = 20_000;
@@ -108,6 +114,78 @@ Deno.test({
     } finally {
       cluster?.kill("SIGTERM");
       await cluster?.status;
+      await etcd.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "etcd replay: a signed rename replayed to an instance on another host is refused",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-etcd-replay-" });
+    const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
+    const clusters: FtsProcess[] = [];
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "replay"];
+      const basePort = freePortRange(2);
+      // Two hosts: the same ports on two loopback addresses, each its own data directory.
+      for (const host of ["127.0.0.1", "127.0.0.2"]) {
+        const cluster = new FtsProcess([
+          "cluster",
+          ...flags,
+          "--host",
+          host,
+          "--servers",
+          "2",
+          "--base-port",
+          String(basePort),
+          "--replicas",
+          "2",
+          "--part-size",
+          "64KiB",
+          "--data",
+          join(dir, host),
+          "--plain",
+        ]);
+        clusters.push(cluster);
+        await cluster.waitFor(/ready/);
+      }
+      const idPath = join(dir, "me.id");
+      const source = join(dir, "a.bin");
+      await _randomFile(source, 50_000);
+      const up = await runFts(["upload", source, ...flags, "--identity", idPath]);
+      assert.equal(up.code, 0, up.stderr);
+
+      const identity = await loadOrCreateIdentity(idPath);
+      const signed = await signRequest(identity, { op: "file.rename", name: "a.bin", to: "b.bin" });
+      const first = await Peer.connect(`127.0.0.1:${basePort}`);
+      try {
+        const reply = await first.requestSigned(signed);
+        assert.equal(reply.op, "renamed");
+      } finally {
+        first.close();
+      }
+      const second = await Peer.connect(`127.0.0.2:${basePort}`);
+      try {
+        await assert.rejects(
+          second.requestSigned({ ...signed, to: "b.bin" }),
+          (error: Error) => {
+            assert.ok(error instanceof ProtocolError);
+            assert.equal(error.code, "UNAUTHORIZED");
+            assert.match(error.message, /already used \(replay refused\)/);
+            return true;
+          },
+        );
+      } finally {
+        second.close();
+      }
+    } finally {
+      for (const cluster of clusters) cluster.kill("SIGTERM");
+      await Promise.all(clusters.map((cluster) => cluster.status));
       await etcd.stop();
       await Deno.remove(dir, { recursive: true });
     }
