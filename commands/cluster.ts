@@ -205,6 +205,7 @@ async function _joinEtcd(
   if (requested.host === undefined) {
     throw new UsageError("--etcd needs --host ADDR: the address other hosts reach this host on");
   }
+  _assertLocalAddress(requested.host);
   const partSize = sizeFlag(flags, "part-size");
   const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
   const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
@@ -240,6 +241,21 @@ async function _joinEtcd(
   } catch (error) {
     cluster.close();
     throw error;
+  }
+}
+
+/** Fails with one clear line, before anything is recorded, when `host` is not this machine's. */
+function _assertLocalAddress(host: string): void {
+  try {
+    Deno.listen({ hostname: host, port: 0 }).close();
+  } catch (cause) {
+    if (cause instanceof Deno.errors.AddrNotAvailable || cause instanceof Deno.errors.NotFound) {
+      throw new UsageError(
+        `--host ${host} is not an address of this machine: its instances could not listen there`,
+        { cause },
+      );
+    }
+    throw cause;
   }
 }
 

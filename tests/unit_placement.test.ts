@@ -1,7 +1,13 @@
 /** Unit tests of lib/state/placement.ts: rendezvous hashing of part digests over instance ids. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { placementWeight, placeReplicas, rankInstances } from "../lib/state/placement.ts";
+import {
+  placeAcrossDomains,
+  placementWeight,
+  placeReplicas,
+  rankAcrossDomains,
+  rankInstances,
+} from "../lib/state/placement.ts";
 
 /** Deterministic, well-spread digests: sha256 of a seed and a counter. */
 function digests(count: number, seed = "placement"): string[] {
@@ -109,4 +115,34 @@ Deno.test("placementWeight() differs between ids and between digests", () => {
   assert.notEqual(placementWeight(a!, "9001"), placementWeight(a!, "9002"));
   assert.notEqual(placementWeight(a!, "9001"), placementWeight(b!, "9001"));
   assert.ok(Number.isSafeInteger(placementWeight(a!, "9001")));
+});
+
+Deno.test("rankAcrossDomains() puts min(R, domains) distinct domains first, evenly; one domain: rankInstances()", () => {
+  const hosts = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
+  const ids = hosts.flatMap((host) => ports(4).map((port) => `${host}:${port}`));
+  const domainOf = (id: string) => id.slice(0, id.lastIndexOf(":"));
+  const counts = new Map<string, number>();
+  for (const digest of digests(3000)) {
+    const two = placeAcrossDomains(digest, ids, 2, domainOf);
+    assert.equal(new Set(two.map(domainOf)).size, 2);
+    const five = placeAcrossDomains(digest, ids, 5, domainOf);
+    assert.equal(new Set(five.map(domainOf)).size, 3);
+    assert.equal(new Set(five).size, 5);
+    for (const id of five) counts.set(id, (counts.get(id) ?? 0) + 1);
+    // One domain (a single-host cluster): exactly the plain ranking.
+    assert.deepEqual(
+      rankAcrossDomains(digest, ports(6), () => "h"),
+      rankInstances(digest, ports(6)),
+    );
+  }
+  // 15,000 copies over 12 instances: each within 15% of the 1,250 mean.
+  for (const id of ids) {
+    const n = counts.get(id) ?? 0;
+    assert.ok(Math.abs(n - 1250) < 1250 * 0.15, `${id} holds ${n}`);
+  }
+  // Zones group hosts: two zones over three hosts give two domains at most.
+  const zone = (id: string) => (id.startsWith("10.0.0.3") ? "rack-b" : "rack-a");
+  for (const digest of digests(200)) {
+    assert.equal(new Set(placeAcrossDomains(digest, ids, 3, zone).map(zone)).size, 2);
+  }
 });
