@@ -28,12 +28,12 @@ import { type FileEntry, parseFileEntry, type PartEntry } from "../state/manifes
 import {
   type ChangeFunction,
   type ChangeOutcome,
-  LIST_PAGE_ENTRIES,
   type ListOptions,
   type ListPage,
   type ManifestEvent,
   type ManifestStore,
   MAX_CHANGE_ATTEMPTS,
+  pageLimit,
   type StoredEntry,
   type SummaryPage,
 } from "../state/manifest_store.ts";
@@ -121,10 +121,7 @@ export class EtcdManifestStore implements ManifestStore {
   }
 
   async #page(options: ListOptions) {
-    const limit = options.limit ?? LIST_PAGE_ENTRIES;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new RangeError(`A page of the manifest holds at least 1 entry, not ${limit}`);
-    }
+    const limit = pageLimit(options);
     const start = options.after === undefined
       ? this.#keys.files
       : `${this.#keys.file(options.after)}\0`;

@@ -48,12 +48,12 @@ import { readRevision, type RevisionMark } from "./manifest_revision.ts";
 import {
   type ChangeFunction,
   type ChangeOutcome,
-  LIST_PAGE_ENTRIES,
   type ListOptions,
   type ListPage,
   type ManifestEvent,
   type ManifestStore,
   MAX_CHANGE_ATTEMPTS,
+  pageLimit,
   type StoredEntry,
   type SummaryPage,
 } from "./manifest_store.ts";
@@ -134,10 +134,7 @@ export class FileManifestStore implements ManifestStore {
     options: ListOptions,
     each: (name: string, slot: EntrySlot, line: Uint8Array, revision: number) => T,
   ): Promise<{ items: T[]; revision: number; more: boolean }> {
-    const limit = options.limit ?? LIST_PAGE_ENTRIES;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new RangeError(`A page of the manifest holds at least 1 entry, not ${limit}`);
-    }
+    const limit = pageLimit(options);
     return this.#read(async (index, files) => {
       const names = this.#sortedNames(index);
       const start = options.after === undefined ? 0 : _firstAfter(names, options.after);

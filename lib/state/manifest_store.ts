@@ -137,6 +137,15 @@ export interface Locker {
   withLock<T>(name: string, fn: () => Promise<T>): Promise<T>;
 }
 
+/** The entries a page of `list()` or `summaries()` holds at most, checked. */
+export function pageLimit(options: ListOptions): number {
+  const limit = options.limit ?? LIST_PAGE_ENTRIES;
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new RangeError(`A page of the manifest holds at least 1 entry, not ${limit}`);
+  }
+  return limit;
+}
+
 /** Times a walk of the whole manifest starts over because it changed under the walk. */
 export const MAX_WALK_ATTEMPTS = 10;
 
