@@ -44,6 +44,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: () => import("./commands/certs.ts"),
     summary: "make a cluster CA and a TLS certificate per host",
   },
+  migrate: {
+    load: () => import("./commands/migrate.ts"),
+    summary: "move a one-host cluster's manifest into etcd (parts stay put)",
+  },
   demo: {
     load: () => import("./commands/demo.ts"),
     summary: "see it work: a cluster, clients, kills, a resume (about 15 s; cleans up)",
