@@ -34,23 +34,21 @@ const LIST_REQUESTS = 5;
 const LIST_TIMEOUT_MS = 60_000;
 /** Entries in the manifest the instance serves. */
 const SERVED_ENTRIES = 10_000;
-const SERVERS = 6;
-const REPLICAS = 3;
-const PART_BYTES = 4096;
+/** The shape of the cluster scaleDataDir() records: instances, R and part size. */
+export const SCALE_SERVERS = 6;
+export const SCALE_REPLICAS = 3;
+export const SCALE_PART_BYTES = 4096;
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
-function _entry(index: number): FileEntry {
+/** Entry `index` of a synthetic manifest: one 1000-byte part on `replicas`. */
+export function scaleEntry(index: number, replicas = ["9001", "9002", "9003"]): FileEntry {
   const digest = (index + 1).toString(16).padStart(64, "0");
-  const parts = [{
-    digest,
-    size: 1000,
-    replicas: ["9001", "9002", "9003"],
-  }];
+  const parts = [{ digest, size: 1000, replicas }];
   return {
     name: `file-${String(index).padStart(6, "0")}.bin`,
     size: 1000,
-    partSize: PART_BYTES,
+    partSize: SCALE_PART_BYTES,
     contentId: contentIdOf(1000, parts),
     owner: OPERATOR_OWNER,
     created: new Date(0).toISOString(),
@@ -59,7 +57,7 @@ function _entry(index: number): FileEntry {
 }
 
 /** A data directory with a config and a snapshot of `count` entries (older fts read it too). */
-async function _dataDir(count: number, basePort: number): Promise<string> {
+export async function scaleDataDir(count: number, basePort: number): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "fts-manifest-scale-" });
   await Deno.writeTextFile(
     join(dir, "config.json"),
@@ -68,14 +66,14 @@ async function _dataDir(count: number, basePort: number): Promise<string> {
       version: 1,
       host: "127.0.0.1",
       basePort,
-      servers: SERVERS,
-      replicas: REPLICAS,
-      partSize: PART_BYTES,
+      servers: SCALE_SERVERS,
+      replicas: SCALE_REPLICAS,
+      partSize: SCALE_PART_BYTES,
     }),
   );
   const lines: string[] = [];
   for (let i = 0; i < count; i++) {
-    const entry = _entry(i);
+    const entry = scaleEntry(i);
     lines.push(entryLine(entry.name, JSON.stringify(entry)));
   }
   await Deno.writeTextFile(join(dir, "manifest.json"), layoutDocument(snapshotHeader(1), lines));
@@ -91,12 +89,12 @@ function _median(values: number[]): number {
 async function _inProcess(
   count: number,
 ): Promise<{ openMs: number; medianMs: number; meanMs: number }> {
-  const dir = await _dataDir(count, 9001);
+  const dir = await scaleDataDir(count, 9001);
   try {
     const store = new FileManifestStore(dir);
     await store.change(
       ["warm-up"],
-      () => ({ puts: [{ ..._entry(count), name: "warm-up" }], result: 0 }),
+      () => ({ puts: [{ ...scaleEntry(count), name: "warm-up" }], result: 0 }),
     );
     const opened = performance.now();
     // A get, not revision(): revision() reads only the headers until an entry is read.
@@ -104,7 +102,7 @@ async function _inProcess(
     const openMs = performance.now() - opened;
     const times: number[] = [];
     for (let i = 0; i < IN_PROCESS_PUBLISHES; i++) {
-      const entry = { ..._entry(count + 1 + i) };
+      const entry = { ...scaleEntry(count + 1 + i) };
       const started = performance.now();
       await store.change([entry.name], () => ({ puts: [entry], result: 0 }));
       times.push(performance.now() - started);
@@ -119,7 +117,7 @@ async function _inProcess(
 
 /** Median ms of `fts preload` of one more small file, with the main.ts given. */
 async function _cli(main: string, count: number): Promise<number> {
-  const dir = await _dataDir(count, 9001);
+  const dir = await scaleDataDir(count, 9001);
   try {
     const times: number[] = [];
     for (let i = 0; i < CLI_PRELOADS; i++) {
@@ -154,7 +152,7 @@ async function _instanceMemory(
   count: number,
   denoFlags: readonly string[],
 ): Promise<_InstanceMemory> {
-  const dir = await _dataDir(count, 9001);
+  const dir = await scaleDataDir(count, 9001);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...DENO_RUN_FLAGS, ...denoFlags, main, "serve", "--port", "0", "--data", dir],
     stdout: "piped",
@@ -177,7 +175,7 @@ async function _instanceMemory(
     try {
       hello = rss();
       for (let i = 0; count > 0 && i < GET_REQUESTS; i++) {
-        await peer.getFile(_entry(Math.floor((i * count) / GET_REQUESTS)).name);
+        await peer.getFile(scaleEntry(Math.floor((i * count) / GET_REQUESTS)).name);
       }
       gets = rss();
       for (let i = 0; i < LIST_REQUESTS; i++) {
