@@ -26,7 +26,7 @@ const PART_SIZE = "64KiB";
 const FILES: Record<string, number> = {
   "small.bin": 10_000,
   "medium.bin": 300_000,
-  "large.bin": 1_000_000,
+  "large.bin": 1_200_000,
 };
 
 /** Every file under `dir` with its size, sorted: what the instance stores hold. */
@@ -91,7 +91,7 @@ function _oneLine(stderr: string): string {
 
 Deno.test({
   name:
-    "migrate: 3 preloaded files (4 servers, R=2, 64 KiB parts), one already in etcd from a crashed run, move to etcd; fts cluster --etcd on the same dir serves them, no part re-sent",
+    "migrate: 3 preloaded files (4 servers, R=2, 64 KiB parts, one in etcd chunks), one already in etcd from a crashed run, move to etcd; fts cluster --etcd on the same dir serves them, no part re-sent",
   ignore: missingTool("etcd"),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -119,6 +119,9 @@ Deno.test({
       const next = `fts cluster --etcd ${etcd.endpoints} --cluster fts --host 127.0.0.1 ` +
         `--servers ${SERVERS} --base-port ${basePort} --data ${dir}`;
       assert.ok(migrated.stdout.includes(next), migrated.stdout);
+      // 19 parts: more than an entry keeps inline, so its part list went to a chunk.
+      const header = JSON.parse((await etcd.get("/fts/fts/files/large.bin"))!);
+      assert.equal(header.chunks?.length, 1, JSON.stringify(header).slice(0, 200));
       // Run again: nothing left to do, nothing changed.
       const again = await runFts(["migrate", "--data", dir, ...target, "--host", "127.0.0.1"]);
       assert.equal(again.code, 0, again.stderr);
@@ -164,7 +167,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "migrate: no cluster in DIR, cluster running, etcd unreachable, etcd holding files: one line, exit 1 or 2, nothing changed",
+    "migrate: no cluster in DIR, --host not local, etcd unreachable, cluster running, etcd holding files: one line, exit 1 or 2, nothing changed; --merge adds",
   ignore: missingTool("etcd"),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -183,6 +186,23 @@ Deno.test({
       const none = await runFts(["migrate", "--data", empty, "--etcd", etcd.endpoints, ...host]);
       assert.equal(none.code, 2, none.stderr);
       assert.match(_oneLine(none.stderr), /No cluster in .*empty/);
+
+      // TEST-NET-1 (RFC 5737): no machine here has it, and nothing is sent to it.
+      const foreign = await runFts([
+        "migrate",
+        "--data",
+        dir,
+        "--etcd",
+        etcd.endpoints,
+        "--host",
+        "192.0.2.1",
+      ]);
+      assert.equal(foreign.code, 2, foreign.stderr);
+      assert.match(
+        _oneLine(foreign.stderr),
+        /--host 192\.0\.2\.1 is not an address of this machine/,
+      );
+      assert.equal(await _state(dir), before);
 
       const deadPort = freePortRange(1);
       const unreachable = await runFts([
