@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { contentIdOf, type FileEntry } from "../lib/state/manifest.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
-import { updateManifest } from "./manifest_util.ts";
+import { putEntries, testEntry, updateManifest } from "./manifest_util.ts";
+import { MAX_LIST_PAGE_FILES } from "../lib/wire/ops_files.ts";
 import {
   encodeFrame,
   FrameReader,
@@ -377,6 +378,35 @@ Deno.test("Server file.get returns the entry and replica addresses; NOT_FOUND ot
       }]);
     } finally {
       peer.close();
+    }
+  });
+});
+
+Deno.test("Server file.list in pages: 2,500 files come back whole, in name order; bad limits refused", async () => {
+  await withServer(async ({ address, dir }) => {
+    const names = Array.from({ length: 2500 }, (_, i) => `f${String(i).padStart(5, "0")}.bin`);
+    const store = openManifestStore(dir);
+    for (let i = 0; i < names.length; i += 500) {
+      await putEntries(store, ...names.slice(i, i + 500).map((name, k) => testEntry(name, i + k)));
+    }
+    const peer = await Peer.connect(address);
+    try {
+      // Three pages of at most MAX_LIST_PAGE_FILES: every name once, in order.
+      assert.deepEqual((await peer.listFiles()).map((f) => f.name), names);
+      const page = await peer.request({ op: "file.list", limit: 10, after: names[2489]! });
+      assert.equal(page.op, "files");
+      assert.equal(page.more, false);
+    } finally {
+      peer.close();
+    }
+    // BAD_REQUEST closes the connection: one connection each.
+    for (const limit of [0, MAX_LIST_PAGE_FILES + 1]) {
+      const bad = await Peer.connect(address);
+      try {
+        await assert.rejects(bad.request({ op: "file.list", limit }), assertCode("BAD_REQUEST"));
+      } finally {
+        bad.close();
+      }
     }
   });
 });

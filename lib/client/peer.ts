@@ -25,7 +25,7 @@ import {
   type RequestOf,
   type RequestOp,
 } from "../wire/ops.ts";
-import { type FileSummary } from "../wire/ops_files.ts";
+import { type FileSummary, MAX_LIST_PAGE_FILES } from "../wire/ops_files.ts";
 import { type VerifyStatus } from "../wire/ops_repair.ts";
 import { type SignedRequest } from "../auth/signed_request.ts";
 import {
@@ -269,9 +269,28 @@ export class Peer {
     return { entry, instances: body.instances, generation: reply.generation };
   }
 
+  /**
+   * Every file, asked for page by page (MAX_LIST_PAGE_FILES at a time), so
+   * that no instance builds a reply of the whole manifest. Later pages are
+   * asked at the first page's generation; a store without history answers
+   * at its newest.
+   */
   async listFiles(): Promise<FileSummary[]> {
-    await this.#ask("file.list", {});
-    return await this.#body("file.list");
+    const files: FileSummary[] = [];
+    let after: string | undefined;
+    let generation: number | undefined;
+    while (true) {
+      const { reply } = await this.#ask("file.list", {
+        limit: MAX_LIST_PAGE_FILES,
+        ...(after !== undefined ? { after } : {}),
+        ...(generation !== undefined ? { generation } : {}),
+      });
+      const page = await this.#body("file.list");
+      files.push(...page);
+      generation ??= reply.generation;
+      if (reply.more !== true || page.length === 0) return files;
+      after = page.at(-1)!.name;
+    }
   }
 
   /** The instance's id, uptime and counters, as it sent them. */

@@ -23,8 +23,21 @@ export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.list"> = {
     const body = jsonBody({ entry, instances: _addresses(instance, entry) });
     await reply({ op: "file", name: entry.name, generation: revision }, body);
   },
-  "file.list": async (instance, { conn }) => {
-    await writeAll(conn, await _listFrame(instance.manifest));
+  "file.list": async (instance, { request, conn, reply }) => {
+    if (request.limit === undefined) {
+      await writeAll(conn, await _listFrame(instance.manifest));
+      return;
+    }
+    // One page: memory bounded by the page, however many files the cluster holds.
+    const page = await instance.manifest.summaries({
+      limit: request.limit,
+      ...(request.after !== undefined ? { after: request.after } : {}),
+      ...(request.generation !== undefined ? { atRevision: request.generation } : {}),
+    });
+    await reply(
+      { op: "files", generation: page.revision, more: page.more },
+      jsonBody(page.summaries),
+    );
   },
 };
 

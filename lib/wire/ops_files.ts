@@ -5,15 +5,27 @@
  * PROTOCOL.md "Messages: files" describes each message and its fields.
  */
 import { ProtocolError } from "./errors.ts";
-import { addressMap, stringField, uintField } from "./header_fields.ts";
+import { addressMap, boolField, stringField, uintField } from "./header_fields.ts";
 import { defineOp, opFamily } from "./op_spec.ts";
 
 export type FileGetRequest = { op: "file.get"; name: string };
 export type FileReply = { op: "file"; name: string; generation: number };
 /** `entry` is checked by the client into a FileEntry; `instances` maps id to "host:port". */
 export type FileReplyBody = { entry: unknown; instances: Record<string, string> };
-export type FileListRequest = { op: "file.list" };
-export type FilesReply = { op: "files"; generation: number };
+/**
+ * Without `limit`, every file in one reply (the first form of the op);
+ * with it, one page of at most `limit` files in name order after `after`,
+ * read at `generation` where the store keeps history.
+ */
+export type FileListRequest = {
+  op: "file.list";
+  after?: string;
+  limit?: number;
+  generation?: number;
+};
+export type FilesReply = { op: "files"; generation: number; more?: boolean };
+/** Files one file.list page may ask for. */
+export const MAX_LIST_PAGE_FILES = 1000;
 /** One row of the file list. */
 export type FileSummary = {
   name: string;
@@ -39,12 +51,28 @@ export const FILE_OPS = opFamily({
     },
   }),
   "file.list": defineOp<FileListRequest, FilesReply, FileSummary[]>({
-    parseRequest: () => ({ op: "file.list" }),
+    parseRequest: (header) => {
+      const request: FileListRequest = { op: "file.list" };
+      if (header.limit !== undefined) {
+        const limit = uintField(header, "limit");
+        if (limit < 1 || limit > MAX_LIST_PAGE_FILES) {
+          throw new ProtocolError(
+            "BAD_REQUEST",
+            `Field "limit" of file.list must be 1..${MAX_LIST_PAGE_FILES}, got ${limit}`,
+          );
+        }
+        request.limit = limit;
+      }
+      if (header.after !== undefined) request.after = stringField(header, "after");
+      if (header.generation !== undefined) request.generation = uintField(header, "generation");
+      return request;
+    },
     requestBody: false,
     replyOp: "files",
     parseReply: (header) => ({
       op: "files",
       generation: uintField(header, "generation", "BAD_FRAME"),
+      ...(header.more !== undefined ? { more: boolField(header, "more", "BAD_FRAME") } : {}),
     }),
     replyBody: (value) => {
       if (!Array.isArray(value)) throw new ProtocolError("BAD_FRAME", "file list is not a list");
