@@ -25,6 +25,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: () => import("./commands/fetch.ts"),
     summary: "download a file by name (resumes, fails over, verifies)",
   },
+  gateway: {
+    load: () => import("./commands/gateway.ts"),
+    summary: "serve the files over HTTP: curl, wget, browsers, aria2c (Metalink)",
+  },
   kill: { load: () => import("./commands/kill.ts"), summary: "end one instance at once (SIGKILL)" },
   start: { load: () => import("./commands/start.ts"), summary: "bring a killed instance back" },
   ls: { load: () => import("./commands/ls.ts"), summary: "list files in the cluster" },

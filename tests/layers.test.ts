@@ -18,7 +18,7 @@ const MAX_LIB_TOP_FILES = 3;
 /**
  * Each lib/ folder and the folders it may import. The floors, bottom up:
  * base, hash, wire, state, auth, etcd, then client and server side by side,
- * ops, ui; cli is the command-line edge beside them.
+ * then gateway and ops side by side, ui; cli is the command-line edge beside them.
  */
 const MAY_IMPORT: Record<string, readonly string[]> = {
   base: [],
@@ -29,6 +29,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   etcd: ["base", "hash", "wire", "state", "auth"],
   client: ["base", "hash", "wire", "state", "auth", "etcd"],
   server: ["base", "hash", "wire", "state", "auth", "etcd"],
+  gateway: ["base", "hash", "wire", "state", "auth", "etcd", "client"],
   ops: ["base", "hash", "wire", "state", "auth", "etcd", "client", "server"],
   ui: ["base", "hash", "wire", "state", "auth", "etcd", "client", "server", "ops"],
   cli: ["base", "hash", "wire", "state", "etcd"],

@@ -1,0 +1,122 @@
+import { resolve } from "../lib/base/paths.ts";
+import { onStopSignal } from "../lib/base/stop_signal.ts";
+import { formatBytes } from "../lib/base/units.ts";
+import {
+  boolFlag,
+  durationFlag,
+  intFlag,
+  listFlag,
+  parseFlags,
+  sizeFlag,
+  stringFlag,
+} from "../lib/cli/flags.ts";
+import { DEFAULT_PART_BUDGET_BYTES, Gateway } from "../lib/gateway/gateway.ts";
+import { dataDirSource } from "../lib/gateway/gateway_source.ts";
+import { resolveDataDir } from "../lib/state/config.ts";
+import { UsageError } from "../lib/wire/errors.ts";
+import { loadTlsClientOptions, loadTlsServerOptions } from "../lib/wire/tls.ts";
+
+export const USAGE =
+  "fts gateway [--port 8080] [--host 127.0.0.1] [--server HOST:PORT]... [--mirror URL]... [--public-url URL] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--memory 256MiB] [--parts-in-flight 2] [--write-timeout 30s] [--quiet] [--data DIR]";
+
+export const EXAMPLE = [
+  "fts gateway --port 8080                       # then: curl -O http://127.0.0.1:8080/files/movie.mkv",
+  "fts gateway --host 0.0.0.0 --server 10.0.0.5:9001 --mirror http://10.0.0.6:8080",
+].join("\n");
+
+/** The port `fts gateway` listens on without --port. */
+export const DEFAULT_GATEWAY_PORT = 8080;
+
+export async function run(args: string[]): Promise<number> {
+  const flags = parseFlags(args, {
+    data: { type: "string" },
+    port: { type: "string" },
+    host: { type: "string" },
+    server: { type: "string", multiple: true },
+    mirror: { type: "string", multiple: true },
+    "public-url": { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "tls-ca": { type: "string" },
+    memory: { type: "string" },
+    "parts-in-flight": { type: "string" },
+    "write-timeout": { type: "string" },
+    quiet: { type: "boolean", short: "q" },
+  });
+  const dir = resolveDataDir(stringFlag(flags, "data"));
+  const port = intFlag(flags, "port", 0, 65535) ?? DEFAULT_GATEWAY_PORT;
+  const hostname = stringFlag(flags, "host") ?? "127.0.0.1";
+  const mirrors = listFlag(flags, "mirror").map((url) => _checkUrl(url, "--mirror"));
+  const publicUrl = stringFlag(flags, "public-url");
+  if (publicUrl !== undefined) _checkUrl(publicUrl, "--public-url");
+  const memory = sizeFlag(flags, "memory");
+  if (memory !== undefined && memory < 1024 * 1024) {
+    throw new UsageError(`--memory must be at least 1MiB, got ${memory} bytes`);
+  }
+  const partsInFlight = intFlag(flags, "parts-in-flight", 1, 16);
+  const writeStallTimeoutMs = durationFlag(flags, "write-timeout");
+  const tls = await loadTlsServerOptions(
+    _path(stringFlag(flags, "tls-cert")),
+    _path(stringFlag(flags, "tls-key")),
+  );
+  const instanceTls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
+  const quiet = boolFlag(flags, "quiet");
+  const source = dataDirSource(dir, listFlag(flags, "server"), mirrors);
+  // Fails early, with the usual message, when there is no cluster to serve.
+  const servers = await source.servers();
+
+  let gateway: Gateway;
+  try {
+    gateway = await Gateway.start({
+      source,
+      hostname,
+      port,
+      tls,
+      instanceTls,
+      publicUrl,
+      ...(memory !== undefined ? { partBudgetBytes: memory } : {}),
+      ...(partsInFlight !== undefined ? { partsInFlight } : {}),
+      ...(writeStallTimeoutMs !== undefined ? { writeStallTimeoutMs } : {}),
+      log: (line) => {
+        if (!quiet) console.log(`${new Date().toISOString().slice(11, 19)} gateway: ${line}`);
+      },
+    });
+  } catch (cause) {
+    if (cause instanceof Deno.errors.AddrInUse) {
+      throw new UsageError(`Port ${port} on ${hostname} is in use: pick another with --port`, {
+        cause,
+      });
+    }
+    throw cause;
+  }
+  console.log(
+    `fts gateway: ready: ${gateway.url}/ serves the files of ${servers.length} instances` +
+      ` (port ${gateway.port}, parts in memory at most ${
+        formatBytes(memory ?? DEFAULT_PART_BUDGET_BYTES)
+      }); Ctrl-C stops it`,
+  );
+  const stopped = Promise.withResolvers<void>();
+  const stopListening = onStopSignal(() => stopped.resolve());
+  await stopped.promise;
+  stopListening();
+  await gateway.stop();
+  if (!quiet) console.log("fts gateway: stopped");
+  return 0;
+}
+
+function _path(path: string | undefined): string | undefined {
+  return path === undefined ? undefined : resolve(path);
+}
+
+function _checkUrl(url: string, flag: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (cause) {
+    throw new UsageError(`${flag} ${JSON.stringify(url)} is not a URL`, { cause });
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new UsageError(`${flag} ${JSON.stringify(url)} must be an http:// or https:// URL`);
+  }
+  return url.replace(/\/+$/, "");
+}

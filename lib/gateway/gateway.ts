@@ -1,0 +1,376 @@
+/**
+ * The HTTP gateway: an HTTP/1.1 (or HTTPS) server that serves every file of
+ * the cluster to standard clients (curl, wget, browsers, aria2c), pulling
+ * parts from the instances over the wire and verifying each before sending.
+ *
+ * Routes: `GET /` (the index; `?format=json` as JSON), `GET|HEAD /files/NAME`
+ * (the file, with ranges and validators: file_response.ts),
+ * `GET /files/NAME.meta4` (its Metalink document), `GET /stats` (counters).
+ *
+ * Every connection carries one request and is closed after the answer, which
+ * keeps the limits simple: the request head has a size limit and a deadline
+ * (http_request.ts), every write a stall deadline (response_writer.ts), and
+ * at most MAX_CONNECTIONS are served at once (more are closed at once).
+ * Memory for parts is one PartBudget shared by every response.
+ */
+import { deadline } from "../base/deadline.ts";
+import { PartReader, type PartReadEvent } from "../client/part_reader.ts";
+import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS } from "../client/peer.ts";
+import { PeerPool } from "../client/peer_pool.ts";
+import { FetchError } from "../client/fetch_error.ts";
+import { validateFileName } from "../state/manifest.ts";
+import type { TlsClientOptions, TlsServerOptions } from "../wire/tls.ts";
+import { ClusterFiles, FileNotFoundError } from "./cluster_files.ts";
+import { fileHeaders, ResponseAbortedError, serveFile, validatorsOf } from "./file_response.ts";
+import type { GatewaySource } from "./gateway_source.ts";
+import {
+  BadRequestError,
+  type HttpRequest,
+  readRequestHead,
+  REQUEST_HEAD_TIMEOUT_MS,
+} from "./http_request.ts";
+import { indexFiles, indexHtml, notFoundHtml } from "./index_page.ts";
+import { METALINK_MEDIA_TYPE, metalinkDocument } from "./metalink.ts";
+import { PartBudget } from "./part_budget.ts";
+import { ResponseWriter, WRITE_STALL_TIMEOUT_MS, WriteStallError } from "./response_writer.ts";
+import { DEFAULT_PARTS_IN_FLIGHT } from "./verified_parts.ts";
+
+/** Connections served at once; more are closed as soon as they are accepted. */
+export const MAX_CONNECTIONS = 256;
+/** Pause before accepting again after accept() failed (e.g. out of descriptors). */
+export const ACCEPT_RETRY_MS = 100;
+/** Bytes of parts held in memory across every response (each part is verified whole). */
+export const DEFAULT_PART_BUDGET_BYTES = 256 * 1024 * 1024;
+/** How long the gateway waits for an instance to connect. */
+export const INSTANCE_CONNECT_TIMEOUT_MS = 2_000;
+
+export interface GatewayOptions {
+  source: GatewaySource;
+  hostname: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Serve HTTPS with this certificate and key. */
+  tls?: TlsServerOptions | undefined;
+  /** Speak TLS to the instances, trusting these CAs. */
+  instanceTls?: TlsClientOptions | undefined;
+  /** The base URL clients reach this gateway at, when not its listening address. */
+  publicUrl?: string | undefined;
+  partBudgetBytes?: number;
+  partsInFlight?: number;
+  writeStallTimeoutMs?: number;
+  requestHeadTimeoutMs?: number;
+  /** How long an instance may stall a part read before the gateway fails over. */
+  instanceStallTimeoutMs?: number;
+  /** One line per notable event (aborts, failovers, bad copies). */
+  log?: (line: string) => void;
+}
+
+export interface GatewayCounters {
+  connections: number;
+  requests: number;
+  /** Connections closed for sending more than MAX_CONNECTIONS at once. */
+  refused: number;
+  bodyBytes: number;
+  partsSent: number;
+  /** Responses cut off because a part could not be read. */
+  aborted: number;
+  /** Responses cut off because the client stopped reading. */
+  stalled: number;
+  failovers: number;
+  digestMismatches: number;
+}
+
+export class Gateway {
+  readonly url: string;
+  readonly port: number;
+  readonly counters: GatewayCounters = {
+    connections: 0,
+    requests: 0,
+    refused: 0,
+    bodyBytes: 0,
+    partsSent: 0,
+    aborted: 0,
+    stalled: 0,
+    failovers: 0,
+    digestMismatches: 0,
+  };
+  readonly #options: GatewayOptions;
+  readonly #listener: Deno.Listener;
+  readonly #files: ClusterFiles;
+  readonly #pool: PeerPool;
+  readonly #reader: PartReader;
+  readonly #budget: PartBudget;
+  readonly #open = new Set<Deno.Conn>();
+  readonly #log: (line: string) => void;
+  #withdraw: () => Promise<void> = async () => {};
+  #serving: Promise<void> = Promise.resolve();
+  #stopping = false;
+
+  private constructor(options: GatewayOptions, listener: Deno.Listener) {
+    this.#options = options;
+    this.#listener = listener;
+    this.#log = options.log ?? (() => {});
+    const addr = listener.addr as Deno.NetAddr;
+    this.port = addr.port;
+    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+    this.url = options.publicUrl?.replace(/\/+$/, "") ??
+      `${options.tls ? "https" : "http"}://${host}:${addr.port}`;
+    const connect: ConnectOptions = {
+      connectTimeoutMs: INSTANCE_CONNECT_TIMEOUT_MS,
+      stallTimeoutMs: options.instanceStallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+      tls: options.instanceTls,
+    };
+    this.#files = new ClusterFiles(options.source, connect);
+    this.#pool = new PeerPool(connect);
+    this.#reader = new PartReader({
+      pool: this.#pool,
+      addressOf: this.#files.addressOf,
+      tls: options.instanceTls,
+      onEvent: (event) => this.#onPartEvent(event),
+    });
+    this.#budget = new PartBudget(options.partBudgetBytes ?? DEFAULT_PART_BUDGET_BYTES);
+  }
+
+  /** Listens, announces itself to the source, and serves until stop(). */
+  static async start(options: GatewayOptions): Promise<Gateway> {
+    const listener = options.tls
+      ? Deno.listenTls({
+        hostname: options.hostname,
+        port: options.port,
+        cert: options.tls.cert,
+        key: options.tls.key,
+      })
+      : Deno.listen({ hostname: options.hostname, port: options.port });
+    const gateway = new Gateway(options, listener);
+    try {
+      gateway.#withdraw = await options.source.announce(gateway.url);
+    } catch (error) {
+      listener.close();
+      throw error;
+    }
+    gateway.#serving = gateway.#acceptLoop();
+    return gateway;
+  }
+
+  /** Stops accepting, closes every connection and withdraws the announcement. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    for (const conn of this.#open) {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    }
+    await this.#serving;
+    this.#pool.closeAll();
+    await this.#reader.reportsSettled();
+    await this.#withdraw();
+  }
+
+  get partBytesHeld(): number {
+    return this.#budget.usedBytes;
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        if (this.#stopping) return;
+        // Out of descriptors, say: accept again after a pause rather than stop serving.
+        await new Promise<void>((resolve) => deadline(ACCEPT_RETRY_MS, resolve));
+        continue;
+      }
+      this.counters.connections++;
+      if (this.#open.size >= MAX_CONNECTIONS) {
+        this.counters.refused++;
+        conn.close();
+        continue;
+      }
+      this.#open.add(conn);
+      void this.#serve(conn).finally(() => this.#open.delete(conn));
+    }
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    const writer = new ResponseWriter(
+      conn,
+      this.#options.writeStallTimeoutMs ?? WRITE_STALL_TIMEOUT_MS,
+    );
+    try {
+      let request: HttpRequest | "closed" | "timeout";
+      try {
+        request = await readRequestHead(
+          conn,
+          this.#options.requestHeadTimeoutMs ?? REQUEST_HEAD_TIMEOUT_MS,
+        );
+      } catch (error) {
+        if (!(error instanceof BadRequestError)) throw error;
+        await writer.send(error.status, { "Content-Type": "text/plain" }, `${error.message}\n`);
+        return;
+      }
+      if (typeof request === "string") return;
+      this.counters.requests++;
+      await this.#route(request, writer);
+    } catch (error) {
+      if (error instanceof WriteStallError) {
+        this.counters.stalled++;
+        this.#log(`client stalled: ${error.message}; connection closed`);
+      } else if (error instanceof ResponseAbortedError) {
+        this.#log(error.message);
+      } else if (!writer.headSent) {
+        await writer.send(500, { "Content-Type": "text/plain" }, `${(error as Error).message}\n`)
+          .catch(() => {});
+      }
+      // Anything else is the client going away mid-answer: nothing to tell.
+    } finally {
+      writer.close();
+    }
+  }
+
+  async #route(request: HttpRequest, writer: ResponseWriter): Promise<void> {
+    const withBody = request.method !== "HEAD";
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return await writer.send(
+        405,
+        { "Allow": "GET, HEAD", "Content-Type": "text/plain" },
+        `Method ${request.method} is not allowed: this gateway only reads (GET, HEAD)\n`,
+      );
+    }
+    const { path, query } = _splitTarget(request.target);
+    if (path === "/" || path === "/index.html") {
+      const rows = await this.#files.rows();
+      if (query.get("format") === "json") {
+        const body = JSON.stringify({ files: indexFiles(rows) }, null, 2) + "\n";
+        return await writer.send(200, { "Content-Type": "application/json" }, body, withBody);
+      }
+      return await writer.send(
+        200,
+        { "Content-Type": "text/html; charset=utf-8" },
+        indexHtml(rows),
+        withBody,
+      );
+    }
+    if (path === "/stats") {
+      const body = JSON.stringify({ ...this.counters, partBytesHeld: this.partBytesHeld }) + "\n";
+      return await writer.send(200, { "Content-Type": "application/json" }, body, withBody);
+    }
+    const segments = path.split("/");
+    if (segments.length !== 3 || segments[1] !== "files" || segments[2] === "") {
+      return await writer.send(
+        404,
+        { "Content-Type": "text/plain" },
+        `No page at ${path}\n`,
+        withBody,
+      );
+    }
+    let name: string;
+    try {
+      name = validateFileName(decodeURIComponent(segments[2]!));
+    } catch (error) {
+      return await writer.send(
+        400,
+        { "Content-Type": "text/plain" },
+        `Bad file name in ${path}: ${(error as Error).message}\n`,
+        withBody,
+      );
+    }
+    await this.#fileRoute(name, request, writer, withBody);
+  }
+
+  async #fileRoute(
+    name: string,
+    request: HttpRequest,
+    writer: ResponseWriter,
+    withBody: boolean,
+  ): Promise<void> {
+    try {
+      if (name.endsWith(".meta4") && name.length > ".meta4".length) {
+        const target = name.slice(0, -".meta4".length);
+        const entry = await this.#files.entry(target).catch((error) => {
+          // A file whose own name ends in .meta4 is served as itself.
+          if (error instanceof FileNotFoundError) return undefined;
+          throw error;
+        });
+        if (entry !== undefined) {
+          const urls = [this.#selfUrl(request), ...(await this.#options.source.gateways())];
+          return await writer.send(
+            200,
+            { ...fileHeaders(entry, validatorsOf(entry)), "Content-Type": METALINK_MEDIA_TYPE },
+            metalinkDocument(entry, [...new Set(urls)]),
+            withBody,
+          );
+        }
+      }
+      const entry = await this.#files.entry(name);
+      await serveFile(request, entry, writer, {
+        reader: this.#reader,
+        budget: this.#budget,
+        partsInFlight: this.#options.partsInFlight ?? DEFAULT_PARTS_IN_FLIGHT,
+        counters: this.counters,
+        log: this.#log,
+      });
+    } catch (error) {
+      if (error instanceof FileNotFoundError) {
+        return await writer.send(
+          404,
+          { "Content-Type": "text/html; charset=utf-8" },
+          notFoundHtml(error.fileName, error.nearest),
+          withBody,
+        );
+      }
+      if (error instanceof FetchError && !writer.headSent) {
+        return await writer.send(
+          503,
+          { "Content-Type": "text/plain", "Retry-After": 5 },
+          `${error.message}\n`,
+          withBody,
+        );
+      }
+      throw error;
+    }
+  }
+
+  /** The base URL the client used (its Host header), else the listening address. */
+  #selfUrl(request: HttpRequest): string {
+    if (this.#options.publicUrl !== undefined) return this.url;
+    const host = request.headers.get("host");
+    if (
+      host === undefined ||
+      !/^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host)
+    ) {
+      return this.url;
+    }
+    return `${this.#options.tls ? "https" : "http"}://${host}`;
+  }
+
+  #onPartEvent(event: PartReadEvent): void {
+    if (event.type === "failover") {
+      this.counters.failovers++;
+      this.#log(
+        `failover: part ${event.part} from instance ${event.from} at byte ${event.at}: ${event.reason}`,
+      );
+    } else if (event.type === "mismatch") {
+      this.counters.digestMismatches++;
+      this.#log(
+        `digest mismatch: part ${event.part} from instance ${
+          event.replicas.join(", ")
+        }; reported, read again elsewhere`,
+      );
+    }
+  }
+}
+
+/** The path and query of a request target (origin form, or absolute form from a proxy). */
+function _splitTarget(target: string): { path: string; query: URLSearchParams } {
+  let rest = target;
+  const absolute = /^https?:\/\/[^/]*/i.exec(rest);
+  if (absolute) rest = rest.slice(absolute[0].length) || "/";
+  const q = rest.indexOf("?");
+  const path = q < 0 ? rest : rest.slice(0, q);
+  const query = new URLSearchParams(q < 0 ? "" : rest.slice(q + 1));
+  return { path, query };
+}

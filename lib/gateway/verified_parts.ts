@@ -1,0 +1,108 @@
+/**
+ * The parts one response sends, read ahead a few at a time and each checked
+ * against its SHA-256 before any of its bytes leave the gateway:
+ *
+ * 1. Up to `window` parts are being read at once (the part reader fails over
+ *    between replicas and reports copies that fail the digest); each first
+ *    takes its size from the gateway's PartBudget, so memory is bounded by
+ *    the budget however many clients download at once.
+ * 2. next() hands out the parts in order; the caller sends the bytes and
+ *    calls sent(), which gives them back to the budget and lets the next part
+ *    start. A client that reads slowly therefore slows the reads (backpressure).
+ * 3. A part no replica can serve makes next() throw; close() stops the reads
+ *    in flight and gives their bytes back.
+ */
+import { MemoryPartSink } from "../client/memory_part_sink.ts";
+import type { PartReader } from "../client/part_reader.ts";
+import type { FileEntry } from "../state/manifest.ts";
+import type { PartBudget } from "./part_budget.ts";
+
+/** Parts read ahead per response, by default: keeps the replicas busy while one part is sent. */
+export const DEFAULT_PARTS_IN_FLIGHT = 2;
+
+export interface VerifiedPart {
+  index: number;
+  /** The whole part, verified. */
+  bytes: Uint8Array;
+}
+
+export class VerifiedParts {
+  readonly #entry: FileEntry;
+  readonly #reader: PartReader;
+  readonly #budget: PartBudget;
+  readonly #window: number;
+  readonly #last: number;
+  #next: number;
+  readonly #pending: Promise<VerifiedPart>[] = [];
+  readonly #abort = new AbortController();
+  #closed = false;
+
+  /** Parts `first` to `last` (inclusive) of the entry. */
+  constructor(
+    entry: FileEntry,
+    first: number,
+    last: number,
+    reader: PartReader,
+    budget: PartBudget,
+    window: number = DEFAULT_PARTS_IN_FLIGHT,
+  ) {
+    this.#entry = entry;
+    this.#reader = reader;
+    this.#budget = budget;
+    this.#window = Math.max(1, window);
+    this.#next = first;
+    this.#last = last;
+  }
+
+  /** The next part, verified; undefined after the last. Throws when no replica can serve it. */
+  async next(): Promise<VerifiedPart | undefined> {
+    this.#fill();
+    const part = this.#pending.shift();
+    if (part === undefined) return undefined;
+    return await part;
+  }
+
+  /** The caller is done with this part's bytes: they go back to the budget. */
+  sent(part: VerifiedPart): void {
+    this.#budget.release(part.bytes.length);
+    this.#fill();
+  }
+
+  /** Stops the reads in flight; the bytes of parts they finish go back to the budget. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abort.abort(new DOMException("The response ended", "AbortError"));
+    for (const pending of this.#pending.splice(0)) {
+      pending.then((part) => this.#budget.release(part.bytes.length), () => {});
+    }
+  }
+
+  #fill(): void {
+    while (!this.#closed && this.#pending.length < this.#window && this.#next <= this.#last) {
+      const read = this.#read(this.#next++);
+      // Awaited later by next(); a failure meanwhile must not count as unhandled.
+      read.catch(() => {});
+      this.#pending.push(read);
+    }
+  }
+
+  async #read(index: number): Promise<VerifiedPart> {
+    const part = this.#entry.parts[index]!;
+    const signal = this.#abort.signal;
+    await this.#budget.acquire(part.size, signal);
+    try {
+      const sink = new MemoryPartSink(part.size);
+      await this.#reader.read(
+        { fileName: this.#entry.name, index, ...part },
+        sink,
+        {},
+      );
+      signal.throwIfAborted();
+      return { index, bytes: sink.bytes };
+    } catch (error) {
+      this.#budget.release(part.size);
+      throw error;
+    }
+  }
+}
