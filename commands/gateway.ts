@@ -17,7 +17,7 @@ import { UsageError } from "../lib/wire/errors.ts";
 import { loadTlsClientOptions, loadTlsServerOptions } from "../lib/wire/tls.ts";
 
 export const USAGE =
-  "fts gateway [--port 8080] [--host 127.0.0.1] [--server HOST:PORT]... [--mirror URL]... [--public-url URL] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--memory 256MiB] [--parts-in-flight 2] [--write-timeout 30s] [--quiet] [--data DIR]";
+  "fts gateway [--port 8080] [--host 127.0.0.1] [--server HOST:PORT]... [--mirror URL]... [--public-url URL] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--memory 256MiB] [--parts-in-flight 2] [--write-timeout 30s] [--header-timeout 10s] [--quiet] [--data DIR]";
 
 export const EXAMPLE = [
   "fts gateway --port 8080                       # then: curl -O http://127.0.0.1:8080/files/movie.mkv",
@@ -41,6 +41,7 @@ export async function run(args: string[]): Promise<number> {
     memory: { type: "string" },
     "parts-in-flight": { type: "string" },
     "write-timeout": { type: "string" },
+    "header-timeout": { type: "string" },
     quiet: { type: "boolean", short: "q" },
   });
   const dir = resolveDataDir(stringFlag(flags, "data"));
@@ -55,6 +56,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const partsInFlight = intFlag(flags, "parts-in-flight", 1, 16);
   const writeStallTimeoutMs = durationFlag(flags, "write-timeout");
+  const requestHeadTimeoutMs = durationFlag(flags, "header-timeout");
   const tls = await loadTlsServerOptions(
     _path(stringFlag(flags, "tls-cert")),
     _path(stringFlag(flags, "tls-key")),
@@ -77,6 +79,7 @@ export async function run(args: string[]): Promise<number> {
       ...(memory !== undefined ? { partBudgetBytes: memory } : {}),
       ...(partsInFlight !== undefined ? { partsInFlight } : {}),
       ...(writeStallTimeoutMs !== undefined ? { writeStallTimeoutMs } : {}),
+      ...(requestHeadTimeoutMs !== undefined ? { requestHeadTimeoutMs } : {}),
       log: (line) => {
         if (!quiet) console.log(`${new Date().toISOString().slice(11, 19)} gateway: ${line}`);
       },

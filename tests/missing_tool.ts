@@ -21,6 +21,10 @@ export const TOOL_PACKAGES = {
   unshare: "util-linux",
   mount: "mount",
   xxhsum: "xxhash",
+  curl: "curl",
+  wget: "wget",
+  aria2c: "aria2",
+  chromium: "chromium",
   /** A library, not a program: found through the dynamic loader's cache. */
   "libxxhash.so.0": "libxxhash0",
 } as const;
