@@ -8,59 +8,13 @@ import { preferredTlsError, TlsError } from "../lib/wire/tls.ts";
 import { join } from "node:path";
 import { assertSameFile, newDest, runFts, startCluster, writeRandomFile } from "./harness.ts";
 import { missingTool } from "./missing_tool.ts";
+import { makeTestCertificates } from "./tls_certs.ts";
 
 const MiB = 1024 * 1024;
-
-interface TestCertificates {
-  ca: string;
-  cert: string;
-  key: string;
-  /** A CA that signed nothing here: a client trusting only it must refuse the instances. */
-  otherCa: string;
-}
-
-async function _openssl(args: string[], cwd: string): Promise<void> {
-  const output = await new Deno.Command("openssl", { args, cwd, stdout: "piped", stderr: "piped" })
-    .output();
-  if (!output.success) {
-    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
-  }
-}
 
 /** Deno.test for a test that makes certificates: ignored where openssl is missing. */
 function test(name: string, fn: () => Promise<void>): void {
   Deno.test({ name, ignore: missingTool("openssl"), fn });
-}
-
-/** A CA, a server certificate it signs for IP 127.0.0.1, and an unrelated CA. */
-async function makeTestCertificates(dir: string): Promise<TestCertificates> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  for (const name of ["ca", "other-ca"]) {
-    await _openssl(
-      ["req", "-x509", ...ec, "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "2"]
-        .concat(["-subj", `/CN=fts test ${name}`]),
-      dir,
-    );
-  }
-  await _openssl(
-    ["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
-    dir,
-  );
-  await Deno.writeTextFile(
-    join(dir, "server.ext"),
-    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-  );
-  await _openssl(
-    ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"]
-      .concat(["-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"]),
-    dir,
-  );
-  return {
-    ca: join(dir, "ca.pem"),
-    cert: join(dir, "server.pem"),
-    key: join(dir, "server.key"),
-    otherCa: join(dir, "other-ca.pem"),
-  };
 }
 
 test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refused clearly", async () => {

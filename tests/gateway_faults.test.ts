@@ -1,0 +1,268 @@
+/**
+ * The gateway under faults, with curl as the client: a stored copy with
+ * flipped bytes is never sent and is reported (and quarantined); an instance
+ * killed mid-response is failed over inside the gateway; when no replica is
+ * left for a part the connection is aborted and curl exits non-zero; a client
+ * that stops reading is cut off at the write deadline and its parts freed;
+ * HTTPS with the cluster's certificate.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  assertSameFile,
+  damageFile,
+  newDest,
+  readManifestJson,
+  startCluster,
+  storedPartPath,
+} from "./harness.ts";
+import { missingTool } from "./missing_tool.ts";
+import { curlHead, run, startGateway } from "./gateway_util.ts";
+import { makeTestCertificates } from "./tls_certs.ts";
+
+const MiB = 1024 * 1024;
+const KiB = 1024;
+
+async function _waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function _exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+Deno.test({
+  name:
+    "gateway: corruption: copies with flipped bytes are never sent, reported and quarantined (R=2)",
+  ignore: missingTool("curl"),
+  async fn() {
+    const size = 2 * MiB + 1234;
+    const cluster = await startCluster({ servers: 3, replicas: 2, files: { "a.bin": size } });
+    const gateway = await startGateway(["--data", cluster.dir]);
+    try {
+      const source = join(cluster.work, "src", "a.bin");
+      const original = await Deno.readFile(source);
+      const entry = (await readManifestJson(cluster.dir)).files["a.bin"]!;
+      // The copy each part is read from first (replicas spread by part index), damaged.
+      const bad = entry.parts.map((part, index) => {
+        const id = part.replicas[index % part.replicas.length]!;
+        return { id, digest: part.digest, path: storedPartPath(cluster.dir, id, part.digest) };
+      });
+      for (const copy of bad) await damageFile(copy.path, 1000, 16);
+      const partSize = entry.partSize;
+      // A range inside a damaged part: the bytes come from the good copy.
+      const range = await curlHead(`${gateway.url}/files/a.bin`, [
+        "-r",
+        `${partSize + 990}-${partSize + 1030}`,
+        "-o",
+        join(cluster.work, "range"),
+      ]);
+      assert.equal(range.status, 206);
+      assert.deepEqual(
+        await Deno.readFile(join(cluster.work, "range")),
+        original.subarray(partSize + 990, partSize + 1031),
+      );
+      const dest = await newDest(cluster);
+      const got = await run("curl", ["-sS", "-f", "-O", `${gateway.url}/files/a.bin`], {
+        cwd: dest,
+      });
+      assert.equal(got.code, 0, got.stderr);
+      await assertSameFile(join(dest, "a.bin"), source);
+      assert.ok((await gateway.stats()).digestMismatches! >= 1);
+      // Every damaged copy the gateway ran into is in quarantine now.
+      await _waitFor("the damaged copies to be quarantined", async () => {
+        const quarantined = await Promise.all(
+          bad.map((c) => _exists(join(cluster.dir, "instances", c.id, "quarantine", c.digest))),
+        );
+        return quarantined.filter(Boolean).length >= 1 &&
+          quarantined.every((q, i) => q || !gateway.process.stdout.includes(`part ${i} `));
+      });
+      assert.match(gateway.process.stdout, /digest mismatch: part \d+ from instance \d+; reported/);
+    } finally {
+      await gateway.stop();
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "gateway: failover: an instance killed mid-response, curl still gets every byte (R=2, 1 down)",
+  ignore: missingTool("curl"),
+  async fn() {
+    const size = 6 * MiB + 77;
+    const cluster = await startCluster({
+      servers: 3,
+      replicas: 2,
+      partSize: "512KiB",
+      files: { "a.bin": size },
+      clusterArgs: ["--limit-rate", "3MiB"],
+    });
+    const gateway = await startGateway(["--data", cluster.dir]);
+    try {
+      const dest = await newDest(cluster);
+      const download = run("curl", ["-sS", "-f", "-O", `${gateway.url}/files/a.bin`], {
+        cwd: dest,
+      });
+      await _waitFor(
+        "the download to be under way",
+        async () => ((await gateway.stats()).bodyBytes ?? 0) >= MiB,
+      );
+      await cluster.kill(cluster.ports[1]!);
+      const got = await download;
+      assert.equal(got.code, 0, got.stderr);
+      await assertSameFile(join(dest, "a.bin"), join(cluster.work, "src", "a.bin"));
+      const stats = await gateway.stats();
+      assert.ok(stats.failovers! >= 1, JSON.stringify(stats));
+      assert.equal(stats.aborted, 0);
+    } finally {
+      await gateway.stop();
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "gateway: all replicas of a part gone: the connection is aborted, curl exits non-zero (R=1)",
+  ignore: missingTool("curl"),
+  async fn() {
+    const size = 6 * MiB + 5;
+    // Slow instances: most parts are still to be read when one is killed.
+    const cluster = await startCluster({
+      servers: 2,
+      replicas: 1,
+      files: { "a.bin": size },
+      clusterArgs: ["--limit-rate", "1MiB"],
+    });
+    const gateway = await startGateway(["--data", cluster.dir]);
+    try {
+      const dest = await newDest(cluster);
+      const download = run("curl", ["-sS", "-f", "-o", "a.bin", `${gateway.url}/files/a.bin`], {
+        cwd: dest,
+      });
+      await _waitFor(
+        "the download to be under way",
+        async () => ((await gateway.stats()).bodyBytes ?? 0) >= 256 * KiB,
+      );
+      await cluster.kill(cluster.ports[1]!);
+      const got = await download;
+      assert.notEqual(got.code, 0, "curl exited 0 on a cut-off download");
+      assert.match(got.stderr, /transfer closed with \d+ bytes remaining|Connection|partial/i);
+      assert.ok((await Deno.stat(join(dest, "a.bin"))).size < size);
+      assert.equal((await gateway.stats()).aborted, 1);
+      assert.match(gateway.process.stdout, /Aborted "a\.bin" after \d+ of \d+ bytes/);
+      // A range whose first part has no replica left: a clean 502, not a cut-off.
+      const entry = (await readManifestJson(cluster.dir)).files["a.bin"]!;
+      const gone = entry.parts.findIndex((p) => p.replicas.includes(String(cluster.ports[1])));
+      const offset = gone * entry.partSize;
+      const answer = await curlHead(`${gateway.url}/files/a.bin`, [
+        "-r",
+        `${offset}-${offset + 10}`,
+        "-o",
+        "/dev/null",
+      ]);
+      assert.equal(answer.status, 502);
+      assert.equal((await gateway.stats()).partBytesHeld, 0);
+    } finally {
+      await gateway.stop();
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "gateway: a client that stops reading is cut off at the write deadline (1 s), its parts freed",
+  ignore: missingTool("curl"),
+  async fn() {
+    const size = 48 * MiB;
+    const cluster = await startCluster({
+      servers: 2,
+      replicas: 1,
+      partSize: "1MiB",
+      files: { "big.bin": size },
+    });
+    const gateway = await startGateway(["--data", cluster.dir, "--write-timeout", "1s"]);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: gateway.port });
+    try {
+      await conn.write(new TextEncoder().encode("GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n"));
+      // Read nothing: the socket buffers fill, the gateway's writes stall.
+      await _waitFor(
+        "the gateway to cut the stalled client off",
+        async () => (await gateway.stats()).stalled === 1,
+        20_000,
+      );
+      const stats = await gateway.stats();
+      assert.equal(stats.partBytesHeld, 0);
+      assert.ok(stats.bodyBytes! < size, `${stats.bodyBytes}`);
+      // Draining what the buffers held ends in the close, short of the file.
+      let received = 0;
+      const buffer = new Uint8Array(MiB);
+      while (true) {
+        const n = await conn.read(buffer).catch(() => null);
+        if (n === null) break;
+        received += n;
+      }
+      assert.ok(received < size, `${received}`);
+      assert.equal((await curlHead(`${gateway.url}/files/big.bin`, ["-I"])).status, 200);
+    } finally {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+      await gateway.stop();
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "gateway: HTTPS with the cluster's certificate, instances over TLS too",
+  ignore: missingTool("curl") || missingTool("openssl"),
+  async fn() {
+    const certDir = await Deno.makeTempDir({ prefix: "fts-gw-tls-" });
+    const certs = await makeTestCertificates(certDir);
+    const tls = ["--tls-cert", certs.cert, "--tls-key", certs.key, "--tls-ca", certs.ca];
+    const cluster = await startCluster({
+      servers: 3,
+      replicas: 2,
+      files: { "a.bin": MiB + 3 },
+      clusterArgs: tls,
+    });
+    try {
+      const gateway = await startGateway(["--data", cluster.dir, ...tls]);
+      try {
+        assert.match(gateway.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+        const dest = await newDest(cluster);
+        const url = `${gateway.url}/files/a.bin`;
+        const got = await run("curl", ["-sS", "-f", "--cacert", certs.ca, "-O", url], {
+          cwd: dest,
+        });
+        assert.equal(got.code, 0, got.stderr);
+        await assertSameFile(join(dest, "a.bin"), join(cluster.work, "src", "a.bin"));
+        // A client that does not trust the CA is refused by its own TLS check.
+        const untrusted = await run("curl", [
+          "-sS",
+          "--cacert",
+          certs.otherCa,
+          "-o",
+          "/dev/null",
+          url,
+        ]);
+        assert.equal(untrusted.code, 60, untrusted.stderr);
+        // Plain HTTP to the HTTPS port gets no file.
+        const plain = await run("curl", ["-sS", "-o", "/dev/null", url.replace("https", "http")]);
+        assert.notEqual(plain.code, 0);
+      } finally {
+        await gateway.stop();
+      }
+    } finally {
+      await cluster.stop();
+      await Deno.remove(certDir, { recursive: true });
+    }
+  },
+});
