@@ -5,6 +5,7 @@ import {
   durationFlag,
   ETCD_FLAGS,
   etcdTarget,
+  intFlag,
   isTerminal,
   type ParsedFlags,
   parseFlags,
@@ -15,6 +16,7 @@ import { DEFAULT_CONFIG, ensureConfig, loadConfig, resolveDataDir } from "../lib
 import { UsageError } from "../lib/wire/errors.ts";
 import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
 import { Supervisor } from "../lib/ops/cluster.ts";
+import { type GatewayChild, startGatewayChild } from "../lib/ops/gateway_child.ts";
 import { DEFAULT_HEAL_AFTER_MS, HEAL_RETRY_MS, type HealEvent } from "../lib/ops/heal.ts";
 import { runningSupervisor } from "../lib/ops/instances.ts";
 import { resolve } from "../lib/base/paths.ts";
@@ -33,12 +35,13 @@ import { type EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { etcdRepairRunner, watchMembers } from "../lib/ops/etcd_heal.ts";
 
 export const USAGE =
-  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
+  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--http PORT] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
 
 export const EXAMPLE = [
   "fts cluster                                  # 50 instances on 9001-9050, live view on a terminal",
   "fts cluster --servers 10 --replicas 3 --plain  # plain lines instead of the live view",
   "fts cluster --etcd http://10.0.0.1:2379 --host 10.0.0.2 --servers 10 --replicas 3  # one host of many",
+  "fts cluster --http 8080                      # and an HTTP gateway: curl -O http://127.0.0.1:8080/files/NAME",
 ].join("\n");
 
 const HELP_LINES = "commands: kill PORT, start PORT, status, quit";
@@ -79,7 +82,9 @@ export async function run(args: string[]): Promise<number> {
     "part-size": { type: "string" },
     zone: { type: "string" },
     ...ETCD_FLAGS,
+    http: { type: "string" },
   });
+  const httpPort = intFlag(flags, "http", 0, 65535);
   const requested = clusterFlags(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const etcd = etcdTarget(flags);
@@ -106,7 +111,8 @@ export async function run(args: string[]): Promise<number> {
   const healRate = sizeFlag(flags, "heal-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
   const limitRate = sizeFlag(flags, "limit-rate");
   const serveArgs = limitRate !== undefined ? ["--limit-rate", String(limitRate)] : [];
-  serveArgs.push(...(await _tlsServeArgs(flags)), ...(etcdArgs?.serveArgs ?? []));
+  const tlsArgs = await _tlsServeArgs(flags);
+  serveArgs.push(...tlsArgs, ...(etcdArgs?.serveArgs ?? []));
   const supervisor = new Supervisor(dir, config, (event) => {
     if (event.type === "down") {
       const how = event.signal ? `killed by ${event.signal}` : `exited with code ${event.code}`;
@@ -126,8 +132,10 @@ export async function run(args: string[]): Promise<number> {
     ? watchMembers(etcdArgs.cluster, supervisor.healer)
     : undefined;
 
+  let gateway: GatewayChild | undefined;
   let stopping: Promise<void> | undefined;
-  const stop = () => (stopping ??= supervisor.stopAll());
+  const stop =
+    () => (stopping ??= Promise.all([gateway?.stop(), supervisor.stopAll()]).then(() => {}));
   const done = Promise.withResolvers<number>();
   const onSignal = () => void stop().then(() => done.resolve(0));
   const stopListening = onStopSignal(onSignal);
@@ -154,6 +162,16 @@ export async function run(args: string[]): Promise<number> {
   const last = config.basePort + config.servers - 1;
   try {
     await supervisor.startAll();
+    if (httpPort !== undefined) {
+      gateway = await startGatewayChild(dir, { host: config.host, port: httpPort, tlsArgs });
+      void gateway.exited.then((status) => {
+        if (stopping === undefined) {
+          console.log(
+            `${_time()} HTTP gateway down (exit ${status.code}); restart the cluster to bring it back`,
+          );
+        }
+      });
+    }
   } catch (error) {
     await stop();
     for (const line of (await live?.stop()) ?? []) console.log(line);
@@ -166,6 +184,11 @@ export async function run(args: string[]): Promise<number> {
         etcd ? `cluster "${etcd.cluster}" in etcd at ${etcd.endpoints.join(",")}, ` : ""
       }data in ${dir}, ${formatDuration(performance.now() - started)}); Ctrl-C stops them all`,
   );
+  if (gateway) {
+    console.log(
+      `fts cluster: HTTP gateway at ${gateway.url}/ (curl -O ${gateway.url}/files/NAME; a browser shows the index)`,
+    );
+  }
   console.log(
     healAfterMs > 0
       ? `fts cluster: healing: the parts of an instance down for ${

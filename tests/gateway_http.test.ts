@@ -238,3 +238,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "gateway: fts cluster --http 0 starts a gateway beside its instances and stops it with them",
+  ignore: missingTool("curl"),
+  async fn() {
+    const cluster = await startCluster({
+      servers: 3,
+      replicas: 2,
+      files: { "b.bin": MiB + 5 },
+      clusterArgs: ["--http", "0"],
+    });
+    try {
+      const match = await cluster.supervisor.waitFor(/HTTP gateway at (http:\/\/\S+?)\/ /, 30_000);
+      const url = match[1]!;
+      const dest = await newDest(cluster);
+      const got = await run("curl", ["-sS", "-f", "-O", `${url}/files/b.bin`], { cwd: dest });
+      assert.equal(got.code, 0, got.stderr);
+      await assertSameFile(join(dest, "b.bin"), join(cluster.work, "src", "b.bin"));
+      const records = [...Deno.readDirSync(join(cluster.dir, "run", "gateways"))];
+      assert.equal(records.length, 1);
+      cluster.supervisor.kill("SIGTERM");
+      await cluster.supervisor.status;
+      // Stopped with the cluster: nothing listens there any more, and its record is gone.
+      const after = await run("curl", ["-sS", "-o", "/dev/null", `${url}/`]);
+      assert.equal(after.code, 7, after.stderr);
+      assert.deepEqual([...Deno.readDirSync(join(cluster.dir, "run", "gateways"))], []);
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
