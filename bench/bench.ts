@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: fts against curl+nginx and an rsync daemon, on loopback,
- * in one run. Prints a Markdown report and writes bench/RESULTS.md.
+ * in one run; and the HTTP gateway with curl and aria2c (scenario 8). Prints a Markdown report and writes bench/RESULTS.md.
  *
  *   deno task bench [--size 1GiB] [--runs 5] [--warmups 1] [--big-size 4GiB]
  *                   [--clients-size SIZE] [--only 1,2,...] [--quick] [--out PATH]
@@ -15,6 +15,7 @@ import { DEFAULT_CONFIG } from "../lib/state/config.ts";
 import { parseSize } from "../lib/base/units.ts";
 import { sha256File, writeRandomFile } from "./data_files.ts";
 import { BenchCluster } from "./fts_cluster.ts";
+import { gatewayDownload } from "./gateway_scenario.ts";
 import { ensureTools, NginxServer, RsyncDaemon } from "./peers.ts";
 import { freePortRange } from "./port_claims.ts";
 import {
@@ -92,7 +93,7 @@ export async function bench(args: string[]): Promise<number> {
     ? parseSize(values["clients-size"])
     : Math.max(1, Math.floor(size / 4));
   const only = values.only === undefined
-    ? new Set([1, 2, 3, 4, 5, 6, 7])
+    ? new Set([1, 2, 3, 4, 5, 6, 7, 8])
     : new Set(values.only.split(",").map((s) => Number(s.trim())));
   const out = values.out ?? (quick || values.only !== undefined ? undefined : DEFAULT_RESULTS);
   if (size < 1 || bigSize < 1) throw new RangeError("--size and --big-size must be positive");
@@ -153,6 +154,7 @@ export async function bench(args: string[]): Promise<number> {
       [4, "failover", () => failover(ctx)],
       [5, "50 instances", () => fiftyInstances(ctx)],
       [6, "16 clients", () => concurrentClients(ctx)],
+      [8, "gateway download", () => gatewayDownload(ctx)],
     ];
     for (const [number, title, scenario] of scenarios) {
       if (!only.has(number)) continue;

@@ -67,14 +67,14 @@ export interface ScenarioResult {
 }
 
 /** One measured run of a contender. */
-interface Run {
+export interface Run {
   seconds: number;
   bytesSent?: number;
   peakRssBytes?: number;
   note?: string;
 }
 
-interface Contender {
+export interface Contender {
   tool: string;
   /** Sets the destination up; not timed. */
   prepare?: () => Promise<void>;
@@ -128,7 +128,7 @@ export function shuffledForRound<T>(items: readonly T[], round: number): T[] {
  * Runs every contender warmups+runs times, interleaved, in a new order each
  * round (shuffledForRound); returns a figure per contender.
  */
-async function _rounds(
+export async function rounds(
   ctx: BenchContext,
   scenario: string,
   contenders: Contender[],
@@ -167,7 +167,7 @@ async function _rounds(
   });
 }
 
-function _medianOf(figures: Figure[], tool: string): number {
+export function medianOf(figures: Figure[], tool: string): number {
   const figure = figures.find((f) => f.tool === tool);
   if (!figure) throw new Error(`No figure for ${tool}`);
   return median(figure.seconds);
@@ -177,12 +177,12 @@ function _ratioGoal(name: string, ratio: number, max: number): Goal {
   return { name, measured: `${ratio.toFixed(2)}x`, target: `<= ${max}x`, met: ratio <= max };
 }
 
-async function _emptyDir(path: string): Promise<void> {
+export async function emptyDir(path: string): Promise<void> {
   await Deno.remove(path, { recursive: true }).catch(() => {});
   await Deno.mkdir(path, { recursive: true });
 }
 
-async function _expectFile(path: string, file: BenchFile): Promise<void> {
+export async function expectFile(path: string, file: BenchFile): Promise<void> {
   const { size } = await Deno.stat(path);
   if (size !== file.size) throw new Error(`${path} has ${size} bytes, expected ${file.size}`);
   if ((await sha256File(path)) !== file.digest) throw new Error(`${path} differs from the source`);
@@ -209,7 +209,7 @@ async function _copyPrefix(from: string, to: string, length: number): Promise<vo
 }
 
 /** `fts fetch` of `file` into `destDir`, counting bytes on the cluster's side. */
-function _ftsRun(
+export function ftsRun(
   ctx: BenchContext,
   file: BenchFile,
   destDir: string,
@@ -239,7 +239,7 @@ function _ftsRun(
   };
 }
 
-function _curlRun(ctx: BenchContext, destPath: string, extra: string[]): () => Promise<Run> {
+export function curlRun(ctx: BenchContext, destPath: string, extra: string[]): () => Promise<Run> {
   return async () => {
     const before = await ctx.nginx.bytesSent();
     const outcome = await runTimed(ctx.programs.curl, [
@@ -294,19 +294,19 @@ function _contender(
   return {
     tool,
     prepare: async () => {
-      await _emptyDir(destDir);
+      await emptyDir(destDir);
       await setUp?.(target);
     },
     run: run(destDir, target),
-    check: () => _expectFile(target, ctx.file),
+    check: () => expectFile(target, ctx.file),
   };
 }
 
 /** The three ways to fetch the scenario's file, with extra flags for curl and rsync. */
 function _runs(ctx: BenchContext, curlFlags: string[], rsyncFlags: string[]) {
   return {
-    fts: (destDir: string) => _ftsRun(ctx, ctx.file, destDir),
-    curl: (_: string, target: string) => _curlRun(ctx, target, curlFlags),
+    fts: (destDir: string) => ftsRun(ctx, ctx.file, destDir),
+    curl: (_: string, target: string) => curlRun(ctx, target, curlFlags),
     rsync: (_: string, target: string) => _rsyncRun(ctx, target, rsyncFlags),
   } satisfies Record<Tool, (destDir: string, target: string) => () => Promise<Run>>;
 }
@@ -318,30 +318,30 @@ async function _clear(ctx: BenchContext, places: string[]): Promise<void> {
 }
 
 /** A ratio reported beside the goals, with no target of its own. */
-function _infoRatio(name: string, ratio: number): Goal {
+export function infoRatio(name: string, ratio: number): Goal {
   return { name: `${name} (no goal)`, measured: `${ratio.toFixed(2)}x`, target: "-", met: true };
 }
 
 /** 1. Cold fetch into an empty directory. */
 export async function coldFetch(ctx: BenchContext): Promise<ScenarioResult> {
   const runs = _runs(ctx, [], []);
-  const figures = await _rounds(ctx, "1. cold fetch", [
+  const figures = await rounds(ctx, "1. cold fetch", [
     _contender(ctx, "cold-fts", "fts fetch", runs.fts),
     _contender(ctx, "cold-curl", "curl (nginx)", runs.curl),
     _contender(ctx, "cold-rsync", "rsync (daemon)", runs.rsync),
   ]);
   await _clear(ctx, ["cold-fts", "cold-curl", "cold-rsync"]);
-  const fts = _medianOf(figures, "fts fetch");
+  const fts = medianOf(figures, "fts fetch");
   const best = (tool: string) => Math.min(...figures.find((f) => f.tool === tool)!.seconds);
   return {
     figures,
     goals: [
-      _ratioGoal("cold fetch: fts / curl+nginx", fts / _medianOf(figures, "curl (nginx)"), 1.0),
-      _infoRatio(
+      _ratioGoal("cold fetch: fts / curl+nginx", fts / medianOf(figures, "curl (nginx)"), 1.0),
+      infoRatio(
         "cold fetch: fts / curl+nginx, best run of each",
         best("fts fetch") / best("curl (nginx)"),
       ),
-      _infoRatio("cold fetch: fts / rsync daemon", fts / _medianOf(figures, "rsync (daemon)")),
+      infoRatio("cold fetch: fts / rsync daemon", fts / medianOf(figures, "rsync (daemon)")),
     ],
   };
 }
@@ -353,7 +353,7 @@ export async function resume(ctx: BenchContext): Promise<ScenarioResult> {
   const setUp = (target: string) => _copyPrefix(ctx.file.path, target, present);
   const runs = _runs(ctx, ["-C", "-"], ["--partial", "--append-verify"]);
   const rsyncTool = "rsync --partial --append-verify";
-  const figures = await _rounds(ctx, "2. resume 70 %", [
+  const figures = await rounds(ctx, "2. resume 70 %", [
     _contender(ctx, "resume-fts", "fts fetch", runs.fts, setUp),
     _contender(ctx, "resume-curl", "curl -C -", runs.curl, setUp),
     _contender(ctx, "resume-rsync", rsyncTool, runs.rsync, setUp),
@@ -366,12 +366,12 @@ export async function resume(ctx: BenchContext): Promise<ScenarioResult> {
     goals: [
       _ratioGoal(
         "resume 70 %: fts / rsync --append-verify",
-        median(fts.seconds) / _medianOf(figures, rsyncTool),
+        median(fts.seconds) / medianOf(figures, rsyncTool),
         1.0,
       ),
-      _infoRatio(
+      infoRatio(
         "resume 70 %: fts / curl -C -",
-        median(fts.seconds) / _medianOf(figures, "curl -C -"),
+        median(fts.seconds) / medianOf(figures, "curl -C -"),
       ),
       {
         name: "resume 70 %: fts bytes sent beyond the missing 30 %",
@@ -393,7 +393,7 @@ export async function damagedRegion(ctx: BenchContext): Promise<ScenarioResult> 
   };
   // --ignore-times: the sizes match, so rsync's quick check must not skip the file.
   const runs = _runs(ctx, [], ["--inplace", "--ignore-times"]);
-  const figures = await _rounds(ctx, "3. damaged 1 MiB region", [
+  const figures = await rounds(ctx, "3. damaged 1 MiB region", [
     _contender(ctx, "damaged-fts", "fts fetch", runs.fts, setUp),
     _contender(ctx, "damaged-rsync", "rsync --inplace", runs.rsync, setUp),
   ]);
@@ -405,7 +405,7 @@ export async function damagedRegion(ctx: BenchContext): Promise<ScenarioResult> 
     goals: [
       _ratioGoal(
         "damaged region: fts / rsync --inplace",
-        median(fts.seconds) / _medianOf(figures, "rsync --inplace"),
+        median(fts.seconds) / medianOf(figures, "rsync --inplace"),
         0.3,
       ),
       {
@@ -450,17 +450,17 @@ export async function failover(ctx: BenchContext): Promise<ScenarioResult> {
     killedPort = best.port;
     return `instance ${best.port} killed halfway`;
   };
-  const figures = await _rounds(ctx, scenario, [
+  const figures = await rounds(ctx, scenario, [
     {
       tool: "fts fetch, undisturbed",
-      prepare: () => _emptyDir(destDir),
-      run: _ftsRun(ctx, ctx.file, destDir),
+      prepare: () => emptyDir(destDir),
+      run: ftsRun(ctx, ctx.file, destDir),
     },
     {
       tool: "fts fetch, serving instance SIGKILLed halfway",
-      prepare: () => _emptyDir(destDir),
-      run: _ftsRun(ctx, ctx.file, destDir, killHalfway),
-      check: () => _expectFile(join(destDir, ctx.file.name), ctx.file),
+      prepare: () => emptyDir(destDir),
+      run: ftsRun(ctx, ctx.file, destDir, killHalfway),
+      check: () => expectFile(join(destDir, ctx.file.name), ctx.file),
       after: async () => {
         if (killedPort === undefined) return;
         const port = killedPort;
@@ -469,9 +469,9 @@ export async function failover(ctx: BenchContext): Promise<ScenarioResult> {
       },
     },
   ]);
-  await _emptyDir(destDir);
-  const extra = _medianOf(figures, "fts fetch, serving instance SIGKILLed halfway") -
-    _medianOf(figures, "fts fetch, undisturbed");
+  await emptyDir(destDir);
+  const extra = medianOf(figures, "fts fetch, serving instance SIGKILLed halfway") -
+    medianOf(figures, "fts fetch, undisturbed");
   return {
     figures,
     goals: [{
@@ -493,7 +493,7 @@ export async function fiftyInstances(ctx: BenchContext): Promise<ScenarioResult>
   const rssPerRun: number[][] = [];
   const pssPerRun: number[][] = [];
   const listening: number[] = [];
-  const figures = await _rounds(ctx, scenario, [{
+  const figures = await rounds(ctx, scenario, [{
     tool: "fts cluster --servers 50",
     run: async () => {
       const started = performance.now();
@@ -588,17 +588,17 @@ export async function concurrentClients(ctx: BenchContext): Promise<ScenarioResu
   const single = join(base, "clients-1");
   const many = Array.from({ length: CLIENTS }, (_, i) => join(base, `clients-${CLIENTS}-${i}`));
   let failures = 0;
-  const figures = await _rounds(ctx, scenario, [
+  const figures = await rounds(ctx, scenario, [
     {
       tool: "1 client",
-      prepare: () => _emptyDir(single),
-      run: _ftsRun(ctx, file, single),
-      check: () => _expectFile(join(single, file.name), file),
+      prepare: () => emptyDir(single),
+      run: ftsRun(ctx, file, single),
+      check: () => expectFile(join(single, file.name), file),
     },
     {
       tool: `${CLIENTS} clients at once`,
       prepare: async () => {
-        for (const dir of many) await _emptyDir(dir);
+        for (const dir of many) await emptyDir(dir);
       },
       run: async () => {
         const before = await ctx.cluster.bytesServed();
@@ -620,15 +620,15 @@ export async function concurrentClients(ctx: BenchContext): Promise<ScenarioResu
         };
       },
       check: async () => {
-        for (const dir of many) await _expectFile(join(dir, file.name), file);
+        for (const dir of many) await expectFile(join(dir, file.name), file);
       },
     },
   ]);
   await Deno.remove(single, { recursive: true }).catch(() => {});
   for (const dir of many) await Deno.remove(dir, { recursive: true }).catch(() => {});
   if (ram) await Deno.remove(ram, { recursive: true }).catch(() => {});
-  const one = file.size / _medianOf(figures, "1 client");
-  const aggregate = (CLIENTS * file.size) / _medianOf(figures, `${CLIENTS} clients at once`);
+  const one = file.size / medianOf(figures, "1 client");
+  const aggregate = (CLIENTS * file.size) / medianOf(figures, `${CLIENTS} clients at once`);
   for (const figure of figures) {
     const rate = figure.tool === "1 client" ? one : aggregate;
     figure.note = `${(rate / 1e6).toFixed(0)} MB/s${figure.note ? `; ${figure.note}` : ""}; into ${
@@ -666,13 +666,13 @@ export async function bigFileMemory(
 ): Promise<ScenarioResult> {
   const scenario = `7. big file (${(big.file.size / 2 ** 30).toFixed(2)} GiB)`;
   const destDir = join(ctx.work, "big");
-  const figures = await _rounds({ ...ctx, cluster: big.cluster }, scenario, [{
+  const figures = await rounds({ ...ctx, cluster: big.cluster }, scenario, [{
     tool: "fts fetch",
-    prepare: () => _emptyDir(destDir),
-    run: _ftsRun({ ...ctx, cluster: big.cluster }, big.file, destDir),
-    check: () => _expectFile(join(destDir, big.file.name), big.file),
+    prepare: () => emptyDir(destDir),
+    run: ftsRun({ ...ctx, cluster: big.cluster }, big.file, destDir),
+    check: () => expectFile(join(destDir, big.file.name), big.file),
   }]);
-  await _emptyDir(destDir);
+  await emptyDir(destDir);
   const peak = figures[0]!.peakRssBytes ?? Infinity;
   return {
     figures,
