@@ -75,12 +75,19 @@ export async function runFts(
   args: string[],
   options: FtsSpawnOptions & { timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  const child = _spawnFts(args, options);
+  return await outputWithin(_spawnFts(args, options), options.timeoutMs ?? RUN_TIMEOUT_MS);
+}
+
+/** A child's exit code and output; it is killed if it runs over `timeoutMs`. */
+export async function outputWithin(
+  child: Deno.ChildProcess,
+  timeoutMs: number,
+): Promise<RunResult> {
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");
     } catch { /* exited */ }
-  }, options.timeoutMs ?? RUN_TIMEOUT_MS);
+  }, timeoutMs);
   try {
     const output = await child.output();
     const decoder = new TextDecoder();

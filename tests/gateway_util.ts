@@ -3,7 +3,8 @@
  * URL, the real HTTP clients run as child processes, the gateway's counters,
  * and raw sockets for requests no polite client sends.
  */
-import { FtsProcess } from "./harness.ts";
+import { outputWithin } from "../bench/fts_process.ts";
+import { FtsProcess, type RunResult } from "./harness.ts";
 
 export interface TestGateway {
   process: FtsProcess;
@@ -43,18 +44,12 @@ export async function startGateway(args: string[], host = "127.0.0.1"): Promise<
   return gateway;
 }
 
-export interface ToolResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs a program to completion, output captured; killed after `timeoutMs`. */
 export async function run(
   program: string,
   args: string[],
   options: { cwd?: string; timeoutMs?: number } = {},
-): Promise<ToolResult> {
+): Promise<RunResult> {
   const child = new Deno.Command(program, {
     args,
     stdin: "null",
@@ -62,22 +57,7 @@ export async function run(
     stderr: "piped",
     ...(options.cwd ? { cwd: options.cwd } : {}),
   }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, options.timeoutMs ?? 60_000);
-  try {
-    const output = await child.output();
-    const decoder = new TextDecoder();
-    return {
-      code: output.code,
-      stdout: decoder.decode(output.stdout),
-      stderr: decoder.decode(output.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
+  return await outputWithin(child, options.timeoutMs ?? 60_000);
 }
 
 /** A response's status line and headers (lower-case names), from `curl -sS -D -`-style output. */

@@ -21,7 +21,7 @@ import { FetchError } from "../client/fetch_error.ts";
 import { validateFileName } from "../state/manifest.ts";
 import type { TlsClientOptions, TlsServerOptions } from "../wire/tls.ts";
 import { ClusterFiles, FileNotFoundError } from "./cluster_files.ts";
-import { fileHeaders, ResponseAbortedError, serveFile, validatorsOf } from "./file_response.ts";
+import { ResponseAbortedError, serveFile } from "./file_response.ts";
 import type { GatewaySource } from "./gateway_source.ts";
 import {
   BadRequestError,
@@ -299,7 +299,8 @@ export class Gateway {
           const urls = [this.#selfUrl(request), ...(await this.#options.source.gateways())];
           return await writer.send(
             200,
-            { ...fileHeaders(entry, validatorsOf(entry)), "Content-Type": METALINK_MEDIA_TYPE },
+            // Not the file's validators: this is another representation.
+            { "Content-Type": METALINK_MEDIA_TYPE },
             metalinkDocument(entry, [...new Set(urls)]),
             withBody,
           );
