@@ -5,6 +5,7 @@
  * ETag that names its content.
  */
 import type { FileEntry } from "../state/manifest.ts";
+import { filePath } from "./metalink.ts";
 
 /** Media types by lower-case extension; anything else is application/octet-stream. */
 const _MEDIA_TYPES: Record<string, string> = {
@@ -58,10 +59,7 @@ export function contentDisposition(name: string): string {
   // The fallback keeps printable ASCII only, without the quote and backslash
   // that would need escaping; old clients get a recognisable name.
   const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, "_");
-  const encoded = encodeURIComponent(name).replace(
-    /['()*]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-  );
+  const encoded = filePath(name).slice("/files/".length);
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }
 

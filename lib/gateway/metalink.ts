@@ -12,7 +12,12 @@ export const METALINK_MEDIA_TYPE = "application/metalink4+xml";
 
 /** The path a file is served at (the name percent-encoded as one segment). */
 export function filePath(name: string): string {
-  return `/files/${encodeURIComponent(name)}`;
+  // encodeURIComponent leaves !'()* as they are; encoded, the path is safe in any quoting.
+  const segment = encodeURIComponent(name).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `/files/${segment}`;
 }
 
 /** The Metalink document of `entry`, served by the gateways at `baseUrls` (this one first). */

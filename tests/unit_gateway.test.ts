@@ -1,0 +1,154 @@
+/**
+ * The gateway's pure pieces: Range parsing, validators, the request head
+ * parser, the part budget, Content-Disposition and the Metalink document.
+ */
+import assert from "node:assert/strict";
+import { parseByteRange } from "../lib/gateway/byte_range.ts";
+import { contentDisposition, mediaTypeOf } from "../lib/gateway/content_headers.ts";
+import { BadRequestError, parseRequestHead } from "../lib/gateway/http_request.ts";
+import { metalinkDocument } from "../lib/gateway/metalink.ts";
+import { PartBudget } from "../lib/gateway/part_budget.ts";
+import { evaluatePreconditions, ifRangeHolds } from "../lib/gateway/preconditions.ts";
+import type { FileEntry } from "../lib/state/manifest.ts";
+
+Deno.test("parseByteRange() serves one range, 416s unsatisfiable ones, whole file otherwise", () => {
+  const size = 1000;
+  const cases: [string | undefined, ReturnType<typeof parseByteRange>][] = [
+    [undefined, { kind: "whole" }],
+    ["bytes=0-99", { kind: "range", start: 0, end: 100 }],
+    ["bytes=990-", { kind: "range", start: 990, end: 1000 }],
+    ["bytes=-10", { kind: "range", start: 990, end: 1000 }],
+    ["bytes=-5000", { kind: "range", start: 0, end: 1000 }],
+    ["bytes=500-99999999999999999999", { kind: "range", start: 500, end: 1000 }],
+    ["BYTES = 1-2", { kind: "range", start: 1, end: 3 }],
+    ["bytes=1000-", { kind: "unsatisfiable" }],
+    ["bytes=99999999999999999999-", { kind: "unsatisfiable" }],
+    ["bytes=-0", { kind: "unsatisfiable" }],
+    ["bytes=5-2", { kind: "whole" }],
+    ["bytes=0-1,3-4", { kind: "whole" }],
+    ["bytes=a-b", { kind: "whole" }],
+    ["bytes=-", { kind: "whole" }],
+    ["bytes=1.5-2", { kind: "whole" }],
+    ["items=0-1", { kind: "whole" }],
+  ];
+  for (const [header, expected] of cases) {
+    assert.deepEqual(parseByteRange(header, size), expected, header);
+  }
+  assert.deepEqual(parseByteRange("bytes=0-", 0), { kind: "unsatisfiable" });
+  assert.deepEqual(parseByteRange("bytes=-1", 0), { kind: "unsatisfiable" });
+  const big = 5 * 2 ** 30;
+  assert.deepEqual(parseByteRange(`bytes=${2 ** 32}-${2 ** 32 + 9}`, big), {
+    kind: "range",
+    start: 2 ** 32,
+    end: 2 ** 32 + 10,
+  });
+});
+
+Deno.test("evaluatePreconditions() and ifRangeHolds() follow RFC 9110's order and comparisons", () => {
+  const v = { etag: '"abc"', lastModified: "Sun, 06 Dec 2026 09:00:00 GMT" };
+  const h = (pairs: Record<string, string>) => new Map(Object.entries(pairs));
+  assert.equal(evaluatePreconditions(h({}), v), "proceed");
+  assert.equal(evaluatePreconditions(h({ "if-match": '"x", "abc"' }), v), "proceed");
+  assert.equal(evaluatePreconditions(h({ "if-match": "*" }), v), "proceed");
+  assert.equal(evaluatePreconditions(h({ "if-match": 'W/"abc"' }), v), "failed");
+  assert.equal(evaluatePreconditions(h({ "if-match": '"x"' }), v), "failed");
+  assert.equal(evaluatePreconditions(h({ "if-none-match": 'W/"abc"' }), v), "not-modified");
+  assert.equal(evaluatePreconditions(h({ "if-none-match": '"x"' }), v), "proceed");
+  // If-None-Match wins over If-Modified-Since.
+  assert.equal(
+    evaluatePreconditions(
+      h({ "if-none-match": '"x"', "if-modified-since": "Mon, 07 Dec 2026 00:00:00 GMT" }),
+      v,
+    ),
+    "proceed",
+  );
+  assert.equal(
+    evaluatePreconditions(h({ "if-modified-since": "Mon, 07 Dec 2026 00:00:00 GMT" }), v),
+    "not-modified",
+  );
+  assert.equal(
+    evaluatePreconditions(h({ "if-modified-since": "Sat, 05 Dec 2026 00:00:00 GMT" }), v),
+    "proceed",
+  );
+  assert.equal(ifRangeHolds(h({}), v), true);
+  assert.equal(ifRangeHolds(h({ "if-range": '"abc"' }), v), true);
+  assert.equal(ifRangeHolds(h({ "if-range": 'W/"abc"' }), v), false);
+  assert.equal(ifRangeHolds(h({ "if-range": v.lastModified }), v), true);
+  assert.equal(ifRangeHolds(h({ "if-range": "Mon, 07 Dec 2026 00:00:00 GMT" }), v), false);
+});
+
+Deno.test("parseRequestHead() reads method, target and headers; rejects malformed heads", () => {
+  const request = parseRequestHead(
+    "GET /files/a.bin?x=1 HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\nX-A: 1\r\nx-a:  2 ",
+  );
+  assert.equal(request.method, "GET");
+  assert.equal(request.target, "/files/a.bin?x=1");
+  assert.equal(request.headers.get("range"), "bytes=0-1");
+  assert.equal(request.headers.get("x-a"), "1, 2");
+  for (
+    const [head, status] of [
+      ["GET /x", 400],
+      ["GET  /x HTTP/1.1", 400],
+      ["GET /x HTTP/2.0", 505],
+      ["GET /x HTTP/1.1\r\nNo colon here", 400],
+      ["GET /x HTTP/1.1\r\nBad Name: v", 400],
+      ["GET /x HTTP/1.1\r\n: empty name", 400],
+    ] as const
+  ) {
+    assert.throws(
+      () => parseRequestHead(head),
+      (e) => e instanceof BadRequestError && e.status === status,
+      head,
+    );
+  }
+});
+
+Deno.test("PartBudget grants in order, lets one oversize part through alone, honours abort", async () => {
+  const budget = new PartBudget(100);
+  await budget.acquire(60);
+  const order: string[] = [];
+  const big = budget.acquire(80).then(() => order.push("big"));
+  const small = budget.acquire(10).then(() => order.push("small"));
+  const controller = new AbortController();
+  const aborted = budget.acquire(10, controller.signal).catch((e) => order.push(`aborted ${e}`));
+  await Promise.resolve();
+  assert.deepEqual(order, []);
+  controller.abort("stop");
+  await aborted;
+  budget.release(60);
+  await Promise.all([big, small]);
+  assert.deepEqual(order, ["aborted stop", "big", "small"]);
+  assert.equal(budget.usedBytes, 90);
+  budget.release(90);
+  await budget.acquire(500);
+  assert.equal(budget.usedBytes, 500);
+});
+
+Deno.test("contentDisposition() gives an ASCII fallback and the exact name in filename*", () => {
+  assert.equal(
+    contentDisposition('a "b"\\ é%.txt'),
+    `attachment; filename="a _b__ __.txt"; filename*=UTF-8''a%20%22b%22%5C%20%C3%A9%25.txt`,
+  );
+  assert.equal(mediaTypeOf("x.MP4"), "video/mp4");
+  assert.equal(mediaTypeOf("noext"), "application/octet-stream");
+  assert.equal(mediaTypeOf(".hidden"), "application/octet-stream");
+});
+
+Deno.test("metalinkDocument() escapes the name and lists every piece and gateway", () => {
+  const entry: FileEntry = {
+    name: `a&<"'>.bin`,
+    size: 10,
+    partSize: 4,
+    contentId: "c".repeat(64),
+    owner: "operator",
+    created: "",
+    parts: ["1", "2", "3"].map((d) => ({ digest: d.repeat(64), size: 4, replicas: ["9001"] })),
+  };
+  const xml = metalinkDocument(entry, ["http://a:1/", "https://b:2"]);
+  assert.match(xml, /<file name="a&#38;&#60;&#34;&#39;&#62;\.bin">/);
+  assert.match(xml, /<size>10<\/size>/);
+  assert.equal([...xml.matchAll(/<hash>/g)].length, 3);
+  assert.match(xml, /<url priority="1">http:\/\/a:1\/files\/a%26%3C%22%27%3E\.bin<\/url>/);
+  assert.match(xml, /<url priority="2">https:\/\/b:2\/files\//);
+  assert.doesNotMatch(metalinkDocument({ ...entry, size: 0, parts: [] }, []), /pieces/);
+});
