@@ -37,7 +37,8 @@ Deno.test({
       replicas: 2,
       partSize: "512KiB",
       files: { "a.bin": size },
-      clusterArgs: ["--limit-rate", "4MiB"],
+      // Slow instances (about 3 MiB/s in all), so the kill lands mid-download even on a busy machine.
+      clusterArgs: ["--limit-rate", "1MiB"],
     });
     const gateways: TestGateway[] = [];
     try {
@@ -58,9 +59,9 @@ Deno.test({
         dest,
         `${first.url}/files/a.bin.meta4`,
       ], { timeoutMs: 90_000 });
-      // Both serve, then the second dies mid-download.
+      // Both serve, then the second dies mid-download (once it has sent half a MiB).
       const deadline = Date.now() + 20_000;
-      while (((await second.stats().catch(() => ({ bodyBytes: 0 }))).bodyBytes ?? 0) < MiB) {
+      while (((await second.stats().catch(() => ({ bodyBytes: 0 }))).bodyBytes ?? 0) < MiB / 2) {
         if (Date.now() > deadline) throw new Error("aria2c never pulled from the second gateway");
         await new Promise((r) => setTimeout(r, 50));
       }
