@@ -163,7 +163,15 @@ export async function run(args: string[]): Promise<number> {
   try {
     await supervisor.startAll();
     if (httpPort !== undefined) {
-      gateway = await startGatewayChild(dir, { host: config.host, port: httpPort, tlsArgs });
+      // In etcd, this host's gateway serves the whole cluster and announces itself there.
+      const etcdGatewayArgs = etcd
+        ? ["--etcd", etcd.endpoints.join(","), "--cluster", etcd.cluster]
+        : [];
+      gateway = await startGatewayChild(dir, {
+        host: config.host,
+        port: httpPort,
+        tlsArgs: [...tlsArgs, ...etcdGatewayArgs],
+      });
       void gateway.exited.then((status) => {
         if (stopping === undefined) {
           console.log(

@@ -4,6 +4,8 @@ import { formatBytes } from "../lib/base/units.ts";
 import {
   boolFlag,
   durationFlag,
+  ETCD_FLAGS,
+  etcdTarget,
   intFlag,
   listFlag,
   parseFlags,
@@ -11,13 +13,13 @@ import {
   stringFlag,
 } from "../lib/cli/flags.ts";
 import { DEFAULT_PART_BUDGET_BYTES, Gateway } from "../lib/gateway/gateway.ts";
-import { dataDirSource } from "../lib/gateway/gateway_source.ts";
+import { dataDirSource, type GatewaySource } from "../lib/gateway/gateway_source.ts";
 import { resolveDataDir } from "../lib/state/config.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { loadTlsClientOptions, loadTlsServerOptions } from "../lib/wire/tls.ts";
 
 export const USAGE =
-  "fts gateway [--port 8080] [--host 127.0.0.1] [--server HOST:PORT]... [--mirror URL]... [--public-url URL] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--memory 256MiB] [--parts-in-flight 2] [--write-timeout 30s] [--header-timeout 10s] [--quiet] [--data DIR]";
+  "fts gateway [--port 8080] [--host 127.0.0.1] [--server HOST:PORT]... [--mirror URL]... [--public-url URL] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--memory 256MiB] [--parts-in-flight 2] [--write-timeout 30s] [--header-timeout 10s] [--quiet] [--data DIR | --etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts gateway --port 8080                       # then: curl -O http://127.0.0.1:8080/files/movie.mkv",
@@ -43,8 +45,10 @@ export async function run(args: string[]): Promise<number> {
     "write-timeout": { type: "string" },
     "header-timeout": { type: "string" },
     quiet: { type: "boolean", short: "q" },
+    ...ETCD_FLAGS,
   });
   const dir = resolveDataDir(stringFlag(flags, "data"));
+  const etcd = etcdTarget(flags);
   const port = intFlag(flags, "port", 0, 65535) ?? DEFAULT_GATEWAY_PORT;
   const hostname = stringFlag(flags, "host") ?? "127.0.0.1";
   const mirrors = listFlag(flags, "mirror").map((url) => _checkUrl(url, "--mirror"));
@@ -63,7 +67,19 @@ export async function run(args: string[]): Promise<number> {
   );
   const instanceTls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
   const quiet = boolFlag(flags, "quiet");
-  const source = dataDirSource(dir, listFlag(flags, "server"), mirrors);
+  let closeEtcd = () => {};
+  let source: GatewaySource;
+  if (etcd && listFlag(flags, "server").length === 0) {
+    // Every host's gateway announces itself in etcd; the instances are those alive there.
+    const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
+    const { etcdGatewaySource } = await import("../lib/gateway/etcd_gateway_source.ts");
+    const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
+    await cluster.requireSettings();
+    closeEtcd = () => cluster.close();
+    source = etcdGatewaySource(cluster, etcd, mirrors);
+  } else {
+    source = dataDirSource(dir, listFlag(flags, "server"), mirrors);
+  }
   // Fails early, with the usual message, when there is no cluster to serve.
   const servers = await source.servers();
 
@@ -103,6 +119,7 @@ export async function run(args: string[]): Promise<number> {
   await stopped.promise;
   stopListening();
   await gateway.stop();
+  closeEtcd();
   if (!quiet) console.log("fts gateway: stopped");
   return 0;
 }

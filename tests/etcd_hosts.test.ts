@@ -229,3 +229,33 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "etcd hosts: each host's gateway serves every file and its Metalink lists all three",
+  ignore: missingTool("etcd") || missingTool("ip") || missingTool("curl"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await _withCluster({ extra: ["--http", "8080"] }, async ({ net, dir, flags }) => {
+      const source = join(dir, "movie.bin");
+      await _randomFile(source, FILE_BYTES / 3);
+      const up = await net.fts(CLIENT, ["upload", source, ...flags, "--identity", join(dir, "id")]);
+      assert.equal(up.code, 0, up.stderr);
+      const gateways = net.hosts.slice(0, SERVER_HOSTS).map((h) => `http://${h.address}:8080`);
+      // From the client host: a download through the second host's gateway.
+      const out = join(dir, "curl.bin");
+      const got = await net.run(CLIENT, "curl", [
+        "-sSf",
+        "-o",
+        out,
+        `${gateways[1]}/files/movie.bin`,
+      ]);
+      assert.equal(got.code, 0, got.stderr);
+      assert.ok(await _sameBytes(source, out));
+      // Each gateway announced itself in etcd: the Metalink of any one names them all.
+      const meta = await net.run(CLIENT, "curl", ["-sSf", `${gateways[0]}/files/movie.bin.meta4`]);
+      assert.equal(meta.code, 0, meta.stderr);
+      for (const url of gateways) assert.ok(meta.stdout.includes(`${url}/files/movie.bin`), url);
+    });
+  },
+});
