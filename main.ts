@@ -3,6 +3,7 @@
  * the subcommand and decides the exit code; each command lives in commands/.
  */
 import { closestMatch } from "./lib/base/closest_match.ts";
+import { printable } from "./lib/base/printable.ts";
 import { causeChain, UsageError } from "./lib/wire/errors.ts";
 import { errorLine } from "./lib/ui/hints.ts";
 
@@ -123,7 +124,7 @@ export async function main(args: string[]): Promise<number> {
     // Scripts that asked for --json get the error as JSON on stdout too.
     const json = rest.includes("--json");
     if (error instanceof UsageError) {
-      console.error(`fts ${name}: ${error.message}`);
+      console.error(`fts ${name}: ${printable(error.message)}`);
       if (json) console.log(JSON.stringify({ ok: false, error: error.message, exitCode: 2 }));
       return 2;
     }
@@ -133,14 +134,15 @@ export async function main(args: string[]): Promise<number> {
       return 130;
     }
     // One line a person can act on; --verbose adds the cause chain.
-    const line = errorLine(error);
+    // Messages may quote names and replies from the network: escaped before printing.
+    const line = printable(errorLine(error));
     // A cause that only repeats the message ("No file named ...") is no news.
     const causes = causeChain(error).slice(1).filter((cause) => !line.includes(cause));
     console.error(
       `fts ${name}: ${line}` + (!verbose && causes.length > 0 ? " (--verbose for the cause)" : ""),
     );
     if (verbose) {
-      for (const cause of causes) console.error(`  caused by: ${cause}`);
+      for (const cause of causes) console.error(`  caused by: ${printable(cause)}`);
       if (error instanceof Error && error.stack) console.error(error.stack);
     }
     if (json) console.log(JSON.stringify({ ok: false, error: line, causes, exitCode: 1 }));

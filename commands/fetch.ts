@@ -14,12 +14,13 @@ import {
 import { resolveDataDir } from "../lib/state/config.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { fetchFile, type FetchProgress, MAX_PARALLEL } from "../lib/client/fetch.ts";
-import { validateFileName } from "../lib/state/manifest.ts";
+import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
 import { resolveServers } from "../lib/client/servers.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
+import { printable } from "../lib/base/printable.ts";
 
 export const USAGE =
   "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";
@@ -64,7 +65,8 @@ export async function run(args: string[]): Promise<number> {
     json: { type: "boolean" },
     ...ETCD_FLAGS,
   });
-  const [name = "", destArg] = expectPositionals(flags, 1, 2, USAGE);
+  const [typed = "", destArg] = expectPositionals(flags, 1, 2, USAGE);
+  const name = normalizeFileName(typed);
   try {
     validateFileName(name);
   } catch (cause) {
@@ -132,7 +134,9 @@ export async function run(args: string[]): Promise<number> {
       console.log(JSON.stringify({ ok: true, ...result }));
     } else if (!quiet) {
       console.log(
-        `fetched ${name} -> ${result.path}: ${formatBytes(result.size)}, ${result.parts} parts ` +
+        `fetched ${printable(name)} -> ${printable(result.path)}: ${
+          formatBytes(result.size)
+        }, ${result.parts} parts ` +
           `(${result.partsPresent} present, ${result.partsFetched} fetched, ${
             formatBytes(result.bytesReceived)
           } received), ${result.failovers} failovers, every part verified, ${

@@ -7,7 +7,7 @@ import {
   parseFlags,
   stringFlag,
 } from "../lib/cli/flags.ts";
-import { type FileEntry, validateFileName } from "../lib/state/manifest.ts";
+import { type FileEntry, normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { allSummaries, type ManifestStore } from "../lib/state/manifest_store.ts";
 import { locateFile, notFoundMessage } from "../lib/client/locate.ts";
@@ -22,6 +22,8 @@ import {
   TlsError,
 } from "../lib/wire/tls.ts";
 import { formatBytes } from "../lib/base/units.ts";
+import { displayWidth, padEndColumns, truncateColumns } from "../lib/base/display_width.ts";
+import { printable } from "../lib/base/printable.ts";
 
 export const USAGE =
   "fts ls [NAME] [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
@@ -55,12 +57,14 @@ function _printEntry(entry: FileEntry, json: boolean): void {
     return;
   }
   console.log(
-    `${entry.name}: ${formatBytes(entry.size)} in ${entry.parts.length} parts of ${
+    `${printable(entry.name)}: ${formatBytes(entry.size)} in ${entry.parts.length} parts of ${
       formatBytes(entry.partSize)
-    }, owner ${entry.owner}`,
+    }, owner ${printable(entry.owner)}`,
   );
   for (const [index, part] of entry.parts.entries()) {
-    console.log(`  part ${index}  ${part.digest.slice(0, 16)}  ${part.replicas.join(" ")}`);
+    console.log(
+      `  part ${index}  ${part.digest.slice(0, 16)}  ${printable(part.replicas.join(" "))}`,
+    );
   }
 }
 
@@ -97,7 +101,8 @@ export async function run(args: string[]): Promise<number> {
     "tls-ca": { type: "string" },
     ...ETCD_FLAGS,
   });
-  const [name] = expectPositionals(flags, 0, 1, USAGE);
+  const typed = expectPositionals(flags, 0, 1, USAGE)[0];
+  const name = typed === undefined ? undefined : normalizeFileName(typed);
   if (name !== undefined) {
     try {
       validateFileName(name);
@@ -155,13 +160,16 @@ function _printFiles(files: FileSummary[], json: boolean): number {
     console.log("no files");
     return 0;
   }
-  const width = Math.max(...files.map((f) => f.name.length), 4);
+  // Names and owners come from the network: escaped, and measured in terminal columns.
+  const names = files.map((f) => printable(f.name));
+  const width = Math.max(...names.map(displayWidth), 4);
   console.log(`${"NAME".padEnd(width)}  ${"SIZE".padStart(10)}  ${"PARTS".padStart(6)}  OWNER`);
-  for (const f of files) {
+  for (const [index, f] of files.entries()) {
+    const owner = printable(f.owner);
     console.log(
-      `${f.name.padEnd(width)}  ${formatBytes(f.size).padStart(10)}  ${
+      `${padEndColumns(names[index]!, width)}  ${formatBytes(f.size).padStart(10)}  ${
         String(f.parts).padStart(6)
-      }  ${f.owner.length > 24 ? f.owner.slice(0, 21) + "..." : f.owner}`,
+      }  ${displayWidth(owner) > 24 ? truncateColumns(owner, 21) + "..." : owner}`,
     );
   }
   return 0;

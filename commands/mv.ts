@@ -6,8 +6,9 @@ import {
   notFoundAfterLostReply,
   unconfirmedRename,
 } from "../lib/client/lost_reply.ts";
-import { validateFileName } from "../lib/state/manifest.ts";
+import { normalizeFileName, validateFileName, validateNewFileName } from "../lib/state/manifest.ts";
 import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
+import { printable } from "../lib/base/printable.ts";
 
 export const USAGE =
   "fts mv OLD NEW [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR]";
@@ -18,10 +19,14 @@ export const EXAMPLE = [
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, SIGNING_FLAGS);
-  const [from = "", to = ""] = expectPositionals(flags, 2, 2, USAGE);
+  const [typedFrom = "", typedTo = ""] = expectPositionals(flags, 2, 2, USAGE);
+  const from = normalizeFileName(typedFrom);
+  const to = normalizeFileName(typedTo);
   for (const [what, name] of [["Old name", from], ["New name", to]] as const) {
     try {
-      validateFileName(name);
+      // Only the new name must meet the rules for new names: an older one may be renamed away.
+      if (what === "New name") validateNewFileName(name);
+      else validateFileName(name);
     } catch (cause) {
       throw new UsageError(`${what}: ${(cause as Error).message}`, { cause });
     }
@@ -44,12 +49,12 @@ export async function run(args: string[]): Promise<number> {
       );
     }
     console.log(
-      `renamed ${from} -> ${to}: ${
+      `renamed ${printable(from)} -> ${printable(to)}: ${
         describeLostReply(lost)
-      }, and a retry found ${to} holding what ${from} held`,
+      }, and a retry found ${printable(to)} holding what ${printable(from)} held`,
     );
     return 0;
   }
-  console.log(`renamed ${from} -> ${to}`);
+  console.log(`renamed ${printable(from)} -> ${printable(to)}`);
   return 0;
 }

@@ -10,7 +10,7 @@ import {
 } from "../lib/cli/flags.ts";
 import { ensureConfig, resolveDataDir, validateConfig } from "../lib/state/config.ts";
 import { UsageError } from "../lib/wire/errors.ts";
-import { validateFileName } from "../lib/state/manifest.ts";
+import { normalizeFileName, validateNewFileName } from "../lib/state/manifest.ts";
 import { basename } from "../lib/base/paths.ts";
 import { preloadFiles } from "../lib/ops/preload.ts";
 import { Progress, reportMode } from "../lib/ui/progress.ts";
@@ -48,9 +48,9 @@ export async function run(args: string[]): Promise<number> {
 
   // Check every name and file before storing anything.
   const jobs = files.map((path) => {
-    const name = as ?? basename(path);
+    const name = normalizeFileName(as ?? basename(path));
     try {
-      validateFileName(name);
+      validateNewFileName(name);
     } catch (cause) {
       throw new UsageError(`Bad file name for ${path}: ${(cause as Error).message}`, { cause });
     }

@@ -5,8 +5,9 @@ import {
   lookupEntry,
   notFoundAfterLostReply,
 } from "../lib/client/lost_reply.ts";
-import { validateFileName } from "../lib/state/manifest.ts";
+import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
 import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
+import { printable } from "../lib/base/printable.ts";
 
 export const USAGE =
   "fts rm NAME [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR]";
@@ -17,7 +18,7 @@ export const EXAMPLE = [
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, SIGNING_FLAGS);
-  const [name = ""] = expectPositionals(flags, 1, 1, USAGE);
+  const name = normalizeFileName(expectPositionals(flags, 1, 1, USAGE)[0] ?? "");
   try {
     validateFileName(name);
   } catch (cause) {
@@ -34,12 +35,14 @@ export async function run(args: string[]): Promise<number> {
     // Success only when the file was seen before: else "gone" may mean "never there".
     if (lost === undefined || before === undefined || before === "absent") throw error;
     console.log(
-      `removed ${name}: ${describeLostReply(lost)}, and a retry found the file already gone`,
+      `removed ${printable(name)}: ${
+        describeLostReply(lost)
+      }, and a retry found the file already gone`,
     );
     return 0;
   }
   console.log(
-    `removed ${name}: ${reply.partsFreed ?? 0} parts no other file uses were freed ` +
+    `removed ${printable(name)}: ${reply.partsFreed ?? 0} parts no other file uses were freed ` +
       `(${reply.copiesFreed ?? 0} stored copies)`,
   );
   return 0;

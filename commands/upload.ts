@@ -10,7 +10,7 @@ import {
   stringFlag,
 } from "../lib/cli/flags.ts";
 import { UsageError } from "../lib/wire/errors.ts";
-import { validateFileName } from "../lib/state/manifest.ts";
+import { normalizeFileName, validateNewFileName } from "../lib/state/manifest.ts";
 import { basename } from "../lib/base/paths.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
 import { signingContext } from "../lib/client/signed_client.ts";
@@ -63,9 +63,9 @@ export async function run(args: string[]): Promise<number> {
     json: { type: "boolean" },
   });
   const [path = ""] = expectPositionals(flags, 1, 1, USAGE);
-  const name = stringFlag(flags, "as") ?? basename(path);
+  const name = normalizeFileName(stringFlag(flags, "as") ?? basename(path));
   try {
-    validateFileName(name);
+    validateNewFileName(name);
   } catch (cause) {
     throw new UsageError(`Bad file name for ${path}: ${(cause as Error).message}`, { cause });
   }

@@ -18,6 +18,7 @@ import {
   OPERATOR_OWNER,
   parseFileEntry,
   validateFileName,
+  validateNewFileName,
 } from "../state/manifest.ts";
 import { type Locker, type ManifestStore, PARTS_LOCK } from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
@@ -34,9 +35,10 @@ import { PartStore } from "../state/store.ts";
 /** Missing copies named in a MISSING_PARTS message, at most. */
 const MAX_LISTED_MISSING = 10;
 
-function _checkName(name: string, what = "File name"): string {
+/** Checks a name; a name a file is about to get (`isNew`) also by validateNewFileName. */
+function _checkName(name: string, what = "File name", isNew = false): string {
   try {
-    return validateFileName(name);
+    return isNew ? validateNewFileName(name) : validateFileName(name);
   } catch (cause) {
     throw new ProtocolError("BAD_NAME", `${what}: ${(cause as Error).message}`, { cause });
   }
@@ -155,7 +157,7 @@ export class Mutations {
     if ((await sha256Hex(body)) !== request.bodyDigest) {
       throw new ProtocolError("UNAUTHORIZED", "Body of file.publish does not match its bodyDigest");
     }
-    const name = _checkName(request.name);
+    const name = _checkName(request.name, "File name", true);
     const view = await this.#context.view();
     const entry = this.#parseEntry(request, body, signer, view);
     // Under the parts lock, so that freeing parts cannot slip in between check and publish.
@@ -287,7 +289,7 @@ export class Mutations {
   async rename(request: RequestOf<"file.rename">): Promise<ReplyOf<"file.rename">> {
     const signer = await this.#authenticate(request);
     const name = _checkName(request.name);
-    const to = _checkName(request.to, "New name");
+    const to = _checkName(request.to, "New name", true);
     // Under the parts lock, as remove() says why.
     const { revision } = await this.#locker.withLock(
       PARTS_LOCK,

@@ -6,6 +6,7 @@
  */
 import { DIGEST_PATTERN, XXH128_PATTERN } from "../hash/digest_patterns.ts";
 import { sha256HexSync } from "../hash/sha256.ts";
+import { hasUnprintable, printable } from "../base/printable.ts";
 
 export const MANIFEST_FORMAT = "fts-manifest";
 export const MANIFEST_VERSION = 1;
@@ -57,6 +58,34 @@ export function validateFileName(name: unknown): string {
     throw new TypeError(`File name ${JSON.stringify(name)} contains a control character`);
   }
   return name;
+}
+
+/**
+ * Checks a name a file is about to get (upload, preload, rename): besides
+ * validateFileName's rules, no C1 control or bidirectional mark (invisible,
+ * and able to reorder or hide what a terminal shows), and Unicode NFC, so that
+ * two names that look the same are the same name. Names already stored are
+ * read with validateFileName alone, so that older manifests still load.
+ */
+export function validateNewFileName(name: unknown): string {
+  const checked = validateFileName(name);
+  if (hasUnprintable(checked)) {
+    throw new TypeError(
+      `File name "${printable(checked)}" contains a C1 control or bidirectional character`,
+    );
+  }
+  if (checked.normalize("NFC") !== checked) {
+    throw new TypeError(`File name "${printable(checked)}" is not in Unicode NFC form`);
+  }
+  return checked;
+}
+
+/**
+ * A name typed by a user, in the form the cluster stores names: NFC, so that
+ * "e" + combining acute finds the file uploaded as the precomposed "é".
+ */
+export function normalizeFileName(name: string): string {
+  return name.normalize("NFC");
 }
 
 /** The content id of a list of parts: changes whenever any byte of the file would. */

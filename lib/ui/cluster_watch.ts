@@ -11,6 +11,7 @@ import { type HealStatus } from "../ops/heal.ts";
 import { clusterStatus, type StatusReport } from "../ops/status.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { formatBytes } from "../base/units.ts";
+import { printable } from "../base/printable.ts";
 
 /** How often the watch asks every instance for its counters. */
 export const DEFAULT_WATCH_INTERVAL_MS = 1_000;
@@ -219,16 +220,19 @@ export function snapshotEvents(
     const then = files.get(f.name);
     if (!then || then.health === f.health) continue;
     if (f.health === "healthy") {
-      say("good", `${f.name} healthy again: every part has ${next.replicas} live replicas`);
+      say(
+        "good",
+        `${printable(f.name)} healthy again: every part has ${next.replicas} live replicas`,
+      );
     } else if (f.health === "degraded") {
       say(
         "warn",
-        `${f.name} degraded: ${
+        `${printable(f.name)} degraded: ${
           _plural(f.underReplicatedParts, "part")
         } below R=${next.replicas} (fewest live replicas ${f.minLiveReplicas})`,
       );
     } else {
-      say("bad", `${f.name} LOST: ${_plural(f.lostParts, "part")} with no live replica`);
+      say("bad", `${printable(f.name)} LOST: ${_plural(f.lostParts, "part")} with no live replica`);
     }
   }
   events.push(..._healEvents(previous.healing, next.healing, at));

@@ -12,6 +12,8 @@ import {
   type WatchEvent,
   type WatchSnapshot,
 } from "./cluster_watch.ts";
+import { displayWidth, padEndColumns } from "../base/display_width.ts";
+import { printable } from "../base/printable.ts";
 import { padVisible, paint, type Style, truncateVisible } from "../base/terminal.ts";
 import { formatBytes, formatDuration } from "../base/units.ts";
 
@@ -138,7 +140,7 @@ function _fileLine(
     : f.health === "degraded"
     ? `degraded: ${f.underReplicatedParts} parts below R`
     : "healthy";
-  return `  ${f.name.padEnd(nameWidth)}  ${formatBytes(f.size).padStart(10)}  ${
+  return `  ${padEndColumns(printable(f.name), nameWidth)}  ${formatBytes(f.size).padStart(10)}  ${
     String(f.parts).padStart(5)
   } parts  ${f.minLiveReplicas}/${replicas} live  ${
     paint(health, starting ? "dim" : HEALTH_STYLES[f.health], color)
@@ -218,7 +220,10 @@ export function renderLiveView(
       order[a.health] - order[b.health] || a.name.localeCompare(b.name)
     );
     const listed = shown < s.files.length ? Math.max(0, shown - 1) : shown;
-    const nameWidth = Math.max(4, ...files.slice(0, listed).map((f) => f.name.length));
+    const nameWidth = Math.max(
+      4,
+      ...files.slice(0, listed).map((f) => displayWidth(printable(f.name))),
+    );
     for (const f of files.slice(0, listed)) {
       fileLines.push(_fileLine(f, s.replicas, nameWidth, color, starting));
     }

@@ -17,9 +17,11 @@ import {
   paint,
   terminalSize,
   truncateVisible,
+  visibleLength,
   writeAllSync,
 } from "../base/terminal.ts";
 import { formatBytes, formatDuration } from "../base/units.ts";
+import { printable } from "../base/printable.ts";
 
 /** bar: redrawn in place on a terminal; plain: a line now and then; json: JSON lines. */
 export type ReportMode = "bar" | "plain" | "json" | "quiet";
@@ -97,7 +99,9 @@ function _etaText(rate: Rate): string {
 }
 
 /** One line for logs: what a plain (non-terminal) report prints every few seconds. */
-export function formatProgressLine(s: ProgressState, rate: Rate): string {
+export function formatProgressLine(state: ProgressState, rate: Rate): string {
+  // The label holds a file name: shown escaped, like every name.
+  const s = { ...state, label: printable(state.label) };
   if (s.activity !== undefined) return `${s.label}: ${s.activity}`;
   const present = s.bytesPresent ?? 0;
   const todo = s.bytesTotal - present;
@@ -112,11 +116,12 @@ export function formatProgressLine(s: ProgressState, rate: Rate): string {
  * for bytes that were present, `#` for bytes done now, `-` for the rest.
  */
 export function renderProgressBar(
-  s: ProgressState,
+  state: ProgressState,
   rate: Rate,
   columns: number,
   color = false,
 ): string {
+  const s = { ...state, label: printable(state.label) };
   if (s.activity !== undefined) return truncateVisible(`${s.label}: ${s.activity}`, columns - 1);
   const present = s.bytesPresent ?? 0;
   const todo = s.bytesTotal - present;
@@ -132,10 +137,11 @@ export function renderProgressBar(
     (partsPresent > 0 ? ` (${partsPresent} present)` : ""),
     ...(s.note ? [s.note] : []),
   ];
-  const room = columns - 1 - s.label.length - 4 - 10;
-  while (fields.length > 1 && fields.join("  ").length > room) fields.pop();
+  const label = visibleLength(s.label);
+  const room = columns - 1 - label - 4 - 10;
+  while (fields.length > 1 && visibleLength(fields.join("  ")) > room) fields.pop();
   const numbers = fields.join("  ");
-  const width = Math.max(10, Math.min(40, columns - 1 - s.label.length - 4 - numbers.length));
+  const width = Math.max(10, Math.min(40, columns - 1 - label - 4 - visibleLength(numbers)));
   const scale = s.bytesTotal > 0 ? width / s.bytesTotal : 0;
   const presentCells = s.bytesTotal > 0 ? Math.round(present * scale) : 0;
   const doneCells = s.bytesTotal > 0

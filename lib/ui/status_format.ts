@@ -6,6 +6,8 @@
  */
 import { type StatusReport } from "../ops/status.ts";
 import { formatBytes, formatDuration } from "../base/units.ts";
+import { displayWidth, padEndColumns } from "../base/display_width.ts";
+import { printable } from "../base/printable.ts";
 
 /** A status report as lines for people. */
 export function formatStatus(report: StatusReport): string {
@@ -21,7 +23,7 @@ export function formatStatus(report: StatusReport): string {
     lines.push("files: none");
   } else {
     lines.push(`files (R=${report.replicas}):`);
-    const width = Math.max(...report.files.map((f) => f.name.length), 4);
+    const width = Math.max(...report.files.map((f) => displayWidth(printable(f.name))), 4);
     for (const f of report.files) {
       const health = f.lostParts > 0
         ? `LOST: ${f.lostParts} parts have no live replica (${_partList(f.lostPartNumbers)})`
@@ -31,7 +33,7 @@ export function formatStatus(report: StatusReport): string {
         })`
         : "healthy";
       lines.push(
-        `  ${f.name.padEnd(width)}  ${formatBytes(f.size).padStart(10)}  ${
+        `  ${padEndColumns(printable(f.name), width)}  ${formatBytes(f.size).padStart(10)}  ${
           String(f.parts).padStart(6)
         } parts  min live replicas ${f.minLiveReplicas}/${report.replicas}  ${health}`,
       );

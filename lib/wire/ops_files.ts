@@ -76,6 +76,17 @@ export const FILE_OPS = opFamily({
     }),
     replyBody: (value) => {
       if (!Array.isArray(value)) throw new ProtocolError("BAD_FRAME", "file list is not a list");
+      // Printed and sorted by ls: each field must be what it claims to be.
+      for (const [index, item] of value.entries()) {
+        const f = item as Record<string, unknown> | null;
+        if (
+          typeof f !== "object" || f === null || typeof f.name !== "string" ||
+          typeof f.owner !== "string" || typeof f.created !== "string" ||
+          !Number.isSafeInteger(f.size) || !Number.isSafeInteger(f.parts)
+        ) {
+          throw new ProtocolError("BAD_FRAME", `file list item ${index} is malformed`);
+        }
+      }
       return value as FileSummary[];
     },
   }),
