@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { snapshotEvents, toSnapshot, type WatchSnapshot } from "../lib/ui/cluster_watch.ts";
 import { renderLiveView } from "../lib/ui/live_view.ts";
+import { displayWidth } from "../lib/base/display_width.ts";
 import { type StatusReport } from "../lib/ops/status.ts";
 import {
   freePortRange,
@@ -159,6 +160,41 @@ function _snapshot(): WatchSnapshot {
   );
   return snapshot;
 }
+
+Deno.test("renderLiveView() lines file columns up and fits the screen with CJK, emoji and accents", () => {
+  const names = [
+    "plain.bin",
+    "日本語のファイル.bin",
+    "😀 party.bin",
+    "cafe\u0301\u0301.bin",
+    "ｆｕｌｌ.bin",
+  ];
+  const model = {
+    title: "fts cluster 日本語 😀 R=3",
+    snapshot: toSnapshot(
+      _report(
+        [{ id: "9001", up: true, counters: idle }],
+        names.map((name) => ({ name, minLiveReplicas: 3 })),
+      ),
+      Date.now(),
+    ),
+    events: [{ at: Date.now(), level: "info" as const, text: `日本語 ${"😀".repeat(40)}` }],
+    prompt: { input: "", help: "quit" },
+    now: Date.now(),
+  };
+  for (const columns of [30, 60, 100]) {
+    const lines = renderLiveView(model, { columns, rows: 30 }, false);
+    for (const line of lines) {
+      assert.ok(displayWidth(line) <= columns, `${displayWidth(line)} > ${columns}: ${line}`);
+    }
+  }
+  const lines = renderLiveView(model, { columns: 120, rows: 30 }, false);
+  const sizeColumns = lines.filter((line) => line.includes("4.0 MiB")).map((line) =>
+    displayWidth(line.slice(0, line.indexOf("4.0 MiB")))
+  );
+  assert.equal(sizeColumns.length, names.length);
+  assert.equal(new Set(sizeColumns).size, 1, `sizes start at columns ${sizeColumns}`);
+});
 
 Deno.test("renderLiveView() fits any terminal, keeps trouble in view, and paints only with colour", () => {
   const events = Array.from({ length: 40 }, (_, i) => ({

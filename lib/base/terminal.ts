@@ -2,6 +2,7 @@
  * What a terminal can show: whether a stream is one, whether to colour, its
  * size, and the few ANSI sequences the progress bar and the live view use.
  */
+import { displayWidth, truncateColumns } from "./display_width.ts";
 
 export const ESC = "\x1b";
 /** Clears from the cursor to the end of the line. */
@@ -56,32 +57,33 @@ export function paint(text: string, style: Style, color: boolean): string {
 // deno-lint-ignore no-control-regex
 const _ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
+// deno-lint-ignore no-control-regex
+const _ANSI_SPLIT = /(\x1b\[[0-9;?]*[A-Za-z])/;
+
 export function stripAnsi(text: string): string {
   return text.replace(_ANSI, "");
 }
 
-/** The width a line takes on screen (escape codes take none). */
+/** The terminal columns a line takes (escape codes take none, a CJK character two). */
 export function visibleLength(text: string): number {
-  return stripAnsi(text).length;
+  return displayWidth(stripAnsi(text));
 }
 
-/** Cuts a line to `columns` visible characters, keeping escape codes intact. */
+/** Cuts a line to `columns` terminal columns, keeping escape codes intact. */
 export function truncateVisible(text: string, columns: number): string {
   if (visibleLength(text) <= columns) return text;
   let out = "";
   let shown = 0;
-  let index = 0;
-  while (index < text.length && shown < columns) {
-    _ANSI.lastIndex = index;
-    const match = text[index] === ESC ? _ANSI.exec(text) : null;
-    if (match && match.index === index) {
-      out += match[0];
-      index += match[0].length;
+  // Odd pieces are the escape codes, even ones the text between them.
+  for (const [index, piece] of text.split(_ANSI_SPLIT).entries()) {
+    if (index % 2 === 1) {
+      out += piece;
       continue;
     }
-    out += text[index];
-    shown++;
-    index++;
+    const cut = truncateColumns(piece, columns - shown);
+    out += cut;
+    shown += displayWidth(cut);
+    if (cut !== piece) break;
   }
   // Close any style left open by the cut.
   return text.includes(ESC) ? out + `${ESC}[0m` : out;
