@@ -199,7 +199,7 @@ export async function run(args: string[]): Promise<number> {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
-      server.accept(conn);
+      server.accept(conn, (conn.remoteAddr as Deno.NetAddr).hostname);
     }
   } finally {
     await leave?.().catch(() => {});

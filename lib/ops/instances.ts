@@ -1,6 +1,6 @@
 /** Finding instances: their pid files, whether they answer, and the supervisor's control channel. */
 import { type ClusterConfig, dataPaths, instancePorts } from "../state/config.ts";
-import { UsageError } from "../wire/errors.ts";
+import { ProtocolError, UsageError } from "../wire/errors.ts";
 import { processAlive, processCommandLine, readJsonFile } from "../base/fs_util.ts";
 import { basename } from "../base/paths.ts";
 import { Peer } from "../client/peer.ts";
@@ -52,11 +52,19 @@ export interface Probe {
   id: string;
   address: string;
   up: boolean;
+  /**
+   * It answered BUSY: running and holding its copies, but full of connections
+   * (so no stats). Counted as up.
+   */
+  busy?: boolean;
   stats?: Record<string, unknown>;
   error?: string;
 }
 
-/** Asks every address for its stats at once; a silent one counts as down after the timeout. */
+/**
+ * Asks every address for its stats at once; a silent one counts as down
+ * after the timeout, one that answers BUSY as up and busy.
+ */
 export async function probeInstances(
   instances: { id: string; address: string }[],
   timeoutMs = 1_500,
@@ -73,6 +81,9 @@ export async function probeInstances(
       const stats = await peer.stats();
       return { id, address, up: true, stats };
     } catch (error) {
+      if (error instanceof ProtocolError && error.code === "BUSY") {
+        return { id, address, up: true, busy: true, error: error.message };
+      }
       return {
         id,
         address,

@@ -14,6 +14,8 @@ export interface StatusReport {
     id: string;
     address: string;
     up: boolean;
+    /** Up, but it refused the probe with BUSY: every connection slot is taken. */
+    busy?: boolean;
     partsServed?: number;
     bytesServed?: number;
     /** Every numeric counter the instance's stats op returned (lib/server/server.ts ServerCounters). */
@@ -117,6 +119,7 @@ export async function statusOf(
       id: p.id,
       address: p.address,
       up: p.up,
+      ...(p.busy ? { busy: true } : {}),
       ...(typeof p.stats?.partsServed === "number" ? { partsServed: p.stats.partsServed } : {}),
       ...(typeof p.stats?.bytesServed === "number" ? { bytesServed: p.stats.bytesServed } : {}),
       ...(p.stats ? { counters: _numericCounters(p.stats) } : {}),

@@ -46,6 +46,33 @@ export async function sendAndClose(conn: Connection, header: Header): Promise<vo
   }
 }
 
+/**
+ * Refuses a connection with one frame (BUSY), then reads what the client sent
+ * meanwhile (its hello) for at most `drainMs` before closing: closing with
+ * unread bytes makes the kernel send a reset, which can destroy the refusal
+ * before the client reads it, and a client would then call a busy instance
+ * down rather than busy.
+ */
+export async function refuseAndClose(
+  conn: Connection,
+  header: Header,
+  drainMs: number,
+): Promise<void> {
+  const cancel = deadline(drainMs, () => closeQuietly(conn));
+  try {
+    await writeAll(conn, encodeFrame(header));
+    await conn.read(new Uint8Array(_REFUSAL_DRAIN_BYTES));
+  } catch {
+    // The peer is gone, or the deadline closed it.
+  } finally {
+    cancel();
+    closeQuietly(conn);
+  }
+}
+
+/** Enough for a hello frame, which is all a refused client sends before reading. */
+const _REFUSAL_DRAIN_BYTES = 64 * 1024;
+
 /** Runs `onExpire` (which should abort the operation) if `promise` is not settled in time. */
 export async function withDeadline<T>(
   promise: Promise<T>,

@@ -27,6 +27,20 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
   maxConnections: 128,
 };
 
+/**
+ * The share of maxConnections that connections from one client address may
+ * hold at once: a client that opens many connections (or a buggy loop) is
+ * told BUSY before it takes every slot, and others keep room.
+ */
+export const ADDRESS_CONNECTION_SHARE = 0.5;
+/** How long a refused connection is read before it is closed (see refuseAndClose). */
+export const REFUSAL_DRAIN_MS = 500;
+
+/** Connections one client address may hold at once under `limits`. */
+export function connectionsPerAddress(limits: ServerLimits): number {
+  return Math.max(1, Math.floor(limits.maxConnections * ADDRESS_CONNECTION_SHARE));
+}
+
 /** Small counters that tests and `fts status` read. */
 export interface ServerCounters {
   connections: number;

@@ -28,14 +28,17 @@ import {
   type Connection,
   type ConnectionState,
   isDisconnect,
+  refuseAndClose,
   sendAndClose,
   withDeadline,
 } from "./connection.ts";
 import {
+  connectionsPerAddress,
   DEFAULT_LIMITS,
   type Exchange,
   type Handler,
   type Instance,
+  REFUSAL_DRAIN_MS,
   type ServerCounters,
   type ServerLimits,
 } from "./handler.ts";
@@ -87,6 +90,8 @@ export class Server {
     partsVerified: 0,
   };
   readonly #open = new Set<Connection>();
+  /** Connections being served, by client address. */
+  readonly #perAddress = new Map<string, number>();
   /** What the handlers see of this server. */
   readonly #instance: Instance;
 
@@ -114,17 +119,39 @@ export class Server {
     };
   }
 
-  /** Accepts a new connection: serves it, or refuses it when at the limit. */
-  async accept(conn: Connection): Promise<void> {
+  /**
+   * Accepts a new connection from `address` (the client's IP): serves it,
+   * or refuses it with BUSY when the instance, or that address's share of
+   * it (connectionsPerAddress), is full.
+   */
+  async accept(conn: Connection, address?: string): Promise<void> {
+    const fromAddress = address === undefined ? 0 : this.#perAddress.get(address) ?? 0;
+    let refusal: string | undefined;
     if (this.counters.activeConnections >= this.limits.maxConnections) {
+      refusal = "Too many connections; try another instance";
+    } else if (fromAddress >= connectionsPerAddress(this.limits)) {
+      refusal = `Too many connections from ${address} (${fromAddress} of the ${
+        connectionsPerAddress(this.limits)
+      } one address may hold); close some or try another instance`;
+    }
+    if (refusal !== undefined) {
       this.counters.refusedConnections++;
-      await sendAndClose(
+      await refuseAndClose(
         conn,
-        errorHeader(new ProtocolError("BUSY", "Too many connections; try another instance")),
+        errorHeader(new ProtocolError("BUSY", refusal)),
+        REFUSAL_DRAIN_MS,
       );
       return;
     }
-    await this.handle(conn);
+    if (address === undefined) return await this.handle(conn);
+    this.#perAddress.set(address, fromAddress + 1);
+    try {
+      await this.handle(conn);
+    } finally {
+      const left = (this.#perAddress.get(address) ?? 1) - 1;
+      if (left > 0) this.#perAddress.set(address, left);
+      else this.#perAddress.delete(address);
+    }
   }
 
   /** Serves one connection until the peer leaves, errs or idles out. Never throws. */

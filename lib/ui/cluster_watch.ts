@@ -97,7 +97,9 @@ export function toSnapshot(
     const out = seconds > 0 ? grew("bytesServed") / seconds : 0;
     const inbound = seconds > 0 ? grew("bytesStored") / seconds : 0;
     const lastBusyAt = out > 0 || inbound > 0 ? at : probe.up ? old?.lastBusyAt : undefined;
-    const busy = lastBusyAt !== undefined && at - lastBusyAt <= BUSY_HOLD_MS;
+    // Refusing connections (BUSY) is the busiest an instance gets.
+    const busy = probe.busy === true ||
+      (lastBusyAt !== undefined && at - lastBusyAt <= BUSY_HOLD_MS);
     const supervised = states?.[probe.id];
     let state: InstanceState = probe.up ? (busy ? "busy" : "up") : "down";
     if (supervised === "starting" && !probe.up) state = "starting";

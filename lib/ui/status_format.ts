@@ -13,11 +13,13 @@ import { printable } from "../base/printable.ts";
 export function formatStatus(report: StatusReport): string {
   const up = report.instances.filter((i) => i.up);
   const down = report.instances.filter((i) => !i.up);
+  const busy = report.instances.filter((i) => i.busy);
   const lines = [
     `instances: ${up.length}/${report.instances.length} up` +
-    (down.length > 0 ? `; down: ${down.map((i) => i.id).join(", ")}` : ""),
+    (down.length > 0 ? `; down: ${down.map((i) => i.id).join(", ")}` : "") +
+    (busy.length > 0 ? `; busy (every connection taken): ${busy.map((i) => i.id).join(", ")}` : ""),
   ];
-  const grid = report.instances.map((i) => (i.up ? "#" : ".")).join("");
+  const grid = report.instances.map((i) => (i.busy ? "B" : i.up ? "#" : ".")).join("");
   for (let i = 0; i < grid.length; i += 50) lines.push(`  ${grid.slice(i, i + 50)}`);
   if (report.files.length === 0) {
     lines.push("files: none");

@@ -1,0 +1,87 @@
+/**
+ * The limits a shared cluster needs, tried as a greedy or hostile client
+ * would on real instances: one client address cannot take every connection
+ * slot, and an instance full of connections shows as busy, not down.
+ */
+import assert from "node:assert/strict";
+import net from "node:net";
+import { join } from "node:path";
+import { Peer } from "../lib/client/peer.ts";
+import { startDirectCluster } from "./direct_cluster.ts";
+import { assertSameFile } from "./harness.ts";
+import { HELLO } from "./hostile_wire.ts";
+
+/** What became of a connection: refused with BUSY, or still open and served. */
+type Fate = "BUSY" | "open" | "closed";
+
+/**
+ * Opens `count` connections to `port` from the source address `from` (any
+ * 127.0.0.0/8 address: loopback accepts them all), each sending a hello, and
+ * tells after `settleMs` what became of each. Deno.connect cannot pick a
+ * source address; node:net's localAddress can.
+ */
+async function _flood(
+  from: string,
+  port: number,
+  count: number,
+  settleMs = 1_500,
+): Promise<{ fates: Fate[]; sockets: net.Socket[] }> {
+  const sockets: net.Socket[] = [];
+  const fates: Fate[] = Array(count).fill("open");
+  for (let i = 0; i < count; i++) {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
+    let heard = "";
+    socket.on("connect", () => socket.write(HELLO));
+    socket.on("data", (chunk: Uint8Array) => {
+      heard += new TextDecoder().decode(chunk);
+      if (heard.includes('"BUSY"')) fates[i] = "BUSY";
+    });
+    socket.on("close", () => {
+      if (fates[i] === "open") fates[i] = "closed";
+    });
+    socket.on("error", () => {});
+    sockets.push(socket);
+  }
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  return { fates, sockets };
+}
+
+Deno.test("limits: one address flooding 12 connections at --max-connections 8 gets 4; others are served; a full instance shows busy", async () => {
+  const cluster = await startDirectCluster({
+    servers: 2,
+    replicas: 2,
+    files: { "a.bin": 300_000 },
+    serveArgs: ["--max-connections", "8"],
+  });
+  const sockets: net.Socket[] = [];
+  try {
+    const port = cluster.ports[0]!;
+    const greedy = await _flood("127.0.0.2", port, 12);
+    sockets.push(...greedy.sockets);
+    const count = (fate: Fate) => greedy.fates.filter((f) => f === fate).length;
+    // Half of the slots for one address: 4 served, 8 told BUSY.
+    assert.equal(count("open"), 4, greedy.fates.join(","));
+    assert.equal(count("BUSY"), 8, greedy.fates.join(","));
+    // Another client still gets in, and a fetch from this instance works.
+    const peer = await Peer.connect(`127.0.0.1:${port}`);
+    await peer.ping();
+    peer.close();
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const fetched = await cluster.fts(["fetch", "a.bin", dest, "--server", `127.0.0.1:${port}`]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await assertSameFile(join(dest, "a.bin"), cluster.source("a.bin"));
+    // Two greedy addresses together fill it: status calls it busy, not down.
+    const second = await _flood("127.0.0.3", port, 4);
+    sockets.push(...second.sockets);
+    assert.deepEqual(second.fates, ["open", "open", "open", "open"]);
+    const status = await cluster.fts(["status"]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /instances: 2\/2 up; busy \(every connection taken\): (\d+)/);
+    assert.match(status.stdout, new RegExp(`busy \\(every connection taken\\): ${port}\\b`));
+    assert.match(status.stdout, /a\.bin .* min live replicas 2\/2 +healthy/);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await cluster.stop();
+  }
+});
