@@ -18,7 +18,7 @@ import { PartStore } from "../lib/state/store.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
-  "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR] [--etcd URLS --host ADDR [--store DIR] [--zone NAME] [--cluster NAME]]";
+  "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--verify-rate 64MiB] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR] [--etcd URLS --host ADDR [--store DIR] [--zone NAME] [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts serve --port 9001 --data ./fts-data",
@@ -40,6 +40,7 @@ export async function run(args: string[]): Promise<number> {
     "idle-timeout": { type: "string" },
     "request-timeout": { type: "string" },
     "max-connections": { type: "string" },
+    "verify-rate": { type: "string" },
     "limit-rate": { type: "string" },
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
@@ -68,6 +69,10 @@ export async function run(args: string[]): Promise<number> {
   const requestTimeoutMs = durationFlag(flags, "request-timeout");
   const maxConnections = intFlag(flags, "max-connections", 1, 100_000);
   const limitRate = sizeFlag(flags, "limit-rate");
+  const verifyBytesPerSecond = sizeFlag(flags, "verify-rate");
+  if (verifyBytesPerSecond !== undefined && verifyBytesPerSecond < 1024) {
+    throw new UsageError("--verify-rate must be at least 1KiB");
+  }
   if (limitRate !== undefined && limitRate < 1024) {
     throw new UsageError("--limit-rate must be at least 1KiB");
   }
@@ -112,6 +117,7 @@ export async function run(args: string[]): Promise<number> {
     ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
     ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
     ...(maxConnections !== undefined ? { maxConnections } : {}),
+    ...(verifyBytesPerSecond !== undefined ? { verifyBytesPerSecond } : {}),
   };
   const rate = limitRate !== undefined ? { limitRateBytesPerSecond: limitRate } : {};
   const storeDir = stringFlag(flags, "store");

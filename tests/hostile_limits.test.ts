@@ -1,14 +1,15 @@
 /**
  * The limits a shared cluster needs, tried as a greedy or hostile client
  * would on real instances: one client address cannot take every connection
- * slot, and an instance full of connections shows as busy, not down.
+ * slot, an instance full of connections shows as busy, not down, and a
+ * flood of part.verify cannot make an instance hash faster than its bound.
  */
 import assert from "node:assert/strict";
 import net from "node:net";
 import { join } from "node:path";
 import { Peer } from "../lib/client/peer.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
-import { assertSameFile } from "./harness.ts";
+import { assertSameFile, readManifestJson } from "./harness.ts";
 import { HELLO } from "./hostile_wire.ts";
 
 /** What became of a connection: refused with BUSY, or still open and served. */
@@ -82,6 +83,49 @@ Deno.test("limits: one address flooding 12 connections at --max-connections 8 ge
     assert.match(status.stdout, /a\.bin .* min live replicas 2\/2 +healthy/);
   } finally {
     for (const socket of sockets) socket.destroy();
+    await cluster.stop();
+  }
+});
+
+Deno.test("limits: 6 connections flooding part.verify of 1 MiB parts for 3 s hash at most --verify-rate 2MiB/s", async () => {
+  const MiB = 1024 * 1024;
+  const cluster = await startDirectCluster({
+    servers: 1,
+    replicas: 1,
+    partSize: "1MiB",
+    files: { "big.bin": 8 * MiB },
+    serveArgs: ["--verify-rate", "2MiB"],
+  });
+  const peers: Peer[] = [];
+  try {
+    const address = `127.0.0.1:${cluster.ports[0]}`;
+    const digests = (await readManifestJson(cluster.dir)).files["big.bin"]!.parts.map((p) =>
+      p.digest
+    );
+    // Requests wait their turn for the budget: a patient client, like the scrub.
+    for (let i = 0; i < 6; i++) peers.push(await Peer.connect(address, { stallTimeoutMs: 30_000 }));
+    const started = performance.now();
+    const floodMs = 3_000;
+    let answered = 0;
+    await Promise.all(peers.map(async (peer, i) => {
+      for (let n = i; performance.now() - started < floodMs; n++) {
+        assert.equal(await peer.verifyPart(digests[n % digests.length]!), "ok");
+        answered++;
+      }
+    }));
+    const seconds = (performance.now() - started) / 1000;
+    const stats = await Peer.connect(address);
+    const verified = Number((await stats.stats()).partsVerified);
+    stats.close();
+    // 2 MiB/s of 1 MiB parts, plus one for the burst the budget starts with.
+    const bound = Math.ceil(2 * seconds) + 1;
+    assert.ok(verified >= 1 && answered === verified, `${answered} answered, ${verified} hashed`);
+    assert.ok(
+      verified <= bound,
+      `${verified} parts hashed in ${seconds.toFixed(1)} s (bound ${bound})`,
+    );
+  } finally {
+    for (const peer of peers) peer.close();
     await cluster.stop();
   }
 });

@@ -23,6 +23,8 @@ export interface ConnectionState {
   greeted: boolean;
   /** Reused for every part.get on the connection, allocated on the first. */
   dataBuffer: Uint8Array | undefined;
+  /** The client's IP, when the listener told it. */
+  address?: string | undefined;
 }
 
 /** Thrown when the only honest signal left is to drop the connection without a word. */

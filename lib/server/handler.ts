@@ -19,12 +19,19 @@ export interface ServerLimits {
   requestTimeoutMs: number;
   /** Connections served at once; more get BUSY and are closed. */
   maxConnections: number;
+  /**
+   * Bytes of stored parts that part.verify re-hashes per second for one
+   * client address: anyone who can connect may ask, and must not be able
+   * to keep the instance hashing at full speed.
+   */
+  verifyBytesPerSecond: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
   idleTimeoutMs: 60_000,
   requestTimeoutMs: 10_000,
   maxConnections: 128,
+  verifyBytesPerSecond: 64 * 1024 * 1024,
 };
 
 /**
@@ -71,6 +78,8 @@ export interface Instance {
   readonly addressOf: (id: string) => string;
   /** Caps the bytes per second the instance sends, when set. */
   readonly limiter: RateLimiter | undefined;
+  /** The part.verify budget of one client address (limits.verifyBytesPerSecond). */
+  readonly verifyLimiter: (address: string | undefined) => RateLimiter;
   /** Bytes of file.publish bodies held in memory right now, over all connections. */
   publishBuffered: number;
   /** The handler of signed mutations, loaded on first use; INTERNAL when the instance has none. */

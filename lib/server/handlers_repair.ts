@@ -15,7 +15,10 @@ export const REPAIR_HANDLERS: HandlerFamily<"part.list" | "part.verify"> = {
     const quarantined = await store.listQuarantined();
     await reply({ op: "parts", count: parts.length }, jsonBody({ parts, quarantined }));
   },
-  "part.verify": async (instance, { request, reply }) => {
+  "part.verify": async (instance, { request, reply, state }) => {
+    // Waits for this client's hashing budget first; a missing part costs nothing.
+    const size = await instance.store.sizeOf(request.digest);
+    if (size !== undefined) await instance.verifyLimiter(state.address).take(size);
     const status = await _verifyPart(instance, request.digest);
     await reply({ op: "verified", digest: request.digest, status });
   },

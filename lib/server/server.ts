@@ -92,6 +92,8 @@ export class Server {
   readonly #open = new Set<Connection>();
   /** Connections being served, by client address. */
   readonly #perAddress = new Map<string, number>();
+  /** part.verify budgets, by client address; dropped with the address's last connection. */
+  readonly #verifyLimiters = new Map<string, RateLimiter>();
   /** What the handlers see of this server. */
   readonly #instance: Instance;
 
@@ -110,6 +112,14 @@ export class Server {
       limiter: options.limitRateBytesPerSecond
         ? new RateLimiter(options.limitRateBytesPerSecond)
         : undefined,
+      verifyLimiter: (address) => {
+        let limiter = this.#verifyLimiters.get(address ?? "");
+        if (!limiter) {
+          limiter = new RateLimiter(this.limits.verifyBytesPerSecond);
+          this.#verifyLimiters.set(address ?? "", limiter);
+        }
+        return limiter;
+      },
       publishBuffered: 0,
       mutations: () => {
         const load = options.mutations;
@@ -146,22 +156,26 @@ export class Server {
     if (address === undefined) return await this.handle(conn);
     this.#perAddress.set(address, fromAddress + 1);
     try {
-      await this.handle(conn);
+      await this.handle(conn, address);
     } finally {
       const left = (this.#perAddress.get(address) ?? 1) - 1;
-      if (left > 0) this.#perAddress.set(address, left);
-      else this.#perAddress.delete(address);
+      if (left > 0) {
+        this.#perAddress.set(address, left);
+      } else {
+        this.#perAddress.delete(address);
+        this.#verifyLimiters.delete(address);
+      }
     }
   }
 
   /** Serves one connection until the peer leaves, errs or idles out. Never throws. */
-  async handle(conn: Connection): Promise<void> {
+  async handle(conn: Connection, address?: string): Promise<void> {
     this.counters.connections++;
     this.counters.activeConnections++;
     this.#open.add(conn);
     // A read that times out rejects without closing, so a TIMEOUT frame can still be sent.
     const reader = new FrameReader(conn, { timeoutMs: this.limits.idleTimeoutMs });
-    const state: ConnectionState = { greeted: false, dataBuffer: undefined };
+    const state: ConnectionState = { greeted: false, dataBuffer: undefined, address };
     // Every reply write must make progress within idleTimeoutMs: a client that
     // asks for a large reply (file.list, part.list) and never reads it would
     // otherwise hold its slot, and the reply, forever.
