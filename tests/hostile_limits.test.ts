@@ -2,15 +2,18 @@
  * The limits a shared cluster needs, tried as a greedy or hostile client
  * would on real instances: one client address cannot take every connection
  * slot, an instance full of connections shows as busy, not down, and a
- * flood of part.verify cannot make an instance hash faster than its bound.
+ * flood of part.verify cannot make an instance hash faster than its bound,
+ * and a lying server cannot make fetch allocate or leave behind what it likes.
  */
 import assert from "node:assert/strict";
 import net from "node:net";
 import { join } from "node:path";
 import { Peer } from "../lib/client/peer.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
-import { assertSameFile, readManifestJson } from "./harness.ts";
-import { HELLO } from "./hostile_wire.ts";
+import { assertSameFile, readManifestJson, runFts, tempDir } from "./harness.ts";
+import { HELLO, rawPrefix } from "./hostile_wire.ts";
+import { startLyingServer } from "./lying_server.ts";
+import { jsonBody } from "../lib/wire/frame.ts";
 
 /** What became of a connection: refused with BUSY, or still open and served. */
 type Fate = "BUSY" | "open" | "closed";
@@ -127,5 +130,98 @@ Deno.test("limits: 6 connections flooding part.verify of 1 MiB parts for 3 s has
   } finally {
     for (const peer of peers) peer.close();
     await cluster.stop();
+  }
+});
+
+/** A file.get reply whose body says it is `bodyBytes` long, of which nothing is sent. */
+function _hugeReply(name: string, bodyBytes: number): Uint8Array {
+  const header = new TextEncoder().encode(JSON.stringify({ op: "file", name, generation: 1 }));
+  const out = new Uint8Array(12 + header.length);
+  out.set(rawPrefix(header.length, BigInt(bodyBytes)));
+  out.set(header, 12);
+  return out;
+}
+
+function _lie(name: string, size: number, partSize: number) {
+  const count = size === 0 ? 0 : Math.ceil(size / partSize);
+  return {
+    header: { op: "file", name, generation: 1 },
+    body: jsonBody({
+      entry: {
+        name,
+        size,
+        partSize,
+        owner: "operator",
+        created: "",
+        parts: Array.from({ length: count }, (_, i) => ({
+          digest: (i % 10).toString().repeat(64),
+          size: Math.min(partSize, size - i * partSize),
+          replicas: ["666"],
+        })),
+      },
+      // Nothing listens on port 1: every part fetch fails.
+      instances: { "666": "127.0.0.1:1" },
+    }),
+  };
+}
+
+Deno.test("limits: fetch from a lying server refuses a 200 MiB entry and a 100 GiB part, and leaves no partial file", async () => {
+  const MiB = 1024 * 1024;
+  const GiB = 1024 * MiB;
+  const work = await tempDir("fts-liar-limits-");
+  const cases = [
+    {
+      what: "a 200 MiB file.get reply",
+      answer: (name: string) => ({ raw: _hugeReply(name, 200 * MiB) }),
+      expect: /file\.get reply of 209715200 bytes, more than the \d+ allowed/,
+    },
+    {
+      what: "a 100 GiB part",
+      answer: (name: string) => _lie(name, 100 * GiB, 100 * GiB),
+      expect: /part size 107374182400, outside 4096\.\.268435456/,
+    },
+    {
+      what: "a 1 KiB part",
+      answer: (name: string) => _lie(name, 10 * 1024, 1024),
+      expect: /part size 1024, outside/,
+    },
+    {
+      what: "parts no replica serves",
+      answer: (name: string) => _lie(name, 10 * MiB, MiB),
+      expect: /replicas failed/,
+    },
+  ];
+  try {
+    for (const { what, answer, expect } of cases) {
+      const dest = join(work, "dest");
+      await Deno.mkdir(dest);
+      const liar = startLyingServer((request) =>
+        request.op === "file.get" ? answer(String(request.name)) : undefined
+      );
+      try {
+        const started = performance.now();
+        const result = await runFts([
+          "fetch",
+          "wanted.bin",
+          dest,
+          "--server",
+          liar.address,
+          "--data",
+          join(work, "nodata"),
+          "--timeout",
+          "2s",
+        ]);
+        assert.equal(result.code, 1, `${what}: ${result.stderr}`);
+        assert.match(result.stderr, expect, what);
+        assert.ok(performance.now() - started < 20_000, `${what} took too long`);
+      } finally {
+        await liar.stop();
+      }
+      // No partial file, control file or lock is left for a fetch that got nothing.
+      assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), [], what);
+      await Deno.remove(dest, { recursive: true });
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true });
   }
 });

@@ -6,7 +6,10 @@
  */
 import { encodeFrame, FrameReader, type Header, PROTOCOL_VERSION } from "../lib/wire/frame.ts";
 
-export type LyingAnswer = (request: Header) => { header: Header; body?: Uint8Array } | undefined;
+/** A reply frame, or raw bytes (to lie about lengths), or undefined for NOT_FOUND. */
+export type LyingAnswer = (
+  request: Header,
+) => { header: Header; body?: Uint8Array } | { raw: Uint8Array } | undefined;
 
 export interface LyingServer {
   port: number;
@@ -35,9 +38,11 @@ export function startLyingServer(answer: LyingAnswer): LyingServer {
         } else {
           requests.push(head.header);
           const lie = answer(head.header);
-          reply = lie
-            ? encodeFrame(lie.header, lie.body)
-            : encodeFrame({ op: "error", code: "NOT_FOUND", message: "nothing here" });
+          reply = lie === undefined
+            ? encodeFrame({ op: "error", code: "NOT_FOUND", message: "nothing here" })
+            : "raw" in lie
+            ? lie.raw
+            : encodeFrame(lie.header, lie.body);
         }
         let done = 0;
         while (done < reply.length) done += await conn.write(reply.subarray(done));

@@ -137,6 +137,13 @@ interface _Work {
   reader: PartReader;
   /** The reader's connections: closed once the parts are fetched. */
   pool: PeerPool;
+  /**
+   * This run created the partial file and there was no control file: if it
+   * fails before a single part is verified, there is nothing to resume, and
+   * both are removed rather than left behind (empty, or a sparse file of the
+   * size a server claimed).
+   */
+  fresh: boolean;
 }
 
 /** The check of the parts the destination holds whole, running beside the fetch. */
@@ -338,6 +345,7 @@ class _Fetcher {
         hashes,
         reader,
         pool,
+        fresh: partial === undefined && workPath === partialPath && state === undefined,
       });
     } finally {
       try {
@@ -415,7 +423,11 @@ class _Fetcher {
       await stopped;
     }
     if (failure !== undefined) {
-      await saver.save().catch(() => {});
+      if (work.fresh && verified.count() === 0) {
+        for (const path of [work.workPath, work.statePath]) await Deno.remove(path).catch(() => {});
+      } else {
+        await saver.save().catch(() => {});
+      }
       throw failure;
     }
     return await this.#putInPlace(work, workSize);

@@ -7,6 +7,8 @@
 import { deadline } from "../base/deadline.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { type FileEntry, parseFileEntry } from "../state/manifest.ts";
+import { MAX_PART_BYTES, MIN_PART_BYTES } from "../state/config.ts";
+import { MAX_PUBLISH_BODY_BYTES } from "../wire/ops_signed.ts";
 import {
   type ByteSink,
   encodeFrame,
@@ -48,6 +50,13 @@ export interface ConnectOptions {
 /** How long a read may wait for the next byte before the peer counts as stalled. */
 export const DEFAULT_STALL_TIMEOUT_MS = 3_000;
 const AGENT = "fts/0.1";
+/**
+ * The largest file.get reply body a client reads. A real entry is its part
+ * list (at most MAX_PUBLISH_BODY_BYTES when published) plus each part's
+ * replica ids, under 1.5 times the list; anything bigger is a lying server
+ * making the client allocate (JSON.parse takes several times the bytes).
+ */
+export const MAX_FILE_REPLY_BYTES = MAX_PUBLISH_BODY_BYTES * 3 / 2;
 
 /** "host:port" into its parts; throws TypeError on a bad one. */
 export function parseAddress(address: string): { hostname: string; port: number } {
@@ -238,9 +247,19 @@ export class Peer {
     }
   }
 
-  /** Reads the reply's JSON body and checks it against the op table. */
-  async #body<K extends RequestOp>(op: K): Promise<ReplyBodyOf<K>> {
-    const value = await this.reader.readBodyJson();
+  /** Reads the reply's JSON body (at most `maxBytes`) and checks it against the op table. */
+  async #body<K extends RequestOp>(op: K, maxBytes?: number): Promise<ReplyBodyOf<K>> {
+    let value: unknown;
+    try {
+      value = await this.reader.readBodyJson(maxBytes);
+    } catch (cause) {
+      if (!(cause instanceof ProtocolError) || cause.code !== "BODY_TOO_LARGE") throw cause;
+      throw new ProtocolError(
+        "BAD_FRAME",
+        `${this.address} sent a ${op} reply of ${this.reader.bodyRemaining} bytes, more than the ${maxBytes} allowed`,
+        { cause },
+      );
+    }
     try {
       return parseReplyBody(op, value);
     } catch (cause) {
@@ -257,7 +276,7 @@ export class Peer {
 
   async getFile(name: string): Promise<FileInfo> {
     const { reply } = await this.#ask("file.get", { name });
-    const body = await this.#body("file.get");
+    const body = await this.#body("file.get", MAX_FILE_REPLY_BYTES);
     let entry: FileEntry;
     try {
       entry = parseFileEntry(body.entry);
@@ -265,6 +284,17 @@ export class Peer {
       throw new ProtocolError("BAD_FRAME", `${this.address} sent a malformed file entry`, {
         cause,
       });
+    }
+    // Every cluster's part size is within these limits: one outside them is a
+    // lie, and an absurd one would have fetch size a huge sparse file.
+    if (
+      entry.parts.length > 0 &&
+      (entry.partSize < MIN_PART_BYTES || entry.partSize > MAX_PART_BYTES)
+    ) {
+      throw new ProtocolError(
+        "BAD_FRAME",
+        `${this.address} sent an entry with part size ${entry.partSize}, outside ${MIN_PART_BYTES}..${MAX_PART_BYTES}`,
+      );
     }
     return { entry, instances: body.instances, generation: reply.generation };
   }
