@@ -12,9 +12,12 @@ import { resolve } from "../base/paths.ts";
 import { saveServeFlags } from "./serve_flags.ts";
 import { ftsCommand } from "../base/spawn.ts";
 import { TLS_CA_ENV } from "../wire/tls.ts";
+import { portFree, portHolder } from "../base/ports.ts";
 
 /** How long one instance may take to print its ready line. */
 export const READY_TIMEOUT_MS = 30_000;
+/** Taken ports named in the error when a cluster cannot start; the rest are counted. */
+const MAX_LISTED_TAKEN_PORTS = 5;
 /** How long instances get to exit after SIGTERM before SIGKILL. */
 export const STOP_GRACE_MS = 3_000;
 
@@ -102,6 +105,7 @@ export class Supervisor {
         }; stop them (fts kill PORT) or use another --data`,
       );
     }
+    await this.#refuseTakenPorts();
     await this.#listenControl();
     // For an instance started later without this supervisor (fts start): the same flags.
     const tlsCa = Deno.env.get(TLS_CA_ENV);
@@ -114,8 +118,38 @@ export class Supervisor {
     );
     const failed = results.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
     if (failed.length > 0) {
-      throw new Error(`${failed.length} instances failed to start`, { cause: failed[0] });
+      const first = (failed[0] as Error)?.message ?? String(failed[0]);
+      throw new Error(
+        `${failed.length} instances failed to start; the first said: ${first}` +
+          ` (logs in ${dataPaths(this.dir).logDir})`,
+        { cause: failed[0] },
+      );
     }
+  }
+
+  /**
+   * Names every instance port something else already listens on, and what
+   * holds it, before starting any: else each of those instances fails on
+   * its own and the operator learns only how many did.
+   */
+  async #refuseTakenPorts(): Promise<void> {
+    const taken: string[] = [];
+    for (const id of this.#instances.keys()) {
+      const port = Number(id);
+      if (!Number.isInteger(port) || portFree(port, this.config.host)) continue;
+      const holder = await portHolder(port);
+      taken.push(`port ${port} is in use${holder ? ` by ${holder}` : ""}`);
+    }
+    if (taken.length === 0) return;
+    const shown = taken.slice(0, MAX_LISTED_TAKEN_PORTS).join(", ") +
+      (taken.length > MAX_LISTED_TAKEN_PORTS
+        ? ` and ${taken.length - MAX_LISTED_TAKEN_PORTS} more`
+        : "");
+    throw new Error(
+      `Cannot start the cluster on ${this.config.host}: ${shown}; stop what holds ${
+        taken.length === 1 ? "it" : "them"
+      }, or start a cluster on other ports (another --data with --base-port)`,
+    );
   }
 
   /** Starts one instance and waits for its ready line. */

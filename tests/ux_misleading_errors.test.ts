@@ -1,0 +1,46 @@
+/**
+ * Errors that must say what is true and what to do: a cluster whose ports
+ * are taken names the ports and what holds them, rather than only how many
+ * instances failed.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { freePortRange, runFts, tempDir } from "./harness.ts";
+import { portFree } from "../lib/base/ports.ts";
+
+Deno.test("errors: fts cluster with 2 of its 4 ports taken names them and their holder, starts nothing", async () => {
+  const work = await tempDir("fts-taken-");
+  const base = freePortRange(4);
+  // This test process holds two of the ports, as another program would.
+  const holders = [base + 1, base + 3].map((port) => Deno.listen({ hostname: "127.0.0.1", port }));
+  try {
+    const started = await runFts(
+      [
+        "cluster",
+        "--servers",
+        "4",
+        "--base-port",
+        String(base),
+        "--replicas",
+        "2",
+        "--data",
+        join(work, "data"),
+        "--heal-after",
+        "0",
+        "--quiet",
+      ],
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(started.code, 1, started.stderr);
+    const line = started.stderr.trim();
+    assert.match(line, new RegExp(`port ${base + 1} is in use by pid ${Deno.pid} \\(deno\\)`));
+    assert.match(line, new RegExp(`port ${base + 3} is in use by pid ${Deno.pid} \\(deno\\)`));
+    assert.doesNotMatch(line, /instances failed to start/);
+    assert.equal(line.split("\n").length, 1, "one line");
+    // Nothing was started on the free ports.
+    for (const port of [base, base + 2]) assert.ok(portFree(port), `port ${port} was taken`);
+  } finally {
+    for (const holder of holders) holder.close();
+    await Deno.remove(work, { recursive: true });
+  }
+});
