@@ -1,11 +1,13 @@
 /**
  * Errors that must say what is true and what to do: a cluster whose ports
  * are taken names the ports and what holds them, rather than only how many
- * instances failed.
+ * instances failed, and a fetch that races the owner's --replace says the
+ * file changed, rather than that every replica failed.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freePortRange, runFts, tempDir } from "./harness.ts";
+import { freePortRange, FtsProcess, runFts, tempDir, writeRandomFile } from "./harness.ts";
+import { startDirectCluster } from "./direct_cluster.ts";
 import { portFree } from "../lib/base/ports.ts";
 
 Deno.test("errors: fts cluster with 2 of its 4 ports taken names them and their holder, starts nothing", async () => {
@@ -42,5 +44,52 @@ Deno.test("errors: fts cluster with 2 of its 4 ports taken names them and their 
   } finally {
     for (const holder of holders) holder.close();
     await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("errors: a fetch (2 MiB at 128 KiB/s) racing upload --replace says the file changed, not all replicas failed", async () => {
+  const cluster = await startDirectCluster({
+    servers: 2,
+    replicas: 1,
+    partSize: "64KiB",
+    files: { "r.bin": 2 * 1024 * 1024 },
+  });
+  let fetch: FtsProcess | undefined;
+  try {
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    fetch = new FtsProcess([
+      "fetch",
+      "r.bin",
+      dest,
+      "--limit-rate",
+      "128KiB",
+      "--data",
+      cluster.dir,
+    ]);
+    // Let it fetch some parts, then replace the file under it.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const other = join(cluster.work, "other.bin");
+    await writeRandomFile(other, 2 * 1024 * 1024, 99);
+    const replaced = await cluster.fts([
+      "upload",
+      other,
+      "--as",
+      "r.bin",
+      "--replace",
+      "--operator",
+    ]);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    const result = await fetch.result();
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      /"r\.bin" changed while it was being fetched .*run the same command again/,
+    );
+    assert.doesNotMatch(result.stderr, /replicas failed/);
+  } finally {
+    fetch?.kill();
+    await fetch?.result().catch(() => {});
+    await cluster.stop();
   }
 });

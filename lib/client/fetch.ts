@@ -27,6 +27,7 @@ import {
   RejectedParts,
 } from "./destination_check.ts";
 import { FetchError } from "./fetch_error.ts";
+import { ProtocolError } from "../wire/errors.ts";
 import { fetchParts } from "./fetch_parts.ts";
 import {
   Bitmap,
@@ -286,9 +287,42 @@ class _Fetcher {
     });
     try {
       return await this.#fetchInto(entry, finalPath, hashes, this.#reader, pool);
+    } catch (error) {
+      throw await this.#ifChanged(entry, error);
     } finally {
       await release();
     }
+  }
+
+  /**
+   * A part that no replica has any more is what a fetch sees when the owner
+   * replaced or removed the file meanwhile (its old parts are freed): the
+   * entry is looked up again, and when it changed the error says so, rather
+   * than that every replica failed.
+   */
+  async #ifChanged(entry: FileEntry, error: unknown): Promise<unknown> {
+    if (!(error instanceof FetchError) || error.failedParts.length === 0) return error;
+    const name = JSON.stringify(entry.name);
+    let now: FileEntry;
+    try {
+      now = (await locateFile(entry.name, this.#options.servers, this.#connectOptions)).entry;
+    } catch (cause) {
+      const gone = cause instanceof FetchError && cause.cause instanceof ProtocolError &&
+        cause.cause.code === "NOT_FOUND";
+      return gone
+        ? new FetchError(
+          `${name} was removed or renamed while it was being fetched`,
+          error.failedParts,
+          { cause: error },
+        )
+        : error;
+    }
+    if (now.contentId === entry.contentId) return error;
+    return new FetchError(
+      `${name} changed while it was being fetched (its owner replaced it); run the same command again to fetch the new content`,
+      error.failedParts,
+      { cause: error },
+    );
   }
 
   async #fetchInto(
