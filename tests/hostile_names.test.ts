@@ -8,16 +8,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
 import { Peer } from "../lib/client/peer.ts";
-import {
-  encodeFrame,
-  FrameReader,
-  type Header,
-  jsonBody,
-  PROTOCOL_VERSION,
-} from "../lib/wire/frame.ts";
+import { jsonBody } from "../lib/wire/frame.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";
+import { startLyingServer } from "./lying_server.ts";
 
 /** Names no command may accept; argv cannot carry NUL, so it is tested over the wire. */
 const BAD_NAMES = [
@@ -100,55 +95,16 @@ Deno.test("hostile names: signed publish and rename with bad names get BAD_NAME 
   }
 });
 
-/**
- * A lying instance: answers hello, then every file.get with the entry `lie`
- * makes of the requested name. Returns its port and a stop function.
- */
-function _lyingServer(lie: (name: string) => unknown): { port: number; stop: () => Promise<void> } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const handlers: Promise<void>[] = [];
-  const serve = async (conn: Deno.Conn) => {
-    const reader = new FrameReader(conn, { timeoutMs: 10_000 });
-    try {
-      while (true) {
-        const head = await reader.readHead();
-        if (head === null) break;
-        await reader.skipBody();
-        const header = head.header as Header & { name?: string };
-        let reply: Uint8Array;
-        if (header.op === "hello") {
-          reply = encodeFrame({ op: "hello", version: PROTOCOL_VERSION, id: "666", generation: 1 });
-        } else if (header.op === "file.get") {
-          const entry = lie(String(header.name));
-          reply = encodeFrame(
-            { op: "file", name: header.name ?? "", generation: 1 },
-            jsonBody({ entry, instances: { "666": "127.0.0.1:1" } }),
-          );
-        } else {
-          reply = encodeFrame({ op: "error", code: "NOT_FOUND", message: "nothing here" });
-        }
-        let done = 0;
-        while (done < reply.length) done += await conn.write(reply.subarray(done));
+/** A lying instance: answers every file.get with the entry `lie` makes of the requested name. */
+function _lyingServer(lie: (name: string) => unknown) {
+  return startLyingServer((request) =>
+    request.op === "file.get"
+      ? {
+        header: { op: "file", name: request.name ?? "", generation: 1 },
+        body: jsonBody({ entry: lie(String(request.name)), instances: { "666": "127.0.0.1:1" } }),
       }
-    } catch {
-      /* client gone */
-    } finally {
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    }
-  };
-  const accepting = (async () => {
-    for await (const conn of listener) handlers.push(serve(conn));
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    async stop() {
-      listener.close();
-      await accepting;
-      await Promise.all(handlers);
-    },
-  };
+      : undefined
+  );
 }
 
 function _entry(name: string, digest = "a".repeat(64), replicas = ["666"]) {
