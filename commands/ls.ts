@@ -74,6 +74,7 @@ async function _fromServers(
 ): Promise<FileSummary[]> {
   const reasons: string[] = [];
   const tlsErrors: TlsError[] = [];
+  const badAnswers: string[] = [];
   for (const address of servers) {
     let peer: Peer | undefined;
     try {
@@ -82,12 +83,20 @@ async function _fromServers(
     } catch (error) {
       if (error instanceof TlsError) tlsErrors.push(error);
       reasons.push(`${address}: ${(error as Error).message}`);
+      // It answered hello: it is up, but what it sent was unusable.
+      if (peer !== undefined) badAnswers.push((error as Error).message);
     } finally {
       peer?.close();
     }
   }
   const tlsError = preferredTlsError(tlsErrors, servers.length);
   if (tlsError) throw tlsError;
+  if (badAnswers.length === servers.length) {
+    throw new Error(
+      `No server gave a usable file list (asked ${servers.length}): ${badAnswers[0]}`,
+      { cause: new Error(reasons.slice(0, 3).join("; ")) },
+    );
+  }
   throw new Error(`Cannot reach any server (tried ${servers.length}); is the cluster running?`, {
     cause: new Error(reasons.slice(0, 3).join("; ")),
   });

@@ -225,3 +225,35 @@ Deno.test("limits: fetch from a lying server refuses a 200 MiB entry and a 100 G
     await Deno.remove(work, { recursive: true });
   }
 });
+
+Deno.test("limits: ls from a lying server refuses a 1001-file page and a list item with a number for a name", async () => {
+  const work = await tempDir("fts-liar-list-");
+  const row = (name: unknown) => ({ name, size: 1, parts: 1, owner: "operator", created: "" });
+  const cases = [
+    {
+      what: "a page over the limit",
+      files: Array.from({ length: 1001 }, (_, i) => row(`f${i}`)),
+      expect: /file\.list page of 1001 files, more than the 1000 asked for/,
+    },
+    { what: "a number for a name", files: [row("ok"), row(42)], expect: /malformed file\.list/ },
+  ];
+  try {
+    for (const { what, files, expect } of cases) {
+      const liar = startLyingServer((request) =>
+        request.op === "file.list"
+          ? { header: { op: "files", generation: 1, more: true }, body: jsonBody(files) }
+          : undefined
+      );
+      try {
+        const listed = await runFts(["ls", "--server", liar.address, "--data", join(work, "no")]);
+        assert.equal(listed.code, 1, `${what}: ${listed.stderr}`);
+        assert.match(listed.stderr, expect, what);
+        assert.ok(liar.requests.length <= 2, `${what}: ${liar.requests.length} requests`);
+      } finally {
+        await liar.stop();
+      }
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});

@@ -316,6 +316,12 @@ export class Peer {
         ...(generation !== undefined ? { generation } : {}),
       });
       const page = await this.#body("file.list");
+      if (page.length > MAX_LIST_PAGE_FILES) {
+        throw new ProtocolError(
+          "BAD_FRAME",
+          `${this.address} sent a file.list page of ${page.length} files, more than the ${MAX_LIST_PAGE_FILES} asked for`,
+        );
+      }
       files.push(...page);
       generation ??= reply.generation;
       if (reply.more !== true || page.length === 0) return files;
