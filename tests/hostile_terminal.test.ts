@@ -13,6 +13,8 @@ import { jsonBody } from "../lib/wire/frame.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { assertSameFile, readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";
 import { startLyingServer } from "./lying_server.ts";
+import { Progress } from "../lib/ui/progress.ts";
+import { eventPrinter } from "../lib/ui/repair_progress.ts";
 
 /** Any character a terminal acts on or that reorders text; newlines end lines and are fine. */
 // deno-lint-ignore no-control-regex
@@ -158,4 +160,28 @@ Deno.test("terminal: a name uploaded decomposed (e + U+0301) is fetched by its p
   } finally {
     await cluster.stop();
   }
+});
+
+Deno.test("terminal: progress events and repair lines escape the names they quote", () => {
+  const out: string[] = [];
+  const progress = new Progress("plain", { write: (text) => out.push(text), columns: () => 80 });
+  progress.event("failover: part 3 from 127.0.0.1:9001\u001b]0;owned\u0007 failed");
+  const printed: string[] = [];
+  const original = console.error;
+  console.error = (line: string) => printed.push(line);
+  try {
+    eventPrinter(false)({
+      type: "lost",
+      digest: "a".repeat(64),
+      refs: [{ file: "old\u009b2J\u202e.bin", index: 0 }],
+      listed: [],
+    });
+  } finally {
+    console.error = original;
+  }
+  for (const text of [...out, ...printed]) {
+    assert.doesNotMatch(text.trimEnd(), RAW_CONTROL, JSON.stringify(text));
+  }
+  assert.match(out.join(""), /9001\\x1b\]0;owned\\x07 failed/);
+  assert.match(printed.join(""), /old\\x9b2J\\u202e\.bin/);
 });

@@ -247,7 +247,8 @@ export class Progress {
       return;
     }
     this.#clearBar();
-    this.#write(text + "\n");
+    // Events quote names and addresses from the network.
+    this.#write(printable(text) + "\n");
     // Redraw the bar below the event at once.
     if (this.mode === "bar" && this.#last) {
       this.#lastDraw = -Infinity;

@@ -19,6 +19,7 @@ import { formatDuration } from "../base/units.ts";
 import { onStopSignal } from "../base/stop_signal.ts";
 import { formatRepairSummary, repairOutcome } from "./repair_format.ts";
 import { eventPrinter, RepairProgressView } from "./repair_progress.ts";
+import { printable } from "../base/printable.ts";
 
 /** What a repair or scrub command was asked for; undefined where a flag was not given. */
 export interface RepairCommandRequest {
@@ -94,9 +95,9 @@ export async function runRepairCommand(
   if (json) {
     console.log(JSON.stringify({ ...report, elapsedMs: Math.round(elapsed) }, null, 2));
   } else {
-    console.log(`${label}: ${formatRepairSummary(report, elapsed)}`);
+    console.log(`${label}: ${printable(formatRepairSummary(report, elapsed))}`);
   }
   const outcome = repairOutcome(report);
-  if (outcome.error) console.error(`fts ${label}: ${outcome.error}`);
+  if (outcome.error) console.error(`fts ${label}: ${printable(outcome.error)}`);
   return outcome.code;
 }

@@ -6,6 +6,7 @@
 import { type RepairEvent, type RepairProgress } from "../ops/repair.ts";
 import { Progress, type ProgressState, type ReportMode } from "./progress.ts";
 import { formatRepairEvent } from "./repair_format.ts";
+import { printable } from "../base/printable.ts";
 
 /**
  * The shared progress reporter's view of a repair or scrub step: the copies
@@ -97,8 +98,10 @@ export function eventPrinter(
       reporter.event(formatRepairEvent(event) ?? event.type, event);
       return;
     }
-    const line = formatRepairEvent(event);
-    if (line === undefined) return;
+    const formatted = formatRepairEvent(event);
+    if (formatted === undefined) return;
+    // File names may hold characters a terminal acts on (names stored before the rules).
+    const line = printable(formatted);
     if (event.type === "lost" || event.type === "short" || event.type === "corrupt") {
       if (reporter && reporter.mode !== "quiet") {
         reporter.event(line);
