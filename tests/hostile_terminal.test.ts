@@ -185,3 +185,33 @@ Deno.test("terminal: progress events and repair lines escape the names they quot
   assert.match(out.join(""), /9001\\x1b\]0;owned\\x07 failed/);
   assert.match(printed.join(""), /old\\x9b2J\\u202e\.bin/);
 });
+
+Deno.test("terminal: an entry stored decomposed before names were NFC is still found by its NFC name", async () => {
+  const work = await tempDir("fts-nfd-");
+  const decomposed = "cafe\u0301.bin";
+  const liar = startLyingServer((request) => {
+    if (request.op === "file.list") {
+      const row = { name: decomposed, size: 10, parts: 1, owner: "operator", created: "" };
+      return { header: { op: "files", generation: 1 }, body: jsonBody([row]) };
+    }
+    if (request.op === "file.get" && request.name === decomposed) {
+      return {
+        header: { op: "file", name: decomposed, generation: 1 },
+        body: jsonBody({
+          entry: _entry(decomposed, "operator"),
+          instances: { "666": "127.0.0.1:1" },
+        }),
+      };
+    }
+    return undefined;
+  });
+  try {
+    const flags = ["--server", liar.address, "--data", join(work, "nodata")];
+    const listed = await runFts(["ls", "caf\u00e9.bin", ...flags]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^cafe\u0301\.bin: 10 B in 1 parts/);
+  } finally {
+    await liar.stop();
+    await Deno.remove(work, { recursive: true });
+  }
+});

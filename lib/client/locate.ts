@@ -36,6 +36,13 @@ export async function locateFile(
       if (error instanceof ProtocolError && error.code === "NOT_FOUND") {
         // The names the cluster does hold make the message one a person can act on.
         const names = await peer?.listFiles().then((files) => files.map((f) => f.name), () => []);
+        // An entry stored before names were normalised may be in another form
+        // (NFD, as macOS spells file names): the same name to the eye.
+        // Only from the NFC form, so that this is tried once.
+        const stored = name === name.normalize("NFC")
+          ? names?.find((n) => n !== name && n.normalize("NFC") === name)
+          : undefined;
+        if (stored !== undefined) return await locateFile(stored, servers, options);
         throw new FetchError(notFoundMessage(name, names ?? []), [], { cause: error });
       }
       if (error instanceof TlsError) tlsErrors.push(error);
