@@ -23,7 +23,8 @@
  */
 import { type ClusterConfig } from "../state/config.ts";
 import { REPAIR_LOCK } from "../state/manifest_store.ts";
-import { freeUnreferenced, untouchedCopies } from "../state/part_gc.ts";
+import { freeUnreferenced, storesOnHost, untouchedCopies } from "../state/part_gc.ts";
+import { createEmptyManifest, requireManifestIfParts } from "../state/manifest_guard.ts";
 import { fileRepairTarget, type RepairTarget } from "./repair_target.ts";
 import { rankAcrossDomains } from "../state/placement.ts";
 import { runPool } from "../base/run_pool.ts";
@@ -63,6 +64,8 @@ export async function repairCluster(
   config: ClusterConfig,
   options: RepairOptions = {},
 ): Promise<RepairReport> {
+  if (!options.newCluster) await requireManifestIfParts(dir, () => storesOnHost(dir));
+  else if (!options.dryRun) await createEmptyManifest(dir);
   return await repairTarget(fileRepairTarget(dir, config), options);
 }
 

@@ -50,4 +50,9 @@ export interface RepairOptions {
   tls?: TlsClientOptions | undefined;
   /** Delete parts no file uses once stored this long (DEFAULT_UNUSED_AFTER_MS); 0 keeps them. */
   unusedAfterMs?: number;
+  /**
+   * The operator says the data directory is a new cluster: a missing manifest
+   * is created empty rather than refused (manifest_guard.ts).
+   */
+  newCluster?: boolean;
 }

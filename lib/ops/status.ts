@@ -6,6 +6,8 @@ import { controlRequest, probeInstances, runningSupervisor } from "./instances.t
 import { type FileEntry } from "../state/manifest.ts";
 import { allEntries, type ManifestStore, walkWhole } from "../state/manifest_store.ts";
 import { openManifestStore } from "../state/open_manifest_store.ts";
+import { requireManifestIfParts } from "../state/manifest_guard.ts";
+import { storesOnHost } from "../state/part_gc.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 
 export interface StatusReport {
@@ -61,12 +63,13 @@ async function _healStatus(
 }
 
 /** The status of the single-host cluster in `dir`. */
-export function clusterStatus(
+export async function clusterStatus(
   dir: string,
   config: ClusterConfig,
   options: { tls?: TlsClientOptions | undefined } = {},
 ): Promise<StatusReport> {
-  return statusOf({ view: configView(config), store: openManifestStore(dir), dir }, options);
+  await requireManifestIfParts(dir, () => storesOnHost(dir));
+  return await statusOf({ view: configView(config), store: openManifestStore(dir), dir }, options);
 }
 
 /**

@@ -22,7 +22,8 @@ import {
 } from "../state/manifest.ts";
 import { type Locker, type ManifestStore, PARTS_LOCK } from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
-import { freeUnreferencedParts } from "../state/part_gc.ts";
+import { freeUnreferencedParts, storesOnHost } from "../state/part_gc.ts";
+import { requireManifestIfParts } from "../state/manifest_guard.ts";
 import { type ReplyOf, type RequestOf } from "../wire/ops.ts";
 import { type ClusterReply, type ClusterReplyBody } from "../wire/ops_control.ts";
 import { type NonceStore } from "../auth/nonce_store.ts";
@@ -75,11 +76,16 @@ export function fileMutationsContext(dir: string): MutationsContext {
     nonces: new FileNonceStore(dir),
     store: openManifestStore(dir),
     locker: openLocker(dir),
-    view: () =>
-      view ??= loadConfig(dir).then((config) => {
+    view: async () => {
+      // A publish would start a new manifest beside the lost one's parts.
+      await requireManifestIfParts(dir, () => storesOnHost(dir)).catch((cause) => {
+        throw new ProtocolError("UNAVAILABLE", cause.message, { cause });
+      });
+      return await (view ??= loadConfig(dir).then((config) => {
         if (!config) throw new Error(`No cluster config in ${dir}`);
         return configView(config);
-      }),
+      }));
+    },
     operatorKey: () => readIdentityOwner(dataPaths(dir).operatorIdentity),
     storedSizes: async (copies) => {
       const sizes: (number | undefined)[] = [];

@@ -1,5 +1,6 @@
 import { UsageError } from "../wire/errors.ts";
 import { readJsonFile, writeFileAtomic } from "../base/fs_util.ts";
+import { createEmptyManifest } from "./manifest_guard.ts";
 import { withFileLock } from "../base/lock.ts";
 import { isAbsolute, join, resolve } from "../base/paths.ts";
 import { formatBytes } from "../base/units.ts";
@@ -137,6 +138,8 @@ export async function ensureConfig(
       return existing;
     }
     const config = validateConfig({ ...DEFAULT_CONFIG, ...flags });
+    // From now on a missing manifest is a lost one (manifest_guard.ts).
+    await createEmptyManifest(dir);
     await writeFileAtomic(
       paths.config,
       JSON.stringify({ format: CONFIG_FORMAT, version: CONFIG_VERSION, ...config }, null, 2) +

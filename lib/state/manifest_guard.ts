@@ -1,0 +1,50 @@
+/**
+ * Telling a lost manifest from an empty cluster. A data directory whose
+ * `manifest.json` is gone (deleted, moved, a directory not mounted) reads as
+ * "no files": every stored part would then count as unused, and repair or
+ * healing would delete every copy. So a file manifest is created with the
+ * config, and a directory with stored parts but no manifest is refused by
+ * everything that would act on "no files", until the operator restores the
+ * manifest or says the cluster is new (`fts repair --new-cluster`).
+ */
+import { exists, writeFileAtomic } from "../base/fs_util.ts";
+import { join } from "../base/paths.ts";
+import { layoutDocument, snapshotHeader } from "./manifest_layout.ts";
+import { type PartStore } from "./store.ts";
+
+/** Thrown when parts are stored but the manifest that says what they are is missing. */
+export class ManifestMissingError extends Error {
+  override name = "ManifestMissingError";
+}
+
+/** The path of the file manifest's snapshot in data directory `dir`. */
+export function manifestPath(dir: string): string {
+  return join(dir, "manifest.json");
+}
+
+/** Writes an empty manifest in `dir` unless one is there: for a new cluster. */
+export async function createEmptyManifest(dir: string): Promise<void> {
+  if (await exists(manifestPath(dir))) return;
+  await writeFileAtomic(manifestPath(dir), layoutDocument(snapshotHeader(0), []));
+}
+
+/**
+ * Throws ManifestMissingError when `dir` has no manifest but one of `stores`
+ * (this host's instances, part_gc.ts storesOnHost) holds a part; a directory
+ * with neither is a new cluster.
+ */
+export async function requireManifestIfParts(
+  dir: string,
+  stores: () => Promise<PartStore[]>,
+): Promise<void> {
+  if (await exists(manifestPath(dir))) return;
+  for (const store of await stores()) {
+    const parts = await store.list();
+    if (parts.length === 0) continue;
+    throw new ManifestMissingError(
+      `${manifestPath(dir)} is missing, but ${store.partsDir} holds ${parts.length} part(s): ` +
+        `refusing to read the cluster as empty (that would delete every copy). Restore ` +
+        `manifest.json, or if this really is a new cluster run "fts repair --new-cluster"`,
+    );
+  }
+}

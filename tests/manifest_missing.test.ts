@@ -1,0 +1,54 @@
+/**
+ * A data directory whose part stores hold parts but whose manifest.json is
+ * gone must never be read as "no files": repair and status refuse, saying
+ * why, and delete nothing; `repair --new-cluster` is the operator's way out.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { exists } from "../lib/base/fs_util.ts";
+import { readManifestJson, startCluster, storedPartPath } from "./harness.ts";
+
+const TWO_DAYS_AGO = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
+
+Deno.test(
+  "manifest.json deleted with parts stored (3 servers, R=2): repair and status refuse, no part is deleted",
+  async () => {
+    const cluster = await startCluster({
+      servers: 3,
+      replicas: 2,
+      files: { "a.bin": 700 * 1024, "b.bin": 300 * 1024 },
+    });
+    try {
+      const manifest = await readManifestJson(cluster.dir);
+      const copies = Object.values(manifest.files).flatMap((entry) =>
+        entry.parts.flatMap((part) =>
+          part.replicas.map((id) => storedPartPath(cluster.dir, id, part.digest))
+        )
+      );
+      // Old enough that a repair which thinks them unused deletes them at once.
+      for (const copy of copies) await Deno.utime(copy, TWO_DAYS_AGO, TWO_DAYS_AGO);
+      await Deno.remove(join(cluster.dir, "manifest.json"));
+      await Deno.remove(join(cluster.dir, "manifest.journal")).catch(() => {});
+
+      for (
+        const args of [["repair", "--unused-after", "1h"], ["status"], ["repair", "--dry-run"]]
+      ) {
+        const result = await cluster.fts(args);
+        assert.notEqual(result.code, 0, `${args.join(" ")} succeeded: ${result.stdout}`);
+        assert.match(result.stderr, /manifest\.json is missing/, args.join(" "));
+        assert.match(result.stderr, /--new-cluster/);
+        assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+      }
+      for (const copy of copies) assert.ok(await exists(copy), `${copy} was deleted`);
+
+      // The operator says it is a new cluster: the parts are now unused, and go.
+      const fresh = await cluster.fts(["repair", "--new-cluster", "--unused-after", "1h"]);
+      assert.equal(fresh.code, 0, fresh.stderr);
+      for (const copy of copies) assert.ok(!(await exists(copy)), `${copy} was kept`);
+      const status = await cluster.fts(["status"]);
+      assert.equal(status.code, 0, status.stderr);
+    } finally {
+      await cluster.stop();
+    }
+  },
+);
