@@ -30,21 +30,31 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>): P
   }
 }
 
+/** Times a job lock is found released and deleted under us before giving up. */
+export const MAX_LOCK_ATTEMPTS = 20;
+/** The first wait before trying a lock again; it doubles up to LOCK_RETRY_MAX_MS. */
+const LOCK_RETRY_FIRST_MS = 10;
+const LOCK_RETRY_MAX_MS = 1_000;
+
 /**
  * Takes an exclusive lock on `path` (created if need be) for the life of one
  * job, waiting while another process holds it; `onWaiting` is called once if
  * that takes a moment. The returned release deletes the file while still
  * holding the lock; a waiter that then gets the lock on the deleted file sees
- * the path gone or pointing elsewhere and starts over.
+ * the path gone or pointing elsewhere and starts over (a bounded number of
+ * times, with a growing pause). A symbolic link or anything but a regular
+ * file at `path` is refused, never followed: the lock must not create or
+ * lock a file the link's planter chose.
  */
 export async function acquireFileLock(
   path: string,
   options: { signal?: AbortSignal | undefined; onWaiting?: () => void } = {},
 ): Promise<() => Promise<void>> {
   let warned = false;
-  while (true) {
+  let pauseMs = LOCK_RETRY_FIRST_MS;
+  for (let attempt = 1;; attempt++) {
     options.signal?.throwIfAborted();
-    const file = await Deno.open(path, { read: true, write: true, create: true });
+    const file = await _openLockFile(path);
     try {
       const locked = file.lock(true);
       const stopWaiting = deadline(200, () => {
@@ -70,8 +80,16 @@ export async function acquireFileLock(
       const held = await file.stat();
       const current = await Deno.lstat(path).catch(() => undefined);
       if (current?.ino !== held.ino || current?.dev !== held.dev) {
-        // Released and deleted by its last holder while we waited: start over.
+        // Released and deleted by its last holder while we waited (or swapped
+        // for a link, which the next open refuses): start over, within bounds.
         file.close();
+        if (attempt >= MAX_LOCK_ATTEMPTS) {
+          throw new Error(
+            `Lock file ${path} changed under us ${attempt} times; is something replacing it?`,
+          );
+        }
+        await new Promise<void>((resolve) => deadline(pauseMs, resolve));
+        pauseMs = Math.min(2 * pauseMs, LOCK_RETRY_MAX_MS);
         continue;
       }
     } catch (error) {
@@ -82,5 +100,35 @@ export async function acquireFileLock(
       await Deno.remove(path).catch(() => {});
       file.close();
     };
+  }
+}
+
+/**
+ * Opens the regular file at `path`, creating it if absent, without following
+ * a link: a new file is created exclusively (which fails on any link, even a
+ * dangling one), and an existing path must be a regular file.
+ */
+async function _openLockFile(path: string): Promise<Deno.FsFile> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await Deno.open(path, { read: true, write: true, createNew: true });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+    const info = await Deno.lstat(path).catch(() => undefined);
+    if (info === undefined) {
+      // Deleted between the two calls: create it again.
+      if (attempt < MAX_LOCK_ATTEMPTS) continue;
+      throw new Error(`Lock file ${path} vanished ${attempt} times as it was opened`);
+    }
+    if (info.isSymlink) {
+      throw new Error(`Lock file ${path} is a symbolic link; remove it and try again`);
+    }
+    if (!info.isFile) {
+      throw new Error(`Lock file ${path} is not a regular file; remove it and try again`);
+    }
+    // Not created: a link swapped in now is opened but never created, and
+    // the holder's inode check above sees it is not the path's file.
+    return await Deno.open(path, { read: true, write: true });
   }
 }

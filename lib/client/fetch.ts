@@ -338,18 +338,24 @@ class _Fetcher {
       throw new FetchError(`Destination ${finalPath} exists and is not a regular file`, []);
     }
     const partial = await Deno.lstat(partialPath).catch(() => undefined);
-    if (partial && !partial.isFile) {
-      throw new FetchError(
-        `${partialPath} exists and is not a regular file; remove it and run the same command again`,
-        [],
-      );
+    const statePath = finalPath + STATE_SUFFIX;
+    const stateInfo = await Deno.lstat(statePath).catch(() => undefined);
+    // Never through a link: a planted one would have us write (or trust) a file it chose.
+    for (const [path, info] of [[partialPath, partial], [statePath, stateInfo]] as const) {
+      if (info && !info.isFile) {
+        throw new FetchError(
+          `${path} exists and is not a regular file${
+            info.isSymlink ? " (a symbolic link)" : ""
+          }; remove it and run the same command again`,
+          [],
+        );
+      }
     }
     // Work in the partial file of an earlier run, else in place on an existing
     // destination that is (a copy of) this file, its bytes being what resume
     // is for, else in a new partial file. Never in place through a link: the
     // bytes would land in the file it points to (or shares with another name);
     // a fetch into the partial file ends by renaming it over the link instead.
-    const statePath = finalPath + STATE_SUFFIX;
     const state = await loadFetchState(statePath);
     const local = localCheck(entry, this.#options.verify === true);
     this.#progress.localDigest = local.algorithm;
@@ -362,7 +368,14 @@ class _Fetcher {
 
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(workPath, { read: true, write: true, create: true });
+      // A new partial file is created exclusively: a link planted since the
+      // check above makes the open fail rather than create the link's target.
+      file = await Deno.open(
+        workPath,
+        workPath === partialPath && !partial
+          ? { read: true, write: true, createNew: true }
+          : { read: true, write: true },
+      );
     } catch (cause) {
       throw new FetchError(`Cannot open ${workPath} for writing`, [], { cause });
     }
