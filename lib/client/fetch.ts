@@ -40,6 +40,7 @@ import { addressResolver, locateFile } from "./locate.ts";
 import { PartReader, type PartReadEvent } from "./part_reader.ts";
 import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
+import { helperPath, LOCK_SUFFIX, PARTIAL_SUFFIX, STATE_SUFFIX } from "./helper_paths.ts";
 
 export { FetchError } from "./fetch_error.ts";
 
@@ -49,11 +50,6 @@ export const STATE_SAVE_INTERVAL_MS = 1_000;
 export const PROGRESS_INTERVAL_MS = 200;
 export const DEFAULT_PARALLEL = 4;
 export const MAX_PARALLEL = 64;
-
-export const PARTIAL_SUFFIX = ".fts-partial";
-export const STATE_SUFFIX = ".fts-state";
-/** Held while a fetch works on NAME in its directory; deleted at the end. */
-export const LOCK_SUFFIX = ".fts-lock";
 
 export interface FetchOptions {
   name: string;
@@ -222,7 +218,7 @@ class _Fetcher {
     // bound by reading them, and takes a worker per core; hashing what arrives
     // takes fewer (see RECEIVE_HASH_WORKERS).
     const finalPath = join(options.destDir, options.name);
-    const bytesOnDisk = [finalPath, finalPath + PARTIAL_SUFFIX].some((path) => {
+    const bytesOnDisk = [finalPath, helperPath(finalPath, PARTIAL_SUFFIX)].some((path) => {
       try {
         return Deno.lstatSync(path).isFile;
       } catch {
@@ -266,7 +262,7 @@ class _Fetcher {
     const finalPath = join(options.destDir, entry.name);
     // One fetch at a time per destination file: a second one waits, then finds
     // the file complete (or resumes what the first left).
-    const release = await acquireFileLock(finalPath + LOCK_SUFFIX, {
+    const release = await acquireFileLock(helperPath(finalPath, LOCK_SUFFIX), {
       signal: options.signal,
       onWaiting: () => this.#emit({ type: "waiting", path: finalPath }),
     });
@@ -332,13 +328,13 @@ class _Fetcher {
     reader: PartReader,
     pool: PeerPool,
   ): Promise<FetchResult> {
-    const partialPath = finalPath + PARTIAL_SUFFIX;
+    const partialPath = helperPath(finalPath, PARTIAL_SUFFIX);
     const final = await Deno.lstat(finalPath).catch(() => undefined);
     if (final && !final.isFile && !final.isSymlink) {
       throw new FetchError(`Destination ${finalPath} exists and is not a regular file`, []);
     }
     const partial = await Deno.lstat(partialPath).catch(() => undefined);
-    const statePath = finalPath + STATE_SUFFIX;
+    const statePath = helperPath(finalPath, STATE_SUFFIX);
     const stateInfo = await Deno.lstat(statePath).catch(() => undefined);
     // Never through a link: a planted one would have us write (or trust) a file it chose.
     for (const [path, info] of [[partialPath, partial], [statePath, stateInfo]] as const) {

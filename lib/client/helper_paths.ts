@@ -1,0 +1,40 @@
+/**
+ * Where fetch keeps its helper files beside the destination NAME: the
+ * partial file, the control (state) file and the job lock, NAME plus a
+ * suffix. A name the cluster accepts may be 255 bytes, the most a file
+ * system allows for one name, which leaves no room for a suffix: then the
+ * helper name is NAME cut short, a tilde and a hash of the whole NAME, so it
+ * fits, stays the same from run to run (a resume finds it), and two long
+ * names that share a beginning still get helpers of their own.
+ */
+import { basename, dirname, join } from "../base/paths.ts";
+import { sha256HexSync } from "../hash/sha256.ts";
+
+export const PARTIAL_SUFFIX = ".fts-partial";
+export const STATE_SUFFIX = ".fts-state";
+/** Held while a fetch works on NAME in its directory; deleted at the end. */
+export const LOCK_SUFFIX = ".fts-lock";
+
+/** The longest file name (one path component) the file systems we run on take, in bytes. */
+export const MAX_FILE_NAME_BYTES = 255;
+/** Hex characters of the name's hash in a shortened helper name. */
+const NAME_HASH_CHARS = 16;
+
+const _encoder = new TextEncoder();
+
+/** The path of `finalPath`'s helper file with `suffix`, within MAX_FILE_NAME_BYTES. */
+export function helperPath(finalPath: string, suffix: string): string {
+  const name = basename(finalPath);
+  if (_encoder.encode(name + suffix).length <= MAX_FILE_NAME_BYTES) return finalPath + suffix;
+  const tail = `~${sha256HexSync(name).slice(0, NAME_HASH_CHARS)}${suffix}`;
+  let kept = "";
+  let keptBytes = 0;
+  // Whole characters only: a cut inside one would not be valid UTF-8.
+  for (const char of name) {
+    const bytes = _encoder.encode(char).length;
+    if (keptBytes + bytes + tail.length > MAX_FILE_NAME_BYTES) break;
+    kept += char;
+    keptBytes += bytes;
+  }
+  return join(dirname(finalPath), kept + tail);
+}
