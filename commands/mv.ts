@@ -4,6 +4,7 @@ import {
   describeLostReply,
   lookupEntry,
   notFoundAfterLostReply,
+  signedContent,
   unconfirmedRename,
 } from "../lib/client/lost_reply.ts";
 import { normalizeFileName, validateFileName, validateNewFileName } from "../lib/state/manifest.ts";
@@ -35,7 +36,13 @@ export async function run(args: string[]): Promise<number> {
   // Should a reply get lost, NEW must then be this very file for the rename to count as done.
   const before = await lookupEntry(servers, from);
   try {
-    await sendSigned(servers, identity, { op: "file.rename", name: from, to });
+    // Only what was looked up: a file put there since is not the one meant.
+    await sendSigned(servers, identity, {
+      op: "file.rename",
+      name: from,
+      to,
+      ...signedContent(before),
+    });
   } catch (error) {
     const lost = notFoundAfterLostReply(error);
     if (lost === undefined || before === "absent") throw error;

@@ -4,6 +4,7 @@ import {
   describeLostReply,
   lookupEntry,
   notFoundAfterLostReply,
+  signedContent,
 } from "../lib/client/lost_reply.ts";
 import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
 import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
@@ -29,7 +30,12 @@ export async function run(args: string[]): Promise<number> {
   const before = await lookupEntry(servers, name);
   let reply;
   try {
-    reply = await sendSigned(servers, identity, { op: "file.delete", name });
+    reply = await sendSigned(servers, identity, {
+      op: "file.delete",
+      name,
+      // Only what was looked up: a file put there since is not the one meant.
+      ...signedContent(before),
+    });
   } catch (error) {
     const lost = notFoundAfterLostReply(error);
     // Success only when the file was seen before: else "gone" may mean "never there".

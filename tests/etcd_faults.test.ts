@@ -14,6 +14,7 @@ import { missingTool } from "./missing_tool.ts";
 import { freePortRange, FtsProcess, runFts } from "./harness.ts";
 import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
+import { bindRequest } from "../lib/client/signed_client.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { ProtocolError } from "../lib/wire/errors.ts";
 
@@ -161,8 +162,11 @@ Deno.test({
       assert.equal(up.code, 0, up.stderr);
 
       const identity = await loadOrCreateIdentity(idPath);
-      const signed = await signRequest(identity, { op: "file.rename", name: "a.bin", to: "b.bin" });
       const first = await Peer.connect(`127.0.0.1:${basePort}`);
+      const signed = await signRequest(
+        identity,
+        await bindRequest(first, { op: "file.rename", name: "a.bin", to: "b.bin" }),
+      );
       try {
         const reply = await first.requestSigned(signed);
         assert.equal(reply.op, "renamed");

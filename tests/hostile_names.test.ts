@@ -10,6 +10,7 @@ import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity
 import { Peer } from "../lib/client/peer.ts";
 import { jsonBody } from "../lib/wire/frame.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
+import { bindRequest } from "../lib/client/signed_client.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";
 import { startLyingServer } from "./lying_server.ts";
@@ -78,11 +79,24 @@ Deno.test("hostile names: signed publish and rename with bad names get BAD_NAME 
     const before = _tree(cluster.work);
     const peer = await Peer.connect(`127.0.0.1:${cluster.ports[0]}`);
     try {
+      // A delete of a bad name cannot be bound by looking it up: it names some content.
+      const { cluster: clusterId, contentId } = await bindRequest(peer, {
+        op: "file.delete",
+        name: "ok.bin",
+      });
       for (const name of [...BAD_NAMES, "nul\u0000.bin"]) {
         const label = JSON.stringify(name);
-        const rename = await signRequest(identity, { op: "file.rename", name: "ok.bin", to: name });
+        const rename = await signRequest(
+          identity,
+          await bindRequest(peer, { op: "file.rename", name: "ok.bin", to: name }),
+        );
         await assert.rejects(peer.request(rename), /BAD_NAME|File name/, `rename to ${label}`);
-        const remove = await signRequest(identity, { op: "file.delete", name });
+        const remove = await signRequest(identity, {
+          op: "file.delete",
+          cluster: clusterId,
+          name,
+          contentId,
+        });
         await assert.rejects(peer.request(remove), /BAD_NAME|File name|No file/, label);
       }
     } finally {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { type ErrorCode, ProtocolError } from "../lib/wire/errors.ts";
 import { type Identity, loadIdentity } from "../lib/auth/identity.ts";
 import { Peer } from "../lib/client/peer.ts";
+import { bindRequest, type UnboundRequest } from "../lib/client/signed_client.ts";
 import { type Header } from "../lib/wire/frame.ts";
 import { SIGNATURE_MAX_AGE_MS, signRequest } from "../lib/auth/signed_request.ts";
 import { assertSameFile, readManifestJson, startCluster, writeRandomFile } from "./harness.ts";
@@ -119,11 +120,17 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
     const bobId = (await loadIdentity(bob.path)) as Identity;
 
     await t.step("a tampered signed request is refused", async () => {
-      const signed = await signRequest(aliceId, { op: "file.rename", name: "b.bin", to: "c.bin" });
+      const signed = await signRequest(
+        aliceId,
+        await _bind(first, { op: "file.rename", name: "b.bin", to: "c.bin" }),
+      );
       await _refused(first, { ...signed, to: "evil.bin" }, "UNAUTHORIZED", /does not verify/);
       await _refused(first, { ...signed, name: "x.bin" }, "UNAUTHORIZED", /does not verify/);
       // B's signature presented under A's key.
-      const forged = await signRequest(bobId, { op: "file.delete", name: "b.bin" });
+      const forged = await signRequest(
+        bobId,
+        await _bind(first, { op: "file.delete", name: "b.bin" }),
+      );
       await _refused(
         first,
         { ...forged, auth: { ...forged.auth, key: aliceId.owner } },
@@ -132,7 +139,7 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
       );
       const stale = await signRequest(
         aliceId,
-        { op: "file.delete", name: "b.bin" },
+        await _bind(first, { op: "file.delete", name: "b.bin" }),
         Date.now() - SIGNATURE_MAX_AGE_MS - 60_000,
       );
       await _refused(first, stale, "UNAUTHORIZED", /stale/);
@@ -140,7 +147,10 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
     });
 
     await t.step("a replayed signed request is refused, on another instance too", async () => {
-      const signed = await signRequest(aliceId, { op: "file.rename", name: "b.bin", to: "c.bin" });
+      const signed = await signRequest(
+        aliceId,
+        await _bind(first, { op: "file.rename", name: "b.bin", to: "c.bin" }),
+      );
       assert.equal((await _send(first, signed) as Header).op, "renamed");
       const back = await cluster.fts(["mv", "c.bin", "b.bin"], { env: alice.env });
       assert.equal(back.code, 0, back.stderr);
@@ -168,14 +178,18 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
       );
       await _refused(
         first,
-        await signRequest(aliceId, request),
+        await signRequest(aliceId, await _bind(first, request)),
         "UNAUTHORIZED",
         /bodyDigest/,
         tampered,
       );
       // The same request untouched is accepted: publishing stored parts under a new name.
       assert.equal(
-        (await _send(first, await signRequest(aliceId, request), body) as Header).op,
+        (await _send(
+          first,
+          await signRequest(aliceId, await _bind(first, request)),
+          body,
+        ) as Header).op,
         "published",
       );
       const fetched = await cluster.fts(["fetch", "copy.bin", dest]);
@@ -192,7 +206,10 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
       }));
       await _refused(
         first,
-        await signRequest(aliceId, { ...request, name: "ghost.bin", bodyDigest: _sha256(missing) }),
+        await signRequest(
+          aliceId,
+          await _bind(first, { ...request, name: "ghost.bin", bodyDigest: _sha256(missing) }),
+        ),
         "MISSING_PARTS",
         /part 0 on instance/,
         missing,
@@ -201,16 +218,21 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
     });
 
     await t.step("the server refuses bad names in signed requests", async () => {
+      const { cluster: clusterId } = await _bind(first, { op: "file.delete", name: "b.bin" });
+      const contentId = "0".repeat(64);
       for (const name of ["", "..", "a/b", "a\u0000b", "x".repeat(256), "new\nline"]) {
         await _refused(
           first,
-          await signRequest(aliceId, { op: "file.rename", name: "b.bin", to: name }),
+          await signRequest(
+            aliceId,
+            await _bind(first, { op: "file.rename", name: "b.bin", to: name }),
+          ),
           "BAD_NAME",
           /New name/,
         );
         await _refused(
           first,
-          await signRequest(aliceId, { op: "file.delete", name }),
+          await signRequest(aliceId, { op: "file.delete", cluster: clusterId, name, contentId }),
           "BAD_NAME",
           /File name/,
         );
@@ -221,3 +243,13 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
     await cluster.stop();
   }
 });
+
+/** Binds a request to the cluster and content instance `port` reports (bindRequest). */
+async function _bind<R extends UnboundRequest>(port: number, request: R) {
+  const peer = await Peer.connect(`127.0.0.1:${port}`);
+  try {
+    return await bindRequest(peer, request);
+  } finally {
+    peer.close();
+  }
+}

@@ -28,6 +28,10 @@ async function _rejects(promise: Promise<unknown>, pattern: RegExp): Promise<voi
   });
 }
 
+/** A cluster id and a content id for requests that are only signed and checked, never sent. */
+const CLUSTER = "00000000-0000-4000-8000-000000000000";
+const CONTENT = "0".repeat(64);
+
 Deno.test("loadOrCreateIdentity() creates an owner-only key file once, then reuses it", async () => {
   const dir = await tempDir();
   try {
@@ -72,15 +76,26 @@ Deno.test("checkSignedRequest() accepts a fresh signature and refuses tampering 
   try {
     const alice = await loadOrCreateIdentity(join(dir, "alice.json"));
     const bob = await loadOrCreateIdentity(join(dir, "bob.json"));
-    const signed = await signRequest(alice, { op: "file.rename", name: "a", to: "b" });
+    const signed = await signRequest(alice, {
+      op: "file.rename",
+      cluster: CLUSTER,
+      name: "a",
+      contentId: CONTENT,
+      to: "b",
+    });
     await checkSignedRequest(signed);
     await _rejects(checkSignedRequest({ ...signed, to: "c" }), /does not verify/);
+    await _rejects(checkSignedRequest({ ...signed, cluster: "other-cluster" }), /does not verify/);
+    await _rejects(
+      checkSignedRequest({ ...signed, contentId: "1".repeat(64) }),
+      /does not verify/,
+    );
     await _rejects(
       checkSignedRequest({ ...signed, auth: { ...signed.auth, key: bob.owner } }),
       /does not verify/,
     );
     await _rejects(
-      checkSignedRequest({ ...signed, op: "file.delete", name: "a" } as never),
+      checkSignedRequest({ ...signed, op: "file.delete" } as never),
       /does not verify/,
     );
     await _rejects(
@@ -89,13 +104,13 @@ Deno.test("checkSignedRequest() accepts a fresh signature and refuses tampering 
     );
     const old = await signRequest(
       alice,
-      { op: "file.delete", name: "a" },
+      { op: "file.delete", cluster: CLUSTER, name: "a", contentId: CONTENT },
       Date.now() - SIGNATURE_MAX_AGE_MS - 60_000,
     );
     await _rejects(checkSignedRequest(old), /stale/);
     const future = await signRequest(
       alice,
-      { op: "file.delete", name: "a" },
+      { op: "file.delete", cluster: CLUSTER, name: "a", contentId: CONTENT },
       Date.now() + SIGNATURE_MAX_AGE_MS + 60_000,
     );
     await _rejects(checkSignedRequest(future), /from the future/);
@@ -108,6 +123,7 @@ Deno.test("signingMessage() covers every field of file.publish in a fixed order"
   const auth = { key: "ed25519:k", timestamp: 1, nonce: "n" };
   const base = {
     op: "file.publish" as const,
+    cluster: CLUSTER,
     name: "a",
     replace: false,
     size: 10,
@@ -117,11 +133,15 @@ Deno.test("signingMessage() covers every field of file.publish in a fixed order"
   const text = new TextDecoder().decode(signingMessage(base, auth));
   assert.equal(
     text,
-    `fts-signed-request-v1\n["file.publish","ed25519:k",1,"n",["a",false,10,4,"${
+    `fts-signed-request-v2\n["file.publish","ed25519:k",1,"n",["${CLUSTER}","a",false,10,4,"${
       "0".repeat(64)
     }"]]`,
   );
-  for (const change of [{ replace: true }, { size: 11 }, { partSize: 5 }, { name: "b" }]) {
+  for (
+    const change of [{ replace: true }, { size: 11 }, { partSize: 5 }, { name: "b" }, {
+      cluster: "other-cluster",
+    }]
+  ) {
     assert.notEqual(
       new TextDecoder().decode(signingMessage({ ...base, ...change }, auth)),
       text,

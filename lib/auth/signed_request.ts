@@ -2,8 +2,11 @@
  * Signed requests: how a client proves it holds an owner's key, and how a
  * server checks it. The signature covers a canonical encoding of the op, the
  * signer's key, a timestamp, a one-time nonce and the op's fields in a fixed
- * order (for file.publish, the SHA-256 of its body). Nothing names the server,
- * so any instance accepts it; the nonce cache they share stops a replay.
+ * order (for file.publish, the SHA-256 of its body). The fields name the
+ * cluster, so no other cluster accepts it, and for a delete or rename the
+ * content id of the entry it changes, so it means nothing once that entry is
+ * replaced; nothing names the instance, so any instance of the cluster
+ * accepts it, and the nonce cache they share stops a replay.
  */
 import { ProtocolError } from "../wire/errors.ts";
 import {
@@ -23,7 +26,7 @@ export const NONCE_BYTES = 16;
 /** What a nonce looks like on the wire: base64url of NONCE_BYTES bytes. */
 export const NONCE_PATTERN = /^[A-Za-z0-9_-]{22}$/;
 /** First line of every signed message: names the scheme, so a signature means nothing elsewhere. */
-export const SIGNING_CONTEXT = "fts-signed-request-v1";
+export const SIGNING_CONTEXT = "fts-signed-request-v2";
 
 /** The requests that change the manifest, and so must be signed. */
 export type SignedRequest = Extract<Request, { auth: SignedAuth }>;
@@ -35,17 +38,24 @@ export type UnsignedRequest = _Without<SignedRequest, "auth">;
 export function signedFields(request: UnsignedRequest): (string | number | boolean)[] {
   switch (request.op) {
     case "file.publish":
-      return [request.name, request.replace, request.size, request.partSize, request.bodyDigest];
+      return [
+        request.cluster,
+        request.name,
+        request.replace,
+        request.size,
+        request.partSize,
+        request.bodyDigest,
+      ];
     case "file.delete":
-      return [request.name];
+      return [request.cluster, request.name, request.contentId];
     case "file.rename":
-      return [request.name, request.to];
+      return [request.cluster, request.name, request.contentId, request.to];
   }
 }
 
 /**
  * The exact bytes that are signed: UTF-8 of
- * `fts-signed-request-v1\n` + JSON `[op, key, timestamp, nonce, [fields...]]`.
+ * `fts-signed-request-v2\n` + JSON `[op, key, timestamp, nonce, [fields...]]`.
  * JSON of an array of strings, numbers and booleans has one spelling.
  */
 export function signingMessage(

@@ -26,6 +26,21 @@ export async function lookupEntry(servers: readonly string[], name: string): Pro
   }
 }
 
+/**
+ * What a delete or rename of a name looked up as `before` is signed for: the
+ * entry's content id; for a name found absent, an id no content has (the
+ * server then says NOT_FOUND, or, should the name have appeared since, that
+ * it holds other content); none when no server could say (bindRequest then
+ * looks it up). Spread into the request.
+ */
+export function signedContent(before: Lookup): { contentId?: string } {
+  if (before === undefined) return {};
+  return { contentId: before === "absent" ? NO_CONTENT_ID : before.contentId };
+}
+
+/** A content id no file has: all zeros is no SHA-256 anyone can aim at. */
+export const NO_CONTENT_ID = "0".repeat(64);
+
 /** The lost replies behind `error` when it is a NOT_FOUND after a lost reply, else undefined. */
 export function notFoundAfterLostReply(error: unknown): readonly LostReply[] | undefined {
   return error instanceof AfterLostReplyError && error.code === "NOT_FOUND"

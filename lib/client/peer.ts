@@ -86,6 +86,8 @@ export type { FileSummary, VerifyStatus };
 
 /** What cluster.info tells an uploading client. */
 export interface ClusterInfo {
+  /** Names the cluster; signed requests carry it. */
+  clusterId: string;
   replicas: number;
   partSize: number;
   /** Instance id to "host:port". */
@@ -398,6 +400,7 @@ export class Peer {
     const { reply } = await this.#ask("cluster.info", {});
     const { instances, domains } = await this.#body("cluster.info");
     return {
+      clusterId: reply.clusterId,
       replicas: reply.replicas,
       partSize: reply.partSize,
       instances,

@@ -52,11 +52,41 @@ export class AfterLostReplyError extends ProtocolError {
   }
 }
 
+type _Without<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /**
- * Signs `request` as `identity` and sends it, trying `servers` in order; returns the reply.
- * A final answer after a lost reply is thrown as AfterLostReplyError.
+ * A signed request as a command states it, before it is bound to a cluster;
+ * a delete or rename names the content it means to change when the command
+ * looked it up (file.get), else it is looked up when bound.
  */
-export async function sendSigned<R extends UnsignedRequest>(
+export type UnboundRequest = _Without<UnsignedRequest, "cluster" | "contentId"> & {
+  contentId?: string;
+};
+
+/**
+ * Binds a request to what `peer` says: the cluster's id and, for a delete
+ * or rename that names no content, the content id of the entry it changes
+ * (NOT_FOUND when there is none).
+ */
+export async function bindRequest<R extends UnboundRequest>(
+  peer: Peer,
+  request: R,
+): Promise<UnsignedRequest & { op: R["op"] }> {
+  const cluster = (await peer.clusterInfo()).clusterId;
+  const { contentId, ...fields } = request;
+  if (fields.op === "file.publish") return { ...fields, cluster } as never;
+  return {
+    ...fields,
+    cluster,
+    contentId: contentId ?? (await peer.getFile(fields.name)).entry.contentId,
+  } as never;
+}
+
+/**
+ * Binds `request` (bindRequest) on each server tried in order, signs it as
+ * `identity` and sends it; returns the reply. A final answer after a lost
+ * reply is thrown as AfterLostReplyError.
+ */
+export async function sendSigned<R extends UnboundRequest>(
   servers: readonly string[],
   identity: Identity,
   request: R,
@@ -74,7 +104,7 @@ export async function sendSigned<R extends UnsignedRequest>(
         connectTimeoutMs: options.connectTimeoutMs ?? MUTATION_CONNECT_TIMEOUT_MS,
         stallTimeoutMs: options.stallTimeoutMs ?? MUTATION_REPLY_TIMEOUT_MS,
       });
-      const signed = await signRequest(identity, request);
+      const signed = await signRequest(identity, await bindRequest(peer, request));
       // From here on a failure leaves the outcome unknown: the server may have the request.
       sent = true;
       return await peer.requestSigned<R["op"]>(signed, body);

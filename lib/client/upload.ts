@@ -116,7 +116,7 @@ class _Uploader {
   /** Bytes sent so far, over all copies, of each part not yet done. */
   readonly #sending = new Map<number, { size: number; sent: number }>();
   #progress: UploadProgress;
-  #cluster: ClusterInfo = { replicas: 0, partSize: 0, instances: {} };
+  #cluster: ClusterInfo = { clusterId: "", replicas: 0, partSize: 0, instances: {} };
   readonly #idleXxh128: Xxh128[] = [];
 
   constructor(options: UploadOptions, onProgress?: (progress: UploadProgress) => void) {

@@ -33,6 +33,7 @@ export function etcdMutationsContext(
     locker,
     view: () => cluster.view(),
     operatorKey: async () => (await cluster.settings())?.operatorKey,
+    clusterId: async () => (await cluster.requireSettings()).clusterId,
     storedSizes: async (copies) => {
       const view = await cluster.view();
       const byId = new Map<string, number[]>();

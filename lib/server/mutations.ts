@@ -24,6 +24,7 @@ import { type Locker, type ManifestStore, PARTS_LOCK } from "../state/manifest_s
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
 import { freeUnreferencedParts, storesOnHost } from "../state/part_gc.ts";
 import { requireManifestIfParts } from "../state/manifest_guard.ts";
+import { loadOrCreateClusterId } from "../state/cluster_id.ts";
 import { type ReplyOf, type RequestOf } from "../wire/ops.ts";
 import { type ClusterReply, type ClusterReplyBody } from "../wire/ops_control.ts";
 import { type NonceStore } from "../auth/nonce_store.ts";
@@ -62,6 +63,8 @@ export interface MutationsContext {
   view(): Promise<ClusterView>;
   /** The key that OPERATOR_OWNER stands for, if the cluster has an operator. */
   operatorKey(): Promise<string | undefined>;
+  /** The cluster's id, which every signed request must name (state/cluster_id.ts). */
+  clusterId(): Promise<string>;
   /** The size of each named copy, or undefined where its instance holds none (or is down). */
   storedSizes(copies: readonly { id: string; digest: string }[]): Promise<(number | undefined)[]>;
   /** Frees the parts no entry references any more (part_gc.ts). */
@@ -71,6 +74,7 @@ export interface MutationsContext {
 /** The context of the single-host cluster in `dir`: config, stores and keys all in it. */
 export function fileMutationsContext(dir: string): MutationsContext {
   let view: Promise<ClusterView> | undefined;
+  let clusterId: Promise<string> | undefined;
   const stores = new Map<string, PartStore>();
   return {
     nonces: new FileNonceStore(dir),
@@ -87,6 +91,7 @@ export function fileMutationsContext(dir: string): MutationsContext {
       }));
     },
     operatorKey: () => readIdentityOwner(dataPaths(dir).operatorIdentity),
+    clusterId: () => clusterId ??= loadOrCreateClusterId(dir),
     storedSizes: async (copies) => {
       const sizes: (number | undefined)[] = [];
       for (const { id, digest } of copies) {
@@ -123,16 +128,42 @@ export class Mutations {
     const domains = Object.fromEntries(view.ids.map((id) => [id, view.domain(id)]));
     const spread = new Set(Object.values(domains)).size > 1;
     return {
-      header: { op: "cluster", replicas: view.replicas, partSize: view.partSize },
+      header: {
+        op: "cluster",
+        replicas: view.replicas,
+        partSize: view.partSize,
+        clusterId: await this.#context.clusterId(),
+      },
       body: spread ? { instances, domains } : { instances },
     };
   }
 
-  /** Signature, freshness, then the nonce: returns the signer's owner string. */
+  /** Signature, freshness, the cluster, then the nonce: returns the signer's owner string. */
   async #authenticate(request: SignedRequest): Promise<string> {
     await checkSignedRequest(request);
+    const cluster = await this.#context.clusterId();
+    if (request.cluster !== cluster) {
+      throw new ProtocolError(
+        "UNAUTHORIZED",
+        `Signed ${request.op} is for cluster ${JSON.stringify(request.cluster.slice(0, 64))}, ` +
+          `not this one (${cluster})`,
+      );
+    }
     await this.#replayGuard.claim(request.auth);
     return request.auth.key;
+  }
+
+  /** Refuses a delete or rename signed for content the name no longer holds. */
+  #assertContent(entry: FileEntry, request: RequestOf<"file.delete" | "file.rename">): void {
+    if (entry.contentId === request.contentId) return;
+    throw new ProtocolError(
+      "UNAUTHORIZED",
+      `Signed ${request.op} of ${JSON.stringify(entry.name)} is for content ${
+        request.contentId.slice(0, 12)
+      }..., but the file now holds ${
+        entry.contentId.slice(0, 12)
+      }... (it changed since the request was signed); sign it again`,
+    );
   }
 
   async #assertOwner(entry: FileEntry, signer: string, verb: string): Promise<void> {
@@ -277,6 +308,7 @@ export class Mutations {
           const entry = current.get(name)?.entry;
           if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
           await this.#assertOwner(entry, signer, "delete");
+          this.#assertContent(entry, request);
           return { deletes: [name], result: entry.parts.map((p) => p.digest) };
         }),
     );
@@ -304,6 +336,7 @@ export class Mutations {
           const entry = current.get(name)?.entry;
           if (!entry) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
           await this.#assertOwner(entry, signer, "rename");
+          this.#assertContent(entry, request);
           if (name === to) return { result: undefined };
           if (current.has(to)) {
             throw new ProtocolError(

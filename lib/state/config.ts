@@ -1,5 +1,6 @@
 import { UsageError } from "../wire/errors.ts";
-import { readJsonFile, writeFileAtomic } from "../base/fs_util.ts";
+import { exists, readJsonFile, writeFileAtomic } from "../base/fs_util.ts";
+import { clusterIdPath, createClusterIdLocked } from "./cluster_id.ts";
 import { createEmptyManifest } from "./manifest_guard.ts";
 import { withFileLock } from "../base/lock.ts";
 import { isAbsolute, join, resolve } from "../base/paths.ts";
@@ -140,6 +141,7 @@ export async function ensureConfig(
     const config = validateConfig({ ...DEFAULT_CONFIG, ...flags });
     // From now on a missing manifest is a lost one (manifest_guard.ts).
     await createEmptyManifest(dir);
+    if (!(await exists(clusterIdPath(dir)))) await createClusterIdLocked(dir);
     await writeFileAtomic(
       paths.config,
       JSON.stringify({ format: CONFIG_FORMAT, version: CONFIG_VERSION, ...config }, null, 2) +

@@ -21,7 +21,8 @@ export type StatsRequest = { op: "stats" };
 /** The instance id, its uptime and every counter of lib/server/handler.ts ServerCounters. */
 export type StatsReply = { op: "stats"; id: string; uptimeMs: number; [counter: string]: unknown };
 export type ClusterInfoRequest = { op: "cluster.info" };
-export type ClusterReply = { op: "cluster"; replicas: number; partSize: number };
+/** `clusterId` names the cluster: signed requests carry it (ops_signed.ts). */
+export type ClusterReply = { op: "cluster"; replicas: number; partSize: number; clusterId: string };
 export type ClusterReplyBody = {
   instances: Record<string, string>;
   /** Each instance's failure domain, when the cluster spans hosts (absent: one domain). */
@@ -76,6 +77,7 @@ export const CONTROL_OPS = opFamily({
       op: "cluster",
       replicas: uintField(header, "replicas", "BAD_FRAME"),
       partSize: uintField(header, "partSize", "BAD_FRAME"),
+      clusterId: stringField(header, "clusterId", "BAD_FRAME"),
     }),
     replyBody: (value) => {
       const body = value as { instances?: unknown; domains?: unknown } | null;

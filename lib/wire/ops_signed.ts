@@ -29,6 +29,8 @@ export type SignedAuth = {
 
 export type FilePublishRequest = {
   op: "file.publish";
+  /** The cluster it is signed for (cluster.info's clusterId): no other cluster accepts it. */
+  cluster: string;
   name: string;
   replace: boolean;
   size: number;
@@ -47,7 +49,17 @@ export type PublishedReply = {
   /** How many parts the replaced file held that no file uses any more. */
   partsFreed: number;
 };
-export type FileDeleteRequest = { op: "file.delete"; name: string; auth: SignedAuth };
+/**
+ * `contentId` is that of the entry the signer means to change (file.get's):
+ * once the name holds other content, the request is refused.
+ */
+export type FileDeleteRequest = {
+  op: "file.delete";
+  cluster: string;
+  name: string;
+  contentId: string;
+  auth: SignedAuth;
+};
 export type DeletedReply = {
   op: "deleted";
   name: string;
@@ -56,7 +68,14 @@ export type DeletedReply = {
   partsFreed: number;
   copiesFreed: number;
 };
-export type FileRenameRequest = { op: "file.rename"; name: string; to: string; auth: SignedAuth };
+export type FileRenameRequest = {
+  op: "file.rename";
+  cluster: string;
+  name: string;
+  contentId: string;
+  to: string;
+  auth: SignedAuth;
+};
 export type RenamedReply = { op: "renamed"; name: string; to: string; generation: number };
 
 function _auth(header: Header): SignedAuth {
@@ -91,6 +110,7 @@ export const SIGNED_OPS = opFamily({
   "file.publish": defineOp<FilePublishRequest, PublishedReply>({
     parseRequest: (header) => ({
       op: "file.publish",
+      cluster: stringField(header, "cluster"),
       name: stringField(header, "name"),
       replace: boolField(header, "replace"),
       size: uintField(header, "size"),
@@ -113,7 +133,9 @@ export const SIGNED_OPS = opFamily({
   "file.delete": defineOp<FileDeleteRequest, DeletedReply>({
     parseRequest: (header) => ({
       op: "file.delete",
+      cluster: stringField(header, "cluster"),
       name: stringField(header, "name"),
+      contentId: digestField(header, "contentId"),
       auth: _auth(header),
     }),
     requestBody: false,
@@ -130,7 +152,9 @@ export const SIGNED_OPS = opFamily({
   "file.rename": defineOp<FileRenameRequest, RenamedReply>({
     parseRequest: (header) => ({
       op: "file.rename",
+      cluster: stringField(header, "cluster"),
       name: stringField(header, "name"),
+      contentId: digestField(header, "contentId"),
       to: stringField(header, "to"),
       auth: _auth(header),
     }),
