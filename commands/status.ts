@@ -51,7 +51,7 @@ export async function run(args: string[]): Promise<number> {
         store: cluster.manifest,
         // On a host of the cluster, its supervisor says what healing does.
         dir: (await loadConfig(dir)) ? dir : undefined,
-      }, { tls });
+      }, { tls, checkCopies: true });
       console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
       return 0;
     } finally {
@@ -67,7 +67,7 @@ export async function run(args: string[]): Promise<number> {
     const json = boolFlag(flags, "json");
     return await watchStatus({ dir, config, json, tls, ...(intervalMs ? { intervalMs } : {}) });
   }
-  const report = await clusterStatus(dir, config, { tls });
+  const report = await clusterStatus(dir, config, { tls, checkCopies: true });
   console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
   return 0;
 }

@@ -9,6 +9,7 @@ import { openManifestStore } from "../state/open_manifest_store.ts";
 import { requireManifestIfParts } from "../state/manifest_guard.ts";
 import { storesOnHost } from "../state/part_gc.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
+import { Peer } from "../client/peer.ts";
 
 export interface StatusReport {
   replicas: number;
@@ -42,8 +43,50 @@ export interface StatusReport {
   healing: HealStatus | null;
 }
 
+export interface StatusOptions {
+  tls?: TlsClientOptions | undefined;
+  /**
+   * Ask every instance that is up which parts it stores (part.list), and
+   * count a copy as live only if listed; else a copy counts as live when its
+   * instance answers. One list per instance: for a one-off status, not a
+   * view that refreshes every second.
+   */
+  checkCopies?: boolean;
+}
+
 /** How long status waits for the supervisor to say what healing is doing. */
 const HEAL_STATUS_TIMEOUT_MS = 2_000;
+/** How long one instance may take to send its part list, when status checks copies. */
+const PART_LIST_TIMEOUT_MS = 10_000;
+
+/**
+ * The parts each instance says it stores (part.list), by instance id; an
+ * instance that does not say is absent: none of its copies has evidence.
+ */
+async function _heldParts(
+  probes: readonly { id: string; address: string; up: boolean }[],
+  tls: TlsClientOptions | undefined,
+): Promise<Map<string, ReadonlySet<string>>> {
+  const held = new Map<string, ReadonlySet<string>>();
+  await Promise.all(
+    probes.filter((p) => p.up).map(async ({ id, address }) => {
+      let peer: Peer | undefined;
+      try {
+        peer = await Peer.connect(address, {
+          connectTimeoutMs: PART_LIST_TIMEOUT_MS,
+          stallTimeoutMs: PART_LIST_TIMEOUT_MS,
+          tls,
+        });
+        held.set(id, new Set((await peer.listParts()).parts.keys()));
+      } catch {
+        // No list, no evidence: its copies do not count as live.
+      } finally {
+        peer?.close();
+      }
+    }),
+  );
+  return held;
+}
 
 async function _healStatus(
   dir: string,
@@ -66,7 +109,7 @@ async function _healStatus(
 export async function clusterStatus(
   dir: string,
   config: ClusterConfig,
-  options: { tls?: TlsClientOptions | undefined } = {},
+  options: StatusOptions = {},
 ): Promise<StatusReport> {
   await requireManifestIfParts(dir, () => storesOnHost(dir));
   return await statusOf({ view: configView(config), store: openManifestStore(dir), dir }, options);
@@ -78,7 +121,7 @@ export async function clusterStatus(
  */
 export async function statusOf(
   cluster: { view: ClusterView; store: ManifestStore; dir: string | undefined },
-  options: { tls?: TlsClientOptions | undefined } = {},
+  options: StatusOptions = {},
 ): Promise<StatusReport> {
   const { view } = cluster;
   const config = { replicas: view.replicas };
@@ -88,6 +131,10 @@ export async function statusOf(
     options.tls,
   );
   const up = new Set(probes.filter((p) => p.up).map((p) => p.id));
+  const held = options.checkCopies ? await _heldParts(probes, options.tls) : undefined;
+  // A copy is live when its instance answers and, when checked, lists it.
+  const isLive = (id: string, digest: string) =>
+    up.has(id) && (held === undefined || held.get(id)?.has(digest) === true);
   const entries = await walkWhole(async () => {
     const entries: FileEntry[] = [];
     for await (const { entry } of allEntries(cluster.store)) entries.push(entry);
@@ -100,7 +147,7 @@ export async function statusOf(
       const under: number[] = [];
       const lost: number[] = [];
       file.parts.forEach((part, index) => {
-        const live = part.replicas.filter((id) => up.has(id)).length;
+        const live = part.replicas.filter((id) => isLive(id, part.digest)).length;
         minLive = Math.min(minLive, live);
         if (live < config.replicas) under.push(index);
         if (live === 0) lost.push(index);
