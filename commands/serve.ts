@@ -133,8 +133,10 @@ export async function run(args: string[]): Promise<number> {
     const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
     const { etcdMutationsContext } = await import("../lib/ops/etcd_instance.ts");
     const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
-    await cluster.requireSettings();
-    const self = { id, store };
+    // The cluster id never changes: read once here, not per signed request
+    // (each read would wait out etcd's timeout while etcd has no quorum).
+    const { clusterId } = await cluster.requireSettings();
+    const self = { id, store, clusterId };
     server = new Server({
       id,
       store,

@@ -23,7 +23,7 @@ const COPY_CHECK_STALL_TIMEOUT_MS = 5_000;
 
 export function etcdMutationsContext(
   cluster: EtcdCluster,
-  self: { id: string; store: PartStore },
+  self: { id: string; store: PartStore; clusterId: string },
   tls?: TlsClientOptions,
 ): MutationsContext {
   const locker = cluster.locker(self.id);
@@ -33,7 +33,7 @@ export function etcdMutationsContext(
     locker,
     view: () => cluster.view(),
     operatorKey: async () => (await cluster.settings())?.operatorKey,
-    clusterId: async () => (await cluster.requireSettings()).clusterId,
+    clusterId: () => Promise.resolve(self.clusterId),
     storedSizes: async (copies) => {
       const view = await cluster.view();
       const byId = new Map<string, number[]>();
