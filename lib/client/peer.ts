@@ -429,6 +429,20 @@ export class Peer {
   }
 }
 
+/** Connects to `address`, runs `fn` with the peer and closes it, whether `fn` succeeds or not. */
+export async function withPeer<T>(
+  address: string,
+  options: ConnectOptions,
+  fn: (peer: Peer) => Promise<T>,
+): Promise<T> {
+  const peer = await Peer.connect(address, options);
+  try {
+    return await fn(peer);
+  } finally {
+    peer.close();
+  }
+}
+
 /**
  * Settles like `write`, unless it takes longer than `timeoutMs` (0: no limit):
  * then `onExpire` closes the connection and the write fails with TIMEOUT.

@@ -3,7 +3,7 @@ import { type ClusterConfig, dataPaths, instancePorts } from "../state/config.ts
 import { ProtocolError, UsageError } from "../wire/errors.ts";
 import { processAlive, processCommandLine, readJsonFile } from "../base/fs_util.ts";
 import { basename } from "../base/paths.ts";
-import { Peer } from "../client/peer.ts";
+import { withPeer } from "../client/peer.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 
 /** This program's name when it is a `deno compile`d fts (whatever it was renamed to). */
@@ -70,15 +70,10 @@ export async function probeInstances(
   timeoutMs = 1_500,
   tls?: TlsClientOptions,
 ): Promise<Probe[]> {
+  const options = { connectTimeoutMs: timeoutMs, stallTimeoutMs: timeoutMs, tls };
   return await Promise.all(instances.map(async ({ id, address }) => {
-    let peer: Peer | undefined;
     try {
-      peer = await Peer.connect(address, {
-        connectTimeoutMs: timeoutMs,
-        stallTimeoutMs: timeoutMs,
-        tls,
-      });
-      const stats = await peer.stats();
+      const stats = await withPeer(address, options, (peer) => peer.stats());
       return { id, address, up: true, stats };
     } catch (error) {
       if (error instanceof ProtocolError && error.code === "BUSY") {
@@ -90,8 +85,6 @@ export async function probeInstances(
         up: false,
         error: error instanceof Error ? error.message : String(error),
       };
-    } finally {
-      peer?.close();
     }
   }));
 }

@@ -9,7 +9,7 @@ import { openManifestStore } from "../state/open_manifest_store.ts";
 import { requireManifestIfParts } from "../state/manifest_guard.ts";
 import { storesOnHost } from "../state/part_gc.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
-import { Peer } from "../client/peer.ts";
+import { withPeer } from "../client/peer.ts";
 
 export interface StatusReport {
   replicas: number;
@@ -70,18 +70,16 @@ async function _heldParts(
   const held = new Map<string, ReadonlySet<string>>();
   await Promise.all(
     probes.filter((p) => p.up).map(async ({ id, address }) => {
-      let peer: Peer | undefined;
+      const options = {
+        connectTimeoutMs: PART_LIST_TIMEOUT_MS,
+        stallTimeoutMs: PART_LIST_TIMEOUT_MS,
+        tls,
+      };
       try {
-        peer = await Peer.connect(address, {
-          connectTimeoutMs: PART_LIST_TIMEOUT_MS,
-          stallTimeoutMs: PART_LIST_TIMEOUT_MS,
-          tls,
-        });
-        held.set(id, new Set((await peer.listParts()).parts.keys()));
+        const { parts } = await withPeer(address, options, (peer) => peer.listParts());
+        held.set(id, new Set(parts.keys()));
       } catch {
         // No list, no evidence: its copies do not count as live.
-      } finally {
-        peer?.close();
       }
     }),
   );
