@@ -243,6 +243,7 @@ Deno.test("hostile: malformed frames at a live instance each get an error or a c
         bytes: encodeFrame(
           {
             op: "file.publish",
+            cluster: "5f0c2a9e-4b1d-4c3e-9a7f-0d2e6b8c1a44",
             name: "evil.bin",
             replace: true,
             size: 1,
@@ -259,6 +260,7 @@ Deno.test("hostile: malformed frames at a live instance each get an error or a c
         bytes: new Uint8Array([
           ...encodeFrameHead({
             op: "file.publish",
+            cluster: "5f0c2a9e-4b1d-4c3e-9a7f-0d2e6b8c1a44",
             name: "evil.bin",
             replace: true,
             size: 1,
@@ -313,7 +315,9 @@ function _seedFrames(digest: string, partSize: number): Uint8Array[] {
     encodeFrame({ op: "cluster.info" }),
     encodeFrame({
       op: "file.rename",
+      cluster: "5f0c2a9e-4b1d-4c3e-9a7f-0d2e6b8c1a44",
       name: "a.bin",
+      contentId: digest,
       to: "b.bin",
       auth: { key: "ed25519:x", timestamp: 1, nonce: "n", signature: "s" },
     }),

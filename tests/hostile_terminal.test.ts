@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
+import { bindRequest } from "../lib/client/signed_client.ts";
 import { jsonBody } from "../lib/wire/frame.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { assertSameFile, readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";
@@ -121,7 +122,10 @@ Deno.test("terminal: upload, preload and mv refuse C1 and bidi controls in new n
     const peer = await Peer.connect(`127.0.0.1:${cluster.ports[0]}`);
     try {
       for (const to of [...REFUSED_NEW_NAMES, "e\u0301.bin"]) {
-        const rename = await signRequest(identity, { op: "file.rename", name: "ok.bin", to });
+        const rename = await signRequest(
+          identity,
+          await bindRequest(peer, { op: "file.rename", name: "ok.bin", to }),
+        );
         await assert.rejects(peer.request(rename), /BAD_NAME|C1|NFC/, JSON.stringify(to));
       }
     } finally {

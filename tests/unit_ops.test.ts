@@ -18,6 +18,7 @@ import { HANDLERS } from "../lib/server/handlers.ts";
 import { assertCode } from "./unit_helpers.ts";
 
 const DIGEST = "ab".repeat(32);
+const CLUSTER = "5f0c2a9e-4b1d-4c3e-9a7f-0d2e6b8c1a44";
 const AUTH = { key: "ed25519:k", timestamp: 1, nonce: "n".repeat(22), signature: "s" };
 
 /** A good request of every op; the mapped type makes this list exhaustive too. */
@@ -34,6 +35,7 @@ const REQUESTS: { [K in RequestOp]: Header & { op: K } } = {
   "part.has": { op: "part.has", digest: DIGEST },
   "file.publish": {
     op: "file.publish",
+    cluster: CLUSTER,
     name: "a.bin",
     replace: false,
     size: 10,
@@ -41,8 +43,21 @@ const REQUESTS: { [K in RequestOp]: Header & { op: K } } = {
     bodyDigest: DIGEST,
     auth: AUTH,
   },
-  "file.delete": { op: "file.delete", name: "a.bin", auth: AUTH },
-  "file.rename": { op: "file.rename", name: "a.bin", to: "b.bin", auth: AUTH },
+  "file.delete": {
+    op: "file.delete",
+    cluster: CLUSTER,
+    name: "a.bin",
+    contentId: DIGEST,
+    auth: AUTH,
+  },
+  "file.rename": {
+    op: "file.rename",
+    cluster: CLUSTER,
+    name: "a.bin",
+    contentId: DIGEST,
+    to: "b.bin",
+    auth: AUTH,
+  },
   "part.list": { op: "part.list" },
   "part.verify": { op: "part.verify", digest: DIGEST },
 };
@@ -52,7 +67,7 @@ const REPLIES: { [K in RequestOp]: Header } = {
   "hello": { op: "hello", version: 1, id: "0", generation: 3 },
   "ping": { op: "pong" },
   "stats": { op: "stats", id: "0", uptimeMs: 5, requests: 2 },
-  "cluster.info": { op: "cluster", replicas: 2, partSize: 4096 },
+  "cluster.info": { op: "cluster", replicas: 2, partSize: 4096, clusterId: CLUSTER },
   "file.get": { op: "file", name: "a.bin", generation: 3 },
   "file.list": { op: "files", generation: 3 },
   "part.get": { op: "data", digest: DIGEST, offset: 0, length: 10 },
