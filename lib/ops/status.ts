@@ -129,10 +129,16 @@ export async function statusOf(
     options.tls,
   );
   const up = new Set(probes.filter((p) => p.up).map((p) => p.id));
-  const held = options.checkCopies ? await _heldParts(probes, options.tls) : undefined;
-  // A copy is live when its instance answers and, when checked, lists it.
+  const held = options.checkCopies
+    ? await _heldParts(probes.filter((p) => !p.busy), options.tls)
+    : undefined;
+  const busy = new Set(probes.filter((p) => p.busy).map((p) => p.id));
+  // A copy is live when its instance answers and, when checked, lists it. A
+  // busy instance (every connection taken) is alive but cannot list: its
+  // copies count as the manifest says, and the report shows it busy.
   const isLive = (id: string, digest: string) =>
-    up.has(id) && (held === undefined || held.get(id)?.has(digest) === true);
+    up.has(id) &&
+    (held === undefined || busy.has(id) || held.get(id)?.has(digest) === true);
   const entries = await walkWhole(async () => {
     const entries: FileEntry[] = [];
     for await (const { entry } of allEntries(cluster.store)) entries.push(entry);
