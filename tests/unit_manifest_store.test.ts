@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { COMPACT_JOURNAL_SHARE, FileManifestStore } from "../lib/state/file_manifest_store.ts";
 import { type ManifestEvent, MAX_CHANGE_ATTEMPTS } from "../lib/state/manifest_store.ts";
 import { readRevision } from "../lib/state/manifest_revision.ts";
+import { entryLine, layoutDocument, snapshotHeader } from "../lib/state/manifest_layout.ts";
 import { putEntries, readManifest, testEntry } from "./manifest_util.ts";
 import { withTempDir } from "./unit_helpers.ts";
 
@@ -171,6 +172,41 @@ Deno.test("FileManifestStore reads a one-line snapshot from an older fts and rew
     assert.deepEqual((await store.get("é 文.bin"))!.entry, files["é 文.bin"]);
     assert.deepEqual((await new FileManifestStore(dir).get("é 文.bin"))!.entry, files["é 文.bin"]);
   });
+});
+
+Deno.test("FileManifestStore: changes over a snapshot in name order, and over one a hand edit put out of order with a name twice", async () => {
+  for (const order of [["a", "b", "c", "e"], ["c", "a", "e", "b", "a"]]) {
+    await withDir(async (dir) => {
+      // The value of a name's last line wins, as JSON.parse of the file would have it.
+      const lines = order.map((name, i) =>
+        entryLine(`${name}.bin`, JSON.stringify(testEntry(`${name}.bin`, i)))
+      );
+      await Deno.writeTextFile(snapshotPath(dir), layoutDocument(snapshotHeader(3), lines));
+      const store = new FileManifestStore(dir);
+      assert.deepEqual(
+        (await store.get("a.bin"))!.entry,
+        testEntry("a.bin", order.lastIndexOf("a")),
+      );
+      const names = async (from: FileManifestStore) =>
+        (await from.summaries({ limit: 100 })).summaries.map((summary) => summary.name);
+      assert.deepEqual(await names(store), ["a.bin", "b.bin", "c.bin", "e.bin"]);
+      await store.change(["b.bin", "d.bin", "0.bin"], () => ({
+        puts: [testEntry("d.bin", 7), testEntry("0.bin", 8)],
+        deletes: ["b.bin"],
+        result: undefined,
+      }));
+      await store.change(["e.bin"], () => ({ deletes: ["e.bin"], result: undefined }));
+      await putEntries(store, testEntry("e.bin", 9), testEntry("c.bin", 10));
+      const expected = ["0.bin", "a.bin", "c.bin", "d.bin", "e.bin"];
+      const fresh = new FileManifestStore(dir);
+      for (const reader of [store, fresh]) {
+        assert.deepEqual(await names(reader), expected);
+        assert.equal(await reader.get("b.bin"), undefined);
+        assert.deepEqual((await reader.get("e.bin"))!.entry, testEntry("e.bin", 9));
+        assert.deepEqual((await reader.get("c.bin"))!.entry, testEntry("c.bin", 10));
+      }
+    });
+  }
 });
 
 Deno.test("FileManifestStore.list() pages through the entries in name order", async () => {

@@ -84,7 +84,6 @@ export class FileManifestStore implements ManifestStore {
   #mark: RevisionMark | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   readonly #cache = new Map<string, StoredEntry>();
-  #sorted: { index: ManifestIndex; version: number; names: string[] } | undefined;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -136,10 +135,10 @@ export class FileManifestStore implements ManifestStore {
   ): Promise<{ items: T[]; revision: number; more: boolean }> {
     const limit = pageLimit(options);
     return this.#read(async (index, files) => {
-      const names = this.#sortedNames(index);
+      const names = index.sortedNames();
       const start = options.after === undefined ? 0 : _firstAfter(names, options.after);
       const page = names.slice(start, start + limit);
-      const slots = page.map((name) => index.slots.get(name)!);
+      const slots = page.map((name) => index.slot(name)!);
       const lines = await readSlots(slots, files);
       const items = page.map((name, i) => each(name, slots[i]!, lines[i]!, index.revision));
       return { items, revision: index.revision, more: start + limit < names.length };
@@ -258,7 +257,7 @@ export class FileManifestStore implements ManifestStore {
     files: ManifestFiles,
     name: string,
   ): Promise<StoredEntry | undefined> {
-    const slot = index.slots.get(name);
+    const slot = index.slot(name);
     if (!slot) return undefined;
     const cached = this.#cache.get(name);
     if (cached && cached.modRevision === slot.revision) {
@@ -270,14 +269,6 @@ export class FileManifestStore implements ManifestStore {
     this.#cache.set(name, found);
     if (this.#cache.size > MAX_CACHED_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
     return found;
-  }
-
-  #sortedNames(index: ManifestIndex): string[] {
-    const sorted = this.#sorted;
-    if (sorted?.index === index && sorted.version === index.version) return sorted.names;
-    const names = [...index.slots.keys()].sort();
-    this.#sorted = { index, version: index.version, names };
-    return names;
   }
 
   /** Appends `change` under the lock if the named entries are as read; else undefined. */
@@ -292,7 +283,7 @@ export class FileManifestStore implements ManifestStore {
         // Temp files of writers killed mid-write.
         await removeStaleTemps(this.dir);
         for (const name of named) {
-          if (index.slots.get(name)?.revision !== read.get(name)?.modRevision) return undefined;
+          if (index.slot(name)?.revision !== read.get(name)?.modRevision) return undefined;
         }
         const generation = index.revision + 1;
         const text = layoutDocument(

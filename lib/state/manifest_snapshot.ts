@@ -167,10 +167,10 @@ export async function writeSnapshot(
     const header = `${snapshotHeader(index.revision)}\n`;
     await write(header);
     // In name order, so that a page of list() is one run of the file.
-    const names = [...index.slots.keys()].sort();
+    const names = index.sortedNames();
     for (let from = 0; from < names.length; from += COMPACT_BATCH_ENTRIES) {
       const batch = names.slice(from, from + COMPACT_BATCH_ENTRIES);
-      const slots = batch.map((name) => index.slots.get(name)!);
+      const slots = batch.map((name) => index.slot(name)!);
       const lines = await readSlots(slots, files);
       for (const [i, name] of batch.entries()) {
         const slot = slots[i]!;
