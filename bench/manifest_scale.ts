@@ -11,14 +11,15 @@
  * `--compare` runs the same CLI and instance figures with another checkout's
  * main.ts (say, before the manifest store): the snapshot, one entry a line, is
  * one JSON document that older fts read too. `--large` adds 100,000 entries.
- * `--instance-flags` adds Deno flags to the instance's command line.
+ * `--instance-flags` gives the Deno flags of the instance's command line
+ * (default: INSTANCE_V8_FLAGS, as the cluster starts instances; `""` for none).
  */
 import { parseArgs } from "node:util";
 import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
 import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
 import { entryLine, layoutDocument, snapshotHeader } from "../lib/state/manifest_layout.ts";
 import { Peer } from "../lib/client/peer.ts";
-import { DENO_RUN_FLAGS } from "../lib/base/spawn.ts";
+import { DENO_RUN_FLAGS, INSTANCE_V8_FLAGS } from "../lib/base/spawn.ts";
 import { join } from "../lib/base/paths.ts";
 import { residentMemory } from "./measure.ts";
 
@@ -206,7 +207,8 @@ if (import.meta.main) {
       "instance-flags": { type: "string" },
     },
   });
-  const instanceFlags = (args.values["instance-flags"] ?? "").split(" ").filter(Boolean);
+  const instanceFlags = (args.values["instance-flags"] ?? INSTANCE_V8_FLAGS).split(" ")
+    .filter(Boolean);
   const memoryOnly = args.values["memory-only"] ?? false;
   const sizes = args.values.large ? [100, 10_000, 100_000] : [100, 10_000];
   const mains: [string, string][] = [["this", MAIN]];

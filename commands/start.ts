@@ -68,7 +68,7 @@ async function _startDetached(
   const log = paths.logFile(id);
   // What this run appends starts here (the log keeps earlier runs' lines).
   const logStart = await Deno.stat(log).then((info) => info.size, () => 0);
-  const { program, prefix } = ftsCommand();
+  const { program, prefix } = ftsCommand({ instance: true });
   // The instance outlives this command, so its output goes straight to the log
   // (through a shell's redirection), not through a pipe that would close.
   const child = new Deno.Command("/bin/sh", {

@@ -162,7 +162,7 @@ export class Supervisor {
     if (pid !== undefined) throw new Error(`Instance ${id} is already running (pid ${pid})`);
     instance.state = "starting";
     const paths = dataPaths(this.dir);
-    const { program, prefix } = ftsCommand();
+    const { program, prefix } = ftsCommand({ instance: true });
     const child = new Deno.Command(program, {
       args: [
         ...prefix,
