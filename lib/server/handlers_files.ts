@@ -9,6 +9,10 @@ import { ProtocolError } from "../wire/errors.ts";
 import { encodeFrame, jsonBody, writeAll } from "../wire/frame.ts";
 import { type HandlerFamily, type Instance } from "./handler.ts";
 
+const _encoder = new TextEncoder();
+const _OPEN_BRACKET = 0x5b;
+const _CLOSE_BRACKET = 0x5d;
+
 /** Manifest entries parsed at a time while answering file.list. */
 const LIST_PAGE_ENTRIES_SERVED = 100;
 
@@ -74,22 +78,38 @@ async function _listFrame(manifest: ManifestStore): Promise<Uint8Array> {
 }
 
 async function _buildListFrame(manifest: ManifestStore, revision: number): Promise<_ListFrame> {
-  // Summaries as JSON text, page by page: no more than one page of parsed
-  // entries is held at a time.
+  // Summaries as JSON text, encoded page by page: no more than one page of
+  // parsed entries, nor of their JSON as strings, is held at a time (holding
+  // every summary's string until the end cost the instance ~3 MB more at
+  // 10,000 files).
   let generation = revision;
   // The pages of one walk are of one revision: a walk the manifest changed
   // under starts over.
-  const files = await walkWhole(async () => {
-    const files: string[] = [];
+  const chunks = await walkWhole(async () => {
+    const chunks: Uint8Array[] = [];
+    let page: string[] = [];
+    const flush = () => {
+      chunks.push(_encoder.encode((chunks.length > 0 ? "," : "") + page.join(",")));
+      page = [];
+    };
     for await (
       const { summary, revision: read } of allSummaries(manifest, LIST_PAGE_ENTRIES_SERVED)
     ) {
       generation = Math.max(generation, read);
-      files.push(JSON.stringify(summary));
+      page.push(JSON.stringify(summary));
+      if (page.length === LIST_PAGE_ENTRIES_SERVED) flush();
     }
-    return files;
+    if (page.length > 0) flush();
+    return chunks;
   });
-  const body = new TextEncoder().encode(`[${files.join(",")}]`);
+  const body = new Uint8Array(2 + chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  body[0] = _OPEN_BRACKET;
+  let at = 1;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.length;
+  }
+  body[at] = _CLOSE_BRACKET;
   return { generation, bytes: encodeFrame({ op: "files", generation }, body) };
 }
 
