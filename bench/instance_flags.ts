@@ -153,7 +153,9 @@ if (import.meta.main) {
     for (let round = 0; round < rounds; round++) {
       for (const [i, [label, flags]] of VARIANTS.entries()) {
         const seed = 2 + round * VARIANTS.length + i;
-        results.get(label)!.push(await _round(flags, port, root, seed, env));
+        const run = await _round(flags, port, root, seed, env);
+        results.get(label)!.push(run);
+        console.error(`round ${round + 1}, ${label}: ${JSON.stringify(run)}`);
       }
     }
     console.log(
