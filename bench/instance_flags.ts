@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { DENO_RUN_FLAGS, INSTANCE_V8_FLAGS } from "../lib/base/spawn.ts";
 import { writeRandomFile } from "./data_files.ts";
 import { childEnv } from "./measure.ts";
+import { DrainedProcess } from "./drained_process.ts";
 import { MAIN } from "./fts_process.ts";
 import { freePortRange } from "./port_claims.ts";
 
@@ -69,33 +70,19 @@ async function _round(
   env: Record<string, string>,
 ): Promise<_Round> {
   const dir = `${root}/data`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...DENO_RUN_FLAGS,
-      ...flags,
-      MAIN,
-      "serve",
-      "--port",
-      String(port),
-      "--data",
-      dir,
-    ],
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  const args = ["run", ...DENO_RUN_FLAGS, ...flags, MAIN, "serve", "--port", String(port)];
+  const child = new DrainedProcess(
+    new Deno.Command(Deno.execPath(), {
+      args: [...args, "--data", dir],
+      env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+  );
   try {
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
-    while (!seen.includes("ready")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`fts serve ended before it was ready: ${seen}`);
-      seen += value;
-    }
-    reader.releaseLock();
+    await child.waitFor(/ready: /);
     const dest = `${root}/dest`;
     await Deno.remove(dest, { recursive: true }).catch(() => {});
     await Deno.mkdir(dest);
@@ -120,7 +107,6 @@ async function _round(
   } finally {
     child.kill("SIGTERM");
     await child.status;
-    await child.stdout.cancel().catch(() => {});
   }
 }
 

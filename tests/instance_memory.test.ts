@@ -5,11 +5,10 @@
  * /proc/PID/status, so Linux only.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { Peer } from "../lib/client/peer.ts";
 import { ftsCommand, INSTANCE_V8_FLAGS } from "../lib/base/spawn.ts";
-import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
-import { entryLine, layoutDocument, snapshotHeader } from "../lib/state/manifest_layout.ts";
+import { DrainedProcess } from "../bench/drained_process.ts";
+import { scaleDataDir, scaleEntry } from "../bench/manifest_scale.ts";
 import { tempDir } from "./harness.ts";
 
 const ENTRIES = 10_000;
@@ -24,49 +23,11 @@ const LISTS = 5;
  * MB that runs differ by.
  */
 const MAX_RSS_MB = 62;
+/** The manifest's instances are never started: their ports only name replicas. */
+const SCALE_BASE_PORT = 9001;
 /** Longest the instance may take to print its ready line. */
 const READY_TIMEOUT_MS = 30_000;
 const _LINUX = Deno.build.os === "linux";
-
-function _entry(i: number): FileEntry {
-  const parts = [{
-    digest: (i + 1).toString(16).padStart(64, "0"),
-    size: 1000,
-    replicas: ["9001", "9002", "9003"],
-  }];
-  return {
-    name: `file-${String(i).padStart(6, "0")}.bin`,
-    size: 1000,
-    partSize: 4096,
-    contentId: contentIdOf(1000, parts),
-    owner: OPERATOR_OWNER,
-    created: new Date(0).toISOString(),
-    parts,
-  };
-}
-
-/** A data directory whose manifest snapshot holds `count` entries. */
-async function _dataDir(count: number): Promise<string> {
-  const dir = await tempDir();
-  await Deno.writeTextFile(
-    join(dir, "config.json"),
-    JSON.stringify({
-      format: "fts-config",
-      version: 1,
-      host: "127.0.0.1",
-      basePort: 9001,
-      servers: 3,
-      replicas: 3,
-      partSize: 4096,
-    }),
-  );
-  const lines = Array.from({ length: count }, (_, i) => {
-    const entry = _entry(i);
-    return entryLine(entry.name, JSON.stringify(entry));
-  });
-  await Deno.writeTextFile(join(dir, "manifest.json"), layoutDocument(snapshotHeader(1), lines));
-  return dir;
-}
 
 /** A field of /proc/PID/status in MB (its values are in kB). */
 function _statusMb(pid: number, field: string): number {
@@ -76,41 +37,27 @@ function _statusMb(pid: number, field: string): number {
   return Number(match[1]) / 1000;
 }
 
-/** Starts `program ARGS...`, returns it and the address from its ready line. */
+/** Starts `program ARGS...` (an instance) and waits for its ready line. */
 async function _serve(
   program: string,
   args: string[],
-): Promise<{ child: Deno.ChildProcess; address: string }> {
-  const child = new Deno.Command(program, {
-    args,
-    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const timer = setTimeout(() => child.kill("SIGKILL"), READY_TIMEOUT_MS);
+): Promise<{ child: DrainedProcess; address: string }> {
+  const child = new DrainedProcess(
+    new Deno.Command(program, {
+      args,
+      env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+  );
   try {
-    let seen = "";
-    while (true) {
-      const found = /ready: .* listening on (\S+)/.exec(seen);
-      if (found) {
-        // Keep draining, so the instance never blocks on a full pipe.
-        (async () => {
-          while (!(await reader.read()).done);
-        })().catch(() => {});
-        return { child, address: found[1]! };
-      }
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`${program} exited before its ready line: ${seen}`);
-      seen += value;
-    }
+    const ready = await child.waitFor(/ready: .* listening on (\S+)/, READY_TIMEOUT_MS);
+    return { child, address: ready[1]! };
   } catch (error) {
     child.kill("SIGKILL");
     await child.status;
     throw error;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -119,7 +66,7 @@ Deno.test({
     `fts serve at ${ENTRIES} files stays under ${MAX_RSS_MB} MB resident after hello, ${GETS} file.get and ${LISTS} file.list`,
   ignore: !_LINUX,
   async fn() {
-    const dir = await _dataDir(ENTRIES);
+    const dir = await scaleDataDir(ENTRIES, SCALE_BASE_PORT);
     const { program, prefix } = ftsCommand({ instance: true });
     const { child, address } = await _serve(program, [
       ...prefix,
@@ -137,7 +84,7 @@ Deno.test({
     try {
       const steps: string[] = [`hello ${_statusMb(child.pid, "VmRSS").toFixed(1)}`];
       for (let i = 0; i < GETS; i++) {
-        const name = _entry(Math.floor(i * ENTRIES / GETS)).name;
+        const name = scaleEntry(Math.floor(i * ENTRIES / GETS)).name;
         assert.equal((await peer.getFile(name)).entry.name, name);
       }
       steps.push(`${GETS} gets ${_statusMb(child.pid, "VmRSS").toFixed(1)}`);
