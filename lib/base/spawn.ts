@@ -24,16 +24,14 @@ export const DENO_RUN_FLAGS: readonly string[] = [
  * while its memory is paid once per instance. Measured at 10,000 manifest
  * entries (bench/RESULTS.md, "Instance memory"): a young generation of 1 MiB
  * semi-spaces instead of up to 16 (garbage of one reply is swept before the
- * heap grows for it), no optimizing compilers (their code and memory are not
- * given back), and a heap that grows in smaller steps and shrinks when idle
- * (--optimize-for-size: paged file.list leaves garbage on every page) end a
- * hello, 200 file.get and 5 file.list 52-58 MB resident instead of 65-74,
- * for no measurable change in the CPU time an instance spends per GiB sent
- * or received. Not for clients: a fetch hashes and copies in
- * JavaScript loops that the optimizing compilers speed up.
+ * heap grows for it) and no optimizing compilers (their code and memory are
+ * not given back) end a hello, 200 file.get and 5 file.list 10-15 MB lower,
+ * for no measurable change in the CPU time an instance spends per GiB sent or
+ * received. --optimize-for-size would save 5-10 MB more after paged lists but
+ * made uploads into the instance 15-25 % slower. Not for clients: a fetch
+ * hashes and copies in JavaScript loops that the optimizing compilers speed up.
  */
-export const INSTANCE_V8_FLAGS =
-  "--v8-flags=--max-semi-space-size=1,--no-opt,--no-maglev,--optimize-for-size";
+export const INSTANCE_V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--no-opt,--no-maglev";
 
 /**
  * The program and leading arguments that start `fts` again; `instance` when
