@@ -238,14 +238,40 @@ class _Repair {
    */
   async #deleteUnused(wanted: ReadonlyMap<string, WantedPart>): Promise<void> {
     const after = this.#run.options.unusedAfterMs ?? DEFAULT_UNUSED_AFTER_MS;
-    if (!(after > 0)) return;
-    const sizes = new Map<string, number>();
+    /** Size and live copies of each part no file uses. */
+    const sizes = new Map<string, { size: number; copies: number }>();
     for (const stored of this.#run.stored.values()) {
       for (const [digest, size] of stored.parts) {
-        if (!wanted.has(digest)) sizes.set(digest, size);
+        if (wanted.has(digest)) continue;
+        const seen = sizes.get(digest);
+        sizes.set(digest, { size, copies: (seen?.copies ?? 0) + 1 });
       }
     }
-    if (sizes.size === 0) return;
+    const deleted = after > 0 && sizes.size > 0 ? await this.#deleteOld(sizes, after) : new Map();
+    const { unused, unusedKept } = this.#run.report;
+    unusedKept.unusedAfterMs = after;
+    for (const [digest, { size, copies }] of sizes) {
+      const held = deleted.get(digest);
+      if (held === undefined) {
+        unusedKept.parts++;
+        unusedKept.copies += copies;
+        unusedKept.bytes += copies * size;
+        continue;
+      }
+      unused.parts++;
+      unused.copies += held;
+      unused.bytes += held * size;
+    }
+  }
+
+  /**
+   * Deletes (or, dry run, picks) the unused parts whose copies on this host
+   * all went untouched for `after` ms; returns the copies deleted by digest.
+   */
+  async #deleteOld(
+    sizes: ReadonlyMap<string, unknown>,
+    after: number,
+  ): Promise<Map<string, number>> {
     const { target } = this.#run;
     const stores = await target.localStores();
     const cutoff = Date.now() - after;
@@ -255,19 +281,14 @@ class _Repair {
       const held = await untouchedCopies(stores, digest, cutoff);
       if (held) old.set(digest, held);
     }
-    if (old.size === 0) return;
+    if (old.size === 0) return old;
     // Without a dry run, a part a file took up meanwhile is kept and not counted.
-    const deleted = this.#run.dryRun ? [...old.keys()] : (await freeUnreferenced(
+    if (this.#run.dryRun) return old;
+    const { freed } = await freeUnreferenced(
       { store: target.store, locker: target.locker, stores: () => Promise.resolve(stores) },
       old.keys(),
       { untouchedSince: cutoff },
-    )).freed;
-    const unused = this.#run.report.unused;
-    for (const digest of deleted) {
-      const held = old.get(digest)!;
-      unused.parts++;
-      unused.copies += held;
-      unused.bytes += held * sizes.get(digest)!;
-    }
+    );
+    return new Map(freed.map((digest) => [digest, old.get(digest)!]));
   }
 }

@@ -81,6 +81,12 @@ export interface RepairReport {
   lost: { digest: string; refs: PartRef[]; listed: string[] }[];
   /** Parts no file uses, stored longer than unusedAfterMs: deleted (or, dry run, would be). */
   unused: { parts: number; copies: number; bytes: number };
+  /**
+   * Parts no file uses that stay (a copy touched within unusedAfterMs, or
+   * unusedAfterMs 0): the space left by interrupted deletes and uploads never
+   * published, counted over every live instance's copies.
+   */
+  unusedKept: { parts: number; copies: number; bytes: number; unusedAfterMs: number };
 }
 
 /** How a part is named for people: `part 3 of "a.bin"`. */
@@ -109,5 +115,6 @@ export function emptyRepairReport(dryRun: boolean): RepairReport {
     short: [],
     lost: [],
     unused: { parts: 0, copies: 0, bytes: 0 },
+    unusedKept: { parts: 0, copies: 0, bytes: 0, unusedAfterMs: 0 },
   };
 }

@@ -7,7 +7,8 @@ import { type FileEntry } from "../state/manifest.ts";
 import { allEntries, type ManifestStore, walkWhole } from "../state/manifest_store.ts";
 import { openManifestStore } from "../state/open_manifest_store.ts";
 import { requireManifestIfParts } from "../state/manifest_guard.ts";
-import { storesOnHost } from "../state/part_gc.ts";
+import { storesOnHost, untouchedCopies } from "../state/part_gc.ts";
+import { DEFAULT_UNUSED_AFTER_MS } from "./repair_options.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { withPeer } from "../client/peer.ts";
 
@@ -41,6 +42,19 @@ export interface StatusReport {
   supervisor: boolean;
   /** What the supervisor's healing is doing; null when off or no supervisor runs. */
   healing: HealStatus | null;
+  /**
+   * Parts the instances list that no file uses (left by deletes interrupted
+   * midway, uploads never published), when copies were checked: their
+   * copies and bytes, and how many have a copy on this host touched within
+   * unusedAfterMs (not deletable yet; undefined without a data directory).
+   */
+  unused?: {
+    parts: number;
+    copies: number;
+    bytes: number;
+    young: number | undefined;
+    unusedAfterMs: number;
+  };
 }
 
 export interface StatusOptions {
@@ -66,8 +80,8 @@ const PART_LIST_TIMEOUT_MS = 10_000;
 async function _heldParts(
   probes: readonly { id: string; address: string; up: boolean }[],
   tls: TlsClientOptions | undefined,
-): Promise<Map<string, ReadonlySet<string>>> {
-  const held = new Map<string, ReadonlySet<string>>();
+): Promise<Map<string, ReadonlyMap<string, number>>> {
+  const held = new Map<string, ReadonlyMap<string, number>>();
   await Promise.all(
     probes.filter((p) => p.up).map(async ({ id, address }) => {
       const options = {
@@ -77,7 +91,7 @@ async function _heldParts(
       };
       try {
         const { parts } = await withPeer(address, options, (peer) => peer.listParts());
-        held.set(id, new Set(parts.keys()));
+        held.set(id, parts);
       } catch {
         // No list, no evidence: its copies do not count as live.
       }
@@ -144,6 +158,7 @@ export async function statusOf(
     for await (const { entry } of allEntries(cluster.store)) entries.push(entry);
     return entries;
   });
+  const unused = held === undefined ? undefined : await _unusedSpace(held, entries, cluster.dir);
   const files = entries
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((file) => {
@@ -179,10 +194,42 @@ export async function statusOf(
       ...(p.stats ? { counters: _numericCounters(p.stats) } : {}),
     })),
     files,
+    ...(unused ? { unused } : {}),
     ...(cluster.dir === undefined
       ? { supervisor: false, healing: null }
       : await _healStatus(cluster.dir)),
   };
+}
+
+/** The space parts no file uses hold on the instances that listed their parts. */
+async function _unusedSpace(
+  held: ReadonlyMap<string, ReadonlyMap<string, number>>,
+  entries: readonly FileEntry[],
+  dir: string | undefined,
+): Promise<NonNullable<StatusReport["unused"]>> {
+  const used = new Set(entries.flatMap((entry) => entry.parts.map((part) => part.digest)));
+  const digests = new Set<string>();
+  let copies = 0;
+  let bytes = 0;
+  for (const parts of held.values()) {
+    for (const [digest, size] of parts) {
+      if (used.has(digest)) continue;
+      digests.add(digest);
+      copies++;
+      bytes += size;
+    }
+  }
+  const unusedAfterMs = DEFAULT_UNUSED_AFTER_MS;
+  let young: number | undefined;
+  if (dir !== undefined && digests.size > 0) {
+    const stores = await storesOnHost(dir);
+    const cutoff = Date.now() - unusedAfterMs;
+    young = 0;
+    for (const digest of digests) {
+      if (await untouchedCopies(stores, digest, cutoff) === undefined) young++;
+    }
+  }
+  return { parts: digests.size, copies, bytes, young, unusedAfterMs };
 }
 
 function _numericCounters(stats: Record<string, unknown>): Record<string, number> {

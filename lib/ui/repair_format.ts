@@ -85,9 +85,34 @@ export function formatRepairSummary(report: RepairReport, elapsedMs: number): st
   const what = done.length > 0
     ? done.join(", ")
     : `nothing to do, every one of ${report.parts} parts has its copies`;
+  const kept = report.unusedKept;
   return `${what} (${report.live.length}/${report.live.length + report.down.length} instances up, ${
     formatDuration(elapsedMs)
-  })`;
+  })` + (kept.parts > 0 ? `; ${formatUnusedSpace({ ...kept, young: undefined })}` : "");
+}
+
+/**
+ * The line saying how much space parts no file uses hold: left by deletes
+ * interrupted midway and uploads never published, they stay until a repair
+ * finds them untouched for `unusedAfterMs`. `young` of them were touched
+ * since (not deletable yet); undefined when unknown.
+ */
+export function formatUnusedSpace(unused: {
+  parts: number;
+  copies: number;
+  bytes: number;
+  young: number | undefined;
+  unusedAfterMs: number;
+}): string {
+  const young = unused.young === undefined || unused.young === unused.parts
+    ? ""
+    : `, ${unused.young} of them touched within ${formatDuration(unused.unusedAfterMs)}`;
+  const when = unused.unusedAfterMs > 0
+    ? `deleted after ${formatDuration(unused.unusedAfterMs)} untouched (fts repair --unused-after)`
+    : "kept, as --unused-after 0 says";
+  return `unused: ${_n(unused.parts, "part")} (${formatBytes(unused.bytes)} in ${
+    _n(unused.copies, "copy", "copies")
+  }) no file uses${young}; ${when}`;
 }
 
 /** The exit code and closing complaint of a repair or scrub that could not do everything. */

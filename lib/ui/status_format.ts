@@ -8,6 +8,7 @@ import { type StatusReport } from "../ops/status.ts";
 import { formatBytes, formatDuration } from "../base/units.ts";
 import { displayWidth, padEndColumns } from "../base/display_width.ts";
 import { printable } from "../base/printable.ts";
+import { formatUnusedSpace } from "./repair_format.ts";
 
 /** A status report as lines for people. */
 export function formatStatus(report: StatusReport): string {
@@ -41,6 +42,7 @@ export function formatStatus(report: StatusReport): string {
       );
     }
   }
+  if (report.unused && report.unused.parts > 0) lines.push(formatUnusedSpace(report.unused));
   lines.push(...formatHealing(report));
   return lines.join("\n");
 }
