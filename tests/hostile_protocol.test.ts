@@ -20,6 +20,7 @@ import {
   residentBytes,
 } from "./hostile_wire.ts";
 import { newSeed, pick, randomInt, seededRandom } from "./seeded_random.ts";
+import { clusterIdAt, signedPutHeader } from "./part_signer.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -74,6 +75,8 @@ Deno.test("hostile: malformed frames at a live instance each get an error or a c
     const port = Number(stored.replicas[0]);
     const digest = stored.digest;
     const body = enc.encode("these bytes hash to something else");
+    const clusterId = await clusterIdAt(`127.0.0.1:${port}`);
+    const put = (digest: string, size: number) => signedPutHeader(digest, size, clusterId);
     const sentinel = join(cluster.work, "escaped");
     const cases: { name: string; bytes: Uint8Array; hello?: boolean; expect: string[] }[] = [
       { name: "empty header", bytes: rawPrefix(0, 0n), expect: ["BAD_FRAME"] },
@@ -205,10 +208,31 @@ Deno.test("hostile: malformed frames at a live instance each get an error or a c
       {
         name: "part.put digest that does not match, then a ping on the same stream",
         bytes: new Uint8Array([
-          ...encodeFrame({ op: "part.put", digest: "1".repeat(64) }, body),
+          ...encodeFrame(await put("1".repeat(64), body.length), body),
           ...encodeFrame({ op: "ping" }),
         ]),
         expect: ["DIGEST_MISMATCH"],
+      },
+      {
+        name: "part.put unsigned, then a ping on the same stream",
+        bytes: new Uint8Array([
+          ...encodeFrame({ op: "part.put", digest: _sha256(body) }, body),
+          ...encodeFrame({ op: "ping" }),
+        ]),
+        expect: ["UNAUTHORIZED"],
+      },
+      {
+        name: "part.put signed for another cluster",
+        bytes: encodeFrame(await signedPutHeader(_sha256(body), body.length, "other"), body),
+        expect: ["UNAUTHORIZED"],
+      },
+      {
+        name: "part.put whose signature is for another digest",
+        bytes: encodeFrame(
+          { ...(await put("2".repeat(64), body.length)), digest: _sha256(body) },
+          body,
+        ),
+        expect: ["UNAUTHORIZED"],
       },
       {
         name: "part.put traversal digest",
@@ -217,13 +241,13 @@ Deno.test("hostile: malformed frames at a live instance each get an error or a c
       },
       {
         name: "part.put body over MAX_PART_BYTES",
-        bytes: encodeFrameHead({ op: "part.put", digest: _sha256(body) }, 512 * MiB),
+        bytes: encodeFrameHead(await put(_sha256(body), 512 * MiB), 512 * MiB),
         expect: ["BODY_TOO_LARGE"],
       },
       {
         name: "part.put body cut short",
         bytes: new Uint8Array([
-          ...encodeFrameHead({ op: "part.put", digest: _sha256(body) }, 4 * MiB),
+          ...encodeFrameHead(await put(_sha256(body), 4 * MiB), 4 * MiB),
           ...body,
         ]),
         expect: ["BAD_FRAME"],
@@ -300,8 +324,11 @@ Deno.test("hostile: malformed frames at a live instance each get an error or a c
 });
 
 /** Valid frames the fuzzer starts from. */
-function _seedFrames(digest: string, partSize: number): Uint8Array[] {
-  const body = enc.encode("fuzz body");
+function _seedFrames(
+  digest: string,
+  partSize: number,
+  put: { body: Uint8Array; header: Header },
+): Uint8Array[] {
   return [
     encodeFrame({ op: "ping" }),
     encodeFrame({ op: "file.get", name: "a.bin" }),
@@ -311,7 +338,7 @@ function _seedFrames(digest: string, partSize: number): Uint8Array[] {
     encodeFrame({ op: "part.get", digest, offset: partSize - 10, length: 10 }),
     encodeFrame({ op: "part.has", digest }),
     encodeFrame({ op: "part.verify", digest }),
-    encodeFrame({ op: "part.put", digest: _sha256(body) }, body),
+    encodeFrame(put.header, put.body),
     encodeFrame({ op: "cluster.info" }),
     encodeFrame({
       op: "file.rename",
@@ -393,7 +420,15 @@ Deno.test("hostile: seeded fuzzing of a live instance; it keeps serving, memory 
     const port = cluster.ports[0]!;
     const pid = cluster.instances[0]!.pid;
     const entry = (await readManifestJson(cluster.dir)).files["a.bin"]!;
-    const seeds = _seedFrames(entry.parts[0]!.digest, entry.parts[0]!.size);
+    const fuzzBody = enc.encode("fuzz body");
+    const seeds = _seedFrames(entry.parts[0]!.digest, entry.parts[0]!.size, {
+      body: fuzzBody,
+      header: await signedPutHeader(
+        _sha256(fuzzBody),
+        fuzzBody.length,
+        await clusterIdAt(`127.0.0.1:${port}`),
+      ),
+    });
     await _fetchOk(cluster, "a.bin");
     const rssBefore = await residentBytes(pid);
 
@@ -512,7 +547,12 @@ Deno.test("hostile: connection flood and slow clients are limited and timed out;
     const body = new Uint8Array(64 * KiB);
     const stalled = await probe(
       port,
-      new Uint8Array([...encodeFrameHead({ op: "part.put", digest: _sha256(body) }, body.length)]),
+      new Uint8Array([
+        ...encodeFrameHead(
+          await signedPutHeader(_sha256(body), body.length, await clusterIdAt(`127.0.0.1:${port}`)),
+          body.length,
+        ),
+      ]),
       { halfClose: false, deadlineMs: 15_000 },
     );
     assert.ok(!stalled.hung && stalled.closed, JSON.stringify(stalled));

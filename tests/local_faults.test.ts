@@ -10,6 +10,7 @@ import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/wire/fram
 import { startDirectCluster } from "./direct_cluster.ts";
 import { assertSameFile, startCluster, storedPartPath } from "./harness.ts";
 import { unusableTool } from "./missing_tool.ts";
+import { clusterIdAt, partSigner, signedPutHeader } from "./part_signer.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -129,7 +130,11 @@ Deno.test("local: an instance killed while receiving a part (part.put) never ser
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const hello = encodeFrame({ op: "hello", version: PROTOCOL_VERSION });
     await _writeAll(conn, hello);
-    await _writeAll(conn, encodeFrameHead({ op: "part.put", digest }, big.length));
+    const cluster0 = await clusterIdAt(`127.0.0.1:${port}`);
+    await _writeAll(
+      conn,
+      encodeFrameHead(await signedPutHeader(digest, big.length, cluster0), big.length),
+    );
     await _writeAll(conn, big.subarray(0, big.length / 2));
     const deadline = Date.now() + 10_000;
     while ([...Deno.readDirSync(tmpDir)].length === 0) {
@@ -157,6 +162,7 @@ Deno.test("local: an instance killed while receiving a part (part.put) never ser
           (async function* () {
             yield big;
           })(),
+          await partSigner(again),
         ),
         { stored: true },
       );
@@ -176,7 +182,7 @@ Deno.test("local: an instance killed while receiving a part (part.put) never ser
     await _writeAll(quitter, hello);
     await _writeAll(
       quitter,
-      encodeFrameHead({ op: "part.put", digest: otherDigest }, other.length),
+      encodeFrameHead(await signedPutHeader(otherDigest, other.length, cluster0), other.length),
     );
     await _writeAll(quitter, other.subarray(0, other.length / 4));
     quitter.close();

@@ -17,6 +17,7 @@ import {
   storedPartPath,
   writeRandomFile,
 } from "./harness.ts";
+import { partSigner } from "./part_signer.ts";
 
 const KiB = 1024;
 const PART = 100 * KiB;
@@ -37,7 +38,7 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
       for (const id of ids) {
         const peer = await Peer.connect(`127.0.0.1:${id}`);
         try {
-          await peer.putPart(digest, PART, [bytes].values() as never);
+          await peer.putPart(digest, PART, [bytes].values() as never, await partSigner(peer));
         } finally {
           peer.close();
         }

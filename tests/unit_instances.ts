@@ -7,6 +7,8 @@ import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { Server } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";
 import { withTempDir } from "./unit_helpers.ts";
+import { ensureConfig } from "../lib/state/config.ts";
+import { fileMutationsContext, Mutations } from "../lib/server/mutations.ts";
 
 /** One in-process instance: its store, its address on loopback, its server. */
 export interface Instance {
@@ -21,6 +23,8 @@ export async function withInstances(
   fn: (instances: Instance[]) => Promise<void>,
 ): Promise<void> {
   await withTempDir("fts-unit-instances-", async (dir) => {
+    // A config and cluster id: part.put is signed for the id cluster.info names.
+    await ensureConfig(dir, { servers: count, replicas: 1 });
     const listeners: Deno.TcpListener[] = [];
     const handlers: Promise<void>[] = [];
     const instances: Instance[] = [];
@@ -31,6 +35,7 @@ export async function withInstances(
         id: String(i),
         store,
         manifest: openManifestStore(dir),
+        mutations: () => Promise.resolve(new Mutations(fileMutationsContext(dir))),
         addressOf: (id) => `127.0.0.1:${id}`,
       });
       const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

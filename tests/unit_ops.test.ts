@@ -30,7 +30,12 @@ const REQUESTS: { [K in RequestOp]: Header & { op: K } } = {
   "file.get": { op: "file.get", name: "a.bin" },
   "file.list": { op: "file.list" },
   "part.get": { op: "part.get", digest: DIGEST, offset: 0, length: 10 },
-  "part.put": { op: "part.put", digest: DIGEST },
+  "part.put": {
+    op: "part.put",
+    digest: DIGEST,
+    cluster: CLUSTER,
+    auth: { key: "ed25519:k", timestamp: 1, signature: "s" },
+  },
   "part.report": { op: "part.report", digest: DIGEST },
   "part.has": { op: "part.has", digest: DIGEST },
   "file.publish": {

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { Peer } from "../lib/client/peer.ts";
 import { encodeFrame, FrameReader, PROTOCOL_VERSION } from "../lib/wire/frame.ts";
 import { assertCode } from "./unit_helpers.ts";
+import { copyIdentity } from "../lib/ops/part_copy.ts";
 
 /** Far more than loopback socket buffers hold, so the writes must block. */
 const STUCK_PART_BYTES = 64 * 1024 * 1024;
@@ -55,7 +56,13 @@ Deno.test("Peer.putPart() fails with TIMEOUT when the instance stops reading the
         );
       });
       await assert.rejects(
-        Promise.race([peer.putPart("0".repeat(64), STUCK_PART_BYTES, body()), stuck]),
+        Promise.race([
+          peer.putPart("0".repeat(64), STUCK_PART_BYTES, body(), {
+            identity: await copyIdentity(),
+            cluster: "test",
+          }),
+          stuck,
+        ]),
         assertCode("TIMEOUT"),
       );
       assert.ok(peer.closed, "the stalled connection was not closed");

@@ -367,6 +367,9 @@ Deno.test("writeAll() loops over short writes", async () => {
 
 // --- requests and error frames ------------------------------------------------
 
+/** A part.put's auth as parsed: only its shape is checked here. */
+const PUT_AUTH = { key: "ed25519:k", timestamp: 1, signature: "s" };
+
 Deno.test("parseRequest() accepts every op with good fields", () => {
   const good: Header[] = [
     { op: "hello", version: 1 },
@@ -376,6 +379,7 @@ Deno.test("parseRequest() accepts every op with good fields", () => {
     { op: "file.list" },
     { op: "part.get", digest: DIGEST, offset: 0, length: 0 },
     { op: "part.get", digest: DIGEST, offset: 4096, length: 8 * 1024 * 1024 },
+    { op: "part.put", digest: DIGEST, cluster: "c", auth: PUT_AUTH },
     { op: "part.put", digest: DIGEST },
     { op: "part.report", digest: DIGEST },
     { op: "stats" },
@@ -422,8 +426,10 @@ Deno.test("parseRequest() rejects bad fields with BAD_REQUEST", () => {
     { op: "part.get", digest: DIGEST.toUpperCase(), offset: 0, length: 1 },
     { op: "part.get", digest: DIGEST.slice(1), offset: 0, length: 1 },
     { op: "part.get", digest: "../" + DIGEST.slice(3), offset: 0, length: 1 },
-    { op: "part.put", digest: DIGEST + "0" },
+    { op: "part.put", digest: DIGEST + "0", cluster: "c", auth: PUT_AUTH },
     { op: "part.put" },
+    { op: "part.put", digest: DIGEST, cluster: 5 },
+    { op: "part.put", digest: DIGEST, cluster: "c", auth: { ...PUT_AUTH, signature: "" } },
     { op: "part.report", digest: 42 },
   ];
   for (const header of bad) {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { contentIdOf, type FileEntry } from "../lib/state/manifest.ts";
-import { Peer } from "../lib/client/peer.ts";
+import { type PartSigner, Peer } from "../lib/client/peer.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { putEntries, testEntry, updateManifest } from "./manifest_util.ts";
 import { MAX_LIST_PAGE_FILES } from "../lib/wire/ops_files.ts";
@@ -30,6 +30,9 @@ import {
   storeBytes,
   withTempDir,
 } from "./unit_helpers.ts";
+import { copyIdentity } from "../lib/ops/part_copy.ts";
+import { loadOrCreateClusterId } from "../lib/state/cluster_id.ts";
+import { fileMutationsContext, Mutations } from "../lib/server/mutations.ts";
 
 interface TestServer {
   server: Server;
@@ -47,6 +50,8 @@ async function startServer(limits: Partial<ServerLimits> = {}): Promise<TestServ
     id: "test",
     store,
     manifest: openManifestStore(dir),
+    // part.put checks its signature against the cluster id the mutations hold.
+    mutations: () => Promise.resolve(new Mutations(fileMutationsContext(dir))),
     addressOf: (id) => `127.0.0.1:${id}`,
     limits,
   });
@@ -270,20 +275,31 @@ Deno.test("Server part.get of an unknown digest gets NOT_FOUND, of a quarantined
   });
 });
 
+/** Signs part.put for the unit server's cluster (it has no config, so no cluster.info). */
+async function signer(dir: string): Promise<PartSigner> {
+  return { identity: await copyIdentity(), cluster: await loadOrCreateClusterId(dir) };
+}
+
 Deno.test("Server part.put stores a part whose digest matches, once", async () => {
-  await withServer(async ({ address, store, server }) => {
+  await withServer(async ({ address, store, server, dir }) => {
     const bytes = randomBytes(700_000);
     const digest = sha256(bytes);
     const peer = await Peer.connect(address);
     try {
-      assert.deepEqual(await peer.putPart(digest, bytes.length, chunksOf(bytes, 65_537)), {
-        stored: true,
-      });
+      assert.deepEqual(
+        await peer.putPart(digest, bytes.length, chunksOf(bytes, 65_537), await signer(dir)),
+        {
+          stored: true,
+        },
+      );
       assert.equal(await store.verify(digest), true);
       // A second put of a part already held is read and dropped.
-      assert.deepEqual(await peer.putPart(digest, bytes.length, chunksOf(bytes, 100_000)), {
-        stored: false,
-      });
+      assert.deepEqual(
+        await peer.putPart(digest, bytes.length, chunksOf(bytes, 100_000), await signer(dir)),
+        {
+          stored: false,
+        },
+      );
       assert.equal(server.counters.partsStored, 1);
       await peer.requestPart(digest, 0, bytes.length);
       assert.deepEqual(await readBody(peer, bytes.length), bytes);
@@ -294,13 +310,13 @@ Deno.test("Server part.put stores a part whose digest matches, once", async () =
 });
 
 Deno.test("Server part.put with the wrong digest gets DIGEST_MISMATCH and stores nothing", async () => {
-  await withServer(async ({ address, store }) => {
+  await withServer(async ({ address, store, dir }) => {
     const bytes = randomBytes(50_000);
     const claimed = sha256(randomBytes(10));
     const peer = await Peer.connect(address);
     try {
       await assert.rejects(
-        peer.putPart(claimed, bytes.length, chunksOf(bytes, 8192)),
+        peer.putPart(claimed, bytes.length, chunksOf(bytes, 8192), await signer(dir)),
         assertCode("DIGEST_MISMATCH"),
       );
       assert.deepEqual(await store.list(), []);

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Peer } from "../lib/client/peer.ts";
 import { sha256Hex } from "../lib/hash/sha256.ts";
 import { startCluster, storedPartPath } from "./harness.ts";
+import { partSigner } from "./part_signer.ts";
 
 const KiB = 1024;
 const PART = 100 * KiB;
@@ -22,7 +23,7 @@ Deno.test("unused space: 3 parts in no file (4 copies, 1 aged 2 days) show in re
       for (const id of ids) {
         const peer = await Peer.connect(`127.0.0.1:${id}`);
         try {
-          await peer.putPart(digest, PART, [bytes].values() as never);
+          await peer.putPart(digest, PART, [bytes].values() as never, await partSigner(peer));
         } finally {
           peer.close();
         }

@@ -240,6 +240,20 @@ export async function loadOrCreateIdentity(path: string): Promise<Identity> {
   return { ...created, created: true };
 }
 
+/**
+ * A key pair that lives only in this process (its path is empty): for a
+ * process that must sign part.put but owns nothing, such as a repair copying
+ * parts between instances.
+ */
+export async function ephemeralIdentity(): Promise<Identity> {
+  const pair = await crypto.subtle.generateKey(ALGORITHM, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+  const jwk = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  return { path: "", owner: `${OWNER_PREFIX}${jwk.x}`, privateKey: pair.privateKey, created: true };
+}
+
 /** Signs a message with the identity's private key. */
 export async function signWith(
   identity: Identity,

@@ -30,6 +30,8 @@ import {
 import { type FileSummary, MAX_LIST_PAGE_FILES } from "../wire/ops_files.ts";
 import { type VerifyStatus } from "../wire/ops_repair.ts";
 import { type SignedRequest } from "../auth/signed_request.ts";
+import { signPartPut } from "../auth/part_put_signature.ts";
+import { type Identity } from "../auth/identity.ts";
 import {
   defaultTlsClientOptions,
   looksLikeTls,
@@ -94,6 +96,12 @@ export interface ClusterInfo {
   instances: Record<string, string>;
   /** Instance id to its failure domain, when the cluster spans hosts. */
   domains?: Record<string, string>;
+}
+
+/** Who signs a part.put, and for which cluster (cluster.info's clusterId). */
+export interface PartSigner {
+  identity: Identity;
+  cluster: string;
 }
 
 export class Peer {
@@ -370,13 +378,19 @@ export class Peer {
     }
   }
 
-  /** Sends a whole part from a source of chunks; the server verifies the digest. */
+  /**
+   * Sends a whole part from a source of chunks, signed by `signer` for its
+   * cluster (part_put_signature.ts); the server verifies the digest.
+   */
   async putPart(
     digest: string,
     size: number,
     chunks: AsyncIterable<Uint8Array>,
+    signer: PartSigner,
   ): Promise<{ stored: boolean }> {
-    const request: RequestOf<"part.put"> = { op: "part.put", digest };
+    const { cluster, identity } = signer;
+    const auth = await signPartPut(identity, { cluster, digest, size });
+    const request: RequestOf<"part.put"> = { op: "part.put", digest, cluster, auth };
     await writeAll(this.#sink, encodeFrameHead(request, size));
     let sent = 0;
     for await (const chunk of chunks) {

@@ -459,7 +459,10 @@ class _Uploader {
       if ((await peer.hasPart(part.digest)) === part.size) {
         this.#progress.copiesPresent++;
       } else {
-        await peer.putPart(part.digest, part.size, this.#chunks(part));
+        await peer.putPart(part.digest, part.size, this.#chunks(part), {
+          identity: this.#options.identity,
+          cluster: this.#cluster.clusterId,
+        });
         this.#progress.copiesSent++;
         this.#sentTo.add(part.index);
       }

@@ -7,7 +7,8 @@
  * connection breaks, or at its next start if it died itself.
  */
 import { ProtocolError } from "../wire/errors.ts";
-import { Peer } from "../client/peer.ts";
+import { type PartSigner, Peer } from "../client/peer.ts";
+import { ephemeralIdentity, type Identity } from "../auth/identity.ts";
 import { type RateLimiter } from "../base/rate_limiter.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 
@@ -51,6 +52,18 @@ export interface CopyOptions {
   tls?: TlsClientOptions | undefined;
   /** Called with each chunk's size as it is passed on, for progress. */
   onBytes?: ((bytes: number) => void) | undefined;
+  /** Signs the part.put; absent means a key made for this process (copyIdentity). */
+  identity?: Identity | undefined;
+}
+
+let _copyIdentity: Promise<Identity> | undefined;
+/**
+ * The key repair and heal sign their copies with: made once per process and
+ * never stored. Instances accept any key's part.put (part_put_signature.ts),
+ * and a copy owns nothing, so no key on disk needs to be readable here.
+ */
+export function copyIdentity(): Promise<Identity> {
+  return _copyIdentity ??= ephemeralIdentity();
 }
 
 function _reason(error: unknown): string {
@@ -84,15 +97,18 @@ export async function copyPart(options: CopyOptions): Promise<{ stored: boolean 
     } catch (cause) {
       throw new CopyError("source", `${options.source}: ${_reason(cause)}`, { cause });
     }
+    let signer: PartSigner;
     try {
       target = await Peer.connect(options.target, peerOptions);
+      const identity = options.identity ?? await copyIdentity();
+      signer = { identity, cluster: (await target.clusterInfo()).clusterId };
     } catch (cause) {
       throw new CopyError("target", `${options.target}: ${_reason(cause)}`, { cause });
     }
     const chunkBytes = Math.min(COPY_CHUNK_BYTES, limiter?.chunkBytes ?? COPY_CHUNK_BYTES);
     const body = _sourceBody(source, options, chunkBytes);
     try {
-      return await target.putPart(digest, size, body);
+      return await target.putPart(digest, size, body, signer);
     } catch (error) {
       signal?.throwIfAborted();
       if (error instanceof CopyError) throw error;

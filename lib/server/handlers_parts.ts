@@ -9,6 +9,7 @@ import { ProtocolError } from "../wire/errors.ts";
 import { concatBytes } from "../base/concat_bytes.ts";
 import { encodeFrameHead, writeAll } from "../wire/frame.ts";
 import { closeQuietly, Disconnect, withDeadline } from "./connection.ts";
+import { checkPartPut } from "../auth/part_put_signature.ts";
 import { type Exchange, type HandlerFamily, type Instance } from "./handler.ts";
 
 /** Bytes read from disk and written to the socket at a time when serving a part. */
@@ -127,6 +128,16 @@ async function _receivePart(
   if (bodyLength > MAX_PART_BYTES) {
     throw new ProtocolError("BODY_TOO_LARGE", `A part may not exceed ${MAX_PART_BYTES} bytes`);
   }
+  // Before any byte is read or stored: one Ed25519 verify, no shared state.
+  const { cluster, auth } = request;
+  if (cluster === undefined || auth === undefined) {
+    throw new ProtocolError(
+      "UNAUTHORIZED",
+      "part.put must be signed (fields cluster and auth): storing a part needs a key",
+    );
+  }
+  const clusterId = await (await instance.mutations()).clusterId();
+  await checkPartPut({ cluster, digest, size: bodyLength }, auth, clusterId);
   const store = instance.store;
   if ((await store.sizeOf(digest)) === bodyLength) {
     await store.touch(digest);

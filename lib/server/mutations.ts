@@ -118,6 +118,11 @@ export class Mutations {
     this.#locker = context.locker;
   }
 
+  /** The cluster's id, which signed requests and part.put name. */
+  clusterId(): Promise<string> {
+    return this.#context.clusterId();
+  }
+
   /** What an uploading client needs: R, the part size, every instance's address and domain. */
   async clusterInfo(
     addressOf?: (id: string) => string,

@@ -4,14 +4,25 @@
  * travels as raw frame bodies, never as JSON.
  * PROTOCOL.md "Messages: parts" describes each message and its fields.
  */
-import { boolField, digestField, uintField } from "./header_fields.ts";
+import { boolField, digestField, stringField, uintField } from "./header_fields.ts";
 import { defineOp, opFamily } from "./op_spec.ts";
+import { type KeyAuth, keyAuthField } from "./ops_signed.ts";
 
 export type PartGetRequest = { op: "part.get"; digest: string; offset: number; length: number };
 /** Followed by exactly `length` body bytes: the range asked for. */
 export type DataReply = { op: "data"; digest: string; offset: number; length: number };
-/** The part's bytes follow as the body; the instance checks them against `digest`. */
-export type PartPutRequest = { op: "part.put"; digest: string };
+/**
+ * The part's bytes follow as the body; the instance checks them against
+ * `digest`. Signed by the uploader (lib/auth/part_put_signature.ts): `cluster` is the
+ * cluster's id, and the signature covers it, the digest and the body's size.
+ */
+export type PartPutRequest = {
+  op: "part.put";
+  digest: string;
+  /** Absent only on an unsigned part.put, which the instance refuses with UNAUTHORIZED. */
+  cluster?: string;
+  auth?: KeyAuth;
+};
 /** `stored` is false when the instance already held the part (the body was skipped). */
 export type PartStoredReply = { op: "ok"; stored: boolean };
 export type PartReportRequest = { op: "part.report"; digest: string };
@@ -40,7 +51,12 @@ export const PART_OPS = opFamily({
     replyBody: "bytes",
   }),
   "part.put": defineOp<PartPutRequest, PartStoredReply>({
-    parseRequest: (header) => ({ op: "part.put", digest: digestField(header) }),
+    parseRequest: (header) => ({
+      op: "part.put",
+      digest: digestField(header),
+      ...(header.cluster === undefined ? {} : { cluster: stringField(header, "cluster") }),
+      ...(header.auth === undefined ? {} : { auth: keyAuthField(header) }),
+    }),
     requestBody: true,
     replyOp: "ok",
     parseReply: (header) => ({ op: "ok", stored: boolField(header, "stored", "BAD_FRAME") }),

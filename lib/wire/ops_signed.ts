@@ -79,12 +79,32 @@ export type FileRenameRequest = {
 export type RenamedReply = { op: "renamed"; name: string; to: string; generation: number };
 
 function _auth(header: Header): SignedAuth {
+  const { nonce, ...rest } = _authObject(header, ["key", "nonce", "signature"]);
+  return { ...rest, nonce: nonce as string };
+}
+
+/**
+ * The proof a part.put carries: a SignedAuth without the nonce, since a
+ * replayed part.put stores the same bytes under the same digest again.
+ */
+export type KeyAuth = Omit<SignedAuth, "nonce">;
+
+/** Reads a part.put's "auth" field. */
+export function keyAuthField(header: Header): KeyAuth {
+  const { key, timestamp, signature } = _authObject(header, ["key", "signature"]);
+  return { key, timestamp, signature };
+}
+
+function _authObject(
+  header: Header,
+  strings: readonly string[],
+): { key: string; timestamp: number; signature: string; nonce?: string } {
   const value = header.auth as Record<string, unknown> | null | undefined;
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ProtocolError("BAD_REQUEST", `${header.op} must carry an "auth" object`);
   }
-  const { key, timestamp, nonce, signature } = value;
-  for (const [field, text] of [["key", key], ["nonce", nonce], ["signature", signature]]) {
+  for (const field of strings) {
+    const text = value[field];
     if (typeof text !== "string" || text.length === 0 || text.length > MAX_AUTH_FIELD_CHARS) {
       throw new ProtocolError(
         "BAD_REQUEST",
@@ -92,6 +112,7 @@ function _auth(header: Header): SignedAuth {
       );
     }
   }
+  const { timestamp } = value;
   if (typeof timestamp !== "number" || !Number.isSafeInteger(timestamp) || timestamp < 0) {
     throw new ProtocolError(
       "BAD_REQUEST",
@@ -99,10 +120,10 @@ function _auth(header: Header): SignedAuth {
     );
   }
   return {
-    key: key as string,
+    key: value.key as string,
     timestamp,
-    nonce: nonce as string,
-    signature: signature as string,
+    signature: value.signature as string,
+    ...(typeof value.nonce === "string" ? { nonce: value.nonce } : {}),
   };
 }
 

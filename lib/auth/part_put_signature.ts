@@ -1,0 +1,106 @@
+/**
+ * Signed part.put: storing a part needs an Ed25519 signature, so every part
+ * an instance takes is attributable to a key, and a client that merely
+ * connects stores nothing. The signature covers the cluster's id, the part's
+ * digest and size, the signer's key and a timestamp; there is no nonce,
+ * because a replayed part.put stores the same bytes under the same digest
+ * (content addressing makes it harmless), so checking costs one Ed25519
+ * verify and no shared state. Any key is accepted, as for a publish: this
+ * says who stored a part, not who may.
+ */
+import { ProtocolError } from "../wire/errors.ts";
+import { type KeyAuth } from "../wire/ops_signed.ts";
+import {
+  fromBase64Url,
+  type Identity,
+  signWith,
+  toBase64Url,
+  verifySignature,
+} from "./identity.ts";
+import { SIGNATURE_MAX_AGE_MS } from "./signed_request.ts";
+
+/** First line of every signed part.put message: names the scheme. */
+export const PART_PUT_SIGNING_CONTEXT = "fts-part-put-v1";
+
+/** What a part.put signature is about. */
+export interface PartPutFields {
+  cluster: string;
+  digest: string;
+  size: number;
+}
+
+/**
+ * The exact bytes signed: UTF-8 of `fts-part-put-v1\n` + JSON
+ * `["part.put", key, timestamp, cluster, digest, size]`.
+ */
+export function partPutMessage(
+  fields: PartPutFields,
+  key: string,
+  timestamp: number,
+): Uint8Array<ArrayBuffer> {
+  const body = JSON.stringify([
+    "part.put",
+    key,
+    timestamp,
+    fields.cluster,
+    fields.digest,
+    fields.size,
+  ]);
+  return new TextEncoder().encode(`${PART_PUT_SIGNING_CONTEXT}\n${body}`);
+}
+
+/** Signs a part.put as `identity`, now. */
+export async function signPartPut(
+  identity: Identity,
+  fields: PartPutFields,
+  now = Date.now(),
+): Promise<KeyAuth> {
+  const message = partPutMessage(fields, identity.owner, now);
+  return {
+    key: identity.owner,
+    timestamp: now,
+    signature: toBase64Url(await signWith(identity, message)),
+  };
+}
+
+/**
+ * Checks a part.put's cluster, freshness and signature (cheap checks first).
+ * Throws UNAUTHORIZED saying which failed; returns the signer's key.
+ */
+export async function checkPartPut(
+  fields: PartPutFields,
+  auth: KeyAuth,
+  clusterId: string,
+  now = Date.now(),
+): Promise<string> {
+  if (fields.cluster !== clusterId) {
+    throw new ProtocolError(
+      "UNAUTHORIZED",
+      `part.put is signed for cluster ${JSON.stringify(fields.cluster.slice(0, 64))}, ` +
+        `not this one (${clusterId})`,
+    );
+  }
+  const skew = now - auth.timestamp;
+  if (Math.abs(skew) > SIGNATURE_MAX_AGE_MS) {
+    throw new ProtocolError(
+      "UNAUTHORIZED",
+      `Signed part.put is ${skew > 0 ? "stale" : "from the future"}: its timestamp is ${
+        Math.round(Math.abs(skew) / 1000)
+      } s off this server's clock (at most ${SIGNATURE_MAX_AGE_MS / 1000} s allowed)`,
+    );
+  }
+  let signature: Uint8Array<ArrayBuffer>;
+  try {
+    signature = fromBase64Url(auth.signature);
+  } catch {
+    throw new ProtocolError("UNAUTHORIZED", "Signed part.put has a malformed signature");
+  }
+  const message = partPutMessage(fields, auth.key, auth.timestamp);
+  if (!(await verifySignature(auth.key, message, signature))) {
+    throw new ProtocolError(
+      "UNAUTHORIZED",
+      `Signature of part.put does not verify for key ${auth.key.slice(0, 20)}...`,
+    );
+  }
+  return auth.key;
+}
