@@ -16,6 +16,7 @@ import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { Server } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
+import { manifestPath } from "../lib/state/manifest_guard.ts";
 
 export const USAGE =
   "fts serve --port P [--host H] [--limit-rate RATE] [--idle-timeout 60s] [--max-connections 128] [--verify-rate 64MiB] [--tls-cert FILE --tls-key FILE] [--public-port P] [--data DIR] [--etcd URLS --host ADDR [--store DIR] [--zone NAME] [--cluster NAME]]";
@@ -148,6 +149,7 @@ export async function run(args: string[]): Promise<number> {
       addressOf: (other) => other,
       limits,
       ...rate,
+      places: { dataDir: dir, manifest: `etcd (cluster ${JSON.stringify(etcd.cluster)})` },
     });
     const zone = stringFlag(flags, "zone");
     leave = (await cluster.join({ id, address: id, domain: zone ?? host })).stop;
@@ -163,6 +165,7 @@ export async function run(args: string[]): Promise<number> {
       addressOf: (other) => `${host}:${other}`,
       limits,
       ...rate,
+      places: { dataDir: dir, manifest: manifestPath(dir) },
     });
   }
   await Deno.mkdir(paths.runDir, { recursive: true });

@@ -1,6 +1,7 @@
 /**
  * Local faults: the client's disk fills up, the client is killed at various
- * points, an instance is killed while it receives a part.
+ * points, an instance is killed while it receives a part, the instances'
+ * disks are full.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -8,7 +9,7 @@ import { join } from "node:path";
 import { Peer } from "../lib/client/peer.ts";
 import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/wire/frame.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
-import { assertSameFile, startCluster, storedPartPath } from "./harness.ts";
+import { assertSameFile, startCluster, storedPartPath, writeRandomFile } from "./harness.ts";
 import { unusableTool } from "./missing_tool.ts";
 import { clusterIdAt, partSigner, signedPutHeader } from "./part_signer.ts";
 
@@ -206,3 +207,33 @@ async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let done = 0;
   while (done < bytes.length) done += await conn.write(bytes.subarray(done));
 }
+
+test("local: every instance's disk full (64KiB tmpfs under its store): upload says which disk is full, not 'Internal server error'", async () => {
+  const cluster = await startCluster({
+    servers: 2,
+    replicas: 2,
+    partSize: "256KiB",
+    files: { "seed.bin": 1000 },
+  });
+  const mounts = cluster.ports.map((port) => join(cluster.dir, "instances", String(port), "tmp"));
+  try {
+    for (const dir of mounts) {
+      const mounted = await _run("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]);
+      assert.ok(mounted.ok, `cannot mount a 64KiB tmpfs here: ${mounted.stderr.trim()}`);
+    }
+    const source = join(cluster.work, "src", "big.bin");
+    await writeRandomFile(source, 512 * KiB, 7);
+    const upload = await cluster.fts(["upload", source]);
+    assert.equal(upload.code, 1, upload.stderr);
+    assert.doesNotMatch(upload.stderr, /Internal server error|is the cluster running/);
+    // The closing line (after one failover line per attempt) says which disk and what to do.
+    const last = upload.stderr.trim().split("\n").at(-1)!;
+    assert.match(
+      last,
+      /^fts upload: Cannot store part \d of "big\.bin": .*answered: Instance \d+ cannot write: the disk holding \S+ is full \(No space left on device.*\); free space on that disk/,
+    );
+  } finally {
+    for (const dir of mounts) await _run("umount", ["-l", dir]);
+    await cluster.stop();
+  }
+});

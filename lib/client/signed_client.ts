@@ -96,6 +96,8 @@ export async function sendSigned<R extends UnboundRequest>(
   if (servers.length === 0) throw new TypeError("No servers to send the request to");
   const reasons: string[] = [];
   const lostReplies: LostReply[] = [];
+  /** The first server that answered with an error frame, and what it said. */
+  let answered: { address: string; message: string } | undefined;
   for (const address of servers) {
     let peer: Peer | undefined;
     let sent = false;
@@ -114,6 +116,7 @@ export async function sendSigned<R extends UnboundRequest>(
       }
       const reason = error instanceof Error ? error.message : String(error);
       reasons.push(`${address}: ${reason}`);
+      if (error instanceof RemoteProtocolError) answered ??= { address, message: reason };
       // An error frame is an answer: that server did not make the change.
       if (sent && !(error instanceof RemoteProtocolError)) lostReplies.push({ address, reason });
     } finally {
@@ -123,10 +126,19 @@ export async function sendSigned<R extends UnboundRequest>(
   const unknown = lostReplies.length > 0
     ? `; the attempt on ${lostReplies[0]!.address} lost its reply, so it may have been applied`
     : "";
+  const cause = new Error(reasons.slice(0, 5).join("; "));
+  // A server that answered with an error is running: what it said is the news.
+  if (answered) {
+    throw new Error(
+      `${request.op} failed on every server (tried ${servers.length})${unknown}; ` +
+        `${answered.address} answered: ${answered.message}`,
+      { cause },
+    );
+  }
   throw new Error(
     `Cannot send ${request.op} to any server (tried ${servers.length})${unknown}; ` +
       `is the cluster running?`,
-    { cause: new Error(reasons.slice(0, 5).join("; ")) },
+    { cause },
   );
 }
 

@@ -20,7 +20,7 @@
  * only what is missing.
  */
 import { createHash } from "node:crypto";
-import { ProtocolError } from "../wire/errors.ts";
+import { ProtocolError, RemoteProtocolError } from "../wire/errors.ts";
 import { type Identity } from "../auth/identity.ts";
 import { type FileEntry, OPERATOR_OWNER } from "../state/manifest.ts";
 import { type ClusterInfo, Peer } from "./peer.ts";
@@ -404,6 +404,8 @@ class _Uploader {
     const candidates = rank.filter((id) => !part.holders.includes(id));
     let cursor = 0;
     const reasons: string[] = [];
+    /** What instances that answered with an error said. */
+    const answers: string[] = [];
     // Instances that failed (earlier in this run, or just now for this part) are
     // asked once more when no other is left, not never: one restarted since can
     // take copies again, and without it fewer than R live instances may remain.
@@ -431,6 +433,7 @@ class _Uploader {
           this.#options.signal?.throwIfAborted();
           const reason = error instanceof Error ? error.message : String(error);
           reasons.push(`${id}: ${reason}`);
+          if (error instanceof RemoteProtocolError) answers.push(`${id} answered: ${reason}`);
           this.#failed.add(id);
           if (!askedAgain.has(id)) last.push(id);
           this.#progress.failovers++;
@@ -442,10 +445,13 @@ class _Uploader {
     if (needed <= 0) return;
     await Promise.all(Array.from({ length: needed }, slot));
     if (part.holders.length < replicas) {
+      // An instance that answered with an error is up: what it said (a full disk, say) is the news.
+      const answer = answers[0];
       throw new UploadError(
         `Cannot store part ${part.index} of ${
           JSON.stringify(this.#options.name)
-        }: only ${part.holders.length} of ${replicas} copies on live instances (${rank.length} instances, ${this.#failed.size} failed)`,
+        }: only ${part.holders.length} of ${replicas} copies on live instances (${rank.length} instances, ${this.#failed.size} failed)` +
+          (answer ? `; ${answer}` : ""),
         { cause: new Error(reasons.slice(0, 5).join("; ")) },
       );
     }

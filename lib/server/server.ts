@@ -43,6 +43,7 @@ import {
   type ServerLimits,
 } from "./handler.ts";
 import { HANDLERS } from "./handlers.ts";
+import { explainedError, type InstancePlaces } from "./explained_error.ts";
 
 export interface ServerOptions {
   id: string;
@@ -59,6 +60,8 @@ export interface ServerOptions {
    * it those ops answer INTERNAL.
    */
   mutations?: () => Promise<Mutations>;
+  /** Where the instance keeps its parts and manifest, named in errors its operator must fix. */
+  places?: Omit<InstancePlaces, "id">;
 }
 
 /** Errors after which the connection is closed: the stream can no longer be trusted. */
@@ -96,10 +99,16 @@ export class Server {
   readonly #verifyLimiters = new Map<string, RateLimiter>();
   /** What the handlers see of this server. */
   readonly #instance: Instance;
+  readonly #places: InstancePlaces;
 
   constructor(options: ServerOptions) {
     this.id = options.id;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#places = {
+      id: options.id,
+      dataDir: options.places?.dataDir,
+      manifest: options.places?.manifest,
+    };
     let mutationsLoaded: Promise<Mutations> | undefined;
     this.#instance = {
       id: options.id,
@@ -200,7 +209,8 @@ export class Server {
         this.counters.requests++;
         try {
           await this.#dispatch(out, reader, head.header, head.bodyLength, state);
-        } catch (error) {
+        } catch (thrown) {
+          const error = explainedError(thrown, this.#places);
           if (!(error instanceof ProtocolError) || FATAL_CODES.has(error.code)) throw error;
           // A request-level error: the body has been consumed, the stream is intact.
           if (reader.bodyRemaining > 0) await reader.skipBody();
@@ -210,7 +220,9 @@ export class Server {
       }
     } catch (error) {
       this.counters.errorsSent++;
-      if (!isDisconnect(error)) await sendAndClose(out, errorHeader(error));
+      if (!isDisconnect(error)) {
+        await sendAndClose(out, errorHeader(explainedError(error, this.#places)));
+      }
     } finally {
       this.#open.delete(conn);
       this.counters.activeConnections--;

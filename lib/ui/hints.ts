@@ -35,6 +35,12 @@ const _RULES: _Rule[] = [
     hint: "no permission: check who owns that path, or choose another one",
   },
   {
+    test: (error) =>
+      error instanceof SyntaxError && error.message.startsWith("Manifest is malformed"),
+    hint:
+      "the cluster's manifest (manifest.json in the data directory) is damaged: restore it from a backup (fts repair does not rebuild it)",
+  },
+  {
     test: _protocolCode("NOT_YOURS"),
     hint:
       "only the file's owner may change it: act as the owner (--identity FILE), or ask them; fts ls shows owners",

@@ -1,0 +1,55 @@
+/**
+ * Unexpected errors an operator can act on, told to the client: an error
+ * that is not a ProtocolError reaches the client as "Internal server error"
+ * (errorHeader hides its details on purpose: they may say too much). Two
+ * causes are worth saying, because the fix is the operator's and the client
+ * can only pass it on: a full disk where the instance keeps its parts or the
+ * manifest, and a manifest that no longer parses. Each becomes an INTERNAL
+ * error whose one line says what failed, where, and what to do.
+ */
+import { ProtocolError } from "../wire/errors.ts";
+
+/** Where the instance keeps things, for the messages. */
+export interface InstancePlaces {
+  id: string;
+  /** The instance's data directory ("DIR"), or undefined when unknown. */
+  dataDir: string | undefined;
+  /** Where the manifest lives: "DIR/manifest.json", or "etcd (cluster NAME)". */
+  manifest: string | undefined;
+}
+
+/** Causes followed down a `cause` chain before giving up. */
+const MAX_CAUSE_DEPTH = 8;
+
+/** `error` as an INTERNAL error that says what to do, if it is one of the causes above; else itself. */
+export function explainedError(error: unknown, places: InstancePlaces): unknown {
+  if (error instanceof ProtocolError) return error;
+  let at: unknown = error;
+  for (let depth = 0; depth < MAX_CAUSE_DEPTH && at instanceof Error; depth++) {
+    if (_isDiskFull(at)) {
+      return new ProtocolError(
+        "INTERNAL",
+        `Instance ${places.id} cannot write: the disk holding ${
+          places.dataDir ?? "its data directory"
+        } is full (${at.message}); free space on that disk (the instance's operator must), then retry`,
+        { cause: error },
+      );
+    }
+    if (at instanceof SyntaxError && at.message.startsWith("Manifest is malformed")) {
+      return new ProtocolError(
+        "INTERNAL",
+        `Instance ${places.id} cannot read the manifest in ${
+          places.manifest ?? "its data directory"
+        }: ${at.message}; restore it from a backup (the instance's operator must; fts repair does not rebuild it)`,
+        { cause: error },
+      );
+    }
+    at = at.cause;
+  }
+  return error;
+}
+
+function _isDiskFull(error: Error): boolean {
+  const code = (error as { code?: unknown }).code;
+  return code === "ENOSPC" || code === "EDQUOT" || /No space left on device/.test(error.message);
+}

@@ -1,0 +1,47 @@
+/**
+ * A manifest.json holding garbage: every command says the manifest is
+ * damaged and to restore it, in one line, instead of "Internal server
+ * error" (fetch) or "is the cluster running?" (rm, mv), and changes nothing.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startCluster } from "./harness.ts";
+
+Deno.test("corrupt manifest.json: fetch, rm, ls, status and repair each say in one line it is damaged and to restore it", async () => {
+  const cluster = await startCluster({ servers: 2, replicas: 1, files: { "a.bin": 10_000 } });
+  try {
+    const manifest = join(cluster.dir, "manifest.json");
+    await Deno.writeTextFile(manifest, "garbage{{{");
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const cases: [string, string[]][] = [
+      ["fetch", ["fetch", "a.bin", dest]],
+      ["rm", ["rm", "a.bin"]],
+      ["ls", ["ls"]],
+      ["status", ["status"]],
+      ["repair", ["repair", "--dry-run"]],
+    ];
+    for (const [what, args] of cases) {
+      const run = await cluster.fts(args);
+      assert.equal(run.code, 1, `${what}: ${run.stderr}`);
+      const lines = run.stderr.trim().split("\n").filter((line) => !/new identity/.test(line));
+      assert.equal(lines.length, 1, `${what}: ${run.stderr}`);
+      assert.doesNotMatch(lines[0]!, /Internal server error|is the cluster running/, what);
+      assert.match(lines[0]!, /[Mm]anifest is malformed: not valid JSON/, what);
+      assert.match(lines[0]!, /restore it from a backup/, what);
+    }
+    // The instances name the file.
+    const fetch = await cluster.fts(["fetch", "a.bin", dest]);
+    assert.match(
+      fetch.stderr,
+      new RegExp(`cannot read the manifest in ${manifest.replaceAll("/", "\\/")}`),
+    );
+    assert.equal(
+      await Deno.readTextFile(manifest),
+      "garbage{{{",
+      "the damaged manifest was changed",
+    );
+  } finally {
+    await cluster.stop();
+  }
+});
