@@ -6,6 +6,7 @@
 import { type PartSigner, Peer } from "../lib/client/peer.ts";
 import { copyIdentity } from "../lib/ops/part_copy.ts";
 import { signPartPut } from "../lib/auth/part_put_signature.ts";
+import { sha256Hex } from "../lib/hash/sha256.ts";
 
 /** A signer for part.put to the instance behind `peer` (asks it for the cluster id). */
 export async function partSigner(peer: Peer): Promise<PartSigner> {
@@ -30,4 +31,26 @@ export async function signedPutHeader(
 ): Promise<{ op: "part.put"; digest: string; cluster: string; auth: unknown }> {
   const auth = await signPartPut(await copyIdentity(), { cluster, digest, size });
   return { op: "part.put", digest, cluster, auth };
+}
+
+/** Stores a part of `size` bytes of `seed` on each address, in no file; returns its digest. */
+export async function putLoosePart(
+  addresses: readonly string[],
+  size: number,
+  seed: number,
+): Promise<string> {
+  const bytes = new Uint8Array(size).fill(seed);
+  const digest = await sha256Hex(bytes);
+  for (const address of addresses) {
+    const peer = await Peer.connect(address);
+    try {
+      const body = (async function* () {
+        yield bytes;
+      })();
+      await peer.putPart(digest, size, body, await partSigner(peer));
+    } finally {
+      peer.close();
+    }
+  }
+  return digest;
 }

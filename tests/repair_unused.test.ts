@@ -17,7 +17,7 @@ import {
   storedPartPath,
   writeRandomFile,
 } from "./harness.ts";
-import { partSigner } from "./part_signer.ts";
+import { putLoosePart } from "./part_signer.ts";
 
 const KiB = 1024;
 const PART = 100 * KiB;
@@ -32,19 +32,8 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
   try {
     const [p0, p1, p2] = cluster.ports.map(String) as [string, string, string];
     // Parts as an abandoned upload leaves them: stored, in no file.
-    const put = async (ids: string[], seed: number): Promise<string> => {
-      const bytes = new Uint8Array(PART).fill(seed);
-      const digest = await sha256Hex(bytes);
-      for (const id of ids) {
-        const peer = await Peer.connect(`127.0.0.1:${id}`);
-        try {
-          await peer.putPart(digest, PART, [bytes].values() as never, await partSigner(peer));
-        } finally {
-          peer.close();
-        }
-      }
-      return digest;
-    };
+    const put = (ids: string[], seed: number) =>
+      putLoosePart(ids.map((id) => `127.0.0.1:${id}`), PART, seed);
     const oldA = await put([p0, p1], 1);
     const oldB = await put([p2], 2);
     const fresh = await put([p0], 3);

@@ -4,10 +4,8 @@
  * `fts status` count the parts, their copies and bytes, and say when they go.
  */
 import assert from "node:assert/strict";
-import { Peer } from "../lib/client/peer.ts";
-import { sha256Hex } from "../lib/hash/sha256.ts";
 import { startCluster, storedPartPath } from "./harness.ts";
-import { partSigner } from "./part_signer.ts";
+import { putLoosePart } from "./part_signer.ts";
 
 const KiB = 1024;
 const PART = 100 * KiB;
@@ -17,19 +15,8 @@ Deno.test("unused space: 3 parts in no file (4 copies, 1 aged 2 days) show in re
   const cluster = await startCluster({ servers: 3, replicas: 2, files: { "a.bin": 300 * KiB } });
   try {
     const [p0, p1, p2] = cluster.ports.map(String) as [string, string, string];
-    const put = async (ids: string[], seed: number): Promise<string> => {
-      const bytes = new Uint8Array(PART).fill(seed);
-      const digest = await sha256Hex(bytes);
-      for (const id of ids) {
-        const peer = await Peer.connect(`127.0.0.1:${id}`);
-        try {
-          await peer.putPart(digest, PART, [bytes].values() as never, await partSigner(peer));
-        } finally {
-          peer.close();
-        }
-      }
-      return digest;
-    };
+    const put = (ids: string[], seed: number) =>
+      putLoosePart(ids.map((id) => `127.0.0.1:${id}`), PART, seed);
     await put([p0, p1], 1);
     await put([p2], 2);
     const old = await put([p1], 3);

@@ -10,14 +10,8 @@
  */
 import { ProtocolError } from "../wire/errors.ts";
 import { type KeyAuth } from "../wire/ops_signed.ts";
-import {
-  fromBase64Url,
-  type Identity,
-  signWith,
-  toBase64Url,
-  verifySignature,
-} from "./identity.ts";
-import { SIGNATURE_MAX_AGE_MS } from "./signed_request.ts";
+import { type Identity, signWith, toBase64Url } from "./identity.ts";
+import { assertFresh, assertSignature } from "./signed_request.ts";
 
 /** First line of every signed part.put message: names the scheme. */
 export const PART_PUT_SIGNING_CONTEXT = "fts-part-put-v1";
@@ -80,27 +74,7 @@ export async function checkPartPut(
         `not this one (${clusterId})`,
     );
   }
-  const skew = now - auth.timestamp;
-  if (Math.abs(skew) > SIGNATURE_MAX_AGE_MS) {
-    throw new ProtocolError(
-      "UNAUTHORIZED",
-      `Signed part.put is ${skew > 0 ? "stale" : "from the future"}: its timestamp is ${
-        Math.round(Math.abs(skew) / 1000)
-      } s off this server's clock (at most ${SIGNATURE_MAX_AGE_MS / 1000} s allowed)`,
-    );
-  }
-  let signature: Uint8Array<ArrayBuffer>;
-  try {
-    signature = fromBase64Url(auth.signature);
-  } catch {
-    throw new ProtocolError("UNAUTHORIZED", "Signed part.put has a malformed signature");
-  }
-  const message = partPutMessage(fields, auth.key, auth.timestamp);
-  if (!(await verifySignature(auth.key, message, signature))) {
-    throw new ProtocolError(
-      "UNAUTHORIZED",
-      `Signature of part.put does not verify for key ${auth.key.slice(0, 20)}...`,
-    );
-  }
+  assertFresh("part.put", auth.timestamp, now);
+  await assertSignature("part.put", auth, partPutMessage(fields, auth.key, auth.timestamp));
   return auth.key;
 }

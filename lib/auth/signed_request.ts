@@ -90,30 +90,44 @@ export async function signRequest<T extends UnsignedRequest>(
  */
 export async function checkSignedRequest(request: SignedRequest, now = Date.now()): Promise<void> {
   const { auth } = request;
-  const skew = now - auth.timestamp;
+  assertFresh(request.op, auth.timestamp, now);
+  if (!NONCE_PATTERN.test(auth.nonce)) {
+    throw new ProtocolError("UNAUTHORIZED", `Signed ${request.op} has a malformed nonce`);
+  }
+  const { signature: _, ...unsigned } = auth;
+  const { auth: __, ...fields } = request;
+  await assertSignature(request.op, auth, signingMessage(fields, unsigned));
+}
+
+/** Throws UNAUTHORIZED when a signed `op`'s timestamp is over SIGNATURE_MAX_AGE_MS off `now`. */
+export function assertFresh(op: string, timestamp: number, now: number): void {
+  const skew = now - timestamp;
   if (Math.abs(skew) > SIGNATURE_MAX_AGE_MS) {
     throw new ProtocolError(
       "UNAUTHORIZED",
-      `Signed ${request.op} is ${skew > 0 ? "stale" : "from the future"}: its timestamp is ${
+      `Signed ${op} is ${skew > 0 ? "stale" : "from the future"}: its timestamp is ${
         Math.round(Math.abs(skew) / 1000)
       } s off this server's clock (at most ${SIGNATURE_MAX_AGE_MS / 1000} s allowed)`,
     );
   }
-  if (!NONCE_PATTERN.test(auth.nonce)) {
-    throw new ProtocolError("UNAUTHORIZED", `Signed ${request.op} has a malformed nonce`);
-  }
+}
+
+/** Throws UNAUTHORIZED unless `auth.signature` is `auth.key`'s signature of `message`. */
+export async function assertSignature(
+  op: string,
+  auth: { key: string; signature: string },
+  message: Uint8Array<ArrayBuffer>,
+): Promise<void> {
   let signature: Uint8Array<ArrayBuffer>;
   try {
     signature = fromBase64Url(auth.signature);
   } catch {
-    throw new ProtocolError("UNAUTHORIZED", `Signed ${request.op} has a malformed signature`);
+    throw new ProtocolError("UNAUTHORIZED", `Signed ${op} has a malformed signature`);
   }
-  const { signature: _, ...unsigned } = auth;
-  const { auth: __, ...fields } = request;
-  if (!(await verifySignature(auth.key, signingMessage(fields, unsigned), signature))) {
+  if (!(await verifySignature(auth.key, message, signature))) {
     throw new ProtocolError(
       "UNAUTHORIZED",
-      `Signature of ${request.op} does not verify for key ${auth.key.slice(0, 20)}...`,
+      `Signature of ${op} does not verify for key ${auth.key.slice(0, 20)}...`,
     );
   }
 }
