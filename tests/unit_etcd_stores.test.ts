@@ -249,3 +249,35 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "EtcdManifestStore: replacing a chunked entry deletes its old chunks; 65 names refused",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "replace");
+      try {
+        const store = cluster.manifest;
+        const chunks = async () =>
+          (await cluster.etcd.range(`${cluster.keys.root}chunks/`, {
+            prefix: true,
+            countOnly: true,
+          })).count;
+        // 40 parts: past MAX_INLINE_PARTS, so one chunk.
+        await store.change(["v"], () => ({ puts: [_entry("v", 40, 4096)], result: 0 }));
+        assert.equal(await chunks(), 1);
+        const other = { ..._entry("v", 40, 8192) };
+        await store.change(["v"], () => ({ puts: [other], result: 0 }));
+        assert.equal(await chunks(), 1);
+        assert.equal((await store.get("v"))?.entry.contentId, other.contentId);
+        const names = Array.from({ length: 65 }, (_, i) => `n${i}`);
+        await assert.rejects(
+          store.change(names, () => ({ result: 0 })),
+          /names at most 64 entries, not 65/,
+        );
+      } finally {
+        cluster.close();
+      }
+    });
+  },
+});

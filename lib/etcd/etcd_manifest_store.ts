@@ -8,9 +8,10 @@
  *    are few; a longer part list is split into chunks of PARTS_PER_CHUNK parts
  *    at `chunks/ID`, written first, so that no request comes near etcd's
  *    1.5 MiB limit (a 1 TiB file in 8 MiB parts is 64 chunks).
- * 2. A chunk belongs to one version of one entry (its id is random): the
- *    transaction that replaces or deletes the entry deletes its chunks, and
- *    a transaction that loses its race deletes the chunks it wrote.
+ * 2. A chunk belongs to one version of one entry (its id is random): once
+ *    the transaction that replaces or deletes the entry commits, its chunks
+ *    are deleted, and a transaction that loses its race deletes the chunks
+ *    it wrote.
  * 3. `change()` reads the named keys in one transaction (one revision), runs
  *    the plan, and commits with a compare on each key's mod revision (0 for
  *    an absent key): exactly a compare-and-swap, retried on conflict.
@@ -42,6 +43,8 @@ import {
 export const PARTS_PER_CHUNK = 2048;
 /** Parts kept inline in the entry's own key; a longer list goes to chunks. */
 export const MAX_INLINE_PARTS = 16;
+/** Entries one change may name: etcd caps a transaction at 128 operations by default. */
+export const MAX_NAMES_PER_CHANGE = 64;
 /** Chunk writes in flight at once while a long part list is stored. */
 const CHUNK_WRITES_AT_ONCE = 4;
 /** Pause before a broken watch stream is opened again. */
@@ -159,6 +162,12 @@ export class EtcdManifestStore implements ManifestStore {
 
   async change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>> {
     const named = [...new Set(names)];
+    if (named.length > MAX_NAMES_PER_CHANGE) {
+      // Each name is a read, a compare and a put or delete in one transaction.
+      throw new RangeError(
+        `A change in etcd names at most ${MAX_NAMES_PER_CHANGE} entries, not ${named.length}`,
+      );
+    }
     for (let attempt = 1; attempt <= MAX_CHANGE_ATTEMPTS; attempt++) {
       // One transaction of reads: every named entry as of one revision.
       const read = await this.#etcd.txn(
@@ -195,13 +204,6 @@ export class EtcdManifestStore implements ManifestStore {
         });
       }
       for (const name of deletes) ops.push({ deleteRange: { key: this.#keys.file(name) } });
-      // The chunks of every version this change replaces or deletes go with it.
-      const replaced = new Set([...puts.map((e) => e.name), ...deletes]);
-      for (const name of replaced) {
-        for (const id of headers.get(name)?.chunks ?? []) {
-          ops.push({ deleteRange: { key: this.#keys.chunk(id) } });
-        }
-      }
       const committed = await this.#etcd.txn(
         named.map((name) => ({
           key: this.#keys.file(name),
@@ -212,14 +214,32 @@ export class EtcdManifestStore implements ManifestStore {
         ops,
       );
       if (committed.succeeded) {
+        // The chunks of every version this change replaced or deleted go now,
+        // outside the transaction (etcd caps its operations): only that
+        // version named them, and a walk pinned before this revision still
+        // reads them there, as etcd keeps the history until it is compacted.
+        const replaced = new Set([...puts.map((e) => e.name), ...deletes]);
+        const stale = [...replaced].flatMap((name) => headers.get(name)?.chunks ?? []);
+        await this.#deleteChunks(stale);
         return { result: decided.result, revision: committed.revision, changed: true };
       }
-      await Promise.all(written.map((id) => this.#etcd.deleteRange(this.#keys.chunk(id))));
+      await this.#deleteChunks(written);
     }
     throw new Error(
       `Cannot change ${named.map((n) => JSON.stringify(n)).join(", ")} in etcd: ` +
         `other changes to them came first ${MAX_CHANGE_ATTEMPTS} times`,
     );
+  }
+
+  /** Deletes chunks no entry names any more, a few at a time; one left behind only wastes space. */
+  async #deleteChunks(ids: readonly string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += CHUNK_WRITES_AT_ONCE) {
+      await Promise.all(
+        ids.slice(i, i + CHUNK_WRITES_AT_ONCE).map((id) =>
+          this.#etcd.deleteRange(this.#keys.chunk(id)).catch(() => 0)
+        ),
+      );
+    }
   }
 
   /** Writes a long part list as chunks (ids noted in `written`); undefined when it stays inline. */

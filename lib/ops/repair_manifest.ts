@@ -12,6 +12,9 @@ import { rankAcrossDomains } from "../state/placement.ts";
 import { MANIFEST_FLUSH_INTERVAL_MS } from "./repair_options.ts";
 import { type RepairRun, type WantedPart } from "./repair_run.ts";
 
+/** Entries one manifest change of a repair names at most (etcd caps a transaction's operations). */
+export const NAMES_PER_CHANGE = 50;
+
 interface _ReplicaChange {
   add: Set<string>;
   remove: Set<string>;
@@ -99,46 +102,63 @@ export class RepairManifest {
         }
         return names;
       });
-      const outcome = await store.change(names, async (current) => {
-        const puts: FileEntry[] = [];
-        let count = 0;
-        for (const { entry: file } of current.values()) {
-          let changed = false;
-          const parts = [];
-          for (const part of file.parts) {
-            const change = changes.get(part.digest);
-            const next = new Set(part.replicas);
-            if (change) {
-              // An entry published since (an rm and a re-upload) lists copies its
-              // publish found stored under this lock, fresher than the census: a
-              // removal meant for a surplus copy would also let deleteDropped
-              // delete a copy that entry relies on.
-              if (this.#seen.has(_entryKey(file))) {
-                for (const id of change.remove) next.delete(id);
-              }
-              for (const id of change.add) {
-                // A copy made earlier may be gone by now: an rm freed the part
-                // (part_gc.ts, under this lock) and a re-upload listed other holders.
-                if (!next.has(id) && await storedNow(id, part.digest, part.size)) next.add(id);
-              }
-            }
-            const replicas = change
-              ? rankAcrossDomains(part.digest, [...next], target.view.domain)
-              : part.replicas;
-            if (replicas.join() !== part.replicas.join()) {
-              changed = true;
-              count++;
-            }
-            parts.push({ ...part, replicas });
-          }
-          if (changed) puts.push({ ...file, parts });
-        }
-        return { puts, result: count };
-      });
-      return outcome.result;
+      // In batches: a change is one transaction, and etcd caps the operations
+      // of one (128 by default); each batch is whole on its own.
+      let updated = 0;
+      for (let start = 0; start < names.length; start += NAMES_PER_CHANGE) {
+        const batch = names.slice(start, start + NAMES_PER_CHANGE);
+        updated += await this.#recordBatch(batch, changes, storedNow);
+      }
+      return updated;
     });
     this.#run.report.manifestParts += updated;
     if (updated > 0) this.#run.emit({ type: "manifest", parts: updated });
+  }
+
+  /** Writes the noted replica changes into the entries `names`, as one change. */
+  async #recordBatch(
+    names: string[],
+    changes: Map<string, _ReplicaChange>,
+    storedNow: (id: string, digest: string, size: number) => Promise<boolean>,
+  ): Promise<number> {
+    const { target } = this.#run;
+    const outcome = await target.store.change(names, async (current) => {
+      const puts: FileEntry[] = [];
+      let count = 0;
+      for (const { entry: file } of current.values()) {
+        let changed = false;
+        const parts = [];
+        for (const part of file.parts) {
+          const change = changes.get(part.digest);
+          const next = new Set(part.replicas);
+          if (change) {
+            // An entry published since (an rm and a re-upload) lists copies its
+            // publish found stored under this lock, fresher than the census: a
+            // removal meant for a surplus copy would also let deleteDropped
+            // delete a copy that entry relies on.
+            if (this.#seen.has(_entryKey(file))) {
+              for (const id of change.remove) next.delete(id);
+            }
+            for (const id of change.add) {
+              // A copy made earlier may be gone by now: an rm freed the part
+              // (part_gc.ts, under this lock) and a re-upload listed other holders.
+              if (!next.has(id) && await storedNow(id, part.digest, part.size)) next.add(id);
+            }
+          }
+          const replicas = change
+            ? rankAcrossDomains(part.digest, [...next], target.view.domain)
+            : part.replicas;
+          if (replicas.join() !== part.replicas.join()) {
+            changed = true;
+            count++;
+          }
+          parts.push({ ...part, replicas });
+        }
+        if (changed) puts.push({ ...file, parts });
+      }
+      return { puts, result: count };
+    });
+    return outcome.result;
   }
 
   /**
