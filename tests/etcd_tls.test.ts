@@ -69,3 +69,83 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "etcd tls: etcd itself on https with a certificate from fts certs, reached with --etcd-ca",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-etcd-https-" });
+    const [client, peer, base] = [freePortRange(1), freePortRange(1), freePortRange(3)];
+    let etcd: Deno.ChildProcess | undefined;
+    let cluster: FtsProcess | undefined;
+    try {
+      const ca = join(dir, "ca");
+      assert.equal((await runFts(["certs", "--ca", ca, "--host", "127.0.0.1"])).code, 0);
+      etcd = new Deno.Command("etcd", {
+        args: [
+          "--name=tls",
+          `--data-dir=${join(dir, "etcd")}`,
+          `--listen-client-urls=https://127.0.0.1:${client}`,
+          `--advertise-client-urls=https://127.0.0.1:${client}`,
+          `--listen-peer-urls=http://127.0.0.1:${peer}`,
+          `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
+          `--initial-cluster=tls=http://127.0.0.1:${peer}`,
+          `--cert-file=${join(ca, "host-127.0.0.1.pem")}`,
+          `--key-file=${join(ca, "host-127.0.0.1.key")}`,
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const url = `https://127.0.0.1:${client}`;
+      const flags = ["--etcd", url, "--etcd-ca", join(ca, "ca.pem"), "--cluster", "https"];
+      // Without the CA, one line saying etcd could not be reached, and why.
+      const deadline = Date.now() + 20_000;
+      let refused = await runFts(["ls", "--etcd", url]);
+      while (!/certificate|UnknownIssuer/i.test(refused.stderr) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        refused = await runFts(["ls", "--etcd", url]);
+      }
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /etcd is unavailable: .*(certificate|UnknownIssuer)/i);
+      cluster = new FtsProcess([
+        "cluster",
+        ...flags,
+        "--host",
+        "127.0.0.1",
+        "--servers",
+        "3",
+        "--base-port",
+        String(base),
+        "--replicas",
+        "2",
+        "--data",
+        join(dir, "host"),
+        "--plain",
+      ]);
+      await cluster.waitFor(/ready/);
+      const source = join(dir, "x.bin");
+      await Deno.writeFile(source, crypto.getRandomValues(new Uint8Array(50_000)));
+      const up = await runFts(["upload", source, ...flags, "--identity", join(dir, "id")]);
+      assert.equal(up.code, 0, up.stderr);
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      // The CA by the environment this time, as a shell profile would set it.
+      const env = { FTS_ETCD_CA: join(ca, "ca.pem") };
+      const got = await runFts(["fetch", "x.bin", out, "--etcd", url, "--cluster", "https"], {
+        env,
+      });
+      assert.equal(got.code, 0, got.stderr);
+      assert.deepEqual(await Deno.readFile(join(out, "x.bin")), await Deno.readFile(source));
+    } finally {
+      cluster?.kill("SIGTERM");
+      await cluster?.status;
+      try {
+        etcd?.kill("SIGKILL");
+      } catch { /* exited */ }
+      await etcd?.status;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

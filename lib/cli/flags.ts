@@ -2,6 +2,7 @@
 import {
   CLUSTER_NAME,
   DEFAULT_CLUSTER_NAME,
+  ETCD_CA_ENV,
   type EtcdTarget,
   parseEtcdEndpoints,
 } from "../etcd/etcd_keys.ts";
@@ -9,6 +10,7 @@ import { type ClusterConfig, MAX_SERVERS } from "../state/config.ts";
 import { UsageError } from "../wire/errors.ts";
 import { parseDurationMs, parseSize } from "../base/units.ts";
 import { closestMatch } from "../base/closest_match.ts";
+import { resolve } from "../base/paths.ts";
 
 export { isTerminal } from "../base/terminal.ts";
 
@@ -220,6 +222,7 @@ export const SIGNING_FLAGS = {
   operator: { type: "boolean" },
   etcd: { type: "string" },
   cluster: { type: "string" },
+  "etcd-ca": { type: "string" },
 } as const;
 
 /** What the signing flags say: data directory, servers, identity file, --operator. */
@@ -243,6 +246,7 @@ export function signingFlags(flags: ParsedFlags): {
 export const ETCD_FLAGS = {
   etcd: { type: "string" },
   cluster: { type: "string" },
+  "etcd-ca": { type: "string" },
 } as const;
 
 /** The etcd target the flags name, or undefined when neither --etcd nor FTS_ETCD is given. */
@@ -255,6 +259,10 @@ export function etcdTarget(flags: ParsedFlags): EtcdTarget | undefined {
     }
     return undefined;
   }
+  const ca = stringFlag(flags, "etcd-ca");
+  // Through the environment, so that every process this one starts (the
+  // instances of fts cluster, its gateway) reaches etcd the same way.
+  if (ca !== undefined) Deno.env.set(ETCD_CA_ENV, resolve(ca));
   const name = cluster ?? DEFAULT_CLUSTER_NAME;
   if (!CLUSTER_NAME.test(name)) {
     throw new UsageError(

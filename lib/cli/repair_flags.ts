@@ -17,6 +17,7 @@ export const REPAIR_FLAGS = {
   json: { type: "boolean" },
   etcd: { type: "string" },
   cluster: { type: "string" },
+  "etcd-ca": { type: "string" },
 } as const;
 
 /** What the shared flags say, undefined where a flag was not given. */

@@ -405,5 +405,8 @@ export class EtcdClient {
 
 function _reason(error: unknown): string {
   if (error instanceof DOMException && error.name === "TimeoutError") return "no answer in time";
-  return error instanceof Error ? error.message : String(error);
+  if (!(error instanceof Error)) return String(error);
+  // fetch() says only "fetch failed"; its cause says why (refused, a TLS error...).
+  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+  return `${error.message}${cause}`;
 }

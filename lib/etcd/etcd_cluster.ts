@@ -14,7 +14,7 @@
  *    shape a single-host cluster gets from its config file.
  */
 import { EtcdClient } from "./etcd_client.ts";
-import { type ClusterKeys, clusterKeys, DEFAULT_CLUSTER_NAME } from "./etcd_keys.ts";
+import { type ClusterKeys, clusterKeys, DEFAULT_CLUSTER_NAME, ETCD_CA_ENV } from "./etcd_keys.ts";
 import { EtcdManifestStore } from "./etcd_manifest_store.ts";
 import { EtcdLocker } from "./etcd_locker.ts";
 import { EtcdNonceStore } from "./etcd_nonce_store.ts";
@@ -45,6 +45,20 @@ export interface MemberRecord {
   domain: string;
 }
 
+/** The PEM text of the CA file FTS_ETCD_CA names, or undefined when it is not set. */
+export function etcdCaCert(): string | undefined {
+  const path = Deno.env.get(ETCD_CA_ENV);
+  if (path === undefined || path === "") return undefined;
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (cause) {
+    throw new UsageError(
+      `Cannot read the etcd CA ${path} (--etcd-ca or ${ETCD_CA_ENV}): ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+}
+
 export class EtcdCluster {
   readonly etcd: EtcdClient;
   readonly name: string;
@@ -52,7 +66,8 @@ export class EtcdCluster {
   readonly manifest: EtcdManifestStore;
   #nonces: EtcdNonceStore | undefined;
 
-  constructor(endpoints: readonly string[], name = DEFAULT_CLUSTER_NAME, caCert?: string) {
+  /** `caCert`: PEM of the CA of etcd's https endpoints; by default the file FTS_ETCD_CA names. */
+  constructor(endpoints: readonly string[], name = DEFAULT_CLUSTER_NAME, caCert = etcdCaCert()) {
     this.etcd = new EtcdClient(endpoints, caCert === undefined ? {} : { caCert });
     this.name = name;
     this.keys = clusterKeys(name);

@@ -16,6 +16,8 @@ import { UsageError } from "../wire/errors.ts";
 
 /** A cluster name: what `--cluster` accepts. */
 export const CLUSTER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** The environment variable naming the CA file of etcd's https endpoints (--etcd-ca sets it). */
+export const ETCD_CA_ENV = "FTS_ETCD_CA";
 /** The cluster name when none is given. */
 export const DEFAULT_CLUSTER_NAME = "fts";
 
