@@ -33,7 +33,7 @@ async function _sameBytes(a: string, b: string): Promise<boolean> {
 
 /** Three server hosts running `fts cluster --etcd`, etcd and the client on the fourth. */
 async function _withCluster(
-  options: { replicas?: number; extra?: string[] },
+  options: { replicas?: number; extra?: string[]; partSize?: number },
   fn: (ctx: {
     net: TestHosts;
     etcd: EtcdProcess;
@@ -64,7 +64,7 @@ async function _withCluster(
           String(options.replicas ?? REPLICAS),
           ...(options.extra ?? []),
           "--part-size",
-          String(PART_SIZE),
+          String(options.partSize ?? PART_SIZE),
           "--data",
           join(dir, `host${h}`),
           "--plain",
@@ -256,6 +256,63 @@ Deno.test({
       const meta = await net.run(CLIENT, "curl", ["-sSf", `${gateways[0]}/files/movie.bin.meta4`]);
       assert.equal(meta.code, 0, meta.stderr);
       for (const url of gateways) assert.ok(meta.stdout.includes(`${url}/files/movie.bin`), url);
+    });
+  },
+});
+
+Deno.test({
+  name: "etcd hosts: the healing host dies mid-heal; another host's supervisor takes over (R=3)",
+  ignore: missingTool("etcd") || missingTool("ip"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const partSize = 16 * 1024;
+    const options = {
+      partSize,
+      // Slow copies (two parts a second), so the healer is still at it when it dies.
+      extra: ["--heal-after", "1s", "--heal-rate", "32KiB"],
+    };
+    await _withCluster(options, async ({ net, etcd, dir, flags, clusters }) => {
+      const source = join(dir, "movie.bin");
+      await _randomFile(source, 24 * partSize);
+      const up = await net.fts(CLIENT, ["upload", source, ...flags, "--identity", join(dir, "id")]);
+      assert.equal(up.code, 0, up.stderr);
+      await net.killHost(0);
+      // The repair lock names its holder: the host that heals now.
+      const lockKey = "/fts/hosts/locks/repair";
+      const deadline = Date.now() + 30_000;
+      let holder: string | undefined;
+      while (holder === undefined && Date.now() < deadline) {
+        holder = await etcd.get(lockKey);
+        if (holder === undefined) await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.ok(holder, "no host took the repair lock");
+      const healer = net.hosts.findIndex((h) => holder!.includes(`@${h.address} `));
+      assert.ok(healer === 1 || healer === 2, holder);
+      const survivor = 3 - healer;
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await net.killHost(healer);
+      // The survivor takes the lock once the dead healer's lease lapses, and
+      // gives every part a second copy on its own two instances.
+      const mine = `${net.hosts[survivor]!.address}:`;
+      let parts: { replicas: string[] }[] = [];
+      const until = Date.now() + 90_000;
+      while (Date.now() < until) {
+        const ls = await net.fts(CLIENT, ["ls", "movie.bin", "--json", ...flags]);
+        parts = (JSON.parse(ls.stdout) as { parts: { replicas: string[] }[] }).parts;
+        if (parts.every((p) => p.replicas.filter((id) => id.startsWith(mine)).length === 2)) break;
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+      assert.ok(
+        parts.every((p) => p.replicas.filter((id) => id.startsWith(mine)).length === 2),
+        JSON.stringify(parts.map((p) => p.replicas)),
+      );
+      assert.match(clusters[survivor]!.stdout, /heal: .*copies made/);
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      const got = await net.fts(CLIENT, ["fetch", "movie.bin", out, ...flags, "-q"]);
+      assert.equal(got.code, 0, got.stderr);
+      assert.ok(await _sameBytes(source, join(out, "movie.bin")));
     });
   },
 });
