@@ -11,7 +11,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EtcdProcess } from "./etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
-import { freePortRange, FtsProcess, runFts } from "./harness.ts";
+import { freePortRange, type FtsProcess, runFts } from "./harness.ts";
+import { startEtcdHost } from "./etcd_host.ts";
 import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
 import { bindRequest } from "../lib/client/signed_client.ts";
@@ -46,27 +47,14 @@ Deno.test({
     let cluster: FtsProcess | undefined;
     try {
       const flags = ["--etcd", etcd.endpoints, "--cluster", "faults"];
-      const basePort = freePortRange(4);
-      cluster = new FtsProcess([
-        "cluster",
-        ...flags,
-        "--host",
-        "127.0.0.1",
-        "--servers",
-        "4",
-        "--base-port",
-        String(basePort),
-        "--replicas",
-        "2",
-        "--part-size",
-        "64KiB",
-        "--heal-after",
-        "0",
-        "--data",
-        join(dir, "host"),
-        "--plain",
-      ]);
-      await cluster.waitFor(/ready/);
+      cluster = await startEtcdHost({
+        flags,
+        host: "127.0.0.1",
+        servers: 4,
+        basePort: freePortRange(4),
+        data: join(dir, "host"),
+        extra: ["--part-size", "64KiB", "--heal-after", "0"],
+      });
       const id = ["--identity", join(dir, "me.id")];
 
       // One member dies while an upload is under way: the upload succeeds.
@@ -135,25 +123,16 @@ Deno.test({
       const basePort = freePortRange(2);
       // Two hosts: the same ports on two loopback addresses, each its own data directory.
       for (const host of ["127.0.0.1", "127.0.0.2"]) {
-        const cluster = new FtsProcess([
-          "cluster",
-          ...flags,
-          "--host",
-          host,
-          "--servers",
-          "2",
-          "--base-port",
-          String(basePort),
-          "--replicas",
-          "2",
-          "--part-size",
-          "64KiB",
-          "--data",
-          join(dir, host),
-          "--plain",
-        ]);
-        clusters.push(cluster);
-        await cluster.waitFor(/ready/);
+        clusters.push(
+          await startEtcdHost({
+            flags,
+            host,
+            servers: 2,
+            basePort,
+            data: join(dir, host),
+            extra: ["--part-size", "64KiB"],
+          }),
+        );
       }
       const idPath = join(dir, "me.id");
       const source = join(dir, "a.bin");

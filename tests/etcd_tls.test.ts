@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EtcdProcess } from "./etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
-import { freePortRange, FtsProcess, runFts } from "./harness.ts";
+import { freePortRange, type FtsProcess, runFts } from "./harness.ts";
+import { startEtcdHost } from "./etcd_host.ts";
 
 Deno.test({
   name: "etcd tls: fts certs, cluster --etcd with --tls-cert, upload and fetch with the CA",
@@ -24,30 +25,23 @@ Deno.test({
       const certs = await runFts(["certs", "--ca", ca, "--host", "127.0.0.1"]);
       assert.equal(certs.code, 0, certs.stderr);
       const flags = ["--etcd", etcd.endpoints, "--cluster", "tls"];
-      cluster = new FtsProcess([
-        "cluster",
-        ...flags,
-        "--host",
-        "127.0.0.1",
-        "--servers",
-        "3",
-        "--base-port",
-        String(freePortRange(3)),
-        "--replicas",
-        "2",
-        "--part-size",
-        "64KiB",
-        "--tls-cert",
-        join(ca, "host-127.0.0.1.pem"),
-        "--tls-key",
-        join(ca, "host-127.0.0.1.key"),
-        "--tls-ca",
-        join(ca, "ca.pem"),
-        "--data",
-        join(dir, "host"),
-        "--plain",
-      ]);
-      await cluster.waitFor(/ready/);
+      cluster = await startEtcdHost({
+        flags,
+        host: "127.0.0.1",
+        servers: 3,
+        basePort: freePortRange(3),
+        data: join(dir, "host"),
+        extra: [
+          "--part-size",
+          "64KiB",
+          "--tls-cert",
+          join(ca, "host-127.0.0.1.pem"),
+          "--tls-key",
+          join(ca, "host-127.0.0.1.key"),
+          "--tls-ca",
+          join(ca, "ca.pem"),
+        ],
+      });
       const source = join(dir, "x.bin");
       await Deno.writeFile(source, crypto.getRandomValues(new Uint8Array(60_000)));
       const env = { FTS_TLS_CA: join(ca, "ca.pem") };
@@ -109,22 +103,13 @@ Deno.test({
       }
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /etcd is unavailable: .*(certificate|UnknownIssuer)/i);
-      cluster = new FtsProcess([
-        "cluster",
-        ...flags,
-        "--host",
-        "127.0.0.1",
-        "--servers",
-        "3",
-        "--base-port",
-        String(base),
-        "--replicas",
-        "2",
-        "--data",
-        join(dir, "host"),
-        "--plain",
-      ]);
-      await cluster.waitFor(/ready/);
+      cluster = await startEtcdHost({
+        flags,
+        host: "127.0.0.1",
+        servers: 3,
+        basePort: base,
+        data: join(dir, "host"),
+      });
       const source = join(dir, "x.bin");
       await Deno.writeFile(source, crypto.getRandomValues(new Uint8Array(50_000)));
       const up = await runFts(["upload", source, ...flags, "--identity", join(dir, "id")]);
