@@ -3,14 +3,9 @@
  * the subcommand and decides the exit code; each command lives in commands/.
  */
 import { closestMatch } from "./lib/base/closest_match.ts";
-import { printable } from "./lib/base/printable.ts";
-import { causeChain, UsageError } from "./lib/wire/errors.ts";
-import { errorLine } from "./lib/ui/hints.ts";
+import { type Command, runCommand } from "./lib/ui/run_command.ts";
 
 export const VERSION = "0.1.0";
-
-/** A command module: USAGE and EXAMPLE (one or more lines) are what `fts COMMAND --help` shows. */
-type Command = { run(args: string[]): Promise<number>; USAGE: string; EXAMPLE?: string };
 
 const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
   serve: { load: () => import("./commands/serve.ts"), summary: "run one server instance" },
@@ -104,50 +99,7 @@ export async function main(args: string[]): Promise<number> {
     );
     return 2;
   }
-  const command = await entry.load();
-  if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(`Usage: ${command.USAGE}`);
-    if (command.EXAMPLE) {
-      console.log(
-        `\n${command.EXAMPLE.includes("\n") ? "Examples" : "Example"}:\n${
-          command.EXAMPLE.split("\n").map((l) => `  ${l}`).join("\n")
-        }`,
-      );
-    }
-    console.log("\n--data DIR picks the data directory; --verbose shows the cause of an error.");
-    return 0;
-  }
-  const verbose = rest.includes("--verbose");
-  try {
-    return await command.run(rest.filter((arg) => arg !== "--verbose"));
-  } catch (error) {
-    // Scripts that asked for --json get the error as JSON on stdout too.
-    const json = rest.includes("--json");
-    if (error instanceof UsageError) {
-      console.error(`fts ${name}: ${printable(error.message)}`);
-      if (json) console.log(JSON.stringify({ ok: false, error: error.message, exitCode: 2 }));
-      return 2;
-    }
-    if (error instanceof DOMException && error.name === "AbortError") {
-      console.error(`fts ${name}: interrupted`);
-      if (json) console.log(JSON.stringify({ ok: false, error: "interrupted", exitCode: 130 }));
-      return 130;
-    }
-    // One line a person can act on; --verbose adds the cause chain.
-    // Messages may quote names and replies from the network: escaped before printing.
-    const line = printable(errorLine(error));
-    // A cause that only repeats the message ("No file named ...") is no news.
-    const causes = causeChain(error).slice(1).filter((cause) => !line.includes(cause));
-    console.error(
-      `fts ${name}: ${line}` + (!verbose && causes.length > 0 ? " (--verbose for the cause)" : ""),
-    );
-    if (verbose) {
-      for (const cause of causes) console.error(`  caused by: ${printable(cause)}`);
-      if (error instanceof Error && error.stack) console.error(error.stack);
-    }
-    if (json) console.log(JSON.stringify({ ok: false, error: line, causes, exitCode: 1 }));
-    return 1;
-  }
+  return await runCommand(name, await entry.load(), rest);
 }
 
 if (import.meta.main) {

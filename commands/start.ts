@@ -13,7 +13,7 @@ import {
   runningSupervisor,
 } from "../lib/ops/instances.ts";
 import { loadServeFlags } from "../lib/ops/serve_flags.ts";
-import { ftsCommand } from "../lib/base/spawn.ts";
+import { instanceCommand } from "../lib/ops/instance_bundle.ts";
 import { TLS_CA_ENV } from "../lib/wire/tls.ts";
 
 export const USAGE = "fts start PORT [--json] [--data DIR]";
@@ -68,7 +68,7 @@ async function _startDetached(
   const log = paths.logFile(id);
   // What this run appends starts here (the log keeps earlier runs' lines).
   const logStart = await Deno.stat(log).then((info) => info.size, () => 0);
-  const { program, prefix } = ftsCommand({ instance: true });
+  const { program, prefix } = await instanceCommand(paths.runDir);
   // The instance outlives this command, so its output goes straight to the log
   // (through a shell's redirection), not through a pipe that would close.
   const child = new Deno.Command("/bin/sh", {

@@ -10,7 +10,7 @@ import { repairCluster } from "./repair.ts";
 import { livePid } from "./instances.ts";
 import { resolve } from "../base/paths.ts";
 import { saveServeFlags } from "./serve_flags.ts";
-import { ftsCommand } from "../base/spawn.ts";
+import { instanceCommand } from "./instance_bundle.ts";
 import { TLS_CA_ENV } from "../wire/tls.ts";
 import { portFree, portHolder } from "../base/ports.ts";
 
@@ -162,7 +162,7 @@ export class Supervisor {
     if (pid !== undefined) throw new Error(`Instance ${id} is already running (pid ${pid})`);
     instance.state = "starting";
     const paths = dataPaths(this.dir);
-    const { program, prefix } = ftsCommand({ instance: true });
+    const { program, prefix } = await instanceCommand(paths.runDir);
     const child = new Deno.Command(program, {
       args: [
         ...prefix,

@@ -3,6 +3,7 @@ import { type ClusterConfig, dataPaths, instancePorts } from "../state/config.ts
 import { ProtocolError, UsageError } from "../wire/errors.ts";
 import { processAlive, processCommandLine, readJsonFile } from "../base/fs_util.ts";
 import { basename } from "../base/paths.ts";
+import { INSTANCE_BUNDLE_PREFIX } from "./instance_bundle.ts";
 import { withPeer } from "../client/peer.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 
@@ -26,6 +27,7 @@ export async function livePid(dir: string, id: string): Promise<number | undefin
   const args = processCommandLine(pid).split(" ");
   const isFts = args.some((arg) =>
     arg.endsWith("main.ts") || /(^|\/)fts$/.test(arg) ||
+    basename(arg).startsWith(INSTANCE_BUNDLE_PREFIX) ||
     (COMPILED_NAME !== undefined && basename(arg) === COMPILED_NAME)
   );
   const isThisInstance = args.some((arg, i) =>

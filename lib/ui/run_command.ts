@@ -1,0 +1,59 @@
+/**
+ * Running one fts command the way every entry point does (main.ts, and the
+ * bundled script instances start from): `--help` prints its usage, and an
+ * error becomes one line a person can act on and the exit code: 2 for bad
+ * usage, 130 when interrupted, 1 otherwise.
+ */
+import { printable } from "../base/printable.ts";
+import { causeChain, UsageError } from "../wire/errors.ts";
+import { errorLine } from "./hints.ts";
+
+/** A command module: USAGE and EXAMPLE (one or more lines) are what `fts COMMAND --help` shows. */
+export type Command = { run(args: string[]): Promise<number>; USAGE: string; EXAMPLE?: string };
+
+/** Runs `fts NAME ARGS...` with `command`; returns the exit code. */
+export async function runCommand(name: string, command: Command, args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(`Usage: ${command.USAGE}`);
+    if (command.EXAMPLE) {
+      console.log(
+        `\n${command.EXAMPLE.includes("\n") ? "Examples" : "Example"}:\n${
+          command.EXAMPLE.split("\n").map((l) => `  ${l}`).join("\n")
+        }`,
+      );
+    }
+    console.log("\n--data DIR picks the data directory; --verbose shows the cause of an error.");
+    return 0;
+  }
+  const verbose = args.includes("--verbose");
+  try {
+    return await command.run(args.filter((arg) => arg !== "--verbose"));
+  } catch (error) {
+    // Scripts that asked for --json get the error as JSON on stdout too.
+    const json = args.includes("--json");
+    if (error instanceof UsageError) {
+      console.error(`fts ${name}: ${printable(error.message)}`);
+      if (json) console.log(JSON.stringify({ ok: false, error: error.message, exitCode: 2 }));
+      return 2;
+    }
+    if (error instanceof DOMException && error.name === "AbortError") {
+      console.error(`fts ${name}: interrupted`);
+      if (json) console.log(JSON.stringify({ ok: false, error: "interrupted", exitCode: 130 }));
+      return 130;
+    }
+    // One line a person can act on; --verbose adds the cause chain.
+    // Messages may quote names and replies from the network: escaped before printing.
+    const line = printable(errorLine(error));
+    // A cause that only repeats the message ("No file named ...") is no news.
+    const causes = causeChain(error).slice(1).filter((cause) => !line.includes(cause));
+    console.error(
+      `fts ${name}: ${line}` + (!verbose && causes.length > 0 ? " (--verbose for the cause)" : ""),
+    );
+    if (verbose) {
+      for (const cause of causes) console.error(`  caused by: ${printable(cause)}`);
+      if (error instanceof Error && error.stack) console.error(error.stack);
+    }
+    if (json) console.log(JSON.stringify({ ok: false, error: line, causes, exitCode: 1 }));
+    return 1;
+  }
+}
