@@ -27,6 +27,7 @@ export const TOOL_PACKAGES = {
   chromium: "chromium",
   /** A library, not a program: found through the dynamic loader's cache. */
   "libxxhash.so.0": "libxxhash0",
+  "libcrypto.so.3": "libssl3",
 } as const;
 
 export type Tool = keyof typeof TOOL_PACKAGES;

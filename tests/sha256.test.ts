@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { loadNativeSha256, sha256Hasher, sha256Hex, sha256HexSync } from "../lib/hash/sha256.ts";
+import { NativeSha256, nativeSha256 } from "../lib/hash/sha256_native.ts";
+import { missingTool } from "./missing_tool.ts";
 import { newSeed, randomInt, seededRandom } from "./seeded_random.ts";
 
 function nodeSha256(data: Uint8Array | string): string {
@@ -66,4 +68,35 @@ Deno.test("sha256HexSync() after loadNativeSha256() gives the same digests, nati
   assert.equal(sha256HexSync(text), before);
   assert.equal(sha256HexSync(new TextEncoder().encode(text)), nodeSha256(text));
   assert.equal(sha256HexSync(""), nodeSha256(""));
+});
+
+Deno.test({
+  name: "sha256: where libcrypto is installed, hashers use it, and its digests match node:crypto",
+  ignore: Deno.build.os !== "linux" || missingTool("libcrypto.so.3"),
+  fn() {
+    const seed = newSeed();
+    const random = seededRandom(seed);
+    for (const length of [0, 1, 55, 56, 63, 64, 65, 4096, 300_001]) {
+      const bytes = randomBytes(random, length);
+      const native = nativeSha256();
+      assert.ok(native, "libcrypto is installed but nativeSha256() gave nothing");
+      // Fed in uneven pieces, as a stream arrives.
+      for (let at = 0; at < bytes.length;) {
+        const step = randomInt(random, 1, 70_000);
+        native.update(bytes.subarray(at, at + step));
+        at += step;
+      }
+      assert.equal(native.digest("hex"), nodeSha256(bytes), `seed ${seed}, ${length} bytes`);
+    }
+    assert.equal(nativeSha256()!.update("ünï €").digest("hex"), nodeSha256("ünï €"));
+  },
+});
+
+Deno.test({
+  name: "sha256: sha256Hasher() streams through libcrypto where it is installed",
+  ignore: Deno.build.os !== "linux" || missingTool("libcrypto.so.3"),
+  async fn() {
+    const hasher = await sha256Hasher();
+    assert.ok(hasher instanceof NativeSha256, `sha256Hasher() gave ${hasher.constructor.name}`);
+  },
 });

@@ -42,7 +42,12 @@ const _EMOJI_PRESENTATION = /\p{Emoji_Presentation}|\uFE0F/u;
 /** Text every character of which takes exactly one column: the common case, checked fast. */
 const _NARROW_ONLY = /^[\x20-\x7e]*$/;
 
-const _segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+let _segmenterMade: Intl.Segmenter | undefined;
+
+/** Made on first use: building one loads ICU's break rules, about 20 ms at every start. */
+function _segmenter(): Intl.Segmenter {
+  return _segmenterMade ??= new Intl.Segmenter(undefined, { granularity: "grapheme" });
+}
 
 function _isWide(code: number): boolean {
   let low = 0;
@@ -71,7 +76,7 @@ function _graphemeWidth(grapheme: string): number {
 export function displayWidth(text: string): number {
   if (_NARROW_ONLY.test(text)) return text.length;
   let width = 0;
-  for (const { segment } of _segmenter.segment(text)) width += _graphemeWidth(segment);
+  for (const { segment } of _segmenter().segment(text)) width += _graphemeWidth(segment);
   return width;
 }
 
@@ -95,7 +100,7 @@ export function truncateColumns(text: string, columns: number): string {
   if (displayWidth(text) <= columns) return text;
   let out = "";
   let width = 0;
-  for (const { segment } of _segmenter.segment(text)) {
+  for (const { segment } of _segmenter().segment(text)) {
     const next = _graphemeWidth(segment);
     if (width + next > columns) break;
     out += segment;

@@ -3,10 +3,12 @@
  * A hash pool worker (see hash_pool.ts): digests of ranges of local files,
  * read here with synchronous reads, so requests are served one at a time in
  * the order they were posted. Each hash is loaded on first use: a fetch that
- * only checks a destination never pays for node:crypto (about 50 ms a worker).
+ * only checks a destination never loads SHA-256 (libcrypto, or node:crypto
+ * where it is missing: about 50 ms a worker).
  */
 import type { HashAlgorithm, HashReply, HashRequest } from "./hash_pool.ts";
 import type { Xxh128 } from "./xxh128.ts";
+import { type Sha256, sha256Hasher } from "./sha256.ts";
 
 /**
  * Bytes read from the file at a time: small enough to stay in the core's
@@ -16,14 +18,13 @@ const READ_CHUNK_BYTES = 256 * 1024;
 
 const buffer = new Uint8Array(READ_CHUNK_BYTES);
 
-type CreateSha256 = typeof import("node:crypto").createHash;
-let createHash: CreateSha256 | undefined;
 /** One for all ranges: each instance has its own memory, which a new one per range would waste. */
 let xxh128: Xxh128 | undefined;
 
 async function load(algorithm: HashAlgorithm): Promise<void> {
   if (algorithm === "sha256") {
-    createHash ??= (await import("node:crypto")).createHash;
+    // The first hasher loads libcrypto (or node:crypto); later ones cost nothing.
+    await sha256Hasher();
   } else {
     if (xxh128) return;
     const { Xxh128 } = await import("./xxh128.ts");
@@ -34,6 +35,7 @@ async function load(algorithm: HashAlgorithm): Promise<void> {
 /** Hashes `length` bytes of the file from its current position; returns digest and bytes read. */
 function hashRange(
   file: Deno.FsFile,
+  sha256: Sha256 | undefined,
   algorithm: HashAlgorithm,
   length: number,
 ): { digest: string; bytes: number } {
@@ -43,7 +45,7 @@ function hashRange(
     const bytes = hash.updateFromFileSync(file, length);
     return { digest: hash.digest(), bytes };
   }
-  const hash = createHash!("sha256");
+  const hash = sha256!;
   let bytes = 0;
   while (bytes < length) {
     const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - bytes)));
@@ -79,12 +81,13 @@ self.onmessage = (event: MessageEvent<HashRequest>) => {
       );
       return;
     }
+    const sha256 = algorithm === "sha256" ? await sha256Hasher() : undefined;
     let reply: HashReply;
     try {
       const file = Deno.openSync(range.path, { read: true });
       try {
         file.seekSync(range.start, Deno.SeekMode.Start);
-        reply = { job, ...hashRange(file, algorithm, range.length) };
+        reply = { job, ...hashRange(file, sha256, algorithm, range.length) };
       } finally {
         file.close();
       }
