@@ -16,6 +16,7 @@
  */
 import { basename } from "../base/paths.ts";
 import { type HashAlgorithm, type HashPool, HashUnavailableError } from "../hash/hash_pool.ts";
+import { Xxh128, xxh128Backend } from "../hash/xxh128.ts";
 import type { FileEntry } from "../state/manifest.ts";
 import { type Bitmap, type FetchState, stampMatches, stateSurvived } from "./fetch_state.ts";
 
@@ -122,6 +123,8 @@ export class DestinationCheck {
   readonly #hashes: HashPool;
   readonly #local: LocalCheck;
   readonly #counters: DestinationCounters;
+  /** The hasher of #sampleIsRightHere(), made on first use. */
+  #sampler: Xxh128 | undefined;
 
   constructor(options: DestinationCheckOptions) {
     this.#entry = options.entry;
@@ -168,10 +171,11 @@ export class DestinationCheck {
         ),
       ),
     ].filter((index) => !first.includes(index));
-    // Each round's samples are hashed at once, on all workers.
+    // Each round's samples are hashed at once, on all workers, or here.
     const rightOf = (indexes: number[]) =>
       Promise.all(indexes.map(async (index) => {
-        if (!(await this.partIsRight(index, path))) return 0;
+        const right = this.#sampleIsRightHere(index, path) ?? await this.partIsRight(index, path);
+        if (!right) return 0;
         sampled.add(index);
         return 1;
       })).then((results) => results.reduce<number>((sum, one) => sum + one, 0));
@@ -179,6 +183,29 @@ export class DestinationCheck {
     if (right === first.length) return true;
     right += await rightOf(more);
     return right >= SAME_FILE_MIN_SHARE * (first.length + more.length);
+  }
+
+  /**
+   * Whether the file at `path` holds part `index` whole and right, hashed on
+   * this thread: undefined unless the local check uses XXH3-128 and the
+   * system's libxxhash serves it. A fetch into an existing file writes
+   * nothing until its samples hashed right, and here three 8 MiB samples take
+   * a few milliseconds, where waiting for the hash workers to start took
+   * about 45 ms (measured: a 1 GiB destination with one damaged part).
+   */
+  #sampleIsRightHere(index: number, path: string): boolean | undefined {
+    if (this.#local.algorithm !== "xxh128" || xxh128Backend() !== "native") return undefined;
+    const part = this.#entry.parts[index]!;
+    const file = Deno.openSync(path, { read: true });
+    try {
+      file.seekSync(index * this.#entry.partSize, Deno.SeekMode.Start);
+      const hash = this.#sampler ??= new Xxh128();
+      const bytes = hash.reset().updateFromFileSync(file, part.size);
+      this.#counters.bytesChecked += bytes;
+      return bytes === part.size && hash.digest() === part.xxh128;
+    } finally {
+      file.close();
+    }
   }
 
   /**
