@@ -7,12 +7,18 @@
  *   node:crypto's native hash, imported on first use;
  * - `sha256Hex()` digests bytes already in memory with WebCrypto, built in;
  * - `sha256HexSync()` digests metadata where the caller cannot wait (content
- *   ids while parsing): with libcrypto, else in plain JavaScript (about 85
- *   MB/s), or with node:crypto once `loadNativeSha256()` ran, as it does
- *   before a whole manifest is parsed (about 6x faster: a manifest of 1 TB of
- *   8 MiB parts costs ~15 ms, not ~95).
+ *   ids while parsing): with libcrypto once loaded (or for a megabyte or
+ *   more), else in plain JavaScript (about 85 MB/s), or with node:crypto once
+ *   `loadNativeSha256()` ran, as it does before a whole manifest is parsed
+ *   (about 6x faster: a manifest of 1 TB of 8 MiB parts costs ~15 ms, not ~95).
  */
-import { nativeSha256 } from "./sha256_native.ts";
+import { nativeSha256, nativeSha256Loaded } from "./sha256_native.ts";
+
+/**
+ * Text or bytes at least this long make sha256HexSync() load libcrypto (about
+ * 10-15 ms); below it the JavaScript code (about 85 MB/s) is done sooner.
+ */
+const _LOAD_NATIVE_FROM_BYTES = 1024 * 1024;
 
 /** FIPS 180-4, 5.3.3: the first 32 bits of the square roots' fractions of the first 8 primes. */
 // deno-fmt-ignore
@@ -78,7 +84,10 @@ export async function sha256Hex(data: Uint8Array | string): Promise<string> {
  */
 export function sha256HexSync(data: Uint8Array | string): string {
   if (_nativeHexSync) return _nativeHexSync(data);
-  const native = nativeSha256();
+  // Loading libcrypto for a few kilobytes would cost more than hashing them here.
+  const native = nativeSha256Loaded() || data.length > _LOAD_NATIVE_FROM_BYTES
+    ? nativeSha256()
+    : undefined;
   if (native) return native.update(data).digest("hex");
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   // Padding: 0x80, zeros, then the length in bits as 64-bit big-endian.
