@@ -147,3 +147,9 @@ export async function syncDisks(): Promise<void> {
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The load averages (1, 5, 15 min) right now, as /proc/loadavg gives them. */
+export async function loadAverage(): Promise<string> {
+  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "");
+  return text.split(" ").slice(0, 3).join(" ") || "unknown";
+}
