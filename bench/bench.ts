@@ -1,14 +1,18 @@
 /**
  * `deno task bench`: fts against curl+nginx and an rsync daemon, on loopback,
- * in one run; and the HTTP gateway with curl and aria2c (scenario 8). Prints a Markdown report and writes bench/RESULTS.md.
+ * in one run; and the HTTP gateway with curl and aria2c (scenario 8). Prints a
+ * Markdown report and writes it into bench/RESULTS.md (its generated block),
+ * the chart into bench/RESULTS.svg and the raw figures into
+ * bench/runs/DATE-COMMIT-bench.json (`deno task bench:ranges` reads those).
  *
  *   deno task bench [--size 1GiB] [--runs 5] [--warmups 1] [--big-size 4GiB]
  *                   [--clients-size SIZE] [--only 1,2,...] [--quick] [--out PATH]
  *
  * --quick validates the script fast (64 MiB, one run, no warm-up, 256 MiB big
  * file) and writes no report file unless --out is given; so does --only.
+ * `--out DIR/NAME.md` writes DIR/NAME.svg and DIR/runs/ beside it.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DEFAULT_CONFIG } from "../lib/state/config.ts";
@@ -18,14 +22,16 @@ import { BenchCluster } from "./fts_cluster.ts";
 import { gatewayDownload } from "./gateway_scenario.ts";
 import { ensureTools, NginxServer, RsyncDaemon } from "./peers.ts";
 import { freePortRange } from "./port_claims.ts";
+import { loadAverage } from "./measure.ts";
 import {
   gitCommit,
-  loadAverage,
   machineInfo,
   type Meta,
   renderMarkdown,
   toolVersions,
+  writeReport,
 } from "./report.ts";
+import { RUN_RECORD_VERSION, saveRecord } from "./run_record.ts";
 import {
   type BenchContext,
   type BenchFile,
@@ -42,6 +48,8 @@ import {
 } from "./scenarios.ts";
 
 const DEFAULT_RESULTS = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
+/** Each report's raw figures go here, beside the report, one JSON file a run. */
+const RUNS_DIR = "runs";
 const DEFAULT_RUNS = 5;
 const MAIN_SERVERS = 6;
 const MAIN_REPLICAS = 3;
@@ -69,6 +77,25 @@ async function _makeFile(dir: string, name: string, size: number, seed: number) 
   return { name, path, size, digest: await sha256File(path) };
 }
 
+/** 7. The big file gets a cluster of its own, with one copy of each part. */
+async function _bigFile(ctx: BenchContext, work: string, size: number): Promise<ScenarioResult> {
+  const bigSrc = join(work, "big-src");
+  await Deno.mkdir(bigSrc);
+  const big: BenchFile = await _makeFile(bigSrc, "big.bin", size, 3);
+  _log(`preloading into ${BIG_SERVERS} instances, R=${BIG_REPLICAS}, and starting them`);
+  const bigCluster = await BenchCluster.start(join(work, "big-data"), {
+    servers: BIG_SERVERS,
+    replicas: BIG_REPLICAS,
+    files: [big.path],
+  });
+  await Deno.remove(big.path);
+  try {
+    return await bigFileMemory(ctx, { file: big, cluster: bigCluster });
+  } finally {
+    await bigCluster.stop();
+  }
+}
+
 export async function bench(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -93,7 +120,7 @@ export async function bench(args: string[]): Promise<number> {
     ? parseSize(values["clients-size"])
     : Math.max(1, Math.floor(size / 4));
   const only = values.only === undefined
-    ? new Set([1, 2, 3, 4, 5, 6, 7, 8])
+    ? undefined
     : new Set(values.only.split(",").map((s) => Number(s.trim())));
   const out = values.out ?? (quick || values.only !== undefined ? undefined : DEFAULT_RESULTS);
   if (size < 1 || bigSize < 1) throw new RangeError("--size and --big-size must be positive");
@@ -147,6 +174,7 @@ export async function bench(args: string[]): Promise<number> {
       figures.push(...result.figures);
       goals.push(...result.goals);
     };
+    // The scenarios in the order they run; a new one is a line here.
     const scenarios: [number, string, () => Promise<ScenarioResult>][] = [
       [1, "cold fetch", () => coldFetch(ctx)],
       [2, "resume", () => resume(ctx)],
@@ -154,30 +182,13 @@ export async function bench(args: string[]): Promise<number> {
       [4, "failover", () => failover(ctx)],
       [5, "50 instances", () => fiftyInstances(ctx)],
       [6, "16 clients", () => concurrentClients(ctx)],
+      [7, "big file", () => _bigFile(ctx, work, bigSize)],
       [8, "gateway download", () => gatewayDownload(ctx)],
     ];
     for (const [number, title, scenario] of scenarios) {
-      if (!only.has(number)) continue;
+      if (only && !only.has(number)) continue;
       _log(`scenario ${number}: ${title}`);
       add(await scenario());
-    }
-    if (only.has(7)) {
-      _log("scenario 7: big file");
-      const bigSrc = join(work, "big-src");
-      await Deno.mkdir(bigSrc);
-      const big: BenchFile = await _makeFile(bigSrc, "big.bin", bigSize, 3);
-      _log(`preloading into ${BIG_SERVERS} instances, R=${BIG_REPLICAS}, and starting them`);
-      const bigCluster = await BenchCluster.start(join(work, "big-data"), {
-        servers: BIG_SERVERS,
-        replicas: BIG_REPLICAS,
-        files: [big.path],
-      });
-      await Deno.remove(big.path);
-      try {
-        add(await bigFileMemory(ctx, { file: big, cluster: bigCluster }));
-      } finally {
-        await bigCluster.stop();
-      }
     }
   } finally {
     await cleanup();
@@ -199,14 +210,21 @@ export async function bench(args: string[]): Promise<number> {
     loadBefore,
     loadAfter,
   };
-  const markdown = renderMarkdown(meta, figures, goals);
-  console.log(markdown);
-  if (out) {
-    await Deno.writeTextFile(out, markdown);
-    // The project's formatter wraps it, so `deno task check` stays clean.
-    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", out] }).output();
-    _log(`wrote ${out}`);
+  if (!out) {
+    console.log(renderMarkdown(meta, figures, goals));
+    return 0;
   }
+  const { markdown, chart } = await writeReport(out, meta, figures, goals);
+  console.log(markdown);
+  const record = await saveRecord(join(dirname(out), RUNS_DIR), {
+    format: "fts-bench-run",
+    version: RUN_RECORD_VERSION,
+    kind: "bench",
+    ...meta,
+    figures,
+    goals,
+  });
+  _log(`wrote ${out}, ${chart} and ${record}`);
   return 0;
 }
 

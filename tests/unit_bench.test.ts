@@ -1,9 +1,19 @@
 /**
  * Unit tests of the benchmark's own pieces (bench/): the order contenders take
- * turns in.
+ * turns in, the chart, the report's generated block, and the run records and
+ * their ranges.
  */
 import assert from "node:assert/strict";
-import { shuffledForRound } from "../bench/scenarios.ts";
+import { type Figure, shuffledForRound } from "../bench/scenarios.ts";
+import { renderChart, tickStep } from "../bench/chart.ts";
+import { chartPathFor, GENERATED_BEGIN, spliceGenerated } from "../bench/report.ts";
+import { goalRanges, medianRanges, renderRanges } from "../bench/ranges.ts";
+import {
+  loadRecords,
+  RUN_RECORD_VERSION,
+  type RunRecord,
+  saveRecord,
+} from "../bench/run_record.ts";
 
 Deno.test("shuffledForRound() gives every contender once, the same order for a round each time, and not always the same order", () => {
   const tools = ["fts", "curl", "rsync"];
@@ -21,4 +31,133 @@ Deno.test("shuffledForRound() gives every contender once, the same order for a r
   assert.ok(orders.size >= 3, `only ${orders.size} orders in 12 rounds`);
   // The input is left alone.
   assert.deepEqual(tools, ["fts", "curl", "rsync"]);
+});
+
+/** Tags balance, attributes are quoted, and no bare `&` or `<` is left in text. */
+function _assertWellFormed(svg: string): void {
+  const stack: string[] = [];
+  for (const match of svg.matchAll(/<(\/?)([a-zA-Z][\w-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>/g)) {
+    const [, closing, name, , selfClosing] = match;
+    if (selfClosing) continue;
+    if (closing) assert.equal(stack.pop(), name, `</${name}> closes the wrong tag`);
+    else stack.push(name!);
+  }
+  assert.deepEqual(stack, [], "every tag is closed");
+  const text = svg.replace(/<\/?[a-zA-Z][\w-]*(?:\s+[\w:-]+="[^"<]*")*\s*\/?>/g, "");
+  assert.ok(!text.includes("<"), `a stray < outside a tag: ${text.slice(text.indexOf("<"), 60)}`);
+  assert.ok(!/&(?!amp;|lt;|gt;|quot;|apos;)/.test(text), "a bare & outside an entity");
+}
+
+const _figures: Figure[] = [
+  { scenario: "1. cold fetch", tool: "fts fetch", seconds: [1.2, 1.4, 1.1] },
+  { scenario: "1. cold fetch", tool: "curl (nginx)", seconds: [1.3, 1.5] },
+  { scenario: "1. cold fetch", tool: "rsync <daemon> & co", seconds: [0.9] },
+  { scenario: "3. damaged", tool: "fts fetch", seconds: [0.19, 0.2] },
+  { scenario: "3. damaged", tool: "rsync --inplace", seconds: [0.7, 0.75] },
+];
+
+Deno.test("renderChart() writes well-formed SVG with every tool, names escaped, a group per scenario", () => {
+  const svg = renderChart(_figures, "fts <bench> & co");
+  assert.ok(svg.startsWith("<svg "));
+  _assertWellFormed(svg);
+  for (const tool of ["fts fetch", "curl (nginx)", "rsync --inplace"]) {
+    assert.ok(svg.includes(tool));
+  }
+  assert.ok(svg.includes("rsync &lt;daemon&gt; &amp; co"));
+  assert.ok(svg.includes("fts &lt;bench&gt; &amp; co"));
+  assert.equal(svg.match(/class="scenario"/g)?.length, 2);
+  // A bar per figure and a dot per run.
+  assert.equal(svg.match(/<rect x=/g)?.length, _figures.length);
+  assert.equal(svg.match(/<circle /g)?.length, _figures.flatMap((f) => f.seconds).length);
+  // Each scenario has its own axis: the damaged region's ends at 0.75 s or just above, not 1.5.
+  assert.ok(svg.includes(">0.8 s<") || svg.includes(">0.75 s<"), "the damaged group's own axis");
+});
+
+Deno.test("tickStep() gives 1, 2, 2.5 or 5 times a power of ten, about a quarter of the maximum", () => {
+  assert.equal(tickStep(1), 0.25);
+  assert.equal(tickStep(6), 2);
+  assert.equal(tickStep(0.2), 0.05);
+  assert.equal(tickStep(100), 25);
+  assert.equal(tickStep(0), 1);
+});
+
+Deno.test("spliceGenerated() replaces only the generated block and keeps hand-written sections", () => {
+  const first = spliceGenerated(undefined, "# Bench\n\nrun 1");
+  assert.ok(first.startsWith(GENERATED_BEGIN));
+  const withHand = `${first}\n## HTTP gateway\n\nhand-written\n`;
+  const second = spliceGenerated(withHand, "# Bench\n\nrun 2");
+  assert.ok(second.includes("run 2"));
+  assert.ok(!second.includes("run 1"));
+  assert.ok(second.endsWith("## HTTP gateway\n\nhand-written\n"));
+  assert.equal(second.split(GENERATED_BEGIN).length, 2);
+  // A file without markers keeps all it had, below the new block.
+  const old = spliceGenerated("# Old\n\nhand\n", "new");
+  assert.ok(old.startsWith(GENERATED_BEGIN) && old.endsWith("# Old\n\nhand\n"));
+  assert.equal(chartPathFor("/x/RESULTS.md"), "/x/RESULTS.svg");
+  assert.equal(chartPathFor("/x/out"), "/x/out.svg");
+});
+
+function _record(date: string, seconds: number[], ratio: number, met: boolean): RunRecord {
+  return {
+    format: "fts-bench-run",
+    version: RUN_RECORD_VERSION,
+    kind: "bench",
+    date,
+    machine: "2 CPUs",
+    commit: "abc1234",
+    versions: "",
+    settings: "",
+    loadBefore: "0.50 0.40 0.30",
+    loadAfter: "1.00 0.50 0.30",
+    figures: [{ scenario: "1. cold fetch", tool: "fts fetch", seconds }],
+    goals: [{
+      name: "cold fetch: fts / fastest peer of the run",
+      measured: `${ratio.toFixed(2)}x`,
+      target: "<= 1.0x",
+      met,
+      value: ratio,
+    }],
+  };
+}
+
+Deno.test("medianRanges() and goalRanges() give the lowest and highest across runs and how often a goal was met", () => {
+  const records = [
+    _record("2026-12-06T10:00:00.000Z", [1, 2, 3], 0.9, true),
+    _record("2026-12-06T11:00:00.000Z", [4, 5, 9], 1.2, false),
+    _record("2026-12-06T12:00:00.000Z", [1.5, 1.5], 0.95, true),
+  ];
+  assert.deepEqual(medianRanges(records), [{
+    kind: "bench",
+    scenario: "1. cold fetch",
+    tool: "fts fetch",
+    runs: 3,
+    min: 1.5,
+    max: 5,
+  }]);
+  const [goal] = goalRanges(records);
+  assert.equal(goal!.runs, 3);
+  assert.equal(goal!.met, 2);
+  assert.equal(goal!.lowest, "0.90x");
+  assert.equal(goal!.highest, "1.20x");
+  const markdown = renderRanges(records);
+  assert.ok(markdown.includes("| 1. cold fetch | fts fetch | 3 | 1.500-5.000 |"), markdown);
+  assert.ok(markdown.includes("| 0.90x - 1.20x | 2 of 3 |"), markdown);
+});
+
+Deno.test("saveRecord() and loadRecords() keep every run, one file each, oldest first", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fts-bench-runs-" });
+  try {
+    const later = _record("2026-12-06T12:00:00.123Z", [2], 1, true);
+    const earlier = _record("2026-12-06T10:00:00.000Z", [1], 1, true);
+    const path = await saveRecord(dir, later);
+    assert.ok(path.endsWith("2026-12-06T12-00-00Z-abc1234-bench.json"), path);
+    await saveRecord(dir, earlier);
+    const loaded = await loadRecords(dir);
+    assert.deepEqual(loaded.map((r) => r.date), [earlier.date, later.date]);
+    await Deno.writeTextFile(`${dir}/other.json`, "{}");
+    await assert.rejects(() => loadRecords(dir), TypeError);
+    assert.deepEqual(await loadRecords(`${dir}/missing`), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
