@@ -1,19 +1,27 @@
 /**
- * How publishing and starting a fetch scale with the number of files, for the
- * file store and for etcd, on real processes, and how much an instance of a
- * cluster in etcd holds resident when etcd has 100,000 entries.
+ * How publishing, listing and starting a fetch scale with the number of
+ * files, for the file store and for etcd, on real processes, and how much an
+ * instance of a cluster in etcd holds resident when etcd has 100,000 entries.
  *
- *     deno task bench:scale [--sizes 1000,10000,100000] [--store file|etcd|both]
+ *     deno task bench:scale [--sizes 100,100000] [--store file|etcd|both] [--out PATH]
  *
  * At each size, a manifest of that many one-part entries (manifest_scale.ts
  * makes them), a running `fts cluster` of 6 instances (R=3) over it, and:
  *
- * - publish: one change() of one new entry through the store alone, in this
- *   process (median of CHANGE_SAMPLES), and `fts upload` of a 1000-byte file
- *   timed from spawn to exit (median of CLI_SAMPLES);
- * - fetch start: an instance's answer to file.get (the locate step, median of
- *   GET_SAMPLES over names spread through the manifest), and `fts fetch` of a
- *   1000-byte file from spawn to exit (Deno's start, the locate and one part).
+ * - publish: `fts upload` of a 1000-byte file timed from spawn to exit
+ *   (CLI_SAMPLES runs), and one change() of one new entry through the store
+ *   alone, in this process (CHANGE_SAMPLES);
+ * - list: `fts ls` of the whole manifest, from spawn to exit (CLI_SAMPLES);
+ * - fetch start: `fts fetch` of a 1000-byte file from spawn to exit (Deno's
+ *   start, the locate and one part: the CLI does not say when the first byte
+ *   lands, and for one part that is nearly the end), and an instance's answer
+ *   to file.get (the locate step, GET_SAMPLES over names spread through the
+ *   manifest).
+ *
+ * The goals: each of the three CLI measures at the largest size within
+ * SCALE_GOAL_RATIO times its median at the smallest, per store. The report
+ * goes into bench/SCALE.md (its generated block) with a chart beside it, and
+ * the raw figures into bench/runs/; with --sizes or --store, only with --out.
  *
  * etcd is a local single member (the `etcd` program must be installed); its
  * entries are written straight into its keys, FILL_PUTS_PER_TXN to a
@@ -23,7 +31,8 @@
  * file.list requests.
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
 import { type ManifestStore } from "../lib/state/manifest_store.ts";
@@ -31,7 +40,10 @@ import { Peer } from "../lib/client/peer.ts";
 import { runPool } from "../lib/base/run_pool.ts";
 import { DrainedProcess } from "./drained_process.ts";
 import { FtsProcess, runFts } from "./fts_process.ts";
-import { median, residentMemory } from "./measure.ts";
+import { loadAverage, median, residentMemory } from "./measure.ts";
+import { gitCommit, machineInfo, type Meta, renderMarkdown, writeReport } from "./report.ts";
+import { RUN_RECORD_VERSION, saveRecord } from "./run_record.ts";
+import { type Figure, type Goal, infoRatio, ratioGoal, type ScenarioResult } from "./scenarios.ts";
 import { freePortRange } from "./port_claims.ts";
 import {
   SCALE_PART_BYTES,
@@ -41,11 +53,18 @@ import {
   scaleEntry,
 } from "./manifest_scale.ts";
 
-const DEFAULT_SIZES = [1_000, 10_000, 100_000];
+const DEFAULT_SIZES = [100, 100_000];
+/** Goal: a CLI measure at the largest size at most this many times its time at the smallest. */
+const SCALE_GOAL_RATIO = 2;
+const DEFAULT_REPORT = fileURLToPath(new URL("./SCALE.md", import.meta.url));
+/** The raw figures of each run, beside the report. */
+const RUNS_DIR = "runs";
 /** Publishes of one entry through the store alone, at each size. */
 const CHANGE_SAMPLES = 20;
 /** `fts upload` and `fts fetch` runs at each size. */
 const CLI_SAMPLES = 5;
+/** Rounds of the CLI commands run before those measured, at each size. */
+const CLI_WARMUPS = 1;
 /** file.get requests timed at each size. */
 const GET_SAMPLES = 50;
 /** Entries written per etcd transaction while filling (etcd allows 128 operations). */
@@ -63,13 +82,15 @@ const CLUSTER_READY_TIMEOUT_MS = 120_000;
 const REQUEST_TIMEOUT_MS = 120_000;
 const CLUSTER_NAME = "scale";
 
-interface _Row {
+/** Every sample (ms) of one store at one size. */
+export interface ScaleRow {
   store: string;
   files: number;
-  changeMs: number;
-  uploadMs: number;
-  getMs: number;
-  fetchMs: number;
+  changeMs: number[];
+  uploadMs: number[];
+  lsMs: number[];
+  getMs: number[];
+  fetchMs: number[];
 }
 
 /** A single etcd member on loopback, its data in `dir`. */
@@ -132,6 +153,10 @@ async function _fill(cluster: EtcdCluster, from: number, to: number, replicas: s
   await runPool(jobs, FILL_TXNS_AT_ONCE);
 }
 
+function _log(line: string): void {
+  console.error(`[scale ${new Date().toISOString().slice(11, 19)}] ${line}`);
+}
+
 async function _timed(fn: () => Promise<unknown>): Promise<number> {
   const started = performance.now();
   await fn();
@@ -147,7 +172,7 @@ async function _measure(options: {
   address: string;
   replicas: string[];
   work: string;
-}): Promise<_Row> {
+}): Promise<ScaleRow> {
   const { label, count, store, flags, work } = options;
   const changes: number[] = [];
   for (let i = 0; i < CHANGE_SAMPLES; i++) {
@@ -161,20 +186,30 @@ async function _measure(options: {
   await runFts(["whoami", "--identity", identity]);
   const uploads: number[] = [];
   const fetches: number[] = [];
-  for (let i = 0; i < CLI_SAMPLES; i++) {
-    const name = `up-${count}-${i}.bin`;
+  const lists: number[] = [];
+  // The first rounds warm the page cache and Deno's module cache, and are not
+  // kept: otherwise the smallest size, measured first, would look slowest.
+  for (let i = -CLI_WARMUPS; i < CLI_SAMPLES; i++) {
+    const keep = i >= 0;
+    const name = `up-${count}-${i + CLI_WARMUPS}.bin`;
     const source = join(work, name);
     await Deno.writeFile(source, crypto.getRandomValues(new Uint8Array(SMALL_FILE_BYTES)));
     const started = performance.now();
     const result = await runFts(["upload", source, ...flags, "--identity", identity]);
-    uploads.push(performance.now() - started);
+    if (keep) uploads.push(performance.now() - started);
     if (result.code !== 0) throw new Error(`fts upload (${label}, ${count}): ${result.stderr}`);
-    const dest = join(work, `dest-${label}-${count}-${i}`);
+    const dest = join(work, `dest-${label}-${count}-${i + CLI_WARMUPS}`);
     await Deno.mkdir(dest);
     const begun = performance.now();
     const got = await runFts(["fetch", name, dest, ...flags, "-q"]);
-    fetches.push(performance.now() - begun);
+    if (keep) fetches.push(performance.now() - begun);
     if (got.code !== 0) throw new Error(`fts fetch (${label}, ${count}): ${got.stderr}`);
+    const listed = performance.now();
+    const ls = await runFts(["ls", ...flags]);
+    if (keep) lists.push(performance.now() - listed);
+    if (ls.code !== 0) throw new Error(`fts ls (${label}, ${count}): ${ls.stderr}`);
+    const lines = ls.stdout.split("\n").filter((line) => line.trim() !== "").length;
+    if (lines < count) throw new Error(`fts ls (${label}, ${count}) printed ${lines} lines`);
   }
   const peer = await Peer.connect(options.address, { stallTimeoutMs: REQUEST_TIMEOUT_MS });
   const gets: number[] = [];
@@ -190,10 +225,11 @@ async function _measure(options: {
   return {
     store: label,
     files: count,
-    changeMs: median(changes),
-    uploadMs: median(uploads),
-    getMs: median(gets),
-    fetchMs: median(fetches),
+    changeMs: changes,
+    uploadMs: uploads,
+    lsMs: lists,
+    getMs: gets,
+    fetchMs: fetches,
   };
 }
 
@@ -213,12 +249,14 @@ async function _stop(process: DrainedProcess): Promise<void> {
   await process.status;
 }
 
-async function _fileRows(sizes: number[], work: string): Promise<_Row[]> {
-  const rows: _Row[] = [];
+async function _fileRows(sizes: number[], work: string): Promise<ScaleRow[]> {
+  const rows: ScaleRow[] = [];
   for (const count of sizes) {
     const basePort = freePortRange(SCALE_SERVERS);
+    _log(`file store, ${count} files: writing the manifest, starting the cluster`);
     const dir = await scaleDataDir(count, basePort);
     const cluster = await _cluster(["--data", dir, "--heal-after", "0"]);
+    _log(`file store, ${count} files: measuring`);
     try {
       rows.push(
         await _measure({
@@ -232,6 +270,7 @@ async function _fileRows(sizes: number[], work: string): Promise<_Row[]> {
         }),
       );
     } finally {
+      _log(`file store, ${count} files: stopping`);
       await _stop(cluster);
       await Deno.remove(dir, { recursive: true });
     }
@@ -243,17 +282,18 @@ async function _fileRows(sizes: number[], work: string): Promise<_Row[]> {
 async function _etcdRows(
   sizes: number[],
   work: string,
-): Promise<{ rows: _Row[]; memory: number[]; fillSeconds: number }> {
+): Promise<{ rows: ScaleRow[]; memory: number[]; fillSeconds: number }> {
   const etcd = await _startEtcd(work);
   const cluster = new EtcdCluster([etcd.url], CLUSTER_NAME);
   const basePort = freePortRange(SCALE_SERVERS);
   const replicas = [0, 1, 2].map((k) => `127.0.0.1:${basePort + k}`);
   const flags = ["--etcd", etcd.url, "--cluster", CLUSTER_NAME];
-  const rows: _Row[] = [];
+  const rows: ScaleRow[] = [];
   let filled = 0;
   let fillMs = 0;
   try {
     for (const count of sizes) {
+      _log(`etcd, ${count} files: filling, starting the cluster`);
       fillMs += await _timed(() => _fill(cluster, filled, count, replicas));
       filled = count;
       const running = await _cluster([
@@ -271,6 +311,7 @@ async function _etcdRows(
         "--data",
         join(work, "host"),
       ]);
+      _log(`etcd, ${count} files: measuring`);
       try {
         rows.push(
           await _measure({
@@ -284,9 +325,11 @@ async function _etcdRows(
           }),
         );
       } finally {
+        _log(`etcd, ${count} files: stopping`);
         await _stop(running);
       }
     }
+    _log(`etcd, ${filled} files: one fts serve's memory`);
     const memory = await _loneInstanceMemory(flags, work, filled);
     return { rows, memory, fillSeconds: fillMs / 1000 };
   } finally {
@@ -334,43 +377,141 @@ async function _loneInstanceMemory(flags: string[], work: string, count: number)
   }
 }
 
-if (import.meta.main) {
-  const args = parseArgs({
-    args: Deno.args,
-    options: { sizes: { type: "string" }, store: { type: "string" } },
-  });
-  const sizes = args.values.sizes?.split(",").map(Number) ?? DEFAULT_SIZES;
-  if (sizes.some((n) => !Number.isSafeInteger(n) || n < 1)) {
-    throw new RangeError(`--sizes takes counts of files, like 1000,10000: ${args.values.sizes}`);
+/** What is measured, with the row's samples; the first three carry the goal. */
+const _MEASURES: { key: keyof ScaleRow & `${string}Ms`; what: string; goal: boolean }[] = [
+  { key: "uploadMs", what: "publish one more file: `fts upload` 1 KB", goal: true },
+  { key: "lsMs", what: "`fts ls` of every file", goal: true },
+  { key: "fetchMs", what: "start of a fetch: `fts fetch` 1 KB", goal: true },
+  { key: "changeMs", what: "publish: change() alone, in process", goal: false },
+  { key: "getMs", what: "locate: one file.get", goal: false },
+];
+
+const _count = (n: number) => n.toLocaleString("en-US");
+
+/** The figures (a group per store and measure, a bar per size) and the goals of `rows`. */
+export function scaleResults(rows: ScaleRow[]): ScenarioResult {
+  const figures: Figure[] = [];
+  const goals: Goal[] = [];
+  for (const store of [...new Set(rows.map((r) => r.store))]) {
+    const mine = rows.filter((r) => r.store === store).sort((a, b) => a.files - b.files);
+    const smallest = mine[0]!;
+    const largest = mine.at(-1)!;
+    for (const { key, what, goal } of _MEASURES) {
+      for (const row of mine) {
+        figures.push({
+          scenario: `${store} store: ${what}`,
+          tool: `${_count(row.files)} files`,
+          seconds: row[key].map((ms) => ms / 1000),
+        });
+      }
+      if (smallest === largest) continue;
+      const name = `${store} store: ${what}, ${_count(largest.files)} / ${
+        _count(smallest.files)
+      } files`;
+      const ratio = median(largest[key]) / median(smallest[key]);
+      goals.push(goal ? ratioGoal(name, ratio, SCALE_GOAL_RATIO) : infoRatio(name, ratio));
+    }
   }
-  const which = args.values.store ?? "both";
-  const work = await Deno.makeTempDir({ prefix: "fts-etcd-scale-" });
-  const ms = (value: number) => value.toFixed(value < 10 ? 2 : 0);
+  return { figures, goals };
+}
+
+async function _etcdVersion(): Promise<string> {
   try {
-    const rows = which === "etcd" ? [] : await _fileRows(sizes, work);
-    const etcd = which === "file" ? undefined : await _etcdRows(sizes, work);
+    const out = await new Deno.Command("etcd", { args: ["--version"], stdout: "piped" }).output();
+    return /etcd Version:\s*(\S+)/.exec(new TextDecoder().decode(out.stdout))?.[1] ?? "?";
+  } catch {
+    return "not installed";
+  }
+}
+
+const _INTRO = [
+  "Each size is a manifest of that many one-part entries and a 6-instance cluster (R=3) over",
+  "it; etcd is one local member. Times run from spawn to exit of the `fts` command (Deno's",
+  "start included, ~0.3-0.4 s here); medians of the samples. `fts fetch` of a one-part file",
+  "stands for the start of a fetch: the CLI does not say when the first byte lands. The goal:",
+  `each CLI measure at the largest size within ${SCALE_GOAL_RATIO}x its time at the smallest.`,
+];
+
+/** `deno task bench:scale`: measures, prints and (for a full run or --out) writes the report. */
+export async function scaleBench(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { sizes: { type: "string" }, store: { type: "string" }, out: { type: "string" } },
+  });
+  const sizes = values.sizes?.split(",").map(Number) ?? DEFAULT_SIZES;
+  if (sizes.some((n) => !Number.isSafeInteger(n) || n < 1)) {
+    throw new RangeError(`--sizes takes counts of files, like 100,100000: ${values.sizes}`);
+  }
+  const which = values.store ?? "both";
+  if (!["file", "etcd", "both"].includes(which)) {
+    throw new RangeError(`--store takes file, etcd or both: ${which}`);
+  }
+  const custom = values.sizes !== undefined || values.store !== undefined;
+  const out = values.out ?? (custom ? undefined : DEFAULT_REPORT);
+  const loadBefore = await loadAverage();
+  const work = await Deno.makeTempDir({ prefix: "fts-etcd-scale-" });
+  let rows: ScaleRow[];
+  let etcd: Awaited<ReturnType<typeof _etcdRows>> | undefined;
+  try {
+    rows = which === "etcd" ? [] : await _fileRows(sizes, work);
+    etcd = which === "file" ? undefined : await _etcdRows(sizes, work);
     rows.push(...(etcd?.rows ?? []));
-    console.log(
-      "| store | files | publish: change() alone (ms) | publish: `fts upload` 1 KB (ms) |" +
-        " locate: file.get (ms) | `fts fetch` 1 KB (ms) |",
-    );
-    console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (const row of rows) {
-      console.log(
-        `| ${row.store} | ${row.files} | ${ms(row.changeMs)} | ${ms(row.uploadMs)} | ` +
-          `${ms(row.getMs)} | ${ms(row.fetchMs)} |`,
-      );
-    }
-    if (etcd) {
-      const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
-      const [ready, gets, lists, peak] = etcd.memory.map(mb);
-      console.log(
-        `\nfilling etcd with ${sizes.at(-1)} entries took ${etcd.fillSeconds.toFixed(1)} s\n` +
-          `fts serve --etcd over ${sizes.at(-1)} entries: VmRSS ${ready} ready, ${gets} after ` +
-          `${MEMORY_GETS} file.get, ${lists} after ${MEMORY_LISTS} file.list (VmHWM ${peak})`,
-      );
-    }
   } finally {
     await Deno.remove(work, { recursive: true });
   }
+  const { figures, goals } = scaleResults(rows);
+  if (etcd) {
+    const [ready, gets, lists, peak] = etcd.memory;
+    const largest = _count(sizes.at(-1)!);
+    goals.push({
+      name: `etcd: fts serve over ${largest} entries, VmRSS ready / after ${MEMORY_GETS} ` +
+        `file.get / after ${MEMORY_LISTS} file.list (VmHWM) (no goal)`,
+      measured: [ready, gets, lists].map((b) => (b! / 1e6).toFixed(1)).join(" / ") +
+        ` MB (${(peak! / 1e6).toFixed(1)} MB)`,
+      target: "-",
+      met: true,
+      value: lists!,
+    }, {
+      name: `etcd: filling ${largest} entries (no goal)`,
+      measured: `${etcd.fillSeconds.toFixed(1)} s`,
+      target: "-",
+      met: true,
+      value: etcd.fillSeconds,
+    });
+  }
+  const meta: Meta = {
+    date: new Date().toISOString(),
+    machine: await machineInfo(),
+    commit: await gitCommit(),
+    versions: `Deno ${Deno.version.deno}, etcd ${await _etcdVersion()}`,
+    settings: `sizes ${sizes.map(_count).join(", ")} files; stores: ${which}; ` +
+      `${CLI_WARMUPS} warm-up + ${CLI_SAMPLES} runs of each CLI command, ` +
+      `${CHANGE_SAMPLES} change(), ` +
+      `${GET_SAMPLES} file.get per size`,
+    loadBefore,
+    loadAfter: await loadAverage(),
+  };
+  const title = "fts manifest scale: file store and etcd";
+  if (!out) {
+    console.log(renderMarkdown(meta, figures, goals, { title, intro: _INTRO }));
+    return;
+  }
+  const { markdown, chart } = await writeReport(out, meta, figures, goals, {
+    title,
+    intro: _INTRO,
+  });
+  console.log(markdown);
+  const record = await saveRecord(join(dirname(out), RUNS_DIR), {
+    format: "fts-bench-run",
+    version: RUN_RECORD_VERSION,
+    kind: "scale",
+    ...meta,
+    figures,
+    goals,
+  });
+  console.error(`wrote ${out}, ${chart} and ${record}`);
+}
+
+if (import.meta.main) {
+  await scaleBench(Deno.args);
 }

@@ -8,6 +8,7 @@ import { type Figure, shuffledForRound } from "../bench/scenarios.ts";
 import { renderChart, tickStep } from "../bench/chart.ts";
 import { chartPathFor, GENERATED_BEGIN, spliceGenerated } from "../bench/report.ts";
 import { goalRanges, medianRanges, renderRanges } from "../bench/ranges.ts";
+import { scaleResults, type ScaleRow } from "../bench/etcd_scale.ts";
 import {
   loadRecords,
   RUN_RECORD_VERSION,
@@ -160,4 +161,37 @@ Deno.test("saveRecord() and loadRecords() keep every run, one file each, oldest 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("scaleResults() makes a group per store and measure, a bar per size, and a 2x goal for each CLI measure", () => {
+  const row = (store: string, files: number, ms: number): ScaleRow => ({
+    store,
+    files,
+    changeMs: [1, 2, 3],
+    uploadMs: [ms, ms],
+    lsMs: [ms * 3],
+    getMs: [1],
+    fetchMs: [ms],
+  });
+  const { figures, goals } = scaleResults([
+    row("file", 100_000, 700),
+    row("file", 100, 400),
+    row("etcd", 100, 400),
+    row("etcd", 100_000, 1000),
+  ]);
+  assert.equal(figures.length, 2 * 5 * 2);
+  const upload = figures.filter((f) =>
+    f.scenario === "file store: publish one more file: `fts upload` 1 KB"
+  );
+  assert.deepEqual(upload.map((f) => f.tool), ["100 files", "100,000 files"]);
+  assert.deepEqual(upload[1]!.seconds, [0.7, 0.7]);
+  const goal = (name: string) => goals.find((g) => g.name.startsWith(name))!;
+  assert.equal(goal("file store: `fts ls` of every file, 100,000 / 100 files").value, 1.75);
+  assert.equal(goal("file store: `fts ls`").met, true);
+  assert.equal(goal("etcd store: `fts ls`").value, 2.5);
+  assert.equal(goal("file store: start of a fetch").met, true);
+  assert.equal(goal("etcd store: start of a fetch").met, false);
+  assert.equal(goal("etcd store: start of a fetch").target, "<= 2.0x");
+  assert.equal(goal("etcd store: locate").target, "-");
+  assert.equal(goals.filter((g) => g.target !== "-").length, 6);
 });
