@@ -12,6 +12,8 @@ import { median } from "./measure.ts";
 import { loadRecords, type RunRecord } from "./run_record.ts";
 
 const DEFAULT_DIR = fileURLToPath(new URL("./runs/", import.meta.url));
+/** Ranges whose top is under this many seconds are shown in milliseconds. */
+const SECONDS_AS_MS_BELOW = 0.1;
 
 export interface MedianRange {
   kind: string;
@@ -100,8 +102,11 @@ export function goalRanges(records: RunRecord[]): GoalRange[] {
   return [...ranges.values()].map(({ low: _low, high: _high, ...range }) => range);
 }
 
-function _seconds(value: number): string {
-  return value.toFixed(value < 10 ? 3 : 1);
+/** A range of seconds, in ms when its top is under SECONDS_AS_MS_BELOW. */
+function _span(min: number, max: number): string {
+  const [scale, unit] = max < SECONDS_AS_MS_BELOW ? [1000, "ms"] : [1, "s"];
+  const text = (value: number) => (value * scale).toFixed(value * scale < 10 ? 3 : 1);
+  return min === max ? `${text(min)} ${unit}` : `${text(min)}-${text(max)} ${unit}`;
 }
 
 function _row(cells: string[]): string {
@@ -119,14 +124,14 @@ export function renderRanges(records: RunRecord[]): string {
       commits.join(", ")
     }; load average (1 min) before/after each: ${loads.join(", ")}.`,
     "",
-    _row(["Scenario", "Tool", "Runs", "Median, lowest-highest (s)"]),
+    _row(["Scenario", "Tool", "Runs", "Median, lowest-highest"]),
     _row(["---", "---", "---:", "---:"]),
     ...medianRanges(records).map((r) =>
       _row([
         r.scenario,
         r.tool,
         String(r.runs),
-        r.min === r.max ? _seconds(r.min) : `${_seconds(r.min)}-${_seconds(r.max)}`,
+        _span(r.min, r.max),
       ])
     ),
     "",

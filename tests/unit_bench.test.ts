@@ -141,7 +141,7 @@ Deno.test("medianRanges() and goalRanges() give the lowest and highest across ru
   assert.equal(goal!.lowest, "0.90x");
   assert.equal(goal!.highest, "1.20x");
   const markdown = renderRanges(records);
-  assert.ok(markdown.includes("| 1. cold fetch | fts fetch | 3 | 1.500-5.000 |"), markdown);
+  assert.ok(markdown.includes("| 1. cold fetch | fts fetch | 3 | 1.500-5.000 s |"), markdown);
   assert.ok(markdown.includes("| 0.90x - 1.20x | 2 of 3 |"), markdown);
 });
 
