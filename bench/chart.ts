@@ -26,6 +26,8 @@ const FTS_COLOUR = "#1f6fb4";
 const PEER_COLOUR = "#a8b3bf";
 const DOT_COLOUR = "#1b1b1b";
 const MAX_LABEL_CHARS = 46;
+/** A group whose axis ends under this many seconds is labelled in milliseconds. */
+const SECONDS_AS_MS_BELOW = 0.1;
 
 /** Text made safe for SVG content and attribute values. */
 export function escapeXml(text: string): string {
@@ -42,11 +44,18 @@ export function tickStep(max: number): number {
   return step * power;
 }
 
-function _seconds(value: number): string {
+function _number(value: number): string {
   if (value === 0) return "0";
   if (value < 0.1) return value.toFixed(3);
   if (value < 10) return value.toFixed(2).replace(/\.?0+$/, "");
   return value.toFixed(1).replace(/\.0$/, "");
+}
+
+/** Seconds with their unit, in ms for a group whose axis ends under SECONDS_AS_MS_BELOW. */
+function _formatter(axisMax: number): (seconds: number) => string {
+  return axisMax < SECONDS_AS_MS_BELOW
+    ? (seconds) => `${_number(seconds * 1000)} ms`
+    : (seconds) => `${_number(seconds)} s`;
 }
 
 function _isFts(tool: string): boolean {
@@ -78,6 +87,7 @@ function _group(
   const step = tickStep(highest);
   const axisMax = Math.max(step, Math.ceil(highest / step - 1e-9) * step);
   const x = (seconds: number) => PLOT_LEFT_PX + (seconds / axisMax) * PLOT_WIDTH_PX;
+  const time = _formatter(axisMax);
   const bars: string[] = [];
   let y = top + GROUP_TITLE_HEIGHT_PX;
   for (const figure of figures) {
@@ -92,15 +102,15 @@ function _group(
       `<rect x="${PLOT_LEFT_PX}" y="${barTop}" width="${
         (x(middle) - PLOT_LEFT_PX).toFixed(1)
       }" height="${BAR_HEIGHT_PX}" fill="${fts ? FTS_COLOUR : PEER_COLOUR}"><title>${
-        escapeXml(`${figure.tool}: median ${_seconds(middle)} s`)
+        escapeXml(`${figure.tool}: median ${time(middle)}`)
       }</title></rect>`,
       ...figure.seconds.map((s) =>
         `<circle cx="${x(s).toFixed(1)}" cy="${centre}" r="2.5" fill="${DOT_COLOUR}" ` +
-        `fill-opacity="0.7"><title>${_seconds(s)} s</title></circle>`
+        `fill-opacity="0.7"><title>${time(s)}</title></circle>`
       ),
       `<text x="${(Math.max(x(middle), ...figure.seconds.map(x)) + 6).toFixed(1)}" y="${
         centre + 4
-      }" class="value">${_seconds(middle)} s</text>`,
+      }" class="value">${time(middle)}</text>`,
     );
     y += BAR_ROW_HEIGHT_PX;
   }
@@ -121,9 +131,7 @@ function _group(
       `<line x1="${tx}" y1="${top + GROUP_TITLE_HEIGHT_PX}" x2="${tx}" y2="${
         axisY + 4
       }" stroke="#ddd"/>`,
-      `<text x="${tx}" y="${axisY + 16}" text-anchor="middle" class="tick">${
-        _seconds(tick)
-      } s</text>`,
+      `<text x="${tx}" y="${axisY + 16}" text-anchor="middle" class="tick">${time(tick)}</text>`,
     );
   }
   svg.push(...bars, `</g>`);

@@ -72,6 +72,9 @@ Deno.test("renderChart() writes well-formed SVG with every tool, names escaped, 
   assert.equal(svg.match(/<circle /g)?.length, _figures.flatMap((f) => f.seconds).length);
   // Each scenario has its own axis: the damaged region's ends at 0.75 s or just above, not 1.5.
   assert.ok(svg.includes(">0.8 s<") || svg.includes(">0.75 s<"), "the damaged group's own axis");
+  // A group of milliseconds is labelled in ms.
+  const fast = renderChart([{ scenario: "get", tool: "file.get", seconds: [0.0012, 0.002] }], "t");
+  assert.ok(fast.includes(">2 ms<") && fast.includes(">1.6 ms<"), fast);
 });
 
 Deno.test("tickStep() gives 1, 2, 2.5 or 5 times a power of ten, about a quarter of the maximum", () => {
