@@ -12,7 +12,7 @@
  * file) and writes no report file unless --out is given; so does --only.
  * `--out DIR/NAME.md` writes DIR/NAME.svg and DIR/runs/ beside it.
  */
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DEFAULT_CONFIG } from "../lib/state/config.ts";
@@ -29,9 +29,8 @@ import {
   type Meta,
   renderMarkdown,
   toolVersions,
-  writeReport,
+  writeRun,
 } from "./report.ts";
-import { RUN_RECORD_VERSION, saveRecord } from "./run_record.ts";
 import {
   type BenchContext,
   type BenchFile,
@@ -48,8 +47,6 @@ import {
 } from "./scenarios.ts";
 
 const DEFAULT_RESULTS = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
-/** Each report's raw figures go here, beside the report, one JSON file a run. */
-const RUNS_DIR = "runs";
 const DEFAULT_RUNS = 5;
 const MAIN_SERVERS = 6;
 const MAIN_REPLICAS = 3;
@@ -214,17 +211,9 @@ export async function bench(args: string[]): Promise<number> {
     console.log(renderMarkdown(meta, figures, goals));
     return 0;
   }
-  const { markdown, chart } = await writeReport(out, meta, figures, goals);
+  const { markdown, paths } = await writeRun(out, "bench", meta, { figures, goals });
   console.log(markdown);
-  const record = await saveRecord(join(dirname(out), RUNS_DIR), {
-    format: "fts-bench-run",
-    version: RUN_RECORD_VERSION,
-    kind: "bench",
-    ...meta,
-    figures,
-    goals,
-  });
-  _log(`wrote ${out}, ${chart} and ${record}`);
+  _log(`wrote ${paths.join(", ")}`);
   return 0;
 }
 

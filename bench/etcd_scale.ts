@@ -31,7 +31,7 @@
  * file.list requests.
  */
 import { parseArgs } from "node:util";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
@@ -41,8 +41,7 @@ import { runPool } from "../lib/base/run_pool.ts";
 import { DrainedProcess } from "./drained_process.ts";
 import { FtsProcess, runFts } from "./fts_process.ts";
 import { loadAverage, median, residentMemory } from "./measure.ts";
-import { gitCommit, machineInfo, type Meta, renderMarkdown, writeReport } from "./report.ts";
-import { RUN_RECORD_VERSION, saveRecord } from "./run_record.ts";
+import { gitCommit, machineInfo, type Meta, renderMarkdown, writeRun } from "./report.ts";
 import { type Figure, type Goal, infoRatio, ratioGoal, type ScenarioResult } from "./scenarios.ts";
 import { freePortRange } from "./port_claims.ts";
 import {
@@ -57,8 +56,7 @@ const DEFAULT_SIZES = [100, 100_000];
 /** Goal: a CLI measure at the largest size at most this many times its time at the smallest. */
 const SCALE_GOAL_RATIO = 2;
 const DEFAULT_REPORT = fileURLToPath(new URL("./SCALE.md", import.meta.url));
-/** The raw figures of each run, beside the report. */
-const RUNS_DIR = "runs";
+
 /** Publishes of one entry through the store alone, at each size. */
 const CHANGE_SAMPLES = 20;
 /** `fts upload` and `fts fetch` runs at each size. */
@@ -496,20 +494,12 @@ export async function scaleBench(args: string[]): Promise<void> {
     console.log(renderMarkdown(meta, figures, goals, { title, intro: _INTRO }));
     return;
   }
-  const { markdown, chart } = await writeReport(out, meta, figures, goals, {
+  const { markdown, paths } = await writeRun(out, "scale", meta, { figures, goals }, {
     title,
     intro: _INTRO,
   });
   console.log(markdown);
-  const record = await saveRecord(join(dirname(out), RUNS_DIR), {
-    format: "fts-bench-run",
-    version: RUN_RECORD_VERSION,
-    kind: "scale",
-    ...meta,
-    figures,
-    goals,
-  });
-  console.error(`wrote ${out}, ${chart} and ${record}`);
+  _log(`wrote ${paths.join(", ")}`);
 }
 
 if (import.meta.main) {

@@ -7,11 +7,13 @@
 import { basename, dirname, join } from "node:path";
 import { renderChart } from "./chart.ts";
 import { median } from "./measure.ts";
-import { type Meta } from "./run_record.ts";
+import { type Meta, RUN_RECORD_VERSION, type RunRecord, saveRecord } from "./run_record.ts";
 import { type Figure, type Goal } from "./scenarios.ts";
 
 export type { Meta } from "./run_record.ts";
 
+/** Each report's raw figures go into this folder beside it, one JSON file a run. */
+const RUNS_DIR = "runs";
 /** Times under this many seconds are shown in milliseconds. */
 const SECONDS_AS_MS_BELOW = 0.1;
 /** A figure with more runs than this shows their count instead of each. */
@@ -216,4 +218,28 @@ export async function writeReport(
   await Deno.writeTextFile(out, spliceGenerated(existing, markdown));
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", out] }).output();
   return { markdown, chart };
+}
+
+/**
+ * Keeps the run's raw figures in runs/ beside `out` (first: they matter
+ * most), then writes the report and its chart; returns what it wrote.
+ */
+export async function writeRun(
+  out: string,
+  kind: RunRecord["kind"],
+  meta: Meta,
+  result: { figures: Figure[]; goals: Goal[] },
+  options: { title?: string; intro?: string[] } = {},
+): Promise<{ markdown: string; paths: string[] }> {
+  const { figures, goals } = result;
+  const record = await saveRecord(join(dirname(out), RUNS_DIR), {
+    format: "fts-bench-run",
+    version: RUN_RECORD_VERSION,
+    kind,
+    ...meta,
+    figures,
+    goals,
+  });
+  const { markdown, chart } = await writeReport(out, meta, figures, goals, options);
+  return { markdown, paths: [out, chart, record] };
 }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Figure, shuffledForRound } from "../bench/scenarios.ts";
 import { renderChart, tickStep } from "../bench/chart.ts";
-import { chartPathFor, GENERATED_BEGIN, spliceGenerated } from "../bench/report.ts";
+import { chartPathFor, GENERATED_BEGIN, spliceGenerated, writeRun } from "../bench/report.ts";
 import { goalRanges, medianRanges, renderRanges } from "../bench/ranges.ts";
 import { scaleResults, type ScaleRow } from "../bench/etcd_scale.ts";
 import {
@@ -197,4 +197,26 @@ Deno.test("scaleResults() makes a group per store and measure, a bar per size, a
   assert.equal(goal("etcd store: start of a fetch").target, "<= 2.0x");
   assert.equal(goal("etcd store: locate").target, "-");
   assert.equal(goals.filter((g) => g.target !== "-").length, 6);
+});
+
+Deno.test("writeRun() keeps the raw figures in runs/, writes the chart beside the report and keeps its hand-written part", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fts-bench-report-" });
+  try {
+    const out = `${dir}/RESULTS.md`;
+    await Deno.writeTextFile(out, "## Hand-written\n\nkept\n");
+    const record = _record("2026-12-06T12:00:00.000Z", [1, 2], 0.9, true);
+    const { paths } = await writeRun(out, "bench", record, record);
+    assert.deepEqual(paths.slice(0, 2), [out, `${dir}/RESULTS.svg`]);
+    const markdown = await Deno.readTextFile(out);
+    assert.ok(markdown.startsWith(GENERATED_BEGIN), markdown);
+    assert.ok(markdown.includes("![Times per tool and scenario"));
+    assert.ok(markdown.includes("](RESULTS.svg)"));
+    assert.ok(markdown.endsWith("## Hand-written\n\nkept\n"), markdown);
+    _assertWellFormed(await Deno.readTextFile(`${dir}/RESULTS.svg`));
+    const [kept] = await loadRecords(`${dir}/runs`);
+    assert.deepEqual(kept!.figures, record.figures);
+    assert.equal(kept!.kind, "bench");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
