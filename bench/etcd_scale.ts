@@ -11,7 +11,9 @@
  * - publish: `fts upload` of a 1000-byte file timed from spawn to exit
  *   (CLI_SAMPLES runs), and one change() of one new entry through the store
  *   alone, in this process (CHANGE_SAMPLES);
- * - list: `fts ls` of the whole manifest, from spawn to exit (CLI_SAMPLES);
+ * - list: `fts ls` of the whole manifest, from spawn to exit (CLI_SAMPLES),
+ *   and `fts ls NAME` of one file (no goal: it stands beside the listing,
+ *   which grows with what it prints);
  * - fetch start: `fts fetch` of a 1000-byte file from spawn to exit (Deno's
  *   start, the locate and one part: the CLI does not say when the first byte
  *   lands, and for one part that is nearly the end), and an instance's answer
@@ -87,6 +89,8 @@ export interface ScaleRow {
   changeMs: number[];
   uploadMs: number[];
   lsMs: number[];
+  /** `fts ls NAME`: one file's entry. */
+  lsOneMs: number[];
   getMs: number[];
   fetchMs: number[];
 }
@@ -185,6 +189,7 @@ async function _measure(options: {
   const uploads: number[] = [];
   const fetches: number[] = [];
   const lists: number[] = [];
+  const lookups: number[] = [];
   // The first rounds warm the page cache and Deno's module cache, and are not
   // kept: otherwise the smallest size, measured first, would look slowest.
   for (let i = -CLI_WARMUPS; i < CLI_SAMPLES; i++) {
@@ -208,6 +213,10 @@ async function _measure(options: {
     if (ls.code !== 0) throw new Error(`fts ls (${label}, ${count}): ${ls.stderr}`);
     const lines = ls.stdout.split("\n").filter((line) => line.trim() !== "").length;
     if (lines < count) throw new Error(`fts ls (${label}, ${count}) printed ${lines} lines`);
+    const looked = performance.now();
+    const one = await runFts(["ls", scaleEntry(Math.floor(count / 2)).name, ...flags]);
+    if (keep) lookups.push(performance.now() - looked);
+    if (one.code !== 0) throw new Error(`fts ls NAME (${label}, ${count}): ${one.stderr}`);
   }
   const peer = await Peer.connect(options.address, { stallTimeoutMs: REQUEST_TIMEOUT_MS });
   const gets: number[] = [];
@@ -226,6 +235,7 @@ async function _measure(options: {
     changeMs: changes,
     uploadMs: uploads,
     lsMs: lists,
+    lsOneMs: lookups,
     getMs: gets,
     fetchMs: fetches,
   };
@@ -380,6 +390,7 @@ const _MEASURES: { key: keyof ScaleRow & `${string}Ms`; what: string; goal: bool
   { key: "uploadMs", what: "publish one more file: `fts upload` 1 KB", goal: true },
   { key: "lsMs", what: "`fts ls` of every file", goal: true },
   { key: "fetchMs", what: "start of a fetch: `fts fetch` 1 KB", goal: true },
+  { key: "lsOneMs", what: "`fts ls NAME` of one file", goal: false },
   { key: "changeMs", what: "publish: change() alone, in process", goal: false },
   { key: "getMs", what: "locate: one file.get", goal: false },
 ];

@@ -173,6 +173,7 @@ Deno.test("scaleResults() makes a group per store and measure, a bar per size, a
     changeMs: [1, 2, 3],
     uploadMs: [ms, ms],
     lsMs: [ms * 3],
+    lsOneMs: [ms],
     getMs: [1],
     fetchMs: [ms],
   });
@@ -182,7 +183,7 @@ Deno.test("scaleResults() makes a group per store and measure, a bar per size, a
     row("etcd", 100, 400),
     row("etcd", 100_000, 1000),
   ]);
-  assert.equal(figures.length, 2 * 5 * 2);
+  assert.equal(figures.length, 2 * 6 * 2);
   const upload = figures.filter((f) =>
     f.scenario === "file store: publish one more file: `fts upload` 1 KB"
   );
