@@ -120,9 +120,9 @@ export function renderRanges(records: RunRecord[]): string {
   const commits = [...new Set(records.map((r) => r.commit))];
   const loads = records.map((r) => `${r.loadBefore.split(" ")[0]}/${r.loadAfter.split(" ")[0]}`);
   const lines = [
-    `Ranges over ${records.length} runs, ${dates[0]} to ${dates.at(-1)}, commits ${
-      commits.join(", ")
-    }; load average (1 min) before/after each: ${loads.join(", ")}.`,
+    `Ranges over ${records.length} run${records.length === 1 ? "" : "s"}, ${dates[0]} to ${
+      dates.at(-1)
+    }, commits ${commits.join(", ")}; load average (1 min) before/after each: ${loads.join(", ")}.`,
     "",
     _row(["Scenario", "Tool", "Runs", "Median, lowest-highest"]),
     _row(["---", "---", "---:", "---:"]),
