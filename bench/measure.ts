@@ -148,6 +148,27 @@ export async function syncDisks(): Promise<void> {
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Kernel ticks per second in /proc/stat (USER_HZ, 100 on Linux). */
+const _USER_HZ = 100;
+
+/**
+ * CPU seconds the whole machine has spent busy (user, nice, system, irq,
+ * softirq) since boot, from /proc/stat; undefined where there is none. The
+ * difference over a run is what the run cost every process taking part
+ * (client, servers, kernel work for both), on a machine otherwise idle.
+ */
+export function machineBusySeconds(): number | undefined {
+  try {
+    const line = Deno.readTextFileSync("/proc/stat").split("\n")[0]!;
+    const [user, nice, system, _idle, _iowait, irq, softirq] = line.trim().split(/\s+/).slice(1)
+      .map(Number);
+    const busy = user! + nice! + system! + irq! + softirq!;
+    return Number.isFinite(busy) ? busy / _USER_HZ : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The load averages (1, 5, 15 min) right now, as /proc/loadavg gives them. */
 export async function loadAverage(): Promise<string> {
   const text = await Deno.readTextFile("/proc/loadavg").catch(() => "");

@@ -132,7 +132,10 @@ export function renderMarkdown(
       "turns, in a new (seeded) order each round. Bytes sent are counted by the",
       "servers: fts instances' `bytesServed` counters (part payload only, no frame",
       "headers), nginx's `$bytes_sent` (headers included), rsync's `--stats`. Peak",
-      "RSS is the client's (ru_maxrss via /usr/bin/time).",
+      "RSS is the client's (ru_maxrss via /usr/bin/time). CPU is what the whole",
+      "machine spent busy during a run (client, servers and the kernel's work for",
+      "both, from /proc/stat): the work each way of moving the file costs, which",
+      "only means that on an otherwise idle machine.",
     ]),
     "",
     ...(options.chart
@@ -153,10 +156,11 @@ export function renderMarkdown(
       "Best",
       "Runs",
       "Bytes sent (servers)",
+      "CPU, all processes",
       "Client peak RSS",
       "Notes",
     ]),
-    _row(["---", "---", "---:", "---:", "---", "---:", "---:", "---"]),
+    _row(["---", "---", "---:", "---:", "---", "---:", "---:", "---:", "---"]),
     ...figures.map((f) =>
       _row([
         f.scenario,
@@ -165,6 +169,7 @@ export function renderMarkdown(
         _seconds(Math.min(...f.seconds)),
         _runs(f.seconds),
         _bytes(f.bytesSent),
+        f.cpuSeconds === undefined ? "-" : `${f.cpuSeconds.toFixed(2)} s`,
         f.peakRssBytes === undefined ? "-" : `${(f.peakRssBytes / 1e6).toFixed(1)} MB`,
         f.note ?? "",
       ])

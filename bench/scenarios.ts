@@ -12,6 +12,7 @@ import { BenchCluster } from "./fts_cluster.ts";
 import {
   bytesWritten,
   loadAverage,
+  machineBusySeconds,
   median,
   type Outcome,
   proportionalMemory,
@@ -54,6 +55,8 @@ export interface Figure {
   bytesSent?: number;
   /** Highest client peak resident memory over the measured runs. */
   peakRssBytes?: number;
+  /** Median CPU seconds the whole machine spent per run: client, servers and kernel. */
+  cpuSeconds?: number;
   note?: string;
 }
 
@@ -76,6 +79,8 @@ export interface Run {
   seconds: number;
   /** The 1-minute load average just before the run (rounds() reads it). */
   load?: number;
+  /** CPU seconds the whole machine spent during the run (rounds() reads it). */
+  cpuSeconds?: number;
   bytesSent?: number;
   peakRssBytes?: number;
   note?: string;
@@ -149,7 +154,9 @@ export async function rounds(
       await contender.prepare?.();
       await syncDisks();
       const load = Number((await loadAverage()).split(" ")[0]);
+      const busyBefore = machineBusySeconds();
       const run = await contender.run();
+      const busyAfter = machineBusySeconds();
       ctx.log(
         `  ${scenario} / ${contender.tool}: ${run.seconds.toFixed(3)} s${warm ? " (warm-up)" : ""}${
           run.note ? ` (${run.note})` : ""
@@ -158,13 +165,21 @@ export async function rounds(
       await contender.after?.();
       if (warm) continue;
       if (round === ctx.warmups) await contender.check?.();
-      measured.get(contender.tool)!.push({ ...run, load });
+      const cpuSeconds = busyBefore !== undefined && busyAfter !== undefined
+        ? busyAfter - busyBefore
+        : undefined;
+      measured.get(contender.tool)!.push({
+        ...run,
+        load,
+        ...(cpuSeconds !== undefined ? { cpuSeconds } : {}),
+      });
     }
   }
   return contenders.map(({ tool }) => {
     const runs = measured.get(tool)!;
     const bytes = runs.flatMap((r) => (r.bytesSent === undefined ? [] : [r.bytesSent]));
     const peaks = runs.flatMap((r) => (r.peakRssBytes === undefined ? [] : [r.peakRssBytes]));
+    const cpu = runs.flatMap((r) => (r.cpuSeconds === undefined ? [] : [r.cpuSeconds]));
     const notes = [...new Set(runs.flatMap((r) => (r.note ? [r.note] : [])))];
     return {
       scenario,
@@ -173,6 +188,7 @@ export async function rounds(
       loads: runs.flatMap((r) => (r.load === undefined || Number.isNaN(r.load) ? [] : [r.load])),
       ...(bytes.length > 0 ? { bytesSent: median(bytes) } : {}),
       ...(peaks.length > 0 ? { peakRssBytes: Math.max(...peaks) } : {}),
+      ...(cpu.length > 0 ? { cpuSeconds: median(cpu) } : {}),
       ...(notes.length > 0 ? { note: notes.join("; ") } : {}),
     };
   });
