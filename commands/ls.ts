@@ -24,6 +24,7 @@ import {
 import { formatBytes } from "../lib/base/units.ts";
 import { displayWidth, padEndColumns, truncateColumns } from "../lib/base/display_width.ts";
 import { printable } from "../lib/base/printable.ts";
+import { LineWriter } from "../lib/base/line_writer.ts";
 
 export const USAGE =
   "fts ls [NAME] [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
@@ -172,14 +173,16 @@ function _printFiles(files: FileSummary[], json: boolean): number {
   // Names and owners come from the network: escaped, and measured in terminal columns.
   const names = files.map((f) => printable(f.name));
   const width = Math.max(...names.map(displayWidth), 4);
-  console.log(`${"NAME".padEnd(width)}  ${"SIZE".padStart(10)}  ${"PARTS".padStart(6)}  OWNER`);
+  const out = new LineWriter();
+  out.line(`${"NAME".padEnd(width)}  ${"SIZE".padStart(10)}  ${"PARTS".padStart(6)}  OWNER`);
   for (const [index, f] of files.entries()) {
     const owner = printable(f.owner);
-    console.log(
+    out.line(
       `${padEndColumns(names[index]!, width)}  ${formatBytes(f.size).padStart(10)}  ${
         String(f.parts).padStart(6)
       }  ${displayWidth(owner) > 24 ? truncateColumns(owner, 21) + "..." : owner}`,
     );
   }
+  out.flush();
   return 0;
 }
