@@ -1,6 +1,6 @@
 /**
  * A cluster on three test hosts (network namespaces on a bridge, see
- * tests/test_hosts.ts) with its state in a real etcd on a fourth host, where
+ * bench/test_hosts.ts) with its state in a real etcd on a fourth host, where
  * the client runs too. Every process runs inside a host; the test process
  * only reads files. Checks failure domains (every part on R distinct hosts),
  * a whole host SIGKILLed mid-fetch, a host cut off mid-fetch, and uploads
@@ -8,9 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EtcdProcess } from "./etcd_process.ts";
+import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
-import { cutUnsupported, TestHosts } from "./test_hosts.ts";
+import { cutUnsupported, TestHosts } from "../bench/test_hosts.ts";
 import { type FtsProcess } from "../bench/fts_process.ts";
 
 const SERVER_HOSTS = 3;

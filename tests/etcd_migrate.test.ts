@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EtcdProcess } from "./etcd_process.ts";
+import { EtcdProcess } from "../bench/etcd_process.ts";
 import { EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
 import { migratedEntry } from "../lib/ops/migrate.ts";

@@ -1,13 +1,13 @@
 /**
- * The test etcd itself (tests/etcd_process.ts): a 3-member cluster on loopback
+ * The test etcd itself (bench/etcd_process.ts): a 3-member cluster on loopback
  * addresses keeps taking writes with one member SIGKILLed, refuses them within
  * a timeout with two killed, and takes them again once one is restarted; and
  * one etcd inside a test host, reached from another host's namespace.
  */
 import assert from "node:assert/strict";
-import { EtcdProcess } from "./etcd_process.ts";
+import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
-import { cutUnsupported, TestHosts } from "./test_hosts.ts";
+import { cutUnsupported, TestHosts } from "../bench/test_hosts.ts";
 
 /** How long a write without quorum may take to fail here. */
 const NO_QUORUM_TIMEOUT_MS = 3_000;

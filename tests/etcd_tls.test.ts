@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EtcdProcess } from "./etcd_process.ts";
+import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { freePortRange, type FtsProcess, runFts } from "./harness.ts";
 import { startEtcdHost } from "./etcd_host.ts";

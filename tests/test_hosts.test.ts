@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { DENO } from "./harness.ts";
 import { missingTool } from "./missing_tool.ts";
-import { cutUnsupported, hostsMode, sweepStaleNamespaces, TestHosts } from "./test_hosts.ts";
+import { cutUnsupported, hostsMode, sweepStaleNamespaces, TestHosts } from "../bench/test_hosts.ts";
 import { processAlive } from "../lib/base/fs_util.ts";
 
 /** How long the client script waits to connect and for the echo. */

@@ -5,7 +5,7 @@
  * and the errors a wrong URL, an unreachable etcd or another cluster give.
  */
 import assert from "node:assert/strict";
-import { EtcdProcess } from "./etcd_process.ts";
+import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { EtcdClient } from "../lib/etcd/etcd_client.ts";

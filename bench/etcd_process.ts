@@ -1,13 +1,14 @@
 /**
  * A real etcd for tests: one member or a cluster of several, each member on a
- * loopback address or inside a test host (tests/test_hosts.ts), data in a
+ * loopback address or inside a test host (bench/test_hosts.ts), data in a
  * temporary directory. Members can be SIGKILLed and restarted on the same data,
  * as a machine or process dies and comes back. Requests to etcd (health, the
  * v3 JSON gateway) are made from where the members live: inside a test host's
  * namespace when they run in one, since the test process has no route there.
  */
 import { join } from "node:path";
-import { DrainedProcess, freePortRange, tempDir } from "./harness.ts";
+import { DrainedProcess } from "./drained_process.ts";
+import { freePortRange } from "./port_claims.ts";
 import type { HostAnswer } from "./host_fetch.ts";
 import { hostFetch } from "./host_fetch.ts";
 import type { TestHosts } from "./test_hosts.ts";
@@ -93,7 +94,7 @@ export class EtcdProcess {
     // network (loopback, two members in one host) takes a claimed free range.
     const ownNetworks = net?.mode === "netns" && new Set(hosts.slice(0, count)).size === count;
     const base = ownNetworks ? 0 : freePortRange(2 * count);
-    const dir = await tempDir("fts-etcd-");
+    const dir = await Deno.makeTempDir({ prefix: "fts-etcd-" });
     const members = addresses.map((address, k): EtcdMember => {
       const clientPort = ownNetworks ? CLIENT_PORT : base + 2 * k;
       const peerPort = ownNetworks ? PEER_PORT : base + 2 * k + 1;

@@ -18,17 +18,11 @@
  * `ignore` value of tests that need them). FTS_TEST_HOSTS=loopback forces it.
  */
 import { processAlive } from "../lib/base/fs_util.ts";
-import {
-  DENO,
-  DrainedProcess,
-  freePortRange,
-  FtsProcess,
-  type FtsSpawnOptions,
-  runFts,
-  type RunResult,
-} from "./harness.ts";
+import { DrainedProcess } from "./drained_process.ts";
+import { DENO, FtsProcess, type FtsSpawnOptions, runFts, type RunResult } from "./fts_process.ts";
+import { findProgram } from "./peers.ts";
+import { freePortRange } from "./port_claims.ts";
 import { type HostAnswer, hostFetch, type HostRequest } from "./host_fetch.ts";
-import { missingTool } from "./missing_tool.ts";
 
 export type HostsMode = "netns" | "loopback";
 
@@ -96,7 +90,7 @@ export function hostsMode(): HostsMode {
   let why = "";
   if (Deno.env.get("FTS_TEST_HOSTS") === "loopback") why = "FTS_TEST_HOSTS=loopback";
   else if (Deno.uid() !== 0) why = "not root";
-  else if (missingTool("ip")) why = "no ip command";
+  else if (findProgram("ip") === undefined) why = "no ip command (Debian package iproute2)";
   else {
     const probe = `${NAMESPACE_PREFIX}${Deno.pid}-${_tag()}-h0`;
     const made = _ip(["netns", "add", probe]);
