@@ -319,23 +319,13 @@ export class TestHosts {
   /** Limits what host i sends to `rateMbit` Mbit/s (tc tbf on its eth0). */
   shape(i: number, rateMbit: number): void {
     this.#needNamespaces("shape");
-    if (!(rateMbit > 0)) throw new RangeError(`shape: rateMbit must be positive, got ${rateMbit}`);
-    _must([
-      "-n",
-      this.#host(i).namespace,
-      "qdisc",
-      "replace",
-      "dev",
-      "eth0",
-      "root",
-      "tbf",
-      "rate",
-      `${rateMbit}mbit`,
-      "burst",
-      SHAPE_BURST,
-      "latency",
-      SHAPE_LATENCY,
-    ], "tc");
+    _tbf(this.#host(i).namespace, "eth0", rateMbit);
+  }
+
+  /** Limits what host i receives to `rateMbit` Mbit/s (tc tbf on its bridge port). */
+  shapeInbound(i: number, rateMbit: number): void {
+    this.#needNamespaces("shapeInbound");
+    _tbf(this.switchNamespace, `h${this.#host(i).index}`, rateMbit);
   }
 
   #needNamespaces(what: string): void {
@@ -365,6 +355,13 @@ export class TestHosts {
     }
     if (this.switchNamespace !== "") _ip(["netns", "del", this.switchNamespace]);
   }
+}
+
+/** Makes `dev` in namespace `ns` send at most `rateMbit` Mbit/s. */
+function _tbf(ns: string, dev: string, rateMbit: number): void {
+  if (!(rateMbit > 0)) throw new RangeError(`shape: rateMbit must be positive, got ${rateMbit}`);
+  const tbf = ["tbf", "rate", `${rateMbit}mbit`, "burst", SHAPE_BURST, "latency", SHAPE_LATENCY];
+  _must(["-n", ns, "qdisc", "replace", "dev", dev, "root", ...tbf], "tc");
 }
 
 /** Blocks this thread: killing must also work in an unload handler, where nothing awaits. */
