@@ -33,6 +33,8 @@ export interface EtcdOptions {
   hosts?: number[];
   /** Without `net`: member k's loopback address (default 127.0.0.1 for all). */
   addresses?: string[];
+  /** Where the data's temporary directory goes (default: the system's), so a caller's cleanup takes it. */
+  parentDir?: string;
 }
 
 export interface EtcdMember {
@@ -94,7 +96,10 @@ export class EtcdProcess {
     // network (loopback, two members in one host) takes a claimed free range.
     const ownNetworks = net?.mode === "netns" && new Set(hosts.slice(0, count)).size === count;
     const base = ownNetworks ? 0 : freePortRange(2 * count);
-    const dir = await Deno.makeTempDir({ prefix: "fts-etcd-" });
+    const dir = await Deno.makeTempDir({
+      prefix: "fts-etcd-",
+      ...(options.parentDir ? { dir: options.parentDir } : {}),
+    });
     const members = addresses.map((address, k): EtcdMember => {
       const clientPort = ownNetworks ? CLIENT_PORT : base + 2 * k;
       const peerPort = ownNetworks ? PEER_PORT : base + 2 * k + 1;

@@ -28,7 +28,7 @@ import {
 /** Gateways aria2c downloads from, one per loopback address. */
 const GATEWAYS = 3;
 /** aria2c's connections per gateway and pieces in parallel: about what fetch uses. */
-const ARIA2C_FLAGS = [
+export const ARIA2C_FLAGS = [
   "--follow-metalink=mem",
   "--max-connection-per-server=2",
   "--split=6",

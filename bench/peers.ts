@@ -85,13 +85,25 @@ async function _waitListening(port: number, child: Deno.ChildProcess, what: stri
   throw new Error(`${what} did not listen on 127.0.0.1:${port}`);
 }
 
+async function _waitForFile(path: string, child: Deno.ChildProcess, what: string) {
+  const deadline = Date.now() + LISTEN_TIMEOUT_MS;
+  let exited = false;
+  child.status.then(() => (exited = true));
+  while (Date.now() < deadline && !exited) {
+    if (_isFile(path)) return;
+    await sleep(50);
+  }
+  throw new Error(`${what} wrote no ${path}`);
+}
+
 /** A foreground daemon we started; its output is drained into a log file. */
 class _Daemon {
   readonly child: Deno.ChildProcess;
   readonly #drained: Promise<unknown>;
 
-  constructor(program: string, args: string[], logPath: string) {
-    const child = spawnPiped(program, args);
+  constructor(program: string, args: string[], logPath: string, prefix: string[] = []) {
+    const [first, ...rest] = [...prefix, program];
+    const child = spawnPiped(first!, [...rest, ...args]);
     this.child = child;
     this.#drained = (async () => {
       const log = await Deno.open(logPath, { append: true, create: true });
@@ -121,14 +133,24 @@ class _Daemon {
   }
 }
 
-/** nginx serving `rootDir` on a loopback port, logging the bytes it sends per request. */
+/** Where nginx runs when not on loopback: inside a test host (bench/test_hosts.ts). */
+export interface NginxPlace {
+  /** The command that runs a program there, e.g. `ip netns exec NS`. */
+  prefix: string[];
+  /** The address it listens on there. */
+  host: string;
+}
+
+/** nginx serving `rootDir` on a loopback port (or in a test host), logging the bytes it sends. */
 export class NginxServer {
   readonly port: number;
+  readonly host: string;
   readonly #daemon: _Daemon;
   readonly #accessLog: string;
 
-  private constructor(port: number, daemon: _Daemon, accessLog: string) {
+  private constructor(port: number, host: string, daemon: _Daemon, accessLog: string) {
     this.port = port;
+    this.host = host;
     this.#daemon = daemon;
     this.#accessLog = accessLog;
   }
@@ -138,8 +160,10 @@ export class NginxServer {
     workDir: string,
     rootDir: string,
     port: number,
+    place?: NginxPlace,
   ): Promise<NginxServer> {
-    const dir = join(workDir, "nginx");
+    const host = place?.host ?? "127.0.0.1";
+    const dir = join(workDir, place ? `nginx-${host}` : "nginx");
     await Deno.mkdir(dir, { recursive: true });
     const accessLog = join(dir, "access.log");
     // The stock Debian settings that matter for one big file (sendfile, one
@@ -164,7 +188,7 @@ http {
   log_format bytes '$bytes_sent';
   access_log ${accessLog} bytes;
   server {
-    listen 127.0.0.1:${port};
+    listen ${host}:${port};
     root ${rootDir};
   }
 }
@@ -172,18 +196,26 @@ http {
     const configPath = join(dir, "nginx.conf");
     await Deno.writeTextFile(configPath, config);
     await Deno.writeTextFile(accessLog, "");
-    const daemon = new _Daemon(program, ["-c", configPath, "-p", dir], join(dir, "output.log"));
+    const daemon = new _Daemon(
+      program,
+      ["-c", configPath, "-p", dir],
+      join(dir, "output.log"),
+      place?.prefix,
+    );
     try {
-      await _waitListening(port, daemon.child, "nginx");
+      // This process has no route into a test host: there, nginx's pid file
+      // says it listens (it is written once the sockets are bound).
+      if (place) await _waitForFile(join(dir, "nginx.pid"), daemon.child, "nginx");
+      else await _waitListening(port, daemon.child, "nginx");
     } catch (error) {
       await daemon.stop();
       throw error;
     }
-    return new NginxServer(port, daemon, accessLog);
+    return new NginxServer(port, host, daemon, accessLog);
   }
 
   url(name: string): string {
-    return `http://127.0.0.1:${this.port}/${encodeURIComponent(name)}`;
+    return `http://${this.host}:${this.port}/${encodeURIComponent(name)}`;
   }
 
   /** Total bytes (headers and body) nginx has logged as sent. */
