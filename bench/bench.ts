@@ -6,7 +6,8 @@
  * bench/runs/DATE-COMMIT-bench.json (`deno task bench:ranges` reads those).
  *
  *   deno task bench [--size 1GiB] [--runs 5] [--warmups 1] [--big-size 4GiB]
- *                   [--clients-size SIZE] [--only 1,2,...] [--quick] [--out PATH]
+ *                   [--clients-size SIZE] [--hosts-size 1GiB] [--only 1,2,...] [--quick]
+ *                   [--out PATH]
  *
  * --quick validates the script fast (64 MiB, one run, no warm-up, 256 MiB big
  * file) and writes no report file unless --out is given; so does --only.
@@ -21,6 +22,7 @@ import { sha256File, writeRandomFile } from "./data_files.ts";
 import { BenchCluster } from "./fts_cluster.ts";
 import { gatewayDownload } from "./gateway_scenario.ts";
 import { ensureTools, NginxServer, RsyncDaemon } from "./peers.ts";
+import { shapedHosts } from "./shaped_hosts.ts";
 import { freePortRange } from "./port_claims.ts";
 import { loadAverage } from "./measure.ts";
 import {
@@ -102,6 +104,7 @@ export async function bench(args: string[]): Promise<number> {
       warmups: { type: "string" },
       "big-size": { type: "string" },
       "clients-size": { type: "string" },
+      "hosts-size": { type: "string" },
       only: { type: "string" },
       quick: { type: "boolean" },
       out: { type: "string" },
@@ -181,6 +184,11 @@ export async function bench(args: string[]): Promise<number> {
       [6, "16 clients", () => concurrentClients(ctx)],
       [7, "big file", () => _bigFile(ctx, work, bigSize)],
       [8, "gateway download", () => gatewayDownload(ctx)],
+      [
+        10,
+        "shaped hosts",
+        () => shapedHosts(ctx, parseSize(values["hosts-size"] ?? (quick ? "64MiB" : "1GiB"))),
+      ],
     ];
     for (const [number, title, scenario] of scenarios) {
       if (only && !only.has(number)) continue;

@@ -1,7 +1,7 @@
 /**
  * Unit tests of the benchmark's own pieces (bench/): the order contenders take
- * turns in, the chart, the report's generated block, and the run records and
- * their ranges.
+ * turns in, the chart, the report's generated block, the run records and
+ * their ranges, and the shaped-hosts scenario's link fractions and goals.
  */
 import assert from "node:assert/strict";
 import { type Figure, shuffledForRound } from "../bench/scenarios.ts";
@@ -15,6 +15,14 @@ import {
   type RunRecord,
   saveRecord,
 } from "../bench/run_record.ts";
+import {
+  bridgePortBytes,
+  CUT_SLACK_S,
+  FETCH_TIMEOUT_S,
+  linkFraction,
+  meanActiveHosts,
+  shapedHostsGoals,
+} from "../bench/shaped_hosts.ts";
 
 Deno.test("shuffledForRound() gives every contender once, the same order for a round each time, and not always the same order", () => {
   const tools = ["fts", "curl", "rsync"];
@@ -220,4 +228,38 @@ Deno.test("writeRun() keeps the raw figures in runs/, writes the chart beside th
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("shaped hosts: link fraction, hosts sending at once and bridge counters from ip -j", () => {
+  // 125 MB in 1 s fills a 1 Gbit/s link.
+  assert.equal(linkFraction(125e6, 1, 1000), 1);
+  assert.equal(linkFraction(25e6, 2, 200), 0.5);
+  // Host 0 sends in both intervals, host 1 in the first only, host 2 never (below 100 bytes).
+  const sent = [[0, 0, 0], [500, 300, 50], [1000, 350, 99]];
+  assert.equal(meanActiveHosts(sent, 100), 1.5);
+  assert.equal(meanActiveHosts([[1, 2]], 100), 0);
+  const ports = bridgePortBytes(JSON.stringify([
+    { ifname: "br0", stats64: { rx: { bytes: 5 }, tx: { bytes: 6 } } },
+    { ifname: "h0", stats64: { rx: { bytes: 1234 }, tx: { bytes: 77 } } },
+    { ifname: "h1" },
+  ]));
+  assert.deepEqual(ports.get("h0"), { rx: 1234, tx: 77 });
+  assert.deepEqual(ports.get("h1"), { rx: 0, tx: 0 });
+  assert.throws(() => bridgePortBytes("{}"), TypeError);
+});
+
+Deno.test("shaped hosts: goals met and missed from the medians", () => {
+  const gib = 2 ** 30;
+  // 1 GiB in 9.5 s is 0.90 of 1 Gbit/s; curl 5x slower, aria2c 1.2x; cut costs 3.2 s.
+  const met = shapedHostsGoals({ fileBytes: gib, fts: 9.5, curl: 47.5, aria2c: 11.4, cut: 12.7 });
+  assert.deepEqual(met.map((g) => g.met), [true, true, true, true]);
+  assert.equal(met[0]!.measured, "0.90");
+  assert.equal(met[1]!.measured, "5.00x");
+  assert.equal(met[3]!.measured, "3.200 s");
+  assert.equal(met[3]!.target, `<= ${FETCH_TIMEOUT_S + CUT_SLACK_S} s`);
+  // Slower than 0.85 of the link, under 4x curl, behind aria2c, a cut costing 4 s.
+  const missed = shapedHostsGoals({ fileBytes: gib, fts: 12, curl: 40, aria2c: 11, cut: 16 });
+  assert.deepEqual(missed.map((g) => g.met), [false, false, false, false]);
+  // Without aria2c and the cut run, two goals.
+  assert.equal(shapedHostsGoals({ fileBytes: gib, fts: 9.5, curl: 47.5 }).length, 2);
 });
