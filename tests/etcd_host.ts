@@ -3,34 +3,13 @@
  * with R=2 on a given address, port range and data directory, printing
  * plain lines; resolves once it says ready (and kills it if it never does).
  */
+import { etcdClusterArgs, type EtcdClusterOptions } from "../bench/etcd_cluster_args.ts";
 import { FtsProcess } from "./harness.ts";
 
-export async function startEtcdHost(options: {
-  /** --etcd URLS --cluster NAME (and --etcd-ca), as the test's clients pass them too. */
-  flags: string[];
-  host: string;
-  servers: number;
-  basePort: number;
-  data: string;
-  /** More flags: --part-size, --heal-after, TLS... */
-  extra?: string[];
-}): Promise<FtsProcess> {
-  const cluster = new FtsProcess([
-    "cluster",
-    ...options.flags,
-    "--host",
-    options.host,
-    "--servers",
-    String(options.servers),
-    "--base-port",
-    String(options.basePort),
-    "--replicas",
-    "2",
-    ...(options.extra ?? []),
-    "--data",
-    options.data,
-    "--plain",
-  ]);
+export async function startEtcdHost(
+  options: Omit<EtcdClusterOptions, "replicas">,
+): Promise<FtsProcess> {
+  const cluster = new FtsProcess(etcdClusterArgs({ ...options, replicas: 2 }));
   try {
     await cluster.waitFor(/ready/);
   } catch (error) {

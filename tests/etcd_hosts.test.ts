@@ -12,6 +12,7 @@ import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { cutUnsupported, TestHosts } from "../bench/test_hosts.ts";
 import { type FtsProcess } from "../bench/fts_process.ts";
+import { etcdClusterArgs } from "../bench/etcd_cluster_args.ts";
 
 const SERVER_HOSTS = 3;
 const CLIENT = SERVER_HOSTS;
@@ -51,24 +52,18 @@ async function _withCluster(
       const basePort = net.portRange(SERVERS_PER_HOST);
       const clusters: FtsProcess[] = [];
       for (let h = 0; h < SERVER_HOSTS; h++) {
-        const cluster = net.spawnFts(h, [
-          "cluster",
-          ...flags,
-          "--host",
-          net.hosts[h]!.address,
-          "--servers",
-          String(SERVERS_PER_HOST),
-          "--base-port",
-          String(basePort),
-          "--replicas",
-          String(options.replicas ?? REPLICAS),
-          ...(options.extra ?? []),
-          "--part-size",
-          String(options.partSize ?? PART_SIZE),
-          "--data",
-          join(dir, `host${h}`),
-          "--plain",
-        ]);
+        const cluster = net.spawnFts(
+          h,
+          etcdClusterArgs({
+            flags,
+            host: net.hosts[h]!.address,
+            servers: SERVERS_PER_HOST,
+            basePort,
+            replicas: options.replicas ?? REPLICAS,
+            extra: [...(options.extra ?? []), "--part-size", String(options.partSize ?? PART_SIZE)],
+            data: join(dir, `host${h}`),
+          }),
+        );
         clusters.push(cluster);
         // One at a time: the first records the settings the others then agree with.
         await cluster.waitFor(/ready/);
