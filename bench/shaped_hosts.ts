@@ -16,6 +16,7 @@
  */
 import { join } from "node:path";
 import { sha256File, writeRandomFile } from "./data_files.ts";
+import { etcdClusterArgs } from "./etcd_cluster_args.ts";
 import { EtcdProcess } from "./etcd_process.ts";
 import { DENO, MAIN } from "./fts_process.ts";
 import { ARIA2C_FLAGS } from "./gateway_scenario.ts";
@@ -27,7 +28,6 @@ import {
   type Contender,
   emptyDir,
   expectFile,
-  type Figure,
   type Goal,
   infoRatio,
   medianOf,
@@ -58,8 +58,12 @@ export const CUT_SLACK_S = 0.5;
 export const GOAL_LINK_FRACTION = 0.85;
 export const GOAL_TIMES_CURL = 4;
 export const GOAL_TIMES_ARIA2C = 1.0;
-/** aria2c pulls two pieces from each gateway at once. */
-const ARIA2C_SPLIT = 2 * SERVER_HOSTS;
+/** aria2c pulls two pieces from each gateway at once; so does fts's second figure. */
+const PER_HOST = 2;
+const ARIA2C_SPLIT = PER_HOST * SERVER_HOSTS;
+/** fts fetch's own default, which the goals are judged on. */
+const DEFAULT_PARALLEL = 4;
+const PARALLEL_TOOL = `fts fetch --parallel ${ARIA2C_SPLIT} (not the default ${DEFAULT_PARALLEL})`;
 const READY_TIMEOUT_MS = 120_000;
 const PRELOAD_TIMEOUT_MS = 30 * 60_000;
 const RUN_TIMEOUT_MS = 10 * 60_000;
@@ -238,26 +242,19 @@ async function _startCluster(
   const flags = ["--etcd", etcd.endpoints, "--cluster", CLUSTER_NAME];
   const basePort = net.portRange(1);
   for (let h = 0; h < SERVER_HOSTS; h++) {
-    const cluster = net.spawnFts(h, [
-      "cluster",
-      ...flags,
-      "--host",
-      net.hosts[h]!.address,
-      "--servers",
-      "1",
-      "--base-port",
-      String(basePort),
-      "--replicas",
-      String(REPLICAS),
-      // Off: a host cut off for a few seconds must not start copies.
-      "--heal-after",
-      "0",
-      "--http",
-      String(GATEWAY_PORT),
-      "--data",
-      join(work, `host${h}`),
-      "--plain",
-    ]);
+    const cluster = net.spawnFts(
+      h,
+      etcdClusterArgs({
+        flags,
+        host: net.hosts[h]!.address,
+        servers: 1,
+        basePort,
+        replicas: REPLICAS,
+        // Healing off: a host cut off for a few seconds must not start copies.
+        extra: ["--heal-after", "0", "--http", String(GATEWAY_PORT)],
+        data: join(work, `host${h}`),
+      }),
+    );
     // One at a time: the first records the settings the others then agree with.
     await cluster.waitFor(/ready/, READY_TIMEOUT_MS);
   }
@@ -372,7 +369,12 @@ async function _rounds(
       ].join("; "),
     };
   };
-  const fts = (dest: string, disturb?: (exited: () => boolean) => Promise<string>) => () =>
+  const fts = (
+    dest: string,
+    disturb?: (exited: () => boolean) => Promise<string>,
+    extra: string[] = [],
+  ) =>
+  () =>
     watched("fts fetch", DENO, [
       "run",
       "--allow-all",
@@ -385,6 +387,7 @@ async function _rounds(
       "--timeout",
       `${FETCH_TIMEOUT_S}s`,
       "--json",
+      ...extra,
     ], disturb);
   const cutDest = place("cut-fts");
   let cut = false;
@@ -407,6 +410,13 @@ async function _rounds(
       prepare: () => emptyDir(place("fts")),
       run: fts(place("fts")),
       check: () => expectFile(join(place("fts"), file.name), file),
+    },
+    {
+      // Beside the goals: whether more parts in flight than hosts fill the link.
+      tool: PARALLEL_TOOL,
+      prepare: () => emptyDir(place("fts-parallel")),
+      run: fts(place("fts-parallel"), undefined, ["--parallel", String(ARIA2C_SPLIT)]),
+      check: () => expectFile(join(place("fts-parallel"), file.name), file),
     },
     {
       tool: `curl (nginx on 1 host)`,
@@ -456,7 +466,7 @@ async function _rounds(
   } else {
     ctx.log("  aria2c is not installed (apt-get install aria2): its figure is left out");
   }
-  const figures: Figure[] = await rounds(ctx, scenario, contenders);
+  const figures = await rounds(ctx, scenario, contenders);
   const curlSeconds = medianOf(figures, "curl (nginx on 1 host)");
   return {
     figures,
@@ -468,6 +478,10 @@ async function _rounds(
         cut: medianOf(figures, `fts fetch, host ${CUT_HOST} cut halfway`),
         ...(aria2c ? { aria2c: medianOf(figures, aria2cTool) } : {}),
       }),
+      infoRatio(
+        `shaped hosts: fts fetch --parallel ${ARIA2C_SPLIT} / client link`,
+        linkFraction(file.size, medianOf(figures, PARALLEL_TOOL), CLIENT_LINK_MBIT),
+      ),
       infoRatio(
         `shaped hosts: curl from nginx / one server uplink (${SERVER_UPLINK_MBIT} Mbit/s)`,
         linkFraction(file.size, curlSeconds, SERVER_UPLINK_MBIT),
