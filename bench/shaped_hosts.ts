@@ -112,6 +112,17 @@ export function meanActiveHosts(sent: readonly number[][], threshold: number): n
   return total / (sent.length - 1);
 }
 
+/** The `elapsedMs` of `fts fetch --json`'s result line, in seconds; undefined without one. */
+export function fetchElapsedSeconds(stdout: string): number | undefined {
+  const last = stdout.trim().split("\n").at(-1) ?? "";
+  try {
+    const elapsed = (JSON.parse(last) as { elapsedMs?: unknown }).elapsedMs;
+    return typeof elapsed === "number" ? elapsed / 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The medians a goal is judged on, in seconds; aria2c and the cut run when measured. */
 export interface ShapedTimes {
   fileBytes: number;
@@ -355,6 +366,7 @@ async function _rounds(
     const total = sent.reduce((a, b) => a + b, 0);
     const shares = sent.map((bytes) => `${Math.round((100 * bytes) / Math.max(1, total))}`);
     const rate = file.size / outcome.seconds;
+    const own = fetchElapsedSeconds(outcome.stdout);
     return {
       seconds: outcome.seconds,
       bytesSent: total,
@@ -365,6 +377,8 @@ async function _rounds(
         } of the client link`,
         `hosts sending at once ${meanActiveHosts(samples, activeThreshold).toFixed(1)}`,
         `% per host ${shares.join("/")}`,
+        // Beside the wall time: what start-up and looking the file up cost.
+        ...(own !== undefined ? [`fetch's own time ${own.toFixed(2)} s`] : []),
         ...(disturbed ? [disturbed] : []),
       ].join("; "),
     };

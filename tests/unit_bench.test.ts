@@ -19,6 +19,7 @@ import {
   bridgePortBytes,
   CUT_SLACK_S,
   FETCH_TIMEOUT_S,
+  fetchElapsedSeconds,
   linkFraction,
   meanActiveHosts,
   shapedHostsGoals,
@@ -230,7 +231,7 @@ Deno.test("writeRun() keeps the raw figures in runs/, writes the chart beside th
   }
 });
 
-Deno.test("shaped hosts: link fraction, hosts sending at once and bridge counters from ip -j", () => {
+Deno.test("shaped hosts: link fraction, hosts sending at once, bridge counters from ip -j, fetch's own time", () => {
   // 125 MB in 1 s fills a 1 Gbit/s link.
   assert.equal(linkFraction(125e6, 1, 1000), 1);
   assert.equal(linkFraction(25e6, 2, 200), 0.5);
@@ -246,6 +247,9 @@ Deno.test("shaped hosts: link fraction, hosts sending at once and bridge counter
   assert.deepEqual(ports.get("h0"), { rx: 1234, tx: 77 });
   assert.deepEqual(ports.get("h1"), { rx: 0, tx: 0 });
   assert.throws(() => bridgePortBytes("{}"), TypeError);
+  assert.equal(fetchElapsedSeconds('{"ok":true,"elapsedMs":12345}\n'), 12.345);
+  assert.equal(fetchElapsedSeconds("curl said nothing"), undefined);
+  assert.equal(fetchElapsedSeconds(""), undefined);
 });
 
 Deno.test("shaped hosts: goals met and missed from the medians", () => {
