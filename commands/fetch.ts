@@ -23,7 +23,7 @@ import { onStopSignal } from "../lib/base/stop_signal.ts";
 import { printable } from "../lib/base/printable.ts";
 
 export const USAGE =
-  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";
+  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel N] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";
 
 export const EXAMPLE = [
   "fts fetch movie.mkv ~/Downloads              # resumes, fails over, verifies every part",

@@ -13,6 +13,8 @@ import {
   type PartToRead,
 } from "../lib/client/part_reader.ts";
 import { PeerPool } from "../lib/client/peer_pool.ts";
+import { defaultParallel, MAX_PARALLEL } from "../lib/client/fetch.ts";
+import type { FileEntry } from "../lib/state/manifest.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { FaultProxy } from "./fault_proxy.ts";
 import { seededBytes, storeBytes } from "./unit_helpers.ts";
@@ -201,4 +203,41 @@ Deno.test("PartReader.read() stops at the sink's error, with no failover", async
       pool.closeAll();
     }
   });
+});
+
+Deno.test("PartReader.read() spreads parts over hosts before instances: a host already sending is passed over", async () => {
+  await withInstances(3, async ([a, b, c]) => {
+    const bytes = seededBytes(PART_BYTES, 4);
+    const first = await _storeEverywhere([a!, b!, c!], bytes, ["a"]);
+    // "b" shares a's host (127.0.0.1); "c" is dialled as localhost, another host by name.
+    // Part 2 of two replicas: the spread alone would take its first, "b".
+    const second = { ...first, index: 2, replicas: ["b", "c"] };
+    const { reader, pool } = _reader({
+      a: a!.address,
+      b: b!.address,
+      c: `localhost:${_portOf(c!.address)}`,
+    });
+    try {
+      // The first read has picked "a" by the time read() returns its promise.
+      const reading = reader.read(first, new MemoryPartSink(first.size));
+      const second_ = await reader.read(second, new MemoryPartSink(second.size));
+      // "b" is idle too, but its host is sending part 0: "c" wins as the idle host.
+      assert.deepEqual(second_, { from: "c", verified: true });
+      assert.deepEqual(await reading, { from: "a", verified: true });
+    } finally {
+      pool.closeAll();
+    }
+  });
+});
+
+Deno.test("defaultParallel(): at least 4, else 2 per host the parts are on, at most MAX_PARALLEL", () => {
+  const entry = (replicas: string[][]) =>
+    ({ parts: replicas.map((ids) => ({ replicas: ids })) }) as unknown as FileEntry;
+  const loopback = (id: string) => `127.0.0.1:${id}`;
+  const hosts = (id: string) => `10.0.0.${id}:9001`;
+  assert.equal(defaultParallel(entry([["1", "2", "3"], ["4", "5", "6"]]), loopback), 4);
+  assert.equal(defaultParallel(entry([["1", "2"], ["3", "4"], ["5", "1"]]), hosts), 10);
+  assert.equal(defaultParallel(entry([["1", "2"]]), hosts), 4);
+  const many = entry([Array.from({ length: 200 }, (_, i) => String(i))]);
+  assert.equal(defaultParallel(many, (id) => `10.1.${id}.1:9001`), MAX_PARALLEL);
 });

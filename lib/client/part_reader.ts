@@ -26,6 +26,7 @@
 import { deadline } from "../base/deadline.ts";
 import type { RateLimiter } from "../base/rate_limiter.ts";
 import { ProtocolError } from "../wire/errors.ts";
+import { domainOfAddress } from "../state/cluster_view.ts";
 import type { TlsClientOptions } from "../wire/tls.ts";
 import { FetchError } from "./fetch_error.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS, Peer } from "./peer.ts";
@@ -143,12 +144,24 @@ export class PartReader {
   readonly #cooldown = new ServerCooldown();
   /** Reads in progress per server address, to spread load. */
   readonly #active = new Map<string, number>();
+  /**
+   * Reads in flight per host (an address without its port): parts spread over
+   * hosts first, since instances of one host share its uplink. Five hosts
+   * behind 200 Mbit/s links each sent 3.6-3.9 at once on average when only
+   * instances were counted.
+   */
+  readonly #activeHosts = new Map<string, number>();
   /** Reports of corrupt copies still being sent or answered. */
   readonly #reports = new Set<Promise<void>>();
 
   constructor(options: PartReaderOptions) {
     this.#options = options;
     this.counters = options.counters ?? { bytesReceived: 0, failovers: 0, digestMismatches: 0 };
+  }
+
+  /** Where clients dial instance `id` ("host:port"). */
+  addressOf(id: string): string {
+    return this.#options.addressOf(id);
   }
 
   /** A receive buffer as large as one read should take (smaller under a rate limit). */
@@ -208,7 +221,9 @@ export class PartReader {
       if ((failures.get(id) ?? 0) > 0) {
         await new Promise<void>((resolve) => deadline(RETRY_SAME_REPLICA_DELAY_MS, resolve));
       }
+      const host = domainOfAddress(address);
       this.#active.set(address, (this.#active.get(address) ?? 0) + 1);
+      this.#activeHosts.set(host, (this.#activeHosts.get(host) ?? 0) + 1);
       try {
         const attempt = await this.#attempt(part, sink, address, reached, end, buffer, () => {
           contributors.add(id);
@@ -234,6 +249,7 @@ export class PartReader {
         }
       } finally {
         this.#active.set(address, (this.#active.get(address) ?? 1) - 1);
+        this.#activeHosts.set(host, (this.#activeHosts.get(host) ?? 1) - 1);
       }
       if (!verify || await this.#holdsPart(part, sink)) {
         this.#options.onEvent?.({ type: "part", part: part.index, from: id });
@@ -321,6 +337,7 @@ export class PartReader {
       return [
         failures.get(id) ?? 0,
         this.#cooldown.isCooling(address, now) ? 1 : 0,
+        this.#activeHosts.get(domainOfAddress(address)) ?? 0,
         this.#active.get(address) ?? 0,
         // Spread parts over replicas so parallel streams come from different servers.
         (position - part.index % n + n) % n,
