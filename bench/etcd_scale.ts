@@ -40,9 +40,10 @@ import { FileManifestStore } from "../lib/state/file_manifest_store.ts";
 import { type ManifestStore } from "../lib/state/manifest_store.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { runPool } from "../lib/base/run_pool.ts";
+import { instanceCommand } from "../lib/ops/instance_bundle.ts";
 import { DrainedProcess } from "./drained_process.ts";
 import { FtsProcess, runFts } from "./fts_process.ts";
-import { loadAverage, median, residentMemory } from "./measure.ts";
+import { childEnv, loadAverage, median, residentMemory } from "./measure.ts";
 import { gitCommit, machineInfo, type Meta, renderMarkdown, writeRun } from "./report.ts";
 import { type Figure, type Goal, infoRatio, ratioGoal, type ScenarioResult } from "./scenarios.ts";
 import { freePortRange } from "./port_claims.ts";
@@ -349,18 +350,30 @@ async function _etcdRows(
 /** VmRSS of an `fts serve --etcd` once ready, after file.get and after file.list requests. */
 async function _loneInstanceMemory(flags: string[], work: string, count: number) {
   const store = join(work, "lone");
-  const serve = new FtsProcess([
-    "serve",
-    ...flags,
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-    "--store",
-    store,
-    "--data",
-    store,
-  ]);
+  // Started as a cluster starts its instances: the bundled script, the instance V8 flags.
+  const { program, prefix } = await instanceCommand(work);
+  const serve = new DrainedProcess(
+    new Deno.Command(program, {
+      args: [
+        ...prefix,
+        "serve",
+        ...flags,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--store",
+        store,
+        "--data",
+        store,
+      ],
+      env: childEnv(),
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+  );
   try {
     const address = (await serve.waitFor(/listening on (\S+)/, CLUSTER_READY_TIMEOUT_MS))[1]!;
     const rss = () => residentMemory(serve.pid)!.rssBytes;
