@@ -21,14 +21,21 @@ import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts"
 import { formatBytes, formatDuration } from "../lib/base/units.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 import { printable } from "../lib/base/printable.ts";
+import { MAX_BATCH_FILES } from "../lib/client/fetch_batch.ts";
+import { type BatchSelection, runBatch } from "../lib/ui/fetch_batch_command.ts";
+import type { ParsedFlags } from "../lib/cli/flags.ts";
 
 export const USAGE =
-  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel N] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]";
+  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel N] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
+  "       fts fetch (--all | --match GLOB... | --names-from FILE|-) [DEST_DIR] [--files 16] [same flags]";
 
 export const EXAMPLE = [
   "fts fetch movie.mkv ~/Downloads              # resumes, fails over, verifies every part",
   "fts fetch movie.mkv --server 10.0.0.5:9001   # from a cluster on another machine",
   "fts fetch movie.mkv --json | jq .failovers   # for scripts",
+  "fts fetch --all ~/mirror                     # every file, 16 at a time, in one process",
+  "fts fetch --match '*.jpg' --match 'log-2026-??' photos/",
+  "fts ls --json | jq -r '.[].name' | grep raw | fts fetch --names-from - raw/",
 ].join("\n");
 
 /** The shared progress reporter's view of a fetch. */
@@ -51,6 +58,32 @@ export function fetchProgressState(p: FetchProgress): ProgressState {
   return state;
 }
 
+/** --all, --match or --names-from: the files of a batch; undefined for a single fetch. */
+function _batchSelection(flags: ParsedFlags): BatchSelection | undefined {
+  const all = boolFlag(flags, "all");
+  const patterns = listFlag(flags, "match");
+  const namesFrom = stringFlag(flags, "names-from");
+  const given = [all, patterns.length > 0, namesFrom !== undefined].filter(Boolean).length;
+  if (given > 1) throw new UsageError("Use one of --all, --match and --names-from");
+  if (given === 0) {
+    if (flags.values.files !== undefined) {
+      throw new UsageError("--files is for a batch: --all, --match or --names-from");
+    }
+    return undefined;
+  }
+  if (all) return { all: true };
+  if (namesFrom !== undefined) return { namesFrom };
+  return { patterns: patterns.map((p) => normalizeFileName(p)) };
+}
+
+function _checkName(name: string): void {
+  try {
+    validateFileName(name);
+  } catch (cause) {
+    throw new UsageError((cause as Error).message, { cause });
+  }
+}
+
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
     data: { type: "string" },
@@ -63,15 +96,18 @@ export async function run(args: string[]): Promise<number> {
     "tls-ca": { type: "string" },
     quiet: { type: "boolean", short: "q" },
     json: { type: "boolean" },
+    all: { type: "boolean" },
+    match: { type: "string", multiple: true },
+    "names-from": { type: "string" },
+    files: { type: "string" },
     ...ETCD_FLAGS,
   });
-  const [typed = "", destArg] = expectPositionals(flags, 1, 2, USAGE);
+  const selection = _batchSelection(flags);
+  const [typed = "", destArg] = selection
+    ? [undefined, ...expectPositionals(flags, 0, 1, USAGE)]
+    : expectPositionals(flags, 1, 2, USAGE);
   const name = normalizeFileName(typed);
-  try {
-    validateFileName(name);
-  } catch (cause) {
-    throw new UsageError((cause as Error).message, { cause });
-  }
+  if (!selection) _checkName(name);
   const destDir = resolve(destArg ?? ".");
   const parallel = intFlag(flags, "parallel", 1, MAX_PARALLEL);
   const rate = sizeFlag(flags, "limit-rate");
@@ -86,6 +122,19 @@ export async function run(args: string[]): Promise<number> {
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
   const progress = new Progress(reportMode({ quiet, json }));
+  if (selection) {
+    return await runBatch(selection, {
+      destDir,
+      servers,
+      ...(parallel !== undefined ? { parallel } : {}),
+      ...(rate !== undefined ? { limitRateBytesPerSecond: rate } : {}),
+      ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
+      tls,
+      verify: boolFlag(flags, "verify"),
+      fsync: boolFlag(flags, "fsync"),
+      files: intFlag(flags, "files", 1, MAX_BATCH_FILES),
+    }, progress);
+  }
 
   const controller = new AbortController();
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));

@@ -13,14 +13,10 @@ import { allSummaries, type ManifestStore } from "../lib/state/manifest_store.ts
 import { locateFile, notFoundMessage } from "../lib/client/locate.ts";
 import { loadConfig, resolveDataDir } from "../lib/state/config.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
-import { type FileSummary, Peer } from "../lib/client/peer.ts";
+import type { FileSummary } from "../lib/client/peer.ts";
+import { listFromServers } from "../lib/client/list_files.ts";
 import { resolveServers } from "../lib/client/servers.ts";
-import {
-  loadTlsClientOptions,
-  preferredTlsError,
-  type TlsClientOptions,
-  TlsError,
-} from "../lib/wire/tls.ts";
+import { loadTlsClientOptions, type TlsClientOptions } from "../lib/wire/tls.ts";
 import { formatBytes } from "../lib/base/units.ts";
 import { displayWidth, padEndColumns, truncateColumns } from "../lib/base/display_width.ts";
 import { printable } from "../lib/base/printable.ts";
@@ -67,40 +63,6 @@ function _printEntry(entry: FileEntry, json: boolean): void {
       `  part ${index}  ${part.digest.slice(0, 16)}  ${printable(part.replicas.join(" "))}`,
     );
   }
-}
-
-async function _fromServers(
-  servers: string[],
-  tls: TlsClientOptions | undefined,
-): Promise<FileSummary[]> {
-  const reasons: string[] = [];
-  const tlsErrors: TlsError[] = [];
-  const badAnswers: string[] = [];
-  for (const address of servers) {
-    let peer: Peer | undefined;
-    try {
-      peer = await Peer.connect(address, { connectTimeoutMs: 1_000, stallTimeoutMs: 3_000, tls });
-      return await peer.listFiles();
-    } catch (error) {
-      if (error instanceof TlsError) tlsErrors.push(error);
-      reasons.push(`${address}: ${(error as Error).message}`);
-      // It answered hello: it is up, but what it sent was unusable.
-      if (peer !== undefined) badAnswers.push((error as Error).message);
-    } finally {
-      peer?.close();
-    }
-  }
-  const tlsError = preferredTlsError(tlsErrors, servers.length);
-  if (tlsError) throw tlsError;
-  if (badAnswers.length === servers.length) {
-    throw new Error(
-      `No server gave a usable file list (asked ${servers.length}): ${badAnswers[0]}`,
-      { cause: new Error(reasons.slice(0, 3).join("; ")) },
-    );
-  }
-  throw new Error(`Cannot reach any server (tried ${servers.length}); is the cluster running?`, {
-    cause: new Error(reasons.slice(0, 3).join("; ")),
-  });
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -152,7 +114,7 @@ export async function run(args: string[]): Promise<number> {
       files = [];
       for await (const { summary } of allSummaries(store)) files.push(summary);
     } else {
-      files = await _fromServers(await resolveServers(dir, named), tls);
+      files = await listFromServers(await resolveServers(dir, named), tls);
     }
     return _printFiles(files, boolFlag(flags, "json"));
   } finally {

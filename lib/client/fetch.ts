@@ -39,7 +39,7 @@ import {
 } from "./fetch_state.ts";
 import { addressResolver, locateFile } from "./locate.ts";
 import { PartReader, type PartReadEvent } from "./part_reader.ts";
-import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS } from "./peer.ts";
+import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import { helperPath, LOCK_SUFFIX, PARTIAL_SUFFIX, STATE_SUFFIX } from "./helper_paths.ts";
 
@@ -93,6 +93,20 @@ export interface FetchOptions {
   tls?: TlsClientOptions | undefined;
   signal?: AbortSignal;
   onEvent?: (event: FetchEvent) => void;
+  /** What a batch of fetches shares (fetch_batch.ts); a single fetch makes its own. */
+  shared?: SharedFetch;
+}
+
+/**
+ * What a batch of fetches shares, not made per file: hash workers (~45 ms to
+ * start), connections, the entry looked up on one of them, the rate limit.
+ * The batch owns them: a fetch closes neither the pool nor the workers.
+ */
+export interface SharedFetch {
+  hashes: HashPool;
+  pool: PeerPool;
+  located?: FileInfo & { from: string };
+  limiter?: RateLimiter | undefined;
 }
 
 export type FetchEvent =
@@ -244,14 +258,14 @@ class _Fetcher {
         return false;
       }
     });
-    const hashes = new HashPool({
+    const hashes = options.shared?.hashes ?? new HashPool({
       workers: bytesOnDisk ? DEFAULT_HASH_WORKERS : RECEIVE_HASH_WORKERS,
     });
     hashes.load(bytesOnDisk && !options.verify ? "xxh128" : "sha256");
     try {
       return await this.#run(hashes);
     } finally {
-      hashes.close();
+      if (!options.shared) hashes.close();
       // Ctrl-C does not wait for them.
       if (!options.signal?.aborted) await this.#reader?.reportsSettled();
       stopTicker();
@@ -262,7 +276,8 @@ class _Fetcher {
   async #run(hashes: HashPool): Promise<FetchResult> {
     const options = this.#options;
     // Step 1: the entry, from any live server.
-    const info = await locateFile(options.name, options.servers, this.#connectOptions);
+    const info = options.shared?.located ??
+      await locateFile(options.name, options.servers, this.#connectOptions);
     const entry = info.entry;
     this.#emit({ type: "entry", entry, from: info.from });
     Object.assign(this.#progress, { size: entry.size, parts: entry.parts.length });
@@ -285,14 +300,16 @@ class _Fetcher {
       signal: options.signal,
       onWaiting: () => this.#emit({ type: "waiting", path: finalPath }),
     });
-    const pool = new PeerPool({
+    const pool = options.shared?.pool ?? new PeerPool({
       ...this.#connectOptions,
       stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
     });
     this.#reader = new PartReader({
       pool,
       addressOf: addressResolver(info),
-      limiter: options.limitRateBytesPerSecond
+      limiter: options.shared
+        ? options.shared.limiter
+        : options.limitRateBytesPerSecond
         ? new RateLimiter(options.limitRateBytesPerSecond)
         : undefined,
       signal: options.signal,
@@ -550,7 +567,7 @@ class _Fetcher {
         onStopping: background.stop,
       });
     } finally {
-      work.pool.closeAll();
+      if (!options.shared) work.pool.closeAll();
     }
     // Stopped: the check may have ended early, so parts are unverified.
     options.signal?.throwIfAborted();

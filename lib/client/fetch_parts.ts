@@ -63,7 +63,7 @@ class _Tracks {
   async run(): Promise<void> {
     const { later, onVerified } = this.#options;
     const file = await Deno.open(this.#options.workPath, { read: true, write: true });
-    const buffer = this.#options.reader.receiveBuffer();
+    const buffer = this.#options.reader.receiveBuffer(this.#options.entry.partSize);
     try {
       while (!this.#stopping) {
         // Then the parts the destination check rejects, as it finds them.

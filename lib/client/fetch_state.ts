@@ -71,14 +71,19 @@ export function stampMatches(state: FetchState, info: Deno.FileInfo): boolean {
 
 const BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id";
 
+/** Read once per process: a batch of many files would otherwise read it for each. */
+let _bootId: Promise<string | undefined> | undefined;
+
 /** The kernel's id of the running boot, or undefined where it has none (not Linux). */
-export async function currentBootId(): Promise<string | undefined> {
-  try {
-    const id = (await Deno.readTextFile(BOOT_ID_PATH)).trim();
-    return id === "" ? undefined : id;
-  } catch {
-    return undefined;
-  }
+export function currentBootId(): Promise<string | undefined> {
+  return _bootId ??= (async () => {
+    try {
+      const id = (await Deno.readTextFile(BOOT_ID_PATH)).trim();
+      return id === "" ? undefined : id;
+    } catch {
+      return undefined;
+    }
+  })();
 }
 
 /**

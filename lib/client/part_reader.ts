@@ -164,10 +164,14 @@ export class PartReader {
     return this.#options.addressOf(id);
   }
 
-  /** A receive buffer as large as one read should take (smaller under a rate limit). */
-  receiveBuffer(): Uint8Array {
+  /**
+   * A receive buffer as large as one read should take (smaller under a rate
+   * limit), and no larger than `mostBytes`: a fetch of many small files
+   * would spend more zeroing 1 MiB buffers than receiving.
+   */
+  receiveBuffer(mostBytes = RECEIVE_CHUNK_BYTES): Uint8Array {
     const limit = this.#options.limiter?.chunkBytes ?? RECEIVE_CHUNK_BYTES;
-    return new Uint8Array(Math.min(RECEIVE_CHUNK_BYTES, limit));
+    return new Uint8Array(Math.max(1, Math.min(RECEIVE_CHUNK_BYTES, limit, mostBytes)));
   }
 
   /** Reads `range` of `part` into `sink`; see the steps at the top of this file. */

@@ -1,0 +1,202 @@
+/**
+ * Fetching many files in one process (`fts fetch --all | --match |
+ * --names-from`): every file arrives byte for byte, a glob picks by name, a
+ * file no replica can serve fails alone (named, non-zero exit) while the rest
+ * arrive, a batch killed halfway resumes sending only what is missing, and a
+ * cluster in etcd works the same.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  assertSameFile,
+  damageFile,
+  freePortRange,
+  FtsProcess,
+  newDest,
+  readManifestJson,
+  runFts,
+  startCluster,
+  storedPartPath,
+  type TestCluster,
+  writeRandomFile,
+} from "./harness.ts";
+import { EtcdProcess } from "../bench/etcd_process.ts";
+import { startEtcdHost } from "./etcd_host.ts";
+import { missingTool } from "./missing_tool.ts";
+
+const KIB = 1024;
+/** Small files between 4 and 64 KiB, as many clusters hold by the thousand. */
+function _smallFiles(count: number, prefix = "f"): Record<string, number> {
+  const files: Record<string, number> = {};
+  for (let i = 0; i < count; i++) {
+    files[`${prefix}-${String(i).padStart(4, "0")}.bin`] = 4 * KIB + ((i * 7919) % (60 * KIB));
+  }
+  return files;
+}
+
+/** The regular files in `dir`, by name; no helper file may be left. */
+async function _listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+async function _assertAllSame(cluster: TestCluster, dest: string, names: string[]) {
+  for (const name of names) {
+    await assertSameFile(join(dest, name), join(cluster.work, "src", name));
+  }
+}
+
+Deno.test("fetch --all: 200 files of 4-64 KiB and 2 of 16 parts arrive byte for byte; --match globs", async () => {
+  const files = { ..._smallFiles(200), "big-1.bin": 1024 * KIB, "big-2.bin": 1000 * KIB + 17 };
+  const cluster = await startCluster({ servers: 4, replicas: 2, partSize: "64KiB", files });
+  try {
+    const names = Object.keys(files).sort();
+    const dest = await newDest(cluster);
+    const all = await cluster.fts(["fetch", "--all", dest, "--json"]);
+    assert.equal(all.code, 0, all.stderr);
+    const summary = JSON.parse(all.stdout);
+    assert.equal(summary.ok, true);
+    assert.equal(summary.filesFetched, names.length);
+    assert.equal(summary.files.length, names.length);
+    const big = summary.files.find((f: { name: string }) => f.name === "big-1.bin");
+    assert.equal(big.parts, 16);
+    assert.equal(big.partsFetched, 16);
+    assert.deepEqual(await _listDir(dest), names);
+    await _assertAllSame(cluster, dest, names);
+
+    // Names matching either pattern, and nothing else.
+    const picked = await newDest(cluster);
+    const glob = await cluster.fts(["fetch", "--match", "f-00?7.bin", "--match", "big-*", picked]);
+    assert.equal(glob.code, 0, glob.stderr);
+    const expected = names.filter((n) => /^f-00\d7\.bin$/.test(n) || n.startsWith("big-"));
+    assert.equal(expected.length, 12);
+    assert.deepEqual(await _listDir(picked), expected);
+    assert.match(glob.stdout, /fetched 12 of 12 files/);
+
+    // A list of names, one a line; a name the cluster lacks fails alone.
+    const listed = await newDest(cluster);
+    const list = join(cluster.work, "names.txt");
+    await Deno.writeTextFile(list, "f-0001.bin\r\nbig-2.bin\n\nf-0001.bim\n");
+    const fromList = await cluster.fts(["fetch", "--names-from", list, listed, "-q"]);
+    assert.equal(fromList.code, 1, fromList.stderr);
+    assert.match(fromList.stderr, /^fts fetch: f-0001\.bim: No file named .*did you mean/m);
+    assert.deepEqual(await _listDir(listed), ["big-2.bin", "f-0001.bin"]);
+
+    const none = await cluster.fts(["fetch", "--match", "nothing*", picked]);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /No file of the 202 in the cluster matches "nothing\*"/);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch --all: every copy of one file's part corrupt; exit 1 naming it, the other 39 arrive", async () => {
+  const files = _smallFiles(40);
+  const cluster = await startCluster({ servers: 3, replicas: 2, files });
+  try {
+    const bad = "f-0013.bin";
+    const part = (await readManifestJson(cluster.dir)).files[bad]!.parts[0]!;
+    for (const id of part.replicas) {
+      await damageFile(storedPartPath(cluster.dir, id, part.digest), 100, 8);
+    }
+    const dest = await newDest(cluster);
+    const result = await cluster.fts(["fetch", "--all", dest]);
+    assert.equal(result.code, 1, result.stderr);
+    const failures = result.stderr.split("\n").filter((line) => line.startsWith("fts fetch: "));
+    assert.equal(failures.length, 1, result.stderr);
+    assert.match(failures[0]!, /^fts fetch: f-0013\.bin: /);
+    assert.match(result.stdout, /fetched 39 of 40 files.*1 failed/);
+    const good = Object.keys(files).filter((n) => n !== bad).sort();
+    assert.deepEqual(await _listDir(dest), good);
+    await _assertAllSame(cluster, dest, good);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch --all: killed halfway through 60 files, a second run sends only what is missing", async () => {
+  const files = _smallFiles(60);
+  const cluster = await startCluster({ servers: 3, replicas: 2, files });
+  try {
+    const names = Object.keys(files).sort();
+    const total = Object.values(files).reduce((a, b) => a + b, 0);
+    const dest = await newDest(cluster);
+    // About 4 s at 512 KiB/s: killed once a third of the files are in place.
+    const first = cluster.spawnFetch("--all", dest, ["--limit-rate", "512KiB", "--files", "4"]);
+    let done: string[] = [];
+    try {
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        done = (await _listDir(dest)).filter((n) => n in files);
+        if (done.length >= names.length / 3) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      first.kill("SIGKILL");
+      await first.status;
+    }
+    done = (await _listDir(dest)).filter((n) => n in files);
+    assert.ok(done.length >= names.length / 3 && done.length < names.length, `${done.length} done`);
+    const missingBytes = total - done.reduce((sum, n) => sum + files[n]!, 0);
+
+    const before = await cluster.bytesServed();
+    const second = await cluster.fts(["fetch", "--all", dest, "--json"]);
+    assert.equal(second.code, 0, second.stderr);
+    const sent = await cluster.bytesServed() - before;
+    assert.ok(sent <= missingBytes, `sent ${sent} bytes, ${missingBytes} were missing`);
+    assert.ok(sent > 0);
+    const summary = JSON.parse(second.stdout);
+    // Files complete before the kill, and the parts of the partial files.
+    assert.ok(summary.bytesPresent >= total - missingBytes, JSON.stringify(summary.bytesPresent));
+    assert.deepEqual(await _listDir(dest), names);
+    await _assertAllSame(cluster, dest, names);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test({
+  name: "fetch --all --etcd: 6 files uploaded to a cluster in etcd arrive byte for byte",
+  ignore: missingTool("etcd"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-batch-etcd-" });
+    const etcd = await EtcdProcess.start({});
+    let host: FtsProcess | undefined;
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "batch"];
+      host = await startEtcdHost({
+        flags,
+        host: "127.0.0.1",
+        servers: 3,
+        basePort: freePortRange(3),
+        data: join(dir, "host"),
+        extra: ["--part-size", "64KiB", "--heal-after", "0"],
+      });
+      const src = join(dir, "src");
+      await Deno.mkdir(src);
+      const names: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const name = `e-${i}.bin`;
+        await writeRandomFile(join(src, name), 4 * KIB + i * 30 * KIB, i + 1);
+        names.push(name);
+      }
+      const id = ["--identity", join(dir, "me.id")];
+      for (const name of names) {
+        const uploaded = await runFts(["upload", join(src, name), ...flags, ...id, "-q"]);
+        assert.equal(uploaded.code, 0, uploaded.stderr);
+      }
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      const fetched = await runFts(["fetch", "--all", out, ...flags, "-q"]);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      assert.deepEqual(await _listDir(out), names);
+      for (const name of names) await assertSameFile(join(out, name), join(src, name));
+    } finally {
+      host?.kill("SIGTERM");
+      await host?.status;
+      await etcd.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
