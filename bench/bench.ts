@@ -1,6 +1,7 @@
 /**
  * `deno task bench`: fts against curl+nginx and an rsync daemon, on loopback,
- * in one run; and the HTTP gateway with curl and aria2c (scenario 8). Prints a
+ * in one run; and the HTTP gateway with curl and aria2c (scenario 8); many small
+ * files against wget -r and curl -Z (scenario 9, bench/small_files.ts). Prints a
  * Markdown report and writes it into bench/RESULTS.md (its generated block),
  * the chart into bench/RESULTS.svg and the raw figures into
  * bench/runs/DATE-COMMIT-bench.json (`deno task bench:ranges` reads those).
@@ -21,6 +22,7 @@ import { parseSize } from "../lib/base/units.ts";
 import { sha256File, writeRandomFile } from "./data_files.ts";
 import { BenchCluster } from "./fts_cluster.ts";
 import { gatewayDownload } from "./gateway_scenario.ts";
+import { smallFiles } from "./small_files.ts";
 import { ensureTools, NginxServer, RsyncDaemon } from "./peers.ts";
 import { shapedHosts } from "./shaped_hosts.ts";
 import { freePortRange } from "./port_claims.ts";
@@ -184,6 +186,7 @@ export async function bench(args: string[]): Promise<number> {
       [6, "16 clients", () => concurrentClients(ctx)],
       [7, "big file", () => _bigFile(ctx, work, bigSize)],
       [8, "gateway download", () => gatewayDownload(ctx)],
+      [9, "small files", () => smallFiles(ctx, quick ? 500 : 10_000)],
       [
         10,
         "shaped hosts",

@@ -10,6 +10,8 @@ import { freePortRange } from "./port_claims.ts";
 /** Preloading gigabytes on a busy machine takes a while. */
 const PRELOAD_TIMEOUT_MS = 30 * 60_000;
 const READY_TIMEOUT_MS = 120_000;
+/** Paths given to one `fts preload`: thousands of small files in a few runs, within ARG_MAX. */
+const PRELOAD_PATHS_PER_RUN = 1_000;
 
 export class BenchCluster {
   readonly dir: string;
@@ -25,7 +27,7 @@ export class BenchCluster {
   /** Preloads `files` (paths) into `dir` and starts the cluster. */
   static async start(
     dir: string,
-    options: { servers: number; replicas: number; files: string[] },
+    options: { servers: number; replicas: number; files: string[]; partSize?: string },
   ): Promise<BenchCluster> {
     const basePort = freePortRange(options.servers);
     const setup = [
@@ -38,11 +40,13 @@ export class BenchCluster {
       "--replicas",
       String(options.replicas),
     ];
-    for (const path of options.files) {
-      const preload = await runFts(["preload", path, "--quiet", ...setup], {
+    const partSize = options.partSize ? ["--part-size", options.partSize] : [];
+    for (let at = 0; at < options.files.length; at += PRELOAD_PATHS_PER_RUN) {
+      const paths = options.files.slice(at, at + PRELOAD_PATHS_PER_RUN);
+      const preload = await runFts(["preload", ...paths, "--quiet", ...setup, ...partSize], {
         timeoutMs: PRELOAD_TIMEOUT_MS,
       });
-      if (preload.code !== 0) throw new Error(`fts preload ${path} failed: ${preload.stderr}`);
+      if (preload.code !== 0) throw new Error(`fts preload ${paths[0]} failed: ${preload.stderr}`);
     }
     const supervisor = new FtsProcess(["cluster", ...setup]);
     try {

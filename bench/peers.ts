@@ -32,9 +32,10 @@ const PACKAGES: Record<string, string> = {
   rsync: "rsync",
   curl: "curl",
   time: "time",
+  wget: "wget",
 };
 
-/** Installs whichever of nginx, rsync, curl and time is missing (apt-get update once). */
+/** Installs whichever of nginx, rsync, curl, wget and time is missing (apt-get update once). */
 export async function ensureTools(log: (line: string) => void): Promise<Record<string, string>> {
   const missing = Object.keys(PACKAGES).filter((program) =>
     program === "time" ? !_isFile("/usr/bin/time") : findProgram(program) === undefined
@@ -53,7 +54,7 @@ export async function ensureTools(log: (line: string) => void): Promise<Record<s
     }
   }
   const paths: Record<string, string> = {};
-  for (const program of ["nginx", "rsync", "curl"]) {
+  for (const program of ["nginx", "rsync", "curl", "wget"]) {
     const path = findProgram(program);
     if (!path) throw new Error(`${program} is still missing after apt-get install`);
     paths[program] = path;
@@ -161,6 +162,7 @@ export class NginxServer {
     rootDir: string,
     port: number,
     place?: NginxPlace,
+    options: { autoindex?: boolean } = {},
   ): Promise<NginxServer> {
     const host = place?.host ?? "127.0.0.1";
     const dir = join(workDir, place ? `nginx-${host}` : "nginx");
@@ -190,6 +192,7 @@ http {
   server {
     listen ${host}:${port};
     root ${rootDir};
+    autoindex ${options.autoindex ? "on" : "off"};
   }
 }
 `;
