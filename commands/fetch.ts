@@ -22,7 +22,11 @@ import { formatBytes, formatDuration } from "../lib/base/units.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 import { printable } from "../lib/base/printable.ts";
 import { MAX_BATCH_FILES } from "../lib/client/fetch_batch.ts";
-import { type BatchSelection, runBatch } from "../lib/ui/fetch_batch_command.ts";
+import {
+  type BatchSelection,
+  fetchCountersState,
+  runBatch,
+} from "../lib/ui/fetch_batch_command.ts";
 import type { ParsedFlags } from "../lib/cli/flags.ts";
 
 export const USAGE =
@@ -40,17 +44,7 @@ export const EXAMPLE = [
 
 /** The shared progress reporter's view of a fetch. */
 export function fetchProgressState(p: FetchProgress): ProgressState {
-  const state: ProgressState = {
-    label: `fetch ${p.name}`,
-    bytesTotal: p.size,
-    bytesDone: p.bytesFetched,
-    bytesPresent: p.bytesPresent,
-    bytesMoved: p.bytesReceived,
-    partsTotal: p.parts,
-    partsDone: p.partsFetched,
-    partsPresent: p.partsPresent,
-    failovers: p.failovers,
-  };
+  const state = fetchCountersState(`fetch ${p.name}`, p);
   if (p.phase === "checking") {
     state.activity = `checking what the destination holds, ${formatBytes(p.bytesChecked)} hashed`;
   }
@@ -122,18 +116,19 @@ export async function run(args: string[]): Promise<number> {
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
   const progress = new Progress(reportMode({ quiet, json }));
+  const common = {
+    destDir,
+    servers,
+    ...(parallel !== undefined ? { parallel } : {}),
+    ...(rate !== undefined ? { limitRateBytesPerSecond: rate } : {}),
+    ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
+    tls,
+    verify: boolFlag(flags, "verify"),
+    fsync: boolFlag(flags, "fsync"),
+  };
   if (selection) {
-    return await runBatch(selection, {
-      destDir,
-      servers,
-      ...(parallel !== undefined ? { parallel } : {}),
-      ...(rate !== undefined ? { limitRateBytesPerSecond: rate } : {}),
-      ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
-      tls,
-      verify: boolFlag(flags, "verify"),
-      fsync: boolFlag(flags, "fsync"),
-      files: intFlag(flags, "files", 1, MAX_BATCH_FILES),
-    }, progress);
+    const files = intFlag(flags, "files", 1, MAX_BATCH_FILES);
+    return await runBatch(selection, { ...common, files }, progress);
   }
 
   const controller = new AbortController();
@@ -142,15 +137,8 @@ export async function run(args: string[]): Promise<number> {
   try {
     const result = await fetchFile(
       {
+        ...common,
         name,
-        destDir,
-        servers,
-        ...(parallel !== undefined ? { parallel } : {}),
-        ...(rate !== undefined ? { limitRateBytesPerSecond: rate } : {}),
-        ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
-        tls,
-        verify: boolFlag(flags, "verify"),
-        fsync: boolFlag(flags, "fsync"),
         signal: controller.signal,
         onEvent: (event) => {
           // With --json these are one JSON object per line on stderr.

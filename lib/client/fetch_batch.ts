@@ -46,28 +46,6 @@ export type FileOutcome =
   | { name: string; ok: true; result: FetchResult }
   | { name: string; ok: false; error: unknown };
 
-/** The batch as a whole, summed over its files (those not started count as nothing). */
-export interface BatchProgress {
-  files: number;
-  filesFetched: number;
-  filesFailed: number;
-  /** Sizes and parts of the files whose entry is known. */
-  size: number;
-  parts: number;
-  bytesPresent: number;
-  partsPresent: number;
-  bytesFetched: number;
-  partsFetched: number;
-  bytesReceived: number;
-  failovers: number;
-  digestMismatches: number;
-  elapsedMs: number;
-}
-
-export interface BatchResult extends BatchProgress {
-  outcomes: FileOutcome[];
-}
-
 const _SUMMED = [
   "size",
   "parts",
@@ -79,6 +57,22 @@ const _SUMMED = [
   "failovers",
   "digestMismatches",
 ] as const;
+type _Summed = (typeof _SUMMED)[number];
+
+/**
+ * The batch as a whole: a fetch's counters summed over its files (those not
+ * started count as nothing; size and parts are of the files whose entry is
+ * known), and how many files there are and how many ended.
+ */
+export type BatchProgress = Pick<FetchProgress, _Summed | "elapsedMs"> & {
+  files: number;
+  filesFetched: number;
+  filesFailed: number;
+};
+
+export interface BatchResult extends BatchProgress {
+  outcomes: FileOutcome[];
+}
 
 /** Fetches every name into `destDir`; a file that fails does not stop the others. */
 export async function fetchBatch(
@@ -107,16 +101,8 @@ export async function fetchBatch(
     files: options.names.length,
     filesFetched: 0,
     filesFailed: 0,
-    size: 0,
-    parts: 0,
-    bytesPresent: 0,
-    partsPresent: 0,
-    bytesFetched: 0,
-    partsFetched: 0,
-    bytesReceived: 0,
-    failovers: 0,
-    digestMismatches: 0,
     elapsedMs: 0,
+    ...Object.fromEntries(_SUMMED.map((key) => [key, 0])) as Record<_Summed, number>,
   };
   const running = new Map<string, FetchProgress>();
   const progress = (): BatchProgress => {

@@ -16,6 +16,7 @@ import {
   type FileOutcome,
 } from "../client/fetch_batch.ts";
 import { listFromServers } from "../client/list_files.ts";
+import type { FetchProgress } from "../client/fetch.ts";
 import { normalizeFileName, validateFileName } from "../state/manifest.ts";
 import { UsageError } from "../wire/errors.ts";
 import { errorLine } from "./hints.ts";
@@ -30,14 +31,24 @@ export type BatchSelection =
 /** The batch's options once the names are known. */
 export type BatchRunOptions = Omit<BatchOptions, "names" | "signal" | "onEvent" | "onFile">;
 
-/**
- * The shared progress reporter's view of a batch; `listedBytes` is the size
- * of every file as the listing said, known before their entries are.
- */
-export function batchProgressState(p: BatchProgress, listedBytes = 0): ProgressState {
+/** What a fetch's counters (one file's, or a batch's sums) show on the progress line. */
+export function fetchCountersState(
+  label: string,
+  p: Pick<
+    FetchProgress,
+    | "size"
+    | "bytesFetched"
+    | "bytesPresent"
+    | "bytesReceived"
+    | "parts"
+    | "partsFetched"
+    | "partsPresent"
+    | "failovers"
+  >,
+): ProgressState {
   return {
-    label: `fetch ${p.filesFetched + p.filesFailed}/${p.files} files`,
-    bytesTotal: Math.max(p.size, listedBytes),
+    label,
+    bytesTotal: p.size,
     bytesDone: p.bytesFetched,
     bytesPresent: p.bytesPresent,
     bytesMoved: p.bytesReceived,
@@ -45,8 +56,18 @@ export function batchProgressState(p: BatchProgress, listedBytes = 0): ProgressS
     partsDone: p.partsFetched,
     partsPresent: p.partsPresent,
     failovers: p.failovers,
-    ...(p.filesFailed > 0 ? { note: `${p.filesFailed} failed` } : {}),
   };
+}
+
+/**
+ * The shared progress reporter's view of a batch; `listedBytes` is the size
+ * of every file as the listing said, known before their entries are.
+ */
+export function batchProgressState(p: BatchProgress, listedBytes = 0): ProgressState {
+  const state = fetchCountersState(`fetch ${p.filesFetched + p.filesFailed}/${p.files} files`, p);
+  state.bytesTotal = Math.max(p.size, listedBytes);
+  if (p.filesFailed > 0) state.note = `${p.filesFailed} failed`;
+  return state;
 }
 
 /** Fetches the selected files; 0 when every one arrived, else 1. */
