@@ -154,8 +154,12 @@ export async function fetchBatch(
   };
   const width = Math.max(1, Math.min(options.files ?? DEFAULT_BATCH_FILES, MAX_BATCH_FILES));
   try {
-    await Promise.all(Array.from({ length: Math.min(width, options.names.length) }, worker));
+    // Every file under way ends (a stopped one records what it has) before the pool closes.
+    const settled = await Promise.allSettled(
+      Array.from({ length: Math.min(width, options.names.length) }, worker),
+    );
     options.signal?.throwIfAborted();
+    for (const outcome of settled) if (outcome.status === "rejected") throw outcome.reason;
   } finally {
     stopTicker();
     hashes.close();
