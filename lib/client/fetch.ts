@@ -388,7 +388,7 @@ class _Fetcher {
     // is for, else in a new partial file. Never in place through a link: the
     // bytes would land in the file it points to (or shares with another name);
     // a fetch into the partial file ends by renaming it over the link instead.
-    const state = await loadFetchState(statePath);
+    const state = stateInfo ? await loadFetchState(statePath) : undefined;
     const local = localCheck(entry, this.#options.verify === true);
     this.#progress.localDigest = local.algorithm;
     const check = new DestinationCheck({ entry, hashes, local, counters: this.#progress });
