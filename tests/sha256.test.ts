@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { loadNativeSha256, sha256Hasher, sha256Hex, sha256HexSync } from "../lib/hash/sha256.ts";
+import {
+  loadNativeSha256,
+  sha256FileRangeSync,
+  sha256Hasher,
+  sha256Hex,
+  sha256HexSync,
+} from "../lib/hash/sha256.ts";
 import { NativeSha256, nativeSha256 } from "../lib/hash/sha256_native.ts";
 import { missingTool } from "./missing_tool.ts";
 import { newSeed, randomInt, seededRandom } from "./seeded_random.ts";
@@ -98,5 +104,28 @@ Deno.test({
   async fn() {
     const hasher = await sha256Hasher();
     assert.ok(hasher instanceof NativeSha256, `sha256Hasher() gave ${hasher.constructor.name}`);
+  },
+});
+
+Deno.test({
+  name: "sha256: sha256FileRangeSync() hashes a range of a file, fewer bytes at its end",
+  ignore: Deno.build.os !== "linux" || missingTool("libcrypto.so.3"),
+  async fn() {
+    const random = seededRandom(newSeed());
+    const bytes = randomBytes(random, 200_003);
+    const path = await Deno.makeTempFile({ prefix: "fts-sha256-range-" });
+    try {
+      await Deno.writeFile(path, bytes);
+      assert.deepEqual(sha256FileRangeSync(path, 70_001, 100_000), {
+        digest: nodeSha256(bytes.subarray(70_001, 170_001)),
+        bytes: 100_000,
+      });
+      assert.deepEqual(sha256FileRangeSync(path, 150_000, 100_000), {
+        digest: nodeSha256(bytes.subarray(150_000)),
+        bytes: 50_003,
+      });
+    } finally {
+      await Deno.remove(path);
+    }
   },
 });

@@ -6,6 +6,7 @@
  * from taking new parts; parts in flight finish, so a resume has them.
  */
 import type { HashPool } from "../hash/hash_pool.ts";
+import { sha256FileRangeSync } from "../hash/sha256.ts";
 import type { FileEntry } from "../state/manifest.ts";
 import type { RejectedParts } from "./destination_check.ts";
 import { FilePartSink } from "./file_part_sink.ts";
@@ -33,6 +34,13 @@ export interface FetchPartsOptions {
   /** A part failed and the fetch stops taking new parts. */
   onStopping: () => void;
 }
+
+/**
+ * Parts of at most this many bytes are hashed on the main thread once
+ * written (with libcrypto, where it loads), not in a hash worker: a worker's
+ * round trip cost more than hashing a few kilobytes.
+ */
+export const HASH_HERE_MAX_BYTES = 64 * 1024;
 
 /** Fetches the parts; throws the error of the lowest part that failed. */
 export async function fetchParts(options: FetchPartsOptions): Promise<void> {
@@ -96,7 +104,11 @@ class _Tracks {
       base,
       index,
       dir: destDir,
-      hash: () => hashes.hashRange({ path: workPath, start: base, length: part.size }),
+      hash: async () =>
+        (part.size <= HASH_HERE_MAX_BYTES
+          ? sha256FileRangeSync(workPath, base, part.size)
+          : undefined) ??
+          await hashes.hashRange({ path: workPath, start: base, length: part.size }),
     });
     await reader.read(
       {

@@ -156,3 +156,38 @@ function _hex(bytes: Uint8Array): string {
   for (const byte of bytes) out += _HEX_BYTES[byte]!;
   return out;
 }
+
+/** Bytes read at a time by sha256FileRangeSync(). */
+const _RANGE_READ_BYTES = 64 * 1024;
+let _rangeBuffer: Uint8Array | undefined;
+
+/**
+ * SHA-256 of `length` bytes of the file at `path` from byte `start`, read and
+ * hashed on this thread with libcrypto: for small ranges, where handing them
+ * to a hash worker costs more than hashing them. Returns the digest and the
+ * bytes read (fewer at end of file); undefined where libcrypto cannot be
+ * used, and the caller hashes elsewhere.
+ */
+export function sha256FileRangeSync(
+  path: string,
+  start: number,
+  length: number,
+): { digest: string; bytes: number } | undefined {
+  const hash = nativeSha256();
+  if (!hash) return undefined;
+  const buffer = _rangeBuffer ??= new Uint8Array(_RANGE_READ_BYTES);
+  const file = Deno.openSync(path, { read: true });
+  try {
+    file.seekSync(start, Deno.SeekMode.Start);
+    let bytes = 0;
+    while (bytes < length) {
+      const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - bytes)));
+      if (n === null || n === 0) break;
+      hash.update(buffer.subarray(0, n));
+      bytes += n;
+    }
+    return { digest: hash.digest("hex"), bytes };
+  } finally {
+    file.close();
+  }
+}
