@@ -40,6 +40,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
   rm: { load: () => import("./commands/rm.ts"), summary: "delete a file you own" },
   mv: { load: () => import("./commands/mv.ts"), summary: "rename a file you own" },
   whoami: { load: () => import("./commands/whoami.ts"), summary: "print your identity (key)" },
+  writers: {
+    load: () => import("./commands/writers.ts"),
+    summary: "who may store parts on the cluster, and how much (operator)",
+  },
   certs: {
     load: () => import("./commands/certs.ts"),
     summary: "make a cluster CA and a TLS certificate per host",

@@ -97,6 +97,9 @@ export async function run(args: string[]): Promise<number> {
       replicas: (await loadConfig(dir))?.replicas ?? 1,
     })
     : await ensureConfig(dir, requested);
+  // The operator's key signs the copies repair and heal make, which a cluster
+  // closed to other writers (fts writers closed) still takes.
+  if (!etcd) await loadOrCreateIdentity(operatorIdentityPath(dir));
   if (!etcd && (stringFlag(flags, "part-size") ?? stringFlag(flags, "zone")) !== undefined) {
     throw new UsageError(
       "--part-size and --zone belong to a cluster in etcd (--etcd); fts preload takes --part-size",

@@ -17,13 +17,13 @@ import {
   storedPartPath,
   writeRandomFile,
 } from "./harness.ts";
-import { putLoosePart } from "./part_signer.ts";
+import { partSigner, putLoosePart } from "./part_signer.ts";
 
 const KiB = 1024;
 const PART = 100 * KiB;
 const TWO_DAYS_AGO = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
 
-Deno.test("repair deletes parts no file uses once every copy is older than --unused-after, and nothing else", async () => {
+Deno.test("repair deletes parts no file uses once every copy is older than --unused-after (an anonymous part.has saves none, a signed one does), and nothing else", async () => {
   const cluster = await startCluster({
     servers: 3,
     replicas: 2,
@@ -40,6 +40,7 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     const halfOld = await put([p0, p1], 4);
     const asked = await put([p1], 5);
     const resent = await put([p2], 6);
+    const askedAnonymously = await put([p1], 7);
     const age = (id: string, digest: string) =>
       Deno.utime(storedPartPath(cluster.dir, id, digest), TWO_DAYS_AGO, TWO_DAYS_AGO);
     await age(p0, oldA);
@@ -48,11 +49,14 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     await age(p0, halfOld);
     await age(p1, asked);
     await age(p2, resent);
-    // An upload that finds a part already stored (part.has), or sends it again,
-    // marks it as in use: the next repair keeps it.
+    await age(p1, askedAnonymously);
+    // An upload that finds a part already stored (a signed part.has), or sends it
+    // again, marks it as in use: the next repair keeps it. Anyone may ask
+    // anonymously, and that keeps nothing.
     const peer1 = await Peer.connect(`127.0.0.1:${p1}`);
     try {
-      assert.equal(await peer1.hasPart(asked), PART);
+      assert.equal(await peer1.hasPart(asked, await partSigner(peer1)), PART);
+      assert.equal(await peer1.hasPart(askedAnonymously), PART);
     } finally {
       peer1.close();
     }
@@ -67,7 +71,7 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
     // A dry run counts them and deletes nothing.
     const dry = await cluster.fts(["repair", "--dry-run", "--json"]);
     assert.equal(dry.code, 0, dry.stderr);
-    assert.deepEqual(JSON.parse(dry.stdout).unused, { parts: 2, copies: 3, bytes: 3 * PART });
+    assert.deepEqual(JSON.parse(dry.stdout).unused, { parts: 3, copies: 4, bytes: 4 * PART });
     assert.ok(await exists(storedPartPath(cluster.dir, p2, oldB)));
 
     // A duration that would catch uploads under way is refused.
@@ -83,8 +87,9 @@ Deno.test("repair deletes parts no file uses once every copy is older than --unu
 
     const repair = await cluster.fts(["repair"]);
     assert.equal(repair.code, 0, repair.stdout + repair.stderr);
-    assert.match(repair.stdout, /2 parts no file uses deleted \(3 copies, 300 KiB\)/);
-    for (const [id, digest] of [[p0, oldA], [p1, oldA], [p2, oldB]] as const) {
+    assert.match(repair.stdout, /3 parts no file uses deleted \(4 copies, 400 KiB\)/);
+    const gone = [[p0, oldA], [p1, oldA], [p2, oldB], [p1, askedAnonymously]] as const;
+    for (const [id, digest] of gone) {
       assert.ok(!(await exists(storedPartPath(cluster.dir, id, digest))), `${id} ${digest}`);
     }
     const kept = [[p0, fresh], [p0, halfOld], [p1, halfOld], [p1, asked], [p2, resent]] as const;

@@ -5,8 +5,12 @@
  * digest and size, the signer's key and a timestamp; there is no nonce,
  * because a replayed part.put stores the same bytes under the same digest
  * (content addressing makes it harmless), so checking costs one Ed25519
- * verify and no shared state. Any key is accepted, as for a publish: this
- * says who stored a part, not who may.
+ * verify and no shared state. Whether the key may store parts at all is the
+ * writers policy's call (writers_policy.ts), made after this check.
+ *
+ * A part.has may be signed the same way (its own context, no size): only a
+ * signed one marks the copy as in use (PartStore.touch), so that a stranger
+ * asking about a part cannot keep it from being collected as unused.
  */
 import { ProtocolError } from "../wire/errors.ts";
 import { type KeyAuth } from "../wire/ops_signed.ts";
@@ -15,6 +19,8 @@ import { assertFresh, assertSignature } from "./signed_request.ts";
 
 /** First line of every signed part.put message: names the scheme. */
 export const PART_PUT_SIGNING_CONTEXT = "fts-part-put-v1";
+/** First line of every signed part.has message. */
+export const PART_HAS_SIGNING_CONTEXT = "fts-part-has-v1";
 
 /** What a part.put signature is about. */
 export interface PartPutFields {
@@ -67,14 +73,57 @@ export async function checkPartPut(
   clusterId: string,
   now = Date.now(),
 ): Promise<string> {
-  if (fields.cluster !== clusterId) {
-    throw new ProtocolError(
-      "UNAUTHORIZED",
-      `part.put is signed for cluster ${JSON.stringify(fields.cluster.slice(0, 64))}, ` +
-        `not this one (${clusterId})`,
-    );
-  }
+  _assertCluster("part.put", fields.cluster, clusterId);
   assertFresh("part.put", auth.timestamp, now);
   await assertSignature("part.put", auth, partPutMessage(fields, auth.key, auth.timestamp));
   return auth.key;
+}
+
+/**
+ * The exact bytes a part.has signature covers: UTF-8 of `fts-part-has-v1\n`
+ * + JSON `["part.has", key, timestamp, cluster, digest]`.
+ */
+export function partHasMessage(
+  fields: { cluster: string; digest: string },
+  key: string,
+  timestamp: number,
+): Uint8Array<ArrayBuffer> {
+  const body = JSON.stringify(["part.has", key, timestamp, fields.cluster, fields.digest]);
+  return new TextEncoder().encode(`${PART_HAS_SIGNING_CONTEXT}\n${body}`);
+}
+
+/** Signs a part.has as `identity`, now. */
+export async function signPartHas(
+  identity: Identity,
+  fields: { cluster: string; digest: string },
+  now = Date.now(),
+): Promise<KeyAuth> {
+  const message = partHasMessage(fields, identity.owner, now);
+  return {
+    key: identity.owner,
+    timestamp: now,
+    signature: toBase64Url(await signWith(identity, message)),
+  };
+}
+
+/** Checks a signed part.has as checkPartPut does a part.put; returns the signer's key. */
+export async function checkPartHas(
+  fields: { cluster: string; digest: string },
+  auth: KeyAuth,
+  clusterId: string,
+  now = Date.now(),
+): Promise<string> {
+  _assertCluster("part.has", fields.cluster, clusterId);
+  assertFresh("part.has", auth.timestamp, now);
+  await assertSignature("part.has", auth, partHasMessage(fields, auth.key, auth.timestamp));
+  return auth.key;
+}
+
+function _assertCluster(op: string, cluster: string, clusterId: string): void {
+  if (cluster === clusterId) return;
+  throw new ProtocolError(
+    "UNAUTHORIZED",
+    `${op} is signed for cluster ${JSON.stringify(cluster.slice(0, 64))}, ` +
+      `not this one (${clusterId})`,
+  );
 }

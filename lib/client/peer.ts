@@ -30,7 +30,7 @@ import {
 import { type FileSummary, MAX_LIST_PAGE_FILES } from "../wire/ops_files.ts";
 import { type VerifyStatus } from "../wire/ops_repair.ts";
 import { type SignedRequest } from "../auth/signed_request.ts";
-import { signPartPut } from "../auth/part_put_signature.ts";
+import { signPartHas, signPartPut } from "../auth/part_put_signature.ts";
 import { type Identity } from "../auth/identity.ts";
 import {
   defaultTlsClientOptions,
@@ -403,9 +403,22 @@ export class Peer {
     return { stored: this.#check("part.put", reply.header).stored };
   }
 
-  /** Size of the instance's copy of a part, or undefined when it holds none. */
-  async hasPart(digest: string): Promise<number | undefined> {
-    const { reply } = await this.#ask("part.has", { digest });
+  /**
+   * Size of the instance's copy of a part, or undefined when it holds none.
+   * Signed (`signer`) when the copy is about to be used: only then does the
+   * instance mark it as in use.
+   */
+  async hasPart(digest: string, signer?: PartSigner): Promise<number | undefined> {
+    const { reply } = await this.#ask(
+      "part.has",
+      signer
+        ? {
+          digest,
+          cluster: signer.cluster,
+          auth: await signPartHas(signer.identity, { cluster: signer.cluster, digest }),
+        }
+        : { digest },
+    );
     return reply.stored ? reply.size : undefined;
   }
 

@@ -23,7 +23,7 @@ import { createHash } from "node:crypto";
 import { ProtocolError, RemoteProtocolError } from "../wire/errors.ts";
 import { type Identity } from "../auth/identity.ts";
 import { type FileEntry, OPERATOR_OWNER } from "../state/manifest.ts";
-import { type ClusterInfo, Peer } from "./peer.ts";
+import { type ClusterInfo, type PartSigner, Peer } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import { rankAcrossDomains } from "../state/placement.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
@@ -47,7 +47,7 @@ export const LIVENESS_CHECK_ROUNDS = 3;
 const LIVENESS_TIMEOUT_MS = 2_000;
 /**
  * Before publishing, the copies of parts stored longer ago than this are asked
- * for again (part.has), which also marks them as in use: a repair deletes
+ * for again (a signed part.has), which also marks them as in use: a repair deletes
  * parts no file uses only once they have gone untouched for --unused-after
  * (24 h unless set, never under 1 h), so an upload that runs for days keeps
  * its early parts.
@@ -462,19 +462,20 @@ class _Uploader {
     const address = this.#cluster.instances[id]!;
     const peer = await this.#pool.acquire(address);
     try {
-      if ((await peer.hasPart(part.digest)) === part.size) {
+      if ((await peer.hasPart(part.digest, this.#signer())) === part.size) {
         this.#progress.copiesPresent++;
       } else {
-        await peer.putPart(part.digest, part.size, this.#chunks(part), {
-          identity: this.#options.identity,
-          cluster: this.#cluster.clusterId,
-        });
+        await peer.putPart(part.digest, part.size, this.#chunks(part), this.#signer());
         this.#progress.copiesSent++;
         this.#sentTo.add(part.index);
       }
       this.#pool.release(peer);
     } catch (error) {
       peer.close();
+      // Every instance would say the same: the policy and the quota are the cluster's.
+      if (error instanceof ProtocolError && error.code === "NOT_ALLOWED") {
+        throw new UploadError(error.message, { cause: error });
+      }
       if (error instanceof ProtocolError && error.code === "DIGEST_MISMATCH") {
         throw new UploadError(
           `${this.#options.path} changed while it was being uploaded (part ${part.index} no longer ` +
@@ -484,6 +485,11 @@ class _Uploader {
       }
       throw error;
     }
+  }
+
+  /** Signs this upload's part.put and part.has (the latter marks a found copy as in use). */
+  #signer(): PartSigner {
+    return { identity: this.#options.identity, cluster: this.#cluster.clusterId };
   }
 
   /** The part's bytes, read from the file in chunks as the socket takes them. */
@@ -564,7 +570,7 @@ class _Uploader {
         let peer: Peer | undefined;
         try {
           peer = await this.#pool.acquire(this.#cluster.instances[id]!);
-          if ((await peer.hasPart(part.digest)) === part.size) still.push(id);
+          if ((await peer.hasPart(part.digest, this.#signer())) === part.size) still.push(id);
           this.#pool.release(peer);
         } catch {
           peer?.close();

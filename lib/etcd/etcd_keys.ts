@@ -4,6 +4,7 @@
  * reads another's keys.
  *
  *   settings             replicas, part size, cluster id, operator key
+ *   writers              who may store parts, and quotas (lib/auth/writers_policy.ts)
  *   files/NAME           a file entry's header (etcd_manifest_store.ts)
  *   chunks/ID            a slice of a long part list
  *   members/ID           an instance that joined: address and failure domain
@@ -30,6 +31,7 @@ export interface EtcdTarget {
 export interface ClusterKeys {
   readonly root: string;
   readonly settings: string;
+  readonly writers: string;
   readonly files: string;
   readonly filesEnd: string;
   file(name: string): string;
@@ -58,6 +60,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
   return {
     root,
     settings: `${root}settings`,
+    writers: `${root}writers`,
     files,
     filesEnd: prefixEnd(files),
     file: (name) => `${files}${name}`,

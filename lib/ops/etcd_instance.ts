@@ -1,7 +1,7 @@
 /**
  * What an instance of a cluster in etcd needs besides its own part store:
  * the mutations' view of the cluster (settings and members from etcd), the
- * operator's key from the settings, and the copies a publish names, asked of
+ * operator's key from the settings, the writers policy from etcd, and the copies a publish names, asked of
  * the instances that hold them (`part.has`, one connection per instance),
  * since instances on other hosts share no directory with this one.
  *
@@ -16,6 +16,9 @@ import { type PartStore } from "../state/store.ts";
 import { PARTS_LOCK } from "../state/manifest_store.ts";
 import { referencedDigests } from "../state/part_gc.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
+import { WRITERS_CACHE_MS } from "../auth/writers_policy.ts";
+import { cachedRead } from "../base/cached_read.ts";
+import { readEtcdWriters } from "../etcd/etcd_writers.ts";
 
 /** How long a publish waits to reach an instance holding a copy it names. */
 const COPY_CHECK_CONNECT_TIMEOUT_MS = 2_000;
@@ -32,7 +35,11 @@ export function etcdMutationsContext(
     store: cluster.manifest,
     locker,
     view: () => cluster.view(),
-    operatorKey: async () => (await cluster.settings())?.operatorKey,
+    operatorKey: cachedRead(
+      async () => (await cluster.settings())?.operatorKey,
+      WRITERS_CACHE_MS,
+    ),
+    writers: cachedRead(() => readEtcdWriters(cluster.etcd, cluster.keys), WRITERS_CACHE_MS),
     clusterId: () => Promise.resolve(self.clusterId),
     storedSizes: async (copies) => {
       const view = await cluster.view();

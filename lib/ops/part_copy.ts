@@ -58,9 +58,10 @@ export interface CopyOptions {
 
 let _copyIdentity: Promise<Identity> | undefined;
 /**
- * The key repair and heal sign their copies with: made once per process and
- * never stored. Instances accept any key's part.put (part_put_signature.ts),
- * and a copy owns nothing, so no key on disk needs to be readable here.
+ * The key a copy is signed with when no other is given (repair and heal give
+ * the operator's, where their host has it): made once per process and never
+ * stored. An open cluster takes any key's part.put; a closed one refuses
+ * this key (lib/auth/writers_policy.ts).
  */
 export function copyIdentity(): Promise<Identity> {
   return _copyIdentity ??= ephemeralIdentity();

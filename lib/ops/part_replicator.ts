@@ -11,6 +11,7 @@ import { CopyError, copyPart } from "./part_copy.ts";
 import { type RepairManifest } from "./repair_manifest.ts";
 import { type RepairRun, type WantedPart } from "./repair_run.ts";
 import { type Peer } from "../client/peer.ts";
+import { type Identity } from "../auth/identity.ts";
 
 export class PartReplicator {
   readonly #run: RepairRun;
@@ -18,9 +19,16 @@ export class PartReplicator {
   /** Copies being sent from each instance, to spread the reads. */
   readonly #sending = new Map<string, number>();
 
+  #identity: Promise<Identity | undefined> | undefined;
+
   constructor(run: RepairRun, manifest: RepairManifest) {
     this.#run = run;
     this.#manifest = manifest;
+  }
+
+  /** The operator's key when this host has it (read once per run). */
+  #copyIdentity(): Promise<Identity | undefined> {
+    return this.#identity ??= this.#run.target.copyIdentity();
   }
 
   /** Copies a part to `deficit` more instances, best-ranked first. */
@@ -73,6 +81,7 @@ export class PartReplicator {
             limiter: this.#run.copyLimiter,
             signal: this.#run.options.signal,
             tls: this.#run.options.tls,
+            identity: await this.#copyIdentity(),
             onBytes: (bytes) => {
               moved += bytes;
               this.#run.bytesCopying += bytes;

@@ -19,6 +19,12 @@ import { PartStore } from "../state/store.ts";
 import { removeStaleTemps } from "../base/fs_util.ts";
 import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
 import { Peer } from "../client/peer.ts";
+import {
+  type Identity,
+  loadIdentity,
+  loadOrCreateIdentity,
+  operatorIdentityPath,
+} from "../auth/identity.ts";
 import { CENSUS_CONNECT_TIMEOUT_MS, CENSUS_STALL_TIMEOUT_MS } from "./repair_options.ts";
 
 export interface RepairTarget {
@@ -33,6 +39,12 @@ export interface RepairTarget {
   localStores(): Promise<PartStore[]>;
   /** Cleans up after an interrupted run before a new one starts. */
   prepare(): Promise<void>;
+  /**
+   * The key copies are stored with: the operator's, from this host's data
+   * directory (a closed cluster takes parts only from writers and the
+   * operator); undefined when this host has none (copyPart makes a key).
+   */
+  copyIdentity(): Promise<Identity | undefined>;
 }
 
 /** The target of a single-host cluster: everything in the data directory `dir`. */
@@ -47,6 +59,8 @@ export function fileRepairTarget(dir: string, config: ClusterConfig): RepairTarg
     localStores: () => storesOnHost(dir),
     // A manifest write cut off by a kill leaves its temp file beside it.
     prepare: async () => void await removeStaleTemps(dir),
+    // The host of the data directory is the operator's: the key is made if it is missing.
+    copyIdentity: () => loadOrCreateIdentity(paths.operatorIdentity),
   };
 }
 
@@ -90,5 +104,7 @@ export async function etcdRepairTarget(
     removeCopy: async (id, digest) => (await localStore(id)?.remove(digest)) ?? false,
     localStores: async () => (local ? await storesOnHost(local.dir) : []),
     prepare: () => Promise.resolve(),
+    copyIdentity: async () =>
+      local ? await loadIdentity(operatorIdentityPath(local.dir)) : undefined,
   };
 }

@@ -1,7 +1,9 @@
 /**
  * Handlers of the part ops: serve a byte range of a stored part (streamed in
- * chunks, paced by the rate limiter), store a part (verified against its
- * digest by the store), say whether a part is stored, and re-check a copy a
+ * chunks, paced by the rate limiter), store a part (signed by a key the
+ * writers policy admits, within its quota, and verified against its digest
+ * by the store), say whether a part is stored (marking it as in use only
+ * when a writer signed the question), and re-check a copy a
  * client reported as damaged.
  */
 import { MAX_PART_BYTES } from "../state/config.ts";
@@ -9,7 +11,7 @@ import { ProtocolError } from "../wire/errors.ts";
 import { concatBytes } from "../base/concat_bytes.ts";
 import { encodeFrameHead, writeAll } from "../wire/frame.ts";
 import { closeQuietly, Disconnect, withDeadline } from "./connection.ts";
-import { checkPartPut } from "../auth/part_put_signature.ts";
+import { checkPartHas, checkPartPut } from "../auth/part_put_signature.ts";
 import { type Exchange, type HandlerFamily, type Instance } from "./handler.ts";
 
 /** Bytes read from disk and written to the socket at a time when serving a part. */
@@ -39,10 +41,18 @@ export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report
   },
   "part.has": async (instance, { request, reply }) => {
     const { store } = instance;
-    const size = await store.sizeOf(request.digest);
-    // Asked by an upload about to use it (see PartStore.touch).
-    if (size !== undefined) await store.touch(request.digest);
-    await reply({ op: "has", digest: request.digest, stored: size !== undefined, size });
+    const { digest, cluster, auth } = request;
+    // Only a writer about to use the copy may mark it as in use (see PartStore.touch):
+    // an anonymous asker must not keep a copy from being collected as unused.
+    let signer: string | undefined;
+    if (cluster !== undefined && auth !== undefined) {
+      const mutations = await instance.mutations();
+      signer = await checkPartHas({ cluster, digest }, auth, await mutations.clusterId());
+      await mutations.assertMayStore(signer);
+    }
+    const size = await store.sizeOf(digest);
+    if (size !== undefined && signer !== undefined) await store.touch(digest);
+    await reply({ op: "has", digest, stored: size !== undefined, size });
   },
 };
 
@@ -136,16 +146,29 @@ async function _receivePart(
       "part.put must be signed (fields cluster and auth): storing a part needs a key",
     );
   }
-  const clusterId = await (await instance.mutations()).clusterId();
-  await checkPartPut({ cluster, digest, size: bodyLength }, auth, clusterId);
+  const mutations = await instance.mutations();
+  const key = await checkPartPut(
+    { cluster, digest, size: bodyLength },
+    auth,
+    await mutations.clusterId(),
+  );
   const store = instance.store;
   if ((await store.sizeOf(digest)) === bodyLength) {
+    await mutations.assertMayStore(key);
     await store.touch(digest);
     await reader.skipBody();
     await reply({ op: "ok", stored: false });
     return;
   }
-  const writer = await store.beginWrite(digest);
+  // Refused before any byte is read: the writers policy and the key's quota here.
+  const admitted = await mutations.admitPart(key, digest, bodyLength, store);
+  let writer;
+  try {
+    writer = await store.beginWrite(digest);
+  } catch (error) {
+    admitted.released();
+    throw error;
+  }
   const buffer = new Uint8Array(Math.min(DATA_CHUNK_BYTES, Math.max(bodyLength, 1)));
   try {
     while (reader.bodyRemaining > 0) {
@@ -154,9 +177,11 @@ async function _receivePart(
     }
     await writer.commit();
   } catch (error) {
+    admitted.released();
     await writer.abort();
     throw error;
   }
+  await admitted.stored();
   instance.counters.partsStored++;
   instance.counters.bytesStored += bodyLength;
   await reply({ op: "ok", stored: true });

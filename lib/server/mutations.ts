@@ -20,9 +20,14 @@ import {
   validateFileName,
   validateNewFileName,
 } from "../state/manifest.ts";
-import { type Locker, type ManifestStore, PARTS_LOCK } from "../state/manifest_store.ts";
+import {
+  type Locker,
+  type ManifestStore,
+  PARTS_LOCK,
+  publishedBytesByOwner,
+} from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
-import { freeUnreferencedParts, storesOnHost } from "../state/part_gc.ts";
+import { freeUnreferencedParts, referencedDigests, storesOnHost } from "../state/part_gc.ts";
 import { requireManifestIfParts } from "../state/manifest_guard.ts";
 import { loadOrCreateClusterId } from "../state/cluster_id.ts";
 import { type ReplyOf, type RequestOf } from "../wire/ops.ts";
@@ -33,6 +38,16 @@ import { ReplayGuard } from "../auth/replay_guard.ts";
 import { checkSignedRequest, type SignedRequest } from "../auth/signed_request.ts";
 import { sha256Hex } from "../hash/sha256.ts";
 import { PartStore } from "../state/store.ts";
+import {
+  assertMayStore,
+  assertWithinQuota,
+  quotaOf,
+  WRITERS_CACHE_MS,
+  type WritersPolicy,
+} from "../auth/writers_policy.ts";
+import { readWritersFile } from "../auth/writers_file.ts";
+import { cachedRead } from "../base/cached_read.ts";
+import { PendingParts } from "../state/pending_parts.ts";
 
 /** Missing copies named in a MISSING_PARTS message, at most. */
 const MAX_LISTED_MISSING = 10;
@@ -69,6 +84,8 @@ export interface MutationsContext {
   storedSizes(copies: readonly { id: string; digest: string }[]): Promise<(number | undefined)[]>;
   /** Frees the parts no entry references any more (part_gc.ts). */
   freeParts(digests: string[]): Promise<{ digests: number; copies: number }>;
+  /** The writers policy now (read at most once per WRITERS_CACHE_MS). */
+  writers(): Promise<WritersPolicy>;
 }
 
 /** The context of the single-host cluster in `dir`: config, stores and keys all in it. */
@@ -90,7 +107,10 @@ export function fileMutationsContext(dir: string): MutationsContext {
         return configView(config);
       }));
     },
-    operatorKey: () => readIdentityOwner(dataPaths(dir).operatorIdentity),
+    operatorKey: cachedRead(
+      () => readIdentityOwner(dataPaths(dir).operatorIdentity),
+      WRITERS_CACHE_MS,
+    ),
     clusterId: () => clusterId ??= loadOrCreateClusterId(dir),
     storedSizes: async (copies) => {
       const sizes: (number | undefined)[] = [];
@@ -102,6 +122,7 @@ export function fileMutationsContext(dir: string): MutationsContext {
       return sizes;
     },
     freeParts: (digests) => freeUnreferencedParts(dir, digests),
+    writers: cachedRead(() => readWritersFile(dir), WRITERS_CACHE_MS),
   };
 }
 
@@ -110,6 +131,8 @@ export class Mutations {
   readonly #store: ManifestStore;
   readonly #locker: Locker;
   readonly #replayGuard: ReplayGuard;
+  /** The ledger of each part store this instance took parts into (one, in practice). */
+  readonly #pending = new Map<string, PendingParts>();
 
   constructor(context: MutationsContext) {
     this.#context = context;
@@ -141,6 +164,40 @@ export class Mutations {
       },
       body: spread ? { instances, domains } : { instances },
     };
+  }
+
+  /** Throws NOT_ALLOWED unless the writers policy lets `key` store parts. */
+  async assertMayStore(key: string): Promise<void> {
+    assertMayStore(await this.#context.writers(), key, await this.#context.operatorKey());
+  }
+
+  /**
+   * Admits a part `key` (whose signature checked out) is about to store in
+   * `store`: the key must be a writer, and its parts here that no file uses
+   * yet must fit its quota with this one. Call stored() once the part is
+   * committed, released() if it was not.
+   */
+  async admitPart(
+    key: string,
+    digest: string,
+    size: number,
+    store: PartStore,
+  ): Promise<{ stored: () => Promise<void>; released: () => void }> {
+    const policy = await this.#context.writers();
+    const operator = await this.#context.operatorKey();
+    assertMayStore(policy, key, operator);
+    let pending = this.#pending.get(store.root);
+    if (!pending) {
+      pending = new PendingParts(store, () => referencedDigests(this.#store));
+      this.#pending.set(store.root, pending);
+    }
+    const quota = quotaOf(policy, key, operator);
+    const held = await pending.reserve(key, digest, size, quota);
+    if (held !== undefined) {
+      assertWithinQuota("its parts no file uses yet on this instance hold", key, quota, held, size);
+    }
+    const ledger = pending;
+    return { stored: () => ledger.stored(digest), released: () => ledger.released(digest) };
   }
 
   /** Signature, freshness, the cluster, then the nonce: returns the signer's owner string. */
@@ -200,13 +257,21 @@ export class Mutations {
       throw new ProtocolError("UNAUTHORIZED", "Body of file.publish does not match its bodyDigest");
     }
     const name = _checkName(request.name, "File name", true);
+    const policy = await this.#context.writers();
+    const operator = await this.#context.operatorKey();
+    assertMayStore(policy, signer, operator);
+    const quota = quotaOf(policy, signer, operator);
     const view = await this.#context.view();
     const entry = this.#parseEntry(request, body, signer, view);
-    // Under the parts lock, so that freeing parts cannot slip in between check and publish.
+    // Under the parts lock, so that freeing parts cannot slip in between check and publish
+    // (and two publishes of one owner cannot both fit a quota only one fits).
     const outcome = await this.#locker.withLock(
       PARTS_LOCK,
-      () =>
-        this.#store.change([name], async (current) => {
+      async () => {
+        const published = quota === undefined
+          ? 0
+          : (await publishedBytesByOwner(this.#store, name)).get(signer) ?? 0;
+        return await this.#store.change([name], async (current) => {
           const existing = current.get(name)?.entry;
           if (existing && existing.owner === signer && existing.contentId === entry.contentId) {
             // The same upload again (a retry whose reply was lost): nothing to do,
@@ -226,6 +291,8 @@ export class Mutations {
             );
           }
           if (existing) await this.#assertOwner(existing, signer, "replace");
+          // A replace counts the difference: the old file's bytes were left out above.
+          assertWithinQuota("its published files hold", signer, quota, published, entry.size);
           const copies = entry.parts.flatMap((part, index) =>
             part.replicas.map((id) => ({ id, digest: part.digest, size: part.size, index }))
           );
@@ -244,7 +311,8 @@ export class Mutations {
             );
           }
           return { puts: [entry], result: existing ? existing.parts.map((p) => p.digest) : [] };
-        }),
+        });
+      },
     );
     const freed = await this.#context.freeParts(outcome.result);
     return {

@@ -227,3 +227,21 @@ export async function walkWhole<T>(walk: () => Promise<T>): Promise<T> {
     }
   }
 }
+
+/**
+ * Bytes of the files each owner has published (file sizes, not copies),
+ * leaving out the file named `except`: what a quota counts.
+ */
+export function publishedBytesByOwner(
+  store: ManifestStore,
+  except?: string,
+): Promise<Map<string, number>> {
+  return walkWhole(async () => {
+    const bytes = new Map<string, number>();
+    for await (const { summary } of allSummaries(store)) {
+      if (summary.name === except) continue;
+      bytes.set(summary.owner, (bytes.get(summary.owner) ?? 0) + summary.size);
+    }
+    return bytes;
+  });
+}

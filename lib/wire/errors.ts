@@ -40,6 +40,8 @@ export const ERROR_CODES = {
   BAD_NAME: "BAD_NAME",
   /** A publish names a part copy that its replica does not hold (send it again, then retry). */
   MISSING_PARTS: "MISSING_PARTS",
+  /** The signer's key may not store parts here (not on the writers list), or is over its quota. */
+  NOT_ALLOWED: "NOT_ALLOWED",
   /** The cluster's shared store (etcd) cannot take the change now; every instance would say so. */
   UNAVAILABLE: "UNAVAILABLE",
 } as const;

@@ -28,7 +28,11 @@ export type PartStoredReply = { op: "ok"; stored: boolean };
 export type PartReportRequest = { op: "part.report"; digest: string };
 /** `quarantined` is true when the instance's copy failed again and is now set aside. */
 export type PartReportedReply = { op: "ok"; quarantined: boolean };
-export type PartHasRequest = { op: "part.has"; digest: string };
+/**
+ * Signed (like part.put, without the size) when the asker means to use the
+ * copy: only then does the instance mark it as in use.
+ */
+export type PartHasRequest = { op: "part.has"; digest: string; cluster?: string; auth?: KeyAuth };
 /** `size` is present only when the part is stored (an undefined one is left out of the JSON). */
 export type HasReply = { op: "has"; digest: string; stored: boolean; size?: number | undefined };
 
@@ -73,7 +77,12 @@ export const PART_OPS = opFamily({
     replyBody: "none",
   }),
   "part.has": defineOp<PartHasRequest, HasReply>({
-    parseRequest: (header) => ({ op: "part.has", digest: digestField(header) }),
+    parseRequest: (header) => ({
+      op: "part.has",
+      digest: digestField(header),
+      ...(header.cluster === undefined ? {} : { cluster: stringField(header, "cluster") }),
+      ...(header.auth === undefined ? {} : { auth: keyAuthField(header) }),
+    }),
     requestBody: false,
     replyOp: "has",
     parseReply: (header) => ({

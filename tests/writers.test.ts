@@ -1,0 +1,197 @@
+/**
+ * Who may store parts, and how much, on a single-host cluster: once the
+ * operator closes the cluster (`fts writers closed`), a key not on the list
+ * cannot store a part (NOT_ALLOWED, nothing stored) and its `fts upload`
+ * fails with one line saying what to ask for; `fts writers add` lets it in
+ * with no restart of any instance. Repair still copies parts (as the
+ * operator). A quota is enforced at publish (the owner's published bytes, a
+ * replace counting the difference) and at part.put (the key's parts no file
+ * uses yet on that instance).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Peer } from "../lib/client/peer.ts";
+import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
+import { sha256Hex } from "../lib/hash/sha256.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
+import { exists } from "../lib/base/fs_util.ts";
+import {
+  assertSameFile,
+  newDest,
+  readManifestJson,
+  startCluster,
+  storedPartPath,
+  writeRandomFile,
+} from "./harness.ts";
+import { clusterIdAt } from "./part_signer.ts";
+
+const KiB = 1024;
+
+/** Stores `bytes` on the instance at `port` as `identity`; the error code, or "stored". */
+async function _put(
+  port: number,
+  identityPath: string,
+  bytes: Uint8Array,
+): Promise<string> {
+  const identity = await loadOrCreateIdentity(identityPath);
+  const digest = await sha256Hex(bytes);
+  const peer = await Peer.connect(`127.0.0.1:${port}`);
+  try {
+    const cluster = await clusterIdAt(`127.0.0.1:${port}`);
+    await peer.putPart(
+      digest,
+      bytes.length,
+      (async function* () {
+        yield bytes;
+      })(),
+      { identity, cluster },
+    );
+    return "stored";
+  } catch (error) {
+    if (error instanceof ProtocolError) return `${error.code}: ${error.message}`;
+    throw error;
+  } finally {
+    peer.close();
+  }
+}
+
+Deno.test("writers closed: an unlisted key stores no part and its upload fails with one line; after fts writers add (no restart) it uploads; repair still copies", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, partSize: "64KiB" });
+  try {
+    const me = join(cluster.work, "me.json");
+    const whoami = await cluster.fts(["whoami", "--identity", me]);
+    assert.equal(whoami.code, 0, whoami.stderr);
+    const key = whoami.stdout.trim();
+
+    const listed = await cluster.fts(["writers"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^writers: open/);
+
+    const closed = await cluster.fts(["writers", "closed"]);
+    assert.equal(closed.code, 0, closed.stderr);
+    assert.match(closed.stdout, /^writers: closed/);
+    // Within the instances' cache time of the policy.
+    await new Promise((r) => setTimeout(r, 1_200));
+
+    // A raw signed part.put by the unlisted key: refused before any byte is kept.
+    const bytes = new Uint8Array(10 * KiB).fill(7);
+    const port = cluster.ports[0]!;
+    const refused = await _put(port, me, bytes);
+    assert.match(refused, /^NOT_ALLOWED: key ed25519:\S+ is not allowed to store parts/);
+    assert.ok(refused.includes(`fts writers add ${key}`), refused);
+    assert.ok(!(await exists(storedPartPath(cluster.dir, String(port), await sha256Hex(bytes)))));
+
+    // fts upload by that key: one true line, non-zero exit, nothing published.
+    const src = join(cluster.work, "f.bin");
+    await writeRandomFile(src, 200 * KiB, 3);
+    const upload = await cluster.fts(["upload", src, "--identity", me]);
+    assert.notEqual(upload.code, 0);
+    const lines = upload.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, upload.stderr);
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `key ${key} is not allowed to store parts on this cluster; ` +
+          "ask the operator to run `fts writers add " + key + "`",
+      ),
+    );
+    assert.deepEqual(Object.keys((await readManifestJson(cluster.dir)).files), []);
+
+    // Added: the same upload works with no restart.
+    const added = await cluster.fts(["writers", "add", key]);
+    assert.equal(added.code, 0, added.stderr);
+    assert.ok(added.stdout.includes(key), added.stdout);
+    await new Promise((r) => setTimeout(r, 1_200));
+    const again = await cluster.fts(["upload", src, "--identity", me]);
+    assert.equal(again.code, 0, again.stderr);
+    const dest = await newDest(cluster);
+    const fetched = await cluster.fts(["fetch", "f.bin", dest]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await assertSameFile(join(dest, "f.bin"), src);
+
+    // A lost copy: repair copies it back, signed as the operator, which a closed cluster takes.
+    const entry = (await readManifestJson(cluster.dir)).files["f.bin"]!;
+    const part = entry.parts[0]!;
+    await Deno.remove(storedPartPath(cluster.dir, part.replicas[0]!, part.digest));
+    const repair = await cluster.fts(["repair", "--json"]);
+    assert.equal(repair.code, 0, repair.stderr);
+    assert.equal(JSON.parse(repair.stdout).failedCopies, 0, repair.stdout);
+    const after = (await readManifestJson(cluster.dir)).files["f.bin"]!.parts[0]!;
+    assert.equal(after.replicas.length, 2);
+    for (const id of after.replicas) {
+      assert.ok(await exists(storedPartPath(cluster.dir, id, part.digest)), id);
+    }
+
+    // Removed again: refused again.
+    const removed = await cluster.fts(["writers", "rm", key]);
+    assert.equal(removed.code, 0, removed.stderr);
+    await new Promise((r) => setTimeout(r, 1_200));
+    assert.match(await _put(port, me, bytes), /^NOT_ALLOWED/);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the difference); part.put counts unpublished parts per instance", async () => {
+  const cluster = await startCluster({ servers: 2, replicas: 1, partSize: "64KiB" });
+  try {
+    const me = join(cluster.work, "me.json");
+    const key = (await cluster.fts(["whoami", "--identity", me])).stdout.trim();
+    const set = await cluster.fts(["writers", "add", key, "--quota", "300KiB"]);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /quota 300 KiB/);
+    await new Promise((r) => setTimeout(r, 1_200));
+
+    const file = async (name: string, size: number, seed: number) => {
+      const path = join(cluster.work, name);
+      await writeRandomFile(path, size, seed);
+      return path;
+    };
+    const a = await file("a.bin", 200 * KiB, 1);
+    const b = await file("b.bin", 200 * KiB, 2);
+    assert.equal((await cluster.fts(["upload", a, "--identity", me])).code, 0);
+    // 200 KiB published + 200 KiB > 300 KiB: refused at publish, with one line.
+    const over = await cluster.fts(["upload", b, "--identity", me]);
+    assert.notEqual(over.code, 0);
+    assert.equal(over.stderr.trim().split("\n").length, 1, over.stderr);
+    assert.match(over.stderr, /over its quota of 300 KiB: its published files hold 200 KiB/);
+    assert.deepEqual(Object.keys((await readManifestJson(cluster.dir)).files), ["a.bin"]);
+    // Replacing a.bin with 250 KiB: only the difference counts, so it fits.
+    const bigger = await file("a2.bin", 250 * KiB, 3);
+    const replaced = await cluster.fts([
+      "upload",
+      bigger,
+      "--as",
+      "a.bin",
+      "--replace",
+      "--identity",
+      me,
+    ]);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.equal((await readManifestJson(cluster.dir)).files["a.bin"]!.size, 250 * KiB);
+
+    // part.put: parts no file uses count on their instance (b.bin's unpublished ones too).
+    const raise = await cluster.fts(["writers", "quota", key, "600KiB"]);
+    assert.equal(raise.code, 0, raise.stderr);
+    await new Promise((r) => setTimeout(r, 1_200));
+    const port = cluster.ports[0]!;
+    const results: string[] = [];
+    for (let seed = 10; seed < 20; seed++) {
+      results.push(await _put(port, me, new Uint8Array(64 * KiB).fill(seed)));
+      if (results.at(-1) !== "stored") break;
+    }
+    const refused = results.at(-1)!;
+    assert.match(
+      refused,
+      /^NOT_ALLOWED: .*over its quota of 600 KiB: its parts no file uses yet on this instance hold/,
+    );
+    // Another instance keeps its own count: the key may still store there.
+    assert.equal(await _put(cluster.ports[1]!, me, new Uint8Array(64 * KiB).fill(99)), "stored");
+    // Dropping the quota lets it store on the first instance again.
+    assert.equal((await cluster.fts(["writers", "quota", key, "none"])).code, 0);
+    await new Promise((r) => setTimeout(r, 1_200));
+    assert.equal(await _put(port, me, new Uint8Array(64 * KiB).fill(100)), "stored");
+  } finally {
+    await cluster.stop();
+  }
+});
