@@ -254,6 +254,11 @@ async function _joinEtcd(
       },
       { replicas: DEFAULT_CONFIG.replicas, partSize: DEFAULT_CONFIG.partSize },
     );
+    // This host heals with its own key: a cluster closed to other writers takes its copies.
+    const { changeEtcdWriters, readEtcdWriters } = await import("../lib/etcd/etcd_writers.ts");
+    if (!(await readEtcdWriters(cluster.etcd, cluster.keys)).hostKeys?.includes(operator.owner)) {
+      await changeEtcdWriters(cluster.etcd, cluster.keys, { type: "host", key: operator.owner });
+    }
     if (settings.operatorKey !== operator.owner) {
       console.log(
         `fts cluster: the operator key is another host's: to preload from this host, copy that ` +

@@ -176,6 +176,9 @@ function _format(
       } published`,
     );
   }
+  for (const key of policy.hostKeys ?? []) {
+    if (key !== operator) lines.push(`host ${key}: always allowed, no quota (fts cluster --etcd)`);
+  }
   const keys = Object.keys(policy.keys).sort();
   if (keys.length === 0) lines.push("no keys listed");
   for (const key of keys) {

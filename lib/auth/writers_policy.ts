@@ -7,7 +7,9 @@
  * operator's. A quota (a key's own, else the default) caps the bytes of the
  * files a key has published and, per instance, the bytes of parts it stored
  * that no file uses yet. The operator's key is always allowed and has no
- * quota: repair, heal and preload store copies with it.
+ * quota: repair, heal and preload store copies with it. So are the keys of
+ * the hosts of a cluster in etcd (each `fts cluster --etcd` records its
+ * data directory's operator key), since each host heals with its own.
  *
  * This file holds the policy itself (parse, encode, the checks and the
  * edits); writers_file.ts keeps it in a data directory and
@@ -34,6 +36,8 @@ export interface WritersPolicy {
   keys: Record<string, { quotaBytes?: number }>;
   /** The quota of every key that has none of its own, in bytes; none when absent. */
   defaultQuotaBytes?: number;
+  /** Keys of the cluster's hosts (etcd): allowed like the operator's, with no quota. */
+  hostKeys?: string[];
 }
 
 /** The policy of a cluster whose operator never set one: open, no quotas. */
@@ -47,6 +51,8 @@ export type WritersChange =
   | { type: "remove"; key: string }
   | { type: "open" }
   | { type: "closed" }
+  /** A host of the cluster joined with this key (fts cluster --etcd). */
+  | { type: "host"; key: string }
   /** `key` undefined sets the default quota; `quotaBytes` undefined removes the quota. */
   | { type: "quota"; key: string | undefined; quotaBytes: number | undefined };
 
@@ -72,6 +78,11 @@ export function changePolicy(policy: WritersPolicy, change: WritersChange): Writ
       return { ...policy, keys, open: true };
     case "closed":
       return { ...policy, keys, open: false };
+    case "host": {
+      const hosts = new Set(policy.hostKeys ?? []);
+      hosts.add(checkWriterKey(change.key));
+      return { ...policy, keys, hostKeys: [...hosts].sort() };
+    }
     case "add": {
       const key = checkWriterKey(change.key);
       if (!Object.hasOwn(keys, key) && Object.keys(keys).length >= MAX_WRITERS) {
@@ -116,7 +127,7 @@ export function assertMayStore(
   key: string,
   operatorKey: string | undefined,
 ): void {
-  if (policy.open || key === operatorKey || Object.hasOwn(policy.keys, key)) return;
+  if (policy.open || _isHost(policy, key, operatorKey) || Object.hasOwn(policy.keys, key)) return;
   throw new ProtocolError(
     "NOT_ALLOWED",
     `key ${key} is not allowed to store parts on this cluster; ` +
@@ -130,7 +141,7 @@ export function quotaOf(
   key: string,
   operatorKey: string | undefined,
 ): number | undefined {
-  if (key === operatorKey) return undefined;
+  if (_isHost(policy, key, operatorKey)) return undefined;
   const own = Object.hasOwn(policy.keys, key) ? policy.keys[key]!.quotaBytes : undefined;
   return own ?? policy.defaultQuotaBytes;
 }
@@ -171,7 +182,7 @@ export function parsePolicy(text: string, where: string): WritersPolicy {
         `version ${String(value?.version)})`,
     );
   }
-  const { open, keys, defaultQuotaBytes } = value;
+  const { open, keys, defaultQuotaBytes, hostKeys } = value;
   if (typeof open !== "boolean" || typeof keys !== "object" || keys === null) {
     throw new SyntaxError(`${where} holds a malformed writers policy`);
   }
@@ -184,7 +195,15 @@ export function parsePolicy(text: string, where: string): WritersPolicy {
     open,
     keys: parsed,
     ...(_isBytes(defaultQuotaBytes) ? { defaultQuotaBytes } : {}),
+    ...(Array.isArray(hostKeys)
+      ? { hostKeys: hostKeys.filter((key): key is string => typeof key === "string") }
+      : {}),
   };
+}
+
+/** The operator's key, or one of a host of the cluster. */
+function _isHost(policy: WritersPolicy, key: string, operatorKey: string | undefined): boolean {
+  return key === operatorKey || (policy.hostKeys?.includes(key) ?? false);
 }
 
 function _isBytes(value: unknown): value is number {

@@ -1,0 +1,141 @@
+/**
+ * The writers policy of a cluster in etcd: set once with `fts writers --etcd`
+ * from anywhere, it reaches the instances of every host with no restart.
+ * Two loopback hosts (127.0.0.1, 127.0.0.2), each its own `fts cluster`:
+ * closed, an unlisted key's part.put to the second host's instance is
+ * refused and its upload fails with one line; added, both work. The second
+ * host's own key (not the operator's) still heals a lost copy.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EtcdProcess } from "../bench/etcd_process.ts";
+import { missingTool } from "./missing_tool.ts";
+import { freePortRange, type FtsProcess, runFts, writeRandomFile } from "./harness.ts";
+import { startEtcdHost } from "./etcd_host.ts";
+import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { sha256Hex } from "../lib/hash/sha256.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
+import { clusterIdAt } from "./part_signer.ts";
+
+const KiB = 1024;
+/** The instances' cache of the policy (WRITERS_CACHE_MS), and some room. */
+const POLICY_REACH_MS = 1_500;
+
+async function _put(address: string, identityPath: string, seed: number): Promise<string> {
+  const identity = await loadOrCreateIdentity(identityPath);
+  const bytes = new Uint8Array(16 * KiB).fill(seed);
+  const digest = await sha256Hex(bytes);
+  const peer = await Peer.connect(address);
+  try {
+    const cluster = await clusterIdAt(address);
+    await peer.putPart(
+      digest,
+      bytes.length,
+      (async function* () {
+        yield bytes;
+      })(),
+      { identity, cluster },
+    );
+    return "stored";
+  } catch (error) {
+    if (error instanceof ProtocolError) return `${error.code}: ${error.message}`;
+    throw error;
+  } finally {
+    peer.close();
+  }
+}
+
+Deno.test({
+  name:
+    "writers in etcd: closed on 2 loopback hosts refuses an unlisted key on the other host; added, it uploads with no restart",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-writers-etcd-" });
+    const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
+    const hosts: FtsProcess[] = [];
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "writers"];
+      const portA = freePortRange(2);
+      const portB = freePortRange(2);
+      for (
+        const [host, basePort, name] of [
+          ["127.0.0.1", portA, "a"],
+          ["127.0.0.2", portB, "b"],
+        ] as const
+      ) {
+        hosts.push(
+          await startEtcdHost({
+            flags,
+            host,
+            servers: 2,
+            basePort,
+            data: join(dir, name),
+            extra: ["--part-size", "64KiB"],
+          }),
+        );
+      }
+      const me = join(dir, "me.json");
+      const key = (await runFts(["whoami", "--identity", me])).stdout.trim();
+
+      const closed = await runFts(["writers", "closed", ...flags]);
+      assert.equal(closed.code, 0, closed.stderr);
+      assert.match(closed.stdout, /^writers: closed/);
+      // Both hosts joined with their own key: listed as hosts.
+      assert.match(closed.stdout, /host ed25519:\S+: always allowed/);
+      await new Promise((r) => setTimeout(r, POLICY_REACH_MS));
+
+      const onB = `127.0.0.2:${portB}`;
+      assert.match(await _put(onB, me, 1), /^NOT_ALLOWED: key ed25519:\S+ is not allowed/);
+      const src = join(dir, "f.bin");
+      await writeRandomFile(src, 300 * KiB, 5);
+      const refused = await runFts(["upload", src, ...flags, "--identity", me]);
+      assert.notEqual(refused.code, 0);
+      assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
+      assert.ok(refused.stderr.includes(`ask the operator to run \`fts writers add ${key}\``));
+
+      const added = await runFts(["writers", "add", key, ...flags]);
+      assert.equal(added.code, 0, added.stderr);
+      await new Promise((r) => setTimeout(r, POLICY_REACH_MS));
+      assert.equal(await _put(onB, me, 2), "stored");
+      const uploaded = await runFts(["upload", src, ...flags, "--identity", me]);
+      assert.equal(uploaded.code, 0, uploaded.stderr);
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      const fetched = await runFts(["fetch", "f.bin", out, ...flags]);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      assert.deepEqual(await Deno.readFile(join(out, "f.bin")), await Deno.readFile(src));
+
+      // Host b (its own key, not the operator's) repairs a copy lost on one of its instances.
+      const ls = await runFts(["ls", "f.bin", "--json", ...flags]);
+      assert.equal(ls.code, 0, ls.stderr);
+      const parts = JSON.parse(ls.stdout).parts as { digest: string; replicas: string[] }[];
+      const lost = parts.find((p) => p.replicas.some((id) => id.startsWith("127.0.0.2:")))!;
+      const holder = lost.replicas.find((id) => id.startsWith("127.0.0.2:"))!;
+      const path = join(
+        dir,
+        "b",
+        "instances",
+        holder.split(":")[1]!,
+        "parts",
+        lost.digest.slice(0, 2),
+        lost.digest,
+      );
+      await Deno.remove(path);
+      const repair = await runFts(["repair", "--json", "--data", join(dir, "b"), ...flags]);
+      assert.equal(repair.code, 0, repair.stdout + repair.stderr);
+      const report = JSON.parse(repair.stdout);
+      assert.equal(report.failedCopies, 0, repair.stdout);
+      assert.equal(report.copied, 1, repair.stdout);
+    } finally {
+      for (const host of hosts) {
+        host.kill("SIGTERM");
+        await host.status;
+      }
+      await etcd.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
