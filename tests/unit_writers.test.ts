@@ -1,0 +1,200 @@
+/**
+ * Unit tests of the writers policy (who may store parts, quotas), its file
+ * in a data directory, the per-instance ledger of parts no file uses yet,
+ * the cached read instances use, and the signed part.has.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  assertMayStore,
+  assertWithinQuota,
+  changePolicy,
+  encodePolicy,
+  openPolicy,
+  parsePolicy,
+  quotaOf,
+  type WritersPolicy,
+} from "../lib/auth/writers_policy.ts";
+import { changeWritersFile, readWritersFile, writersPath } from "../lib/auth/writers_file.ts";
+import { PendingParts } from "../lib/state/pending_parts.ts";
+import { PartStore } from "../lib/state/store.ts";
+import { cachedRead } from "../lib/base/cached_read.ts";
+import { ephemeralIdentity } from "../lib/auth/identity.ts";
+import { checkPartHas, signPartHas } from "../lib/auth/part_put_signature.ts";
+import { sha256Hex } from "../lib/hash/sha256.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
+import { withTempDir } from "./unit_helpers.ts";
+
+const KiB = 1024;
+
+function _code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (error) {
+    return error instanceof ProtocolError ? error.code : String(error);
+  }
+}
+
+Deno.test("writers policy: open admits any key; closed only listed, operator and host keys", async () => {
+  const [a, b, operator, host] = await Promise.all(
+    Array.from({ length: 4 }, async () => (await ephemeralIdentity()).owner),
+  ) as [string, string, string, string];
+  let policy = openPolicy();
+  assert.equal(_code(() => assertMayStore(policy, a, operator)), undefined);
+  policy = changePolicy(policy, { type: "add", key: a });
+  policy = changePolicy(policy, { type: "closed" });
+  policy = changePolicy(policy, { type: "host", key: host });
+  assert.equal(_code(() => assertMayStore(policy, a, operator)), undefined);
+  assert.equal(_code(() => assertMayStore(policy, operator, operator)), undefined);
+  assert.equal(_code(() => assertMayStore(policy, host, operator)), undefined);
+  assert.equal(_code(() => assertMayStore(policy, b, operator)), "NOT_ALLOWED");
+  try {
+    assertMayStore(policy, b, operator);
+  } catch (error) {
+    assert.equal(
+      (error as Error).message,
+      `key ${b} is not allowed to store parts on this cluster; ` +
+        `ask the operator to run \`fts writers add ${b}\``,
+    );
+  }
+  policy = changePolicy(policy, { type: "remove", key: a });
+  assert.equal(_code(() => assertMayStore(policy, a, operator)), "NOT_ALLOWED");
+  assert.throws(() => changePolicy(policy, { type: "remove", key: a }), RangeError);
+  assert.throws(() => changePolicy(policy, { type: "add", key: "ed25519:short" }), TypeError);
+  // Closed: a quota for an unlisted key is a mistake worth saying.
+  assert.throws(
+    () => changePolicy(policy, { type: "quota", key: b, quotaBytes: 1 }),
+    /not on the writers list/,
+  );
+});
+
+Deno.test("writers policy: a key's quota, else the default; none for operator and hosts", async () => {
+  const [a, b, operator] = await Promise.all(
+    Array.from({ length: 3 }, async () => (await ephemeralIdentity()).owner),
+  ) as [string, string, string];
+  let policy: WritersPolicy = changePolicy(openPolicy(), {
+    type: "add",
+    key: a,
+    quotaBytes: 10 * KiB,
+  });
+  assert.equal(quotaOf(policy, a, operator), 10 * KiB);
+  assert.equal(quotaOf(policy, b, operator), undefined);
+  policy = changePolicy(policy, { type: "quota", key: undefined, quotaBytes: 5 * KiB });
+  assert.equal(quotaOf(policy, b, operator), 5 * KiB);
+  assert.equal(quotaOf(policy, operator, operator), undefined);
+  // Adding again keeps the quota; quota none drops the key's own.
+  policy = changePolicy(policy, { type: "add", key: a });
+  assert.equal(quotaOf(policy, a, operator), 10 * KiB);
+  policy = changePolicy(policy, { type: "quota", key: a, quotaBytes: undefined });
+  assert.equal(quotaOf(policy, a, operator), 5 * KiB);
+  assert.equal(_code(() => assertWithinQuota("x", a, 5 * KiB, 4 * KiB, KiB)), undefined);
+  assert.equal(_code(() => assertWithinQuota("x", a, 5 * KiB, 4 * KiB, KiB + 1)), "NOT_ALLOWED");
+  assert.equal(_code(() => assertWithinQuota("x", a, undefined, 1e15, 1e15)), undefined);
+  // Round trip through the kept form; junk in it is refused or ignored, not trusted.
+  assert.deepEqual(parsePolicy(encodePolicy(policy), "t"), policy);
+  assert.throws(() => parsePolicy("{}", "t"), /not an fts writers policy/);
+  assert.throws(() => parsePolicy("nope", "t"), /not valid JSON/);
+  const odd = parsePolicy(
+    JSON.stringify({
+      format: "fts-writers",
+      version: 1,
+      open: false,
+      keys: { [a]: { quotaBytes: -1 } },
+      defaultQuotaBytes: "big",
+    }),
+    "t",
+  );
+  assert.deepEqual(odd, { open: false, keys: { [a]: {} } });
+});
+
+Deno.test("writers file: none means open; 20 concurrent adds all land; the file is whole JSON", async () => {
+  await withTempDir("fts-unit-writers-", async (dir) => {
+    assert.deepEqual(await readWritersFile(dir), openPolicy());
+    const keys = await Promise.all(
+      Array.from({ length: 20 }, async () => (await ephemeralIdentity()).owner),
+    );
+    await Promise.all(keys.map((key) => changeWritersFile(dir, { type: "add", key })));
+    const policy = await readWritersFile(dir);
+    assert.deepEqual(Object.keys(policy.keys).sort(), [...keys].sort());
+    JSON.parse(await Deno.readTextFile(writersPath(dir)));
+  });
+});
+
+Deno.test("cachedRead: one read per ttl, shared by concurrent callers; a failed read is not kept", async () => {
+  let reads = 0;
+  let fail = false;
+  const read = cachedRead(() => {
+    reads++;
+    return fail ? Promise.reject(new Error("down")) : Promise.resolve(reads);
+  }, 50);
+  assert.deepEqual(await Promise.all([read(), read(), read()]), [1, 1, 1]);
+  await new Promise((r) => setTimeout(r, 60));
+  fail = true;
+  await assert.rejects(read(), /down/);
+  fail = false;
+  assert.equal(await read(), 3);
+});
+
+Deno.test("PendingParts: a key's parts count until a file uses them or they are gone; the ledger survives a restart", async () => {
+  await withTempDir("fts-unit-pending-", async (dir) => {
+    const store = new PartStore(join(dir, "instances", "1"));
+    await store.init();
+    const referenced = new Set<string>();
+    const put = async (seed: number): Promise<string> => {
+      const bytes = new Uint8Array(KiB).fill(seed);
+      const digest = await sha256Hex(bytes);
+      const writer = await store.beginWrite(digest);
+      await writer.write(bytes);
+      await writer.commit();
+      return digest;
+    };
+    const ledger = new PendingParts(store, () => Promise.resolve(new Set(referenced)));
+    const digests: string[] = [];
+    for (let seed = 1; seed <= 3; seed++) {
+      const digest = await put(seed);
+      assert.equal(await ledger.reserve("k", digest, KiB, 3 * KiB), undefined);
+      await ledger.stored(digest);
+      digests.push(digest);
+    }
+    // Full: the fourth does not fit, and nothing is claimed for it.
+    assert.equal(await ledger.reserve("k", "d".repeat(64), KiB, 3 * KiB), 3 * KiB);
+    assert.equal(await ledger.heldBy("k"), 3 * KiB);
+    // Another key has its own room.
+    assert.equal(await ledger.reserve("other", "e".repeat(64), KiB, KiB), undefined);
+    ledger.released("e".repeat(64));
+    assert.equal(await ledger.heldBy("other"), 0);
+    // A restarted instance reads the same from the ledger file.
+    const again = new PendingParts(store, () => Promise.resolve(new Set(referenced)));
+    assert.equal(await again.heldBy("k"), 3 * KiB);
+    // One part published, one freed: room for two more.
+    referenced.add(digests[0]!);
+    await store.remove(digests[1]!);
+    assert.equal(await again.reserve("k", "f".repeat(64), KiB, 3 * KiB), undefined);
+    assert.equal(await again.heldBy("k"), 2 * KiB);
+    const lines = (await Deno.readTextFile(again.path)).trim().split("\n");
+    assert.deepEqual(lines.map((line) => JSON.parse(line)[0]), [digests[2]]);
+  });
+});
+
+Deno.test("signed part.has: checks cluster, freshness and signature", async () => {
+  const identity = await ephemeralIdentity();
+  const digest = "a".repeat(64);
+  const auth = await signPartHas(identity, { cluster: "c1-cluster", digest });
+  assert.equal(
+    await checkPartHas({ cluster: "c1-cluster", digest }, auth, "c1-cluster"),
+    identity.owner,
+  );
+  await assert.rejects(
+    checkPartHas({ cluster: "c1-cluster", digest: "b".repeat(64) }, auth, "c1-cluster"),
+    (e) => e instanceof ProtocolError && e.code === "UNAUTHORIZED",
+  );
+  await assert.rejects(
+    checkPartHas({ cluster: "c2-cluster", digest }, auth, "c1-cluster"),
+    /signed for cluster/,
+  );
+  await assert.rejects(
+    checkPartHas({ cluster: "c1-cluster", digest }, auth, "c1-cluster", Date.now() + 3_600_000),
+    (e) => e instanceof ProtocolError && e.code === "UNAUTHORIZED",
+  );
+});
