@@ -55,7 +55,7 @@ async function _put(
   }
 }
 
-Deno.test("writers closed: an unlisted key stores no part and its upload fails with one line; after fts writers add (no restart) it uploads; repair still copies", async () => {
+Deno.test("writers closed: bad fts writers input exits 2; an unlisted key stores no part and its upload fails with one line; after fts writers add (no restart) it uploads; repair still copies", async () => {
   const cluster = await startCluster({ servers: 3, replicas: 2, partSize: "64KiB" });
   try {
     const me = join(cluster.work, "me.json");
@@ -63,6 +63,20 @@ Deno.test("writers closed: an unlisted key stores no part and its upload fails w
     assert.equal(whoami.code, 0, whoami.stderr);
     const key = whoami.stdout.trim();
 
+    // Bad input: one line, exit 2, nothing changed.
+    for (
+      const [args, said] of [
+        [["writers", "add", "ed25519:nope"], /is not a key as `fts whoami` prints it/],
+        [["writers", "frobnicate"], /unknown action "frobnicate"/],
+        [["writers", "quota", key, "lots"], /Quota: Cannot parse size "lots"/],
+        [["writers", "rm", key], /is not on the writers list/],
+      ] as const
+    ) {
+      const bad = await cluster.fts([...args]);
+      assert.equal(bad.code, 2, `${args.join(" ")}: ${bad.stderr}`);
+      assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+      assert.match(bad.stderr, said);
+    }
     const listed = await cluster.fts(["writers"]);
     assert.equal(listed.code, 0, listed.stderr);
     assert.match(listed.stdout, /^writers: open/);

@@ -18,8 +18,9 @@ import { type PartStore } from "./store.ts";
 /** The ledger is compacted once it holds this many more lines than live records (at least). */
 export const PENDING_COMPACT_MIN_LINES = 10_000;
 /**
- * How long the set of parts the manifest uses is trusted: a key over its
- * quota that keeps sending must not make every part.put walk the manifest.
+ * How long the set of parts the manifest uses, and a prune's answer, are
+ * trusted: a key over its quota that keeps sending must not make every
+ * part.put walk the manifest and stat every recorded part.
  */
 export const REFERENCED_CACHE_MS = 2_000;
 
@@ -41,6 +42,8 @@ export class PendingParts {
   /** File writes, one after another: an append must not land in a file being replaced. */
   #writes: Promise<void> = Promise.resolve();
   #referencedAt = 0;
+  /** When prune() last ran (Date.now()). */
+  #prunedAt = 0;
   #referencedSet: Promise<Set<string>> | undefined;
 
   /** `referenced`: every digest a file in the manifest uses (part_gc.ts referencedDigests). */
@@ -70,7 +73,8 @@ export class PendingParts {
   ): Promise<number | undefined> {
     await this.#load();
     if (quotaBytes !== undefined && this.#sum(key) + size > quotaBytes) {
-      await this.prune();
+      // A key over its quota that keeps sending gets the last prune's answer meanwhile.
+      if (Date.now() - this.#prunedAt >= REFERENCED_CACHE_MS) await this.prune();
       const held = this.#sum(key);
       if (held + size > quotaBytes) return held;
     }
@@ -101,6 +105,7 @@ export class PendingParts {
   /** Drops the records of parts a file now uses or this instance no longer holds. */
   async prune(): Promise<void> {
     await this.#load();
+    this.#prunedAt = Date.now();
     const referenced = await this.#referencedNow();
     for (const [digest, record] of [...this.#records]) {
       if (record.receiving) continue;
