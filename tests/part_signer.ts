@@ -7,6 +7,8 @@ import { type PartSigner, Peer } from "../lib/client/peer.ts";
 import { copyIdentity } from "../lib/ops/part_copy.ts";
 import { signPartPut } from "../lib/auth/part_put_signature.ts";
 import { sha256Hex } from "../lib/hash/sha256.ts";
+import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
 
 /** A signer for part.put to the instance behind `peer` (asks it for the cluster id). */
 export async function partSigner(peer: Peer): Promise<PartSigner> {
@@ -53,4 +55,35 @@ export async function putLoosePart(
     }
   }
   return digest;
+}
+
+/**
+ * Stores `bytes` on the instance at `address`, signed with the identity in
+ * `identityPath` (made if missing): "stored", or the refusal as "CODE: message".
+ */
+export async function putPartAs(
+  address: string,
+  identityPath: string,
+  bytes: Uint8Array,
+): Promise<string> {
+  const identity = await loadOrCreateIdentity(identityPath);
+  const digest = await sha256Hex(bytes);
+  const peer = await Peer.connect(address);
+  try {
+    const cluster = (await peer.clusterInfo()).clusterId;
+    await peer.putPart(
+      digest,
+      bytes.length,
+      (async function* () {
+        yield bytes;
+      })(),
+      { identity, cluster },
+    );
+    return "stored";
+  } catch (error) {
+    if (error instanceof ProtocolError) return `${error.code}: ${error.message}`;
+    throw error;
+  } finally {
+    peer.close();
+  }
 }

@@ -10,10 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Peer } from "../lib/client/peer.ts";
-import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
 import { sha256Hex } from "../lib/hash/sha256.ts";
-import { ProtocolError } from "../lib/wire/errors.ts";
 import { exists } from "../lib/base/fs_util.ts";
 import {
   assertSameFile,
@@ -23,36 +20,13 @@ import {
   storedPartPath,
   writeRandomFile,
 } from "./harness.ts";
-import { clusterIdAt } from "./part_signer.ts";
+import { putPartAs } from "./part_signer.ts";
 
 const KiB = 1024;
 
-/** Stores `bytes` on the instance at `port` as `identity`; the error code, or "stored". */
-async function _put(
-  port: number,
-  identityPath: string,
-  bytes: Uint8Array,
-): Promise<string> {
-  const identity = await loadOrCreateIdentity(identityPath);
-  const digest = await sha256Hex(bytes);
-  const peer = await Peer.connect(`127.0.0.1:${port}`);
-  try {
-    const cluster = await clusterIdAt(`127.0.0.1:${port}`);
-    await peer.putPart(
-      digest,
-      bytes.length,
-      (async function* () {
-        yield bytes;
-      })(),
-      { identity, cluster },
-    );
-    return "stored";
-  } catch (error) {
-    if (error instanceof ProtocolError) return `${error.code}: ${error.message}`;
-    throw error;
-  } finally {
-    peer.close();
-  }
+/** Stores `bytes` on the instance at `port` as the identity in `identityPath`. */
+function _put(port: number, identityPath: string, bytes: Uint8Array): Promise<string> {
+  return putPartAs(`127.0.0.1:${port}`, identityPath, bytes);
 }
 
 Deno.test("writers closed: bad fts writers input exits 2; an unlisted key stores no part and its upload fails with one line; after fts writers add (no restart) it uploads; repair still copies", async () => {

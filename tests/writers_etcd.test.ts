@@ -12,38 +12,14 @@ import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { freePortRange, type FtsProcess, runFts, writeRandomFile } from "./harness.ts";
 import { startEtcdHost } from "./etcd_host.ts";
-import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
-import { Peer } from "../lib/client/peer.ts";
-import { sha256Hex } from "../lib/hash/sha256.ts";
-import { ProtocolError } from "../lib/wire/errors.ts";
-import { clusterIdAt } from "./part_signer.ts";
+import { putPartAs } from "./part_signer.ts";
 
 const KiB = 1024;
 /** The instances' cache of the policy (WRITERS_CACHE_MS), and some room. */
 const POLICY_REACH_MS = 1_500;
 
-async function _put(address: string, identityPath: string, seed: number): Promise<string> {
-  const identity = await loadOrCreateIdentity(identityPath);
-  const bytes = new Uint8Array(16 * KiB).fill(seed);
-  const digest = await sha256Hex(bytes);
-  const peer = await Peer.connect(address);
-  try {
-    const cluster = await clusterIdAt(address);
-    await peer.putPart(
-      digest,
-      bytes.length,
-      (async function* () {
-        yield bytes;
-      })(),
-      { identity, cluster },
-    );
-    return "stored";
-  } catch (error) {
-    if (error instanceof ProtocolError) return `${error.code}: ${error.message}`;
-    throw error;
-  } finally {
-    peer.close();
-  }
+function _put(address: string, identityPath: string, seed: number): Promise<string> {
+  return putPartAs(address, identityPath, new Uint8Array(16 * KiB).fill(seed));
 }
 
 Deno.test({

@@ -55,12 +55,7 @@ export async function signPartPut(
   fields: PartPutFields,
   now = Date.now(),
 ): Promise<KeyAuth> {
-  const message = partPutMessage(fields, identity.owner, now);
-  return {
-    key: identity.owner,
-    timestamp: now,
-    signature: toBase64Url(await signWith(identity, message)),
-  };
+  return await _sign(identity, partPutMessage(fields, identity.owner, now), now);
 }
 
 /**
@@ -73,10 +68,18 @@ export async function checkPartPut(
   clusterId: string,
   now = Date.now(),
 ): Promise<string> {
-  _assertCluster("part.put", fields.cluster, clusterId);
-  assertFresh("part.put", auth.timestamp, now);
-  await assertSignature("part.put", auth, partPutMessage(fields, auth.key, auth.timestamp));
-  return auth.key;
+  return await _check(
+    "part.put",
+    fields.cluster,
+    clusterId,
+    auth,
+    now,
+    partPutMessage(
+      fields,
+      auth.key,
+      auth.timestamp,
+    ),
+  );
 }
 
 /**
@@ -98,12 +101,7 @@ export async function signPartHas(
   fields: { cluster: string; digest: string },
   now = Date.now(),
 ): Promise<KeyAuth> {
-  const message = partHasMessage(fields, identity.owner, now);
-  return {
-    key: identity.owner,
-    timestamp: now,
-    signature: toBase64Url(await signWith(identity, message)),
-  };
+  return await _sign(identity, partHasMessage(fields, identity.owner, now), now);
 }
 
 /** Checks a signed part.has as checkPartPut does a part.put; returns the signer's key. */
@@ -113,9 +111,44 @@ export async function checkPartHas(
   clusterId: string,
   now = Date.now(),
 ): Promise<string> {
-  _assertCluster("part.has", fields.cluster, clusterId);
-  assertFresh("part.has", auth.timestamp, now);
-  await assertSignature("part.has", auth, partHasMessage(fields, auth.key, auth.timestamp));
+  return await _check(
+    "part.has",
+    fields.cluster,
+    clusterId,
+    auth,
+    now,
+    partHasMessage(
+      fields,
+      auth.key,
+      auth.timestamp,
+    ),
+  );
+}
+
+async function _sign(
+  identity: Identity,
+  message: Uint8Array<ArrayBuffer>,
+  now: number,
+): Promise<KeyAuth> {
+  return {
+    key: identity.owner,
+    timestamp: now,
+    signature: toBase64Url(await signWith(identity, message)),
+  };
+}
+
+/** The cluster, freshness, then the signature (cheap checks first); returns the signer's key. */
+async function _check(
+  op: string,
+  cluster: string,
+  clusterId: string,
+  auth: KeyAuth,
+  now: number,
+  message: Uint8Array<ArrayBuffer>,
+): Promise<string> {
+  _assertCluster(op, cluster, clusterId);
+  assertFresh(op, auth.timestamp, now);
+  await assertSignature(op, auth, message);
   return auth.key;
 }
 
