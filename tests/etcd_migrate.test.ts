@@ -91,7 +91,7 @@ function _oneLine(stderr: string): string {
 
 Deno.test({
   name:
-    "migrate: 3 preloaded files (4 servers, R=2, 64 KiB parts, one in etcd chunks), one already in etcd from a crashed run, move to etcd; fts cluster --etcd on the same dir serves them, no part re-sent",
+    "migrate: 3 preloaded files (4 servers, R=2, 64 KiB parts, one in etcd chunks), one already in etcd from a crashed run, and a closed writers policy move to etcd; fts cluster --etcd on the same dir serves them, no part re-sent",
   ignore: missingTool("etcd"),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -113,9 +113,15 @@ Deno.test({
       } finally {
         crashed.close();
       }
+      // A closed single-host cluster stays closed in etcd.
+      const closed = await runFts(["writers", "closed", "--data", dir]);
+      assert.equal(closed.code, 0, closed.stderr);
       const migrated = await runFts(["migrate", "--data", dir, ...target, "--host", "127.0.0.1"]);
       assert.equal(migrated.code, 0, migrated.stderr);
       assert.match(migrated.stdout, /moved 3 files.*\(1 were there from an earlier run\)/);
+      const writers = await runFts(["writers", ...target]);
+      assert.equal(writers.code, 0, writers.stderr);
+      assert.match(writers.stdout, /^writers: closed/);
       const next = `fts cluster --etcd ${etcd.endpoints} --cluster fts --host 127.0.0.1 ` +
         `--servers ${SERVERS} --base-port ${basePort} --data ${dir}`;
       assert.ok(migrated.stdout.includes(next), migrated.stdout);

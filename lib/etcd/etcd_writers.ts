@@ -56,3 +56,19 @@ async function _read(
   if (!kv) return { policy: openPolicy(), modRevision: undefined };
   return { policy: parsePolicy(kv.value, `etcd key ${keys.writers}`), modRevision: kv.modRevision };
 }
+
+/**
+ * Records `policy` in etcd unless the cluster there has one already (a
+ * single-host cluster moving to etcd keeps its writers); true when written.
+ */
+export async function adoptEtcdWriters(
+  etcd: EtcdClient,
+  keys: ClusterKeys,
+  policy: WritersPolicy,
+): Promise<boolean> {
+  const { succeeded } = await etcd.txn(
+    [{ key: keys.writers, target: "CREATE", result: "EQUAL", createRevision: 0 }],
+    [{ put: { key: keys.writers, value: encodePolicy(policy) } }],
+  );
+  return succeeded;
+}

@@ -8,7 +8,8 @@
  *    etcd answers, its settings (if any) agree on the replica count, and no
  *    entry it holds differs from what this migration would write (with
  *    `merge`, entries of other names may stay).
- * 2. Then the settings (replicas, part size, operator key), one member record
+ * 2. Then the settings (replicas, part size, operator key), the writers
+ *    policy (unless etcd has one), one member record
  *    per instance (`ADDR:PORT`, its domain the host address; no liveness key:
  *    the instances write that when they start) and the entries, their replica
  *    ids rewritten from `PORT` to `ADDR:PORT`, in compare-and-swap batches
@@ -20,6 +21,8 @@
  * A run that crashed part way is run again as it was: an entry already in
  * etcd exactly as this migration writes it counts as done.
  */
+import { readWritersFile, writersPath } from "../auth/writers_file.ts";
+import { adoptEtcdWriters } from "../etcd/etcd_writers.ts";
 import {
   type ClusterConfig,
   CONFIG_FORMAT,
@@ -137,6 +140,10 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
         config,
       );
       await _writeMembers(cluster, plan.members);
+      // A closed cluster must not open up by moving: its writers go along, unless etcd has some.
+      if (await exists(writersPath(dir))) {
+        await adoptEtcdWriters(cluster.etcd, cluster.keys, await readWritersFile(dir));
+      }
       const counts = finishedBefore
         ? { files: 0, alreadyThere: 0, parts: 0, copies: 0, bytes: 0 }
         : await _writeEntries(cluster, source, options);
