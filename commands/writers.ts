@@ -14,6 +14,7 @@ import { operatorIdentityPath, readIdentityOwner } from "../lib/auth/identity.ts
 import { type WritersChange, type WritersPolicy } from "../lib/auth/writers_policy.ts";
 import { changeWritersFile, readWritersFile } from "../lib/auth/writers_file.ts";
 import { formatBytes, parseSize } from "../lib/base/units.ts";
+import { OPERATOR_OWNER } from "../lib/state/manifest.ts";
 
 export const USAGE =
   "fts writers [ls | add KEY [--quota SIZE] | rm KEY | open | closed | quota KEY|default SIZE|none] [--json] [--data DIR | --etcd URLS [--cluster NAME]]";
@@ -169,13 +170,14 @@ function _format(
       : "writers: closed (only the keys listed and the operator's may store parts)",
     `default quota: ${quota(policy.defaultQuotaBytes)}`,
   ];
-  if (operator !== undefined) {
-    lines.push(
-      `operator ${operator}: always allowed, no quota, ${
-        formatBytes(published.get(operator) ?? 0)
-      } published`,
-    );
-  }
+  // Files preload placed belong to "operator", which stands for the operator's key.
+  const operatorBytes = (published.get(OPERATOR_OWNER) ?? 0) +
+    (operator !== undefined ? published.get(operator) ?? 0 : 0);
+  lines.push(
+    `operator ${operator ?? "(no key yet)"}: always allowed, no quota, ${
+      formatBytes(operatorBytes)
+    } published`,
+  );
   for (const key of policy.hostKeys ?? []) {
     if (key !== operator) lines.push(`host ${key}: always allowed, no quota (fts cluster --etcd)`);
   }
