@@ -136,6 +136,26 @@ Deno.test("cachedRead: one read per ttl, shared by concurrent callers; a failed 
   assert.equal(await read(), 3);
 });
 
+Deno.test("cachedRead with staleOnError: a failed refresh answers with the last value read; with none, the error", async () => {
+  let fail = true;
+  let reads = 0;
+  const read = cachedRead(
+    () => {
+      reads++;
+      return fail ? Promise.reject(new Error("etcd is unavailable")) : Promise.resolve(reads);
+    },
+    10,
+    { staleOnError: true },
+  );
+  await assert.rejects(read(), /etcd is unavailable/);
+  fail = false;
+  assert.equal(await read(), 2);
+  await new Promise((r) => setTimeout(r, 20));
+  fail = true;
+  assert.equal(await read(), 2);
+  assert.equal(reads, 3);
+});
+
 Deno.test("PendingParts: a key's parts count until a file uses them or they are gone; the ledger survives a restart", async () => {
   await withTempDir("fts-unit-pending-", async (dir) => {
     const store = new PartStore(join(dir, "instances", "1"));
