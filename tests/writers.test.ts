@@ -120,8 +120,14 @@ Deno.test("writers closed: bad fts writers input exits 2; an unlisted key stores
   }
 });
 
-Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the difference); part.put counts unpublished parts per instance", async () => {
-  const cluster = await startCluster({ servers: 2, replicas: 1, partSize: "64KiB" });
+Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the difference); part.put counts unpublished parts per instance, and fts upload stops there with one line", async () => {
+  // A preloaded file sets the part size uploads use: 64 KiB.
+  const cluster = await startCluster({
+    servers: 2,
+    replicas: 1,
+    partSize: "64KiB",
+    files: { "seed.bin": 1000 },
+  });
   try {
     const me = join(cluster.work, "me.json");
     const key = (await cluster.fts(["whoami", "--identity", me])).stdout.trim();
@@ -136,14 +142,7 @@ Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the 
       return path;
     };
     const a = await file("a.bin", 200 * KiB, 1);
-    const b = await file("b.bin", 200 * KiB, 2);
     assert.equal((await cluster.fts(["upload", a, "--identity", me])).code, 0);
-    // 200 KiB published + 200 KiB > 300 KiB: refused at publish, with one line.
-    const over = await cluster.fts(["upload", b, "--identity", me]);
-    assert.notEqual(over.code, 0);
-    assert.equal(over.stderr.trim().split("\n").length, 1, over.stderr);
-    assert.match(over.stderr, /over its quota of 300 KiB: its published files hold 200 KiB/);
-    assert.deepEqual(Object.keys((await readManifestJson(cluster.dir)).files), ["a.bin"]);
     // Replacing a.bin with 250 KiB: only the difference counts, so it fits.
     const bigger = await file("a2.bin", 250 * KiB, 3);
     const replaced = await cluster.fts([
@@ -157,6 +156,16 @@ Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the 
     ]);
     assert.equal(replaced.code, 0, replaced.stderr);
     assert.equal((await readManifestJson(cluster.dir)).files["a.bin"]!.size, 250 * KiB);
+    // 250 KiB published + 200 KiB > 300 KiB: refused at publish, with one line.
+    const b = await file("b.bin", 200 * KiB, 2);
+    const over = await cluster.fts(["upload", b, "--identity", me]);
+    assert.notEqual(over.code, 0);
+    assert.equal(over.stderr.trim().split("\n").length, 1, over.stderr);
+    assert.match(over.stderr, /over its quota of 300 KiB: its published files hold 250 KiB/);
+    assert.deepEqual(Object.keys((await readManifestJson(cluster.dir)).files).sort(), [
+      "a.bin",
+      "seed.bin",
+    ]);
 
     // part.put: parts no file uses count on their instance (b.bin's unpublished ones too).
     const raise = await cluster.fts(["writers", "quota", key, "600KiB"]);
@@ -168,13 +177,18 @@ Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the 
       results.push(await _put(port, me, new Uint8Array(64 * KiB).fill(seed)));
       if (results.at(-1) !== "stored") break;
     }
-    const refused = results.at(-1)!;
     assert.match(
-      refused,
+      results.at(-1)!,
       /^NOT_ALLOWED: .*over its quota of 600 KiB: its parts no file uses yet on this instance hold/,
     );
     // Another instance keeps its own count: the key may still store there.
     assert.equal(await _put(cluster.ports[1]!, me, new Uint8Array(64 * KiB).fill(99)), "stored");
+    // fts upload into the full instance: stopped at part.put with the instance's one line.
+    const c = await file("c.bin", 10 * 64 * KiB, 4);
+    const full = await cluster.fts(["upload", c, "--identity", me]);
+    assert.notEqual(full.code, 0);
+    assert.equal(full.stderr.trim().split("\n").length, 1, full.stderr);
+    assert.match(full.stderr, /over its quota of 600 KiB: its parts no file uses yet on this/);
     // Dropping the quota lets it store on the first instance again.
     assert.equal((await cluster.fts(["writers", "quota", key, "none"])).code, 0);
     await new Promise((r) => setTimeout(r, 1_200));

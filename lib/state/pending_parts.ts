@@ -20,9 +20,10 @@ export const PENDING_COMPACT_MIN_LINES = 10_000;
 /**
  * How long the set of parts the manifest uses, and a prune's answer, are
  * trusted: a key over its quota that keeps sending must not make every
- * part.put walk the manifest and stat every recorded part.
+ * part.put walk the manifest and stat every recorded part. Short, because
+ * a part published meanwhile still counts until the next prune.
  */
-export const REFERENCED_CACHE_MS = 2_000;
+export const REFERENCED_CACHE_MS = 250;
 
 interface _Record {
   key: string;
