@@ -197,6 +197,38 @@ Deno.test("PendingParts: a key's parts count until a file uses them or they are 
   });
 });
 
+Deno.test("PendingParts: 4 parts of one upload arriving together share one prune of published parts, and all fit", async () => {
+  await withTempDir("fts-unit-pending-", async (dir) => {
+    const store = new PartStore(join(dir, "instances", "1"));
+    await store.init();
+    const published = new Set<string>();
+    let walks = 0;
+    const ledger = new PendingParts(store, async () => {
+      walks++;
+      await new Promise((r) => setTimeout(r, 20));
+      return new Set(published);
+    });
+    // Three parts of a file published since: still in the ledger until a prune.
+    for (let seed = 1; seed <= 3; seed++) {
+      const bytes = new Uint8Array(KiB).fill(seed);
+      const digest = await sha256Hex(bytes);
+      const writer = await store.beginWrite(digest);
+      await writer.write(bytes);
+      await writer.commit();
+      assert.equal(await ledger.reserve("k", digest, KiB, undefined), undefined);
+      await ledger.stored(digest);
+      published.add(digest);
+    }
+    // The last two arrive while the first prune is under way.
+    const reserve = (c: string) => ledger.reserve("k", c.repeat(64), KiB, 4 * KiB);
+    const first = [reserve("a"), reserve("b")];
+    await new Promise((r) => setTimeout(r, 5));
+    const held = await Promise.all([...first, reserve("c"), reserve("d")]);
+    assert.deepEqual(held, [undefined, undefined, undefined, undefined]);
+    assert.equal(walks, 1);
+  });
+});
+
 Deno.test("signed part.has: checks cluster, freshness and signature", async () => {
   const identity = await ephemeralIdentity();
   const digest = "a".repeat(64);

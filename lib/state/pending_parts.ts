@@ -43,8 +43,9 @@ export class PendingParts {
   /** File writes, one after another: an append must not land in a file being replaced. */
   #writes: Promise<void> = Promise.resolve();
   #referencedAt = 0;
-  /** When prune() last ran (Date.now()). */
+  /** When the last prune ended (Date.now()). */
   #prunedAt = 0;
+  #pruning: Promise<void> | undefined;
   #referencedSet: Promise<Set<string>> | undefined;
 
   /** `referenced`: every digest a file in the manifest uses (part_gc.ts referencedDigests). */
@@ -74,8 +75,7 @@ export class PendingParts {
   ): Promise<number | undefined> {
     await this.#load();
     if (quotaBytes !== undefined && this.#sum(key) + size > quotaBytes) {
-      // A key over its quota that keeps sending gets the last prune's answer meanwhile.
-      if (Date.now() - this.#prunedAt >= REFERENCED_CACHE_MS) await this.prune();
+      await this.#pruneOnce();
       const held = this.#sum(key);
       if (held + size > quotaBytes) return held;
     }
@@ -106,7 +106,6 @@ export class PendingParts {
   /** Drops the records of parts a file now uses or this instance no longer holds. */
   async prune(): Promise<void> {
     await this.#load();
-    this.#prunedAt = Date.now();
     const referenced = await this.#referencedNow();
     for (const [digest, record] of [...this.#records]) {
       if (record.receiving) continue;
@@ -121,6 +120,22 @@ export class PendingParts {
       await writeFileAtomic(this.path, lines.join(""), { durable: false });
       this.#lines = kept.length;
     });
+  }
+
+  /**
+   * Prunes, sharing a prune under way (parts of one upload arrive together)
+   * and reusing the last one's answer for REFERENCED_CACHE_MS: a key over its
+   * quota that keeps sending gets that answer meanwhile.
+   */
+  async #pruneOnce(): Promise<void> {
+    if (this.#pruning) return await this.#pruning;
+    if (Date.now() - this.#prunedAt < REFERENCED_CACHE_MS) return;
+    const pruning = this.prune().finally(() => {
+      this.#pruning = undefined;
+      this.#prunedAt = Date.now();
+    });
+    this.#pruning = pruning;
+    await pruning;
   }
 
   #sum(key: string): number {
