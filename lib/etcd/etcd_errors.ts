@@ -2,6 +2,7 @@
  * The errors etcd-backed code throws for conditions its callers handle: etcd
  * not reachable at all, and a cluster name or settings that do not match.
  */
+import { ProtocolError } from "../wire/errors.ts";
 
 /** No etcd endpoint answered: every one is named, so an operator can check them. */
 export class EtcdUnavailableError extends Error {
@@ -12,5 +13,20 @@ export class EtcdUnavailableError extends Error {
     );
     this.name = "EtcdUnavailableError";
     this.failures = failures;
+  }
+}
+
+/**
+ * Runs `work`; etcd out of reach (or without quorum) becomes UNAVAILABLE,
+ * which names the endpoints and tells the client not to try another instance.
+ */
+export async function unavailableOnEtcdError<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof EtcdUnavailableError) {
+      throw new ProtocolError("UNAVAILABLE", error.message, { cause: error });
+    }
+    throw error;
   }
 }

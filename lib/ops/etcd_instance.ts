@@ -18,8 +18,7 @@ import { referencedDigests } from "../state/part_gc.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { WRITERS_CACHE_MS } from "../auth/writers_policy.ts";
 import { cachedRead } from "../base/cached_read.ts";
-import { EtcdUnavailableError } from "../etcd/etcd_errors.ts";
-import { ProtocolError } from "../wire/errors.ts";
+import { unavailableOnEtcdError } from "../etcd/etcd_errors.ts";
 import { readEtcdWriters } from "../etcd/etcd_writers.ts";
 
 /** How long a publish waits to reach an instance holding a copy it names. */
@@ -40,12 +39,12 @@ export function etcdMutationsContext(
     // Asked on every part.put: etcd out of reach keeps the last answer (nobody can change it
     // then either), or with none yet is UNAVAILABLE, as a change would be.
     operatorKey: cachedRead(
-      () => _unavailable(async () => (await cluster.settings())?.operatorKey),
+      () => unavailableOnEtcdError(async () => (await cluster.settings())?.operatorKey),
       WRITERS_CACHE_MS,
       { staleOnError: true },
     ),
     writers: cachedRead(
-      () => _unavailable(() => readEtcdWriters(cluster.etcd, cluster.keys)),
+      () => unavailableOnEtcdError(() => readEtcdWriters(cluster.etcd, cluster.keys)),
       WRITERS_CACHE_MS,
       { staleOnError: true },
     ),
@@ -93,16 +92,4 @@ export function etcdMutationsContext(
       });
     },
   };
-}
-
-/** Runs `read`; etcd out of reach becomes UNAVAILABLE (every instance would say the same). */
-async function _unavailable<T>(read: () => Promise<T>): Promise<T> {
-  try {
-    return await read();
-  } catch (error) {
-    if (error instanceof EtcdUnavailableError) {
-      throw new ProtocolError("UNAVAILABLE", error.message, { cause: error });
-    }
-    throw error;
-  }
 }

@@ -8,25 +8,13 @@
 import { ProtocolError } from "../wire/errors.ts";
 import { MAX_PUBLISH_BODY_BYTES } from "../wire/ops_signed.ts";
 import { type HandlerFamily } from "./handler.ts";
-import { EtcdUnavailableError } from "../etcd/etcd_errors.ts";
+import { unavailableOnEtcdError } from "../etcd/etcd_errors.ts";
 
 /** Publish bodies (part lists) one instance holds in memory at once, over all connections. */
 export const MAX_PUBLISH_BUFFERED_BYTES = 2 * MAX_PUBLISH_BODY_BYTES;
 
-/**
- * Runs a change; etcd out of reach (or without quorum) becomes UNAVAILABLE,
- * which names the endpoints and tells the client not to try another instance.
- */
-async function _changing<T>(change: () => Promise<T>): Promise<T> {
-  try {
-    return await change();
-  } catch (error) {
-    if (error instanceof EtcdUnavailableError) {
-      throw new ProtocolError("UNAVAILABLE", error.message, { cause: error });
-    }
-    throw error;
-  }
-}
+/** Runs a change; etcd out of reach (or without quorum) becomes UNAVAILABLE. */
+const _changing = unavailableOnEtcdError;
 
 export const SIGNED_HANDLERS: HandlerFamily<"file.publish" | "file.delete" | "file.rename"> = {
   "file.publish": async (instance, { request, reader, bodyLength, reply }) => {
