@@ -15,8 +15,14 @@
  * all, else (or with --verify) with SHA-256; see localCheck().
  */
 import { basename } from "../base/paths.ts";
-import { type HashAlgorithm, type HashPool, HashUnavailableError } from "../hash/hash_pool.ts";
+import {
+  DEFAULT_HASH_WORKERS,
+  type HashAlgorithm,
+  type HashPool,
+  HashUnavailableError,
+} from "../hash/hash_pool.ts";
 import { Xxh128, xxh128Backend } from "../hash/xxh128.ts";
+import { deadline } from "../base/deadline.ts";
 import type { FileEntry } from "../state/manifest.ts";
 import { type Bitmap, type FetchState, stampMatches, stateSurvived } from "./fetch_state.ts";
 
@@ -43,6 +49,18 @@ export function localCheck(entry: FileEntry, verify: boolean): LocalCheck {
     return { algorithm: "xxh128" };
   }
   return { algorithm: "sha256" };
+}
+
+/**
+ * Hash workers for a fetch whose destination holds bytes to check: one per
+ * core, less the main thread's share where it hashes too (XXH3-128 from
+ * libxxhash, see checkWholeParts()). On 2 cores that is one worker: creating
+ * the second held the main thread 13-45 ms, and its start came after most of
+ * a 1 GiB check had been done.
+ */
+export function checkHashWorkers(local: LocalCheck): number {
+  const here = local.algorithm === "xxh128" && xxh128Backend() === "native";
+  return Math.max(1, DEFAULT_HASH_WORKERS - (here ? 1 : 0));
 }
 
 /** The parts the destination check rejects, handed to the fetch as each is found. */
@@ -123,8 +141,8 @@ export class DestinationCheck {
   readonly #hashes: HashPool;
   readonly #local: LocalCheck;
   readonly #counters: DestinationCounters;
-  /** The hasher of #sampleIsRightHere(), made on first use. */
-  #sampler: Xxh128 | undefined;
+  /** The hasher of #partIsRightHere(), made on first use. */
+  #hereHasher: Xxh128 | undefined;
 
   constructor(options: DestinationCheckOptions) {
     this.#entry = options.entry;
@@ -174,7 +192,7 @@ export class DestinationCheck {
     // Each round's samples are hashed at once, on all workers, or here.
     const rightOf = (indexes: number[]) =>
       Promise.all(indexes.map(async (index) => {
-        const right = this.#sampleIsRightHere(index, path) ?? await this.partIsRight(index, path);
+        const right = this.#partIsRightHere(index, path) ?? await this.partIsRight(index, path);
         if (!right) return 0;
         sampled.add(index);
         return 1;
@@ -188,18 +206,22 @@ export class DestinationCheck {
   /**
    * Whether the file at `path` holds part `index` whole and right, hashed on
    * this thread: undefined unless the local check uses XXH3-128 and the
-   * system's libxxhash serves it. A fetch into an existing file writes
-   * nothing until its samples hashed right, and here three 8 MiB samples take
-   * a few milliseconds, where waiting for the hash workers to start took
-   * about 45 ms (measured: a 1 GiB destination with one damaged part).
+   * system's libxxhash serves it (an 8 MiB part then takes 1-3 ms). A fetch
+   * into an existing file writes nothing until its samples hashed right, and
+   * they no longer wait for a hash worker to start (about 45 ms each here);
+   * the main thread also takes parts of the whole check (checkWholeParts()).
    */
-  #sampleIsRightHere(index: number, path: string): boolean | undefined {
-    if (this.#local.algorithm !== "xxh128" || xxh128Backend() !== "native") return undefined;
+  #hashesHere(): boolean {
+    return this.#local.algorithm === "xxh128" && xxh128Backend() === "native";
+  }
+
+  #partIsRightHere(index: number, path: string): boolean | undefined {
+    if (!this.#hashesHere()) return undefined;
     const part = this.#entry.parts[index]!;
     const file = Deno.openSync(path, { read: true });
     try {
       file.seekSync(index * this.#entry.partSize, Deno.SeekMode.Start);
-      const hash = this.#sampler ??= new Xxh128();
+      const hash = this.#hereHasher ??= new Xxh128();
       const bytes = hash.reset().updateFromFileSync(file, part.size);
       this.#counters.bytesChecked += bytes;
       return bytes === part.size && hash.digest() === part.xxh128;
@@ -311,12 +333,11 @@ export class DestinationCheck {
     const queue = [...options.indexes];
     const next = () => (stop.aborted ? undefined : queue.shift());
     try {
-      // Two ranges per worker in flight, so none waits for its next one.
-      await Promise.all(Array.from({ length: 2 * this.#hashes.size }, async () => {
+      const lane = (isRight: (index: number) => Promise<boolean>) => async () => {
         for (let index = next(); index !== undefined; index = next()) {
           let right = false;
           try {
-            right = await this.partIsRight(index, workPath);
+            right = await isRight(index);
           } catch {
             // Fetched again, like a damaged part.
           }
@@ -327,7 +348,21 @@ export class DestinationCheck {
             rejected.add(index);
           }
         }
-      }));
+      };
+      // Two ranges per worker in flight, so none waits for its next one; and
+      // the main thread takes parts too, one at a time between turns of its
+      // event loop, from the start (the workers take ~45 ms to start).
+      const lanes = Array.from(
+        { length: 2 * this.#hashes.size },
+        () => lane((index) => this.partIsRight(index, workPath)),
+      );
+      if (this.#hashesHere()) {
+        lanes.push(lane(async (index) => {
+          await new Promise<void>((resolve) => deadline(0, resolve));
+          return this.#partIsRightHere(index, workPath) ?? await this.partIsRight(index, workPath);
+        }));
+      }
+      await Promise.all(lanes.map((run) => run()));
       return queue.length === 0;
     } finally {
       rejected.end();

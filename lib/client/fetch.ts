@@ -12,16 +12,12 @@ import { syncDir } from "../base/fs_util.ts";
 import { acquireFileLock } from "../base/lock.ts";
 import { join } from "../base/paths.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
-import {
-  DEFAULT_HASH_WORKERS,
-  type HashAlgorithm,
-  HashPool,
-  RECEIVE_HASH_WORKERS,
-} from "../hash/hash_pool.ts";
+import { type HashAlgorithm, HashPool, RECEIVE_HASH_WORKERS } from "../hash/hash_pool.ts";
 import type { FileEntry } from "../state/manifest.ts";
 import { domainOfAddress } from "../state/cluster_view.ts";
 import type { TlsClientOptions } from "../wire/tls.ts";
 import {
+  checkHashWorkers,
   DestinationCheck,
   type DestinationPlan,
   localCheck,
@@ -258,7 +254,9 @@ class _Fetcher {
       }
     });
     const hashes = options.shared?.hashes ?? new HashPool({
-      workers: bytesOnDisk ? DEFAULT_HASH_WORKERS : RECEIVE_HASH_WORKERS,
+      workers: bytesOnDisk
+        ? checkHashWorkers({ algorithm: options.verify ? "sha256" : "xxh128" })
+        : RECEIVE_HASH_WORKERS,
     });
     if (bytesOnDisk) hashes.load(options.verify ? "sha256" : "xxh128");
     try {
