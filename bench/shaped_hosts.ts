@@ -61,9 +61,14 @@ export const GOAL_TIMES_ARIA2C = 1.0;
 /** aria2c pulls two pieces from each gateway at once; so does fts's second figure. */
 const PER_HOST = 2;
 const ARIA2C_SPLIT = PER_HOST * SERVER_HOSTS;
-/** fts fetch's own default, which the goals are judged on. */
-const DEFAULT_PARALLEL = 4;
-const PARALLEL_TOOL = `fts fetch --parallel ${ARIA2C_SPLIT} (not the default ${DEFAULT_PARALLEL})`;
+/**
+ * Parts in flight before fetch counted hosts (its default since is 2 per
+ * host, ARIA2C_SPLIT here): the second fts figure, beside the goals, shows
+ * what counting them gained.
+ */
+const HOST_BLIND_PARALLEL = 4;
+const PARALLEL_TOOL =
+  `fts fetch --parallel ${HOST_BLIND_PARALLEL} (the default before hosts counted)`;
 const READY_TIMEOUT_MS = 120_000;
 const PRELOAD_TIMEOUT_MS = 30 * 60_000;
 const RUN_TIMEOUT_MS = 10 * 60_000;
@@ -426,10 +431,10 @@ async function _rounds(
       check: () => expectFile(join(place("fts"), file.name), file),
     },
     {
-      // Beside the goals: whether more parts in flight than hosts fill the link.
+      // Beside the goals: fewer parts in flight than hosts, as before hosts counted.
       tool: PARALLEL_TOOL,
       prepare: () => emptyDir(place("fts-parallel")),
-      run: fts(place("fts-parallel"), undefined, ["--parallel", String(ARIA2C_SPLIT)]),
+      run: fts(place("fts-parallel"), undefined, ["--parallel", String(HOST_BLIND_PARALLEL)]),
       check: () => expectFile(join(place("fts-parallel"), file.name), file),
     },
     {
@@ -493,7 +498,7 @@ async function _rounds(
         ...(aria2c ? { aria2c: medianOf(figures, aria2cTool) } : {}),
       }),
       infoRatio(
-        `shaped hosts: fts fetch --parallel ${ARIA2C_SPLIT} / client link`,
+        `shaped hosts: fts fetch --parallel ${HOST_BLIND_PARALLEL} / client link`,
         linkFraction(file.size, medianOf(figures, PARALLEL_TOOL), CLIENT_LINK_MBIT),
       ),
       infoRatio(
