@@ -203,6 +203,11 @@ export class DestinationCheck {
     return right >= SAME_FILE_MIN_SHARE * (first.length + more.length);
   }
 
+  /** Whether parts can be hashed on this thread (see #partIsRightHere()). */
+  #hashesHere(): boolean {
+    return this.#local.algorithm === "xxh128" && xxh128Backend() === "native";
+  }
+
   /**
    * Whether the file at `path` holds part `index` whole and right, hashed on
    * this thread: undefined unless the local check uses XXH3-128 and the
@@ -211,10 +216,6 @@ export class DestinationCheck {
    * they no longer wait for a hash worker to start (about 45 ms each here);
    * the main thread also takes parts of the whole check (checkWholeParts()).
    */
-  #hashesHere(): boolean {
-    return this.#local.algorithm === "xxh128" && xxh128Backend() === "native";
-  }
-
   #partIsRightHere(index: number, path: string): boolean | undefined {
     if (!this.#hashesHere()) return undefined;
     const part = this.#entry.parts[index]!;
