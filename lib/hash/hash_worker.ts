@@ -8,7 +8,7 @@
  */
 import type { HashAlgorithm, HashReply, HashRequest } from "./hash_pool.ts";
 import type { Xxh128 } from "./xxh128.ts";
-import { type Sha256, sha256Hasher } from "./sha256.ts";
+import { type Sha256, sha256Hasher, updateFromFileSync } from "./sha256.ts";
 
 /**
  * Bytes read from the file at a time: small enough to stay in the core's
@@ -45,15 +45,8 @@ function hashRange(
     const bytes = hash.updateFromFileSync(file, length);
     return { digest: hash.digest(), bytes };
   }
-  const hash = sha256!;
-  let bytes = 0;
-  while (bytes < length) {
-    const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - bytes)));
-    if (n === null || n === 0) break;
-    hash.update(buffer.subarray(0, n));
-    bytes += n;
-  }
-  return { digest: hash.digest("hex"), bytes };
+  const bytes = updateFromFileSync(sha256!, file, length, buffer);
+  return { digest: sha256!.digest("hex"), bytes };
 }
 
 // Requests are chained, so they are answered in order even while a hash loads.

@@ -179,15 +179,29 @@ export function sha256FileRangeSync(
   const file = Deno.openSync(path, { read: true });
   try {
     file.seekSync(start, Deno.SeekMode.Start);
-    let bytes = 0;
-    while (bytes < length) {
-      const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - bytes)));
-      if (n === null || n === 0) break;
-      hash.update(buffer.subarray(0, n));
-      bytes += n;
-    }
+    const bytes = updateFromFileSync(hash, file, length, buffer);
     return { digest: hash.digest("hex"), bytes };
   } finally {
     file.close();
   }
+}
+
+/**
+ * Feeds up to `length` bytes of `file`, from its position, into `hash`,
+ * reading through `buffer`; returns the bytes read (fewer at end of file).
+ */
+export function updateFromFileSync(
+  hash: Sha256,
+  file: Deno.FsFile,
+  length: number,
+  buffer: Uint8Array,
+): number {
+  let bytes = 0;
+  while (bytes < length) {
+    const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - bytes)));
+    if (n === null || n === 0) break;
+    hash.update(buffer.subarray(0, n));
+    bytes += n;
+  }
+  return bytes;
 }
