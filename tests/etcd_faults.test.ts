@@ -28,6 +28,17 @@ async function _randomFile(path: string, bytes: number): Promise<void> {
   await Deno.writeFile(path, data);
 }
 
+/** The names of every part file stored under `dir`, at any depth. */
+async function _storedParts(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) found.push(...await _storedParts(path));
+    else if (/^[0-9a-f]{64}$/.test(entry.name)) found.push(entry.name);
+  }
+  return found.sort();
+}
+
 async function _same(a: string, b: string): Promise<boolean> {
   const [x, y] = await Promise.all([Deno.readFile(a), Deno.readFile(b)]);
   return x.length === y.length && x.every((byte, i) => byte === y[i]);
@@ -77,15 +88,17 @@ Deno.test({
       assert.equal(fetched.code, 0, fetched.stderr);
       assert.ok(await _same(big, join(out, "big.bin")));
 
-      // A change fails within seconds, saying etcd is the trouble, and publishes nothing.
+      // A change fails within seconds, saying etcd is the trouble, before it sends a byte.
       const small = join(dir, "small.bin");
       await _randomFile(small, 100_000);
+      const partsBefore = await _storedParts(join(dir, "host"));
       const started = Date.now();
       const refused = await runFts(["upload", small, ...flags, ...id, "-q"]);
       assert.notEqual(refused.code, 0);
       assert.ok(Date.now() - started < NO_QUORUM_FAIL_MS, `took ${Date.now() - started} ms`);
       assert.match(refused.stderr, /etcd is unavailable/);
       assert.match(refused.stderr, /127\.0\.0\.3/);
+      assert.deepEqual(await _storedParts(join(dir, "host")), partsBefore);
 
       // Members back: the same upload works with no restart of any fts process.
       await etcd.restart(0);

@@ -4,12 +4,21 @@ import { UsageError } from "../wire/errors.ts";
 import { parseAddress } from "./peer.ts";
 import { type EtcdTarget } from "../etcd/etcd_keys.ts";
 
-/** The addresses of the instances of a cluster in etcd whose liveness lease holds. */
-export async function liveAddresses(target: EtcdTarget): Promise<string[]> {
+/**
+ * The addresses of the instances of a cluster in etcd whose liveness lease
+ * holds. For a change (`forChange`), etcd must also have a quorum: without
+ * one the change could not be recorded, so it fails here, before any byte is
+ * sent, rather than after each step waited out etcd's request timeout.
+ */
+export async function liveAddresses(
+  target: EtcdTarget,
+  options: { forChange?: boolean } = {},
+): Promise<string[]> {
   const { EtcdCluster } = await import("../etcd/etcd_cluster.ts");
   const cluster = new EtcdCluster(target.endpoints, target.cluster);
   try {
     await cluster.requireSettings();
+    if (options.forChange) await cluster.etcd.requireQuorum();
     const [members, alive] = await Promise.all([cluster.members(), cluster.alive()]);
     const addresses = [...alive].map((id) => members.get(id)?.address ?? id);
     if (addresses.length === 0) {
@@ -34,6 +43,7 @@ export async function resolveServers(
   dir: string,
   flagged: string[],
   etcd?: EtcdTarget,
+  options: { forChange?: boolean } = {},
 ): Promise<string[]> {
   const named = flagged.length > 0
     ? flagged
@@ -48,7 +58,7 @@ export async function resolveServers(
     }
     return named;
   }
-  if (etcd) return await liveAddresses(etcd);
+  if (etcd) return await liveAddresses(etcd, options);
   const config = await loadConfig(dir);
   if (!config) {
     throw new UsageError(

@@ -161,7 +161,11 @@ export async function signingContext(
   options: SigningOptions,
 ): Promise<{ servers: string[]; identity: Identity }> {
   const dir = resolveDataDir(options.dataDir);
-  const servers = shuffled(await resolveServers(dir, [...options.servers], options.etcd));
+  const servers = shuffled(
+    await resolveServers(dir, [...options.servers], options.etcd, {
+      forChange: true,
+    }),
+  );
   const identity = await identityFromFlags(
     { identity: options.identity, operator: options.operator },
     dir,

@@ -196,6 +196,10 @@ export class EtcdClient {
   #preferred = 0;
   /** Until then, reads go straight to a member's own copy: a quorum read just timed out. */
   #quorumLostUntil = 0;
+  /** Why that quorum read failed, endpoint by endpoint. */
+  #quorumFailures: readonly string[] = [];
+  /** When a quorum read last answered. */
+  #quorumSeenAt = -Infinity;
 
   constructor(endpoints: readonly string[], options: EtcdClientOptions = {}) {
     if (endpoints.length === 0) throw new TypeError("No etcd endpoint given");
@@ -270,10 +274,9 @@ export class EtcdClient {
       // A quorum read, unless the quorum is gone: then this member's copy,
       // so that reading known files keeps working while etcd is degraded.
       try {
-        answer = await this.call("/v3/kv/range", body, ETCD_QUORUM_READ_TIMEOUT_MS);
+        answer = await this.#quorumRead(body);
       } catch (error) {
         if (!(error instanceof EtcdUnavailableError)) throw error;
-        this.#quorumLostUntil = performance.now() + QUORUM_RECHECK_MS;
         answer = await this.call("/v3/kv/range", { ...body, serializable: true });
       }
     }
@@ -283,6 +286,36 @@ export class EtcdClient {
       count: _number(answer.count),
       revision: _number((answer.header as _Json | undefined)?.revision),
     };
+  }
+
+  /** A linearizable read that gives up after ETCD_QUORUM_READ_TIMEOUT_MS, remembering the outcome. */
+  async #quorumRead(body: _Json): Promise<_Json> {
+    try {
+      const answer = await this.call("/v3/kv/range", body, ETCD_QUORUM_READ_TIMEOUT_MS);
+      this.#quorumSeenAt = performance.now();
+      return answer;
+    } catch (error) {
+      if (error instanceof EtcdUnavailableError) {
+        this.#quorumLostUntil = performance.now() + QUORUM_RECHECK_MS;
+        this.#quorumFailures = error.failures;
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Throws EtcdUnavailableError unless etcd has a quorum, so that a change
+   * fails within ETCD_QUORUM_READ_TIMEOUT_MS instead of waiting out the
+   * request timeout at each of its steps. A quorum read answered within the
+   * last second counts; one that timed out within QUORUM_RECHECK_MS too.
+   */
+  async requireQuorum(): Promise<void> {
+    const now = performance.now();
+    if (now < this.#quorumLostUntil) {
+      throw new EtcdUnavailableError(this.describe(), this.#quorumFailures);
+    }
+    if (now - this.#quorumSeenAt < 1_000) return;
+    await this.#quorumRead({ key: toBase64("\0"), count_only: true });
   }
 
   /** The value of one key, or undefined. */
