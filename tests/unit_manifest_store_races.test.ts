@@ -31,6 +31,37 @@ async function _withOpen(
   }
 }
 
+/**
+ * Another process that puts entries into the manifest in `dir` until it
+ * compacts (manifest.json is replaced), run to its end before returning.
+ */
+function _compactInAnotherProcess(dir: string): void {
+  const script = join(dir, "..", `compact-${crypto.randomUUID()}.ts`);
+  Deno.writeTextFileSync(
+    script,
+    `import { FileManifestStore } from ${
+      JSON.stringify(import.meta.resolve("../lib/state/file_manifest_store.ts"))
+    };
+import { putEntries, testEntry } from ${JSON.stringify(import.meta.resolve("./manifest_util.ts"))};
+const dir = Deno.args[0];
+const writer = new FileManifestStore(dir);
+const before = Deno.statSync(dir + "/manifest.json").ino;
+for (let i = 0; Deno.statSync(dir + "/manifest.json").ino === before; i++) {
+  await putEntries(writer, testEntry("c-" + i + ".bin", i));
+}
+`,
+  );
+  try {
+    const run = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--quiet", "--no-config", script, dir],
+      stdin: "null",
+    }).outputSync();
+    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+  } finally {
+    Deno.removeSync(script);
+  }
+}
+
 Deno.test("FileManifestStore: a reader whose open races a compaction loses no change", async () => {
   await withTempDir("fts-unit-store-race-", async (dir) => {
     const writer = new FileManifestStore(dir);
@@ -40,21 +71,25 @@ Deno.test("FileManifestStore: a reader whose open races a compaction loses no ch
       ...Array.from({ length: 20 }, (_, i) => testEntry(`base-${i}.bin`, i)),
     );
     await putEntries(writer, testEntry("b.bin", 7));
+    // The reader opens the journal, then the snapshot, synchronously: another
+    // process compacts between the two opens.
     let compactions = 0;
     let opens = 0;
-    await _withOpen(async (real, path, options) => {
-      // Another process compacts while the reader is between its two opens.
-      if (!options?.write && String(path).startsWith(dir) && ++opens === 2) {
-        compactions++;
-        const before = (await Deno.stat(join(dir, "manifest.json"))).ino;
-        for (let i = 0; (await Deno.stat(join(dir, "manifest.json"))).ino === before; i++) {
-          await putEntries(writer, testEntry(`c-${i}.bin`, i));
+    const real = Deno.openSync;
+    Object.assign(Deno, {
+      openSync: (path: string | URL, options?: Deno.OpenOptions) => {
+        if (!options?.write && String(path).startsWith(dir) && ++opens === 2) {
+          compactions++;
+          _compactInAnotherProcess(dir);
         }
-      }
-      return await real(path, options);
-    }, async () => {
-      assert.ok(await reader.get("b.bin"), "b.bin lost by a reader that raced a compaction");
+        return real(path, options);
+      },
     });
+    try {
+      assert.ok(await reader.get("b.bin"), "b.bin lost by a reader that raced a compaction");
+    } finally {
+      Object.assign(Deno, { openSync: real });
+    }
     assert.equal(compactions, 1);
     assert.equal(await reader.revision(), await writer.revision());
   });

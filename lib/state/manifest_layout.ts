@@ -190,17 +190,25 @@ export async function endsWithClosingLine(file: Deno.FsFile, size: number): Prom
   return tail.every((byte, i) => bytes[i] === byte);
 }
 
+/**
+ * Reads up to this many bytes synchronously: an async read hands the work to
+ * a thread and back, which costs more than reading a page-cached entry.
+ */
+const SYNC_READ_MAX_BYTES = 64 * 1024;
+
 /** Reads `length` bytes of `file` at `offset`. */
 export async function readAt(
   file: Deno.FsFile,
   offset: number,
   length: number,
 ): Promise<Uint8Array> {
-  await file.seek(offset, Deno.SeekMode.Start);
+  const small = length <= SYNC_READ_MAX_BYTES;
+  if (small) file.seekSync(offset, Deno.SeekMode.Start);
+  else await file.seek(offset, Deno.SeekMode.Start);
   const bytes = new Uint8Array(length);
   let done = 0;
   while (done < length) {
-    const n = await file.read(bytes.subarray(done));
+    const n = small ? file.readSync(bytes.subarray(done)) : await file.read(bytes.subarray(done));
     if (n === null) {
       throw new RangeError(`Manifest file ended at ${offset + done}, before ${offset + length}`);
     }

@@ -43,8 +43,8 @@ export async function readRevision(
   files: ManifestFiles,
   known?: RevisionMark,
 ): Promise<RevisionMark | undefined> {
-  const snapshotInfo = files.snapshot ? await files.snapshot.stat() : undefined;
-  const journalInfo = files.journal ? await files.journal.stat() : undefined;
+  const snapshotInfo = files.snapshot ? files.snapshot.statSync() : undefined;
+  const journalInfo = files.journal ? files.journal.statSync() : undefined;
   const snapshot = snapshotInfo ? snapshotId(snapshotInfo) : "";
   const journalId = journalInfo ? fileId(journalInfo) : "";
   const journalSize = journalInfo?.size ?? 0;

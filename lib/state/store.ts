@@ -81,10 +81,16 @@ export class PartStore {
     await Deno.utime(this.pathOf(digest), now, now).catch(() => {});
   }
 
-  /** Opens a stored part for reading; NOT_FOUND or QUARANTINED otherwise. */
+  /**
+   * Opens a stored part for reading; NOT_FOUND or QUARANTINED otherwise. The
+   * open is synchronous: an open is a lookup in the page cache, and an async
+   * one hands it to a thread and back, which on this machine made
+   * open+fstat+close 77 us against 10 us, most of what serving a small part
+   * costs.
+   */
   async open(digest: string): Promise<Deno.FsFile> {
     try {
-      return await Deno.open(this.pathOf(digest), { read: true });
+      return Deno.openSync(this.pathOf(digest), { read: true });
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       try {
