@@ -4,6 +4,7 @@
  * handles in one process must not both think they hold it).
  */
 import { deadline } from "./deadline.ts";
+import { lstatOrUndefined, removeQuietly } from "./fs_util.ts";
 
 const _chains = new Map<string, Promise<void>>();
 
@@ -54,31 +55,18 @@ export async function acquireFileLock(
   let pauseMs = LOCK_RETRY_FIRST_MS;
   for (let attempt = 1;; attempt++) {
     options.signal?.throwIfAborted();
-    const file = await _openLockFile(path);
+    const file = _openLockFile(path);
     try {
-      const locked = file.lock(true);
-      const stopWaiting = deadline(200, () => {
-        if (!warned) options.onWaiting?.();
-        warned = true;
-      });
-      try {
-        if (options.signal) {
-          const signal = options.signal;
-          await new Promise<void>((resolve, reject) => {
-            const onAbort = () => reject(signal.reason);
-            signal.addEventListener("abort", onAbort, { once: true });
-            locked.then(resolve, reject).finally(() =>
-              signal.removeEventListener("abort", onAbort)
-            );
-          });
-        } else {
-          await locked;
-        }
-      } finally {
-        stopWaiting();
+      // Synchronous where it cannot block (lstatOrUndefined says why): a
+      // lock nobody holds is taken at once; a held one is waited for.
+      if (!file.tryLockSync(true)) {
+        await _waitForLock(file, options.signal, () => {
+          if (!warned) options.onWaiting?.();
+          warned = true;
+        });
       }
-      const held = await file.stat();
-      const current = await Deno.lstat(path).catch(() => undefined);
+      const held = file.statSync();
+      const current = lstatOrUndefined(path);
       if (current?.ino !== held.ino || current?.dev !== held.dev) {
         // Released and deleted by its last holder while we waited (or swapped
         // for a link, which the next open refuses): start over, within bounds.
@@ -96,10 +84,34 @@ export async function acquireFileLock(
       file.close();
       throw error;
     }
-    return async () => {
-      await Deno.remove(path).catch(() => {});
+    return () => {
+      removeQuietly(path);
       file.close();
+      return Promise.resolve();
     };
+  }
+}
+
+/** Waits for another process to release the lock on `file`; `onSlow` if that takes 200 ms. */
+async function _waitForLock(
+  file: Deno.FsFile,
+  signal: AbortSignal | undefined,
+  onSlow: () => void,
+): Promise<void> {
+  const locked = file.lock(true);
+  const stopWaiting = deadline(200, onSlow);
+  try {
+    if (signal) {
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(signal.reason);
+        signal.addEventListener("abort", onAbort, { once: true });
+        locked.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+      });
+    } else {
+      await locked;
+    }
+  } finally {
+    stopWaiting();
   }
 }
 
@@ -108,14 +120,14 @@ export async function acquireFileLock(
  * a link: a new file is created exclusively (which fails on any link, even a
  * dangling one), and an existing path must be a regular file.
  */
-async function _openLockFile(path: string): Promise<Deno.FsFile> {
+function _openLockFile(path: string): Deno.FsFile {
   for (let attempt = 1;; attempt++) {
     try {
-      return await Deno.open(path, { read: true, write: true, createNew: true });
+      return Deno.openSync(path, { read: true, write: true, createNew: true });
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     }
-    const info = await Deno.lstat(path).catch(() => undefined);
+    const info = lstatOrUndefined(path);
     if (info === undefined) {
       // Deleted between the two calls: create it again.
       if (attempt < MAX_LOCK_ATTEMPTS) continue;
@@ -129,6 +141,6 @@ async function _openLockFile(path: string): Promise<Deno.FsFile> {
     }
     // Not created: a link swapped in now is opened but never created, and
     // the holder's inode check above sees it is not the path's file.
-    return await Deno.open(path, { read: true, write: true });
+    return Deno.openSync(path, { read: true, write: true });
   }
 }

@@ -273,7 +273,7 @@ export class DestinationCheck {
    * into `verified`; the plan lists the others it holds whole, and where it
    * ends inside a part.
    */
-  async plan(options: {
+  plan(options: {
     work: Deno.FsFile;
     workPath: string;
     /** The control file, unless --verify says to ignore it. */
@@ -282,10 +282,10 @@ export class DestinationCheck {
     verified: Bitmap;
     /** Whole parts already hashed right (while telling whether the file is this one). */
     known: ReadonlySet<number>;
-  }): Promise<DestinationPlan> {
+  }): DestinationPlan {
     const { work, workPath, state, bootId, verified, known } = options;
     const entry = this.#entry;
-    const info = await work.stat();
+    const info = work.statSync();
     const onDisk = info.size;
     const usable = state !== undefined && state.contentId === entry.contentId &&
       state.workFile === basename(workPath) && state.verified.size === entry.parts.length &&

@@ -8,7 +8,7 @@
  * file that makes a fetch resumable).
  */
 import { every } from "../base/deadline.ts";
-import { syncDir } from "../base/fs_util.ts";
+import { lstatOrUndefined, removeQuietly, syncDir } from "../base/fs_util.ts";
 import { acquireFileLock } from "../base/lock.ts";
 import { join } from "../base/paths.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
@@ -281,7 +281,7 @@ class _Fetcher {
 
     let destInfo: Deno.FileInfo;
     try {
-      destInfo = await Deno.stat(options.destDir);
+      destInfo = Deno.statSync(options.destDir);
     } catch (cause) {
       throw new FetchError(`Destination directory ${options.destDir} does not exist`, [], {
         cause,
@@ -362,13 +362,13 @@ class _Fetcher {
     pool: PeerPool,
   ): Promise<FetchResult> {
     const partialPath = helperPath(finalPath, PARTIAL_SUFFIX);
-    const final = await Deno.lstat(finalPath).catch(() => undefined);
+    const final = lstatOrUndefined(finalPath);
     if (final && !final.isFile && !final.isSymlink) {
       throw new FetchError(`Destination ${finalPath} exists and is not a regular file`, []);
     }
-    const partial = await Deno.lstat(partialPath).catch(() => undefined);
+    const partial = lstatOrUndefined(partialPath);
     const statePath = helperPath(finalPath, STATE_SUFFIX);
-    const stateInfo = await Deno.lstat(statePath).catch(() => undefined);
+    const stateInfo = lstatOrUndefined(statePath);
     // Never through a link: a planted one would have us write (or trust) a file it chose.
     for (const [path, info] of [[partialPath, partial], [statePath, stateInfo]] as const) {
       if (info && !info.isFile) {
@@ -399,7 +399,7 @@ class _Fetcher {
     try {
       // A new partial file is created exclusively: a link planted since the
       // check above makes the open fail rather than create the link's target.
-      file = await Deno.open(
+      file = Deno.openSync(
         workPath,
         workPath === partialPath && !partial
           ? { read: true, write: true, createNew: true }
@@ -438,7 +438,7 @@ class _Fetcher {
     this.#progress.phase = "checking";
     const bootId = await currentBootId();
     const verified = new Bitmap(entry.parts.length);
-    const plan = await work.check.plan({
+    const plan = work.check.plan({
       work: work.file,
       workPath: work.workPath,
       state: work.state,
@@ -462,8 +462,8 @@ class _Fetcher {
       verified,
       bootId,
     });
-    const { size: workSize } = await work.file.stat();
-    if (workSize < entry.size) await work.file.truncate(entry.size);
+    const { size: workSize } = work.file.statSync();
+    if (workSize < entry.size) work.file.truncateSync(entry.size);
 
     // Steps 3-5: the missing parts, several at once, with failover.
     const checking = new Set(plan.whole);
@@ -501,7 +501,7 @@ class _Fetcher {
     }
     if (failure !== undefined) {
       if (work.fresh && verified.count() === 0) {
-        for (const path of [work.workPath, work.statePath]) await Deno.remove(path).catch(() => {});
+        for (const path of [work.workPath, work.statePath]) removeQuietly(path);
       } else {
         await saver.save().catch(() => {});
       }
@@ -585,11 +585,11 @@ class _Fetcher {
   /** Step 6: every part verified; put the file in place. */
   async #putInPlace(work: _Work, workSize: number): Promise<FetchResult> {
     const options = this.#options;
-    if (workSize > work.entry.size) await work.file.truncate(work.entry.size);
+    if (workSize > work.entry.size) work.file.truncateSync(work.entry.size);
     if (options.fsync) await work.file.sync();
     work.file.close();
-    if (work.workPath !== work.finalPath) await Deno.rename(work.workPath, work.finalPath);
-    await Deno.remove(work.statePath).catch(() => {});
+    if (work.workPath !== work.finalPath) Deno.renameSync(work.workPath, work.finalPath);
+    removeQuietly(work.statePath);
     if (options.fsync) await syncDir(options.destDir);
     this.#progress.phase = "done";
     return { ...this.progress, path: work.finalPath };

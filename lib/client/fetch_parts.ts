@@ -36,9 +36,10 @@ export interface FetchPartsOptions {
 }
 
 /**
- * Parts of at most this many bytes are hashed on the main thread once
- * written (with libcrypto, where it loads), not in a hash worker: a worker's
- * round trip cost more than hashing a few kilobytes.
+ * Parts of at most this many bytes are written synchronously and hashed on
+ * the main thread once written (with libcrypto, where it loads): a round
+ * trip to an I/O thread or a hash worker costs more than writing or hashing
+ * a few kilobytes.
  */
 export const HASH_HERE_MAX_BYTES = 64 * 1024;
 
@@ -70,7 +71,7 @@ class _Tracks {
   /** One track: takes parts until there are none or the fetch stops. */
   async run(): Promise<void> {
     const { later, onVerified } = this.#options;
-    const file = await Deno.open(this.#options.workPath, { read: true, write: true });
+    const file = Deno.openSync(this.#options.workPath, { read: true, write: true });
     // No larger than the largest part: a 4 KiB file stored with 8 MiB parts
     // took a 1 MiB buffer, whose page faults cost 0.7 ms a file in a batch.
     const { entry } = this.#options;
@@ -104,6 +105,7 @@ class _Tracks {
       base,
       index,
       dir: destDir,
+      small: part.size <= HASH_HERE_MAX_BYTES,
       hash: async () =>
         (part.size <= HASH_HERE_MAX_BYTES
           ? sha256FileRangeSync(workPath, base, part.size)

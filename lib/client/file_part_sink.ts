@@ -9,6 +9,10 @@ import { writeAll } from "../wire/frame.ts";
 import { FetchError } from "./fetch_error.ts";
 import type { PartSink } from "./part_reader.ts";
 
+function _writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+}
+
 export interface FilePartSinkOptions {
   file: Deno.FsFile;
   /** Where the part starts in the file. */
@@ -17,6 +21,12 @@ export interface FilePartSinkOptions {
   index: number;
   /** The directory the file is in, named when its disk is full. */
   dir: string;
+  /**
+   * A small part (a few pages): written synchronously, which costs less than
+   * handing each write to an I/O thread and back (lstatOrUndefined in
+   * base/fs_util.ts has the figures).
+   */
+  small?: boolean;
   /** Hashes the part as it lies in the file (SHA-256). */
   hash: () => Promise<{ digest: string; bytes: number }>;
 }
@@ -48,7 +58,11 @@ export class FilePartSink implements PartSink {
     }
     this.#at = undefined;
     try {
-      await writeAll(file, bytes);
+      // A small part goes straight into the page cache; a large one is
+      // handed to an I/O thread a chunk at a time, so that receiving goes on
+      // meanwhile.
+      if (this.#options.small) _writeAllSync(file, bytes);
+      else await writeAll(file, bytes);
     } catch (cause) {
       throw new FetchError(
         (cause as { code?: unknown } | null)?.code === "ENOSPC"
