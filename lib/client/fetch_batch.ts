@@ -91,9 +91,9 @@ export async function fetchBatch(
     stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
   });
   // Small files are received, not checked at a destination: the receiving
-  // count of workers, each started once for the whole batch.
+  // count of workers, started once for the whole batch when a part too large
+  // to hash on the main thread first needs one (HASH_HERE_MAX_BYTES).
   const hashes = new HashPool({ workers: RECEIVE_HASH_WORKERS });
-  hashes.load("sha256");
   const limiter = options.limitRateBytesPerSecond
     ? new RateLimiter(options.limitRateBytesPerSecond)
     : undefined;
