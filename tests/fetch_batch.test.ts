@@ -23,6 +23,7 @@ import {
 import { EtcdProcess } from "../bench/etcd_process.ts";
 import { startEtcdHost } from "./etcd_host.ts";
 import { missingTool } from "./missing_tool.ts";
+import { Peer } from "../lib/client/peer.ts";
 
 const KIB = 1024;
 /** Small files between 4 and 64 KiB, as many clusters hold by the thousand. */
@@ -41,6 +42,20 @@ async function _listDir(dir: string): Promise<string[]> {
   return names.sort();
 }
 
+/** Requests the cluster's instances have served so far. */
+async function _requestsServed(cluster: TestCluster): Promise<number> {
+  let total = 0;
+  for (const port of cluster.ports) {
+    const peer = await Peer.connect(`127.0.0.1:${port}`);
+    try {
+      total += Number((await peer.stats()).requests);
+    } finally {
+      peer.close();
+    }
+  }
+  return total;
+}
+
 async function _assertAllSame(cluster: TestCluster, dest: string, names: string[]) {
   for (const name of names) {
     await assertSameFile(join(dest, name), join(cluster.work, "src", name));
@@ -53,8 +68,13 @@ Deno.test("fetch --all: 200 files of 4-64 KiB and 2 of 16 parts arrive byte for 
   try {
     const names = Object.keys(files).sort();
     const dest = await newDest(cluster);
+    const requestsBefore = await _requestsServed(cluster);
     const all = await cluster.fts(["fetch", "--all", dest, "--json"]);
     assert.equal(all.code, 0, all.stderr);
+    // Entries are looked up many at a time: a request per part (232) and a
+    // hello per connection, not a file.get more per file (434 and the hellos).
+    const requests = await _requestsServed(cluster) - requestsBefore;
+    assert.ok(requests < 380, `${requests} requests for ${names.length} files of 232 parts`);
     const summary = JSON.parse(all.stdout);
     assert.equal(summary.ok, true);
     assert.equal(summary.filesFetched, names.length);

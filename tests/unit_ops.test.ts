@@ -14,6 +14,7 @@ import {
   type RequestOp,
   takesBody,
 } from "../lib/wire/ops.ts";
+import { MAX_LOOKUP_NAMES } from "../lib/wire/ops_files.ts";
 import { HANDLERS } from "../lib/server/handlers.ts";
 import { assertCode } from "./unit_helpers.ts";
 
@@ -28,6 +29,7 @@ const REQUESTS: { [K in RequestOp]: Header & { op: K } } = {
   "stats": { op: "stats" },
   "cluster.info": { op: "cluster.info" },
   "file.get": { op: "file.get", name: "a.bin" },
+  "file.lookup": { op: "file.lookup", names: ["a.bin", "b.bin"] },
   "file.list": { op: "file.list" },
   "part.get": { op: "part.get", digest: DIGEST, offset: 0, length: 10 },
   "part.put": {
@@ -74,6 +76,7 @@ const REPLIES: { [K in RequestOp]: Header } = {
   "stats": { op: "stats", id: "0", uptimeMs: 5, requests: 2 },
   "cluster.info": { op: "cluster", replicas: 2, partSize: 4096, clusterId: CLUSTER },
   "file.get": { op: "file", name: "a.bin", generation: 3 },
+  "file.lookup": { op: "found", generation: 3 },
   "file.list": { op: "files", generation: 3 },
   "part.get": { op: "data", digest: DIGEST, offset: 0, length: 10 },
   "part.put": { op: "ok", stored: true },
@@ -160,11 +163,16 @@ Deno.test("parseReply() answers BAD_FRAME for another op's reply or a bad field"
   }
 });
 
-Deno.test("parseReplyBody() checks the JSON bodies of file.get, file.list, cluster.info and part.list", () => {
+Deno.test("parseReplyBody() checks the JSON bodies of file.get, file.lookup, file.list, cluster.info and part.list", () => {
   assert.deepEqual(
     parseReplyBody("file.get", { entry: { name: "a" }, instances: { "0": "h:1", "1": 5 } }),
     { entry: { name: "a" }, instances: { "0": "h:1" } },
   );
+  assert.deepEqual(
+    parseReplyBody("file.lookup", { entries: [null, { name: "b" }], instances: { "0": "h:1" } }),
+    { entries: [null, { name: "b" }], instances: { "0": "h:1" } },
+  );
+  assert.throws(() => parseReplyBody("file.lookup", { entries: {} }), assertCode("BAD_FRAME"));
   assert.throws(() => parseReplyBody("file.list", { files: [] }), assertCode("BAD_FRAME"));
   assert.throws(() => parseReplyBody("cluster.info", { instances: {} }), assertCode("BAD_FRAME"));
   assert.deepEqual(
@@ -176,4 +184,16 @@ Deno.test("parseReplyBody() checks the JSON bodies of file.get, file.list, clust
   );
   assert.throws(() => parseReplyBody("part.list", { parts: [] }), assertCode("BAD_FRAME"));
   assert.throws(() => parseReplyBody("ping", {}), TypeError);
+});
+
+Deno.test("parseRequest() refuses a file.lookup of no names, too many, or names that are not strings", () => {
+  const names = Array.from({ length: MAX_LOOKUP_NAMES }, (_, i) => `f-${i}`);
+  assert.deepEqual(parseRequest({ op: "file.lookup", names }), { op: "file.lookup", names });
+  for (const bad of [undefined, [], [...names, "one more"], ["a", 1], "a.bin"]) {
+    assert.throws(
+      () => parseRequest({ op: "file.lookup", names: bad }),
+      assertCode("BAD_REQUEST"),
+      JSON.stringify(bad),
+    );
+  }
 });

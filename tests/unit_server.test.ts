@@ -365,6 +365,40 @@ function fileEntry(name: string, parts: { digest: string; size: number }[]): Fil
   };
 }
 
+Deno.test("Server file.lookup answers names in order, null for a missing one, and stops at its budget", async () => {
+  await withServer(async ({ address, dir }) => {
+    // Entries of about 2.3 MB of JSON (20,000 parts): a reply passes
+    // LOOKUP_REPLY_BUDGET_BYTES with the second and leaves out the third.
+    const big = (name: string, seed: number) =>
+      fileEntry(
+        name,
+        Array.from({ length: 20_000 }, (_, i) => ({
+          digest: (seed * 1_000_000 + i).toString(16).padStart(64, "0"),
+          size: 4096,
+        })),
+      );
+    const [a, b, c] = [big("a.bin", 1), big("b.bin", 2), big("c.bin", 3)];
+    await updateManifest(
+      dir,
+      (m) => void Object.assign(m.files, { "a.bin": a, "b.bin": b, "c.bin": c }),
+    );
+    const peer = await Peer.connect(address);
+    try {
+      const first = await peer.lookupFiles(["a.bin", "missing.bin", "b.bin", "c.bin"]);
+      assert.deepEqual([...first.keys()], ["a.bin", "missing.bin", "b.bin"]);
+      assert.deepEqual(first.get("a.bin")?.entry, a);
+      assert.equal(first.get("missing.bin"), undefined);
+      assert.deepEqual(first.get("b.bin")?.entry, b);
+      const rest = await peer.lookupFiles(["c.bin"]);
+      assert.deepEqual(rest.get("c.bin")?.entry, c);
+      assert.equal(rest.get("c.bin")?.instances["9001"], "127.0.0.1:9001");
+      await assert.rejects(peer.lookupFiles([]), assertCode("BAD_REQUEST"));
+    } finally {
+      peer.close();
+    }
+  });
+});
+
 Deno.test("Server file.get returns the entry and replica addresses; NOT_FOUND otherwise", async () => {
   await withServer(async ({ address, dir }) => {
     const entry = fileEntry("ünï.bin", [

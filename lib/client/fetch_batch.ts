@@ -2,11 +2,11 @@
  * Fetching many files in one process: each file is an ordinary fetch
  * (fetch.ts: every part verified, resumable, failover, partial and lock
  * files, renamed into place at the end), and a bounded number of them run at
- * once over one pool of connections and one set of hash workers. Small files
- * are a few round trips each (the entry, then the part): their speed comes
- * from many of them in flight, not from any one being fast. A file that
- * fails is recorded and the others go on; only a stop (Ctrl-C) ends the batch
- * early.
+ * once over one pool of connections and one set of hash workers. Entries
+ * are looked up many at a time (file.lookup), so a small file is then one
+ * round trip (its part): the speed comes from many of them in flight, not
+ * from any one being fast. A file that fails is recorded and the others go
+ * on; only a stop (Ctrl-C) ends the batch early.
  */
 import { every } from "../base/deadline.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
@@ -22,6 +22,7 @@ import {
 import { locateFile } from "./locate.ts";
 import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
+import { ProtocolError } from "../wire/errors.ts";
 
 /**
  * Files fetched at once by default. Files of 4-64 KiB from a 6-instance
@@ -123,10 +124,13 @@ export async function fetchBatch(
     options.onFile?.(outcome);
   };
 
-  const fetchOne = async (name: string) => {
+  const lookups = new _Lookups(options.names, options.servers, pool);
+  const fetchOne = async (index: number) => {
+    const name = options.names[index]!;
     let last: FetchProgress | undefined;
     try {
-      const located = await _locate(name, options.servers, pool, connect);
+      const located = await lookups.entryAt(index) ??
+        await _locate(name, options.servers, pool, connect);
       const result = await fetchFile(
         {
           ...options,
@@ -149,7 +153,7 @@ export async function fetchBatch(
   let next = 0;
   const worker = async () => {
     while (next < options.names.length && !options.signal?.aborted) {
-      await fetchOne(options.names[next++]!);
+      await fetchOne(next++);
     }
   };
   const width = Math.max(1, Math.min(options.files ?? DEFAULT_BATCH_FILES, MAX_BATCH_FILES));
@@ -168,6 +172,79 @@ export async function fetchBatch(
   const result = { ...progress(), outcomes };
   onProgress?.(result);
   return result;
+}
+
+/** Names looked up in one file.lookup, ahead of their fetches. */
+export const LOOKUP_AHEAD_NAMES = 64;
+
+/**
+ * The batch's entries, looked up LOOKUP_AHEAD_NAMES at a time in one
+ * `file.lookup` each (a round trip and a request per file fewer), the next
+ * group asked while the current one is fetched. Anything these lookups do
+ * not give (no such file, a failed request, a server without the op) is
+ * left to the single-file lookup, which tries every server and explains.
+ */
+class _Lookups {
+  readonly #names: readonly string[];
+  readonly #servers: readonly string[];
+  readonly #pool: PeerPool;
+  readonly #groups = new Map<number, Promise<Map<string, FileInfo & { from: string }>>>();
+  /** A server answered UNKNOWN_OP: it predates file.lookup, and so may the others. */
+  #unsupported = false;
+
+  constructor(names: readonly string[], servers: readonly string[], pool: PeerPool) {
+    this.#names = names;
+    this.#servers = servers;
+    this.#pool = pool;
+  }
+
+  /** The entry of names[index] if its group's lookup found it; else undefined. */
+  async entryAt(index: number): Promise<(FileInfo & { from: string }) | undefined> {
+    if (this.#unsupported || this.#servers.length === 0) return undefined;
+    const group = Math.floor(index / LOOKUP_AHEAD_NAMES);
+    // Names are handed out in order: every group before this one is handed out.
+    for (const old of this.#groups.keys()) if (old < group) this.#groups.delete(old);
+    const found = this.#group(group);
+    this.#group(group + 1);
+    try {
+      return (await found).get(this.#names[index]!);
+    } catch {
+      return undefined;
+    }
+  }
+
+  #group(group: number): Promise<Map<string, FileInfo & { from: string }>> {
+    let found = this.#groups.get(group);
+    if (!found) {
+      const start = group * LOOKUP_AHEAD_NAMES;
+      found = this.#lookUp(this.#names.slice(start, start + LOOKUP_AHEAD_NAMES));
+      found.catch(() => {});
+      this.#groups.set(group, found);
+    }
+    return found;
+  }
+
+  async #lookUp(names: readonly string[]): Promise<Map<string, FileInfo & { from: string }>> {
+    const found = new Map<string, FileInfo & { from: string }>();
+    if (names.length === 0) return found;
+    const address = this.#servers[Math.floor(Math.random() * this.#servers.length)]!;
+    const peer = await this.#pool.acquire(address);
+    try {
+      let rest = names;
+      while (rest.length > 0) {
+        const answered = await peer.lookupFiles(rest);
+        if (answered.size === 0) break;
+        for (const [name, info] of answered) if (info) found.set(name, { ...info, from: address });
+        rest = rest.filter((name) => !answered.has(name));
+      }
+      this.#pool.release(peer);
+    } catch (error) {
+      peer.close();
+      if (error instanceof ProtocolError && error.code === "UNKNOWN_OP") this.#unsupported = true;
+      throw error;
+    }
+    return found;
+  }
 }
 
 /**

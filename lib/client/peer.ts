@@ -27,7 +27,11 @@ import {
   type RequestOf,
   type RequestOp,
 } from "../wire/ops.ts";
-import { type FileSummary, MAX_LIST_PAGE_FILES } from "../wire/ops_files.ts";
+import {
+  type FileSummary,
+  LOOKUP_REPLY_BUDGET_BYTES,
+  MAX_LIST_PAGE_FILES,
+} from "../wire/ops_files.ts";
 import { type VerifyStatus } from "../wire/ops_repair.ts";
 import { type SignedRequest } from "../auth/signed_request.ts";
 import { signPartHas, signPartPut } from "../auth/part_put_signature.ts";
@@ -287,9 +291,53 @@ export class Peer {
   async getFile(name: string): Promise<FileInfo> {
     const { reply } = await this.#ask("file.get", { name });
     const body = await this.#body("file.get", MAX_FILE_REPLY_BYTES);
+    return {
+      entry: this.#checkedEntry(body.entry),
+      instances: body.instances,
+      generation: reply.generation,
+    };
+  }
+
+  /**
+   * The entries of several files in one request (`file.lookup`, at most
+   * MAX_LOOKUP_NAMES names): each name answered maps to its file, or to
+   * undefined when there is none. An instance answers names in order and may
+   * stop before the last (LOOKUP_REPLY_BUDGET_BYTES): those left out are
+   * missing from the map, to be asked again.
+   */
+  async lookupFiles(names: readonly string[]): Promise<Map<string, FileInfo | undefined>> {
+    const { reply } = await this.#ask("file.lookup", { names: [...names] });
+    const body = await this.#body("file.lookup", MAX_FILE_REPLY_BYTES + LOOKUP_REPLY_BUDGET_BYTES);
+    if (body.entries.length > names.length) {
+      throw new ProtocolError(
+        "BAD_FRAME",
+        `${this.address} answered ${body.entries.length} names of the ${names.length} asked`,
+      );
+    }
+    const found = new Map<string, FileInfo | undefined>();
+    for (const [i, value] of body.entries.entries()) {
+      const name = names[i]!;
+      if (value === null) {
+        found.set(name, undefined);
+        continue;
+      }
+      const entry = this.#checkedEntry(value);
+      if (entry.name !== name) {
+        throw new ProtocolError(
+          "BAD_FRAME",
+          `${this.address} answered ${JSON.stringify(name)} with the entry of another name`,
+        );
+      }
+      found.set(name, { entry, instances: body.instances, generation: reply.generation });
+    }
+    return found;
+  }
+
+  /** An entry as a server sent it, checked as a reader of the manifest checks one. */
+  #checkedEntry(value: unknown): FileEntry {
     let entry: FileEntry;
     try {
-      entry = parseFileEntry(body.entry);
+      entry = parseFileEntry(value);
     } catch (cause) {
       throw new ProtocolError("BAD_FRAME", `${this.address} sent a malformed file entry`, {
         cause,
@@ -306,7 +354,7 @@ export class Peer {
         `${this.address} sent an entry with part size ${entry.partSize}, outside ${MIN_PART_BYTES}..${MAX_PART_BYTES}`,
       );
     }
-    return { entry, instances: body.instances, generation: reply.generation };
+    return entry;
   }
 
   /**

@@ -1,11 +1,13 @@
 /**
  * Handlers of the file ops: one file's entry, with the address of every
- * instance holding one of its parts, and the list of files. Both read the
+ * instance holding one of its parts, the entries of several files at once,
+ * and the list of files. Both read the
  * manifest through the instance's manifest store.
  */
 import { type FileEntry } from "../state/manifest.ts";
 import { allSummaries, type ManifestStore, walkWhole } from "../state/manifest_store.ts";
 import { ProtocolError } from "../wire/errors.ts";
+import { LOOKUP_REPLY_BUDGET_BYTES } from "../wire/ops_files.ts";
 import { encodeFrame, jsonBody, writeAll } from "../wire/frame.ts";
 import { type HandlerFamily, type Instance } from "./handler.ts";
 
@@ -16,7 +18,7 @@ const _CLOSE_BRACKET = 0x5d;
 /** Manifest entries parsed at a time while answering file.list. */
 const LIST_PAGE_ENTRIES_SERVED = 100;
 
-export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.list"> = {
+export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.lookup" | "file.list"> = {
   "file.get": async (instance, { request, reply }) => {
     const { manifest } = instance;
     const found = await manifest.get(request.name);
@@ -26,6 +28,31 @@ export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.list"> = {
     const { entry, revision } = found;
     const body = jsonBody({ entry, instances: _addresses(instance, entry) });
     await reply({ op: "file", name: entry.name, generation: revision }, body);
+  },
+  "file.lookup": async (instance, { request, reply }) => {
+    // The body is built as text, an entry at a time, so that it stops at the
+    // budget without holding more than one parsed entry beyond it.
+    const entries: string[] = [];
+    const instances: Record<string, string> = {};
+    let generation = 0;
+    let bytes = 0;
+    for (const name of request.names) {
+      if (entries.length > 0 && bytes >= LOOKUP_REPLY_BUDGET_BYTES) break;
+      const found = await instance.manifest.get(name);
+      if (!found) {
+        entries.push("null");
+        continue;
+      }
+      generation = Math.max(generation, found.revision);
+      Object.assign(instances, _addresses(instance, found.entry));
+      const json = JSON.stringify(found.entry);
+      entries.push(json);
+      bytes += json.length;
+    }
+    const body = _encoder.encode(
+      `{"entries":[${entries.join(",")}],"instances":${JSON.stringify(instances)}}`,
+    );
+    await reply({ op: "found", generation }, body);
   },
   "file.list": async (instance, { request, conn, reply }) => {
     if (request.limit === undefined) {
