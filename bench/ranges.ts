@@ -70,7 +70,7 @@ export function goalRanges(records: RunRecord[]): GoalRange[] {
   for (const record of records) {
     for (const goal of record.goals) {
       const key = JSON.stringify([record.kind, goal.name]);
-      const value = goal.value ?? NaN;
+      const value = goal.value ?? _leadingNumber(goal.measured);
       const range = ranges.get(key);
       if (!range) {
         ranges.set(key, {
@@ -100,6 +100,15 @@ export function goalRanges(records: RunRecord[]): GoalRange[] {
     }
   }
   return [...ranges.values()].map(({ low: _low, high: _high, ...range }) => range);
+}
+
+/**
+ * The first number in a goal's measure ("0.87", "4.53x", "1.856 s"), for
+ * records whose goal has no value of its own; NaN when there is none.
+ */
+function _leadingNumber(measured: string): number {
+  const match = /-?\d+(?:\.\d+)?/.exec(measured);
+  return match ? Number(match[0]) : NaN;
 }
 
 /** A range of seconds, in ms when its top is under SECONDS_AS_MS_BELOW. */

@@ -155,6 +155,11 @@ Deno.test("medianRanges() and goalRanges() give the lowest and highest across ru
   const markdown = renderRanges(records);
   assert.ok(markdown.includes("| 1. cold fetch | fts fetch | 3 | 1.500-5.000 s |"), markdown);
   assert.ok(markdown.includes("| 0.90x - 1.20x | 2 of 3 |"), markdown);
+  // A goal recorded without a value is ranged by the number its measure starts with.
+  for (const record of records) delete record.goals[0]!.value;
+  const [unvalued] = goalRanges([records[1]!, records[0]!, records[2]!]);
+  assert.equal(unvalued!.lowest, "0.90x");
+  assert.equal(unvalued!.highest, "1.20x");
 });
 
 Deno.test("saveRecord() and loadRecords() keep every run, one file each, oldest first", async () => {
