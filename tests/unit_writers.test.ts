@@ -229,6 +229,38 @@ Deno.test("PendingParts: 4 parts of one upload arriving together share one prune
   });
 });
 
+Deno.test("PendingParts: a prune's answer is not reused once a part was admitted after it (its file may be published since)", async () => {
+  await withTempDir("fts-unit-pending-", async (dir) => {
+    const store = new PartStore(join(dir, "instances", "1"));
+    await store.init();
+    const published = new Set<string>();
+    const ledger = new PendingParts(store, () => Promise.resolve(new Set(published)));
+    const put = async (seed: number, quota: number): Promise<number | undefined> => {
+      const bytes = new Uint8Array(KiB).fill(seed);
+      const digest = await sha256Hex(bytes);
+      const writer = await store.beginWrite(digest);
+      await writer.write(bytes);
+      await writer.commit();
+      const held = await ledger.reserve("k", digest, KiB, quota);
+      if (held === undefined) await ledger.stored(digest);
+      else await store.remove(digest);
+      return held;
+    };
+    assert.equal(await put(1, 2 * KiB), undefined);
+    assert.equal(await put(2, 2 * KiB), undefined);
+    // Over 2 KiB: a prune finds nothing published, and the third is refused.
+    assert.equal(await put(3, 2 * KiB), 2 * KiB);
+    // The quota raised, the third is admitted; then all three are published.
+    assert.equal(await put(3, 3 * KiB), undefined);
+    for (let seed = 1; seed <= 3; seed++) {
+      published.add(await sha256Hex(new Uint8Array(KiB).fill(seed)));
+    }
+    // Within REFERENCED_CACHE_MS of that prune, the next part still fits: none count now.
+    assert.equal(await put(4, 3 * KiB), undefined);
+    assert.equal(await ledger.heldBy("k"), KiB);
+  });
+});
+
 Deno.test("signed part.has: checks cluster, freshness and signature", async () => {
   const identity = await ephemeralIdentity();
   const digest = "a".repeat(64);

@@ -20,8 +20,11 @@ export const PENDING_COMPACT_MIN_LINES = 10_000;
 /**
  * How long the set of parts the manifest uses, and a prune's answer, are
  * trusted: a key over its quota that keeps sending must not make every
- * part.put walk the manifest and stat every recorded part. Short, because
- * a part published meanwhile still counts until the next prune.
+ * part.put walk the manifest and stat every recorded part. Only while no
+ * part was admitted since they were read, though: that part's file may have
+ * been published since, and counting its parts again refused a writer's next
+ * upload at part.put although it fit (a replace, then a new file within
+ * 250 ms, on a busy host).
  */
 export const REFERENCED_CACHE_MS = 250;
 
@@ -45,6 +48,10 @@ export class PendingParts {
   #referencedAt = 0;
   /** When the last prune ended (Date.now()). */
   #prunedAt = 0;
+  /** Parts admitted so far, and how many had been when the cached answers were read. */
+  #admitted = 0;
+  #admittedAtReferenced = -1;
+  #admittedAtPrune = -1;
   #pruning: Promise<void> | undefined;
   #referencedSet: Promise<Set<string>> | undefined;
 
@@ -80,6 +87,7 @@ export class PendingParts {
       if (held + size > quotaBytes) return held;
     }
     this.#records.set(digest, { key, size, receiving: true });
+    this.#admitted++;
     return undefined;
   }
 
@@ -129,7 +137,12 @@ export class PendingParts {
    */
   async #pruneOnce(): Promise<void> {
     if (this.#pruning) return await this.#pruning;
-    if (Date.now() - this.#prunedAt < REFERENCED_CACHE_MS) return;
+    if (
+      Date.now() - this.#prunedAt < REFERENCED_CACHE_MS && this.#admittedAtPrune === this.#admitted
+    ) {
+      return;
+    }
+    this.#admittedAtPrune = this.#admitted;
     const pruning = this.prune().finally(() => {
       this.#pruning = undefined;
       this.#prunedAt = Date.now();
@@ -145,8 +158,12 @@ export class PendingParts {
   }
 
   #referencedNow(): Promise<Set<string>> {
-    if (!this.#referencedSet || Date.now() - this.#referencedAt >= REFERENCED_CACHE_MS) {
+    if (
+      !this.#referencedSet || Date.now() - this.#referencedAt >= REFERENCED_CACHE_MS ||
+      this.#admittedAtReferenced !== this.#admitted
+    ) {
       this.#referencedAt = Date.now();
+      this.#admittedAtReferenced = this.#admitted;
       const set = this.#referenced();
       this.#referencedSet = set;
       set.catch(() => {
