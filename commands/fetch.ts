@@ -13,7 +13,8 @@ import {
 } from "../lib/cli/flags.ts";
 import { resolveDataDir } from "../lib/state/config.ts";
 import { UsageError } from "../lib/wire/errors.ts";
-import { fetchFile, type FetchProgress, MAX_PARALLEL } from "../lib/client/fetch.ts";
+import { fetchFile, type FetchProgress } from "../lib/client/fetch.ts";
+import { MAX_PARALLEL } from "../lib/client/fetch_parts.ts";
 import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
 import { resolveServers } from "../lib/client/servers.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";

@@ -108,7 +108,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "sha256: sha256FileRangeSync() hashes a range of a file, fewer bytes at its end",
+  name: "sha256: sha256FileRangeSync() hashes a range of an open file, fewer bytes at its end",
   ignore: Deno.build.os !== "linux" || missingTool("libcrypto.so.3"),
   async fn() {
     const random = seededRandom(newSeed());
@@ -116,14 +116,17 @@ Deno.test({
     const path = await Deno.makeTempFile({ prefix: "fts-sha256-range-" });
     try {
       await Deno.writeFile(path, bytes);
-      assert.deepEqual(sha256FileRangeSync(path, 70_001, 100_000), {
+      using file = Deno.openSync(path, { read: true });
+      assert.deepEqual(sha256FileRangeSync(file, 70_001, 100_000), {
         digest: nodeSha256(bytes.subarray(70_001, 170_001)),
         bytes: 100_000,
       });
-      assert.deepEqual(sha256FileRangeSync(path, 150_000, 100_000), {
+      // From `start` wherever the position was left, which is after the bytes read.
+      assert.deepEqual(sha256FileRangeSync(file, 150_000, 100_000), {
         digest: nodeSha256(bytes.subarray(150_000)),
         bytes: 50_003,
       });
+      assert.equal(file.seekSync(0, Deno.SeekMode.Current), 200_003);
     } finally {
       await Deno.remove(path);
     }

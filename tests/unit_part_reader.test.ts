@@ -13,7 +13,7 @@ import {
   type PartToRead,
 } from "../lib/client/part_reader.ts";
 import { PeerPool } from "../lib/client/peer_pool.ts";
-import { defaultParallel, MAX_PARALLEL } from "../lib/client/fetch.ts";
+import { defaultParallel, MAX_PARALLEL } from "../lib/client/fetch_parts.ts";
 import type { FileEntry } from "../lib/state/manifest.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { FaultProxy } from "./fault_proxy.ts";

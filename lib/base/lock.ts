@@ -60,7 +60,7 @@ export async function acquireFileLock(
       // Synchronous where it cannot block (lstatOrUndefined says why): a
       // lock nobody holds is taken at once; a held one is waited for.
       if (!file.tryLockSync(true)) {
-        await _waitForLock(file, options.signal, () => {
+        await waitForLock(file, options.signal, () => {
           if (!warned) options.onWaiting?.();
           warned = true;
         });
@@ -92,8 +92,11 @@ export async function acquireFileLock(
   }
 }
 
-/** Waits for another process to release the lock on `file`; `onSlow` if that takes 200 ms. */
-async function _waitForLock(
+/**
+ * Waits for another process to release its flock on `file`, then holds it;
+ * `onSlow` if that takes 200 ms.
+ */
+export async function waitForLock(
   file: Deno.FsFile,
   signal: AbortSignal | undefined,
   onSlow: () => void,

@@ -9,12 +9,11 @@
  */
 import { every } from "../base/deadline.ts";
 import { lstatOrUndefined, removeQuietly, syncDir } from "../base/fs_util.ts";
-import { acquireFileLock } from "../base/lock.ts";
+import { acquireFileLock, MAX_LOCK_ATTEMPTS, waitForLock } from "../base/lock.ts";
 import { join } from "../base/paths.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import { type HashAlgorithm, HashPool, RECEIVE_HASH_WORKERS } from "../hash/hash_pool.ts";
 import type { FileEntry } from "../state/manifest.ts";
-import { domainOfAddress } from "../state/cluster_view.ts";
 import type { TlsClientOptions } from "../wire/tls.ts";
 import {
   checkHashWorkers,
@@ -24,8 +23,8 @@ import {
   RejectedParts,
 } from "./destination_check.ts";
 import { FetchError } from "./fetch_error.ts";
-import { ProtocolError } from "../wire/errors.ts";
 import { fetchParts, HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
+import { fetchSmallFile, isSmallFile } from "./fetch_small.ts";
 import {
   Bitmap,
   ControlFileSaver,
@@ -33,7 +32,7 @@ import {
   type FetchState,
   loadFetchState,
 } from "./fetch_state.ts";
-import { addressResolver, locateFile } from "./locate.ts";
+import { addressResolver, explainChange, locateFile } from "./locate.ts";
 import { PartReader, type PartReadEvent } from "./part_reader.ts";
 import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
@@ -45,27 +44,6 @@ export { FetchError } from "./fetch_error.ts";
 export const STATE_SAVE_INTERVAL_MS = 1_000;
 /** How often onProgress is called while a fetch runs. */
 export const PROGRESS_INTERVAL_MS = 200;
-/** Parts read at once by default, at the least (see defaultParallel()). */
-export const DEFAULT_PARALLEL = 4;
-export const MAX_PARALLEL = 64;
-/** With parts on several hosts, at least this many reads at once per host (see defaultParallel()). */
-export const PARALLEL_PER_HOST = 2;
-
-/**
- * Parts read at once when --parallel is not given: DEFAULT_PARALLEL, or
- * PARALLEL_PER_HOST per host the file's parts are on if that is more. One
- * host's instances share its uplink, so four reads could use at most four
- * of five hosts: five hosts on 200 Mbit/s uplinks filled 0.58 of a 1 Gbit/s
- * client link with 4 at once, 0.77 with 10 (bench scenario 10).
- */
-export function defaultParallel(entry: FileEntry, addressOf: (id: string) => string): number {
-  const hosts = new Set<string>();
-  for (const part of entry.parts) {
-    for (const id of part.replicas) hosts.add(domainOfAddress(addressOf(id)));
-  }
-  return Math.min(MAX_PARALLEL, Math.max(DEFAULT_PARALLEL, PARALLEL_PER_HOST * hosts.size));
-}
-
 export interface FetchOptions {
   name: string;
   destDir: string;
@@ -103,6 +81,8 @@ export interface SharedFetch {
   pool: PeerPool;
   located?: FileInfo & { from: string };
   limiter?: RateLimiter | undefined;
+  /** The names the destination directory held when the batch started (see fetch_small.ts). */
+  present?: ReadonlySet<string> | undefined;
 }
 
 export type FetchEvent =
@@ -245,14 +225,12 @@ class _Fetcher {
     // XXH3-128 (see localCheck()); else once the entry has parts too large to
     // hash on the main thread (HASH_HERE_MAX_BYTES). Checking bytes on disk
     // takes a worker per core; hashing what arrives, fewer (RECEIVE_HASH_WORKERS).
+    // (A batch's workers start when a part needs one: it is not looked for.)
     const finalPath = join(options.destDir, options.name);
-    const bytesOnDisk = [finalPath, helperPath(finalPath, PARTIAL_SUFFIX)].some((path) => {
-      try {
-        return Deno.lstatSync(path).isFile;
-      } catch {
-        return false;
-      }
-    });
+    const bytesOnDisk = !options.shared &&
+      [finalPath, helperPath(finalPath, PARTIAL_SUFFIX)].some((path) =>
+        lstatOrUndefined(path)?.isFile
+      );
     const hashes = options.shared?.hashes ?? new HashPool({
       workers: bytesOnDisk
         ? checkHashWorkers({ algorithm: options.verify ? "sha256" : "xxh128" })
@@ -291,17 +269,11 @@ class _Fetcher {
       throw new FetchError(`Destination ${options.destDir} is not a directory`, []);
     }
     const finalPath = join(options.destDir, entry.name);
-    // One fetch at a time per destination file: a second one waits, then finds
-    // the file complete (or resumes what the first left).
-    const release = await acquireFileLock(helperPath(finalPath, LOCK_SUFFIX), {
-      signal: options.signal,
-      onWaiting: () => this.#emit({ type: "waiting", path: finalPath }),
-    });
     const pool = options.shared?.pool ?? new PeerPool({
       ...this.#connectOptions,
       stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
     });
-    this.#reader = new PartReader({
+    const reader = this.#reader = new PartReader({
       pool,
       addressOf: addressResolver(info),
       limiter: options.shared
@@ -315,43 +287,55 @@ class _Fetcher {
       onEvent: (event) => this.#emit(event),
     });
     try {
-      return await this.#fetchInto(entry, finalPath, hashes, this.#reader, pool);
+      if (isSmallFile(entry)) {
+        this.#progress.phase = "fetching";
+        const fetched = await fetchSmallFile({
+          entry,
+          finalPath,
+          destDir: options.destDir,
+          reader,
+          hashes,
+          present: options.shared?.present,
+          fsync: options.fsync === true,
+          onVerified: () => this.#countFetched(entry, 0),
+        });
+        if (fetched) {
+          this.#progress.phase = "done";
+          return { ...this.progress, path: finalPath };
+        }
+      }
+      // One fetch at a time per destination file: a second one waits, then
+      // finds the file complete (or resumes what the first left).
+      const release = await acquireFileLock(helperPath(finalPath, LOCK_SUFFIX), {
+        signal: options.signal,
+        onWaiting: () => this.#emit({ type: "waiting", path: finalPath }),
+      });
+      try {
+        for (let attempt = 1;; attempt++) {
+          const result = await this.#fetchInto(entry, finalPath, hashes, reader, pool);
+          if (result) return result;
+          if (attempt >= MAX_LOCK_ATTEMPTS) {
+            throw new FetchError(
+              `${
+                helperPath(finalPath, PARTIAL_SUFFIX)
+              } changed under us ${attempt} times; is another program writing it?`,
+              [],
+            );
+          }
+        }
+      } finally {
+        await release();
+      }
     } catch (error) {
-      throw await this.#ifChanged(entry, error);
+      throw await explainChange(entry, error, options.servers, this.#connectOptions);
     } finally {
-      await release();
+      if (!options.shared) pool.closeAll();
     }
   }
 
-  /**
-   * A part that no replica has any more is what a fetch sees when the owner
-   * replaced or removed the file meanwhile (its old parts are freed): the
-   * entry is looked up again, and when it changed the error says so, rather
-   * than that every replica failed.
-   */
-  async #ifChanged(entry: FileEntry, error: unknown): Promise<unknown> {
-    if (!(error instanceof FetchError) || error.failedParts.length === 0) return error;
-    const name = JSON.stringify(entry.name);
-    let now: FileEntry;
-    try {
-      now = (await locateFile(entry.name, this.#options.servers, this.#connectOptions)).entry;
-    } catch (cause) {
-      const gone = cause instanceof FetchError && cause.cause instanceof ProtocolError &&
-        cause.cause.code === "NOT_FOUND";
-      return gone
-        ? new FetchError(
-          `${name} was removed or renamed while it was being fetched`,
-          error.failedParts,
-          { cause: error },
-        )
-        : error;
-    }
-    if (now.contentId === entry.contentId) return error;
-    return new FetchError(
-      `${name} changed while it was being fetched (its owner replaced it); run the same command again to fetch the new content`,
-      error.failedParts,
-      { cause: error },
-    );
+  #countFetched(entry: FileEntry, index: number): void {
+    this.#progress.partsFetched++;
+    this.#progress.bytesFetched += entry.parts[index]!.size;
   }
 
   async #fetchInto(
@@ -360,7 +344,7 @@ class _Fetcher {
     hashes: HashPool,
     reader: PartReader,
     pool: PeerPool,
-  ): Promise<FetchResult> {
+  ): Promise<FetchResult | undefined> {
     const partialPath = helperPath(finalPath, PARTIAL_SUFFIX);
     const final = lstatOrUndefined(finalPath);
     if (final && !final.isFile && !final.isSymlink) {
@@ -406,7 +390,20 @@ class _Fetcher {
           : { read: true, write: true },
       );
     } catch (cause) {
+      // A short fetch (fetch_small.ts) made it since the check: look again.
+      if (cause instanceof Deno.errors.AlreadyExists && !partial) return undefined;
       throw new FetchError(`Cannot open ${workPath} for writing`, [], { cause });
+    }
+    if (workPath === partialPath && partial && !file.tryLockSync(true)) {
+      // A short fetch is filling it: once it is done with it, look again.
+      try {
+        await waitForLock(file, this.#options.signal, () => {
+          this.#emit({ type: "waiting", path: finalPath });
+        });
+      } finally {
+        file.close();
+      }
+      return undefined;
     }
     try {
       return await this.#fetchIntoWork({
@@ -546,21 +543,14 @@ class _Fetcher {
         workPath: work.workPath,
         destDir: options.destDir,
         hashes: work.hashes,
-        parallel: Math.max(
-          1,
-          Math.min(
-            options.parallel ?? defaultParallel(work.entry, (id) => work.reader.addressOf(id)),
-            MAX_PARALLEL,
-          ),
-        ),
+        parallel: options.parallel,
         missing,
         later: { most: plan.whole.length, rejected: background.rejected },
         resumeAt: plan.resumeAt,
         signal: options.signal,
         onVerified: (index) => {
           onVerified(index);
-          this.#progress.partsFetched++;
-          this.#progress.bytesFetched += work.entry.parts[index]!.size;
+          this.#countFetched(work.entry, index);
         },
         onStopping: background.stop,
       });

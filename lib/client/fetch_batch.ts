@@ -124,6 +124,7 @@ export async function fetchBatch(
     options.onFile?.(outcome);
   };
 
+  const present = namesIn(options.destDir);
   const lookups = new _Lookups(options.names, options.servers, pool);
   const fetchOne = async (index: number) => {
     const name = options.names[index]!;
@@ -135,7 +136,7 @@ export async function fetchBatch(
         {
           ...options,
           name,
-          shared: { hashes, pool, located, limiter },
+          shared: { hashes, pool, located, limiter, present },
           onEvent: (event) => options.onEvent?.(name, event),
         },
         (p) => {
@@ -172,6 +173,30 @@ export async function fetchBatch(
   const result = { ...progress(), outcomes };
   onProgress?.(result);
   return result;
+}
+
+/** A destination holding more names than this is not listed up front (see namesIn()). */
+export const MAX_LISTED_NAMES = 100_000;
+
+/**
+ * The names in `dir` (the batch's destination) as the batch starts, so that
+ * a small file whose name, partial file and control file are none of them
+ * is fetched without first asking for each (fetch_small.ts): three lstat
+ * calls that fail, each a thrown NotFound, were a fifth of the client's time
+ * in a batch of 5,000 small files into an empty directory. Undefined when
+ * the directory cannot be listed or holds over MAX_LISTED_NAMES.
+ */
+export function namesIn(dir: string): Set<string> | undefined {
+  const names = new Set<string>();
+  try {
+    for (const entry of Deno.readDirSync(dir)) {
+      if (names.size >= MAX_LISTED_NAMES) return undefined;
+      names.add(entry.name);
+    }
+  } catch {
+    return undefined;
+  }
+  return names;
 }
 
 /** Names looked up in one file.lookup, ahead of their fetches. */

@@ -8,6 +8,7 @@ import { closestMatch } from "../base/closest_match.ts";
 import { shuffled } from "../base/shuffled.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { preferredTlsError, TlsError } from "../wire/tls.ts";
+import type { FileEntry } from "../state/manifest.ts";
 import { FetchError } from "./fetch_error.ts";
 import { type ConnectOptions, type FileInfo, parseAddress, Peer } from "./peer.ts";
 
@@ -95,4 +96,40 @@ export function notFoundMessage(name: string, names: readonly string[]): string 
     : `${head}; run fts ls to see the ${
       names.length === 1 ? "one file" : `${names.length} files`
     } it holds`;
+}
+
+/**
+ * A part that no replica has any more is what a fetch sees when the owner
+ * replaced or removed the file meanwhile (its old parts are freed): the
+ * entry is looked up again, and when it changed the error says so, rather
+ * than that every replica failed. Any other error is returned as it is.
+ */
+export async function explainChange(
+  entry: FileEntry,
+  error: unknown,
+  servers: readonly string[],
+  options: ConnectOptions,
+): Promise<unknown> {
+  if (!(error instanceof FetchError) || error.failedParts.length === 0) return error;
+  const name = JSON.stringify(entry.name);
+  let now: FileEntry;
+  try {
+    now = (await locateFile(entry.name, servers, options)).entry;
+  } catch (cause) {
+    const gone = cause instanceof FetchError && cause.cause instanceof ProtocolError &&
+      cause.cause.code === "NOT_FOUND";
+    return gone
+      ? new FetchError(
+        `${name} was removed or renamed while it was being fetched`,
+        error.failedParts,
+        { cause: error },
+      )
+      : error;
+  }
+  if (now.contentId === entry.contentId) return error;
+  return new FetchError(
+    `${name} changed while it was being fetched (its owner replaced it); run the same command again to fetch the new content`,
+    error.failedParts,
+    { cause: error },
+  );
 }

@@ -170,8 +170,13 @@ export class PartReader {
    * would spend more zeroing 1 MiB buffers than receiving.
    */
   receiveBuffer(mostBytes = RECEIVE_CHUNK_BYTES): Uint8Array {
+    return new Uint8Array(this.receiveBytes(mostBytes));
+  }
+
+  /** The length of the buffer receiveBuffer(mostBytes) would make. */
+  receiveBytes(mostBytes = RECEIVE_CHUNK_BYTES): number {
     const limit = this.#options.limiter?.chunkBytes ?? RECEIVE_CHUNK_BYTES;
-    return new Uint8Array(Math.max(1, Math.min(RECEIVE_CHUNK_BYTES, limit, mostBytes)));
+    return Math.max(1, Math.min(RECEIVE_CHUNK_BYTES, limit, mostBytes));
   }
 
   /** Reads `range` of `part` into `sink`; see the steps at the top of this file. */

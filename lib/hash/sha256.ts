@@ -162,28 +162,25 @@ const _RANGE_READ_BYTES = 64 * 1024;
 let _rangeBuffer: Uint8Array | undefined;
 
 /**
- * SHA-256 of `length` bytes of the file at `path` from byte `start`, read and
- * hashed on this thread with libcrypto: for small ranges, where handing them
- * to a hash worker costs more than hashing them. Returns the digest and the
- * bytes read (fewer at end of file); undefined where libcrypto cannot be
- * used, and the caller hashes elsewhere.
+ * SHA-256 of `length` bytes of `file` (open for reading) from byte `start`,
+ * read and hashed on this thread with libcrypto: for small ranges, where
+ * handing them to a hash worker costs more than hashing them. Returns the
+ * digest and the bytes read (fewer at end of file), and leaves the file's
+ * position after them; undefined where libcrypto cannot be used, and the
+ * caller hashes elsewhere. It takes the caller's handle: an open and a close
+ * per part were a fifth of the open calls of a batch of small files.
  */
 export function sha256FileRangeSync(
-  path: string,
+  file: Deno.FsFile,
   start: number,
   length: number,
 ): { digest: string; bytes: number } | undefined {
   const hash = nativeSha256();
   if (!hash) return undefined;
   const buffer = _rangeBuffer ??= new Uint8Array(_RANGE_READ_BYTES);
-  const file = Deno.openSync(path, { read: true });
-  try {
-    file.seekSync(start, Deno.SeekMode.Start);
-    const bytes = updateFromFileSync(hash, file, length, buffer);
-    return { digest: hash.digest("hex"), bytes };
-  } finally {
-    file.close();
-  }
+  file.seekSync(start, Deno.SeekMode.Start);
+  const bytes = updateFromFileSync(hash, file, length, buffer);
+  return { digest: hash.digest("hex"), bytes };
 }
 
 /**
