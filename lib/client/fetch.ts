@@ -161,6 +161,16 @@ interface _BackgroundCheck {
   stop: () => void;
 }
 
+function _checkDestDir(destDir: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(destDir);
+  } catch (cause) {
+    throw new FetchError(`Destination directory ${destDir} does not exist`, [], { cause });
+  }
+  if (!info.isDirectory) throw new FetchError(`Destination ${destDir} is not a directory`, []);
+}
+
 class _Fetcher {
   readonly #options: FetchOptions;
   readonly #onProgress: ((progress: FetchProgress) => void) | undefined;
@@ -257,17 +267,8 @@ class _Fetcher {
     this.#emit({ type: "entry", entry, from: info.from });
     Object.assign(this.#progress, { size: entry.size, parts: entry.parts.length });
 
-    let destInfo: Deno.FileInfo;
-    try {
-      destInfo = Deno.statSync(options.destDir);
-    } catch (cause) {
-      throw new FetchError(`Destination directory ${options.destDir} does not exist`, [], {
-        cause,
-      });
-    }
-    if (!destInfo.isDirectory) {
-      throw new FetchError(`Destination ${options.destDir} is not a directory`, []);
-    }
+    // A batch that listed the directory as it started knows it is one.
+    if (options.shared?.present === undefined) _checkDestDir(options.destDir);
     const finalPath = join(options.destDir, entry.name);
     const pool = options.shared?.pool ?? new PeerPool({
       ...this.#connectOptions,

@@ -117,6 +117,8 @@ async function _fetchInto(fetch: SmallFetch, file: Deno.FsFile): Promise<void> {
     index: 0,
     dir: fetch.destDir,
     small: true,
+    // Just created: the first write needs no seek.
+    at: 0,
     hash: async () =>
       sha256FileRangeSync(file, 0, part.size) ??
         await hashes.hashRange({

@@ -29,6 +29,8 @@ export interface FilePartSinkOptions {
   small?: boolean;
   /** Hashes the part as it lies in the file (SHA-256). */
   hash: () => Promise<{ digest: string; bytes: number }>;
+  /** Where the file's position is now, relative to `base`, when known (a new file: 0). */
+  at?: number;
 }
 
 export class FilePartSink implements PartSink {
@@ -38,6 +40,7 @@ export class FilePartSink implements PartSink {
 
   constructor(options: FilePartSinkOptions) {
     this.#options = options;
+    this.#at = options.at;
   }
 
   restart(_offset: number): void {
