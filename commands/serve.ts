@@ -138,6 +138,7 @@ export async function run(args: string[]): Promise<number> {
     // (each read would wait out etcd's timeout while etcd has no quorum).
     const { clusterId } = await cluster.requireSettings();
     const self = { id, store, clusterId };
+    cluster.manifest.storedContentIds = true;
     server = new Server({
       id,
       store,
@@ -157,7 +158,7 @@ export async function run(args: string[]): Promise<number> {
     server = new Server({
       id,
       store,
-      manifest: openManifestStore(dir),
+      manifest: openManifestStore(dir, { serving: true }),
       mutations: async () => {
         const { Mutations, fileMutationsContext } = await import("../lib/server/mutations.ts");
         return new Mutations(fileMutationsContext(dir));

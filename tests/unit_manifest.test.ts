@@ -249,6 +249,42 @@ Deno.test("parseFileEntry() keeps each part's xxh128, parts without one stay wit
   assert.equal(parsed.contentId, base.contentId);
 });
 
+Deno.test("parseFileEntry() with storedContentId takes a well-formed stored contentId as it is, and checks any other", () => {
+  const good = entry("a.bin", 2);
+  const other = "d".repeat(64);
+  // Taken as stored (a serving instance): not computed, so not compared.
+  assert.equal(
+    parseFileEntry({ ...good, contentId: other }, { storedContentId: true }).contentId,
+    other,
+  );
+  assert.throws(() => parseFileEntry({ ...good, contentId: other }), /contentId/);
+  // Absent or malformed: computed, and a malformed one still fails the comparison.
+  const { contentId: _, ...bare } = good;
+  assert.equal(parseFileEntry(bare, { storedContentId: true }).contentId, good.contentId);
+  assert.throws(
+    () => parseFileEntry({ ...good, contentId: "XYZ" }, { storedContentId: true }),
+    /contentId/,
+  );
+});
+
+Deno.test("FileManifestStore.storedContentIds: a serving instance's store reads stored content ids, another checks them", async () => {
+  await withTempDir("fts-unit-manifest-", async (dir) => {
+    const a = entry("a.bin", 1);
+    await updateManifest(dir, (manifest) => {
+      manifest.files["a.bin"] = a;
+    });
+    // The stored id edited by hand: a reader that checks refuses it.
+    const path = snapshotPath(dir);
+    const text = await Deno.readTextFile(path);
+    assert.ok(text.includes(a.contentId));
+    await Deno.writeTextFile(path, text.replace(a.contentId, "e".repeat(64)));
+    await assert.rejects(new FileManifestStore(dir).get("a.bin"), /contentId/);
+    const serving = new FileManifestStore(dir);
+    serving.storedContentIds = true;
+    assert.equal((await serving.get("a.bin"))!.entry.contentId, "e".repeat(64));
+  });
+});
+
 Deno.test('contentIdOf() is SHA-256 of "fts-content-v1:SIZE:" and the part digests (PROTOCOL.md)', () => {
   // Known answers, computed independently (Python hashlib) from the documented formula.
   assert.equal(

@@ -85,6 +85,8 @@ function _parseHeader(kv: KeyValue): _Header {
 export class EtcdManifestStore implements ManifestStore {
   readonly #etcd: EtcdClient;
   readonly #keys: ClusterKeys;
+  /** Entries are read with ParseOptions.storedContentId: set by a serving instance. */
+  storedContentIds = false;
 
   constructor(etcd: EtcdClient, keys: ClusterKeys) {
     this.#etcd = etcd;
@@ -156,7 +158,7 @@ export class EtcdManifestStore implements ManifestStore {
       parts = chunks.flat();
     }
     const { chunks: _chunks, partCount: _count, ...rest } = header;
-    const entry = parseFileEntry({ ...rest, parts });
+    const entry = parseFileEntry({ ...rest, parts }, { storedContentId: this.storedContentIds });
     return { entry, modRevision: kv.modRevision, revision };
   }
 

@@ -85,6 +85,12 @@ export class FileManifestStore implements ManifestStore {
   #queue: Promise<unknown> = Promise.resolve();
   readonly #cache = new Map<string, StoredEntry>();
 
+  /**
+   * Entries are read with ParseOptions.storedContentId (see manifest.ts): set
+   * by a serving instance, for the store it shares with its mutations.
+   */
+  storedContentIds = false;
+
   constructor(dir: string) {
     this.dir = dir;
     this.#snapshotPath = join(dir, "manifest.json");
@@ -113,7 +119,7 @@ export class FileManifestStore implements ManifestStore {
 
   async list(options: ListOptions = {}): Promise<ListPage> {
     const page = await this.#page(options, (name, slot, line, revision) => ({
-      entry: entryOf(name, valueIn(slot, line)),
+      entry: entryOf(name, valueIn(slot, line), { storedContentId: this.storedContentIds }),
       modRevision: slot.revision,
       revision,
     }));
@@ -263,7 +269,9 @@ export class FileManifestStore implements ManifestStore {
     if (cached && cached.modRevision === slot.revision) {
       return { ...cached, revision: index.revision };
     }
-    const entry = entryOf(name, await valueOf(slot, files));
+    const entry = entryOf(name, await valueOf(slot, files), {
+      storedContentId: this.storedContentIds,
+    });
     const found = { entry, modRevision: slot.revision, revision: index.revision };
     this.#cache.delete(name);
     this.#cache.set(name, found);

@@ -6,7 +6,7 @@
  */
 import { syncDir, tempPathBeside } from "../base/fs_util.ts";
 import { dirname } from "../base/paths.ts";
-import { type FileEntry, OPERATOR_OWNER, parseFileEntry } from "./manifest.ts";
+import { type FileEntry, OPERATOR_OWNER, parseFileEntry, type ParseOptions } from "./manifest.ts";
 import type { EntrySummary } from "./manifest_store.ts";
 import {
   CLOSING_LINE,
@@ -36,8 +36,8 @@ export interface ManifestFiles {
 }
 
 /** The entry on a line of the manifest, checked; `name` is the key it was under. */
-export function entryOf(name: string, value: unknown): FileEntry {
-  const entry = parseFileEntry(value);
+export function entryOf(name: string, value: unknown, options: ParseOptions = {}): FileEntry {
+  const entry = parseFileEntry(value, options);
   if (entry.name !== name) {
     throw new SyntaxError(`Manifest is malformed: entry "${name}" names itself "${entry.name}"`);
   }

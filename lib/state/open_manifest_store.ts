@@ -15,10 +15,15 @@ import type { Locker, ManifestStore } from "./manifest_store.ts";
 const _LOCK_NAME = /^[a-z][a-z0-9-]*$/;
 const _stores = new Map<string, FileManifestStore>();
 
-/** The manifest store of the data directory `dir`. */
-export function openManifestStore(dir: string): ManifestStore {
+/**
+ * The manifest store of the data directory `dir`. `serving`: an instance
+ * serving entries opens it, and from then on this process takes the content
+ * ids stored in entries as they are (ParseOptions.storedContentId).
+ */
+export function openManifestStore(dir: string, options: { serving?: boolean } = {}): ManifestStore {
   let store = _stores.get(dir);
   if (!store) _stores.set(dir, store = new FileManifestStore(dir));
+  if (options.serving) store.storedContentIds = true;
   return store;
 }
 
