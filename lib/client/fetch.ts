@@ -334,6 +334,18 @@ class _Fetcher {
     }
   }
 
+  /**
+   * Takes the flock of the partial file opened as `file`; false when a short
+   * fetch (fetch_small.ts) holds it, or held it and has renamed it into place
+   * since it was opened (then the lock is of the finished file: look again).
+   */
+  #holdsPartial(file: Deno.FsFile, partialPath: string): boolean {
+    if (!file.tryLockSync(true)) return false;
+    const held = file.statSync();
+    const now = lstatOrUndefined(partialPath);
+    return now?.ino === held.ino && now?.dev === held.dev;
+  }
+
   #countFetched(entry: FileEntry, index: number): void {
     this.#progress.partsFetched++;
     this.#progress.bytesFetched += entry.parts[index]!.size;
@@ -395,7 +407,7 @@ class _Fetcher {
       if (cause instanceof Deno.errors.AlreadyExists && !partial) return undefined;
       throw new FetchError(`Cannot open ${workPath} for writing`, [], { cause });
     }
-    if (workPath === partialPath && partial && !file.tryLockSync(true)) {
+    if (workPath === partialPath && partial && !this.#holdsPartial(file, partialPath)) {
       // A short fetch is filling it: once it is done with it, look again.
       try {
         await waitForLock(file, this.#options.signal, () => {

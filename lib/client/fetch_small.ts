@@ -81,19 +81,14 @@ export async function fetchSmallFile(fetch: SmallFetch): Promise<boolean> {
     if (!locked) return false;
     await _fetchInto(fetch, file);
     if (fetch.fsync) await file.sync();
-    file.close();
+    // Renamed while still locked: a fetch waiting for the lock then finds the
+    // partial file gone, never this finished file under the partial's name.
     Deno.renameSync(partialPath, finalPath);
     done = true;
   } finally {
-    if (!done) {
-      // Nothing verified is worth keeping; a file another fetch flocked is its own.
-      if (locked) removeQuietly(partialPath);
-      try {
-        file.close();
-      } catch {
-        // Closed already.
-      }
-    }
+    // Nothing verified is worth keeping; a file another fetch flocked is its own.
+    if (!done && locked) removeQuietly(partialPath);
+    file.close();
   }
   if (fetch.fsync) await syncDir(fetch.destDir);
   return true;
