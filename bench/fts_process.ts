@@ -43,7 +43,8 @@ export interface FtsSpawnOptions {
 }
 
 /** Starts `fts ARGS...` with piped output and no standard input. */
-function _spawnFts(args: string[], options: FtsSpawnOptions): Deno.ChildProcess {
+/** Starts `fts ARGS...` with its output piped, as runFts() does. */
+export function spawnFts(args: string[], options: FtsSpawnOptions = {}): Deno.ChildProcess {
   const [program, ...before] = [...(options.prefix ?? []), DENO];
   return new Deno.Command(program!, {
     args: [
@@ -75,7 +76,7 @@ export async function runFts(
   args: string[],
   options: FtsSpawnOptions & { timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  return await outputWithin(_spawnFts(args, options), options.timeoutMs ?? RUN_TIMEOUT_MS);
+  return await outputWithin(spawnFts(args, options), options.timeoutMs ?? RUN_TIMEOUT_MS);
 }
 
 /** A child's exit code and output; it is killed if it runs over `timeoutMs`. */
@@ -104,7 +105,7 @@ export async function outputWithin(
 /** A long-running `fts` child whose output is drained into memory and searchable. */
 export class FtsProcess extends DrainedProcess {
   constructor(args: string[], options: FtsSpawnOptions = {}) {
-    super(_spawnFts(args, options));
+    super(spawnFts(args, options));
   }
 }
 

@@ -14,7 +14,7 @@ import { locateFile, notFoundMessage } from "../lib/client/locate.ts";
 import { loadConfig, resolveDataDir } from "../lib/state/config.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import type { FileSummary } from "../lib/client/peer.ts";
-import { listFromServers } from "../lib/client/list_files.ts";
+import { listedFilePages } from "../lib/client/list_files.ts";
 import { resolveServers } from "../lib/client/servers.ts";
 import { loadTlsClientOptions, type TlsClientOptions } from "../lib/wire/tls.ts";
 import { formatBytes } from "../lib/base/units.ts";
@@ -24,6 +24,9 @@ import { LineWriter } from "../lib/base/line_writer.ts";
 
 export const USAGE =
   "fts ls [NAME] [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
+
+/** Files whose names set the width of the table's name column. */
+const WIDTH_SAMPLE_FILES = 1000;
 
 export const EXAMPLE = [
   "fts ls",
@@ -109,42 +112,94 @@ export async function run(args: string[]): Promise<number> {
       );
       return 0;
     }
-    let files: FileSummary[];
-    if (store) {
-      files = [];
-      for await (const { summary } of allSummaries(store)) files.push(summary);
-    } else {
-      files = await listFromServers(await resolveServers(dir, named), tls);
-    }
-    return _printFiles(files, boolFlag(flags, "json"));
+    const pages = store
+      ? _storeFiles(store)
+      : listedFilePages(await resolveServers(dir, named), tls);
+    await _printFiles(pages, boolFlag(flags, "json"));
+    return 0;
   } finally {
     close();
   }
 }
 
-function _printFiles(files: FileSummary[], json: boolean): number {
-  files.sort((a, b) => a.name.localeCompare(b.name));
-  if (json) {
-    console.log(JSON.stringify(files, null, 2));
-    return 0;
+/**
+ * The store's files page by page in its name order. Later pages are asked at
+ * the first page's revision: etcd answers from that revision, and the file
+ * store, which keeps no history, from its newest (a listing goes on past a
+ * change, as `ls` of a directory does).
+ */
+async function* _storeFiles(store: ManifestStore): AsyncGenerator<FileSummary[]> {
+  let pending = store.summaries();
+  let revision: number | undefined;
+  while (true) {
+    const page = await pending;
+    revision ??= page.revision;
+    const more = page.more && page.summaries.length > 0;
+    if (more) {
+      // The next page is asked for before this one is printed, so that the
+      // store's work on it overlaps the printing.
+      const after = page.summaries.at(-1)!.name;
+      pending = store.summaries({ after, atRevision: revision, limit: store.walkPageEntries });
+      pending.catch(() => {}); // Seen by the next await; unseen if the reader left.
+    }
+    yield page.summaries;
+    if (!more) return;
   }
-  if (files.length === 0) {
-    console.log("no files");
-    return 0;
+}
+
+/**
+ * Prints the files page by page as they come, never holding more than the
+ * first WIDTH_SAMPLE_FILES: in the table, their names set the width of the
+ * name column (a longer name further on widens its own line only).
+ */
+async function _printFiles(pages: AsyncIterable<FileSummary[]>, json: boolean): Promise<void> {
+  const out = new LineWriter();
+  const iterator = pages[Symbol.asyncIterator]();
+  try {
+    if (json) await _printJson(iterator, out);
+    else await _printTable(iterator, out);
+  } finally {
+    // A reader that went away (fts ls | head) ends the walk: no more pages asked.
+    await iterator.return?.();
+    out.flush();
+  }
+}
+
+/** The text JSON.stringify(files, null, 2) gives, one element at a time. */
+async function _printJson(pages: AsyncIterator<FileSummary[]>, out: LineWriter): Promise<void> {
+  let held: string | undefined;
+  for (let next = await pages.next(); !next.done && !out.closed; next = await pages.next()) {
+    for (const file of next.value) {
+      out.line(held === undefined ? "[" : `  ${held},`);
+      held = JSON.stringify(file, null, 2).replaceAll("\n", "\n  ");
+    }
+  }
+  out.line(held === undefined ? "[]" : `  ${held}\n]`);
+}
+
+async function _printTable(pages: AsyncIterator<FileSummary[]>, out: LineWriter): Promise<void> {
+  const first: FileSummary[] = [];
+  let next = await pages.next();
+  for (; !next.done && first.length < WIDTH_SAMPLE_FILES; next = await pages.next()) {
+    first.push(...next.value);
+  }
+  if (first.length === 0) {
+    out.line("no files");
+    return;
   }
   // Names and owners come from the network: escaped, and measured in terminal columns.
-  const names = files.map((f) => printable(f.name));
-  const width = Math.max(...names.map(displayWidth), 4);
-  const out = new LineWriter();
+  const width = Math.max(...first.map((f) => displayWidth(printable(f.name))), 4);
+  const rows = (files: FileSummary[]) => {
+    for (const f of files) {
+      const owner = printable(f.owner);
+      out.line(
+        `${padEndColumns(printable(f.name), width)}  ${formatBytes(f.size).padStart(10)}  ${
+          String(f.parts).padStart(6)
+        }  ${displayWidth(owner) > 24 ? truncateColumns(owner, 21) + "..." : owner}`,
+      );
+    }
+  };
   out.line(`${"NAME".padEnd(width)}  ${"SIZE".padStart(10)}  ${"PARTS".padStart(6)}  OWNER`);
-  for (const [index, f] of files.entries()) {
-    const owner = printable(f.owner);
-    out.line(
-      `${padEndColumns(names[index]!, width)}  ${formatBytes(f.size).padStart(10)}  ${
-        String(f.parts).padStart(6)
-      }  ${displayWidth(owner) > 24 ? truncateColumns(owner, 21) + "..." : owner}`,
-    );
-  }
-  out.flush();
-  return 0;
+  rows(first);
+  for (; !next.done && !out.closed; next = await pages.next()) rows(next.value);
 }

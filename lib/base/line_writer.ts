@@ -19,13 +19,18 @@ export class LineWriter {
     this.#stream = stream;
   }
 
+  /** True once the reader went away: what is written since is dropped. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   line(text: string): void {
     this.#pending.push(text);
     this.#chars += text.length + 1;
     if (this.#chars >= _BLOCK_CHARS) this.flush();
   }
 
-  /** Writes what is gathered; call once at the end. */
+  /** Writes what is gathered; call at the end. */
   flush(): void {
     const text = this.#pending.length > 0 ? this.#pending.join("\n") + "\n" : "";
     this.#pending = [];

@@ -90,6 +90,19 @@ export interface StoredParts {
 
 export type { FileSummary, VerifyStatus };
 
+/** Where a walk of the file list stands: after this name, at this generation. */
+export interface ListPosition {
+  after?: string;
+  generation?: number;
+}
+
+/** One page of the file list, and where the next one starts. */
+export interface FilePage {
+  files: FileSummary[];
+  next: ListPosition;
+  more: boolean;
+}
+
 /** What cluster.info tells an uploading client. */
 export interface ClusterInfo {
   /** Names the cluster; signed requests carry it. */
@@ -365,8 +378,18 @@ export class Peer {
    */
   async listFiles(): Promise<FileSummary[]> {
     const files: FileSummary[] = [];
-    let after: string | undefined;
-    let generation: number | undefined;
+    for await (const page of this.filePages()) files.push(...page.files);
+    return files;
+  }
+
+  /**
+   * The pages of listFiles() as they arrive, in the instance's name order,
+   * from just after `from.after` (at `from.generation`) when given. Each page
+   * says where the next starts, so a walk cut short can go on from there,
+   * also on another instance.
+   */
+  async *filePages(from: ListPosition = {}): AsyncGenerator<FilePage> {
+    let { after, generation } = from;
     while (true) {
       const { reply } = await this.#ask("file.list", {
         limit: MAX_LIST_PAGE_FILES,
@@ -380,10 +403,23 @@ export class Peer {
           `${this.address} sent a file.list page of ${page.length} files, more than the ${MAX_LIST_PAGE_FILES} asked for`,
         );
       }
-      files.push(...page);
+      const last = page.at(-1)?.name;
+      if (last !== undefined && last === after) {
+        // A page that ends where the last one did would be asked for forever.
+        throw new ProtocolError(
+          "BAD_FRAME",
+          `${this.address} sent a file.list page that does not go past ${JSON.stringify(after)}`,
+        );
+      }
       generation ??= reply.generation;
-      if (reply.more !== true || page.length === 0) return files;
-      after = page.at(-1)!.name;
+      after = last ?? after;
+      const more = reply.more === true && page.length > 0;
+      yield {
+        files: page,
+        next: after === undefined ? { generation } : { after, generation },
+        more,
+      };
+      if (!more) return;
     }
   }
 

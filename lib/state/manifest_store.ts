@@ -126,6 +126,11 @@ export interface ManifestStore {
    * no part is checked and no content id computed.
    */
   summaries(options?: ListOptions): Promise<SummaryPage>;
+  /**
+   * Entries a walk through every page should ask for per page, after a first
+   * page of the default size: what this store serves best.
+   */
+  readonly walkPageEntries: number;
   /** Names the entries `plan` reads; it may put and delete only those. */
   change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>>;
   /** Changes after `fromRevision`, as they come, until `signal` aborts. */
