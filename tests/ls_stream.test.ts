@@ -2,10 +2,11 @@
  * `fts ls` prints the file list as its pages arrive: a reader that stops
  * early stops the walk, a server that breaks off part way is followed by the
  * next from where it stopped, and a server whose pages never move on is an
- * error, not a loop. Against lying servers that serve pages of made-up names.
+ * error, not a loop: against lying servers that serve pages of made-up
+ * names. A local cluster's listing comes from its instances, or its store.
  */
 import assert from "node:assert/strict";
-import { DENO, MAIN, runFts, tempDir } from "./harness.ts";
+import { DENO, instanceStats, MAIN, runFts, startCluster, tempDir } from "./harness.ts";
 import { type LyingAnswer, startLyingServer } from "./lying_server.ts";
 import { jsonBody } from "../lib/wire/frame.ts";
 import { MAX_LIST_PAGE_FILES } from "../lib/wire/ops_files.ts";
@@ -41,10 +42,17 @@ function _flags(work: string, ...servers: string[]): string[] {
   return [...servers.flatMap((s) => ["--server", s]), "--data", join(work, "nodata")];
 }
 
-Deno.test("ls: a reader that stops after one line stops the walk; --json is the whole array", async () => {
+Deno.test("ls: the first page is printed before the second comes; a reader that stops ends the walk; --json is the whole array", async () => {
   const work = await tempDir("fts-ls-stream-");
   const total = 50 * MAX_LIST_PAGE_FILES;
-  const server = startLyingServer(_pages(total));
+  const pages = _pages(total);
+  // The second page is held back until the test has read the first line.
+  const { promise: firstLineRead, resolve: releaseSecondPage } = Promise.withResolvers<void>();
+  let asked = 0;
+  const server = startLyingServer(async (request) => {
+    if (request.op === "file.list" && ++asked === 2) await firstLineRead;
+    return pages(request);
+  });
   try {
     const child = new Deno.Command(DENO, {
       args: ["run", "-A", "--quiet", MAIN, "ls", ..._flags(work, server.address)],
@@ -58,6 +66,7 @@ Deno.test("ls: a reader that stops after one line stops the walk; --json is the 
       if (done) break;
       seen += new TextDecoder().decode(value);
     }
+    releaseSecondPage();
     await reader.cancel();
     const status = await child.status;
     await child.stderr.cancel();
@@ -127,5 +136,46 @@ Deno.test("ls: a server whose pages never move on is an error, not an endless wa
     assert.ok(stuck.requests.length <= 3, `pages asked: ${stuck.requests.length}`);
   } finally {
     await stuck.stop();
+  }
+});
+
+Deno.test("ls: a local cluster's listing comes from a running instance, and from the store when none answers", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    files: { "b.bin": 1000, "A.bin": 2000, "c.bin": 10 },
+  });
+  const requests = async () => {
+    let sum = 0;
+    for (const port of cluster.ports) sum += (await instanceStats(`127.0.0.1:${port}`)).requests!;
+    return sum;
+  };
+  const names = async () => {
+    const listed = await cluster.fts(["ls", "--json"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    return (JSON.parse(listed.stdout) as { name: string }[]).map((f) => f.name);
+  };
+  const pids = await Promise.all(
+    cluster.ports.map(async (port) =>
+      Number(await Deno.readTextFile(join(cluster.dir, "run", `${port}.pid`)))
+    ),
+  );
+  try {
+    const before = await requests();
+    const counted = await requests() - before; // what counting alone adds
+    const idle = await requests();
+    // Sorted by character code, as the store and the instances keep them.
+    assert.deepEqual(await names(), ["A.bin", "b.bin", "c.bin"]);
+    assert.ok(await requests() - idle > counted, "no instance was asked for the list");
+
+    // Every instance hung: each one asked stalls, then the store answers.
+    for (const pid of pids) Deno.kill(pid, "SIGSTOP");
+    try {
+      assert.deepEqual(await names(), ["A.bin", "b.bin", "c.bin"]);
+    } finally {
+      for (const pid of pids) Deno.kill(pid, "SIGCONT");
+    }
+  } finally {
+    await cluster.stop();
   }
 });

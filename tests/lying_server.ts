@@ -1,15 +1,16 @@
 /**
  * A lying instance for hostile-client tests: it answers hello like an fts
  * instance, then every request with whatever the test's `answer` makes of
- * it (a header and an optional body, sent as given), or NOT_FOUND. Lets a
- * test see what a client does with replies no honest instance would send.
+ * it (a header and an optional body, sent as given, when it is ready), or
+ * NOT_FOUND. Lets a test see what a client does with replies no honest
+ * instance would send.
  */
 import { encodeFrame, FrameReader, type Header, PROTOCOL_VERSION } from "../lib/wire/frame.ts";
 
 /** A reply frame, or raw bytes (to lie about lengths), or undefined for NOT_FOUND. */
-export type LyingAnswer = (
-  request: Header,
-) => { header: Header; body?: Uint8Array } | { raw: Uint8Array } | undefined;
+export type LyingAnswer = (request: Header) => _Lie | Promise<_Lie>;
+
+type _Lie = { header: Header; body?: Uint8Array } | { raw: Uint8Array } | undefined;
 
 export interface LyingServer {
   port: number;
@@ -37,7 +38,7 @@ export function startLyingServer(answer: LyingAnswer): LyingServer {
           reply = encodeFrame({ op: "hello", version: PROTOCOL_VERSION, id: "666", generation: 1 });
         } else {
           requests.push(head.header);
-          const lie = answer(head.header);
+          const lie = await answer(head.header);
           reply = lie === undefined
             ? encodeFrame({ op: "error", code: "NOT_FOUND", message: "nothing here" })
             : "raw" in lie

@@ -30,7 +30,7 @@ export class LineWriter {
     if (this.#chars >= _BLOCK_CHARS) this.flush();
   }
 
-  /** Writes what is gathered; call at the end. */
+  /** Writes what is gathered: at the end, and wherever the reader should see it now. */
   flush(): void {
     const text = this.#pending.length > 0 ? this.#pending.join("\n") + "\n" : "";
     this.#pending = [];
