@@ -42,7 +42,7 @@ import { Peer } from "../lib/client/peer.ts";
 import { runPool } from "../lib/base/run_pool.ts";
 import { instanceCommand } from "../lib/ops/instance_bundle.ts";
 import { DrainedProcess } from "./drained_process.ts";
-import { FtsProcess, runFts, type RunResult, spawnFts } from "./fts_process.ts";
+import { FtsProcess, killAfter, runFts, type RunResult, spawnFts } from "./fts_process.ts";
 import { concatBytes } from "../lib/base/concat_bytes.ts";
 import { childEnv, loadAverage, median, residentMemory } from "./measure.ts";
 import { gitCommit, machineInfo, type Meta, renderMarkdown, writeRun } from "./report.ts";
@@ -255,11 +255,7 @@ async function _lines(
 ): Promise<RunResult & { firstLineMs: number; totalMs: number }> {
   const started = performance.now();
   const child = spawnFts(args);
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, CLI_TIMEOUT_MS);
+  const timer = killAfter(child, CLI_TIMEOUT_MS);
   try {
     const stderr = new Response(child.stderr).text();
     let firstLineMs = NaN;

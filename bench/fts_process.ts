@@ -79,16 +79,24 @@ export async function runFts(
   return await outputWithin(spawnFts(args, options), options.timeoutMs ?? RUN_TIMEOUT_MS);
 }
 
+/** SIGKILLs `child` if it still runs after `timeoutMs`; clearTimeout() of the result cancels. */
+export function killAfter(
+  child: Deno.ChildProcess,
+  timeoutMs: number,
+): ReturnType<typeof setTimeout> {
+  return setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, timeoutMs);
+}
+
 /** A child's exit code and output; it is killed if it runs over `timeoutMs`. */
 export async function outputWithin(
   child: Deno.ChildProcess,
   timeoutMs: number,
 ): Promise<RunResult> {
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, timeoutMs);
+  const timer = killAfter(child, timeoutMs);
   try {
     const output = await child.output();
     const decoder = new TextDecoder();
