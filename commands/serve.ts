@@ -155,13 +155,17 @@ export async function run(args: string[]): Promise<number> {
     const zone = stringFlag(flags, "zone");
     leave = (await cluster.join({ id, address: id, domain: zone ?? host })).stop;
   } else {
+    // One store, one index, for serving and for signed changes: a second
+    // store indexed the manifest again on an instance's first change (about
+    // 0.3 s at 100,000 files, and its memory for as long as the instance ran).
+    const manifest = openManifestStore(dir, { serving: true });
     server = new Server({
       id,
       store,
-      manifest: openManifestStore(dir, { serving: true }),
+      manifest,
       mutations: async () => {
         const { Mutations, fileMutationsContext } = await import("../lib/server/mutations.ts");
-        return new Mutations(fileMutationsContext(dir));
+        return new Mutations(fileMutationsContext(dir, manifest));
       },
       addressOf: (other) => `${host}:${other}`,
       limits,

@@ -14,6 +14,7 @@ import { type ClusterView, configView } from "../state/cluster_view.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { readIdentityOwner } from "../auth/identity.ts";
 import {
+  contentIdOf,
   type FileEntry,
   OPERATOR_OWNER,
   parseFileEntry,
@@ -89,13 +90,16 @@ export interface MutationsContext {
 }
 
 /** The context of the single-host cluster in `dir`: config, stores and keys all in it. */
-export function fileMutationsContext(dir: string): MutationsContext {
+export function fileMutationsContext(
+  dir: string,
+  store: ManifestStore = openManifestStore(dir),
+): MutationsContext {
   let view: Promise<ClusterView> | undefined;
   let clusterId: Promise<string> | undefined;
   const stores = new Map<string, PartStore>();
   return {
     nonces: new FileNonceStore(dir),
-    store: openManifestStore(dir),
+    store,
     locker: openLocker(dir),
     view: async () => {
       // A publish would start a new manifest beside the lost one's parts.
@@ -124,6 +128,15 @@ export function fileMutationsContext(dir: string): MutationsContext {
     freeParts: (digests) => freeUnreferencedParts(dir, digests),
     writers: cachedRead(() => readWritersFile(dir), WRITERS_CACHE_MS),
   };
+}
+
+/**
+ * The content id of an entry read from the store, computed from its parts: a
+ * serving instance's store passes stored ids on unchecked (ParseOptions
+ * storedContentId), and a change must not rest on one.
+ */
+function _computedContentId(entry: FileEntry): string {
+  return contentIdOf(entry.size, entry.parts);
 }
 
 export class Mutations {
@@ -217,13 +230,14 @@ export class Mutations {
 
   /** Refuses a delete or rename signed for content the name no longer holds. */
   #assertContent(entry: FileEntry, request: RequestOf<"file.delete" | "file.rename">): void {
-    if (entry.contentId === request.contentId) return;
+    const held = _computedContentId(entry);
+    if (held === request.contentId) return;
     throw new ProtocolError(
       "UNAUTHORIZED",
       `Signed ${request.op} of ${JSON.stringify(entry.name)} is for content ${
         request.contentId.slice(0, 12)
       }..., but the file now holds ${
-        entry.contentId.slice(0, 12)
+        held.slice(0, 12)
       }... (it changed since the request was signed); sign it again`,
     );
   }
@@ -273,7 +287,10 @@ export class Mutations {
           : (await publishedBytesByOwner(this.#store, name)).get(signer) ?? 0;
         return await this.#store.change([name], async (current) => {
           const existing = current.get(name)?.entry;
-          if (existing && existing.owner === signer && existing.contentId === entry.contentId) {
+          if (
+            existing && existing.owner === signer &&
+            _computedContentId(existing) === entry.contentId
+          ) {
             // The same upload again (a retry whose reply was lost): nothing to do,
             // unless the entry, from an older fts, lacks the fast digests this one has.
             const fast = (e: FileEntry) => e.parts.every((part) => part.xxh128 !== undefined);
