@@ -174,10 +174,10 @@ async function* _localFiles(
 }
 
 /**
- * The store's files page by page in its name order (after `from`, if given). Later pages are asked at
- * the first page's revision: etcd answers from that revision, and the file
- * store, which keeps no history, from its newest (a listing goes on past a
- * change, as `ls` of a directory does).
+ * The store's files page by page in its name order (after `from`, if
+ * given). Later pages are asked at the first page's revision: etcd answers
+ * from that revision, and the file store, which keeps no history, from its
+ * newest (a listing goes on past a change, as `ls` of a directory does).
  */
 async function* _storeFiles(
   store: ManifestStore,
