@@ -9,6 +9,7 @@ import { ephemeralIdentity } from "../lib/auth/identity.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
 import { fileMutationsContext, Mutations } from "../lib/server/mutations.ts";
 import { loadOrCreateClusterId } from "../lib/state/cluster_id.ts";
+import { ensureConfig } from "../lib/state/config.ts";
 import { contentIdOf } from "../lib/state/manifest.ts";
 import { entryLine, layoutDocument, snapshotHeader } from "../lib/state/manifest_layout.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
@@ -16,18 +17,7 @@ import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 Deno.test("Mutations judge a delete by the content an entry's parts make, not by its stored content id", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fts-unit-mutations-" });
   try {
-    await Deno.writeTextFile(
-      join(dir, "config.json"),
-      JSON.stringify({
-        format: "fts-config",
-        version: 1,
-        host: "127.0.0.1",
-        basePort: 9001,
-        servers: 1,
-        replicas: 1,
-        partSize: 4096,
-      }),
-    );
+    await ensureConfig(dir, { basePort: 9001, servers: 1, replicas: 1 });
     const owner = await ephemeralIdentity();
     const parts = [{ digest: "ab".repeat(32), size: 1000, replicas: ["9001"] }];
     const made = contentIdOf(1000, parts);
