@@ -90,6 +90,7 @@ Deno.test("ls: the first page is printed before the second comes; a reader that 
     }
   } finally {
     await server.stop();
+    await Deno.remove(work, { recursive: true });
   }
 });
 
@@ -116,6 +117,7 @@ Deno.test("ls: a server that breaks off mid-list is followed by the next, from w
   } finally {
     await breaking.stop();
     await next.stop();
+    await Deno.remove(work, { recursive: true });
   }
 });
 
@@ -136,6 +138,7 @@ Deno.test("ls: a server whose pages never move on is an error, not an endless wa
     assert.ok(stuck.requests.length <= 3, `pages asked: ${stuck.requests.length}`);
   } finally {
     await stuck.stop();
+    await Deno.remove(work, { recursive: true });
   }
 });
 
