@@ -155,9 +155,10 @@ export async function run(args: string[]): Promise<number> {
     const zone = stringFlag(flags, "zone");
     leave = (await cluster.join({ id, address: id, domain: zone ?? host })).stop;
   } else {
-    // One store, one index, for serving and for signed changes: a second
-    // store indexed the manifest again on an instance's first change (about
-    // 0.3 s at 100,000 files, and its memory for as long as the instance ran).
+    // One store for serving and for signed changes (openManifestStore keeps
+    // one per directory in a process), named here so that it shows: the
+    // changes read entries whose content ids are taken as stored, and
+    // compute their own from the parts (mutations.ts).
     const manifest = openManifestStore(dir, { serving: true });
     server = new Server({
       id,
