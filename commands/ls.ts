@@ -97,9 +97,10 @@ export async function run(args: string[]): Promise<number> {
   const named = listFlag(flags, "server");
   const etcd = etcdTarget(flags);
   const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
-  const config = await loadConfig(dir);
-  const local = named.length === 0 && !Deno.env.get("FTS_SERVERS") &&
-    (etcd !== undefined || config !== undefined);
+  const serversNamed = named.length > 0 || Boolean(Deno.env.get("FTS_SERVERS"));
+  // Read only when neither servers nor etcd are named (a broken config elsewhere is not ls's).
+  const config = serversNamed || etcd !== undefined ? undefined : await loadConfig(dir);
+  const local = !serversNamed && (etcd !== undefined || config !== undefined);
   let store: ManifestStore | undefined;
   // This data directory's running instances, which hold the store's index already.
   let running: string[] = [];

@@ -182,3 +182,19 @@ Deno.test("ls: a local cluster's listing comes from a running instance, and from
     await cluster.stop();
   }
 });
+
+Deno.test("ls: with --server, a broken config in the data directory is not read", async () => {
+  const work = await tempDir("fts-ls-stream-");
+  const server = startLyingServer(_pages(3));
+  try {
+    const data = join(work, "data");
+    await Deno.mkdir(data);
+    await Deno.writeTextFile(join(data, "config.json"), "{not json");
+    const listed = await runFts(["ls", "--server", server.address, "--data", data]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /file-000002\.bin/);
+  } finally {
+    await server.stop();
+    await Deno.remove(work, { recursive: true });
+  }
+});
