@@ -84,6 +84,30 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "EtcdManifestStore.getMany(): one transaction, entries in the order asked (a chunked one too), undefined where absent",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "many");
+      try {
+        const store = cluster.manifest;
+        const entries = [_entry("a", 1, 4096), _entry("b", 40, 4096), _entry("c", 2, 4096)];
+        await store.change(entries.map((e) => e.name), () => ({ puts: entries, result: 0 }));
+        const found = await store.getMany(["c", "nope", "b", "a"]);
+        assert.deepEqual(found.map((f) => f?.entry.name), ["c", undefined, "b", "a"]);
+        assert.equal(found[2]?.entry.parts.length, 40);
+        assert.equal(found[2]?.entry.contentId, entries[1]!.contentId);
+        for (const f of found) if (f) assert.deepEqual(f, await store.get(f.entry.name));
+        assert.deepEqual(await store.getMany([]), []);
+      } finally {
+        cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
   name: "EtcdManifestStore: change() compares revisions: concurrent renames never lose an entry",
   ignore,
   async fn() {

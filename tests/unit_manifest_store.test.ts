@@ -7,7 +7,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { COMPACT_JOURNAL_SHARE, FileManifestStore } from "../lib/state/file_manifest_store.ts";
-import { type ManifestEvent, MAX_CHANGE_ATTEMPTS } from "../lib/state/manifest_store.ts";
+import {
+  type ManifestEvent,
+  MAX_CHANGE_ATTEMPTS,
+  MAX_NAMES_PER_READ,
+} from "../lib/state/manifest_store.ts";
 import { readRevision } from "../lib/state/manifest_revision.ts";
 import { entryLine, layoutDocument, snapshotHeader } from "../lib/state/manifest_layout.ts";
 import { putEntries, readManifest, testEntry } from "./manifest_util.ts";
@@ -45,6 +49,30 @@ Deno.test("FileManifestStore.change() runs the function again when another write
     assert.equal(outcome.result, "02".repeat(32), "the retry did not see the other change");
     assert.equal(outcome.revision, 3);
     assert.equal((await other.get("a.bin"))!.entry.owner, "me");
+  });
+});
+
+Deno.test("FileManifestStore.getMany(): entries in the order asked, undefined where absent, from snapshot and journal; more than MAX_NAMES_PER_READ refused", async () => {
+  await withDir(async (dir) => {
+    const store = await withJournal(dir, 3);
+    const other = new FileManifestStore(dir);
+    const names = ["more-2", "nope", "base-7", "more-0", "base-0"];
+    const found = await other.getMany(names);
+    assert.deepEqual(found.map((f) => f?.entry.name), [
+      "more-2",
+      undefined,
+      "base-7",
+      "more-0",
+      "base-0",
+    ]);
+    for (const [i, name] of names.entries()) {
+      assert.deepEqual(found[i], await store.get(name), name);
+    }
+    assert.deepEqual(await other.getMany([]), []);
+    await assert.rejects(
+      other.getMany(Array.from({ length: MAX_NAMES_PER_READ + 1 }, (_, i) => `n${i}`)),
+      RangeError,
+    );
   });
 });
 

@@ -29,6 +29,7 @@ import { type FileEntry, parseFileEntry, type PartEntry } from "../state/manifes
 import {
   type ChangeFunction,
   type ChangeOutcome,
+  checkManyNames,
   type ListOptions,
   type ListPage,
   type ManifestEvent,
@@ -109,6 +110,20 @@ export class EtcdManifestStore implements ManifestStore {
     const kv = found.kvs[0];
     if (!kv) return undefined;
     return await this.#stored(kv, found.revision);
+  }
+
+  async getMany(names: readonly string[]): Promise<(StoredEntry | undefined)[]> {
+    checkManyNames(names);
+    if (names.length === 0) return [];
+    // One transaction of reads: one round trip, every entry as of one revision.
+    const read = await this.#etcd.txn(
+      [],
+      names.map((name) => ({ range: { key: this.#keys.file(name) } })),
+    );
+    return await Promise.all(names.map((_, i) => {
+      const kv = read.ranges[i]?.[0];
+      return kv ? this.#stored(kv, read.revision) : undefined;
+    }));
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {

@@ -23,6 +23,8 @@ export interface ConnectionState {
   greeted: boolean;
   /** Reused for every part.get on the connection, allocated on the first. */
   dataBuffer: Uint8Array | undefined;
+  /** Reused for every small range sent whole with its header, allocated on the first. */
+  frameBuffer?: Uint8Array | undefined;
   /** The client's IP, when the listener told it. */
   address?: string | undefined;
 }

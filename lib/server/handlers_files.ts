@@ -33,10 +33,10 @@ export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.lookup" | "file.lis
     await reply({ op: "file", name: entry.name, generation: revision }, body);
   },
   "file.lookup": async (instance, { request, reply }) => {
-    // The entries are read LOOKUP_READS_AT_ONCE at a time (a store in etcd
-    // answers each with a round trip of its own) and the body is built as
-    // text, so that it stops at the budget holding no more parsed entries
-    // than those.
+    // The entries are read LOOKUP_READS_AT_ONCE at a time (one pass over
+    // the store's files, or one etcd transaction, each) and the body is
+    // built as text, so that it stops at the budget holding no more parsed
+    // entries than those.
     const entries: string[] = [];
     const instances: Record<string, string> = {};
     let generation = 0;
@@ -44,7 +44,7 @@ export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.lookup" | "file.lis
     for (let at = 0; at < request.names.length; at += LOOKUP_READS_AT_ONCE) {
       if (entries.length > 0 && bytes >= LOOKUP_REPLY_BUDGET_BYTES) break;
       const names = request.names.slice(at, at + LOOKUP_READS_AT_ONCE);
-      for (const found of await Promise.all(names.map((name) => instance.manifest.get(name)))) {
+      for (const found of await instance.manifest.getMany(names)) {
         if (entries.length > 0 && bytes >= LOOKUP_REPLY_BUDGET_BYTES) break;
         if (!found) {
           entries.push("null");

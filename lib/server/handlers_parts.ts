@@ -74,7 +74,7 @@ async function _sendPart(
     const head = encodeFrameHead({ op: "data", digest: request.digest, offset, length }, length);
     if (offset > 0) file.seekSync(offset, Deno.SeekMode.Start);
     if (length <= Math.min(ONE_WRITE_MAX_BYTES, instance.limiter?.chunkBytes ?? Infinity)) {
-      await _sendSmallRange(instance, conn, file, head, length);
+      await _sendSmallRange(instance, conn, state, file, head, length);
       return;
     }
     await writeAll(conn, head);
@@ -106,20 +106,33 @@ async function _sendPart(
   }
 }
 
+/** Room for a frame's header before a small range in a connection's frame buffer. */
+const FRAME_HEAD_ROOM = 1024;
+
 /**
  * Reads a small range whole and sends it with its header in one write. The
  * read is synchronous: at most ONE_WRITE_MAX_BYTES, it holds the event loop
  * for microseconds when the part is in the page cache, less than handing it
- * to a thread and back costs.
+ * to a thread and back costs. The frame is built in the connection's buffer
+ * (its requests are answered one at a time): a new one per range was most
+ * of an instance's garbage when serving thousands of small files.
  */
 async function _sendSmallRange(
   instance: Instance,
   conn: Exchange<"part.get">["conn"],
+  state: Exchange<"part.get">["state"],
   file: Deno.FsFile,
   head: Uint8Array,
   length: number,
 ): Promise<void> {
-  const frame = concatBytes(head, new Uint8Array(length));
+  let frame: Uint8Array;
+  if (head.length + length <= ONE_WRITE_MAX_BYTES + FRAME_HEAD_ROOM) {
+    state.frameBuffer ??= new Uint8Array(ONE_WRITE_MAX_BYTES + FRAME_HEAD_ROOM);
+    frame = state.frameBuffer.subarray(0, head.length + length);
+    frame.set(head);
+  } else {
+    frame = concatBytes(head, new Uint8Array(length));
+  }
   let read = 0;
   while (read < length) {
     const n = file.readSync(frame.subarray(head.length + read));

@@ -48,6 +48,7 @@ import { readRevision, type RevisionMark } from "./manifest_revision.ts";
 import {
   type ChangeFunction,
   type ChangeOutcome,
+  checkManyNames,
   LIST_PAGE_ENTRIES,
   type ListOptions,
   type ListPage,
@@ -118,6 +119,15 @@ export class FileManifestStore implements ManifestStore {
 
   get(name: string): Promise<StoredEntry | undefined> {
     return this.#read((index, files) => this.#entryAt(index, files, name));
+  }
+
+  async getMany(names: readonly string[]): Promise<(StoredEntry | undefined)[]> {
+    checkManyNames(names);
+    return await this.#read(async (index, files) => {
+      const found: (StoredEntry | undefined)[] = [];
+      for (const name of names) found.push(await this.#entryAt(index, files, name));
+      return found;
+    });
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {

@@ -24,6 +24,8 @@ import type { FileEntry } from "./manifest.ts";
 
 /** Entries in one page of `list()` unless the caller asks for another size. */
 export const LIST_PAGE_ENTRIES = 1000;
+/** Names one `getMany()` may ask for (etcd caps a transaction at 128 operations). */
+export const MAX_NAMES_PER_READ = 64;
 /** Times `change()` runs its function before giving up on conflicting changes. */
 export const MAX_CHANGE_ATTEMPTS = 20;
 
@@ -119,6 +121,12 @@ export interface ManifestStore {
   /** The current store revision (0 for an empty, never changed manifest). */
   revision(): Promise<number>;
   get(name: string): Promise<StoredEntry | undefined>;
+  /**
+   * Several entries, in the order of `names` (undefined where absent), read
+   * together: one pass over the store's files, or one etcd transaction per
+   * MAX_NAMES_PER_READ names, instead of a read each.
+   */
+  getMany(names: readonly string[]): Promise<(StoredEntry | undefined)[]>;
   /** One page of entries in name order. */
   list(options?: ListOptions): Promise<ListPage>;
   /**
@@ -140,6 +148,15 @@ export interface ManifestStore {
 export interface Locker {
   /** Runs `fn` holding the lock `name`, shared with every process of the data directory. */
   withLock<T>(name: string, fn: () => Promise<T>): Promise<T>;
+}
+
+/** Throws unless `names` is a count `getMany()` takes. */
+export function checkManyNames(names: readonly string[]): void {
+  if (names.length > MAX_NAMES_PER_READ) {
+    throw new RangeError(
+      `One read of the manifest names at most ${MAX_NAMES_PER_READ} entries, not ${names.length}`,
+    );
+  }
 }
 
 /** The entries a page of `list()` or `summaries()` holds at most, checked. */
