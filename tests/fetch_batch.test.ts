@@ -78,6 +78,13 @@ Deno.test("fetch --all: 200 files of 4-64 KiB and 2 of 16 parts arrive byte for 
     const summary = JSON.parse(all.stdout);
     assert.equal(summary.ok, true);
     assert.equal(summary.filesFetched, names.length);
+    // Small files are read ahead, many to a request; each counts its bytes once.
+    const total = Object.values(files).reduce((a, b) => a + b, 0);
+    assert.equal(summary.bytesReceived, total);
+    const sizes: Record<string, number> = files;
+    for (const file of summary.files as { name: string; bytesReceived: number }[]) {
+      assert.equal(file.bytesReceived, sizes[file.name], file.name);
+    }
     assert.equal(summary.files.length, names.length);
     const big = summary.files.find((f: { name: string }) => f.name === "big-1.bin");
     assert.equal(big.parts, 16);
@@ -130,6 +137,31 @@ Deno.test("fetch --all: every copy of one file's part corrupt; exit 1 naming it,
     const good = Object.keys(files).filter((n) => n !== bad).sort();
     assert.deepEqual(await _listDir(dest), good);
     await _assertAllSame(cluster, dest, good);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch --all: an instance killed mid-batch; every one of 300 small files arrives from the other replicas", async () => {
+  const files = _smallFiles(300);
+  const cluster = await startCluster({ servers: 4, replicas: 2, files });
+  try {
+    const names = Object.keys(files).sort();
+    const dest = await newDest(cluster);
+    // About 10 s at 1 MiB/s: the instance dies with files read ahead and asked of it.
+    const fetch = cluster.spawnFetch("--all", dest, ["--limit-rate", "1MiB", "--json"]);
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && (await _listDir(dest)).length < 30) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await cluster.kill(cluster.ports[1]!);
+    const result = await fetch.result();
+    assert.equal(result.code, 0, result.stderr);
+    const summary = JSON.parse(result.stdout);
+    assert.equal(summary.filesFetched, names.length);
+    assert.ok(summary.failovers > 0, `${summary.failovers} failovers`);
+    assert.deepEqual(await _listDir(dest), names);
+    await _assertAllSame(cluster, dest, names);
   } finally {
     await cluster.stop();
   }

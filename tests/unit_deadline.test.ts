@@ -1,6 +1,12 @@
 /** Unit tests of lib/base/deadline.ts: deadlines on one chain of AbortSignal.timeout signals. */
 import assert from "node:assert/strict";
-import { deadline, deadlineTicks, every, pendingDeadlines } from "../lib/base/deadline.ts";
+import {
+  deadline,
+  deadlineTicks,
+  every,
+  pendingDeadlines,
+  raceDeadline,
+} from "../lib/base/deadline.ts";
 
 function _after(ms: number): Promise<void> {
   return new Promise((resolve) => deadline(ms, resolve));
@@ -86,4 +92,21 @@ Deno.test("a deadline further off than a timer can wait (2^31 ms) neither fires 
   assert.equal(fired, false);
   assert.ok(deadlineTicks() - before <= 2, `${deadlineTicks() - before} ticks in 100 ms`);
   cancel();
+});
+
+Deno.test("raceDeadline() settles as its promise when in time; else rejects with onExpire's error, leaving no deadline", async () => {
+  const before = pendingDeadlines();
+  let expired = 0;
+  const onExpire = () => {
+    expired++;
+    return new Error("too slow");
+  };
+  assert.equal(await raceDeadline(_after(5).then(() => "done"), 500, onExpire), "done");
+  await assert.rejects(raceDeadline(Promise.reject(new Error("own")), 500, onExpire), /own/);
+  const started = performance.now();
+  await assert.rejects(raceDeadline(_after(1_000), 40, onExpire), /too slow/);
+  assert.ok(performance.now() - started < 900, "waited for the promise");
+  assert.equal(expired, 1);
+  assert.equal(pendingDeadlines(), before + 1, "only the slow promise's own deadline is left");
+  await _after(1_000);
 });

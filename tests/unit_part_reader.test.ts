@@ -230,6 +230,153 @@ Deno.test("PartReader.read() spreads parts over hosts before instances: a host a
   });
 });
 
+/** `count` small parts of 4-20 KiB stored on each of `instances`, listed with replicas `ids`. */
+async function _smallParts(
+  instances: Instance[],
+  count: number,
+  ids: string[],
+): Promise<{ parts: PartToRead[]; bytes: Uint8Array[] }> {
+  const parts: PartToRead[] = [];
+  const bytes: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const part = seededBytes(4096 + i * 1531, 100 + i);
+    let digest = "";
+    for (const { store } of instances) digest = await storeBytes(store, part);
+    parts.push({ fileName: `s-${i}.bin`, index: 0, digest, size: part.length, replicas: ids });
+    bytes.push(part);
+  }
+  return { parts, bytes };
+}
+
+Deno.test("PartReader.readMany() reads small parts spread over replicas, one connection and one request write each", async () => {
+  await withInstances(2, async ([a, b]) => {
+    const { parts, bytes } = await _smallParts([a!, b!], 12, ["a", "b"]);
+    const { reader, events, pool } = _reader({ a: a!.address, b: b!.address });
+    try {
+      const items = parts.map((part) => ({ part, sink: new MemoryPartSink(part.size) }));
+      const told: number[] = [];
+      const results = await reader.readMany(items, new Uint8Array(64 * 1024), (i, result) => {
+        // Told as each part arrives, with its bytes in the sink already.
+        assert.equal(result?.verified, true);
+        assert.deepEqual(items[i]!.sink.bytes, bytes[i]);
+        told.push(i);
+      });
+      assert.deepEqual(
+        told.toSorted((x, y) => x - y),
+        parts.map((_, i) => i),
+        "each part told once",
+      );
+      for (const [i, { sink }] of items.entries()) {
+        assert.equal(results[i]?.verified, true, `part ${i}: ${JSON.stringify(results[i])}`);
+        assert.deepEqual(sink.bytes, bytes[i]);
+      }
+      // Both replicas sent a share, each over one connection.
+      const fromA = results.filter((r) => r?.from === "a").length;
+      assert.ok(fromA >= 4 && fromA <= 8, `${fromA} of 12 parts from a`);
+      for (const { server } of [a!, b!]) {
+        assert.equal(server.counters.connections, 1);
+        assert.equal(server.counters.partsServed, server === a!.server ? fromA : 12 - fromA);
+      }
+      assert.equal(events.filter((e) => e.type === "part").length, 12);
+      assert.deepEqual(reader.counters, {
+        bytesReceived: parts.reduce((sum, p) => sum + p.size, 0),
+        failovers: 0,
+        digestMismatches: 0,
+      });
+    } finally {
+      pool.closeAll();
+    }
+  });
+});
+
+Deno.test("PartReader.readMany() leaves a refused part and a corrupt one to read(), reports the corrupt copy, and reads the rest on the same connection", async () => {
+  await withInstances(1, async ([a]) => {
+    const { parts, bytes } = await _smallParts([a!], 6, ["a"]);
+    await flipByte(a!.store, parts[4]!.digest);
+    // A part "a" never held: it answers NOT_FOUND and goes on with the next.
+    parts[2] = { ...parts[2]!, digest: "cd".repeat(32) };
+    const { reader, events, pool } = _reader({ a: a!.address });
+    try {
+      const items = parts.map((part) => ({ part, sink: new MemoryPartSink(part.size) }));
+      const results = await reader.readMany(items, new Uint8Array(64 * 1024));
+      assert.deepEqual(results.map((r) => r?.verified), [
+        true,
+        true,
+        undefined,
+        true,
+        undefined,
+        true,
+      ]);
+      for (const i of [0, 1, 3, 5]) assert.deepEqual(items[i]!.sink.bytes, bytes[i]);
+      assert.equal(a!.server.counters.connections, 1);
+      assert.equal(reader.counters.failovers, 1);
+      assert.equal(reader.counters.digestMismatches, 1);
+      const failover = events.find((e) => e.type === "failover");
+      assert.ok(
+        failover?.type === "failover" && /is not stored here/.test(failover.reason),
+        JSON.stringify(failover),
+      );
+      await reader.reportsSettled();
+      const peer = await Peer.connect(a!.address);
+      try {
+        assert.ok(
+          (await peer.listParts()).quarantined.has(parts[4]!.digest),
+          "a kept its bad copy",
+        );
+      } finally {
+        peer.close();
+      }
+    } finally {
+      pool.closeAll();
+    }
+  });
+});
+
+Deno.test("PartReader.readMany() keeps what arrived before a connection was cut and leaves the rest to read()", async () => {
+  await withInstances(1, async ([a]) => {
+    const { parts, bytes } = await _smallParts([a!], 8, ["a"]);
+    // Cut after the first three parts' bytes (4096 + 5627 + 7158, with their headers).
+    const proxy = await FaultProxy.start({ port: _portOf(a!.address) }, {
+      fault: { cutAfterBytes: 4096 + 5627 + 7158 + 1000 },
+    });
+    const { reader, events, pool } = _reader({ a: proxy.address });
+    try {
+      const items = parts.map((part) => ({ part, sink: new MemoryPartSink(part.size) }));
+      const told = new Map<number, boolean>();
+      const results = await reader.readMany(
+        items,
+        new Uint8Array(64 * 1024),
+        (i, result) => told.set(i, result?.verified === true),
+      );
+      // The parts after the cut are told too, as not read.
+      assert.deepEqual(
+        [...told].toSorted(([x], [y]) => x - y),
+        results.map((r, i) => [i, r?.verified === true]),
+      );
+      const read = results.filter((r) => r?.verified).length;
+      assert.deepEqual(results.map((r) => r?.verified), [
+        ...Array(read).fill(true),
+        ...Array(8 - read).fill(undefined),
+      ]);
+      assert.ok(read >= 1 && read <= 3, `${read} parts before the cut`);
+      for (let i = 0; i < read; i++) assert.deepEqual(items[i]!.sink.bytes, bytes[i]);
+      assert.equal(reader.counters.failovers, 8 - read);
+      assert.equal(events.filter((e) => e.type === "failover").length, 8 - read);
+      // The parts left are read() as any, and arrive.
+      for (let i = read; i < 8; i++) {
+        assert.deepEqual(await reader.read(parts[i]!, items[i]!.sink), {
+          from: "a",
+          verified: true,
+        });
+        assert.deepEqual(items[i]!.sink.bytes, bytes[i]);
+      }
+    } finally {
+      pool.closeAll();
+      await proxy.close();
+    }
+  });
+});
+
 Deno.test("defaultParallel(): at least 4, else 2 per host the parts are on, at most MAX_PARALLEL", () => {
   const entry = (replicas: string[][]) =>
     ({ parts: replicas.map((ids) => ({ replicas: ids })) }) as unknown as FileEntry;

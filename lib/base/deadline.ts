@@ -34,6 +34,28 @@ export function deadline(ms: number, fire: () => void): () => void {
   return () => void _pending.delete(id);
 }
 
+/**
+ * Settles as `promise` does, unless `ms` milliseconds pass first: then the
+ * result rejects with the error `onExpire` returns (it may also close what
+ * the promise waits on). `promise` is left to settle on its own.
+ */
+export async function raceDeadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  onExpire: () => Error,
+): Promise<T> {
+  let cancel = () => {};
+  const timeout = new Promise<never>((_, reject) => {
+    cancel = deadline(ms, () => reject(onExpire()));
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    cancel();
+    timeout.catch(() => {});
+  }
+}
+
 /** Calls `run` every `ms` milliseconds until the returned function is called. */
 export function every(ms: number, run: () => void): () => void {
   let cancel = () => {};

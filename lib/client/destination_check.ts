@@ -23,6 +23,7 @@ import {
 } from "../hash/hash_pool.ts";
 import { Xxh128, xxh128Backend } from "../hash/xxh128.ts";
 import { deadline } from "../base/deadline.ts";
+import { FetchError } from "./fetch_error.ts";
 import type { FileEntry } from "../state/manifest.ts";
 import { type Bitmap, type FetchState, stampMatches, stateSurvived } from "./fetch_state.ts";
 
@@ -374,4 +375,15 @@ export class DestinationCheck {
     this.#counters.partsPresent++;
     this.#counters.bytesPresent += this.#entry.parts[index]!.size;
   }
+}
+
+/** Throws a FetchError unless `destDir` is an existing directory. */
+export function checkDestDir(destDir: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(destDir);
+  } catch (cause) {
+    throw new FetchError(`Destination directory ${destDir} does not exist`, [], { cause });
+  }
+  if (!info.isDirectory) throw new FetchError(`Destination ${destDir} is not a directory`, []);
 }

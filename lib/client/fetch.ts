@@ -16,6 +16,7 @@ import { type HashAlgorithm, HashPool, RECEIVE_HASH_WORKERS } from "../hash/hash
 import type { FileEntry } from "../state/manifest.ts";
 import type { TlsClientOptions } from "../wire/tls.ts";
 import {
+  checkDestDir,
   checkHashWorkers,
   DestinationCheck,
   type DestinationPlan,
@@ -83,6 +84,8 @@ export interface SharedFetch {
   limiter?: RateLimiter | undefined;
   /** The names the destination directory held when the batch started (see fetch_small.ts). */
   present?: ReadonlySet<string> | undefined;
+  /** The one part of the `located` small file, received ahead by a batch and verified. */
+  received?: Uint8Array | undefined;
 }
 
 export type FetchEvent =
@@ -159,16 +162,6 @@ interface _BackgroundCheck {
   rejected: RejectedParts;
   /** Stops the check from taking new parts. */
   stop: () => void;
-}
-
-function _checkDestDir(destDir: string): void {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.statSync(destDir);
-  } catch (cause) {
-    throw new FetchError(`Destination directory ${destDir} does not exist`, [], { cause });
-  }
-  if (!info.isDirectory) throw new FetchError(`Destination ${destDir} is not a directory`, []);
 }
 
 class _Fetcher {
@@ -268,7 +261,7 @@ class _Fetcher {
     Object.assign(this.#progress, { size: entry.size, parts: entry.parts.length });
 
     // A batch that listed the directory as it started knows it is one.
-    if (options.shared?.present === undefined) _checkDestDir(options.destDir);
+    if (options.shared?.present === undefined) checkDestDir(options.destDir);
     const finalPath = join(options.destDir, entry.name);
     const pool = options.shared?.pool ?? new PeerPool({
       ...this.#connectOptions,
@@ -297,8 +290,13 @@ class _Fetcher {
           reader,
           hashes,
           present: options.shared?.present,
+          received: options.shared?.received,
           fsync: options.fsync === true,
-          onVerified: () => this.#countFetched(entry, 0),
+          onVerified: (ahead) => {
+            // Bytes received ahead were not counted by this fetch's reader.
+            if (ahead) this.#progress.bytesReceived += entry.size;
+            this.#countFetched(entry, 0);
+          },
         });
         if (fetched) {
           this.#progress.phase = "done";

@@ -19,7 +19,17 @@ import {
   type FetchResult,
   PROGRESS_INTERVAL_MS,
 } from "./fetch.ts";
-import { locateFile } from "./locate.ts";
+import { addressResolver, locateFile } from "./locate.ts";
+import { HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
+import { isSmallFile } from "./fetch_small.ts";
+import { helperPath, PARTIAL_SUFFIX, STATE_SUFFIX } from "./helper_paths.ts";
+import { MemoryPartSink } from "./memory_part_sink.ts";
+import {
+  type PartReadCounters,
+  PartReader,
+  type PartReadEvent,
+  type PartToRead,
+} from "./part_reader.ts";
 import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import { ProtocolError } from "../wire/errors.ts";
@@ -106,9 +116,29 @@ export async function fetchBatch(
     ...Object.fromEntries(_SUMMED.map((key) => [key, 0])) as Record<_Summed, number>,
   };
   const running = new Map<string, FetchProgress>();
+  const present = namesIn(options.destDir);
+  const lookups = new _Lookups(options.names, options.servers, pool);
+  const width = Math.max(1, Math.min(options.files ?? DEFAULT_BATCH_FILES, MAX_BATCH_FILES));
+  const ahead = present === undefined ? undefined : new _ReadAhead({
+    names: options.names,
+    width,
+    lookups,
+    present,
+    pool,
+    limiter,
+    signal: options.signal,
+    tls: options.tls,
+    onEvent: (event, part) => options.onEvent?.(part.fileName, event),
+  });
   const progress = (): BatchProgress => {
     const sum = { ...finished, elapsedMs: performance.now() - startedAt };
     for (const p of running.values()) for (const key of _SUMMED) sum[key] += p[key];
+    if (ahead) {
+      // The files that took bytes read ahead counted them; the rest were wasted.
+      sum.bytesReceived += ahead.counters.bytesReceived - ahead.bytesTaken;
+      sum.failovers += ahead.counters.failovers;
+      sum.digestMismatches += ahead.counters.digestMismatches;
+    }
     return sum;
   };
   const stopTicker = onProgress
@@ -124,19 +154,19 @@ export async function fetchBatch(
     options.onFile?.(outcome);
   };
 
-  const present = namesIn(options.destDir);
-  const lookups = new _Lookups(options.names, options.servers, pool);
   const fetchOne = async (index: number) => {
     const name = options.names[index]!;
     let last: FetchProgress | undefined;
+    let received: Uint8Array | undefined;
     try {
-      const located = await lookups.entryAt(index) ??
-        await _locate(name, options.servers, pool, connect);
+      const found = await lookups.entryAt(index);
+      received = found && await ahead?.take(index, found);
+      const located = found ?? await _locate(name, options.servers, pool, connect);
       const result = await fetchFile(
         {
           ...options,
           name,
-          shared: { hashes, pool, located, limiter, present },
+          shared: { hashes, pool, located, limiter, present, received },
           onEvent: (event) => options.onEvent?.(name, event),
         },
         (p) => {
@@ -148,6 +178,8 @@ export async function fetchBatch(
     } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason;
       done({ name, ok: false, error }, last);
+    } finally {
+      if (received) ahead?.giveBack(index);
     }
   };
 
@@ -157,7 +189,6 @@ export async function fetchBatch(
       await fetchOne(next++);
     }
   };
-  const width = Math.max(1, Math.min(options.files ?? DEFAULT_BATCH_FILES, MAX_BATCH_FILES));
   try {
     // Every file under way ends (a stopped one records what it has) before the pool closes.
     const settled = await Promise.allSettled(
@@ -168,6 +199,8 @@ export async function fetchBatch(
   } finally {
     stopTicker();
     hashes.close();
+    // Ctrl-C does not wait for them.
+    if (!options.signal?.aborted) await ahead?.reportsSettled();
     pool.closeAll();
   }
   const result = { ...progress(), outcomes };
@@ -229,8 +262,8 @@ class _Lookups {
     const group = Math.floor(index / LOOKUP_AHEAD_NAMES);
     // Names are handed out in order: every group before this one is handed out.
     for (const old of this.#groups.keys()) if (old < group) this.#groups.delete(old);
-    const found = this.#group(group);
-    this.#group(group + 1);
+    const found = this.group(group);
+    this.group(group + 1);
     try {
       return (await found).get(this.#names[index]!);
     } catch {
@@ -238,7 +271,8 @@ class _Lookups {
     }
   }
 
-  #group(group: number): Promise<Map<string, FileInfo & { from: string }>> {
+  /** The entries found of the names of `group` (LOOKUP_AHEAD_NAMES names from group * that). */
+  group(group: number): Promise<Map<string, FileInfo & { from: string }>> {
     let found = this.#groups.get(group);
     if (!found) {
       const start = group * LOOKUP_AHEAD_NAMES;
@@ -270,6 +304,225 @@ class _Lookups {
     }
     return found;
   }
+}
+
+/**
+ * Small files' parts read ahead, a lookup group at a time (the group being
+ * fetched and the next), with PartReader.readMany: a replica asked for its
+ * share of a group's parts in one request, answered back to back. Only for
+ * a small file (one part of at most HASH_HERE_MAX_BYTES) that the
+ * destination held nothing of when the batch started; anything not read
+ * whole and verified here is left to the file's own fetch, which fails over
+ * as any. Each file's bytes are handed out once (take()) and given back
+ * (giveBack()) when its fetch ends; a group's buffer, once every file of it
+ * was handed out and given back, holds the next group's parts.
+ */
+class _ReadAhead {
+  readonly counters: PartReadCounters = { bytesReceived: 0, failovers: 0, digestMismatches: 0 };
+  /** Bytes handed to the files that took them (each counts them as its own). */
+  bytesTaken = 0;
+  readonly #options: _ReadAheadOptions;
+  readonly #groups = new Map<number, _AheadGroup>();
+  /** Groups done with: never read again (a file of one may still ask, late). */
+  readonly #dropped = new Set<number>();
+  /**
+   * One reader for the whole batch, made with the first group: a replica
+   * that failed is tried last for a while by every later group too.
+   */
+  #reader: PartReader | undefined;
+  /** Instance ids to addresses, from every lookup so far (the reader resolves ids here). */
+  readonly #instances: Record<string, string> = {};
+  /**
+   * Group buffers no file holds any more. A new one per group was a tenth
+   * of a batch's client time: the first touch of each fresh page faults.
+   */
+  readonly #spare: Uint8Array[] = [];
+
+  constructor(options: _ReadAheadOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * The verified bytes of names[index], whose entry is `found`, if they were
+   * read ahead; the caller gives them back with giveBack(index) once its
+   * fetch of the file has ended.
+   */
+  async take(
+    index: number,
+    found: FileInfo & { from: string },
+  ): Promise<Uint8Array | undefined> {
+    if (!isSmallFile(found.entry)) return undefined;
+    const number = Math.floor(index / LOOKUP_AHEAD_NAMES);
+    if (this.#dropped.has(number)) return undefined;
+    // The files under way span this many groups at most: older ones are done with.
+    const kept = Math.ceil(this.#options.width / LOOKUP_AHEAD_NAMES) + 1;
+    for (const old of this.#groups.keys()) if (old < number - kept) this.#drop(old);
+    const group = this.#group(number);
+    if (!this.#dropped.has(number + 1)) this.#group(number + 1);
+    const held = await group.parts.catch(() => undefined);
+    const name = this.#options.names[index]!;
+    const pending = held?.get(name);
+    if (!held || pending === undefined) return undefined;
+    held.delete(name);
+    group.out++;
+    if (held.size === 0) this.#drop(number);
+    const bytes = await pending;
+    if (bytes?.length !== found.entry.size) {
+      this.giveBack(index);
+      return undefined;
+    }
+    this.bytesTaken += bytes.length;
+    return bytes;
+  }
+
+  /** The fetch of names[index] is over: the bytes take() gave it are no longer used. */
+  giveBack(index: number): void {
+    const group = this.#groups.get(Math.floor(index / LOOKUP_AHEAD_NAMES)) ??
+      this.#done.get(Math.floor(index / LOOKUP_AHEAD_NAMES));
+    if (!group) return;
+    group.out--;
+    this.#recycle(Math.floor(index / LOOKUP_AHEAD_NAMES), group);
+  }
+
+  /** Waits (a while at most) for the reports of corrupt copies the reading ahead sent. */
+  async reportsSettled(): Promise<void> {
+    await this.#reader?.reportsSettled();
+  }
+
+  /** Dropped groups whose files still hold their bytes. */
+  readonly #done = new Map<number, _AheadGroup>();
+
+  #drop(number: number): void {
+    const group = this.#groups.get(number);
+    this.#groups.delete(number);
+    this.#dropped.add(number);
+    if (!group) return;
+    this.#done.set(number, group);
+    // Bytes read but never taken are forgotten with the group.
+    group.parts.then((held) => held.clear(), () => {});
+    this.#recycle(number, group);
+  }
+
+  /** A dropped group that no file holds bytes of any more gives its buffer back. */
+  #recycle(number: number, group: _AheadGroup): void {
+    if (group.out > 0 || !this.#done.has(number)) return;
+    this.#done.delete(number);
+    // Only once its read is over: a share may still be receiving into it.
+    group.read.finally(() => {
+      if (group.space && this.#spare.length < _MAX_SPARE_GROUP_BUFFERS) {
+        this.#spare.push(group.space);
+      }
+    }).catch(() => {});
+  }
+
+  #group(number: number): _AheadGroup {
+    let group = this.#groups.get(number);
+    if (!group) {
+      let listed = (_parts: Map<string, Promise<Uint8Array | undefined>>) => {};
+      const parts = new Promise<Map<string, Promise<Uint8Array | undefined>>>((resolve) =>
+        listed = resolve
+      );
+      group = { parts, read: Promise.resolve(), space: undefined, out: 0 };
+      const read = this.#read(number, group, listed);
+      // A failed read lists no parts; every file of the group is then fetched as any.
+      group.read = read.catch(() => listed(new Map()));
+      this.#groups.set(number, group);
+    }
+    return group;
+  }
+
+  /**
+   * Reads group `number`'s small parts into the group's buffer: `listed`
+   * gets, per file read ahead, the promise of its verified bytes (undefined
+   * when they did not come), settled as each part arrives.
+   */
+  async #read(
+    number: number,
+    group: _AheadGroup,
+    listed: (parts: Map<string, Promise<Uint8Array | undefined>>) => void,
+  ): Promise<void> {
+    const { lookups, present, signal } = this.#options;
+    const found = await lookups.group(number);
+    const parts: PartToRead[] = [];
+    let instances: Record<string, string> | undefined;
+    for (const [name, info] of found) {
+      const { entry } = info;
+      if (!isSmallFile(entry)) continue;
+      if (_heldNames(name).some((held) => present.has(held))) continue;
+      // One lookup's entries share one map.
+      if (info.instances !== instances) Object.assign(this.#instances, instances = info.instances);
+      this.#reader ??= new PartReader({
+        pool: this.#options.pool,
+        addressOf: addressResolver({ ...info, instances: this.#instances }),
+        limiter: this.#options.limiter,
+        signal,
+        tls: this.#options.tls,
+        counters: this.counters,
+        onEvent: this.#options.onEvent,
+      });
+      parts.push({ fileName: name, index: 0, ...entry.parts[0]! });
+    }
+    const reader = this.#reader;
+    if (parts.length === 0 || reader === undefined || signal?.aborted) return listed(new Map());
+    // The group's parts in one buffer (a group holds at most LOOKUP_AHEAD_NAMES).
+    const space = group.space = this.#spare.pop() ?? new Uint8Array(_GROUP_BUFFER_BYTES);
+    let at = 0;
+    const items = parts.map((part) => {
+      const into = space.subarray(at, at += part.size);
+      let arrived = (_bytes: Uint8Array | undefined) => {};
+      const bytes = new Promise<Uint8Array | undefined>((resolve) => arrived = resolve);
+      return {
+        part,
+        sink: new MemoryPartSink(part.size, HASH_HERE_MAX_BYTES, into),
+        bytes,
+        arrived,
+      };
+    });
+    listed(new Map(items.map(({ part, bytes }) => [part.fileName, bytes])));
+    try {
+      await reader.readMany(
+        items,
+        reader.receiveBuffer(HASH_HERE_MAX_BYTES),
+        (i, result) => items[i]!.arrived(result?.verified ? items[i]!.sink.bytes : undefined),
+      );
+    } finally {
+      for (const { arrived } of items) arrived(undefined);
+    }
+  }
+}
+
+/** A group of _ReadAhead: its files' parts, its read, their buffer, and how many files hold them. */
+interface _AheadGroup {
+  /** Per file read ahead, its verified bytes, once the group's entries are known. */
+  parts: Promise<Map<string, Promise<Uint8Array | undefined>>>;
+  /** Over once nothing is received into `space` any more. */
+  read: Promise<void>;
+  space: Uint8Array | undefined;
+  out: number;
+}
+
+/** Room for a group's parts: every file of it small. */
+const _GROUP_BUFFER_BYTES = LOOKUP_AHEAD_NAMES * HASH_HERE_MAX_BYTES;
+/** Group buffers kept for reuse: the groups a batch of the default width has under way. */
+const _MAX_SPARE_GROUP_BUFFERS = 4;
+
+/** The names of what a destination may hold of file `name`: it, its partial and control files. */
+function _heldNames(name: string): string[] {
+  return [name, ...[PARTIAL_SUFFIX, STATE_SUFFIX].map((suffix) => helperPath(name, suffix))];
+}
+
+interface _ReadAheadOptions {
+  names: readonly string[];
+  /** Files fetched at once. */
+  width: number;
+  lookups: _Lookups;
+  /** The names the destination held as the batch started. */
+  present: ReadonlySet<string>;
+  pool: PeerPool;
+  limiter: RateLimiter | undefined;
+  signal: AbortSignal | undefined;
+  tls: FetchOptions["tls"];
+  onEvent: (event: PartReadEvent, part: PartToRead) => void;
 }
 
 /**

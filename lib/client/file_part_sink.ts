@@ -9,7 +9,19 @@ import { writeAll } from "../wire/frame.ts";
 import { FetchError } from "./fetch_error.ts";
 import type { PartSink } from "./part_reader.ts";
 
-function _writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+/** The FetchError for a write into the destination that failed; a full disk says what to do. */
+export function destinationWriteError(cause: unknown, dir: string, index: number): FetchError {
+  return new FetchError(
+    (cause as { code?: unknown } | null)?.code === "ENOSPC"
+      ? `The disk holding ${dir} is full; free some space or choose another DEST_DIR, then run the same command again to resume`
+      : `Cannot write to the destination: ${cause instanceof Error ? cause.message : cause}`,
+    [index],
+    { cause },
+  );
+}
+
+/** Writes all of `bytes` at the file's position, synchronously. */
+export function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
 }
 
@@ -44,8 +56,10 @@ export class FilePartSink implements PartSink {
   }
 
   restart(_offset: number): void {
-    // The bytes of a failed attempt are overwritten in place; the next write seeks.
-    this.#at = undefined;
+    // The bytes of a failed attempt are overwritten in place: the next write
+    // seeks unless the file's position is already its offset (#at is
+    // undefined after a write that failed). A seek per part was a tenth of
+    // the system calls of a batch of small files.
   }
 
   async write(offset: number, bytes: Uint8Array): Promise<void> {
@@ -64,22 +78,18 @@ export class FilePartSink implements PartSink {
       // A small part goes straight into the page cache; a large one is
       // handed to an I/O thread a chunk at a time, so that receiving goes on
       // meanwhile.
-      if (this.#options.small) _writeAllSync(file, bytes);
+      if (this.#options.small) writeAllSync(file, bytes);
       else await writeAll(file, bytes);
     } catch (cause) {
-      throw new FetchError(
-        (cause as { code?: unknown } | null)?.code === "ENOSPC"
-          ? `The disk holding ${dir} is full; free some space or choose another DEST_DIR, then run the same command again to resume`
-          : `Cannot write to the destination: ${cause instanceof Error ? cause.message : cause}`,
-        [index],
-        { cause },
-      );
+      throw destinationWriteError(cause, dir, index);
     }
     this.#at = offset + bytes.length;
   }
 
   async digest(): Promise<{ digest: string; bytes: number }> {
     const { hash, index } = this.#options;
+    // Reading back may move the file's position.
+    this.#at = undefined;
     try {
       return await hash();
     } catch (cause) {

@@ -4,8 +4,14 @@
  * and for tests. Bounded: a part over `maxBytes` is refused before any byte
  * is read (such a server spools to a file with FilePartSink instead).
  */
-import { sha256Hex } from "../hash/sha256.ts";
+import { sha256HereHex, sha256Hex } from "../hash/sha256.ts";
 import type { PartSink } from "./part_reader.ts";
+
+/**
+ * Parts up to this size are hashed on this thread (libcrypto where it loads):
+ * handing a few kilobytes to a thread and back costs more than hashing them.
+ */
+const HASH_HERE_MAX_BYTES = 64 * 1024;
 
 /** The largest part held in memory by default. */
 export const MAX_MEMORY_PART_BYTES = 64 * 1024 * 1024;
@@ -16,11 +22,15 @@ export class MemoryPartSink implements PartSink {
   /** The end of the last write: bytes [0, end) are what digest() hashes. */
   #end = 0;
 
-  constructor(size: number, maxBytes: number = MAX_MEMORY_PART_BYTES) {
+  /** `into`, when given, holds the part (its length is the part's size). */
+  constructor(size: number, maxBytes: number = MAX_MEMORY_PART_BYTES, into?: Uint8Array) {
     if (!Number.isSafeInteger(size) || size < 0 || size > maxBytes) {
       throw new RangeError(`Cannot hold a part of ${size} bytes in memory (at most ${maxBytes})`);
     }
-    this.bytes = new Uint8Array(size);
+    if (into !== undefined && into.length !== size) {
+      throw new RangeError(`A part of ${size} bytes cannot be held in ${into.length}`);
+    }
+    this.bytes = into ?? new Uint8Array(size);
   }
 
   restart(offset: number): void {
@@ -41,6 +51,9 @@ export class MemoryPartSink implements PartSink {
   }
 
   async digest(): Promise<{ digest: string; bytes: number }> {
-    return { digest: await sha256Hex(this.bytes.subarray(0, this.#end)), bytes: this.#end };
+    const held = this.bytes.subarray(0, this.#end);
+    const digest = (held.length <= HASH_HERE_MAX_BYTES ? sha256HereHex(held) : undefined) ??
+      await sha256Hex(held);
+    return { digest, bytes: this.#end };
   }
 }

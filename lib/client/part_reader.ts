@@ -47,6 +47,9 @@ export const REPORT_STALL_TIMEOUT_MS = 10_000;
  */
 export const REPORT_GRACE_MS = 3_000;
 
+/** Spare receive buffers a reader keeps for readMany(): a share each beyond the first. */
+const _MAX_SPARE_BUFFERS = 8;
+
 /** Error codes meaning the replica has no good copy: trying it again would not help. */
 const _PERMANENT_CODES: readonly string[] = ["NOT_FOUND", "QUARANTINED", "BAD_RANGE"];
 
@@ -107,7 +110,8 @@ export interface PartReaderOptions {
   tls?: TlsClientOptions | undefined;
   /** Updated in place; a new zeroed object when absent. */
   counters?: PartReadCounters;
-  onEvent?: (event: PartReadEvent) => void;
+  /** What happened, and to which part (readMany() reads parts of several files). */
+  onEvent?: (event: PartReadEvent, part: PartToRead) => void;
 }
 
 export interface PartRange {
@@ -151,6 +155,8 @@ export class PartReader {
    * instances were counted.
    */
   readonly #activeHosts = new Map<string, number>();
+  /** Receive buffers readMany() lent to its shares, for its next call. */
+  readonly #spareBuffers: Uint8Array[] = [];
   /** Reports of corrupt copies still being sent or answered. */
   readonly #reports = new Set<Promise<void>>();
 
@@ -197,6 +203,152 @@ export class PartReader {
       if (error instanceof _SinkFailure) throw error.error;
       throw error;
     }
+  }
+
+  /**
+   * Reads several whole parts at once, asking every replica chosen for some
+   * of them for all of its share in one write (Peer.requestParts), so that
+   * many small parts cost each side one write and one read instead of one
+   * of each per part. Replicas are chosen as read() chooses them, spreading
+   * the parts. No failover here: a part whose answer fails (an error answer,
+   * a connection that drops, bytes that fail the digest, which are reported
+   * as read() reports them) is left undefined, for the caller to read() as
+   * usual. An error of a sink is thrown.
+   */
+  async readMany(
+    items: readonly { part: PartToRead; sink: PartSink }[],
+    buffer: Uint8Array,
+    onPart?: (index: number, result: PartReadResult | undefined) => void,
+  ): Promise<(PartReadResult | undefined)[]> {
+    const results: (PartReadResult | undefined)[] = items.map(() => undefined);
+    // Each part is told to `onPart` once, as soon as it is known.
+    const told = items.map(() => false);
+    const tell = (i: number, result: PartReadResult | undefined) => {
+      results[i] = result;
+      if (told[i]) return;
+      told[i] = true;
+      onPart?.(i, result);
+    };
+    const shares = new Map<string, { id: string; indexes: number[] }>();
+    for (const [i, { part }] of items.entries()) {
+      const id = this.#pickReplica(part, new Map());
+      if (id === undefined) continue;
+      const address = this.addressOf(id);
+      // Counted as reading from now on, so that the next parts spread.
+      this.#active.set(address, (this.#active.get(address) ?? 0) + 1);
+      const share = shares.get(address) ?? { id, indexes: [] };
+      share.indexes.push(i);
+      shares.set(address, share);
+    }
+    // One buffer per share, as the shares are read at once; the extra ones kept for next time.
+    const buffers = [...shares.keys()].map((_, n) =>
+      n === 0 ? buffer : this.#spareBuffers.pop() ?? new Uint8Array(buffer.length)
+    );
+    // Every share ends before anything is thrown: none writes into a sink after.
+    const settled = await Promise.allSettled(
+      [...shares].map(([address, { id, indexes }], n) =>
+        this.#attemptMany(
+          address,
+          id,
+          indexes.map((i) => items[i]!),
+          buffers[n]!,
+          (k, result) => tell(indexes[k]!, result),
+        )
+      ),
+    );
+    for (const [i, result] of results.entries()) tell(i, result);
+    for (const outcome of settled) {
+      if (outcome.status === "fulfilled") continue;
+      const error = outcome.reason;
+      throw error instanceof _SinkFailure ? error.error : error;
+    }
+    for (const spare of buffers.slice(1)) {
+      if (spare.length === buffer.length && this.#spareBuffers.length < _MAX_SPARE_BUFFERS) {
+        this.#spareBuffers.push(spare);
+      }
+    }
+    return results;
+  }
+
+  /**
+   * One replica's share of readMany(): tells `settle` each part's result as
+   * it is known, in order (undefined when it was not read whole and
+   * verified); the parts after a failure are not told. Gives back the
+   * `#active` count readMany() took for each part.
+   */
+  async #attemptMany(
+    address: string,
+    id: string,
+    items: readonly { part: PartToRead; sink: PartSink }[],
+    buffer: Uint8Array,
+    settle: (k: number, result: PartReadResult | undefined) => void,
+  ): Promise<void> {
+    const { pool, limiter, signal } = this.#options;
+    // The parts told so far: the next one's index in `items`.
+    let told = 0;
+    const tell = (result: PartReadResult | undefined) => settle(told++, result);
+    const host = domainOfAddress(address);
+    this.#activeHosts.set(host, (this.#activeHosts.get(host) ?? 0) + items.length);
+    let peer: Peer | undefined;
+    try {
+      peer = await pool.acquire(address);
+      await peer.requestParts(
+        items.map(({ part }) => ({ digest: part.digest, offset: 0, length: part.size })),
+      );
+      for (const { part, sink } of items) {
+        signal?.throwIfAborted();
+        const refused = await peer.partAnswer(part.size);
+        if (refused !== undefined) {
+          this.#failedOver(part, id, refused);
+          tell(undefined);
+          continue;
+        }
+        await _sinkCall(() => sink.restart(0));
+        for (let reached = 0; reached < part.size;) {
+          const n = await peer.reader.readBody(
+            buffer.subarray(0, Math.min(buffer.length, part.size - reached)),
+          );
+          if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
+          await _sinkCall(() => sink.write(reached, buffer.subarray(0, n)));
+          reached += n;
+          this.counters.bytesReceived += n;
+          if (limiter) await limiter.take(n);
+        }
+        if (await this.#holdsPart(part, sink)) {
+          this.#options.onEvent?.({ type: "part", part: part.index, from: id }, part);
+          tell({ from: id, verified: true });
+          continue;
+        }
+        this.counters.digestMismatches++;
+        this.#options.onEvent?.({ type: "mismatch", part: part.index, replicas: [id] }, part);
+        this.#report(address, part.digest);
+        tell(undefined);
+      }
+      pool.release(peer);
+      this.#cooldown.recovered(address);
+    } catch (error) {
+      peer?.close();
+      if (error instanceof _SinkFailure) throw error;
+      if (!signal?.aborted) {
+        this.#cooldown.failed(address);
+        for (const { part } of items.slice(told)) this.#failedOver(part, id, error);
+      }
+    } finally {
+      this.#active.set(address, (this.#active.get(address) ?? items.length) - items.length);
+      this.#activeHosts.set(host, (this.#activeHosts.get(host) ?? items.length) - items.length);
+    }
+  }
+
+  /** Counts and tells a failover of `part` away from replica `id`, at byte 0. */
+  #failedOver(part: PartToRead, id: string, error: unknown): void {
+    this.counters.failovers++;
+    this.#options.onEvent?.({
+      type: "failover",
+      part: part.index,
+      from: id,
+      at: 0,
+      reason: error instanceof Error ? error.message : String(error),
+    }, part);
   }
 
   async #read(
@@ -253,7 +405,7 @@ export class PartReader {
             from: id,
             at: reached,
             reason,
-          });
+          }, part);
           continue;
         }
       } finally {
@@ -261,7 +413,7 @@ export class PartReader {
         this.#activeHosts.set(host, (this.#activeHosts.get(host) ?? 1) - 1);
       }
       if (!verify || await this.#holdsPart(part, sink)) {
-        this.#options.onEvent?.({ type: "part", part: part.index, from: id });
+        this.#options.onEvent?.({ type: "part", part: part.index, from: id }, part);
         this.#cooldown.recovered(address);
         return { from: id, verified: verify };
       }
@@ -276,7 +428,10 @@ export class PartReader {
       // Wrong bytes: tell every replica that contributed, and start the part
       // over without them.
       this.counters.digestMismatches++;
-      this.#options.onEvent?.({ type: "mismatch", part: part.index, replicas: [...contributors] });
+      this.#options.onEvent?.(
+        { type: "mismatch", part: part.index, replicas: [...contributors] },
+        part,
+      );
       for (const bad of contributors) {
         failures.set(bad, ATTEMPTS_PER_REPLICA);
         reasons.push(`${bad}: digest mismatch`);

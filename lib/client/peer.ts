@@ -4,7 +4,8 @@
  * is checked against the wire's op table (lib/wire/ops.ts): an answer with the
  * wrong op or a bad field is BAD_FRAME, naming the instance.
  */
-import { deadline } from "../base/deadline.ts";
+import { concatBytes } from "../base/concat_bytes.ts";
+import { raceDeadline } from "../base/deadline.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { type FileEntry, parseFileEntry } from "../state/manifest.ts";
 import { MAX_PART_BYTES, MIN_PART_BYTES } from "../state/config.ts";
@@ -164,30 +165,20 @@ export class Peer {
     const { hostname, port } = parseAddress(address);
     const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const connecting = Deno.connect({ hostname, port });
-    // deadline(), not setTimeout: a client that sets no timer never loads
-    // node:timers (about 4 ms at startup, see deadline.ts).
-    let cancel = () => {};
-    const timeout = new Promise<never>((_, reject) => {
-      cancel = deadline(
-        connectTimeoutMs,
-        () =>
-          reject(
-            new ProtocolError(
-              "TIMEOUT",
-              `Connecting to ${address} took over ${connectTimeoutMs} ms`,
-            ),
-          ),
-      );
-    });
     let conn: Deno.TcpConn;
     try {
-      conn = await Promise.race([connecting, timeout]);
+      // deadline.ts's timers, not setTimeout: a client that sets no timer
+      // never loads node:timers (about 4 ms at startup).
+      conn = await raceDeadline(
+        connecting,
+        connectTimeoutMs,
+        () =>
+          new ProtocolError("TIMEOUT", `Connecting to ${address} took over ${connectTimeoutMs} ms`),
+      );
     } catch (error) {
       // A connect that completes after we gave up must not leak.
       connecting.then((late) => late.close(), () => {});
       throw error;
-    } finally {
-      cancel();
     }
     conn.setNoDelay(true);
     let tls: TlsClientOptions | undefined;
@@ -453,13 +444,49 @@ export class Peer {
    * bytes) is then read with `reader.readBody`.
    */
   async requestPart(digest: string, offset: number, length: number): Promise<void> {
-    const { bodyLength } = await this.#ask("part.get", { digest, offset, length });
-    if (bodyLength !== length) {
+    await this.requestParts([{ digest, offset, length }]);
+    const refused = await this.partAnswer(length);
+    if (refused) throw refused;
+  }
+
+  /**
+   * Asks for several byte ranges in one write: the instance answers them in
+   * order, each read with partAnswer() and its body with `reader.readBody`.
+   * Many small parts cost each side one write and one read, not one a part.
+   */
+  async requestParts(
+    ranges: readonly { digest: string; offset: number; length: number }[],
+  ): Promise<void> {
+    const frames = ranges.map(({ digest, offset, length }) =>
+      encodeFrame({ op: "part.get", digest, offset, length } satisfies RequestOf<"part.get">)
+    );
+    await writeAll(this.#sink, frames.length === 1 ? frames[0]! : concatBytes(...frames));
+  }
+
+  /**
+   * The next answer to requestParts(): undefined when it is the range's
+   * `length` bytes, to be read next; the instance's error when it refused
+   * this range (its error frame is read whole: the next answer follows).
+   * Anything else (a closed connection, a malformed answer) is thrown, and
+   * the connection is then out of step.
+   */
+  async partAnswer(length: number): Promise<ProtocolError | undefined> {
+    const head = await this.reader.readHead();
+    if (head === null) {
+      throw new ProtocolError("BAD_FRAME", `${this.address} closed the connection`);
+    }
+    if (head.header.op === "error") {
+      await this.reader.skipBody();
+      return errorFromHeader(head.header);
+    }
+    this.#check("part.get", head.header);
+    if (head.bodyLength !== length) {
       throw new ProtocolError(
         "BAD_FRAME",
-        `${this.address} answered part.get for ${length} bytes with ${bodyLength}`,
+        `${this.address} answered part.get for ${length} bytes with ${head.bodyLength}`,
       );
     }
+    return undefined;
   }
 
   /**
@@ -558,24 +585,15 @@ export async function withPeer<T>(
  * Settles like `write`, unless it takes longer than `timeoutMs` (0: no limit):
  * then `onExpire` closes the connection and the write fails with TIMEOUT.
  */
-async function _withStallTimeout(
+function _withStallTimeout(
   write: Promise<number>,
   timeoutMs: number,
   address: string,
   onExpire: () => void,
 ): Promise<number> {
-  if (timeoutMs <= 0) return await write;
-  let cancel = () => {};
-  const timeout = new Promise<never>((_, reject) => {
-    cancel = deadline(timeoutMs, () => {
-      onExpire();
-      reject(new ProtocolError("TIMEOUT", `${address} took no data for ${timeoutMs} ms`));
-    });
+  if (timeoutMs <= 0) return write;
+  return raceDeadline(write, timeoutMs, () => {
+    onExpire();
+    return new ProtocolError("TIMEOUT", `${address} took no data for ${timeoutMs} ms`);
   });
-  try {
-    return await Promise.race([write, timeout]);
-  } finally {
-    cancel();
-    timeout.catch(() => {});
-  }
 }

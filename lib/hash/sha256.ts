@@ -184,6 +184,16 @@ export function sha256FileRangeSync(
 }
 
 /**
+ * SHA-256 of `bytes`, lowercase hex, with libcrypto on this thread (loaded
+ * by the first call): for a part of a few kilobytes held in memory, where
+ * crypto.subtle's round trip to a thread costs more than the hashing.
+ * Undefined where libcrypto cannot be used, and the caller hashes elsewhere.
+ */
+export function sha256HereHex(bytes: Uint8Array): string | undefined {
+  return nativeSha256()?.update(bytes).digest("hex");
+}
+
+/**
  * Feeds up to `length` bytes of `file`, from its position, into `hash`,
  * reading through `buffer`; returns the bytes read (fewer at end of file).
  */

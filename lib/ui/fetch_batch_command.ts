@@ -126,6 +126,8 @@ export async function runBatch(
         bytesFetched: result.bytesFetched,
         bytesPresent: result.bytesPresent,
         bytesReceived: result.bytesReceived,
+        failovers: result.failovers,
+        digestMismatches: result.digestMismatches,
         elapsedMs: result.elapsedMs,
         files: result.outcomes.map(_outcomeJson),
       }));
