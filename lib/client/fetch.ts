@@ -25,7 +25,7 @@ import {
 } from "./destination_check.ts";
 import { FetchError } from "./fetch_error.ts";
 import { fetchParts, HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
-import { fetchSmallFile, isSmallFile } from "./fetch_small.ts";
+import { fetchSmallFile, isSmallFile, type ReceivedPart } from "./fetch_small.ts";
 import {
   Bitmap,
   ControlFileSaver,
@@ -85,7 +85,7 @@ export interface SharedFetch {
   /** The names the destination directory held when the batch started (see fetch_small.ts). */
   present?: ReadonlySet<string> | undefined;
   /** The one part of the `located` small file, received ahead by a batch and verified. */
-  received?: Uint8Array | undefined;
+  received?: ReceivedPart | undefined;
 }
 
 export type FetchEvent =

@@ -18,6 +18,7 @@ import {
   type FetchProgress,
   type FetchResult,
   PROGRESS_INTERVAL_MS,
+  type SharedFetch,
 } from "./fetch.ts";
 import { addressResolver, locateFile } from "./locate.ts";
 import { HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
@@ -135,7 +136,7 @@ export async function fetchBatch(
     for (const p of running.values()) for (const key of _SUMMED) sum[key] += p[key];
     if (ahead) {
       // The files that took bytes read ahead counted them; the rest were wasted.
-      sum.bytesReceived += ahead.counters.bytesReceived - ahead.bytesTaken;
+      sum.bytesReceived += ahead.counters.bytesReceived - ahead.bytesUsed;
       sum.failovers += ahead.counters.failovers;
       sum.digestMismatches += ahead.counters.digestMismatches;
     }
@@ -157,10 +158,11 @@ export async function fetchBatch(
   const fetchOne = async (index: number) => {
     const name = options.names[index]!;
     let last: FetchProgress | undefined;
-    let received: Uint8Array | undefined;
+    let received: SharedFetch["received"];
     try {
       const found = await lookups.entryAt(index);
-      received = found && await ahead?.take(index, found);
+      const bytes = found && await ahead?.take(index, found);
+      received = bytes && { bytes, onUsed: () => ahead!.bytesUsed += bytes.length };
       const located = found ?? await _locate(name, options.servers, pool, connect);
       const result = await fetchFile(
         {
@@ -319,8 +321,8 @@ class _Lookups {
  */
 class _ReadAhead {
   readonly counters: PartReadCounters = { bytesReceived: 0, failovers: 0, digestMismatches: 0 };
-  /** Bytes handed to the files that took them (each counts them as its own). */
-  bytesTaken = 0;
+  /** Bytes the files that took them wrote (each counts them as its own). */
+  bytesUsed = 0;
   readonly #options: _ReadAheadOptions;
   readonly #groups = new Map<number, _AheadGroup>();
   /** Groups done with: never read again (a file of one may still ask, late). */
@@ -371,7 +373,6 @@ class _ReadAhead {
       this.giveBack(index);
       return undefined;
     }
-    this.bytesTaken += bytes.length;
     return bytes;
   }
 

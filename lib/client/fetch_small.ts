@@ -49,10 +49,16 @@ export interface SmallFetch {
    * The part's bytes, already received and checked against its digest (a
    * batch reads small files ahead): written as they are, not read again.
    */
-  received?: Uint8Array | undefined;
+  received?: ReceivedPart | undefined;
   fsync: boolean;
   /** The part is in the file, verified; `ahead` when its bytes were `received`, not read here. */
   onVerified: (ahead: boolean) => void;
+}
+
+/** A small file's part received ahead; `onUsed` is called once its bytes are in the file. */
+export interface ReceivedPart {
+  bytes: Uint8Array;
+  onUsed: () => void;
 }
 
 /** Whether `entry` is a file the short way can fetch: one part, a small one. */
@@ -86,7 +92,7 @@ export async function fetchSmallFile(fetch: SmallFetch): Promise<boolean> {
   try {
     locked = file.tryLockSync(true);
     if (!locked) return false;
-    if (fetch.received?.length === entry.parts[0]!.size) {
+    if (fetch.received?.bytes.length === entry.parts[0]!.size) {
       _writeReceived(fetch, file, fetch.received);
     } else {
       await _fetchInto(fetch, file);
@@ -115,12 +121,13 @@ const _spareBuffers: Uint8Array[] = [];
 const _MAX_SPARE_BUFFERS = 32;
 
 /** Writes bytes received and verified elsewhere into the new partial file. */
-function _writeReceived(fetch: SmallFetch, file: Deno.FsFile, bytes: Uint8Array): void {
+function _writeReceived(fetch: SmallFetch, file: Deno.FsFile, received: ReceivedPart): void {
   try {
-    writeAllSync(file, bytes);
+    writeAllSync(file, received.bytes);
   } catch (cause) {
     throw destinationWriteError(cause, fetch.destDir, 0);
   }
+  received.onUsed();
   fetch.onVerified(true);
 }
 
