@@ -378,11 +378,11 @@ class _ReadAhead {
 
   /** The fetch of names[index] is over: the bytes take() gave it are no longer used. */
   giveBack(index: number): void {
-    const group = this.#groups.get(Math.floor(index / LOOKUP_AHEAD_NAMES)) ??
-      this.#done.get(Math.floor(index / LOOKUP_AHEAD_NAMES));
+    const number = Math.floor(index / LOOKUP_AHEAD_NAMES);
+    const group = this.#groups.get(number) ?? this.#done.get(number);
     if (!group) return;
     group.out--;
-    this.#recycle(Math.floor(index / LOOKUP_AHEAD_NAMES), group);
+    this.#recycle(number, group);
   }
 
   /** Waits (a while at most) for the reports of corrupt copies the reading ahead sent. */

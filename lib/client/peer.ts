@@ -234,15 +234,20 @@ export class Peer {
 
   /** Reads the next frame head; an error frame becomes a thrown ProtocolError. */
   async readReply(): Promise<{ header: Header; bodyLength: number }> {
+    const next = await this.#nextFrame();
+    if (next instanceof ProtocolError) throw next;
+    return next;
+  }
+
+  /** The next frame head, or the error an error frame carries (its body read whole). */
+  async #nextFrame(): Promise<{ header: Header; bodyLength: number } | ProtocolError> {
     const head = await this.reader.readHead();
     if (head === null) {
       throw new ProtocolError("BAD_FRAME", `${this.address} closed the connection`);
     }
-    if (head.header.op === "error") {
-      await this.reader.skipBody();
-      throw errorFromHeader(head.header);
-    }
-    return head;
+    if (head.header.op !== "error") return head;
+    await this.reader.skipBody();
+    return errorFromHeader(head.header);
   }
 
   /** Sends a request of op K and checks the reply's header against the op table. */
@@ -471,14 +476,8 @@ export class Peer {
    * the connection is then out of step.
    */
   async partAnswer(length: number): Promise<ProtocolError | undefined> {
-    const head = await this.reader.readHead();
-    if (head === null) {
-      throw new ProtocolError("BAD_FRAME", `${this.address} closed the connection`);
-    }
-    if (head.header.op === "error") {
-      await this.reader.skipBody();
-      return errorFromHeader(head.header);
-    }
+    const head = await this.#nextFrame();
+    if (head instanceof ProtocolError) return head;
     this.#check("part.get", head.header);
     if (head.bodyLength !== length) {
       throw new ProtocolError(
