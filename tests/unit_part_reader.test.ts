@@ -13,11 +13,15 @@ import {
   type PartToRead,
 } from "../lib/client/part_reader.ts";
 import { PeerPool } from "../lib/client/peer_pool.ts";
-import { defaultParallel, MAX_PARALLEL } from "../lib/client/fetch_parts.ts";
+import { defaultParallel, fetchParts, MAX_PARALLEL } from "../lib/client/fetch_parts.ts";
+import { RejectedParts } from "../lib/client/destination_check.ts";
+import { HashPool } from "../lib/hash/hash_pool.ts";
+import { concatBytes } from "../lib/base/concat_bytes.ts";
 import type { FileEntry } from "../lib/state/manifest.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { FaultProxy } from "./fault_proxy.ts";
-import { seededBytes, storeBytes } from "./unit_helpers.ts";
+import { join } from "node:path";
+import { seededBytes, storeBytes, withTempDir } from "./unit_helpers.ts";
 import { flipByte, type Instance, withInstances } from "./unit_instances.ts";
 
 /** Large enough that a cut after 1 MiB lands mid-part, well before its end. */
@@ -387,4 +391,74 @@ Deno.test("defaultParallel(): at least 4, else 2 per host the parts are on, at m
   assert.equal(defaultParallel(entry([["1", "2"]]), hosts), 4);
   const many = entry([Array.from({ length: 200 }, (_, i) => String(i))]);
   assert.equal(defaultParallel(many, (id) => `10.1.${id}.1:9001`), MAX_PARALLEL);
+});
+
+Deno.test("fetchParts() gives a free track the part whose host is idlest, not the next in order", async () => {
+  await withInstances(3, async ([a, b, c]) => {
+    await withTempDir("fts-fetch-parts-", async (dir) => {
+      const partBytes = 4096;
+      const bytes = [0, 1, 2].map((i) => seededBytes(partBytes, 40 + i));
+      const digests: string[] = [];
+      for (const part of bytes) {
+        for (const { store } of [a!, b!, c!]) digests.push(await storeBytes(store, part));
+      }
+      // Parts 0 and 1 on the host 127.0.0.1 ("a", "b"); part 2 on "localhost" ("c").
+      const replicas = [["a"], ["b"], ["c"]];
+      const entry = {
+        name: "f.bin",
+        size: 3 * partBytes,
+        partSize: partBytes,
+        parts: bytes.map((_, i) => ({
+          digest: digests[3 * i]!,
+          size: partBytes,
+          replicas: replicas[i]!,
+        })),
+      } as unknown as FileEntry;
+      const { reader, pool } = _reader({
+        a: a!.address,
+        b: b!.address,
+        c: `localhost:${_portOf(c!.address)}`,
+      });
+      const started: number[] = [];
+      const loads = () => [["a"], ["b"], ["b", "c"]].map((ids) => reader.hostLoad(ids));
+      assert.deepEqual(loads(), [0, 0, 0]);
+      const read = reader.read.bind(reader);
+      reader.read = (part, sink, range) => {
+        started.push(part.index);
+        // When the second track takes a part, the first is reading part 0 from "a".
+        if (started.length === 2) assert.deepEqual(loads(), [1, 1, 0]);
+        return read(part, sink, range);
+      };
+      const workPath = join(dir, "f.bin.work");
+      await Deno.writeFile(workPath, new Uint8Array(entry.size));
+      const hashes = new HashPool({ workers: 1 });
+      const verified: number[] = [];
+      // No destination check runs: no part comes later.
+      const rejected = new RejectedParts();
+      rejected.end();
+      try {
+        await fetchParts({
+          entry,
+          reader,
+          workPath,
+          destDir: dir,
+          hashes,
+          parallel: 2,
+          missing: [0, 1, 2],
+          later: { most: 0, rejected },
+          resumeAt: new Map(),
+          onVerified: (index) => verified.push(index),
+          onStopping: () => {},
+        });
+      } finally {
+        hashes.close();
+        pool.closeAll();
+      }
+      // The second track skips part 1, whose host is sending part 0.
+      assert.deepEqual(started, [0, 2, 1]);
+      assert.deepEqual(verified.toSorted(), [0, 1, 2]);
+      assert.deepEqual(await Deno.readFile(workPath), concatBytes(...bytes));
+      assert.deepEqual(loads(), [0, 0, 0]);
+    });
+  });
 });

@@ -1,8 +1,8 @@
 /**
  * Fetch's parallel tracks: up to --parallel workers, each with its own handle
- * on the work file, take the missing parts (then the parts the destination
- * check rejects, as it finds them) and read each with the part reader into
- * the file at its place. The first part that cannot be fetched stops them
+ * on the work file, take the missing parts (the one on the idlest host of the
+ * next few first; then the parts the destination check rejects, as it finds
+ * them) and read each with the part reader into the file at its place. The first part that cannot be fetched stops them
  * from taking new parts; parts in flight finish, so a resume has them.
  */
 import type { HashPool } from "../hash/hash_pool.ts";
@@ -43,6 +43,13 @@ export interface FetchPartsOptions {
  * a few kilobytes.
  */
 export const HASH_HERE_MAX_BYTES = 64 * 1024;
+
+/**
+ * How far into the queue of missing parts a free track looks for one on an
+ * idle host: far enough that every host of a cluster is likely to hold one,
+ * near enough that a file of 131,072 parts costs nothing to scan.
+ */
+export const QUEUE_LOOKAHEAD = 64;
 
 /** Parts read at once by default, at the least (see defaultParallel()). */
 export const DEFAULT_PARALLEL = 4;
@@ -106,7 +113,7 @@ class _Tracks {
     try {
       while (!this.#stopping) {
         // Then the parts the destination check rejects, as it finds them.
-        const index = this.#queue.shift() ?? await later.rejected.take();
+        const index = this.#takeQueued() ?? await later.rejected.take();
         if (index === undefined || this.#stopping) return;
         try {
           await this.#fetchPart(index, file, buffer);
@@ -121,6 +128,23 @@ class _Tracks {
     } finally {
       file.close();
     }
+  }
+
+  /**
+   * The next missing part: of the first QUEUE_LOOKAHEAD in the queue, the
+   * first whose least busy host is idlest. Taking parts in order left a host
+   * idle whenever the next parts all had their copies elsewhere.
+   */
+  #takeQueued(): number | undefined {
+    const queue = this.#queue;
+    const { entry, reader } = this.#options;
+    let best = -1;
+    let bestLoad = Infinity;
+    for (let i = 0; i < Math.min(queue.length, QUEUE_LOOKAHEAD) && bestLoad > 0; i++) {
+      const load = reader.hostLoad(entry.parts[queue[i]!]!.replicas);
+      if (load < bestLoad) [best, bestLoad] = [i, load];
+    }
+    return best < 0 ? undefined : queue.splice(best, 1)[0];
   }
 
   async #fetchPart(index: number, file: Deno.FsFile, buffer: Uint8Array): Promise<void> {

@@ -50,6 +50,9 @@ export const REPORT_GRACE_MS = 3_000;
 /** Spare receive buffers a reader keeps for readMany(): a share each beyond the first. */
 const _MAX_SPARE_BUFFERS = 8;
 
+/** What hostLoad() counts for a replica that failed a moment ago: busier than any host. */
+const _COOLING_LOAD = 1_000_000;
+
 /** Error codes meaning the replica has no good copy: trying it again would not help. */
 const _PERMANENT_CODES: readonly string[] = ["NOT_FOUND", "QUARANTINED", "BAD_RANGE"];
 
@@ -168,6 +171,25 @@ export class PartReader {
   /** Where clients dial instance `id` ("host:port"). */
   addressOf(id: string): string {
     return this.#options.addressOf(id);
+  }
+
+  /**
+   * Reads in flight on the least busy host that holds one of `replicas` (a
+   * replica that failed a moment ago counts as busy): fetch gives a free
+   * track the part whose host is idlest, so that no host waits while others
+   * have two parts in flight.
+   */
+  hostLoad(replicas: readonly string[]): number {
+    const now = Date.now();
+    let least = Infinity;
+    for (const id of replicas) {
+      const address = this.addressOf(id);
+      const load = this.#cooldown.isCooling(address, now)
+        ? _COOLING_LOAD
+        : this.#activeHosts.get(domainOfAddress(address)) ?? 0;
+      least = Math.min(least, load);
+    }
+    return least;
   }
 
   /**
