@@ -142,7 +142,8 @@ class _Tracks {
     let bestLoad = Infinity;
     for (let i = 0; i < Math.min(queue.length, QUEUE_LOOKAHEAD) && bestLoad > 0; i++) {
       const load = reader.hostLoad(entry.parts[queue[i]!]!.replicas);
-      if (load < bestLoad) [best, bestLoad] = [i, load];
+      // A part with no replica to read from is taken too: its read fails and says so.
+      if (best < 0 || load < bestLoad) [best, bestLoad] = [i, load];
     }
     return best < 0 ? undefined : queue.splice(best, 1)[0];
   }
