@@ -142,8 +142,13 @@ function _openLockFile(path: string): Deno.FsFile {
     if (!info.isFile) {
       throw new Error(`Lock file ${path} is not a regular file; remove it and try again`);
     }
-    // Not created: a link swapped in now is opened but never created, and
-    // the holder's inode check above sees it is not the path's file.
-    return Deno.openSync(path, { read: true, write: true });
+    try {
+      // Not created: a link swapped in now is opened but never created, and
+      // the holder's inode check above sees it is not the path's file.
+      return Deno.openSync(path, { read: true, write: true });
+    } catch (error) {
+      // Released and deleted by its holder since the lstat: create it again.
+      if (!(error instanceof Deno.errors.NotFound) || attempt >= MAX_LOCK_ATTEMPTS) throw error;
+    }
   }
 }
