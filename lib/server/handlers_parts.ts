@@ -8,7 +8,6 @@
  */
 import { MAX_PART_BYTES } from "../state/config.ts";
 import { ProtocolError } from "../wire/errors.ts";
-import { concatBytes } from "../base/concat_bytes.ts";
 import { encodeFrameHead, writeAll } from "../wire/frame.ts";
 import { closeQuietly, Disconnect, withDeadline } from "./connection.ts";
 import { checkPartHas, checkPartPut } from "../auth/part_put_signature.ts";
@@ -62,21 +61,15 @@ async function _sendPart(
 ): Promise<void> {
   const file = await instance.store.open(request.digest);
   try {
-    // Synchronous stat and seek, as the open (PartStore.open says why).
-    const { size } = file.statSync();
     const { offset, length } = request;
-    if (offset + length > size) {
-      throw new ProtocolError(
-        "BAD_RANGE",
-        `Range ${offset}+${length} lies outside the part (${size} bytes)`,
-      );
-    }
-    const head = encodeFrameHead({ op: "data", digest: request.digest, offset, length }, length);
-    if (offset > 0) file.seekSync(offset, Deno.SeekMode.Start);
     if (length <= Math.min(ONE_WRITE_MAX_BYTES, instance.limiter?.chunkBytes ?? Infinity)) {
-      await _sendSmallRange(instance, conn, state, file, head, length);
+      await _sendSmallRange(instance, conn, state, file, request);
       return;
     }
+    // Synchronous stat and seek, as the open (PartStore.open says why).
+    _checkRange(offset, length, file.statSync().size);
+    const head = encodeFrameHead({ op: "data", digest: request.digest, offset, length }, length);
+    if (offset > 0) file.seekSync(offset, Deno.SeekMode.Start);
     await writeAll(conn, head);
     state.dataBuffer ??= new Uint8Array(DATA_CHUNK_BYTES);
     const buffer = state.dataBuffer;
@@ -106,6 +99,16 @@ async function _sendPart(
   }
 }
 
+/** Refuses a range that does not lie inside a part of `size` bytes. */
+function _checkRange(offset: number, length: number, size: number): void {
+  if (offset + length > size) {
+    throw new ProtocolError(
+      "BAD_RANGE",
+      `Range ${offset}+${length} lies outside the part (${size} bytes)`,
+    );
+  }
+}
+
 /** Room for a frame's header before a small range in a connection's frame buffer. */
 const FRAME_HEAD_ROOM = 1024;
 
@@ -113,35 +116,39 @@ const FRAME_HEAD_ROOM = 1024;
  * Reads a small range whole and sends it with its header in one write. The
  * read is synchronous: at most ONE_WRITE_MAX_BYTES, it holds the event loop
  * for microseconds when the part is in the page cache, less than handing it
- * to a thread and back costs. The frame is built in the connection's buffer
- * (its requests are answered one at a time): a new one per range was most
- * of an instance's garbage when serving thousands of small files.
+ * to a thread and back costs. The range is read first, where the frame's
+ * body goes in the connection's buffer (its requests are answered one at a
+ * time), and the header is put before it: no new memory per range (a new
+ * frame per range was most of an instance's garbage when serving thousands
+ * of small files), and no stat (a read that comes short is a range outside
+ * the part).
  */
 async function _sendSmallRange(
   instance: Instance,
   conn: Exchange<"part.get">["conn"],
   state: Exchange<"part.get">["state"],
   file: Deno.FsFile,
-  head: Uint8Array,
-  length: number,
+  { digest, offset, length }: Exchange<"part.get">["request"],
 ): Promise<void> {
-  let frame: Uint8Array;
-  if (head.length + length <= ONE_WRITE_MAX_BYTES + FRAME_HEAD_ROOM) {
-    state.frameBuffer ??= new Uint8Array(ONE_WRITE_MAX_BYTES + FRAME_HEAD_ROOM);
-    frame = state.frameBuffer.subarray(0, head.length + length);
-    frame.set(head);
-  } else {
-    frame = concatBytes(head, new Uint8Array(length));
-  }
-  let read = 0;
-  while (read < length) {
-    const n = file.readSync(frame.subarray(head.length + read));
-    if (n === null) throw new Disconnect("Stored part is shorter than its header said");
+  state.frameBuffer ??= new Uint8Array(FRAME_HEAD_ROOM + ONE_WRITE_MAX_BYTES);
+  const buffer = state.frameBuffer;
+  if (offset > 0) file.seekSync(offset, Deno.SeekMode.Start);
+  if (length === 0) _checkRange(offset, length, file.statSync().size);
+  for (let read = 0; read < length;) {
+    const n = file.readSync(buffer.subarray(FRAME_HEAD_ROOM + read, FRAME_HEAD_ROOM + length));
+    if (n === null) {
+      _checkRange(offset, length, file.statSync().size);
+      throw new Disconnect("Stored part is shorter than its size said");
+    }
     read += n;
   }
+  const head = encodeFrameHead({ op: "data", digest, offset, length }, length);
+  // A data header is an op, a checked digest and two numbers: well under the room.
+  const start = FRAME_HEAD_ROOM - head.length;
+  buffer.set(head, start);
   if (instance.limiter) await instance.limiter.take(length);
   await withDeadline(
-    writeAll(conn, frame),
+    writeAll(conn, buffer.subarray(start, FRAME_HEAD_ROOM + length)),
     instance.limits.idleTimeoutMs,
     () => closeQuietly(conn),
   );

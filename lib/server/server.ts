@@ -43,6 +43,7 @@ import {
   type ServerLimits,
 } from "./handler.ts";
 import { HANDLERS } from "./handlers.ts";
+import { ReplyWriter } from "./reply_writer.ts";
 import { explainedError, type InstancePlaces } from "./explained_error.ts";
 
 export interface ServerOptions {
@@ -182,18 +183,18 @@ export class Server {
     this.counters.connections++;
     this.counters.activeConnections++;
     this.#open.add(conn);
-    // A read that times out rejects without closing, so a TIMEOUT frame can still be sent.
-    const reader = new FrameReader(conn, { timeoutMs: this.limits.idleTimeoutMs });
-    const state: ConnectionState = { greeted: false, dataBuffer: undefined, address };
     // Every reply write must make progress within idleTimeoutMs: a client that
     // asks for a large reply (file.list, part.list) and never reads it would
-    // otherwise hold its slot, and the reply, forever.
-    const out: Connection = {
-      read: (buffer) => conn.read(buffer),
-      write: (bytes) =>
-        withDeadline(conn.write(bytes), this.limits.idleTimeoutMs, () => closeQuietly(conn)),
-      close: () => conn.close(),
-    };
+    // otherwise hold its slot, and the reply, forever. Replies to requests
+    // sent together leave together.
+    const out: ReplyWriter = new ReplyWriter(
+      conn,
+      () => this.limits.idleTimeoutMs,
+      () => reader.bufferedBytes > 0,
+    );
+    // A read that times out rejects without closing, so a TIMEOUT frame can still be sent.
+    const reader: FrameReader = new FrameReader(out, { timeoutMs: this.limits.idleTimeoutMs });
+    const state: ConnectionState = { greeted: false, dataBuffer: undefined, address };
     try {
       while (true) {
         reader.timeoutMs = this.limits.idleTimeoutMs;
@@ -220,6 +221,8 @@ export class Server {
       }
     } catch (error) {
       this.counters.errorsSent++;
+      // The last frame, and what was gathered before it, leave before the close.
+      out.stopGathering();
       if (!isDisconnect(error)) {
         await sendAndClose(out, errorHeader(explainedError(error, this.#places)));
       }

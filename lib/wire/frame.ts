@@ -175,6 +175,11 @@ export class FrameReader {
     this.timeoutMs = options.timeoutMs ?? 0;
   }
 
+  /** Bytes read from the source and not handed out yet. */
+  get bufferedBytes(): number {
+    return this.#end - this.#start;
+  }
+
   /** Bytes of the current frame's body not yet consumed. */
   get bodyRemaining(): number {
     return this.#bodyRemaining;
