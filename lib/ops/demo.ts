@@ -47,6 +47,14 @@ const CLUSTER_READY_TIMEOUT_MS = 60_000;
 const BUSY_LOOK_MS = 300;
 /** The interrupted fetch is stopped once this share of its parts is verified. */
 const INTERRUPT_AT_SHARE = 0.4;
+/**
+ * The interrupted fetch's own --limit-rate, half what its instances could
+ * send it, so that it cannot end before the demo sees the share above
+ * recorded: its control file is saved once a second, and on a busy machine
+ * an unlimited fetch of the default 24 MiB could end within a second of
+ * the save that first recorded 5 parts of 12.
+ */
+const INTERRUPTED_RATE_SHARE = 0.5;
 /** A step that takes longer than this has gone wrong. */
 const STEP_TIMEOUT_MS = 60_000;
 /** Fetch parts at once per client. */
@@ -291,8 +299,22 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     step(6, "Interrupt a fetch (as Ctrl-C would), then run the same command again");
     const dest3 = join(work, "client-3");
     await Deno.mkdir(dest3);
-    cmd("fts fetch sample.bin client-3/      ^C");
-    const interrupted = spawn(["fetch", "sample.bin", dest3, "--data", data, "--json"]);
+    const rate = sizeArg(
+      Math.ceil(
+        options.instanceRateBytesPerSecond * CLIENT_PARALLEL * INTERRUPTED_RATE_SHARE,
+      ),
+    );
+    cmd(`fts fetch sample.bin client-3/ --limit-rate ${rate}      ^C`);
+    const interrupted = spawn([
+      "fetch",
+      "sample.bin",
+      dest3,
+      "--data",
+      data,
+      "--json",
+      "--limit-rate",
+      rate,
+    ]);
     const verified = await _waitForVerified(
       join(dest3, "sample.bin.fts-state"),
       Math.ceil(parts * INTERRUPT_AT_SHARE),
