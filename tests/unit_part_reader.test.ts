@@ -21,7 +21,7 @@ import type { FileEntry } from "../lib/state/manifest.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { FaultProxy } from "./fault_proxy.ts";
 import { join } from "node:path";
-import { seededBytes, storeBytes, withTempDir } from "./unit_helpers.ts";
+import { seededBytes, sha256, storeBytes, withTempDir } from "./unit_helpers.ts";
 import { flipByte, type Instance, withInstances } from "./unit_instances.ts";
 
 /** Large enough that a cut after 1 MiB lands mid-part, well before its end. */
@@ -462,4 +462,17 @@ Deno.test("fetchParts() gives a free track the part whose host is idlest, not th
       assert.deepEqual(loads(), [0, 0, 0]);
     });
   });
+});
+
+Deno.test("MemoryPartSink: bytes received into its own memory are kept without a copy, others are copied", async () => {
+  const bytes = seededBytes(10_000, 7);
+  const sink = new MemoryPartSink(bytes.length);
+  const view = sink.receiveInto(0, 4_000);
+  view.set(bytes.subarray(0, 4_000));
+  await sink.write(0, view);
+  // Bytes from elsewhere are copied in.
+  await sink.write(4_000, bytes.subarray(4_000));
+  assert.deepEqual(sink.bytes, bytes);
+  assert.deepEqual(await sink.digest(), { digest: sha256(bytes), bytes: bytes.length });
+  assert.equal(sink.receiveInto(9_990, 100).length, 10, "a view never reaches past the part");
 });

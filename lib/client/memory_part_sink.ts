@@ -45,9 +45,16 @@ export class MemoryPartSink implements PartSink {
         ),
       );
     }
-    this.bytes.set(bytes, offset);
+    // Bytes received straight into place (receiveInto) are there already.
+    if (bytes.buffer !== this.bytes.buffer || bytes.byteOffset !== this.bytes.byteOffset + offset) {
+      this.bytes.set(bytes, offset);
+    }
     this.#end = offset + bytes.length;
     return Promise.resolve();
+  }
+
+  receiveInto(offset: number, length: number): Uint8Array {
+    return this.bytes.subarray(offset, offset + length);
   }
 
   async digest(): Promise<{ digest: string; bytes: number }> {

@@ -84,6 +84,12 @@ export interface PartSink {
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** SHA-256 (lowercase hex) and length of bytes [0, part size) as the sink holds them. */
   digest(): Promise<{ digest: string; bytes: number }>;
+  /**
+   * For a sink that holds the part in memory: a view of its own memory,
+   * `length` bytes from `offset`, to receive into. The reader then hands
+   * write() bytes from that view, which need no copy.
+   */
+  receiveInto?(offset: number, length: number): Uint8Array;
 }
 
 /** Counters a caller reads (fetch's progress is one such object). */
@@ -327,11 +333,10 @@ export class PartReader {
         }
         await _sinkCall(() => sink.restart(0));
         for (let reached = 0; reached < part.size;) {
-          const n = await peer.reader.readBody(
-            buffer.subarray(0, Math.min(buffer.length, part.size - reached)),
-          );
+          const into = _receiveView(sink, buffer, reached, part.size);
+          const n = await peer.reader.readBody(into);
           if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
-          await _sinkCall(() => sink.write(reached, buffer.subarray(0, n)));
+          await _sinkCall(() => sink.write(reached, into.subarray(0, n)));
           reached += n;
           this.counters.bytesReceived += n;
           if (limiter) await limiter.take(n);
@@ -485,11 +490,10 @@ export class PartReader {
       onAnswer();
       await _sinkCall(() => sink.restart(reached));
       while (reached < end) {
-        const n = await peer.reader.readBody(
-          buffer.subarray(0, Math.min(buffer.length, end - reached)),
-        );
+        const into = _receiveView(sink, buffer, reached, end);
+        const n = await peer.reader.readBody(into);
         if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
-        await _sinkCall(() => sink.write(reached, buffer.subarray(0, n)));
+        await _sinkCall(() => sink.write(reached, into.subarray(0, n)));
         reached += n;
         this.counters.bytesReceived += n;
         if (limiter) await limiter.take(n);
@@ -566,6 +570,21 @@ export class PartReader {
     ]);
     cancel();
   }
+}
+
+/**
+ * Where the next bytes of a range ending at `end` are received: the sink's
+ * own memory when it offers it, else `buffer`; at most a buffer's length
+ * either way (a rate limit sizes the buffer).
+ */
+function _receiveView(
+  sink: PartSink,
+  buffer: Uint8Array,
+  reached: number,
+  end: number,
+): Uint8Array {
+  const length = Math.min(buffer.length, end - reached);
+  return sink.receiveInto?.(reached, length) ?? buffer.subarray(0, length);
 }
 
 /** Runs a sink call, marking what it throws as the sink's. */
