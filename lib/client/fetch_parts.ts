@@ -2,8 +2,9 @@
  * Fetch's parallel tracks: up to --parallel workers, each with its own handle
  * on the work file, take the missing parts (the one on the idlest host of the
  * next few first; then the parts the destination check rejects, as it finds
- * them) and read each with the part reader into the file at its place. The first part that cannot be fetched stops them
- * from taking new parts; parts in flight finish, so a resume has them.
+ * them) and read each with the part reader into the file at its place. The
+ * first part that cannot be fetched stops them from taking new parts; parts
+ * in flight finish, so a resume has them.
  */
 import type { HashPool } from "../hash/hash_pool.ts";
 import { sha256FileRangeSync } from "../hash/sha256.ts";
