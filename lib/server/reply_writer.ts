@@ -7,8 +7,7 @@
  * before the connection next waits to read (so a reply never waits on the
  * client), when the buffer would overflow, and before any larger write.
  */
-import type { Connection } from "./connection.ts";
-import { closeQuietly, withDeadline } from "./connection.ts";
+import { closeQuietly, type Connection, withDeadline } from "./connection.ts";
 
 /** Replies gathered at most before they are written (a few small parts' worth). */
 export const GATHER_BYTES = 256 * 1024;
