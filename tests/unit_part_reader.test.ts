@@ -464,7 +464,7 @@ Deno.test("fetchParts() gives a free track the part whose host is idlest, not th
   });
 });
 
-Deno.test("MemoryPartSink: bytes received into its own memory are kept without a copy, others are copied", async () => {
+Deno.test("MemoryPartSink: bytes received into its own memory (receiveInto) are kept in place, bytes from elsewhere are copied in", async () => {
   const bytes = seededBytes(10_000, 7);
   const sink = new MemoryPartSink(bytes.length);
   const view = sink.receiveInto(0, 4_000);
