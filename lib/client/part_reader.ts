@@ -333,12 +333,8 @@ export class PartReader {
         }
         await _sinkCall(() => sink.restart(0));
         for (let reached = 0; reached < part.size;) {
-          const into = _receiveView(sink, buffer, reached, part.size);
-          const n = await peer.reader.readBody(into);
-          if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
-          await _sinkCall(() => sink.write(reached, into.subarray(0, n)));
+          const n = await this.#receiveChunk(peer, sink, buffer, reached, part.size);
           reached += n;
-          this.counters.bytesReceived += n;
           if (limiter) await limiter.take(n);
         }
         if (await this.#holdsPart(part, sink)) {
@@ -490,12 +486,8 @@ export class PartReader {
       onAnswer();
       await _sinkCall(() => sink.restart(reached));
       while (reached < end) {
-        const into = _receiveView(sink, buffer, reached, end);
-        const n = await peer.reader.readBody(into);
-        if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
-        await _sinkCall(() => sink.write(reached, into.subarray(0, n)));
+        const n = await this.#receiveChunk(peer, sink, buffer, reached, end);
         reached += n;
-        this.counters.bytesReceived += n;
         if (limiter) await limiter.take(n);
         signal?.throwIfAborted();
       }
@@ -506,6 +498,28 @@ export class PartReader {
       if (error instanceof _SinkFailure) throw error;
       return { reached, error };
     }
+  }
+
+  /**
+   * Receives the next bytes of a body ending at byte `end` of the part into
+   * the sink (into the sink's own memory when it offers it, else through
+   * `buffer`; at most a buffer's length either way, as a rate limit sizes
+   * the buffer); returns how many.
+   */
+  async #receiveChunk(
+    peer: Peer,
+    sink: PartSink,
+    buffer: Uint8Array,
+    reached: number,
+    end: number,
+  ): Promise<number> {
+    const length = Math.min(buffer.length, end - reached);
+    const into = sink.receiveInto?.(reached, length) ?? buffer.subarray(0, length);
+    const n = await peer.reader.readBody(into);
+    if (n === 0) throw new ProtocolError("BAD_FRAME", "Body ended early");
+    await _sinkCall(() => sink.write(reached, into.subarray(0, n)));
+    this.counters.bytesReceived += n;
+    return n;
   }
 
   /** Whether the sink's whole part matches the part's digest. */
@@ -570,21 +584,6 @@ export class PartReader {
     ]);
     cancel();
   }
-}
-
-/**
- * Where the next bytes of a range ending at `end` are received: the sink's
- * own memory when it offers it, else `buffer`; at most a buffer's length
- * either way (a rate limit sizes the buffer).
- */
-function _receiveView(
-  sink: PartSink,
-  buffer: Uint8Array,
-  reached: number,
-  end: number,
-): Uint8Array {
-  const length = Math.min(buffer.length, end - reached);
-  return sink.receiveInto?.(reached, length) ?? buffer.subarray(0, length);
 }
 
 /** Runs a sink call, marking what it throws as the sink's. */
