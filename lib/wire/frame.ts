@@ -15,7 +15,7 @@
  * never sits whole in memory. Error frames (op "error") carry a code from the
  * catalogue in errors.ts.
  */
-import { deadline } from "../base/deadline.ts";
+import { raceDeadline } from "../base/deadline.ts";
 import { type ErrorCode, isErrorCode, ProtocolError, RemoteProtocolError } from "./errors.ts";
 
 export const PROTOCOL_VERSION = 1;
@@ -191,26 +191,13 @@ export class FrameReader {
       if (n !== null) this.bytesRead += n;
       return n;
     }
-    let cancel = () => {};
-    let timedOut = false;
-    const timeout = new Promise<never>((_, reject) => {
-      cancel = deadline(this.timeoutMs, () => {
-        timedOut = true;
-        this.onTimeout?.();
-        reject(new ReadTimeoutError(this.timeoutMs));
-      });
+    const timeoutMs = this.timeoutMs;
+    const n = await raceDeadline(this.#source.read(into), timeoutMs, () => {
+      this.onTimeout?.();
+      return new ReadTimeoutError(timeoutMs);
     });
-    try {
-      const n = await Promise.race([this.#source.read(into), timeout]);
-      if (n !== null) this.bytesRead += n;
-      return n;
-    } catch (error) {
-      if (timedOut) throw new ReadTimeoutError(this.timeoutMs);
-      throw error;
-    } finally {
-      cancel();
-      timeout.catch(() => {});
-    }
+    if (n !== null) this.bytesRead += n;
+    return n;
   }
 
   /** Ensures at least `count` bytes are buffered; false on clean EOF before any byte. */
