@@ -31,6 +31,12 @@ const BAD_NAMES = [
   "\u00e9".repeat(128), // 256 bytes of UTF-8
 ];
 
+/**
+ * Names that end in a suffix of fetch's helper files beside a download: a
+ * file named so could be overwritten or deleted by a fetch of another file.
+ */
+const HELPER_NAMES = ["w.fts-partial", "w.fts-state", "w.fts-lock", "W.FTS-Partial"];
+
 /** Every path under `root` (relative), to compare before and after. */
 function _tree(root: string, prefix = ""): string[] {
   const out: string[] = [];
@@ -44,7 +50,7 @@ function _tree(root: string, prefix = ""): string[] {
   return out.sort();
 }
 
-Deno.test("hostile names: fetch, preload --as and upload --as refuse bad names, touching nothing", async () => {
+Deno.test("hostile names: fetch, preload --as and upload --as refuse bad names and helper suffixes, touching nothing", async () => {
   const cluster = await startDirectCluster({ servers: 2, replicas: 1, files: { "ok.bin": 5000 } });
   try {
     const dest = join(cluster.work, "dest", "inner");
@@ -62,6 +68,18 @@ Deno.test("hostile names: fetch, preload --as and upload --as refuse bad names, 
       assert.equal(preloaded.code, 2, `preload --as ${label}: ${preloaded.stderr}`);
       const uploaded = await cluster.fts(["upload", source, "--as", name, "--operator"]);
       assert.equal(uploaded.code, 2, `upload --as ${label}: ${uploaded.stderr}`);
+    }
+    for (const name of HELPER_NAMES) {
+      const label = JSON.stringify(name);
+      const preloaded = await cluster.fts(["preload", source, "--as", name]);
+      assert.equal(preloaded.code, 2, `preload --as ${label}: ${preloaded.stderr}`);
+      assert.match(preloaded.stderr, /ends in \.fts-\w+, which fetch keeps for its own files/);
+      const uploaded = await cluster.fts(["upload", source, "--as", name, "--operator"]);
+      assert.equal(uploaded.code, 2, `upload --as ${label}: ${uploaded.stderr}`);
+      // One stored before such names were refused is not fetched either.
+      const fetched = await cluster.fts(["fetch", name, dest]);
+      assert.equal(fetched.code, 1, `fetch ${label}: ${fetched.stderr}`);
+      assert.match(fetched.stderr, /are fetch's own helper files; its owner can rename it/);
     }
     assert.deepEqual(_tree(cluster.work), before, "a refused name changed files");
     assert.equal((await readManifestJson(cluster.dir)).generation, generation);
@@ -84,7 +102,7 @@ Deno.test("hostile names: signed publish and rename with bad names get BAD_NAME 
         op: "file.delete",
         name: "ok.bin",
       });
-      for (const name of [...BAD_NAMES, "nul\u0000.bin"]) {
+      for (const name of [...BAD_NAMES, ...HELPER_NAMES, "nul\u0000.bin"]) {
         const label = JSON.stringify(name);
         const rename = await signRequest(
           identity,

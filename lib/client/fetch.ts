@@ -37,7 +37,13 @@ import { addressResolver, explainChange, locateFile } from "./locate.ts";
 import { PartReader, type PartReadEvent } from "./part_reader.ts";
 import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
-import { helperPath, LOCK_SUFFIX, PARTIAL_SUFFIX, STATE_SUFFIX } from "./helper_paths.ts";
+import {
+  helperPath,
+  LOCK_SUFFIX,
+  PARTIAL_SUFFIX,
+  refuseHelperName,
+  STATE_SUFFIX,
+} from "./helper_paths.ts";
 
 export { FetchError } from "./fetch_error.ts";
 
@@ -52,10 +58,7 @@ export interface FetchOptions {
   servers: string[];
   parallel?: number;
   limitRateBytesPerSecond?: number;
-  /**
-   * Re-hash every local part instead of trusting the control file, with
-   * SHA-256 rather than the faster XXH3-128.
-   */
+  /** Re-hash every local part (SHA-256, not XXH3-128) instead of trusting the control file. */
   verify?: boolean;
   /**
    * Flush the file to disk before putting it in place, so a power loss right
@@ -125,8 +128,8 @@ export async function fetchFile(
   options: FetchOptions,
   onProgress?: (progress: FetchProgress) => void,
 ): Promise<FetchResult> {
-  const fetcher = new _Fetcher(options, onProgress);
-  return await fetcher.run();
+  refuseHelperName(options.name);
+  return await new _Fetcher(options, onProgress).run();
 }
 
 /** Where a fetch works, once the entry is known and the destination locked. */
@@ -203,13 +206,11 @@ class _Fetcher {
   }
 
   get #connectOptions(): ConnectOptions {
-    const options = this.#options;
+    const { connectTimeoutMs, stallTimeoutMs, tls } = this.#options;
     return {
-      ...(options.connectTimeoutMs !== undefined
-        ? { connectTimeoutMs: options.connectTimeoutMs }
-        : {}),
-      ...(options.stallTimeoutMs !== undefined ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
-      tls: options.tls,
+      ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
+      ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
+      tls,
     };
   }
 

@@ -9,11 +9,32 @@
  */
 import { basename, dirname, join } from "../base/paths.ts";
 import { sha256HexSync } from "../hash/sha256.ts";
+import { FETCH_HELPER_SUFFIXES, helperSuffixOf } from "../state/manifest.ts";
+import { printable } from "../base/printable.ts";
+import { FetchError } from "./fetch_error.ts";
 
-export const PARTIAL_SUFFIX = ".fts-partial";
-export const STATE_SUFFIX = ".fts-state";
-/** Held while a fetch works on NAME in its directory; deleted at the end. */
-export const LOCK_SUFFIX = ".fts-lock";
+/**
+ * The partial file's, the control file's and the job lock's (held while a
+ * fetch works on NAME in its directory; deleted at the end). No cluster file
+ * may be named with one (validateNewFileName).
+ */
+export const [PARTIAL_SUFFIX, STATE_SUFFIX, LOCK_SUFFIX] = FETCH_HELPER_SUFFIXES;
+
+/**
+ * Throws when a file of the cluster cannot be fetched under its name, as it
+ * ends in a helper suffix (stored before such names were refused): its
+ * download would overwrite or delete another file's helper files.
+ */
+export function refuseHelperName(name: string): void {
+  const suffix = helperSuffixOf(name);
+  if (suffix === undefined) return;
+  throw new FetchError(
+    `Cannot fetch "${
+      printable(name)
+    }": names ending in ${suffix} are fetch's own helper files; its owner can rename it (fts mv)`,
+    [],
+  );
+}
 
 /** The longest file name (one path component) the file systems we run on take, in bytes. */
 export const MAX_FILE_NAME_BYTES = 255;

@@ -14,6 +14,14 @@ export const MANIFEST_VERSION = 1;
 export const MAX_NAME_BYTES = 255;
 /** Who owns files that the operator placed with `fts preload`. */
 export const OPERATOR_OWNER = "operator";
+/**
+ * Fetch keeps its helper files beside a destination NAME as NAME plus one of
+ * these (the partial file, the control file, the job lock; see
+ * client/helper_paths.ts). A file named so could be overwritten or deleted by
+ * a fetch of another file: no new file may have such a name, and fetch
+ * refuses one stored before this rule.
+ */
+export const FETCH_HELPER_SUFFIXES = [".fts-partial", ".fts-state", ".fts-lock"] as const;
 
 export interface PartEntry {
   /** SHA-256 of the part's bytes, lowercase hex. */
@@ -77,7 +85,24 @@ export function validateNewFileName(name: unknown): string {
   if (checked.normalize("NFC") !== checked) {
     throw new TypeError(`File name "${printable(checked)}" is not in Unicode NFC form`);
   }
+  const reserved = helperSuffixOf(checked);
+  if (reserved !== undefined) {
+    throw new TypeError(
+      `File name "${
+        printable(checked)
+      }" ends in ${reserved}, which fetch keeps for its own files beside a download`,
+    );
+  }
   return checked;
+}
+
+/**
+ * The helper suffix (FETCH_HELPER_SUFFIXES) `name` ends in, in any case (a
+ * file system may not tell cases apart), or undefined.
+ */
+export function helperSuffixOf(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  return FETCH_HELPER_SUFFIXES.find((suffix) => lower.endsWith(suffix));
 }
 
 /**
