@@ -31,7 +31,7 @@ import {
   type PartReadEvent,
   type PartToRead,
 } from "./part_reader.ts";
-import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
+import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo, type Peer } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import { ProtocolError } from "../wire/errors.ts";
 
@@ -289,18 +289,20 @@ class _Lookups {
     const found = new Map<string, FileInfo & { from: string }>();
     if (names.length === 0) return found;
     const address = this.#servers[Math.floor(Math.random() * this.#servers.length)]!;
-    const peer = await this.#pool.acquire(address);
+    let peer: Peer | undefined;
     try {
+      let answered: Map<string, FileInfo | undefined>;
+      ({ peer, value: answered } = await this.#pool.begin(address, (p) => p.lookupFiles(names)));
       let rest = names;
-      while (rest.length > 0) {
-        const answered = await peer.lookupFiles(rest);
-        if (answered.size === 0) break;
+      while (answered.size > 0) {
         for (const [name, info] of answered) if (info) found.set(name, { ...info, from: address });
         rest = rest.filter((name) => !answered.has(name));
+        if (rest.length === 0) break;
+        answered = await peer.lookupFiles(rest);
       }
       this.#pool.release(peer);
     } catch (error) {
-      peer.close();
+      peer?.close();
       if (error instanceof ProtocolError && error.code === "UNKNOWN_OP") this.#unsupported = true;
       throw error;
     }
@@ -540,16 +542,11 @@ async function _locate(
   const address = servers[Math.floor(Math.random() * servers.length)];
   if (address !== undefined) {
     try {
-      const peer = await pool.acquire(address);
-      try {
-        const info = await peer.getFile(name);
-        pool.release(peer);
-        if (info.entry.name === name) return { ...info, from: address };
-      } catch {
-        peer.close();
-      }
+      const { peer, value: info } = await pool.begin(address, (peer) => peer.getFile(name));
+      pool.release(peer);
+      if (info.entry.name === name) return { ...info, from: address };
     } catch {
-      // Cannot connect: the lookup below tries the others.
+      // Cannot connect, or no answer: the lookup below tries the others.
     }
   }
   return await locateFile(name, servers, connect);

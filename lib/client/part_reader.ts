@@ -12,7 +12,8 @@
  * 3. On a failure (connect, timeout, reset, an error answer), count a
  *    failover and continue from the byte reached on the next replica. A
  *    replica is given up on for the part after ATTEMPTS_PER_REPLICA failures,
- *    or at once when it says it has no good copy.
+ *    or at once when it says it has no good copy. (A pooled connection the
+ *    instance closed while idle is no failure: PeerPool.begin() reconnects.)
  * 4. When the range ends at the part's end, the sink's whole part must match
  *    the part's SHA-256. If it does not, bytes the sink held from before are
  *    fetched again first; then every replica that contributed is reported
@@ -41,10 +42,7 @@ export const ATTEMPTS_PER_REPLICA = 2;
 export const RETRY_SAME_REPLICA_DELAY_MS = 200;
 /** How long an instance may take to answer a report of a corrupt copy (it re-hashes it). */
 export const REPORT_STALL_TIMEOUT_MS = 10_000;
-/**
- * How long a reader that is over waits for its reports of corrupt copies to
- * be answered, so that the process exiting does not cut them off.
- */
+/** How long a finished reader waits for its reports of corrupt copies to be answered. */
 export const REPORT_GRACE_MS = 3_000;
 
 /** Spare receive buffers a reader keeps for readMany(): a share each beyond the first. */
@@ -74,11 +72,7 @@ export interface PartToRead {
  * (no replica can fix a local problem).
  */
 export interface PartSink {
-  /**
-   * An attempt writes from `offset` (within the part) on: whatever the sink
-   * took from there on, from a failed attempt or a copy that failed the
-   * digest, is void.
-   */
+  /** An attempt writes from `offset` on: what the sink took from there on before is void. */
   restart(offset: number): void | Promise<void>;
   /** Takes bytes at `offset` of the part; the reader reuses `bytes` once this resolves. */
   write(offset: number, bytes: Uint8Array): Promise<void>;
@@ -319,13 +313,19 @@ export class PartReader {
     this.#activeHosts.set(host, (this.#activeHosts.get(host) ?? 0) + items.length);
     let peer: Peer | undefined;
     try {
-      peer = await pool.acquire(address);
-      await peer.requestParts(
-        items.map(({ part }) => ({ digest: part.digest, offset: 0, length: part.size })),
-      );
-      for (const { part, sink } of items) {
+      const ranges = items.map(({ part }) => ({
+        digest: part.digest,
+        offset: 0,
+        length: part.size,
+      }));
+      let first: ProtocolError | undefined;
+      ({ peer, value: first } = await pool.begin(address, async (peer) => {
+        await peer.requestParts(ranges);
+        return await peer.partAnswer(items[0]!.part.size);
+      }));
+      for (const [k, { part, sink }] of items.entries()) {
         signal?.throwIfAborted();
-        const refused = await peer.partAnswer(part.size);
+        const refused = k === 0 ? first : await peer.partAnswer(part.size);
         if (refused !== undefined) {
           this.#failedOver(part, id, refused);
           tell(undefined);
@@ -481,8 +481,10 @@ export class PartReader {
     let reached = from;
     let peer: Peer | undefined;
     try {
-      peer = await pool.acquire(address);
-      await peer.requestPart(part.digest, reached, end - reached);
+      ({ peer } = await pool.begin(
+        address,
+        (peer) => peer.requestPart(part.digest, reached, end - reached),
+      ));
       onAnswer();
       await _sinkCall(() => sink.restart(reached));
       while (reached < end) {

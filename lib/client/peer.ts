@@ -6,7 +6,7 @@
  */
 import { concatBytes } from "../base/concat_bytes.ts";
 import { raceDeadline } from "../base/deadline.ts";
-import { ProtocolError } from "../wire/errors.ts";
+import { ConnectionClosedError, ProtocolError } from "../wire/errors.ts";
 import { type FileEntry, parseFileEntry } from "../state/manifest.ts";
 import { MAX_PART_BYTES, MIN_PART_BYTES } from "../state/config.ts";
 import { MAX_PUBLISH_BODY_BYTES } from "../wire/ops_signed.ts";
@@ -243,7 +243,7 @@ export class Peer {
   async #nextFrame(): Promise<{ header: Header; bodyLength: number } | ProtocolError> {
     const head = await this.reader.readHead();
     if (head === null) {
-      throw new ProtocolError("BAD_FRAME", `${this.address} closed the connection`);
+      throw new ConnectionClosedError(this.address);
     }
     if (head.header.op !== "error") return head;
     await this.reader.skipBody();

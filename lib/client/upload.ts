@@ -460,9 +460,14 @@ class _Uploader {
   /** Makes sure instance `id` holds the part: asks first, sends only when missing. */
   async #storeOn(id: string, part: _Part): Promise<void> {
     const address = this.#cluster.instances[id]!;
-    const peer = await this.#pool.acquire(address);
+    let peer: Peer | undefined;
     try {
-      if ((await peer.hasPart(part.digest, this.#signer())) === part.size) {
+      let held: number | undefined;
+      ({ peer, value: held } = await this.#pool.begin(
+        address,
+        (peer) => peer.hasPart(part.digest, this.#signer()),
+      ));
+      if (held === part.size) {
         this.#progress.copiesPresent++;
       } else {
         await peer.putPart(part.digest, part.size, this.#chunks(part), this.#signer());
@@ -471,7 +476,7 @@ class _Uploader {
       }
       this.#pool.release(peer);
     } catch (error) {
-      peer.close();
+      peer?.close();
       // Every instance would say the same: the policy and the quota are the cluster's.
       if (error instanceof ProtocolError && error.code === "NOT_ALLOWED") {
         throw new UploadError(error.message, { cause: error });
@@ -569,8 +574,12 @@ class _Uploader {
       for (const id of part.holders) {
         let peer: Peer | undefined;
         try {
-          peer = await this.#pool.acquire(this.#cluster.instances[id]!);
-          if ((await peer.hasPart(part.digest, this.#signer())) === part.size) still.push(id);
+          let held: number | undefined;
+          ({ peer, value: held } = await this.#pool.begin(
+            this.#cluster.instances[id]!,
+            (peer) => peer.hasPart(part.digest, this.#signer()),
+          ));
+          if (held === part.size) still.push(id);
           this.#pool.release(peer);
         } catch {
           peer?.close();

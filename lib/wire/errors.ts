@@ -58,6 +58,23 @@ export class ProtocolError extends Error {
   }
 }
 
+/** The peer closed the connection where an answer was due. */
+export class ConnectionClosedError extends ProtocolError {
+  constructor(address: string) {
+    super("BAD_FRAME", `${address} closed the connection`);
+  }
+}
+
+/**
+ * Whether `error` says the connection was gone when it was used: closed or
+ * reset by the peer, which an idle connection may have been since its last
+ * answer (the instance restarted), with no fault of the peer it now has.
+ */
+export function isConnectionGone(error: unknown): boolean {
+  return error instanceof ConnectionClosedError || error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe;
+}
+
 /** A ProtocolError the other side sent in an error frame: it did get, and answer, the request. */
 export class RemoteProtocolError extends ProtocolError {}
 
