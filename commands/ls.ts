@@ -54,7 +54,7 @@ async function _entry(
     if (found) return found.entry;
     const names: string[] = [];
     for await (const { summary } of allSummaries(store)) names.push(summary.name);
-    throw new UsageError(notFoundMessage(name, names));
+    throw new Error(notFoundMessage(name, names));
   }
   return (await locateFile(name, await servers(), tls ? { tls } : {})).entry;
 }

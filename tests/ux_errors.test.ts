@@ -119,6 +119,49 @@ Deno.test("fetch: a name the cluster does not hold gets the nearest name, in one
   }
 });
 
+Deno.test("fetch and ls: a destination not a directory, too many arguments, a name not held: one clear line each", async () => {
+  const cluster = await startCluster({
+    servers: 2,
+    replicas: 1,
+    files: { "a.bin": 20_000, "b.bin": 30_000 },
+  });
+  try {
+    const file = join(cluster.work, "plain-file");
+    await Deno.writeTextFile(file, "not a directory");
+    const intoFile = await cluster.fts(["fetch", "a.bin", file]);
+    assert.equal(intoFile.code, 1);
+    assert.deepEqual(_lines(intoFile.stderr), [
+      `fts fetch: Destination ${file} is not a directory`,
+    ]);
+    // A batch says it once, before listing the cluster, not once a file.
+    const missing = join(cluster.work, "missing");
+    const batch = await cluster.fts(["fetch", "--all", missing]);
+    assert.equal(batch.code, 1);
+    assert.equal(_lines(batch.stderr).length, 1, batch.stderr);
+    assert.match(batch.stderr, /^fts fetch: Destination directory .*missing does not exist/);
+    // The usage of fetch is two lines: printed as two, not escaped into one.
+    const extra = await cluster.fts(["fetch", "a.bin", cluster.work, "extra"]);
+    assert.equal(extra.code, 2);
+    assert.doesNotMatch(extra.stderr, /\\x0a/);
+    assert.match(
+      extra.stderr,
+      /^fts fetch: Too many arguments; usage: fts fetch NAME .*\n {7}fts fetch \(--all/,
+    );
+    // Not holding a file is no usage error, from the manifest or over the network alike.
+    const ls = await cluster.fts(["ls", "nosuch.bin"]);
+    assert.equal(ls.code, 1, ls.stderr);
+    // A batch with a failed file does not say every part was verified.
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(join(dest, "b.bin"), { recursive: true });
+    const partly = await cluster.fts(["fetch", "--all", dest]);
+    assert.equal(partly.code, 1);
+    assert.match(partly.stdout, /^fetched 1 of 2 files .*; 1 failed, /m);
+    assert.doesNotMatch(partly.stdout, /every part verified/);
+  } finally {
+    await cluster.stop();
+  }
+});
+
 Deno.test("rm: a file of another owner: one line saying whose it is and what to do", async () => {
   const cluster = await startCluster({ servers: 3, replicas: 2, files: { "o.bin": 50_000 } });
   try {

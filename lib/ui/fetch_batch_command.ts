@@ -15,6 +15,7 @@ import {
   fetchBatch,
   type FileOutcome,
 } from "../client/fetch_batch.ts";
+import { checkDestDir } from "../client/destination_check.ts";
 import { listFromServers } from "../client/list_files.ts";
 import type { FetchProgress } from "../client/fetch.ts";
 import { normalizeFileName, validateFileName } from "../state/manifest.ts";
@@ -76,11 +77,15 @@ export async function runBatch(
   options: BatchRunOptions,
   progress: Progress,
 ): Promise<number> {
+  // Once, before listing the cluster: not once for every file.
+  checkDestDir(options.destDir);
   const { names, listedBytes } = await _names(selection, options);
   const json = progress.mode === "json";
   if (names.length === 0) {
     if (json) console.log(JSON.stringify({ ok: true, files: [] }));
-    else if (progress.mode !== "quiet") console.log("the cluster holds no files");
+    else if (progress.mode !== "quiet") {
+      console.log("namesFrom" in selection ? "no names to fetch" : "the cluster holds no files");
+    }
     return 0;
   }
   const controller = new AbortController();
@@ -139,8 +144,8 @@ export async function runBatch(
           formatBytes(result.size)
         } in ${result.parts} parts (${result.partsPresent} present, ${result.partsFetched} fetched, ${
           formatBytes(result.bytesReceived)
-        } received), ${result.failovers} failovers, every part verified${
-          failed > 0 ? `; ${failed} failed` : ""
+        } received), ${result.failovers} failovers${
+          failed > 0 ? `; ${failed} failed` : ", every part verified"
         }, ${formatDuration(result.elapsedMs)}`,
       );
     }

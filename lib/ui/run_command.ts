@@ -32,7 +32,7 @@ export async function runCommand(name: string, command: Command, args: string[])
     // Scripts that asked for --json get the error as JSON on stdout too.
     const json = args.includes("--json");
     if (error instanceof UsageError) {
-      console.error(`fts ${name}: ${printable(error.message)}`);
+      console.error(`fts ${name}: ${_usageMessage(error.message, command.USAGE)}`);
       if (json) console.log(JSON.stringify({ ok: false, error: error.message, exitCode: 2 }));
       return 2;
     }
@@ -56,4 +56,14 @@ export async function runCommand(name: string, command: Command, args: string[])
     if (json) console.log(JSON.stringify({ ok: false, error: line, causes, exitCode: 1 }));
     return 1;
   }
+}
+
+/**
+ * A usage error's message, escaped for the terminal except for the
+ * command's own usage text at its end: that is fts's, and two lines long for
+ * some commands.
+ */
+function _usageMessage(message: string, usage: string): string {
+  if (!message.endsWith(usage)) return printable(message);
+  return printable(message.slice(0, message.length - usage.length)) + usage;
 }
