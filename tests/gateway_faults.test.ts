@@ -4,7 +4,8 @@
  * killed mid-response is failed over inside the gateway; when no replica is
  * left for a part the connection is aborted and curl exits non-zero; a client
  * that stops reading is cut off at the write deadline and its parts freed;
- * HTTPS with the cluster's certificate.
+ * with every instance down, the index is 503; HTTPS with the cluster's
+ * certificate.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -224,6 +225,32 @@ Deno.test({
       try {
         conn.close();
       } catch { /* closed */ }
+      await gateway.stop();
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "gateway: every instance down: the index is 503 with Retry-After, a file 502 or 503",
+  ignore: missingTool("curl"),
+  async fn() {
+    const cluster = await startCluster({ servers: 2, replicas: 1, files: { "a.bin": 50_000 } });
+    const gateway = await startGateway(["--data", cluster.dir]);
+    try {
+      assert.equal((await curlHead(`${gateway.url}/`, ["-I"])).status, 200);
+      for (const port of cluster.ports) await _killInstance(cluster.dir, port);
+      for (const flags of [["-o", "/dev/null"], ["-I"]]) {
+        for (const path of ["/", "/?format=json"]) {
+          const answer = await curlHead(`${gateway.url}${path}`, flags);
+          assert.equal(answer.status, 503, `${path} ${flags.join(" ")}`);
+          assert.equal(answer.headers.get("retry-after"), "5", path);
+        }
+      }
+      // Its entry known from the index: no replica to read its bytes from (502).
+      const file = await curlHead(`${gateway.url}/files/a.bin`, ["-o", "/dev/null"]);
+      assert.ok([502, 503].includes(file.status), `${file.status}`);
+    } finally {
       await gateway.stop();
       await cluster.stop();
     }

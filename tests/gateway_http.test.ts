@@ -114,6 +114,13 @@ Deno.test({
         assert.equal((await curlHead(url, ["-I", "-H", `If-None-Match: "other"`])).status, 200);
         const wrong = await curlHead(url, ["-H", `If-Match: "other"`, "-o", "/dev/null"]);
         assert.equal(wrong.status, 412);
+        // An answer to HEAD has no content, a refusal neither (RFC 9110 section 9.3.2).
+        const refusedHead = await rawExchange(
+          gateway.port,
+          `HEAD /files/a.bin HTTP/1.1\r\nHost: x\r\nIf-Match: "other"\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(refusedHead.response, /^HTTP\/1.1 412 /);
+        assert.ok(refusedHead.response.endsWith("\r\n\r\n"), refusedHead.response);
         assert.equal((await curlHead(url, ["-I", "-H", `If-Match: ${etag}`])).status, 200);
         const current = await curlHead(url, ["-I", "-r", "5-9", "-H", `If-Range: ${etag}`]);
         assert.equal(current.status, 206);
@@ -178,6 +185,16 @@ Deno.test({
           assert.match(garbage.response, /^HTTP\/1.1 400 /);
           const old = await rawExchange(gateway.port, "GET / HTTP/2.0\r\n\r\n");
           assert.match(old.response, /^HTTP\/1.1 505 /);
+          // RFC 9112 section 3.2: Host is required in HTTP/1.1, and one only.
+          const hostless = await rawExchange(gateway.port, "GET /files/a.bin HTTP/1.1\r\n\r\n");
+          assert.match(hostless.response, /^HTTP\/1.1 400 .*\r\n[^]*needs a Host header/);
+          const twoHosts = await rawExchange(
+            gateway.port,
+            "GET /files/a.bin HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+          );
+          assert.match(twoHosts.response, /^HTTP\/1.1 400 [^]*more than one Host/);
+          const http10 = await rawExchange(gateway.port, "HEAD /files/a.bin HTTP/1.0\r\n\r\n");
+          assert.match(http10.response, /^HTTP\/1.1 200 /);
           // Slowloris: a head that never ends is cut off at the header deadline (2 s here).
           const slow = await rawExchange(gateway.port, "GET /files/a.bin HTTP/1.1\r\nHost: x\r\n");
           assert.equal(slow.response, "");

@@ -35,7 +35,9 @@ Deno.test("parseByteRange() serves one range, 416s unsatisfiable ones, whole fil
     assert.deepEqual(parseByteRange(header, size), expected, header);
   }
   assert.deepEqual(parseByteRange("bytes=0-", 0), { kind: "unsatisfiable" });
-  assert.deepEqual(parseByteRange("bytes=-1", 0), { kind: "unsatisfiable" });
+  // RFC 9110 section 14.1.1: an empty file satisfies a suffix range, with no bytes: all of it.
+  assert.deepEqual(parseByteRange("bytes=-1", 0), { kind: "whole" });
+  assert.deepEqual(parseByteRange("bytes=-0", 0), { kind: "unsatisfiable" });
   const big = 5 * 2 ** 30;
   assert.deepEqual(parseByteRange(`bytes=${2 ** 32}-${2 ** 32 + 9}`, big), {
     kind: "range",
@@ -93,6 +95,8 @@ Deno.test("parseRequestHead() reads method, target and headers; rejects malforme
       ["GET /x HTTP/1.1\r\nNo colon here", 400],
       ["GET /x HTTP/1.1\r\nBad Name: v", 400],
       ["GET /x HTTP/1.1\r\n: empty name", 400],
+      ["GET /x HTTP/1.1\r\nAccept: */*", 400],
+      ["GET /x HTTP/1.1\r\nHost: a\r\nhost: b", 400],
     ] as const
   ) {
     assert.throws(

@@ -3,7 +3,9 @@
  * `bytes=a-b`, `bytes=a-` or `bytes=-n` is served as it asks (206); a range
  * that cannot be satisfied (starting at or past the end, or a suffix of 0
  * bytes) is 416; a header the gateway does not understand, or a request for
- * several ranges, gets the whole file (200), as the RFC allows.
+ * several ranges, gets the whole file (200), as the RFC allows. An empty
+ * file satisfies a suffix `bytes=-n` (n > 0) with its no bytes, which no
+ * Content-Range can state: the whole (empty) file, 200.
  */
 
 export type RangeRequest =
@@ -30,7 +32,8 @@ export function parseByteRange(header: string | undefined, size: number): RangeR
     if (!_DIGITS.test(last)) return { kind: "whole" };
     // A suffix longer than the file is the whole file; digits past 2^53 still are.
     const suffix = Number(last);
-    if (suffix === 0 || size === 0) return { kind: "unsatisfiable" };
+    if (suffix === 0) return { kind: "unsatisfiable" };
+    if (size === 0) return { kind: "whole" };
     return { kind: "range", start: Math.max(0, size - suffix), end: size };
   }
   if (!_DIGITS.test(first) || (last !== "" && !_DIGITS.test(last))) return { kind: "whole" };

@@ -69,6 +69,7 @@ export async function serveFile(
       412,
       { ...common, "Content-Type": "text/plain" },
       "Precondition failed\n",
+      request.method !== "HEAD",
     );
   }
   if (outcome === "not-modified") return await writer.head(304, common);

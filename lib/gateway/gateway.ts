@@ -200,6 +200,8 @@ export class Gateway {
       conn,
       this.#options.writeStallTimeoutMs ?? WRITE_STALL_TIMEOUT_MS,
     );
+    // A HEAD is answered without content, errors too (RFC 9110 section 9.3.2).
+    let withBody = true;
     try {
       let request: HttpRequest | "closed" | "timeout";
       try {
@@ -214,7 +216,8 @@ export class Gateway {
       }
       if (typeof request === "string") return;
       this.counters.requests++;
-      await this.#route(request, writer);
+      withBody = request.method !== "HEAD";
+      await this.#route(request, writer, withBody);
     } catch (error) {
       if (error instanceof WriteStallError) {
         this.counters.stalled++;
@@ -222,8 +225,8 @@ export class Gateway {
       } else if (error instanceof ResponseAbortedError) {
         this.#log(error.message);
       } else if (!writer.headSent) {
-        await writer.send(500, { "Content-Type": "text/plain" }, `${(error as Error).message}\n`)
-          .catch(() => {});
+        const message = `${(error as Error).message}\n`;
+        await writer.send(500, { "Content-Type": "text/plain" }, message, withBody).catch(() => {});
       }
       // Anything else is the client going away mid-answer: nothing to tell.
     } finally {
@@ -231,8 +234,7 @@ export class Gateway {
     }
   }
 
-  async #route(request: HttpRequest, writer: ResponseWriter): Promise<void> {
-    const withBody = request.method !== "HEAD";
+  async #route(request: HttpRequest, writer: ResponseWriter, withBody: boolean): Promise<void> {
     if (request.method !== "GET" && request.method !== "HEAD") {
       return await writer.send(
         405,
@@ -242,7 +244,13 @@ export class Gateway {
     }
     const { path, query } = _splitTarget(request.target);
     if (path === "/" || path === "/index.html") {
-      const rows = await this.#files.rows();
+      let rows;
+      try {
+        rows = await this.#files.rows();
+      } catch (error) {
+        if (error instanceof FetchError) return await _unavailable(writer, error, withBody);
+        throw error;
+      }
       if (query.get("format") === "json") {
         const body = JSON.stringify({ files: indexFiles(rows) }, null, 2) + "\n";
         return await writer.send(200, { "Content-Type": "application/json" }, body, withBody);
@@ -324,12 +332,7 @@ export class Gateway {
         );
       }
       if (error instanceof FetchError && !writer.headSent) {
-        return await writer.send(
-          503,
-          { "Content-Type": "text/plain", "Retry-After": 5 },
-          `${error.message}\n`,
-          withBody,
-        );
+        return await _unavailable(writer, error, withBody);
       }
       throw error;
     }
@@ -374,4 +377,14 @@ function _splitTarget(target: string): { path: string; query: URLSearchParams } 
   const path = q < 0 ? rest : rest.slice(0, q);
   const query = new URLSearchParams(q < 0 ? "" : rest.slice(q + 1));
   return { path, query };
+}
+
+/** 503 for a request no instance could answer (the cluster is down, or too little of it is up). */
+async function _unavailable(writer: ResponseWriter, error: FetchError, withBody: boolean) {
+  await writer.send(
+    503,
+    { "Content-Type": "text/plain", "Retry-After": 5 },
+    `${error.message}\n`,
+    withBody,
+  );
 }

@@ -101,6 +101,7 @@ export function parseRequestHead(text: string): HttpRequest {
     throw new BadRequestError(505, `HTTP version ${version} is not supported`);
   }
   const headers = new Map<string, string>();
+  let hosts = 0;
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(":");
     const name = colon > 0 ? line.slice(0, colon) : "";
@@ -109,8 +110,14 @@ export function parseRequestHead(text: string): HttpRequest {
     }
     const key = name.toLowerCase();
     const value = line.slice(colon + 1).trim();
+    if (key === "host") hosts++;
     const earlier = headers.get(key);
     headers.set(key, earlier === undefined ? value : `${earlier}, ${value}`);
+  }
+  // RFC 9112 section 3.2: an HTTP/1.1 request without Host, or any with two, is a 400.
+  if (hosts > 1) throw new BadRequestError(400, "The request has more than one Host header");
+  if (hosts === 0 && version === "HTTP/1.1") {
+    throw new BadRequestError(400, "An HTTP/1.1 request needs a Host header");
   }
   return { method, target, version, headers };
 }
