@@ -1,7 +1,7 @@
 /**
  * A data directory whose part stores hold parts but whose manifest.json is
- * gone must never be read as "no files": repair and status refuse, saying
- * why, and delete nothing; `repair --new-cluster` is the operator's way out.
+ * gone must never be read as "no files": repair, status and preload refuse,
+ * saying why, and delete nothing; `repair --new-cluster` is the operator's way out.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -11,7 +11,7 @@ import { readManifestJson, startCluster, storedPartPath } from "./harness.ts";
 const TWO_DAYS_AGO = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
 
 Deno.test(
-  "manifest.json deleted with parts stored (3 servers, R=2): repair and status refuse, no part is deleted",
+  "manifest.json deleted with parts stored (3 servers, R=2): repair, status and preload refuse, no part is deleted",
   async () => {
     const cluster = await startCluster({
       servers: 3,
@@ -40,6 +40,13 @@ Deno.test(
         assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
       }
       for (const copy of copies) assert.ok(await exists(copy), `${copy} was deleted`);
+      // Nor may a preload start a new manifest in the lost one's place (its
+      // files' parts would then be unused, and go at the next repair).
+      const source = join(cluster.work, "src", "a.bin");
+      const preload = await cluster.fts(["preload", source, "--as", "fresh.bin"]);
+      assert.equal(preload.code, 1, preload.stderr);
+      assert.match(preload.stderr, /manifest\.json is missing/);
+      assert.ok(!(await exists(join(cluster.dir, "manifest.json"))), "preload wrote a manifest");
 
       // The operator says it is a new cluster: the parts are now unused, and go.
       const fresh = await cluster.fts(["repair", "--new-cluster", "--unused-after", "1h"]);

@@ -8,7 +8,8 @@ import { type ClusterConfig, dataPaths, instanceIds } from "../state/config.ts";
 import { contentIdOf, type FileEntry, OPERATOR_OWNER, type PartEntry } from "../state/manifest.ts";
 import { PARTS_LOCK } from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
-import { freeUnreferencedParts } from "../state/part_gc.ts";
+import { freeUnreferencedParts, storesOnHost } from "../state/part_gc.ts";
+import { requireManifestIfParts } from "../state/manifest_guard.ts";
 import { placeReplicas } from "../state/placement.ts";
 import { PartStore, type PartWriter } from "../state/store.ts";
 import { Xxh128 } from "../hash/xxh128.ts";
@@ -121,6 +122,9 @@ export async function preloadFiles(
   config: ClusterConfig,
   jobs: readonly PreloadJob[],
 ): Promise<FileEntry[]> {
+  // Publishing into a lost manifest's place would start a new one, and every
+  // older file's parts would then count as unused.
+  await requireManifestIfParts(dir, () => storesOnHost(dir));
   const store = openManifestStore(dir);
   const names = jobs.map((job) => job.name);
   // Fail before the work, and again in the change below (another preload may race us).
