@@ -1,4 +1,7 @@
-/** Unit tests of lib/base/deadline.ts: deadlines on one chain of AbortSignal.timeout signals. */
+/**
+ * Unit tests of lib/base/deadline.ts (deadlines on one chain of
+ * AbortSignal.timeout signals), and of the rate limiter that waits on them.
+ */
 import assert from "node:assert/strict";
 import {
   deadline,
@@ -7,6 +10,7 @@ import {
   pendingDeadlines,
   raceDeadline,
 } from "../lib/base/deadline.ts";
+import { RateLimiter } from "../lib/base/rate_limiter.ts";
 
 function _after(ms: number): Promise<void> {
   return new Promise((resolve) => deadline(ms, resolve));
@@ -109,4 +113,22 @@ Deno.test("raceDeadline() settles as its promise when in time; else rejects with
   assert.equal(expired, 1);
   assert.equal(pendingDeadlines(), before + 1, "only the slow promise's own deadline is left");
   await _after(1_000);
+});
+
+Deno.test("RateLimiter.take() ends its wait as soon as the signal aborts, leaving no deadline", async () => {
+  // 1 KiB/s: 64 KiB more than the burst would take a minute.
+  const limiter = new RateLimiter(1024);
+  const controller = new AbortController();
+  const started = performance.now();
+  deadline(50, () => controller.abort(new DOMException("Interrupted", "AbortError")));
+  await assert.rejects(limiter.take(limiter.burstBytes + 64 * 1024, controller.signal), {
+    name: "AbortError",
+  });
+  const waited = performance.now() - started;
+  assert.ok(waited < 2_000, `waited ${waited} ms`);
+  assert.equal(pendingDeadlines(), 0);
+  // Aborted already: no wait at all.
+  await assert.rejects(limiter.take(1024, controller.signal), { name: "AbortError" });
+  // Without a signal, a take within the rate passes.
+  await new RateLimiter(1024 * 1024).take(1024);
 });

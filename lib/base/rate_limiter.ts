@@ -23,7 +23,8 @@ export class RateLimiter {
     return this.burstBytes;
   }
 
-  async take(bytes: number): Promise<void> {
+  /** Waits until `bytes` more may pass; rejects with `signal`'s reason once it aborts. */
+  async take(bytes: number, signal?: AbortSignal): Promise<void> {
     const now = performance.now();
     this.#tokens = Math.min(
       this.burstBytes,
@@ -32,8 +33,20 @@ export class RateLimiter {
     this.#last = now;
     this.#tokens -= bytes;
     if (this.#tokens < 0) {
+      signal?.throwIfAborted();
       const waitMs = (-this.#tokens / this.bytesPerSecond) * 1000;
-      await new Promise<void>((resolve) => deadline(waitMs, resolve));
+      // A slow rate may mean minutes for one large part: Ctrl-C must not wait them out.
+      await new Promise<void>((resolve, reject) => {
+        const abort = () => {
+          cancel();
+          reject(signal!.reason);
+        };
+        const cancel = deadline(waitMs, () => {
+          signal?.removeEventListener("abort", abort);
+          resolve();
+        });
+        signal?.addEventListener("abort", abort, { once: true });
+      });
     }
   }
 }

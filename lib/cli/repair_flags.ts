@@ -5,6 +5,7 @@
  */
 import { boolFlag, durationFlag, type ParsedFlags, sizeFlag, stringFlag } from "./flags.ts";
 import { loadTlsClientOptions, type TlsClientOptions } from "../wire/tls.ts";
+import { UsageError } from "../wire/errors.ts";
 
 /** Flags that repair and scrub share. */
 export const REPAIR_FLAGS = {
@@ -37,11 +38,20 @@ export interface RepairFlagValues {
 /** Reads the shared flags of repair and scrub; a malformed size or duration is a usage error. */
 export async function repairFlags(flags: ParsedFlags): Promise<RepairFlagValues> {
   return {
-    copyRateBytesPerSecond: sizeFlag(flags, "limit-rate"),
-    verifyRateBytesPerSecond: sizeFlag(flags, "hash-rate"),
+    copyRateBytesPerSecond: _rateFlag(flags, "limit-rate"),
+    verifyRateBytesPerSecond: _rateFlag(flags, "hash-rate"),
     tls: await loadTlsClientOptions(stringFlag(flags, "tls-ca")),
     unusedAfterMs: durationFlag(flags, "unused-after"),
     quiet: boolFlag(flags, "quiet"),
     json: boolFlag(flags, "json"),
   };
+}
+
+/** A rate flag: 0 (no limit) or at least 1KiB per second (less would take hours a part). */
+function _rateFlag(flags: ParsedFlags, name: string): number | undefined {
+  const rate = sizeFlag(flags, name);
+  if (rate !== undefined && rate > 0 && rate < 1024) {
+    throw new UsageError(`--${name} must be 0 (no limit) or at least 1KiB`);
+  }
+  return rate;
 }

@@ -144,7 +144,7 @@ async function* _sourceBody(
     } catch (cause) {
       throw new CopyError("source", `${options.source}: ${_reason(cause)}`, { cause });
     }
-    if (limiter) await limiter.take(n);
+    if (limiter) await limiter.take(n, signal);
     copied += n;
     options.onBytes?.(n);
     yield buffer.subarray(0, n);

@@ -27,7 +27,7 @@ export async function verifyCopies(
       for (const digest of digests) {
         signal?.throwIfAborted();
         const size = run.stored.get(id)?.parts.get(digest) ?? 0;
-        await run.verifyLimiter?.take(size);
+        await run.verifyLimiter?.take(size, signal);
         const status: VerifyStatus = await peer.verifyPart(digest);
         run.report.verified++;
         run.report.bytesVerified += size;
