@@ -120,6 +120,12 @@ export async function run(args: string[]): Promise<number> {
     if (event.type === "down") {
       const how = event.signal ? `killed by ${event.signal}` : `exited with code ${event.code}`;
       console.log(`${_time()} instance ${event.id} down (${how})`);
+    } else if (event.type === "silent") {
+      console.log(
+        `${_time()} instance ${event.id} does not answer (running, but hung?): down for healing`,
+      );
+    } else if (event.type === "answering") {
+      console.log(`${_time()} instance ${event.id} answers again`);
     } else if (ready) {
       console.log(`${_time()} instance ${event.id} up (pid ${event.pid})`);
     }

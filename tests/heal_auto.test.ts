@@ -81,3 +81,58 @@ Deno.test("cluster --heal-after 2s: a killed instance's parts get back to R copi
     await cluster.stop();
   }
 });
+
+Deno.test("cluster --heal-after 2s: an instance that lives but stops answering (SIGSTOP) is healed around; when it answers again, surplus copies go (R=2)", async () => {
+  const cluster = await startCluster({
+    servers: 4,
+    replicas: 2,
+    files: { "h.bin": 2 * MiB + 5 },
+    clusterArgs: ["--heal-after", "2s"],
+  });
+  const manifest = await readManifestJson(cluster.dir);
+  const victim = Number(manifest.files["h.bin"]!.parts[0]!.replicas[0]);
+  const pid = Number((await Deno.readTextFile(join(cluster.dir, "run", `${victim}.pid`))).trim());
+  const others = cluster.ports.filter((port) => port !== victim);
+  try {
+    // Its process lives on: no exit tells the supervisor; only its silence does.
+    Deno.kill(pid, "SIGSTOP");
+    await cluster.supervisor.waitFor(
+      new RegExp(`instance ${victim} does not answer`),
+      HEAL_DEADLINE_MS,
+    );
+    await waitUntil(
+      async () => {
+        const census = await censusOnDisk(cluster.dir, others);
+        const off = offCount(census, 2);
+        if (off.length > 0) return off.join("; ");
+        const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
+        return unlisted.length === 0 || `${unlisted.length} parts not recorded yet`;
+      },
+      HEAL_DEADLINE_MS,
+      "every part to have 2 good copies on the answering instances, listed",
+    );
+    Deno.kill(pid, "SIGCONT");
+    await cluster.supervisor.waitFor(new RegExp(`instance ${victim} answers again`));
+    await waitUntil(
+      async () => {
+        const census = await censusOnDisk(cluster.dir, cluster.ports);
+        const off = offCount(census, 2);
+        if (off.length > 0) return off.join("; ");
+        const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
+        return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
+      },
+      HEAL_DEADLINE_MS,
+      "every part to have exactly 2 copies again",
+    );
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const fetch = await cluster.fts(["fetch", "h.bin", dest]);
+    assert.equal(fetch.code, 0, fetch.stderr);
+    await assertSameFile(join(dest, "h.bin"), join(cluster.work, "src", "h.bin"));
+  } finally {
+    try {
+      Deno.kill(pid, "SIGCONT");
+    } catch { /* gone */ }
+    await cluster.stop();
+  }
+});

@@ -1,9 +1,11 @@
 /**
  * The cluster supervisor: starts every instance as its own child process,
- * reports them going down and coming back, restarts one on request (the
- * control channel that `fts start` uses), and stops them all on the way out.
+ * reports them going down and coming back (or living but no longer
+ * answering), restarts one on request (the control channel that `fts start`
+ * uses), and stops them all on the way out.
  */
-import { type ClusterConfig, dataPaths, instanceIds } from "../state/config.ts";
+import { type ClusterConfig, dataPaths, instanceAddress, instanceIds } from "../state/config.ts";
+import { AnswerWatch, checkIntervalFor } from "./answer_watch.ts";
 import { writeFileAtomic } from "../base/fs_util.ts";
 import { Healer, type HealEvent, type RepairRunner } from "./heal.ts";
 import { repairCluster } from "./repair.ts";
@@ -25,7 +27,10 @@ export type InstanceState = "starting" | "up" | "down";
 
 export type SupervisorEvent =
   | { type: "up"; id: string; pid: number }
-  | { type: "down"; id: string; pid: number; signal: string | null; code: number };
+  | { type: "down"; id: string; pid: number; signal: string | null; code: number }
+  /** Running, but no answer to MISSED_ANSWERS_DOWN checks in a row: down for healing. */
+  | { type: "silent"; id: string }
+  | { type: "answering"; id: string };
 
 interface _Instance {
   id: string;
@@ -48,6 +53,8 @@ export class Supervisor {
   readonly serveArgs: string[];
   /** Re-replicates the parts of instances that stay down (healing); undefined when off. */
   readonly healer: Healer | undefined;
+  /** Finds instances that live but no longer answer, for healing (answer_watch.ts). */
+  readonly #answers: AnswerWatch | undefined;
 
   constructor(
     dir: string,
@@ -82,6 +89,23 @@ export class Supervisor {
       })
       : undefined;
     for (const id of instanceIds(config)) this.#instances.set(id, { id, state: "down" });
+    const healer = this.#localHealEvents ? this.healer : undefined;
+    this.#answers = healer && new AnswerWatch({
+      intervalMs: checkIntervalFor(healer.healAfterMs),
+      instances: () =>
+        [...this.#instances.values()].filter((i) => i.state === "up").map(({ id }) => ({
+          id,
+          address: instanceAddress(config, id),
+        })),
+      onSilent: (id) => {
+        healer.instanceDown(id);
+        this.#onEvent({ type: "silent", id });
+      },
+      onAnswering: (id) => {
+        healer.instanceUp(id);
+        this.#onEvent({ type: "answering", id });
+      },
+    });
   }
 
   states(): Record<string, InstanceState> {
@@ -117,6 +141,7 @@ export class Supervisor {
       [...this.#instances.keys()].map((id) => this.start(id)),
     );
     const failed = results.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
+    if (failed.length === 0) this.#answers?.start();
     if (failed.length > 0) {
       const first = (failed[0] as Error)?.message ?? String(failed[0]);
       throw new Error(
@@ -225,6 +250,7 @@ export class Supervisor {
     void child.status.then(async (status) => {
       instance.state = "down";
       instance.child = undefined;
+      this.#answers?.forget(id);
       await logWriter.close().catch(() => {});
       // A killed instance could not remove its own pid file.
       try {
@@ -269,6 +295,7 @@ export class Supervisor {
   /** Stops every instance and waits for them; SIGKILL for any that linger. */
   async stopAll(): Promise<void> {
     this.#stopping = true;
+    this.#answers?.stop();
     try {
       this.#control?.close();
     } catch { /* closed */ }

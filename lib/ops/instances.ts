@@ -61,6 +61,8 @@ export interface Probe {
   busy?: boolean;
   stats?: Record<string, unknown>;
   error?: string;
+  /** It did not answer in time (connected or not): hung, or cut off; not refused. */
+  timedOut?: boolean;
 }
 
 /**
@@ -86,6 +88,7 @@ export async function probeInstances(
         address,
         up: false,
         error: error instanceof Error ? error.message : String(error),
+        timedOut: error instanceof ProtocolError && error.code === "TIMEOUT",
       };
     }
   }));

@@ -3,6 +3,7 @@
  * expected back, rates, deleting unused parts), with the limits and defaults
  * it runs under.
  */
+import { Peer } from "../client/peer.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { type RepairEvent, type RepairProgress } from "./repair_report.ts";
 
@@ -24,9 +25,27 @@ export const MANIFEST_FLUSH_INTERVAL_MS = 2_000;
 export const DEFAULT_UNUSED_AFTER_MS = 24 * 60 * 60 * 1000;
 /** The shortest --unused-after: well over an upload's refresh (upload.ts REFRESH_COPIES_AFTER_MS). */
 export const MIN_UNUSED_AFTER_MS = 60 * 60 * 1000;
+/** How long an instance may take to connect and answer hello before a repair counts it down. */
 export const CENSUS_CONNECT_TIMEOUT_MS = 1_500;
 /** part.list and part.verify answers may take a while on a busy instance. */
 export const CENSUS_STALL_TIMEOUT_MS = 30_000;
+
+/**
+ * A repair's connection to an instance: connected and greeted within
+ * CENSUS_CONNECT_TIMEOUT_MS, else the instance is down for the run (a hung
+ * one takes connections but never answers: waiting out the answers' 30 s for
+ * it made every repair, and healing, that much slower); answers then may take
+ * up to CENSUS_STALL_TIMEOUT_MS.
+ */
+export async function connectForRepair(address: string, tls?: TlsClientOptions): Promise<Peer> {
+  const peer = await Peer.connect(address, {
+    connectTimeoutMs: CENSUS_CONNECT_TIMEOUT_MS,
+    stallTimeoutMs: CENSUS_CONNECT_TIMEOUT_MS,
+    ...(tls !== undefined ? { tls } : {}),
+  });
+  peer.reader.timeoutMs = CENSUS_STALL_TIMEOUT_MS;
+  return peer;
+}
 
 export interface RepairOptions {
   /** Work out and report what would be done; copy, drop and record nothing. */

@@ -6,13 +6,9 @@
  * down, as far as this repair is concerned.
  */
 import { type RepairTarget } from "./repair_target.ts";
-import { Peer, type StoredParts } from "../client/peer.ts";
+import { type Peer, type StoredParts } from "../client/peer.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
-import {
-  CENSUS_CONNECT_TIMEOUT_MS,
-  CENSUS_STALL_TIMEOUT_MS,
-  type RepairOptions,
-} from "./repair_options.ts";
+import { connectForRepair, type RepairOptions } from "./repair_options.ts";
 import {
   emptyRepairReport,
   type PartRef,
@@ -90,11 +86,7 @@ export class RepairRun {
   }
 
   async connect(id: string): Promise<Peer> {
-    return await Peer.connect(this.address(id), {
-      connectTimeoutMs: CENSUS_CONNECT_TIMEOUT_MS,
-      stallTimeoutMs: CENSUS_STALL_TIMEOUT_MS,
-      tls: this.options.tls,
-    });
+    return await connectForRepair(this.address(id), this.options.tls);
   }
 
   /** Asks every instance which parts it stores; those that answer are live. */

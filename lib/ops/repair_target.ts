@@ -25,7 +25,7 @@ import {
   loadOrCreateIdentity,
   operatorIdentityPath,
 } from "../auth/identity.ts";
-import { CENSUS_CONNECT_TIMEOUT_MS, CENSUS_STALL_TIMEOUT_MS } from "./repair_options.ts";
+import { connectForRepair } from "./repair_options.ts";
 
 export interface RepairTarget {
   readonly view: ClusterView;
@@ -90,10 +90,7 @@ export async function etcdRepairTarget(
       if (mine) return await mine.sizeOf(digest);
       let peer: Peer | undefined;
       try {
-        peer = await Peer.connect(view.address(id), {
-          connectTimeoutMs: CENSUS_CONNECT_TIMEOUT_MS,
-          stallTimeoutMs: CENSUS_STALL_TIMEOUT_MS,
-        });
+        peer = await connectForRepair(view.address(id));
         return await peer.hasPart(digest);
       } catch {
         return undefined;

@@ -1,0 +1,102 @@
+/**
+ * Telling a hung instance from a live one. An instance whose process lives
+ * but no longer answers (stopped, stuck on a dead disk, deadlocked) gives no
+ * exit for the supervisor to see, yet clients get nothing from it and its
+ * copies serve no one. The supervisor asks each instance that is up for its
+ * stats every so often; one that lets MISSED_ANSWERS_DOWN checks in a row
+ * time out is silent (and counts as down for healing) until it answers
+ * again. Only a timeout counts: a refused connection is an exit, which the
+ * supervisor sees anyway, and an instance that answers BUSY is alive.
+ */
+import { every } from "../base/deadline.ts";
+import type { TlsClientOptions } from "../wire/tls.ts";
+import { probeInstances } from "./instances.ts";
+
+/** Checks in a row an instance may leave unanswered before it is silent. */
+export const MISSED_ANSWERS_DOWN = 3;
+/** How long an instance may take to answer one check. */
+export const ANSWER_TIMEOUT_MS = 2_000;
+/** The longest and the shortest time between two checks of an instance. */
+const MAX_CHECK_INTERVAL_MS = 5_000;
+const MIN_CHECK_INTERVAL_MS = 1_000;
+
+/**
+ * Checks at a quarter of `healAfterMs`, within 1-5 s: a silent instance is
+ * found well before its parts would be due.
+ */
+export function checkIntervalFor(healAfterMs: number): number {
+  return Math.min(MAX_CHECK_INTERVAL_MS, Math.max(MIN_CHECK_INTERVAL_MS, healAfterMs / 4));
+}
+
+export interface AnswerWatchOptions {
+  intervalMs: number;
+  /** The instances up now (the others are not checked). */
+  instances: () => { id: string; address: string }[];
+  tls?: TlsClientOptions | undefined;
+  /** An instance went silent: MISSED_ANSWERS_DOWN checks timed out. */
+  onSilent: (id: string) => void;
+  /** A silent instance answered again. */
+  onAnswering: (id: string) => void;
+}
+
+export class AnswerWatch {
+  readonly #options: AnswerWatchOptions;
+  /** Checks in a row each instance left unanswered. */
+  readonly #missed = new Map<string, number>();
+  readonly #silent = new Set<string>();
+  #checking = false;
+  #stop: (() => void) | undefined;
+
+  constructor(options: AnswerWatchOptions) {
+    this.#options = options;
+  }
+
+  start(): void {
+    this.#stop ??= every(this.#options.intervalMs, () => void this.check());
+  }
+
+  stop(): void {
+    this.#stop?.();
+    this.#stop = undefined;
+  }
+
+  /** Whether `id` is silent now. */
+  isSilent(id: string): boolean {
+    return this.#silent.has(id);
+  }
+
+  /** The instance exited (or was started again): its count starts over. */
+  forget(id: string): void {
+    this.#missed.delete(id);
+    this.#silent.delete(id);
+  }
+
+  /** One round of checks; a round still waiting for answers is not doubled. */
+  async check(): Promise<void> {
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      const probes = await probeInstances(
+        this.#options.instances(),
+        ANSWER_TIMEOUT_MS,
+        this.#options.tls,
+      );
+      if (this.#stop === undefined) return;
+      for (const probe of probes) {
+        if (!probe.up && probe.timedOut) {
+          const missed = (this.#missed.get(probe.id) ?? 0) + 1;
+          this.#missed.set(probe.id, missed);
+          if (missed === MISSED_ANSWERS_DOWN) {
+            this.#silent.add(probe.id);
+            this.#options.onSilent(probe.id);
+          }
+        } else if (probe.up) {
+          this.#missed.delete(probe.id);
+          if (this.#silent.delete(probe.id)) this.#options.onAnswering(probe.id);
+        }
+      }
+    } finally {
+      this.#checking = false;
+    }
+  }
+}
