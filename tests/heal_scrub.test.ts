@@ -80,6 +80,11 @@ Deno.test("scrub: corrupt copies on two instances are found, quarantined and rep
       assert.deepEqual(part.bad, [], `part ${part.index} of ${part.file}`);
       assert.deepEqual(part.listed, part.good, `part ${part.index} of ${part.file}`);
     }
+    // The new copy went to an instance whose disk had not just rotted it (three are free).
+    for (const { file, index, id, digest } of damaged) {
+      const good = census.find((part) => part.digest === digest)!.good;
+      assert.ok(!good.includes(id), `part ${index} of ${file} copied back to ${id}`);
+    }
 
     // A second fetch from scratch is served good bytes only.
     const dest2 = join(cluster.work, "dest2");

@@ -32,6 +32,10 @@ export async function verifyCopies(
         run.report.verified++;
         run.report.bytesVerified += size;
         if (status === "ok") ok.add(digest);
+        if (status === "corrupt" || status === "quarantined") {
+          // This disk rotted the part: a new copy goes elsewhere first (part_replicator.ts).
+          run.stored.get(id)?.quarantined.add(digest);
+        }
         if (status === "corrupt") {
           const refs = wanted.get(digest)?.refs ?? [];
           run.report.corrupt.push({ id, digest, refs });
