@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   freePortRange,
+  FtsProcess,
   readManifestJson,
   runFts,
   startCluster,
@@ -256,4 +257,40 @@ async function _alive(pid: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+Deno.test("cli: two clusters started at once on one data directory: one runs, the other says so", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2 });
+  let current = cluster.supervisor;
+  try {
+    const args = ["cluster", "--data", cluster.dir, "--plain", "--heal-after", "0"];
+    for (let round = 1; round <= 3; round++) {
+      await _stopSupervisor(current);
+      const both = [new FtsProcess(args), new FtsProcess(args)];
+      // One prints ready, the other exits with "already running"; never both fail.
+      const outcomes = await Promise.all(both.map(async (p) => {
+        const first = await Promise.race([
+          p.waitFor(/fts cluster: ready/, 60_000).then(() => "ready"),
+          p.status.then(() => "exited"),
+        ]);
+        return first;
+      }));
+      const running = both[outcomes.indexOf("ready")];
+      const refused = both[outcomes.indexOf("exited")];
+      assert.ok(running && refused, `round ${round}: ${outcomes.join(", ")}`);
+      assert.equal((await refused.status).code, 1);
+      assert.match(refused.stderr, /A cluster is already running for /);
+      current = running;
+    }
+  } finally {
+    current.kill("SIGTERM");
+    await current.status;
+    await cluster.stop();
+  }
+});
+
+/** SIGTERMs a cluster's supervisor and waits for it and its instances to be gone. */
+async function _stopSupervisor(supervisor: FtsProcess): Promise<void> {
+  supervisor.kill("SIGTERM");
+  assert.equal((await supervisor.status).code, 0);
 }

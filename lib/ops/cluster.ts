@@ -10,7 +10,7 @@ import { writeFileAtomic } from "../base/fs_util.ts";
 import { Healer, type HealEvent, type RepairRunner } from "./heal.ts";
 import { repairCluster } from "./repair.ts";
 import { livePid } from "./instances.ts";
-import { resolve } from "../base/paths.ts";
+import { join, resolve } from "../base/paths.ts";
 import { saveServeFlags } from "./serve_flags.ts";
 import { instanceCommand } from "./instance_bundle.ts";
 import { TLS_CA_ENV } from "../wire/tls.ts";
@@ -48,6 +48,7 @@ export class Supervisor {
   /** Whether this host's children going down and up drive healing. */
   readonly #localHealEvents: boolean;
   #control: Deno.TcpListener | undefined;
+  #lock: Deno.FsFile | undefined;
 
   /** Extra flags passed to every `fts serve` (e.g. --limit-rate). */
   readonly serveArgs: string[];
@@ -117,6 +118,18 @@ export class Supervisor {
     const paths = dataPaths(this.dir);
     await Deno.mkdir(paths.runDir, { recursive: true });
     await Deno.mkdir(paths.logDir, { recursive: true });
+    // Held while this supervisor lives (the kernel lets go when it dies): two
+    // clusters started at once on one directory both passed the check for a
+    // running one, then each failed on the other's instances.
+    const lock = await Deno.open(join(paths.runDir, "supervisor.lock"), {
+      write: true,
+      create: true,
+    });
+    if (!lock.tryLockSync(true)) {
+      lock.close();
+      throw new Error(`A cluster is already running for ${this.dir}`);
+    }
+    this.#lock = lock;
     const running: string[] = [];
     for (const id of this.#instances.keys()) {
       const pid = await livePid(this.dir, id);
@@ -316,6 +329,8 @@ export class Supervisor {
     await Promise.allSettled(children.map((child) => child.status));
     clearTimeout(grace);
     await Deno.remove(dataPaths(this.dir).clusterFile).catch(() => {});
+    this.#lock?.close();
+    this.#lock = undefined;
   }
 
   async #listenControl(): Promise<void> {
