@@ -5,8 +5,10 @@ import { renderLiveView } from "../lib/ui/live_view.ts";
 import { displayWidth } from "../lib/base/display_width.ts";
 import { type StatusReport } from "../lib/ops/status.ts";
 import {
+  DENO,
   freePortRange,
   FtsProcess,
+  MAIN,
   readManifestJson,
   runFts,
   startCluster,
@@ -279,6 +281,24 @@ Deno.test("status --watch on a pipe prints a line per event, and JSON snapshots 
     );
     assert.deepEqual(states, cluster.ports.map((p) => `${p} ${p === victim ? "down" : "up"}`));
     assert.equal(lines[1].files[0].health, "degraded");
+
+    // A reader that goes away ends the watch, as it would any Unix tool.
+    const piped = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `"$0" run -A --quiet "$1" status --watch --json --interval 300ms --data "$2" | head -n 1`,
+        DENO,
+        MAIN,
+        cluster.dir,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => piped.kill("SIGKILL"), 30_000);
+    const output = await piped.output();
+    clearTimeout(timer);
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    assert.equal(JSON.parse(new TextDecoder().decode(output.stdout)).type, "snapshot");
   } finally {
     await cluster.stop();
   }

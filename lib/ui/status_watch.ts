@@ -12,6 +12,7 @@ import { clock } from "./live_view.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { formatBytes } from "../base/units.ts";
 import { onStopSignal } from "../base/stop_signal.ts";
+import { LineWriter } from "../base/line_writer.ts";
 
 export interface StatusWatchOptions {
   dir: string;
@@ -61,7 +62,15 @@ export async function watchStatus(options: StatusWatchOptions): Promise<number> 
       await session.stop();
       return 0;
     }
-    const print = options.print ?? ((line: string) => console.log(line));
+    // A reader that went away (`fts status --watch --json | head -n 1`) ends
+    // the watch, as it would any Unix tool: console.log would drop the lines
+    // and poll on for ever.
+    const out = new LineWriter();
+    const print = options.print ?? ((line: string) => {
+      out.line(line);
+      out.flush();
+      if (out.closed) abort.abort();
+    });
     const watch = watchCluster(options.dir, options.config, {
       signal: abort.signal,
       ...(options.intervalMs !== undefined ? { intervalMs: options.intervalMs } : {}),
