@@ -190,8 +190,11 @@ export async function run(args: string[]): Promise<number> {
       });
     }
   } catch (error) {
+    // Ctrl-C while instances start stops them, which then fail to start: no failure of theirs.
+    const interrupted = stopping !== undefined;
     await stop();
     for (const line of (await live?.stop()) ?? []) console.log(line);
+    if (interrupted) throw new DOMException("Interrupted", "AbortError");
     throw error;
   }
   ready = true;

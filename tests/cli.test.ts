@@ -294,3 +294,45 @@ async function _stopSupervisor(supervisor: FtsProcess): Promise<void> {
   supervisor.kill("SIGTERM");
   assert.equal((await supervisor.status).code, 0);
 }
+
+Deno.test("cli: Ctrl-C while the instances start: 'interrupted', exit 130, no process left", async () => {
+  const work = await tempDir();
+  const dir = join(work, "data");
+  const source = join(work, "a.bin");
+  await writeRandomFile(source, 100_000, 3);
+  const base = freePortRange(6);
+  const setup = ["--data", dir, "--servers", "6", "--base-port", String(base)];
+  const preload = await runFts(["preload", source, ...setup, "--replicas", "2"]);
+  assert.equal(preload.code, 0, preload.stderr);
+  const supervisor = new FtsProcess(["cluster", "--data", dir, "--plain"]);
+  // The first instance has started (its pid file is there); not all listen yet.
+  const pids = join(dir, "run");
+  while (true) {
+    const started = await Array.fromAsync(Deno.readDir(pids)).catch(() => []);
+    if (started.some((entry) => /^\d+\.pid$/.test(entry.name))) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  supervisor.kill("SIGINT");
+  const result = await supervisor.result();
+  assert.equal(result.code, 130, result.stdout + result.stderr);
+  assert.match(result.stderr, /^fts cluster: interrupted$/m);
+  assert.doesNotMatch(result.stdout + result.stderr, /failed to start/);
+  assert.deepEqual(await _processesNaming(dir), [], "processes outlived the cluster");
+  await Deno.remove(work, { recursive: true });
+});
+
+/** Live processes whose command line names `text` (Linux: from /proc). */
+async function _processesNaming(text: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = (await Deno.readTextFile(`/proc/${entry.name}/cmdline`)).replaceAll(
+        "\0",
+        " ",
+      );
+      if (cmdline.includes(text) && (await _alive(Number(entry.name)))) found.push(cmdline);
+    } catch { /* gone meanwhile */ }
+  }
+  return found;
+}
