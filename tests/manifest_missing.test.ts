@@ -1,6 +1,6 @@
 /**
  * A data directory whose part stores hold parts but whose manifest.json is
- * gone must never be read as "no files": repair, status and preload refuse,
+ * gone must never be read as "no files": repair, status, preload and upload refuse,
  * saying why, and delete nothing; `repair --new-cluster` is the operator's way out.
  */
 import assert from "node:assert/strict";
@@ -11,7 +11,7 @@ import { readManifestJson, startCluster, storedPartPath } from "./harness.ts";
 const TWO_DAYS_AGO = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
 
 Deno.test(
-  "manifest.json deleted with parts stored (3 servers, R=2): repair, status and preload refuse, no part is deleted",
+  "manifest.json deleted with parts stored (3 servers, R=2): repair, status, preload and upload refuse, no part is deleted",
   async () => {
     const cluster = await startCluster({
       servers: 3,
@@ -47,6 +47,10 @@ Deno.test(
       assert.equal(preload.code, 1, preload.stderr);
       assert.match(preload.stderr, /manifest\.json is missing/);
       assert.ok(!(await exists(join(cluster.dir, "manifest.json"))), "preload wrote a manifest");
+      // An upload is refused by the instances, and says why, not "cannot reach any server".
+      const upload = await cluster.fts(["upload", source, "--as", "up.bin", "--operator"]);
+      assert.equal(upload.code, 1, upload.stderr);
+      assert.match(upload.stderr, /manifest\.json is missing/);
 
       // The operator says it is a new cluster: the parts are now unused, and go.
       const fresh = await cluster.fts(["repair", "--new-cluster", "--unused-after", "1h"]);

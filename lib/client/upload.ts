@@ -270,6 +270,7 @@ class _Uploader {
     const options = this.#options;
     const reasons: string[] = [];
     const tlsErrors: TlsError[] = [];
+    const refusals: ProtocolError[] = [];
     for (const address of shuffled(options.servers)) {
       let peer: Peer | undefined;
       try {
@@ -295,6 +296,7 @@ class _Uploader {
       } catch (error) {
         if (error instanceof UploadError) throw error;
         if (error instanceof TlsError) tlsErrors.push(error);
+        if (error instanceof ProtocolError && error.code === "UNAVAILABLE") refusals.push(error);
         reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
       } finally {
         peer?.close();
@@ -302,6 +304,8 @@ class _Uploader {
     }
     const tlsError = preferredTlsError(tlsErrors, options.servers.length);
     if (tlsError) throw new UploadError(tlsError.message, { cause: tlsError });
+    // Reached, but it cannot take changes now (its manifest is missing, etcd is down): say why.
+    if (refusals[0]) throw new UploadError(refusals[0].message, { cause: refusals[0] });
     throw new UploadError(
       `Cannot reach any server (tried ${options.servers.length}); is the cluster running?`,
       { cause: new Error(reasons.slice(0, 5).join("; ")) },
