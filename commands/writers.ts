@@ -114,7 +114,7 @@ function _change(
     }
     default:
       throw new UsageError(
-        `fts writers: unknown action ${JSON.stringify(verb)} (ls, add, rm, open, closed, quota)`,
+        `Unknown action ${JSON.stringify(verb)} (ls, add, rm, open, closed, quota)`,
       );
   }
 }

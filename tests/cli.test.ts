@@ -68,6 +68,20 @@ Deno.test("cli: preload refuses a second file of the same name unless --replace,
     const again = await runFts(["preload", file, "--data", data]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /already in the cluster; pass --replace/);
+    // One new name for two files of one command is said as such.
+    await Deno.mkdir(join(dir, "sub"));
+    for (const path of [join(dir, "b.bin"), join(dir, "sub", "b.bin")]) {
+      await writeRandomFile(path, 1000);
+    }
+    const twice = await runFts([
+      "preload",
+      join(dir, "b.bin"),
+      join(dir, "sub", "b.bin"),
+      "--data",
+      data,
+    ]);
+    assert.equal(twice.code, 1);
+    assert.match(twice.stderr, /The name "b\.bin" is given to two files/);
     await writeRandomFile(file, 50_000, 9);
     const replaced = await runFts(["preload", file, "--replace", "--data", data]);
     assert.equal(replaced.code, 0, replaced.stderr);

@@ -94,7 +94,8 @@ export function changePolicy(policy: WritersPolicy, change: WritersChange): Writ
     }
     case "remove":
       if (!Object.hasOwn(keys, change.key)) {
-        throw new RangeError(`${_short(change.key)} is not on the writers list`);
+        // Not a usage error: the list's state, not the command, is what is off.
+        throw new Error(`${_short(change.key)} is not on the writers list`);
       }
       delete keys[change.key];
       return { ...policy, keys };

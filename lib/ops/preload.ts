@@ -17,11 +17,15 @@ import { Xxh128 } from "../hash/xxh128.ts";
 const READ_CHUNK_BYTES = 1024 * 1024;
 
 export class NameTakenError extends Error {
-  constructor(name: string) {
+  constructor(name: string, twice = false) {
     super(
-      `A file named ${
-        JSON.stringify(name)
-      } is already in the cluster; pass --replace to overwrite it`,
+      twice
+        ? `The name ${
+          JSON.stringify(name)
+        } is given to two files (one --as NAME each, or --replace)`
+        : `A file named ${
+          JSON.stringify(name)
+        } is already in the cluster; pass --replace to overwrite it`,
     );
     this.name = "NameTakenError";
   }
@@ -130,7 +134,8 @@ export async function preloadFiles(
   // Fail before the work, and again in the change below (another preload may race us).
   for (const [index, job] of jobs.entries()) {
     const again = names.indexOf(job.name) !== index;
-    if (!job.replace && (again || await store.get(job.name))) throw new NameTakenError(job.name);
+    if (!job.replace && again) throw new NameTakenError(job.name, true);
+    if (!job.replace && await store.get(job.name)) throw new NameTakenError(job.name);
   }
   const paths = dataPaths(dir);
   const stores = new Map(
