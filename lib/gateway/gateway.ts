@@ -224,13 +224,15 @@ export class Gateway {
         this.#log(`client stalled: ${error.message}; connection closed`);
       } else if (error instanceof ResponseAbortedError) {
         this.#log(error.message);
+        // Cut short on purpose: closed at once, the client sees too few bytes.
+        writer.close();
       } else if (!writer.headSent) {
         const message = `${(error as Error).message}\n`;
         await writer.send(500, { "Content-Type": "text/plain" }, message, withBody).catch(() => {});
       }
       // Anything else is the client going away mid-answer: nothing to tell.
     } finally {
-      writer.close();
+      await writer.finish();
     }
   }
 

@@ -5,12 +5,15 @@
  * the parts the gateway holds for it. Bytes go out in chunks of at most
  * WRITE_CHUNK_BYTES, so the deadline measures progress, not the whole body.
  */
-import { deadline } from "../base/deadline.ts";
+import { deadline, raceDeadline } from "../base/deadline.ts";
 
 /** How long one write may wait for the client to take bytes before the connection is closed. */
 export const WRITE_STALL_TIMEOUT_MS = 30_000;
 /** Largest slice handed to the socket at once. */
 export const WRITE_CHUNK_BYTES = 256 * 1024;
+/** How long, and for how many bytes, a finished connection reads what the client still sends. */
+export const LINGER_MS = 2_000;
+export const LINGER_BYTES = 4 * 1024 * 1024;
 
 const _REASONS: Record<number, string> = {
   200: "OK",
@@ -75,6 +78,35 @@ export class ResponseWriter {
     const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
     await this.head(status, { ...headers, "Content-Length": bytes.length });
     if (withBody) await this.body(bytes);
+  }
+
+  /**
+   * Ends a connection whose answer went out whole, in stages (RFC 9112
+   * section 9.6): the write side is shut, so the client reads to the end of
+   * the answer, then what the client still sends (a request body, pipelined
+   * requests) is read and dropped until it closes, for at most LINGER_MS and
+   * LINGER_BYTES. Closed at once with such bytes unread, the connection is
+   * reset by the kernel, and a reset can destroy the end of the answer
+   * before the client has read it: a review saw a 3 MB answer cut at 128 KB.
+   */
+  async finish(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#conn.closeWrite();
+      const drain = async () => {
+        const buffer = new Uint8Array(64 * 1024);
+        for (let read = 0; read < LINGER_BYTES;) {
+          const n = await this.#conn.read(buffer);
+          if (n === null) return;
+          read += n;
+        }
+      };
+      await raceDeadline(drain(), LINGER_MS, () => new Error("linger over"));
+    } catch {
+      // Gone already, or lingered long enough.
+    } finally {
+      this.close();
+    }
   }
 
   /**
