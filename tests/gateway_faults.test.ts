@@ -4,7 +4,8 @@
  * killed mid-response is failed over inside the gateway; when no replica is
  * left for a part the connection is aborted and curl exits non-zero; a client
  * that stops reading is cut off at the write deadline and its parts freed;
- * with every instance down, the index is 503; HTTPS with the cluster's
+ * with every instance down, the index is 503; slow readers from one address
+ * cannot take all of the memory for parts; HTTPS with the cluster's
  * certificate.
  */
 import assert from "node:assert/strict";
@@ -251,6 +252,54 @@ Deno.test({
       const file = await curlHead(`${gateway.url}/files/a.bin`, ["-o", "/dev/null"]);
       assert.ok([502, 503].includes(file.status), `${file.status}`);
     } finally {
+      await gateway.stop();
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "gateway: slow readers from one address hold at most half of --memory; another address is served meanwhile",
+  ignore: missingTool("curl"),
+  async fn() {
+    const size = 8 * MiB + 99;
+    const cluster = await startCluster({
+      servers: 2,
+      replicas: 1,
+      partSize: "1MiB",
+      files: { "a.bin": size },
+    });
+    const gateway = await startGateway(["--data", cluster.dir, "--memory", "4MiB"]);
+    const url = `${gateway.url}/files/a.bin`;
+    // Each takes 2 KiB/s: its parts stay held; together they would pin the whole budget.
+    const slow = Array.from({ length: 6 }, () =>
+      new Deno.Command("curl", {
+        args: ["-sS", "-o", "/dev/null", "--interface", "127.0.0.1", "--limit-rate", "2k", url],
+        stdout: "null",
+        stderr: "null",
+      }).spawn());
+    try {
+      await _waitFor(
+        "the slow readers to hold parts",
+        async () => ((await gateway.stats()).partBytesHeld ?? 0) >= 2 * MiB,
+      );
+      const dest = await newDest(cluster);
+      const other = await run(
+        "curl",
+        ["-sS", "-f", "--max-time", "30", "--interface", "127.0.0.2", "-o", "a.bin", url],
+        { cwd: dest },
+      );
+      assert.equal(other.code, 0, other.stderr);
+      await assertSameFile(join(dest, "a.bin"), join(cluster.work, "src", "a.bin"));
+      assert.ok((await gateway.stats()).partBytesHeld! <= 4 * MiB);
+    } finally {
+      for (const curl of slow) {
+        try {
+          curl.kill("SIGKILL");
+        } catch { /* exited */ }
+      }
+      await Promise.all(slow.map((curl) => curl.status));
       await gateway.stop();
       await cluster.stop();
     }

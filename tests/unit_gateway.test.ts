@@ -128,6 +128,30 @@ Deno.test("PartBudget grants in order, lets one oversize part through alone, hon
   assert.equal(budget.usedBytes, 500);
 });
 
+Deno.test("PartBudget: one address holds at most its share; its waiter lets others pass", async () => {
+  const budget = new PartBudget(100);
+  assert.equal(budget.ownerLimitBytes, 50);
+  const slow = budget.share("10.0.0.1");
+  const other = budget.share("10.0.0.2");
+  await slow.acquire(40);
+  const order: string[] = [];
+  const over = slow.acquire(20).then(() => order.push("slow 20"));
+  // Behind the slow address's waiter, yet served: the waiter is over its share, not the budget.
+  await other.acquire(30);
+  order.push("other 30");
+  await Promise.resolve();
+  assert.deepEqual(order, ["other 30"]);
+  slow.release(40);
+  await over;
+  assert.deepEqual(order, ["other 30", "slow 20"]);
+  assert.equal(budget.usedBytes, 50);
+  // Holding nothing, an address still gets one part larger than its share.
+  other.release(30);
+  slow.release(20);
+  await slow.acquire(90);
+  assert.equal(budget.usedBytes, 90);
+});
+
 Deno.test("contentDisposition() gives an ASCII fallback and the exact name in filename*", () => {
   assert.equal(
     contentDisposition('a "b"\\ é%.txt'),

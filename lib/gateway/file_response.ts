@@ -17,7 +17,7 @@ import type { FileEntry } from "../state/manifest.ts";
 import { parseByteRange, type RangeRequest } from "./byte_range.ts";
 import { contentDisposition, etagOf, mediaTypeOf } from "./content_headers.ts";
 import { filePath, METALINK_MEDIA_TYPE } from "./metalink.ts";
-import type { PartBudget } from "./part_budget.ts";
+import type { BudgetShare } from "./part_budget.ts";
 import { evaluatePreconditions, httpDate, ifRangeHolds, type Validators } from "./preconditions.ts";
 import type { HttpRequest } from "./http_request.ts";
 import type { ResponseWriter } from "./response_writer.ts";
@@ -26,7 +26,8 @@ import type { PartReader } from "../client/part_reader.ts";
 
 export interface FileResponseContext {
   reader: PartReader;
-  budget: PartBudget;
+  /** The client's share of the gateway's part budget. */
+  budget: BudgetShare;
   partsInFlight: number;
   /** Counted as bytes leave and as responses are cut off. */
   counters: { bodyBytes: number; aborted: number; partsSent: number };

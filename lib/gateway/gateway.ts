@@ -217,7 +217,8 @@ export class Gateway {
       if (typeof request === "string") return;
       this.counters.requests++;
       withBody = request.method !== "HEAD";
-      await this.#route(request, writer, withBody);
+      const client = (conn.remoteAddr as Deno.NetAddr).hostname;
+      await this.#route(request, writer, withBody, client);
     } catch (error) {
       if (error instanceof WriteStallError) {
         this.counters.stalled++;
@@ -236,7 +237,12 @@ export class Gateway {
     }
   }
 
-  async #route(request: HttpRequest, writer: ResponseWriter, withBody: boolean): Promise<void> {
+  async #route(
+    request: HttpRequest,
+    writer: ResponseWriter,
+    withBody: boolean,
+    client: string,
+  ): Promise<void> {
     if (request.method !== "GET" && request.method !== "HEAD") {
       return await writer.send(
         405,
@@ -288,7 +294,7 @@ export class Gateway {
         withBody,
       );
     }
-    await this.#fileRoute(name, request, writer, withBody);
+    await this.#fileRoute(name, request, writer, withBody, client);
   }
 
   async #fileRoute(
@@ -296,6 +302,7 @@ export class Gateway {
     request: HttpRequest,
     writer: ResponseWriter,
     withBody: boolean,
+    client: string,
   ): Promise<void> {
     try {
       if (name.endsWith(".meta4") && name.length > ".meta4".length) {
@@ -319,7 +326,7 @@ export class Gateway {
       const entry = await this.#files.entry(name);
       await serveFile(request, entry, writer, {
         reader: this.#reader,
-        budget: this.#budget,
+        budget: this.#budget.share(client),
         partsInFlight: this.#options.partsInFlight ?? DEFAULT_PARTS_IN_FLIGHT,
         counters: this.counters,
         log: this.#log,

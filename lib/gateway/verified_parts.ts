@@ -4,8 +4,9 @@
  *
  * 1. Up to `window` parts are being read at once (the part reader fails over
  *    between replicas and reports copies that fail the digest); each first
- *    takes its size from the gateway's PartBudget, so memory is bounded by
- *    the budget however many clients download at once.
+ *    takes its size from the gateway's PartBudget (the share of the client's
+ *    address), so memory is bounded by the budget however many clients
+ *    download at once.
  * 2. next() hands out the parts in order; the caller sends the bytes and
  *    calls sent(), which gives them back to the budget and lets the next part
  *    start. A client that reads slowly therefore slows the reads (backpressure).
@@ -15,7 +16,7 @@
 import { MemoryPartSink } from "../client/memory_part_sink.ts";
 import type { PartReader } from "../client/part_reader.ts";
 import type { FileEntry } from "../state/manifest.ts";
-import type { PartBudget } from "./part_budget.ts";
+import type { BudgetShare } from "./part_budget.ts";
 
 /** Parts read ahead per response, by default: keeps the replicas busy while one part is sent. */
 export const DEFAULT_PARTS_IN_FLIGHT = 2;
@@ -29,7 +30,7 @@ export interface VerifiedPart {
 export class VerifiedParts {
   readonly #entry: FileEntry;
   readonly #reader: PartReader;
-  readonly #budget: PartBudget;
+  readonly #budget: BudgetShare;
   readonly #window: number;
   readonly #last: number;
   #next: number;
@@ -43,7 +44,7 @@ export class VerifiedParts {
     first: number,
     last: number,
     reader: PartReader,
-    budget: PartBudget,
+    budget: BudgetShare,
     window: number = DEFAULT_PARTS_IN_FLIGHT,
   ) {
     this.#entry = entry;
