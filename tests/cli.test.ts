@@ -350,3 +350,26 @@ async function _processesNaming(text: string): Promise<string[]> {
   }
   return found;
 }
+
+Deno.test("cli: cluster --http on a port in use says so in its one line, and starts nothing", async () => {
+  const work = await tempDir();
+  const dir = join(work, "data");
+  const source = join(work, "a.bin");
+  await writeRandomFile(source, 10_000, 4);
+  const [base, http] = [freePortRange(2), freePortRange(1)];
+  const setup = ["--data", dir, "--servers", "2", "--base-port", String(base)];
+  assert.equal((await runFts(["preload", source, ...setup, "--replicas", "1"])).code, 0);
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: http });
+  try {
+    const result = await runFts(["cluster", "--data", dir, "--plain", "--http", String(http)]);
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(`HTTP gateway did not start on port ${http}: Port ${http} .* is in use.*--http`),
+    );
+    assert.deepEqual(await _processesNaming(dir), []);
+  } finally {
+    taken.close();
+    await Deno.remove(work, { recursive: true });
+  }
+});

@@ -41,7 +41,14 @@ export async function startGatewayChild(
   } catch (error) {
     child.signal("SIGKILL");
     await child.status;
-    throw new Error(`The HTTP gateway did not start on port ${options.port}`, { cause: error });
+    // Its own last line says why (a port in use, say): part of the one line
+    // printed. Its --port is the cluster's --http.
+    const said = child.stderr.trim().split("\n").at(-1)?.replace(/^fts gateway: /, "")
+      .replace("--port", "--http");
+    throw new Error(
+      `The HTTP gateway did not start on port ${options.port}${said ? `: ${said}` : ""}`,
+      { cause: error },
+    );
   }
   const url = /ready: (https?:\/\/\S+?)\/ /.exec(child.stdout)?.[1] ?? "";
   return {
