@@ -95,6 +95,20 @@ Deno.test("cli: preload refuses a second file of the same name unless --replace,
       "--data",
       data,
     ]);
+    // Flags that cannot make a cluster leave no data directory behind.
+    const none = join(dir, "never");
+    const invalid = await runFts([
+      "preload",
+      file,
+      "--data",
+      none,
+      "--servers",
+      "3",
+      "--replicas",
+      "5",
+    ]);
+    assert.equal(invalid.code, 2, invalid.stderr);
+    assert.ok(!(await Deno.stat(none).then(() => true, () => false)), `${none} was created`);
     assert.equal(contradict.code, 2);
     assert.match(
       contradict.stderr,

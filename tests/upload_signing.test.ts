@@ -53,13 +53,15 @@ Deno.test("loadOrCreateIdentity() creates an owner-only key file once, then reus
   }
 });
 
-Deno.test("loadIdentity() refuses a key file others can read", async () => {
+Deno.test("loadIdentity() refuses a key file others can read, and a directory", async () => {
   const dir = await tempDir();
   try {
     const path = join(dir, "identity.json");
     await loadOrCreateIdentity(path);
     await Deno.chmod(path, 0o644);
     await assert.rejects(loadIdentity(path), /accessible by others \(mode 644\)/);
+    // A directory named as the key file is said to be one, not to need chmod 600.
+    await assert.rejects(loadIdentity(dir), /is not a file \(a directory\?\)/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

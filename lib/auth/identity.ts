@@ -156,6 +156,7 @@ export async function loadIdentity(path: string): Promise<Identity | undefined> 
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
+  if (!info.isFile) throw new Error(`Identity file ${path} is not a file (a directory?)`);
   // Like ssh: a private key others can read is no proof of anything.
   if (info.mode !== null && (info.mode & 0o077) !== 0) {
     throw new Error(

@@ -131,6 +131,8 @@ export async function ensureConfig(
   flags: Partial<ClusterConfig>,
 ): Promise<ClusterConfig> {
   const paths = dataPaths(dir);
+  // Flags that cannot make a cluster leave no directory behind either.
+  if (!(await exists(paths.config))) validateConfig({ ...DEFAULT_CONFIG, ...flags });
   await Deno.mkdir(dir, { recursive: true });
   return await withFileLock(paths.lock, async () => {
     const existing = await loadConfig(dir);
