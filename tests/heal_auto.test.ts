@@ -50,13 +50,7 @@ Deno.test("cluster --heal-after 2s: a killed instance's parts get back to R copi
     // Back with its old copies: every part must end with exactly R, on the best-ranked instances.
     await cluster.start(victim);
     await waitUntil(
-      async () => {
-        const census = await censusOnDisk(cluster.dir, cluster.ports);
-        const off = offCount(census, 3);
-        if (off.length > 0) return off.join("; ");
-        const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
-        return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
-      },
+      () => _settled(cluster.dir, cluster.ports, 3),
       HEAL_DEADLINE_MS,
       "every part to have exactly 3 copies again",
     );
@@ -101,26 +95,14 @@ Deno.test("cluster --heal-after 2s: an instance that lives but stops answering (
       HEAL_DEADLINE_MS,
     );
     await waitUntil(
-      async () => {
-        const census = await censusOnDisk(cluster.dir, others);
-        const off = offCount(census, 2);
-        if (off.length > 0) return off.join("; ");
-        const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
-        return unlisted.length === 0 || `${unlisted.length} parts not recorded yet`;
-      },
+      () => _settled(cluster.dir, others, 2),
       HEAL_DEADLINE_MS,
       "every part to have 2 good copies on the answering instances, listed",
     );
     Deno.kill(pid, "SIGCONT");
     await cluster.supervisor.waitFor(new RegExp(`instance ${victim} answers again`));
     await waitUntil(
-      async () => {
-        const census = await censusOnDisk(cluster.dir, cluster.ports);
-        const off = offCount(census, 2);
-        if (off.length > 0) return off.join("; ");
-        const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
-        return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
-      },
+      () => _settled(cluster.dir, cluster.ports, 2),
       HEAL_DEADLINE_MS,
       "every part to have exactly 2 copies again",
     );
@@ -136,3 +118,15 @@ Deno.test("cluster --heal-after 2s: an instance that lives but stops answering (
     await cluster.stop();
   }
 });
+
+/**
+ * True when every part has exactly `replicas` good copies on `ports` and the
+ * manifest lists just those; else what is still off, for waitUntil.
+ */
+async function _settled(dir: string, ports: number[], replicas: number): Promise<true | string> {
+  const census = await censusOnDisk(dir, ports);
+  const off = offCount(census, replicas);
+  if (off.length > 0) return off.join("; ");
+  const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
+  return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
+}
