@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { assertSameFile, readManifestJson, startCluster } from "./harness.ts";
 import { censusOnDisk, offCount } from "./replicas.ts";
+import { startDirectCluster } from "./direct_cluster.ts";
+import { loadConfig } from "../lib/state/config.ts";
+import { repairCluster } from "../lib/ops/repair.ts";
 
 const MiB = 1024 * 1024;
 
@@ -51,6 +54,37 @@ Deno.test("repair: R=3, 2 instances killed: every part back to 3 live verified c
       assert.equal(fetch.code, 0, fetch.stderr);
       await assertSameFile(join(dest, name), join(cluster.work, "src", name));
     }
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("healing's repair copies only for instances down past --heal-after; one down a moment counts as coming back (R=2)", async () => {
+  const cluster = await startDirectCluster({
+    servers: 4,
+    replicas: 2,
+    partSize: "256KiB",
+    files: { "g.bin": 1024 * 1024 + 17 },
+  });
+  try {
+    const config = (await loadConfig(cluster.dir))!;
+    const holder = (await readManifestJson(cluster.dir)).files["g.bin"]!.parts[0]!.replicas[0]!;
+    await cluster.killInstance(cluster.ports.indexOf(Number(holder)));
+    // A heal started for another instance meets this one down, not yet known to be
+    // (in etcd its lease outlives it by seconds): its copies still count.
+    const early = await repairCluster(cluster.dir, config, { goneIds: new Set(["12345"]) });
+    assert.deepEqual(early.down, [holder]);
+    assert.equal(early.copied, 0, JSON.stringify(early));
+    const listed = (await readManifestJson(cluster.dir)).files["g.bin"]!.parts[0]!.replicas;
+    assert.ok(listed.includes(holder), `${holder} unlisted: ${listed}`);
+    // Its time up, it is healed around.
+    const due = await repairCluster(cluster.dir, config, { goneIds: new Set([holder]) });
+    assert.ok(due.copied > 0, JSON.stringify(due));
+    const census = await censusOnDisk(
+      cluster.dir,
+      cluster.ports.filter((p) => p !== Number(holder)),
+    );
+    assert.deepEqual(offCount(census, 2), []);
   } finally {
     await cluster.stop();
   }

@@ -171,7 +171,7 @@ export class Healer {
     let retry = false;
     try {
       const report = await this.#repair({
-        graceIds: this.#graceIds(),
+        goneIds: this.#dueIds(),
         // One budget for the disk reads healing causes, whether copies or re-hashes.
         copyRateBytesPerSecond: this.rateBytesPerSecond,
         verifyRateBytesPerSecond: this.rateBytesPerSecond,
@@ -230,9 +230,13 @@ export class Healer {
     }
   }
 
-  /** Down instances whose time is not up yet: their copies still count. */
-  #graceIds(): Set<string> {
-    return new Set([...this.#down].filter(([, entry]) => !entry.due).map(([id]) => id));
+  /**
+   * Down instances whose time is up: their copies are made again. Those of
+   * any other instance that does not answer still count: one down for less
+   * than --heal-after, or down a moment ago and not known to be yet.
+   */
+  #dueIds(): Set<string> {
+    return new Set([...this.#down].filter(([, entry]) => entry.due).map(([id]) => id));
   }
 
   /** Stops timers and any run in progress; waits for the run to wind down. */

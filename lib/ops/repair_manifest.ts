@@ -63,7 +63,7 @@ export class RepairManifest {
     for (const id of part.listed) {
       if (final.has(id)) continue;
       const live = this.#run.stored.has(id);
-      const waited = this.#run.options.graceIds?.has(id) ?? false;
+      const waited = this.#run.inGrace(id);
       if (live || (!waited && final.size >= this.#run.replicas)) remove.add(id);
     }
     if (add.size > 0 || remove.size > 0) this.#changes.set(part.digest, { add, remove });

@@ -53,10 +53,14 @@ export interface RepairOptions {
   /** Re-hash every copy on every live instance (the scrub), not only those of parts that need work. */
   verifyAll?: boolean;
   /**
-   * Instances down but expected back soon (the supervisor's --heal-after):
-   * the copies the manifest lists on them still count, and stay listed.
+   * Healing: the instances down for --heal-after, whose copies are made
+   * again elsewhere. Any other instance that does not answer is taken as
+   * coming back (down a moment only, or not known to be down yet: in etcd
+   * its lease outlives it by seconds): the copies the manifest lists on it
+   * still count, and stay listed. Absent (fts repair), every instance that
+   * does not answer is down.
    */
-  graceIds?: ReadonlySet<string>;
+  goneIds?: ReadonlySet<string>;
   /** Bytes per second copied, over all copies; 0 or absent means no limit. */
   copyRateBytesPerSecond?: number;
   /** Bytes per second re-hashed, over all instances; 0 or absent means no limit. */

@@ -110,9 +110,13 @@ export class RepairRun {
 
   /** Listed copies on instances that are down but in their grace period. */
   graceHeld(part: WantedPart): string[] {
-    const grace = this.options.graceIds;
-    if (!grace) return [];
-    return [...part.listed].filter((id) => !this.stored.has(id) && grace.has(id));
+    return [...part.listed].filter((id) => !this.stored.has(id) && this.inGrace(id));
+  }
+
+  /** Whether instance `id`, if it does not answer, is expected back (see goneIds). */
+  inGrace(id: string): boolean {
+    const gone = this.options.goneIds;
+    return gone !== undefined && !gone.has(id);
   }
 
   /** Reports a part without any good copy. */
