@@ -132,6 +132,23 @@ Deno.test({
       const again = await runFts(["migrate", "--data", dir, ...target, "--host", "127.0.0.1"]);
       assert.equal(again.code, 0, again.stderr);
       assert.match(again.stdout, /nothing left to move/);
+      // Again, but to another host or cluster: refused, nothing changed.
+      const config = await Deno.readTextFile(join(dir, "config.json"));
+      for (
+        const [flags, said] of [
+          [[...target, "--host", "127.0.0.2"], /was migrated with --host 127\.0\.0\.1 before/],
+          [
+            ["--etcd", etcd.endpoints, "--cluster", "other", "--host", "127.0.0.1"],
+            /lists none of its instances .*another --cluster/,
+          ],
+        ] as const
+      ) {
+        const elsewhere = await runFts(["migrate", "--data", dir, ...flags]);
+        assert.equal(elsewhere.code, 2, elsewhere.stdout + elsewhere.stderr);
+        assert.match(elsewhere.stderr, said);
+      }
+      assert.equal(await Deno.readTextFile(join(dir, "config.json")), config);
+      assert.equal(await etcd.get("/fts/other/settings"), undefined);
 
       cluster = new FtsProcess([
         "cluster",

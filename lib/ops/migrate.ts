@@ -96,6 +96,34 @@ export function migratedEntry(entry: FileEntry, host: string): FileEntry {
   };
 }
 
+/**
+ * A directory migrated before may be migrated again (to finish, say) only to
+ * where it went: its config records the host, and that cluster in etcd lists
+ * its instances. Another --host would record instances that hold none of the
+ * copies the entries name (every file LOST); another --cluster, a cluster
+ * whose files are none of this directory's parts.
+ */
+async function _refuseOtherTarget(
+  cluster: EtcdCluster,
+  config: ClusterConfig,
+  options: MigrateOptions,
+): Promise<void> {
+  if (config.host !== options.host) {
+    throw new UsageError(
+      `${options.dir} was migrated with --host ${config.host} before (its instances are ` +
+        `${config.host}:PORT in etcd); run fts migrate or fts cluster with --host ${config.host}`,
+    );
+  }
+  const members = await cluster.members();
+  const ours = instanceIds(config).map((id) => `${config.host}:${id}`);
+  if (!ours.some((id) => members.has(id))) {
+    throw new UsageError(
+      `${options.dir} was migrated before, but cluster "${options.cluster}" in etcd lists none ` +
+        `of its instances (${ours[0]}, ...): it went to another --cluster`,
+    );
+  }
+}
+
 /** Whether two entries say the same thing, whatever the order of their keys. */
 function _sameEntry(a: FileEntry, b: FileEntry): boolean {
   const canonical = (e: FileEntry) =>
@@ -128,6 +156,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
     return await withFileLock(paths.lock, async () => {
       const finishedBefore = !(await exists(manifestFiles[0]!)) &&
         await exists(manifestFiles[0]! + MIGRATED_SUFFIX);
+      if (finishedBefore) await _refuseOtherTarget(cluster, config, options);
       const source = new FileManifestStore(dir);
       const operatorKey = await readIdentityOwner(paths.operatorIdentity);
       const plan = await _check(cluster, config, options, finishedBefore ? undefined : source);
