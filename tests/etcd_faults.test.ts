@@ -3,7 +3,8 @@
  * on loopback addresses, one host of fts instances. One member killed
  * mid-upload: the upload succeeds. Two killed: known files still fetch and
  * list, a change fails within seconds naming the endpoints and publishes
- * nothing; members back: changes work again with no restart of fts. And a
+ * nothing; members back: changes work again with no restart of fts. etcd
+ * down altogether: an instance asked for the list or an entry says so. And a
  * signed request replayed to another host's instance is refused: the nonces
  * are in etcd.
  */
@@ -113,6 +114,52 @@ Deno.test({
       const fetchedSmall = await runFts(["fetch", "small.bin", out, ...flags, "-q"]);
       assert.equal(fetchedSmall.code, 0, fetchedSmall.stderr);
       assert.ok(await _same(small, join(out, "small.bin")));
+    } finally {
+      cluster?.kill("SIGTERM");
+      await cluster?.status;
+      await etcd.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "etcd down: an instance asked for the list or a file says etcd is unavailable",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-etcd-down-" });
+    const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
+    let cluster: FtsProcess | undefined;
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "down"];
+      const basePort = freePortRange(2);
+      cluster = await startEtcdHost({
+        flags,
+        host: "127.0.0.1",
+        servers: 2,
+        basePort,
+        data: join(dir, "host"),
+        extra: ["--heal-after", "0", "--replicas", "1"],
+      });
+      await etcd.kill(0);
+      // Not "Internal server error": the instance names what is wrong, where.
+      const server = ["--server", `127.0.0.1:${basePort}`];
+      for (
+        const args of [["ls", ...server], [
+          "fetch",
+          "nosuch.bin",
+          dir,
+          ...server,
+          "--timeout",
+          "5s",
+        ]]
+      ) {
+        const result = await runFts(args);
+        assert.equal(result.code, 1, `${args.join(" ")}: ${result.stderr}`);
+        assert.match(result.stderr, /etcd is unavailable: none of http:\/\/127\.0\.0\.1/);
+      }
     } finally {
       cluster?.kill("SIGTERM");
       await cluster?.status;

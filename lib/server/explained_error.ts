@@ -5,8 +5,11 @@
  * causes are worth saying, because the fix is the operator's and the client
  * can only pass it on: a full disk where the instance keeps its parts or the
  * manifest, and a manifest that no longer parses. Each becomes an INTERNAL
- * error whose one line says what failed, where, and what to do.
+ * error whose one line says what failed, where, and what to do. And etcd out
+ * of reach, which becomes UNAVAILABLE naming its endpoints (every instance
+ * would say the same, so a client tries no other).
  */
+import { EtcdUnavailableError } from "../etcd/etcd_errors.ts";
 import { ProtocolError } from "../wire/errors.ts";
 
 /** Where the instance keeps things, for the messages. */
@@ -26,6 +29,9 @@ export function explainedError(error: unknown, places: InstancePlaces): unknown 
   if (error instanceof ProtocolError) return error;
   let at: unknown = error;
   for (let depth = 0; depth < MAX_CAUSE_DEPTH && at instanceof Error; depth++) {
+    if (at instanceof EtcdUnavailableError) {
+      return new ProtocolError("UNAVAILABLE", at.message, { cause: error });
+    }
     if (_isDiskFull(at)) {
       return new ProtocolError(
         "INTERNAL",
