@@ -30,6 +30,7 @@ import { formatBytes, formatDuration } from "../lib/base/units.ts";
 import { formatRepairEvent, formatRepairSummary } from "../lib/ui/repair_format.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
 import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/wire/tls.ts";
+import { checkHostAddress } from "../lib/etcd/host_address.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 import { type EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { etcdRepairRunner, watchMembers } from "../lib/ops/etcd_heal.ts";
@@ -248,7 +249,7 @@ async function _joinEtcd(
   if (requested.host === undefined) {
     throw new UsageError("--etcd needs --host ADDR: the address other hosts reach this host on");
   }
-  _assertLocalAddress(requested.host);
+  checkHostAddress(requested.host);
   const partSize = sizeFlag(flags, "part-size");
   const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
   const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
@@ -289,21 +290,6 @@ async function _joinEtcd(
   } catch (error) {
     cluster.close();
     throw error;
-  }
-}
-
-/** Fails with one clear line, before anything is recorded, when `host` is not this machine's. */
-function _assertLocalAddress(host: string): void {
-  try {
-    Deno.listen({ hostname: host, port: 0 }).close();
-  } catch (cause) {
-    if (cause instanceof Deno.errors.AddrNotAvailable || cause instanceof Deno.errors.NotFound) {
-      throw new UsageError(
-        `--host ${host} is not an address of this machine: its instances could not listen there`,
-        { cause },
-      );
-    }
-    throw cause;
   }
 }
 

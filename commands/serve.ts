@@ -1,3 +1,4 @@
+import { checkHostAddress } from "../lib/etcd/host_address.ts";
 import {
   boolFlag,
   durationFlag,
@@ -57,6 +58,7 @@ export async function run(args: string[]): Promise<number> {
       "--etcd needs --host ADDR: the address other hosts reach this instance on",
     );
   }
+  if (etcd) checkHostAddress(stringFlag(flags, "host")!);
   if (!etcd && (stringFlag(flags, "store") ?? stringFlag(flags, "zone")) !== undefined) {
     throw new UsageError("--store and --zone belong to an instance of a cluster in etcd (--etcd)");
   }

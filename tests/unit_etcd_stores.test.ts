@@ -235,6 +235,10 @@ Deno.test({
           cluster.ensureSettings({ replicas: 2 }, defaults),
           /--replicas 2 contradicts cluster "settings" in etcd \(--replicas 3\)/,
         );
+        await assert.rejects(
+          cluster.ensureSettings({ partSize: 16 * 1024 * 1024 }, defaults),
+          /--part-size 16\.0 MiB contradicts cluster "settings" in etcd \(--part-size 8\.0 MiB\)/,
+        );
         const other = new EtcdCluster(endpoints, "nobody");
         await assert.rejects(other.requireSettings(), /No cluster named "nobody".*"settings"/);
         other.close();
@@ -270,6 +274,20 @@ Deno.test({
       ]);
       assert.equal(notHere.code, 2);
       assert.match(notHere.stderr, /--host 192\.0\.2\.7 is not an address of this machine/);
+      // A wildcard listens here but names no machine to dial: not an id to record.
+      const wildcard = await runFts([
+        "serve",
+        "--etcd",
+        endpoints[0]!,
+        "--cluster",
+        "settings",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+      ]);
+      assert.equal(wildcard.code, 2, wildcard.stderr);
+      assert.match(wildcard.stderr, /--host 0\.0\.0\.0 is a wildcard address/);
     });
   },
 });

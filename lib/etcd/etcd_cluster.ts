@@ -21,6 +21,7 @@ import { EtcdNonceStore } from "./etcd_nonce_store.ts";
 import { LeaseKeeper } from "./lease_keeper.ts";
 import { type ClusterView, domainOfAddress } from "../state/cluster_view.ts";
 import { UsageError } from "../wire/errors.ts";
+import { formatBytes } from "../base/units.ts";
 
 export const SETTINGS_FORMAT = "fts-etcd-cluster";
 export const SETTINGS_VERSION = 1;
@@ -137,6 +138,14 @@ export class EtcdCluster {
           throw new UsageError(
             `--replicas ${wanted.replicas} contradicts cluster ${JSON.stringify(this.name)} ` +
               `in etcd (--replicas ${existing.replicas}); drop the flag or use another --cluster`,
+          );
+        }
+        if (wanted.partSize !== undefined && wanted.partSize !== existing.partSize) {
+          throw new UsageError(
+            `--part-size ${formatBytes(wanted.partSize)} contradicts cluster ` +
+              `${JSON.stringify(this.name)} in etcd (--part-size ${
+                formatBytes(existing.partSize)
+              }); drop the flag or use another --cluster`,
           );
         }
         if (wanted.operatorKey !== undefined && existing.operatorKey === undefined) {

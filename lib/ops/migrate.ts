@@ -41,6 +41,7 @@ import { withFileLock } from "../base/lock.ts";
 import { join } from "../base/paths.ts";
 import { runPool } from "../base/run_pool.ts";
 import { UsageError } from "../wire/errors.ts";
+import { checkHostAddress } from "../etcd/host_address.ts";
 import { livePid, runningSupervisor } from "./instances.ts";
 
 /**
@@ -147,7 +148,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
     throw new UsageError(`No cluster in ${dir} (no config.json): nothing to migrate`);
   }
   await _refuseIfRunning(dir, config);
-  _checkLocalAddress(host);
+  checkHostAddress(host);
   const paths = dataPaths(dir);
   const manifestFiles = ["manifest.json", "manifest.journal"].map((f) => join(dir, f));
   const cluster = new EtcdCluster(options.endpoints, options.cluster);
@@ -160,12 +161,9 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
       const source = new FileManifestStore(dir);
       const operatorKey = await readIdentityOwner(paths.operatorIdentity);
       const plan = await _check(cluster, config, options, finishedBefore ? undefined : source);
+      // The part size is a default for new files, no contradiction: etcd's stays.
       const settings = await cluster.ensureSettings(
-        {
-          replicas: config.replicas,
-          partSize: config.partSize,
-          ...(operatorKey !== undefined ? { operatorKey } : {}),
-        },
+        { replicas: config.replicas, ...(operatorKey !== undefined ? { operatorKey } : {}) },
         config,
       );
       await _writeMembers(cluster, plan.members);
@@ -224,18 +222,6 @@ async function _refuseIfRunning(dir: string, config: ClusterConfig): Promise<voi
         `Instance ${id} of the cluster in ${dir} is running (pid ${pid}): stop it first`,
       );
     }
-  }
-}
-
-/** Instances will listen on `host`: it must be an address of this machine. */
-function _checkLocalAddress(host: string): void {
-  try {
-    Deno.listen({ hostname: host, port: 0 }).close();
-  } catch (cause) {
-    throw new UsageError(
-      `--host ${host} is not an address of this machine (the instances listen there)`,
-      { cause },
-    );
   }
 }
 

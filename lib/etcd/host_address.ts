@@ -1,0 +1,31 @@
+/**
+ * The address a host of a cluster in etcd is known by: its instances listen
+ * there, and their ids (`ADDR:PORT`), which clients and other hosts dial, are
+ * recorded with it. So it must be an address of this machine, and one that
+ * names it: a wildcard (0.0.0.0, ::) listens everywhere but, dialled, reaches
+ * whichever machine dials it.
+ */
+import { UsageError } from "../wire/errors.ts";
+
+const _WILDCARDS = new Set(["0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0"]);
+
+/** Throws a UsageError (one clear line, before anything is recorded) for a `host` unfit for --host. */
+export function checkHostAddress(host: string): void {
+  if (_WILDCARDS.has(host)) {
+    throw new UsageError(
+      `--host ${host} is a wildcard address, which other hosts and clients cannot dial: ` +
+        `give an address of this machine they reach it on`,
+    );
+  }
+  try {
+    Deno.listen({ hostname: host, port: 0 }).close();
+  } catch (cause) {
+    if (cause instanceof Deno.errors.AddrNotAvailable || cause instanceof Deno.errors.NotFound) {
+      throw new UsageError(
+        `--host ${host} is not an address of this machine: its instances could not listen there`,
+        { cause },
+      );
+    }
+    throw cause;
+  }
+}
