@@ -31,7 +31,7 @@ import {
 import type { ParsedFlags } from "../lib/cli/flags.ts";
 
 export const USAGE =
-  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel N] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR]\n" +
+  "fts fetch NAME [DEST_DIR] [--server HOST:PORT]... [--parallel N] [--limit-rate RATE] [--verify] [--fsync] [--timeout 3s] [--tls-ca FILE] [--quiet] [--json] [--data DIR | --etcd URLS [--cluster NAME]]\n" +
   "       fts fetch (--all | --match GLOB... | --names-from FILE|-) [DEST_DIR] [--files 16] [same flags]";
 
 export const EXAMPLE = [

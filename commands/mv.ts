@@ -12,7 +12,7 @@ import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
 import { printable } from "../lib/base/printable.ts";
 
 export const USAGE =
-  "fts mv OLD NEW [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR]";
+  "fts mv OLD NEW [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR | --etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts mv movie.mkv film.mkv",
