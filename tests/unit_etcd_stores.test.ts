@@ -255,6 +255,9 @@ Deno.test({
       const badUrl = await runFts(["ls", "--etcd", "not a url"]);
       assert.equal(badUrl.code, 2);
       assert.match(badUrl.stderr, /is not a URL/);
+      const noUrl = await runFts(["ls", "--etcd", ""]);
+      assert.equal(noUrl.code, 2);
+      assert.match(noUrl.stderr, /--etcd needs URLS/);
       const unreachable = await runFts(["ls", "--etcd", "http://127.0.0.1:1"]);
       assert.equal(unreachable.code, 1);
       assert.match(unreachable.stderr, /etcd is unavailable: none of http:\/\/127\.0\.0\.1:1/);

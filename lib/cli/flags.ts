@@ -251,6 +251,10 @@ export const ETCD_FLAGS = {
 
 /** The etcd target the flags name, or undefined when neither --etcd nor FTS_ETCD is given. */
 export function etcdTarget(flags: ParsedFlags): EtcdTarget | undefined {
+  // An empty FTS_ETCD is no etcd; an empty --etcd is a mistake worth saying.
+  if (stringFlag(flags, "etcd")?.trim() === "") {
+    throw new UsageError("--etcd needs URLS: http://HOST:2379[,http://HOST:2379...]");
+  }
   const urls = stringFlag(flags, "etcd") ?? Deno.env.get("FTS_ETCD");
   const cluster = stringFlag(flags, "cluster") ?? Deno.env.get("FTS_CLUSTER");
   if (urls === undefined || urls === "") {
