@@ -213,6 +213,8 @@ Deno.test({
       assert.equal(status.code, 0, status.stderr);
       assert.match(status.stdout, /instances: 4\/6 up; down: /);
       assert.match(status.stdout, /movie\.bin .* min live replicas 2\/2/);
+      // Asked from a client with no data directory: healing is the hosts' own.
+      assert.match(status.stdout, /healing: each host's fts cluster heals/);
       const said = clusters.slice(1).map((c) => c.stdout).join("\n");
       assert.match(said, /heal: .*copies made/);
       // And the file still comes back whole from the two hosts left.

@@ -38,8 +38,11 @@ export interface StatusReport {
     underReplicatedPartNumbers: number[];
     lostPartNumbers: number[];
   }[];
-  /** Whether a cluster supervisor runs for this data directory. */
-  supervisor: boolean;
+  /**
+   * Whether a cluster supervisor runs for this data directory; null without
+   * one (a cluster in etcd asked from anywhere: each host's heals).
+   */
+  supervisor: boolean | null;
   /** What the supervisor's healing is doing; null when off or no supervisor runs. */
   healing: HealStatus | null;
   /**
@@ -196,7 +199,7 @@ export async function statusOf(
     files,
     ...(unused ? { unused } : {}),
     ...(cluster.dir === undefined
-      ? { supervisor: false, healing: null }
+      ? { supervisor: null, healing: null }
       : await _healStatus(cluster.dir)),
   };
 }

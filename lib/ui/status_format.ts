@@ -66,6 +66,11 @@ function _clock(iso: string): string {
 /** The healing lines of `fts status`: on or off, who is down until when, and the runs. */
 export function formatHealing(report: StatusReport): string[] {
   const heal = report.healing;
+  if (report.supervisor === null) {
+    return [
+      "healing: each host's fts cluster heals; fts status --data DIR on a host shows its healing",
+    ];
+  }
   if (!report.supervisor) {
     return [
       "healing: no cluster supervisor runs for this data directory; fts repair heals by hand",
