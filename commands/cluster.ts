@@ -98,6 +98,12 @@ export async function run(args: string[]): Promise<number> {
       replicas: (await loadConfig(dir))?.replicas ?? 1,
     })
     : await ensureConfig(dir, requested);
+  const lastPort = config.basePort + config.servers - 1;
+  if (httpPort !== undefined && httpPort >= config.basePort && httpPort <= lastPort) {
+    throw new UsageError(
+      `--http ${httpPort} is one of the instances' ports (${config.basePort}-${lastPort}): pick another`,
+    );
+  }
   // The operator's key signs the copies repair and heal make, which a cluster
   // closed to other writers (fts writers closed) still takes.
   if (!etcd) await loadOrCreateIdentity(operatorIdentityPath(dir));
@@ -169,7 +175,6 @@ export async function run(args: string[]): Promise<number> {
     : undefined;
   live?.start();
   const started = performance.now();
-  const last = config.basePort + config.servers - 1;
   try {
     await supervisor.startAll();
     if (httpPort !== undefined) {
@@ -200,7 +205,7 @@ export async function run(args: string[]): Promise<number> {
   }
   ready = true;
   console.log(
-    `fts cluster: ready: ${config.servers} instances listening on ${config.host}:${config.basePort}-${last}` +
+    `fts cluster: ready: ${config.servers} instances listening on ${config.host}:${config.basePort}-${lastPort}` +
       ` (R=${etcdArgs?.replicas ?? config.replicas}, ${
         etcd ? `cluster "${etcd.cluster}" in etcd at ${etcd.endpoints.join(",")}, ` : ""
       }data in ${dir}, ${formatDuration(performance.now() - started)}); Ctrl-C stops them all`,

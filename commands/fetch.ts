@@ -103,6 +103,9 @@ export async function run(args: string[]): Promise<number> {
     : expectPositionals(flags, 1, 2, USAGE);
   const name = normalizeFileName(typed);
   if (!selection) _checkName(name);
+  if (destArg?.trim() === "") {
+    throw new UsageError("DEST_DIR is empty: name a directory (. for here)");
+  }
   const destDir = resolve(destArg ?? ".");
   const parallel = intFlag(flags, "parallel", 1, MAX_PARALLEL);
   const rate = sizeFlag(flags, "limit-rate");
@@ -174,7 +177,7 @@ export async function run(args: string[]): Promise<number> {
       console.log(
         `fetched ${printable(name)} -> ${printable(result.path)}: ${
           formatBytes(result.size)
-        }, ${result.parts} parts ` +
+        }, ${result.parts} ${result.parts === 1 ? "part" : "parts"} ` +
           `(${result.partsPresent} present, ${result.partsFetched} fetched, ${
             formatBytes(result.bytesReceived)
           } received), ${result.failovers} failovers, every part verified, ${

@@ -65,9 +65,9 @@ function _printEntry(entry: FileEntry, json: boolean): void {
     return;
   }
   console.log(
-    `${printable(entry.name)}: ${formatBytes(entry.size)} in ${entry.parts.length} parts of ${
-      formatBytes(entry.partSize)
-    }, owner ${printable(entry.owner)}`,
+    `${printable(entry.name)}: ${formatBytes(entry.size)} in ${entry.parts.length} ${
+      entry.parts.length === 1 ? "part" : "parts"
+    } of ${formatBytes(entry.partSize)}, owner ${printable(entry.owner)}`,
   );
   for (const [index, part] of entry.parts.entries()) {
     console.log(

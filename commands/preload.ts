@@ -132,9 +132,11 @@ export async function run(args: string[]): Promise<number> {
       }));
     } else if (!quiet) {
       console.log(
-        `preloaded ${name}: ${formatBytes(entry.size)} in ${entry.parts.length} parts of ${
-          formatBytes(entry.partSize)
-        }, ${config.replicas} replicas each (${formatDuration(elapsedMs)})`,
+        `preloaded ${name}: ${formatBytes(entry.size)} in ${entry.parts.length} ${
+          entry.parts.length === 1 ? "part" : "parts"
+        } of ${formatBytes(entry.partSize)}, ${config.replicas} replicas each (${
+          formatDuration(elapsedMs)
+        })`,
       );
     }
   }

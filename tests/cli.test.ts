@@ -365,7 +365,7 @@ async function _processesNaming(text: string): Promise<string[]> {
   return found;
 }
 
-Deno.test("cli: cluster --http on a port in use says so in its one line, and starts nothing", async () => {
+Deno.test("cli: cluster --http on an instance's port or one in use says so in its one line, and starts nothing", async () => {
   const work = await tempDir();
   const dir = join(work, "data");
   const source = join(work, "a.bin");
@@ -373,6 +373,10 @@ Deno.test("cli: cluster --http on a port in use says so in its one line, and sta
   const [base, http] = [freePortRange(2), freePortRange(1)];
   const setup = ["--data", dir, "--servers", "2", "--base-port", String(base)];
   assert.equal((await runFts(["preload", source, ...setup, "--replicas", "1"])).code, 0);
+  // One of the instances' own ports: refused before anything starts.
+  const own = await runFts(["cluster", "--data", dir, "--plain", "--http", String(base + 1)]);
+  assert.equal(own.code, 2, own.stderr);
+  assert.match(own.stderr, /is one of the instances' ports/);
   const taken = Deno.listen({ hostname: "127.0.0.1", port: http });
   try {
     const result = await runFts(["cluster", "--data", dir, "--plain", "--http", String(http)]);

@@ -89,7 +89,7 @@ Deno.test("terminal: fts ls against a lying server escapes ESC, C1 and bidi in n
     const one = await runFts(["ls", "csi\u009b31m.bin", ...flags]);
     assert.equal(one.code, 0, one.stderr);
     assert.doesNotMatch(one.stdout + one.stderr, RAW_CONTROL, JSON.stringify(one.stdout));
-    assert.match(one.stdout, /csi\\x9b31m\.bin: 10 B in 1 parts/);
+    assert.match(one.stdout, /csi\\x9b31m\.bin: 10 B in 1 part /);
     // An error quoting a server-provided name is escaped too.
     const fetched = await runFts(["fetch", "csi\u009b31m.bin", work, ...flags, "--timeout", "1s"]);
     assert.notEqual(fetched.code, 0);
@@ -213,7 +213,7 @@ Deno.test("terminal: an entry stored decomposed before names were NFC is still f
     const flags = ["--server", liar.address, "--data", join(work, "nodata")];
     const listed = await runFts(["ls", "caf\u00e9.bin", ...flags]);
     assert.equal(listed.code, 0, listed.stderr);
-    assert.match(listed.stdout, /^cafe\u0301\.bin: 10 B in 1 parts/);
+    assert.match(listed.stdout, /^cafe\u0301\.bin: 10 B in 1 part /);
   } finally {
     await liar.stop();
     await Deno.remove(work, { recursive: true });

@@ -147,6 +147,10 @@ Deno.test("fetch and ls: a destination not a directory, too many arguments, a na
       extra.stderr,
       /^fts fetch: Too many arguments; usage: fts fetch NAME .*\n {7}fts fetch \(--all/,
     );
+    // An empty DEST_DIR is a mistake, not "here".
+    const emptyDest = await cluster.fts(["fetch", "a.bin", ""]);
+    assert.equal(emptyDest.code, 2);
+    assert.match(emptyDest.stderr, /DEST_DIR is empty/);
     // Not holding a file is no usage error, from the manifest or over the network alike.
     const ls = await cluster.fts(["ls", "nosuch.bin"]);
     assert.equal(ls.code, 1, ls.stderr);

@@ -140,9 +140,9 @@ export async function runBatch(
       console.log(
         `fetched ${result.filesFetched} of ${names.length} files -> ${
           printable(options.destDir)
-        }: ${
-          formatBytes(result.size)
-        } in ${result.parts} parts (${result.partsPresent} present, ${result.partsFetched} fetched, ${
+        }: ${formatBytes(result.size)} in ${result.parts} ${
+          result.parts === 1 ? "part" : "parts"
+        } (${result.partsPresent} present, ${result.partsFetched} fetched, ${
           formatBytes(result.bytesReceived)
         } received), ${result.failovers} failovers${
           failed > 0 ? `; ${failed} failed` : ", every part verified"
