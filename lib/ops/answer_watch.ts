@@ -60,11 +60,6 @@ export class AnswerWatch {
     this.#stop = undefined;
   }
 
-  /** Whether `id` is silent now. */
-  isSilent(id: string): boolean {
-    return this.#silent.has(id);
-  }
-
   /** The instance exited (or was started again): its count starts over. */
   forget(id: string): void {
     this.#missed.delete(id);
