@@ -119,7 +119,7 @@ Deno.test("fetch: a name the cluster does not hold gets the nearest name, in one
   }
 });
 
-Deno.test("fetch and ls: a destination not a directory, too many arguments, a name not held: one clear line each", async () => {
+Deno.test("fetch, ls, scrub: bad destinations, arguments, names and rates get one clear line each", async () => {
   const cluster = await startCluster({
     servers: 2,
     replicas: 1,
@@ -147,6 +147,19 @@ Deno.test("fetch and ls: a destination not a directory, too many arguments, a na
       extra.stderr,
       /^fts fetch: Too many arguments; usage: fts fetch NAME .*\n {7}fts fetch \(--all/,
     );
+    // An empty list of names fetches nothing, and says so (not "the cluster holds no files").
+    const noNames = await cluster.fts(["fetch", "--names-from", "/dev/null", cluster.work]);
+    assert.equal(noNames.code, 0, noNames.stderr);
+    assert.equal(noNames.stdout.trim(), "no names to fetch");
+    // A rate that would take hours a part is refused (0 is no limit).
+    const slow = await cluster.fts(["scrub", "--hash-rate", "1"]);
+    assert.equal(slow.code, 2);
+    assert.match(slow.stderr, /--hash-rate must be 0 \(no limit\) or at least 1KiB/);
+    // Every command that takes --etcd says so in its usage.
+    for (const command of ["fetch", "upload", "rm", "mv"]) {
+      const help = await cluster.fts([command, "--help"]);
+      assert.match(help.stdout, /--etcd URLS \[--cluster NAME\]/, command);
+    }
     // An empty DEST_DIR is a mistake, not "here".
     const emptyDest = await cluster.fts(["fetch", "a.bin", ""]);
     assert.equal(emptyDest.code, 2);
