@@ -100,7 +100,7 @@ Deno.test("fetch: resume: one damaged region re-fetches only the damaged part(s)
   }
 });
 
-Deno.test("fetch: resume: a complete, correct destination transfers no part data", async () => {
+Deno.test("fetch: resume: a complete, correct destination transfers no part data, a leftover partial file beside it either", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "c.bin": 3 * MiB } });
   try {
     const dest = await newDest(cluster);
@@ -112,6 +112,17 @@ Deno.test("fetch: resume: a complete, correct destination transfers no part data
     assert.equal(summary.partsPresent, summary.parts);
     assert.equal((await cluster.bytesServed()) - before, 0);
     await assertSameFile(join(dest, "c.bin"), join(cluster.work, "src", "c.bin"));
+    // Beside it, a partial file no control file speaks for (a fetch killed in its
+    // first second), empty or holding junk: the copy is checked, nothing is fetched.
+    for (const junk of [new Uint8Array(0), new Uint8Array(MiB + 7).fill(0x5a)]) {
+      const partial = join(dest, "c.bin.fts-partial");
+      await Deno.writeFile(partial, junk);
+      const again = await fetchJson(cluster, "c.bin", dest);
+      assert.equal(again.bytesReceived, 0, `with ${junk.length} bytes of junk`);
+      assert.equal(again.partsPresent, again.parts);
+      await assert.rejects(Deno.lstat(partial), Deno.errors.NotFound);
+      await assertSameFile(join(dest, "c.bin"), join(cluster.work, "src", "c.bin"));
+    }
   } finally {
     await cluster.stop();
   }

@@ -38,7 +38,9 @@ import { PartReader, type PartReadEvent } from "./part_reader.ts";
 import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import {
+  dropLeftoverPartial,
   helperPath,
+  holdsPartial,
   LOCK_SUFFIX,
   PARTIAL_SUFFIX,
   refuseHelperName,
@@ -333,18 +335,6 @@ class _Fetcher {
     }
   }
 
-  /**
-   * Takes the flock of the partial file opened as `file`; false when a short
-   * fetch (fetch_small.ts) holds it, or held it and has renamed it into place
-   * since it was opened (then the lock is of the finished file: look again).
-   */
-  #holdsPartial(file: Deno.FsFile, partialPath: string): boolean {
-    if (!file.tryLockSync(true)) return false;
-    const held = file.statSync();
-    const now = lstatOrUndefined(partialPath);
-    return now?.ino === held.ino && now?.dev === held.dev;
-  }
-
   #countFetched(entry: FileEntry, index: number): void {
     this.#progress.partsFetched++;
     this.#progress.bytesFetched += entry.parts[index]!.size;
@@ -386,8 +376,15 @@ class _Fetcher {
     this.#progress.localDigest = local.algorithm;
     const check = new DestinationCheck({ entry, hashes, local, counters: this.#progress });
     const sampled = new Set<number>();
-    const workPath = partial ? partialPath : final?.isFile && final.nlink === 1 &&
-        await check.isSameFile(finalPath, state, sampled)
+    const sameFile = async () =>
+      final?.isFile === true && final.nlink === 1 &&
+      await check.isSameFile(finalPath, state, sampled);
+    // A partial file no control file speaks for (its fetch was killed in its
+    // first second) gives way to a copy of this file at NAME, checked in place
+    // rather than fetched again.
+    const workPath = !partial
+      ? (await sameFile() ? finalPath : partialPath)
+      : !stateInfo && await sameFile() && dropLeftoverPartial(partialPath)
       ? finalPath
       : partialPath;
 
@@ -406,7 +403,7 @@ class _Fetcher {
       if (cause instanceof Deno.errors.AlreadyExists && !partial) return undefined;
       throw new FetchError(`Cannot open ${workPath} for writing`, [], { cause });
     }
-    if (workPath === partialPath && partial && !this.#holdsPartial(file, partialPath)) {
+    if (workPath === partialPath && partial && !holdsPartial(file, partialPath)) {
       // A short fetch is filling it: once it is done with it, look again.
       try {
         await waitForLock(file, this.#options.signal, () => {

@@ -7,6 +7,7 @@
  * fits, stays the same from run to run (a resume finds it), and two long
  * names that share a beginning still get helpers of their own.
  */
+import { lstatOrUndefined } from "../base/fs_util.ts";
 import { basename, dirname, join } from "../base/paths.ts";
 import { sha256HexSync } from "../hash/sha256.ts";
 import { FETCH_HELPER_SUFFIXES, helperSuffixOf } from "../state/manifest.ts";
@@ -58,4 +59,38 @@ export function helperPath(finalPath: string, suffix: string): string {
     keptBytes += bytes;
   }
   return join(dirname(finalPath), kept + tail);
+}
+
+/**
+ * Takes the flock of the partial file opened as `file`; false when a short
+ * fetch (fetch_small.ts) holds it, or held it and has renamed it into place
+ * since it was opened (then the lock is of the finished file: look again).
+ */
+export function holdsPartial(file: Deno.FsFile, partialPath: string): boolean {
+  if (!file.tryLockSync(true)) return false;
+  const held = file.statSync();
+  const now = lstatOrUndefined(partialPath);
+  return now?.ino === held.ino && now?.dev === held.dev;
+}
+
+/**
+ * Removes a partial file that no fetch holds; false, leaving it, when one
+ * does (or it cannot be removed).
+ */
+export function dropLeftoverPartial(partialPath: string): boolean {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(partialPath, { read: true, write: true });
+  } catch {
+    return false;
+  }
+  try {
+    if (!holdsPartial(file, partialPath)) return false;
+    Deno.removeSync(partialPath);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    file.close();
+  }
 }
