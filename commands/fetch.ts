@@ -19,7 +19,7 @@ import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
 import { resolveServers } from "../lib/client/servers.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
-import { formatBytes, formatDuration } from "../lib/base/units.ts";
+import { formatBytes, formatDuration, plural } from "../lib/base/units.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 import { printable } from "../lib/base/printable.ts";
 import { MAX_BATCH_FILES } from "../lib/client/fetch_batch.ts";
@@ -175,9 +175,9 @@ export async function run(args: string[]): Promise<number> {
       console.log(JSON.stringify({ ok: true, ...result }));
     } else if (!quiet) {
       console.log(
-        `fetched ${printable(name)} -> ${printable(result.path)}: ${
-          formatBytes(result.size)
-        }, ${result.parts} ${result.parts === 1 ? "part" : "parts"} ` +
+        `fetched ${printable(name)} -> ${printable(result.path)}: ${formatBytes(result.size)}, ${
+          plural(result.parts, "part")
+        } ` +
           `(${result.partsPresent} present, ${result.partsFetched} fetched, ${
             formatBytes(result.bytesReceived)
           } received), ${result.failovers} failovers, every part verified, ${

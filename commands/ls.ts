@@ -25,7 +25,7 @@ import type { FileSummary } from "../lib/client/peer.ts";
 import { listedFilePages } from "../lib/client/list_files.ts";
 import { resolveServers } from "../lib/client/servers.ts";
 import { loadTlsClientOptions, type TlsClientOptions } from "../lib/wire/tls.ts";
-import { formatBytes } from "../lib/base/units.ts";
+import { formatBytes, plural } from "../lib/base/units.ts";
 import { displayWidth, padEndColumns, truncateColumns } from "../lib/base/display_width.ts";
 import { printable } from "../lib/base/printable.ts";
 import { LineWriter } from "../lib/base/line_writer.ts";
@@ -65,8 +65,8 @@ function _printEntry(entry: FileEntry, json: boolean): void {
     return;
   }
   console.log(
-    `${printable(entry.name)}: ${formatBytes(entry.size)} in ${entry.parts.length} ${
-      entry.parts.length === 1 ? "part" : "parts"
+    `${printable(entry.name)}: ${formatBytes(entry.size)} in ${
+      plural(entry.parts.length, "part")
     } of ${formatBytes(entry.partSize)}, owner ${printable(entry.owner)}`,
   );
   for (const [index, part] of entry.parts.entries()) {

@@ -14,7 +14,7 @@ import { normalizeFileName, validateNewFileName } from "../lib/state/manifest.ts
 import { basename } from "../lib/base/paths.ts";
 import { preloadFiles } from "../lib/ops/preload.ts";
 import { Progress, reportMode } from "../lib/ui/progress.ts";
-import { formatBytes, formatDuration } from "../lib/base/units.ts";
+import { formatBytes, formatDuration, plural } from "../lib/base/units.ts";
 import { type EtcdTarget } from "../lib/etcd/etcd_keys.ts";
 import { signingContext } from "../lib/client/signed_client.ts";
 import { uploadFile } from "../lib/client/upload.ts";
@@ -132,8 +132,8 @@ export async function run(args: string[]): Promise<number> {
       }));
     } else if (!quiet) {
       console.log(
-        `preloaded ${name}: ${formatBytes(entry.size)} in ${entry.parts.length} ${
-          entry.parts.length === 1 ? "part" : "parts"
+        `preloaded ${name}: ${formatBytes(entry.size)} in ${
+          plural(entry.parts.length, "part")
         } of ${formatBytes(entry.partSize)}, ${config.replicas} replicas each (${
           formatDuration(elapsedMs)
         })`,

@@ -13,11 +13,12 @@ export async function exists(path: string): Promise<boolean> {
 
 /**
  * What is at `path` (links not followed), or undefined when nothing is (also
- * when a directory on the way is a file: nothing can be there). Synchronous, as are the other per-file steps of a fetch: a metadata call
- * answered from the kernel's caches costs less than handing it to one of
- * Deno's I/O threads and back (an async open+fstat+close took 77 us here,
- * the same calls made synchronously 10 us), and a batch of 10,000 small
- * files makes a dozen such calls per file.
+ * when a directory on the way is a file: nothing can be there). Synchronous,
+ * as are the other per-file steps of a fetch: a metadata call answered from
+ * the kernel's caches costs less than handing it to one of Deno's I/O
+ * threads and back (an async open+fstat+close took 77 us here, the same
+ * calls made synchronously 10 us), and a batch of 10,000 small files makes a
+ * dozen such calls per file.
  */
 export function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
   try {

@@ -71,3 +71,8 @@ export function formatDuration(ms: number): string {
   const seconds = String(total % 60).padStart(2, "0");
   return hours > 0 ? `${hours}h${String(minutes).padStart(2, "0")}m` : `${minutes}m${seconds}s`;
 }
+
+/** `n` and the noun for it: "1 part", "3 parts" (`many` for irregular plurals). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

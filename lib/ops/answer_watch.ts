@@ -9,7 +9,6 @@
  * supervisor sees anyway, and an instance that answers BUSY is alive.
  */
 import { every } from "../base/deadline.ts";
-import type { TlsClientOptions } from "../wire/tls.ts";
 import { probeInstances } from "./instances.ts";
 
 /** Checks in a row an instance may leave unanswered before it is silent. */
@@ -32,7 +31,6 @@ export interface AnswerWatchOptions {
   intervalMs: number;
   /** The instances up now (the others are not checked). */
   instances: () => { id: string; address: string }[];
-  tls?: TlsClientOptions | undefined;
   /** An instance went silent: MISSED_ANSWERS_DOWN checks timed out. */
   onSilent: (id: string) => void;
   /** A silent instance answered again. */
@@ -71,11 +69,8 @@ export class AnswerWatch {
     if (this.#checking) return;
     this.#checking = true;
     try {
-      const probes = await probeInstances(
-        this.#options.instances(),
-        ANSWER_TIMEOUT_MS,
-        this.#options.tls,
-      );
+      // TLS as every connection of this process (FTS_TLS_CA), as healing's own.
+      const probes = await probeInstances(this.#options.instances(), ANSWER_TIMEOUT_MS);
       if (this.#stop === undefined) return;
       for (const probe of probes) {
         if (!probe.up && probe.timedOut) {

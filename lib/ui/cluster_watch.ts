@@ -10,7 +10,7 @@ import { type ClusterConfig } from "../state/config.ts";
 import { type HealStatus } from "../ops/heal.ts";
 import { clusterStatus, type StatusReport } from "../ops/status.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
-import { formatBytes } from "../base/units.ts";
+import { formatBytes, plural } from "../base/units.ts";
 import { printable } from "../base/printable.ts";
 
 /** How often the watch asks every instance for its counters. */
@@ -61,10 +61,6 @@ export interface WatchEvent {
   at: number;
   level: EventLevel;
   text: string;
-}
-
-function _plural(n: number, one: string, many = `${one}s`): string {
-  return `${n} ${n === 1 ? one : many}`;
 }
 
 function _health(f: StatusReport["files"][number], replicas: number): FileHealth {
@@ -168,7 +164,7 @@ export function snapshotEvents(
         say(
           "bad",
           `${now.id} went down with ${
-            _plural(then.connections, "client connection")
+            plural(then.connections, "client connection")
           } open: transfers in flight continue from other replicas`,
         );
       } else if (options.upDown !== false) {
@@ -190,7 +186,7 @@ export function snapshotEvents(
       say(
         "warn",
         `${now.id} was told of ${
-          _plural(reports, "bad copy", "bad copies")
+          plural(reports, "bad copy", "bad copies")
         } by clients (digest mismatch); they refetched elsewhere`,
       );
     }
@@ -198,21 +194,21 @@ export function snapshotEvents(
     if (quarantined > 0) {
       say(
         "warn",
-        `${now.id} quarantined ${_plural(quarantined, "corrupt copy", "corrupt copies")}`,
+        `${now.id} quarantined ${plural(quarantined, "corrupt copy", "corrupt copies")}`,
       );
     }
     const refused = grew("refusedConnections");
     if (refused > 0) {
-      say("warn", `${now.id} refused ${_plural(refused, "connection")}: at its connection limit`);
+      say("warn", `${now.id} refused ${plural(refused, "connection")}: at its connection limit`);
     }
   }
   if (partsStored > 0) {
     // One line for the lot: a repair writes to many instances at once.
     say(
       "good",
-      `${_plural(partsStored, "part copy", "part copies")} stored (${
-        formatBytes(bytesStored)
-      }) on ${storedOn.join(", ")}: a repair or an upload`,
+      `${plural(partsStored, "part copy", "part copies")} stored (${formatBytes(bytesStored)}) on ${
+        storedOn.join(", ")
+      }: a repair or an upload`,
     );
   }
   // While instances are still starting, health says nothing yet.
@@ -230,11 +226,11 @@ export function snapshotEvents(
       say(
         "warn",
         `${printable(f.name)} degraded: ${
-          _plural(f.underReplicatedParts, "part")
+          plural(f.underReplicatedParts, "part")
         } below R=${next.replicas} (fewest live replicas ${f.minLiveReplicas})`,
       );
     } else {
-      say("bad", `${printable(f.name)} LOST: ${_plural(f.lostParts, "part")} with no live replica`);
+      say("bad", `${printable(f.name)} LOST: ${plural(f.lostParts, "part")} with no live replica`);
     }
   }
   events.push(..._healEvents(previous.healing, next.healing, at));
@@ -258,11 +254,11 @@ function _healEvents(
         at,
         level: l.lost > 0 ? "bad" : l.short > 0 ? "warn" : "good",
         text:
-          `repair done: ${_plural(l.copied, "copy", "copies")} made (${
+          `repair done: ${plural(l.copied, "copy", "copies")} made (${
             formatBytes(l.bytesCopied)
           }), ${l.dropped} surplus dropped` +
-          (l.short > 0 ? `, ${_plural(l.short, "part")} short of R` : "") +
-          (l.lost > 0 ? `, ${_plural(l.lost, "part")} lost` : ""),
+          (l.short > 0 ? `, ${plural(l.short, "part")} short of R` : "") +
+          (l.lost > 0 ? `, ${plural(l.lost, "part")} lost` : ""),
       },
     );
   }

@@ -8,7 +8,7 @@
 import { nameMatcher } from "../base/name_glob.ts";
 import { printable } from "../base/printable.ts";
 import { onStopSignal } from "../base/stop_signal.ts";
-import { formatBytes, formatDuration } from "../base/units.ts";
+import { formatBytes, formatDuration, plural } from "../base/units.ts";
 import {
   type BatchOptions,
   type BatchProgress,
@@ -140,8 +140,8 @@ export async function runBatch(
       console.log(
         `fetched ${result.filesFetched} of ${names.length} files -> ${
           printable(options.destDir)
-        }: ${formatBytes(result.size)} in ${result.parts} ${
-          result.parts === 1 ? "part" : "parts"
+        }: ${formatBytes(result.size)} in ${
+          plural(result.parts, "part")
         } (${result.partsPresent} present, ${result.partsFetched} fetched, ${
           formatBytes(result.bytesReceived)
         } received), ${result.failovers} failovers${
