@@ -60,6 +60,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: command("certs"),
     summary: "make a cluster CA and a TLS certificate per host",
   },
+  forget: {
+    load: command("forget"),
+    summary: "drop a host gone for good from a cluster in etcd (once healed)",
+  },
   migrate: {
     load: command("migrate"),
     summary: "move a one-host cluster's manifest into etcd (parts stay put)",

@@ -6,10 +6,10 @@
  *    size, a cluster id) with a create-if-absent transaction; a later one
  *    whose flags contradict them gets an error naming the difference.
  * 2. An instance joins by writing `members/ADDR:PORT` (its address and
- *    failure domain; kept when it dies, so its copies are still known) and
- *    keeps `alive/ADDR:PORT` under a lease it renews; when the process or its
- *    host dies, the lease lapses and the key goes: that is how other hosts
- *    know it is down.
+ *    failure domain; kept when it dies, so its copies are still known, until
+ *    `fts forget` drops a host gone for good) and keeps `alive/ADDR:PORT`
+ *    under a lease it renews; when the process or its host dies, the lease
+ *    lapses and the key goes: that is how other hosts know it is down.
  * 3. A command reads the settings and members once (`view()`), the same
  *    shape a single-host cluster gets from its config file.
  */
@@ -212,11 +212,12 @@ export class EtcdCluster {
    * (the member then joins again on its own).
    */
   async join(member: MemberRecord): Promise<{ stop: () => Promise<void> }> {
-    await this.etcd.put(this.keys.member(member.id), JSON.stringify(member));
     let keeper: LeaseKeeper | undefined;
     let stopped = false;
     const register = async (): Promise<void> => {
       if (stopped) return;
+      // Again on every registration: a member forgotten while cut off (fts forget) joins anew.
+      await this.etcd.put(this.keys.member(member.id), JSON.stringify(member));
       const next = await LeaseKeeper.grant(this.etcd, ALIVE_LEASE_SECONDS, () => {
         // The lease lapsed (etcd was unreachable too long): register afresh.
         void register().catch(() => {});

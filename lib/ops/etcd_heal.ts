@@ -3,8 +3,9 @@
  * (over every host, under the cluster-wide repair lock in etcd, so a repair
  * or a heal on another host never runs at the same time) and where it learns
  * who is down (the members whose liveness key lapsed, looked at every
- * MEMBER_POLL_MS). Every host's supervisor does both: when the host that is
- * healing dies, its lock lapses and the next one takes over.
+ * MEMBER_POLL_MS; a member forgotten with `fts forget` is down no more).
+ * Every host's supervisor does both: when the host that is healing dies, its
+ * lock lapses and the next one takes over.
  */
 import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
 import { every } from "../base/deadline.ts";
@@ -31,6 +32,7 @@ export function etcdRepairRunner(
 /** Tells `healer` which members are down and up, as etcd's liveness keys say; returns a stop. */
 export function watchMembers(cluster: EtcdCluster, healer: Healer): () => void {
   let looking = false;
+  let known = new Set<string>();
   return every(MEMBER_POLL_MS, () => {
     if (looking) return;
     looking = true;
@@ -41,6 +43,8 @@ export function watchMembers(cluster: EtcdCluster, healer: Healer): () => void {
           if (alive.has(id)) healer.instanceUp(id);
           else healer.instanceDown(id);
         }
+        for (const id of known) if (!members.has(id)) healer.instanceForgotten(id);
+        known = new Set(members.keys());
       } catch {
         // etcd unreachable for now: nobody's state is known to have changed.
       } finally {

@@ -133,6 +133,12 @@ export class Healer {
     if (this.enabled && healedMeanwhile) this.trigger(`instance ${id} back`);
   }
 
+  /** Instance `id` left the cluster for good (fts forget): no longer down, nothing to heal. */
+  instanceForgotten(id: string): void {
+    clearTimeout(this.#down.get(id)?.timer);
+    this.#down.delete(id);
+  }
+
   /** Starts a repair run now, or right after the current one. */
   trigger(reason: string): void {
     if (this.#stopped) return;
