@@ -29,6 +29,7 @@ import { formatBytes, plural } from "../lib/base/units.ts";
 import { displayWidth, padEndColumns, truncateColumns } from "../lib/base/display_width.ts";
 import { printable } from "../lib/base/printable.ts";
 import { LineWriter } from "../lib/base/line_writer.ts";
+import { isTerminal, terminalSize } from "../lib/base/terminal.ts";
 
 export const USAGE =
   "fts ls [NAME] [--json] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
@@ -233,6 +234,27 @@ async function _printJson(pages: AsyncIterator<FileSummary[]>, out: LineWriter):
   out.line(held === undefined ? "[]" : `  ${held}\n]`);
 }
 
+/** Owners longer than this end in "..." in the table. */
+const MAX_OWNER_COLUMNS = 24;
+/** The columns of a row besides its name and owner: sizes, part counts and the gaps. */
+const _OTHER_COLUMNS = 2 + 10 + 2 + 6 + 2;
+
+/**
+ * The table's name column: as wide as the longest of the names sampled, but
+ * on a terminal no wider than leaves room for the rest of the row, so that
+ * one long name does not make every row wrap; a name longer than that
+ * overflows its own line only.
+ */
+function _nameColumnWidth(
+  names: readonly number[],
+  ownerColumns: number,
+  terminalColumns: number | undefined,
+): number {
+  const widest = Math.max(...names, "NAME".length);
+  if (terminalColumns === undefined) return widest;
+  return Math.max("NAME".length, Math.min(widest, terminalColumns - _OTHER_COLUMNS - ownerColumns));
+}
+
 async function _printTable(pages: AsyncIterator<FileSummary[]>, out: LineWriter): Promise<void> {
   const first: FileSummary[] = [];
   let next: IteratorResult<FileSummary[]> | undefined;
@@ -246,14 +268,23 @@ async function _printTable(pages: AsyncIterator<FileSummary[]>, out: LineWriter)
     return;
   }
   // Names and owners come from the network: escaped, and measured in terminal columns.
-  const width = Math.max(...first.map((f) => displayWidth(printable(f.name))), 4);
+  const owners = first.map((f) => Math.min(displayWidth(printable(f.owner)), MAX_OWNER_COLUMNS));
+  const width = _nameColumnWidth(
+    first.map((f) => displayWidth(printable(f.name))),
+    Math.max(...owners, "OWNER".length),
+    isTerminal(Deno.stdout) ? terminalSize().columns : undefined,
+  );
   const rows = (files: FileSummary[]) => {
     for (const f of files) {
       const owner = printable(f.owner);
       out.line(
         `${padEndColumns(printable(f.name), width)}  ${formatBytes(f.size).padStart(10)}  ${
           String(f.parts).padStart(6)
-        }  ${displayWidth(owner) > 24 ? truncateColumns(owner, 21) + "..." : owner}`,
+        }  ${
+          displayWidth(owner) > MAX_OWNER_COLUMNS
+            ? truncateColumns(owner, MAX_OWNER_COLUMNS - 3) + "..."
+            : owner
+        }`,
       );
     }
   };

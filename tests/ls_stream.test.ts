@@ -11,6 +11,8 @@ import { type LyingAnswer, startLyingServer } from "./lying_server.ts";
 import { jsonBody } from "../lib/wire/frame.ts";
 import { MAX_LIST_PAGE_FILES } from "../lib/wire/ops_files.ts";
 import { join } from "../lib/base/paths.ts";
+import { missingTool } from "./missing_tool.ts";
+import { TmuxTerminal } from "./tmux.ts";
 
 const GENERATION = 7;
 
@@ -197,4 +199,43 @@ Deno.test("ls: with --server, a broken config in the data directory is not read"
     await server.stop();
     await Deno.remove(work, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "ls: on a terminal, one long name overflows its own row only; the others fit the width",
+  ignore: missingTool("tmux"),
+  async fn() {
+    const long = `${"n".repeat(200)}.bin`;
+    const server = startLyingServer((request) =>
+      request.op === "file.list"
+        ? {
+          header: { op: "files", generation: GENERATION, more: false },
+          body: jsonBody([_summary(1), { ..._summary(2), name: long }, _summary(3)]),
+        }
+        : undefined
+    );
+    const terminal = new TmuxTerminal();
+    try {
+      await terminal.start(["ls", "--server", server.address], { columns: 80, rows: 20 });
+      const screen = await terminal.waitFor(/\[exit 0\]/);
+      const lines = screen.split("\n");
+      // A row that fits is one line of the screen, with its size, parts and owner.
+      for (const i of [1, 3]) {
+        assert.ok(
+          lines.some((line) =>
+            new RegExp(`^${_name(i)} +100\\d B +1 +operator$`).test(line.trim())
+          ),
+          screen,
+        );
+      }
+      assert.ok(lines.some((line) => /^NAME +SIZE +PARTS +OWNER$/.test(line.trim())), screen);
+      // Not a pipe: piped, the long name sets every row's width, as before.
+      const piped = await runFts(["ls", "--server", server.address]);
+      assert.equal(piped.code, 0, piped.stderr);
+      assert.ok(piped.stdout.split("\n")[0]!.length > 200, piped.stdout);
+    } finally {
+      await terminal.close();
+      await server.stop();
+    }
+  },
 });
