@@ -130,3 +130,29 @@ async function _settled(dir: string, ports: number[], replicas: number): Promise
   const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
   return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
 }
+
+Deno.test("cluster --heal-after 2s: status does not say the parts of instances holding a lost part were copied (R=2)", async () => {
+  const cluster = await startCluster({
+    servers: 4,
+    replicas: 2,
+    files: { "l.bin": 100_000 },
+    clusterArgs: ["--heal-after", "2s"],
+  });
+  try {
+    const manifest = await readManifestJson(cluster.dir);
+    const holders = manifest.files["l.bin"]!.parts[0]!.replicas.map(Number);
+    for (const port of holders) await cluster.kill(port);
+    await cluster.supervisor.waitFor(/heal: 1 part LOST/, HEAL_DEADLINE_MS);
+    const status = await cluster.fts(["status"]);
+    assert.equal(status.code, 0, status.stderr);
+    for (const port of holders) {
+      assert.match(
+        status.stdout,
+        new RegExp(`${port} down since .*: healing could not copy all its parts`),
+      );
+    }
+    assert.doesNotMatch(status.stdout, /were copied elsewhere/);
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -40,8 +40,19 @@ export interface HealStatus {
   enabled: boolean;
   healAfterMs: number;
   rateBytesPerSecond: number;
-  /** Instances down now; `healAt` is when their parts get copied elsewhere (null: done or off). */
-  down: { id: string; since: string; healAt: string | null }[];
+  /**
+   * Instances down now; `healAt` is when their parts get copied elsewhere
+   * (null: due already, or healing off), and `copies` how far that got:
+   * waiting for healAt, copying (due, no run over since), copied (a run
+   * since it was due ended with every part at R copies), or incomplete (that
+   * run failed, or left parts short of R or lost).
+   */
+  down: {
+    id: string;
+    since: string;
+    healAt: string | null;
+    copies: "waiting" | "copying" | "copied" | "incomplete";
+  }[];
   running: null | {
     reason: string;
     startedAt: string;
@@ -71,6 +82,8 @@ interface _Down {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Runs finished when it went down: a later one may have copied its parts. */
   runsAtDown: number;
+  /** How the last run that started once it was due ended (undefined: none yet). */
+  healed: boolean | undefined;
 }
 
 /** Runs one repair of the cluster being healed. */
@@ -113,6 +126,7 @@ export class Healer {
       due: false,
       timer: undefined,
       runsAtDown: this.#runsFinished,
+      healed: undefined,
     };
     this.#down.set(id, entry);
     if (!this.enabled) return;
@@ -175,9 +189,17 @@ export class Healer {
     this.#running = running;
     this.#onEvent({ type: "start", reason });
     let retry = false;
+    const gone = this.#dueIds();
+    /** Records, for the instances this run heals, whether it made all their copies. */
+    const healed = (whole: boolean) => {
+      for (const id of gone) {
+        const entry = this.#down.get(id);
+        if (entry) entry.healed = whole;
+      }
+    };
     try {
       const report = await this.#repair({
-        goneIds: this.#dueIds(),
+        goneIds: gone,
         // One budget for the disk reads healing causes, whether copies or re-hashes.
         copyRateBytesPerSecond: this.rateBytesPerSecond,
         verifyRateBytesPerSecond: this.rateBytesPerSecond,
@@ -205,6 +227,7 @@ export class Healer {
         lost: report.lost.length,
       };
       retry = report.failedCopies > 0;
+      healed(report.failedCopies === 0 && report.short.length === 0 && report.lost.length === 0);
       this.#onEvent({ type: "done", reason, report, elapsedMs: performance.now() - started });
     } catch (error) {
       if (this.#stopped) return;
@@ -221,6 +244,7 @@ export class Healer {
         error: message,
       };
       retry = true;
+      healed(false);
       this.#onEvent({ type: "error", reason, message });
     } finally {
       this.#running = null;
@@ -271,6 +295,13 @@ export class Healer {
         healAt: this.enabled && !entry.due
           ? new Date(entry.since + this.healAfterMs).toISOString()
           : null,
+        copies: !entry.due
+          ? "waiting"
+          : entry.healed === undefined
+          ? "copying"
+          : entry.healed
+          ? "copied"
+          : "incomplete",
       })),
       running: this.#running ? { ...this.#running } : null,
       last: this.#last ? { ...this.#last } : null,

@@ -4,6 +4,7 @@
  * down until when, the running and last runs). The cluster's `status`
  * command prints the same.
  */
+import { type HealStatus } from "../ops/heal.ts";
 import { type StatusReport } from "../ops/status.ts";
 import { formatBytes, formatDuration } from "../base/units.ts";
 import { displayWidth, padEndColumns } from "../base/display_width.ts";
@@ -63,6 +64,14 @@ function _clock(iso: string): string {
   return iso.slice(11, 19);
 }
 
+/** What healing did for a down instance whose time is up. */
+const _HEALED: Record<HealStatus["down"][number]["copies"], string> = {
+  waiting: "its parts get copied elsewhere",
+  copying: "its parts are being copied elsewhere",
+  copied: "its parts were copied elsewhere",
+  incomplete: "healing could not copy all its parts (see the last run)",
+};
+
 /** The healing lines of `fts status`: on or off, who is down until when, and the runs. */
 export function formatHealing(report: StatusReport): string[] {
   const heal = report.healing;
@@ -86,9 +95,7 @@ export function formatHealing(report: StatusReport): string[] {
   for (const d of heal.down) {
     lines.push(
       `  ${d.id} down since ${_clock(d.since)}: ` +
-        (d.healAt
-          ? `its parts get copied elsewhere at ${_clock(d.healAt)}`
-          : "its parts were copied elsewhere"),
+        (d.healAt ? `its parts get copied elsewhere at ${_clock(d.healAt)}` : _HEALED[d.copies]),
     );
   }
   if (heal.running) {
