@@ -36,7 +36,7 @@ import { type EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { etcdRepairRunner, watchMembers } from "../lib/ops/etcd_heal.ts";
 
 export const USAGE =
-  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--http PORT] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
+  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--http PORT] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
 
 export const EXAMPLE = [
   "fts cluster                                  # 50 instances on 9001-9050, live view on a terminal",
@@ -89,6 +89,8 @@ export async function run(args: string[]): Promise<number> {
   const requested = clusterFlags(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const etcd = etcdTarget(flags);
+  // Checked before anything is written: a mistyped key file leaves no data directory behind.
+  const tlsArgs = await _tlsServeArgs(flags);
   const etcdArgs = etcd ? await _joinEtcd(etcd, flags, dir, requested) : undefined;
   // In etcd mode the data directory's config describes this host's instances
   // only; the replica count lives in etcd.
@@ -121,7 +123,6 @@ export async function run(args: string[]): Promise<number> {
   const healRate = sizeFlag(flags, "heal-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
   const limitRate = sizeFlag(flags, "limit-rate");
   const serveArgs = limitRate !== undefined ? ["--limit-rate", String(limitRate)] : [];
-  const tlsArgs = await _tlsServeArgs(flags);
   serveArgs.push(...tlsArgs, ...(etcdArgs?.serveArgs ?? []));
   const supervisor = new Supervisor(dir, config, (event) => {
     if (event.type === "down") {
@@ -300,17 +301,22 @@ async function _joinEtcd(
 
 /**
  * TLS flags for every instance, checked here once rather than in each child.
- * With --tls-ca (or FTS_TLS_CA), healing's own connections use TLS too.
+ * A CA is required with them: the supervisor's own connections to its
+ * instances (healing, the answer watch, the live view) check them with it.
  */
 async function _tlsServeArgs(flags: ParsedFlags): Promise<string[]> {
   const cert = stringFlag(flags, "tls-cert");
   const key = stringFlag(flags, "tls-key");
   if (!(await loadTlsServerOptions(cert, key))) return [];
-  const ca = stringFlag(flags, "tls-ca");
-  if (ca !== undefined) {
-    await loadTlsClientOptions(ca);
-    Deno.env.set(TLS_CA_ENV, resolve(ca));
+  const ca = stringFlag(flags, "tls-ca") ?? (Deno.env.get(TLS_CA_ENV) || undefined);
+  if (ca === undefined) {
+    throw new UsageError(
+      "--tls-cert needs --tls-ca FILE too (or FTS_TLS_CA): healing and the supervisor's checks " +
+        "reach the instances over TLS and verify them with the CA (fts certs wrote ca.pem)",
+    );
   }
+  await loadTlsClientOptions(ca);
+  Deno.env.set(TLS_CA_ENV, resolve(ca));
   return ["--tls-cert", resolve(cert!), "--tls-key", resolve(key!)];
 }
 

@@ -130,6 +130,31 @@ test("tls: fts serve checks its certificate flags before listening", async () =>
     );
     assert.equal(swapped.code, 2);
     assert.match(swapped.stderr, /is not a PEM certificate/);
+    // Another certificate's key: said once, before listening, not as "cannot listen".
+    const otherKey = join(certDir, "other-ca.key");
+    const mismatched = await runFts(
+      ["serve", "--port", "0", "--data", data, "--tls-cert", certs.cert, "--tls-key", otherKey],
+    );
+    assert.equal(mismatched.code, 2, mismatched.stderr);
+    assert.match(mismatched.stderr, /The TLS key .* does not go with the certificate/);
+    // fts cluster needs the CA its healing checks the instances with, and a
+    // refused start leaves no data directory behind.
+    const clusterData = join(certDir, "cluster-data");
+    const tlsFlags = ["--tls-cert", certs.cert, "--tls-key", certs.key];
+    for (
+      const [flags, message] of [
+        [tlsFlags, /--tls-cert needs --tls-ca FILE too/],
+        [["--tls-cert", certs.cert, "--tls-key", join(certDir, "typo.key")], /Cannot read/],
+      ] as const
+    ) {
+      const refused = await runFts(
+        ["cluster", "--data", clusterData, "--servers", "2", "--plain", ...flags],
+        { env: { FTS_TLS_CA: "" } },
+      );
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, message);
+      await assert.rejects(Deno.stat(clusterData), Deno.errors.NotFound);
+    }
     const missing = await runFts(
       ["fetch", "x", certDir, "--server", "127.0.0.1:1", "--tls-ca", join(certDir, "nope.pem")],
     );

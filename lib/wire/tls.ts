@@ -42,10 +42,24 @@ export async function loadTlsServerOptions(
   if (certPath === undefined || keyPath === undefined) {
     throw new UsageError("--tls-cert and --tls-key must be given together");
   }
-  return {
+  const options = {
     cert: await _readPem(certPath, "certificate", /-----BEGIN CERTIFICATE-----/),
     key: await _readPem(keyPath, "key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
   };
+  // A key that is not the certificate's fails only when a listener is made:
+  // said here, once, rather than as "cannot listen" by every instance.
+  try {
+    Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...options }).close();
+  } catch (cause) {
+    if (cause instanceof Deno.errors.AddrNotAvailable) return options;
+    throw new UsageError(
+      `The TLS key ${keyPath} does not go with the certificate ${certPath}: ${
+        (cause as Error).message
+      }`,
+      { cause },
+    );
+  }
+  return options;
 }
 
 /** Loads the CA from `--tls-ca`, else FTS_TLS_CA; undefined means plain TCP. */
