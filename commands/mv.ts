@@ -12,7 +12,7 @@ import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
 import { printable } from "../lib/base/printable.ts";
 
 export const USAGE =
-  "fts mv OLD NEW [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR | --etcd URLS [--cluster NAME]]";
+  "fts mv OLD NEW [--identity FILE | --operator] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts mv movie.mkv film.mkv",

@@ -11,7 +11,7 @@ import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
 import { printable } from "../lib/base/printable.ts";
 
 export const USAGE =
-  "fts rm NAME [--identity FILE | --operator] [--server HOST:PORT]... [--data DIR | --etcd URLS [--cluster NAME]]";
+  "fts rm NAME [--identity FILE | --operator] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts rm movie.mkv",

@@ -20,7 +20,7 @@ import { type UploadProgress } from "../lib/client/upload_progress.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 
 export const USAGE =
-  "fts upload FILE [--as NAME] [--replace] [--identity FILE | --operator] [--server HOST:PORT]... [--parallel 4] [--limit-rate RATE] [--timeout 10s] [--quiet] [--json] [--data DIR | --etcd URLS [--cluster NAME]]";
+  "fts upload FILE [--as NAME] [--replace] [--identity FILE | --operator] [--server HOST:PORT]... [--tls-ca FILE] [--parallel 4] [--limit-rate RATE] [--timeout 10s] [--quiet] [--json] [--data DIR | --etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts upload movie.mkv                         # yours: only your identity can rm or mv it",

@@ -38,7 +38,7 @@ test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refuse
     assert.equal(byEnv.code, 0, byEnv.stderr);
     await assertSameFile(join(dest, "a.bin"), source);
 
-    // Commands without a --tls-ca flag (upload and the signed ones) use FTS_TLS_CA.
+    // The signed commands take the CA from FTS_TLS_CA, or from --tls-ca.
     const upSource = join(cluster.work, "up.bin");
     await writeRandomFile(upSource, MiB + 3, 77);
     const env = { FTS_TLS_CA: certs.ca };
@@ -48,8 +48,19 @@ test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refuse
     const back = await cluster.fts(["fetch", "up.bin", dest, "--tls-ca", certs.ca]);
     assert.equal(back.code, 0, back.stderr);
     await assertSameFile(join(dest, "up.bin"), upSource);
-    const renamed = await cluster.fts(["mv", "up.bin", "up2.bin", "--operator"], { env });
+    const renamed = await cluster.fts([
+      "mv",
+      "up.bin",
+      "up2.bin",
+      "--operator",
+      "--tls-ca",
+      certs.ca,
+    ]);
     assert.equal(renamed.code, 0, renamed.stderr);
+    // Without it, rm says the instances speak TLS, not "is the cluster running?".
+    const plainRm = await cluster.fts(["rm", "up2.bin", "--operator"]);
+    assert.equal(plainRm.code, 1, plainRm.stderr);
+    assert.match(plainRm.stderr, /speaks TLS: pass the CA .* --tls-ca/);
 
     const status = await cluster.fts(["status", "--json", "--tls-ca", certs.ca]);
     assert.equal(status.code, 0, status.stderr);
@@ -82,9 +93,13 @@ test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refuse
     assert.equal(plain.code, 1, plain.stderr);
     assert.match(plain.stderr, /speaks TLS: pass the CA .* --tls-ca/);
 
-    // Status without the CA sees no instance answering, and says so without hanging.
-    const blind = await cluster.fts(["status", "--json"]);
-    assert.equal(JSON.parse(blind.stdout).instances.filter((i: { up: boolean }) => i.up).length, 0);
+    // Status and repair without the CA say so, rather than "all down, every file lost".
+    for (const command of ["status", "repair"]) {
+      const blind = await cluster.fts([command]);
+      assert.equal(blind.code, 1, blind.stderr);
+      assert.match(blind.stderr, /speaks TLS: pass the CA .* --tls-ca/);
+      assert.doesNotMatch(blind.stdout, /LOST/);
+    }
   } finally {
     await cluster.stop();
     await Deno.remove(certDir, { recursive: true });

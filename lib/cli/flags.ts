@@ -220,17 +220,19 @@ export const SIGNING_FLAGS = {
   server: { type: "string", multiple: true },
   identity: { type: "string" },
   operator: { type: "boolean" },
+  "tls-ca": { type: "string" },
   etcd: { type: "string" },
   cluster: { type: "string" },
   "etcd-ca": { type: "string" },
 } as const;
 
-/** What the signing flags say: data directory, servers, identity file, --operator. */
+/** What the signing flags say: data directory, servers, identity file, --operator, the CA. */
 export function signingFlags(flags: ParsedFlags): {
   dataDir: string | undefined;
   servers: string[];
   identity: string | undefined;
   operator: boolean;
+  tlsCa: string | undefined;
   etcd: EtcdTarget | undefined;
 } {
   return {
@@ -238,6 +240,7 @@ export function signingFlags(flags: ParsedFlags): {
     servers: listFlag(flags, "server"),
     identity: stringFlag(flags, "identity"),
     operator: boolFlag(flags, "operator"),
+    tlsCa: stringFlag(flags, "tls-ca"),
     etcd: etcdTarget(flags),
   };
 }

@@ -12,6 +12,14 @@ import { resolveServers } from "./servers.ts";
 import { type EtcdTarget } from "../etcd/etcd_keys.ts";
 import { signRequest, type UnsignedRequest } from "../auth/signed_request.ts";
 import { shuffled } from "../base/shuffled.ts";
+import {
+  defaultTlsClientOptions,
+  loadTlsClientOptions,
+  preferredTlsError,
+  TLS_CA_ENV,
+  TlsError,
+} from "../wire/tls.ts";
+import { resolve } from "../base/paths.ts";
 
 /** How long a signed request may wait for its reply: the server may free many parts first. */
 export const MUTATION_REPLY_TIMEOUT_MS = 30_000;
@@ -94,6 +102,9 @@ export async function sendSigned<R extends UnboundRequest>(
   options: { connectTimeoutMs?: number; stallTimeoutMs?: number } = {},
 ): Promise<ReplyOf<R["op"]>> {
   if (servers.length === 0) throw new TypeError("No servers to send the request to");
+  // A CA file that cannot be read is the news, not "no server answered".
+  defaultTlsClientOptions();
+  const tlsErrors: TlsError[] = [];
   const reasons: string[] = [];
   const lostReplies: LostReply[] = [];
   /** The first server that answered with an error frame, and what it said. */
@@ -114,6 +125,7 @@ export async function sendSigned<R extends UnboundRequest>(
       if (error instanceof ProtocolError && FINAL_CODES.has(error.code)) {
         throw lostReplies.length > 0 ? new AfterLostReplyError(error, lostReplies) : error;
       }
+      if (error instanceof TlsError) tlsErrors.push(error);
       const reason = error instanceof Error ? error.message : String(error);
       reasons.push(`${address}: ${reason}`);
       if (error instanceof RemoteProtocolError) answered ??= { address, message: reason };
@@ -135,6 +147,9 @@ export async function sendSigned<R extends UnboundRequest>(
       { cause },
     );
   }
+  // Up, but speaking TLS differently (or with another CA): say that, not "is it running?".
+  const tlsError = preferredTlsError(tlsErrors, servers.length);
+  if (tlsError && lostReplies.length === 0) throw tlsError;
   throw new Error(
     `Cannot send ${request.op} to any server (tried ${servers.length})${unknown}; ` +
       `is the cluster running?`,
@@ -152,6 +167,8 @@ export interface SigningOptions {
   identity: string | undefined;
   /** Sign as the cluster's operator (--operator). */
   operator: boolean;
+  /** The CA that signed the instances' certificates (--tls-ca); absent: FTS_TLS_CA, or plain TCP. */
+  tlsCa?: string | undefined;
   /** The cluster in etcd (--etcd): its live instances are the servers. */
   etcd?: EtcdTarget | undefined;
 }
@@ -160,6 +177,11 @@ export interface SigningOptions {
 export async function signingContext(
   options: SigningOptions,
 ): Promise<{ servers: string[]; identity: Identity }> {
+  if (options.tlsCa !== undefined) {
+    await loadTlsClientOptions(options.tlsCa);
+    // Through the environment, as every connection of the command (and FTS_TLS_CA) goes.
+    Deno.env.set(TLS_CA_ENV, resolve(options.tlsCa));
+  }
   const dir = resolveDataDir(options.dataDir);
   const servers = shuffled(
     await resolveServers(dir, [...options.servers], options.etcd, {

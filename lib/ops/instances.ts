@@ -5,7 +5,7 @@ import { processAlive, processCommandLine, readJsonFile } from "../base/fs_util.
 import { basename } from "../base/paths.ts";
 import { INSTANCE_BUNDLE_PREFIX } from "./instance_bundle.ts";
 import { withPeer } from "../client/peer.ts";
-import { type TlsClientOptions } from "../wire/tls.ts";
+import { type TlsClientOptions, TlsError } from "../wire/tls.ts";
 
 /** This program's name when it is a `deno compile`d fts (whatever it was renamed to). */
 const COMPILED_NAME = /^deno(\.exe)?$/.test(basename(Deno.execPath()))
@@ -63,6 +63,8 @@ export interface Probe {
   error?: string;
   /** It did not answer in time (connected or not): hung, or cut off; not refused. */
   timedOut?: boolean;
+  /** It could not be spoken to for TLS (it speaks TLS and no CA was given, the wrong CA...). */
+  tlsError?: TlsError;
 }
 
 /**
@@ -89,6 +91,7 @@ export async function probeInstances(
         up: false,
         error: error instanceof Error ? error.message : String(error),
         timedOut: error instanceof ProtocolError && error.code === "TIMEOUT",
+        ...(error instanceof TlsError ? { tlsError: error } : {}),
       };
     }
   }));

@@ -34,6 +34,7 @@ import { RepairManifest } from "./repair_manifest.ts";
 import { type RepairReport } from "./repair_report.ts";
 import { RepairRun, type WantedPart } from "./repair_run.ts";
 import { verifyCopies } from "./repair_verify.ts";
+import { preferredTlsError } from "../wire/tls.ts";
 
 export {
   CENSUS_CONNECT_TIMEOUT_MS,
@@ -108,6 +109,9 @@ class _Repair {
     // With no instance answering, every part would look lost: say what is wrong instead.
     if (this.#run.report.live.length === 0 && wanted.size > 0) {
       const ids = this.#run.target.view.ids;
+      // Up, but not to be spoken to without the right CA: say that, not "is it running?".
+      const tlsError = preferredTlsError(this.#run.tlsErrors, ids.length);
+      if (tlsError) throw tlsError;
       throw new Error(
         `No instance of the cluster answers (${this.#run.address(ids[0]!)}${
           ids.length > 1 ? ` and ${ids.length - 1} more` : ""

@@ -7,6 +7,7 @@
  */
 import { type RepairTarget } from "./repair_target.ts";
 import { type Peer, type StoredParts } from "../client/peer.ts";
+import { TlsError } from "../wire/tls.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import { connectForRepair, type RepairOptions } from "./repair_options.ts";
 import {
@@ -33,6 +34,8 @@ export class RepairRun {
   readonly report: RepairReport;
   /** The census: what each live instance stores. */
   readonly stored = new Map<string, StoredParts>();
+  /** Why instances the census could not ask failed, when it was TLS. */
+  readonly tlsErrors: TlsError[] = [];
   readonly copyLimiter: RateLimiter | undefined;
   readonly verifyLimiter: RateLimiter | undefined;
   /** The totals of the progress, each known once its step starts. */
@@ -97,7 +100,8 @@ export class RepairRun {
       try {
         peer = await this.connect(id);
         this.stored.set(id, await peer.listParts());
-      } catch {
+      } catch (error) {
+        if (error instanceof TlsError) this.tlsErrors.push(error);
         // Does not answer: down, as far as this repair is concerned.
       } finally {
         peer?.close();

@@ -9,7 +9,7 @@ import { openManifestStore } from "../state/open_manifest_store.ts";
 import { requireManifestIfParts } from "../state/manifest_guard.ts";
 import { storesOnHost, untouchedCopies } from "../state/part_gc.ts";
 import { DEFAULT_UNUSED_AFTER_MS } from "./repair_options.ts";
-import { type TlsClientOptions } from "../wire/tls.ts";
+import { preferredTlsError, type TlsClientOptions } from "../wire/tls.ts";
 import { withPeer } from "../client/peer.ts";
 
 export interface StatusReport {
@@ -146,6 +146,10 @@ export async function statusOf(
     options.tls,
   );
   const up = new Set(probes.filter((p) => p.up).map((p) => p.id));
+  // None up, for TLS: "all down, every file lost" would be wrong; say what is.
+  const tlsError = up.size === 0 &&
+    preferredTlsError(probes.flatMap((p) => p.tlsError ?? []), probes.length);
+  if (tlsError) throw tlsError;
   const held = options.checkCopies
     ? await _heldParts(probes.filter((p) => !p.busy), options.tls)
     : undefined;
