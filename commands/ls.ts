@@ -55,6 +55,10 @@ async function _entry(
     if (found) return found.entry;
     const names: string[] = [];
     for await (const { summary } of allSummaries(store)) names.push(summary.name);
+    // An entry stored before names were normalised (NFD, as macOS spells them): the same name.
+    const stored = names.find((n) => n !== name && n.normalize("NFC") === name);
+    const entry = stored === undefined ? undefined : (await store.get(stored))?.entry;
+    if (entry) return entry;
     throw new Error(notFoundMessage(name, names));
   }
   return (await locateFile(name, await servers(), tls ? { tls } : {})).entry;

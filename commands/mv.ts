@@ -21,9 +21,9 @@ export const EXAMPLE = [
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, SIGNING_FLAGS);
   const [typedFrom = "", typedTo = ""] = expectPositionals(flags, 2, 2, USAGE);
-  const from = normalizeFileName(typedFrom);
+  const nfcFrom = normalizeFileName(typedFrom);
   const to = normalizeFileName(typedTo);
-  for (const [what, name] of [["Old name", from], ["New name", to]] as const) {
+  for (const [what, name] of [["Old name", nfcFrom], ["New name", to]] as const) {
     try {
       // Only the new name must meet the rules for new names: an older one may be renamed away.
       if (what === "New name") validateNewFileName(name);
@@ -34,7 +34,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const { servers, identity } = await signingContext(signingFlags(flags));
   // Should a reply get lost, NEW must then be this very file for the rename to count as done.
-  const before = await lookupEntry(servers, from);
+  const before = await lookupEntry(servers, nfcFrom);
+  // A name stored before names were normalised is found from its NFC form: renamed as stored.
+  const from = typeof before === "object" ? before.name : nfcFrom;
   try {
     // Only what was looked up: a file put there since is not the one meant.
     await sendSigned(servers, identity, {

@@ -19,15 +19,17 @@ export const EXAMPLE = [
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, SIGNING_FLAGS);
-  const name = normalizeFileName(expectPositionals(flags, 1, 1, USAGE)[0] ?? "");
+  const typed = normalizeFileName(expectPositionals(flags, 1, 1, USAGE)[0] ?? "");
   try {
-    validateFileName(name);
+    validateFileName(typed);
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
   const { servers, identity } = await signingContext(signingFlags(flags));
   // Should a reply get lost, this tells "removed by that attempt" from "never there".
-  const before = await lookupEntry(servers, name);
+  const before = await lookupEntry(servers, typed);
+  // A name stored before names were normalised is found from its NFC form: removed as stored.
+  const name = typeof before === "object" ? before.name : typed;
   let reply;
   try {
     reply = await sendSigned(servers, identity, {

@@ -16,6 +16,7 @@ import { assertSameFile, readManifestJson, runFts, tempDir, writeRandomFile } fr
 import { startLyingServer } from "./lying_server.ts";
 import { Progress } from "../lib/ui/progress.ts";
 import { eventPrinter } from "../lib/ui/repair_progress.ts";
+import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 
 /** Any character a terminal acts on or that reorders text; newlines end lines and are fine. */
 // deno-lint-ignore no-control-regex
@@ -161,6 +162,36 @@ Deno.test("terminal: a name uploaded decomposed (e + U+0301) is fetched by its p
     const byDecomposed = await cluster.fts(["fetch", decomposed, join(cluster.work, "dest2")]);
     assert.equal(byDecomposed.code, 0, byDecomposed.stderr);
     await assertSameFile(join(cluster.work, "dest2", precomposed), source);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("terminal: an entry stored decomposed before names were NFC is listed, renamed and removed by its NFC name", async () => {
+  const cluster = await startDirectCluster({
+    servers: 2,
+    replicas: 1,
+    files: { "old.bin": 5000, "other.bin": 3000 },
+  });
+  try {
+    // As an fts from before names were normalised stored it.
+    const store = openManifestStore(cluster.dir);
+    await store.change(["old.bin", "cafe\u0301.bin"], (current) => {
+      const { entry } = current.get("old.bin")!;
+      return { puts: [{ ...entry, name: "cafe\u0301.bin" }], deletes: ["old.bin"], result: 0 };
+    });
+    const listed = await cluster.fts(["ls", "caf\u00e9.bin"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^cafe\u0301\.bin: 4\.9 KiB in 1 part /);
+    const moved = await cluster.fts(["mv", "caf\u00e9.bin", "tea.bin", "--operator"]);
+    assert.equal(moved.code, 0, moved.stderr);
+    await store.change(["other.bin", "the\u0301.bin"], (current) => {
+      const { entry } = current.get("other.bin")!;
+      return { puts: [{ ...entry, name: "the\u0301.bin" }], deletes: ["other.bin"], result: 0 };
+    });
+    const removed = await cluster.fts(["rm", "th\u00e9.bin", "--operator"]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(Object.keys((await readManifestJson(cluster.dir)).files), ["tea.bin"]);
   } finally {
     await cluster.stop();
   }
