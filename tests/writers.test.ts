@@ -200,3 +200,38 @@ Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the 
     await cluster.stop();
   }
 });
+
+Deno.test("writers: a damaged writers.json or operator key is named to the uploader, not an internal error", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, files: { "a.bin": 5000 } });
+  try {
+    const source = join(cluster.work, "up.bin");
+    await writeRandomFile(source, 20 * KiB, 9);
+    const me = ["--identity", join(cluster.work, "me.json")];
+    const damaged = [
+      [join(cluster.dir, "writers.json"), "{broken", /writers\.json .*fts writers/],
+      [
+        join(cluster.dir, "operator_identity.json"),
+        '{"format":"fts-identity","owner":"ed25519:short"}',
+        /operator_identity\.json .*restore the operator's key/,
+      ],
+    ] as const;
+    for (const [path, text, said] of damaged) {
+      const saved = await exists(path) ? await Deno.readFile(path) : undefined;
+      await Deno.writeTextFile(path, text);
+      // Instances read these at most once a second.
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const refused = await cluster.fts(["upload", source, ...me]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /The cluster cannot read /);
+      assert.match(refused.stderr, said);
+      assert.doesNotMatch(refused.stderr, /Internal server error/);
+      if (saved) await Deno.writeFile(path, saved);
+      else await Deno.remove(path);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const accepted = await cluster.fts(["upload", source, ...me]);
+    assert.equal(accepted.code, 0, accepted.stderr);
+  } finally {
+    await cluster.stop();
+  }
+});

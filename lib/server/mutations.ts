@@ -46,7 +46,7 @@ import {
   WRITERS_CACHE_MS,
   type WritersPolicy,
 } from "../auth/writers_policy.ts";
-import { readWritersFile } from "../auth/writers_file.ts";
+import { readWritersFile, writersPath } from "../auth/writers_file.ts";
 import { cachedRead } from "../base/cached_read.ts";
 import { PendingParts } from "../state/pending_parts.ts";
 
@@ -112,7 +112,12 @@ export function fileMutationsContext(
       }));
     },
     operatorKey: cachedRead(
-      () => readIdentityOwner(dataPaths(dir).operatorIdentity),
+      () =>
+        _damagedSaid(
+          () => readIdentityOwner(dataPaths(dir).operatorIdentity),
+          dataPaths(dir).operatorIdentity,
+          "restore the operator's key from a backup",
+        ),
       WRITERS_CACHE_MS,
     ),
     clusterId: () => clusterId ??= loadOrCreateClusterId(dir),
@@ -126,8 +131,34 @@ export function fileMutationsContext(
       return sizes;
     },
     freeParts: (digests) => freeUnreferencedParts(dir, digests),
-    writers: cachedRead(() => readWritersFile(dir), WRITERS_CACHE_MS),
+    writers: cachedRead(
+      () =>
+        _damagedSaid(
+          () => readWritersFile(dir),
+          writersPath(dir),
+          "restore it from a backup, or delete it and set the policy again with fts writers",
+        ),
+      WRITERS_CACHE_MS,
+    ),
   };
+}
+
+/**
+ * What `read` gives; a file it cannot read becomes an answer naming the file
+ * and what the operator should do. As "Internal server error" each client
+ * tried every instance and learned nothing; every instance would say the
+ * same, so UNAVAILABLE, which clients do not try elsewhere.
+ */
+async function _damagedSaid<T>(read: () => Promise<T>, path: string, fix: string): Promise<T> {
+  try {
+    return await read();
+  } catch (cause) {
+    throw new ProtocolError(
+      "UNAVAILABLE",
+      `The cluster cannot read ${path} (${(cause as Error).message}): ${fix} (the operator must)`,
+      { cause },
+    );
+  }
 }
 
 /**
