@@ -36,6 +36,8 @@ const FINAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "BAD_REQUEST",
   "BODY_TOO_LARGE",
   "UNAVAILABLE",
+  // The writers policy and quotas are the cluster's.
+  "NOT_ALLOWED",
 ]);
 
 /** An attempt that sent its request and then lost the reply: it may have made the change. */
