@@ -4,7 +4,7 @@
  * another server never looks like a replay.
  */
 import { resolveDataDir } from "../state/config.ts";
-import { type ErrorCode, ProtocolError, RemoteProtocolError } from "../wire/errors.ts";
+import { type ErrorCode, ProtocolError, RemoteProtocolError, UsageError } from "../wire/errors.ts";
 import { type Identity, identityFromFlags } from "../auth/identity.ts";
 import { Peer } from "./peer.ts";
 import { type ReplyOf } from "../wire/ops.ts";
@@ -197,5 +197,28 @@ export async function signingContext(
     { needConfig: options.etcd === undefined },
   );
   if (identity.created) console.error(`created a new identity in ${identity.path}`);
+  if (options.operator && options.etcd) await _requireOperatorKey(options.etcd, identity);
   return { servers, identity };
+}
+
+/**
+ * In etcd mode each host's data directory holds a key of its own (it signs
+ * that host's healing copies); only the first host's is the operator's.
+ * Signing as another would make its owner that host, not the operator.
+ */
+async function _requireOperatorKey(etcd: EtcdTarget, identity: Identity): Promise<void> {
+  const { EtcdCluster } = await import("../etcd/etcd_cluster.ts");
+  const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
+  try {
+    const { operatorKey } = await cluster.requireSettings();
+    if (operatorKey === undefined || operatorKey === identity.owner) return;
+    throw new UsageError(
+      `${identity.path} is this host's own key, not the operator's of cluster ` +
+        `${JSON.stringify(etcd.cluster)} (${operatorKey.slice(0, 24)}...): to act as the ` +
+        `operator here, copy operator_identity.json from the data directory of the host whose ` +
+        `fts cluster created the cluster (chmod 600)`,
+    );
+  } finally {
+    cluster.close();
+  }
 }
