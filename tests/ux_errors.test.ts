@@ -35,6 +35,15 @@ Deno.test("errorLine() adds what to do, found down the cause chain", () => {
   // A message that already says what to do is left alone.
   const said = new Error("The disk is full; free some space and run it again", { cause: full });
   assert.equal(errorLine(said), said.message);
+  // A refusal that is not about the key or the clock gets no advice to check them.
+  for (
+    const message of [
+      'Signed file.rename of "a" is for content 0123..., but the file now holds 4567... (it changed since the request was signed); sign it again',
+      "Signed request was already used (replay refused); sign a new one",
+    ]
+  ) {
+    assert.equal(errorLine(new ProtocolError("UNAUTHORIZED", message)), message);
+  }
   assert.equal(actionHint(new Error("something else")), undefined);
 });
 

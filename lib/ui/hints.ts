@@ -77,5 +77,7 @@ export function errorLine(error: unknown): string {
 }
 
 function _saysWhatToDo(message: string): boolean {
-  return /; (?:pass|start|free|choose|run|use|act|check|pick)\b|\bdid you mean\b/i.test(message);
+  return /; (?:pass|start|free|choose|run|use|act|check|pick|sign)\b|\bdid you mean\b/i.test(
+    message,
+  );
 }
