@@ -10,6 +10,7 @@ import {
   storedPartPath,
 } from "./harness.ts";
 import { censusOnDisk, offCount } from "./replicas.ts";
+import { partSigner } from "./part_signer.ts";
 
 const MiB = 1024 * 1024;
 
@@ -130,6 +131,83 @@ Deno.test("part.report: an instance stops serving a copy whose digest fails when
     } finally {
       good.close();
     }
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("scrub: a copy that cannot be read (a directory in its place) is quarantined, and the instance's other copies are still checked (R=2)", async () => {
+  const cluster = await startCluster({
+    servers: 4,
+    replicas: 2,
+    partSize: "64KiB",
+    files: { "e.bin": 40 * 64 * 1024 },
+  });
+  try {
+    const manifest = await readManifestJson(cluster.dir);
+    const parts = manifest.files["e.bin"]!.parts;
+    // The instance holding the most parts: one becomes unreadable, every other one rots.
+    const counts = new Map<string, number>();
+    for (const part of parts) {
+      for (const id of part.replicas) counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    const victim = [...counts].sort((a, b) => b[1] - a[1])[0]![0];
+    const held = parts.filter((part) => part.replicas.includes(victim)).map((p) => p.digest).sort();
+    assert.ok(held.length >= 4, `instance ${victim} holds ${held.length} parts`);
+    const [unreadable, ...rotten] = held;
+    const path = storedPartPath(cluster.dir, victim, unreadable!);
+    await Deno.remove(path);
+    await Deno.mkdir(path);
+    for (const digest of rotten) {
+      await damageFile(storedPartPath(cluster.dir, victim, digest), 1000, 1);
+    }
+
+    const scrub = await cluster.fts(["scrub"]);
+    assert.equal(scrub.code, 0, scrub.stdout + scrub.stderr);
+    assert.match(scrub.stdout, new RegExp(`${held.length} corrupt copies quarantined`));
+    // Every copy now on the victim is good, and every part has 2 good copies, listed.
+    const census = await censusOnDisk(cluster.dir, cluster.ports);
+    assert.deepEqual(offCount(census, 2), []);
+    for (const part of census) {
+      assert.deepEqual(part.listed, part.good, `part ${part.index}: listed ${part.listed}`);
+    }
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const fetched = await cluster.fts(["fetch", "e.bin", dest]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await assertSameFile(join(dest, "e.bin"), join(cluster.work, "src", "e.bin"));
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("part.put: a rotten copy of the same size is replaced by the body, not taken as stored", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, files: { "g.bin": 200_000 } });
+  try {
+    const part = (await readManifestJson(cluster.dir)).files["g.bin"]!.parts[0]!;
+    const target = cluster.ports.map(String).find((id) => !part.replicas.includes(id))!;
+    // The instance holds a rotten copy of that size that nobody checked.
+    const good = await Deno.readFile(storedPartPath(cluster.dir, part.replicas[0]!, part.digest));
+    const planted = storedPartPath(cluster.dir, target, part.digest);
+    await Deno.mkdir(join(planted, ".."), { recursive: true });
+    await Deno.writeFile(planted, good);
+    await damageFile(planted, 1000, 1);
+    const peer = await Peer.connect(`127.0.0.1:${target}`);
+    try {
+      const { stored } = await peer.putPart(
+        part.digest,
+        good.length,
+        (async function* () {
+          yield good;
+        })(),
+        await partSigner(peer),
+      );
+      assert.equal(stored, true);
+    } finally {
+      peer.close();
+    }
+    assert.deepEqual(await Deno.readFile(planted), good);
+    assert.ok(await _exists(join(cluster.dir, "instances", target, "quarantine", part.digest)));
   } finally {
     await cluster.stop();
   }

@@ -227,7 +227,10 @@ export class Healer {
         lost: report.lost.length,
       };
       retry = report.failedCopies > 0;
-      healed(report.failedCopies === 0 && report.short.length === 0 && report.lost.length === 0);
+      healed(
+        report.failedCopies === 0 && report.short.length === 0 && report.lost.length === 0 &&
+          report.unchecked.length === 0,
+      );
       this.#onEvent({ type: "done", reason, report, elapsedMs: performance.now() - started });
     } catch (error) {
       if (this.#stopped) return;

@@ -14,6 +14,7 @@ export interface PartRef {
 export type RepairEvent =
   | { type: "census"; live: string[]; down: string[] }
   | { type: "corrupt"; id: string; digest: string; refs: PartRef[] }
+  | { type: "unchecked"; id: string; digest: string; refs: PartRef[]; reason: string }
   | {
     type: "copy";
     digest: string;
@@ -69,6 +70,8 @@ export interface RepairReport {
   verified: number;
   bytesVerified: number;
   corrupt: { id: string; digest: string; refs: PartRef[] }[];
+  /** Copies their instance answered but could not re-hash: not counted as good. */
+  unchecked: { id: string; digest: string; refs: PartRef[]; reason: string }[];
   copied: number;
   bytesCopied: number;
   failedCopies: number;
@@ -107,6 +110,7 @@ export function emptyRepairReport(dryRun: boolean): RepairReport {
     verified: 0,
     bytesVerified: 0,
     corrupt: [],
+    unchecked: [],
     copied: 0,
     bytesCopied: 0,
     failedCopies: 0,

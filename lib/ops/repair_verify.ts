@@ -7,6 +7,7 @@
  */
 import { type Peer, type VerifyStatus } from "../client/peer.ts";
 import { runPool } from "../base/run_pool.ts";
+import { RemoteProtocolError } from "../wire/errors.ts";
 import { VERIFY_CONCURRENCY } from "./repair_options.ts";
 import { type RepairRun, type WantedPart } from "./repair_run.ts";
 
@@ -28,7 +29,17 @@ export async function verifyCopies(
         signal?.throwIfAborted();
         const size = run.stored.get(id)?.parts.get(digest) ?? 0;
         await run.verifyLimiter?.take(size, signal);
-        const status: VerifyStatus = await peer.verifyPart(digest);
+        let status: VerifyStatus;
+        try {
+          status = await peer.verifyPart(digest);
+        } catch (error) {
+          // An answer, not a lost instance: that copy is not good; its others are still checked.
+          if (!(error instanceof RemoteProtocolError)) throw error;
+          const refs = wanted.get(digest)?.refs ?? [];
+          run.report.unchecked.push({ id, digest, refs, reason: error.message });
+          run.emit({ type: "unchecked", id, digest, refs, reason: error.message });
+          continue;
+        }
         run.report.verified++;
         run.report.bytesVerified += size;
         if (status === "ok") ok.add(digest);

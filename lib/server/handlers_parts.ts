@@ -179,12 +179,16 @@ async function _receivePart(
     await mutations.clusterId(),
   );
   const store = instance.store;
+  // A copy of that size may be one a scrub never got to check: only a good
+  // one spares the bytes (a repair records the copy as made); another goes.
   if ((await store.sizeOf(digest)) === bodyLength) {
     await mutations.assertMayStore(key);
-    await store.touch(digest);
-    await reader.skipBody();
-    await reply({ op: "ok", stored: false });
-    return;
+    if (await _goodOrQuarantined(instance, digest)) {
+      await store.touch(digest);
+      await reader.skipBody();
+      await reply({ op: "ok", stored: false });
+      return;
+    }
   }
   // Refused before any byte is read: the writers policy and the key's quota here.
   const admitted = await mutations.admitPart(key, digest, bodyLength, store);
@@ -211,4 +215,22 @@ async function _receivePart(
   instance.counters.partsStored++;
   instance.counters.bytesStored += bodyLength;
   await reply({ op: "ok", stored: true });
+}
+
+/**
+ * Whether the stored copy of `digest` re-hashes to its name; when it does
+ * not, or cannot be read, it is quarantined (so a new copy can take its
+ * place) and this answers false.
+ */
+async function _goodOrQuarantined(instance: Instance, digest: string): Promise<boolean> {
+  const { store } = instance;
+  let good = false;
+  try {
+    good = await store.verify(digest);
+  } catch (error) {
+    if (error instanceof ProtocolError) return false;
+  }
+  if (good) return true;
+  if (await store.quarantine(digest).catch(() => false)) instance.counters.quarantined++;
+  return false;
 }

@@ -30,13 +30,22 @@ async function _verifyPart(instance: Instance, digest: string): Promise<VerifySt
   try {
     good = await store.verify(digest);
   } catch (error) {
-    if (!(error instanceof ProtocolError)) throw error;
-    if (error.code === "QUARANTINED") return "quarantined";
-    if (error.code === "NOT_FOUND") return "missing";
-    throw error;
+    if (error instanceof ProtocolError) {
+      if (error.code === "QUARANTINED") return "quarantined";
+      if (error.code === "NOT_FOUND") return "missing";
+      throw error;
+    }
+    // A copy that cannot be read (an I/O error, a directory in its place) is
+    // no more a copy than a rotten one: out of service, and made again.
+    console.error(
+      `instance ${instance.id}: the copy of part ${digest.slice(0, 12)} at ${
+        store.pathOf(digest)
+      } cannot be read (${(error as Error).message}); quarantined`,
+    );
+    good = false;
   }
   instance.counters.partsVerified++;
   if (good) return "ok";
-  if (await store.quarantine(digest)) instance.counters.quarantined++;
+  if (await store.quarantine(digest).catch(() => false)) instance.counters.quarantined++;
   return "corrupt";
 }

@@ -19,6 +19,10 @@ export function formatRepairEvent(event: RepairEvent): string | undefined {
       return `corrupt: the copy of ${
         describePart(event.digest, event.refs)
       } on ${event.id} fails its digest; quarantined there`;
+    case "unchecked":
+      return `unchecked: the copy of ${
+        describePart(event.digest, event.refs)
+      } on ${event.id} could not be re-hashed (${event.reason}); not counted as a good copy`;
     case "copy":
       return `${event.dryRun ? "would copy" : "copied"} ${
         describePart(event.digest, event.refs)
@@ -56,6 +60,9 @@ export function formatRepairSummary(report: RepairReport, elapsedMs: number): st
   }
   if (report.corrupt.length > 0) {
     done.push(`${_n(report.corrupt.length, "corrupt copy", "corrupt copies")} quarantined`);
+  }
+  if (report.unchecked.length > 0) {
+    done.push(`${_n(report.unchecked.length, "copy", "copies")} could not be re-hashed`);
   }
   if (report.copied > 0) {
     done.push(
@@ -130,6 +137,15 @@ export function repairOutcome(report: RepairReport): { code: number; error?: str
     return {
       code: 1,
       error: `${_n(report.short.length, "part")} with fewer copies than R: too few live instances`,
+    };
+  }
+  if (report.unchecked.length > 0) {
+    const ids = [...new Set(report.unchecked.map((u) => u.id))].sort();
+    return {
+      code: 1,
+      error: `${_n(report.unchecked.length, "copy", "copies")} on ${
+        ids.join(", ")
+      } could not be re-hashed (${report.unchecked[0]!.reason}); their instances' logs say more`,
     };
   }
   return { code: 0 };

@@ -102,7 +102,10 @@ export function eventPrinter(
     if (formatted === undefined) return;
     // File names may hold characters a terminal acts on (names stored before the rules).
     const line = printable(formatted);
-    if (event.type === "lost" || event.type === "short" || event.type === "corrupt") {
+    if (
+      event.type === "lost" || event.type === "short" || event.type === "corrupt" ||
+      event.type === "unchecked"
+    ) {
       if (reporter && reporter.mode !== "quiet") {
         reporter.event(line);
       } else {
