@@ -45,3 +45,32 @@ Deno.test("corrupt manifest.json: fetch, rm, ls, status and repair each say in o
     await cluster.stop();
   }
 });
+
+Deno.test("damaged manifest journal: fetch, upload, rm, ls and status each say in one line it is damaged and to restore it", async () => {
+  const cluster = await startCluster({ servers: 2, replicas: 1, files: { "a.bin": 10_000 } });
+  try {
+    const journal = join(cluster.dir, "manifest.journal");
+    await Deno.writeTextFile(journal, "garbage\n", { append: true });
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const source = join(cluster.work, "src", "a.bin");
+    const cases: [string, string[]][] = [
+      ["fetch", ["fetch", "a.bin", dest]],
+      ["upload", ["upload", source, "--as", "b.bin", "--operator"]],
+      ["rm", ["rm", "a.bin", "--operator"]],
+      ["ls", ["ls"]],
+      ["status", ["status"]],
+    ];
+    for (const [what, args] of cases) {
+      const run = await cluster.fts(args);
+      assert.equal(run.code, 1, `${what}: ${run.stderr}`);
+      const lines = run.stderr.trim().split("\n").filter((line) => !/new identity/.test(line));
+      assert.equal(lines.length, 1, `${what}: ${run.stderr}`);
+      assert.doesNotMatch(lines[0]!, /Internal server error|is the cluster running/, what);
+      assert.match(lines[0]!, /Manifest journal is malformed: bad change header garbage/, what);
+      assert.match(lines[0]!, /restore it from a backup/, what);
+    }
+  } finally {
+    await cluster.stop();
+  }
+});

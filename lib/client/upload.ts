@@ -296,7 +296,13 @@ class _Uploader {
       } catch (error) {
         if (error instanceof UploadError) throw error;
         if (error instanceof TlsError) tlsErrors.push(error);
-        if (error instanceof ProtocolError && error.code === "UNAVAILABLE") refusals.push(error);
+        // Reached, and it answered with an error: what it said is the news, not "is it running?".
+        if (
+          error instanceof RemoteProtocolError ||
+          error instanceof ProtocolError && error.code === "UNAVAILABLE"
+        ) {
+          refusals.push(error);
+        }
         reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
       } finally {
         peer?.close();

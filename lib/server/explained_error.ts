@@ -11,6 +11,7 @@
  */
 import { EtcdUnavailableError } from "../etcd/etcd_errors.ts";
 import { ProtocolError } from "../wire/errors.ts";
+import { isDamagedManifestError } from "../state/manifest_index.ts";
 
 /** Where the instance keeps things, for the messages. */
 export interface InstancePlaces {
@@ -41,7 +42,7 @@ export function explainedError(error: unknown, places: InstancePlaces): unknown 
         { cause: error },
       );
     }
-    if (at instanceof SyntaxError && at.message.startsWith("Manifest is malformed")) {
+    if (isDamagedManifestError(at)) {
       return new ProtocolError(
         "INTERNAL",
         `Instance ${places.id} cannot read the manifest in ${

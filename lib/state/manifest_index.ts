@@ -48,6 +48,18 @@ export class JournalGapError extends Error {
   }
 }
 
+/**
+ * Whether `error` says the manifest's files are damaged (a snapshot or
+ * journal that does not parse, or a journal that does not follow its
+ * snapshot): the operator's to restore, not the client's to retry.
+ */
+export function isDamagedManifestError(error: unknown): boolean {
+  if (error instanceof JournalGapError) return true;
+  return error instanceof SyntaxError &&
+    (error.message.startsWith("Manifest is malformed") ||
+      error.message.startsWith("Manifest journal is malformed"));
+}
+
 /** Identity of an open file, to notice when a path names another file. */
 export function fileId(info: Deno.FileInfo): string {
   return `${info.dev}:${info.ino}`;

@@ -4,6 +4,7 @@
  * cause chain for a condition with a known remedy.
  */
 import { ProtocolError } from "../wire/errors.ts";
+import { isDamagedManifestError } from "../state/manifest_index.ts";
 
 type _Rule = { test: (error: unknown) => boolean; hint: string };
 
@@ -35,8 +36,7 @@ const _RULES: _Rule[] = [
     hint: "no permission: check who owns that path, or choose another one",
   },
   {
-    test: (error) =>
-      error instanceof SyntaxError && error.message.startsWith("Manifest is malformed"),
+    test: isDamagedManifestError,
     hint:
       "the cluster's manifest (manifest.json in the data directory) is damaged: restore it from a backup (fts repair does not rebuild it)",
   },
