@@ -9,7 +9,7 @@ import {
 import { resolveDataDir } from "../lib/state/config.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { migrate } from "../lib/ops/migrate.ts";
-import { formatBytes } from "../lib/base/units.ts";
+import { formatBytes, plural } from "../lib/base/units.ts";
 
 export const USAGE = "fts migrate --data DIR --etcd URLS --host ADDR [--cluster NAME] [--merge]";
 
@@ -46,8 +46,10 @@ export async function run(args: string[]): Promise<number> {
     console.log(`fts migrate: ${dir} was migrated to ${where} before: nothing left to move`);
   } else {
     console.log(
-      `fts migrate: moved ${report.files} files (${formatBytes(report.bytes)}, ${report.parts} ` +
-        `parts, ${report.copies} copies) from ${dir} to ${where}` +
+      `fts migrate: moved ${plural(report.files, "file")} (${formatBytes(report.bytes)}, ` +
+        `${plural(report.parts, "part")}, ${
+          plural(report.copies, "copy", "copies")
+        }) from ${dir} to ${where}` +
         (report.alreadyThere > 0 ? ` (${report.alreadyThere} were there from an earlier run)` : ""),
     );
   }

@@ -164,7 +164,7 @@ async function _preloadOverNetwork(
   for (const { path, name } of jobs) {
     const result = await uploadFile({ path, name, servers, identity, replace });
     console.log(
-      `preloaded ${name}: ${formatBytes(result.size)} in ${result.parts} parts, ` +
+      `preloaded ${name}: ${formatBytes(result.size)} in ${plural(result.parts, "part")}, ` +
         `${result.replicas} copies each, sent over the network (${
           formatDuration(result.elapsedMs)
         })`,

@@ -9,6 +9,7 @@ import {
 import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
 import { sendSigned, signingContext } from "../lib/client/signed_client.ts";
 import { printable } from "../lib/base/printable.ts";
+import { plural } from "../lib/base/units.ts";
 
 export const USAGE =
   "fts rm NAME [--identity FILE | --operator] [--server HOST:PORT]... [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
@@ -50,8 +51,10 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   console.log(
-    `removed ${printable(name)}: ${reply.partsFreed ?? 0} parts no other file uses were freed ` +
-      `(${reply.copiesFreed ?? 0} stored copies)`,
+    `removed ${printable(name)}: ${plural(reply.partsFreed ?? 0, "part")} no other file uses ` +
+      `${reply.partsFreed === 1 ? "was" : "were"} freed (${
+        plural(reply.copiesFreed ?? 0, "stored copy", "stored copies")
+      })`,
   );
   return 0;
 }

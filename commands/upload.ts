@@ -14,7 +14,7 @@ import { normalizeFileName, validateNewFileName } from "../lib/state/manifest.ts
 import { basename } from "../lib/base/paths.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
 import { signingContext } from "../lib/client/signed_client.ts";
-import { formatBytes, formatDuration } from "../lib/base/units.ts";
+import { formatBytes, formatDuration, plural } from "../lib/base/units.ts";
 import { MAX_UPLOAD_PARALLEL, uploadFile } from "../lib/client/upload.ts";
 import { type UploadProgress } from "../lib/client/upload_progress.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
@@ -122,7 +122,9 @@ export async function run(args: string[]): Promise<number> {
       console.log(JSON.stringify({ ok: true, owner: identity.owner, ...result }));
     } else if (!quiet) {
       console.log(
-        `uploaded ${path} as ${name}: ${formatBytes(result.size)} in ${result.parts} parts, ` +
+        `uploaded ${path} as ${name}: ${formatBytes(result.size)} in ${
+          plural(result.parts, "part")
+        }, ` +
           `${result.replicas} verified copies each (${result.copiesSent} sent, ${result.copiesPresent} ` +
           `were already stored), ${result.failovers} failovers, ${
             formatDuration(result.elapsedMs)

@@ -15,7 +15,7 @@ import {
 import { displayWidth, padEndColumns } from "../base/display_width.ts";
 import { printable } from "../base/printable.ts";
 import { padVisible, paint, type Style, truncateVisible } from "../base/terminal.ts";
-import { formatBytes, formatDuration } from "../base/units.ts";
+import { formatBytes, formatDuration, plural } from "../base/units.ts";
 
 export interface LiveViewModel {
   /** The first line: what is watched ("fts cluster 127.0.0.1:9001-9050, R=5, data ..."). */
@@ -136,13 +136,13 @@ function _fileLine(
   const health = starting
     ? "waiting for its instances to start"
     : f.health === "lost"
-    ? `LOST: ${f.lostParts} parts have no live replica`
+    ? `LOST: ${plural(f.lostParts, "part")} ${f.lostParts === 1 ? "has" : "have"} no live replica`
     : f.health === "degraded"
-    ? `degraded: ${f.underReplicatedParts} parts below R`
+    ? `degraded: ${plural(f.underReplicatedParts, "part")} below R`
     : "healthy";
   return `  ${padEndColumns(printable(f.name), nameWidth)}  ${formatBytes(f.size).padStart(10)}  ${
     String(f.parts).padStart(5)
-  } parts  ${f.minLiveReplicas}/${replicas} live  ${
+  } ${f.parts === 1 ? "part " : "parts"}  ${f.minLiveReplicas}/${replicas} live  ${
     paint(health, starting ? "dim" : HEALTH_STYLES[f.health], color)
   }`;
 }
@@ -206,7 +206,7 @@ export function renderLiveView(
     for (const f of s.files) counts[f.health]++;
     const starting = s.instances.some((i) => i.state === "starting");
     fileLines.push(
-      `${paint("files", "bold", color)}  R=${s.replicas}: ${s.files.length} files, ` +
+      `${paint("files", "bold", color)}  R=${s.replicas}: ${plural(s.files.length, "file")}, ` +
         (starting
           ? "health once the instances are up"
           : `${counts.healthy} healthy, ${counts.degraded} degraded, ${counts.lost} lost`),

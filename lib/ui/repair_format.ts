@@ -91,6 +91,8 @@ export function formatRepairSummary(report: RepairReport, elapsedMs: number): st
   }
   const what = done.length > 0
     ? done.join(", ")
+    : report.parts === 1
+    ? "nothing to do, the one part has its copies"
     : `nothing to do, every one of ${report.parts} parts has its copies`;
   const kept = report.unusedKept;
   return `${what} (${report.live.length}/${report.live.length + report.down.length} instances up, ${

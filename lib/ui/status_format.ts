@@ -6,7 +6,7 @@
  */
 import { type HealStatus } from "../ops/heal.ts";
 import { type StatusReport } from "../ops/status.ts";
-import { formatBytes, formatDuration } from "../base/units.ts";
+import { formatBytes, formatDuration, plural } from "../base/units.ts";
 import { displayWidth, padEndColumns } from "../base/display_width.ts";
 import { printable } from "../base/printable.ts";
 import { formatUnusedSpace } from "./repair_format.ts";
@@ -30,16 +30,19 @@ export function formatStatus(report: StatusReport): string {
     const width = Math.max(...report.files.map((f) => displayWidth(printable(f.name))), 4);
     for (const f of report.files) {
       const health = f.lostParts > 0
-        ? `LOST: ${f.lostParts} parts have no live replica (${_partList(f.lostPartNumbers)})`
+        ? `LOST: ${plural(f.lostParts, "part")} ${f.lostParts === 1 ? "has" : "have"} no live ` +
+          `replica (${_partList(f.lostPartNumbers)})`
         : f.minLiveReplicas < report.replicas
-        ? `degraded: ${f.underReplicatedParts} parts under-replicated (${
+        ? `degraded: ${plural(f.underReplicatedParts, "part")} under-replicated (${
           _partList(f.underReplicatedPartNumbers)
         })`
         : "healthy";
       lines.push(
         `  ${padEndColumns(printable(f.name), width)}  ${formatBytes(f.size).padStart(10)}  ${
           String(f.parts).padStart(6)
-        } parts  min live replicas ${f.minLiveReplicas}/${report.replicas}  ${health}`,
+        } ${
+          f.parts === 1 ? "part " : "parts"
+        }  min live replicas ${f.minLiveReplicas}/${report.replicas}  ${health}`,
       );
     }
   }
@@ -116,8 +119,8 @@ export function formatHealing(report: StatusReport): string[] {
           : `${l.copied} copies made (${
             formatBytes(l.bytesCopied)
           }), ${l.dropped} surplus dropped` +
-            (l.short > 0 ? `, ${l.short} parts short of R` : "") +
-            (l.lost > 0 ? `, ${l.lost} parts lost` : "")),
+            (l.short > 0 ? `, ${plural(l.short, "part")} short of R` : "") +
+            (l.lost > 0 ? `, ${plural(l.lost, "part")} lost` : "")),
     );
   }
   if (heal.nextRetryAt) lines.push(`  next try at ${_clock(heal.nextRetryAt)}`);
