@@ -1,5 +1,5 @@
 import { resolve } from "../lib/base/paths.ts";
-import { onStopSignal } from "../lib/base/stop_signal.ts";
+import { onParentGone, onStopSignal } from "../lib/base/stop_signal.ts";
 import { formatBytes } from "../lib/base/units.ts";
 import {
   boolFlag,
@@ -45,8 +45,11 @@ export async function run(args: string[]): Promise<number> {
     "write-timeout": { type: "string" },
     "header-timeout": { type: "string" },
     quiet: { type: "boolean", short: "q" },
+    // Given by fts cluster: the gateway stops when its supervisor is gone, even SIGKILLed.
+    "parent-pid": { type: "string" },
     ...ETCD_FLAGS,
   });
+  const parentPid = intFlag(flags, "parent-pid", 1, 2 ** 31);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const etcd = etcdTarget(flags);
   const port = intFlag(flags, "port", 0, 65535) ?? DEFAULT_GATEWAY_PORT;
@@ -116,7 +119,9 @@ export async function run(args: string[]): Promise<number> {
   );
   const stopped = Promise.withResolvers<void>();
   const stopListening = onStopSignal(() => stopped.resolve());
+  const stopParentWatch = onParentGone(parentPid, () => stopped.resolve());
   await stopped.promise;
+  stopParentWatch();
   stopListening();
   await gateway.stop();
   closeEtcd();

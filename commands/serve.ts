@@ -10,13 +10,11 @@ import {
   stringFlag,
 } from "../lib/cli/flags.ts";
 import { dataPaths, loadConfig, resolveDataDir } from "../lib/state/config.ts";
-import { every } from "../lib/base/deadline.ts";
 import { UsageError } from "../lib/wire/errors.ts";
-import { processAlive } from "../lib/base/fs_util.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { Server } from "../lib/server/server.ts";
 import { PartStore } from "../lib/state/store.ts";
-import { onStopSignal } from "../lib/base/stop_signal.ts";
+import { onParentGone, onStopSignal } from "../lib/base/stop_signal.ts";
 import { manifestPath } from "../lib/state/manifest_guard.ts";
 
 export const USAGE =
@@ -29,9 +27,6 @@ export const EXAMPLE = [
 
 /** Pause before accepting again after accept() failed (e.g. out of descriptors). */
 const ACCEPT_RETRY_MS = 100;
-
-/** How often a server started by a supervisor checks that its parent lives. */
-const PARENT_CHECK_INTERVAL_MS = 1_000;
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
@@ -193,12 +188,8 @@ export async function run(args: string[]): Promise<number> {
     server.closeAll();
   };
   const stopListening = onStopSignal(stop);
-  const stopParentWatch = parentPid === undefined
-    ? undefined
-    : every(PARENT_CHECK_INTERVAL_MS, () => {
-      // Never outlive the supervisor, even one killed with SIGKILL.
-      if (!processAlive(parentPid)) stop();
-    });
+  // Never outlive the supervisor, even one killed with SIGKILL.
+  const stopParentWatch = onParentGone(parentPid, stop);
 
   if (!boolFlag(flags, "quiet")) {
     console.log(
@@ -227,7 +218,7 @@ export async function run(args: string[]): Promise<number> {
     }
   } finally {
     await leave?.().catch(() => {});
-    stopParentWatch?.();
+    stopParentWatch();
     stopListening();
     // Only remove the pid file if it is still ours (a restart may have replaced it).
     try {

@@ -261,20 +261,34 @@ Deno.test("cli: cluster stops every instance on SIGTERM and leaves no process be
   await cluster.stop();
 });
 
-Deno.test("cli: instances exit when their supervisor is SIGKILLed", async () => {
-  const cluster = await startCluster({ servers: 3, replicas: 2 });
+Deno.test("cli: instances and the --http gateway exit when their supervisor is SIGKILLed", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, clusterArgs: ["--http", "0"] });
   const pids = await Promise.all(
     cluster.ports.map(async (port) =>
       Number(await Deno.readTextFile(join(cluster.dir, "run", `${port}.pid`)))
     ),
   );
+  const gateway = await cluster.supervisor.waitFor(/HTTP gateway at http:\/\/[^/]+:(\d+)\//);
+  const gatewayPort = Number(gateway[1]);
   cluster.supervisor.kill("SIGKILL");
   await cluster.supervisor.status;
+  const listening = async () => {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port: gatewayPort })).close();
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && (await Promise.all(pids.map(_alive))).some((a) => a)) {
+  while (
+    Date.now() < deadline &&
+    ((await Promise.all(pids.map(_alive))).some((a) => a) || await listening())
+  ) {
     await new Promise((r) => setTimeout(r, 100));
   }
   for (const pid of pids) assert.ok(!(await _alive(pid)), `orphan instance pid ${pid}`);
+  assert.ok(!(await listening()), `the gateway on port ${gatewayPort} outlived its supervisor`);
   await cluster.stop();
 });
 

@@ -2,7 +2,8 @@
  * The HTTP gateway `fts cluster --http PORT` runs beside its instances: an
  * `fts gateway` child on the cluster's host, given the cluster's TLS flags
  * (so it speaks HTTPS with the cluster's certificate and TLS to the
- * instances), stopped with the cluster.
+ * instances), stopped with the cluster, and stopping by itself when the
+ * cluster's process is gone (killed with SIGKILL, say), as instances do.
  */
 import { FtsChild } from "./fts_child.ts";
 
@@ -34,6 +35,8 @@ export async function startGatewayChild(
     "--port",
     String(options.port),
     "--quiet",
+    "--parent-pid",
+    String(Deno.pid),
     ...(options.tlsArgs ?? []),
   ]);
   try {
