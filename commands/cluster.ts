@@ -12,6 +12,7 @@ import {
   sizeFlag,
   stringFlag,
 } from "../lib/cli/flags.ts";
+import { rateFlag } from "../lib/cli/repair_flags.ts";
 import { DEFAULT_CONFIG, ensureConfig, loadConfig, resolveDataDir } from "../lib/state/config.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
@@ -91,6 +92,12 @@ export async function run(args: string[]): Promise<number> {
   const etcd = etcdTarget(flags);
   // Checked before anything is written: a mistyped key file leaves no data directory behind.
   const tlsArgs = await _tlsServeArgs(flags);
+  const healRate = rateFlag(flags, "heal-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
+  const limitRate = sizeFlag(flags, "limit-rate");
+  // Each instance's own rule (fts serve), said once here rather than by every instance's log.
+  if (limitRate !== undefined && limitRate < 1024) {
+    throw new UsageError("--limit-rate must be at least 1KiB (per instance)");
+  }
   const etcdArgs = etcd ? await _joinEtcd(etcd, flags, dir, requested) : undefined;
   // In etcd mode the data directory's config describes this host's instances
   // only; the replica count lives in etcd.
@@ -120,8 +127,6 @@ export async function run(args: string[]): Promise<number> {
   const quiet = boolFlag(flags, "quiet");
   let ready = false;
   const healAfterMs = durationFlag(flags, "heal-after") ?? DEFAULT_HEAL_AFTER_MS;
-  const healRate = sizeFlag(flags, "heal-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
-  const limitRate = sizeFlag(flags, "limit-rate");
   const serveArgs = limitRate !== undefined ? ["--limit-rate", String(limitRate)] : [];
   serveArgs.push(...tlsArgs, ...(etcdArgs?.serveArgs ?? []));
   const supervisor = new Supervisor(dir, config, (event) => {

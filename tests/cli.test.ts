@@ -27,6 +27,27 @@ Deno.test("cli: unknown flag and missing arguments exit 2", async () => {
     assert.match(missing.stderr, /Missing argument/);
     const kill = await runFts(["kill", "notaport", "--data", dir]);
     assert.equal(kill.code, 2);
+    // Rates an instance or healing could not work with: refused before the data directory is made.
+    const data = join(dir, "data");
+    for (
+      const [flag, said] of [
+        [["--limit-rate", "512"], /--limit-rate must be at least 1KiB/],
+        [["--heal-rate", "1"], /--heal-rate must be 0 \(no limit\) or at least 1KiB/],
+      ] as const
+    ) {
+      const cluster = await runFts([
+        "cluster",
+        "--data",
+        data,
+        "--servers",
+        "2",
+        "--plain",
+        ...flag,
+      ]);
+      assert.equal(cluster.code, 2, cluster.stderr);
+      assert.match(cluster.stderr, said);
+      await assert.rejects(Deno.stat(data), Deno.errors.NotFound);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

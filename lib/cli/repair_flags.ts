@@ -38,8 +38,8 @@ export interface RepairFlagValues {
 /** Reads the shared flags of repair and scrub; a malformed size or duration is a usage error. */
 export async function repairFlags(flags: ParsedFlags): Promise<RepairFlagValues> {
   return {
-    copyRateBytesPerSecond: _rateFlag(flags, "limit-rate"),
-    verifyRateBytesPerSecond: _rateFlag(flags, "hash-rate"),
+    copyRateBytesPerSecond: rateFlag(flags, "limit-rate"),
+    verifyRateBytesPerSecond: rateFlag(flags, "hash-rate"),
     tls: await loadTlsClientOptions(stringFlag(flags, "tls-ca")),
     unusedAfterMs: durationFlag(flags, "unused-after"),
     quiet: boolFlag(flags, "quiet"),
@@ -48,7 +48,7 @@ export async function repairFlags(flags: ParsedFlags): Promise<RepairFlagValues>
 }
 
 /** A rate flag: 0 (no limit) or at least 1KiB per second (less would take hours a part). */
-function _rateFlag(flags: ParsedFlags, name: string): number | undefined {
+export function rateFlag(flags: ParsedFlags, name: string): number | undefined {
   const rate = sizeFlag(flags, name);
   if (rate !== undefined && rate > 0 && rate < 1024) {
     throw new UsageError(`--${name} must be 0 (no limit) or at least 1KiB`);
