@@ -8,7 +8,7 @@ import {
 } from "../lib/cli/flags.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { loadConfig, requireConfig, resolveDataDir } from "../lib/state/config.ts";
-import { clusterStatus, statusOf } from "../lib/ops/status.ts";
+import { clusterStatus, statusOf, type StatusReport } from "../lib/ops/status.ts";
 import { watchStatus } from "../lib/ui/status_watch.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
@@ -52,6 +52,7 @@ export async function run(args: string[]): Promise<number> {
         // On a host of the cluster, its supervisor says what healing does.
         dir: (await loadConfig(dir)) ? dir : undefined,
       }, { tls, checkCopies: true });
+      _requireSomeInstanceUp(report, "start each host's fts cluster --etcd");
       console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
       return 0;
     } finally {
@@ -68,6 +69,22 @@ export async function run(args: string[]): Promise<number> {
     return await watchStatus({ dir, config, json, tls, ...(intervalMs ? { intervalMs } : {}) });
   }
   const report = await clusterStatus(dir, config, { tls, checkCopies: true });
+  // With a supervisor running, every instance down is news it can show; without, nothing runs.
+  if (!report.supervisor) _requireSomeInstanceUp(report, 'start it with "fts cluster"');
   console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
   return 0;
+}
+
+/**
+ * A cluster none of whose instances answers is not running: saying so beats
+ * a report of every instance down and every file LOST (the parts are on disk).
+ */
+function _requireSomeInstanceUp(report: StatusReport, start: string): void {
+  const { instances } = report;
+  if (instances.length === 0 || instances.some((instance) => instance.up)) return;
+  throw new Error(
+    `No instance of the cluster answers (${instances[0]!.address}${
+      instances.length > 1 ? ` and ${instances.length - 1} more` : ""
+    }): is it running? ${start[0]!.toUpperCase()}${start.slice(1)}`,
+  );
 }

@@ -279,6 +279,11 @@ Deno.test("cli: cluster stops every instance on SIGTERM and leaves no process be
   for (const pid of pids) {
     assert.ok(!(await _alive(pid)), `instance pid ${pid} outlived the cluster`);
   }
+  // Nothing runs: status says so, not "every instance down, every file LOST".
+  const stopped = await cluster.fts(["status"]);
+  assert.equal(stopped.code, 1, stopped.stdout);
+  assert.match(stopped.stderr, /No instance of the cluster answers .*: is it running\? Start it/);
+  assert.doesNotMatch(stopped.stdout, /LOST/);
   await cluster.stop();
 });
 
