@@ -142,12 +142,20 @@ Deno.test("fetch, ls, scrub: bad destinations, arguments, names and rates get on
     assert.deepEqual(_lines(intoFile.stderr), [
       `fts fetch: Destination ${file} is not a directory`,
     ]);
-    // A batch says it once, before listing the cluster, not once a file.
-    const missing = join(cluster.work, "missing");
-    const batch = await cluster.fts(["fetch", "--all", missing]);
+    // A destination that does not exist yet is made (as wget -P does); one that cannot be is
+    // said once by a batch, before listing the cluster, not once a file.
+    const missing = join(cluster.work, "missing", "deeper");
+    const made = await cluster.fts(["fetch", "--all", missing, "-q"]);
+    assert.equal(made.code, 0, made.stderr);
+    assert.deepEqual([...Deno.readDirSync(missing)].map((e) => e.name).sort(), ["a.bin", "b.bin"]);
+    const single = join(cluster.work, "single");
+    const one = await cluster.fts(["fetch", "a.bin", single, "-q"]);
+    assert.equal(one.code, 0, one.stderr);
+    const underFile = join(file, "sub");
+    const batch = await cluster.fts(["fetch", "--all", underFile]);
     assert.equal(batch.code, 1);
     assert.equal(_lines(batch.stderr).length, 1, batch.stderr);
-    assert.match(batch.stderr, /^fts fetch: Destination directory .*missing does not exist/);
+    assert.match(batch.stderr, /^fts fetch: Cannot (create|use) the destination .*plain-file\/sub/);
     // The usage of fetch is two lines: printed as two, not escaped into one.
     const extra = await cluster.fts(["fetch", "a.bin", cluster.work, "extra"]);
     assert.equal(extra.code, 2);

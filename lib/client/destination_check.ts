@@ -377,13 +377,35 @@ export class DestinationCheck {
   }
 }
 
-/** Throws a FetchError unless `destDir` is an existing directory. */
+/**
+ * Makes sure `destDir` is a directory: one that does not exist yet is made
+ * (with its parents, as wget -P and aria2c -d do); throws a FetchError when
+ * it is something else or cannot be made.
+ */
 export function checkDestDir(destDir: string): void {
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(destDir);
-  } catch (cause) {
-    throw new FetchError(`Destination directory ${destDir} does not exist`, [], { cause });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new FetchError(
+        `Cannot use the destination ${destDir}: ${(error as Error).message}`,
+        [],
+        {
+          cause: error,
+        },
+      );
+    }
+    try {
+      Deno.mkdirSync(destDir, { recursive: true });
+      return;
+    } catch (cause) {
+      throw new FetchError(
+        `Cannot create the destination directory ${destDir}: ${(cause as Error).message}`,
+        [],
+        { cause },
+      );
+    }
   }
   if (!info.isDirectory) throw new FetchError(`Destination ${destDir} is not a directory`, []);
 }
