@@ -95,7 +95,7 @@ function _usage(): string {
     "Commands:",
     ...lines,
     "",
-    "Every command takes --data DIR (default ./fts-data, or $FTS_DATA).",
+    "Commands that act on a cluster take --data DIR (default ./fts-data, or $FTS_DATA).",
     "Example: fts preload movie.mkv && fts cluster   then   fts fetch movie.mkv ~/Downloads",
   ].join("\n");
 }

@@ -32,6 +32,14 @@ Deno.test("errorLine() adds what to do, found down the cause chain", () => {
     'Cannot delete "a.bin": it belongs to ed25519:abc, not to ed25519:def',
   );
   assert.match(errorLine(notYours), /; only the file's owner may change it: act as the owner/);
+  const operators = new ProtocolError(
+    "NOT_YOURS",
+    'Cannot delete "movie.mkv": it belongs to operator, not to ed25519:def',
+  );
+  assert.match(
+    errorLine(operators),
+    /; it is the operator's \(fts preload stored it\): pass --operator/,
+  );
   // A message that already says what to do is left alone.
   const said = new Error("The disk is full; free some space and run it again", { cause: full });
   assert.equal(errorLine(said), said.message);
@@ -206,7 +214,7 @@ Deno.test("rm: a file of another owner: one line saying whose it is and what to 
     assert.equal(lines.length, 1, rm.stderr);
     assert.match(
       lines[0]!,
-      /^fts rm: Cannot delete "o\.bin": it belongs to operator, not to ed25519:\S+; only the file's owner may change it: act as the owner \(--identity FILE\), or ask them; fts ls shows owners$/,
+      /^fts rm: Cannot delete "o\.bin": it belongs to operator, not to ed25519:\S+; it is the operator's \(fts preload stored it\): pass --operator, on the cluster's host \(or one holding its operator_identity\.json\)$/,
     );
     const ls = await cluster.fts(["ls"]);
     assert.match(ls.stdout, /o\.bin/, "nothing was deleted");

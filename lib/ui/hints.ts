@@ -41,6 +41,13 @@ const _RULES: _Rule[] = [
       "the cluster's manifest (manifest.json in the data directory) is damaged: restore it from a backup (fts repair does not rebuild it)",
   },
   {
+    // Files fts preload stored: their owner is the operator, whose key the cluster's host holds.
+    test: (error) =>
+      _protocolCode("NOT_YOURS")(error) && /belongs to operator\b/.test((error as Error).message),
+    hint:
+      "it is the operator's (fts preload stored it): pass --operator, on the cluster's host (or one holding its operator_identity.json)",
+  },
+  {
     test: _protocolCode("NOT_YOURS"),
     hint:
       "only the file's owner may change it: act as the owner (--identity FILE), or ask them; fts ls shows owners",

@@ -22,7 +22,11 @@ export async function runCommand(name: string, command: Command, args: string[])
         }`,
       );
     }
-    console.log("\n--data DIR picks the data directory; --verbose shows the cause of an error.");
+    console.log(
+      command.USAGE.includes("--data")
+        ? "\n--data DIR picks the data directory; --verbose shows the cause of an error."
+        : "\n--verbose shows the cause of an error.",
+    );
     return 0;
   }
   const verbose = args.includes("--verbose");
