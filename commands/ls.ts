@@ -21,6 +21,8 @@ import {
 import { livePid } from "../lib/ops/instances.ts";
 import { shuffled } from "../lib/base/shuffled.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
+import { requireManifestIfParts } from "../lib/state/manifest_guard.ts";
+import { storesOnHost } from "../lib/state/part_gc.ts";
 import type { FileSummary } from "../lib/client/peer.ts";
 import { listedFilePages } from "../lib/client/list_files.ts";
 import { resolveServers } from "../lib/client/servers.ts";
@@ -118,7 +120,9 @@ export async function run(args: string[]): Promise<number> {
     store = cluster.manifest;
     close = () => cluster.close();
   } else if (local) {
-    // Local data directory: the manifest is right here, cluster up or not.
+    // Local data directory: the manifest is right here, cluster up or not. One
+    // missing beside stored parts is lost, not empty: "no files" would be wrong.
+    await requireManifestIfParts(dir, () => storesOnHost(dir));
     store = openManifestStore(dir);
     running = await _runningInstances(dir, config!);
   }

@@ -34,6 +34,9 @@ export async function run(args: string[]): Promise<number> {
     interval: { type: "string" },
     ...ETCD_FLAGS,
   });
+  if (stringFlag(flags, "interval") !== undefined && !boolFlag(flags, "watch")) {
+    throw new UsageError("--interval sets how often --watch polls: give --watch too");
+  }
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
   const etcd = etcdTarget(flags);

@@ -27,6 +27,14 @@ Deno.test("cli: unknown flag and missing arguments exit 2", async () => {
     assert.match(missing.stderr, /Missing argument/);
     const kill = await runFts(["kill", "notaport", "--data", dir]);
     assert.equal(kill.code, 2);
+    const notes = join(dir, "notes.txt");
+    await Deno.writeTextFile(notes, "a file, not a data directory");
+    const notDir = await runFts(["status", "--data", notes]);
+    assert.equal(notDir.code, 2, notDir.stderr);
+    assert.match(notDir.stderr, /--data .*notes\.txt is not a directory/);
+    const interval = await runFts(["status", "--interval", "2s", "--data", dir]);
+    assert.equal(interval.code, 2, interval.stderr);
+    assert.match(interval.stderr, /--interval sets how often --watch polls/);
     // Rates an instance or healing could not work with: refused before the data directory is made.
     const data = join(dir, "data");
     for (

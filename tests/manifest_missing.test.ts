@@ -31,7 +31,12 @@ Deno.test(
       await Deno.remove(join(cluster.dir, "manifest.journal")).catch(() => {});
 
       for (
-        const args of [["repair", "--unused-after", "1h"], ["status"], ["repair", "--dry-run"]]
+        const args of [
+          ["repair", "--unused-after", "1h"],
+          ["status"],
+          ["repair", "--dry-run"],
+          ["ls"],
+        ]
       ) {
         const result = await cluster.fts(args);
         assert.notEqual(result.code, 0, `${args.join(" ")} succeeded: ${result.stdout}`);

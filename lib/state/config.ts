@@ -109,7 +109,17 @@ function _parseConfig(value: unknown, path: string): ClusterConfig {
 /** Reads the config of a data directory, or undefined when it has none yet. */
 export async function loadConfig(dir: string): Promise<ClusterConfig | undefined> {
   const path = dataPaths(dir).config;
-  const value = await readJsonFile(path);
+  let value: unknown;
+  try {
+    value = await readJsonFile(path);
+  } catch (cause) {
+    if (cause instanceof Deno.errors.NotADirectory) {
+      throw new UsageError(`--data ${dir} is not a directory: give the cluster's data directory`, {
+        cause,
+      });
+    }
+    throw cause;
+  }
   return value === undefined ? undefined : _parseConfig(value, path);
 }
 
