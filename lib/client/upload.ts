@@ -297,12 +297,7 @@ class _Uploader {
         if (error instanceof UploadError) throw error;
         if (error instanceof TlsError) tlsErrors.push(error);
         // Reached, and it answered with an error: what it said is the news, not "is it running?".
-        if (
-          error instanceof RemoteProtocolError ||
-          error instanceof ProtocolError && error.code === "UNAVAILABLE"
-        ) {
-          refusals.push(error);
-        }
+        if (error instanceof RemoteProtocolError) refusals.push(error);
         reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
       } finally {
         peer?.close();
