@@ -399,8 +399,10 @@ class _Fetcher {
           : { read: true, write: true },
       );
     } catch (cause) {
-      // A short fetch (fetch_small.ts) made it since the check: look again.
+      // A short fetch (fetch_small.ts) made it since the check, or renamed
+      // the partial file it made into place: look again.
       if (cause instanceof Deno.errors.AlreadyExists && !partial) return undefined;
+      if (cause instanceof Deno.errors.NotFound && partial) return undefined;
       throw new FetchError(`Cannot open ${workPath} for writing`, [], { cause });
     }
     if (workPath === partialPath && partial && !holdsPartial(file, partialPath)) {
