@@ -16,7 +16,7 @@ export const EXAMPLE = [
 ].join("\n");
 
 export async function run(args: string[]): Promise<number> {
-  // --data as every command takes it: a single-host cluster has nothing to forget.
+  // --data, as commands acting on a cluster take it: a single-host cluster has nothing to forget.
   const flags = parseFlags(args, {
     json: { type: "boolean" },
     data: { type: "string" },

@@ -20,17 +20,17 @@ export const EXAMPLE = [
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, SIGNING_FLAGS);
-  const typed = normalizeFileName(expectPositionals(flags, 1, 1, USAGE)[0] ?? "");
+  const nfcName = normalizeFileName(expectPositionals(flags, 1, 1, USAGE)[0] ?? "");
   try {
-    validateFileName(typed);
+    validateFileName(nfcName);
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
   const { servers, identity } = await signingContext(signingFlags(flags));
   // Should a reply get lost, this tells "removed by that attempt" from "never there".
-  const before = await lookupEntry(servers, typed);
+  const before = await lookupEntry(servers, nfcName);
   // A name stored before names were normalised is found from its NFC form: removed as stored.
-  const name = typeof before === "object" ? before.name : typed;
+  const name = typeof before === "object" ? before.name : nfcName;
   let reply;
   try {
     reply = await sendSigned(servers, identity, {
