@@ -31,7 +31,7 @@ export interface ForgetResult {
 }
 
 /** The members `selector` names: the one whose id it is, or every one at that host address. */
-export function membersNamed(
+function _membersNamed(
   members: ReadonlyMap<string, MemberRecord>,
   selector: string,
 ): string[] {
@@ -51,7 +51,7 @@ export async function forgetMembers(
   const [members, alive] = await Promise.all([cluster.members(), cluster.alive()]);
   const ids = new Set<string>();
   for (const selector of selectors) {
-    const named = membersNamed(members, selector);
+    const named = _membersNamed(members, selector);
     if (named.length === 0) {
       const hosts = [...new Set([...members.keys()].map(_hostOf))].sort();
       throw new Error(
