@@ -11,6 +11,10 @@ import { RateLimiter } from "../lib/base/rate_limiter.ts";
 import { PartStore } from "../lib/state/store.ts";
 import { assertCode, randomBytes, storeBytes } from "./unit_helpers.ts";
 import { flipByte, withInstances } from "./unit_instances.ts";
+import { startLyingServer } from "./lying_server.ts";
+import { RepairRun } from "../lib/ops/repair_run.ts";
+import { type RepairTarget } from "../lib/ops/repair_target.ts";
+import { verifyCopies } from "../lib/ops/repair_verify.ts";
 
 async function _tempFiles(store: PartStore): Promise<string[]> {
   return (await Array.fromAsync(Deno.readDir(store.tmpDir))).map((e) => e.name);
@@ -148,4 +152,48 @@ Deno.test("copyPart() aborted mid-stream leaves the target no part and, once it 
     }
     assert.deepEqual(await _tempFiles(b!.store), []);
   });
+});
+
+Deno.test("verifyCopies(): a copy its instance answers an error for is unchecked; the instance's other copies are still checked", async () => {
+  const [failing, good, rotten] = ["aa", "bb", "cc"].map((x) => x.repeat(32)) as [
+    string,
+    string,
+    string,
+  ];
+  const liar = startLyingServer((request) => {
+    if (request.op !== "part.verify") return undefined;
+    if (request.digest === failing) {
+      return { header: { op: "error", code: "INTERNAL", message: "Is a directory (os error 21)" } };
+    }
+    const status = request.digest === good ? "ok" : "corrupt";
+    return { header: { op: "verified", digest: request.digest, status } };
+  });
+  try {
+    const target = {
+      view: { replicas: 2, ids: ["9"], address: () => liar.address, domain: () => "x" },
+    } as unknown as RepairTarget;
+    const run = new RepairRun(target, {});
+    const sizes = new Map([[failing, 10], [good, 10], [rotten, 10]]);
+    run.stored.set("9", { parts: sizes, quarantined: new Set() });
+    const refs = [{ file: "f.bin", index: 0 }];
+    const wanted = new Map(
+      [failing, good, rotten].map((digest) => [
+        digest,
+        { digest, size: 10, refs, listed: new Set(["9"]) },
+      ]),
+    );
+    const checked = await verifyCopies(
+      run,
+      new Map([["9", new Set([failing, good, rotten])]]),
+      wanted,
+    );
+    assert.deepEqual([...checked.get("9")!], [good]);
+    assert.deepEqual(run.report.unchecked.map((u) => [u.id, u.digest, u.reason]), [
+      ["9", failing, "Is a directory (os error 21)"],
+    ]);
+    assert.deepEqual(run.report.corrupt.map((c) => c.digest), [rotten]);
+    assert.equal(run.report.verified, 2);
+  } finally {
+    await liar.stop();
+  }
 });
