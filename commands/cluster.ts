@@ -14,6 +14,7 @@ import {
 } from "../lib/cli/flags.ts";
 import { rateFlag } from "../lib/cli/repair_flags.ts";
 import { DEFAULT_CONFIG, ensureConfig, loadConfig, resolveDataDir } from "../lib/state/config.ts";
+import { markEtcdHost, refuseEtcdHost } from "../lib/state/manifest_guard.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
 import { Supervisor } from "../lib/ops/cluster.ts";
@@ -98,14 +99,16 @@ export async function run(args: string[]): Promise<number> {
   if (limitRate !== undefined && limitRate < 1024) {
     throw new UsageError("--limit-rate must be at least 1KiB (per instance)");
   }
+  // A host's directory of a cluster in etcd, started without --etcd, would serve "no files".
+  if (!etcd) refuseEtcdHost(dir);
   const etcdArgs = etcd ? await _joinEtcd(etcd, flags, dir, requested) : undefined;
   // In etcd mode the data directory's config describes this host's instances
-  // only; the replica count lives in etcd.
+  // only; the replica count and the files live in etcd.
   const config = etcdArgs
     ? await ensureConfig(dir, {
       ...requested,
       replicas: (await loadConfig(dir))?.replicas ?? 1,
-    })
+    }, { manifest: false })
     : await ensureConfig(dir, requested);
   const lastPort = config.basePort + config.servers - 1;
   if (httpPort !== undefined && httpPort >= config.basePort && httpPort <= lastPort) {
@@ -280,6 +283,8 @@ async function _joinEtcd(
     if (!(await readEtcdWriters(cluster.etcd, cluster.keys)).hostKeys?.includes(operator.owner)) {
       await changeEtcdWriters(cluster.etcd, cluster.keys, { type: "host", key: operator.owner });
     }
+    // Marked, so that a command given this directory without --etcd is told to pass it.
+    await markEtcdHost(dir, etcd.cluster, etcd.endpoints);
     if (settings.operatorKey !== operator.owner) {
       console.log(
         `fts cluster: the operator key is another host's: to preload from this host, copy that ` +

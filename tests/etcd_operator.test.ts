@@ -3,6 +3,9 @@
  * its own (it signs that host's healing copies), and only the first host's
  * is the operator's. Acting as the operator from another host with its own
  * key is refused, rather than making that host the owner of what it stores.
+ * And a host's data directory holds no list of files: given without --etcd
+ * to a command that would read one there, it is refused, not read as a
+ * cluster whose every part is unused (a repair would delete them all).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -12,7 +15,8 @@ import { freePortRange, type FtsProcess, runFts } from "./harness.ts";
 import { startEtcdHost } from "./etcd_host.ts";
 
 Deno.test({
-  name: "etcd operator: preload and --operator from a second host need the first host's key",
+  name:
+    "etcd host directories: --operator needs the first host's key; without --etcd they are refused",
   ignore: missingTool("etcd"),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -51,6 +55,29 @@ Deno.test({
       );
       const preloaded = await runFts(["preload", source, ...flags, ...data(1)]);
       assert.equal(preloaded.code, 0, preloaded.stderr);
+      // Without --etcd, a host's directory is not a cluster of its own with no files.
+      const stored = async () => (await _partFiles(dir)).join();
+      const before = await stored();
+      assert.notEqual(before, "");
+      for (
+        const command of [
+          ["repair", "--unused-after", "1h"],
+          ["repair", "--new-cluster"],
+          ["status"],
+          ["ls"],
+          ["preload", source, "--as", "q.bin"],
+          ["cluster", "--plain"],
+        ]
+      ) {
+        const refused = await runFts([...command, ...data(0)], { env: { FTS_ETCD: "" } });
+        assert.equal(refused.code, 2, `${command[0]}: ${refused.stderr}`);
+        assert.match(refused.stderr, /is the data directory of a host of a cluster in etcd/);
+        assert.match(
+          refused.stderr,
+          new RegExp(`pass --etcd ${etcd.endpoints} --cluster operator`),
+        );
+      }
+      assert.equal(await stored(), before, "a refused command deleted parts");
       const removed = await runFts(["rm", "p.bin", "--operator", ...flags, ...data(0)]);
       assert.equal(removed.code, 0, removed.stderr);
     } finally {
@@ -63,3 +90,14 @@ Deno.test({
     }
   },
 });
+
+/** The part files stored under `dir`, at any depth. */
+async function _partFiles(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) found.push(...await _partFiles(path));
+    else if (/^[0-9a-f]{64}$/.test(entry.name)) found.push(path);
+  }
+  return found.sort();
+}

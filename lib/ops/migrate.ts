@@ -34,6 +34,7 @@ import {
 import { FileManifestStore } from "../state/file_manifest_store.ts";
 import { type FileEntry } from "../state/manifest.ts";
 import { type StoredEntry } from "../state/manifest_store.ts";
+import { markEtcdHost } from "../state/manifest_guard.ts";
 import { readIdentityOwner } from "../auth/identity.ts";
 import { EtcdCluster, type MemberRecord } from "../etcd/etcd_cluster.ts";
 import { exists, writeFileAtomic } from "../base/fs_util.ts";
@@ -185,6 +186,8 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
           ) + "\n",
         );
       }
+      // Marked before the manifest goes: a command without --etcd is then told to pass it.
+      await markEtcdHost(dir, options.cluster, [...options.endpoints]);
       const movedAside: string[] = [];
       for (const path of manifestFiles) {
         if (!(await exists(path))) continue;

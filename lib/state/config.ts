@@ -139,6 +139,7 @@ const FLAG_NAMES: Record<keyof ClusterConfig, string> = {
 export async function ensureConfig(
   dir: string,
   flags: Partial<ClusterConfig>,
+  options: { manifest?: boolean } = {},
 ): Promise<ClusterConfig> {
   const paths = dataPaths(dir);
   // Flags that cannot make a cluster leave no directory behind either.
@@ -151,8 +152,9 @@ export async function ensureConfig(
       return existing;
     }
     const config = validateConfig({ ...DEFAULT_CONFIG, ...flags });
-    // From now on a missing manifest is a lost one (manifest_guard.ts).
-    await createEmptyManifest(dir);
+    // From now on a missing manifest is a lost one (manifest_guard.ts); a
+    // host of a cluster in etcd keeps none.
+    if (options.manifest ?? true) await createEmptyManifest(dir);
     if (!(await exists(clusterIdPath(dir)))) await createClusterIdLocked(dir);
     await writeFileAtomic(
       paths.config,

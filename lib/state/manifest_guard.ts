@@ -6,8 +6,15 @@
  * config, and a directory with stored parts but no manifest is refused by
  * everything that would act on "no files", until the operator restores the
  * manifest or says the cluster is new (`fts repair --new-cluster`).
+ *
+ * And telling a host of a cluster in etcd from a single-host cluster: its
+ * data directory holds part stores but no list of files (that is in etcd),
+ * so read without `--etcd` it is a cluster whose every part is unused. Such
+ * a directory is marked (`etcd_host.json`), and whatever would read its
+ * files from the directory is refused with a line saying to pass --etcd.
  */
 import { exists, writeFileAtomic } from "../base/fs_util.ts";
+import { UsageError } from "../wire/errors.ts";
 import { join } from "../base/paths.ts";
 import { layoutDocument, snapshotHeader } from "./manifest_layout.ts";
 import { type PartStore } from "./store.ts";
@@ -20,6 +27,47 @@ export class ManifestMissingError extends Error {
 /** The path of the file manifest's snapshot in data directory `dir`. */
 export function manifestPath(dir: string): string {
   return join(dir, "manifest.json");
+}
+
+/** The file marking `dir` as the data directory of a host of a cluster in etcd. */
+export function etcdHostPath(dir: string): string {
+  return join(dir, "etcd_host.json");
+}
+
+/** Marks `dir` as the data directory of a host of `cluster` in etcd at `endpoints`. */
+export async function markEtcdHost(
+  dir: string,
+  cluster: string,
+  endpoints: string[],
+): Promise<void> {
+  await writeFileAtomic(
+    etcdHostPath(dir),
+    JSON.stringify({ format: "fts-etcd-host", version: 1, cluster, endpoints }, null, 2) + "\n",
+  );
+}
+
+/**
+ * Throws a UsageError when `dir` is the data directory of a host of a
+ * cluster in etcd (markEtcdHost): its files are not listed there.
+ */
+export function refuseEtcdHost(dir: string): void {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(etcdHostPath(dir));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return;
+    throw error;
+  }
+  let said: { cluster?: unknown; endpoints?: unknown } = {};
+  try {
+    said = JSON.parse(text);
+  } catch { /* damaged: still a host in etcd */ }
+  const urls = Array.isArray(said.endpoints) ? said.endpoints.join(",") : "URLS";
+  const name = typeof said.cluster === "string" ? ` --cluster ${said.cluster}` : "";
+  throw new UsageError(
+    `${dir} is the data directory of a host of a cluster in etcd, which lists its files: ` +
+      `pass --etcd ${urls}${name} (or set FTS_ETCD); read alone, every part there would look unused`,
+  );
 }
 
 /** Writes an empty manifest in `dir` unless one is there: for a new cluster. */
@@ -37,6 +85,7 @@ export async function requireManifestIfParts(
   dir: string,
   stores: () => Promise<PartStore[]>,
 ): Promise<void> {
+  refuseEtcdHost(dir);
   if (await exists(manifestPath(dir))) return;
   for (const store of await stores()) {
     const parts = await store.list();

@@ -10,6 +10,7 @@ import { dataPaths } from "./config.ts";
 import { withFileLock } from "../base/lock.ts";
 import { join } from "../base/paths.ts";
 import { FileManifestStore } from "./file_manifest_store.ts";
+import { refuseEtcdHost } from "./manifest_guard.ts";
 import type { Locker, ManifestStore } from "./manifest_store.ts";
 
 const _LOCK_NAME = /^[a-z][a-z0-9-]*$/;
@@ -22,7 +23,11 @@ const _stores = new Map<string, FileManifestStore>();
  */
 export function openManifestStore(dir: string, options: { serving?: boolean } = {}): ManifestStore {
   let store = _stores.get(dir);
-  if (!store) _stores.set(dir, store = new FileManifestStore(dir));
+  if (!store) {
+    // A host of a cluster in etcd keeps no list of files in its directory.
+    refuseEtcdHost(dir);
+    _stores.set(dir, store = new FileManifestStore(dir));
+  }
   if (options.serving) store.storedContentIds = true;
   return store;
 }
