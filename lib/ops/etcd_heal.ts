@@ -3,7 +3,8 @@
  * (over every host, under the cluster-wide repair lock in etcd, so a repair
  * or a heal on another host never runs at the same time) and where it learns
  * who is down (the members whose liveness key lapsed, looked at every
- * MEMBER_POLL_MS; a member forgotten with `fts forget` is down no more).
+ * MEMBER_POLL_MS; a member forgotten with `fts forget` is down no more, and
+ * one that joins starts a heal, which spreads copies to its failure domain).
  * Every host's supervisor does both: when the host that is healing dies, its
  * lock lapses and the next one takes over.
  */
@@ -32,8 +33,8 @@ export function etcdRepairRunner(
 /** Tells `healer` which members are down and up, as etcd's liveness keys say; returns a stop. */
 export function watchMembers(cluster: EtcdCluster, healer: Healer): () => void {
   let looking = false;
-  let known = new Set<string>();
-  return every(MEMBER_POLL_MS, () => {
+  let known: Set<string> | undefined;
+  const poll = () => {
     if (looking) return;
     looking = true;
     void (async () => {
@@ -43,7 +44,10 @@ export function watchMembers(cluster: EtcdCluster, healer: Healer): () => void {
           if (alive.has(id)) healer.instanceUp(id);
           else healer.instanceDown(id);
         }
-        for (const id of known) if (!members.has(id)) healer.instanceForgotten(id);
+        for (const id of known ?? []) if (!members.has(id)) healer.instanceForgotten(id);
+        // A new member (a host joined): copies may now spread over more failure domains.
+        const joined = [...members.keys()].find((id) => known !== undefined && !known.has(id));
+        if (joined !== undefined && healer.enabled) healer.trigger(`instance ${joined} joined`);
         known = new Set(members.keys());
       } catch {
         // etcd unreachable for now: nobody's state is known to have changed.
@@ -51,5 +55,8 @@ export function watchMembers(cluster: EtcdCluster, healer: Healer): () => void {
         looking = false;
       }
     })();
-  });
+  };
+  // At once: a host that joins in the first second is then a newcomer.
+  poll();
+  return every(MEMBER_POLL_MS, poll);
 }

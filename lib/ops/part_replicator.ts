@@ -31,8 +31,17 @@ export class PartReplicator {
     return this.#identity ??= this.#run.target.copyIdentity();
   }
 
-  /** Copies a part to `deficit` more instances, best-ranked first. */
-  async replicate(part: WantedPart, have: Set<string>, deficit: number): Promise<void> {
+  /**
+   * Copies a part to `deficit` more instances, best-ranked first; returns the
+   * good copies it ends with. With `spread`, the part has its R copies and
+   * these only add failure domains: one that cannot be made leaves it as it was.
+   */
+  async replicate(
+    part: WantedPart,
+    have: Set<string>,
+    deficit: number,
+    options: { spread?: boolean } = {},
+  ): Promise<Set<string>> {
     const { digest, size, refs } = part;
     const sources = [...have];
     const live = [...this.#run.stored.keys()];
@@ -40,7 +49,11 @@ export class PartReplicator {
     // Failure domains that hold no copy yet come first, then the rest in rank order.
     const { domain } = this.#run.target.view;
     const held = new Set([...have].map(domain));
-    const candidates = rankAcrossDomains(digest, live.filter((id) => !have.has(id)), domain)
+    const candidates = rankAcrossDomains(
+      digest,
+      live.filter((id) => !have.has(id) && !(options.spread && held.has(domain(id)))),
+      domain,
+    )
       .sort((a, b) => Number(held.has(domain(a))) - Number(held.has(domain(b))))
       .sort((a, b) =>
         Number(this.#run.stored.get(a)!.quarantined.has(digest)) -
@@ -132,15 +145,16 @@ export class PartReplicator {
     }
     if (final.size === 0) {
       this.#run.lost(part);
-      return;
+      return final;
     }
-    if (missing > 0) {
+    if (missing > 0 && !options.spread) {
       const have = final.size;
       this.#run.report.short.push({ digest, refs, have });
       this.#run.emit({ type: "short", digest, refs, have, want: this.#run.replicas });
     }
     this.#manifest.record(part, final);
     await this.#manifest.flushIfDue();
+    return final;
   }
 
   #pickSource(sources: string[]): string {

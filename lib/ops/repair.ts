@@ -24,7 +24,11 @@
 import { type ClusterConfig } from "../state/config.ts";
 import { REPAIR_LOCK } from "../state/manifest_store.ts";
 import { freeUnreferenced, storesOnHost, untouchedCopies } from "../state/part_gc.ts";
-import { createEmptyManifest, requireManifestIfParts } from "../state/manifest_guard.ts";
+import {
+  createEmptyManifest,
+  refuseEtcdHost,
+  requireManifestIfParts,
+} from "../state/manifest_guard.ts";
 import { fileRepairTarget, type RepairTarget } from "./repair_target.ts";
 import { rankAcrossDomains } from "../state/placement.ts";
 import { runPool } from "../base/run_pool.ts";
@@ -65,6 +69,7 @@ export async function repairCluster(
   config: ClusterConfig,
   options: RepairOptions = {},
 ): Promise<RepairReport> {
+  refuseEtcdHost(dir);
   if (!options.newCluster) await requireManifestIfParts(dir, () => storesOnHost(dir));
   else if (!options.dryRun) await createEmptyManifest(dir);
   return await repairTarget(fileRepairTarget(dir, config), options);
@@ -172,12 +177,22 @@ class _Repair {
         continue;
       }
       const deficit = this.#run.replicas - have.size - graceHeld.length;
+      const unspread = this.#unspread([...have, ...graceHeld]);
       if (deficit > 0 && have.size > 0) {
         this.#run.totals.copyTotal += deficit;
         this.#run.totals.copyBytesTotal += deficit * part.size;
-        jobs.push(() => this.#replicator.replicate(part, have, deficit));
+        jobs.push(async () => void await this.#replicator.replicate(part, have, deficit));
       } else if (have.size > this.#run.replicas) {
         surplus.push({ part, have });
+      } else if (unspread > 0 && have.size > 0) {
+        // R copies in too few failure domains (a host joined a cluster that had
+        // one): a copy in each domain missing, then the surplus goes, best spread kept.
+        this.#run.totals.copyTotal += unspread;
+        this.#run.totals.copyBytesTotal += unspread * part.size;
+        jobs.push(async () => {
+          const final = await this.#replicator.replicate(part, have, unspread, { spread: true });
+          if (final.size > this.#run.replicas) surplus.push({ part, have: final });
+        });
       } else {
         this.#manifest.record(part, have);
       }
@@ -216,7 +231,21 @@ class _Repair {
     return this.#run.report;
   }
 
-  /** True when a part's copies differ from R good, listed copies in any way. */
+  /**
+   * How many more failure domains copies on `ids` should span: every part's
+   * R copies go to min(R, domains with a live instance) domains (placement.ts).
+   */
+  #unspread(ids: Iterable<string>): number {
+    const { domain } = this.#run.target.view;
+    this.#liveDomains ??= new Set([...this.#run.stored.keys()].map(domain)).size;
+    const want = Math.min(this.#run.replicas, this.#liveDomains);
+    return Math.max(0, want - new Set([...ids].map(domain)).size);
+  }
+
+  /** Failure domains with a live instance, from the census. */
+  #liveDomains: number | undefined;
+
+  /** True when a part's copies differ from R good, listed copies (spread over domains) in any way. */
   #needsWork(part: WantedPart): boolean {
     const present = new Set<string>();
     for (const [id, stored] of this.#run.stored) {
@@ -227,6 +256,7 @@ class _Repair {
     }
     for (const id of this.#run.graceHeld(part)) present.add(id);
     if (present.size !== this.#run.replicas) return true;
+    if (this.#unspread(present) > 0) return true;
     if ([...present].some((id) => !part.listed.has(id))) return true;
     // A listed copy that is not there (gone, or on a down instance) needs a new home.
     return [...part.listed].some((id) => !present.has(id));

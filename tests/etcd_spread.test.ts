@@ -1,0 +1,142 @@
+/**
+ * Failure domains kept by repair: a cluster in etcd that had one host, whose
+ * every part has its R copies there, gains a second host; a repair moves one
+ * copy of each part to the new host (a copy made there, the surplus one on
+ * the first host dropped), so that losing either host loses nothing. With
+ * healing on, the host joining starts that repair by itself.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EtcdProcess } from "../bench/etcd_process.ts";
+import { missingTool } from "./missing_tool.ts";
+import { freePortRange, type FtsProcess, runFts } from "./harness.ts";
+import { startEtcdHost } from "./etcd_host.ts";
+
+interface _Spread {
+  dir: string;
+  flags: string[];
+  hosts: FtsProcess[];
+  bytes: Uint8Array;
+  /** Starts host `i` (127.0.0.{i+2}, 2 instances). */
+  start(i: number): Promise<void>;
+  /** The hosts of each part's replicas of f.bin, sorted. */
+  replicaHosts(): Promise<string[][]>;
+}
+
+/** One host holding f.bin (5 parts, both copies of each there), given to `fn`. */
+async function _withOneHostFile(
+  healAfter: string,
+  fn: (ctx: _Spread) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "fts-etcd-spread-" });
+  const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
+  const hosts: FtsProcess[] = [];
+  const flags = ["--etcd", etcd.endpoints, "--cluster", "spread"];
+  const ctx: _Spread = {
+    dir,
+    flags,
+    hosts,
+    bytes: new Uint8Array(300_000),
+    start: async (i) => {
+      hosts.push(
+        await startEtcdHost({
+          flags,
+          host: `127.0.0.${i + 2}`,
+          servers: 2,
+          basePort: freePortRange(2),
+          data: join(dir, `host${i}`),
+          extra: ["--part-size", "64KiB", "--heal-after", healAfter],
+        }),
+      );
+    },
+    replicaHosts: async () => {
+      const ls = await runFts(["ls", "f.bin", "--json", ...flags]);
+      assert.equal(ls.code, 0, ls.stderr);
+      return (JSON.parse(ls.stdout) as { parts: { replicas: string[] }[] }).parts.map((p) =>
+        p.replicas.map((id) => id.slice(0, id.lastIndexOf(":"))).sort()
+      );
+    },
+  };
+  try {
+    await ctx.start(0);
+    const source = join(dir, "f.bin");
+    for (let at = 0; at < ctx.bytes.length; at += 65536) {
+      crypto.getRandomValues(ctx.bytes.subarray(at, at + 65536));
+    }
+    await Deno.writeFile(source, ctx.bytes);
+    const up = await runFts(["upload", source, ...flags, "--identity", join(dir, "id"), "-q"]);
+    assert.equal(up.code, 0, up.stderr);
+    const before = await ctx.replicaHosts();
+    assert.equal(before.length, 5);
+    for (const hostsOfPart of before) assert.deepEqual(hostsOfPart, ["127.0.0.2", "127.0.0.2"]);
+    await fn(ctx);
+  } finally {
+    for (const host of hosts) {
+      host.kill("SIGTERM");
+      await host.status;
+    }
+    await etcd.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "etcd spread: a host joins a one-host cluster; a repair puts a copy of every part on it",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await _withOneHostFile("0", async ({ dir, flags, hosts, bytes, start, replicaHosts }) => {
+      await start(1);
+      // Run on the first host: the surplus copies there are deleted, not only unlisted.
+      const repair = await runFts(["repair", ...flags, "--data", join(dir, "host0")]);
+      assert.equal(repair.code, 0, repair.stderr + repair.stdout);
+      assert.match(repair.stdout, /5 copies made .*5 surplus copies dropped/);
+      for (const hostsOfPart of await replicaHosts()) {
+        assert.deepEqual(hostsOfPart, ["127.0.0.2", "127.0.0.3"]);
+      }
+      const again = await runFts(["repair", ...flags, "--data", join(dir, "host0")]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /nothing to do/);
+      // The first host dies, instances and all: the file is still whole, from the second.
+      hosts[0]!.kill("SIGKILL");
+      await hosts[0]!.status;
+      for (const entry of Deno.readDirSync(join(dir, "host0", "run"))) {
+        if (!entry.name.endsWith(".pid")) continue;
+        try {
+          Deno.kill(
+            Number(Deno.readTextFileSync(join(dir, "host0", "run", entry.name))),
+            "SIGKILL",
+          );
+        } catch { /* gone with its supervisor */ }
+      }
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      const got = await runFts(["fetch", "f.bin", out, ...flags, "-q", "--timeout", "2s"]);
+      assert.equal(got.code, 0, got.stderr);
+      assert.deepEqual(await Deno.readFile(join(out, "f.bin")), bytes);
+    });
+  },
+});
+
+Deno.test({
+  name: "etcd spread: with healing on, a host joining starts the repair that spreads the copies",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // Healing on, but no instance goes down: only the join can start a heal.
+    await _withOneHostFile("1h", async ({ hosts, start, replicaHosts }) => {
+      await start(1);
+      const deadline = Date.now() + 30_000;
+      let spread: string[][] = [];
+      while (Date.now() < deadline) {
+        spread = await replicaHosts();
+        if (spread.every((h) => h.join() === "127.0.0.2,127.0.0.3")) break;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      for (const hostsOfPart of spread) assert.deepEqual(hostsOfPart, ["127.0.0.2", "127.0.0.3"]);
+      assert.match(hosts.map((h) => h.stdout).join("\n"), /heal: instance 127\.0\.0\.3:\d+ joined/);
+    });
+  },
+});
