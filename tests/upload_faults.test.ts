@@ -145,3 +145,69 @@ Deno.test("upload: an instance that failed earlier and was restarted takes copie
     await cluster.stop();
   }
 });
+
+Deno.test("upload: a file rewritten, deleted or bigger than its size while it is read is not published; Ctrl-C stops a slow one at once", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    partSize: "64KiB",
+    files: { "op.bin": 10_000 },
+    clusterArgs: ["--heal-after", "0"],
+  });
+  const alice = testUser(cluster, "alice");
+  const slowUpload = (path: string, rate: string) =>
+    new FtsProcess(
+      ["upload", path, "--limit-rate", rate, "--parallel", "1", "--data", cluster.dir],
+      { env: alice.env },
+    );
+  try {
+    // Its first part rewritten after it was sent: the published file would be two versions.
+    const changed = join(cluster.work, "src", "changed.bin");
+    await writeRandomFile(changed, 16 * PART, 51);
+    const upload = slowUpload(changed, "256KiB");
+    // 1 MiB at 256 KiB/s: the first part is sent after a second, the rest still to come.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const file = await Deno.open(changed, { write: true });
+    await file.write(new Uint8Array(100).fill(7));
+    file.close();
+    const result = await upload.result();
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /changed\.bin was modified while it was being read/);
+
+    // Deleted midway: said once as this file's trouble, no instance blamed.
+    const deleted = join(cluster.work, "src", "deleted.bin");
+    await writeRandomFile(deleted, 16 * PART, 52);
+    const gone = slowUpload(deleted, "256KiB");
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await Deno.remove(deleted);
+    const goneResult = await gone.result();
+    assert.equal(goneResult.code, 1, goneResult.stderr);
+    assert.doesNotMatch(goneResult.stderr, /failover/);
+    assert.match(goneResult.stderr, /No such file or directory/);
+
+    // A file that holds more than its size says.
+    const proc = await cluster.fts(["upload", "/proc/self/status", "--as", "status.txt"], {
+      env: alice.env,
+    });
+    assert.equal(proc.code, 1, proc.stderr);
+    assert.match(proc.stderr, /holds more bytes than its size says/);
+    const preloaded = await cluster.fts(["preload", "/proc/self/status", "--as", "status.txt"]);
+    assert.equal(preloaded.code, 1, preloaded.stderr);
+    assert.match(preloaded.stderr, /holds more bytes than its size says/);
+    const names = Object.keys((await readManifestJson(cluster.dir)).files);
+    assert.deepEqual(names, ["op.bin"], "a changed file was published");
+
+    // Ctrl-C under a low --limit-rate: out at once, not after the limiter's wait.
+    const slow = join(cluster.work, "src", "slow.bin");
+    await writeRandomFile(slow, 4 * PART, 53);
+    const crawling = slowUpload(slow, "1KiB");
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const interrupted = Date.now();
+    Deno.kill(crawling.pid, "SIGINT");
+    const stopped = await crawling.result();
+    assert.equal(stopped.code, 130, stopped.stderr);
+    assert.ok(Date.now() - interrupted < 5_000, `took ${Date.now() - interrupted} ms`);
+  } finally {
+    await cluster.stop();
+  }
+});

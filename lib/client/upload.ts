@@ -33,6 +33,7 @@ import { type UploadEvent, type UploadProgress, type UploadResult } from "./uplo
 import { hashInto } from "../state/store.ts";
 import { preferredTlsError, TlsError } from "../wire/tls.ts";
 import { Xxh128 } from "../hash/xxh128.ts";
+import { checkSource, stampSource } from "../base/source_file.ts";
 
 /** Bytes read from the file and written to a socket at a time. */
 export const UPLOAD_CHUNK_BYTES = 256 * 1024;
@@ -178,15 +179,9 @@ class _Uploader {
 
   async #run(): Promise<UploadResult> {
     const options = this.#options;
-    let size: number;
-    try {
-      const info = await Deno.stat(options.path);
-      if (!info.isFile) throw new UploadError(`${options.path} is not a regular file`);
-      size = info.size;
-    } catch (cause) {
-      if (cause instanceof UploadError) throw cause;
-      throw new UploadError(`Cannot read ${options.path}: ${(cause as Error).message}`, { cause });
-    }
+    // Checked again before publishing: a file changed meanwhile is never published.
+    const stamp = await stampSource(options.path).catch(_asUploadError);
+    const size = stamp.size;
 
     // Step 1: the layout, and an early word on the name (the server decides for good).
     const from = await this.#locate();
@@ -222,7 +217,8 @@ class _Uploader {
     if (early.length > 0) await this.#recheckStored(early);
     await this.#recheckLiveness(parts);
 
-    // Step 4: publish, re-sending whatever the server finds missing.
+    // Step 4: publish (the file as it was read), re-sending whatever the server finds missing.
+    await checkSource(stamp).catch(_asUploadError);
     this.#progress.phase = "publishing";
     const servers = [
       ...new Set([from, ...shuffled(options.servers), ...shuffled(Object.values(instances))]),
@@ -504,7 +500,8 @@ class _Uploader {
 
   /** The part's bytes, read from the file in chunks as the socket takes them. */
   async *#chunks(part: _Part): AsyncGenerator<Uint8Array> {
-    const file = await Deno.open(this.#options.path, { read: true });
+    // Gone since (deleted, say): this file's trouble, not the instance's.
+    const file = await Deno.open(this.#options.path, { read: true }).catch(_asUploadError);
     try {
       await file.seek(part.offset, Deno.SeekMode.Start);
       const limiter = this.#limiter;
@@ -515,7 +512,7 @@ class _Uploader {
         if (n === null) {
           throw new UploadError(`${this.#options.path} got shorter while it was being uploaded`);
         }
-        if (limiter) await limiter.take(n);
+        if (limiter) await limiter.take(n, this.#options.signal);
         this.#options.signal?.throwIfAborted();
         done += n;
         this.#progress.bytesSent += n;
@@ -596,4 +593,8 @@ class _Uploader {
     });
     await this.#recheckLiveness(parts);
   }
+}
+
+function _asUploadError(cause: Error): never {
+  throw new UploadError(cause.message, { cause });
 }

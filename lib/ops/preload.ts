@@ -4,6 +4,7 @@
  * down), then publish all the files in the manifest in one change.
  */
 import { createHash } from "node:crypto";
+import { checkSource } from "../base/source_file.ts";
 import { type ClusterConfig, dataPaths, instanceIds } from "../state/config.ts";
 import { contentIdOf, type FileEntry, OPERATOR_OWNER, type PartEntry } from "../state/manifest.ts";
 import { PARTS_LOCK } from "../state/manifest_store.ts";
@@ -210,6 +211,7 @@ async function _storeFile(
     const info = await file.stat();
     if (!info.isFile) throw new TypeError(`${path} is not a regular file`);
     const size = info.size;
+    const stamp = { path, size, mtimeMs: info.mtime?.getTime(), ino: info.ino };
     const ids = instanceIds(config);
     const buffer = new Uint8Array(READ_CHUNK_BYTES);
     const parts: PartEntry[] = [];
@@ -240,6 +242,8 @@ async function _storeFile(
         replicas,
       });
     }
+    // The file as it was read, or nothing: a part rewritten, bytes appended since (source_file.ts).
+    await checkSource(stamp);
     return {
       name,
       size,
