@@ -211,3 +211,29 @@ Deno.test("upload: a file rewritten, deleted or bigger than its size while it is
     await cluster.stop();
   }
 });
+
+Deno.test("upload: --limit-rate 2KiB over 2 streams (R=2) finishes: each stream sends often enough for its instance", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    partSize: "32KiB",
+    files: { "op.bin": 10_000 },
+    clusterArgs: ["--heal-after", "0"],
+  });
+  const alice = testUser(cluster, "alice");
+  try {
+    const path = join(cluster.work, "src", "trickle.bin");
+    // One part, two copies at once: in 16 KiB chunks at 2 KiB/s, a copy's second chunk came 16 s
+    // after its first, past the 10 s an instance waits for the rest of a part.
+    await writeRandomFile(path, 32 * 1024, 61);
+    const upload = await cluster.fts(
+      ["upload", path, "--limit-rate", "2KiB", "--parallel", "1", "-q"],
+      { env: alice.env },
+    );
+    assert.equal(upload.code, 0, upload.stderr);
+    assert.doesNotMatch(upload.stderr, /failover/);
+    await assertVerifiedCopies(cluster, "trickle.bin", 2);
+  } finally {
+    await cluster.stop();
+  }
+});

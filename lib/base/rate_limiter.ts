@@ -1,5 +1,10 @@
 import { deadline } from "./deadline.ts";
 
+/** At most this long between two chunks of one stream sharing a limiter (see chunkFor). */
+const CHUNK_GAP_SECONDS = 4;
+/** Smaller chunks cost more in syscalls than the rate is worth. */
+const MIN_CHUNK_BYTES = 64;
+
 /**
  * A token bucket shared by every stream of one transfer: `take(n)` resolves
  * when n more bytes may pass without exceeding `bytesPerSecond` on average.
@@ -21,6 +26,16 @@ export class RateLimiter {
   /** The largest read that keeps the flow smooth at this rate. */
   get chunkBytes(): number {
     return this.burstBytes;
+  }
+
+  /**
+   * The largest chunk for each of `streams` sharing this rate such that each
+   * sends one at least every CHUNK_GAP_SECONDS: a receiver that hears
+   * nothing for longer (an instance's 10 s per request) gives up on it.
+   */
+  chunkFor(streams: number): number {
+    const share = Math.floor((this.bytesPerSecond * CHUNK_GAP_SECONDS) / Math.max(1, streams));
+    return Math.min(this.burstBytes, Math.max(MIN_CHUNK_BYTES, share));
   }
 
   /** Waits until `bytes` more may pass; rejects with `signal`'s reason once it aborts. */

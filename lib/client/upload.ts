@@ -34,6 +34,7 @@ import { hashInto } from "../state/store.ts";
 import { preferredTlsError, TlsError } from "../wire/tls.ts";
 import { Xxh128 } from "../hash/xxh128.ts";
 import { checkSource, stampSource } from "../base/source_file.ts";
+import { asUploadError, UploadError } from "./upload_error.ts";
 
 /** Bytes read from the file and written to a socket at a time. */
 export const UPLOAD_CHUNK_BYTES = 256 * 1024;
@@ -73,14 +74,6 @@ export interface UploadOptions {
   onEvent?: (event: UploadEvent) => void;
   /** REFRESH_COPIES_AFTER_MS unless given (tests shorten it). */
   refreshCopiesAfterMs?: number;
-}
-
-/** An upload that cannot complete; nothing was published. */
-export class UploadError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "UploadError";
-  }
 }
 
 interface _Part {
@@ -180,7 +173,7 @@ class _Uploader {
   async #run(): Promise<UploadResult> {
     const options = this.#options;
     // Checked again before publishing: a file changed meanwhile is never published.
-    const stamp = await stampSource(options.path).catch(_asUploadError);
+    const stamp = await stampSource(options.path).catch(asUploadError);
     const size = stamp.size;
 
     // Step 1: the layout, and an early word on the name (the server decides for good).
@@ -218,7 +211,7 @@ class _Uploader {
     await this.#recheckLiveness(parts);
 
     // Step 4: publish (the file as it was read), re-sending whatever the server finds missing.
-    await checkSource(stamp).catch(_asUploadError);
+    await checkSource(stamp).catch(asUploadError);
     this.#progress.phase = "publishing";
     const servers = [
       ...new Set([from, ...shuffled(options.servers), ...shuffled(Object.values(instances))]),
@@ -501,11 +494,14 @@ class _Uploader {
   /** The part's bytes, read from the file in chunks as the socket takes them. */
   async *#chunks(part: _Part): AsyncGenerator<Uint8Array> {
     // Gone since (deleted, say): this file's trouble, not the instance's.
-    const file = await Deno.open(this.#options.path, { read: true }).catch(_asUploadError);
+    const file = await Deno.open(this.#options.path, { read: true }).catch(asUploadError);
     try {
       await file.seek(part.offset, Deno.SeekMode.Start);
       const limiter = this.#limiter;
-      const buffer = new Uint8Array(Math.min(UPLOAD_CHUNK_BYTES, limiter?.chunkBytes ?? Infinity));
+      // Every stream (parallel parts, R copies each) sends often enough for its instance to wait.
+      const streams = (this.#options.parallel ?? DEFAULT_UPLOAD_PARALLEL) * this.#cluster.replicas;
+      const most = limiter?.chunkFor(streams) ?? Infinity;
+      const buffer = new Uint8Array(Math.min(UPLOAD_CHUNK_BYTES, most));
       let done = 0;
       while (done < part.size) {
         const n = await file.read(buffer.subarray(0, Math.min(buffer.length, part.size - done)));
@@ -593,8 +589,4 @@ class _Uploader {
     });
     await this.#recheckLiveness(parts);
   }
-}
-
-function _asUploadError(cause: Error): never {
-  throw new UploadError(cause.message, { cause });
 }
