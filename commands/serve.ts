@@ -134,7 +134,7 @@ export async function run(args: string[]): Promise<number> {
     // The cluster id never changes: read once here, not per signed request
     // (each read would wait out etcd's timeout while etcd has no quorum).
     const { clusterId } = await cluster.requireSettings();
-    const self = { id, store, clusterId };
+    const self = { id, store, clusterId, hostDir: storeDir === undefined ? dir : undefined };
     cluster.manifest.storedContentIds = true;
     server = new Server({
       id,

@@ -115,6 +115,23 @@ Deno.test({
       const got = await runFts(["fetch", "f.bin", out, ...flags, "-q", "--timeout", "2s"]);
       assert.equal(got.code, 0, got.stderr);
       assert.deepEqual(await Deno.readFile(join(out, "f.bin")), bytes);
+      // Removed through an instance of the second host: its copies go from both its instances.
+      const id = ["--identity", join(dir, "id")];
+      const removed = await runFts(["rm", "f.bin", ...flags, ...id]);
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.match(removed.stdout, /5 parts no other file uses were freed \(5 stored copies\)/);
+      const left: string[] = [];
+      for await (const entry of Deno.readDir(join(dir, "host1", "instances"))) {
+        for await (
+          const sub of Deno.readDir(join(dir, "host1", "instances", entry.name, "parts"))
+        ) {
+          left.push(
+            ...[...Deno.readDirSync(join(dir, "host1", "instances", entry.name, "parts", sub.name))]
+              .map((e) => e.name),
+          );
+        }
+      }
+      assert.deepEqual(left, []);
     });
   },
 });

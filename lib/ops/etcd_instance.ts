@@ -5,16 +5,15 @@
  * the instances that hold them (`part.has`, one connection per instance),
  * since instances on other hosts share no directory with this one.
  *
- * Freeing parts after a delete or a replace frees this instance's own copies
- * only; copies on other instances stay until a repair on their host finds
+ * Freeing parts after a delete or a replace frees the copies on this host's
+ * instances; copies on other hosts stay until a repair on their host finds
  * them unused (`fts repair --etcd`, `--unused-after`).
  */
 import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
 import { Peer } from "../client/peer.ts";
 import { type MutationsContext } from "../server/mutations.ts";
 import { type PartStore } from "../state/store.ts";
-import { PARTS_LOCK } from "../state/manifest_store.ts";
-import { referencedDigests } from "../state/part_gc.ts";
+import { freeUnreferenced, storesOnHost } from "../state/part_gc.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { WRITERS_CACHE_MS } from "../auth/writers_policy.ts";
 import { cachedRead } from "../base/cached_read.ts";
@@ -27,7 +26,13 @@ const COPY_CHECK_STALL_TIMEOUT_MS = 5_000;
 
 export function etcdMutationsContext(
   cluster: EtcdCluster,
-  self: { id: string; store: PartStore; clusterId: string },
+  self: {
+    id: string;
+    store: PartStore;
+    clusterId: string;
+    /** The data directory holding this host's instances' stores (none with `serve --store`). */
+    hostDir?: string | undefined;
+  },
   tls?: TlsClientOptions,
 ): MutationsContext {
   const locker = cluster.locker(self.id);
@@ -79,17 +84,14 @@ export function etcdMutationsContext(
       }));
       return sizes;
     },
+    // On every instance of this host (its data directory's), as a single-host cluster does.
     freeParts: async (digests) => {
-      if (digests.length === 0) return { digests: 0, copies: 0 };
-      return await locker.withLock(PARTS_LOCK, async () => {
-        const used = await referencedDigests(cluster.manifest);
-        let freed = 0;
-        for (const digest of digests) {
-          if (used.has(digest)) continue;
-          if (await self.store.remove(digest)) freed++;
-        }
-        return { digests: freed, copies: freed };
-      });
+      const { digests: freed, copies } = await freeUnreferenced({
+        store: cluster.manifest,
+        locker,
+        stores: async () => self.hostDir ? await storesOnHost(self.hostDir) : [self.store],
+      }, digests);
+      return { digests: freed, copies };
     },
   };
 }
