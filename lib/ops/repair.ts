@@ -211,21 +211,19 @@ class _Repair {
       for (const id of have) {
         if (keep.has(id)) continue;
         drops.push({ id, digest: part.digest });
-        this.#run.emit({
-          type: "drop",
-          digest: part.digest,
-          refs: part.refs,
-          id,
-          dryRun: this.#run.dryRun,
-        });
+        // A copy on another host's instance (a cluster in etcd) leaves the
+        // manifest here and is deleted by a repair on that host.
+        const left = !this.#run.target.removesCopiesOn(id);
+        const { dryRun } = this.#run;
+        this.#run.emit({ type: "drop", digest: part.digest, refs: part.refs, id, dryRun, left });
       }
       this.#manifest.record(part, keep);
     }
     await this.#manifest.flush();
     if (this.#run.dryRun) {
-      this.#run.report.dropped = drops.length;
+      this.#run.report.dropped = drops.filter((d) => this.#run.target.removesCopiesOn(d.id)).length;
     } else if (drops.length > 0) {
-      this.#run.report.dropped = await this.#manifest.deleteDropped(drops);
+      this.#run.report.dropped = (await this.#manifest.deleteDropped(drops)).size;
     }
     await this.#deleteUnused(wanted);
     return this.#run.report;

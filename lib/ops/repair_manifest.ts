@@ -167,9 +167,10 @@ export class RepairManifest {
    * named it (it checks copies under the same lock) keeps it.
    *
    * The target removes the file where the instance keeps it (on this host
-   * only: a network delete op would first need a signed request).
+   * only: a network delete op would first need a signed request). Returns
+   * the copies deleted, as "ID:DIGEST".
    */
-  async deleteDropped(drops: { id: string; digest: string }[]): Promise<number> {
+  async deleteDropped(drops: { id: string; digest: string }[]): Promise<Set<string>> {
     const { target } = this.#run;
     return await target.locker.withLock(PARTS_LOCK, async () => {
       const listed = await walkWhole(async () => {
@@ -181,10 +182,10 @@ export class RepairManifest {
         }
         return listed;
       });
-      let deleted = 0;
+      const deleted = new Set<string>();
       for (const { id, digest } of drops) {
         if (listed.has(`${id}:${digest}`)) continue;
-        if (await target.removeCopy(id, digest)) deleted++;
+        if (await target.removeCopy(id, digest)) deleted.add(`${id}:${digest}`);
       }
       return deleted;
     });

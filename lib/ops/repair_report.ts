@@ -32,7 +32,15 @@ export type RepairEvent =
     to: string;
     reason: string;
   }
-  | { type: "drop"; digest: string; refs: PartRef[]; id: string; dryRun: boolean }
+  | {
+    type: "drop";
+    digest: string;
+    refs: PartRef[];
+    id: string;
+    dryRun: boolean;
+    /** Out of the manifest, but on another host: deleted by a repair there. */
+    left?: boolean;
+  }
   | { type: "short"; digest: string; refs: PartRef[]; have: number; want: number }
   | { type: "lost"; digest: string; refs: PartRef[]; listed: string[] }
   | { type: "manifest"; parts: number };

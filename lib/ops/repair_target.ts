@@ -35,6 +35,8 @@ export interface RepairTarget {
   storedSize(id: string, digest: string): Promise<number | undefined>;
   /** Deletes instance `id`'s copy; false when there was none or it is not on this host. */
   removeCopy(id: string, digest: string): Promise<boolean>;
+  /** Whether removeCopy can delete instance `id`'s copies (it is on this host). */
+  removesCopiesOn(id: string): boolean;
   /** The part stores of this host's instances. */
   localStores(): Promise<PartStore[]>;
   /** Cleans up after an interrupted run before a new one starts. */
@@ -56,6 +58,7 @@ export function fileRepairTarget(dir: string, config: ClusterConfig): RepairTarg
     locker: openLocker(dir),
     storedSize: (id, digest) => new PartStore(paths.instanceDir(id)).sizeOf(digest),
     removeCopy: (id, digest) => new PartStore(paths.instanceDir(id)).remove(digest),
+    removesCopiesOn: () => true,
     localStores: () => storesOnHost(dir),
     // A manifest write cut off by a kill leaves its temp file beside it.
     prepare: async () => void await removeStaleTemps(dir),
@@ -99,6 +102,7 @@ export async function etcdRepairTarget(
       }
     },
     removeCopy: async (id, digest) => (await localStore(id)?.remove(digest)) ?? false,
+    removesCopiesOn: (id) => localStore(id) !== undefined,
     localStores: async () => (local ? await storesOnHost(local.dir) : []),
     prepare: () => Promise.resolve(),
     copyIdentity: async () =>

@@ -32,9 +32,13 @@ export function formatRepairEvent(event: RepairEvent): string | undefined {
         describePart(event.digest, event.refs)
       } ${event.from} -> ${event.to} failed: ${event.reason}`;
     case "drop":
-      return `${event.dryRun ? "would drop" : "dropped"} surplus copy of ${
-        describePart(event.digest, event.refs)
-      } on ${event.id}`;
+      return event.left
+        ? `${event.dryRun ? "would unlist" : "unlisted"} surplus copy of ${
+          describePart(event.digest, event.refs)
+        } on ${event.id}: a repair on its host deletes it`
+        : `${event.dryRun ? "would drop" : "dropped"} surplus copy of ${
+          describePart(event.digest, event.refs)
+        } on ${event.id}`;
     case "short":
       return `under-replicated: ${
         describePart(event.digest, event.refs)
