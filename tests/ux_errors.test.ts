@@ -40,6 +40,8 @@ Deno.test("errorLine() adds what to do, found down the cause chain", () => {
     errorLine(operators),
     /; it is the operator's \(fts preload stored it\): pass --operator/,
   );
+  const taken = new ProtocolError("ALREADY_EXISTS", 'A file named "a.bin" already exists');
+  assert.match(errorLine(taken), /if that file is yours upload with --replace/);
   // A message that already says what to do is left alone.
   const said = new Error("The disk is full; free some space and run it again", { cause: full });
   assert.equal(errorLine(said), said.message);

@@ -23,7 +23,7 @@ export class NameTakenError extends Error {
       twice
         ? `The name ${
           JSON.stringify(name)
-        } is given to two files (one --as NAME each, or --replace)`
+        } is given to two files: preload them one at a time, each with its own --as NAME (or pass --replace, and the last given wins)`
         : `A file named ${
           JSON.stringify(name)
         } is already in the cluster; pass --replace to overwrite it`,

@@ -58,7 +58,8 @@ const _RULES: _Rule[] = [
   },
   {
     test: _protocolCode("ALREADY_EXISTS"),
-    hint: "that name is taken: pick another one, or if that file is yours remove it first (fts rm)",
+    hint:
+      "that name is taken: pick another one, or if that file is yours upload with --replace (or fts rm it first)",
   },
 ];
 
