@@ -213,15 +213,16 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
 /** A cluster whose instances run would go on changing the file manifest: stop it first. */
 async function _refuseIfRunning(dir: string, config: ClusterConfig): Promise<void> {
   const supervisor = await runningSupervisor(dir);
+  // A state to change, not a mistake in the command: exit 1.
   if (supervisor) {
-    throw new UsageError(
+    throw new Error(
       `The cluster in ${dir} is running (fts cluster, pid ${supervisor.pid}): stop it first`,
     );
   }
   for (const id of instanceIds(config)) {
     const pid = await livePid(dir, id);
     if (pid !== undefined) {
-      throw new UsageError(
+      throw new Error(
         `Instance ${id} of the cluster in ${dir} is running (pid ${pid}): stop it first`,
       );
     }
