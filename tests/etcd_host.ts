@@ -4,7 +4,8 @@
  * plain lines; resolves once it says ready (and kills it if it never does).
  */
 import { etcdClusterArgs, type EtcdClusterOptions } from "../bench/etcd_cluster_args.ts";
-import { FtsProcess } from "./harness.ts";
+import { join } from "node:path";
+import { freePortRange, FtsProcess } from "./harness.ts";
 
 export async function startEtcdHost(
   options: Omit<EtcdClusterOptions, "replicas">,
@@ -18,4 +19,20 @@ export async function startEtcdHost(
     throw error;
   }
   return cluster;
+}
+
+/** Host `i` of a test on loopback: 127.0.0.{i+2}, `servers` instances, data in DIR/host{i}. */
+export function startLoopbackHost(
+  i: number,
+  options: { flags: string[]; dir: string; extra: string[]; servers?: number },
+): Promise<FtsProcess> {
+  const servers = options.servers ?? 2;
+  return startEtcdHost({
+    flags: options.flags,
+    host: `127.0.0.${i + 2}`,
+    servers,
+    basePort: freePortRange(servers),
+    data: join(options.dir, `host${i}`),
+    extra: options.extra,
+  });
 }

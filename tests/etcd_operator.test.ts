@@ -11,8 +11,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
-import { freePortRange, type FtsProcess, runFts } from "./harness.ts";
-import { startEtcdHost } from "./etcd_host.ts";
+import { type FtsProcess, runFts } from "./harness.ts";
+import { startLoopbackHost } from "./etcd_host.ts";
 
 Deno.test({
   name:
@@ -27,16 +27,7 @@ Deno.test({
     const flags = ["--etcd", etcd.endpoints, "--cluster", "operator"];
     try {
       for (const i of [0, 1]) {
-        hosts.push(
-          await startEtcdHost({
-            flags,
-            host: `127.0.0.${i + 2}`,
-            servers: 2,
-            basePort: freePortRange(2),
-            data: join(dir, `host${i}`),
-            extra: ["--heal-after", "0"],
-          }),
-        );
+        hosts.push(await startLoopbackHost(i, { flags, dir, extra: ["--heal-after", "0"] }));
       }
       const source = join(dir, "p.bin");
       await Deno.writeFile(source, new Uint8Array(5000).fill(7));

@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
-import { freePortRange, type FtsProcess, runFts } from "./harness.ts";
-import { startEtcdHost } from "./etcd_host.ts";
+import { type FtsProcess, runFts } from "./harness.ts";
+import { startLoopbackHost } from "./etcd_host.ts";
 
 interface _Spread {
   dir: string;
@@ -38,16 +38,8 @@ async function _withOneHostFile(
     hosts,
     bytes: new Uint8Array(300_000),
     start: async (i) => {
-      hosts.push(
-        await startEtcdHost({
-          flags,
-          host: `127.0.0.${i + 2}`,
-          servers: 2,
-          basePort: freePortRange(2),
-          data: join(dir, `host${i}`),
-          extra: ["--part-size", "64KiB", "--heal-after", healAfter],
-        }),
-      );
+      const extra = ["--part-size", "64KiB", "--heal-after", healAfter];
+      hosts.push(await startLoopbackHost(i, { flags, dir, extra }));
     },
     replicaHosts: async () => {
       const ls = await runFts(["ls", "f.bin", "--json", ...flags]);

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startCluster } from "./harness.ts";
+import { startCluster, type TestCluster } from "./harness.ts";
 
 Deno.test("corrupt manifest.json: fetch, rm, ls, status and repair each say in one line it is damaged and to restore it", async () => {
   const cluster = await startCluster({ servers: 2, replicas: 1, files: { "a.bin": 10_000 } });
@@ -21,15 +21,7 @@ Deno.test("corrupt manifest.json: fetch, rm, ls, status and repair each say in o
       ["status", ["status"]],
       ["repair", ["repair", "--dry-run"]],
     ];
-    for (const [what, args] of cases) {
-      const run = await cluster.fts(args);
-      assert.equal(run.code, 1, `${what}: ${run.stderr}`);
-      const lines = run.stderr.trim().split("\n").filter((line) => !/new identity/.test(line));
-      assert.equal(lines.length, 1, `${what}: ${run.stderr}`);
-      assert.doesNotMatch(lines[0]!, /Internal server error|is the cluster running/, what);
-      assert.match(lines[0]!, /[Mm]anifest is malformed: not valid JSON/, what);
-      assert.match(lines[0]!, /restore it from a backup/, what);
-    }
+    await _eachSaysDamaged(cluster, cases, /[Mm]anifest is malformed: not valid JSON/);
     // The instances name the file.
     const fetch = await cluster.fts(["fetch", "a.bin", dest]);
     assert.match(
@@ -61,16 +53,29 @@ Deno.test("damaged manifest journal: fetch, upload, rm, ls and status each say i
       ["ls", ["ls"]],
       ["status", ["status"]],
     ];
-    for (const [what, args] of cases) {
-      const run = await cluster.fts(args);
-      assert.equal(run.code, 1, `${what}: ${run.stderr}`);
-      const lines = run.stderr.trim().split("\n").filter((line) => !/new identity/.test(line));
-      assert.equal(lines.length, 1, `${what}: ${run.stderr}`);
-      assert.doesNotMatch(lines[0]!, /Internal server error|is the cluster running/, what);
-      assert.match(lines[0]!, /Manifest journal is malformed: bad change header garbage/, what);
-      assert.match(lines[0]!, /restore it from a backup/, what);
-    }
+    await _eachSaysDamaged(
+      cluster,
+      cases,
+      /Manifest journal is malformed: bad change header garbage/,
+    );
   } finally {
     await cluster.stop();
   }
 });
+
+/** Each command fails with one line naming the damage (`said`) and the remedy. */
+async function _eachSaysDamaged(
+  cluster: TestCluster,
+  cases: [string, string[]][],
+  said: RegExp,
+): Promise<void> {
+  for (const [what, args] of cases) {
+    const run = await cluster.fts(args);
+    assert.equal(run.code, 1, `${what}: ${run.stderr}`);
+    const lines = run.stderr.trim().split("\n").filter((line) => !/new identity/.test(line));
+    assert.equal(lines.length, 1, `${what}: ${run.stderr}`);
+    assert.doesNotMatch(lines[0]!, /Internal server error|is the cluster running/, what);
+    assert.match(lines[0]!, said, what);
+    assert.match(lines[0]!, /restore it from a backup/, what);
+  }
+}
