@@ -21,6 +21,7 @@ import {
   writeRandomFile,
 } from "./harness.ts";
 import { putPartAs } from "./part_signer.ts";
+import { rankInstances } from "../lib/state/placement.ts";
 
 const KiB = 1024;
 
@@ -159,20 +160,21 @@ Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the 
     ]);
     assert.equal(replaced.code, 0, replaced.stderr);
     assert.equal((await readManifestJson(cluster.dir)).files["a.bin"]!.size, 250 * KiB);
-    // 250 KiB published + 200 KiB > 300 KiB: refused at publish, with one line.
+    // 250 KiB published + 200 KiB > 300 KiB: refused before a byte is sent, with one line.
     const b = await file("b.bin", 200 * KiB, 2);
+    const storedBefore = await _storedCount(cluster.dir);
     const over = await cluster.fts(["upload", b, "--identity", me]);
     assert.notEqual(over.code, 0);
     assert.equal(over.stderr.trim().split("\n").length, 1, over.stderr);
     assert.match(over.stderr, /over its quota of 300 KiB: its published files hold 250 KiB/);
-    // Every instance would say the same: said as the cluster's answer, not after trying each.
     assert.doesNotMatch(over.stderr, /failed on every server/);
+    assert.equal(await _storedCount(cluster.dir), storedBefore, "parts were sent, then refused");
     assert.deepEqual(Object.keys((await readManifestJson(cluster.dir)).files).sort(), [
       "a.bin",
       "seed.bin",
     ]);
 
-    // part.put: parts no file uses count on their instance (b.bin's unpublished ones too).
+    // part.put: parts no file uses count on their instance.
     const raise = await cluster.fts(["writers", "quota", key, "600KiB"]);
     assert.equal(raise.code, 0, raise.stderr);
     await new Promise((r) => setTimeout(r, 1_200));
@@ -189,7 +191,19 @@ Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the 
     // Another instance keeps its own count: the key may still store there.
     assert.equal(await _put(cluster.ports[1]!, me, new Uint8Array(64 * KiB).fill(99)), "stored");
     // fts upload into the full instance: stopped at part.put with the instance's one line.
-    const c = await file("c.bin", 10 * 64 * KiB, 4);
+    // Its published files (a.bin) go first, so that the quota's other half lets it try; and
+    // its parts are picked so that at least one goes to the full instance (R=1).
+    assert.equal((await cluster.fts(["rm", "a.bin", "--identity", me])).code, 0);
+    let c = "";
+    for (let seed = 4; c === ""; seed++) {
+      const path = await file("c.bin", 5 * 64 * KiB, seed);
+      const bytes = await Deno.readFile(path);
+      const ids = cluster.ports.map(String);
+      for (let at = 0; at < bytes.length && c === ""; at += 64 * KiB) {
+        const digest = await sha256Hex(bytes.subarray(at, at + 64 * KiB));
+        if (rankInstances(digest, ids)[0] === String(port)) c = path;
+      }
+    }
     const full = await cluster.fts(["upload", c, "--identity", me]);
     assert.notEqual(full.code, 0);
     assert.equal(full.stderr.trim().split("\n").length, 1, full.stderr);
@@ -237,3 +251,16 @@ Deno.test("writers: a damaged writers.json or operator key is named to the uploa
     await cluster.stop();
   }
 });
+
+/** Part files stored on every instance of the data directory `dir`. */
+async function _storedCount(dir: string): Promise<number> {
+  let count = 0;
+  for await (const instance of Deno.readDir(join(dir, "instances"))) {
+    const parts = join(dir, "instances", instance.name, "parts");
+    if (!(await exists(parts))) continue;
+    for await (const sub of Deno.readDir(parts)) {
+      for await (const _ of Deno.readDir(join(parts, sub.name))) count++;
+    }
+  }
+  return count;
+}

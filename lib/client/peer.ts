@@ -114,6 +114,8 @@ export interface ClusterInfo {
   instances: Record<string, string>;
   /** Instance id to its failure domain, when the cluster spans hosts. */
   domains?: Record<string, string>;
+  /** The asking key's quota and its published bytes (but the file named), when it has one. */
+  quota?: { bytes: number; published: number };
 }
 
 /** Who signs a part.put, and for which cluster (cluster.info's clusterId). */
@@ -533,16 +535,12 @@ export class Peer {
   }
 
   /** The cluster's replica count, part size and instance addresses. */
-  async clusterInfo(): Promise<ClusterInfo> {
-    const { reply } = await this.#ask("cluster.info", {});
+  async clusterInfo(uploader?: { key: string; name: string }): Promise<ClusterInfo> {
+    const { reply } = await this.#ask("cluster.info", uploader ?? {});
     const { instances, domains } = await this.#body("cluster.info");
-    return {
-      clusterId: reply.clusterId,
-      replicas: reply.replicas,
-      partSize: reply.partSize,
-      instances,
-      ...(domains ? { domains } : {}),
-    };
+    const { clusterId, replicas, partSize, quotaBytes: bytes, publishedBytes: published } = reply;
+    const quota = bytes === undefined ? {} : { quota: { bytes, published: published ?? 0 } };
+    return { clusterId, replicas, partSize, instances, ...(domains ? { domains } : {}), ...quota };
   }
 
   /**

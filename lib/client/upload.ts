@@ -34,7 +34,7 @@ import { hashInto } from "../state/store.ts";
 import { preferredTlsError, TlsError } from "../wire/tls.ts";
 import { Xxh128 } from "../hash/xxh128.ts";
 import { checkSource, stampSource } from "../base/source_file.ts";
-import { asUploadError, UploadError } from "./upload_error.ts";
+import { asUploadError, refuseOverQuota, UploadError } from "./upload_error.ts";
 
 /** Bytes read from the file and written to a socket at a time. */
 export const UPLOAD_CHUNK_BYTES = 256 * 1024;
@@ -176,8 +176,10 @@ class _Uploader {
     const stamp = await stampSource(options.path).catch(asUploadError);
     const size = stamp.size;
 
-    // Step 1: the layout, and an early word on the name (the server decides for good).
+    // Step 1: the layout, and an early word on the name and the quota (the server decides for good).
     const from = await this.#locate();
+    // Before a byte is sent: the publish would refuse it after every copy was stored.
+    refuseOverQuota(this.#cluster.quota, options.identity.owner, size);
     const { replicas, partSize, instances } = this.#cluster;
     const partCount = size === 0 ? 0 : Math.ceil(size / partSize);
     Object.assign(this.#progress, { size, parts: partCount, phase: "sending" });
@@ -267,7 +269,10 @@ class _Uploader {
           connectTimeoutMs: options.connectTimeoutMs ?? LIVENESS_TIMEOUT_MS,
           stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_UPLOAD_STALL_TIMEOUT_MS,
         });
-        this.#cluster = await peer.clusterInfo();
+        this.#cluster = await peer.clusterInfo({
+          key: options.identity.owner,
+          name: options.name,
+        });
         let existing: FileEntry | undefined;
         try {
           existing = (await peer.getFile(options.name)).entry;

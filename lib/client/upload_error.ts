@@ -1,3 +1,5 @@
+import { assertWithinQuota } from "../auth/writers_policy.ts";
+
 /** An upload that cannot complete; nothing was published. */
 export class UploadError extends Error {
   constructor(message: string, options?: ErrorOptions) {
@@ -9,4 +11,21 @@ export class UploadError extends Error {
 /** Throws `cause` again as an UploadError: the upload's own trouble, not an instance's. */
 export function asUploadError(cause: Error): never {
   throw new UploadError(cause.message, { cause });
+}
+
+/**
+ * Throws an UploadError when `size` more bytes would take `key` past its
+ * quota (cluster.info's answer), as the publish would; nothing without one.
+ */
+export function refuseOverQuota(
+  quota: { bytes: number; published: number } | undefined,
+  key: string,
+  size: number,
+): void {
+  if (!quota) return;
+  try {
+    assertWithinQuota("its published files hold", key, quota.bytes, quota.published, size);
+  } catch (error) {
+    throw new UploadError((error as Error).message, { cause: error });
+  }
 }

@@ -26,8 +26,11 @@ export const CONTROL_HANDLERS: HandlerFamily<"hello" | "ping" | "stats" | "clust
       ...instance.counters,
     });
   },
-  "cluster.info": async (instance, { reply }) => {
-    const { header, body } = await (await instance.mutations()).clusterInfo(instance.addressOf);
+  "cluster.info": async (instance, { request, reply }) => {
+    const { header, body } = await (await instance.mutations()).clusterInfo(
+      instance.addressOf,
+      request.key === undefined ? undefined : { key: request.key, name: request.name },
+    );
     await reply(header, jsonBody(body));
   },
 };

@@ -190,9 +190,15 @@ export class Mutations {
     return this.#context.clusterId();
   }
 
-  /** What an uploading client needs: R, the part size, every instance's address and domain. */
+  /**
+   * What an uploading client needs: R, the part size, every instance's
+   * address and domain, and with `uploader`, that key's quota and its
+   * published bytes (but the file `name`, which a replace takes the place of),
+   * so that an upload over quota stops before it sends a byte.
+   */
   async clusterInfo(
     addressOf?: (id: string) => string,
+    uploader?: { key: string; name: string | undefined },
   ): Promise<{ header: ClusterReply; body: ClusterReplyBody }> {
     const view = await this.#context.view();
     const address = addressOf ?? ((id: string) => view.address(id));
@@ -205,9 +211,21 @@ export class Mutations {
         replicas: view.replicas,
         partSize: view.partSize,
         clusterId: await this.#context.clusterId(),
+        ...(uploader ? await this.#quotaOf(uploader.key, uploader.name) : {}),
       },
       body: spread ? { instances, domains } : { instances },
     };
+  }
+
+  /** `key`'s quota and the bytes its published files but `except` hold; {} without a quota. */
+  async #quotaOf(
+    key: string,
+    except: string | undefined,
+  ): Promise<{ quotaBytes?: number; publishedBytes?: number }> {
+    const quota = quotaOf(await this.#context.writers(), key, await this.#context.operatorKey());
+    if (quota === undefined) return {};
+    const published = (await publishedBytesByOwner(this.#store, except)).get(key) ?? 0;
+    return { quotaBytes: quota, publishedBytes: published };
   }
 
   /** Throws NOT_ALLOWED unless the writers policy lets `key` store parts. */

@@ -20,9 +20,24 @@ export type PongReply = { op: "pong" };
 export type StatsRequest = { op: "stats" };
 /** The instance id, its uptime and every counter of lib/server/handler.ts ServerCounters. */
 export type StatsReply = { op: "stats"; id: string; uptimeMs: number; [counter: string]: unknown };
-export type ClusterInfoRequest = { op: "cluster.info" };
-/** `clusterId` names the cluster: signed requests carry it (ops_signed.ts). */
-export type ClusterReply = { op: "cluster"; replicas: number; partSize: number; clusterId: string };
+/**
+ * With `key` (an uploader's owner string) and `name` (the file it means to
+ * publish), the reply says that key's quota, if it has one.
+ */
+export type ClusterInfoRequest = { op: "cluster.info"; key?: string; name?: string };
+/**
+ * `clusterId` names the cluster: signed requests carry it (ops_signed.ts).
+ * `quotaBytes` and `publishedBytes` (its published files but `name`), when
+ * the request named a key that has a quota.
+ */
+export type ClusterReply = {
+  op: "cluster";
+  replicas: number;
+  partSize: number;
+  clusterId: string;
+  quotaBytes?: number;
+  publishedBytes?: number;
+};
 export type ClusterReplyBody = {
   instances: Record<string, string>;
   /** Each instance's failure domain, when the cluster spans hosts (absent: one domain). */
@@ -70,7 +85,11 @@ export const CONTROL_OPS = opFamily({
     replyBody: "none",
   }),
   "cluster.info": defineOp<ClusterInfoRequest, ClusterReply, ClusterReplyBody>({
-    parseRequest: () => ({ op: "cluster.info" }),
+    parseRequest: (header) => ({
+      op: "cluster.info",
+      ...(header.key !== undefined ? { key: stringField(header, "key") } : {}),
+      ...(header.name !== undefined ? { name: stringField(header, "name") } : {}),
+    }),
     requestBody: false,
     replyOp: "cluster",
     parseReply: (header) => ({
@@ -78,6 +97,12 @@ export const CONTROL_OPS = opFamily({
       replicas: uintField(header, "replicas", "BAD_FRAME"),
       partSize: uintField(header, "partSize", "BAD_FRAME"),
       clusterId: stringField(header, "clusterId", "BAD_FRAME"),
+      ...(header.quotaBytes !== undefined
+        ? {
+          quotaBytes: uintField(header, "quotaBytes", "BAD_FRAME"),
+          publishedBytes: uintField(header, "publishedBytes", "BAD_FRAME"),
+        }
+        : {}),
     }),
     replyBody: (value) => {
       const body = value as { instances?: unknown; domains?: unknown } | null;
