@@ -13,6 +13,7 @@ import {
   stringFlag,
 } from "../lib/cli/flags.ts";
 import { rateFlag } from "../lib/cli/repair_flags.ts";
+import { exists } from "../lib/base/fs_util.ts";
 import { DEFAULT_CONFIG, ensureConfig, loadConfig, resolveDataDir } from "../lib/state/config.ts";
 import { markEtcdHost, refuseEtcdHost } from "../lib/state/manifest_guard.ts";
 import { UsageError } from "../lib/wire/errors.ts";
@@ -267,6 +268,9 @@ async function _joinEtcd(
   const partSize = sizeFlag(flags, "part-size");
   const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
   const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
+  // The host's key is made before etcd's settings are checked (they record it): a refused
+  // start removes the directory it made, leaving nothing behind.
+  const made = !(await exists(dir));
   try {
     await Deno.mkdir(dir, { recursive: true });
     const operator = await loadOrCreateIdentity(operatorIdentityPath(dir));
@@ -305,6 +309,7 @@ async function _joinEtcd(
     };
   } catch (error) {
     cluster.close();
+    if (made) await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw error;
   }
 }

@@ -37,6 +37,22 @@ Deno.test({
         assert.equal(refused.code, 2, refused.stderr);
         assert.match(refused.stderr, /is this host's own key, not the operator's of cluster/);
       }
+      // A start refused by etcd's settings (R=2 recorded) leaves no directory behind.
+      const fresh = join(dir, "host9");
+      const refusedStart = await runFts([
+        "cluster",
+        ...flags,
+        "--host",
+        "127.0.0.9",
+        "--replicas",
+        "3",
+        "--data",
+        fresh,
+        "--plain",
+      ]);
+      assert.equal(refusedStart.code, 2, refusedStart.stderr);
+      assert.match(refusedStart.stderr, /--replicas 3 contradicts cluster "operator"/);
+      await assert.rejects(Deno.stat(fresh), Deno.errors.NotFound);
       const listed = await runFts(["ls", "--json", ...flags]);
       assert.deepEqual(JSON.parse(listed.stdout), []);
       // With the first host's key copied in, the second host acts as the operator.
