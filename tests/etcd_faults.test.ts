@@ -14,6 +14,7 @@ import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { freePortRange, type FtsProcess, runFts } from "./harness.ts";
 import { startEtcdHost } from "./etcd_host.ts";
+import { storedPartNames } from "./replicas.ts";
 import { loadOrCreateIdentity } from "../lib/auth/identity.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
 import { bindRequest } from "../lib/client/signed_client.ts";
@@ -27,17 +28,6 @@ async function _randomFile(path: string, bytes: number): Promise<void> {
   const data = new Uint8Array(bytes);
   for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
   await Deno.writeFile(path, data);
-}
-
-/** The names of every part file stored under `dir`, at any depth. */
-async function _storedParts(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) found.push(...await _storedParts(path));
-    else if (/^[0-9a-f]{64}$/.test(entry.name)) found.push(entry.name);
-  }
-  return found.sort();
 }
 
 async function _same(a: string, b: string): Promise<boolean> {
@@ -92,14 +82,14 @@ Deno.test({
       // A change fails within seconds, saying etcd is the trouble, before it sends a byte.
       const small = join(dir, "small.bin");
       await _randomFile(small, 100_000);
-      const partsBefore = await _storedParts(join(dir, "host"));
+      const partsBefore = await storedPartNames(join(dir, "host"));
       const started = Date.now();
       const refused = await runFts(["upload", small, ...flags, ...id, "-q"]);
       assert.notEqual(refused.code, 0);
       assert.ok(Date.now() - started < NO_QUORUM_FAIL_MS, `took ${Date.now() - started} ms`);
       assert.match(refused.stderr, /etcd is unavailable/);
       assert.match(refused.stderr, /127\.0\.0\.3/);
-      assert.deepEqual(await _storedParts(join(dir, "host")), partsBefore);
+      assert.deepEqual(await storedPartNames(join(dir, "host")), partsBefore);
 
       // Members back: the same upload works with no restart of any fts process.
       await etcd.restart(0);

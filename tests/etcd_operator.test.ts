@@ -13,6 +13,7 @@ import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { type FtsProcess, runFts } from "./harness.ts";
 import { startLoopbackHost } from "./etcd_host.ts";
+import { storedPartNames } from "./replicas.ts";
 
 Deno.test({
   name:
@@ -63,7 +64,7 @@ Deno.test({
       const preloaded = await runFts(["preload", source, ...flags, ...data(1)]);
       assert.equal(preloaded.code, 0, preloaded.stderr);
       // Without --etcd, a host's directory is not a cluster of its own with no files.
-      const stored = async () => (await _partFiles(dir)).join();
+      const stored = async () => (await storedPartNames(dir)).join();
       const before = await stored();
       assert.notEqual(before, "");
       for (
@@ -97,14 +98,3 @@ Deno.test({
     }
   },
 });
-
-/** The part files stored under `dir`, at any depth. */
-async function _partFiles(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) found.push(...await _partFiles(path));
-    else if (/^[0-9a-f]{64}$/.test(entry.name)) found.push(path);
-  }
-  return found.sort();
-}

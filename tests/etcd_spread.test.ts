@@ -11,6 +11,7 @@ import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { type FtsProcess, runFts } from "./harness.ts";
 import { startLoopbackHost } from "./etcd_host.ts";
+import { storedPartNames } from "./replicas.ts";
 
 interface _Spread {
   dir: string;
@@ -122,18 +123,7 @@ Deno.test({
       const removed = await runFts(["rm", "f.bin", ...flags, ...id]);
       assert.equal(removed.code, 0, removed.stderr);
       assert.match(removed.stdout, /5 parts no other file uses were freed \(5 stored copies\)/);
-      const left: string[] = [];
-      for await (const entry of Deno.readDir(join(dir, "host1", "instances"))) {
-        for await (
-          const sub of Deno.readDir(join(dir, "host1", "instances", entry.name, "parts"))
-        ) {
-          left.push(
-            ...[...Deno.readDirSync(join(dir, "host1", "instances", entry.name, "parts", sub.name))]
-              .map((e) => e.name),
-          );
-        }
-      }
-      assert.deepEqual(left, []);
+      assert.deepEqual(await storedPartNames(join(dir, "host1", "instances")), []);
     });
   },
 });

@@ -87,3 +87,14 @@ export async function strayTemps(dir: string): Promise<string[]> {
   }
   return found;
 }
+
+/** The names of every part file stored under `dir`, at any depth, sorted. */
+export async function storedPartNames(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) found.push(...await storedPartNames(path));
+    else if (/^[0-9a-f]{64}$/.test(entry.name)) found.push(entry.name);
+  }
+  return found.sort();
+}

@@ -21,6 +21,7 @@ import {
   writeRandomFile,
 } from "./harness.ts";
 import { putPartAs } from "./part_signer.ts";
+import { storedPartNames } from "./replicas.ts";
 import { rankInstances } from "../lib/state/placement.ts";
 
 const KiB = 1024;
@@ -162,13 +163,17 @@ Deno.test("writers quota 300 KiB: publish counts published bytes (a replace the 
     assert.equal((await readManifestJson(cluster.dir)).files["a.bin"]!.size, 250 * KiB);
     // 250 KiB published + 200 KiB > 300 KiB: refused before a byte is sent, with one line.
     const b = await file("b.bin", 200 * KiB, 2);
-    const storedBefore = await _storedCount(cluster.dir);
+    const storedBefore = (await storedPartNames(join(cluster.dir, "instances"))).length;
     const over = await cluster.fts(["upload", b, "--identity", me]);
     assert.notEqual(over.code, 0);
     assert.equal(over.stderr.trim().split("\n").length, 1, over.stderr);
     assert.match(over.stderr, /over its quota of 300 KiB: its published files hold 250 KiB/);
     assert.doesNotMatch(over.stderr, /failed on every server/);
-    assert.equal(await _storedCount(cluster.dir), storedBefore, "parts were sent, then refused");
+    assert.equal(
+      (await storedPartNames(join(cluster.dir, "instances"))).length,
+      storedBefore,
+      "parts were sent, then refused",
+    );
     assert.deepEqual(Object.keys((await readManifestJson(cluster.dir)).files).sort(), [
       "a.bin",
       "seed.bin",
@@ -251,16 +256,3 @@ Deno.test("writers: a damaged writers.json or operator key is named to the uploa
     await cluster.stop();
   }
 });
-
-/** Part files stored on every instance of the data directory `dir`. */
-async function _storedCount(dir: string): Promise<number> {
-  let count = 0;
-  for await (const instance of Deno.readDir(join(dir, "instances"))) {
-    const parts = join(dir, "instances", instance.name, "parts");
-    if (!(await exists(parts))) continue;
-    for await (const sub of Deno.readDir(parts)) {
-      for await (const _ of Deno.readDir(join(parts, sub.name))) count++;
-    }
-  }
-  return count;
-}
