@@ -4,9 +4,11 @@ import { join } from "node:path";
 import { rankInstances } from "../lib/state/placement.ts";
 import {
   assertSameFile,
+  damageFile,
   FtsProcess,
   readManifestJson,
   startCluster,
+  storedPartPath,
   writeRandomFile,
 } from "./harness.ts";
 import { assertVerifiedCopies, sumCounter, testUser, waitUntil } from "./upload_util.ts";
@@ -233,6 +235,43 @@ Deno.test("upload: --limit-rate 2KiB over 2 streams (R=2) finishes: each stream 
     assert.equal(upload.code, 0, upload.stderr);
     assert.doesNotMatch(upload.stderr, /failover/);
     await assertVerifiedCopies(cluster, "trickle.bin", 2);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("upload: a rotten copy of a part already stored is sent again, not published (signed part.has re-hashes)", async () => {
+  const cluster = await startCluster({
+    servers: 2,
+    replicas: 2,
+    partSize: "64KiB",
+    files: { "op.bin": 10_000 },
+    clusterArgs: ["--heal-after", "0"],
+  });
+  const alice = testUser(cluster, "alice");
+  try {
+    const path = join(cluster.work, "src", "a.bin");
+    await writeRandomFile(path, 3 * PART, 67);
+    const first = await cluster.fts(["upload", path, "-q"], { env: alice.env });
+    assert.equal(first.code, 0, first.stderr);
+    // Both instances hold every part; one copy rots in place, its size unchanged.
+    const part = (await readManifestJson(cluster.dir)).files["a.bin"]!.parts[1]!;
+    const rotten = part.replicas[0]!;
+    const stored = storedPartPath(cluster.dir, rotten, part.digest);
+    await damageFile(stored, 1000, 16);
+
+    const again = await cluster.fts(["upload", path, "--as", "b.bin", "--json"], {
+      env: alice.env,
+    });
+    assert.equal(again.code, 0, again.stderr);
+    const result = JSON.parse(again.stdout);
+    assert.equal(result.copiesPresent, 3 * 2 - 1);
+    assert.equal(result.copiesSent, 1);
+    // The rotten copy went to quarantine and the body took its place: both names have good copies.
+    const quarantined = join(cluster.dir, "instances", rotten, "quarantine", part.digest);
+    assert.ok((await Deno.stat(quarantined)).isFile);
+    await assertVerifiedCopies(cluster, "b.bin", 2);
+    await assertVerifiedCopies(cluster, "a.bin", 2);
   } finally {
     await cluster.stop();
   }

@@ -49,8 +49,13 @@ export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report
       signer = await checkPartHas({ cluster, digest }, auth, await mutations.clusterId());
       await mutations.assertMayStore(signer);
     }
-    const size = await store.sizeOf(digest);
-    if (size !== undefined && signer !== undefined) await store.touch(digest);
+    let size = await store.sizeOf(digest);
+    // A writer that hears "stored" sends nothing and publishes this copy: as
+    // for a part.put that finds one, only a copy that re-hashes right counts.
+    if (size !== undefined && signer !== undefined) {
+      if (await _goodOrQuarantined(instance, digest)) await store.touch(digest);
+      else size = undefined;
+    }
     await reply({ op: "has", digest, stored: size !== undefined, size });
   },
 };
