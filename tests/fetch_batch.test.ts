@@ -104,15 +104,19 @@ Deno.test("fetch --all: 200 files of 4-64 KiB and 2 of 16 parts arrive byte for 
     // A list of names, one a line; a name the cluster lacks fails alone.
     const listed = await newDest(cluster);
     const list = join(cluster.work, "names.txt");
-    await Deno.writeTextFile(list, "f-0001.bin\r\nbig-2.bin\n\nf-0001.bim\n");
+    // Written by a Windows editor: a byte-order mark first, CRLF line ends.
+    await Deno.writeTextFile(list, "\uFEFFf-0001.bin\r\nbig-2.bin\n\nf-0001.bim\n");
     const fromList = await cluster.fts(["fetch", "--names-from", list, listed, "-q"]);
     assert.equal(fromList.code, 1, fromList.stderr);
     assert.match(fromList.stderr, /^fts fetch: f-0001\.bim: No file named .*did you mean/m);
     assert.deepEqual(await _listDir(listed), ["big-2.bin", "f-0001.bin"]);
 
-    const none = await cluster.fts(["fetch", "--match", "nothing*", picked]);
+    // Nothing matches: a usage error, and the destination it named is not made.
+    const unmade = join(cluster.work, "unmade", "deeper");
+    const none = await cluster.fts(["fetch", "--match", "nothing*", unmade]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /No file of the 202 in the cluster matches "nothing\*"/);
+    assert.equal(await Deno.lstat(join(cluster.work, "unmade")).catch(() => undefined), undefined);
   } finally {
     await cluster.stop();
   }

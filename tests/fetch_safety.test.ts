@@ -73,7 +73,7 @@ Deno.test("fetch: a file that only starts like this one is left alone until the 
   }
 });
 
-Deno.test("fetch: a hard link or symlink at the destination is replaced, never written through", async () => {
+Deno.test("fetch: a hard link or symlink at the destination or its partial file is never written through", async () => {
   const cluster = await startCluster({ servers: 4, replicas: 2, files: { "l.bin": MiB + 77 } });
   try {
     const source = join(cluster.work, "src", "l.bin");
@@ -111,6 +111,19 @@ Deno.test("fetch: a hard link or symlink at the destination is replaced, never w
     assert.equal(refused.code, 1, refused.stderr);
     assert.match(refused.stderr, /l\.bin\.fts-partial exists and is not a regular file/);
     assert.equal(await sha256File(backup), backupDigest);
+
+    // A partial file with another name (a hard link, as `cp -al` of an interrupted download
+    // leaves): resumed in a copy of its own, the other name's bytes untouched.
+    const snapshot = join(elsewhere, "snapshot.fts-partial");
+    const half = (await Deno.readFile(backup)).subarray(0, 600_000);
+    await Deno.writeFile(snapshot, half);
+    const snapshotDigest = await sha256File(snapshot);
+    const linked = await newDest(cluster);
+    await Deno.link(snapshot, join(linked, "l.bin.fts-partial"));
+    await fetchJson(cluster, "l.bin", linked);
+    await assertSameFile(join(linked, "l.bin"), source);
+    assert.equal(await sha256File(snapshot), snapshotDigest, "written through the hard link");
+    assert.equal((await Deno.lstat(snapshot)).nlink, 1);
   } finally {
     await cluster.stop();
   }

@@ -42,6 +42,7 @@ import {
   helperPath,
   holdsPartial,
   LOCK_SUFFIX,
+  ownPartial,
   PARTIAL_SUFFIX,
   refuseHelperName,
   STATE_SUFFIX,
@@ -352,7 +353,7 @@ class _Fetcher {
     if (final && !final.isFile && !final.isSymlink) {
       throw new FetchError(`Destination ${finalPath} exists and is not a regular file`, []);
     }
-    const partial = lstatOrUndefined(partialPath);
+    const partial = ownPartial(partialPath, lstatOrUndefined(partialPath));
     const statePath = helperPath(finalPath, STATE_SUFFIX);
     const stateInfo = lstatOrUndefined(statePath);
     // Never through a link: a planted one would have us write (or trust) a file it chose.
@@ -403,7 +404,8 @@ class _Fetcher {
       // the partial file it made into place: look again.
       if (cause instanceof Deno.errors.AlreadyExists && !partial) return undefined;
       if (cause instanceof Deno.errors.NotFound && partial) return undefined;
-      throw new FetchError(`Cannot open ${workPath} for writing`, [], { cause });
+      const why = (cause as Error).message;
+      throw new FetchError(`Cannot open ${workPath} for writing: ${why}`, [], { cause });
     }
     if (workPath === partialPath && partial && !holdsPartial(file, partialPath)) {
       // A short fetch is filling it: once it is done with it, look again.

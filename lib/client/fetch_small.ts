@@ -85,7 +85,8 @@ export async function fetchSmallFile(fetch: SmallFetch): Promise<boolean> {
     file = Deno.openSync(partialPath, { read: true, write: true, createNew: true });
   } catch (cause) {
     if (cause instanceof Deno.errors.AlreadyExists) return false;
-    throw new FetchError(`Cannot open ${partialPath} for writing`, [], { cause });
+    const why = (cause as Error).message;
+    throw new FetchError(`Cannot open ${partialPath} for writing: ${why}`, [], { cause });
   }
   let locked = false;
   let done = false;

@@ -7,7 +7,7 @@
  * fits, stays the same from run to run (a resume finds it), and two long
  * names that share a beginning still get helpers of their own.
  */
-import { lstatOrUndefined } from "../base/fs_util.ts";
+import { lstatOrUndefined, removeQuietly, tempPathBeside } from "../base/fs_util.ts";
 import { basename, dirname, join } from "../base/paths.ts";
 import { sha256HexSync } from "../hash/sha256.ts";
 import { FETCH_HELPER_SUFFIXES, helperSuffixOf } from "../state/manifest.ts";
@@ -93,4 +93,32 @@ export function dropLeftoverPartial(partialPath: string): boolean {
   } finally {
     file.close();
   }
+}
+
+/**
+ * The partial file as it will be worked in, given what lstat said of it
+ * (`info`). One that shares its inode with another name (a hard link: `cp -al`
+ * of a directory holding an interrupted download, say) first gets an inode of
+ * its own: its bytes are copied into a new file renamed over it, so resuming
+ * writes nothing into the other name's file. The copy no longer matches the
+ * control file's stamp, so its parts are hashed again before they count.
+ */
+export function ownPartial(
+  partialPath: string,
+  info: Deno.FileInfo | undefined,
+): Deno.FileInfo | undefined {
+  if (!info?.isFile || info.nlink === null || info.nlink <= 1) return info;
+  const temp = tempPathBeside(partialPath);
+  try {
+    Deno.copyFileSync(partialPath, temp);
+    Deno.renameSync(temp, partialPath);
+  } catch (cause) {
+    removeQuietly(temp);
+    throw new FetchError(
+      `${partialPath} has other names (hard links) and could not be copied apart`,
+      [],
+      { cause },
+    );
+  }
+  return lstatOrUndefined(partialPath);
 }

@@ -77,8 +77,6 @@ export async function runBatch(
   options: BatchRunOptions,
   progress: Progress,
 ): Promise<number> {
-  // Once, before listing the cluster: not once for every file.
-  checkDestDir(options.destDir);
   const { names, listedBytes } = await _names(selection, options);
   const json = progress.mode === "json";
   if (names.length === 0) {
@@ -88,6 +86,9 @@ export async function runBatch(
     }
     return 0;
   }
+  // Once, not once for every file; only once there is something to fetch, so that a selection
+  // that matches nothing (a usage error) leaves no directory behind.
+  checkDestDir(options.destDir);
   const controller = new AbortController();
   const stopListening = onStopSignal(() =>
     controller.abort(new DOMException("Interrupted", "AbortError"))
@@ -199,6 +200,9 @@ async function _namesFrom(source: string): Promise<string[]> {
       cause,
     });
   }
+  // A byte-order mark (Windows editors write one) is not part of the first name; stdin's
+  // text() drops it already.
+  if (text.startsWith("\uFEFF")) text = text.slice(1);
   const names = new Set<string>();
   for (const [index, raw] of text.split("\n").entries()) {
     const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
