@@ -6,6 +6,7 @@ import {
   durationFlag,
   ETCD_FLAGS,
   etcdTarget,
+  expectPositionals,
   intFlag,
   listFlag,
   parseFlags,
@@ -49,6 +50,7 @@ export async function run(args: string[]): Promise<number> {
     "parent-pid": { type: "string" },
     ...ETCD_FLAGS,
   });
+  expectPositionals(flags, 0, 0, USAGE);
   const parentPid = intFlag(flags, "parent-pid", 1, 2 ** 31);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const etcd = etcdTarget(flags);

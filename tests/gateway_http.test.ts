@@ -44,6 +44,12 @@ Deno.test({
         assert.equal(oj.code, 0, oj.stderr);
         // curl -J reads only the ASCII fallback of Content-Disposition (browsers take filename*).
         await assertSameFile(join(dest, "na_ve file (1).txt"), join(cluster.work, "src", ODD_NAME));
+        // The same name typed in NFD (a decomposed "ï", as a Mac's clipboard gives it).
+        const nfd = `${gateway.url}/files/${encodeURIComponent(ODD_NAME.normalize("NFD"))}`;
+        const nfdDest = await newDest(cluster);
+        const decomposed = await run("curl", ["-sS", "-f", "-o", "nfd.txt", nfd], { cwd: nfdDest });
+        assert.equal(decomposed.code, 0, decomposed.stderr);
+        await assertSameFile(join(nfdDest, "nfd.txt"), join(cluster.work, "src", ODD_NAME));
         const wgetDest = await newDest(cluster);
         const wget = await run("wget", ["-q", url], { cwd: wgetDest });
         assert.equal(wget.code, 0, wget.stderr);

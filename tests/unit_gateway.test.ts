@@ -8,6 +8,8 @@ import { contentDisposition, mediaTypeOf } from "../lib/gateway/content_headers.
 import { BadRequestError, parseRequestHead } from "../lib/gateway/http_request.ts";
 import { metalinkDocument } from "../lib/gateway/metalink.ts";
 import { PartBudget } from "../lib/gateway/part_budget.ts";
+import { VerifiedParts } from "../lib/gateway/verified_parts.ts";
+import type { PartReader } from "../lib/client/part_reader.ts";
 import { evaluatePreconditions, ifRangeHolds } from "../lib/gateway/preconditions.ts";
 import type { FileEntry } from "../lib/state/manifest.ts";
 
@@ -150,6 +152,71 @@ Deno.test("PartBudget: one address holds at most its share; its waiter lets othe
   slow.release(20);
   await slow.acquire(90);
   assert.equal(budget.usedBytes, 90);
+});
+
+/** An entry of parts of these sizes, read by a reader that fills each with zeros. */
+function _fakeParts(sizes: number[]): { entry: FileEntry; reader: PartReader } {
+  const parts = sizes.map((size, i) => ({ size, digest: i.toString(16).padStart(64, "0") }));
+  const entry = { name: "f.bin", partSize: Math.max(...sizes), parts } as unknown as FileEntry;
+  const reader = {
+    read: async (
+      part: { size: number },
+      sink: { write(o: number, b: Uint8Array): Promise<void> },
+    ) => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      await sink.write(0, new Uint8Array(part.size));
+    },
+  } as unknown as PartReader;
+  return { entry, reader };
+}
+
+Deno.test("VerifiedParts: a download's small last part never takes the share ahead of its big one", async () => {
+  // One address, a share of one 8-byte part; two downloads of a file of 8 + 1 bytes. While the
+  // first sends its first part, the second's parts wait. Letting the second's last part in ahead
+  // of its first (it fits what is left of the share) left the second holding it, waiting for the
+  // share that very part held: stuck for good, its memory never given back.
+  const budget = new PartBudget(16);
+  const share = budget.share("10.0.0.1");
+  const { entry, reader } = _fakeParts([8, 1]);
+  const first = new VerifiedParts(entry, 0, 1, reader, share);
+  const second = new VerifiedParts(entry, 0, 1, reader, share);
+  const firstPart = await first.next();
+  const secondGot = (async () => {
+    const got: number[] = [];
+    for (let part = await second.next(); part !== undefined; part = await second.next()) {
+      got.push(part.index);
+      second.sent(part);
+    }
+    second.close();
+    return got;
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  first.sent(firstPart!);
+  const lastPart = await first.next();
+  first.sent(lastPart!);
+  first.close();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`stuck, ${budget.usedBytes} bytes held`)), 3_000);
+  });
+  try {
+    assert.deepEqual(await Promise.race([secondGot, stuck]), [0, 1]);
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.equal(budget.usedBytes, 0);
+});
+
+Deno.test("VerifiedParts: a part handed out and never sent goes back to the budget on close()", async () => {
+  const budget = new PartBudget(100);
+  const { entry, reader } = _fakeParts([10, 10, 10]);
+  const parts = new VerifiedParts(entry, 0, 2, reader, budget.share("10.0.0.1"));
+  const first = await parts.next();
+  assert.equal(first?.index, 0);
+  // The response ends here (the client reset the connection before the head went out).
+  parts.close();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(budget.usedBytes, 0);
 });
 
 Deno.test("contentDisposition() gives an ASCII fallback and the exact name in filename*", () => {

@@ -174,6 +174,10 @@ Deno.test("fetch, ls, scrub: bad destinations, arguments, names and rates get on
       extra.stderr,
       /^fts fetch: Too many arguments; usage: fts fetch NAME .*\n {7}fts fetch \(--all/,
     );
+    // `fts gateway 9000` (a port typed without --port) starts nothing on the default port.
+    const gatewayExtra = await cluster.fts(["gateway", "9000"]);
+    assert.equal(gatewayExtra.code, 2, gatewayExtra.stderr);
+    assert.match(gatewayExtra.stderr, /^fts gateway: Too many arguments/);
     // An empty list of names fetches nothing, and says so (not "the cluster holds no files").
     const noNames = await cluster.fts(["fetch", "--names-from", "/dev/null", cluster.work]);
     assert.equal(noNames.code, 0, noNames.stderr);

@@ -18,7 +18,7 @@ import { PartReader, type PartReadEvent } from "../client/part_reader.ts";
 import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS } from "../client/peer.ts";
 import { PeerPool } from "../client/peer_pool.ts";
 import { FetchError } from "../client/fetch_error.ts";
-import { validateFileName } from "../state/manifest.ts";
+import { normalizeFileName, validateFileName } from "../state/manifest.ts";
 import type { TlsClientOptions, TlsServerOptions } from "../wire/tls.ts";
 import { ClusterFiles, FileNotFoundError } from "./cluster_files.ts";
 import { ResponseAbortedError, serveFile } from "./file_response.ts";
@@ -323,7 +323,13 @@ export class Gateway {
           );
         }
       }
-      const entry = await this.#files.entry(name);
+      // A name typed in another Unicode form (NFD from a Mac's clipboard, say) finds the
+      // file stored in NFC, as `fts fetch` does; a name stored before that rule is tried as is.
+      const entry = await this.#files.entry(name).catch((error) => {
+        const nfc = normalizeFileName(name);
+        if (!(error instanceof FileNotFoundError) || nfc === name) throw error;
+        return this.#files.entry(nfc);
+      });
       await serveFile(request, entry, writer, {
         reader: this.#reader,
         budget: this.#budget.share(client),

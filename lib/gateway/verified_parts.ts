@@ -11,7 +11,11 @@
  *    calls sent(), which gives them back to the budget and lets the next part
  *    start. A client that reads slowly therefore slows the reads (backpressure).
  * 3. A part no replica can serve makes next() throw; close() stops the reads
- *    in flight and gives their bytes back.
+ *    in flight and gives their bytes back, and those of a part handed out and
+ *    never sent.
+ * 4. Parts take their bytes from the budget one after another, in order (see
+ *    #read()), so a response never holds a later part while an earlier one
+ *    waits.
  */
 import { MemoryPartSink } from "../client/memory_part_sink.ts";
 import type { PartReader } from "../client/part_reader.ts";
@@ -35,6 +39,10 @@ export class VerifiedParts {
   readonly #last: number;
   #next: number;
   readonly #pending: Promise<VerifiedPart>[] = [];
+  /** The part next() handed out and sent() has not given back: close() gives it back. */
+  #out: VerifiedPart | undefined;
+  /** Settles once the latest read started has its bytes from the budget (or gave up). */
+  #acquired: Promise<void> = Promise.resolve();
   readonly #abort = new AbortController();
   #closed = false;
 
@@ -60,11 +68,13 @@ export class VerifiedParts {
     this.#fill();
     const part = this.#pending.shift();
     if (part === undefined) return undefined;
-    return await part;
+    this.#out = await part;
+    return this.#out;
   }
 
   /** The caller is done with this part's bytes: they go back to the budget. */
   sent(part: VerifiedPart): void {
+    if (this.#out === part) this.#out = undefined;
     this.#budget.release(part.bytes.length);
     this.#fill();
   }
@@ -74,6 +84,10 @@ export class VerifiedParts {
     if (this.#closed) return;
     this.#closed = true;
     this.#abort.abort(new DOMException("The response ended", "AbortError"));
+    // A response that ended before sending the part it held (the client reset the
+    // connection before the head went out, say) gives it back all the same.
+    if (this.#out !== undefined) this.#budget.release(this.#out.bytes.length);
+    this.#out = undefined;
     for (const pending of this.#pending.splice(0)) {
       pending.then((part) => this.#budget.release(part.bytes.length), () => {});
     }
@@ -91,7 +105,19 @@ export class VerifiedParts {
   async #read(index: number): Promise<VerifiedPart> {
     const part = this.#entry.parts[index]!;
     const signal = this.#abort.signal;
-    await this.#budget.acquire(part.size, signal);
+    // Parts take their bytes from the budget in order. Were a later, smaller part (a file's
+    // last) let in while an earlier one waits for its address's share, responses from one
+    // address could each hold a last part that waits to be sent behind an earlier part that
+    // waits for the share those last parts hold: every one of them stuck for good.
+    const earlier = this.#acquired;
+    let acquired!: () => void;
+    this.#acquired = new Promise<void>((resolve) => acquired = resolve);
+    try {
+      await earlier;
+      await this.#budget.acquire(part.size, signal);
+    } finally {
+      acquired();
+    }
     try {
       const sink = new MemoryPartSink(part.size);
       await this.#reader.read(
