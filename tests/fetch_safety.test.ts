@@ -172,3 +172,51 @@ Deno.test("fetch: a fetch stopped with Ctrl-C resumes on its control file withou
     await cluster.stop();
   }
 });
+
+/** Runs a command, which must succeed. */
+async function _must(program: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).output();
+  assert.equal(
+    out.code,
+    0,
+    `${program} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
+  );
+}
+
+Deno.test("fetch: a destination it may not write in, holding the file whole, is checked and left as it is", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    partSize: "256KiB",
+    files: { "w.bin": 3 * PART + 99, "d.bin": 2 * PART },
+  });
+  // Root writes through permission bits: a read-only mount it is, then; others lose write access.
+  const root = Deno.uid() === 0;
+  const dest = await newDest(cluster);
+  try {
+    if (root) await _must("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dest]);
+    await Deno.copyFile(join(cluster.work, "src", "w.bin"), join(dest, "w.bin"));
+    await Deno.copyFile(join(cluster.work, "src", "d.bin"), join(dest, "d.bin"));
+    await damageFile(join(dest, "d.bin"), PART + 10, 4);
+    if (root) await _must("mount", ["-o", "remount,ro", dest]);
+    else await Deno.chmod(dest, 0o555);
+
+    const whole = await fetchJson(cluster, "w.bin", dest);
+    assert.equal(whole.partsPresent, 4);
+    assert.equal(whole.bytesReceived, 0);
+    await assertSameFile(join(dest, "w.bin"), join(cluster.work, "src", "w.bin"));
+    const batch = await cluster.fts(["fetch", "--match", "w.*", dest]);
+    assert.equal(batch.code, 0, batch.stderr);
+    // A damaged copy there cannot be repaired: the write error, exit 1, the copy as it was.
+    const before = await sha256File(join(dest, "d.bin"));
+    const damaged = await cluster.fts(["fetch", "d.bin", dest]);
+    assert.equal(damaged.code, 1, damaged.stderr);
+    assert.match(damaged.stderr, root ? /Read-only file system/ : /[Pp]ermission denied/);
+    assert.equal(await sha256File(join(dest, "d.bin")), before);
+    assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name).sort(), ["d.bin", "w.bin"]);
+  } finally {
+    if (root) await _must("umount", [dest]).catch(() => {});
+    else await Deno.chmod(dest, 0o755).catch(() => {});
+    await cluster.stop();
+  }
+});

@@ -9,7 +9,8 @@
  */
 import { every } from "../base/deadline.ts";
 import { lstatOrUndefined, removeQuietly, syncDir } from "../base/fs_util.ts";
-import { acquireFileLock, MAX_LOCK_ATTEMPTS, waitForLock } from "../base/lock.ts";
+import { MAX_LOCK_ATTEMPTS, waitForLock } from "../base/lock.ts";
+import { lockUnlessDone } from "./read_only_destination.ts";
 import { join } from "../base/paths.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import { type HashAlgorithm, HashPool, RECEIVE_HASH_WORKERS } from "../hash/hash_pool.ts";
@@ -225,13 +226,11 @@ class _Fetcher {
       ? every(PROGRESS_INTERVAL_MS, () => this.#onProgress?.(this.progress))
       : () => {};
     // Every part is verified by hashing it where it lies, in worker threads:
-    // the parts the destination already holds, and each fetched part once its
-    // bytes are written (so the check covers what reached the disk, and the
-    // main thread only moves bytes). A worker takes ~45 ms to start: with
-    // bytes on disk to check they start now, while the entry is fetched, with
-    // XXH3-128 (see localCheck()); else once the entry has parts too large to
-    // hash on the main thread (HASH_HERE_MAX_BYTES). Checking bytes on disk
-    // takes a worker per core; hashing what arrives, fewer (RECEIVE_HASH_WORKERS).
+    // the parts the destination holds, and each fetched part once written (so
+    // the check covers what reached the disk). A worker takes ~45 ms to start:
+    // with bytes on disk to check they start now, with XXH3-128 (localCheck());
+    // else once a part is too large to hash on the main thread. Checking takes
+    // a worker per core; hashing what arrives, fewer (RECEIVE_HASH_WORKERS).
     // (A batch's workers start when a part needs one: it is not looked for.)
     const finalPath = join(options.destDir, options.name);
     const bytesOnDisk = !options.shared &&
@@ -309,10 +308,11 @@ class _Fetcher {
       }
       // One fetch at a time per destination file: a second one waits, then
       // finds the file complete (or resumes what the first left).
-      const release = await acquireFileLock(helperPath(finalPath, LOCK_SUFFIX), {
+      const release = await lockUnlessDone(helperPath(finalPath, LOCK_SUFFIX), {
         signal: options.signal,
         onWaiting: () => this.#emit({ type: "waiting", path: finalPath }),
-      });
+      }, { entry, finalPath, hashes, verify: options.verify === true, counters: this.#progress });
+      if (!release) return { ...this.progress, phase: "done", path: finalPath };
       try {
         for (let attempt = 1;; attempt++) {
           const result = await this.#fetchInto(entry, finalPath, hashes, reader, pool);
