@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { parseByteRange } from "../lib/gateway/byte_range.ts";
 import { contentDisposition, mediaTypeOf } from "../lib/gateway/content_headers.ts";
-import { BadRequestError, parseRequestHead } from "../lib/gateway/http_request.ts";
+import { BadRequestError, parseRequestHead, readRequestHead } from "../lib/gateway/http_request.ts";
 import { metalinkDocument } from "../lib/gateway/metalink.ts";
 import { PartBudget } from "../lib/gateway/part_budget.ts";
 import { VerifiedParts } from "../lib/gateway/verified_parts.ts";
@@ -106,6 +106,37 @@ Deno.test("parseRequestHead() reads method, target and headers; rejects malforme
       (e) => e instanceof BadRequestError && e.status === status,
       head,
     );
+  }
+});
+
+/** A connection that yields `chunks` one read at a time, then stays open (reads wait). */
+function _conn(chunks: string[]): Deno.Conn {
+  const bytes = chunks.map((chunk) => new TextEncoder().encode(chunk));
+  return {
+    read: async (into: Uint8Array) => {
+      const next = bytes.shift();
+      if (next === undefined) return await new Promise<null>(() => {});
+      into.set(next);
+      return next.length;
+    },
+    close: () => {},
+  } as unknown as Deno.Conn;
+}
+
+Deno.test("readRequestHead() ends a head at CRLF CRLF or at bare LFs, in whatever pieces it comes", async () => {
+  for (
+    const chunks of [
+      ["GET /files/a HTTP/1.1\r\nHost: h\r\n\r\n"],
+      ["GET /files/a HTTP/1.1\nHost: h\n\n"],
+      ["GET /files/a HTTP/1.1\r\nHost: h\n\r\n"],
+      ["GET /files/a HTTP/1.1\r", "\nHost: h\r", "\n", "\r", "\n"],
+      ["GET /files/a HTTP/1.1\n", "Host: h\n", "\n"],
+    ]
+  ) {
+    const request = await readRequestHead(_conn(chunks), 1_000);
+    assert.ok(typeof request !== "string", JSON.stringify(chunks));
+    assert.equal(request.target, "/files/a", JSON.stringify(chunks));
+    assert.equal(request.headers.get("host"), "h", JSON.stringify(chunks));
   }
 });
 

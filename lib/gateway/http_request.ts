@@ -41,7 +41,6 @@ export class BadRequestError extends Error {
 /** Why a connection ended without a request: nothing to answer. */
 export type NoRequest = "closed" | "timeout";
 
-const _HEAD_END = new Uint8Array([13, 10, 13, 10]);
 const _TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
@@ -60,7 +59,7 @@ export async function readRequestHead(
       conn.close();
     } catch { /* already closed */ }
   });
-  const buffer = new Uint8Array(maxBytes + _HEAD_END.length);
+  const buffer = new Uint8Array(maxBytes + 4);
   let filled = 0;
   try {
     while (true) {
@@ -74,10 +73,10 @@ export async function readRequestHead(
       if (n === null) return timedOut ? "timeout" : "closed";
       const searchFrom = Math.max(0, filled - 3);
       filled += n;
-      const end = _indexOf(buffer.subarray(0, filled), _HEAD_END, searchFrom);
+      const end = _headEnd(buffer.subarray(0, filled), searchFrom);
       if (end >= 0) return parseRequestHead(new TextDecoder().decode(buffer.subarray(0, end)));
       if (filled >= maxBytes) {
-        const lineEnd = _indexOf(buffer.subarray(0, filled), _HEAD_END.subarray(0, 2), 0);
+        const lineEnd = buffer.subarray(0, filled).indexOf(10);
         throw lineEnd < 0
           ? new BadRequestError(414, `The request line is longer than ${maxBytes} bytes`)
           : new BadRequestError(431, `The request headers are longer than ${maxBytes} bytes`);
@@ -88,9 +87,12 @@ export async function readRequestHead(
   }
 }
 
-/** Parses a request head (without its final empty line). */
+/**
+ * Parses a request head (without its final empty line). Lines end in CRLF, or
+ * in a bare LF, which RFC 9112 (section 2.2) lets a server take as one.
+ */
 export function parseRequestHead(text: string): HttpRequest {
-  const lines = text.split("\r\n");
+  const lines = text.replace(/\r$/, "").split(/\r?\n/);
   const requestLine = lines[0] ?? "";
   const match = /^([A-Z!#$%&'*+\-.^_`|~0-9a-z]+) (\S+) (HTTP\/\d\.\d)$/.exec(requestLine);
   if (!match) {
@@ -122,10 +124,14 @@ export function parseRequestHead(text: string): HttpRequest {
   return { method, target, version, headers };
 }
 
-function _indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number {
-  outer: for (let i = from; i + needle.length <= haystack.length; i++) {
-    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
-    return i;
+/**
+ * Where the head in `bytes` ends (the LF that ends its last line, before the
+ * empty line: CRLF CRLF, or LF LF from a client that sends bare LFs), looking
+ * from `from`; -1 while it has not arrived.
+ */
+function _headEnd(bytes: Uint8Array, from: number): number {
+  for (let i = bytes.indexOf(10, from); i >= 0; i = bytes.indexOf(10, i + 1)) {
+    if (bytes[i + 1] === 10 || (bytes[i + 1] === 13 && bytes[i + 2] === 10)) return i;
   }
   return -1;
 }
