@@ -74,6 +74,15 @@ Deno.test("evaluatePreconditions() and ifRangeHolds() follow RFC 9110's order an
     evaluatePreconditions(h({ "if-modified-since": "Sat, 05 Dec 2026 00:00:00 GMT" }), v),
     "proceed",
   );
+  // If-Unmodified-Since: changed after the client's date fails; If-Match, when present, decides.
+  const before = "Sat, 05 Dec 2026 00:00:00 GMT";
+  assert.equal(evaluatePreconditions(h({ "if-unmodified-since": before }), v), "failed");
+  assert.equal(evaluatePreconditions(h({ "if-unmodified-since": v.lastModified }), v), "proceed");
+  assert.equal(evaluatePreconditions(h({ "if-unmodified-since": "not a date" }), v), "proceed");
+  assert.equal(
+    evaluatePreconditions(h({ "if-match": '"abc"', "if-unmodified-since": before }), v),
+    "proceed",
+  );
   assert.equal(ifRangeHolds(h({}), v), true);
   assert.equal(ifRangeHolds(h({ "if-range": '"abc"' }), v), true);
   assert.equal(ifRangeHolds(h({ "if-range": 'W/"abc"' }), v), false);

@@ -1,6 +1,6 @@
 /**
- * Conditional requests on a file (RFC 9110 section 13): If-Match (412 when
- * it fails), If-None-Match (304 when the client's copy is current), and
+ * Conditional requests on a file (RFC 9110 section 13): If-Match and
+ * If-Unmodified-Since (412 when they fail), If-None-Match (304 when the client's copy is current), and
  * If-Range (a range only when the client's partial copy is of this content;
  * else the whole file). The validators are a strong ETag derived from the
  * file's content id and its Last-Modified date (whole seconds).
@@ -15,13 +15,20 @@ export interface Validators {
 
 export type PreconditionOutcome = "proceed" | "not-modified" | "failed";
 
-/** The outcome of If-Match, If-None-Match and If-Modified-Since, in the RFC's order. */
+/** The outcome of If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since, in the RFC's order. */
 export function evaluatePreconditions(
   headers: Map<string, string>,
   validators: Validators,
 ): PreconditionOutcome {
   const ifMatch = headers.get("if-match");
   if (ifMatch !== undefined && !_listMatches(ifMatch, validators.etag, true)) return "failed";
+  // Without If-Match: a copy changed since the client's date fails (a date that
+  // does not parse is ignored, as is the header for a file with no date).
+  const unmodifiedSince = ifMatch === undefined ? headers.get("if-unmodified-since") : undefined;
+  if (unmodifiedSince !== undefined && validators.lastModified !== undefined) {
+    const sinceMs = Date.parse(unmodifiedSince);
+    if (!Number.isNaN(sinceMs) && Date.parse(validators.lastModified) > sinceMs) return "failed";
+  }
   const ifNoneMatch = headers.get("if-none-match");
   if (ifNoneMatch !== undefined) {
     return _listMatches(ifNoneMatch, validators.etag, false) ? "not-modified" : "proceed";
