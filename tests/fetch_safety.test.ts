@@ -212,6 +212,7 @@ Deno.test("fetch: a destination it may not write in, holding the file whole, is 
     const damaged = await cluster.fts(["fetch", "d.bin", dest]);
     assert.equal(damaged.code, 1, damaged.stderr);
     assert.match(damaged.stderr, root ? /Read-only file system/ : /[Pp]ermission denied/);
+    assert.match(damaged.stderr, /Cannot write in .*d\.bin there is not this file whole and right/);
     assert.equal(await sha256File(join(dest, "d.bin")), before);
     assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name).sort(), ["d.bin", "w.bin"]);
   } finally {

@@ -8,6 +8,7 @@
  */
 import { lstatOrUndefined } from "../base/fs_util.ts";
 import { acquireFileLock } from "../base/lock.ts";
+import { basename, dirname } from "../base/paths.ts";
 import type { HashPool } from "../hash/hash_pool.ts";
 import type { FileEntry } from "../state/manifest.ts";
 import {
@@ -16,6 +17,7 @@ import {
   localCheck,
   RejectedParts,
 } from "./destination_check.ts";
+import { FetchError } from "./fetch_error.ts";
 import { Bitmap } from "./fetch_state.ts";
 
 /** Whether `error` says the destination cannot be written (rather than something else failed). */
@@ -57,8 +59,8 @@ export async function holdsWholeFile(options: {
 /**
  * Takes the job lock at `lockPath`; when the destination cannot be written
  * (the lock file cannot be made) but `check.finalPath` already holds the whole
- * file, right, resolves undefined instead: the fetch is done. Else the write
- * error stands.
+ * file, right, resolves undefined instead: the fetch is done. Else it throws
+ * the write error, saying the file there needs writing.
  */
 export async function lockUnlessDone(
   lockPath: string,
@@ -68,7 +70,15 @@ export async function lockUnlessDone(
   try {
     return await acquireFileLock(lockPath, lock);
   } catch (error) {
-    if (!isUnwritable(error) || !(await holdsWholeFile(check))) throw error;
-    return undefined;
+    if (!isUnwritable(error)) throw error;
+    if (await holdsWholeFile(check)) return undefined;
+    const { finalPath } = check;
+    throw new FetchError(
+      `Cannot write in ${dirname(finalPath)} (${(error as Error).message}), and ${
+        basename(finalPath)
+      } there is not this file whole and right: it needs writing`,
+      [],
+      { cause: error },
+    );
   }
 }
