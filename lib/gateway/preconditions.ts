@@ -1,9 +1,10 @@
 /**
  * Conditional requests on a file (RFC 9110 section 13): If-Match and
- * If-Unmodified-Since (412 when they fail), If-None-Match (304 when the client's copy is current), and
- * If-Range (a range only when the client's partial copy is of this content;
- * else the whole file). The validators are a strong ETag derived from the
- * file's content id and its Last-Modified date (whole seconds).
+ * If-Unmodified-Since (412 when they fail), If-None-Match (304 when the
+ * client's copy is current), and If-Range (a range only when the client's
+ * partial copy is of this content; else the whole file). The validators are a
+ * strong ETag derived from the file's content id and its Last-Modified date
+ * (whole seconds).
  */
 
 export interface Validators {
@@ -15,7 +16,10 @@ export interface Validators {
 
 export type PreconditionOutcome = "proceed" | "not-modified" | "failed";
 
-/** The outcome of If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since, in the RFC's order. */
+/**
+ * The outcome of If-Match, If-Unmodified-Since, If-None-Match and
+ * If-Modified-Since, in the RFC's order.
+ */
 export function evaluatePreconditions(
   headers: Map<string, string>,
   validators: Validators,
