@@ -13,6 +13,9 @@
  * one JSON document that older fts read too. `--large` adds 100,000 entries.
  * `--instance-flags` gives the Deno flags of the instance's command line
  * (default: INSTANCE_V8_FLAGS, as the cluster starts instances; `""` for none).
+ * This checkout's instance runs from the bundle the cluster starts instances
+ * from (instance_bundle.ts), with no update check, as the cluster runs it;
+ * from main.ts it is 3-4 MB larger (every module resolved and compiled alone).
  */
 import { parseArgs } from "node:util";
 import { contentIdOf, type FileEntry, OPERATOR_OWNER } from "../lib/state/manifest.ts";
@@ -21,7 +24,8 @@ import { entryLine, layoutDocument, snapshotHeader } from "../lib/state/manifest
 import { Peer } from "../lib/client/peer.ts";
 import { DENO_RUN_FLAGS, INSTANCE_V8_FLAGS } from "../lib/base/spawn.ts";
 import { join } from "../lib/base/paths.ts";
-import { residentMemory } from "./measure.ts";
+import { instanceBundle } from "../lib/ops/instance_bundle.ts";
+import { childEnv, residentMemory } from "./measure.ts";
 
 /** One-more-file publishes timed in process at each size, for a median. */
 const IN_PROCESS_PUBLISHES = 50;
@@ -154,8 +158,11 @@ async function _instanceMemory(
   denoFlags: readonly string[],
 ): Promise<_InstanceMemory> {
   const dir = await scaleDataDir(count, 9001);
+  // This checkout's instance starts as the cluster starts it: from the bundle.
+  const script = main === MAIN ? await instanceBundle(dir) : main;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...DENO_RUN_FLAGS, ...denoFlags, main, "serve", "--port", "0", "--data", dir],
+    args: ["run", ...DENO_RUN_FLAGS, ...denoFlags, script, "serve", "--port", "0", "--data", dir],
+    env: childEnv(),
     stdout: "piped",
     stderr: "null",
   }).spawn();
