@@ -125,7 +125,9 @@ export async function main(args: string[]): Promise<number> {
 if (import.meta.main) {
   // Every fts process this one starts (50 servers for a cluster) would otherwise
   // look up Deno's release server: a DNS query off the machine each, and
-  // measured 0.4 s more until 50 instances listen.
+  // measured 0.4 s more until 50 instances listen. This process has already
+  // decided as Deno started: deno.json's tasks and the ./fts launcher set it
+  // first (tests/off_machine.test.ts).
   Deno.env.set("DENO_NO_UPDATE_CHECK", "1");
   Deno.exit(await main(Deno.args));
 }
