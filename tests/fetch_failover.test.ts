@@ -6,6 +6,7 @@ import {
   newDest,
   readManifestJson,
   startCluster,
+  waitForVerifiedParts,
 } from "./harness.ts";
 
 const MiB = 1024 * 1024;
@@ -129,6 +130,39 @@ Deno.test("fetch: failover: every replica of a part down fails fast naming the p
     assert.equal(summary.partsPresent + summary.partsFetched, entry.parts.length);
     assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), ["a.bin"]);
   } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fetch: Ctrl-C ends a fetch at once while every instance it reads from has stalled", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 1,
+    partSize: "1MiB",
+    files: { "slow.bin": 8 * MiB },
+    clusterArgs: ["--limit-rate", "1MiB"],
+  });
+  const pids = await Promise.all(
+    cluster.ports.map(async (port) =>
+      Number(await Deno.readTextFile(join(cluster.dir, "run", `${port}.pid`)))
+    ),
+  );
+  try {
+    const dest = await newDest(cluster);
+    const fetch = cluster.spawnFetch("slow.bin", dest, ["--timeout", "60s"]);
+    // Reading parts (a first one in place), then every instance stops answering.
+    await waitForVerifiedParts(join(dest, "slow.bin.fts-state"), 1);
+    for (const pid of pids) Deno.kill(pid, "SIGSTOP");
+    await new Promise((r) => setTimeout(r, 1_000));
+    const interrupted = Date.now();
+    fetch.kill("SIGINT");
+    const result = await fetch.result();
+    const took = Date.now() - interrupted;
+    assert.equal(result.code, 130, result.stderr);
+    // Within the --timeout of 60 s it would otherwise wait out: a hang guard.
+    assert.ok(took < 10_000, `took ${took} ms to stop after Ctrl-C`);
+  } finally {
+    for (const pid of pids) Deno.kill(pid, "SIGCONT");
     await cluster.stop();
   }
 });

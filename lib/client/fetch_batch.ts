@@ -101,6 +101,7 @@ export async function fetchBatch(
   const pool = new PeerPool({
     ...connect,
     stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    signal: options.signal,
   });
   // Small files are received, not checked at a destination: the receiving
   // count of workers, started once for the whole batch when a part too large

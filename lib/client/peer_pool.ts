@@ -2,14 +2,28 @@
 import { isConnectionGone } from "../wire/errors.ts";
 import { type ConnectOptions, Peer } from "./peer.ts";
 
-export type PeerPoolOptions = ConnectOptions;
+export interface PeerPoolOptions extends ConnectOptions {
+  /**
+   * Closes every connection, those in use too, once aborted (Ctrl-C): a read
+   * waiting on a stalled instance ends at once instead of after the stall
+   * timeout, and the failed read's caller sees the abort.
+   */
+  signal?: AbortSignal | undefined;
+}
 
 export class PeerPool {
   readonly #idle = new Map<string, Peer[]>();
+  /** Connections handed out by begin() and not released (closed ones are swept out). */
+  readonly #busy = new Set<Peer>();
   readonly #options: PeerPoolOptions;
 
   constructor(options: PeerPoolOptions) {
     this.#options = options;
+    options.signal?.addEventListener("abort", () => {
+      this.closeAll();
+      for (const peer of this.#busy) peer.close();
+      this.#busy.clear();
+    }, { once: true });
   }
 
   /**
@@ -25,22 +39,31 @@ export class PeerPool {
     address: string,
     first: (peer: Peer) => Promise<T>,
   ): Promise<{ peer: Peer; value: T }> {
+    // Callers close a connection that failed themselves: forget those here.
+    for (const peer of this.#busy) if (peer.closed) this.#busy.delete(peer);
     const idle = this.#idle.get(address);
     let peer = idle?.pop();
     while (peer?.closed) peer = idle?.pop();
     if (peer !== undefined) {
+      this.#busy.add(peer);
       try {
         return { peer, value: await first(peer) };
       } catch (error) {
+        this.#busy.delete(peer);
         peer.close();
         if (!isConnectionGone(error)) throw error;
         for (const old of this.#idle.get(address)?.splice(0) ?? []) old.close();
       }
     }
+    this.#options.signal?.throwIfAborted();
     peer = await Peer.connect(address, this.#options);
+    this.#busy.add(peer);
+    // Aborted while connecting: the abort has closed the others already.
+    if (this.#options.signal?.aborted) peer.close();
     try {
       return { peer, value: await first(peer) };
     } catch (error) {
+      this.#busy.delete(peer);
       peer.close();
       throw error;
     }
@@ -48,12 +71,14 @@ export class PeerPool {
 
   /** Returns a connection whose last reply was read whole; a closed one is dropped. */
   release(peer: Peer): void {
+    this.#busy.delete(peer);
     if (peer.closed) return;
     const idle = this.#idle.get(peer.address) ?? [];
     idle.push(peer);
     this.#idle.set(peer.address, idle);
   }
 
+  /** Closes the idle connections (those in use close as their users finish). */
   closeAll(): void {
     for (const peers of this.#idle.values()) for (const peer of peers) peer.close();
     this.#idle.clear();

@@ -121,6 +121,7 @@ class _Uploader {
         ? { connectTimeoutMs: options.connectTimeoutMs }
         : {}),
       stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_UPLOAD_STALL_TIMEOUT_MS,
+      signal: options.signal,
     });
     this.#limiter = options.limitRateBytesPerSecond
       ? new RateLimiter(options.limitRateBytesPerSecond)
