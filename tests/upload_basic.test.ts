@@ -173,3 +173,37 @@ Deno.test("upload: A uploads, B fetches byte-identical; replace, empty file, bad
     await cluster.stop();
   }
 });
+
+Deno.test("upload: a name that starts with U+FEFF is listed, fetched, renamed and removed like any", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "op.bin": 10_000 } });
+  const alice = testUser(cluster, "alice");
+  const src = join(cluster.work, "src", "note.bin");
+  const dest = join(cluster.work, "dest");
+  await Deno.mkdir(dest);
+  const bom = "\ufeffnote.bin";
+  const moved = "\ufeffmoved.bin";
+  try {
+    await writeRandomFile(src, 30_000, 7);
+    const up = await cluster.fts(["upload", src, "--as", bom], { env: alice.env });
+    assert.equal(up.code, 0, up.stderr);
+    // Every reader of the manifest decodes each entry's key on its own.
+    const ls = await cluster.fts(["ls", "--json"]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.ok(ls.stdout.includes(JSON.stringify(bom)), ls.stdout);
+    const status = await cluster.fts(["status"]);
+    assert.equal(status.code, 0, status.stderr);
+    const all = await cluster.fts(["fetch", "--all", dest]);
+    assert.equal(all.code, 0, all.stderr);
+    await assertSameFile(join(dest, bom), src);
+    const mv = await cluster.fts(["mv", bom, moved], { env: alice.env });
+    assert.equal(mv.code, 0, mv.stderr);
+    const fetched = await cluster.fts(["fetch", moved, dest]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await assertSameFile(join(dest, moved), src);
+    const rm = await cluster.fts(["rm", moved], { env: alice.env });
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.deepEqual(Object.keys((await readManifestJson(cluster.dir)).files), ["op.bin"]);
+  } finally {
+    await cluster.stop();
+  }
+});

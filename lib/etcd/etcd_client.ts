@@ -26,7 +26,8 @@ export const ETCD_QUORUM_READ_TIMEOUT_MS = 2_000;
 export const QUORUM_RECHECK_MS = 5_000;
 
 const _encoder = new TextEncoder();
-const _decoder = new TextDecoder();
+/** ignoreBOM: a key or value that starts with U+FEFF keeps it (see manifest_layout.ts). */
+const _decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** Base64 of a string's UTF-8 bytes. */
 export function toBase64(text: string): string {

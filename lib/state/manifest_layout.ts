@@ -38,7 +38,12 @@ const _NEWLINE = 0x0a;
 const _BRACE = 0x7d;
 /** Bytes below this are control characters, which a JSON string must escape. */
 const _SPACE = 0x20;
-const _decoder = new TextDecoder("utf-8", { fatal: true });
+/**
+ * ignoreBOM: a name may start with U+FEFF, and an entry line's key is decoded
+ * on its own: by default the decoder would drop it, and the key would no
+ * longer match the entry's name (every reader then took the manifest for damaged).
+ */
+const _decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export function snapshotHeader(generation: number): string {
   return `{"format":${JSON.stringify(MANIFEST_FORMAT)},"version":${MANIFEST_VERSION},` +

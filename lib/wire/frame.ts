@@ -32,7 +32,8 @@ export const MAX_JSON_BODY_BYTES = 256 * 1024 * 1024;
 export type Header = { op: string; [field: string]: unknown };
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+/** ignoreBOM: text that starts with U+FEFF keeps it (see manifest_layout.ts). */
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Encodes the prefix and header of a frame whose body follows separately. */
 export function encodeFrameHead(header: Header, bodyLength = 0): Uint8Array {
