@@ -14,8 +14,15 @@ import {
 } from "../lib/cli/flags.ts";
 import { rateFlag } from "../lib/cli/repair_flags.ts";
 import { exists } from "../lib/base/fs_util.ts";
-import { DEFAULT_CONFIG, ensureConfig, loadConfig, resolveDataDir } from "../lib/state/config.ts";
-import { markEtcdHost, refuseEtcdHost } from "../lib/state/manifest_guard.ts";
+import {
+  checkFlagsAgainst,
+  type ClusterConfig,
+  DEFAULT_CONFIG,
+  ensureConfig,
+  loadConfig,
+  resolveDataDir,
+} from "../lib/state/config.ts";
+import { markedEtcdCluster, markEtcdHost, refuseEtcdHost } from "../lib/state/manifest_guard.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
 import { Supervisor } from "../lib/ops/cluster.ts";
@@ -102,6 +109,10 @@ export async function run(args: string[]): Promise<number> {
   }
   // A host's directory of a cluster in etcd, started without --etcd, would serve "no files".
   if (!etcd) refuseEtcdHost(dir);
+  // Refused for this host's own reasons before anything is written, here or in etcd.
+  const existing = await runningSupervisor(dir);
+  if (existing) throw new Error(`A cluster is already running for ${dir} (pid ${existing.pid})`);
+  if (etcd) await _checkEtcdHostDir(dir, etcd.cluster, requested);
   const etcdArgs = etcd ? await _joinEtcd(etcd, flags, dir, requested) : undefined;
   // In etcd mode the data directory's config describes this host's instances
   // only; the replica count and the files live in etcd.
@@ -125,8 +136,6 @@ export async function run(args: string[]): Promise<number> {
       "--part-size and --zone belong to a cluster in etcd (--etcd); fts preload takes --part-size",
     );
   }
-  const existing = await runningSupervisor(dir);
-  if (existing) throw new Error(`A cluster is already running for ${dir} (pid ${existing.pid})`);
 
   const quiet = boolFlag(flags, "quiet");
   let ready = false;
@@ -312,6 +321,29 @@ async function _joinEtcd(
     if (made) await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw error;
   }
+}
+
+/**
+ * Refuses a data directory that belongs to another cluster in etcd (its
+ * parts would count as unused there, and be deleted a day later) or whose
+ * recorded instances the flags contradict.
+ */
+async function _checkEtcdHostDir(
+  dir: string,
+  cluster: string,
+  requested: Partial<ClusterConfig>,
+): Promise<void> {
+  const marked = markedEtcdCluster(dir);
+  if (marked !== undefined && marked !== cluster) {
+    throw new UsageError(
+      `${dir} holds the parts of a host of cluster "${marked}" in etcd, not of "${cluster}": ` +
+        `pass --cluster ${marked}, or give this host of "${cluster}" another --data`,
+    );
+  }
+  // The replica count is the cluster's, in etcd; the directory records this host's instances.
+  const { replicas: _, ...local } = requested;
+  const recorded = await loadConfig(dir);
+  if (recorded) checkFlagsAgainst(recorded, local, dir);
 }
 
 /**

@@ -88,6 +88,29 @@ Deno.test({
       assert.equal(await stored(), before, "a refused command deleted parts");
       const removed = await runFts(["rm", "p.bin", "--operator", ...flags, ...data(0)]);
       assert.equal(removed.code, 0, removed.stderr);
+      // A host's directory given to a cluster of another name: refused before etcd or the
+      // directory is written, whether its own cluster runs (host 1) or not (host 1 stopped).
+      const other = ["--etcd", etcd.endpoints, "--cluster", "other"];
+      const mark = () => Deno.readTextFile(join(dir, "host1", "etcd_host.json"));
+      const marked = await mark();
+      for (const running of [true, false]) {
+        if (!running) {
+          hosts[1]!.kill("SIGTERM");
+          await hosts[1]!.status;
+        }
+        const start = ["cluster", ...other, "--host", "127.0.0.3", ...data(1), "--plain"];
+        const refused = await runFts(start);
+        assert.notEqual(refused.code, 0, refused.stderr);
+        assert.match(
+          refused.stderr,
+          running
+            ? /A cluster is already running for/
+            : /holds the parts of a host of cluster "operator" in etcd, not of "other"/,
+        );
+        assert.equal(await mark(), marked);
+        const unknown = await runFts(["ls", ...other]);
+        assert.notEqual(unknown.code, 0, 'a refused start recorded cluster "other" in etcd');
+      }
     } finally {
       for (const host of hosts) {
         host.kill("SIGTERM");

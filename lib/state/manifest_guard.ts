@@ -47,6 +47,19 @@ export async function markEtcdHost(
 }
 
 /**
+ * The name of the cluster in etcd whose host `dir` was marked for
+ * (markEtcdHost), or undefined when it is not marked or the mark says none.
+ */
+export function markedEtcdCluster(dir: string): string | undefined {
+  try {
+    const said = JSON.parse(Deno.readTextFileSync(etcdHostPath(dir)));
+    return typeof said?.cluster === "string" ? said.cluster : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Throws a UsageError when `dir` is the data directory of a host of a
  * cluster in etcd (markEtcdHost): its files are not listed there.
  */
