@@ -212,3 +212,23 @@ Deno.test("part.put: a rotten copy of the same size is replaced by the body, not
     await cluster.stop();
   }
 });
+
+Deno.test("status: a truncated copy does not count as live; every copy truncated is a lost part (R=2)", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, files: { "t.bin": 20_000 } });
+  try {
+    const part = (await readManifestJson(cluster.dir)).files["t.bin"]!.parts[0]!;
+    const file = async () => {
+      const status = await cluster.fts(["status", "--json"]);
+      return { code: status.code, ...JSON.parse(status.stdout).files[0] };
+    };
+    assert.equal((await file()).minLiveReplicas, 2);
+    await Deno.truncate(storedPartPath(cluster.dir, part.replicas[0]!, part.digest), 0);
+    const one = await file();
+    assert.deepEqual([one.minLiveReplicas, one.underReplicatedParts, one.lostParts], [1, 1, 0]);
+    await Deno.truncate(storedPartPath(cluster.dir, part.replicas[1]!, part.digest), 100);
+    const none = await file();
+    assert.deepEqual([none.code, none.minLiveReplicas, none.lostParts], [0, 0, 1]);
+  } finally {
+    await cluster.stop();
+  }
+});

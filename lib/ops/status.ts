@@ -154,12 +154,13 @@ export async function statusOf(
     ? await _heldParts(probes.filter((p) => !p.busy), options.tls)
     : undefined;
   const busy = new Set(probes.filter((p) => p.busy).map((p) => p.id));
-  // A copy is live when its instance answers and, when checked, lists it. A
-  // busy instance (every connection taken) is alive but cannot list: its
-  // copies count as the manifest says, and the report shows it busy.
-  const isLive = (id: string, digest: string) =>
+  // A copy is live when its instance answers and, when checked, lists it at
+  // the part's size (a truncated copy cannot be read whole). A busy instance
+  // (every connection taken) is alive but cannot list: its copies count as
+  // the manifest says, and the report shows it busy.
+  const isLive = (id: string, part: { digest: string; size: number }) =>
     up.has(id) &&
-    (held === undefined || busy.has(id) || held.get(id)?.has(digest) === true);
+    (held === undefined || busy.has(id) || held.get(id)?.get(part.digest) === part.size);
   const entries = await walkWhole(async () => {
     const entries: FileEntry[] = [];
     for await (const { entry } of allEntries(cluster.store)) entries.push(entry);
@@ -173,7 +174,7 @@ export async function statusOf(
       const under: number[] = [];
       const lost: number[] = [];
       file.parts.forEach((part, index) => {
-        const live = part.replicas.filter((id) => isLive(id, part.digest)).length;
+        const live = part.replicas.filter((id) => isLive(id, part)).length;
         minLive = Math.min(minLive, live);
         if (live < config.replicas) under.push(index);
         if (live === 0) lost.push(index);
