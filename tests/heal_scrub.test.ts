@@ -213,7 +213,7 @@ Deno.test("part.put: a rotten copy of the same size is replaced by the body, not
   }
 });
 
-Deno.test("status: a truncated copy does not count as live; every copy truncated is a lost part (R=2)", async () => {
+Deno.test("status and fetch: a truncated copy is not live, a fetch reports it; all truncated is a lost part (R=2)", async () => {
   const cluster = await startCluster({ servers: 3, replicas: 2, files: { "t.bin": 20_000 } });
   try {
     const part = (await readManifestJson(cluster.dir)).files["t.bin"]!.parts[0]!;
@@ -222,9 +222,19 @@ Deno.test("status: a truncated copy does not count as live; every copy truncated
       return { code: status.code, ...JSON.parse(status.stdout).files[0] };
     };
     assert.equal((await file()).minLiveReplicas, 2);
-    await Deno.truncate(storedPartPath(cluster.dir, part.replicas[0]!, part.digest), 0);
+    const short = storedPartPath(cluster.dir, part.replicas[0]!, part.digest);
+    await Deno.truncate(short, 0);
     const one = await file();
     assert.deepEqual([one.minLiveReplicas, one.underReplicatedParts, one.lostParts], [1, 1, 0]);
+    // A fetch that meets the short copy reads the other and reports it: it is quarantined.
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    // (The first replica listed is the one tried first for part 0.)
+    const fetched = await cluster.fts(["fetch", "t.bin", dest]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    assert.match(fetched.stderr, /outside the part/);
+    await assertSameFile(join(dest, "t.bin"), join(cluster.work, "src", "t.bin"));
+    assert.equal(await _exists(short), false, "the short copy is still served");
     await Deno.truncate(storedPartPath(cluster.dir, part.replicas[1]!, part.digest), 100);
     const none = await file();
     assert.deepEqual([none.code, none.minLiveReplicas, none.lostParts], [0, 0, 1]);

@@ -12,8 +12,9 @@
  * 3. On a failure (connect, timeout, reset, an error answer), count a
  *    failover and continue from the byte reached on the next replica. A
  *    replica is given up on for the part after ATTEMPTS_PER_REPLICA failures,
- *    or at once when it says it has no good copy. (A pooled connection the
- *    instance closed while idle is no failure: PeerPool.begin() reconnects.)
+ *    or at once when it says it has no good copy (one shorter than the part
+ *    is reported, as in 4). A pooled connection the instance closed while
+ *    idle is no failure: PeerPool.begin() reconnects.
  * 4. When the range ends at the part's end, the sink's whole part must match
  *    the part's SHA-256. If it does not, bytes the sink held from before are
  *    fetched again first; then every replica that contributed is reported
@@ -44,15 +45,14 @@ export const RETRY_SAME_REPLICA_DELAY_MS = 200;
 export const REPORT_STALL_TIMEOUT_MS = 10_000;
 /** How long a finished reader waits for its reports of corrupt copies to be answered. */
 export const REPORT_GRACE_MS = 3_000;
-
 /** Spare receive buffers a reader keeps for readMany(): a share each beyond the first. */
 const _MAX_SPARE_BUFFERS = 8;
-
 /** What hostLoad() counts for a replica that failed a moment ago: busier than any host. */
 const _COOLING_LOAD = 1_000_000;
-
 /** Error codes meaning the replica has no good copy: trying it again would not help. */
 const _PERMANENT_CODES: readonly string[] = ["NOT_FOUND", "QUARANTINED", "BAD_RANGE"];
+/** A range inside the part refused: the replica's copy is shorter than the part. */
+const _tooShort = (error: unknown) => error instanceof ProtocolError && error.code === "BAD_RANGE";
 
 /** One part of a file, as its entry describes it. */
 export interface PartToRead {
@@ -327,6 +327,7 @@ export class PartReader {
         signal?.throwIfAborted();
         const refused = k === 0 ? first : await peer.partAnswer(part.size);
         if (refused !== undefined) {
+          if (_tooShort(refused)) this.#report(address, part.digest);
           this.#failedOver(part, id, refused);
           tell(undefined);
           continue;
@@ -419,6 +420,7 @@ export class PartReader {
           const reason = error instanceof Error ? error.message : String(error);
           reasons.push(`${id}: ${reason}`);
           const permanent = error instanceof ProtocolError && _PERMANENT_CODES.includes(error.code);
+          if (_tooShort(error)) this.#report(address, part.digest);
           failures.set(id, permanent ? ATTEMPTS_PER_REPLICA : (failures.get(id) ?? 0) + 1);
           if (!permanent) this.#cooldown.failed(address);
           this.counters.failovers++;
