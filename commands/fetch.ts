@@ -1,7 +1,6 @@
 import { resolve } from "../lib/base/paths.ts";
 import {
   boolFlag,
-  durationFlag,
   ETCD_FLAGS,
   etcdTarget,
   expectPositionals,
@@ -9,6 +8,7 @@ import {
   listFlag,
   parseFlags,
   sizeFlag,
+  stallTimeoutFlag,
   stringFlag,
 } from "../lib/cli/flags.ts";
 import { resolveDataDir } from "../lib/state/config.ts";
@@ -113,7 +113,7 @@ export async function run(args: string[]): Promise<number> {
   if (rate !== undefined && rate < 32 * 1024) {
     throw new UsageError("--limit-rate must be at least 32KiB");
   }
-  const stallTimeoutMs = durationFlag(flags, "timeout");
+  const stallTimeoutMs = stallTimeoutFlag(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const servers = await resolveServers(dir, listFlag(flags, "server"), etcdTarget(flags));
   const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));

@@ -1,12 +1,12 @@
 import {
   boolFlag,
-  durationFlag,
   expectPositionals,
   intFlag,
   parseFlags,
   SIGNING_FLAGS,
   signingFlags,
   sizeFlag,
+  stallTimeoutFlag,
   stringFlag,
 } from "../lib/cli/flags.ts";
 import { UsageError } from "../lib/wire/errors.ts";
@@ -78,7 +78,7 @@ export async function run(args: string[]): Promise<number> {
   const parallel = intFlag(flags, "parallel", 1, MAX_UPLOAD_PARALLEL);
   const rate = sizeFlag(flags, "limit-rate");
   if (rate !== undefined && rate < 1024) throw new UsageError("--limit-rate must be at least 1KiB");
-  const stallTimeoutMs = durationFlag(flags, "timeout");
+  const stallTimeoutMs = stallTimeoutFlag(flags);
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
   const { servers, identity } = await signingContext(signingFlags(flags));

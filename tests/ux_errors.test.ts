@@ -186,6 +186,12 @@ Deno.test("fetch, ls, scrub: bad destinations, arguments, names and rates get on
     const slow = await cluster.fts(["scrub", "--hash-rate", "1"]);
     assert.equal(slow.code, 2);
     assert.match(slow.stderr, /--hash-rate must be 0 \(no limit\) or at least 1KiB/);
+    // A stall timeout of 0 would wait on a silent instance forever.
+    for (const command of [["fetch", "a.bin", cluster.work], ["upload", file]]) {
+      const never = await cluster.fts([...command, "--timeout", "0"]);
+      assert.equal(never.code, 2, never.stderr);
+      assert.match(never.stderr, /--timeout must be at least 100ms/);
+    }
     // Every command that takes --etcd says so in its usage.
     for (const command of ["fetch", "upload", "rm", "mv"]) {
       const help = await cluster.fts([command, "--help"]);

@@ -154,6 +154,21 @@ export function durationFlag(flags: ParsedFlags, name: string): number | undefin
   }
 }
 
+/** The shortest --timeout (a stall timeout) a transfer takes: 0 would wait forever. */
+export const MIN_STALL_TIMEOUT_MS = 100;
+
+/** `--timeout`: how long an instance may stay silent before a transfer moves on. */
+export function stallTimeoutFlag(flags: ParsedFlags): number | undefined {
+  const ms = durationFlag(flags, "timeout");
+  if (ms !== undefined && ms < MIN_STALL_TIMEOUT_MS) {
+    throw new UsageError(
+      `--timeout must be at least ${MIN_STALL_TIMEOUT_MS}ms: it is how long an instance may ` +
+        `stay silent before the transfer moves on to another (0 would wait forever)`,
+    );
+  }
+  return ms;
+}
+
 /** Throws a usage error unless the positional count is within bounds. */
 export function expectPositionals(
   flags: ParsedFlags,
