@@ -23,6 +23,12 @@ import { resolve } from "../base/paths.ts";
 
 /** How long a signed request may wait for its reply: the server may free many parts first. */
 export const MUTATION_REPLY_TIMEOUT_MS = 30_000;
+/**
+ * How long the hello and the binding reads before it may stall: a hung
+ * instance (stopped, its disk hung) still accepts connections, and each one
+ * tried cost the whole reply timeout before the next server was.
+ */
+export const MUTATION_HANDSHAKE_TIMEOUT_MS = 3_000;
 export const MUTATION_CONNECT_TIMEOUT_MS = 2_000;
 
 /** Answers that another server would give just the same: stop and report them. */
@@ -117,11 +123,15 @@ export async function sendSigned<R extends UnboundRequest>(
     try {
       peer = await Peer.connect(address, {
         connectTimeoutMs: options.connectTimeoutMs ?? MUTATION_CONNECT_TIMEOUT_MS,
-        stallTimeoutMs: options.stallTimeoutMs ?? MUTATION_REPLY_TIMEOUT_MS,
+        stallTimeoutMs: Math.min(
+          options.stallTimeoutMs ?? MUTATION_REPLY_TIMEOUT_MS,
+          MUTATION_HANDSHAKE_TIMEOUT_MS,
+        ),
       });
       const signed = await signRequest(identity, await bindRequest(peer, request));
       // From here on a failure leaves the outcome unknown: the server may have the request.
       sent = true;
+      peer.reader.timeoutMs = options.stallTimeoutMs ?? MUTATION_REPLY_TIMEOUT_MS;
       return await peer.requestSigned<R["op"]>(signed, body);
     } catch (error) {
       if (error instanceof ProtocolError && FINAL_CODES.has(error.code)) {
