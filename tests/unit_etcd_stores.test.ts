@@ -251,6 +251,21 @@ Deno.test({
         assert.match(error.message, /none of http:\/\/127\.0\.0\.1:1, http:\/\/127\.0\.0\.1:2/);
         return true;
       });
+      // An endpoint that is no etcd (a peer port, a proxy's error page): the next one is tried.
+      const notEtcd = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        () => new Response("404 page not found\n", { status: 404 }),
+      );
+      try {
+        const wrongFirst = `http://127.0.0.1:${notEtcd.addr.port},${endpoints[0]}`;
+        const listed = await runFts(["ls", "--etcd", wrongFirst, "--cluster", "settings"]);
+        assert.equal(listed.code, 0, listed.stderr);
+        const onlyWrong = await runFts(["ls", "--etcd", `http://127.0.0.1:${notEtcd.addr.port}`]);
+        assert.equal(onlyWrong.code, 1, onlyWrong.stderr);
+        assert.match(onlyWrong.stderr, /etcd is unavailable: .*something other than JSON/);
+      } finally {
+        await notEtcd.shutdown();
+      }
       // The command line: one clear line and exit 1 or 2, for each kind of bad input.
       const badUrl = await runFts(["ls", "--etcd", "not a url"]);
       assert.equal(badUrl.code, 2);

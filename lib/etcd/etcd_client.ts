@@ -168,9 +168,12 @@ export class EtcdResponseError extends Error {
   }
 }
 
-/** An answer that means "this member cannot serve now": try another. */
+/**
+ * An answer that means "this member cannot serve now": try another. So is
+ * one that is not JSON: no etcd answered (a peer port, a proxy's error page).
+ */
 function _memberUnavailable(error: unknown): boolean {
-  if (!(error instanceof EtcdResponseError)) return true;
+  if (!(error instanceof EtcdResponseError) || error.cause instanceof SyntaxError) return true;
   return error.status >= 500 &&
     /no leader|timed out|not capable|unhealthy|stopped|leader changed|too many requests/i.test(
       error.message,
