@@ -20,7 +20,7 @@ import { signingContext } from "../lib/client/signed_client.ts";
 import { uploadFile } from "../lib/client/upload.ts";
 
 export const USAGE =
-  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--quiet] [--json] [--data DIR] [--etcd URLS [--cluster NAME]]";
+  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--quiet] [--json] [--data DIR] [--etcd URLS [--cluster NAME] [--tls-ca FILE]]";
 
 export const EXAMPLE = [
   "fts preload movie.mkv                        # 8 MiB parts, 5 copies each, into ./fts-data",
@@ -36,6 +36,7 @@ export async function run(args: string[]): Promise<number> {
     replace: { type: "boolean" },
     quiet: { type: "boolean", short: "q" },
     json: { type: "boolean" },
+    "tls-ca": { type: "string" },
     ...ETCD_FLAGS,
   });
   const files = flags.positionals;
@@ -73,7 +74,13 @@ export async function run(args: string[]): Promise<number> {
         "With --etcd the cluster's shape and part size are its settings in etcd (fts cluster sets them)",
       );
     }
-    return await _preloadOverNetwork(jobs, dir, etcd, boolFlag(flags, "replace"));
+    const tlsCa = stringFlag(flags, "tls-ca");
+    return await _preloadOverNetwork(jobs, dir, etcd, boolFlag(flags, "replace"), tlsCa);
+  }
+  if (stringFlag(flags, "tls-ca") !== undefined) {
+    throw new UsageError(
+      "--tls-ca is for --etcd: without it preload stores into --data, not over TLS",
+    );
   }
   const config = await ensureConfig(dir, requested);
   const partSize = partSizeFlag ?? config.partSize;
@@ -153,6 +160,7 @@ async function _preloadOverNetwork(
   dir: string,
   etcd: EtcdTarget,
   replace: boolean,
+  tlsCa: string | undefined,
 ): Promise<number> {
   const { servers, identity } = await signingContext({
     dataDir: dir,
@@ -160,6 +168,7 @@ async function _preloadOverNetwork(
     identity: undefined,
     operator: true,
     etcd,
+    tlsCa,
   });
   for (const { path, name } of jobs) {
     const result = await uploadFile({ path, name, servers, identity, replace });

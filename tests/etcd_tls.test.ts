@@ -47,11 +47,18 @@ Deno.test({
       const env = { FTS_TLS_CA: join(ca, "ca.pem") };
       const up = await runFts(["upload", source, ...flags, "--identity", join(dir, "id")], { env });
       assert.equal(up.code, 0, up.stderr);
+      // The operator's preload over the network takes the CA as a flag, as its error says.
+      const host = ["--data", join(dir, "host")];
+      const caFlag = ["--tls-ca", join(ca, "ca.pem")];
+      const pre = await runFts(["preload", source, "--as", "p.bin", ...flags, ...host, ...caFlag]);
+      assert.equal(pre.code, 0, pre.stderr);
       const out = join(dir, "out");
       await Deno.mkdir(out);
-      const got = await runFts(["fetch", "x.bin", out, ...flags, "--tls-ca", join(ca, "ca.pem")]);
-      assert.equal(got.code, 0, got.stderr);
-      assert.deepEqual(await Deno.readFile(join(out, "x.bin")), await Deno.readFile(source));
+      for (const name of ["x.bin", "p.bin"]) {
+        const got = await runFts(["fetch", name, out, ...flags, ...caFlag]);
+        assert.equal(got.code, 0, got.stderr);
+        assert.deepEqual(await Deno.readFile(join(out, name)), await Deno.readFile(source));
+      }
       const plain = await runFts(["fetch", "x.bin", join(dir, "nowhere"), ...flags, "-q"]);
       assert.equal(plain.code, 1);
       assert.match(plain.stderr, /speaks TLS: pass the CA .* --tls-ca FILE/);
