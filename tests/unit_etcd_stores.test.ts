@@ -284,6 +284,7 @@ Deno.test({
         const [host, said] of [
           ["192.0.2.7", /--host 192\.0\.2\.7 is not an address of this machine/],
           ["0.0.0.0", /--host 0\.0\.0\.0 is a wildcard address/],
+          ["::1", /--host ::1 is an IPv6 address, which fts cannot take yet/],
         ] as const
       ) {
         const flags = ["--etcd", endpoints[0]!, "--cluster", "settings", "--host", host];

@@ -17,6 +17,13 @@ export function checkHostAddress(host: string): void {
         `give an address of this machine they reach it on`,
     );
   }
+  // Ids join address and port with a colon, unbracketed: an IPv6 address cannot be told apart.
+  if (host.includes(":")) {
+    throw new UsageError(
+      `--host ${host} is an IPv6 address, which fts cannot take yet (an instance's id is ` +
+        `ADDR:PORT): give an IPv4 address of this machine, or a name that resolves to one`,
+    );
+  }
   try {
     Deno.listen({ hostname: host, port: 0 }).close();
   } catch (cause) {
