@@ -78,6 +78,12 @@ Deno.test({
       const fetched = await runFts(["fetch", "big.bin", out, ...flags, "-q"]);
       assert.equal(fetched.code, 0, fetched.stderr);
       assert.ok(await _same(big, join(out, "big.bin")));
+      // Every instance still answers hello at once: status never takes them for dead.
+      for (let i = 0; i < 5; i++) {
+        const status = await runFts(["status", ...flags]);
+        assert.equal(status.code, 0, status.stderr);
+        assert.match(status.stdout, /instances: 4\/4 up/);
+      }
 
       // A change fails within seconds, saying etcd is the trouble, before it sends a byte.
       const small = join(dir, "small.bin");

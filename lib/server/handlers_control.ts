@@ -3,15 +3,29 @@
  * first), ping, the instance's counters, and the cluster facts an uploading
  * client needs (from mutations.ts, loaded on first use).
  */
+import { raceDeadline } from "../base/deadline.ts";
 import { jsonBody, PROTOCOL_VERSION } from "../wire/frame.ts";
 import { type HandlerFamily } from "./handler.ts";
+
+/**
+ * How long hello waits for the manifest's generation before it answers
+ * without one. In etcd the generation is a read that waits for a quorum (2 s
+ * when etcd has lost it), and every probe of an instance (fts status, the
+ * supervisor's watch, a client's connect) starts with hello: they took a live
+ * instance for a dead one.
+ */
+export const HELLO_GENERATION_WAIT_MS = 250;
 
 export const CONTROL_HANDLERS: HandlerFamily<"hello" | "ping" | "stats" | "cluster.info"> = {
   "hello": async (instance, { state, reply }) => {
     const { manifest } = instance;
     state.greeted = true;
-    // A damaged manifest must not stop the instance serving parts.
-    const generation = await manifest.revision().catch(() => null);
+    // A damaged manifest, or one slow to read, must not stop the instance serving parts.
+    const generation = await raceDeadline(
+      manifest.revision(),
+      HELLO_GENERATION_WAIT_MS,
+      () => new Error("slow"),
+    ).catch(() => null);
     await reply({ op: "hello", version: PROTOCOL_VERSION, id: instance.id, generation });
   },
   "ping": async (_instance, { reply }) => {
