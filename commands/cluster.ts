@@ -243,6 +243,7 @@ export async function run(args: string[]): Promise<number> {
       }); --heal-after 0 turns it off`
       : "fts cluster: healing is off (--heal-after 0); fts repair heals by hand",
   );
+  supervisor.healLeftovers();
 
   if (isTerminal(Deno.stdin) && !quiet && !live) {
     console.log(HELP_LINES);

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertSameFile, readManifestJson, startCluster } from "./harness.ts";
+import {
+  assertSameFile,
+  damageFile,
+  FtsProcess,
+  readManifestJson,
+  startCluster,
+  storedPartPath,
+} from "./harness.ts";
 import { censusOnDisk, offCount, waitUntil } from "./replicas.ts";
 
 const MiB = 1024 * 1024;
@@ -153,6 +160,55 @@ Deno.test("cluster --heal-after 2s: status does not say the parts of instances h
     }
     assert.doesNotMatch(status.stdout, /were copied elsewhere/);
   } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("cluster --heal-after 2s: a copy a fetch got quarantined is made again; a restarted cluster drops the surplus an earlier one left (R=2)", async () => {
+  const cluster = await startCluster({
+    servers: 4,
+    replicas: 2,
+    files: { "q.bin": 100_000, "r.bin": 700_000 },
+    clusterArgs: ["--heal-after", "2s"],
+  });
+  let again: FtsProcess | undefined;
+  try {
+    // A corrupt copy, met by a fetch: reported, quarantined, and copied anew with no command.
+    const part = (await readManifestJson(cluster.dir)).files["q.bin"]!.parts[0]!;
+    await damageFile(storedPartPath(cluster.dir, part.replicas[0]!, part.digest), 10, 4);
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const fetched = await cluster.fts(["fetch", "q.bin", dest]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await cluster.supervisor.waitFor(/heal: instance \d+ quarantined a bad copy/, HEAL_DEADLINE_MS);
+    await waitUntil(
+      () => _settled(cluster.dir, cluster.ports, 2),
+      HEAL_DEADLINE_MS,
+      "every part to have 2 good copies again",
+    );
+
+    // Healing copies a killed instance's parts elsewhere; that supervisor stops before the
+    // instance is back, and the next one, started with it up, drops the surplus copies.
+    const victim = Number(part.replicas[1]);
+    const others = cluster.ports.filter((port) => port !== victim);
+    await cluster.kill(victim);
+    await waitUntil(
+      () => _settled(cluster.dir, others, 2),
+      HEAL_DEADLINE_MS,
+      "every part to have 2 good copies on the live instances",
+    );
+    cluster.supervisor.kill("SIGTERM");
+    assert.equal((await cluster.supervisor.status).code, 0);
+    again = new FtsProcess(["cluster", "--data", cluster.dir, "--heal-after", "2s", "--plain"]);
+    await again.waitFor(/heal: cluster started/, HEAL_DEADLINE_MS);
+    await waitUntil(
+      () => _settled(cluster.dir, cluster.ports, 2),
+      HEAL_DEADLINE_MS,
+      "every part to have exactly 2 copies again",
+    );
+  } finally {
+    again?.kill("SIGTERM");
+    await again?.status;
     await cluster.stop();
   }
 });

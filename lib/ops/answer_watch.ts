@@ -35,6 +35,11 @@ export interface AnswerWatchOptions {
   onSilent: (id: string) => void;
   /** A silent instance answered again. */
   onAnswering: (id: string) => void;
+  /**
+   * An instance quarantined a copy since the check before (a client
+   * reported it, or it failed a check): that part is a copy short.
+   */
+  onQuarantined?: (id: string) => void;
 }
 
 export class AnswerWatch {
@@ -42,6 +47,8 @@ export class AnswerWatch {
   /** Checks in a row each instance left unanswered. */
   readonly #missed = new Map<string, number>();
   readonly #silent = new Set<string>();
+  /** The count of quarantined copies each instance gave at its last check. */
+  readonly #quarantined = new Map<string, number>();
   #checking = false;
   #stop: (() => void) | undefined;
 
@@ -62,6 +69,7 @@ export class AnswerWatch {
   forget(id: string): void {
     this.#missed.delete(id);
     this.#silent.delete(id);
+    this.#quarantined.delete(id);
   }
 
   /** One round of checks; a round still waiting for answers is not doubled. */
@@ -83,6 +91,12 @@ export class AnswerWatch {
         } else if (probe.up) {
           this.#missed.delete(probe.id);
           if (this.#silent.delete(probe.id)) this.#options.onAnswering(probe.id);
+          const quarantined = probe.stats?.quarantined;
+          if (typeof quarantined !== "number") continue;
+          // From 0: the count starts with the instance, and a first check may come after one.
+          const before = this.#quarantined.get(probe.id) ?? 0;
+          this.#quarantined.set(probe.id, quarantined);
+          if (quarantined > before) this.#options.onQuarantined?.(probe.id);
         }
       }
     } finally {

@@ -106,7 +106,17 @@ export class Supervisor {
         healer.instanceUp(id);
         this.#onEvent({ type: "answering", id });
       },
+      onQuarantined: (id) => healer.trigger(`instance ${id} quarantined a bad copy`),
     });
+  }
+
+  /**
+   * After startAll(): a healing run for what a supervisor before this one
+   * left (copies made while an instance was down that is back now, parts
+   * short of R since the cluster stopped). In etcd, hosts joining start runs.
+   */
+  healLeftovers(): void {
+    if (this.#localHealEvents) this.healer?.trigger("cluster started");
   }
 
   states(): Record<string, InstanceState> {

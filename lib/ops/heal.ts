@@ -4,7 +4,9 @@
  * this process (throttled, so clients keep most of the machine); an instance
  * that comes back after such a run makes another, which drops the surplus
  * copies so every part ends with exactly R. Shorter outages cost nothing:
- * until its time is up, a down instance's copies still count.
+ * until its time is up, a down instance's copies still count. The
+ * supervisor also starts a run when an instance quarantined a copy, and
+ * once as the cluster starts (cluster.ts).
  */
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
