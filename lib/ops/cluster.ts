@@ -111,12 +111,12 @@ export class Supervisor {
   }
 
   /**
-   * After startAll(): a healing run for what a supervisor before this one
-   * left (copies made while an instance was down that is back now, parts
-   * short of R since the cluster stopped). In etcd, hosts joining start runs.
+   * After startAll(): a healing run, once the cluster has been up for
+   * --heal-after, for what a supervisor before this one left (Healer's
+   * afterStart()). In etcd, hosts joining start runs.
    */
   healLeftovers(): void {
-    if (this.#localHealEvents) this.healer?.trigger("cluster started");
+    if (this.#localHealEvents) this.healer?.afterStart();
   }
 
   states(): Record<string, InstanceState> {

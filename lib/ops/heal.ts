@@ -6,7 +6,7 @@
  * copies so every part ends with exactly R. Shorter outages cost nothing:
  * until its time is up, a down instance's copies still count. The
  * supervisor also starts a run when an instance quarantined a copy, and
- * once as the cluster starts (cluster.ts).
+ * once the cluster has been up for healAfterMs (afterStart()).
  */
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
@@ -104,6 +104,7 @@ export class Healer {
   #pending: string | undefined;
   #retry: { timer: ReturnType<typeof setTimeout>; at: number } | undefined;
   #stopped = false;
+  #startTimer: ReturnType<typeof setTimeout> | undefined;
   #loop: Promise<void> | undefined;
 
   /** Heals with `repair` (repairCluster of one data directory, or a cluster in etcd). */
@@ -153,6 +154,19 @@ export class Healer {
   instanceForgotten(id: string): void {
     clearTimeout(this.#down.get(id)?.timer);
     this.#down.delete(id);
+  }
+
+  /**
+   * A run once the cluster has been up for healAfterMs, for what the cluster
+   * left when it last stopped (copies made while an instance was down that
+   * is back now, parts short of R): what this healer's memory cannot know.
+   */
+  afterStart(): void {
+    if (!this.enabled || this.#stopped || this.#startTimer) return;
+    this.#startTimer = setTimeout(
+      () => this.trigger(`cluster up for ${formatDuration(this.healAfterMs)}`),
+      this.healAfterMs,
+    );
   }
 
   /** Starts a repair run now, or right after the current one. */
@@ -277,6 +291,7 @@ export class Healer {
   /** Stops timers and any run in progress; waits for the run to wind down. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearTimeout(this.#startTimer);
     for (const entry of this.#down.values()) clearTimeout(entry.timer);
     if (this.#retry) clearTimeout(this.#retry.timer);
     this.#abort.abort(new DOMException("The cluster is stopping", "AbortError"));
