@@ -251,7 +251,8 @@ Deno.test({
       assert.equal(await etcd.get("/fts/fts/settings"), undefined);
 
       // Another directory's files in the cluster first: refused without --merge, kept with it.
-      const other = await _preloaded(work, "other", { "b.bin": 50_000 });
+      // Its a.bin is this one's (the same bytes): merged, it lists both directories' copies.
+      const other = await _preloaded(work, "other", { "a.bin": 100_000, "b.bin": 50_000 });
       const first = await runFts([
         "migrate",
         "--data",
@@ -263,7 +264,7 @@ Deno.test({
       assert.equal(first.code, 0, first.stderr);
       const taken = await runFts(["migrate", "--data", dir, "--etcd", etcd.endpoints, ...host]);
       assert.equal(taken.code, 2, taken.stderr);
-      assert.match(_oneLine(taken.stderr), /already holds files \("b\.bin"\).*--merge/);
+      assert.match(_oneLine(taken.stderr), /already holds files \("a\.bin", "b\.bin"\).*--merge/);
       assert.equal(await _state(dir), before);
       const merged = await runFts([
         "migrate",
@@ -279,6 +280,22 @@ Deno.test({
       assert.equal(ls.code, 0, ls.stderr);
       const names = (JSON.parse(ls.stdout) as { name: string }[]).map((f) => f.name).sort();
       assert.deepEqual(names, ["a.bin", "b.bin"]);
+      const a = await runFts(["ls", "a.bin", "--json", "--etcd", etcd.endpoints]);
+      const ports = (JSON.parse(a.stdout) as { parts: { replicas: string[] }[] }).parts[0]!
+        .replicas.map((id) => Number(id.split(":")[1]));
+      assert.equal(ports.length, 2 * REPLICAS, a.stdout);
+      const inRange = (base: number) => ports.filter((p) => p >= base && p < base + SERVERS);
+      assert.equal(inRange(other.basePort).length, REPLICAS, a.stdout);
+      const again = await runFts([
+        "migrate",
+        "--data",
+        dir,
+        "--etcd",
+        etcd.endpoints,
+        ...host,
+        "--merge",
+      ]);
+      assert.equal(again.code, 0, again.stderr);
     } finally {
       if (running) {
         running.kill("SIGTERM");

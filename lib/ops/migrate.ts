@@ -7,7 +7,9 @@
  *    cluster that is not running, `--host` is an address of this machine,
  *    etcd answers, its settings (if any) agree on the replica count, and no
  *    entry it holds differs from what this migration would write (with
- *    `merge`, entries of other names may stay).
+ *    `merge`, entries of other names may stay, and an entry of the same
+ *    name, content and owner gets this directory's copies added to its
+ *    replicas: healing then keeps R of them, spread over the hosts).
  * 2. Then the settings (replicas, part size, operator key), the writers
  *    policy (unless etcd has one), one member record
  *    per instance (`ADDR:PORT`, its domain the host address; no liveness key:
@@ -141,6 +143,24 @@ function _sameEntry(a: FileEntry, b: FileEntry): boolean {
   return canonical(a) === canonical(b);
 }
 
+/** Entries of one file: the same content, shape and owner (replicas and dates may differ). */
+function _sameFile(a: FileEntry, b: FileEntry): boolean {
+  return a.contentId === b.contentId && a.owner === b.owner && a.size === b.size &&
+    a.partSize === b.partSize && a.parts.length === b.parts.length &&
+    a.parts.every((part, i) => part.digest === b.parts[i]!.digest);
+}
+
+/** `there` with `ours`'s copies added to each part's replicas (for --merge; see _sameFile). */
+function _withCopiesOf(there: FileEntry, ours: FileEntry): FileEntry {
+  return {
+    ...there,
+    parts: there.parts.map((part, i) => ({
+      ...part,
+      replicas: [...new Set([...part.replicas, ...ours.parts[i]!.replicas])],
+    })),
+  };
+}
+
 /** Runs the migration; throws UsageError (nothing written) on a refusal. */
 export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
   const { dir, host } = options;
@@ -268,8 +288,11 @@ async function _check(
     });
     for (const { entry } of page.entries) {
       const ours = await source.get(entry.name);
-      if (ours === undefined) others.push(entry.name);
-      else if (!_sameEntry(migratedEntry(ours.entry, host), entry)) differing.push(entry.name);
+      const migrated = ours && migratedEntry(ours.entry, host);
+      // The same file with copies elsewhere is one --merge adds this directory's copies to.
+      if (migrated === undefined || _sameFile(migrated, entry)) {
+        if (migrated === undefined || !_sameEntry(migrated, entry)) others.push(entry.name);
+      } else if (!_sameEntry(migrated, entry)) differing.push(entry.name);
     }
     if (!page.more || page.entries.length === 0) break;
     after = page.entries.at(-1)!.entry.name;
@@ -326,7 +349,7 @@ async function _writeEntries(
       jobs.push(async () => {
         const { result } = await cluster.manifest.change(
           batch.map((e) => e.name),
-          (current) => _batchPlan(batch, current, cluster.name),
+          (current) => _batchPlan(batch, current, cluster.name, options.merge === true),
         );
         counts.alreadyThere += result;
         counts.files += batch.length;
@@ -343,17 +366,24 @@ async function _writeEntries(
   }
 }
 
-/** Puts the entries etcd lacks; returns how many were there already, exactly so. */
+/**
+ * Puts the entries etcd lacks (with `merge`, adds this directory's copies to
+ * an entry of the same file); returns how many were there already, so.
+ */
 function _batchPlan(
   batch: FileEntry[],
   current: ReadonlyMap<string, StoredEntry>,
   name: string,
+  merge: boolean,
 ): { puts: FileEntry[]; result: number } {
   const puts: FileEntry[] = [];
   for (const entry of batch) {
     const there = current.get(entry.name);
     if (there === undefined) puts.push(entry);
-    else if (!_sameEntry(there.entry, entry)) {
+    else if (merge && _sameFile(there.entry, entry)) {
+      const merged = _withCopiesOf(there.entry, entry);
+      if (!_sameEntry(merged, there.entry)) puts.push(merged);
+    } else if (!_sameEntry(there.entry, entry)) {
       // Written by someone else since the check: never overwrite it.
       throw new UsageError(
         `Cluster ${JSON.stringify(name)} in etcd got another version of ` +
