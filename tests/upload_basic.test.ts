@@ -190,8 +190,11 @@ Deno.test("upload: a name that starts with U+FEFF is listed, fetched, renamed an
     const ls = await cluster.fts(["ls", "--json"]);
     assert.equal(ls.code, 0, ls.stderr);
     assert.ok(ls.stdout.includes(JSON.stringify(bom)), ls.stdout);
-    const status = await cluster.fts(["status"]);
+    const status = await cluster.fts(["status", "--json"]);
     assert.equal(status.code, 0, status.stderr);
+    // In the order of ls, by code unit (the locale's order would ignore the U+FEFF).
+    const listed = (JSON.parse(status.stdout).files as { name: string }[]).map((f) => f.name);
+    assert.deepEqual(listed, ["op.bin", bom]);
     const all = await cluster.fts(["fetch", "--all", dest]);
     assert.equal(all.code, 0, all.stderr);
     await assertSameFile(join(dest, bom), src);

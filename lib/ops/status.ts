@@ -168,7 +168,8 @@ export async function statusOf(
   });
   const unused = held === undefined ? undefined : await _unusedSpace(held, entries, cluster.dir);
   const files = entries
-    .sort((a, b) => a.name.localeCompare(b.name))
+    // The order of fts ls (by code unit), not the locale's.
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .map((file) => {
       let minLive = file.parts.length === 0 ? config.replicas : Infinity;
       const under: number[] = [];
