@@ -47,28 +47,39 @@ Deno.test("errors: fts cluster with 2 of its 4 ports taken names them and their 
   }
 });
 
-Deno.test("errors: a fetch (2 MiB at 128 KiB/s) racing upload --replace says the file changed, not all replicas failed", async () => {
+/**
+ * Fetches NAME (2 MiB at 128 KiB/s) from a new cluster, and after 2 s (some
+ * parts in, a partial file and its control file written) runs `change`;
+ * returns the fetch's result and its destination.
+ */
+async function _fetchRacing(
+  name: string,
+  change: (cluster: Awaited<ReturnType<typeof startDirectCluster>>) => Promise<void>,
+): Promise<{ code: number; stderr: string; dest: string }> {
   const cluster = await startDirectCluster({
     servers: 2,
     replicas: 1,
     partSize: "64KiB",
-    files: { "r.bin": 2 * 1024 * 1024 },
+    files: { [name]: 2 * 1024 * 1024 },
   });
   let fetch: FtsProcess | undefined;
   try {
     const dest = join(cluster.work, "dest");
     await Deno.mkdir(dest);
-    fetch = new FtsProcess([
-      "fetch",
-      "r.bin",
-      dest,
-      "--limit-rate",
-      "128KiB",
-      "--data",
-      cluster.dir,
-    ]);
-    // Let it fetch some parts, then replace the file under it.
+    fetch = new FtsProcess(["fetch", name, dest, "--limit-rate", "128KiB", "--data", cluster.dir]);
     await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await change(cluster);
+    const { code, stderr } = await fetch.result();
+    return { code, stderr, dest: [...Deno.readDirSync(dest)].map((e) => e.name).join() };
+  } finally {
+    fetch?.kill();
+    await fetch?.result().catch(() => {});
+    await cluster.stop();
+  }
+}
+
+Deno.test("errors: a fetch (2 MiB at 128 KiB/s) racing upload --replace says the file changed, not all replicas failed", async () => {
+  const result = await _fetchRacing("r.bin", async (cluster) => {
     const other = join(cluster.work, "other.bin");
     await writeRandomFile(other, 2 * 1024 * 1024, 99);
     const replaced = await cluster.fts([
@@ -80,16 +91,25 @@ Deno.test("errors: a fetch (2 MiB at 128 KiB/s) racing upload --replace says the
       "--operator",
     ]);
     assert.equal(replaced.code, 0, replaced.stderr);
-    const result = await fetch.result();
-    assert.equal(result.code, 1, result.stderr);
-    assert.match(
-      result.stderr,
-      /"r\.bin" changed while it was being fetched .*run the same command again/,
-    );
-    assert.doesNotMatch(result.stderr, /replicas failed/);
-  } finally {
-    fetch?.kill();
-    await fetch?.result().catch(() => {});
-    await cluster.stop();
-  }
+  });
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(
+    result.stderr,
+    /"r\.bin" changed while it was being fetched .*run the same command again/,
+  );
+  assert.doesNotMatch(result.stderr, /replicas failed/);
+});
+
+Deno.test("errors: a fetch racing rm says the file was removed, and leaves no partial download behind", async () => {
+  const result = await _fetchRacing("gone.bin", async (cluster) => {
+    const removed = await cluster.fts(["rm", "gone.bin", "--operator"]);
+    assert.equal(removed.code, 0, removed.stderr);
+  });
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(
+    result.stderr,
+    /"gone\.bin" was removed or renamed while it was being fetched; its partial download was removed/,
+  );
+  // The destination lists nothing: no partial file, control file or lock.
+  assert.equal(result.dest, "");
 });

@@ -93,6 +93,29 @@ export async function acquireFileLock(
 }
 
 /**
+ * acquireFileLock() without waiting: the release, or undefined when another
+ * process holds the lock (or the lock file cannot be opened).
+ */
+export function tryFileLock(path: string): (() => void) | undefined {
+  let file: Deno.FsFile;
+  try {
+    file = _openLockFile(path);
+  } catch {
+    return undefined;
+  }
+  const held = file.tryLockSync(true) ? file.statSync() : undefined;
+  const current = held && lstatOrUndefined(path);
+  if (held === undefined || current?.ino !== held.ino || current?.dev !== held.dev) {
+    file.close();
+    return undefined;
+  }
+  return () => {
+    removeQuietly(path);
+    file.close();
+  };
+}
+
+/**
  * Waits for another process to release its flock on `file`, then holds it;
  * `onSlow` if that takes 200 ms.
  */

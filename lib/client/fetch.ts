@@ -330,7 +330,7 @@ class _Fetcher {
         await release();
       }
     } catch (error) {
-      throw await explainChange(entry, error, options.servers, this.#connectOptions);
+      throw await explainChange(entry, error, options.servers, this.#connectOptions, finalPath);
     } finally {
       if (!options.shared) pool.closeAll();
     }

@@ -8,6 +8,7 @@
  * names that share a beginning still get helpers of their own.
  */
 import { lstatOrUndefined, removeQuietly, tempPathBeside } from "../base/fs_util.ts";
+import { tryFileLock } from "../base/lock.ts";
 import { basename, dirname, join } from "../base/paths.ts";
 import { sha256HexSync } from "../hash/sha256.ts";
 import { FETCH_HELPER_SUFFIXES, helperSuffixOf } from "../state/manifest.ts";
@@ -92,6 +93,24 @@ export function dropLeftoverPartial(partialPath: string): boolean {
     return false;
   } finally {
     file.close();
+  }
+}
+
+/**
+ * Removes `finalPath`'s partial file and control file unless a fetch holds
+ * its lock (or a short fetch its partial file): for a file gone from the
+ * cluster, there is nothing left to resume. Whether they went.
+ */
+export function dropResumeFiles(finalPath: string): boolean {
+  const release = tryFileLock(helperPath(finalPath, LOCK_SUFFIX));
+  if (!release) return false;
+  try {
+    const partial = helperPath(finalPath, PARTIAL_SUFFIX);
+    if (lstatOrUndefined(partial) !== undefined && !dropLeftoverPartial(partial)) return false;
+    removeQuietly(helperPath(finalPath, STATE_SUFFIX));
+    return true;
+  } finally {
+    release();
   }
 }
 

@@ -10,6 +10,7 @@ import { ProtocolError } from "../wire/errors.ts";
 import { preferredTlsError, TlsError } from "../wire/tls.ts";
 import type { FileEntry } from "../state/manifest.ts";
 import { FetchError } from "./fetch_error.ts";
+import { dropResumeFiles } from "./helper_paths.ts";
 import { type ConnectOptions, type FileInfo, parseAddress, Peer } from "./peer.ts";
 
 /** Asks the given servers, in random order, for the file's entry. */
@@ -102,13 +103,17 @@ export function notFoundMessage(name: string, names: readonly string[]): string 
  * A part that no replica has any more is what a fetch sees when the owner
  * replaced or removed the file meanwhile (its old parts are freed): the
  * entry is looked up again, and when it changed the error says so, rather
- * than that every replica failed. Any other error is returned as it is.
+ * than that every replica failed. Any other error is returned as it is. A
+ * file gone from the cluster leaves nothing to resume: the partial file and
+ * control file of `finalPath`, when given, are removed (unless another fetch
+ * holds them).
  */
 export async function explainChange(
   entry: FileEntry,
   error: unknown,
   servers: readonly string[],
   options: ConnectOptions,
+  finalPath?: string,
 ): Promise<unknown> {
   if (!(error instanceof FetchError) || error.failedParts.length === 0) return error;
   const name = JSON.stringify(entry.name);
@@ -118,13 +123,14 @@ export async function explainChange(
   } catch (cause) {
     const gone = cause instanceof FetchError && cause.cause instanceof ProtocolError &&
       cause.cause.code === "NOT_FOUND";
-    return gone
-      ? new FetchError(
-        `${name} was removed or renamed while it was being fetched`,
-        error.failedParts,
-        { cause: error },
-      )
-      : error;
+    if (!gone) return error;
+    const dropped = finalPath !== undefined && dropResumeFiles(finalPath);
+    return new FetchError(
+      `${name} was removed or renamed while it was being fetched` +
+        (dropped ? "; its partial download was removed" : ""),
+      error.failedParts,
+      { cause: error },
+    );
   }
   if (now.contentId === entry.contentId) return error;
   return new FetchError(
