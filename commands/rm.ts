@@ -26,7 +26,8 @@ export async function run(args: string[]): Promise<number> {
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
-  const { servers, identity } = await signingContext(signingFlags(flags));
+  const signing = signingFlags(flags);
+  const { servers, identity } = await signingContext(signing);
   // Should a reply get lost, this tells "removed by that attempt" from "never there".
   const before = await lookupEntry(servers, nfcName);
   // A name stored before names were normalised is found from its NFC form: removed as stored.
@@ -54,7 +55,11 @@ export async function run(args: string[]): Promise<number> {
     `removed ${printable(name)}: ${plural(reply.partsFreed ?? 0, "part")} no other file uses ` +
       `${reply.partsFreed === 1 ? "was" : "were"} freed (${
         plural(reply.copiesFreed ?? 0, "stored copy", "stored copies")
-      })`,
+      }${
+        // The instance that took the delete frees only its own host's stores.
+        signing.etcd
+          ? " on the host that took the delete; those on other hosts go at a repair there"
+          : ""})`,
   );
   return 0;
 }

@@ -88,6 +88,11 @@ Deno.test({
       assert.equal(await stored(), before, "a refused command deleted parts");
       const removed = await runFts(["rm", "p.bin", "--operator", ...flags, ...data(0)]);
       assert.equal(removed.code, 0, removed.stderr);
+      // Copies on the other host stay until a repair there: the line does not claim them.
+      assert.match(
+        removed.stdout,
+        /(copy|copies) on the host that took the delete; those on other/,
+      );
       // A host's directory given to a cluster of another name: refused before etcd or the
       // directory is written, whether its own cluster runs (host 1) or not (host 1 stopped).
       const other = ["--etcd", etcd.endpoints, "--cluster", "other"];
