@@ -56,10 +56,8 @@ export class PeerPool {
       }
     }
     this.#options.signal?.throwIfAborted();
-    peer = await Peer.connect(address, this.#options);
+    peer = await _unlessAborted(Peer.connect(address, this.#options), this.#options.signal);
     this.#busy.add(peer);
-    // Aborted while connecting: the abort has closed the others already.
-    if (this.#options.signal?.aborted) peer.close();
     try {
       return { peer, value: await first(peer) };
     } catch (error) {
@@ -83,4 +81,22 @@ export class PeerPool {
     for (const peers of this.#idle.values()) for (const peer of peers) peer.close();
     this.#idle.clear();
   }
+}
+
+/**
+ * A new connection, or the abort's reason as soon as `signal` aborts (a
+ * hello to a stalled instance waits out the stall timeout); a connection
+ * that comes after the abort is closed.
+ */
+function _unlessAborted(connecting: Promise<Peer>, signal: AbortSignal | undefined): Promise<Peer> {
+  if (!signal) return connecting;
+  return new Promise<Peer>((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason);
+      connecting.then((late) => late.close(), () => {});
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    connecting.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
