@@ -126,7 +126,7 @@ export async function run(args: string[]): Promise<number> {
           plural(result.parts, "part")
         }, ` +
           `${result.replicas} verified copies each (${result.copiesSent} sent, ${result.copiesPresent} ` +
-          `were already stored), ${result.failovers} failovers, ${
+          `were already stored), ${plural(result.failovers, "failover")}, ${
             formatDuration(result.elapsedMs)
           }` + (result.unchanged ? "; the cluster already had this exact file from you" : ""),
       );

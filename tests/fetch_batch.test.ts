@@ -111,10 +111,10 @@ Deno.test("fetch --all: 200 files of 4-64 KiB and 2 of 16 parts arrive byte for 
     assert.match(fromList.stderr, /^fts fetch: f-0001\.bim: No file named .*did you mean/m);
     assert.deepEqual(await _listDir(listed), ["big-2.bin", "f-0001.bin"]);
 
-    // Nothing matches: a usage error, and the destination it named is not made.
+    // Nothing matches: a failure (as a missing name), and the destination it named is not made.
     const unmade = join(cluster.work, "unmade", "deeper");
     const none = await cluster.fts(["fetch", "--match", "nothing*", unmade]);
-    assert.equal(none.code, 2);
+    assert.equal(none.code, 1);
     assert.match(none.stderr, /No file of the 202 in the cluster matches "nothing\*"/);
     assert.equal(await Deno.lstat(join(cluster.work, "unmade")).catch(() => undefined), undefined);
   } finally {

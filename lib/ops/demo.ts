@@ -17,7 +17,7 @@ import { join } from "../base/paths.ts";
 import { findFreePortRange } from "../base/ports.ts";
 import { hashInto } from "../state/store.ts";
 import { paint } from "../base/terminal.ts";
-import { formatBytes, formatDuration } from "../base/units.ts";
+import { formatBytes, formatDuration, plural } from "../base/units.ts";
 
 export interface DemoOptions {
   sizeBytes: number;
@@ -266,7 +266,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       say(
         `   client ${i + 1}: ${ok("done")} in ${
           formatDuration(summary.elapsedMs)
-        }, ${summary.partsFetched} parts verified, ${summary.failovers} failovers, ${midPart.length} of them mid-part`,
+        }, ${summary.partsFetched} parts verified, ${
+          plural(summary.failovers, "failover")
+        }, ${midPart.length} of them mid-part`,
       );
       const first = midPart[0];
       if (first) {

@@ -145,7 +145,7 @@ export async function runBatch(
           plural(result.parts, "part")
         } (${result.partsPresent} present, ${result.partsFetched} fetched, ${
           formatBytes(result.bytesReceived)
-        } received), ${result.failovers} failovers${
+        } received), ${plural(result.failovers, "failover")}${
           failed > 0 ? `; ${failed} failed` : ", every part verified"
         }, ${formatDuration(result.elapsedMs)}`,
       );
@@ -178,8 +178,9 @@ async function _names(
   const files = await listFromServers(options.servers, options.tls);
   const picked = files.filter((f) => matches(f.name));
   const names = picked.map((f) => f.name).sort();
+  // Not bad usage: the same pattern matches once such a file is there (exit 1, as a missing name).
   if (names.length === 0 && "patterns" in selection && files.length > 0) {
-    throw new UsageError(
+    throw new Error(
       `No file of the ${files.length} in the cluster matches ${
         selection.patterns.map((p) => JSON.stringify(p)).join(" or ")
       } (fts ls lists them)`,
