@@ -1,4 +1,4 @@
-import { resolve } from "../lib/base/paths.ts";
+import { basename, join, resolve } from "../lib/base/paths.ts";
 import {
   boolFlag,
   ETCD_FLAGS,
@@ -12,7 +12,10 @@ import {
   stringFlag,
 } from "../lib/cli/flags.ts";
 import { resolveDataDir } from "../lib/state/config.ts";
-import { UsageError } from "../lib/wire/errors.ts";
+import { ProtocolError, UsageError } from "../lib/wire/errors.ts";
+import { FetchError } from "../lib/client/fetch_error.ts";
+import { helperPath, PARTIAL_SUFFIX, STATE_SUFFIX } from "../lib/client/helper_paths.ts";
+import { lstatOrUndefined } from "../lib/base/fs_util.ts";
 import { fetchFile, type FetchProgress } from "../lib/client/fetch.ts";
 import { MAX_PARALLEL } from "../lib/client/fetch_parts.ts";
 import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
@@ -180,14 +183,38 @@ export async function run(args: string[]): Promise<number> {
         } ` +
           `(${result.partsPresent} present, ${result.partsFetched} fetched, ${
             formatBytes(result.bytesReceived)
-          } received), ${result.failovers} failovers, every part verified, ${
+          } received), ${plural(result.failovers, "failover")}, every part verified, ${
             formatDuration(result.elapsedMs)
           }`,
       );
     }
     return 0;
+  } catch (error) {
+    throw _withLeftover(error, join(common.destDir, name));
   } finally {
     progress.finish();
     stopListening();
   }
+}
+
+/**
+ * A name the cluster does not hold, with a partial download of it at the
+ * destination (from a fetch before the file was removed): the error says
+ * so. It is not removed: the name may be mistyped, or the wrong cluster
+ * asked (--data, --server).
+ */
+function _withLeftover(error: unknown, finalPath: string): unknown {
+  const notFound = error instanceof FetchError && error.cause instanceof ProtocolError &&
+    error.cause.code === "NOT_FOUND";
+  const partial = helperPath(finalPath, PARTIAL_SUFFIX);
+  const info = notFound ? lstatOrUndefined(partial) : undefined;
+  if (!info?.isFile) return error;
+  return new FetchError(
+    `${(error as Error).message}; ${printable(partial)} (${formatBytes(info.size)}) is left ` +
+      `from an earlier fetch of it: delete it and ${
+        printable(basename(helperPath(finalPath, STATE_SUFFIX)))
+      } if the file is gone for good`,
+    [],
+    { cause: error },
+  );
 }

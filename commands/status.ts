@@ -12,6 +12,7 @@ import { clusterStatus, statusOf, type StatusReport } from "../lib/ops/status.ts
 import { watchStatus } from "../lib/ui/status_watch.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
+import { shellWord } from "../lib/base/printable.ts";
 
 export const USAGE =
   "fts status [--watch [--interval 1s]] [--json] [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
@@ -73,7 +74,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const report = await clusterStatus(dir, config, { tls, checkCopies: true });
   // With a supervisor running, every instance down is news it can show; without, nothing runs.
-  if (!report.supervisor) _requireSomeInstanceUp(report, 'start it with "fts cluster"');
+  if (!report.supervisor) {
+    _requireSomeInstanceUp(report, `start it with "fts cluster --data ${shellWord(dir)}"`);
+  }
   console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
   return 0;
 }

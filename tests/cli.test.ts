@@ -291,6 +291,8 @@ Deno.test("cli: cluster stops every instance on SIGTERM and leaves no process be
   const stopped = await cluster.fts(["status"]);
   assert.equal(stopped.code, 1, stopped.stdout);
   assert.match(stopped.stderr, /No instance of the cluster answers .*: is it running\? Start it/);
+  // With this cluster's --data: the default directory's cluster is another one.
+  assert.ok(stopped.stderr.includes(`"fts cluster --data ${cluster.dir}"`), stopped.stderr);
   assert.doesNotMatch(stopped.stdout, /LOST/);
   await cluster.stop();
 });

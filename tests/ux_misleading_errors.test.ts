@@ -55,7 +55,13 @@ Deno.test("errors: fts cluster with 2 of its 4 ports taken names them and their 
 async function _fetchRacing(
   name: string,
   change: (cluster: Awaited<ReturnType<typeof startDirectCluster>>) => Promise<void>,
-): Promise<{ code: number; stderr: string; dest: string }> {
+  options: { interrupt?: boolean } = {},
+): Promise<{
+  code: number;
+  stderr: string;
+  dest: string;
+  again?: { code: number; stderr: string };
+}> {
   const cluster = await startDirectCluster({
     servers: 2,
     replicas: 1,
@@ -68,9 +74,14 @@ async function _fetchRacing(
     await Deno.mkdir(dest);
     fetch = new FtsProcess(["fetch", name, dest, "--limit-rate", "128KiB", "--data", cluster.dir]);
     await new Promise((resolve) => setTimeout(resolve, 2_000));
+    if (options.interrupt) fetch.kill("SIGINT");
+    const interrupted = options.interrupt ? await fetch.result() : undefined;
     await change(cluster);
-    const { code, stderr } = await fetch.result();
-    return { code, stderr, dest: [...Deno.readDirSync(dest)].map((e) => e.name).join() };
+    const { code, stderr } = interrupted ?? await fetch.result();
+    const listed = [...Deno.readDirSync(dest)].map((e) => e.name).sort().join();
+    // After an interrupted fetch and the change: the same fetch again.
+    const again = options.interrupt ? await cluster.fts(["fetch", name, dest]) : undefined;
+    return { code, stderr, dest: listed, ...(again ? { again } : {}) };
   } finally {
     fetch?.kill();
     await fetch?.result().catch(() => {});
@@ -112,4 +123,19 @@ Deno.test("errors: a fetch racing rm says the file was removed, and leaves no pa
   );
   // The destination lists nothing: no partial file, control file or lock.
   assert.equal(result.dest, "");
+});
+
+Deno.test("errors: a fetch of a name removed since an interrupted fetch names the partial file left", async () => {
+  const result = await _fetchRacing("left.bin", async (cluster) => {
+    // The fetch was interrupted (SIGINT) a moment ago; now the file goes.
+    const removed = await cluster.fts(["rm", "left.bin", "--operator"]);
+    assert.equal(removed.code, 0, removed.stderr);
+  }, { interrupt: true });
+  assert.equal(result.code, 130, result.stderr);
+  assert.equal(result.dest, "left.bin.fts-partial,left.bin.fts-state");
+  assert.equal(result.again?.code, 1, result.again?.stderr);
+  assert.match(
+    result.again!.stderr,
+    /No file named "left\.bin" in the cluster.*left\.bin\.fts-partial \(.*\) is left from an earlier fetch of it: delete it and left\.bin\.fts-state if the file is gone for good/,
+  );
 });

@@ -29,3 +29,9 @@ export function printable(text: string): string {
       : `\\u${code.toString(16).padStart(4, "0")}`;
   });
 }
+
+/** `text` as one word of a shell command to type (quoted when it must be), and printable. */
+export function shellWord(text: string): string {
+  if (/^[\w@%+=:,./-]+$/.test(text)) return text;
+  return printable(`'${text.replaceAll("'", `'\\''`)}'`);
+}

@@ -16,6 +16,7 @@
 import { exists, writeFileAtomic } from "../base/fs_util.ts";
 import { UsageError } from "../wire/errors.ts";
 import { join } from "../base/paths.ts";
+import { shellWord } from "../base/printable.ts";
 import { layoutDocument, snapshotHeader } from "./manifest_layout.ts";
 import { type PartStore } from "./store.ts";
 
@@ -106,7 +107,8 @@ export async function requireManifestIfParts(
     throw new ManifestMissingError(
       `${manifestPath(dir)} is missing, but ${store.partsDir} holds ${parts.length} part(s): ` +
         `refusing to read the cluster as empty (that would delete every copy). Restore ` +
-        `manifest.json, or if this really is a new cluster run "fts repair --new-cluster"`,
+        `manifest.json, or if this really is a new cluster run ` +
+        `"fts repair --new-cluster --data ${shellWord(dir)}"`,
     );
   }
 }
