@@ -46,7 +46,7 @@ import { type EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { etcdRepairRunner, watchMembers } from "../lib/ops/etcd_heal.ts";
 
 export const USAGE =
-  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--http PORT] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
+  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--host 127.0.0.1] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--http PORT] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
 
 export const EXAMPLE = [
   "fts cluster                                  # 50 instances on 9001-9050, live view on a terminal",

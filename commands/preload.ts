@@ -20,7 +20,7 @@ import { signingContext } from "../lib/client/signed_client.ts";
 import { uploadFile } from "../lib/client/upload.ts";
 
 export const USAGE =
-  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--part-size 8MiB] [--as NAME] [--replace] [--quiet] [--json] [--data DIR] [--etcd URLS [--cluster NAME] [--tls-ca FILE]]";
+  "fts preload FILE... [--servers 50] [--base-port 9001] [--replicas 5] [--host 127.0.0.1] [--part-size 8MiB] [--as NAME] [--replace] [--quiet] [--json] [--data DIR] [--etcd URLS [--cluster NAME] [--tls-ca FILE]]";
 
 export const EXAMPLE = [
   "fts preload movie.mkv                        # 8 MiB parts, 5 copies each, into ./fts-data",

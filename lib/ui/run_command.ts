@@ -27,6 +27,12 @@ export async function runCommand(name: string, command: Command, args: string[])
         ? "\n--data DIR picks the data directory; --verbose shows the cause of an error."
         : "\n--verbose shows the cause of an error.",
     );
+    if (command.USAGE.includes("--etcd URLS")) {
+      console.log(
+        "--etcd URLS (or FTS_ETCD) names etcd's endpoints; --etcd-ca FILE (or FTS_ETCD_CA) " +
+          "checks an etcd on https.",
+      );
+    }
     return 0;
   }
   const verbose = args.includes("--verbose");
