@@ -6,7 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freePortRange, FtsProcess, runFts, tempDir, writeRandomFile } from "./harness.ts";
+import {
+  freePortRange,
+  FtsProcess,
+  runFts,
+  tempDir,
+  waitForVerifiedParts,
+  writeRandomFile,
+} from "./harness.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { portFree } from "../lib/base/ports.ts";
 
@@ -73,8 +80,13 @@ async function _fetchRacing(
     const dest = join(cluster.work, "dest");
     await Deno.mkdir(dest);
     fetch = new FtsProcess(["fetch", name, dest, "--limit-rate", "128KiB", "--data", cluster.dir]);
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
-    if (options.interrupt) fetch.kill("SIGINT");
+    if (options.interrupt) {
+      // Interrupted once a part is verified (a loaded machine may take more than 2 s).
+      await waitForVerifiedParts(join(dest, `${name}.fts-state`), 1);
+      fetch.kill("SIGINT");
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
     const interrupted = options.interrupt ? await fetch.result() : undefined;
     await change(cluster);
     const { code, stderr } = interrupted ?? await fetch.result();
