@@ -24,11 +24,14 @@ export const ONE_WRITE_MAX_BYTES = 64 * 1024;
 export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report" | "part.has"> = {
   "part.get": _sendPart,
   "part.put": _receivePart,
-  "part.report": async (instance, { request, reply }) => {
+  "part.report": async (instance, { request, reply, state }) => {
     const { store } = instance;
     instance.counters.reportsReceived++;
     let quarantined = false;
     try {
+      // Anyone may report: the re-hash waits for the address's budget, as part.verify's.
+      const size = await store.sizeOf(request.digest);
+      if (size !== undefined) await instance.verifyLimiter(state.address).take(size);
       if (!(await store.verify(request.digest))) {
         quarantined = await store.quarantine(request.digest);
         if (quarantined) instance.counters.quarantined++;
