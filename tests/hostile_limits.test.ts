@@ -84,6 +84,10 @@ Deno.test("limits: one address flooding 12 connections at --max-connections 8 ge
     assert.match(status.stdout, /instances: 2\/2 up; busy \(every connection taken\): (\d+)/);
     assert.match(status.stdout, new RegExp(`busy \\(every connection taken\\): ${port}\\b`));
     assert.match(status.stdout, /a\.bin .* min live replicas 2\/2 +healthy/);
+    // A fetch asking only that instance says it is busy, not that the cluster may be down.
+    const refused = await cluster.fts(["fetch", "a.bin", dest, "--server", `127.0.0.1:${port}`]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /The server is busy \(every connection taken\): try again/);
   } finally {
     for (const socket of sockets) socket.destroy();
     await cluster.stop();

@@ -25,6 +25,8 @@ export async function locateFile(
   const tlsErrors: TlsError[] = [];
   /** Failures of servers that did answer hello: reachable, but their answer was unusable. */
   const badAnswers: string[] = [];
+  /** Servers that answered BUSY: up, with every connection taken. */
+  let busy = 0;
   for (const address of order) {
     let peer: Peer | undefined;
     try {
@@ -48,6 +50,7 @@ export async function locateFile(
         throw new FetchError(notFoundMessage(name, names ?? []), [], { cause: error });
       }
       if (error instanceof TlsError) tlsErrors.push(error);
+      if (error instanceof ProtocolError && error.code === "BUSY") busy++;
       reasons.push(`${address}: ${error instanceof Error ? error.message : String(error)}`);
       if (peer !== undefined) badAnswers.push(reasons.at(-1)!);
     } finally {
@@ -56,6 +59,15 @@ export async function locateFile(
   }
   const tlsError = preferredTlsError(tlsErrors, order.length);
   if (tlsError) throw new FetchError(tlsError.message, [], { cause: tlsError });
+  if (busy === order.length) {
+    throw new FetchError(
+      `${
+        order.length === 1 ? "The server is" : `All ${order.length} servers are`
+      } busy (every connection taken): try again in a moment`,
+      [],
+      { cause: new Error(reasons.slice(0, 5).join("; ")) },
+    );
+  }
   if (badAnswers.length === order.length) {
     throw new FetchError(
       `No server gave a usable entry for ${JSON.stringify(name)} (asked ${order.length}): ${
