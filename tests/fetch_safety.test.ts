@@ -221,3 +221,33 @@ Deno.test("fetch: a destination it may not write in, holding the file whole, is 
     await cluster.stop();
   }
 });
+
+Deno.test("fetch: a whole copy of the file it may not write, in a directory it may, counts as fetched", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    partSize: "256KiB",
+    files: { "w.bin": 3 * PART + 99 },
+  });
+  // Root writes through permission bits: the file is bound read-only onto itself, then.
+  const root = Deno.uid() === 0;
+  const dest = await newDest(cluster);
+  const target = join(dest, "w.bin");
+  try {
+    await Deno.copyFile(join(cluster.work, "src", "w.bin"), target);
+    if (root) {
+      await _must("mount", ["--bind", target, target]);
+      await _must("mount", ["-o", "remount,ro,bind", target]);
+    } else {
+      await Deno.chmod(target, 0o444);
+    }
+    const whole = await fetchJson(cluster, "w.bin", dest);
+    assert.equal(whole.partsPresent, 4);
+    assert.equal(whole.bytesReceived, 0);
+    await assertSameFile(target, join(cluster.work, "src", "w.bin"));
+    assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), ["w.bin"]);
+  } finally {
+    if (root) await _must("umount", [target]).catch(() => {});
+    await cluster.stop();
+  }
+});

@@ -10,7 +10,7 @@
 import { every } from "../base/deadline.ts";
 import { lstatOrUndefined, removeQuietly, syncDir } from "../base/fs_util.ts";
 import { MAX_LOCK_ATTEMPTS, waitForLock } from "../base/lock.ts";
-import { lockUnlessDone } from "./read_only_destination.ts";
+import { holdsWholeFile, isUnwritable, lockUnlessDone } from "./read_only_destination.ts";
 import { join } from "../base/paths.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import { type HashAlgorithm, HashPool, RECEIVE_HASH_WORKERS } from "../hash/hash_pool.ts";
@@ -25,7 +25,7 @@ import {
   RejectedParts,
 } from "./destination_check.ts";
 import { FetchError } from "./fetch_error.ts";
-import { fetchParts, HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
+import { assertAllVerified, fetchParts, HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
 import { fetchSmallFile, isSmallFile, type ReceivedPart } from "./fetch_small.ts";
 import {
   Bitmap,
@@ -64,10 +64,7 @@ export interface FetchOptions {
   limitRateBytesPerSecond?: number;
   /** Re-hash every local part (SHA-256, not XXH3-128) instead of trusting the control file. */
   verify?: boolean;
-  /**
-   * Flush the file to disk before putting it in place, so a power loss right
-   * after the fetch cannot leave unwritten blocks in it (like rsync --fsync).
-   */
+  /** Flush the file before it is put in place (as rsync --fsync): whole after a power loss. */
   fsync?: boolean;
   stallTimeoutMs?: number;
   connectTimeoutMs?: number;
@@ -154,10 +151,8 @@ interface _Work {
   /** The reader's connections: closed once the parts are fetched. */
   pool: PeerPool;
   /**
-   * This run created the partial file and there was no control file: if it
-   * fails before a single part is verified, there is nothing to resume, and
-   * both are removed rather than left behind (empty, or a sparse file of the
-   * size a server claimed).
+   * This run created the partial file, with no control file: if it fails before a part is
+   * verified, both are removed rather than left (empty, or sparse at the size a server claimed).
    */
   fresh: boolean;
 }
@@ -311,7 +306,7 @@ class _Fetcher {
       const release = await lockUnlessDone(helperPath(finalPath, LOCK_SUFFIX), {
         signal: options.signal,
         onWaiting: () => this.#emit({ type: "waiting", path: finalPath }),
-      }, { entry, finalPath, hashes, verify: options.verify === true, counters: this.#progress });
+      }, this.#wholeCheck(entry, finalPath, hashes));
       if (!release) return { ...this.progress, phase: "done", path: finalPath };
       try {
         for (let attempt = 1;; attempt++) {
@@ -339,6 +334,17 @@ class _Fetcher {
   #countFetched(entry: FileEntry, index: number): void {
     this.#progress.partsFetched++;
     this.#progress.bytesFetched += entry.parts[index]!.size;
+  }
+
+  /** What holdsWholeFile() needs to tell whether `finalPath` is this file, whole and right. */
+  #wholeCheck(entry: FileEntry, finalPath: string, hashes: HashPool) {
+    return {
+      entry,
+      finalPath,
+      hashes,
+      verify: this.#options.verify === true,
+      counters: this.#progress,
+    };
   }
 
   async #fetchInto(
@@ -404,6 +410,10 @@ class _Fetcher {
       // the partial file it made into place: look again.
       if (cause instanceof Deno.errors.AlreadyExists && !partial) return undefined;
       if (cause instanceof Deno.errors.NotFound && partial) return undefined;
+      // A copy of this file we may not write (not root): whole and right, it is done.
+      const done = workPath === finalPath && isUnwritable(cause) &&
+        await holdsWholeFile(this.#wholeCheck(entry, finalPath, hashes));
+      if (done) return { ...this.progress, phase: "done", path: finalPath };
       const why = (cause as Error).message;
       throw new FetchError(`Cannot open ${workPath} for writing: ${why}`, [], { cause });
     }
@@ -501,7 +511,7 @@ class _Fetcher {
         verified.set(index);
         saver.markDirty();
       });
-      this.#allVerified(entry, verified);
+      assertAllVerified(entry, verified);
     } catch (error) {
       failure = error;
     } finally {
@@ -572,17 +582,6 @@ class _Fetcher {
     }
     // Stopped: the check may have ended early, so parts are unverified.
     options.signal?.throwIfAborted();
-  }
-
-  /** Throws unless every part was verified at the destination or fetched and verified. */
-  #allVerified(entry: FileEntry, verified: Bitmap): void {
-    const unverified = [...Array(entry.parts.length).keys()].filter((i) => !verified.has(i));
-    if (unverified.length > 0) {
-      throw new FetchError(
-        `Parts ${unverified.join(", ")} of ${JSON.stringify(entry.name)} were not verified`,
-        unverified,
-      );
-    }
   }
 
   /** Step 6: every part verified; put the file in place. */

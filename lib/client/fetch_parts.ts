@@ -12,6 +12,8 @@ import type { FileEntry } from "../state/manifest.ts";
 import { domainOfAddress } from "../state/cluster_view.ts";
 import type { RejectedParts } from "./destination_check.ts";
 import { FilePartSink } from "./file_part_sink.ts";
+import { FetchError } from "./fetch_error.ts";
+import type { Bitmap } from "./fetch_state.ts";
 import type { PartReader } from "./part_reader.ts";
 
 export interface FetchPartsOptions {
@@ -176,6 +178,17 @@ class _Tracks {
       },
       sink,
       { start: resumeAt.get(index) ?? 0, buffer },
+    );
+  }
+}
+
+/** Throws unless every part was verified at the destination or fetched and verified. */
+export function assertAllVerified(entry: FileEntry, verified: Bitmap): void {
+  const unverified = [...Array(entry.parts.length).keys()].filter((i) => !verified.has(i));
+  if (unverified.length > 0) {
+    throw new FetchError(
+      `Parts ${unverified.join(", ")} of ${JSON.stringify(entry.name)} were not verified`,
+      unverified,
     );
   }
 }
