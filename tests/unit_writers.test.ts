@@ -16,7 +16,7 @@ import {
   type WritersPolicy,
 } from "../lib/auth/writers_policy.ts";
 import { changeWritersFile, readWritersFile, writersPath } from "../lib/auth/writers_file.ts";
-import { PendingParts } from "../lib/state/pending_parts.ts";
+import { PendingParts, type Reservation } from "../lib/state/pending_parts.ts";
 import { PartStore } from "../lib/state/store.ts";
 import { cachedRead } from "../lib/base/cached_read.ts";
 import { ephemeralIdentity } from "../lib/auth/identity.ts";
@@ -159,6 +159,12 @@ Deno.test("cachedRead with staleOnError: a failed refresh answers with the last 
   assert.equal(reads, 3);
 });
 
+/** The reservation reserve() made; fails the test when it refused the part instead. */
+function _admitted(reserved: number | Reservation): Reservation {
+  assert.ok(typeof reserved !== "number", `refused: the key holds ${reserved} bytes`);
+  return reserved;
+}
+
 Deno.test("PendingParts: a key's parts count until a file uses them or they are gone; the ledger survives a restart", async () => {
   await withTempDir("fts-unit-pending-", async (dir) => {
     const store = new PartStore(join(dir, "instances", "1"));
@@ -176,24 +182,28 @@ Deno.test("PendingParts: a key's parts count until a file uses them or they are 
     const digests: string[] = [];
     for (let seed = 1; seed <= 3; seed++) {
       const digest = await put(seed);
-      assert.equal(await ledger.reserve("k", digest, KiB, 3 * KiB), undefined);
-      await ledger.stored(digest);
+      await _admitted(await ledger.reserve("k", digest, KiB, 3 * KiB)).stored();
       digests.push(digest);
     }
     // Full: the fourth does not fit, and nothing is claimed for it.
     assert.equal(await ledger.reserve("k", "d".repeat(64), KiB, 3 * KiB), 3 * KiB);
     assert.equal(await ledger.heldBy("k"), 3 * KiB);
     // Another key has its own room.
-    assert.equal(await ledger.reserve("other", "e".repeat(64), KiB, KiB), undefined);
-    ledger.released("e".repeat(64));
+    _admitted(await ledger.reserve("other", "e".repeat(64), KiB, KiB)).released();
     assert.equal(await ledger.heldBy("other"), 0);
+    // A put of a stored digest with another size (its body then fails the digest) leaves
+    // the record as it was: else one bad put per part erased what the key stored.
+    _admitted(await ledger.reserve("k", digests[2]!, 4, undefined)).released();
+    assert.equal(await ledger.reserve("k", "d".repeat(64), KiB, 3 * KiB), 3 * KiB);
+    _admitted(await ledger.reserve("other", digests[2]!, 4, undefined)).released();
+    assert.equal(await ledger.heldBy("k"), 3 * KiB);
     // A restarted instance reads the same from the ledger file.
     const again = new PendingParts(store, () => Promise.resolve(new Set(referenced)));
     assert.equal(await again.heldBy("k"), 3 * KiB);
     // One part published, one freed: room for two more.
     referenced.add(digests[0]!);
     await store.remove(digests[1]!);
-    assert.equal(await again.reserve("k", "f".repeat(64), KiB, 3 * KiB), undefined);
+    _admitted(await again.reserve("k", "f".repeat(64), KiB, 3 * KiB));
     assert.equal(await again.heldBy("k"), 2 * KiB);
     const lines = (await Deno.readTextFile(again.path)).trim().split("\n");
     assert.deepEqual(lines.map((line) => JSON.parse(line)[0]), [digests[2]]);
@@ -218,8 +228,7 @@ Deno.test("PendingParts: 4 parts of one upload arriving together share one prune
       const writer = await store.beginWrite(digest);
       await writer.write(bytes);
       await writer.commit();
-      assert.equal(await ledger.reserve("k", digest, KiB, undefined), undefined);
-      await ledger.stored(digest);
+      await _admitted(await ledger.reserve("k", digest, KiB, undefined)).stored();
       published.add(digest);
     }
     // The last two arrive while the first prune is under way.
@@ -227,7 +236,7 @@ Deno.test("PendingParts: 4 parts of one upload arriving together share one prune
     const first = [reserve("a"), reserve("b")];
     await new Promise((r) => setTimeout(r, 5));
     const held = await Promise.all([...first, reserve("c"), reserve("d")]);
-    assert.deepEqual(held, [undefined, undefined, undefined, undefined]);
+    assert.deepEqual(held.map((r) => typeof r), ["object", "object", "object", "object"]);
     assert.equal(walks, 1);
   });
 });
@@ -244,10 +253,10 @@ Deno.test("PendingParts: a prune's answer is not reused once a part was admitted
       const writer = await store.beginWrite(digest);
       await writer.write(bytes);
       await writer.commit();
-      const held = await ledger.reserve("k", digest, KiB, quota);
-      if (held === undefined) await ledger.stored(digest);
-      else await store.remove(digest);
-      return held;
+      const reserved = await ledger.reserve("k", digest, KiB, quota);
+      if (typeof reserved !== "number") return void await reserved.stored();
+      await store.remove(digest);
+      return reserved;
     };
     assert.equal(await put(1, 2 * KiB), undefined);
     assert.equal(await put(2, 2 * KiB), undefined);

@@ -254,12 +254,17 @@ export class Mutations {
       this.#pending.set(store.root, pending);
     }
     const quota = quotaOf(policy, key, operator);
-    const held = await pending.reserve(key, digest, size, quota);
-    if (held !== undefined) {
-      assertWithinQuota("its parts no file uses yet on this instance hold", key, quota, held, size);
-    }
-    const ledger = pending;
-    return { stored: () => ledger.stored(digest), released: () => ledger.released(digest) };
+    const reserved = await pending.reserve(key, digest, size, quota);
+    if (typeof reserved !== "number") return reserved;
+    // Refused: the bytes the key holds do not leave room, which this says and throws.
+    assertWithinQuota(
+      "its parts no file uses yet on this instance hold",
+      key,
+      quota,
+      reserved,
+      size,
+    );
+    throw new RangeError(`reserve() refused ${size} bytes that fit the quota`);
   }
 
   /** Signature, freshness, the cluster, then the nonce: returns the signer's owner string. */

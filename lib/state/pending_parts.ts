@@ -33,6 +33,16 @@ interface _Record {
   size: number;
   /** Still being received: not in the ledger file yet. */
   receiving: boolean;
+  /** Its part.put ended without storing it (released()). */
+  released?: boolean;
+}
+
+/** Room reserve() claimed for one part.put: stored() or released() must follow. */
+export interface Reservation {
+  /** The part was stored: records it in the ledger, for this reservation's key and size. */
+  stored(): Promise<void>;
+  /** The part was not stored after all: the digest's record is what it was before. */
+  released(): void;
 }
 
 export class PendingParts {
@@ -72,30 +82,44 @@ export class PendingParts {
    * Claims room for a part `key` is about to store. When `quotaBytes` cannot
    * hold it even after the records of parts now in use or gone are dropped,
    * claims nothing and returns the bytes the key holds; otherwise returns
-   * undefined, and stored() or released() must follow.
+   * the reservation. A put of a digest stored here already (a copy of
+   * another size: rotten, or a lie) does not erase who stored it: released,
+   * the record it displaced comes back. Else one bad put per part (a body
+   * that fails its digest) wiped each record, and a key stored past its quota.
    */
   async reserve(
     key: string,
     digest: string,
     size: number,
     quotaBytes: number | undefined,
-  ): Promise<number | undefined> {
+  ): Promise<number | Reservation> {
     await this.#load();
     if (quotaBytes !== undefined && this.#sum(key) + size > quotaBytes) {
       await this.#pruneOnce();
       const held = this.#sum(key);
       if (held + size > quotaBytes) return held;
     }
-    this.#records.set(digest, { key, size, receiving: true });
+    const before = this.#records.get(digest);
+    const record: _Record = { key, size, receiving: true };
+    this.#records.set(digest, record);
     this.#admitted++;
-    return undefined;
+    return {
+      stored: () => this.#stored(digest, record),
+      released: () => {
+        record.released = true;
+        if (this.#records.get(digest) !== record) return;
+        if (before && !before.released) this.#records.set(digest, before);
+        else this.#records.delete(digest);
+      },
+    };
   }
 
-  /** The part reserved for `digest` is stored: records it in the ledger. */
-  async stored(digest: string): Promise<void> {
-    const record = this.#records.get(digest);
-    if (!record?.receiving) return;
+  /** The part `record` reserved is stored: records it in the ledger. */
+  async #stored(digest: string, record: _Record): Promise<void> {
+    if (!record.receiving) return;
     record.receiving = false;
+    // The copy here is this put's now, whatever was reserved for the digest since.
+    this.#records.set(digest, record);
     await this.#write(async () => {
       const line = `${JSON.stringify([digest, record.size, record.key])}\n`;
       await Deno.writeTextFile(this.path, line, { append: true, create: true });
@@ -104,11 +128,6 @@ export class PendingParts {
     if (this.#lines > Math.max(PENDING_COMPACT_MIN_LINES, 2 * this.#records.size)) {
       await this.prune();
     }
-  }
-
-  /** The part reserved for `digest` was not stored after all. */
-  released(digest: string): void {
-    if (this.#records.get(digest)?.receiving) this.#records.delete(digest);
   }
 
   /** Drops the records of parts a file now uses or this instance no longer holds. */
