@@ -74,6 +74,16 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
       const mv = await cluster.fts(["mv", "a.bin", "mine.bin"], { env: bob.env });
       assert.equal(mv.code, 1);
       assert.match(mv.stderr, /Cannot rename "a\.bin": it belongs to/);
+      // Nor can the operator's preload --replace (from the data directory) take it over.
+      const taken = await cluster.fts([
+        "preload",
+        join(src, "a.bin"),
+        "--as",
+        "a.bin",
+        "--replace",
+      ]);
+      assert.equal(taken.code, 1, taken.stderr);
+      assert.match(taken.stderr, /"a\.bin" belongs to ed25519:\S+, not the operator/);
       assert.deepEqual(await readManifestJson(cluster.dir), before);
     });
 

@@ -17,6 +17,15 @@ import { Xxh128 } from "../hash/xxh128.ts";
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 
+/** Throws when `--replace` would replace a file the operator does not own: no superuser. */
+function _refuseOthers(name: string, owner: string | undefined): void {
+  if (owner === undefined || owner === OPERATOR_OWNER) return;
+  throw new Error(
+    `${JSON.stringify(name)} belongs to ${owner}, not the operator: preload --replace replaces ` +
+      `only the operator's files (there is no superuser); its owner can rm or replace it`,
+  );
+}
+
 export class NameTakenError extends Error {
   constructor(name: string, twice = false) {
     super(
@@ -136,7 +145,9 @@ export async function preloadFiles(
   for (const [index, job] of jobs.entries()) {
     const again = names.indexOf(job.name) !== index;
     if (!job.replace && again) throw new NameTakenError(job.name, true);
-    if (!job.replace && await store.get(job.name)) throw new NameTakenError(job.name);
+    const existing = await store.get(job.name);
+    if (!job.replace && existing) throw new NameTakenError(job.name);
+    _refuseOthers(job.name, existing?.entry.owner);
   }
   const paths = dataPaths(dir);
   const stores = new Map(
@@ -165,6 +176,7 @@ export async function preloadFiles(
             if (current.has(entry.name) && !jobs[job]!.replace) {
               throw new NameTakenError(entry.name);
             }
+            _refuseOthers(entry.name, current.get(entry.name)?.entry.owner);
             for (const [index, part] of entry.parts.entries()) {
               for (const id of part.replicas) {
                 if ((await stores.get(id)!.sizeOf(part.digest)) !== part.size) {
