@@ -72,7 +72,9 @@ function _printHeal(event: HealEvent): void {
     console.log(
       `${_time()} heal: failed: ${event.message}; trying again in ${formatDuration(HEAL_RETRY_MS)}`,
     );
-  } else if (["corrupt", "copy-failed", "short", "lost"].includes(event.event.type)) {
+  } else if (
+    ["corrupt", "copy-failed", "drop-failed", "short", "lost"].includes(event.event.type)
+  ) {
     // Each copy and drop is in the summary; trouble gets a line of its own.
     const line = formatRepairEvent(event.event);
     if (line !== undefined) console.log(`${_time()} heal: ${line}`);

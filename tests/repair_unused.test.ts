@@ -156,3 +156,58 @@ Deno.test("upload: before publishing, the copies of parts stored long ago are as
     await cluster.stop();
   }
 });
+
+Deno.test("repair: a surplus copy that cannot be deleted is said and skipped; the rest of the run goes on", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 1, files: { "s.bin": 8 * PART } });
+  // Root deletes through permission bits: the store is bound read-only onto itself, then.
+  const root = Deno.uid() === 0;
+  const [p0, , p2] = cluster.ports.map(String) as [string, string, string];
+  const store = join(cluster.dir, "instances", p2, "parts");
+  const unused = await putLoosePart([`127.0.0.1:${p0}`], PART, 9);
+  await Deno.utime(storedPartPath(cluster.dir, p0, unused), TWO_DAYS_AGO, TWO_DAYS_AGO);
+  try {
+    // Every part on every instance: two surplus copies each, some of them on p2.
+    for (const part of (await readManifestJson(cluster.dir)).files["s.bin"]!.parts) {
+      const from = storedPartPath(cluster.dir, part.replicas[0]!, part.digest);
+      for (const id of cluster.ports.map(String)) {
+        const to = storedPartPath(cluster.dir, id, part.digest);
+        if (to === from) continue;
+        await Deno.mkdir(join(to, ".."), { recursive: true });
+        await Deno.copyFile(from, to);
+      }
+    }
+    if (root) {
+      await _must("mount", ["--bind", store, store]);
+      await _must("mount", ["-o", "remount,ro,bind", store]);
+    } else {
+      for await (const dir of Deno.readDir(store)) await Deno.chmod(join(store, dir.name), 0o555);
+    }
+    const repair = await cluster.fts(["repair", "--unused-after", "1h"]);
+    assert.equal(repair.code, 1, repair.stdout + repair.stderr);
+    assert.match(
+      repair.stdout,
+      new RegExp(`could not delete the surplus copy of part \\w+ on ${p2}`),
+    );
+    assert.match(repair.stdout, /surplus copies could not be deleted/);
+    assert.match(repair.stdout, /1 part no file uses deleted/);
+    assert.equal(await exists(storedPartPath(cluster.dir, p0, unused)), false);
+    const dest = join(cluster.work, "dest");
+    const fetched = await cluster.fts(["fetch", "s.bin", dest]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await assertSameFile(join(dest, "s.bin"), join(cluster.work, "src", "s.bin"));
+  } finally {
+    if (root) await _must("umount", [store]).catch(() => {});
+    else {
+      for await (const dir of Deno.readDir(store)) await Deno.chmod(join(store, dir.name), 0o755);
+    }
+    await cluster.stop();
+  }
+});
+
+async function _must(program: string, args: string[]): Promise<void> {
+  const result = await new Deno.Command(program, { args, stdout: "null", stderr: "piped" })
+    .output();
+  if (!result.success) {
+    throw new Error(`${program} ${args.join(" ")}: ${new TextDecoder().decode(result.stderr)}`);
+  }
+}

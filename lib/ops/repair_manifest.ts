@@ -185,7 +185,14 @@ export class RepairManifest {
       const deleted = new Set<string>();
       for (const { id, digest } of drops) {
         if (listed.has(`${id}:${digest}`)) continue;
-        if (await target.removeCopy(id, digest)) deleted.add(`${id}:${digest}`);
+        try {
+          if (await target.removeCopy(id, digest)) deleted.add(`${id}:${digest}`);
+        } catch (error) {
+          // One store that refuses (read-only, say) must not stop the run: said, and left.
+          this.#run.report.failedDrops++;
+          const reason = error instanceof Error ? error.message : String(error);
+          this.#run.emit({ type: "drop-failed", id, digest, reason });
+        }
       }
       return deleted;
     });

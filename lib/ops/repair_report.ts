@@ -41,6 +41,7 @@ export type RepairEvent =
     /** Out of the manifest, but on another host: deleted by a repair there. */
     left?: boolean;
   }
+  | { type: "drop-failed"; id: string; digest: string; reason: string }
   | { type: "short"; digest: string; refs: PartRef[]; have: number; want: number }
   | { type: "lost"; digest: string; refs: PartRef[]; listed: string[] }
   | { type: "manifest"; parts: number };
@@ -84,6 +85,8 @@ export interface RepairReport {
   bytesCopied: number;
   failedCopies: number;
   dropped: number;
+  /** Surplus copies off the manifest that could not be deleted (a read-only store, say). */
+  failedDrops: number;
   /** Manifest part entries whose replica list changed. */
   manifestParts: number;
   /** Parts left with fewer than R copies: not enough live instances took one. */
@@ -123,6 +126,7 @@ export function emptyRepairReport(dryRun: boolean): RepairReport {
     bytesCopied: 0,
     failedCopies: 0,
     dropped: 0,
+    failedDrops: 0,
     manifestParts: 0,
     short: [],
     lost: [],

@@ -39,6 +39,11 @@ export function formatRepairEvent(event: RepairEvent): string | undefined {
         : `${event.dryRun ? "would drop" : "dropped"} surplus copy of ${
           describePart(event.digest, event.refs)
         } on ${event.id}`;
+    case "drop-failed":
+      return `could not delete the surplus copy of part ${
+        event.digest.slice(0, 12)
+      } on ${event.id} ` +
+        `(${event.reason}); it stays there, off the manifest`;
     case "short":
       return `under-replicated: ${
         describePart(event.digest, event.refs)
@@ -76,6 +81,9 @@ export function formatRepairSummary(report: RepairReport, elapsedMs: number): st
   if (report.failedCopies > 0) done.push(`${_n(report.failedCopies, "copy attempt")} failed`);
   if (report.dropped > 0) {
     done.push(`${_n(report.dropped, "surplus copy", "surplus copies")} ${would}dropped`);
+  }
+  if (report.failedDrops > 0) {
+    done.push(`${_n(report.failedDrops, "surplus copy", "surplus copies")} could not be deleted`);
   }
   if (report.manifestParts > 0) {
     done.push(
@@ -152,6 +160,14 @@ export function repairOutcome(report: RepairReport): { code: number; error?: str
       error: `${_n(report.unchecked.length, "copy", "copies")} on ${
         ids.join(", ")
       } could not be re-hashed (${report.unchecked[0]!.reason}); their instances' logs say more`,
+    };
+  }
+  if (report.failedDrops > 0) {
+    return {
+      code: 1,
+      error: `${
+        _n(report.failedDrops, "surplus copy", "surplus copies")
+      } could not be deleted (the lines above say where and why); is that store writable?`,
     };
   }
   return { code: 0 };
