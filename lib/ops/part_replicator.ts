@@ -18,6 +18,12 @@ export class PartReplicator {
   readonly #manifest: RepairManifest;
   /** Copies being sent from each instance, to spread the reads. */
   readonly #sending = new Map<string, number>();
+  /**
+   * Instances a copy timed out on (stopped, a hung disk: connections are
+   * still accepted): left out for the rest of the run, or each copy tried
+   * with them waited out the stall timeout (30 s) again.
+   */
+  readonly #stalled = new Set<string>();
 
   #identity: Promise<Identity | undefined> | undefined;
 
@@ -43,7 +49,7 @@ export class PartReplicator {
     options: { spread?: boolean } = {},
   ): Promise<Set<string>> {
     const { digest, size, refs } = part;
-    const sources = [...have];
+    const sources = [...have].filter((id) => !this.#stalled.has(id));
     const live = [...this.#run.stored.keys()];
     // A quarantine says this disk rotted the part once: try it last.
     // Failure domains that hold no copy yet come first, then the rest in rank order.
@@ -63,6 +69,7 @@ export class PartReplicator {
     let missing = deficit;
     for (const target of candidates) {
       if (missing === 0 || sources.length === 0) break;
+      if (this.#stalled.has(target)) continue;
       if (this.#run.dryRun) {
         this.#run.emit({
           type: "copy",
@@ -130,6 +137,7 @@ export class PartReplicator {
             to: target,
             reason: error.message,
           });
+          if (_timedOut(error)) this.#stalled.add(error.side === "target" ? target : source);
           if (error.side === "target") break;
           // This source cannot give the part now; it stays listed unless its copy is gone.
           sources.splice(sources.indexOf(source), 1);
@@ -178,6 +186,11 @@ export class PartReplicator {
       peer?.close();
     }
   }
+}
+
+/** The copy waited out a stall timeout on its source or target. */
+function _timedOut(error: CopyError): boolean {
+  return error.cause instanceof ProtocolError && error.cause.code === "TIMEOUT";
 }
 
 /** The source answered that it no longer has a servable copy. */
