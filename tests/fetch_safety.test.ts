@@ -11,6 +11,7 @@ import {
   damageFile,
   fetchJson,
   FtsProcess,
+  mustRun,
   newDest,
   readManifestJson,
   sha256File,
@@ -174,14 +175,6 @@ Deno.test("fetch: a fetch stopped with Ctrl-C resumes on its control file withou
 });
 
 /** Runs a command, which must succeed. */
-async function _must(program: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).output();
-  assert.equal(
-    out.code,
-    0,
-    `${program} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-  );
-}
 
 Deno.test("fetch: a destination it may not write in, holding the file whole, is checked and left as it is", async () => {
   const cluster = await startCluster({
@@ -194,11 +187,11 @@ Deno.test("fetch: a destination it may not write in, holding the file whole, is 
   const root = Deno.uid() === 0;
   const dest = await newDest(cluster);
   try {
-    if (root) await _must("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dest]);
+    if (root) await mustRun("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dest]);
     await Deno.copyFile(join(cluster.work, "src", "w.bin"), join(dest, "w.bin"));
     await Deno.copyFile(join(cluster.work, "src", "d.bin"), join(dest, "d.bin"));
     await damageFile(join(dest, "d.bin"), PART + 10, 4);
-    if (root) await _must("mount", ["-o", "remount,ro", dest]);
+    if (root) await mustRun("mount", ["-o", "remount,ro", dest]);
     else await Deno.chmod(dest, 0o555);
 
     const whole = await fetchJson(cluster, "w.bin", dest);
@@ -216,7 +209,7 @@ Deno.test("fetch: a destination it may not write in, holding the file whole, is 
     assert.equal(await sha256File(join(dest, "d.bin")), before);
     assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name).sort(), ["d.bin", "w.bin"]);
   } finally {
-    if (root) await _must("umount", [dest]).catch(() => {});
+    if (root) await mustRun("umount", [dest]).catch(() => {});
     else await Deno.chmod(dest, 0o755).catch(() => {});
     await cluster.stop();
   }
@@ -236,8 +229,8 @@ Deno.test("fetch: a whole copy of the file it may not write, in a directory it m
   try {
     await Deno.copyFile(join(cluster.work, "src", "w.bin"), target);
     if (root) {
-      await _must("mount", ["--bind", target, target]);
-      await _must("mount", ["-o", "remount,ro,bind", target]);
+      await mustRun("mount", ["--bind", target, target]);
+      await mustRun("mount", ["-o", "remount,ro,bind", target]);
     } else {
       await Deno.chmod(target, 0o444);
     }
@@ -247,7 +240,7 @@ Deno.test("fetch: a whole copy of the file it may not write, in a directory it m
     await assertSameFile(target, join(cluster.work, "src", "w.bin"));
     assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), ["w.bin"]);
   } finally {
-    if (root) await _must("umount", [target]).catch(() => {});
+    if (root) await mustRun("umount", [target]).catch(() => {});
     await cluster.stop();
   }
 });

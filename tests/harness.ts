@@ -220,6 +220,14 @@ export async function startCluster(options: {
   return cluster;
 }
 
+/** Runs `program ARGS...`, throwing with its standard error unless it exits 0 (mount, umount). */
+export async function mustRun(program: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(program, { args, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${program} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
 /** A new, empty destination directory in the cluster's work directory. */
 export async function newDest(cluster: TestCluster): Promise<string> {
   const dest = join(cluster.work, `dest-${crypto.randomUUID().slice(0, 8)}`);

@@ -12,6 +12,7 @@ import { sha256Hex } from "../lib/hash/sha256.ts";
 import { uploadFile } from "../lib/client/upload.ts";
 import {
   assertSameFile,
+  mustRun,
   readManifestJson,
   startCluster,
   storedPartPath,
@@ -177,8 +178,8 @@ Deno.test("repair: a surplus copy that cannot be deleted is said and skipped; th
       }
     }
     if (root) {
-      await _must("mount", ["--bind", store, store]);
-      await _must("mount", ["-o", "remount,ro,bind", store]);
+      await mustRun("mount", ["--bind", store, store]);
+      await mustRun("mount", ["-o", "remount,ro,bind", store]);
     } else {
       for await (const dir of Deno.readDir(store)) await Deno.chmod(join(store, dir.name), 0o555);
     }
@@ -196,18 +197,10 @@ Deno.test("repair: a surplus copy that cannot be deleted is said and skipped; th
     assert.equal(fetched.code, 0, fetched.stderr);
     await assertSameFile(join(dest, "s.bin"), join(cluster.work, "src", "s.bin"));
   } finally {
-    if (root) await _must("umount", [store]).catch(() => {});
+    if (root) await mustRun("umount", [store]).catch(() => {});
     else {
       for await (const dir of Deno.readDir(store)) await Deno.chmod(join(store, dir.name), 0o755);
     }
     await cluster.stop();
   }
 });
-
-async function _must(program: string, args: string[]): Promise<void> {
-  const result = await new Deno.Command(program, { args, stdout: "null", stderr: "piped" })
-    .output();
-  if (!result.success) {
-    throw new Error(`${program} ${args.join(" ")}: ${new TextDecoder().decode(result.stderr)}`);
-  }
-}
