@@ -208,6 +208,10 @@ Deno.test({
       } finally {
         first.close();
       }
+      // Back as it was, so that only the spent nonce can refuse the replay
+      // (a key that does not own the file now is refused before that).
+      const back = await runFts(["mv", "b.bin", "a.bin", ...flags, "--identity", idPath]);
+      assert.equal(back.code, 0, back.stderr);
       const second = await Peer.connect(`127.0.0.2:${basePort}`);
       try {
         await assert.rejects(

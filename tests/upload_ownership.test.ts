@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { type ErrorCode, ProtocolError } from "../lib/wire/errors.ts";
 import { type Identity, loadIdentity } from "../lib/auth/identity.ts";
 import { Peer } from "../lib/client/peer.ts";
+import { dataPaths } from "../lib/state/config.ts";
 import { bindRequest, type UnboundRequest } from "../lib/client/signed_client.ts";
 import { type Header } from "../lib/wire/frame.ts";
 import { SIGNATURE_MAX_AGE_MS, signRequest } from "../lib/auth/signed_request.ts";
@@ -43,6 +44,21 @@ async function _refused(
   }
 }
 
+/** How many nonces of signed requests the data directory `dir` holds. */
+async function _nonceFiles(dir: string): Promise<number> {
+  let count = 0;
+  const walk = async (path: string): Promise<void> => {
+    for await (const entry of Deno.readDir(path)) {
+      if (entry.isDirectory) await walk(join(path, entry.name));
+      else count++;
+    }
+  };
+  await walk(dataPaths(dir).noncesDir).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+  return count;
+}
+
 function _sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
@@ -68,6 +84,7 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
 
     await t.step("B cannot delete or rename A's file; nothing changes", async () => {
       const before = await readManifestJson(cluster.dir);
+      const noncesBefore = await _nonceFiles(cluster.dir);
       const rm = await cluster.fts(["rm", "a.bin"], { env: bob.env });
       assert.equal(rm.code, 1);
       assert.match(rm.stderr, /Cannot delete "a\.bin": it belongs to ed25519:\S+, not to ed25519:/);
@@ -85,6 +102,8 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
       assert.equal(taken.code, 1, taken.stderr);
       assert.match(taken.stderr, /"a\.bin" belongs to ed25519:\S+, not the operator/);
       assert.deepEqual(await readManifestJson(cluster.dir), before);
+      // Refused before its nonce was recorded: a stranger's key writes nothing.
+      assert.equal(await _nonceFiles(cluster.dir), noncesBefore);
     });
 
     await t.step("A renames (metadata only) and deletes her file", async () => {

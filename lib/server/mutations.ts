@@ -1,7 +1,8 @@
 /**
  * The server side of upload, delete and rename. Each signed request
- * is checked in this order: freshness and signature (signed_request.ts), nonce
- * not used before (replay_guard.ts), the body's digest (publish), then names,
+ * is checked in this order: freshness and signature (signed_request.ts), whether
+ * the key may ask it at all (a writer; the file's owner), nonce not used
+ * before (replay_guard.ts), the body's digest (publish), then names,
  * ownership and the change itself, as one manifest change. A refused request
  * changes nothing.
  *
@@ -267,8 +268,18 @@ export class Mutations {
     throw new RangeError(`reserve() refused ${size} bytes that fit the quota`);
   }
 
-  /** Signature, freshness, the cluster, then the nonce: returns the signer's owner string. */
-  async #authenticate(request: SignedRequest): Promise<string> {
+  /**
+   * Signature, freshness, the cluster, `mayAct` (whether the signer may ask
+   * this at all), then the nonce: returns the signer's owner string. Claiming
+   * a nonce writes to the shared nonce store, so a key that could never be
+   * granted the request (not a writer, not the file's owner) is refused
+   * before: anyone can make a key, and a closed cluster must not take writes
+   * from strangers' keys. The change itself checks again.
+   */
+  async #authenticate(
+    request: SignedRequest,
+    mayAct: (signer: string) => Promise<void>,
+  ): Promise<string> {
     await checkSignedRequest(request);
     const cluster = await this.#context.clusterId();
     if (request.cluster !== cluster) {
@@ -278,8 +289,16 @@ export class Mutations {
           `not this one (${cluster})`,
       );
     }
+    await mayAct(request.auth.key);
     await this.#replayGuard.claim(request.auth);
     return request.auth.key;
+  }
+
+  /** A pre-check for #authenticate: `signer` owns the file `name` names now. */
+  async #ownsNow(name: string, signer: string, verb: string): Promise<void> {
+    const found = await this.#store.get(_checkName(name));
+    if (!found) throw new ProtocolError("NOT_FOUND", `No file named ${JSON.stringify(name)}`);
+    await this.#assertOwner(found.entry, signer, verb);
   }
 
   /** Refuses a delete or rename signed for content the name no longer holds. */
@@ -319,7 +338,7 @@ export class Mutations {
     request: RequestOf<"file.publish">,
     readBody: () => Promise<Uint8Array>,
   ): Promise<ReplyOf<"file.publish">> {
-    const signer = await this.#authenticate(request);
+    const signer = await this.#authenticate(request, (key) => this.assertMayStore(key));
     const body = await readBody();
     if ((await sha256Hex(body)) !== request.bodyDigest) {
       throw new ProtocolError("UNAUTHORIZED", "Body of file.publish does not match its bodyDigest");
@@ -440,7 +459,10 @@ export class Mutations {
 
   /** file.delete: removes the entry at once, then the parts no other file uses. */
   async remove(request: RequestOf<"file.delete">): Promise<ReplyOf<"file.delete">> {
-    const signer = await this.#authenticate(request);
+    const signer = await this.#authenticate(
+      request,
+      (key) => this.#ownsNow(request.name, key, "delete"),
+    );
     const name = _checkName(request.name);
     // Under the parts lock, like every change that adds or removes a name:
     // repair finds the entries to update by a walk under that lock, and an
@@ -469,7 +491,10 @@ export class Mutations {
 
   /** file.rename: metadata only; no part moves. */
   async rename(request: RequestOf<"file.rename">): Promise<ReplyOf<"file.rename">> {
-    const signer = await this.#authenticate(request);
+    const signer = await this.#authenticate(
+      request,
+      (key) => this.#ownsNow(request.name, key, "rename"),
+    );
     const name = _checkName(request.name);
     const to = _checkName(request.to, "New name", true);
     // Under the parts lock, as remove() says why.
