@@ -19,7 +19,7 @@ import { lstatOrUndefined } from "../lib/base/fs_util.ts";
 import { fetchFile, type FetchProgress } from "../lib/client/fetch.ts";
 import { MAX_PARALLEL } from "../lib/client/fetch_parts.ts";
 import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
-import { resolveServers } from "../lib/client/servers.ts";
+import { resolveServers, startCommand } from "../lib/client/servers.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
 import { formatBytes, formatDuration, plural } from "../lib/base/units.ts";
@@ -118,7 +118,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const stallTimeoutMs = stallTimeoutFlag(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
-  const servers = await resolveServers(dir, listFlag(flags, "server"), etcdTarget(flags));
+  const named = listFlag(flags, "server");
+  const etcd = etcdTarget(flags);
+  const servers = await resolveServers(dir, named, etcd);
   const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
@@ -126,6 +128,7 @@ export async function run(args: string[]): Promise<number> {
   const common = {
     destDir,
     servers,
+    startCommand: startCommand(dir, named, etcd),
     ...(parallel !== undefined ? { parallel } : {}),
     ...(rate !== undefined ? { limitRateBytesPerSecond: rate } : {}),
     ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),

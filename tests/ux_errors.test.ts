@@ -81,8 +81,10 @@ Deno.test("fetch: cluster down: one line naming what to do; --verbose gives the 
     assert.deepEqual(rest, [], "one line");
     assert.match(
       line!,
-      /^fts fetch: Cannot reach any of the 3 servers \(127\.0\.0\.1:\d+ and 2 more\): is the cluster up\? Start it with "fts cluster", or pass --server HOST:PORT of a live instance \(--verbose for the cause\)$/,
+      /^fts fetch: Cannot reach any of the 3 servers \(127\.0\.0\.1:\d+ and 2 more\): is the cluster up\? Start it with "fts cluster --data (\S+)", or pass --server HOST:PORT of a live instance \(--verbose for the cause\)$/,
     );
+    // The command that starts this very cluster, not a default one elsewhere.
+    assert.equal(/--data (\S+)"/.exec(line!)![1], data);
     const verbose = await runFts(["fetch", "d.bin", work, "--data", data, "--verbose"]);
     assert.equal(verbose.code, 1);
     assert.match(verbose.stderr, /caused by: 127\.0\.0\.1:\d+: .*refused/i);
@@ -115,6 +117,7 @@ Deno.test("repair and scrub: cluster down: say so, call nothing lost, change not
         down.stderr,
         /No instance of the cluster answers \(127\.0\.0\.1:\d+ and 2 more\): is it running\?/,
       );
+      assert.ok(down.stderr.includes(`Start it with "fts cluster --data ${data}"`), down.stderr);
     }
     assert.equal(await manifestFilesText(data), manifest);
   } finally {

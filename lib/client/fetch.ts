@@ -34,9 +34,9 @@ import {
   type FetchState,
   loadFetchState,
 } from "./fetch_state.ts";
-import { addressResolver, explainChange, locateFile } from "./locate.ts";
+import { addressResolver, explainChange, locateFile, type LocateOptions } from "./locate.ts";
 import { PartReader, type PartReadEvent } from "./part_reader.ts";
-import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
+import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import {
   dropLeftoverPartial,
@@ -49,8 +49,6 @@ import {
   STATE_SUFFIX,
 } from "./helper_paths.ts";
 
-export { FetchError } from "./fetch_error.ts";
-
 /** How often verified progress is flushed and recorded in the control file. */
 export const STATE_SAVE_INTERVAL_MS = 1_000;
 /** How often onProgress is called while a fetch runs. */
@@ -60,6 +58,8 @@ export interface FetchOptions {
   destDir: string;
   /** Addresses ("host:port") to ask for the file's entry. */
   servers: string[];
+  /** The command that starts that cluster, for a message when no server answers. */
+  startCommand?: string | undefined;
   parallel?: number;
   limitRateBytesPerSecond?: number;
   /** Re-hash every local part (SHA-256, not XXH3-128) instead of trusting the control file. */
@@ -204,12 +204,13 @@ class _Fetcher {
     this.#options.onEvent?.(event);
   }
 
-  get #connectOptions(): ConnectOptions {
-    const { connectTimeoutMs, stallTimeoutMs, tls } = this.#options;
+  get #connectOptions(): LocateOptions {
+    const { connectTimeoutMs, stallTimeoutMs, tls, startCommand } = this.#options;
     return {
       ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
       ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
       tls,
+      startCommand,
     };
   }
 

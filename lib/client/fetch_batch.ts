@@ -20,7 +20,7 @@ import {
   PROGRESS_INTERVAL_MS,
   type SharedFetch,
 } from "./fetch.ts";
-import { addressResolver, locateFile } from "./locate.ts";
+import { addressResolver, locateFile, type LocateOptions } from "./locate.ts";
 import { HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
 import { isSmallFile } from "./fetch_small.ts";
 import { helperPath, PARTIAL_SUFFIX, STATE_SUFFIX } from "./helper_paths.ts";
@@ -164,7 +164,11 @@ export async function fetchBatch(
       const found = await lookups.entryAt(index);
       const bytes = found && await ahead?.take(index, found);
       received = bytes && { bytes, onUsed: () => ahead!.bytesUsed += bytes.length };
-      const located = found ?? await _locate(name, options.servers, pool, connect);
+      const located = found ??
+        await _locate(name, options.servers, pool, {
+          ...connect,
+          startCommand: options.startCommand,
+        });
       const result = await fetchFile(
         {
           ...options,
@@ -538,7 +542,7 @@ async function _locate(
   name: string,
   servers: readonly string[],
   pool: PeerPool,
-  connect: { connectTimeoutMs?: number; tls: FetchOptions["tls"] },
+  connect: LocateOptions,
 ): Promise<FileInfo & { from: string }> {
   const address = servers[Math.floor(Math.random() * servers.length)];
   if (address !== undefined) {

@@ -13,11 +13,17 @@ import { FetchError } from "./fetch_error.ts";
 import { dropResumeFiles } from "./helper_paths.ts";
 import { type ConnectOptions, type FileInfo, parseAddress, Peer } from "./peer.ts";
 
+/** How to connect, and what to tell a person when no server answers. */
+export interface LocateOptions extends ConnectOptions {
+  /** The command that starts the cluster asked (say, `fts cluster --data DIR`). */
+  startCommand?: string | undefined;
+}
+
 /** Asks the given servers, in random order, for the file's entry. */
 export async function locateFile(
   name: string,
   servers: readonly string[],
-  options: ConnectOptions = {},
+  options: LocateOptions = {},
 ): Promise<FileInfo & { from: string }> {
   if (servers.length === 0) throw new TypeError("No servers to ask for the file");
   const order = shuffled(servers);
@@ -80,7 +86,9 @@ export async function locateFile(
   throw new FetchError(
     `Cannot reach any of the ${order.length} servers (${order[0]}${
       order.length > 1 ? ` and ${order.length - 1} more` : ""
-    }): is the cluster up? Start it with "fts cluster", or pass --server HOST:PORT of a live instance`,
+    }): is the cluster up? Start it with "${
+      options.startCommand ?? "fts cluster"
+    }", or pass --server HOST:PORT of a live instance`,
     [],
     { cause: new Error(reasons.slice(0, 5).join("; ")) },
   );

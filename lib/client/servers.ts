@@ -1,8 +1,9 @@
 /** Which servers a client talks to: named on the command line, or the cluster in DIR. */
 import { instanceAddress, instanceIds, loadConfig } from "../state/config.ts";
 import { UsageError } from "../wire/errors.ts";
+import { shellWord } from "../base/printable.ts";
 import { parseAddress } from "./peer.ts";
-import { type EtcdTarget } from "../etcd/etcd_keys.ts";
+import { DEFAULT_CLUSTER_NAME, type EtcdTarget } from "../etcd/etcd_keys.ts";
 
 /**
  * The addresses of the instances of a cluster in etcd whose liveness lease
@@ -66,4 +67,31 @@ export async function resolveServers(
     );
   }
   return instanceIds(config).map((id) => instanceAddress(config, id));
+}
+
+/**
+ * The command that starts the cluster resolveServers() finds with the same
+ * arguments, for a message saying to start it; undefined for servers named
+ * on the command line or in FTS_SERVERS (they may be anyone's).
+ */
+export function startCommand(
+  dir: string,
+  flagged: string[],
+  etcd?: EtcdTarget,
+): string | undefined {
+  if (flagged.length > 0 || (Deno.env.get("FTS_SERVERS") ?? "").trim() !== "") return undefined;
+  return clusterStartCommand(dir, etcd);
+}
+
+/**
+ * The command that starts a cluster: `fts cluster --data DIR` for the one in
+ * the data directory `dir`, `fts cluster --etcd URLS --host ADDR` for one in
+ * etcd (ADDR is each host's own).
+ */
+export function clusterStartCommand(dir: string, etcd?: EtcdTarget): string {
+  if (etcd) {
+    const named = etcd.cluster === DEFAULT_CLUSTER_NAME ? "" : ` --cluster ${etcd.cluster}`;
+    return `fts cluster --etcd ${shellWord(etcd.endpoints.join(","))}${named} --host ADDR`;
+  }
+  return `fts cluster --data ${shellWord(dir)}`;
 }

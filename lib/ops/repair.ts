@@ -120,7 +120,7 @@ class _Repair {
       throw new Error(
         `No instance of the cluster answers (${this.#run.address(ids[0]!)}${
           ids.length > 1 ? ` and ${ids.length - 1} more` : ""
-        }): is it running? Start it with "fts cluster"; nothing was changed`,
+        }): is it running? Start it with "${this.#run.target.startCommand}"; nothing was changed`,
       );
     }
 

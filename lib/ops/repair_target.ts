@@ -10,6 +10,7 @@
  * host's instances: a surplus copy elsewhere leaves the manifest and is
  * swept as unused by a repair on its own host.
  */
+import { clusterStartCommand } from "../client/servers.ts";
 import { type ClusterConfig, dataPaths } from "../state/config.ts";
 import { type ClusterView, configView } from "../state/cluster_view.ts";
 import { type Locker, type ManifestStore } from "../state/manifest_store.ts";
@@ -29,6 +30,8 @@ import { connectForRepair } from "./repair_options.ts";
 
 export interface RepairTarget {
   readonly view: ClusterView;
+  /** The command that starts this cluster's instances, for a message when none answers. */
+  readonly startCommand: string;
   readonly store: ManifestStore;
   readonly locker: Locker;
   /** The size of instance `id`'s copy of a part now, or undefined when it holds none. */
@@ -54,6 +57,7 @@ export function fileRepairTarget(dir: string, config: ClusterConfig): RepairTarg
   const paths = dataPaths(dir);
   return {
     view: configView(config),
+    startCommand: clusterStartCommand(dir),
     store: openManifestStore(dir),
     locker: openLocker(dir),
     storedSize: (id, digest) => new PartStore(paths.instanceDir(id)).sizeOf(digest),
@@ -86,6 +90,10 @@ export async function etcdRepairTarget(
   };
   return {
     view,
+    startCommand: clusterStartCommand("", {
+      endpoints: [...cluster.etcd.endpoints],
+      cluster: cluster.name,
+    }),
     store: cluster.manifest,
     locker: cluster.locker(holder),
     storedSize: async (id, digest) => {
