@@ -58,7 +58,7 @@ export async function run(args: string[]): Promise<number> {
       }, { tls, checkCopies: true });
       _requireSomeInstanceUp(report, "start each host's fts cluster --etcd");
       console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
-      return 0;
+      return _exitCode(report);
     } finally {
       cluster.close();
     }
@@ -78,7 +78,16 @@ export async function run(args: string[]): Promise<number> {
     _requireSomeInstanceUp(report, `start it with "fts cluster --data ${shellWord(dir)}"`);
   }
   console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
-  return 0;
+  return _exitCode(report);
+}
+
+/**
+ * 1 when some file has a part with no live copy (it cannot be fetched whole
+ * now), so that a script or a monitor can tell; 0 otherwise, under-replicated
+ * files included (they can be fetched, and healing tends to them).
+ */
+function _exitCode(report: StatusReport): number {
+  return report.files.some((file) => file.lostParts > 0) ? 1 : 0;
 }
 
 /**

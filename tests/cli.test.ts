@@ -222,7 +222,10 @@ Deno.test("cli: kill, start, status and ls against a running cluster", async () 
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /Port 1 is not an instance of the cluster/);
 
-    const status = JSON.parse((await cluster.fts(["status", "--json"])).stdout);
+    // Under-replicated is not a failure: every part still has a live copy.
+    const degraded = await cluster.fts(["status", "--json"]);
+    assert.equal(degraded.code, 0, degraded.stderr);
+    const status = JSON.parse(degraded.stdout);
     assert.deepEqual(
       status.instances.filter((i: { up: boolean }) => !i.up).map((i: { id: string }) => i.id),
       [String(port)],
@@ -237,6 +240,26 @@ Deno.test("cli: kill, start, status and ls against a running cluster", async () 
     assert.match(up.stderr, /already up/);
     const healthy = JSON.parse((await cluster.fts(["status", "--json"])).stdout);
     assert.equal(healthy.files[0].minLiveReplicas, 2);
+
+    // Every copy of part 0 down: the report says LOST, and status exits 1 after it.
+    const entry = JSON.parse((await cluster.fts(["ls", "k.bin", "--json"])).stdout);
+    const holders: string[] = entry.parts[0].replicas;
+    for (const id of holders) assert.equal((await cluster.fts(["kill", id])).code, 0);
+    for (const id of holders) {
+      await cluster.supervisor.waitFor(new RegExp(`instance ${id} down \\(killed by SIGKILL\\)`));
+    }
+    const lost = await cluster.fts(["status"]);
+    assert.equal(lost.code, 1, lost.stdout + lost.stderr);
+    assert.match(
+      lost.stdout,
+      /k\.bin .*LOST: 1 part has no live replica \(part 0\)|k\.bin .*LOST: \d+ parts have/,
+    );
+    const lostJson = await cluster.fts(["status", "--json"]);
+    assert.equal(lostJson.code, 1);
+    assert.ok(JSON.parse(lostJson.stdout).files[0].lostParts >= 1);
+    for (const id of holders) assert.equal((await cluster.fts(["start", id])).code, 0);
+    for (const id of holders) await cluster.supervisor.waitFor(new RegExp(`instance ${id} up`));
+    assert.equal((await cluster.fts(["status"])).code, 0);
 
     const ls = await cluster.fts(["ls"]);
     assert.match(ls.stdout, /k\.bin\s+586 KiB\s+3\s+operator/);

@@ -151,7 +151,7 @@ Deno.test("cluster --heal-after 2s: status does not say the parts of instances h
     for (const port of holders) await cluster.kill(port);
     await cluster.supervisor.waitFor(/heal: 1 part LOST/, HEAL_DEADLINE_MS);
     const status = await cluster.fts(["status"]);
-    assert.equal(status.code, 0, status.stderr);
+    assert.equal(status.code, 1, "a part is lost: " + status.stderr);
     for (const port of holders) {
       assert.match(
         status.stdout,

@@ -237,7 +237,8 @@ Deno.test("status and fetch: a truncated copy is not live, a fetch reports it; a
     assert.equal(await _exists(short), false, "the short copy is still served");
     await Deno.truncate(storedPartPath(cluster.dir, part.replicas[1]!, part.digest), 100);
     const none = await file();
-    assert.deepEqual([none.code, none.minLiveReplicas, none.lostParts], [0, 0, 1]);
+    // A lost part: the report, and exit 1 after it.
+    assert.deepEqual([none.code, none.minLiveReplicas, none.lostParts], [1, 0, 1]);
   } finally {
     await cluster.stop();
   }

@@ -22,7 +22,7 @@ Deno.test("status: copies deleted from disk under running instances (3 servers, 
       await Deno.remove(storedPartPath(cluster.dir, id, second.digest));
     }
     const result = await cluster.fts(["status", "--json"]);
-    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.code, 1, "a part is lost: " + result.stderr);
     const report = JSON.parse(result.stdout);
     assert.ok(report.instances.every((i: { up: boolean }) => i.up), result.stdout);
     const file = report.files.find((f: { name: string }) => f.name === "e.bin");
