@@ -5,6 +5,7 @@ import {
   durationFlag,
   ETCD_FLAGS,
   etcdTarget,
+  expectPositionals,
   intFlag,
   isTerminal,
   type ParsedFlags,
@@ -97,6 +98,7 @@ export async function run(args: string[]): Promise<number> {
     ...ETCD_FLAGS,
     http: { type: "string" },
   });
+  expectPositionals(flags, 0, 0, USAGE);
   const httpPort = intFlag(flags, "http", 0, 65535);
   const requested = clusterFlags(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));

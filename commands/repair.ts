@@ -1,4 +1,10 @@
-import { boolFlag, etcdTarget, parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import {
+  boolFlag,
+  etcdTarget,
+  expectPositionals,
+  parseFlags,
+  stringFlag,
+} from "../lib/cli/flags.ts";
 import { REPAIR_FLAGS, repairFlags } from "../lib/cli/repair_flags.ts";
 import { resolveDataDir } from "../lib/state/config.ts";
 import { repairRunner } from "../lib/ops/repair_runner.ts";
@@ -25,6 +31,7 @@ export async function run(args: string[]): Promise<number> {
     verify: { type: "boolean" },
     "new-cluster": { type: "boolean" },
   });
+  expectPositionals(flags, 0, 0, USAGE);
   const options = repairCommandOptions(await repairFlags(flags));
   const dir = resolveDataDir(stringFlag(flags, "data"));
   return await runRepairCommand("repair", await repairRunner(dir, etcdTarget(flags)), {

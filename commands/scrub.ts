@@ -1,4 +1,4 @@
-import { etcdTarget, parseFlags, stringFlag } from "../lib/cli/flags.ts";
+import { etcdTarget, expectPositionals, parseFlags, stringFlag } from "../lib/cli/flags.ts";
 import { REPAIR_FLAGS, repairFlags } from "../lib/cli/repair_flags.ts";
 import { resolveDataDir } from "../lib/state/config.ts";
 import { repairRunner } from "../lib/ops/repair_runner.ts";
@@ -21,6 +21,7 @@ export const EXAMPLE = [
  */
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, REPAIR_FLAGS);
+  expectPositionals(flags, 0, 0, USAGE);
   const options = repairCommandOptions(await repairFlags(flags));
   const dir = resolveDataDir(stringFlag(flags, "data"));
   return await runRepairCommand("scrub", await repairRunner(dir, etcdTarget(flags)), {

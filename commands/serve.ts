@@ -4,6 +4,7 @@ import {
   durationFlag,
   ETCD_FLAGS,
   etcdTarget,
+  expectPositionals,
   intFlag,
   parseFlags,
   sizeFlag,
@@ -47,6 +48,7 @@ export async function run(args: string[]): Promise<number> {
     zone: { type: "string" },
     ...ETCD_FLAGS,
   });
+  expectPositionals(flags, 0, 0, USAGE);
   const etcd = etcdTarget(flags);
   if (etcd && stringFlag(flags, "host") === undefined) {
     throw new UsageError(

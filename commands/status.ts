@@ -3,6 +3,7 @@ import {
   durationFlag,
   ETCD_FLAGS,
   etcdTarget,
+  expectPositionals,
   parseFlags,
   stringFlag,
 } from "../lib/cli/flags.ts";
@@ -35,6 +36,7 @@ export async function run(args: string[]): Promise<number> {
     interval: { type: "string" },
     ...ETCD_FLAGS,
   });
+  expectPositionals(flags, 0, 0, USAGE);
   if (stringFlag(flags, "interval") !== undefined && !boolFlag(flags, "watch")) {
     throw new UsageError("--interval sets how often --watch polls: give --watch too");
   }

@@ -125,6 +125,36 @@ Deno.test("repair and scrub: cluster down: say so, call nothing lost, change not
   }
 });
 
+Deno.test("commands that take no argument refuse one, before acting: repair dry-run repairs nothing", async () => {
+  const work = await tempDir();
+  try {
+    const data = join(work, "data");
+    const file = join(work, "x.bin");
+    await writeRandomFile(file, 50_000);
+    const base = String(freePortRange(3));
+    const setup = ["--servers", "3", "--base-port", base, "--replicas", "2", "--data", data];
+    assert.equal((await runFts(["preload", file, ...setup, "--quiet"])).code, 0);
+    // A copy to be made, were repair to run.
+    const manifest = await manifestFilesText(data);
+    const repair = await runFts(["repair", "dry-run", "--data", data]);
+    assert.equal(repair.code, 2, repair.stderr);
+    assert.match(
+      repair.stderr,
+      /^fts repair: Unexpected argument "dry-run"; did you mean --dry-run\? usage: fts repair/,
+    );
+    for (const command of ["scrub", "status", "cluster"]) {
+      const extra = await runFts([command, "extra", "--data", data]);
+      assert.equal(extra.code, 2, `${command}: ${extra.stderr}`);
+      assert.match(extra.stderr, new RegExp(`^fts ${command}: Unexpected argument "extra"; usage`));
+    }
+    const serve = await runFts(["serve", "extra", "--port", "0", "--data", data]);
+    assert.equal(serve.code, 2, serve.stderr);
+    assert.equal(await manifestFilesText(data), manifest);
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
 Deno.test("fetch: a name the cluster does not hold gets the nearest name, in one line", async () => {
   const cluster = await startCluster({ servers: 3, replicas: 2, files: { "movie.bin": 50_000 } });
   try {
@@ -180,7 +210,7 @@ Deno.test("fetch, ls, scrub: bad destinations, arguments, names and rates get on
     // `fts gateway 9000` (a port typed without --port) starts nothing on the default port.
     const gatewayExtra = await cluster.fts(["gateway", "9000"]);
     assert.equal(gatewayExtra.code, 2, gatewayExtra.stderr);
-    assert.match(gatewayExtra.stderr, /^fts gateway: Too many arguments/);
+    assert.match(gatewayExtra.stderr, /^fts gateway: Unexpected argument "9000"; usage/);
     // An empty list of names fetches nothing, and says so (not "the cluster holds no files").
     const noNames = await cluster.fts(["fetch", "--names-from", "/dev/null", cluster.work]);
     assert.equal(noNames.code, 0, noNames.stderr);

@@ -23,6 +23,8 @@ type FlagSpec = {
 export type ParsedFlags = {
   values: Record<string, string | boolean | string[] | boolean[] | undefined>;
   positionals: string[];
+  /** The long names of the flags the command takes (for "did you mean --x?"). */
+  known?: readonly string[];
 };
 
 /**
@@ -101,7 +103,7 @@ export function parseFlags(args: string[], spec: Record<string, FlagSpec>): Pars
       }
     }
   }
-  return { values, positionals };
+  return { values, positionals, known: Object.keys(spec) };
 }
 
 export function stringFlag(flags: ParsedFlags, name: string): string | undefined {
@@ -177,10 +179,15 @@ export function expectPositionals(
   usage: string,
 ): string[] {
   const { positionals } = flags;
-  if (positionals.length < min || positionals.length > max) {
+  if (positionals.length < min) throw new UsageError(`Missing argument; usage: ${usage}`);
+  if (positionals.length > max) {
+    // "fts repair dry-run": a flag written without its dashes must not run the command.
+    const bare = positionals.slice(max).find((word) => flags.known?.includes(word));
     throw new UsageError(
-      positionals.length < min
-        ? `Missing argument; usage: ${usage}`
+      bare !== undefined
+        ? `Unexpected argument ${JSON.stringify(bare)}; did you mean --${bare}? usage: ${usage}`
+        : max === 0
+        ? `Unexpected argument ${JSON.stringify(positionals[0])}; usage: ${usage}`
         : `Too many arguments; usage: ${usage}`,
     );
   }
