@@ -42,8 +42,7 @@ export interface FtsSpawnOptions {
   prefix?: string[];
 }
 
-/** Starts `fts ARGS...` with piped output and no standard input. */
-/** Starts `fts ARGS...` with its output piped, as runFts() does. */
+/** Starts `fts ARGS...` with its output piped and no standard input, as runFts() does. */
 export function spawnFts(args: string[], options: FtsSpawnOptions = {}): Deno.ChildProcess {
   const [program, ...before] = [...(options.prefix ?? []), DENO];
   return new Deno.Command(program!, {

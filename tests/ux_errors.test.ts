@@ -150,6 +150,22 @@ Deno.test("commands that take no argument refuse one, before acting: repair dry-
     const serve = await runFts(["serve", "extra", "--port", "0", "--data", data]);
     assert.equal(serve.code, 2, serve.stderr);
     assert.equal(await manifestFilesText(data), manifest);
+
+    // An empty --data (an unset shell variable) is not the current directory;
+    // an empty FTS_DATA is no FTS_DATA.
+    const here = join(work, "here");
+    await Deno.mkdir(here);
+    const emptyFlag = await runFts(["preload", file, ...setup.slice(0, -2), "--data", ""], {
+      cwd: here,
+    });
+    assert.equal(emptyFlag.code, 2, emptyFlag.stderr);
+    assert.match(emptyFlag.stderr, /^fts preload: --data needs a directory/);
+    const emptyEnv = await runFts(["preload", file, ...setup.slice(0, -2), "--quiet"], {
+      cwd: here,
+      env: { FTS_DATA: "" },
+    });
+    assert.equal(emptyEnv.code, 0, emptyEnv.stderr);
+    assert.deepEqual([...Deno.readDirSync(here)].map((entry) => entry.name), ["fts-data"]);
   } finally {
     await Deno.remove(work, { recursive: true });
   }

@@ -54,7 +54,14 @@ export function dataPaths(dir: string) {
 
 /** The data directory from `--data`, then FTS_DATA, then ./fts-data; always absolute. */
 export function resolveDataDir(flag: string | undefined): string {
-  const chosen = flag ?? Deno.env.get("FTS_DATA") ?? "fts-data";
+  // An empty --data would make the current directory the data directory, and
+  // fill it with the cluster's files: a mistake (an unset shell variable).
+  // An empty FTS_DATA is unset, as an empty FTS_ETCD is.
+  if (flag !== undefined && flag.trim() === "") {
+    throw new UsageError("--data needs a directory (DIR; the default is ./fts-data)");
+  }
+  const env = Deno.env.get("FTS_DATA");
+  const chosen = flag ?? (env?.trim() ? env : undefined) ?? "fts-data";
   return isAbsolute(chosen) ? chosen : resolve(Deno.cwd(), chosen);
 }
 
