@@ -171,6 +171,39 @@ Deno.test("commands that take no argument refuse one, before acting: repair dry-
   }
 });
 
+Deno.test("--host: an address this machine lacks is refused before anything is recorded", async () => {
+  const work = await tempDir();
+  try {
+    const file = join(work, "h.bin");
+    await writeRandomFile(file, 10_000);
+    const base = String(freePortRange(2));
+    const setup = ["--servers", "2", "--base-port", base, "--replicas", "1", "--quiet"];
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): no machine has it.
+    for (const host of ["192.0.2.1", "999.0.0.1", "not a host!"]) {
+      const data = join(work, "data");
+      const preload = await runFts(["preload", file, ...setup, "--data", data, "--host", host]);
+      assert.equal(preload.code, 2, preload.stderr);
+      assert.ok(
+        preload.stderr.startsWith(`fts preload: --host ${host} is not an address of this machine`),
+        preload.stderr,
+      );
+      assert.equal(await Deno.stat(data).catch(() => undefined), undefined, "nothing recorded");
+    }
+    // One recorded by an older fts: the cluster names the address, not a "port in use".
+    const data = join(work, "old");
+    assert.equal((await runFts(["preload", file, ...setup, "--data", data])).code, 0);
+    const configPath = join(data, "config.json");
+    const config = JSON.parse(await Deno.readTextFile(configPath));
+    await Deno.writeTextFile(configPath, JSON.stringify({ ...config, host: "192.0.2.1" }));
+    const cluster = await runFts(["cluster", "--data", data]);
+    assert.equal(cluster.code, 1, cluster.stderr);
+    assert.match(cluster.stderr, /192\.0\.2\.1 is not an address of this machine/);
+    assert.doesNotMatch(cluster.stderr, /in use/);
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
 Deno.test("fetch: a name the cluster does not hold gets the nearest name, in one line", async () => {
   const cluster = await startCluster({ servers: 3, replicas: 2, files: { "movie.bin": 50_000 } });
   try {

@@ -13,7 +13,16 @@ export function portFree(port: number, hostname = "127.0.0.1"): boolean {
   try {
     Deno.listen({ hostname, port }).close();
     return true;
-  } catch {
+  } catch (error) {
+    // Not a port taken, but an address this machine does not have (or cannot resolve).
+    if (
+      !(error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied)
+    ) {
+      throw new Error(
+        `${hostname} is not an address of this machine: nothing can listen there`,
+        { cause: error },
+      );
+    }
     return false;
   }
 }

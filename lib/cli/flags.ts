@@ -1,4 +1,5 @@
 /** Shared pieces of the command-line layer: flag parsing and output helpers. */
+import { checkHostAddress } from "../etcd/host_address.ts";
 import {
   CLUSTER_NAME,
   DEFAULT_CLUSTER_NAME,
@@ -232,7 +233,12 @@ export function clusterFlags(flags: ParsedFlags): Partial<ClusterConfig> {
   if (servers !== undefined) requested.servers = servers;
   if (basePort !== undefined) requested.basePort = basePort;
   if (replicas !== undefined) requested.replicas = replicas;
-  if (host !== undefined) requested.host = host;
+  if (host !== undefined) {
+    // Checked before it is recorded: the instances of a data directory listen
+    // on this machine. A wildcard is fine here: each listens on every address.
+    if (host !== "0.0.0.0") checkHostAddress(host);
+    requested.host = host;
+  }
   return requested;
 }
 

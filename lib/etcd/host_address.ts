@@ -27,12 +27,11 @@ export function checkHostAddress(host: string): void {
   try {
     Deno.listen({ hostname: host, port: 0 }).close();
   } catch (cause) {
-    if (cause instanceof Deno.errors.AddrNotAvailable || cause instanceof Deno.errors.NotFound) {
-      throw new UsageError(
-        `--host ${host} is not an address of this machine: its instances could not listen there`,
-        { cause },
-      );
-    }
-    throw cause;
+    if (cause instanceof Deno.errors.PermissionDenied) throw cause;
+    // AddrNotAvailable, or a name that does not resolve or is no name at all.
+    const why = cause instanceof Deno.errors.AddrNotAvailable
+      ? "its instances could not listen there"
+      : `it does not resolve (${(cause as Error).message})`;
+    throw new UsageError(`--host ${host} is not an address of this machine: ${why}`, { cause });
   }
 }

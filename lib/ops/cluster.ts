@@ -182,9 +182,20 @@ export class Supervisor {
    */
   async #refuseTakenPorts(): Promise<void> {
     const taken: string[] = [];
+    const free = (port: number) => {
+      try {
+        return portFree(port, this.config.host);
+      } catch (cause) {
+        throw new Error(
+          `Cannot start the cluster: ${(cause as Error).message} (the data directory's ` +
+            `config.json records it as the instances' --host)`,
+          { cause },
+        );
+      }
+    };
     for (const id of this.#instances.keys()) {
       const port = Number(id);
-      if (!Number.isInteger(port) || portFree(port, this.config.host)) continue;
+      if (!Number.isInteger(port) || free(port)) continue;
       const holder = await portHolder(port);
       taken.push(`port ${port} is in use${holder ? ` by ${holder}` : ""}`);
     }
