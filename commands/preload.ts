@@ -75,7 +75,12 @@ export async function run(args: string[]): Promise<number> {
       );
     }
     const tlsCa = stringFlag(flags, "tls-ca");
-    return await _preloadOverNetwork(jobs, dir, etcd, boolFlag(flags, "replace"), tlsCa);
+    return await _preloadOverNetwork(jobs, dir, etcd, {
+      replace: boolFlag(flags, "replace"),
+      tlsCa,
+      quiet: boolFlag(flags, "quiet"),
+      json: boolFlag(flags, "json"),
+    });
   }
   if (stringFlag(flags, "tls-ca") !== undefined) {
     throw new UsageError(
@@ -141,7 +146,7 @@ export async function run(args: string[]): Promise<number> {
       console.log(
         `preloaded ${name}: ${formatBytes(entry.size)} in ${
           plural(entry.parts.length, "part")
-        } of ${formatBytes(entry.partSize)}, ${config.replicas} replicas each (${
+        } of ${formatBytes(entry.partSize)}, ${plural(config.replicas, "replica")} each (${
           formatDuration(elapsedMs)
         })`,
       );
@@ -159,8 +164,12 @@ async function _preloadOverNetwork(
   jobs: { path: string; name: string }[],
   dir: string,
   etcd: EtcdTarget,
-  replace: boolean,
-  tlsCa: string | undefined,
+  { replace, tlsCa, quiet, json }: {
+    replace: boolean;
+    tlsCa: string | undefined;
+    quiet: boolean;
+    json: boolean;
+  },
 ): Promise<number> {
   const { servers, identity } = await signingContext({
     dataDir: dir,
@@ -172,12 +181,23 @@ async function _preloadOverNetwork(
   });
   for (const { path, name } of jobs) {
     const result = await uploadFile({ path, name, servers, identity, replace });
-    console.log(
-      `preloaded ${name}: ${formatBytes(result.size)} in ${plural(result.parts, "part")}, ` +
-        `${result.replicas} copies each, sent over the network (${
-          formatDuration(result.elapsedMs)
-        })`,
-    );
+    if (json) {
+      console.log(JSON.stringify({
+        ok: true,
+        name,
+        size: result.size,
+        parts: result.parts,
+        replicas: result.replicas,
+        elapsedMs: Math.round(result.elapsedMs),
+      }));
+    } else if (!quiet) {
+      console.log(
+        `preloaded ${name}: ${formatBytes(result.size)} in ${plural(result.parts, "part")}, ` +
+          `${plural(result.replicas, "copy", "copies")} each, sent over the network (${
+            formatDuration(result.elapsedMs)
+          })`,
+      );
+    }
   }
   return 0;
 }

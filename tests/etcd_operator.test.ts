@@ -61,8 +61,11 @@ Deno.test({
         join(dir, "host0", "operator_identity.json"),
         join(dir, "host1", "operator_identity.json"),
       );
-      const preloaded = await runFts(["preload", source, ...flags, ...data(1)]);
+      const preloaded = await runFts(["preload", source, ...flags, ...data(1), "--json"]);
       assert.equal(preloaded.code, 0, preloaded.stderr);
+      // --json over the network too: one object a file.
+      const said = JSON.parse(preloaded.stdout);
+      assert.deepEqual([said.ok, said.name, said.size, said.replicas], [true, "p.bin", 5000, 2]);
       // Without --etcd, a host's directory is not a cluster of its own with no files.
       const stored = async () => (await storedPartNames(dir)).join();
       const before = await stored();
