@@ -109,6 +109,12 @@ export async function run(args: string[]): Promise<number> {
   if (destArg?.trim() === "") {
     throw new UsageError("DEST_DIR is empty: name a directory (. for here)");
   }
+  // "-" is standard output to most tools (and to --names-from): not a directory to make.
+  if (destArg === "-") {
+    throw new UsageError(
+      "fetch writes files into a directory, not to standard output (-): name a directory (./- for one named -)",
+    );
+  }
   const destDir = resolve(destArg ?? ".");
   const parallel = intFlag(flags, "parallel", 1, MAX_PARALLEL);
   const rate = sizeFlag(flags, "limit-rate");

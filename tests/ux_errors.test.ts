@@ -256,6 +256,11 @@ Deno.test("fetch, ls, scrub: bad destinations, arguments, names and rates get on
       extra.stderr,
       /^fts fetch: Too many arguments; usage: fts fetch NAME .*\n {7}fts fetch \(--all/,
     );
+    // "-" is not a directory to make (nor standard output).
+    const dash = await cluster.fts(["fetch", "a.bin", "-"], { cwd: cluster.work });
+    assert.equal(dash.code, 2, dash.stderr);
+    assert.match(dash.stderr, /not to standard output \(-\)/);
+    assert.equal(await Deno.stat(join(cluster.work, "-")).catch(() => undefined), undefined);
     // `fts gateway 9000` (a port typed without --port) starts nothing on the default port.
     const gatewayExtra = await cluster.fts(["gateway", "9000"]);
     assert.equal(gatewayExtra.code, 2, gatewayExtra.stderr);
