@@ -375,3 +375,27 @@ Deno.test("fetch: a part that cannot be fetched stops the check of the destinati
     await cluster.stop();
   }
 });
+
+Deno.test("fetch: resume: a copy stretched with holes by a fetch killed in it is resumed in place, not fetched again beside it", async () => {
+  const size = 6 * MiB;
+  const cluster = await startCluster({ servers: 5, replicas: 3, files: { "cut.bin": size } });
+  try {
+    const dest = await newDest(cluster);
+    const target = join(dest, "cut.bin");
+    // A copy cut short at 30 % (7 whole parts of 24), as a fetch working in it
+    // leaves it when killed before its control file caught up, or when the
+    // disk filled: stretched to full size at once, zeros where parts go.
+    await _copyPrefix(join(cluster.work, "src", "cut.bin"), target, Math.floor(size * 0.3));
+    await Deno.truncate(target, size);
+    const before = await cluster.bytesServed();
+    const summary = await fetchJson(cluster, "cut.bin", dest);
+    await assertSameFile(target, join(cluster.work, "src", "cut.bin"));
+    assert.equal(summary.partsPresent, 7, `taken for another file: ${JSON.stringify(summary)}`);
+    assert.equal(summary.bytesReceived, size - 7 * PART);
+    assert.equal((await cluster.bytesServed()) - before, size - 7 * PART);
+    // Worked in place: no second copy of the file was made beside it.
+    assert.equal(await Deno.stat(`${target}.fts-partial`).catch(() => undefined), undefined);
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -33,6 +33,8 @@ import { type Bitmap, type FetchState, stampMatches, stateSurvived } from "./fet
  * file (worked on in place) if at least this share of them all is right.
  */
 export const SAME_FILE_EXTRA_SAMPLES = 5;
+/** Bytes read at a time when a sampled part is checked for being a hole. */
+const HOLE_READ_BYTES = 1024 * 1024;
 export const SAME_FILE_MIN_SHARE = 0.75;
 
 /**
@@ -190,18 +192,50 @@ export class DestinationCheck {
         ),
       ),
     ].filter((index) => !first.includes(index));
-    // Each round's samples are hashed at once, on all workers, or here.
+    // Each round's samples are hashed at once, on all workers, or here. A
+    // wrong part that is all zero bytes is a hole, not evidence: a fetch into
+    // this file stretches it to full size before its parts arrive, and one
+    // killed (or out of disk space) before its control file caught up leaves
+    // holes where the middle and last parts go. Counted as wrong, they made
+    // the next run take the file for another and fetch it all again beside it.
+    let holes = 0;
     const rightOf = (indexes: number[]) =>
       Promise.all(indexes.map(async (index) => {
         const right = this.#partIsRightHere(index, path) ?? await this.partIsRight(index, path);
-        if (!right) return 0;
+        if (!right) {
+          if (this.#isHole(index, path)) holes++;
+          return 0;
+        }
         sampled.add(index);
         return 1;
       })).then((results) => results.reduce<number>((sum, one) => sum + one, 0));
     let right = await rightOf(first);
-    if (right === first.length) return true;
+    if (right > 0 && right === first.length - holes) return true;
     right += await rightOf(more);
-    return right >= SAME_FILE_MIN_SHARE * (first.length + more.length);
+    return right > 0 && right >= SAME_FILE_MIN_SHARE * (first.length + more.length - holes);
+  }
+
+  /** Whether part `index` of the file at `path` reads as zero bytes only. */
+  #isHole(index: number, path: string): boolean {
+    const start = index * this.#entry.partSize;
+    const length = this.#entry.parts[index]!.size;
+    const file = Deno.openSync(path, { read: true });
+    try {
+      file.seekSync(start, Deno.SeekMode.Start);
+      const buffer = new Uint8Array(Math.min(length, HOLE_READ_BYTES));
+      const words = new BigUint64Array(buffer.buffer, 0, buffer.length >> 3);
+      for (let done = 0; done < length;) {
+        const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - done)));
+        if (n === null || n === 0) return false;
+        // Eight bytes at a time, then the tail.
+        for (let i = 0; i < n >> 3; i++) if (words[i] !== 0n) return false;
+        for (let i = n & ~7; i < n; i++) if (buffer[i] !== 0) return false;
+        done += n;
+      }
+      return true;
+    } finally {
+      file.close();
+    }
   }
 
   /** Whether parts can be hashed on this thread (see #partIsRightHere()). */

@@ -99,16 +99,18 @@ export function dropLeftoverPartial(partialPath: string): boolean {
 /**
  * Removes `finalPath`'s partial file and control file unless a fetch holds
  * its lock (or a short fetch its partial file): for a file gone from the
- * cluster, there is nothing left to resume. Whether they went.
+ * cluster, there is nothing left to resume. Whether a partial file went
+ * (false too when there was none: the fetch worked in the file itself).
  */
 export function dropResumeFiles(finalPath: string): boolean {
   const release = tryFileLock(helperPath(finalPath, LOCK_SUFFIX));
   if (!release) return false;
   try {
     const partial = helperPath(finalPath, PARTIAL_SUFFIX);
-    if (lstatOrUndefined(partial) !== undefined && !dropLeftoverPartial(partial)) return false;
+    const held = lstatOrUndefined(partial) !== undefined;
+    if (held && !dropLeftoverPartial(partial)) return false;
     removeQuietly(helperPath(finalPath, STATE_SUFFIX));
-    return true;
+    return held;
   } finally {
     release();
   }
