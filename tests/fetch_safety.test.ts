@@ -244,3 +244,27 @@ Deno.test("fetch: a whole copy of the file it may not write, in a directory it m
     await cluster.stop();
   }
 });
+
+Deno.test("fetch: a damaged copy of the file it may not write (mode 444), in a directory it may, is fetched beside it and put in its place", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    partSize: "256KiB",
+    files: { "m.bin": 3 * PART + 99 },
+  });
+  // Root writes through permission bits: the fetch runs without that power, then.
+  const prefix = Deno.uid() === 0 ? ["setpriv", "--bounding-set=-dac_override"] : [];
+  const dest = await newDest(cluster);
+  const target = join(dest, "m.bin");
+  try {
+    await Deno.copyFile(join(cluster.work, "src", "m.bin"), target);
+    await damageFile(target, PART + 10, 4);
+    await Deno.chmod(target, 0o444);
+    const fetched = await cluster.fts(["fetch", "m.bin", dest, "--json"], { prefix });
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await assertSameFile(target, join(cluster.work, "src", "m.bin"));
+    assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), ["m.bin"]);
+  } finally {
+    await cluster.stop();
+  }
+});

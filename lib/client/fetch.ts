@@ -46,6 +46,7 @@ import {
   ownPartial,
   PARTIAL_SUFFIX,
   refuseHelperName,
+  refuseOddHelpers,
   STATE_SUFFIX,
 } from "./helper_paths.ts";
 
@@ -363,17 +364,7 @@ class _Fetcher {
     const partial = ownPartial(partialPath, lstatOrUndefined(partialPath));
     const statePath = helperPath(finalPath, STATE_SUFFIX);
     const stateInfo = lstatOrUndefined(statePath);
-    // Never through a link: a planted one would have us write (or trust) a file it chose.
-    for (const [path, info] of [[partialPath, partial], [statePath, stateInfo]] as const) {
-      if (info && !info.isFile) {
-        throw new FetchError(
-          `${path} exists and is not a regular file${
-            info.isSymlink ? " (a symbolic link)" : ""
-          }; remove it and run the same command again`,
-          [],
-        );
-      }
-    }
+    refuseOddHelpers([[partialPath, partial], [statePath, stateInfo]]);
     // Work in the partial file of an earlier run, else in place on an existing
     // destination that is (a copy of) this file, its bytes being what resume
     // is for, else in a new partial file. Never in place through a link: the
@@ -390,7 +381,7 @@ class _Fetcher {
     // A partial file no control file speaks for (its fetch was killed in its
     // first second) gives way to a copy of this file at NAME, checked in place
     // rather than fetched again.
-    const workPath = !partial
+    let workPath = !partial
       ? (await sameFile() ? finalPath : partialPath)
       : !stateInfo && await sameFile() && dropLeftoverPartial(partialPath)
       ? finalPath
@@ -415,8 +406,16 @@ class _Fetcher {
       const done = workPath === finalPath && isUnwritable(cause) &&
         await holdsWholeFile(this.#wholeCheck(entry, finalPath, hashes));
       if (done) return { ...this.progress, phase: "done", path: finalPath };
-      const why = (cause as Error).message;
-      throw new FetchError(`Cannot open ${workPath} for writing: ${why}`, [], { cause });
+      // A copy of this file we may not write (mode 444): fetched beside it and
+      // renamed over it, as another file of that name is, when the directory lets us.
+      try {
+        if (workPath !== finalPath || !(cause instanceof Deno.errors.PermissionDenied)) throw cause;
+        file = Deno.openSync(partialPath, { read: true, write: true, createNew: true });
+        workPath = partialPath;
+      } catch {
+        const why = (cause as Error).message;
+        throw new FetchError(`Cannot open ${workPath} for writing: ${why}`, [], { cause });
+      }
     }
     if (workPath === partialPath && partial && !holdsPartial(file, partialPath)) {
       // A short fetch is filling it: once it is done with it, look again.

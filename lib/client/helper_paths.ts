@@ -143,3 +143,23 @@ export function ownPartial(
   }
   return lstatOrUndefined(partialPath);
 }
+
+/**
+ * Throws unless each helper file (the partial file, the control file) that
+ * exists is a regular file: never through a link, since a planted one would
+ * have a fetch write (or trust) a file it chose.
+ */
+export function refuseOddHelpers(
+  helpers: readonly (readonly [string, Deno.FileInfo | undefined])[],
+): void {
+  for (const [path, info] of helpers) {
+    if (info && !info.isFile) {
+      throw new FetchError(
+        `${path} exists and is not a regular file${
+          info.isSymlink ? " (a symbolic link)" : ""
+        }; remove it and run the same command again`,
+        [],
+      );
+    }
+  }
+}

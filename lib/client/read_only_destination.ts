@@ -73,10 +73,13 @@ export async function lockUnlessDone(
     if (!isUnwritable(error)) throw error;
     if (await holdsWholeFile(check)) return undefined;
     const { finalPath } = check;
+    const there = lstatOrUndefined(finalPath) === undefined
+      ? "is not there yet"
+      : "there is not this file whole and right";
     throw new FetchError(
       `Cannot write in ${dirname(finalPath)} (${(error as Error).message}), and ${
         basename(finalPath)
-      } there is not this file whole and right: it needs writing`,
+      } ${there}: it needs writing`,
       [],
       { cause: error },
     );
