@@ -32,7 +32,10 @@ export async function run(args: string[]): Promise<number> {
       throw new UsageError(`${what}: ${(cause as Error).message}`, { cause });
     }
   }
-  const { servers, identity } = await signingContext(signingFlags(flags));
+  const { servers, identity } = await signingContext({
+    ...signingFlags(flags),
+    createIdentity: false,
+  });
   // Should a reply get lost, NEW must then be this very file for the rename to count as done.
   const before = await lookupEntry(servers, nfcFrom);
   // A name stored before names were normalised is found from its NFC form: renamed as stored.

@@ -27,7 +27,7 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError((cause as Error).message, { cause });
   }
   const signing = signingFlags(flags);
-  const { servers, identity } = await signingContext(signing);
+  const { servers, identity } = await signingContext({ ...signing, createIdentity: false });
   // Should a reply get lost, this tells "removed by that attempt" from "never there".
   const before = await lookupEntry(servers, nfcName);
   // A name stored before names were normalised is found from its NFC form: removed as stored.

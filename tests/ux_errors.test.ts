@@ -307,6 +307,14 @@ Deno.test("rm: a file of another owner: one line saying whose it is and what to 
   const cluster = await startCluster({ servers: 3, replicas: 2, files: { "o.bin": 50_000 } });
   try {
     const identity = join(cluster.work, "someone-else.json");
+    // A key that does not exist yet owns nothing: rm says so, and makes none.
+    const unknown = await cluster.fts(["rm", "o.bin", "--identity", identity]);
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.match(unknown.stderr, /^fts rm: No identity file .*someone-else\.json: only the key/);
+    assert.equal(await Deno.stat(identity).catch(() => undefined), undefined);
+    const mv = await cluster.fts(["mv", "o.bin", "p.bin", "--identity", identity]);
+    assert.equal(mv.code, 2, mv.stderr);
+    assert.equal((await cluster.fts(["whoami", "--identity", identity])).code, 0);
     const rm = await cluster.fts(["rm", "o.bin", "--identity", identity]);
     assert.equal(rm.code, 1);
     const lines = _lines(rm.stderr).filter((l) => l.startsWith("fts rm:"));

@@ -97,7 +97,11 @@ export function operatorIdentityPath(dir: string): string {
 export async function identityFromFlags(
   flags: { identity: string | undefined; operator: boolean },
   dir: string,
-  options: { needConfig?: boolean } = {},
+  options: {
+    needConfig?: boolean;
+    /** Whether the user's identity is made when missing (not for rm, mv: a new key owns nothing). */
+    create?: boolean;
+  } = {},
 ): Promise<Identity> {
   if (flags.operator && flags.identity !== undefined) {
     throw new UsageError("Pass --identity FILE or --operator, not both");
@@ -125,7 +129,16 @@ export async function identityFromFlags(
     }
     return await loadOrCreateIdentity(operatorIdentityPath(dir));
   }
-  return await loadOrCreateIdentity(resolveIdentityPath(flags.identity));
+  const path = resolveIdentityPath(flags.identity);
+  if (options.create === false) {
+    const identity = await loadIdentity(path);
+    if (identity) return identity;
+    throw new UsageError(
+      `No identity file ${path}: only the key that uploaded a file may change it, and a new ` +
+        `key owns nothing (check --identity or FTS_IDENTITY; fts whoami makes one)`,
+    );
+  }
+  return await loadOrCreateIdentity(path);
 }
 
 function _malformed(path: string, what: string, cause?: unknown): never {

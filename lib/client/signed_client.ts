@@ -183,6 +183,8 @@ export interface SigningOptions {
   tlsCa?: string | undefined;
   /** The cluster in etcd (--etcd): its live instances are the servers. */
   etcd?: EtcdTarget | undefined;
+  /** Whether a missing identity file is made (upload); rm and mv need an existing key. */
+  createIdentity?: boolean;
 }
 
 /** Servers (shuffled) and identity for a signing command; says when it made a new identity. */
@@ -204,7 +206,7 @@ export async function signingContext(
     { identity: options.identity, operator: options.operator },
     dir,
     // With etcd the data directory holds no config, only the operator's key.
-    { needConfig: options.etcd === undefined },
+    { needConfig: options.etcd === undefined, create: options.createIdentity ?? true },
   );
   if (identity.created) console.error(`created a new identity in ${identity.path}`);
   if (options.operator && options.etcd) await _requireOperatorKey(options.etcd, identity);
