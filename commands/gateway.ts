@@ -1,6 +1,7 @@
+import { checkHostAddress } from "../lib/etcd/host_address.ts";
 import { resolve } from "../lib/base/paths.ts";
 import { onParentGone, onStopSignal } from "../lib/base/stop_signal.ts";
-import { formatBytes } from "../lib/base/units.ts";
+import { formatBytes, plural } from "../lib/base/units.ts";
 import {
   boolFlag,
   durationFlag,
@@ -9,6 +10,7 @@ import {
   expectPositionals,
   intFlag,
   listFlag,
+  MIN_CONNECTION_TIMEOUT_MS,
   parseFlags,
   sizeFlag,
   stringFlag,
@@ -56,6 +58,8 @@ export async function run(args: string[]): Promise<number> {
   const etcd = etcdTarget(flags);
   const port = intFlag(flags, "port", 0, 65535) ?? DEFAULT_GATEWAY_PORT;
   const hostname = stringFlag(flags, "host") ?? "127.0.0.1";
+  // An address of this machine; the wildcard (every address) is fine for a gateway.
+  if (hostname !== "0.0.0.0") checkHostAddress(hostname);
   const mirrors = listFlag(flags, "mirror").map((url) => _checkUrl(url, "--mirror"));
   const publicUrl = stringFlag(flags, "public-url");
   if (publicUrl !== undefined) _checkUrl(publicUrl, "--public-url");
@@ -64,8 +68,8 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError(`--memory must be at least 1MiB, got ${memory} bytes`);
   }
   const partsInFlight = intFlag(flags, "parts-in-flight", 1, 16);
-  const writeStallTimeoutMs = durationFlag(flags, "write-timeout");
-  const requestHeadTimeoutMs = durationFlag(flags, "header-timeout");
+  const writeStallTimeoutMs = durationFlag(flags, "write-timeout", MIN_CONNECTION_TIMEOUT_MS);
+  const requestHeadTimeoutMs = durationFlag(flags, "header-timeout", MIN_CONNECTION_TIMEOUT_MS);
   const tls = await loadTlsServerOptions(
     _path(stringFlag(flags, "tls-cert")),
     _path(stringFlag(flags, "tls-key")),
@@ -114,7 +118,9 @@ export async function run(args: string[]): Promise<number> {
     throw cause;
   }
   console.log(
-    `fts gateway: ready: ${gateway.url}/ serves the files of ${servers.length} instances` +
+    `fts gateway: ready: ${gateway.url}/ serves the files of ${
+      plural(servers.length, "instance")
+    }` +
       ` (port ${gateway.port}, parts in memory at most ${
         formatBytes(memory ?? DEFAULT_PART_BUDGET_BYTES)
       }); Ctrl-C stops it`,

@@ -6,6 +6,7 @@ import {
   etcdTarget,
   expectPositionals,
   intFlag,
+  MIN_CONNECTION_TIMEOUT_MS,
   parseFlags,
   sizeFlag,
   stringFlag,
@@ -65,8 +66,8 @@ export async function run(args: string[]): Promise<number> {
   const config = await loadConfig(dir);
   const host = stringFlag(flags, "host") ?? config?.host ?? "127.0.0.1";
   const parentPid = intFlag(flags, "parent-pid", 1, 2 ** 31);
-  const idleTimeoutMs = durationFlag(flags, "idle-timeout");
-  const requestTimeoutMs = durationFlag(flags, "request-timeout");
+  const idleTimeoutMs = durationFlag(flags, "idle-timeout", MIN_CONNECTION_TIMEOUT_MS);
+  const requestTimeoutMs = durationFlag(flags, "request-timeout", MIN_CONNECTION_TIMEOUT_MS);
   const maxConnections = intFlag(flags, "max-connections", 1, 100_000);
   const limitRate = sizeFlag(flags, "limit-rate");
   const verifyBytesPerSecond = sizeFlag(flags, "verify-rate");

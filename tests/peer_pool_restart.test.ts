@@ -64,3 +64,48 @@ Deno.test("PartReader: connections an instance closed by restarting cost no fail
     await cluster.stop();
   }
 });
+
+Deno.test("PartReader: connections an instance closed for idling (its TIMEOUT notice) cost no failover (R=1)", async () => {
+  const cluster = await startDirectCluster({
+    servers: 1,
+    replicas: 1,
+    partSize: "64KiB",
+    files: { "f.bin": 3 * 64 * 1024 },
+    serveArgs: ["--idle-timeout", "300ms"],
+  });
+  const pool = new PeerPool({ connectTimeoutMs: 5_000, stallTimeoutMs: 5_000 });
+  try {
+    const entry = (await readManifestJson(cluster.dir)).files["f.bin"]!;
+    const events: PartReadEvent[] = [];
+    const reader = new PartReader({
+      pool,
+      addressOf: (id) => `127.0.0.1:${id}`,
+      onEvent: (event) => events.push(event),
+    });
+    const readAll = async (label: string) => {
+      const results = await Promise.all(entry.parts.map((part, index) =>
+        reader.read(
+          {
+            fileName: "f.bin",
+            index,
+            digest: part.digest,
+            size: part.size,
+            replicas: part.replicas,
+          },
+          new MemoryPartSink(part.size),
+        )
+      ));
+      assert.ok(results.every((result) => result.verified), label);
+    };
+    await readAll("first");
+    for (let round = 1; round <= 2; round++) {
+      // The pooled connections idle past the instance's timeout: it says TIMEOUT and closes them.
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      await readAll(`after idling ${round}`);
+    }
+    assert.deepEqual(events.filter((event) => event.type !== "part"), []);
+  } finally {
+    pool.closeAll();
+    await cluster.stop();
+  }
+});

@@ -199,6 +199,22 @@ Deno.test("--host: an address this machine lacks is refused before anything is r
     assert.equal(cluster.code, 1, cluster.stderr);
     assert.match(cluster.stderr, /192\.0\.2\.1 is not an address of this machine/);
     assert.doesNotMatch(cluster.stderr, /in use/);
+    const gateway = await runFts(["gateway", "--data", data, "--port", "0", "--host", "999.1.1.1"]);
+    assert.equal(gateway.code, 2, gateway.stderr);
+    assert.match(gateway.stderr, /--host 999\.1\.1\.1 is not an address of this machine/);
+    // A connection timeout of 0 (or 1 ms) would cut off every exchange: refused.
+    for (
+      const args of [
+        ["gateway", "--data", data, "--port", "0", "--write-timeout", "0"],
+        ["gateway", "--data", data, "--port", "0", "--header-timeout", "1ms"],
+        ["serve", "--data", data, "--port", "0", "--idle-timeout", "0"],
+        ["serve", "--data", data, "--port", "0", "--request-timeout", "10ms"],
+      ]
+    ) {
+      const refused = await runFts(args);
+      assert.equal(refused.code, 2, `${args.join(" ")}: ${refused.stderr}`);
+      assert.match(refused.stderr, /must be at least 100ms/);
+    }
   } finally {
     await Deno.remove(work, { recursive: true });
   }

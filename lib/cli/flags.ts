@@ -147,15 +147,26 @@ export function sizeFlag(flags: ParsedFlags, name: string): number | undefined {
   }
 }
 
-export function durationFlag(flags: ParsedFlags, name: string): number | undefined {
+export function durationFlag(
+  flags: ParsedFlags,
+  name: string,
+  /** The shortest allowed, in ms (a timeout of 0 or 1 ms cuts off every exchange). */
+  minMs = 0,
+): number | undefined {
   const text = stringFlag(flags, name);
   if (text === undefined) return undefined;
+  let ms: number;
   try {
-    return parseDurationMs(text);
+    ms = parseDurationMs(text);
   } catch (cause) {
     throw new UsageError(`--${name}: ${(cause as Error).message}`, { cause });
   }
+  if (ms < minMs) throw new UsageError(`--${name} must be at least ${minMs}ms, got ${text}`);
+  return ms;
 }
+
+/** The shortest timeout an instance or gateway takes for its connections. */
+export const MIN_CONNECTION_TIMEOUT_MS = 100;
 
 /** The shortest --timeout (a stall timeout) a transfer takes: 0 would wait forever. */
 export const MIN_STALL_TIMEOUT_MS = 100;

@@ -249,7 +249,13 @@ export class Peer {
     }
     if (head.header.op !== "error") return head;
     await this.reader.skipBody();
-    return errorFromHeader(head.header);
+    const error = errorFromHeader(head.header);
+    // An instance says TIMEOUT as it closes a connection (idle for its
+    // --idle-timeout, say, while it waited in a pool): the connection is gone,
+    // which PeerPool.begin() takes as no fault of the instance's, and
+    // reconnects, rather than a refusal of the request sent on it.
+    if (error.code === "TIMEOUT") throw new ConnectionClosedError(this.address, error);
+    return error;
   }
 
   /** Sends a request of op K and checks the reply's header against the op table. */

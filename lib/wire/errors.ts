@@ -60,8 +60,13 @@ export class ProtocolError extends Error {
 
 /** The peer closed the connection where an answer was due. */
 export class ConnectionClosedError extends ProtocolError {
-  constructor(address: string) {
-    super("BAD_FRAME", `${address} closed the connection`);
+  /** `notice`: the error frame the peer sent as it closed (its idle timeout), if it sent one. */
+  constructor(address: string, notice?: ProtocolError) {
+    super(
+      "BAD_FRAME",
+      `${address} closed the connection${notice ? ` (${notice.code}: ${notice.message})` : ""}`,
+      notice ? { cause: notice } : undefined,
+    );
   }
 }
 
