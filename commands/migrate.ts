@@ -25,7 +25,7 @@ export async function run(args: string[]): Promise<number> {
     ...ETCD_FLAGS,
   });
   expectPositionals(flags, 0, 0, USAGE);
-  const etcd = etcdTarget(flags);
+  const etcd = etcdTarget(flags, { dataIsSource: true });
   if (!etcd) throw new UsageError(`Missing --etcd URLS; usage: ${USAGE}`);
   const host = stringFlag(flags, "host");
   if (host === undefined) {

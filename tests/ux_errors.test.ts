@@ -151,6 +151,20 @@ Deno.test("commands that take no argument refuse one, before acting: repair dry-
     assert.equal(serve.code, 2, serve.stderr);
     assert.equal(await manifestFilesText(data), manifest);
 
+    // FTS_ETCD exported for another cluster does not take over a --data naming this one.
+    const env = { FTS_ETCD: "http://127.0.0.1:9" };
+    for (const command of [["ls"], ["status"], ["preload", file, "--as", "y.bin"]]) {
+      const crossed = await runFts([...command, "--data", data], { env });
+      assert.equal(crossed.code, 2, crossed.stderr);
+      assert.match(
+        crossed.stderr,
+        /holds a single-host cluster, but FTS_ETCD \(http:\/\/127\.0\.0\.1:9\)/,
+      );
+    }
+    // Moving that cluster into etcd is what migrate is for: it gets past that check.
+    const migrate = await runFts(["migrate", "--data", data, "--host", "127.0.0.1"], { env });
+    assert.doesNotMatch(migrate.stderr, /holds a single-host cluster/);
+    assert.equal(await manifestFilesText(data), manifest);
     // An empty --data (an unset shell variable) is not the current directory;
     // an empty FTS_DATA is no FTS_DATA.
     const here = join(work, "here");

@@ -7,7 +7,8 @@ import {
   type EtcdTarget,
   parseEtcdEndpoints,
 } from "../etcd/etcd_keys.ts";
-import { type ClusterConfig, MAX_SERVERS } from "../state/config.ts";
+import { type ClusterConfig, dataPaths, MAX_SERVERS } from "../state/config.ts";
+import { etcdHostPath } from "../state/manifest_guard.ts";
 import { UsageError } from "../wire/errors.ts";
 import { parseDurationMs, parseSize } from "../base/units.ts";
 import { closestMatch } from "../base/closest_match.ts";
@@ -291,8 +292,36 @@ export const ETCD_FLAGS = {
   "etcd-ca": { type: "string" },
 } as const;
 
+/**
+ * An FTS_ETCD exported for one cluster must not take over a command whose
+ * --data names a single-host cluster (its config.json, and no mark of a host
+ * of a cluster in etcd): that flag said which cluster, and acting on the
+ * other one without a word lists, changes or preloads the wrong files.
+ */
+function _refuseEtcdOverData(flags: ParsedFlags, urls: string): void {
+  const data = stringFlag(flags, "data");
+  if (stringFlag(flags, "etcd") !== undefined || data === undefined || data.trim() === "") return;
+  const exists = (path: string) => {
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  };
+  if (!exists(dataPaths(data).config) || exists(etcdHostPath(data))) return;
+  throw new UsageError(
+    `--data ${data} holds a single-host cluster, but FTS_ETCD (${urls}) names a cluster in ` +
+      `etcd: for the one in ${data}, unset FTS_ETCD (FTS_ETCD= fts ...); for the one in etcd, ` +
+      `drop --data`,
+  );
+}
+
 /** The etcd target the flags name, or undefined when neither --etcd nor FTS_ETCD is given. */
-export function etcdTarget(flags: ParsedFlags): EtcdTarget | undefined {
+export function etcdTarget(
+  flags: ParsedFlags,
+  /** Whether --data naming a single-host cluster is what the command moves into etcd (migrate). */
+  options: { dataIsSource?: boolean } = {},
+): EtcdTarget | undefined {
   // An empty FTS_ETCD is no etcd; an empty --etcd is a mistake worth saying.
   if (stringFlag(flags, "etcd")?.trim() === "") {
     throw new UsageError("--etcd needs URLS: http://HOST:2379[,http://HOST:2379...]");
@@ -305,6 +334,7 @@ export function etcdTarget(flags: ParsedFlags): EtcdTarget | undefined {
     }
     return undefined;
   }
+  if (!options.dataIsSource) _refuseEtcdOverData(flags, urls);
   const ca = stringFlag(flags, "etcd-ca");
   // Through the environment, so that every process this one starts (the
   // instances of fts cluster, its gateway) reaches etcd the same way.
