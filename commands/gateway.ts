@@ -111,7 +111,8 @@ export async function run(args: string[]): Promise<number> {
     });
   } catch (cause) {
     if (cause instanceof Deno.errors.AddrInUse) {
-      throw new UsageError(`Port ${port} on ${hostname} is in use: pick another with --port`, {
+      // A failure (exit 1), as for fts serve and fts cluster: the flag is fine, the port taken.
+      throw new Error(`Port ${port} on ${hostname} is in use: pick another with --port`, {
         cause,
       });
     }

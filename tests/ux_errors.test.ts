@@ -216,6 +216,16 @@ Deno.test("--host: an address this machine lacks is refused before anything is r
     const gateway = await runFts(["gateway", "--data", data, "--port", "0", "--host", "999.1.1.1"]);
     assert.equal(gateway.code, 2, gateway.stderr);
     assert.match(gateway.stderr, /--host 999\.1\.1\.1 is not an address of this machine/);
+    // A port taken is a failure (exit 1), as for serve and cluster, not bad usage.
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const port = String((taken.addr as Deno.NetAddr).port);
+      const busy = await runFts(["gateway", "--data", data, "--port", port]);
+      assert.equal(busy.code, 1, busy.stderr);
+      assert.match(busy.stderr, /is in use: pick another with --port/);
+    } finally {
+      taken.close();
+    }
     // A connection timeout of 0 (or 1 ms) would cut off every exchange: refused.
     for (
       const args of [

@@ -23,7 +23,8 @@ export async function liveAddresses(
     const [members, alive] = await Promise.all([cluster.members(), cluster.alive()]);
     const addresses = [...alive].map((id) => members.get(id)?.address ?? id);
     if (addresses.length === 0) {
-      throw new UsageError(
+      // A failure (exit 1), as a single-host cluster that is down is: not bad usage.
+      throw new Error(
         `No instance of cluster ${JSON.stringify(target.cluster)} is up (etcd at ${
           target.endpoints.join(",")
         }): start one with "fts cluster --etcd URLS --host ADDR"`,
