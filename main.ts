@@ -101,6 +101,10 @@ function _usage(): string {
 }
 
 export async function main(args: string[]): Promise<number> {
+  // "fts help COMMAND" is "fts COMMAND --help".
+  if (args[0] === "help" && args.length === 2 && Object.hasOwn(COMMANDS, args[1]!)) {
+    return await main([args[1]!, "--help"]);
+  }
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(_usage());

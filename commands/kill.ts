@@ -30,7 +30,17 @@ export async function run(args: string[]): Promise<number> {
     throw new Error(`Instance ${id} is already down (fts start ${id} brings it back)`);
   }
   // SIGKILL: no cleanup, no goodbye; exactly what a machine failure looks like.
-  Deno.kill(pid, "SIGKILL");
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch (cause) {
+    if (!(cause instanceof Deno.errors.PermissionDenied)) throw cause;
+    // Not a path's permissions: a process of another user's.
+    throw new Error(
+      `Cannot kill instance ${id} (pid ${pid}): it runs as another user; run fts kill as that ` +
+        `user (or root)`,
+      { cause },
+    );
+  }
   const deadline = Date.now() + KILL_WAIT_MS;
   while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   console.log(

@@ -161,6 +161,13 @@ Deno.test("commands that take no argument refuse one, before acting: repair dry-
         /holds a single-host cluster, but FTS_ETCD \(http:\/\/127\.0\.0\.1:9\)/,
       );
     }
+    const garbage = await runFts(["ls"], { env: { FTS_ETCD: "garbage" } });
+    assert.equal(garbage.code, 2, garbage.stderr);
+    assert.match(
+      garbage.stderr,
+      /^fts ls: FTS_ETCD "garbage" is not a URL/,
+      "names where it came from",
+    );
     // Moving that cluster into etcd is what migrate is for: it gets past that check.
     const migrate = await runFts(["migrate", "--data", data, "--host", "127.0.0.1"], { env });
     assert.doesNotMatch(migrate.stderr, /holds a single-host cluster/);

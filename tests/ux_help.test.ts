@@ -56,6 +56,13 @@ Deno.test("fts COMMAND --help shows its usage and an example for every command",
   assert.deepEqual(missing, [], `commands without an example (export EXAMPLE): ${missing}`);
 });
 
+Deno.test("fts help COMMAND is fts COMMAND --help", async () => {
+  const [help, flag] = await Promise.all([runFts(["help", "ls"]), runFts(["ls", "--help"])]);
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: fts ls /);
+  assert.equal(help.stdout, flag.stdout);
+});
+
 Deno.test("a mistyped command or flag gets a suggestion and exit code 2", async () => {
   const command = await runFts(["stauts"]);
   assert.equal(command.code, 2);

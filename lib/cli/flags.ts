@@ -345,5 +345,6 @@ export function etcdTarget(
       `--cluster ${JSON.stringify(name)} must be lowercase letters, digits, ".", "_" or "-"`,
     );
   }
-  return { endpoints: parseEtcdEndpoints(urls), cluster: name };
+  const source = stringFlag(flags, "etcd") !== undefined ? "--etcd" : "FTS_ETCD";
+  return { endpoints: parseEtcdEndpoints(urls, source), cluster: name };
 }

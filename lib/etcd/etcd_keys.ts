@@ -93,20 +93,24 @@ export function prefixEnd(prefix: string): string {
 }
 
 /** The etcd endpoints from `--etcd` (comma or space separated URLs), checked. */
-export function parseEtcdEndpoints(text: string): string[] {
+export function parseEtcdEndpoints(
+  text: string,
+  /** Where the text came from, as errors name it: `--etcd`, or `FTS_ETCD`. */
+  source = "--etcd",
+): string[] {
   const urls = text.split(/[\s,]+/).filter((s) => s.length > 0);
-  if (urls.length === 0) throw new UsageError("--etcd needs at least one URL");
+  if (urls.length === 0) throw new UsageError(`${source} needs at least one URL`);
   for (const url of urls) {
     let parsed: URL;
     try {
       parsed = new URL(url);
     } catch (cause) {
-      throw new UsageError(`--etcd ${JSON.stringify(url)} is not a URL (http://HOST:2379)`, {
+      throw new UsageError(`${source} ${JSON.stringify(url)} is not a URL (http://HOST:2379)`, {
         cause,
       });
     }
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw new UsageError(`--etcd ${url}: only http:// and https:// URLs are supported`);
+      throw new UsageError(`${source} ${url}: only http:// and https:// URLs are supported`);
     }
   }
   return urls;
