@@ -161,6 +161,12 @@ Deno.test("commands that take no argument refuse one, before acting: repair dry-
         /holds a single-host cluster, but FTS_ETCD \(http:\/\/127\.0\.0\.1:9\)/,
       );
     }
+    // --data naming a file: one line saying so, for every command (not a raw lstat error).
+    for (const command of [["cluster"], ["preload", file]]) {
+      const onFile = await runFts([...command, "--data", file]);
+      assert.equal(onFile.code, 2, onFile.stderr);
+      assert.match(onFile.stderr, /--data .*x\.bin is not a directory: give the cluster's data/);
+    }
     const garbage = await runFts(["ls"], { env: { FTS_ETCD: "garbage" } });
     assert.equal(garbage.code, 2, garbage.stderr);
     assert.match(

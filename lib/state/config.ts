@@ -62,7 +62,17 @@ export function resolveDataDir(flag: string | undefined): string {
   }
   const env = Deno.env.get("FTS_DATA");
   const chosen = flag ?? (env?.trim() ? env : undefined) ?? "fts-data";
-  return isAbsolute(chosen) ? chosen : resolve(Deno.cwd(), chosen);
+  const dir = isAbsolute(chosen) ? chosen : resolve(Deno.cwd(), chosen);
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = Deno.statSync(dir);
+  } catch {
+    // Not there yet (made on first use), or not to be looked at: the command says.
+  }
+  if (info && !info.isDirectory) {
+    throw new UsageError(`--data ${dir} is not a directory: give the cluster's data directory`);
+  }
+  return dir;
 }
 
 export function validateConfig(config: ClusterConfig): ClusterConfig {
@@ -80,9 +90,9 @@ export function validateConfig(config: ClusterConfig): ClusterConfig {
   }
   if (!Number.isInteger(partSize) || partSize < MIN_PART_BYTES || partSize > MAX_PART_BYTES) {
     throw new UsageError(
-      `--part-size must be ${formatBytes(MIN_PART_BYTES)}..${
-        formatBytes(MAX_PART_BYTES)
-      }, got ${partSize}`,
+      `--part-size must be ${formatBytes(MIN_PART_BYTES)}..${formatBytes(MAX_PART_BYTES)}, got ${
+        formatBytes(partSize)
+      }`,
     );
   }
   if (typeof config.host !== "string" || config.host.length === 0) {
