@@ -309,6 +309,12 @@ Deno.test("fetch, ls, scrub: bad destinations, arguments, names and rates get on
       extra.stderr,
       /^fts fetch: Too many arguments; usage: fts fetch NAME .*\n {7}fts fetch \(--all/,
     );
+    // A destination that is a link to nothing is named as one.
+    const dangling = join(cluster.work, "dangling");
+    await Deno.symlink(join(cluster.work, "nowhere"), dangling);
+    const broken = await cluster.fts(["fetch", "a.bin", dangling]);
+    assert.equal(broken.code, 1, broken.stderr);
+    assert.match(broken.stderr, /dangling is a symbolic link to nothing \(.*nowhere\)/);
     // "-" is not a directory to make (nor standard output).
     const dash = await cluster.fts(["fetch", "a.bin", "-"], { cwd: cluster.work });
     assert.equal(dash.code, 2, dash.stderr);

@@ -15,6 +15,7 @@
  * all, else (or with --verify) with SHA-256; see localCheck().
  */
 import { basename } from "../base/paths.ts";
+import { lstatOrUndefined } from "../base/fs_util.ts";
 import {
   DEFAULT_HASH_WORKERS,
   type HashAlgorithm,
@@ -428,6 +429,15 @@ export function checkDestDir(destDir: string): void {
         {
           cause: error,
         },
+      );
+    }
+    // A symbolic link to nothing: say so, not "File exists" from the mkdir below.
+    const link = lstatOrUndefined(destDir);
+    if (link?.isSymlink) {
+      throw new FetchError(
+        `Destination ${destDir} is a symbolic link to nothing (${Deno.readLinkSync(destDir)}): ` +
+          `make its target directory, or name another`,
+        [],
       );
     }
     try {
