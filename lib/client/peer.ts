@@ -244,16 +244,13 @@ export class Peer {
   /** The next frame head, or the error an error frame carries (its body read whole). */
   async #nextFrame(): Promise<{ header: Header; bodyLength: number } | ProtocolError> {
     const head = await this.reader.readHead();
-    if (head === null) {
-      throw new ConnectionClosedError(this.address);
-    }
+    if (head === null) throw new ConnectionClosedError(this.address);
     if (head.header.op !== "error") return head;
     await this.reader.skipBody();
     const error = errorFromHeader(head.header);
-    // An instance says TIMEOUT as it closes a connection (idle for its
-    // --idle-timeout, say, while it waited in a pool): the connection is gone,
-    // which PeerPool.begin() takes as no fault of the instance's, and
-    // reconnects, rather than a refusal of the request sent on it.
+    // An instance says TIMEOUT as it closes a connection (idle past its
+    // --idle-timeout in a pool, say): the connection is gone, which
+    // PeerPool.begin() retries on a new one, not a refusal of the request.
     if (error.code === "TIMEOUT") throw new ConnectionClosedError(this.address, error);
     return error;
   }
