@@ -189,7 +189,8 @@ Deno.test("repair: a surplus copy that cannot be deleted is said and skipped; th
       repair.stdout,
       new RegExp(`could not delete the surplus copy of part \\w+ on ${p2}`),
     );
-    assert.match(repair.stdout, /surplus copies could not be deleted/);
+    // One or more, as the drops that ran at once before the first failure was seen.
+    assert.match(repair.stdout, /\d+ surplus cop(y|ies) could not be deleted/);
     assert.match(repair.stdout, /1 part no file uses deleted/);
     assert.equal(await exists(storedPartPath(cluster.dir, p0, unused)), false);
     const dest = join(cluster.work, "dest");
