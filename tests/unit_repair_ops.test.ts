@@ -4,6 +4,7 @@
  * lib/ops/part_copy.ts between two in-process servers over loopback.
  */
 import assert from "node:assert/strict";
+import { formatRepairEvent } from "../lib/ui/repair_format.ts";
 import { CopyError, copyPart } from "../lib/ops/part_copy.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { parseRequest } from "../lib/wire/ops.ts";
@@ -196,4 +197,23 @@ Deno.test("verifyCopies(): a copy its instance answers an error for is unchecked
   } finally {
     await liar.stop();
   }
+});
+
+Deno.test("formatRepairEvent(): an under-replicated part says why: no room, or no readable copy", () => {
+  const event = {
+    type: "short" as const,
+    digest: "a".repeat(64),
+    refs: [{ file: "f.bin", index: 3 }],
+    have: 1,
+    want: 3,
+  };
+  assert.equal(
+    formatRepairEvent(event),
+    'under-replicated: part 3 of "f.bin" has 1 of 3 copies; no other live instance can take one',
+  );
+  assert.equal(
+    formatRepairEvent({ ...event, noSource: true }),
+    'under-replicated: part 3 of "f.bin" has 1 of 3 copies; no copy could be read for another ' +
+      "(see the failed copies above)",
+  );
 });

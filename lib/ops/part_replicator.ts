@@ -158,7 +158,14 @@ export class PartReplicator {
     if (missing > 0 && !options.spread) {
       const have = final.size;
       this.#run.report.short.push({ digest, refs, have });
-      this.#run.emit({ type: "short", digest, refs, have, want: this.#run.replicas });
+      this.#run.emit({
+        type: "short",
+        digest,
+        refs,
+        have,
+        want: this.#run.replicas,
+        noSource: sources.length === 0,
+      });
     }
     this.#manifest.record(part, final);
     await this.#manifest.flushIfDue();

@@ -42,7 +42,15 @@ export type RepairEvent =
     left?: boolean;
   }
   | { type: "drop-failed"; id: string; digest: string; reason: string }
-  | { type: "short"; digest: string; refs: PartRef[]; have: number; want: number }
+  | {
+    type: "short";
+    digest: string;
+    refs: PartRef[];
+    have: number;
+    want: number;
+    /** Whether it was the copies that could not be read (every source failed), not the room. */
+    noSource?: boolean;
+  }
   | { type: "lost"; digest: string; refs: PartRef[]; listed: string[] }
   | { type: "manifest"; parts: number };
 

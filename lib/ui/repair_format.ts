@@ -47,7 +47,11 @@ export function formatRepairEvent(event: RepairEvent): string | undefined {
     case "short":
       return `under-replicated: ${
         describePart(event.digest, event.refs)
-      } has ${event.have} of ${event.want} copies; no other live instance can take one`;
+      } has ${event.have} of ${event.want} copies; ${
+        event.noSource
+          ? "no copy could be read for another (see the failed copies above)"
+          : "no other live instance can take one"
+      }`;
     case "lost":
       return `LOST: ${describePart(event.digest, event.refs)} (digest ${
         event.digest.slice(0, 12)
