@@ -9,7 +9,7 @@ import { bindRequest, type UnboundRequest } from "../lib/client/signed_client.ts
 import { type Header } from "../lib/wire/frame.ts";
 import { SIGNATURE_MAX_AGE_MS, signRequest } from "../lib/auth/signed_request.ts";
 import { assertSameFile, readManifestJson, startCluster, writeRandomFile } from "./harness.ts";
-import { testUser, whoami } from "./upload_util.ts";
+import { storedCopies, testUser, whoami } from "./upload_util.ts";
 
 /** Sends one frame to an instance and returns its reply, or the error code it answered. */
 async function _send(port: number, header: Header, body?: Uint8Array): Promise<Header | ErrorCode> {
@@ -128,6 +128,15 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
     });
 
     await t.step("preloaded files belong to the operator, who signs with DIR's key", async () => {
+      // Replacing one is refused before a part is sent (the instances know the operator's key).
+      const copiesBefore = await storedCopies(cluster.dir);
+      const replace = await cluster.fts(
+        ["upload", join(src, "a.bin"), "--as", "op.bin", "--replace"],
+        { env: alice.env },
+      );
+      assert.equal(replace.code, 1, replace.stderr);
+      assert.match(replace.stderr, /Cannot replace "op\.bin": it belongs to operator, not to you/);
+      assert.deepEqual(await storedCopies(cluster.dir), copiesBefore, "parts were sent");
       const rm = await cluster.fts(["rm", "op.bin"], { env: alice.env });
       assert.equal(rm.code, 1);
       assert.match(rm.stderr, /it belongs to operator/);

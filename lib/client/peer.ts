@@ -36,7 +36,6 @@ import {
 import { type VerifyStatus } from "../wire/ops_repair.ts";
 import { type SignedRequest } from "../auth/signed_request.ts";
 import { signPartHas, signPartPut } from "../auth/part_put_signature.ts";
-import { type Identity } from "../auth/identity.ts";
 import {
   defaultTlsClientOptions,
   looksLikeTls,
@@ -75,54 +74,23 @@ export function parseAddress(address: string): { hostname: string; port: number 
   return { hostname: (match[1] ?? match[2])!, port };
 }
 
-export interface FileInfo {
-  entry: FileEntry;
-  /** Instance id to "host:port". */
-  instances: Record<string, string>;
-  generation: number;
-}
-
-/** What part.list says an instance holds. */
-export interface StoredParts {
-  /** Digest to size in bytes. */
-  parts: Map<string, number>;
-  quarantined: Set<string>;
-}
-
 export type { FileSummary, VerifyStatus };
-
-/** Where a walk of the file list stands: after this name, at this generation. */
-export interface ListPosition {
-  after?: string;
-  generation?: number;
-}
-
-/** One page of the file list, and where the next one starts. */
-export interface FilePage {
-  files: FileSummary[];
-  next: ListPosition;
-  more: boolean;
-}
-
-/** What cluster.info tells an uploading client. */
-export interface ClusterInfo {
-  /** Names the cluster; signed requests carry it. */
-  clusterId: string;
-  replicas: number;
-  partSize: number;
-  /** Instance id to "host:port". */
-  instances: Record<string, string>;
-  /** Instance id to its failure domain, when the cluster spans hosts. */
-  domains?: Record<string, string>;
-  /** The asking key's quota and its published bytes (but the file named), when it has one. */
-  quota?: { bytes: number; published: number };
-}
-
-/** Who signs a part.put, and for which cluster (cluster.info's clusterId). */
-export interface PartSigner {
-  identity: Identity;
-  cluster: string;
-}
+export type {
+  ClusterInfo,
+  FileInfo,
+  FilePage,
+  ListPosition,
+  PartSigner,
+  StoredParts,
+} from "./peer_types.ts";
+import type {
+  ClusterInfo,
+  FileInfo,
+  FilePage,
+  ListPosition,
+  PartSigner,
+  StoredParts,
+} from "./peer_types.ts";
 
 export class Peer {
   readonly address: string;
@@ -543,7 +511,16 @@ export class Peer {
     const { instances, domains } = await this.#body("cluster.info");
     const { clusterId, replicas, partSize, quotaBytes: bytes, publishedBytes: published } = reply;
     const quota = bytes === undefined ? {} : { quota: { bytes, published: published ?? 0 } };
-    return { clusterId, replicas, partSize, instances, ...(domains ? { domains } : {}), ...quota };
+    const operator = reply.operator === undefined ? {} : { operator: reply.operator };
+    return {
+      clusterId,
+      replicas,
+      partSize,
+      instances,
+      ...(domains ? { domains } : {}),
+      ...quota,
+      ...operator,
+    };
   }
 
   /**

@@ -317,11 +317,13 @@ class _Uploader {
           `(only your own files)`,
       );
     }
-    // The operator's key lives on the server's host; let the server judge that case.
-    if (existing.owner !== identity.owner && existing.owner !== OPERATOR_OWNER) {
+    // A preloaded file is the operator's, whose key the instances know (an older one does not say).
+    const operators = existing.owner === OPERATOR_OWNER && this.#cluster.operator !== false;
+    if (existing.owner !== identity.owner && !operators) {
       throw new UploadError(
         `Cannot replace ${JSON.stringify(name)}: it belongs to ${existing.owner}, not to you ` +
-          `(${identity.owner})`,
+          `(${identity.owner})` +
+          (existing.owner === OPERATOR_OWNER ? "; pass --operator on the cluster's host" : ""),
       );
     }
   }

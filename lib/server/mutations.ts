@@ -213,6 +213,8 @@ export class Mutations {
         partSize: view.partSize,
         clusterId: await this.#context.clusterId(),
         ...(uploader ? await this.#quotaOf(uploader.key, uploader.name) : {}),
+        // So that an upload replacing a preloaded file is refused before it sends a part.
+        ...(uploader ? { operator: uploader.key === await this.#context.operatorKey() } : {}),
       },
       body: spread ? { instances, domains } : { instances },
     };

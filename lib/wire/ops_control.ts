@@ -37,6 +37,8 @@ export type ClusterReply = {
   clusterId: string;
   quotaBytes?: number;
   publishedBytes?: number;
+  /** With `key` in the request: whether that key is the cluster's operator's. */
+  operator?: boolean;
 };
 export type ClusterReplyBody = {
   instances: Record<string, string>;
@@ -103,6 +105,7 @@ export const CONTROL_OPS = opFamily({
           publishedBytes: uintField(header, "publishedBytes", "BAD_FRAME"),
         }
         : {}),
+      ...(typeof header.operator === "boolean" ? { operator: header.operator } : {}),
     }),
     replyBody: (value) => {
       const body = value as { instances?: unknown; domains?: unknown } | null;
