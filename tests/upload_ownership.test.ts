@@ -119,6 +119,9 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
       const onto = await cluster.fts(["mv", "renamed.bin", "b.bin"], { env: alice.env });
       assert.equal(onto.code, 1);
       assert.match(onto.stderr, /a file named "b\.bin" exists/);
+      // mv has no --replace: the hint says to remove the other file first.
+      assert.match(onto.stderr, /fts rm it first/);
+      assert.doesNotMatch(onto.stderr, /--replace/);
       const rm = await cluster.fts(["rm", "renamed.bin"], { env: alice.env });
       assert.equal(rm.code, 0, rm.stderr);
       assert.equal((await readManifestJson(cluster.dir)).files["renamed.bin"], undefined);

@@ -373,6 +373,11 @@ Deno.test("rm: a file of another owner: one line saying whose it is and what to 
     assert.equal(await Deno.stat(identity).catch(() => undefined), undefined);
     const mv = await cluster.fts(["mv", "o.bin", "p.bin", "--identity", identity]);
     assert.equal(mv.code, 2, mv.stderr);
+    for (const command of [["whoami"], ["upload", join(cluster.work, "src", "o.bin")]]) {
+      const empty = await cluster.fts([...command, "--identity", ""]);
+      assert.equal(empty.code, 2, empty.stderr);
+      assert.match(empty.stderr, /--identity needs a FILE/);
+    }
     assert.equal((await cluster.fts(["whoami", "--identity", identity])).code, 0);
     const rm = await cluster.fts(["rm", "o.bin", "--identity", identity]);
     assert.equal(rm.code, 1);

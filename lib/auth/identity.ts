@@ -74,6 +74,8 @@ export function publicKeyOf(owner: string): Uint8Array<ArrayBuffer> {
  * `$XDG_CONFIG_HOME/fts/identity.json`, then `~/.config/fts/identity.json`.
  */
 export function resolveIdentityPath(flag: string | undefined): string {
+  // An empty --identity (an unset shell variable) is a mistake, not "the default".
+  if (flag !== undefined && flag.trim() === "") throw new UsageError("--identity needs a FILE");
   const chosen = flag ?? Deno.env.get("FTS_IDENTITY");
   if (chosen !== undefined && chosen.length > 0) return chosen;
   const xdg = Deno.env.get("XDG_CONFIG_HOME");

@@ -57,6 +57,12 @@ const _RULES: _Rule[] = [
     hint: "the request's signature or time was not accepted: check your identity file and clock",
   },
   {
+    // mv has no --replace: the name must be freed first.
+    test: (error) =>
+      _protocolCode("ALREADY_EXISTS")(error) && /^Cannot rename\b/.test((error as Error).message),
+    hint: "that name is taken: pick another one, or if that file is yours fts rm it first",
+  },
+  {
     test: _protocolCode("ALREADY_EXISTS"),
     hint:
       "that name is taken: pick another one, or if that file is yours upload with --replace (or fts rm it first)",
