@@ -154,15 +154,24 @@ export function assertWithinQuota(
   quotaBytes: number | undefined,
   heldBytes: number,
   addedBytes: number,
+  /** What frees room: by default removing published files. */
+  remedy = "remove files (fts rm) or ask the operator to raise it (fts writers quota KEY SIZE)",
 ): void {
   if (quotaBytes === undefined || heldBytes + addedBytes <= quotaBytes) return;
   throw new ProtocolError(
     "NOT_ALLOWED",
     `key ${_short(key)} is over its quota of ${formatBytes(quotaBytes)}: ${what} ` +
-      `${formatBytes(heldBytes)}, and this needs ${formatBytes(addedBytes)} more; ` +
-      `remove files (fts rm) or ask the operator to raise it (fts writers quota KEY SIZE)`,
+      `${formatBytes(heldBytes)}, and this needs ${formatBytes(addedBytes)} more; ${remedy}`,
   );
 }
+
+/**
+ * What frees room taken by parts no file uses yet (left by uploads that did
+ * not finish): removing published files does not.
+ */
+export const UNPUBLISHED_QUOTA_REMEDY =
+  "those are parts of uploads that did not finish; ask the operator to delete them " +
+  "(fts repair --unused-after 1m) or to raise the quota (fts writers quota KEY SIZE)";
 
 /** The JSON text of a policy, as kept on disk and in etcd. */
 export function encodePolicy(policy: WritersPolicy): string {

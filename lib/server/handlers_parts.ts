@@ -199,7 +199,7 @@ async function _receivePart(
     }
   }
   // Refused before any byte is read: the writers policy and the key's quota here.
-  const admitted = await mutations.admitPart(key, digest, bodyLength, store);
+  const admitted = await mutations.admitPart(key, digest, bodyLength, store, instance.id);
   let writer;
   try {
     writer = await store.beginWrite(digest);

@@ -44,6 +44,7 @@ import {
   assertMayStore,
   assertWithinQuota,
   quotaOf,
+  UNPUBLISHED_QUOTA_REMEDY,
   WRITERS_CACHE_MS,
   type WritersPolicy,
 } from "../auth/writers_policy.ts";
@@ -247,6 +248,8 @@ export class Mutations {
     digest: string,
     size: number,
     store: PartStore,
+    /** The instance of `store`, as the refusal names it. */
+    instanceId: string,
   ): Promise<{ stored: () => Promise<void>; released: () => void }> {
     const policy = await this.#context.writers();
     const operator = await this.#context.operatorKey();
@@ -261,11 +264,12 @@ export class Mutations {
     if (typeof reserved !== "number") return reserved;
     // Refused: the bytes the key holds do not leave room, which this says and throws.
     assertWithinQuota(
-      "its parts no file uses yet on this instance hold",
+      `its parts no file uses yet on instance ${instanceId} hold`,
       key,
       quota,
       reserved,
       size,
+      UNPUBLISHED_QUOTA_REMEDY,
     );
     throw new RangeError(`reserve() refused ${size} bytes that fit the quota`);
   }
