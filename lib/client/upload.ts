@@ -34,7 +34,7 @@ import { hashInto } from "../state/store.ts";
 import { preferredTlsError, TlsError } from "../wire/tls.ts";
 import { Xxh128 } from "../hash/xxh128.ts";
 import { checkSource, stampSource } from "../base/source_file.ts";
-import { asUploadError, refuseOverQuota, UploadError } from "./upload_error.ts";
+import { asSourceGone, asUploadError, refuseOverQuota, UploadError } from "./upload_error.ts";
 
 /** Bytes read from the file and written to a socket at a time. */
 export const UPLOAD_CHUNK_BYTES = 256 * 1024;
@@ -502,7 +502,7 @@ class _Uploader {
   /** The part's bytes, read from the file in chunks as the socket takes them. */
   async *#chunks(part: _Part): AsyncGenerator<Uint8Array> {
     // Gone since (deleted, say): this file's trouble, not the instance's.
-    const file = await Deno.open(this.#options.path, { read: true }).catch(asUploadError);
+    const file = await Deno.open(this.#options.path, { read: true }).catch(asSourceGone);
     try {
       await file.seek(part.offset, Deno.SeekMode.Start);
       const limiter = this.#limiter;

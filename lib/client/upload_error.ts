@@ -9,8 +9,20 @@ export class UploadError extends Error {
 }
 
 /** Throws `cause` again as an UploadError: the upload's own trouble, not an instance's. */
-export function asUploadError(cause: Error): never {
+export function asUploadError(cause: Error, midway = false): never {
+  // The source deleted (or renamed) since the upload began: say that, not only "no such file".
+  if (midway && cause instanceof Deno.errors.NotFound) {
+    throw new UploadError(
+      `the file went away while it was being uploaded (${cause.message}); nothing was published`,
+      { cause },
+    );
+  }
   throw new UploadError(cause.message, { cause });
+}
+
+/** asUploadError() for the source opened again midway, when a part is read to be sent. */
+export function asSourceGone(cause: Error): never {
+  asUploadError(cause, true);
 }
 
 /**
