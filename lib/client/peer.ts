@@ -75,14 +75,7 @@ export function parseAddress(address: string): { hostname: string; port: number 
 }
 
 export type { FileSummary, VerifyStatus };
-export type {
-  ClusterInfo,
-  FileInfo,
-  FilePage,
-  ListPosition,
-  PartSigner,
-  StoredParts,
-} from "./peer_types.ts";
+export type * from "./peer_types.ts";
 import type {
   ClusterInfo,
   FileInfo,
