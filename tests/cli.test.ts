@@ -317,6 +317,19 @@ Deno.test("cli: cluster stops every instance on SIGTERM and leaves no process be
   // With this cluster's --data: the default directory's cluster is another one.
   assert.ok(stopped.stderr.includes(`"fts cluster --data ${cluster.dir}"`), stopped.stderr);
   assert.doesNotMatch(stopped.stdout, /LOST/);
+  // The record a crashed supervisor leaves, its pid now another process's (here init, always
+  // alive): no supervisor holds the lock, so no cluster runs, and a new one starts.
+  await Deno.writeTextFile(
+    join(cluster.dir, "run", "cluster.json"),
+    JSON.stringify({ pid: 1, controlPort: 9 }),
+  );
+  const stale = await cluster.fts(["status"]);
+  assert.equal(stale.code, 1, stale.stdout + stale.stderr);
+  assert.match(stale.stderr, /No instance of the cluster answers .*: is it running\?/);
+  const again = new FtsProcess(["cluster", "--data", cluster.dir, "--plain"]);
+  await again.waitFor(/ready/);
+  again.kill("SIGTERM");
+  assert.equal((await again.status).code, 0);
   await cluster.stop();
 });
 

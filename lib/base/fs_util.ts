@@ -145,6 +145,30 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Whether process `pid` holds a flock on the file at `path`, as Linux's
+ * /proc/locks says; undefined where that cannot be told (no such file, no
+ * /proc/locks). A pid recorded in a file outlives its process, and may then
+ * be any other process's; a lock dies with the process that took it.
+ */
+export function holdsFlock(pid: number, path: string): boolean | undefined {
+  let inode: number | null;
+  let locks: string;
+  try {
+    inode = Deno.statSync(path).ino;
+    locks = Deno.readTextFileSync("/proc/locks");
+  } catch {
+    return undefined;
+  }
+  if (inode === null) return undefined;
+  // "1: FLOCK  ADVISORY  WRITE 12345 fe:00:2146416 0 EOF": the pid, then MAJOR:MINOR:INODE.
+  return locks.split("\n").some((line) => {
+    const fields = line.trim().split(/\s+/);
+    return fields[1] === "FLOCK" && Number(fields[4]) === pid &&
+      fields[5]?.split(":")[2] === String(inode);
+  });
+}
+
 /** The command line of a process, or "" when it is gone. */
 export function processCommandLine(pid: number): string {
   try {

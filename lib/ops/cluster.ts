@@ -10,7 +10,7 @@ import { writeFileAtomic } from "../base/fs_util.ts";
 import { Healer, type HealEvent, type RepairRunner } from "./heal.ts";
 import { repairCluster } from "./repair.ts";
 import { livePid } from "./instances.ts";
-import { join, resolve } from "../base/paths.ts";
+import { resolve } from "../base/paths.ts";
 import { saveServeFlags } from "./serve_flags.ts";
 import { instanceCommand } from "./instance_bundle.ts";
 import { TLS_CA_ENV } from "../wire/tls.ts";
@@ -131,7 +131,7 @@ export class Supervisor {
     // Held while this supervisor lives (the kernel lets go when it dies): two
     // clusters started at once on one directory both passed the check for a
     // running one, then each failed on the other's instances.
-    const lock = await Deno.open(join(paths.runDir, "supervisor.lock"), {
+    const lock = await Deno.open(paths.supervisorLock, {
       write: true,
       create: true,
     });

@@ -40,6 +40,8 @@ export function dataPaths(dir: string) {
     runDir: join(dir, "run"),
     logDir: join(dir, "logs"),
     clusterFile: join(dir, "run", "cluster.json"),
+    /** Locked (flock) by the running supervisor for as long as it lives. */
+    supervisorLock: join(dir, "run", "supervisor.lock"),
     /** The flags the last cluster gave its instances, for `fts start` without one (serve_flags.ts). */
     serveFlags: join(dir, "serve_flags.json"),
     instanceDir: (id: string) => join(dir, "instances", id),
