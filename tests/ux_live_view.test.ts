@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { snapshotEvents, toSnapshot, type WatchSnapshot } from "../lib/ui/cluster_watch.ts";
 import { renderLiveView } from "../lib/ui/live_view.ts";
+import { summaryLine } from "../lib/ui/status_watch.ts";
 import { displayWidth } from "../lib/base/display_width.ts";
 import { type StatusReport } from "../lib/ops/status.ts";
 import {
@@ -142,6 +143,40 @@ Deno.test("snapshotEvents() reports an instance lost mid-transfer, repairs, bad 
   assert.ok(!quiet.includes("9004 up"));
   assert.ok(quiet.some((t) => t.startsWith("9001 went down with 2 client connections")));
   assert.deepEqual(snapshotEvents(undefined, after), []);
+});
+
+Deno.test("a cluster that stops is one line, not every file LOST; its files' health is unknown", () => {
+  const files = [{ name: "a.bin", minLiveReplicas: 3 }, { name: "b.bin", minLiveReplicas: 3 }];
+  const up = toSnapshot(
+    _report(
+      [{ id: "9001", up: true, counters: idle }, { id: "9002", up: true, counters: idle }],
+      files,
+    ),
+    1_000,
+  );
+  const lost = files.map((f) => ({ ...f, minLiveReplicas: 0, lost: 4 }));
+  const down = toSnapshot(
+    _report([{ id: "9001", up: false }, { id: "9002", up: false }], lost),
+    2_000,
+    up,
+  );
+  assert.equal(down.running, false);
+  assert.deepEqual(down.files.map((f) => f.health), ["unknown", "unknown"]);
+  const texts = snapshotEvents(up, down).map((e) => e.text);
+  assert.ok(
+    texts.includes("no instance answers: the cluster stopped (its files are on disk, not lost)"),
+  );
+  assert.deepEqual(texts.filter((t) => /LOST/.test(t)), []);
+  assert.match(summaryLine(down), /^0\/2 up: no instance answers, the cluster is not running/);
+  // One instance up again: a part no live instance holds is lost, as before.
+  const back = toSnapshot(
+    _report([{ id: "9001", up: true, counters: idle }, { id: "9002", up: false }], lost),
+    3_000,
+    down,
+  );
+  assert.equal(back.running, true);
+  assert.deepEqual(back.files.map((f) => f.health), ["lost", "lost"]);
+  assert.ok(snapshotEvents(down, back).some((e) => /^a\.bin LOST/.test(e.text)));
 });
 
 function _snapshot(): WatchSnapshot {

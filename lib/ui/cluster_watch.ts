@@ -36,7 +36,11 @@ export interface InstanceView {
   counters: Record<string, number>;
 }
 
-export type FileHealth = "healthy" | "degraded" | "lost";
+/**
+ * "unknown" when no instance answers: the cluster is not running, and its
+ * files' parts are on disk, not lost.
+ */
+export type FileHealth = "healthy" | "degraded" | "lost" | "unknown";
 
 /** A file's line of the status report, with its health in one word. */
 export type FileView =
@@ -53,6 +57,8 @@ export interface WatchSnapshot {
   instances: InstanceView[];
   files: FileView[];
   healing: HealStatus | null;
+  /** Whether any instance answers (or is starting): false for a cluster that is not running. */
+  running: boolean;
 }
 
 export type EventLevel = "info" | "good" | "warn" | "bad";
@@ -111,10 +117,12 @@ export function toSnapshot(
       counters,
     };
   });
+  const running = instances.some((instance) => instance.state !== "down");
   return {
     at,
     replicas: report.replicas,
     instances,
+    running,
     files: report.files.map((f) => ({
       name: f.name,
       size: f.size,
@@ -122,7 +130,7 @@ export function toSnapshot(
       minLiveReplicas: f.minLiveReplicas,
       underReplicatedParts: f.underReplicatedParts,
       lostParts: f.lostParts,
-      health: _health(f, report.replicas),
+      health: running ? _health(f, report.replicas) : "unknown",
     })),
     healing: report.healing ?? null,
   };
@@ -211,12 +219,16 @@ export function snapshotEvents(
       }: a repair or an upload`,
     );
   }
+  // A stopped cluster loses nothing: one line, not a LOST line for every file.
+  if (previous.running && !next.running) {
+    say("warn", "no instance answers: the cluster stopped (its files are on disk, not lost)");
+  }
   // While instances are still starting, health says nothing yet.
   const starting = [previous, next].some((s) => s.instances.some((i) => i.state === "starting"));
   const files = new Map(starting ? [] : previous.files.map((f) => [f.name, f]));
   for (const f of next.files) {
     const then = files.get(f.name);
-    if (!then || then.health === f.health) continue;
+    if (!then || then.health === f.health || f.health === "unknown") continue;
     if (f.health === "healthy") {
       say(
         "good",

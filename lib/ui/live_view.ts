@@ -50,6 +50,7 @@ const HEALTH_STYLES: Record<FileView["health"], Style> = {
   healthy: "green",
   degraded: "yellow",
   lost: "red",
+  unknown: "dim",
 };
 
 export function clock(ms: number): string {
@@ -139,6 +140,8 @@ function _fileLine(
     ? `LOST: ${plural(f.lostParts, "part")} ${f.lostParts === 1 ? "has" : "have"} no live replica`
     : f.health === "degraded"
     ? `degraded: ${plural(f.underReplicatedParts, "part")} below R`
+    : f.health === "unknown"
+    ? "on disk; no instance answers"
     : "healthy";
   return `  ${padEndColumns(printable(f.name), nameWidth)}  ${formatBytes(f.size).padStart(10)}  ${
     String(f.parts).padStart(5)
@@ -202,20 +205,22 @@ export function renderLiveView(
   let room = Math.max(0, rows - top.length - bottom.length);
   const fileLines: string[] = [];
   if (s && room >= 2) {
-    const counts = { healthy: 0, degraded: 0, lost: 0 };
+    const counts = { healthy: 0, degraded: 0, lost: 0, unknown: 0 };
     for (const f of s.files) counts[f.health]++;
     const starting = s.instances.some((i) => i.state === "starting");
     fileLines.push(
       `${paint("files", "bold", color)}  R=${s.replicas}: ${plural(s.files.length, "file")}, ` +
         (starting
           ? "health once the instances are up"
+          : !s.running
+          ? "health unknown: no instance answers (the cluster is not running)"
           : `${counts.healthy} healthy, ${counts.degraded} degraded, ${counts.lost} lost`),
     );
     // With events to show, files get about half of the room; else all but two lines.
     const allowed = model.events.length > 0 ? Math.floor(room / 2) - 1 : room - 3;
     const shown = Math.max(0, Math.min(s.files.length, allowed));
     // Trouble first: a lost or degraded file must not be scrolled away.
-    const order = { lost: 0, degraded: 1, healthy: 2 };
+    const order = { lost: 0, degraded: 1, healthy: 2, unknown: 3 };
     const files = [...s.files].sort((a, b) =>
       order[a.health] - order[b.health] || a.name.localeCompare(b.name)
     );

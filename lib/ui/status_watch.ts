@@ -30,7 +30,11 @@ export function summaryLine(s: WatchSnapshot): string {
   const busy = s.instances.filter((i) => i.state === "busy").length;
   const connections = s.instances.reduce((n, i) => n + i.connections, 0);
   const out = s.instances.reduce((n, i) => n + i.bytesOutPerSecond, 0);
-  const health = { healthy: 0, degraded: 0, lost: 0 };
+  if (!s.running) {
+    return `0/${s.instances.length} up: no instance answers, the cluster is not running; ` +
+      `files: ${s.files.length}, on disk (health unknown until instances answer)`;
+  }
+  const health = { healthy: 0, degraded: 0, lost: 0, unknown: 0 };
   for (const f of s.files) health[f.health]++;
   return `${up}/${s.instances.length} up, ${busy} busy, ${connections} client connections, ` +
     `${formatBytes(Math.round(out))}/s out; files: ${health.healthy} healthy, ` +
