@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertSameFile, readManifestJson, startCluster } from "./harness.ts";
+import { assertSameFile, FtsProcess, readManifestJson, startCluster } from "./harness.ts";
 import { censusOnDisk, offCount } from "./replicas.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
 import { loadConfig } from "../lib/state/config.ts";
 import { repairCluster } from "../lib/ops/repair.ts";
+import { REPAIR_LOCK } from "../lib/state/manifest_store.ts";
+import { openLocker } from "../lib/state/open_manifest_store.ts";
 
 const MiB = 1024 * 1024;
 
@@ -86,6 +88,33 @@ Deno.test("healing's repair copies only for instances down past --heal-after; on
     );
     assert.deepEqual(offCount(census, 2), []);
   } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("repair: waiting for the repair lock another run holds says so, then runs", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, files: { "w.bin": 100_000 } });
+  const held = Promise.withResolvers<void>();
+  const taken = Promise.withResolvers<void>();
+  // This test holds the lock, as a long scrub or a healing run would.
+  const holder = openLocker(cluster.dir).withLock(REPAIR_LOCK, async () => {
+    taken.resolve();
+    await held.promise;
+  });
+  try {
+    await taken.promise;
+    const repair = new FtsProcess(["repair", "--data", cluster.dir]);
+    await repair.waitFor(
+      /^waiting for the repair lock: another repair, scrub or healing run holds it/m,
+    );
+    held.resolve();
+    await holder;
+    const result = await repair.result();
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /^repair: /m);
+  } finally {
+    held.resolve();
+    await holder.catch(() => {});
     await cluster.stop();
   }
 });

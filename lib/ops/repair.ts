@@ -21,6 +21,7 @@
  * census finds and counts. A part without any good copy is reported lost, by
  * file and part number, and left alone: nothing is ever invented.
  */
+import { deadline } from "../base/deadline.ts";
 import { type ClusterConfig } from "../state/config.ts";
 import { REPAIR_LOCK } from "../state/manifest_store.ts";
 import { freeUnreferenced, storesOnHost, untouchedCopies } from "../state/part_gc.ts";
@@ -85,11 +86,21 @@ export async function repairTarget(
   options: RepairOptions = {},
 ): Promise<RepairReport> {
   if (options.dryRun) return await new _Repair(target, options).run();
-  return await target.locker.withLock(REPAIR_LOCK, async () => {
-    await target.prepare();
-    return await new _Repair(target, options).run();
-  });
+  // A run that holds the lock (a scrub, say) may take hours: say why nothing happens.
+  const cancelNotice = deadline(LOCK_NOTICE_MS, () => options.onEvent?.({ type: "waiting" }));
+  try {
+    return await target.locker.withLock(REPAIR_LOCK, async () => {
+      cancelNotice();
+      await target.prepare();
+      return await new _Repair(target, options).run();
+    });
+  } finally {
+    cancelNotice();
+  }
 }
+
+/** How long a repair waits for the repair lock before it says it is waiting. */
+const LOCK_NOTICE_MS = 500;
 
 /** One repair: the plan (what each part needs) and its steps in order. */
 class _Repair {

@@ -12,6 +12,8 @@ export interface PartRef {
 }
 
 export type RepairEvent =
+  /** The repair lock is held by another run (a repair, scrub or healing run): this one waits. */
+  | { type: "waiting" }
   | { type: "census"; live: string[]; down: string[] }
   | { type: "corrupt"; id: string; digest: string; refs: PartRef[] }
   | { type: "unchecked"; id: string; digest: string; refs: PartRef[]; reason: string }

@@ -10,6 +10,9 @@ import { formatBytes, formatDuration } from "../base/units.ts";
 /** One line for people per repair event; undefined for events not worth a line. */
 export function formatRepairEvent(event: RepairEvent): string | undefined {
   switch (event.type) {
+    case "waiting":
+      return "waiting for the repair lock: another repair, scrub or healing run holds it " +
+        "(this one starts when it ends)";
     case "census":
       return `census: ${event.live.length}/${
         event.live.length + event.down.length
