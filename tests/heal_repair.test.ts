@@ -118,3 +118,34 @@ Deno.test("repair: waiting for the repair lock another run holds says so, then r
     await cluster.stop();
   }
 });
+
+Deno.test("repair: an instance whose part store broke is named as one that answers but cannot list its parts, and logs why", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, files: { "b.bin": 100_000 } });
+  const port = String(cluster.ports[1]);
+  const parts = join(cluster.dir, "instances", port, "parts");
+  try {
+    await Deno.rename(parts, `${parts}.aside`);
+    await Deno.writeTextFile(parts, "not a directory\n");
+    const repair = await cluster.fts(["repair", "--dry-run"]);
+    assert.match(
+      repair.stdout,
+      new RegExp(
+        `down: ${port} \\(${port} answers, but cannot list its parts: Instance ${port} cannot ` +
+          `use its files \\(NotADirectory\\); its operator must look at its log\\)`,
+      ),
+    );
+    // The log says what and where; the client was told only the kind.
+    // (The supervisor copies each instance's output into its log as it comes.)
+    const logged = /error in part\.list: NotADirectory: .*parts/;
+    let log = "";
+    for (let i = 0; i < 100 && !logged.test(log); i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      log = await Deno.readTextFile(join(cluster.dir, "logs", `${port}.log`));
+    }
+    assert.match(log, logged);
+  } finally {
+    await Deno.remove(parts).catch(() => {});
+    await Deno.rename(`${parts}.aside`, parts).catch(() => {});
+    await cluster.stop();
+  }
+});

@@ -244,21 +244,23 @@ export class Supervisor {
     instance.pid = child.pid;
     const log = await Deno.open(paths.logFile(id), { append: true, create: true });
     // Drain stderr into the log at all times so the child never blocks on a full pipe.
-    const logWriter = log.writable.getWriter();
+    // Written through at once (FsFile.writable holds what it is given until it is closed:
+    // the log stayed empty while the instance ran), so that `tail -f` shows each line.
     const writeLog = async (bytes: Uint8Array) => {
       try {
-        await logWriter.write(bytes);
+        for (let done = 0; done < bytes.length;) done += await log.write(bytes.subarray(done));
       } catch { /* log closed */ }
     };
-    void (async () => {
+    const stderrDrained = (async () => {
       for await (const chunk of child.stderr) await writeLog(chunk);
     })().catch(() => {});
+    let stdoutDrained: Promise<void> = Promise.resolve();
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`Instance ${id} did not become ready in ${READY_TIMEOUT_MS} ms`)),
         READY_TIMEOUT_MS,
       );
-      void (async () => {
+      stdoutDrained = (async () => {
         let pending = "";
         let seen = false;
         const decoder = new TextDecoder();
@@ -285,7 +287,11 @@ export class Supervisor {
       instance.state = "down";
       instance.child = undefined;
       this.#answers?.forget(id);
-      await logWriter.close().catch(() => {});
+      // Its last words (a crash's, say) are in the pipes still: into the log first.
+      await Promise.all([stderrDrained, stdoutDrained]);
+      try {
+        log.close();
+      } catch { /* closed already */ }
       // A killed instance could not remove its own pid file.
       try {
         const recorded = Number((await Deno.readTextFile(paths.pidFile(id))).trim());

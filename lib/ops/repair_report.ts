@@ -14,7 +14,14 @@ export interface PartRef {
 export type RepairEvent =
   /** The repair lock is held by another run (a repair, scrub or healing run): this one waits. */
   | { type: "waiting" }
-  | { type: "census"; live: string[]; down: string[] }
+  | {
+    type: "census";
+    live: string[];
+    /** Those that do not answer, and those in `failing`. */
+    down: string[];
+    /** Instances that answer but cannot list their parts, and what they said. */
+    failing?: { id: string; reason: string }[];
+  }
   | { type: "corrupt"; id: string; digest: string; refs: PartRef[] }
   | { type: "unchecked"; id: string; digest: string; refs: PartRef[]; reason: string }
   | {

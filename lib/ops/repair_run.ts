@@ -8,6 +8,7 @@
 import { type RepairTarget } from "./repair_target.ts";
 import { type Peer, type StoredParts } from "../client/peer.ts";
 import { TlsError } from "../wire/tls.ts";
+import { RemoteProtocolError } from "../wire/errors.ts";
 import { RateLimiter } from "../base/rate_limiter.ts";
 import { connectForRepair, type RepairOptions } from "./repair_options.ts";
 import {
@@ -95,6 +96,8 @@ export class RepairRun {
   /** Asks every instance which parts it stores; those that answer are live. */
   async census(): Promise<void> {
     const ids = this.target.view.ids;
+    /** Instances that answer, but with an error for part.list (a broken part store). */
+    const failing: { id: string; reason: string }[] = [];
     await Promise.all(ids.map(async (id) => {
       let peer: Peer | undefined;
       try {
@@ -102,14 +105,20 @@ export class RepairRun {
         this.stored.set(id, await peer.listParts());
       } catch (error) {
         if (error instanceof TlsError) this.tlsErrors.push(error);
-        // Does not answer: down, as far as this repair is concerned.
+        if (error instanceof RemoteProtocolError) failing.push({ id, reason: error.message });
+        // Does not answer (or not with its parts): down, as far as this repair is concerned.
       } finally {
         peer?.close();
       }
     }));
     this.report.live = ids.filter((id) => this.stored.has(id));
     this.report.down = ids.filter((id) => !this.stored.has(id));
-    this.emit({ type: "census", live: this.report.live, down: this.report.down });
+    this.emit({
+      type: "census",
+      live: this.report.live,
+      down: this.report.down,
+      ...(failing.length > 0 ? { failing } : {}),
+    });
   }
 
   /** Listed copies on instances that are down but in their grace period. */

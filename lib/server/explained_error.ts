@@ -7,7 +7,9 @@
  * manifest, and a manifest that no longer parses. Each becomes an INTERNAL
  * error whose one line says what failed, where, and what to do. And etcd out
  * of reach, which becomes UNAVAILABLE naming its endpoints (every instance
- * would say the same, so a client tries no other).
+ * would say the same, so a client tries no other). Any other error of the
+ * instance's own files is named by its kind only, for its operator to look up
+ * in its log.
  */
 import { EtcdUnavailableError } from "../etcd/etcd_errors.ts";
 import { ProtocolError } from "../wire/errors.ts";
@@ -21,6 +23,15 @@ export interface InstancePlaces {
   /** Where the manifest lives: "DIR/manifest.json", or "etcd (cluster NAME)". */
   manifest: string | undefined;
 }
+
+/** Errors of the instance's own files (a part store made a file, say): its operator's to fix. */
+const _FILE_ERRORS = [
+  Deno.errors.NotADirectory,
+  Deno.errors.IsADirectory,
+  Deno.errors.PermissionDenied,
+  Deno.errors.NotFound,
+  Deno.errors.FilesystemLoop,
+];
 
 /** Causes followed down a `cause` chain before giving up. */
 const MAX_CAUSE_DEPTH = 8;
@@ -48,6 +59,15 @@ export function explainedError(error: unknown, places: InstancePlaces): unknown 
         `Instance ${places.id} cannot read the manifest in ${
           places.manifest ?? "its data directory"
         }: ${at.message}; restore it from a backup (the instance's operator must; fts repair does not rebuild it)`,
+        { cause: error },
+      );
+    }
+    if (_FILE_ERRORS.some((kind) => at instanceof kind)) {
+      // What and where stay in the instance's log (server.ts logs it): they may say too much.
+      return new ProtocolError(
+        "INTERNAL",
+        `Instance ${places.id} cannot use its files (${at.name}); its operator must look at ` +
+          `its log`,
         { cause: error },
       );
     }

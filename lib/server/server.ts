@@ -65,6 +65,10 @@ export interface ServerOptions {
   places?: Omit<InstancePlaces, "id">;
 }
 
+/** How often one unexpected error's message is written to the log, and how many are kept. */
+const UNEXPECTED_LOG_INTERVAL_MS = 60_000;
+const UNEXPECTED_LOG_KEYS = 100;
+
 /** Errors after which the connection is closed: the stream can no longer be trusted. */
 const FATAL_CODES = new Set([
   "BAD_FRAME",
@@ -96,6 +100,8 @@ export class Server {
   readonly #open = new Set<Connection>();
   /** Connections being served, by client address. */
   readonly #perAddress = new Map<string, number>();
+  /** When each unexpected error's message was last logged (#logUnexpected). */
+  readonly #logged = new Map<string, number>();
   /** part.verify budgets, by client address; dropped with the address's last connection. */
   readonly #verifyLimiters = new Map<string, RateLimiter>();
   /** What the handlers see of this server. */
@@ -211,6 +217,7 @@ export class Server {
         try {
           await this.#dispatch(out, reader, head.header, head.bodyLength, state);
         } catch (thrown) {
+          this.#logUnexpected(thrown, head.header.op);
           const error = explainedError(thrown, this.#places);
           if (!(error instanceof ProtocolError) || FATAL_CODES.has(error.code)) throw error;
           // A request-level error: the body has been consumed, the stream is intact.
@@ -224,6 +231,7 @@ export class Server {
       // The last frame, and what was gathered before it, leave before the close.
       out.stopGathering();
       if (!isDisconnect(error)) {
+        this.#logUnexpected(error, undefined);
         await sendAndClose(out, errorHeader(explainedError(error, this.#places)));
       }
     } finally {
@@ -231,6 +239,23 @@ export class Server {
       this.counters.activeConnections--;
       closeQuietly(conn);
     }
+  }
+
+  /**
+   * Writes an error that is not a ProtocolError (a bug, or a fault of the
+   * instance's own files) to the instance's log, which is all its operator
+   * gets: the client is told only its kind. Each message once a minute.
+   */
+  #logUnexpected(error: unknown, op: unknown): void {
+    if (error instanceof ProtocolError || !(error instanceof Error)) return;
+    const now = Date.now();
+    const key = `${error.name}: ${error.message}`;
+    if ((this.#logged.get(key) ?? -Infinity) > now - UNEXPECTED_LOG_INTERVAL_MS) return;
+    if (this.#logged.size >= UNEXPECTED_LOG_KEYS) this.#logged.clear();
+    this.#logged.set(key, now);
+    console.error(
+      `${new Date(now).toISOString()} error${typeof op === "string" ? ` in ${op}` : ""}: ${key}`,
+    );
   }
 
   /** Closes every open connection (for shutdown). */

@@ -17,7 +17,10 @@ export function formatRepairEvent(event: RepairEvent): string | undefined {
       return `census: ${event.live.length}/${
         event.live.length + event.down.length
       } instances answer` +
-        (event.down.length > 0 ? `; down: ${event.down.join(", ")}` : "");
+        (event.down.length > 0 ? `; down: ${event.down.join(", ")}` : "") +
+        (event.failing ?? []).map(({ id, reason }) =>
+          ` (${id} answers, but cannot list its parts: ${reason})`
+        ).join("");
     case "corrupt":
       return `corrupt: the copy of ${
         describePart(event.digest, event.refs)
