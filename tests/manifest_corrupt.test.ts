@@ -64,6 +64,23 @@ Deno.test("damaged manifest journal: fetch, upload, rm, ls and status each say i
   }
 });
 
+Deno.test("manifest.json with text after its closing line is refused as damaged, not read short", async () => {
+  const cluster = await startCluster({ servers: 2, replicas: 1, files: { "a.bin": 10_000 } });
+  try {
+    const manifest = join(cluster.dir, "manifest.json");
+    await Deno.writeTextFile(manifest, "garbage{{{\n", { append: true });
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    await _eachSaysDamaged(
+      cluster,
+      [["ls", ["ls"]], ["status", ["status"]], ["fetch", ["fetch", "a.bin", dest]]],
+      /[Mm]anifest is malformed: not valid JSON/,
+    );
+  } finally {
+    await cluster.stop();
+  }
+});
+
 /** Each command fails with one line naming the damage (`said`) and the remedy. */
 async function _eachSaysDamaged(
   cluster: TestCluster,

@@ -127,19 +127,22 @@ export class ManifestIndex {
     if (generation === undefined) return await ManifestIndex.#loadWhole(snapshot, info);
     const index = new ManifestIndex(snapshotId(info), generation, info.size, false);
     let closed = false;
+    let closedAt = 0;
     let first = true;
     await scanLines(snapshot, 0, (bytes, start, end, offset) => {
       if (first) return void (first = false);
       if (isClosingLine(bytes, start, end)) {
         closed = true;
+        closedAt = offset + (end - start) + 1;
         return false;
       }
       const { name, valueStart, length } = splitEntryLine(bytes, start, end);
       index.#addSnapshotEntry(name, offset, length, valueStart);
     });
     // No closing line (a hand edit dropped the last newline, or the file is
-    // cut short): parse it whole, which tells the two apart.
-    if (!closed) return await ManifestIndex.#loadWhole(snapshot, info);
+    // cut short), or text after it: parse it whole, which tells them apart
+    // (and refuses a file that is not JSON).
+    if (!closed || closedAt < info.size) return await ManifestIndex.#loadWhole(snapshot, info);
     index.#settle();
     return index;
   }
