@@ -364,6 +364,22 @@ Deno.test("cli: instances and the --http gateway exit when their supervisor is S
   await cluster.stop();
 });
 
+Deno.test("cli: a cluster started right after its supervisor was SIGKILLed waits for the orphans to exit", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2 });
+  cluster.supervisor.kill("SIGKILL");
+  await cluster.supervisor.status;
+  // At once: the old instances are still up, about to notice their parent is gone.
+  const again = new FtsProcess(["cluster", "--data", cluster.dir, "--plain"]);
+  try {
+    await again.waitFor(/ready: 3 instances/);
+  } finally {
+    again.kill("SIGTERM");
+    const result = await again.result();
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    await cluster.stop();
+  }
+});
+
 async function _alive(pid: number): Promise<boolean> {
   try {
     const stat = await Deno.readTextFile(`/proc/${pid}/stat`);

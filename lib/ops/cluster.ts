@@ -16,6 +16,8 @@ import { instanceCommand } from "./instance_bundle.ts";
 import { TLS_CA_ENV } from "../wire/tls.ts";
 import { portFree, portHolder } from "../base/ports.ts";
 
+/** How long a new supervisor waits for the instances of a dead one to exit by themselves. */
+const ORPHANS_EXIT_WAIT_MS = 2_000;
 /** How long one instance may take to print its ready line. */
 export const READY_TIMEOUT_MS = 30_000;
 /** Taken ports named in the error when a cluster cannot start; the rest are counted. */
@@ -140,10 +142,17 @@ export class Supervisor {
       throw new Error(`A cluster is already running for ${this.dir}`);
     }
     this.#lock = lock;
-    const running: string[] = [];
-    for (const id of this.#instances.keys()) {
-      const pid = await livePid(this.dir, id);
-      if (pid !== undefined) running.push(`${id} (pid ${pid})`);
+    // Instances of a supervisor killed a moment ago exit by themselves (they
+    // watch their parent); those that do not (fts start) are refused below.
+    let running: string[] = [];
+    for (const stopAt = Date.now() + ORPHANS_EXIT_WAIT_MS;;) {
+      running = [];
+      for (const id of this.#instances.keys()) {
+        const pid = await livePid(this.dir, id);
+        if (pid !== undefined) running.push(`${id} (pid ${pid})`);
+      }
+      if (running.length === 0 || Date.now() >= stopAt) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
     if (running.length > 0) {
       throw new Error(
