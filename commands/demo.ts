@@ -13,13 +13,15 @@ export const EXAMPLE = [
 
 /** The demo's file stays small: it must run in well under a minute on a laptop. */
 const MAX_DEMO_BYTES = 256 * 1024 * 1024;
+const MIN_DEMO_BYTES = 8 * 1024 * 1024;
 
 export async function run(args: string[]): Promise<number> {
   const flags = parseFlags(args, { size: { type: "string" }, keep: { type: "boolean" } });
   if (flags.positionals.length > 0) throw new UsageError(`Unexpected argument; usage: ${USAGE}`);
   const sizeBytes = sizeFlag(flags, "size") ?? DEFAULT_DEMO.sizeBytes;
-  if (sizeBytes < MIN_PART_BYTES * 4 || sizeBytes > MAX_DEMO_BYTES) {
-    throw new UsageError(`--size must be 16KiB..256MiB, got ${sizeBytes} bytes`);
+  // Smaller files are fetched before the tour can kill an instance mid-part or interrupt a fetch.
+  if (sizeBytes < MIN_DEMO_BYTES || sizeBytes > MAX_DEMO_BYTES) {
+    throw new UsageError(`--size must be 8MiB..256MiB, got ${sizeBytes} bytes`);
   }
   const controller = new AbortController();
   // Ctrl-C reaches the demo's children too; the demo still stops them and removes its files.

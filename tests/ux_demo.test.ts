@@ -67,3 +67,9 @@ Deno.test("demo: SIGINT mid-run stops the cluster and removes its files (exit 13
   }
   assert.deepEqual(left, [], "no process left running");
 });
+
+Deno.test("demo: a --size too small for the tour to kill and interrupt mid-fetch is refused", async () => {
+  const small = await runFts(["demo", "--size", "4MiB"]);
+  assert.equal(small.code, 2, small.stderr);
+  assert.match(small.stderr, /--size must be 8MiB\.\.256MiB, got 4194304 bytes/);
+});

@@ -168,7 +168,11 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     paint("fts demo", "bold", color) +
       ": a cluster on this machine, clients fetching while instances die, and a resume.",
   );
-  say(`   (working in ${work}, ports ${basePort}-${lastPort}; all of it is removed at the end)`);
+  say(
+    `   (working in ${work}, ports ${basePort}-${lastPort}; ${
+      options.keep ? "kept at the end (--keep)" : "all of it is removed at the end"
+    })`,
+  );
   try {
     // 1. The sample file.
     step(1, `A sample file: ${formatBytes(options.sizeBytes)} of random bytes`);
@@ -421,7 +425,9 @@ async function _waitForVerified(
     const state = await loadFetchState(statePath).catch(() => undefined);
     const count = state?.verified.count() ?? 0;
     if (count >= parts) return count;
-    if (fetch.exited) throw new Error("The fetch to interrupt finished before it could be");
+    if (fetch.exited) {
+      throw new Error("The fetch to interrupt finished before it could be interrupted");
+    }
     await _sleep(100, signal);
   }
   throw new Error(`The fetch to interrupt did not verify ${parts} parts in time`);
