@@ -23,7 +23,12 @@ import {
   loadConfig,
   resolveDataDir,
 } from "../lib/state/config.ts";
-import { markedEtcdCluster, markEtcdHost, refuseEtcdHost } from "../lib/state/manifest_guard.ts";
+import {
+  markedEtcdCluster,
+  markEtcdHost,
+  readEtcdHostMark,
+  refuseEtcdHost,
+} from "../lib/state/manifest_guard.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
 import { Supervisor } from "../lib/ops/cluster.ts";
@@ -287,6 +292,7 @@ async function _joinEtcd(
   const made = !(await exists(dir));
   try {
     await Deno.mkdir(dir, { recursive: true });
+    await _refuseLostCluster(dir, cluster, etcd);
     const operator = await loadOrCreateIdentity(operatorIdentityPath(dir));
     const settings = await cluster.ensureSettings(
       {
@@ -302,7 +308,7 @@ async function _joinEtcd(
       await changeEtcdWriters(cluster.etcd, cluster.keys, { type: "host", key: operator.owner });
     }
     // Marked, so that a command given this directory without --etcd is told to pass it.
-    await markEtcdHost(dir, etcd.cluster, etcd.endpoints);
+    await markEtcdHost(dir, etcd.cluster, etcd.endpoints, settings.clusterId);
     if (settings.operatorKey !== operator.owner) {
       console.log(
         `fts cluster: the operator key is another host's: to preload from this host, copy that ` +
@@ -326,6 +332,36 @@ async function _joinEtcd(
     if (made) await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw error;
   }
+}
+
+/**
+ * Refuses a host directory of a cluster that this etcd does not hold as the
+ * one the directory was marked for: etcd wiped or restored from an old
+ * backup, or --etcd naming another etcd. Going on would create a new, empty
+ * cluster of that name, and every part in the directory would count as
+ * unused there (deleted by the first healing run once old enough).
+ */
+async function _refuseLostCluster(
+  dir: string,
+  cluster: EtcdCluster,
+  etcd: { endpoints: string[]; cluster: string },
+): Promise<void> {
+  const mark = readEtcdHostMark(dir);
+  if (mark?.cluster !== etcd.cluster) return;
+  const settings = await cluster.settings();
+  if (settings !== undefined && (!mark.clusterId || settings.clusterId === mark.clusterId)) return;
+  const was = mark.clusterId ? ` (id ${mark.clusterId})` : "";
+  const now = settings === undefined
+    ? "which etcd at " + etcd.endpoints.join(",") + " does not hold"
+    : `but etcd at ${
+      etcd.endpoints.join(",")
+    } holds another cluster of that name (id ${settings.clusterId})`;
+  throw new UsageError(
+    `${dir} is a host of cluster "${etcd.cluster}"${was}, ${now}: a wiped or restored etcd, ` +
+      `or another one. Starting would make a new, empty cluster, and every part in ${dir} would ` +
+      `count as unused; point --etcd at the etcd that holds the cluster (or restore it), or give ` +
+      `a new cluster another --data`,
+  );
 }
 
 /**

@@ -119,6 +119,30 @@ Deno.test({
         const unknown = await runFts(["ls", ...other]);
         assert.notEqual(unknown.code, 0, 'a refused start recorded cluster "other" in etcd');
       }
+      // The same directory and name against an etcd that does not hold that cluster (wiped,
+      // restored from an old backup, or another etcd): refused, not made a new, empty cluster
+      // in which every part here would count as unused.
+      const hostParts = await storedPartNames(join(dir, "host1"));
+      const otherEtcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
+      try {
+        const elsewhere = ["--etcd", otherEtcd.endpoints, "--cluster", "operator"];
+        const start = ["cluster", ...elsewhere, "--host", "127.0.0.3", ...data(1), "--plain"];
+        const lost = await runFts(start);
+        assert.equal(lost.code, 2, lost.stderr);
+        assert.match(lost.stderr, /is a host of cluster "operator" \(id [\w-]+\), which etcd at/);
+        assert.notEqual((await runFts(["ls", ...elsewhere])).code, 0, "a new cluster was made");
+        // A new cluster of that name there is another cluster: refused too.
+        const newcomer = await startLoopbackHost(5, { flags: elsewhere, dir, extra: [] });
+        newcomer.kill("SIGTERM");
+        await newcomer.status;
+        const another = await runFts(start);
+        assert.equal(another.code, 2, another.stderr);
+        assert.match(another.stderr, /holds another cluster of that name/);
+        assert.equal(await mark(), marked);
+        assert.deepEqual(await storedPartNames(join(dir, "host1")), hostParts);
+      } finally {
+        await otherEtcd.stop();
+      }
     } finally {
       for (const host of hosts) {
         host.kill("SIGTERM");

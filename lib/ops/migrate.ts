@@ -207,7 +207,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
         );
       }
       // Marked before the manifest goes: a command without --etcd is then told to pass it.
-      await markEtcdHost(dir, options.cluster, [...options.endpoints]);
+      await markEtcdHost(dir, options.cluster, [...options.endpoints], settings.clusterId);
       const movedAside: string[] = [];
       for (const path of manifestFiles) {
         if (!(await exists(path))) continue;

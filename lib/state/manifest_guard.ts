@@ -40,11 +40,11 @@ export async function markEtcdHost(
   dir: string,
   cluster: string,
   endpoints: string[],
+  /** The cluster's id in etcd (its settings' clusterId): which cluster of that name. */
+  clusterId?: string,
 ): Promise<void> {
-  await writeFileAtomic(
-    etcdHostPath(dir),
-    JSON.stringify({ format: "fts-etcd-host", version: 1, cluster, endpoints }, null, 2) + "\n",
-  );
+  const mark = { format: "fts-etcd-host", version: 1, cluster, endpoints, clusterId };
+  await writeFileAtomic(etcdHostPath(dir), JSON.stringify(mark, null, 2) + "\n");
 }
 
 /**
@@ -52,9 +52,21 @@ export async function markEtcdHost(
  * (markEtcdHost), or undefined when it is not marked or the mark says none.
  */
 export function markedEtcdCluster(dir: string): string | undefined {
+  return readEtcdHostMark(dir)?.cluster;
+}
+
+/** What markEtcdHost() wrote in `dir`, or undefined when it is not marked (or unreadable). */
+export function readEtcdHostMark(
+  dir: string,
+): { cluster?: string; clusterId?: string; endpoints?: string[] } | undefined {
   try {
     const said = JSON.parse(Deno.readTextFileSync(etcdHostPath(dir)));
-    return typeof said?.cluster === "string" ? said.cluster : undefined;
+    if (typeof said !== "object" || said === null) return undefined;
+    return {
+      ...(typeof said.cluster === "string" ? { cluster: said.cluster } : {}),
+      ...(typeof said.clusterId === "string" ? { clusterId: said.clusterId } : {}),
+      ...(Array.isArray(said.endpoints) ? { endpoints: said.endpoints.map(String) } : {}),
+    };
   } catch {
     return undefined;
   }
