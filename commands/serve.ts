@@ -123,8 +123,11 @@ export async function run(args: string[]): Promise<number> {
   const rate = limitRate !== undefined ? { limitRateBytesPerSecond: limitRate } : {};
   const storeDir = stringFlag(flags, "store");
   const store = new PartStore(storeDir ?? paths.instanceDir(localId));
-  await store.init();
-  await store.cleanStaleTemps();
+  // Made once the start cannot be refused for etcd's reasons: a refused one leaves no store.
+  const initStore = async () => {
+    await store.init();
+    await store.cleanStaleTemps();
+  };
   let id = localId;
   let leave: (() => Promise<void>) | undefined;
   let server: Server;
@@ -137,6 +140,7 @@ export async function run(args: string[]): Promise<number> {
     // The cluster id never changes: read once here, not per signed request
     // (each read would wait out etcd's timeout while etcd has no quorum).
     const { clusterId } = await cluster.requireSettings();
+    await initStore();
     const self = { id, store, clusterId, hostDir: storeDir === undefined ? dir : undefined };
     cluster.manifest.storedContentIds = true;
     server = new Server({
@@ -155,6 +159,7 @@ export async function run(args: string[]): Promise<number> {
     const zone = stringFlag(flags, "zone");
     leave = (await cluster.join({ id, address: id, domain: zone ?? host })).stop;
   } else {
+    await initStore();
     // One store for serving and for signed changes (openManifestStore keeps
     // one per directory in a process), named here so that it shows: the
     // changes read entries whose content ids are taken as stored, and

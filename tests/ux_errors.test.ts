@@ -229,6 +229,15 @@ Deno.test("--host: an address this machine lacks is refused before anything is r
     const gateway = await runFts(["gateway", "--data", data, "--port", "0", "--host", "999.1.1.1"]);
     assert.equal(gateway.code, 2, gateway.stderr);
     assert.match(gateway.stderr, /--host 999\.1\.1\.1 is not an address of this machine/);
+    // An instance refused for etcd's reasons (none answers) leaves no part store behind.
+    const store = join(work, "store");
+    const noEtcd = await runFts([
+      "serve",
+      ...["--etcd", "http://127.0.0.1:9", "--host", "127.0.0.2", "--port", "0", "--store", store],
+    ]);
+    assert.equal(noEtcd.code, 1, noEtcd.stderr);
+    assert.match(noEtcd.stderr, /etcd is unavailable/);
+    assert.equal(await Deno.stat(store).catch(() => undefined), undefined, "a store was made");
     // A port taken is a failure (exit 1), as for serve and cluster, not bad usage.
     const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     try {
