@@ -228,7 +228,8 @@ export function snapshotEvents(
   const files = new Map(starting ? [] : previous.files.map((f) => [f.name, f]));
   for (const f of next.files) {
     const then = files.get(f.name);
-    if (!then || then.health === f.health || f.health === "unknown") continue;
+    // Unknown on either side (no instance answered): no change to tell, only a new start.
+    if (!then || then.health === f.health || [then.health, f.health].includes("unknown")) continue;
     if (f.health === "healthy") {
       say(
         "good",
