@@ -1,4 +1,4 @@
-import { checkHostAddress } from "../lib/etcd/host_address.ts";
+import { checkLocalAddress } from "../lib/etcd/host_address.ts";
 import { resolve } from "../lib/base/paths.ts";
 import { onParentGone, onStopSignal } from "../lib/base/stop_signal.ts";
 import { formatBytes, plural } from "../lib/base/units.ts";
@@ -58,8 +58,8 @@ export async function run(args: string[]): Promise<number> {
   const etcd = etcdTarget(flags);
   const port = intFlag(flags, "port", 0, 65535) ?? DEFAULT_GATEWAY_PORT;
   const hostname = stringFlag(flags, "host") ?? "127.0.0.1";
-  // An address of this machine; the wildcard (every address) is fine for a gateway.
-  if (hostname !== "0.0.0.0") checkHostAddress(hostname);
+  // An address of this machine (IPv6 and wildcards too: clients dial the gateway's URL).
+  checkLocalAddress(hostname);
   const mirrors = listFlag(flags, "mirror").map((url) => _checkUrl(url, "--mirror"));
   const publicUrl = stringFlag(flags, "public-url");
   if (publicUrl !== undefined) _checkUrl(publicUrl, "--public-url");

@@ -326,6 +326,10 @@ Deno.test("cli: cluster stops every instance on SIGTERM and leaves no process be
   const stale = await cluster.fts(["status"]);
   assert.equal(stale.code, 1, stale.stdout + stale.stderr);
   assert.match(stale.stderr, /No instance of the cluster answers .*: is it running\?/);
+  // With no lock file at all (a supervisor makes it before it records itself): the same.
+  await Deno.remove(join(cluster.dir, "run", "supervisor.lock"));
+  const unlocked = await cluster.fts(["status"]);
+  assert.match(unlocked.stderr, /No instance of the cluster answers .*: is it running\?/);
   const again = new FtsProcess(["cluster", "--data", cluster.dir, "--plain"]);
   await again.waitFor(/ready/);
   again.kill("SIGTERM");

@@ -8,6 +8,7 @@ import {
   assertSameFile,
   DENO,
   freePortRange,
+  FtsProcess,
   MAIN,
   runFts,
   startCluster,
@@ -161,6 +162,10 @@ Deno.test("commands that take no argument refuse one, before acting: repair dry-
         /holds a single-host cluster, but FTS_ETCD \(http:\/\/127\.0\.0\.1:9\)/,
       );
     }
+    // FTS_DATA naming a file: the message names FTS_DATA, not a --data nobody gave.
+    const fromEnv = await runFts(["ls"], { env: { FTS_DATA: file } });
+    assert.equal(fromEnv.code, 2, fromEnv.stderr);
+    assert.match(fromEnv.stderr, /^fts ls: FTS_DATA .*x\.bin is not a directory/);
     // --data naming a file: one line saying so, for every command (not a raw lstat error).
     for (const command of [["cluster"], ["preload", file]]) {
       const onFile = await runFts([...command, "--data", file]);
@@ -229,6 +234,16 @@ Deno.test("--host: an address this machine lacks is refused before anything is r
     const gateway = await runFts(["gateway", "--data", data, "--port", "0", "--host", "999.1.1.1"]);
     assert.equal(gateway.code, 2, gateway.stderr);
     assert.match(gateway.stderr, /--host 999\.1\.1\.1 is not an address of this machine/);
+    // A gateway is only a listener: IPv6 (where this machine has it) is fine for one.
+    if (_listens("::1")) {
+      const six = new FtsProcess(["gateway", "--data", data, "--port", "0", "--host", "::1"]);
+      try {
+        await six.waitFor(/ready: http:\/\/\[::1\]:\d+\//);
+      } finally {
+        six.kill("SIGTERM");
+        await six.status;
+      }
+    }
     // An instance refused for etcd's reasons (none answers) leaves no part store behind.
     const store = join(work, "store");
     const noEtcd = await runFts([
@@ -461,3 +476,13 @@ Deno.test({
     }
   },
 });
+
+/** Whether this machine can listen on `hostname` (IPv6 may be off). */
+function _listens(hostname: string): boolean {
+  try {
+    Deno.listen({ hostname, port: 0 }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -24,13 +24,23 @@ export function checkHostAddress(host: string): void {
         `ADDR:PORT): give an IPv4 address of this machine, or a name that resolves to one`,
     );
   }
+  checkLocalAddress(host);
+}
+
+/**
+ * Throws a UsageError unless something can listen on `host` here: an address
+ * of this machine (IPv4 or IPv6, or a wildcard), or a name resolving to one.
+ * What a listener alone needs (the gateway); checkHostAddress() also wants
+ * an address others can dial and that an instance id can hold.
+ */
+export function checkLocalAddress(host: string): void {
   try {
     Deno.listen({ hostname: host, port: 0 }).close();
   } catch (cause) {
     if (cause instanceof Deno.errors.PermissionDenied) throw cause;
     // AddrNotAvailable, or a name that does not resolve or is no name at all.
     const why = cause instanceof Deno.errors.AddrNotAvailable
-      ? "its instances could not listen there"
+      ? "nothing can listen there"
       : `it does not resolve (${(cause as Error).message})`;
     throw new UsageError(`--host ${host} is not an address of this machine: ${why}`, { cause });
   }

@@ -72,7 +72,12 @@ export function resolveDataDir(flag: string | undefined): string {
     // Not there yet (made on first use), or not to be looked at: the command says.
   }
   if (info && !info.isDirectory) {
-    throw new UsageError(`--data ${dir} is not a directory: give the cluster's data directory`);
+    const source = flag !== undefined
+      ? "--data"
+      : chosen === env
+      ? "FTS_DATA"
+      : "The data directory";
+    throw new UsageError(`${source} ${dir} is not a directory: give the cluster's data directory`);
   }
   return dir;
 }
