@@ -187,6 +187,7 @@ async function _preloadOverNetwork(
         name,
         size: result.size,
         parts: result.parts,
+        partSize: result.partSize,
         replicas: result.replicas,
         elapsedMs: Math.round(result.elapsedMs),
       }));

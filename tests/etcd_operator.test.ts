@@ -66,6 +66,8 @@ Deno.test({
       // --json over the network too: one object a file.
       const said = JSON.parse(preloaded.stdout);
       assert.deepEqual([said.ok, said.name, said.size, said.replicas], [true, "p.bin", 5000, 2]);
+      // The same fields as a local preload's, partSize too.
+      assert.ok(Number.isInteger(said.partSize) && said.partSize > 0, preloaded.stdout);
       // Without --etcd, a host's directory is not a cluster of its own with no files.
       const stored = async () => (await storedPartNames(dir)).join();
       const before = await stored();

@@ -171,7 +171,8 @@ export function assertWithinQuota(
  */
 export const UNPUBLISHED_QUOTA_REMEDY =
   "those are parts of uploads that did not finish; ask the operator to delete them " +
-  "(fts repair --unused-after 1m) or to raise the quota (fts writers quota KEY SIZE)";
+  "(fts repair --unused-after 1h, for those stored an hour ago or more) or to raise the quota " +
+  "(fts writers quota KEY SIZE)";
 
 /** The JSON text of a policy, as kept on disk and in etcd. */
 export function encodePolicy(policy: WritersPolicy): string {

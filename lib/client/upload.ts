@@ -176,7 +176,6 @@ class _Uploader {
     // Checked again before publishing: a file changed meanwhile is never published.
     const stamp = await stampSource(options.path).catch(asUploadError);
     const size = stamp.size;
-
     // Step 1: the layout, and an early word on the name and the quota (the server decides for good).
     const from = await this.#locate();
     // Before a byte is sent: the publish would refuse it after every copy was stored.
@@ -245,6 +244,7 @@ class _Uploader {
           generation: Number(reply.generation ?? 0),
           unchanged: reply.unchanged === true,
           replicas,
+          partSize,
         };
       } catch (error) {
         if (!(error instanceof ProtocolError)) throw error;

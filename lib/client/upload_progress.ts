@@ -40,4 +40,6 @@ export interface UploadResult extends UploadProgress {
   /** True when the cluster already had this exact file under this name, from you. */
   unchanged: boolean;
   replicas: number;
+  /** The part size the file was split into (the cluster's, for new files). */
+  partSize: number;
 }
