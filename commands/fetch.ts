@@ -144,7 +144,7 @@ export async function run(args: string[]): Promise<number> {
   };
   if (selection) {
     const files = intFlag(flags, "files", 1, MAX_BATCH_FILES);
-    return await runBatch(selection, { ...common, files }, progress);
+    return await runBatch(selection, { ...common, files }, progress, json);
   }
 
   const controller = new AbortController();

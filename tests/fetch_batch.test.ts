@@ -166,6 +166,10 @@ Deno.test("fetch --all: an instance killed mid-batch; every one of 300 small fil
     assert.ok(summary.failovers > 0, `${summary.failovers} failovers`);
     assert.deepEqual(await _listDir(dest), names);
     await _assertAllSame(cluster, dest, names);
+    // --quiet drops progress and text, not the JSON document --json asks for.
+    const quiet = await cluster.fts(["fetch", "--all", dest, "--json", "--quiet"]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(JSON.parse(quiet.stdout).filesFetched, names.length);
   } finally {
     await cluster.stop();
   }

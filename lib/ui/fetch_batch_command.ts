@@ -76,9 +76,10 @@ export async function runBatch(
   selection: BatchSelection,
   options: BatchRunOptions,
   progress: Progress,
+  /** --json: the result as one JSON document (with --quiet too, which only drops progress). */
+  json = progress.mode === "json",
 ): Promise<number> {
   const { names, listedBytes } = await _names(selection, options);
-  const json = progress.mode === "json";
   if (names.length === 0) {
     if (json) console.log(JSON.stringify({ ok: true, files: [] }));
     else if (progress.mode !== "quiet") {
