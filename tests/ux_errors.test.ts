@@ -430,6 +430,47 @@ async function _canMountTmpfs(): Promise<boolean> {
 
 Deno.test({
   name:
+    "fetch --all: destination disk full: the batch stops there, a line per file under way, not one per file",
+  ignore: await unusableTool("unshare", _canMountTmpfs, "no user namespace may mount a tmpfs"),
+  fn: async () => {
+    const files: Record<string, number> = {};
+    for (let i = 0; i < 60; i++) files[`f${String(i).padStart(2, "0")}.bin`] = 60_000;
+    const cluster = await startCluster({ servers: 3, replicas: 2, files });
+    try {
+      const disk = join(cluster.work, "small-disk");
+      await Deno.mkdir(disk);
+      // 3.6 MB of files onto a 1 MiB disk, 4 files at a time.
+      const fetch =
+        `"${DENO}" run -A --quiet "${MAIN}" fetch --all "$1" --files 4 --json --data "${cluster.dir}"`;
+      const script = [`mount -t tmpfs -o size=1m tmpfs "$1"`, `${fetch}; echo "code=$?" >&2`]
+        .join("\n");
+      const output = await new Deno.Command("unshare", {
+        args: ["-rm", "sh", "-c", script, "sh", disk],
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(output.stdout);
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.match(stderr, /code=1/, stderr);
+      const lines = _lines(stderr).filter((l) => l.startsWith("fts fetch:"));
+      assert.ok(lines.length >= 1 && lines.length <= 4, stderr);
+      assert.match(lines[0]!, /is full/);
+      const report = JSON.parse(stdout);
+      assert.equal(report.filesFetched + report.filesFailed, 60);
+      assert.ok(report.filesFailed > 40, stdout);
+      const skipped = report.files.filter((f: { error?: string }) =>
+        /^not fetched: /.test(f.error ?? "")
+      );
+      assert.ok(skipped.length > 30, stdout);
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "fetch: destination disk full (ENOSPC): says so in one line; freeing space and rerunning resumes",
   ignore: await unusableTool("unshare", _canMountTmpfs, "no user namespace may mount a tmpfs"),
   fn: async () => {

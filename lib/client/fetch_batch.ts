@@ -22,6 +22,7 @@ import {
 } from "./fetch.ts";
 import { addressResolver, locateFile, type LocateOptions } from "./locate.ts";
 import { HASH_HERE_MAX_BYTES } from "./fetch_parts.ts";
+import { FetchError } from "./fetch_error.ts";
 import { isSmallFile } from "./fetch_small.ts";
 import { helperPath, PARTIAL_SUFFIX, STATE_SUFFIX } from "./helper_paths.ts";
 import { MemoryPartSink } from "./memory_part_sink.ts";
@@ -185,14 +186,17 @@ export async function fetchBatch(
     } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason;
       done({ name, ok: false, error }, last);
+      // The destination's disk is full: every file after would fail the same way.
+      if (_diskFull(error)) diskFull ??= error;
     } finally {
       if (received) ahead?.giveBack(index);
     }
   };
 
   let next = 0;
+  let diskFull: unknown;
   const worker = async () => {
-    while (next < options.names.length && !options.signal?.aborted) {
+    while (next < options.names.length && !options.signal?.aborted && diskFull === undefined) {
       await fetchOne(next++);
     }
   };
@@ -203,6 +207,14 @@ export async function fetchBatch(
     );
     options.signal?.throwIfAborted();
     for (const outcome of settled) if (outcome.status === "rejected") throw outcome.reason;
+    // Not tried once the disk filled: failed, as the one line already said why (no line each).
+    for (const name of options.names.slice(next)) {
+      const error = new FetchError(`not fetched: ${(diskFull as Error).message}`, [], {
+        cause: diskFull,
+      });
+      outcomes.push({ name, ok: false, error });
+      finished.filesFailed++;
+    }
   } finally {
     stopTicker();
     hashes.close();
@@ -555,4 +567,13 @@ async function _locate(
     }
   }
   return await locateFile(name, servers, connect);
+}
+
+/** Whether `error` (down its causes) says the destination's disk is full. */
+function _diskFull(error: unknown): boolean {
+  for (let at = error, depth = 0; at instanceof Error && depth < 8; at = at.cause, depth++) {
+    const code = (at as { code?: unknown }).code;
+    if (code === "ENOSPC" || code === "EDQUOT") return true;
+  }
+  return false;
 }
