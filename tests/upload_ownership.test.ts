@@ -155,6 +155,19 @@ Deno.test("rm/mv: only the owner may; replayed, tampered and stale signed reques
       assert.equal(rmOp.code, 0, rmOp.stderr);
       const both = await cluster.fts(["rm", "b.bin", "--operator", "--identity", alice.path]);
       assert.equal(both.code, 2);
+      // A file uploaded with --operator is the operator's too: preload --replace may replace it.
+      const up = await cluster.fts(["upload", join(src, "a.bin"), "--as", "up.bin", "--operator"]);
+      assert.equal(up.code, 0, up.stderr);
+      const replaced = await cluster.fts([
+        "preload",
+        join(src, "a.bin"),
+        "--as",
+        "up.bin",
+        "--replace",
+      ]);
+      assert.equal(replaced.code, 0, replaced.stderr);
+      const ls = JSON.parse((await cluster.fts(["ls", "up.bin", "--json"])).stdout);
+      assert.equal(ls.owner, "operator");
     });
 
     const aliceId = (await loadIdentity(alice.path)) as Identity;

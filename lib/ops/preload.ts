@@ -3,6 +3,7 @@
  * storage of its R instances in the data directory (the instances may be up or
  * down), then publish all the files in the manifest in one change.
  */
+import { readIdentityOwner } from "../auth/identity.ts";
 import { createHash } from "node:crypto";
 import { checkSource } from "../base/source_file.ts";
 import { type ClusterConfig, dataPaths, instanceIds } from "../state/config.ts";
@@ -17,9 +18,13 @@ import { Xxh128 } from "../hash/xxh128.ts";
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 
-/** Throws when `--replace` would replace a file the operator does not own: no superuser. */
-function _refuseOthers(name: string, owner: string | undefined): void {
-  if (owner === undefined || owner === OPERATOR_OWNER) return;
+/**
+ * Throws when `--replace` would replace a file the operator does not own: no
+ * superuser. The operator's files are those preload stored (OPERATOR_OWNER)
+ * and those uploaded with --operator (its key, `operatorKey`).
+ */
+function _refuseOthers(name: string, owner: string | undefined, operatorKey?: string): void {
+  if (owner === undefined || owner === OPERATOR_OWNER || owner === operatorKey) return;
   throw new Error(
     `${JSON.stringify(name)} belongs to ${owner}, not the operator: preload --replace replaces ` +
       `only the operator's files (there is no superuser); its owner can rm or replace it`,
@@ -141,13 +146,14 @@ export async function preloadFiles(
   await requireManifestIfParts(dir, () => storesOnHost(dir));
   const store = openManifestStore(dir);
   const names = jobs.map((job) => job.name);
+  const operatorKey = await readIdentityOwner(dataPaths(dir).operatorIdentity);
   // Fail before the work, and again in the change below (another preload may race us).
   for (const [index, job] of jobs.entries()) {
     const again = names.indexOf(job.name) !== index;
     if (!job.replace && again) throw new NameTakenError(job.name, true);
     const existing = await store.get(job.name);
     if (!job.replace && existing) throw new NameTakenError(job.name);
-    _refuseOthers(job.name, existing?.entry.owner);
+    _refuseOthers(job.name, existing?.entry.owner, operatorKey);
   }
   const paths = dataPaths(dir);
   const stores = new Map(
@@ -176,7 +182,7 @@ export async function preloadFiles(
             if (current.has(entry.name) && !jobs[job]!.replace) {
               throw new NameTakenError(entry.name);
             }
-            _refuseOthers(entry.name, current.get(entry.name)?.entry.owner);
+            _refuseOthers(entry.name, current.get(entry.name)?.entry.owner, operatorKey);
             for (const [index, part] of entry.parts.entries()) {
               for (const id of part.replicas) {
                 if ((await stores.get(id)!.sizeOf(part.digest)) !== part.size) {
