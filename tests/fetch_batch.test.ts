@@ -260,3 +260,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test("fetch --all: a stalled instance is passed over by every file after the first ones that met it (R=2)", async () => {
+  const files = _smallFiles(60, "s");
+  const cluster = await startCluster({ servers: 3, replicas: 2, partSize: "64KiB", files });
+  const stalled = Number(
+    await Deno.readTextFile(join(cluster.dir, "run", `${cluster.ports[0]}.pid`)),
+  );
+  try {
+    Deno.kill(stalled, "SIGSTOP");
+    const dest = await newDest(cluster);
+    const all = await cluster.fts(
+      ["fetch", "--all", dest, "--files", "4", "--timeout", "500ms", "--json"],
+    );
+    assert.equal(all.code, 0, all.stderr);
+    const report = JSON.parse(all.stdout);
+    // The files under way when it stalled may fail over; every later file avoids it. With a
+    // reader per file, each learned it anew: a third of the files failed over, a timeout each.
+    const metIt = report.files.filter((f: { failovers: number }) => f.failovers > 0);
+    assert.ok(metIt.length <= 4, `${metIt.length} files failed over`);
+    const names = Object.keys(files).sort();
+    assert.deepEqual(await _listDir(dest), names);
+    await _assertAllSame(cluster, dest, names);
+  } finally {
+    Deno.kill(stalled, "SIGCONT");
+    await cluster.stop();
+  }
+});

@@ -35,7 +35,7 @@ import {
   loadFetchState,
 } from "./fetch_state.ts";
 import { addressResolver, explainChange, locateFile, type LocateOptions } from "./locate.ts";
-import { PartReader, type PartReadEvent } from "./part_reader.ts";
+import { PartReader, type PartReaderOptions, type PartReadEvent } from "./part_reader.ts";
 import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import {
@@ -87,6 +87,7 @@ export interface SharedFetch {
   pool: PeerPool;
   located?: FileInfo & { from: string };
   limiter?: RateLimiter | undefined;
+  cooldown?: PartReaderOptions["cooldown"];
   /** The names the destination directory held when the batch started (see fetch_small.ts). */
   present?: ReadonlySet<string> | undefined;
   /** The one part of the `located` small file, received ahead by a batch and verified. */
@@ -258,7 +259,6 @@ class _Fetcher {
     const entry = info.entry;
     this.#emit({ type: "entry", entry, from: info.from });
     Object.assign(this.#progress, { size: entry.size, parts: entry.parts.length });
-
     // A batch that listed the directory as it started knows it is one.
     if (options.shared?.present === undefined) checkDestDir(options.destDir);
     const finalPath = join(options.destDir, entry.name);
@@ -275,6 +275,7 @@ class _Fetcher {
         : options.limitRateBytesPerSecond
         ? new RateLimiter(options.limitRateBytesPerSecond)
         : undefined,
+      cooldown: options.shared?.cooldown,
       signal: options.signal,
       tls: options.tls,
       counters: this.#progress,

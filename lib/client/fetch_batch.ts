@@ -34,6 +34,7 @@ import {
 } from "./part_reader.ts";
 import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo, type Peer } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
+import { ServerCooldown } from "./server_cooldown.ts";
 import { ProtocolError } from "../wire/errors.ts";
 
 /**
@@ -111,6 +112,8 @@ export async function fetchBatch(
   const limiter = options.limitRateBytesPerSecond
     ? new RateLimiter(options.limitRateBytesPerSecond)
     : undefined;
+  // One for every file's reads: a stalled instance costs the batch one timeout, not one a file.
+  const cooldown = new ServerCooldown();
   const finished: BatchProgress = {
     files: options.names.length,
     filesFetched: 0,
@@ -129,6 +132,7 @@ export async function fetchBatch(
     present,
     pool,
     limiter,
+    cooldown,
     signal: options.signal,
     tls: options.tls,
     onEvent: (event, part) => options.onEvent?.(part.fileName, event),
@@ -174,7 +178,7 @@ export async function fetchBatch(
         {
           ...options,
           name,
-          shared: { hashes, pool, located, limiter, present, received },
+          shared: { hashes, pool, located, limiter, cooldown, present, received },
           onEvent: (event) => options.onEvent?.(name, event),
         },
         (p) => {
@@ -475,6 +479,7 @@ class _ReadAhead {
         pool: this.#options.pool,
         addressOf: addressResolver({ ...info, instances: this.#instances }),
         limiter: this.#options.limiter,
+        cooldown: this.#options.cooldown,
         signal,
         tls: this.#options.tls,
         counters: this.counters,
@@ -540,6 +545,7 @@ interface _ReadAheadOptions {
   present: ReadonlySet<string>;
   pool: PeerPool;
   limiter: RateLimiter | undefined;
+  cooldown: ServerCooldown;
   signal: AbortSignal | undefined;
   tls: FetchOptions["tls"];
   onEvent: (event: PartReadEvent, part: PartToRead) => void;
