@@ -287,3 +287,41 @@ Deno.test("fetch --all: a stalled instance is passed over by every file after th
     await cluster.stop();
   }
 });
+
+Deno.test("fetch --all: a file its owner replaces before its turn comes is fetched as it is now", async () => {
+  const MiB = 1024 * KIB;
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    partSize: "256KiB",
+    files: { "a.bin": 2 * MiB, "b.bin": 2 * MiB, "c.bin": 2 * MiB },
+  });
+  try {
+    const dest = await newDest(cluster);
+    const fresh = join(cluster.work, "c-new.bin");
+    await writeRandomFile(fresh, 1 * MiB, 77);
+    // One file at a time, slowly: every entry is looked up ahead, before c.bin is replaced.
+    const fetch = cluster.spawnFetch("--all", dest, [
+      "--files",
+      "1",
+      "--limit-rate",
+      "2MiB",
+      "--json",
+    ]);
+    // a.bin is under way (its partial file or itself is there): c.bin's entry is old now.
+    const started = () => [...Deno.readDirSync(dest)].some((e) => e.name.startsWith("a.bin"));
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline && !started();) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const replaced = await cluster.fts(
+      ["upload", fresh, "--as", "c.bin", "--replace", "--operator"],
+    );
+    assert.equal(replaced.code, 0, replaced.stderr);
+    const result = await fetch.result();
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(result.stdout).filesFetched, 3);
+    await assertSameFile(join(dest, "c.bin"), fresh);
+  } finally {
+    await cluster.stop();
+  }
+});

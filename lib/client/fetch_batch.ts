@@ -169,23 +169,27 @@ export async function fetchBatch(
       const found = await lookups.entryAt(index);
       const bytes = found && await ahead?.take(index, found);
       received = bytes && { bytes, onUsed: () => ahead!.bytesUsed += bytes.length };
-      const located = found ??
-        await _locate(name, options.servers, pool, {
-          ...connect,
-          startCommand: options.startCommand,
-        });
-      const result = await fetchFile(
-        {
-          ...options,
-          name,
-          shared: { hashes, pool, located, limiter, cooldown, present, received },
-          onEvent: (event) => options.onEvent?.(name, event),
-        },
-        (p) => {
-          last = p;
-          running.set(name, p);
-        },
-      );
+      const locate = () =>
+        _locate(name, options.servers, pool, { ...connect, startCommand: options.startCommand });
+      const fetchAt = (located: FileInfo & { from: string }, early = received) =>
+        fetchFile(
+          {
+            ...options,
+            name,
+            shared: { hashes, pool, located, limiter, cooldown, present, received: early },
+            onEvent: (event) => options.onEvent?.(name, event),
+          },
+          (p) => {
+            last = p;
+            running.set(name, p);
+          },
+        );
+      const result = await fetchAt(found ?? await locate()).catch(async (error) => {
+        // An entry looked up ahead (minutes ago, in a batch of large files) that its owner
+        // replaced or removed since: the file as it is now, or "no such file".
+        if (!(found && error instanceof FetchError && error.changed)) throw error;
+        return await fetchAt(await locate(), undefined);
+      });
       done({ name, ok: true, result }, result);
     } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason;

@@ -7,9 +7,16 @@
 /** A fetch that could not complete; the destination stays resumable. */
 export class FetchError extends Error {
   readonly failedParts: number[];
-  constructor(message: string, failedParts: number[], options?: ErrorOptions) {
+  /** Set when the file was removed (or renamed) or replaced by its owner as it was fetched. */
+  readonly changed: "removed" | "replaced" | undefined;
+  constructor(
+    message: string,
+    failedParts: number[],
+    options?: ErrorOptions & { changed?: "removed" | "replaced" },
+  ) {
     super(message, options);
     this.name = "FetchError";
     this.failedParts = failedParts;
+    this.changed = options?.changed;
   }
 }

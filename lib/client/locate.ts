@@ -149,13 +149,13 @@ export async function explainChange(
       `${name} was removed or renamed while it was being fetched` +
         (dropped ? "; its partial download was removed" : ""),
       error.failedParts,
-      { cause: error },
+      { cause: error, changed: "removed" },
     );
   }
   if (now.contentId === entry.contentId) return error;
   return new FetchError(
     `${name} changed while it was being fetched (its owner replaced it); run the same command again to fetch the new content`,
     error.failedParts,
-    { cause: error },
+    { cause: error, changed: "replaced" },
   );
 }
