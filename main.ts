@@ -4,6 +4,7 @@
  */
 import { closestMatch } from "./lib/base/closest_match.ts";
 import { type Command, runCommand } from "./lib/ui/run_command.ts";
+import { keepHangupIgnored } from "./lib/base/stop_signal.ts";
 
 export const VERSION = "0.1.0";
 
@@ -133,5 +134,7 @@ if (import.meta.main) {
   // decided as Deno started: deno.json's tasks and the ./fts launcher set it
   // first (tests/off_machine.test.ts).
   Deno.env.set("DENO_NO_UPDATE_CHECK", "1");
+  // Started by nohup: the cluster must outlive the terminal, as nohup asks.
+  keepHangupIgnored();
   Deno.exit(await main(Deno.args));
 }

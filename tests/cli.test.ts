@@ -368,6 +368,28 @@ Deno.test("cli: instances and the --http gateway exit when their supervisor is S
   await cluster.stop();
 });
 
+Deno.test("cli: SIGHUP (a closed terminal) stops a cluster cleanly, unless started with it ignored (nohup)", async () => {
+  const cluster = await startCluster({ servers: 2, replicas: 1 });
+  try {
+    cluster.supervisor.kill("SIGHUP");
+    const result = await cluster.supervisor.result();
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /all instances stopped/);
+    // As nohup starts it: SIGHUP ignored from the start, and so it stays.
+    const nohup = new FtsProcess(["cluster", "--data", cluster.dir, "--plain"], {
+      prefix: ["sh", "-c", 'trap "" HUP; exec "$@"', "sh"],
+    });
+    await nohup.waitFor(/ready/);
+    nohup.kill("SIGHUP");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await cluster.fts(["status"])).code, 0, "the cluster stopped on SIGHUP");
+    nohup.kill("SIGTERM");
+    assert.equal((await nohup.result()).code, 0);
+  } finally {
+    await cluster.stop();
+  }
+});
+
 Deno.test("cli: a cluster started right after its supervisor was SIGKILLed waits for the orphans to exit", async () => {
   const cluster = await startCluster({ servers: 3, replicas: 2 });
   cluster.supervisor.kill("SIGKILL");
