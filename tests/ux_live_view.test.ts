@@ -263,6 +263,13 @@ Deno.test("renderLiveView() fits any terminal, keeps trouble in view, and paints
     for (const line of lines) assert.ok(line.length <= size.columns, `too wide: ${line}`);
     assert.ok(lines.every((line) => !line.includes("\x1b")), "no escape codes without colour");
   }
+  // However short the terminal, the prompt stays at the bottom, and no old events show.
+  for (let rows = 4; rows <= 24; rows++) {
+    const lines = renderLiveView(model, { columns: 80, rows }, false);
+    assert.ok(lines.length <= rows, `${lines.length} lines for ${rows} rows`);
+    assert.equal(lines.at(-2), "> kill 90", `${rows} rows: ${lines.join("|")}`);
+    assert.ok(!lines.some((line) => line.endsWith("event number 0")), `${rows} rows`);
+  }
   const lines = renderLiveView(model, { columns: 100, rows: 30 }, false);
   const screen = lines.join("\n");
   assert.match(screen, /instances {2}49\/50 up, 1 down, 0 busy/);

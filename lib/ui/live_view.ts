@@ -240,7 +240,8 @@ export function renderLiveView(
   const eventLines: string[] = [];
   if (room >= 1) {
     eventLines.push(paint("events", "bold", color));
-    const newest = model.events.slice(-Math.max(0, room - 1));
+    // (slice(-0) would be every event, not none.)
+    const newest = room > 1 ? model.events.slice(-(room - 1)) : [];
     for (const e of newest) {
       const style = LEVEL_STYLES[e.level];
       const text = style ? paint(e.text, style, color) : e.text;
@@ -248,5 +249,8 @@ export function renderLiveView(
     }
     while (eventLines.length < room) eventLines.push("");
   }
-  return [...top, ...fileLines, ...eventLines, ...bottom].slice(0, rows).map(fit);
+  // What does not fit goes from above the prompt: typing must never be blind.
+  const body = [...top, ...fileLines, ...eventLines].slice(0, Math.max(0, rows - bottom.length));
+  const lines = [...body, ...bottom];
+  return lines.slice(Math.max(0, lines.length - rows)).map(fit);
 }
