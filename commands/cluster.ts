@@ -425,22 +425,33 @@ async function _commandLoop(supervisor: Supervisor, quit: () => void): Promise<v
 
 /** One line of the interactive loop (or the live view's command line); prints its outcome. */
 async function _runCommand(line: string, supervisor: Supervisor, quit: () => void): Promise<void> {
-  const [word, arg] = line.split(/\s+/);
-  try {
-    if (!word) return;
-    if (word === "quit" || word === "exit") return quit();
-    if (word === "status") {
-      console.log(formatStatus(await clusterStatus(supervisor.dir, supervisor.config)));
-    } else if ((word === "kill" || word === "start") && arg && /^\d+$/.test(arg)) {
-      if (word === "kill") {
-        const pid = supervisor.kill(arg);
-        console.log(`killed instance ${arg} (pid ${pid})`);
-      } else {
-        await supervisor.start(arg);
-      }
-    } else {
-      console.log(`unknown command "${line}"; ${HELP_LINES}`);
+  const [word, ...args] = line.trim().split(/\s+/);
+  if (!word) return;
+  if (word === "quit" || word === "exit") return quit();
+  if (word === "kill" || word === "start") {
+    // Each port in turn, each with its own outcome: "kill 9006 9007" kills both.
+    if (args.length === 0 || !args.every((arg) => /^\d+$/.test(arg))) {
+      return console.log(`error: ${word} takes one or more PORTs (${word} 9012)`);
     }
+    for (const port of args) {
+      await _tell(async () => {
+        if (word === "start") return await supervisor.start(port);
+        console.log(`killed instance ${port} (pid ${await supervisor.kill(port)})`);
+      });
+    }
+  } else if (word === "status") {
+    await _tell(async () => {
+      console.log(formatStatus(await clusterStatus(supervisor.dir, supervisor.config)));
+    });
+  } else {
+    console.log(`unknown command "${line}"; ${HELP_LINES}`);
+  }
+}
+
+/** Runs one command of the prompt; a failure is its one "error:" line. */
+async function _tell(run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
   } catch (error) {
     console.log(`error: ${error instanceof Error ? error.message : String(error)}`);
   }

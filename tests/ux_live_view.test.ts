@@ -444,6 +444,21 @@ Deno.test({
       screen = await term.waitFor(/instances {2}4\/4 up/);
       await term.waitFor(/m\.bin healthy again/);
 
+      // Several ports at once; and a start typed right after a kill starts it once it is gone.
+      await term.type(`kill ${a} ${b}`);
+      await term.sendKeys("Enter");
+      await term.waitFor(/instances {2}2\/4 up, 2 down/);
+      await term.type(`start ${a} ${b}`);
+      await term.sendKeys("Enter");
+      await term.waitFor(/instances {2}4\/4 up/);
+      await term.type(`kill ${a}`);
+      await term.sendKeys("Enter");
+      await term.type(`start ${a}`);
+      await term.sendKeys("Enter");
+      screen = await term.waitFor(new RegExp(`> start ${a}\\n[^]*instance ${a} up \\(pid`));
+      assert.doesNotMatch(screen, /is already up/);
+      await term.waitFor(/instances {2}4\/4 up/);
+
       await term.type("status");
       await term.sendKeys("Enter");
       await term.waitFor(/instances: 4\/4 up/);

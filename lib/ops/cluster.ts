@@ -39,6 +39,8 @@ interface _Instance {
   state: InstanceState;
   child?: Deno.ChildProcess | undefined;
   pid?: number | undefined;
+  /** SIGKILLed by kill(), and not gone yet. */
+  killed?: boolean;
 }
 
 export class Supervisor {
@@ -224,11 +226,14 @@ export class Supervisor {
   async start(id: string): Promise<void> {
     const instance = this.#instances.get(id);
     if (!instance) throw new RangeError(`Instance ${id} is not part of this cluster`);
+    // Killed a moment ago (a start typed right after a kill): once it is gone.
+    if (instance.killed && instance.child) await instance.child.status;
     if (instance.state !== "down") throw new Error(`Instance ${id} is already ${instance.state}`);
     if (this.#stopping) throw new Error("The cluster is stopping");
     const pid = await livePid(this.dir, id);
     if (pid !== undefined) throw new Error(`Instance ${id} is already running (pid ${pid})`);
     instance.state = "starting";
+    instance.killed = false;
     const paths = dataPaths(this.dir);
     const { program, prefix } = await instanceCommand(paths.runDir);
     const child = new Deno.Command(program, {
@@ -331,14 +336,21 @@ export class Supervisor {
   }
 
   /** Ends one instance at once, as a crash would. */
-  kill(id: string): number {
+  /** SIGKILLs instance `id` and resolves with its pid once it is gone (and marked down). */
+  async kill(id: string): Promise<number> {
     const instance = this.#instances.get(id);
     if (!instance) throw new RangeError(`Instance ${id} is not part of this cluster`);
-    if (!instance.child || instance.state === "down") {
+    if (!instance.child || instance.state === "down" || instance.killed) {
       throw new Error(`Instance ${id} is already down`);
     }
-    instance.child.kill("SIGKILL");
-    return instance.pid!;
+    const { child } = instance;
+    const pid = instance.pid!;
+    instance.killed = true;
+    child.kill("SIGKILL");
+    // Its exit handler, registered first, marks it down before this goes on: a start
+    // typed right after finds it down, not "already up".
+    await child.status;
+    return pid;
   }
 
   /** Stops every instance and waits for them; SIGKILL for any that linger. */
