@@ -513,6 +513,8 @@ Deno.test("cli: cluster --http on an instance's port or one in use says so in it
       result.stderr,
       new RegExp(`HTTP gateway did not start on port ${http}: Port ${http} .* is in use.*--http`),
     );
+    // The cause hint once, not the gateway's and then the cluster's own.
+    assert.equal(result.stderr.split("(--verbose for the cause)").length - 1, 1, result.stderr);
     assert.deepEqual(await _processesNaming(dir), []);
   } finally {
     taken.close();

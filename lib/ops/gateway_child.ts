@@ -47,7 +47,7 @@ export async function startGatewayChild(
     // Its own last line says why (a port in use, say): part of the one line
     // printed. Its --port is the cluster's --http.
     const said = child.stderr.trim().split("\n").at(-1)?.replace(/^fts gateway: /, "")
-      .replace("--port", "--http");
+      .replace(/ \(--verbose for the cause\)$/, "").replace("--port", "--http");
     throw new Error(
       `The HTTP gateway did not start on port ${options.port}${said ? `: ${said}` : ""}`,
       { cause: error },
