@@ -42,7 +42,7 @@ import { LiveScreen } from "../lib/ui/live_screen.ts";
 import { LiveSession } from "../lib/ui/live_session.ts";
 import { clusterStatus } from "../lib/ops/status.ts";
 import { clusterTitle } from "../lib/ui/status_watch.ts";
-import { formatBytes, formatDuration } from "../lib/base/units.ts";
+import { clock, formatBytes, formatDuration } from "../lib/base/units.ts";
 import { formatRepairEvent, formatRepairSummary } from "../lib/ui/repair_format.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
 import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/wire/tls.ts";
@@ -64,8 +64,9 @@ export const EXAMPLE = [
 const HELP_LINES = "commands: kill PORT, start PORT, status, quit";
 const LIVE_HELP = "kill PORT · start PORT · status · quit   (Ctrl-C also stops every instance)";
 
+/** Now, as the local time of day (as the live view shows it). */
 function _time(): string {
-  return new Date().toISOString().slice(11, 19);
+  return clock(Date.now());
 }
 
 /** What healing did, in the cluster's output: each run's cause and outcome, and any trouble. */

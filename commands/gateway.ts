@@ -1,7 +1,7 @@
 import { checkLocalAddress } from "../lib/etcd/host_address.ts";
 import { resolve } from "../lib/base/paths.ts";
 import { onParentGone, onStopSignal } from "../lib/base/stop_signal.ts";
-import { formatBytes, plural } from "../lib/base/units.ts";
+import { clock, formatBytes, plural } from "../lib/base/units.ts";
 import {
   boolFlag,
   durationFlag,
@@ -106,7 +106,7 @@ export async function run(args: string[]): Promise<number> {
       ...(writeStallTimeoutMs !== undefined ? { writeStallTimeoutMs } : {}),
       ...(requestHeadTimeoutMs !== undefined ? { requestHeadTimeoutMs } : {}),
       log: (line) => {
-        if (!quiet) console.log(`${new Date().toISOString().slice(11, 19)} gateway: ${line}`);
+        if (!quiet) console.log(`${clock(Date.now())} gateway: ${line}`);
       },
     });
   } catch (cause) {

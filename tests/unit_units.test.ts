@@ -101,3 +101,16 @@ Deno.test("formatDuration() shows ms, seconds, minutes and hours", () => {
   assert.equal(formatDuration(2 * 3_600_000 + 7 * 60_000), "2h07m");
   assert.equal(formatDuration(Infinity), "?");
 });
+
+Deno.test("clock() shows the local time of day, as every clock fts shows (TZ respected)", async () => {
+  const units = new URL("../lib/base/units.ts", import.meta.url).href;
+  const script = `import { clock } from "${units}";` +
+    `console.log(clock(Date.parse("2026-01-01T12:00:05Z")));`;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    env: { TZ: "America/New_York", NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(new TextDecoder().decode(output.stdout).trim(), "07:00:05");
+});

@@ -15,7 +15,7 @@ import {
 import { displayWidth, padEndColumns } from "../base/display_width.ts";
 import { printable } from "../base/printable.ts";
 import { padVisible, paint, type Style, truncateVisible } from "../base/terminal.ts";
-import { formatBytes, formatDuration, plural } from "../base/units.ts";
+import { clock, formatBytes, formatDuration, plural } from "../base/units.ts";
 
 export interface LiveViewModel {
   /** The first line: what is watched ("fts cluster 127.0.0.1:9001-9050, R=5, data ..."). */
@@ -53,11 +53,7 @@ const HEALTH_STYLES: Record<FileView["health"], Style> = {
   unknown: "dim",
 };
 
-export function clock(ms: number): string {
-  const d = new Date(ms);
-  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0"))
-    .join(":");
-}
+export { clock };
 
 function _rate(bytesPerSecond: number): string {
   return `${formatBytes(Math.round(bytesPerSecond))}/s`;
@@ -166,7 +162,7 @@ function _healingLine(s: WatchSnapshot, color: boolean): string | undefined {
   const waiting = heal.down.filter((d) => d.healAt !== null);
   return `${label}  on, after ${formatDuration(heal.healAfterMs)} down` +
     (waiting.length > 0
-      ? `; ${waiting.map((d) => `${d.id} at ${d.healAt!.slice(11, 19)}`).join(", ")}`
+      ? `; ${waiting.map((d) => `${d.id} at ${clock(Date.parse(d.healAt!))}`).join(", ")}`
       : "");
 }
 

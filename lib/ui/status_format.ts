@@ -6,7 +6,7 @@
  */
 import { type HealStatus } from "../ops/heal.ts";
 import { type StatusReport } from "../ops/status.ts";
-import { formatBytes, formatDuration, plural } from "../base/units.ts";
+import { clock, formatBytes, formatDuration, plural } from "../base/units.ts";
 import { displayWidth, padEndColumns } from "../base/display_width.ts";
 import { printable } from "../base/printable.ts";
 import { formatUnusedSpace } from "./repair_format.ts";
@@ -63,8 +63,9 @@ function _partList(numbers: number[]): string {
 /** Part numbers listed per file before the rest are only counted. */
 const LISTED_PARTS_MAX = 10;
 
+/** An ISO time as the local time of day (as the live view's clock and events show it). */
 function _clock(iso: string): string {
-  return iso.slice(11, 19);
+  return clock(Date.parse(iso));
 }
 
 /** What healing did for a down instance whose time is up. */
