@@ -153,11 +153,9 @@ function _healingLine(s: WatchSnapshot, color: boolean): string | undefined {
   if (!heal.enabled) return `${label}  off`;
   if (heal.running) {
     const r = heal.running;
-    return `${label}  ${
-      paint("repairing", "cyan", color)
-    } (${r.reason}): ${r.copied} copies made (${
-      formatBytes(r.bytesCopied)
-    }), ${r.dropped} surplus dropped`;
+    return `${label}  ${paint("repairing", "cyan", color)} (${r.reason}): ${
+      plural(r.copied, "copy", "copies")
+    } made (${formatBytes(r.bytesCopied)}), ${r.dropped} surplus dropped`;
   }
   const waiting = heal.down.filter((d) => d.healAt !== null);
   return `${label}  on, after ${formatDuration(heal.healAfterMs)} down` +

@@ -105,9 +105,9 @@ export function formatHealing(report: StatusReport): string[] {
   if (heal.running) {
     const r = heal.running;
     lines.push(
-      `  running since ${_clock(r.startedAt)} (${r.reason}): ${r.copied} copies made (${
-        formatBytes(r.bytesCopied)
-      }), ${r.dropped} surplus dropped` +
+      `  running since ${_clock(r.startedAt)} (${r.reason}): ${
+        plural(r.copied, "copy", "copies")
+      } made (${formatBytes(r.bytesCopied)}), ${r.dropped} surplus dropped` +
         (r.corrupt > 0 ? `, ${r.corrupt} corrupt quarantined` : ""),
     );
   }
@@ -117,7 +117,7 @@ export function formatHealing(report: StatusReport): string[] {
       `  last run ${_clock(l.finishedAt)} (${l.reason}): ` +
         (l.error
           ? `failed: ${l.error}`
-          : `${l.copied} copies made (${
+          : `${plural(l.copied, "copy", "copies")} made (${
             formatBytes(l.bytesCopied)
           }), ${l.dropped} surplus dropped` +
             (l.short > 0 ? `, ${plural(l.short, "part")} short of R` : "") +
