@@ -133,15 +133,14 @@ export async function run(args: string[]): Promise<number> {
     const { name } = jobs[index]!;
     const elapsedMs = elapsed.get(index) ?? 0;
     if (json) {
-      console.log(JSON.stringify({
-        ok: true,
+      _printJson({
         name,
         size: entry.size,
         parts: entry.parts.length,
         partSize: entry.partSize,
         replicas: config.replicas,
-        elapsedMs: Math.round(elapsedMs),
-      }));
+        elapsedMs,
+      });
     } else if (!quiet) {
       console.log(
         `preloaded ${name}: ${formatBytes(entry.size)} in ${
@@ -182,15 +181,7 @@ async function _preloadOverNetwork(
   for (const { path, name } of jobs) {
     const result = await uploadFile({ path, name, servers, identity, replace });
     if (json) {
-      console.log(JSON.stringify({
-        ok: true,
-        name,
-        size: result.size,
-        parts: result.parts,
-        partSize: result.partSize,
-        replicas: result.replicas,
-        elapsedMs: Math.round(result.elapsedMs),
-      }));
+      _printJson(result);
     } else if (!quiet) {
       console.log(
         `preloaded ${name}: ${formatBytes(result.size)} in ${plural(result.parts, "part")}, ` +
@@ -201,4 +192,25 @@ async function _preloadOverNetwork(
     }
   }
   return 0;
+}
+
+/** One preloaded file's line of --json, the same over the network and into --data. */
+function _printJson(file: {
+  name: string;
+  size: number;
+  parts: number;
+  partSize: number;
+  replicas: number;
+  elapsedMs: number;
+}): void {
+  const { name, size, parts, partSize, replicas, elapsedMs } = file;
+  console.log(JSON.stringify({
+    ok: true,
+    name,
+    size,
+    parts,
+    partSize,
+    replicas,
+    elapsedMs: Math.round(elapsedMs),
+  }));
 }

@@ -13,7 +13,7 @@ import { clusterStatus, statusOf, type StatusReport } from "../lib/ops/status.ts
 import { watchStatus } from "../lib/ui/status_watch.ts";
 import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
-import { shellWord } from "../lib/base/printable.ts";
+import { clusterStartCommand } from "../lib/client/servers.ts";
 
 export const USAGE =
   "fts status [--watch [--interval 1s]] [--json] [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
@@ -77,7 +77,7 @@ export async function run(args: string[]): Promise<number> {
   const report = await clusterStatus(dir, config, { tls, checkCopies: true });
   // With a supervisor running, every instance down is news it can show; without, nothing runs.
   if (!report.supervisor) {
-    _requireSomeInstanceUp(report, `start it with "fts cluster --data ${shellWord(dir)}"`);
+    _requireSomeInstanceUp(report, `start it with "${clusterStartCommand(dir)}"`);
   }
   console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
   return _exitCode(report);

@@ -70,12 +70,7 @@ Deno.test("notFoundMessage() suggests the nearest name, or how to list or add fi
 Deno.test("fetch: cluster down: one line naming what to do; --verbose gives the causes", async () => {
   const work = await tempDir();
   try {
-    const data = join(work, "data");
-    const file = join(work, "d.bin");
-    await writeRandomFile(file, 100_000);
-    const base = String(freePortRange(3));
-    const setup = ["--servers", "3", "--base-port", base, "--replicas", "2", "--data", data];
-    assert.equal((await runFts(["preload", file, ...setup, "--quiet"])).code, 0);
+    const { data } = await _preloaded(work, "d.bin", 100_000);
     const down = await runFts(["fetch", "d.bin", work, "--data", data, "--timeout", "1s"]);
     assert.equal(down.code, 1);
     const [line, ...rest] = _lines(down.stderr);
@@ -103,12 +98,7 @@ Deno.test("fetch: cluster down: one line naming what to do; --verbose gives the 
 Deno.test("repair and scrub: cluster down: say so, call nothing lost, change nothing", async () => {
   const work = await tempDir();
   try {
-    const data = join(work, "data");
-    const file = join(work, "r.bin");
-    await writeRandomFile(file, 100_000);
-    const base = String(freePortRange(3));
-    const setup = ["--servers", "3", "--base-port", base, "--replicas", "2", "--data", data];
-    assert.equal((await runFts(["preload", file, ...setup, "--quiet"])).code, 0);
+    const { data } = await _preloaded(work, "r.bin", 100_000);
     const manifest = await manifestFilesText(data);
     for (const command of ["repair", "scrub"]) {
       const down = await runFts([command, "--data", data]);
@@ -129,12 +119,7 @@ Deno.test("repair and scrub: cluster down: say so, call nothing lost, change not
 Deno.test("commands that take no argument refuse one, before acting: repair dry-run repairs nothing", async () => {
   const work = await tempDir();
   try {
-    const data = join(work, "data");
-    const file = join(work, "x.bin");
-    await writeRandomFile(file, 50_000);
-    const base = String(freePortRange(3));
-    const setup = ["--servers", "3", "--base-port", base, "--replicas", "2", "--data", data];
-    assert.equal((await runFts(["preload", file, ...setup, "--quiet"])).code, 0);
+    const { data, file, setup } = await _preloaded(work, "x.bin", 50_000);
     // A copy to be made, were repair to run.
     const manifest = await manifestFilesText(data);
     const repair = await runFts(["repair", "dry-run", "--data", data]);
@@ -517,6 +502,20 @@ Deno.test({
     }
   },
 });
+
+/**
+ * A cluster of 3 instances (R=2) in `work`/data holding one preloaded file
+ * `name` of `size` bytes, not started; `setup` is the flags that made it.
+ */
+async function _preloaded(work: string, name: string, size: number) {
+  const data = join(work, "data");
+  const file = join(work, name);
+  await writeRandomFile(file, size);
+  const base = String(freePortRange(3));
+  const setup = ["--servers", "3", "--base-port", base, "--replicas", "2", "--data", data];
+  assert.equal((await runFts(["preload", file, ...setup, "--quiet"])).code, 0);
+  return { data, file, setup };
+}
 
 /** Whether this machine can listen on `hostname` (IPv6 may be off). */
 function _listens(hostname: string): boolean {

@@ -147,15 +147,16 @@ export function processAlive(pid: number): boolean {
 
 /**
  * Whether process `pid` holds a flock on the file at `path`, as Linux's
- * /proc/locks says; undefined where that cannot be told (no such file, no
- * /proc/locks). A pid recorded in a file outlives its process, and may then
- * be any other process's; a lock dies with the process that took it.
+ * /proc/locks says: false when there is no such file (nobody holds it),
+ * undefined where it cannot be told (no /proc/locks). A pid recorded in a
+ * file outlives its process, and may then be any other process's; a lock
+ * dies with the process that took it.
  */
 export function holdsFlock(pid: number, path: string): boolean | undefined {
-  let inode: number | null;
+  const inode = lstatOrUndefined(path)?.ino;
+  if (inode === undefined) return false;
   let locks: string;
   try {
-    inode = Deno.statSync(path).ino;
     locks = Deno.readTextFileSync("/proc/locks");
   } catch {
     return undefined;
@@ -176,4 +177,11 @@ export function processCommandLine(pid: number): string {
   } catch {
     return "";
   }
+}
+
+/** Whether `error` itself (not its causes) says a disk is full, or a disk quota used up. */
+export function isDiskFull(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  return code === "ENOSPC" || code === "EDQUOT" || /No space left on device/.test(error.message);
 }

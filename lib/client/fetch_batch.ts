@@ -35,6 +35,7 @@ import {
 import { DEFAULT_STALL_TIMEOUT_MS, type FileInfo, type Peer } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import { ServerCooldown } from "./server_cooldown.ts";
+import { isDiskFull } from "../base/fs_util.ts";
 import { ProtocolError } from "../wire/errors.ts";
 
 /**
@@ -582,8 +583,7 @@ async function _locate(
 /** Whether `error` (down its causes) says the destination's disk is full. */
 function _diskFull(error: unknown): boolean {
   for (let at = error, depth = 0; at instanceof Error && depth < 8; at = at.cause, depth++) {
-    const code = (at as { code?: unknown }).code;
-    if (code === "ENOSPC" || code === "EDQUOT") return true;
+    if (isDiskFull(at)) return true;
   }
   return false;
 }

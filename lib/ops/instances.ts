@@ -1,13 +1,7 @@
 /** Finding instances: their pid files, whether they answer, and the supervisor's control channel. */
 import { type ClusterConfig, dataPaths, instancePorts } from "../state/config.ts";
 import { ProtocolError, UsageError } from "../wire/errors.ts";
-import {
-  exists,
-  holdsFlock,
-  processAlive,
-  processCommandLine,
-  readJsonFile,
-} from "../base/fs_util.ts";
+import { holdsFlock, processAlive, processCommandLine, readJsonFile } from "../base/fs_util.ts";
 import { basename } from "../base/paths.ts";
 import { INSTANCE_BUNDLE_PREFIX } from "./instance_bundle.ts";
 import { withPeer } from "../client/peer.ts";
@@ -121,8 +115,7 @@ export async function runningSupervisor(dir: string): Promise<SupervisorInfo | u
   if (!processAlive(v.pid)) return undefined;
   // Left by a supervisor that died (a crash, a reboot): the pid may be anyone's now. A
   // supervisor makes its lock file before it records itself: no file, no supervisor.
-  const lock = dataPaths(dir).supervisorLock;
-  if (!(await exists(lock)) || holdsFlock(v.pid, lock) === false) return undefined;
+  if (holdsFlock(v.pid, dataPaths(dir).supervisorLock) === false) return undefined;
   return { pid: v.pid, controlPort: v.controlPort };
 }
 

@@ -13,6 +13,7 @@
  */
 import { EtcdUnavailableError } from "../etcd/etcd_errors.ts";
 import { ProtocolError } from "../wire/errors.ts";
+import { isDiskFull } from "../base/fs_util.ts";
 import { isDamagedManifestError } from "../state/manifest_index.ts";
 
 /** Where the instance keeps things, for the messages. */
@@ -44,7 +45,7 @@ export function explainedError(error: unknown, places: InstancePlaces): unknown 
     if (at instanceof EtcdUnavailableError) {
       return new ProtocolError("UNAVAILABLE", at.message, { cause: error });
     }
-    if (_isDiskFull(at)) {
+    if (isDiskFull(at)) {
       return new ProtocolError(
         "INTERNAL",
         `Instance ${places.id} cannot write: the disk holding ${
@@ -74,9 +75,4 @@ export function explainedError(error: unknown, places: InstancePlaces): unknown 
     at = at.cause;
   }
   return error;
-}
-
-function _isDiskFull(error: Error): boolean {
-  const code = (error as { code?: unknown }).code;
-  return code === "ENOSPC" || code === "EDQUOT" || /No space left on device/.test(error.message);
 }
