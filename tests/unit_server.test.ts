@@ -10,6 +10,7 @@ import { type PartSigner, Peer } from "../lib/client/peer.ts";
 import { openManifestStore } from "../lib/state/open_manifest_store.ts";
 import { putEntries, testEntry, updateManifest } from "./manifest_util.ts";
 import { MAX_LIST_PAGE_FILES } from "../lib/wire/ops_files.ts";
+import { MAX_SERVED_LIST_PAGE } from "../lib/server/handlers_files.ts";
 import {
   encodeFrame,
   FrameReader,
@@ -441,8 +442,14 @@ Deno.test("Server file.list in pages: 2,500 files come back whole, in name order
     }
     const peer = await Peer.connect(address);
     try {
-      // Three pages of at most MAX_LIST_PAGE_FILES: every name once, in order.
+      // Pages of at most MAX_SERVED_LIST_PAGE: every name once, in order.
       assert.deepEqual((await peer.listFiles()).map((f) => f.name), names);
+      // Asked for MAX_LIST_PAGE_FILES, the instance serves its own page size and says there is more.
+      for await (const page of peer.filePages()) {
+        assert.deepEqual(page.files.map((f) => f.name), names.slice(0, MAX_SERVED_LIST_PAGE));
+        assert.equal(page.more, true);
+        break;
+      }
       const page = await peer.request({ op: "file.list", limit: 10, after: names[2489]! });
       assert.equal(page.op, "files");
       assert.equal(page.more, false);

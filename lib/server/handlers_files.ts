@@ -21,6 +21,14 @@ const LOOKUP_READS_AT_ONCE = 16;
 /** Manifest entries parsed at a time while answering file.list. */
 const LIST_PAGE_ENTRIES_SERVED = 100;
 
+/**
+ * Files one file.list page holds at most, whatever the client asked for: the
+ * page's parsed entries and its reply are garbage the instance's heap grows
+ * by and does not give back. At 10,000 files, five whole lists in pages of
+ * 1,000 left an instance 8 MB larger; in pages of 250, under 1 MB.
+ */
+export const MAX_SERVED_LIST_PAGE = 250;
+
 export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.lookup" | "file.list"> = {
   "file.get": async (instance, { request, reply }) => {
     const { manifest } = instance;
@@ -69,7 +77,7 @@ export const FILE_HANDLERS: HandlerFamily<"file.get" | "file.lookup" | "file.lis
     }
     // One page: memory bounded by the page, however many files the cluster holds.
     const page = await instance.manifest.summaries({
-      limit: request.limit,
+      limit: Math.min(request.limit, MAX_SERVED_LIST_PAGE),
       ...(request.after !== undefined ? { after: request.after } : {}),
       ...(request.generation !== undefined ? { atRevision: request.generation } : {}),
     });
