@@ -102,7 +102,9 @@ export class EtcdManifestStore implements ManifestStore {
   }
 
   async revision(): Promise<number> {
-    return (await this.#etcd.range(this.#keys.files, { prefix: true, countOnly: true })).revision;
+    // Any read's header carries etcd's current revision: one key, not a count
+    // of every file's (20 ms at 100,000 files, paid by every hello).
+    return (await this.#etcd.range(this.#keys.files, { keysOnly: true })).revision;
   }
 
   async get(name: string): Promise<StoredEntry | undefined> {
