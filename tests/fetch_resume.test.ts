@@ -399,3 +399,45 @@ Deno.test("fetch: resume: a copy stretched with holes by a fetch killed in it is
     await cluster.stop();
   }
 });
+
+Deno.test("fetch: stopped while resuming in the user's shorter copy, it gives back the stretch: no copy looks whole that is not", async () => {
+  const size = 4 * MiB;
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 1,
+    partSize: "256KiB",
+    files: { "s.bin": size },
+  });
+  try {
+    const dest = await newDest(cluster);
+    const source = join(cluster.work, "src", "s.bin");
+    const target = join(dest, "s.bin");
+    // 30 %, not on a part's boundary: the user's own bytes end inside part 4.
+    const kept = Math.floor(size * 0.3);
+    await _copyPrefix(source, target, kept);
+    const controller = new AbortController();
+    await assert.rejects(
+      fetchFile({
+        name: "s.bin",
+        destDir: dest,
+        servers: cluster.ports.map((port) => `127.0.0.1:${port}`),
+        limitRateBytesPerSecond: 2 * MiB,
+        signal: controller.signal,
+      }, (progress) => {
+        if (progress.partsFetched >= 2) controller.abort(new Error("stopped by the test"));
+      }),
+      /stopped by the test/,
+    );
+    const left = (await Deno.stat(target)).size;
+    assert.ok(left >= kept && left < size, `${left} bytes left of ${size} (had ${kept})`);
+    const want = await Deno.readFile(source);
+    assert.deepEqual(await Deno.readFile(target), want.subarray(0, left));
+    // The next run finishes it, trusting only what is there.
+    const again = await fetchJson(cluster, "s.bin", dest);
+    await assertSameFile(target, source);
+    assert.equal(again.bytesReceived, size - again.bytesPresent);
+    assert.ok(again.bytesPresent >= Math.floor(kept / PART) * PART, JSON.stringify(again));
+  } finally {
+    await cluster.stop();
+  }
+});

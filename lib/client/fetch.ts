@@ -33,6 +33,7 @@ import {
   currentBootId,
   type FetchState,
   loadFetchState,
+  unstretch,
 } from "./fetch_state.ts";
 import { addressResolver, explainChange, locateFile, type LocateOptions } from "./locate.ts";
 import { PartReader, type PartReaderOptions, type PartReadEvent } from "./part_reader.ts";
@@ -152,10 +153,7 @@ interface _Work {
   reader: PartReader;
   /** The reader's connections: closed once the parts are fetched. */
   pool: PeerPool;
-  /**
-   * This run created the partial file, with no control file: if it fails before a part is
-   * verified, both are removed rather than left (empty, or sparse at the size a server claimed).
-   */
+  /** This run made the partial file, with no control file: removed if no part is verified. */
   fresh: boolean;
 }
 
@@ -524,6 +522,7 @@ class _Fetcher {
       if (work.fresh && verified.count() === 0) {
         for (const path of [work.workPath, work.statePath]) removeQuietly(path);
       } else {
+        if (work.workPath === work.finalPath) unstretch(work.file, work.entry, workSize, verified);
         await saver.save().catch(() => {});
       }
       throw failure;

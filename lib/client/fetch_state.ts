@@ -10,6 +10,7 @@
 import { every } from "../base/deadline.ts";
 import { readJsonFile, writeFileAtomic } from "../base/fs_util.ts";
 import { basename } from "../base/paths.ts";
+import type { FileEntry } from "../state/manifest.ts";
 
 export const STATE_FORMAT = "fts-fetch-state";
 export const STATE_VERSION = 1;
@@ -232,6 +233,33 @@ export interface ControlFileSaverOptions {
  * stopped before that leaves the next run to check them again, and to find
  * right the parts fetched meanwhile.
  */
+/**
+ * A fetch working in the user's own shorter copy stretches it to full size
+ * before the parts arrive. Stopped (Ctrl-C, a full disk, the file removed
+ * from the cluster), it gives that back: the file ends where its own bytes
+ * and the parts verified right after them end, so a copy that is not whole
+ * never looks whole, and the parts verified past a gap are no longer
+ * counted (the next run fetches them again).
+ */
+export function unstretch(
+  file: Deno.FsFile,
+  entry: FileEntry,
+  originalSize: number,
+  verified: Bitmap,
+): void {
+  if (originalSize >= entry.size) return;
+  let end = originalSize;
+  for (let index = Math.floor(end / entry.partSize); index < entry.parts.length; index++) {
+    if (!verified.has(index)) break;
+    end = Math.min(entry.size, (index + 1) * entry.partSize);
+  }
+  if (end >= entry.size) return;
+  for (let index = Math.floor(end / entry.partSize); index < entry.parts.length; index++) {
+    verified.delete(index);
+  }
+  file.truncateSync(end);
+}
+
 export class ControlFileSaver {
   /** Whether every part the destination held was checked; until then nothing is saved. */
   checkComplete = false;
