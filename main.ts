@@ -5,6 +5,7 @@
 import { closestMatch } from "./lib/base/closest_match.ts";
 import { type Command, runCommand } from "./lib/ui/run_command.ts";
 import { keepHangupIgnored } from "./lib/base/stop_signal.ts";
+import { firstNonUtf8Argument } from "./lib/cli/raw_args.ts";
 
 export const VERSION = "0.1.0";
 
@@ -136,5 +137,15 @@ if (import.meta.main) {
   Deno.env.set("DENO_NO_UPDATE_CHECK", "1");
   // Started by nohup: the cluster must outlive the terminal, as nohup asks.
   keepHangupIgnored();
+  const notUtf8 = firstNonUtf8Argument(Deno.args);
+  if (notUtf8 !== undefined) {
+    console.error(
+      `fts: the argument ${
+        JSON.stringify(notUtf8)
+      } is not UTF-8 (\uFFFD marks the bytes that are ` +
+        `not), and fts cannot name such a file or directory: rename it, e.g. with convmv`,
+    );
+    Deno.exit(2);
+  }
   Deno.exit(await main(Deno.args));
 }

@@ -1,3 +1,4 @@
+import { firstNonUtf8Argument } from "../lib/cli/raw_args.ts";
 import assert from "node:assert/strict";
 import { parseArgs } from "node:util";
 import { listFlag, parseFlags } from "../lib/cli/flags.ts";
@@ -169,4 +170,28 @@ Deno.test("parseFlags() accepts and rejects what node:util's strict parseArgs do
       assert.deepEqual(actual, expected, label);
     }
   }
+});
+
+Deno.test("firstNonUtf8Argument: told apart from a real U+FFFD by the raw command line", () => {
+  const raw = (...args: (string | number[])[]) => () =>
+    new Uint8Array(args.flatMap((a) => [
+      ...(typeof a === "string" ? new TextEncoder().encode(a) : a),
+      0,
+    ]));
+  const unread = () => {
+    throw new Error("not read: no argument holds U+FFFD");
+  };
+  assert.equal(firstNonUtf8Argument(["fetch", "a.bin", "dest"], unread), undefined);
+  // "d\xff" on the command line is "d\uFFFD" to the program; a real "e\uFFFD" is UTF-8.
+  const line = raw("deno", "run", "fetch", "a.bin", [0x64, 0xff], "e\uFFFD");
+  assert.equal(firstNonUtf8Argument(["fetch", "a.bin", "d\uFFFD", "e\uFFFD"], line), "d\uFFFD");
+  assert.equal(
+    firstNonUtf8Argument(["fetch", "a.bin", "e\uFFFD"], raw("fetch", "e\uFFFD")),
+    undefined,
+  );
+  // Without a raw command line to ask, a U+FFFD is taken for a byte that was not UTF-8.
+  const none = () => {
+    throw new Deno.errors.NotFound("no /proc");
+  };
+  assert.equal(firstNonUtf8Argument(["x", "e\uFFFD"], none), "e\uFFFD");
 });

@@ -12,7 +12,7 @@ import { jsonBody } from "../lib/wire/frame.ts";
 import { signRequest } from "../lib/auth/signed_request.ts";
 import { bindRequest } from "../lib/client/signed_client.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
-import { readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";
+import { assertSameFile, readManifestJson, runFts, tempDir, writeRandomFile } from "./harness.ts";
 import { startLyingServer } from "./lying_server.ts";
 
 /** Names no command may accept; argv cannot carry NUL, so it is tested over the wire. */
@@ -87,6 +87,63 @@ Deno.test("hostile names: fetch, preload --as and upload --as refuse bad names a
   } finally {
     await cluster.stop();
   }
+});
+
+Deno.test({
+  name:
+    "hostile names: a path that is not UTF-8 is refused, not turned into another path and written",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const cluster = await startDirectCluster({
+      servers: 2,
+      replicas: 1,
+      files: { "ok.bin": 5000 },
+    });
+    try {
+      const work = join(cluster.work, "latin1");
+      await Deno.mkdir(work);
+      const main = new URL("../main.ts", import.meta.url).pathname;
+      // Deno cannot make a name that is not UTF-8; bash's printf can: "d\377" and "f\351.bin".
+      const run = (script: string) =>
+        new Deno.Command("bash", {
+          args: ["-c", script, "fts", Deno.execPath(), main, cluster.dir],
+          cwd: work,
+          env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+          stdin: "null",
+        }).output();
+      const fts = '"$1" run -A "$2"';
+      const made = await run(
+        `mkdir "$(printf 'd\\377')" && printf x > "$(printf 'f\\351.bin')"`,
+      );
+      assert.equal(made.code, 0, new TextDecoder().decode(made.stderr));
+      // Names as Deno shows them: it cannot read into "d\377" (see the check after).
+      const names = () => [...Deno.readDirSync(work)].map((entry) => entry.name).sort();
+      const before = { names: names(), data: _tree(cluster.dir) };
+      const generation = (await readManifestJson(cluster.dir)).generation;
+      for (
+        const command of [
+          `${fts} fetch ok.bin "$(printf 'd\\377')" --data "$3"`,
+          `${fts} preload "$(printf 'f\\351.bin')" --data "$3"`,
+        ]
+      ) {
+        const out = await run(command);
+        const stderr = new TextDecoder().decode(out.stderr);
+        assert.equal(out.code, 2, `${command}: ${stderr}`);
+        assert.match(stderr, /is not UTF-8 .* rename it/, command);
+      }
+      // Before, the fetch made "d\uFFFD" (valid UTF-8), wrote the file there and said it was done.
+      assert.deepEqual({ names: names(), data: _tree(cluster.dir) }, before);
+      const left = await run(`ls -A "$(printf 'd\\377')"`);
+      assert.equal(new TextDecoder().decode(left.stdout), "", "the fetch wrote into d\\377");
+      assert.equal((await readManifestJson(cluster.dir)).generation, generation);
+      // A real U+FFFD, typed in UTF-8, names a directory as any other character does.
+      const out = await run(`${fts} fetch ok.bin "$(printf 'e\\357\\277\\275')" --data "$3"`);
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      await assertSameFile(join(work, "e\uFFFD", "ok.bin"), cluster.source("ok.bin"));
+    } finally {
+      await cluster.stop();
+    }
+  },
 });
 
 Deno.test("hostile names: signed publish and rename with bad names get BAD_NAME from the server", async () => {
