@@ -150,6 +150,7 @@ export async function run(args: string[]): Promise<number> {
   const controller = new AbortController();
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));
   const stopListening = onStopSignal(onSignal);
+  let last: FetchProgress | undefined;
   try {
     const result = await fetchFile(
       {
@@ -179,6 +180,7 @@ export async function run(args: string[]): Promise<number> {
         },
       },
       (p) => {
+        last = p;
         if (p.phase !== "locating") progress.update(fetchProgressState(p));
       },
     );
@@ -199,6 +201,14 @@ export async function run(args: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
+    if (controller.signal.aborted && last && last.phase !== "locating") {
+      const kept = last.partsPresent + last.partsFetched;
+      throw new DOMException(
+        `interrupted with ${kept} of ${plural(last.parts, "part")} verified and kept: ` +
+          `the same command resumes`,
+        "AbortError",
+      );
+    }
     throw _withLeftover(error, join(common.destDir, name));
   } finally {
     progress.finish();

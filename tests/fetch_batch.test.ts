@@ -216,6 +216,35 @@ Deno.test("fetch --all: killed halfway through 60 files, a second run sends only
   }
 });
 
+Deno.test("fetch --all: Ctrl-C halfway says how many files arrived and that the same command goes on", async () => {
+  const files = _smallFiles(30);
+  const cluster = await startCluster({ servers: 3, replicas: 2, files });
+  try {
+    const dest = await newDest(cluster);
+    const first = cluster.spawnFetch("--all", dest, ["--limit-rate", "512KiB", "--files", "2"]);
+    let done: string[] = [];
+    try {
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline && done.length < 10) {
+        done = (await _listDir(dest)).filter((n) => n in files);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      first.kill("SIGINT");
+    }
+    const result = await first.result();
+    assert.equal(result.code, 130, result.stderr);
+    const said = /interrupted with (\d+) of 30 files fetched: the same command fetches the rest/
+      .exec(result.stderr);
+    assert.ok(said, result.stderr);
+    const after = (await _listDir(dest)).filter((n) => n in files).length;
+    assert.ok(Number(said[1]) >= done.length && Number(said[1]) <= after, `${said[1]}: ${after}`);
+    assert.ok(after < 30, "the batch ended before it was interrupted");
+  } finally {
+    await cluster.stop();
+  }
+});
+
 Deno.test({
   name: "fetch --all --etcd: 6 files uploaded to a cluster in etcd arrive byte for byte",
   ignore: missingTool("etcd"),

@@ -159,6 +159,10 @@ Deno.test("fetch: Ctrl-C ends a fetch at once while every instance it reads from
     const result = await fetch.result();
     const took = Date.now() - interrupted;
     assert.equal(result.code, 130, result.stderr);
+    // Says what it kept (at least the part seen verified above), not only "interrupted".
+    const kept = /interrupted with (\d+) of 8 parts verified and kept: the same command resumes/
+      .exec(result.stderr);
+    assert.ok(kept && Number(kept[1]) >= 1, result.stderr);
     // Within the --timeout of 60 s it would otherwise wait out: a hang guard.
     assert.ok(took < 10_000, `took ${took} ms to stop after Ctrl-C`);
   } finally {

@@ -94,6 +94,8 @@ export async function runBatch(
   const stopListening = onStopSignal(() =>
     controller.abort(new DOMException("Interrupted", "AbortError"))
   );
+  let fetched = 0;
+  let failed = 0;
   try {
     const result = await fetchBatch(
       {
@@ -111,7 +113,8 @@ export async function runBatch(
           }
         },
         onFile: (outcome) => {
-          if (outcome.ok) return;
+          if (outcome.ok) return void fetched++;
+          failed++;
           const line = `fts fetch: ${printable(outcome.name)}: ${
             printable(errorLine(outcome.error))
           }`;
@@ -123,12 +126,12 @@ export async function runBatch(
       (p) => progress.update(batchProgressState(p, listedBytes)),
     );
     progress.finish();
-    const failed = result.filesFailed;
+    const filesFailed = result.filesFailed;
     if (json) {
       console.log(JSON.stringify({
-        ok: failed === 0,
+        ok: filesFailed === 0,
         filesFetched: result.filesFetched,
-        filesFailed: failed,
+        filesFailed,
         size: result.size,
         bytesFetched: result.bytesFetched,
         bytesPresent: result.bytesPresent,
@@ -147,11 +150,19 @@ export async function runBatch(
         } (${result.partsPresent} present, ${result.partsFetched} fetched, ${
           formatBytes(result.bytesReceived)
         } received), ${plural(result.failovers, "failover")}${
-          failed > 0 ? `; ${failed} failed` : ", every part verified"
+          filesFailed > 0 ? `; ${filesFailed} failed` : ", every part verified"
         }, ${formatDuration(result.elapsedMs)}`,
       );
     }
-    return failed === 0 ? 0 : 1;
+    return filesFailed === 0 ? 0 : 1;
+  } catch (error) {
+    if (!controller.signal.aborted) throw error;
+    throw new DOMException(
+      `interrupted with ${fetched} of ${plural(names.length, "file")} fetched` +
+        (failed > 0 ? ` and ${failed} failed` : "") +
+        `: the same command fetches the rest, resuming where it stopped`,
+      "AbortError",
+    );
   } finally {
     progress.finish();
     stopListening();

@@ -47,8 +47,10 @@ export async function runCommand(name: string, command: Command, args: string[])
       return 2;
     }
     if (error instanceof DOMException && error.name === "AbortError") {
-      console.error(`fts ${name}: interrupted`);
-      if (json) console.log(JSON.stringify({ ok: false, error: "interrupted", exitCode: 130 }));
+      // Plain "Interrupted", or what the command says it kept.
+      const line = error.message === "Interrupted" ? "interrupted" : printable(error.message);
+      console.error(`fts ${name}: ${line}`);
+      if (json) console.log(JSON.stringify({ ok: false, error: line, exitCode: 130 }));
       return 130;
     }
     // One line a person can act on; --verbose adds the cause chain.
