@@ -87,6 +87,7 @@ export async function run(args: string[]): Promise<number> {
   const onSignal = () => controller.abort(new DOMException("Interrupted", "AbortError"));
   const stopListening = onStopSignal(onSignal);
   const progress = new Progress(reportMode({ quiet, json }));
+  let last: UploadProgress | undefined;
   try {
     const result = await uploadFile(
       {
@@ -114,6 +115,7 @@ export async function run(args: string[]): Promise<number> {
         },
       },
       (p) => {
+        last = p;
         if (p.phase !== "locating") progress.update(uploadProgressState(p));
       },
     );
@@ -132,6 +134,13 @@ export async function run(args: string[]): Promise<number> {
       );
     }
     return 0;
+  } catch (error) {
+    if (!controller.signal.aborted || !last || last.phase === "locating") throw error;
+    throw new DOMException(
+      `interrupted with ${last.partsDone} of ${plural(last.parts, "part")} stored, ` +
+        `not published: the same command sends only the rest`,
+      "AbortError",
+    );
   } finally {
     progress.finish();
     stopListening();

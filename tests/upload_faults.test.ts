@@ -209,6 +209,10 @@ Deno.test("upload: a file rewritten, deleted or bigger than its size while it is
     const stopped = await crawling.result();
     assert.equal(stopped.code, 130, stopped.stderr);
     assert.ok(Date.now() - interrupted < 5_000, `took ${Date.now() - interrupted} ms`);
+    assert.match(
+      stopped.stderr,
+      /interrupted with 0 of 4 parts stored, not published: the same command sends only the rest/,
+    );
   } finally {
     await cluster.stop();
   }
