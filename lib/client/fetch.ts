@@ -171,7 +171,7 @@ class _Fetcher {
   readonly #onProgress: ((progress: FetchProgress) => void) | undefined;
   readonly #startedAt = performance.now();
   #progress: FetchProgress;
-  /** Made once the entry is known; its reports of corrupt copies are awaited at the end. */
+  /** Made for a part to read (a small file read ahead has none); its reports awaited at the end. */
   #reader: PartReader | undefined;
 
   constructor(options: FetchOptions, onProgress?: (progress: FetchProgress) => void) {
@@ -220,14 +220,13 @@ class _Fetcher {
     const stopTicker = this.#onProgress
       ? every(PROGRESS_INTERVAL_MS, () => this.#onProgress?.(this.progress))
       : () => {};
-    // Every part is verified by hashing it where it lies, in worker threads:
-    // the parts the destination holds, and each fetched part once written (so
-    // the check covers what reached the disk). A worker takes ~45 ms to start:
-    // with bytes on disk to check they start now, with XXH3-128 (localCheck());
-    // else once a part is too large to hash on the main thread. Checking takes
-    // a worker per core; hashing what arrives, fewer (RECEIVE_HASH_WORKERS).
-    // (A batch's workers start when a part needs one: it is not looked for.)
-    const finalPath = join(options.destDir, options.name);
+    // Every part is verified by hashing it where it lies, in worker threads: the parts the
+    // destination holds, and each fetched part once written (so the check covers what reached the
+    // disk). A worker takes ~45 ms to start: with bytes on disk to check they start now, with
+    // XXH3-128 (localCheck()); else once a part is too large to hash on the main thread. Checking
+    // takes a worker per core; hashing what arrives, fewer (RECEIVE_HASH_WORKERS). (A batch's
+    // workers start when a part needs one: it does not look, nor make the path to look at.)
+    const finalPath = options.shared ? "" : join(options.destDir, options.name);
     const bytesOnDisk = !options.shared &&
       [finalPath, helperPath(finalPath, PARTIAL_SUFFIX)].some((path) =>
         lstatOrUndefined(path)?.isFile
@@ -265,20 +264,21 @@ class _Fetcher {
       stallTimeoutMs: options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
       signal: options.signal,
     });
-    const reader = this.#reader = new PartReader({
-      pool,
-      addressOf: addressResolver(info),
-      limiter: options.shared
-        ? options.shared.limiter
-        : options.limitRateBytesPerSecond
-        ? new RateLimiter(options.limitRateBytesPerSecond)
-        : undefined,
-      cooldown: options.shared?.cooldown,
-      signal: options.signal,
-      tls: options.tls,
-      counters: this.#progress,
-      onEvent: (event) => this.#emit(event),
-    });
+    const reader = () =>
+      this.#reader ??= new PartReader({
+        pool,
+        addressOf: addressResolver(info),
+        limiter: options.shared
+          ? options.shared.limiter
+          : options.limitRateBytesPerSecond
+          ? new RateLimiter(options.limitRateBytesPerSecond)
+          : undefined,
+        cooldown: options.shared?.cooldown,
+        signal: options.signal,
+        tls: options.tls,
+        counters: this.#progress,
+        onEvent: (event) => this.#emit(event),
+      });
     try {
       if (isSmallFile(entry)) {
         this.#progress.phase = "fetching";
@@ -311,7 +311,7 @@ class _Fetcher {
       if (!release) return { ...this.progress, phase: "done", path: finalPath };
       try {
         for (let attempt = 1;; attempt++) {
-          const result = await this.#fetchInto(entry, finalPath, hashes, reader, pool);
+          const result = await this.#fetchInto(entry, finalPath, hashes, reader(), pool);
           if (result) return result;
           if (attempt >= MAX_LOCK_ATTEMPTS) {
             throw new FetchError(

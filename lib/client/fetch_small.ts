@@ -35,7 +35,8 @@ export interface SmallFetch {
   entry: FileEntry;
   finalPath: string;
   destDir: string;
-  reader: PartReader;
+  /** The reader of the part, made on the first call: not needed for a part `received`. */
+  reader: () => PartReader;
   /** Hashes the part when libcrypto cannot be loaded on this thread. */
   hashes: HashPool;
   /**
@@ -133,7 +134,8 @@ function _writeReceived(fetch: SmallFetch, file: Deno.FsFile, received: Received
 }
 
 async function _fetchInto(fetch: SmallFetch, file: Deno.FsFile): Promise<void> {
-  const { entry, reader, hashes } = fetch;
+  const { entry, hashes } = fetch;
+  const reader = fetch.reader();
   const part = entry.parts[0]!;
   const sink = new FilePartSink({
     file,

@@ -48,6 +48,8 @@ const _encoder = new TextEncoder();
 /** The path of `finalPath`'s helper file with `suffix`, within MAX_FILE_NAME_BYTES. */
 export function helperPath(finalPath: string, suffix: string): string {
   const name = basename(finalPath);
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: most names need no encoding to tell.
+  if ((name.length + suffix.length) * 3 <= MAX_FILE_NAME_BYTES) return finalPath + suffix;
   if (_encoder.encode(name + suffix).length <= MAX_FILE_NAME_BYTES) return finalPath + suffix;
   const tail = `~${sha256HexSync(name).slice(0, NAME_HASH_CHARS)}${suffix}`;
   let kept = "";

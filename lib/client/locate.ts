@@ -99,11 +99,19 @@ const LOOPBACK = /^(127\.|localhost$|0\.0\.0\.0$|::1?$)/;
 /** Maps instance ids to addresses, substituting the host we reached for a loopback one. */
 export function addressResolver(info: FileInfo & { from: string }): (id: string) => string {
   const reachedHost = parseAddress(info.from).hostname;
+  // What each advertised address came to: a reader asks for every replica of every part.
+  const resolved = new Map<string, string>();
   return (id: string) => {
     const advertised = info.instances[id] ?? `${reachedHost}:${id}`;
-    const { hostname, port } = parseAddress(advertised);
-    if (LOOPBACK.test(hostname) && !LOOPBACK.test(reachedHost)) return `${reachedHost}:${port}`;
-    return advertised;
+    let address = resolved.get(advertised);
+    if (address === undefined) {
+      const { hostname, port } = parseAddress(advertised);
+      address = LOOPBACK.test(hostname) && !LOOPBACK.test(reachedHost)
+        ? `${reachedHost}:${port}`
+        : advertised;
+      resolved.set(advertised, address);
+    }
+    return address;
   };
 }
 
