@@ -45,7 +45,12 @@ import { clusterTitle } from "../lib/ui/status_watch.ts";
 import { clock, formatBytes, formatDuration } from "../lib/base/units.ts";
 import { formatRepairEvent, formatRepairSummary } from "../lib/ui/repair_format.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
-import { loadTlsClientOptions, loadTlsServerOptions, TLS_CA_ENV } from "../lib/wire/tls.ts";
+import {
+  checkServerCertificate,
+  loadTlsClientOptions,
+  loadTlsServerOptions,
+  TLS_CA_ENV,
+} from "../lib/wire/tls.ts";
 import { checkHostAddress } from "../lib/etcd/host_address.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 import { type EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
@@ -110,7 +115,11 @@ export async function run(args: string[]): Promise<number> {
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const etcd = etcdTarget(flags);
   // Checked before anything is written: a mistyped key file leaves no data directory behind.
-  const tlsArgs = await _tlsServeArgs(flags);
+  const tlsArgs = await _tlsServeArgs(
+    flags,
+    // The address the instances will listen on and be dialled at (etcd mode requires --host).
+    requested.host ?? (etcd ? undefined : (await loadConfig(dir))?.host ?? DEFAULT_CONFIG.host),
+  );
   const healRate = rateFlag(flags, "heal-rate") ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
   const limitRate = sizeFlag(flags, "limit-rate");
   // Each instance's own rule (fts serve), said once here rather than by every instance's log.
@@ -391,12 +400,14 @@ async function _checkEtcdHostDir(
 /**
  * TLS flags for every instance, checked here once rather than in each child.
  * A CA is required with them: the supervisor's own connections to its
- * instances (healing, the answer watch, the live view) check them with it.
+ * instances (healing, the answer watch, the live view) check them with it,
+ * and the certificate must pass that check at `host`, as clients dial it.
  */
-async function _tlsServeArgs(flags: ParsedFlags): Promise<string[]> {
+async function _tlsServeArgs(flags: ParsedFlags, host: string | undefined): Promise<string[]> {
   const cert = stringFlag(flags, "tls-cert");
   const key = stringFlag(flags, "tls-key");
-  if (!(await loadTlsServerOptions(cert, key))) return [];
+  const server = await loadTlsServerOptions(cert, key);
+  if (!server) return [];
   const ca = stringFlag(flags, "tls-ca") ?? (Deno.env.get(TLS_CA_ENV) || undefined);
   if (ca === undefined) {
     throw new UsageError(
@@ -404,7 +415,11 @@ async function _tlsServeArgs(flags: ParsedFlags): Promise<string[]> {
         "reach the instances over TLS and verify them with the CA (fts certs wrote ca.pem)",
     );
   }
-  await loadTlsClientOptions(ca);
+  const client = await loadTlsClientOptions(ca);
+  // Instances whose certificate their clients refuse would serve no one, healing included.
+  if (host !== undefined && client) {
+    await checkServerCertificate(server, client, host, { cert: cert!, ca });
+  }
   Deno.env.set(TLS_CA_ENV, resolve(ca));
   return ["--tls-cert", resolve(cert!), "--tls-key", resolve(key!)];
 }

@@ -9,9 +9,7 @@ import {
   assertSameFile,
   freePortRange,
   FtsProcess,
-  newDest,
   runFts,
-  startCluster,
   tempDir,
   writeRandomFile,
 } from "./harness.ts";
@@ -107,26 +105,80 @@ Deno.test({
   },
 });
 
-Deno.test("certs: an instance on 127.0.0.1 presenting 127.0.0.2's certificate is refused", async () => {
-  const ca = await tempDir("fts-certs-");
-  const made = await runFts(["certs", "--ca", ca, "--host", "127.0.0.2"]);
-  assert.equal(made.code, 0, made.stderr);
-  const { cert, key } = _paths(ca, "127.0.0.2");
-  const cluster = await startCluster({
-    servers: 2,
-    replicas: 1,
-    files: { "b.bin": 300_000 },
-    clusterArgs: ["--tls-cert", cert, "--tls-key", key, "--tls-ca", join(ca, "ca.pem")],
-  });
+Deno.test("certs: fts cluster refuses a certificate its clients would refuse; a client says which address it lacks", async () => {
+  const work = await tempDir("fts-certs-");
+  const ca = join(work, "ca");
+  const other = join(work, "other");
+  let server: FtsProcess | undefined;
   try {
-    const dest = await newDest(cluster);
-    const result = await cluster.fts(["fetch", "b.bin", dest, "--tls-ca", join(ca, "ca.pem")]);
-    assert.equal(result.code, 1, result.stderr);
-    assert.match(result.stderr, /TLS handshake with 127\.0\.0\.1:\d+ failed: .*not valid for/i);
-    assert.deepEqual([...Deno.readDirSync(dest)], [], "a refused fetch wrote something");
+    for (const [dir, host] of [[ca, "127.0.0.2"], [other, "127.0.0.1"]]) {
+      const made = await runFts(["certs", "--ca", dir!, "--host", host!]);
+      assert.equal(made.code, 0, made.stderr);
+    }
+    const caPem = join(ca, "ca.pem");
+    const data = join(work, "data");
+    const shape = ["--servers", "2", "--replicas", "1", "--base-port", `${freePortRange(2)}`];
+    const two = _paths(ca, "127.0.0.2");
+    for (
+      const [flags, message] of [
+        // 127.0.0.2's certificate on instances listening (and dialled) at 127.0.0.1.
+        [
+          ["--tls-cert", two.cert, "--tls-key", two.key, "--tls-ca", caPem],
+          /cannot serve 127\.0\.0\.1: it does not name 127\.0\.0\.1, the address .* --host 127\.0\.0\.1/,
+        ],
+        // The same, given by --host: in etcd mode too, --host is the address checked.
+        [
+          ["--host", "127.0.0.1", "--tls-cert", two.cert, "--tls-key", two.key, "--tls-ca", caPem],
+          /it does not name 127\.0\.0\.1/,
+        ],
+        // A certificate another CA signed than the one --tls-ca gives.
+        [
+          [
+            "--tls-cert",
+            _paths(other, "127.0.0.1").cert,
+            "--tls-key",
+            _paths(other, "127.0.0.1").key,
+            "--tls-ca",
+            caPem,
+          ],
+          /--tls-ca .*ca\.pem is not the CA that signed it/,
+        ],
+        // The CA's own certificate, which Deno's clients refuse from a server.
+        [
+          ["--tls-cert", caPem, "--tls-key", join(ca, "ca.key"), "--tls-ca", caPem],
+          /it is a CA's certificate, not a host's/,
+        ],
+      ] as const
+    ) {
+      const refused = await runFts(["cluster", "--data", data, "--plain", ...shape, ...flags]);
+      assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+      assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
+      assert.match(refused.stderr, message);
+      assert.doesNotMatch(refused.stdout, /ready/);
+      await assert.rejects(Deno.stat(data), Deno.errors.NotFound);
+    }
+
+    // An instance started by hand (fts serve has no CA to check with) on 127.0.0.1
+    // with 127.0.0.2's certificate: a client is refused, and told the address is the trouble.
+    const port = freePortRange(1);
+    server = new FtsProcess([
+      "serve",
+      "--port",
+      `${port}`,
+      "--data",
+      join(work, "serve-data"),
+      ...["--tls-cert", two.cert, "--tls-key", two.key],
+    ]);
+    await server.waitFor(/ready/, 30_000);
+    const ls = await runFts(["ls", "--server", `127.0.0.1:${port}`, "--tls-ca", caPem]);
+    assert.equal(ls.code, 1, ls.stderr);
+    assert.match(ls.stderr, /TLS handshake with 127\.0\.0\.1:\d+ failed: .*not valid for/i);
+    assert.match(ls.stderr, /certificate does not name 127\.0\.0\.1: dial an address it names/);
+    assert.doesNotMatch(ls.stderr, /is the CA that signed/);
   } finally {
-    await cluster.stop();
-    await Deno.remove(ca, { recursive: true });
+    server?.kill("SIGTERM");
+    await server?.status;
+    await Deno.remove(work, { recursive: true });
   }
 });
 

@@ -143,8 +143,11 @@ export async function startTls(
         timedOut: true,
       });
     }
-    const reason = cause instanceof Error ? cause.message.replace(/^\w+: /, "") : String(cause);
-    const hint = /certificate|issuer|name/i.test(reason)
+    const reason = _reason(cause);
+    const hint = _NAME_MISMATCH.test(reason)
+      ? `the instance's certificate does not name ${hostname}: dial an address it names, or ` +
+        `give the instance a certificate for ${hostname} (fts certs --ca DIR --host ${hostname})`
+      : /certificate|issuer|name/i.test(reason)
       ? `check that --tls-ca (or ${TLS_CA_ENV}) is the CA that signed the instance's certificate`
       : "is the instance serving TLS (fts serve --tls-cert FILE --tls-key FILE)?";
     throw new TlsError(`TLS handshake with ${address} failed: ${reason}; ${hint}`, { cause });
@@ -152,6 +155,83 @@ export async function startTls(
     cancel();
   }
   return tls;
+}
+
+/** rustls's words for a certificate that does not name the address dialled. */
+const _NAME_MISMATCH = /not valid for name/i;
+/** A handshake with ourselves over loopback that takes longer than this is stuck. */
+const _CHECK_TIMEOUT_MS = 5_000;
+
+function _reason(cause: unknown): string {
+  return cause instanceof Error ? cause.message.replace(/^\w+: /, "") : String(cause);
+}
+
+/**
+ * Refuses (a UsageError) a certificate that clients trusting `ca` would not
+ * accept from an instance they reach at `host`: one that does not name
+ * `host`, one another CA signed, an expired one, a CA's own. The check is a
+ * real handshake over loopback, with the verifier every client uses, so that
+ * `fts cluster` says so once, before it starts, rather than start instances
+ * that no client, healing included, can talk to.
+ */
+export async function checkServerCertificate(
+  server: TlsServerOptions,
+  ca: TlsClientOptions,
+  host: string,
+  paths: { cert: string; ca: string },
+): Promise<void> {
+  let listener: Deno.TlsListener;
+  try {
+    listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...server });
+  } catch (cause) {
+    // No loopback to check over: the instances' own listeners will say what is wrong.
+    if (cause instanceof Deno.errors.AddrNotAvailable) return;
+    throw cause;
+  }
+  const served = (async () => {
+    const conn = await listener.accept();
+    try {
+      await conn.handshake();
+    } finally {
+      _closeQuietly(conn);
+    }
+  })().catch(() => {});
+  let client: Deno.TlsConn | undefined;
+  try {
+    const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    client = await Deno.startTls(tcp, { hostname: host, caCerts: ca.caCerts });
+    await _handshakeWithin(client, _CHECK_TIMEOUT_MS);
+  } catch (cause) {
+    const reason = _reason(cause);
+    const fix = `make one with fts certs --ca DIR --host ${host}`;
+    const why = _NAME_MISMATCH.test(reason)
+      ? `it does not name ${host}, the address the instances listen on and are dialled at ` +
+        `(--host): ${fix}`
+      : /expired|notvalidyet/i.test(reason)
+      ? `it is out of its validity period (check this host's clock): ${fix}`
+      : /unknownissuer/i.test(reason)
+      ? `--tls-ca ${paths.ca} is not the CA that signed it: give that CA, or ${fix}`
+      : /caused?asendentity/i.test(reason)
+      ? `it is a CA's certificate, not a host's: ${fix}`
+      : `clients trusting --tls-ca ${paths.ca} would refuse it: ${fix}`;
+    throw new UsageError(
+      `The TLS certificate ${paths.cert} cannot serve ${host}: ${why} (${reason})`,
+      { cause },
+    );
+  } finally {
+    if (client) _closeQuietly(client);
+    listener.close();
+    await served;
+  }
+}
+
+async function _handshakeWithin(conn: Deno.TlsConn, timeoutMs: number): Promise<void> {
+  const cancel = deadline(timeoutMs, () => _closeQuietly(conn));
+  try {
+    await conn.handshake();
+  } finally {
+    cancel();
+  }
 }
 
 /** True for the first byte of a TLS record (alert or handshake): a TLS server answering plain text. */
