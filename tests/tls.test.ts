@@ -6,8 +6,17 @@
 import assert from "node:assert/strict";
 import { preferredTlsError, TlsError } from "../lib/wire/tls.ts";
 import { join } from "node:path";
-import { assertSameFile, newDest, runFts, startCluster, writeRandomFile } from "./harness.ts";
+import {
+  assertSameFile,
+  freePortRange,
+  newDest,
+  runFts,
+  startCluster,
+  tempDir,
+  writeRandomFile,
+} from "./harness.ts";
 import { missingTool } from "./missing_tool.ts";
+import { TmuxTerminal } from "./tmux.ts";
 import { makeTestCertificates } from "./tls_certs.ts";
 
 const MiB = 1024 * 1024;
@@ -277,6 +286,67 @@ Deno.test("start: a damaged record of the cluster's flags stops fts start, rathe
   } finally {
     await cluster.stop();
   }
+});
+
+Deno.test({
+  name:
+    "tls: the live view of fts cluster goes on after a TLS error, and shows the instance once it answers (tmux)",
+  ignore: missingTool("tmux"),
+  fn: async () => {
+    const work = await tempDir("fts-tls-live-");
+    const term = new TmuxTerminal();
+    try {
+      // Two CAs, each with a certificate for 127.0.0.1; the cluster trusts the first.
+      for (const ca of ["good", "other"]) {
+        const made = await runFts(["certs", "--ca", join(work, ca), "--host", "127.0.0.1"]);
+        assert.equal(made.code, 0, made.stderr);
+      }
+      const use = async (ca: string) => {
+        for (const ext of ["pem", "key"]) {
+          await Deno.copyFile(join(work, ca, `host-127.0.0.1.${ext}`), join(work, `cur.${ext}`));
+        }
+      };
+      await use("good");
+      const port = freePortRange(1);
+      await term.start([
+        "cluster",
+        "--data",
+        join(work, "data"),
+        ...["--servers", "1", "--replicas", "1", "--base-port", `${port}`, "--heal-after", "0"],
+        ...["--tls-cert", join(work, "cur.pem"), "--tls-key", join(work, "cur.key")],
+        ...["--tls-ca", join(work, "good", "ca.pem")],
+      ], { columns: 140, rows: 40, env: { NO_COLOR: "1" } });
+      await term.waitFor(/instances {2}1\/1 up/);
+      const restart = async (round: number) => {
+        await term.type(`kill ${port}`);
+        await term.sendKeys("Enter");
+        await term.waitFor(
+          new RegExp(`(instance ${port} down \\(killed by SIGKILL\\)[^]*){${round}}`),
+        );
+        await term.type(`start ${port}`);
+        await term.sendKeys("Enter");
+        await term.waitFor(new RegExp(`(instance ${port} up \\(pid \\d+\\)[^]*){${round}}`));
+      };
+      // The instance comes back with a certificate the cluster's CA did not sign:
+      // every poll of the view fails its handshake. Said once, not as the view's end.
+      await use("other");
+      await restart(1);
+      let screen = await term.waitFor(/cannot read the cluster's state: TLS handshake with/);
+      assert.doesNotMatch(screen, /watch stopped/);
+      // Back with the right certificate: the view reads the cluster again.
+      await use("good");
+      await restart(2);
+      screen = await term.waitFor(/the cluster's state reads again/);
+      screen = await term.waitFor(/instances {2}1\/1 up/);
+      assert.match(screen, new RegExp(`${port} up\\b`));
+      assert.equal(screen.match(/cannot read the cluster's state/g)?.length, 1, screen);
+      await term.sendKeys("C-c");
+      await term.waitFor(/\[exit 0\]/);
+    } finally {
+      await term.close();
+      await Deno.remove(work, { recursive: true });
+    }
+  },
 });
 
 Deno.test("preferredTlsError(): a server that speaks TLS differently first, then a timeout only if every server timed out", () => {

@@ -285,6 +285,11 @@ export interface WatchOptions {
   states?: () => Record<string, "starting" | "up" | "down">;
   upDown?: boolean;
   tls?: TlsClientOptions | undefined;
+  /**
+   * Called with a poll that failed (a TLS handshake refused, say), after
+   * which the watch polls on; without it, the failure ends the watch.
+   */
+  onError?: (error: Error) => void;
 }
 
 /** Polls the cluster until `signal` aborts, yielding each snapshot and its events. */
@@ -299,7 +304,15 @@ export async function* watchCluster(
     const started = Date.now();
     // States from before the probes: an instance that came up meanwhile was still starting.
     const states = options.states?.();
-    const report = await clusterStatus(dir, config, { tls: options.tls });
+    let report: StatusReport;
+    try {
+      report = await clusterStatus(dir, config, { tls: options.tls });
+    } catch (error) {
+      if (options.onError === undefined || options.signal?.aborted) throw error;
+      options.onError(error instanceof Error ? error : new Error(String(error)));
+      await sleep(Math.max(0, intervalMs - (Date.now() - started)), options.signal);
+      continue;
+    }
     const snapshot = toSnapshot(report, Date.now(), previous, states);
     const events = snapshotEvents(previous, snapshot, { upDown: options.upDown ?? true });
     previous = snapshot;

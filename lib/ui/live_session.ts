@@ -100,13 +100,28 @@ export class LiveSession {
 
   async #watch(): Promise<void> {
     const { dir, config, ...watch } = this.#options;
+    // A failed poll is said once (again only if what fails changes), and the
+    // view polls on: the cause may pass (an instance restarted with the right
+    // certificate), and a view that stopped would show a stale cluster for ever.
+    let failing: string | undefined;
+    const onError = (error: Error) => {
+      if (error.message !== failing) {
+        this.note(`cannot read the cluster's state: ${error.message}; trying again`, "bad");
+      } else {
+        this.#screen.draw();
+      }
+      failing = error.message;
+    };
     try {
       for await (
         const { snapshot, events } of watchCluster(dir, config, {
           ...watch,
+          onError,
           signal: this.#abort.signal,
         })
       ) {
+        if (failing !== undefined) this.note("the cluster's state reads again", "good");
+        failing = undefined;
         this.#snapshot = snapshot;
         for (const event of events) this.#events.push(event);
         this.#screen.draw();
