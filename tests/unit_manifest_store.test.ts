@@ -13,6 +13,7 @@ import {
   MAX_NAMES_PER_READ,
 } from "../lib/state/manifest_store.ts";
 import { readRevision } from "../lib/state/manifest_revision.ts";
+import { referencedAmong } from "../lib/state/part_gc.ts";
 import { entryLine, layoutDocument, snapshotHeader } from "../lib/state/manifest_layout.ts";
 import { putEntries, readManifest, testEntry } from "./manifest_util.ts";
 import { withTempDir } from "./unit_helpers.ts";
@@ -404,5 +405,19 @@ Deno.test("revision() leaves what only the index can tell to the index", async (
     await Deno.writeTextFile(journalPath(dir), `{"generation":"x"}\n}}\n`);
     assert.equal(await readFiles(dir), undefined);
     await assert.rejects(new FileManifestStore(dir).revision(), SyntaxError);
+  });
+});
+
+Deno.test("referencedAmong(): the candidates some entry uses, from snapshot and journal", async () => {
+  await withDir(async (dir) => {
+    const store = await withJournal(dir, 3);
+    const digest = (seed: number) => testEntry("x", seed).parts[0]!.digest;
+    // base-0..19 use seeds 0..19, more-0..2 seeds 0..2: 200 is used by none.
+    const candidates = new Set([digest(5), digest(200), digest(19)]);
+    assert.deepEqual(
+      [...await referencedAmong(store, candidates)].sort(),
+      [digest(19), digest(5)].sort(),
+    );
+    assert.deepEqual([...await referencedAmong(store, new Set([digest(200)]))], []);
   });
 });

@@ -54,6 +54,28 @@ export function referencedDigests(store: ManifestStore): Promise<Set<string>> {
   });
 }
 
+/**
+ * Which of `candidates` a file in the manifest refers to. Holds only those,
+ * not every digest of the manifest (about 10 MB at 100,000 files, which an
+ * instance freeing the parts of one removed file would keep), and stops
+ * reading once every candidate is found.
+ */
+export function referencedAmong(
+  store: ManifestStore,
+  candidates: ReadonlySet<string>,
+): Promise<Set<string>> {
+  return walkWhole(async () => {
+    const used = new Set<string>();
+    for await (const { entry } of allEntries(store)) {
+      for (const part of entry.parts) {
+        if (candidates.has(part.digest)) used.add(part.digest);
+      }
+      if (used.size === candidates.size) break;
+    }
+    return used;
+  });
+}
+
 /** Where freeing looks: the manifest, the lock that guards it, and the stores it may delete from. */
 export interface FreeingScope {
   store: ManifestStore;
@@ -91,7 +113,7 @@ export async function freeUnreferenced(
   const wanted = new Set(candidates);
   if (wanted.size === 0) return { digests: 0, copies: 0, freed: [] };
   return await scope.locker.withLock(PARTS_LOCK, async () => {
-    const used = await referencedDigests(scope.store);
+    const used = await referencedAmong(scope.store, wanted);
     const unused = [...wanted].filter((digest) => !used.has(digest));
     const freed: string[] = [];
     let copies = 0;
