@@ -421,3 +421,31 @@ Deno.test("referencedAmong(): the candidates some entry uses, from snapshot and 
     assert.deepEqual([...await referencedAmong(store, new Set([digest(200)]))], []);
   });
 });
+
+Deno.test("referencedAmong() over a hand-edited snapshot: escaped and spaced digests count, a digest in a name does not", async () => {
+  await withDir(async (dir) => {
+    const digest = (seed: number) => testEntry("x", seed).parts[0]!.digest;
+    // a.bin's digest written with a \u escape for its first digit, b.bin's with spaces
+    // around it, and c.bin named after digest(3) without using it.
+    const a = JSON.stringify(testEntry("a.bin", 1)).replace(
+      `"${digest(1)}"`,
+      () => `"\\u00${digest(1).charCodeAt(0).toString(16)}${digest(1).slice(1)}"`,
+    );
+    const b = JSON.stringify(testEntry("b.bin", 2)).replace(
+      `"digest":"${digest(2)}"`,
+      `"digest" : "${digest(2)}" `,
+    );
+    const cName = `${digest(3)}.bin`;
+    const lines = [entryLine("a.bin", a), entryLine("b.bin", b)];
+    lines.push(entryLine(cName, JSON.stringify(testEntry(cName, 4))));
+    await Deno.writeTextFile(snapshotPath(dir), layoutDocument(snapshotHeader(1), lines));
+    const store = new FileManifestStore(dir);
+    assert.ok(a.includes("\\u00"), a);
+    assert.deepEqual((await store.get("a.bin"))!.entry.parts[0]!.digest, digest(1));
+    const candidates = new Set([digest(1), digest(2), digest(3), digest(4), digest(5)]);
+    assert.deepEqual(
+      [...await referencedAmong(store, candidates)].sort(),
+      [digest(1), digest(2), digest(4)].sort(),
+    );
+  });
+});

@@ -29,7 +29,7 @@ import {
   publishedBytesByOwner,
 } from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
-import { freeUnreferencedParts, referencedDigests, storesOnHost } from "../state/part_gc.ts";
+import { freeUnreferenced, referencedDigests, storesOnHost } from "../state/part_gc.ts";
 import { requireManifestIfParts } from "../state/manifest_guard.ts";
 import { loadOrCreateClusterId } from "../state/cluster_id.ts";
 import { type ReplyOf, type RequestOf } from "../wire/ops.ts";
@@ -99,10 +99,11 @@ export function fileMutationsContext(
   let view: Promise<ClusterView> | undefined;
   let clusterId: Promise<string> | undefined;
   const stores = new Map<string, PartStore>();
+  const locker = openLocker(dir);
   return {
     nonces: new FileNonceStore(dir),
     store,
-    locker: openLocker(dir),
+    locker,
     view: async () => {
       // A publish would start a new manifest beside the lost one's parts.
       await requireManifestIfParts(dir, () => storesOnHost(dir)).catch((cause) => {
@@ -132,7 +133,14 @@ export function fileMutationsContext(
       }
       return sizes;
     },
-    freeParts: (digests) => freeUnreferencedParts(dir, digests),
+    // The instance's own store, whose index is built: a store opened per
+    // call indexed the whole manifest again for every rm (12 MB of heap and
+    // about 0.3 s at 100,000 files).
+    freeParts: (digests) =>
+      freeUnreferenced(
+        { store, locker, stores: () => storesOnHost(dir) },
+        digests,
+      ),
     writers: cachedRead(
       () =>
         _damagedSaid(

@@ -36,6 +36,7 @@ import {
   snapshotId,
 } from "./manifest_index.ts";
 import {
+  digestsUsedIn,
   entryOf,
   type ManifestFiles,
   readSlots,
@@ -58,6 +59,7 @@ import {
   pageLimit,
   type StoredEntry,
   type SummaryPage,
+  type UsedDigestsPage,
 } from "./manifest_store.ts";
 
 /** The journal is folded into a new snapshot once it is this share of the snapshot's size. */
@@ -147,11 +149,23 @@ export class FileManifestStore implements ManifestStore {
     return { summaries: page.items, revision: page.revision, more: page.more };
   }
 
+  /** Which candidates a page of entries uses, parsing only the lines that name one. */
+  async usedDigests(
+    candidates: ReadonlySet<string>,
+    options: ListOptions = {},
+  ): Promise<UsedDigestsPage> {
+    const page = await this.#page(
+      options,
+      (_, slot, line) => digestsUsedIn(slot, line, candidates),
+    );
+    return { used: page.items.flat(), last: page.last, revision: page.revision, more: page.more };
+  }
+
   /** One page of entries in name order, each made into a T by `each` from its line. */
   #page<T>(
     options: ListOptions,
     each: (name: string, slot: EntrySlot, line: Uint8Array, revision: number) => T,
-  ): Promise<{ items: T[]; revision: number; more: boolean }> {
+  ): Promise<{ items: T[]; last: string | undefined; revision: number; more: boolean }> {
     const limit = pageLimit(options);
     return this.#read(async (index, files) => {
       const names = index.sortedNames();
@@ -160,7 +174,8 @@ export class FileManifestStore implements ManifestStore {
       const slots = page.map((name) => index.slot(name)!);
       const lines = await readSlots(slots, files);
       const items = page.map((name, i) => each(name, slots[i]!, lines[i]!, index.revision));
-      return { items, revision: index.revision, more: start + limit < names.length };
+      const more = start + limit < names.length;
+      return { items, last: page.at(-1), revision: index.revision, more };
     });
   }
 

@@ -74,6 +74,43 @@ export async function valueOf(slot: EntrySlot, files: ManifestFiles): Promise<un
 }
 
 /** The value of an entry from its line, already read. */
+const _lineDecoder = new TextDecoder();
+/** A run of 64 hex digits, as a part's digest is written. */
+const _HEX_RUN = /(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])/g;
+const _NONE: string[] = [];
+
+/**
+ * Which of `candidates` the entry on `line` uses. The line is parsed only if
+ * its text holds a candidate's digest, or a `\u` escape, which could spell
+ * one: an entry that names none of them is read as text and dropped, with no
+ * parsed object left to collect. Never less than parsing would find.
+ */
+export function digestsUsedIn(
+  slot: EntrySlot,
+  line: Uint8Array,
+  candidates: ReadonlySet<string>,
+): string[] {
+  if (slot.source !== "memory") {
+    const text = _lineDecoder.decode(line);
+    let named = text.includes("\\u");
+    for (const [run] of named ? [] : text.matchAll(_HEX_RUN)) {
+      if (candidates.has(run)) {
+        named = true;
+        break;
+      }
+    }
+    if (!named) return _NONE;
+  }
+  const parts = (valueIn(slot, line) as { parts?: unknown } | null)?.parts;
+  if (!Array.isArray(parts)) return _NONE;
+  const used = new Set<string>();
+  for (const part of parts) {
+    const digest = (part as { digest?: unknown } | null)?.digest;
+    if (typeof digest === "string" && candidates.has(digest)) used.add(digest);
+  }
+  return used.size === 0 ? _NONE : [...used];
+}
+
 export function valueIn(slot: EntrySlot, line: Uint8Array): unknown {
   if (slot.source === "memory") return slot.value;
   try {

@@ -139,10 +139,23 @@ export interface ManifestStore {
    * page of the default size: what this store serves best.
    */
   readonly walkPageEntries: number;
+  /**
+   * Optional: one page, as `list()` pages, of which `candidates` its entries
+   * use, for a store that can tell without parsing every entry (see
+   * `referencedAmong()` in part_gc.ts); `last` is the page's last name.
+   */
+  usedDigests?(candidates: ReadonlySet<string>, options?: ListOptions): Promise<UsedDigestsPage>;
   /** Names the entries `plan` reads; it may put and delete only those. */
   change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>>;
   /** Changes after `fromRevision`, as they come, until `signal` aborts. */
   watch(fromRevision: number, signal?: AbortSignal): AsyncIterable<ManifestEvent>;
+}
+
+export interface UsedDigestsPage {
+  used: string[];
+  last: string | undefined;
+  revision: number;
+  more: boolean;
 }
 
 export interface Locker {

@@ -13,6 +13,7 @@ import { dataPaths } from "./config.ts";
 import {
   allEntries,
   type Locker,
+  ManifestChangedError,
   type ManifestStore,
   PARTS_LOCK,
   walkWhole,
@@ -55,10 +56,19 @@ export function referencedDigests(store: ManifestStore): Promise<Set<string>> {
 }
 
 /**
+ * Entries a page of `usedDigests()` reads: the reads' buffers are garbage an
+ * instance's heap and allocator keep. Walking 100,000 entries three times
+ * left a process at 110-128 MB resident in pages of 1,000, 83 MB in pages of
+ * 250 or 100, in about the same time.
+ */
+const USED_DIGESTS_PAGE = 250;
+
+/**
  * Which of `candidates` a file in the manifest refers to. Holds only those,
  * not every digest of the manifest (about 10 MB at 100,000 files, which an
  * instance freeing the parts of one removed file would keep), and stops
- * reading once every candidate is found.
+ * reading once every candidate is found. A store that can (the file store)
+ * reads its entries as text and parses only those that name a candidate.
  */
 export function referencedAmong(
   store: ManifestStore,
@@ -66,6 +76,25 @@ export function referencedAmong(
 ): Promise<Set<string>> {
   return walkWhole(async () => {
     const used = new Set<string>();
+    if (store.usedDigests) {
+      // Pages of one revision, as allEntries() walks them.
+      let after: string | undefined;
+      let revision: number | undefined;
+      while (used.size < candidates.size) {
+        const page = await store.usedDigests(
+          candidates,
+          after === undefined
+            ? { limit: USED_DIGESTS_PAGE }
+            : { after, atRevision: revision!, limit: USED_DIGESTS_PAGE },
+        );
+        revision ??= page.revision;
+        if (page.revision !== revision) throw new ManifestChangedError(revision, page.revision);
+        for (const digest of page.used) used.add(digest);
+        if (!page.more || page.last === undefined) break;
+        after = page.last;
+      }
+      return used;
+    }
     for await (const { entry } of allEntries(store)) {
       for (const part of entry.parts) {
         if (candidates.has(part.digest)) used.add(part.digest);
