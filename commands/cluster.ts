@@ -171,6 +171,12 @@ export async function run(args: string[]): Promise<number> {
       );
     } else if (event.type === "answering") {
       console.log(`${_time()} instance ${event.id} answers again`);
+    } else if (event.type === "failing") {
+      console.log(
+        `${_time()} instance ${event.id} answers but ${event.reason}: down for healing`,
+      );
+    } else if (event.type === "serving") {
+      console.log(`${_time()} instance ${event.id} reads its parts again`);
     } else if (ready) {
       console.log(`${_time()} instance ${event.id} up (pid ${event.pid})`);
     }

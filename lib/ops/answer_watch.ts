@@ -7,6 +7,10 @@
  * time out is silent (and counts as down for healing) until it answers
  * again. Only a timeout counts: a refused connection is an exit, which the
  * supervisor sees anyway, and an instance that answers BUSY is alive.
+ *
+ * An instance that answers but cannot read its part store (its directory
+ * gone, replaced, unreadable: the stats' storeError) serves no copy either:
+ * it is failing, and counts as down for healing, until its store reads again.
  */
 import { every } from "../base/deadline.ts";
 import { probeInstances } from "./instances.ts";
@@ -33,8 +37,12 @@ export interface AnswerWatchOptions {
   instances: () => { id: string; address: string }[];
   /** An instance went silent: MISSED_ANSWERS_DOWN checks timed out. */
   onSilent: (id: string) => void;
-  /** A silent instance answered again. */
+  /** A silent instance answered again (and can read its part store). */
   onAnswering: (id: string) => void;
+  /** An instance answers, but says it cannot read its part store: `reason` is why. */
+  onFailing?: (id: string, reason: string) => void;
+  /** A failing instance can read its part store again. */
+  onServing?: (id: string) => void;
   /**
    * An instance quarantined a copy since the check before (a client
    * reported it, or it failed a check): that part is a copy short.
@@ -47,6 +55,8 @@ export class AnswerWatch {
   /** Checks in a row each instance left unanswered. */
   readonly #missed = new Map<string, number>();
   readonly #silent = new Set<string>();
+  /** Instances that answer but cannot read their part store. */
+  readonly #failing = new Set<string>();
   /** The count of quarantined copies each instance gave at its last check. */
   readonly #quarantined = new Map<string, number>();
   #checking = false;
@@ -69,6 +79,7 @@ export class AnswerWatch {
   forget(id: string): void {
     this.#missed.delete(id);
     this.#silent.delete(id);
+    this.#failing.delete(id);
     this.#quarantined.delete(id);
   }
 
@@ -90,7 +101,19 @@ export class AnswerWatch {
           }
         } else if (probe.up) {
           this.#missed.delete(probe.id);
-          if (this.#silent.delete(probe.id)) this.#options.onAnswering(probe.id);
+          const wasSilent = this.#silent.delete(probe.id);
+          const storeError = probe.stats?.storeError;
+          if (typeof storeError === "string") {
+            // Still down for healing when it was silent: only said once.
+            if (!this.#failing.has(probe.id)) {
+              this.#failing.add(probe.id);
+              this.#options.onFailing?.(probe.id, storeError);
+            }
+          } else if (this.#failing.delete(probe.id)) {
+            this.#options.onServing?.(probe.id);
+          } else if (wasSilent) {
+            this.#options.onAnswering(probe.id);
+          }
           const quarantined = probe.stats?.quarantined;
           if (typeof quarantined !== "number") continue;
           // From 0: the count starts with the instance, and a first check may come after one.

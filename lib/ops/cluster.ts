@@ -32,7 +32,11 @@ export type SupervisorEvent =
   | { type: "down"; id: string; pid: number; signal: string | null; code: number }
   /** Running, but no answer to MISSED_ANSWERS_DOWN checks in a row: down for healing. */
   | { type: "silent"; id: string }
-  | { type: "answering"; id: string };
+  | { type: "answering"; id: string }
+  /** Answers, but cannot read its part store (`reason`): down for healing. */
+  | { type: "failing"; id: string; reason: string }
+  /** A failing instance reads its part store again. */
+  | { type: "serving"; id: string };
 
 interface _Instance {
   id: string;
@@ -109,6 +113,14 @@ export class Supervisor {
       onAnswering: (id) => {
         healer.instanceUp(id);
         this.#onEvent({ type: "answering", id });
+      },
+      onFailing: (id, reason) => {
+        healer.instanceDown(id);
+        this.#onEvent({ type: "failing", id, reason });
+      },
+      onServing: (id) => {
+        healer.instanceUp(id);
+        this.#onEvent({ type: "serving", id });
       },
       onQuarantined: (id) => healer.trigger(`instance ${id} quarantined a bad copy`),
     });

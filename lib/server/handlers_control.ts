@@ -38,6 +38,8 @@ export const CONTROL_HANDLERS: HandlerFamily<"hello" | "ping" | "stats" | "clust
       // Never negative, though the wall clock may step back (the reply check refuses that).
       uptimeMs: Math.max(0, Date.now() - instance.startedAt),
       ...instance.counters,
+      // Answering is not serving: an instance that cannot read its parts says so.
+      ...storeError(instance.store),
     });
   },
   "cluster.info": async (instance, { request, reply }) => {
@@ -48,3 +50,8 @@ export const CONTROL_HANDLERS: HandlerFamily<"hello" | "ping" | "stats" | "clust
     await reply(header, jsonBody(body));
   },
 };
+
+function storeError(store: { problem(): string | undefined }): { storeError?: string } {
+  const problem = store.problem();
+  return problem === undefined ? {} : { storeError: problem };
+}

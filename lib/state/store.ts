@@ -62,6 +62,21 @@ export class PartStore {
     return join(this.quarantineDir, digest);
   }
 
+  /**
+   * Why this store cannot serve its parts now (its parts directory gone,
+   * replaced by a file, unreadable), or undefined when it can. Cheap, one
+   * directory opened and read from, so the supervisor can ask with each
+   * check: an instance that answers but reads no part holds no copy.
+   */
+  problem(): string | undefined {
+    try {
+      for (const _ of Deno.readDirSync(this.partsDir)) break;
+      return undefined;
+    } catch (error) {
+      return `cannot read ${this.partsDir}: ${error instanceof Error ? error.message : error}`;
+    }
+  }
+
   /** Size of the stored part, or undefined when this instance does not hold it. */
   async sizeOf(digest: string): Promise<number | undefined> {
     try {
