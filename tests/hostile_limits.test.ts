@@ -2,7 +2,8 @@
  * The limits a shared cluster needs, tried as a greedy or hostile client
  * would on real instances: one client address cannot take every connection
  * slot, an instance full of connections shows as busy, not down, and a
- * flood of part.verify cannot make an instance hash faster than its bound,
+ * flood of part.verify, or of signed part.has and part.put of stored parts,
+ * cannot make an instance hash faster than its bound,
  * and a lying server cannot make fetch allocate or leave behind what it likes.
  */
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ import { startDirectCluster } from "./direct_cluster.ts";
 import { assertSameFile, readManifestJson, runFts, tempDir } from "./harness.ts";
 import { HELLO, rawPrefix } from "./hostile_wire.ts";
 import { startLyingServer } from "./lying_server.ts";
+import { partSigner } from "./part_signer.ts";
 import { jsonBody } from "../lib/wire/frame.ts";
 
 /** What became of a connection: refused with BUSY, or still open and served. */
@@ -134,6 +136,58 @@ Deno.test("limits: 6 connections flooding part.verify and part.report of 1 MiB p
     assert.ok(
       verified <= bound,
       `${verified} parts hashed in ${seconds.toFixed(1)} s (bound ${bound})`,
+    );
+  } finally {
+    for (const peer of peers) peer.close();
+    await cluster.stop();
+  }
+});
+
+Deno.test("limits: 6 connections flooding signed part.has and part.put of stored 1 MiB parts for 3 s hash at most --verify-rate 2MiB/s", async () => {
+  const MiB = 1024 * 1024;
+  const cluster = await startDirectCluster({
+    servers: 1,
+    replicas: 1,
+    partSize: "1MiB",
+    files: { "big.bin": 8 * MiB },
+    serveArgs: ["--verify-rate", "2MiB"],
+  });
+  const peers: Peer[] = [];
+  try {
+    const address = `127.0.0.1:${cluster.ports[0]}`;
+    const stored = join(cluster.dir, "instances", String(cluster.ports[0]), "parts");
+    const parts = (await readManifestJson(cluster.dir)).files["big.bin"]!.parts;
+    const bytes = await Promise.all(
+      parts.map((p) => Deno.readFile(join(stored, p.digest.slice(0, 2), p.digest))),
+    );
+    for (let i = 0; i < 6; i++) peers.push(await Peer.connect(address, { stallTimeoutMs: 30_000 }));
+    const signer = await partSigner(peers[0]!);
+    const started = performance.now();
+    const floodMs = 3_000;
+    let answered = 0;
+    await Promise.all(peers.map(async (peer, i) => {
+      for (let n = i; performance.now() - started < floodMs; n++) {
+        // A writer's question, or a part.put of a copy already there: each re-hashes it.
+        const part = parts[n % parts.length]!;
+        if (i % 2 === 0) assert.equal(await peer.hasPart(part.digest, signer), part.size);
+        else {
+          const body = (async function* () {
+            yield bytes[n % parts.length]!;
+          })();
+          assert.deepEqual(await peer.putPart(part.digest, part.size, body, signer), {
+            stored: false,
+          });
+        }
+        answered++;
+      }
+    }));
+    const seconds = (performance.now() - started) / 1000;
+    // 2 MiB/s of 1 MiB parts, plus one for the burst the budget starts with.
+    const bound = Math.ceil(2 * seconds) + 1;
+    assert.ok(answered >= 1, "no request was answered");
+    assert.ok(
+      answered <= bound,
+      `${answered} stored parts re-hashed in ${seconds.toFixed(1)} s (bound ${bound})`,
     );
   } finally {
     for (const peer of peers) peer.close();

@@ -41,7 +41,7 @@ export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report
     }
     await reply({ op: "ok", quarantined });
   },
-  "part.has": async (instance, { request, reply }) => {
+  "part.has": async (instance, { request, reply, state }) => {
     const { store } = instance;
     const { digest, cluster, auth } = request;
     // Only a writer about to use the copy may mark it as in use (see PartStore.touch):
@@ -56,7 +56,7 @@ export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report
     // A writer that hears "stored" sends nothing and publishes this copy: as
     // for a part.put that finds one, only a copy that re-hashes right counts.
     if (size !== undefined && signer !== undefined) {
-      if (await _goodOrQuarantined(instance, digest)) await store.touch(digest);
+      if (await _goodOrQuarantined(instance, digest, state.address)) await store.touch(digest);
       else size = undefined;
     }
     await reply({ op: "has", digest, stored: size !== undefined, size });
@@ -166,7 +166,7 @@ async function _sendSmallRange(
 
 async function _receivePart(
   instance: Instance,
-  { request, reader, bodyLength, reply }: Exchange<"part.put">,
+  { request, reader, bodyLength, reply, state }: Exchange<"part.put">,
 ): Promise<void> {
   const { digest } = request;
   if (bodyLength > MAX_PART_BYTES) {
@@ -191,7 +191,7 @@ async function _receivePart(
   // one spares the bytes (a repair records the copy as made); another goes.
   if ((await store.sizeOf(digest)) === bodyLength) {
     await mutations.assertMayStore(key);
-    if (await _goodOrQuarantined(instance, digest)) {
+    if (await _goodOrQuarantined(instance, digest, state.address)) {
       await store.touch(digest);
       await reader.skipBody();
       await reply({ op: "ok", stored: false });
@@ -228,12 +228,21 @@ async function _receivePart(
 /**
  * Whether the stored copy of `digest` re-hashes to its name; when it does
  * not, or cannot be read, it is quarantined (so a new copy can take its
- * place) and this answers false.
+ * place) and this answers false. The re-hash waits for the asking address's
+ * budget, as part.verify's: a signed part.has is a few hundred bytes, and a
+ * part.put header that finds a copy is answered before its body is read, so
+ * either would otherwise make the instance hash a whole part at no cost.
  */
-async function _goodOrQuarantined(instance: Instance, digest: string): Promise<boolean> {
+async function _goodOrQuarantined(
+  instance: Instance,
+  digest: string,
+  address: string | undefined,
+): Promise<boolean> {
   const { store } = instance;
   let good = false;
   try {
+    const size = await store.sizeOf(digest);
+    if (size !== undefined) await instance.verifyLimiter(address).take(size);
     good = await store.verify(digest);
   } catch (error) {
     if (error instanceof ProtocolError) return false;
