@@ -126,7 +126,7 @@ export async function run(args: string[]): Promise<number> {
   // Made once the start cannot be refused for etcd's reasons: a refused one leaves no store.
   const initStore = async () => {
     await store.init();
-    await store.cleanStaleTemps();
+    await store.cleanStaleTemps({ starting: true });
   };
   let id = localId;
   let leave: (() => Promise<void>) | undefined;

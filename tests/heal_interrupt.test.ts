@@ -53,3 +53,60 @@ Deno.test("repair: killed halfway (SIGKILL mid-copy), run again: finishes the jo
     await cluster.stop();
   }
 });
+
+Deno.test("repair: a copy whose target is killed midway leaves a temp file there, removed when the target starts and by a repair, even once its pid names a live process again (R=2)", async () => {
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "t.bin": 3 * MiB } });
+  let slow: FtsProcess | undefined;
+  try {
+    await cluster.kill(cluster.ports[0]!);
+    // Slow copies (256 KiB parts at 64 KiB/s): a target is mid-copy for seconds.
+    slow = new FtsProcess(["repair", "--limit-rate", "64KiB", "--data", cluster.dir]);
+    let temp = "";
+    await waitUntil(
+      async () => {
+        temp = (await strayTemps(cluster.dir))[0] ?? "";
+        return temp !== "" || "no copy under way yet";
+      },
+      30_000,
+      "a copy to be under way",
+    );
+    const target = Number(temp.split("/").at(-3));
+    await cluster.kill(target);
+    slow.kill("SIGKILL");
+    await slow.status;
+    slow = undefined;
+    assert.ok(await _exists(temp), "the killed target's temp file is gone already");
+
+    // Pids are reused: the dead writer's pid may name a live process by the time anyone
+    // looks (here this test's own), and the leftovers are more than a minute old by then.
+    const tmp = temp.slice(0, temp.lastIndexOf("/"));
+    const reused = `${tmp}/${Deno.pid}.1.tmp`;
+    const kept = `${cluster.work}/leftover.tmp`;
+    await Deno.copyFile(temp, kept);
+    await Deno.rename(temp, reused);
+    const old = new Date(Date.now() - 10 * 60_000);
+    await Deno.utime(reused, old, old);
+
+    await cluster.start(target);
+    assert.equal(await _exists(reused), false, "the target's start left the stale temp file");
+    // Again while the instance runs, as a writer that died after it started would leave one.
+    await Deno.copyFile(kept, reused);
+    await Deno.utime(reused, old, old);
+    const repair = await cluster.fts(["repair"]);
+    assert.equal(repair.code, 0, repair.stdout + repair.stderr);
+    assert.deepEqual(await strayTemps(cluster.dir), [], "a repair left the stale temp files");
+  } finally {
+    slow?.kill("SIGKILL");
+    await slow?.status;
+    await cluster.stop();
+  }
+});
+
+async function _exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

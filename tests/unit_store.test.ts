@@ -1,7 +1,7 @@
 /** Unit tests of lib/state/store.ts: the content-addressed part store of one instance. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PartStore } from "../lib/state/store.ts";
+import { PartStore, TEMP_LOCK_GRACE_MS } from "../lib/state/store.ts";
 import {
   assertCode,
   concat,
@@ -170,6 +170,26 @@ Deno.test("PartStore.cleanStaleTemps() removes temp files of dead processes only
     const removed = await store.cleanStaleTemps();
     assert.equal(removed, 2);
     assert.deepEqual(filesUnder(store.tmpDir), [`${livePid}.2.tmp`]);
+  });
+});
+
+Deno.test("PartStore.cleanStaleTemps() goes by its writer's lock: a live writer's temp stays, an unheld one of a reused pid goes once a minute old", async () => {
+  await withStore(async (store) => {
+    const writer = await store.beginWrite("ab".repeat(32));
+    await writer.write(new Uint8Array(10));
+    const livePid = 1; // init never dies: as a dead writer's pid taken by another process
+    for (const name of [`${livePid}.old.tmp`, `${livePid}.new.tmp`]) {
+      await Deno.writeTextFile(join(store.tmpDir, name), "partial");
+    }
+    const old = new Date(Date.now() - TEMP_LOCK_GRACE_MS - 1_000);
+    for (const name of [...filesUnder(store.tmpDir)].filter((n) => !n.includes(".new."))) {
+      await Deno.utime(join(store.tmpDir, name), old, old);
+    }
+    assert.equal(await store.cleanStaleTemps(), 1);
+    const writing = filesUnder(store.tmpDir).filter((n) => n.startsWith(`${Deno.pid}.`));
+    assert.equal(writing.length, 1, "the live writer's temp file was removed");
+    assert.deepEqual(filesUnder(store.tmpDir).sort(), [`${livePid}.new.tmp`, ...writing].sort());
+    await writer.abort();
   });
 });
 

@@ -64,8 +64,12 @@ export function fileRepairTarget(dir: string, config: ClusterConfig): RepairTarg
     removeCopy: (id, digest) => new PartStore(paths.instanceDir(id)).remove(digest),
     removesCopiesOn: () => true,
     localStores: () => storesOnHost(dir),
-    // A manifest write cut off by a kill leaves its temp file beside it.
-    prepare: async () => void await removeStaleTemps(dir),
+    // A manifest write cut off by a kill leaves its temp file beside it; a copy
+    // cut off by one, in the target's store (which its own start may miss).
+    prepare: async () => {
+      await removeStaleTemps(dir);
+      for (const store of await storesOnHost(dir)) await store.cleanStaleTemps();
+    },
     // The host of the data directory is the operator's: the key is made if it is missing.
     copyIdentity: () => loadOrCreateIdentity(paths.operatorIdentity),
   };
@@ -112,7 +116,9 @@ export async function etcdRepairTarget(
     removeCopy: async (id, digest) => (await localStore(id)?.remove(digest)) ?? false,
     removesCopiesOn: (id) => localStore(id) !== undefined,
     localStores: async () => (local ? await storesOnHost(local.dir) : []),
-    prepare: () => Promise.resolve(),
+    prepare: async () => {
+      for (const store of local ? await storesOnHost(local.dir) : []) await store.cleanStaleTemps();
+    },
     copyIdentity: async () =>
       local ? await loadIdentity(operatorIdentityPath(local.dir)) : undefined,
   };

@@ -12,6 +12,11 @@ import { type Sha256, sha256Hasher } from "../hash/sha256.ts";
 
 /** Chunk size for hashing stored parts. */
 const HASH_CHUNK_BYTES = 1024 * 1024;
+/**
+ * A temp file younger than this whose process lives is kept even when no
+ * writer holds its lock: its writer may have made it and not locked it yet.
+ */
+export const TEMP_LOCK_GRACE_MS = 60_000;
 
 export class PartStore {
   readonly root: string;
@@ -32,16 +37,25 @@ export class PartStore {
     await Deno.mkdir(this.quarantineDir, { recursive: true });
   }
 
-  /** Removes temp files left by processes that died mid-write. */
-  async cleanStaleTemps(): Promise<number> {
+  /**
+   * Removes temp files no writer holds: left by a process that died
+   * mid-write (a kill, a crash), whether or not its pid names a live
+   * process again by now (pids are reused). A writer holds a lock on its
+   * temp file from just after making it (beginWrite), which the kernel lets
+   * go when the writer dies; a fresh unlocked file of a live pid may be one
+   * not locked yet, and stays until it is TEMP_LOCK_GRACE_MS old. Safe while
+   * others write: instances at start, and repairs on their host, call it.
+   * `starting`: this process writes nothing yet, so a temp file of its own
+   * pid is an earlier process's (a container's pids repeat at each start).
+   */
+  async cleanStaleTemps(
+    { starting = false, now = Date.now() }: { starting?: boolean; now?: number } = {},
+  ): Promise<number> {
     let removed = 0;
     try {
       for await (const entry of Deno.readDir(this.tmpDir)) {
-        const pid = Number(entry.name.split(".")[0]);
-        if (!Number.isInteger(pid) || !processAlive(pid) || pid === Deno.pid) {
-          await Deno.remove(join(this.tmpDir, entry.name)).catch(() => {});
-          removed++;
-        }
+        const path = join(this.tmpDir, entry.name);
+        if (await _removeIfAbandoned(path, entry.name, now, starting)) removed++;
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -127,6 +141,14 @@ export class PartStore {
     const tempPath = join(this.tmpDir, `${Deno.pid}.${random}.tmp`);
     const hash = (options.hash ?? true) ? await sha256Hasher() : undefined;
     const file = await Deno.open(tempPath, { write: true, createNew: true });
+    try {
+      // Held until the writer closes it, or dies: cleanStaleTemps leaves it alone till then.
+      file.lockSync(true);
+    } catch (error) {
+      file.close();
+      await Deno.remove(tempPath).catch(() => {});
+      throw error;
+    }
     return new PartWriter(digest, file, tempPath, finalPath, hash);
   }
 
@@ -275,6 +297,35 @@ export class PartWriter {
       this.#file.close();
     } catch { /* already closed */ }
     await Deno.remove(this.#tempPath).catch(() => {});
+  }
+}
+
+/** Removes the temp file at `path` when no writer holds it (see cleanStaleTemps). */
+async function _removeIfAbandoned(
+  path: string,
+  name: string,
+  now: number,
+  starting: boolean,
+): Promise<boolean> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return false; // gone meanwhile (committed, aborted), or not ours to open
+  }
+  try {
+    if (!file.tryLockSync(true)) return false;
+    const pid = Number(name.split(".")[0]);
+    const writerGone = !Number.isInteger(pid) || !processAlive(pid) ||
+      (starting && pid === Deno.pid) ||
+      now - (file.statSync().mtime?.getTime() ?? 0) >= TEMP_LOCK_GRACE_MS;
+    if (!writerGone) return false;
+    await Deno.remove(path);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    file.close();
   }
 }
 
