@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertSameFile, readManifestJson, startCluster } from "./harness.ts";
+import { assertSameFile, FtsProcess, mustRun, readManifestJson, startCluster } from "./harness.ts";
 import { censusOnDisk, offCount, waitUntil } from "./replicas.ts";
 
 const MiB = 1024 * 1024;
@@ -66,3 +66,37 @@ async function _settled(dir: string, ports: number[], replicas: number): Promise
   const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
   return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
 }
+
+Deno.test("cluster --heal-after 2s: a killed instance's port served from another --data (a copy of the directory) does not stand in for it: its parts are healed around (R=2)", async () => {
+  const cluster = await startCluster({
+    servers: 4,
+    replicas: 2,
+    files: { "o.bin": 2 * MiB + 5 },
+    clusterArgs: ["--heal-after", "2s"],
+  });
+  let stranger: FtsProcess | undefined;
+  try {
+    const manifest = await readManifestJson(cluster.dir);
+    const victim = Number(manifest.files["o.bin"]!.parts[0]!.replicas[0]);
+    const others = cluster.ports.filter((port) => port !== victim);
+    // A backup of the data directory, holding the same copies and cluster id.
+    const copy = join(cluster.work, "copy");
+    await mustRun("cp", ["-a", cluster.dir, copy]);
+    await cluster.kill(victim);
+    stranger = new FtsProcess(["serve", "--port", String(victim), "--data", copy]);
+    await stranger.waitFor(/ready/);
+    await cluster.supervisor.waitFor(
+      new RegExp(`heal: instance ${victim} down for 2\\.0 s`),
+      HEAL_DEADLINE_MS,
+    );
+    await waitUntil(
+      () => _settled(cluster.dir, others, 2),
+      HEAL_DEADLINE_MS,
+      "every part to have 2 good copies on the cluster's own live instances, listed",
+    );
+  } finally {
+    stranger?.kill("SIGKILL");
+    await stranger?.status;
+    await cluster.stop();
+  }
+});

@@ -58,7 +58,10 @@ export interface RepairOptions {
    * coming back (down a moment only, or not known to be down yet: in etcd
    * its lease outlives it by seconds): the copies the manifest lists on it
    * still count, and stay listed. Absent (fts repair), every instance that
-   * does not answer is down.
+   * does not answer is down. A gone instance is not asked, even if something
+   * answers on its address: the supervisor (or etcd) knows it is down, so
+   * that is some other process (one started with another --data, say),
+   * whose copies are not this instance's and may go with it.
    */
   goneIds?: ReadonlySet<string>;
   /** Bytes per second copied, over all copies; 0 or absent means no limit. */

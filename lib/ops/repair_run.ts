@@ -98,19 +98,22 @@ export class RepairRun {
     const ids = this.target.view.ids;
     /** Instances that answer, but with an error for part.list (a broken part store). */
     const failing: { id: string; reason: string }[] = [];
-    await Promise.all(ids.map(async (id) => {
-      let peer: Peer | undefined;
-      try {
-        peer = await this.connect(id);
-        this.stored.set(id, await peer.listParts());
-      } catch (error) {
-        if (error instanceof TlsError) this.tlsErrors.push(error);
-        if (error instanceof RemoteProtocolError) failing.push({ id, reason: error.message });
-        // Does not answer (or not with its parts): down, as far as this repair is concerned.
-      } finally {
-        peer?.close();
-      }
-    }));
+    const gone = this.options.goneIds;
+    await Promise.all(
+      ids.filter((id) => !gone?.has(id)).map(async (id) => {
+        let peer: Peer | undefined;
+        try {
+          peer = await this.connect(id);
+          this.stored.set(id, await peer.listParts());
+        } catch (error) {
+          if (error instanceof TlsError) this.tlsErrors.push(error);
+          if (error instanceof RemoteProtocolError) failing.push({ id, reason: error.message });
+          // Does not answer (or not with its parts): down, as far as this repair is concerned.
+        } finally {
+          peer?.close();
+        }
+      }),
+    );
     this.report.live = ids.filter((id) => this.stored.has(id));
     this.report.down = ids.filter((id) => !this.stored.has(id));
     this.emit({
