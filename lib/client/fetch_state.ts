@@ -225,15 +225,6 @@ export interface ControlFileSaverOptions {
 }
 
 /**
- * Keeps the control file up to date while a fetch runs: every `intervalMs`
- * when a part was verified since the last save, and once more when the
- * fetch stops. A control file says which parts are right, and a later run
- * fetches the others without checking them: so none is written until every
- * part the destination holds has been checked (`checkComplete`); a fetch
- * stopped before that leaves the next run to check them again, and to find
- * right the parts fetched meanwhile.
- */
-/**
  * A fetch working in the user's own shorter copy stretches it to full size
  * before the parts arrive. Stopped (Ctrl-C, a full disk, the file removed
  * from the cluster), it gives that back: the file ends where its own bytes
@@ -260,6 +251,15 @@ export function unstretch(
   file.truncateSync(end);
 }
 
+/**
+ * Keeps the control file up to date while a fetch runs: every `intervalMs`
+ * when a part was verified since the last save, and once more when the
+ * fetch stops. A control file says which parts are right, and a later run
+ * fetches the others without checking them: so none is written until every
+ * part the destination holds has been checked (`checkComplete`); a fetch
+ * stopped before that leaves the next run to check them again, and to find
+ * right the parts fetched meanwhile.
+ */
 export class ControlFileSaver {
   /** Whether every part the destination held was checked; until then nothing is saved. */
   checkComplete = false;

@@ -73,7 +73,6 @@ export async function valueOf(slot: EntrySlot, files: ManifestFiles): Promise<un
   return valueIn(slot, await readAt(_fileOf(slot, files), slot.offset, slot.length));
 }
 
-/** The value of an entry from its line, already read. */
 const _lineDecoder = new TextDecoder();
 /** A run of 64 hex digits, as a part's digest is written. */
 const _HEX_RUN = /(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])/g;
@@ -111,6 +110,7 @@ export function digestsUsedIn(
   return used.size === 0 ? _NONE : [...used];
 }
 
+/** The value of an entry from its line, already read. */
 export function valueIn(slot: EntrySlot, line: Uint8Array): unknown {
   if (slot.source === "memory") return slot.value;
   try {
