@@ -23,6 +23,7 @@ import {
 import { putPartAs } from "./part_signer.ts";
 import { storedPartNames } from "./replicas.ts";
 import { rankInstances } from "../lib/state/placement.ts";
+import { quotaScenario } from "./quota_scenario.ts";
 
 const KiB = 1024;
 
@@ -256,6 +257,15 @@ Deno.test("writers: a damaged writers.json or operator key is named to the uploa
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     const accepted = await cluster.fts(["upload", source, ...me]);
     assert.equal(accepted.code, 0, accepted.stderr);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("writers quota 100 KiB: rm, mv and a replace change what counts; of 3 uploads at once where one fits, one lands", async () => {
+  const cluster = await startCluster({ servers: 3, replicas: 2, partSize: "64KiB" });
+  try {
+    await quotaScenario((args) => cluster.fts(args), cluster.work);
   } finally {
     await cluster.stop();
   }

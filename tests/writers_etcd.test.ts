@@ -13,6 +13,7 @@ import { missingTool } from "./missing_tool.ts";
 import { freePortRange, type FtsProcess, runFts, writeRandomFile } from "./harness.ts";
 import { startEtcdHost } from "./etcd_host.ts";
 import { putPartAs } from "./part_signer.ts";
+import { quotaScenario } from "./quota_scenario.ts";
 
 const KiB = 1024;
 /** The instances' cache of the policy (WRITERS_CACHE_MS), and some room. */
@@ -110,6 +111,37 @@ Deno.test({
         host.kill("SIGTERM");
         await host.status;
       }
+      await etcd.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "writers quota in etcd: rm, mv and a replace change what counts; of 3 uploads at once where one fits, one lands",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-quota-etcd-" });
+    const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
+    let host: FtsProcess | undefined;
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "quota"];
+      // One host: an rm frees every copy, as in the file store (other hosts keep theirs).
+      host = await startEtcdHost({
+        flags,
+        host: "127.0.0.1",
+        servers: 3,
+        basePort: freePortRange(3),
+        data: join(dir, "a"),
+        extra: ["--part-size", "64KiB"],
+      });
+      await quotaScenario((args) => runFts([...args, ...flags]), dir);
+    } finally {
+      host?.kill("SIGTERM");
+      await host?.status;
       await etcd.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }

@@ -383,11 +383,13 @@ export class EtcdClient {
     prefix: string,
     startRevision: number,
     signal?: AbortSignal,
+    /** The end of the keys watched, when not the end of `prefix`'s. */
+    rangeEnd = prefixEnd(prefix),
   ): AsyncGenerator<WatchBatch> {
     const body = {
       create_request: {
         key: toBase64(prefix),
-        range_end: _endBase64(prefixEnd(prefix)),
+        range_end: _endBase64(rangeEnd),
         start_revision: String(startRevision),
       },
     };

@@ -84,6 +84,7 @@ export class EtcdCluster {
   }
 
   close(): void {
+    this.manifest.close();
     this.etcd.close();
   }
 

@@ -7,6 +7,8 @@
  *   writers              who may store parts, and quotas (lib/auth/writers_policy.ts)
  *   files/NAME           a file entry's header (etcd_manifest_store.ts)
  *   chunks/ID            a slice of a long part list
+ *   files0               empty: the first key after every files/ key, written to
+ *                        mark a point in their history (etcd_manifest_store.ts)
  *   members/ID           an instance that joined: address and failure domain
  *   alive/ID             the same, under the instance's lease: gone when it dies
  *   gateways/ID          an HTTP gateway's URL, under its lease
@@ -34,6 +36,8 @@ export interface ClusterKeys {
   readonly writers: string;
   readonly files: string;
   readonly filesEnd: string;
+  /** The key just past `files/`: a write to it marks a point in the files' history. */
+  readonly filesFence: string;
   file(name: string): string;
   nameOfFile(key: string): string;
   chunk(id: string): string;
@@ -63,6 +67,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     writers: `${root}writers`,
     files,
     filesEnd: prefixEnd(files),
+    filesFence: prefixEnd(files),
     file: (name) => `${files}${name}`,
     nameOfFile: (key) => key.slice(files.length),
     chunk: (id) => `${root}chunks/${id}`,

@@ -18,13 +18,19 @@
  * 4. `list()` and `summaries()` page through `files/` in key order; a walk
  *    asks for later pages at the first page's revision, so a walk of the
  *    whole manifest sees one revision while writers go on.
- * 5. `watch()` follows etcd's watch of `files/`, resuming after the last
+ * 5. `publishedBytes()` keeps each owner's bytes in memory (owner_tally.ts),
+ *    from one walk and then a watch of the files and of `files0` (the key
+ *    just past every file's) from the walk's revision on; each call writes
+ *    `files0` and waits until the watch has passed that write, so it has
+ *    every change before the call, deletes included, and reads nothing else.
+ * 6. `watch()` follows etcd's watch of `files/`, resuming after the last
  *    revision it saw when the stream breaks, and reports a reset when that
  *    revision was compacted away.
  */
 import type { EtcdClient, KeyValue, TxnOp } from "./etcd_client.ts";
 import { type ClusterKeys } from "./etcd_keys.ts";
 import { sleep } from "../base/sleep.ts";
+import { deadline } from "../base/deadline.ts";
 import { type FileEntry, parseFileEntry, type PartEntry } from "../state/manifest.ts";
 import {
   type ChangeFunction,
@@ -39,6 +45,7 @@ import {
   type StoredEntry,
   type SummaryPage,
 } from "../state/manifest_store.ts";
+import { type OwnerTally, walkTally } from "../state/owner_tally.ts";
 
 /** Parts per chunk key: ~300 bytes a part keeps a chunk near 600 KB, well under etcd's limit. */
 export const PARTS_PER_CHUNK = 2048;
@@ -50,6 +57,20 @@ export const MAX_NAMES_PER_CHANGE = 64;
 const CHUNK_WRITES_AT_ONCE = 4;
 /** Pause before a broken watch stream is opened again. */
 const WATCH_RETRY_MS = 500;
+/** How long bringing the owners' tally up to date may take before it walks every entry instead. */
+const TALLY_CATCH_UP_MS = 10_000;
+/** Times publishedBytes() starts from a walk before giving up. */
+const MAX_TALLY_WALKS = 3;
+
+/** publishedBytes()'s tally, the watch that keeps it current, and who waits for it. */
+interface _Follow {
+  tally: OwnerTally;
+  abort: AbortController;
+  /** Its watch ended for good (history compacted) or was stopped: walk again. */
+  broken: boolean;
+  /** Called after each batch applied, with false when the watch ends. */
+  waiters: Set<(ok: boolean) => void>;
+}
 
 /** The value at `files/NAME`. */
 interface _Header {
@@ -95,6 +116,9 @@ export class EtcdManifestStore implements ManifestStore {
   readonly #keys: ClusterKeys;
   /** Entries are read with ParseOptions.storedContentId: set by a serving instance. */
   storedContentIds = false;
+  /** Each owner's published bytes, once asked for (publishedBytes()), and its watch. */
+  #follow: Promise<_Follow> | undefined;
+  #closed = false;
 
   constructor(etcd: EtcdClient, keys: ClusterKeys) {
     this.#etcd = etcd;
@@ -184,6 +208,111 @@ export class EtcdManifestStore implements ManifestStore {
     const { chunks: _chunks, partCount: _count, ...rest } = header;
     const entry = parseFileEntry({ ...rest, parts }, { storedContentId: this.storedContentIds });
     return { entry, modRevision: kv.modRevision, revision };
+  }
+
+  async publishedBytes(owner: string, except?: string): Promise<number> {
+    for (let walks = 0;;) {
+      // Shared: callers at once (cluster.info asks outside the parts lock) wait for one walk.
+      let pending = this.#follow;
+      if (!pending) {
+        walks++;
+        pending = this.#follow = this.#startFollowing();
+      }
+      const follow = await pending.catch((error) => {
+        if (this.#follow === pending) this.#follow = undefined;
+        throw error;
+      });
+      if (await this.#caughtUp(follow).catch(() => false)) {
+        return follow.tally.bytesOf(owner, except);
+      }
+      // History compacted away, or the watch stuck: walk again.
+      this.#stopFollowing(follow);
+      if (this.#follow === pending) this.#follow = undefined;
+      if (walks >= MAX_TALLY_WALKS) throw new Error("Cannot count the files' bytes in etcd");
+    }
+  }
+
+  /** Stops the watch that keeps publishedBytes()'s tally current. */
+  close(): void {
+    this.#closed = true;
+    this.#follow?.then((follow) => this.#stopFollowing(follow), () => {});
+  }
+
+  /** A tally of every entry, and a watch from its revision on that keeps it current. */
+  async #startFollowing(): Promise<_Follow> {
+    const tally = await walkTally(this);
+    const follow: _Follow = {
+      tally,
+      abort: new AbortController(),
+      broken: false,
+      waiters: new Set(),
+    };
+    if (this.#closed) this.#stopFollowing(follow);
+    else void this.#followLoop(follow);
+    return follow;
+  }
+
+  #stopFollowing(follow: _Follow): void {
+    follow.broken = true;
+    follow.abort.abort();
+    for (const waiter of follow.waiters) waiter(false);
+    follow.waiters.clear();
+  }
+
+  /**
+   * Applies every change to the files after the tally's revision as etcd
+   * sends it, and the fence writes, resuming a broken stream where it was; a
+   * watcher that keeps up gets each change at once, where one opened behind
+   * the newest revision waits for etcd's catch-up loop (100 ms).
+   */
+  async #followLoop(follow: _Follow): Promise<void> {
+    const { tally, abort } = follow;
+    while (!abort.signal.aborted) {
+      try {
+        const batches = this.#etcd.watch(
+          this.#keys.files,
+          tally.revision + 1,
+          abort.signal,
+          `${this.#keys.filesFence}\0`,
+        );
+        for await (const batch of batches) {
+          if (batch.compactRevision !== undefined) return this.#stopFollowing(follow);
+          for (const { type, kv } of batch.events) {
+            if (kv.key !== this.#keys.filesFence) {
+              const name = this.#keys.nameOfFile(kv.key);
+              if (type === "DELETE") tally.delete(name);
+              else {
+                const header = _parseHeader(kv);
+                tally.set(name, header.owner, header.size);
+              }
+            }
+            tally.revision = Math.max(tally.revision, kv.modRevision);
+          }
+          for (const waiter of follow.waiters) waiter(true);
+        }
+      } catch (error) {
+        if (abort.signal.aborted) return;
+        void error; // A broken stream: open it again from the last revision applied.
+      }
+      await sleep(WATCH_RETRY_MS, abort.signal);
+    }
+  }
+
+  /** Whether the tally has every change up to a fence written now (within TALLY_CATCH_UP_MS). */
+  async #caughtUp(follow: _Follow): Promise<boolean> {
+    if (follow.broken) return false;
+    const fence = await this.#etcd.put(this.#keys.filesFence, "");
+    return await new Promise<boolean>((resolve) => {
+      const waiter = (ok: boolean) => {
+        if (ok && !follow.broken && follow.tally.revision < fence) return;
+        follow.waiters.delete(waiter);
+        cancel();
+        resolve(ok && !follow.broken);
+      };
+      const cancel = deadline(TALLY_CATCH_UP_MS, () => waiter(false));
+      follow.waiters.add(waiter);
+      waiter(true);
+    });
   }
 
   async change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>> {

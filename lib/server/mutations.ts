@@ -22,12 +22,7 @@ import {
   validateFileName,
   validateNewFileName,
 } from "../state/manifest.ts";
-import {
-  type Locker,
-  type ManifestStore,
-  PARTS_LOCK,
-  publishedBytesByOwner,
-} from "../state/manifest_store.ts";
+import { type Locker, type ManifestStore, PARTS_LOCK } from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
 import { freeUnreferenced, referencedDigests, storesOnHost } from "../state/part_gc.ts";
 import { requireManifestIfParts } from "../state/manifest_guard.ts";
@@ -236,7 +231,7 @@ export class Mutations {
   ): Promise<{ quotaBytes?: number; publishedBytes?: number }> {
     const quota = quotaOf(await this.#context.writers(), key, await this.#context.operatorKey());
     if (quota === undefined) return {};
-    const published = (await publishedBytesByOwner(this.#store, except)).get(key) ?? 0;
+    const published = await this.#store.publishedBytes(key, except);
     return { quotaBytes: quota, publishedBytes: published };
   }
 
@@ -369,9 +364,8 @@ export class Mutations {
     const outcome = await this.#locker.withLock(
       PARTS_LOCK,
       async () => {
-        const published = quota === undefined
-          ? 0
-          : (await publishedBytesByOwner(this.#store, name)).get(signer) ?? 0;
+        // Exact as of now: every change that adds or removes bytes waits for this lock.
+        const published = quota === undefined ? 0 : await this.#store.publishedBytes(signer, name);
         return await this.#store.change([name], async (current) => {
           const existing = current.get(name)?.entry;
           if (

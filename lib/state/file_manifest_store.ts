@@ -46,6 +46,7 @@ import {
   writeSnapshot,
 } from "./manifest_snapshot.ts";
 import { readRevision, type RevisionMark } from "./manifest_revision.ts";
+import { type OwnerTally, walkTally } from "./owner_tally.ts";
 import {
   type ChangeFunction,
   type ChangeOutcome,
@@ -90,6 +91,8 @@ export class FileManifestStore implements ManifestStore {
   #mark: RevisionMark | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   readonly #cache = new Map<string, StoredEntry>();
+  /** Each owner's published bytes, once asked for (publishedBytes()). */
+  #tally: Promise<OwnerTally> | undefined;
 
   /**
    * Entries are read with ParseOptions.storedContentId (see manifest.ts): set
@@ -177,6 +180,23 @@ export class FileManifestStore implements ManifestStore {
       const more = start + limit < names.length;
       return { items, last: page.at(-1), revision: index.revision, more };
     });
+  }
+
+  async publishedBytes(owner: string, except?: string): Promise<number> {
+    for (let attempt = 1;; attempt++) {
+      // Shared: callers at once (cluster.info asks outside the parts lock) wait for one walk.
+      const pending = this.#tally ??= walkTally(this);
+      const tally = await pending.catch((error) => {
+        if (this.#tally === pending) this.#tally = undefined;
+        throw error;
+      });
+      if (await this.#read((index, files) => _catchUp(tally, index, files))) {
+        return tally.bytesOf(owner, except);
+      }
+      // The changes since are no longer remembered (another process compacted): walk again.
+      if (this.#tally === pending) this.#tally = undefined;
+      if (attempt >= MAX_READ_ATTEMPTS) throw new Error("The manifest changed too fast to count");
+    }
   }
 
   async change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>> {
@@ -412,6 +432,35 @@ function _openIfPresent(path: string): Deno.FsFile | undefined {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
+}
+
+/**
+ * Brings `tally` up to `index`'s revision from the changes the index
+ * remembers, reading only the entries they put; false when it does not
+ * remember them all.
+ */
+async function _catchUp(
+  tally: OwnerTally,
+  index: ManifestIndex,
+  files: ManifestFiles,
+): Promise<boolean> {
+  if (tally.revision === index.revision) return true;
+  const since = index.recent.filter((change) => change.revision > tally.revision);
+  if (since[0]?.revision !== tally.revision + 1) return false;
+  const names = new Set(since.flatMap((change) => [...change.puts, ...change.deletes]));
+  const present: string[] = [];
+  for (const name of names) {
+    if (index.slot(name)) present.push(name);
+    else tally.delete(name);
+  }
+  const slots = present.map((name) => index.slot(name)!);
+  const lines = await readSlots(slots, files);
+  for (const [i, name] of present.entries()) {
+    const { owner, size } = summaryOf(name, valueIn(slots[i]!, lines[i]!));
+    tally.set(name, owner, size);
+  }
+  tally.revision = index.revision;
+  return true;
 }
 
 /** Index of the first name after `after` in sorted `names`. */

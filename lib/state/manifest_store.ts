@@ -145,6 +145,14 @@ export interface ManifestStore {
    * `referencedAmong()` in part_gc.ts); `last` is the page's last name.
    */
   usedDigests?(candidates: ReadonlySet<string>, options?: ListOptions): Promise<UsedDigestsPage>;
+  /**
+   * Bytes of the files `owner` has published (file sizes, not copies),
+   * leaving out the file named `except`: what a quota counts, exact as of
+   * the newest revision when it is called. A tally kept in memory
+   * (owner_tally.ts), brought up to date from the changes since: one walk of
+   * every entry the first time, not one per publish.
+   */
+  publishedBytes(owner: string, except?: string): Promise<number>;
   /** Names the entries `plan` reads; it may put and delete only those. */
   change<T>(names: readonly string[], plan: ChangeFunction<T>): Promise<ChangeOutcome<T>>;
   /** Changes after `fromRevision`, as they come, until `signal` aborts. */
@@ -265,7 +273,8 @@ export async function walkWhole<T>(walk: () => Promise<T>): Promise<T> {
 
 /**
  * Bytes of the files each owner has published (file sizes, not copies),
- * leaving out the file named `except`: what a quota counts.
+ * leaving out the file named `except`, from one walk of every entry: what
+ * `fts writers` shows (a publish asks ManifestStore.publishedBytes()).
  */
 export function publishedBytesByOwner(
   store: ManifestStore,
