@@ -109,6 +109,16 @@ Deno.test("writers policy: a key's quota, else the default; none for operator an
     "t",
   );
   assert.deepEqual(odd, { open: false, keys: { [a]: {} } });
+  // A host's key goes with rm as a listed key does; one on neither list is an error.
+  const hosted = changePolicy(policy, { type: "host", key: b });
+  assert.equal(quotaOf(hosted, b, operator), undefined);
+  const unhosted = changePolicy(hosted, { type: "remove", key: b });
+  assert.deepEqual(unhosted.hostKeys, []);
+  assert.equal(quotaOf(unhosted, b, operator), 5 * KiB);
+  assert.throws(
+    () => changePolicy(unhosted, { type: "remove", key: b }),
+    /not on the writers list/,
+  );
 });
 
 Deno.test("writers file: none means open; 20 concurrent adds all land; the file is whole JSON", async () => {

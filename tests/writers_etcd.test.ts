@@ -4,14 +4,16 @@
  * Two loopback hosts (127.0.0.1, 127.0.0.2), each its own `fts cluster`:
  * closed, an unlisted key's part.put to the second host's instance is
  * refused and its upload fails with one line; added, both work. The second
- * host's own key (not the operator's) still heals a lost copy.
+ * host's own key (not the operator's) still heals a lost copy. A host taken
+ * out of service loses that standing with `fts writers rm KEY`. And a quota
+ * in etcd through rm, mv, a replace and concurrent uploads.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { freePortRange, type FtsProcess, runFts, writeRandomFile } from "./harness.ts";
-import { startEtcdHost } from "./etcd_host.ts";
+import { startEtcdHost, startLoopbackHost } from "./etcd_host.ts";
 import { putPartAs } from "./part_signer.ts";
 import { quotaScenario } from "./quota_scenario.ts";
 
@@ -142,6 +144,55 @@ Deno.test({
     } finally {
       host?.kill("SIGTERM");
       await host?.status;
+      await etcd.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "writers in etcd: a forgotten host's key, allowed with no quota, is removed by fts writers rm and refused after",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-writers-host-" });
+    const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
+    const hosts: FtsProcess[] = [];
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "hostkey"];
+      for (const i of [0, 1]) {
+        hosts.push(await startLoopbackHost(i, { flags, dir, extra: ["--heal-after", "0"] }));
+      }
+      // Host 1 (127.0.0.3) joined with its own key: not the operator's, but always allowed.
+      const hostKeyFile = join(dir, "host1", "operator_identity.json");
+      const hostKey = (await runFts(["whoami", "--identity", hostKeyFile])).stdout.trim();
+      const closed = await runFts(["writers", "closed", ...flags]);
+      assert.equal(closed.code, 0, closed.stderr);
+      assert.ok(closed.stdout.includes(`host ${hostKey}: always allowed`), closed.stdout);
+      // Taken out of service for good.
+      hosts[1]!.kill("SIGTERM");
+      await hosts[1]!.status;
+      const forgot = await runFts(["forget", "127.0.0.3", ...flags]);
+      assert.equal(forgot.code, 0, forgot.stderr);
+
+      const removed = await runFts(["writers", "rm", hostKey, ...flags]);
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.ok(!removed.stdout.includes(hostKey), removed.stdout);
+      await new Promise((r) => setTimeout(r, POLICY_REACH_MS));
+      const src = join(dir, "f.bin");
+      await writeRandomFile(src, 20 * KiB, 3);
+      const refused = await runFts(["upload", src, ...flags, "--identity", hostKeyFile]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /is not allowed to store parts on this cluster/);
+      // The operator's own host is untouched.
+      assert.match(closed.stdout, /^operator ed25519:\S+: always allowed/m);
+    } finally {
+      for (const host of hosts) {
+        host.kill("SIGTERM");
+        await host.status;
+      }
       await etcd.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }

@@ -92,13 +92,18 @@ export function changePolicy(policy: WritersPolicy, change: WritersChange): Writ
       keys[key] = quota === undefined ? {} : { quotaBytes: quota };
       return { ...policy, keys };
     }
-    case "remove":
-      if (!Object.hasOwn(keys, change.key)) {
+    case "remove": {
+      // A host's key too: else a host taken out of service (or whose key leaked)
+      // stayed allowed, with no quota, for good. A host that starts again adds it again.
+      const hosts = (policy.hostKeys ?? []).filter((key) => key !== change.key);
+      if (!Object.hasOwn(keys, change.key) && hosts.length === (policy.hostKeys ?? []).length) {
         // Not a usage error: the list's state, not the command, is what is off.
         throw new Error(`${_short(change.key)} is not on the writers list`);
       }
       delete keys[change.key];
-      return { ...policy, keys };
+      const { hostKeys: _, ...rest } = policy;
+      return { ...rest, keys, ...(policy.hostKeys ? { hostKeys: hosts } : {}) };
+    }
     case "quota": {
       if (change.key === undefined) {
         const { defaultQuotaBytes: _, ...rest } = policy;
