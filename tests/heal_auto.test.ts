@@ -8,7 +8,7 @@ import {
   startCluster,
   storedPartPath,
 } from "./harness.ts";
-import { censusOnDisk, offCount, waitUntil } from "./replicas.ts";
+import { censusOnDisk, offCount, settledCopies, waitUntil } from "./replicas.ts";
 
 const MiB = 1024 * 1024;
 /** Generous bound for healing on a loaded 2-core machine; the heal itself takes ~2 s here. */
@@ -57,7 +57,7 @@ Deno.test("cluster --heal-after 2s: a killed instance's parts get back to R copi
     // Back with its old copies: every part must end with exactly R, on the best-ranked instances.
     await cluster.start(victim);
     await waitUntil(
-      () => _settled(cluster.dir, cluster.ports, 3),
+      () => settledCopies(cluster.dir, cluster.ports, 3),
       HEAL_DEADLINE_MS,
       "every part to have exactly 3 copies again",
     );
@@ -102,14 +102,14 @@ Deno.test("cluster --heal-after 2s: an instance that lives but stops answering (
       HEAL_DEADLINE_MS,
     );
     await waitUntil(
-      () => _settled(cluster.dir, others, 2),
+      () => settledCopies(cluster.dir, others, 2),
       HEAL_DEADLINE_MS,
       "every part to have 2 good copies on the answering instances, listed",
     );
     Deno.kill(pid, "SIGCONT");
     await cluster.supervisor.waitFor(new RegExp(`instance ${victim} answers again`));
     await waitUntil(
-      () => _settled(cluster.dir, cluster.ports, 2),
+      () => settledCopies(cluster.dir, cluster.ports, 2),
       HEAL_DEADLINE_MS,
       "every part to have exactly 2 copies again",
     );
@@ -125,18 +125,6 @@ Deno.test("cluster --heal-after 2s: an instance that lives but stops answering (
     await cluster.stop();
   }
 });
-
-/**
- * True when every part has exactly `replicas` good copies on `ports` and the
- * manifest lists just those; else what is still off, for waitUntil.
- */
-async function _settled(dir: string, ports: number[], replicas: number): Promise<true | string> {
-  const census = await censusOnDisk(dir, ports);
-  const off = offCount(census, replicas);
-  if (off.length > 0) return off.join("; ");
-  const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
-  return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
-}
 
 Deno.test("cluster --heal-after 2s: status does not say the parts of instances holding a lost part were copied (R=2)", async () => {
   const cluster = await startCluster({
@@ -182,7 +170,7 @@ Deno.test("cluster --heal-after 2s: a copy a fetch got quarantined is made again
     assert.equal(fetched.code, 0, fetched.stderr);
     await cluster.supervisor.waitFor(/heal: instance \d+ quarantined a bad copy/, HEAL_DEADLINE_MS);
     await waitUntil(
-      () => _settled(cluster.dir, cluster.ports, 2),
+      () => settledCopies(cluster.dir, cluster.ports, 2),
       HEAL_DEADLINE_MS,
       "every part to have 2 good copies again",
     );
@@ -193,7 +181,7 @@ Deno.test("cluster --heal-after 2s: a copy a fetch got quarantined is made again
     const others = cluster.ports.filter((port) => port !== victim);
     await cluster.kill(victim);
     await waitUntil(
-      () => _settled(cluster.dir, others, 2),
+      () => settledCopies(cluster.dir, others, 2),
       HEAL_DEADLINE_MS,
       "every part to have 2 good copies on the live instances",
     );
@@ -202,7 +190,7 @@ Deno.test("cluster --heal-after 2s: a copy a fetch got quarantined is made again
     again = new FtsProcess(["cluster", "--data", cluster.dir, "--heal-after", "2s", "--plain"]);
     await again.waitFor(/heal: cluster up for 2\.0 s/, HEAL_DEADLINE_MS);
     await waitUntil(
-      () => _settled(cluster.dir, cluster.ports, 2),
+      () => settledCopies(cluster.dir, cluster.ports, 2),
       HEAL_DEADLINE_MS,
       "every part to have exactly 2 copies again",
     );

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { FtsProcess } from "./harness.ts";
-import { startCluster } from "./harness.ts";
+import { FtsProcess, startCluster } from "./harness.ts";
 import { censusOnDisk, offCount, strayTemps, waitUntil } from "./replicas.ts";
+import { lstatOrUndefined } from "../lib/base/fs_util.ts";
 
 const MiB = 1024 * 1024;
 
@@ -75,7 +75,7 @@ Deno.test("repair: a copy whose target is killed midway leaves a temp file there
     slow.kill("SIGKILL");
     await slow.status;
     slow = undefined;
-    assert.ok(await _exists(temp), "the killed target's temp file is gone already");
+    assert.ok(lstatOrUndefined(temp), "the killed target's temp file is gone already");
 
     // Pids are reused: the dead writer's pid may name a live process by the time anyone
     // looks (here this test's own), and the leftovers are more than a minute old by then.
@@ -88,7 +88,11 @@ Deno.test("repair: a copy whose target is killed midway leaves a temp file there
     await Deno.utime(reused, old, old);
 
     await cluster.start(target);
-    assert.equal(await _exists(reused), false, "the target's start left the stale temp file");
+    assert.equal(
+      lstatOrUndefined(reused),
+      undefined,
+      "the target's start left the stale temp file",
+    );
     // Again while the instance runs, as a writer that died after it started would leave one.
     await Deno.copyFile(kept, reused);
     await Deno.utime(reused, old, old);
@@ -101,12 +105,3 @@ Deno.test("repair: a copy whose target is killed midway leaves a temp file there
     await cluster.stop();
   }
 });
-
-async function _exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { assertSameFile, FtsProcess, mustRun, readManifestJson, startCluster } from "./harness.ts";
-import { censusOnDisk, offCount, waitUntil } from "./replicas.ts";
+import { settledCopies, waitUntil } from "./replicas.ts";
 
 const MiB = 1024 * 1024;
 /** Generous bound for healing on a loaded 2-core machine; the heal itself takes ~2 s here. */
@@ -28,7 +28,7 @@ Deno.test("cluster --heal-after 2s: an instance whose parts directory is replace
     await Deno.rename(parts, `${parts}.away`);
     await Deno.writeTextFile(parts, "not a directory\n");
     await waitUntil(
-      () => _settled(cluster.dir, others, 3),
+      () => settledCopies(cluster.dir, others, 3),
       HEAL_DEADLINE_MS,
       "every part to have 3 good copies on the other instances, listed",
     );
@@ -41,7 +41,7 @@ Deno.test("cluster --heal-after 2s: an instance whose parts directory is replace
     await Deno.rename(`${parts}.away`, parts);
     await cluster.supervisor.waitFor(new RegExp(`instance ${victim} reads its parts again`));
     await waitUntil(
-      () => _settled(cluster.dir, cluster.ports, 3),
+      () => settledCopies(cluster.dir, cluster.ports, 3),
       HEAL_DEADLINE_MS,
       "every part to have exactly 3 copies again",
     );
@@ -54,18 +54,6 @@ Deno.test("cluster --heal-after 2s: an instance whose parts directory is replace
     await cluster.stop();
   }
 });
-
-/**
- * True when every part has exactly `replicas` good copies on `ports` and the
- * manifest lists just those; else what is still off, for waitUntil.
- */
-async function _settled(dir: string, ports: number[], replicas: number): Promise<true | string> {
-  const census = await censusOnDisk(dir, ports);
-  const off = offCount(census, replicas);
-  if (off.length > 0) return off.join("; ");
-  const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
-  return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
-}
 
 Deno.test("cluster --heal-after 2s: a killed instance's port served from another --data (a copy of the directory) does not stand in for it: its parts are healed around (R=2)", async () => {
   const cluster = await startCluster({
@@ -90,7 +78,7 @@ Deno.test("cluster --heal-after 2s: a killed instance's port served from another
       HEAL_DEADLINE_MS,
     );
     await waitUntil(
-      () => _settled(cluster.dir, others, 2),
+      () => settledCopies(cluster.dir, others, 2),
       HEAL_DEADLINE_MS,
       "every part to have 2 good copies on the cluster's own live instances, listed",
     );

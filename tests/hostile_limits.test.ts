@@ -96,15 +96,19 @@ Deno.test("limits: one address flooding 12 connections at --max-connections 8 ge
   }
 });
 
-Deno.test("limits: 6 connections flooding part.verify and part.report of 1 MiB parts for 3 s hash at most --verify-rate 2MiB/s", async () => {
-  const MiB = 1024 * 1024;
-  const cluster = await startDirectCluster({
+/** One instance holding 8 parts of 1 MiB, re-hashing at most 2 MiB/s for one client address. */
+function _verifyRateCluster() {
+  return startDirectCluster({
     servers: 1,
     replicas: 1,
     partSize: "1MiB",
-    files: { "big.bin": 8 * MiB },
+    files: { "big.bin": 8 * 1024 * 1024 },
     serveArgs: ["--verify-rate", "2MiB"],
   });
+}
+
+Deno.test("limits: 6 connections flooding part.verify and part.report of 1 MiB parts for 3 s hash at most --verify-rate 2MiB/s", async () => {
+  const cluster = await _verifyRateCluster();
   const peers: Peer[] = [];
   try {
     const address = `127.0.0.1:${cluster.ports[0]}`;
@@ -144,14 +148,7 @@ Deno.test("limits: 6 connections flooding part.verify and part.report of 1 MiB p
 });
 
 Deno.test("limits: 6 connections flooding signed part.has and part.put of stored 1 MiB parts for 3 s hash at most --verify-rate 2MiB/s", async () => {
-  const MiB = 1024 * 1024;
-  const cluster = await startDirectCluster({
-    servers: 1,
-    replicas: 1,
-    partSize: "1MiB",
-    files: { "big.bin": 8 * MiB },
-    serveArgs: ["--verify-rate", "2MiB"],
-  });
+  const cluster = await _verifyRateCluster();
   const peers: Peer[] = [];
   try {
     const address = `127.0.0.1:${cluster.ports[0]}`;

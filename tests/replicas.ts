@@ -98,3 +98,19 @@ export async function storedPartNames(dir: string): Promise<string[]> {
   }
   return found.sort();
 }
+
+/**
+ * True when every part has exactly `replicas` good copies on `ports` and the
+ * manifest lists just those; else what is still off, for waitUntil.
+ */
+export async function settledCopies(
+  dir: string,
+  ports: number[],
+  replicas: number,
+): Promise<true | string> {
+  const census = await censusOnDisk(dir, ports);
+  const off = offCount(census, replicas);
+  if (off.length > 0) return off.join("; ");
+  const unlisted = census.filter((p) => p.listed.join() !== p.good.join());
+  return unlisted.length === 0 || `${unlisted.length} parts listed elsewhere than stored`;
+}
