@@ -404,6 +404,21 @@ Deno.test("rm: a file of another owner: one line saying whose it is and what to 
 });
 
 /** Whether this machine lets us mount a small tmpfs in a private mount namespace. */
+/** Runs `sh -c script sh ARGS...` as root of a user and mount namespace of its own (a tmpfs disk). */
+async function _inOwnMounts(
+  script: string,
+  ...args: string[]
+): Promise<{ stdout: string; stderr: string }> {
+  const output = await new Deno.Command("unshare", {
+    args: ["-rm", "sh", "-c", script, "sh", ...args],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
 async function _canMountTmpfs(): Promise<boolean> {
   const probe = await new Deno.Command("unshare", {
     args: ["-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt && umount /mnt"],
@@ -429,14 +444,7 @@ Deno.test({
         `"${DENO}" run -A --quiet "${MAIN}" fetch --all "$1" --files 4 --json --data "${cluster.dir}"`;
       const script = [`mount -t tmpfs -o size=1m tmpfs "$1"`, `${fetch}; echo "code=$?" >&2`]
         .join("\n");
-      const output = await new Deno.Command("unshare", {
-        args: ["-rm", "sh", "-c", script, "sh", disk],
-        env: { NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stdout = new TextDecoder().decode(output.stdout);
-      const stderr = new TextDecoder().decode(output.stderr);
+      const { stdout, stderr } = await _inOwnMounts(script, disk);
       assert.match(stderr, /code=1/, stderr);
       const lines = _lines(stderr).filter((l) => l.startsWith("fts fetch:"));
       assert.ok(lines.length >= 1 && lines.length <= 4, stderr);
@@ -478,14 +486,7 @@ Deno.test({
         `${fetch}; echo "second=$?"`,
         `cp "$1/big.bin" "$2/copy.bin"`,
       ].join("\n");
-      const output = await new Deno.Command("unshare", {
-        args: ["-rm", "sh", "-c", script, "sh", disk, cluster.work],
-        env: { NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stdout = new TextDecoder().decode(output.stdout);
-      const stderr = new TextDecoder().decode(output.stderr);
+      const { stdout, stderr } = await _inOwnMounts(script, disk, cluster.work);
       assert.match(stdout, /first=1/, stdout + stderr);
       const full = _lines(stderr).filter((l) => l.startsWith("fts fetch:"));
       assert.equal(full.length, 1, stderr);
