@@ -14,6 +14,7 @@ import {
   newDest,
   readManifestJson,
   startCluster,
+  storedPartPath,
 } from "./harness.ts";
 import { testUser, whoami } from "./upload_util.ts";
 
@@ -149,6 +150,49 @@ Deno.test("fast check: the fast digest decides which local parts are kept; --ver
     assert.equal(verify.partsFetched, 0);
     assert.equal(verify.bytesReceived, 0);
     await assertSameFile(join(dest, "f.bin"), source);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("fast check: received parts are checked with XXH3-128, SHA-256 deciding when it disagrees, and with SHA-256 alone under --verify", async () => {
+  const size = 4 * PART;
+  const cluster = await startCluster({ servers: 4, replicas: 2, files: { "q.bin": size } });
+  try {
+    const source = join(cluster.work, "src", "q.bin");
+    // A wrong XXH3-128 in the entry: the part's SHA-256 says the bytes are right.
+    await editManifestEntry(cluster.dir, "q.bin", (parts) => {
+      parts[1]!.xxh128 = "0".repeat(32);
+    });
+    const dest = await newDest(cluster);
+    const summary = await fetchJson(cluster, "q.bin", dest);
+    await assertSameFile(join(dest, "q.bin"), source);
+    assert.equal(summary.partsFetched, 4);
+    assert.equal((summary as { digestMismatches?: number }).digestMismatches, 0);
+
+    // Every copy of part 2 swapped for other bytes, and the entry's XXH3-128 made to match them:
+    // XXH3-128 finds damage, not forgery (README, Limits); the SHA-256 of --verify finds this.
+    const { files } = await readManifestJson(cluster.dir);
+    const forged = new Uint8Array(PART).fill(0x5a);
+    for (const id of files["q.bin"]!.parts[2]!.replicas) {
+      await Deno.writeFile(
+        storedPartPath(cluster.dir, id, files["q.bin"]!.parts[2]!.digest),
+        forged,
+      );
+    }
+    await editManifestEntry(cluster.dir, "q.bin", (parts) => {
+      parts[2]!.xxh128 = xxh128Hex(forged);
+    });
+    const trusting = await newDest(cluster);
+    await fetchJson(cluster, "q.bin", trusting);
+    const fetched = await Deno.readFile(join(trusting, "q.bin"));
+    assert.deepEqual(fetched.subarray(2 * PART, 3 * PART), forged);
+
+    const verifying = await newDest(cluster);
+    const refused = await cluster.fts(["fetch", "q.bin", verifying, "--verify"]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /part 2 .*digest mismatch/s);
+    assert.equal(await Deno.stat(join(verifying, "q.bin")).catch(() => undefined), undefined);
   } finally {
     await cluster.stop();
   }

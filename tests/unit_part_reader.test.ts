@@ -444,6 +444,7 @@ Deno.test("fetchParts() gives a free track the part whose host is idlest, not th
           workPath,
           destDir: dir,
           hashes,
+          quickCheck: true,
           parallel: 2,
           missing: [0, 1, 2],
           later: { most: 0, rejected },

@@ -42,7 +42,7 @@ export const SAME_FILE_MIN_SHARE = 0.75;
  * How the bytes a destination already holds are checked: with each part's
  * XXH3-128 when the entry has them all (a fraction of SHA-256's cost, see
  * xxh128.ts), else, or with --verify, with its SHA-256. Bytes received are
- * always checked with SHA-256.
+ * checked the same way (PartReader, FilePartSink).
  */
 export interface LocalCheck {
   algorithm: HashAlgorithm;

@@ -276,6 +276,7 @@ class _Fetcher {
         cooldown: options.shared?.cooldown,
         signal: options.signal,
         tls: options.tls,
+        sha256Only: options.verify,
         counters: this.#progress,
         onEvent: (event) => this.#emit(event),
       });
@@ -566,6 +567,7 @@ class _Fetcher {
         workPath: work.workPath,
         destDir: options.destDir,
         hashes: work.hashes,
+        quickCheck: !options.verify,
         parallel: options.parallel,
         missing,
         later: { most: plan.whole.length, rejected: background.rejected },

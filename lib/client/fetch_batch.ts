@@ -136,6 +136,7 @@ export async function fetchBatch(
     cooldown,
     signal: options.signal,
     tls: options.tls,
+    sha256Only: options.verify === true,
     onEvent: (event, part) => options.onEvent?.(part.fileName, event),
   });
   const progress = (): BatchProgress => {
@@ -487,6 +488,7 @@ class _ReadAhead {
         cooldown: this.#options.cooldown,
         signal,
         tls: this.#options.tls,
+        sha256Only: this.#options.sha256Only,
         counters: this.counters,
         onEvent: this.#options.onEvent,
       });
@@ -553,6 +555,8 @@ interface _ReadAheadOptions {
   cooldown: ServerCooldown;
   signal: AbortSignal | undefined;
   tls: FetchOptions["tls"];
+  /** --verify: parts are checked with their SHA-256, never their XXH3-128. */
+  sha256Only: boolean;
   onEvent: (event: PartReadEvent, part: PartToRead) => void;
 }
 

@@ -10,6 +10,7 @@ import type { HashPool } from "../hash/hash_pool.ts";
 import { sha256FileRangeSync } from "../hash/sha256.ts";
 import type { FileEntry } from "../state/manifest.ts";
 import { domainOfAddress } from "../state/cluster_view.ts";
+import { type Xxh128, xxh128IfAvailable } from "../hash/xxh128.ts";
 import type { RejectedParts } from "./destination_check.ts";
 import { FilePartSink } from "./file_part_sink.ts";
 import { FetchError } from "./fetch_error.ts";
@@ -22,8 +23,13 @@ export interface FetchPartsOptions {
   workPath: string;
   /** The directory of the work file, named when its disk is full. */
   destDir: string;
-  /** Hashes each part as written (SHA-256). */
+  /**
+   * Hashes a part as written (SHA-256), read back from the file: every part
+   * under --verify, else those that cannot be checked with their XXH3-128.
+   */
   hashes: HashPool;
+  /** Check parts with the XXH3-128 of their entry where it has one (not --verify). */
+  quickCheck: boolean;
   /** At most this many parts at once (1..MAX_PARALLEL); defaultParallel() when undefined. */
   parallel: number | undefined;
   /** Parts known missing, fetched first. */
@@ -113,13 +119,14 @@ class _Tracks {
     // took a 1 MiB buffer, whose page faults cost 0.7 ms a file in a batch.
     const { entry } = this.#options;
     const buffer = this.#options.reader.receiveBuffer(Math.min(entry.partSize, entry.size));
+    const quick = this.#options.quickCheck ? xxh128IfAvailable() : undefined;
     try {
       while (!this.#stopping) {
         // Then the parts the destination check rejects, as it finds them.
         const index = this.#takeQueued() ?? await later.rejected.take();
         if (index === undefined || this.#stopping) return;
         try {
-          await this.#fetchPart(index, file, buffer);
+          await this.#fetchPart(index, file, buffer, quick);
           onVerified(index);
         } catch (error) {
           this.failures.push({ index, error });
@@ -151,7 +158,12 @@ class _Tracks {
     return best < 0 ? undefined : queue.splice(best, 1)[0];
   }
 
-  async #fetchPart(index: number, file: Deno.FsFile, buffer: Uint8Array): Promise<void> {
+  async #fetchPart(
+    index: number,
+    file: Deno.FsFile,
+    buffer: Uint8Array,
+    quick: Xxh128 | undefined,
+  ): Promise<void> {
     const { entry, reader, workPath, destDir, hashes, resumeAt } = this.#options;
     const part = entry.parts[index]!;
     const base = index * entry.partSize;
@@ -161,6 +173,7 @@ class _Tracks {
       index,
       dir: destDir,
       small: part.size <= HASH_HERE_MAX_BYTES,
+      quick: part.xxh128 !== undefined ? quick : undefined,
       // A small part is read back through this track's own handle.
       hash: async () =>
         (part.size <= HASH_HERE_MAX_BYTES
@@ -173,6 +186,7 @@ class _Tracks {
         fileName: entry.name,
         index,
         digest: part.digest,
+        xxh128: quick ? part.xxh128 : undefined,
         size: part.size,
         replicas: part.replicas,
       },

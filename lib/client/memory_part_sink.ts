@@ -5,6 +5,7 @@
  * is read (such a server spools to a file with FilePartSink instead).
  */
 import { sha256HereHex, sha256Hex } from "../hash/sha256.ts";
+import { type Xxh128, xxh128IfAvailable } from "../hash/xxh128.ts";
 import type { PartSink } from "./part_reader.ts";
 
 /**
@@ -12,6 +13,9 @@ import type { PartSink } from "./part_reader.ts";
  * handing a few kilobytes to a thread and back costs more than hashing them.
  */
 const HASH_HERE_MAX_BYTES = 64 * 1024;
+
+/** One hasher for every sink's quickDigest(), which hashes in one go; null when none can run. */
+let _quick: Xxh128 | null | undefined;
 
 /** The largest part held in memory by default. */
 export const MAX_MEMORY_PART_BYTES = 64 * 1024 * 1024;
@@ -55,6 +59,14 @@ export class MemoryPartSink implements PartSink {
 
   receiveInto(offset: number, length: number): Uint8Array {
     return this.bytes.subarray(offset, offset + length);
+  }
+
+  /** XXH3-128 of bytes [0, end), held in place; undefined where it cannot be computed. */
+  quickDigest(): { digest: string; bytes: number } | undefined {
+    if (_quick === undefined) _quick = xxh128IfAvailable() ?? null;
+    if (_quick === null) return undefined;
+    const held = this.bytes.subarray(0, this.#end);
+    return { digest: _quick.reset().update(held).digest(), bytes: this.#end };
   }
 
   async digest(): Promise<{ digest: string; bytes: number }> {

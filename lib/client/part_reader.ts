@@ -16,7 +16,8 @@
  *    is reported, as in 4). A pooled connection the instance closed while
  *    idle is no failure: PeerPool.begin() reconnects.
  * 4. When the range ends at the part's end, the sink's whole part must match
- *    the part's SHA-256. If it does not, bytes the sink held from before are
+ *    the part's XXH3-128 as the sink hashed it on the way in (where the
+ *    entry has one and the sink can), else its SHA-256. If it does not, bytes the sink held from before are
  *    fetched again first; then every replica that contributed is reported
  *    (the instance re-hashes its copy and quarantines it) and the part starts
  *    over from byte 0 without them.
@@ -448,8 +449,17 @@ export class PartReader {
     return n;
   }
 
-  /** Whether the sink's whole part matches the part's digest. */
+  /**
+   * Whether the sink's whole part matches the part's digest: its XXH3-128
+   * when the sink hashed the bytes on their way in, else (or when that
+   * differs: the entry's XXH3-128 could be wrong, its SHA-256 is what the
+   * part is) its SHA-256, hashed by the sink now.
+   */
   async #holdsPart(part: PartToRead, sink: PartSink): Promise<boolean> {
+    if (part.xxh128 !== undefined && !this.#options.sha256Only) {
+      const quick = await _sinkCall(() => sink.quickDigest?.());
+      if (quick?.bytes === part.size && quick.digest === part.xxh128) return true;
+    }
     const held = await _sinkCall(() => sink.digest());
     return held.bytes === part.size && held.digest === part.digest;
   }

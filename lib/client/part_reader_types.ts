@@ -15,6 +15,12 @@ export interface PartToRead {
   index: number;
   /** SHA-256 of the whole part, lowercase hex. */
   digest: string;
+  /**
+   * XXH3-128 of the whole part (lowercase hex), when the entry records it: a
+   * sink that hashed the bytes on their way in (PartSink.quickDigest) is
+   * checked with it, SHA-256 deciding whenever the two disagree.
+   */
+  xxh128?: string | undefined;
   size: number;
   /** Ids of the instances holding a copy. */
   replicas: readonly string[];
@@ -32,6 +38,12 @@ export interface PartSink {
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** SHA-256 (lowercase hex) and length of bytes [0, part size) as the sink holds them. */
   digest(): Promise<{ digest: string; bytes: number }>;
+  /**
+   * XXH3-128 (lowercase hex) and length of the bytes written from 0 on, in
+   * order, hashed as they came; undefined when the sink did not see them
+   * all that way (a resumed part, a restart mid-part).
+   */
+  quickDigest?(): { digest: string; bytes: number } | undefined;
   /**
    * For a sink that holds the part in memory: a view of its own memory,
    * `length` bytes from `offset`, to receive into. The reader then hands
@@ -65,6 +77,11 @@ export interface PartReaderOptions {
   signal?: AbortSignal | undefined;
   /** For reports of corrupt copies, which use connections of their own. */
   tls?: TlsClientOptions | undefined;
+  /**
+   * Check every part with its SHA-256 only, never with its XXH3-128
+   * (`fetch --verify`).
+   */
+  sha256Only?: boolean | undefined;
   /** Updated in place; a new zeroed object when absent. */
   counters?: PartReadCounters;
   /** What happened, and to which part (readMany() reads parts of several files). */
@@ -96,6 +113,9 @@ export interface PartRange {
 export interface PartReadResult {
   /** The replica that sent the last bytes. */
   from: string;
-  /** Whether the part's SHA-256 was checked (the range ran to the part's end) and matched. */
+  /**
+   * Whether the part was checked (the range ran to the part's end) and
+   * matched its XXH3-128 or its SHA-256.
+   */
   verified: boolean;
 }

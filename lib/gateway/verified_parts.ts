@@ -1,6 +1,7 @@
 /**
  * The parts one response sends, read ahead a few at a time and each checked
- * against its SHA-256 before any of its bytes leave the gateway:
+ * (its XXH3-128, else its SHA-256: PartReader) before any of its bytes leave
+ * the gateway:
  *
  * 1. Up to `window` parts are being read at once (the part reader fails over
  *    between replicas and reports copies that fail the digest); each first
