@@ -22,7 +22,7 @@ import { UsageError } from "../lib/wire/errors.ts";
 import { loadTlsClientOptions, loadTlsServerOptions } from "../lib/wire/tls.ts";
 
 export const USAGE =
-  "fts gateway [--port 8080] [--host 127.0.0.1] [--server HOST:PORT]... [--mirror URL]... [--public-url URL] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--memory 256MiB] [--parts-in-flight 2] [--write-timeout 30s] [--header-timeout 10s] [--quiet] [--data DIR | --etcd URLS [--cluster NAME]]";
+  "fts gateway [--port 8080] [--host 127.0.0.1] [--server HOST:PORT]... [--mirror URL]... [--public-url URL] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--memory 256MiB] [--parts-in-flight 2] [--write-timeout 30s] [--header-timeout 10s] [--verify] [--quiet] [--data DIR | --etcd URLS [--cluster NAME]]";
 
 export const EXAMPLE = [
   "fts gateway --port 8080                       # then: curl -O http://127.0.0.1:8080/files/movie.mkv",
@@ -47,6 +47,7 @@ export async function run(args: string[]): Promise<number> {
     "parts-in-flight": { type: "string" },
     "write-timeout": { type: "string" },
     "header-timeout": { type: "string" },
+    verify: { type: "boolean" },
     quiet: { type: "boolean", short: "q" },
     // Given by fts cluster: the gateway stops when its supervisor is gone, even SIGKILLed.
     "parent-pid": { type: "string" },
@@ -101,6 +102,7 @@ export async function run(args: string[]): Promise<number> {
       tls,
       instanceTls,
       publicUrl,
+      verify: boolFlag(flags, "verify"),
       ...(memory !== undefined ? { partBudgetBytes: memory } : {}),
       ...(partsInFlight !== undefined ? { partsInFlight } : {}),
       ...(writeStallTimeoutMs !== undefined ? { writeStallTimeoutMs } : {}),

@@ -10,9 +10,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { xxh128Hex } from "../lib/hash/xxh128.ts";
 import {
   assertSameFile,
   damageFile,
+  editManifestEntry,
   newDest,
   readManifestJson,
   startCluster,
@@ -92,6 +94,56 @@ Deno.test({
       assert.match(gateway.process.stdout, /digest mismatch: part \d+ from instance \d+; reported/);
     } finally {
       await gateway.stop();
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "gateway: parts are checked with XXH3-128, and with SHA-256 alone under --verify (forged copies)",
+  ignore: missingTool("curl"),
+  async fn() {
+    const part = 256 * KiB;
+    const cluster = await startCluster({
+      servers: 3,
+      replicas: 2,
+      partSize: "256KiB",
+      files: { "f.bin": 3 * part },
+    });
+    // Every copy of part 1 swapped for other bytes, and the entry's XXH3-128 made to match them.
+    const entry = (await readManifestJson(cluster.dir)).files["f.bin"]!;
+    const forged = new Uint8Array(part).fill(0xa5);
+    for (const id of entry.parts[1]!.replicas) {
+      await Deno.writeFile(storedPartPath(cluster.dir, id, entry.parts[1]!.digest), forged);
+    }
+    await editManifestEntry(cluster.dir, "f.bin", (parts) => {
+      parts[1]!.xxh128 = xxh128Hex(forged);
+    });
+    const trusting = await startGateway(["--data", cluster.dir]);
+    const verifying = await startGateway(["--data", cluster.dir, "--verify"]);
+    try {
+      const dest = await newDest(cluster);
+      const sent = await run("curl", ["-sS", "-f", "-o", "t.bin", `${trusting.url}/files/f.bin`], {
+        cwd: dest,
+      });
+      assert.equal(sent.code, 0, sent.stderr);
+      // XXH3-128 finds damage, not forgery (README, Limits).
+      assert.deepEqual((await Deno.readFile(join(dest, "t.bin"))).subarray(part, 2 * part), forged);
+      const refused = await run("curl", [
+        "-sS",
+        "-f",
+        "-o",
+        "v.bin",
+        `${verifying.url}/files/f.bin`,
+      ], {
+        cwd: dest,
+      });
+      assert.notEqual(refused.code, 0, "curl got the forged part through --verify");
+      assert.ok((await verifying.stats()).digestMismatches! >= 1);
+    } finally {
+      await trusting.stop();
+      await verifying.stop();
       await cluster.stop();
     }
   },

@@ -17,10 +17,10 @@
  *    idle is no failure: PeerPool.begin() reconnects.
  * 4. When the range ends at the part's end, the sink's whole part must match
  *    the part's XXH3-128 as the sink hashed it on the way in (where the
- *    entry has one and the sink can), else its SHA-256. If it does not, bytes the sink held from before are
- *    fetched again first; then every replica that contributed is reported
- *    (the instance re-hashes its copy and quarantines it) and the part starts
- *    over from byte 0 without them.
+ *    entry has one and the sink can), else its SHA-256. If it does not,
+ *    bytes the sink held from before are fetched again first; then every
+ *    replica that contributed is reported (the instance re-hashes its copy
+ *    and quarantines it) and the part starts over from byte 0 without them.
  * 5. When every replica is given up on, the read fails with a FetchError
  *    naming the part; it never waits forever (the peers' stall timeouts).
  *

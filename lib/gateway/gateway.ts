@@ -61,6 +61,8 @@ export interface GatewayOptions {
   requestHeadTimeoutMs?: number;
   /** How long an instance may stall a part read before the gateway fails over. */
   instanceStallTimeoutMs?: number;
+  /** Check every part with its SHA-256, never with its XXH3-128 (--verify). */
+  verify?: boolean | undefined;
   /** One line per notable event (aborts, failovers, bad copies). */
   log?: (line: string) => void;
 }
@@ -126,6 +128,7 @@ export class Gateway {
       pool: this.#pool,
       addressOf: this.#files.addressOf,
       tls: options.instanceTls,
+      sha256Only: options.verify,
       onEvent: (event) => this.#onPartEvent(event),
     });
     this.#budget = new PartBudget(options.partBudgetBytes ?? DEFAULT_PART_BUDGET_BYTES);
