@@ -60,8 +60,12 @@ export class BenchCluster {
     return new BenchCluster(dir, ports, supervisor);
   }
 
-  /** Deno and its arguments for `fts fetch NAME DEST` against this cluster (JSON result). */
-  fetchCommand(name: string, destDir: string): { program: string; args: string[] } {
+  /** Deno and its arguments for `fts fetch NAME DEST [EXTRA...]` against this cluster (JSON result). */
+  fetchCommand(
+    name: string,
+    destDir: string,
+    extra: string[] = [],
+  ): { program: string; args: string[] } {
     return {
       program: DENO,
       args: [
@@ -75,6 +79,7 @@ export class BenchCluster {
         "--data",
         this.dir,
         "--json",
+        ...extra,
       ],
     };
   }

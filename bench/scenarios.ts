@@ -248,9 +248,10 @@ export function ftsRun(
   file: BenchFile,
   destDir: string,
   during?: (exited: () => boolean) => Promise<string | undefined>,
+  extra: string[] = [],
 ): () => Promise<Run> {
   return async () => {
-    const { program, args } = ctx.cluster.fetchCommand(file.name, destDir);
+    const { program, args } = ctx.cluster.fetchCommand(file.name, destDir, extra);
     const before = await ctx.cluster.bytesServed();
     let exited = false;
     let note: string | undefined;
@@ -362,15 +363,25 @@ export function infoRatio(name: string, ratio: number): Goal {
   };
 }
 
+/** fts fetch checking every byte with SHA-256, beside the default check (XXH3-128). */
+const _VERIFY_TOOL = "fts fetch --verify (SHA-256)";
+
 /** 1. Cold fetch into an empty directory. */
 export async function coldFetch(ctx: BenchContext): Promise<ScenarioResult> {
   const runs = _runs(ctx, [], []);
   const figures = await rounds(ctx, "1. cold fetch", [
     _contender(ctx, "cold-fts", "fts fetch", runs.fts),
+    // What checking every byte with SHA-256 instead of XXH3-128 costs.
+    _contender(
+      ctx,
+      "cold-fts-verify",
+      _VERIFY_TOOL,
+      (destDir) => ftsRun(ctx, ctx.file, destDir, undefined, ["--verify"]),
+    ),
     _contender(ctx, "cold-curl", "curl (nginx)", runs.curl),
     _contender(ctx, "cold-rsync", "rsync (daemon)", runs.rsync),
   ]);
-  await _clear(ctx, ["cold-fts", "cold-curl", "cold-rsync"]);
+  await _clear(ctx, ["cold-fts", "cold-fts-verify", "cold-curl", "cold-rsync"]);
   const fts = medianOf(figures, "fts fetch");
   const curl = medianOf(figures, "curl (nginx)");
   const rsync = medianOf(figures, "rsync (daemon)");
@@ -388,6 +399,10 @@ export async function coldFetch(ctx: BenchContext): Promise<ScenarioResult> {
       infoRatio(
         "cold fetch: fts / fastest peer, best run of each",
         best("fts fetch") / Math.min(best("curl (nginx)"), best("rsync (daemon)")),
+      ),
+      infoRatio(
+        "cold fetch: fts --verify (SHA-256) / fastest peer",
+        medianOf(figures, _VERIFY_TOOL) / Math.min(curl, rsync),
       ),
     ],
   };
