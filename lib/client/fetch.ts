@@ -220,12 +220,10 @@ class _Fetcher {
     const stopTicker = this.#onProgress
       ? every(PROGRESS_INTERVAL_MS, () => this.#onProgress?.(this.progress))
       : () => {};
-    // Every part is verified by hashing it where it lies, in worker threads: the parts the
-    // destination holds, and each fetched part once written (so the check covers what reached the
-    // disk). A worker takes ~45 ms to start: with bytes on disk to check they start now, with
-    // XXH3-128 (localCheck()); else once a part is too large to hash on the main thread. Checking
-    // takes a worker per core; hashing what arrives, fewer (RECEIVE_HASH_WORKERS). (A batch's
-    // workers start when a part needs one: it does not look, nor make the path to look at.)
+    // Worker threads hash the parts the destination holds, and fetched parts read back for SHA-256
+    // (FilePartSink). A worker takes ~45 ms to start: with bytes on disk to check they start now;
+    // else once a part needs one (a batch's too: it does not look, nor make the path to look at).
+    // Checking takes a worker per core; hashing what arrives, fewer (RECEIVE_HASH_WORKERS).
     const finalPath = options.shared ? "" : join(options.destDir, options.name);
     const bytesOnDisk = !options.shared &&
       [finalPath, helperPath(finalPath, PARTIAL_SUFFIX)].some((path) =>
@@ -491,9 +489,10 @@ class _Fetcher {
     for (let i = 0; i < entry.parts.length; i++) {
       if (!verified.has(i) && !checking.has(i)) missing.push(i);
     }
-    // Received parts are checked with SHA-256: its code loads while they arrive.
+    // Received parts read back for SHA-256 (FilePartSink): its code loads while they arrive.
     const large = entry.parts.some((part) => part.size > HASH_HERE_MAX_BYTES);
-    if (large && (missing.length > 0 || plan.resumeAt.size > 0)) hashes.load("sha256");
+    const sha256 = this.#options.verify || entry.parts.some((part) => part.xxh128 === undefined);
+    if (large && ((sha256 && missing.length > 0) || plan.resumeAt.size > 0)) hashes.load("sha256");
     saver.start(STATE_SAVE_INTERVAL_MS);
     const checkDone = () => {
       this.#progress.phase = "fetching";

@@ -62,7 +62,7 @@ export function indexHtml(rows: readonly FileRow[]): string {
       ...body,
       `</tbody></table>`,
     ].join("\n"),
-    `<p>Also as <a href="/?format=json">JSON</a>. Every part is checked against its SHA-256 before it is sent.</p>`,
+    `<p>Also as <a href="/?format=json">JSON</a>. Every part is checked against its digest before it is sent.</p>`,
     `</body></html>`,
     ``,
   ].join("\n");
