@@ -11,10 +11,10 @@ import {
   damageFile,
   editManifestEntry,
   fetchJson,
+  forgePart,
   newDest,
   readManifestJson,
   startCluster,
-  storedPartPath,
 } from "./harness.ts";
 import { testUser, whoami } from "./upload_util.ts";
 
@@ -172,17 +172,8 @@ Deno.test("fast check: received parts are checked with XXH3-128, SHA-256 decidin
 
     // Every copy of part 2 swapped for other bytes, and the entry's XXH3-128 made to match them:
     // XXH3-128 finds damage, not forgery (README, Limits); the SHA-256 of --verify finds this.
-    const { files } = await readManifestJson(cluster.dir);
     const forged = new Uint8Array(PART).fill(0x5a);
-    for (const id of files["q.bin"]!.parts[2]!.replicas) {
-      await Deno.writeFile(
-        storedPartPath(cluster.dir, id, files["q.bin"]!.parts[2]!.digest),
-        forged,
-      );
-    }
-    await editManifestEntry(cluster.dir, "q.bin", (parts) => {
-      parts[2]!.xxh128 = xxh128Hex(forged);
-    });
+    await forgePart(cluster.dir, "q.bin", 2, forged);
     const trusting = await newDest(cluster);
     await fetchJson(cluster, "q.bin", trusting);
     const fetched = await Deno.readFile(join(trusting, "q.bin"));

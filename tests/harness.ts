@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { loadFetchState } from "../lib/client/fetch_state.ts";
+import { xxh128Hex } from "../lib/hash/xxh128.ts";
 import { sha256File, writeRandomFile } from "../bench/data_files.ts";
 import {
   FtsProcess,
@@ -95,6 +96,26 @@ export async function editManifestEntry(
     const parts = entry.parts as unknown as Record<string, unknown>[];
     edit(parts);
     manifest.files[name] = { ...entry, parts: parts as unknown as FileEntry["parts"] };
+  });
+}
+
+/**
+ * Overwrites every stored copy of part `index` of file `name` with `bytes`,
+ * and makes the entry's XXH3-128 of that part match them (its SHA-256 stays):
+ * a forgery only SHA-256 finds.
+ */
+export async function forgePart(
+  dataDir: string,
+  name: string,
+  index: number,
+  bytes: Uint8Array,
+): Promise<void> {
+  const part = (await readManifestJson(dataDir)).files[name]!.parts[index]!;
+  for (const id of part.replicas) {
+    await Deno.writeFile(storedPartPath(dataDir, id, part.digest), bytes);
+  }
+  await editManifestEntry(dataDir, name, (parts) => {
+    parts[index]!.xxh128 = xxh128Hex(bytes);
   });
 }
 
