@@ -191,6 +191,15 @@ export async function run(args: string[]): Promise<number> {
   const stopWatching = etcdArgs && supervisor.healer
     ? watchMembers(etcdArgs.cluster, supervisor.healer)
     : undefined;
+  // Copies on this host's instances of parts a delete on another host left unused.
+  const freeing = new AbortController();
+  if (etcdArgs) {
+    const { freeAnnouncedCopies } = await import("../lib/ops/etcd_instance.ts");
+    const { storesOnHost } = await import("../lib/state/part_gc.ts");
+    const holder = `free@${config.host} (pid ${Deno.pid})`;
+    const stores = () => storesOnHost(dir);
+    void freeAnnouncedCopies(etcdArgs.cluster, { holder, stores }, freeing.signal);
+  }
 
   let gateway: GatewayChild | undefined;
   let stopping: Promise<void> | undefined;
@@ -279,6 +288,7 @@ export async function run(args: string[]): Promise<number> {
   for (const line of (await live?.stop()) ?? []) console.log(line);
   stopListening();
   stopWatching?.();
+  freeing.abort();
   etcdArgs?.cluster.close();
   console.log("fts cluster: all instances stopped");
   return code;

@@ -56,9 +56,9 @@ export async function run(args: string[]): Promise<number> {
       `${reply.partsFreed === 1 ? "was" : "were"} freed (${
         plural(reply.copiesFreed ?? 0, "stored copy", "stored copies")
       }${
-        // The instance that took the delete frees only its own host's stores.
+        // The instance that took the delete frees its own host's stores and tells the others.
         signing.etcd
-          ? " on the host that took the delete; those on other hosts go at a repair there"
+          ? " on the host that took the delete; the other hosts free theirs as they hear of it"
           : ""})`,
   );
   return 0;

@@ -135,7 +135,9 @@ export async function run(args: string[]): Promise<number> {
     // In etcd, an instance is known by the address other hosts dial.
     id = `${host}:${localId}`;
     const { EtcdCluster } = await import("../lib/etcd/etcd_cluster.ts");
-    const { etcdMutationsContext } = await import("../lib/ops/etcd_instance.ts");
+    const { etcdMutationsContext, freeAnnouncedCopies } = await import(
+      "../lib/ops/etcd_instance.ts"
+    );
     const cluster = new EtcdCluster(etcd.endpoints, etcd.cluster);
     // The cluster id never changes: read once here, not per signed request
     // (each read would wait out etcd's timeout while etcd has no quorum).
@@ -157,7 +159,21 @@ export async function run(args: string[]): Promise<number> {
       places: { dataDir: dir, manifest: `etcd (cluster ${JSON.stringify(etcd.cluster)})` },
     });
     const zone = stringFlag(flags, "zone");
-    leave = (await cluster.join({ id, address: id, domain: zone ?? host })).stop;
+    const left = (await cluster.join({ id, address: id, domain: zone ?? host })).stop;
+    // Copies of parts a delete on another host left unused are freed as it says so: by the
+    // supervisor for its host's instances, else by the instance for its own store.
+    const freeing = new AbortController();
+    if (parentPid === undefined) {
+      void freeAnnouncedCopies(
+        cluster,
+        { holder: id, stores: () => Promise.resolve([store]) },
+        freeing.signal,
+      );
+    }
+    leave = () => {
+      freeing.abort();
+      return left();
+    };
   } else {
     await initStore();
     // One store for serving and for signed changes (openManifestStore keeps

@@ -13,6 +13,13 @@ import { EtcdUnavailableError } from "../lib/etcd/etcd_errors.ts";
 import { contentIdOf, type FileEntry } from "../lib/state/manifest.ts";
 import { allEntries } from "../lib/state/manifest_store.ts";
 import { runFts } from "./harness.ts";
+import {
+  announceFreed,
+  DIGESTS_PER_KEY,
+  followFreed,
+  type FreedDigests,
+  parseFreed,
+} from "../lib/etcd/etcd_freed_parts.ts";
 
 function _entry(name: string, parts: number, partSize = 8 * 1024 * 1024): FileEntry {
   const list = Array.from({ length: parts }, (_, i) => ({
@@ -322,6 +329,94 @@ Deno.test({
           /names at most 64 entries, not 65/,
         );
       } finally {
+        cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "EtcdManifestStore.referencedSince(): only entries written after the revision are read, chunked ones too",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "since");
+      try {
+        const store = cluster.manifest;
+        // Parts 1..40 (digests ...01 to ...28 in hex); "old" written before the revision.
+        await store.change(["old"], () => ({ puts: [_entry("old", 3, 4096)], result: 0 }));
+        const revision = await store.revision();
+        const digest = (n: number) => n.toString(16).padStart(64, "0");
+        const candidates = new Set([digest(2), digest(30), digest(41)]);
+        assert.deepEqual(await store.referencedSince(revision, candidates), new Set());
+        // A chunked entry (40 parts) written since refers to part 30, and to part 2 as well.
+        await store.change(["new"], () => ({ puts: [_entry("new", 40, 4096)], result: 0 }));
+        assert.deepEqual(
+          await store.referencedSince(revision, candidates),
+          new Set([digest(2), digest(30)]),
+        );
+        // Deleted since: it refers to nothing any more.
+        await store.change(["new"], () => ({ deletes: ["new"], result: 0 }));
+        assert.deepEqual(await store.referencedSince(revision, candidates), new Set());
+      } finally {
+        cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "freed parts: announcements standing and new ones reach a follower, merged; bad ones are ignored",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "freed");
+      const stop = new AbortController();
+      try {
+        const digest = (n: number) => n.toString(16).padStart(64, "0");
+        // Longer than one key holds: split, and merged again by the follower.
+        const many = Array.from({ length: DIGESTS_PER_KEY + 5 }, (_, i) => digest(i + 1));
+        await announceFreed(cluster.etcd, cluster.keys, { revision: 7, digests: many });
+        await cluster.etcd.put(cluster.keys.freedKey("junk"), "{not json");
+        const heard: FreedDigests[] = [];
+        const last = digest(99999);
+        // A failed free is tried again, merged with what comes next: this one fails until then.
+        const following = followFreed(cluster.etcd, cluster.keys, (freed) => {
+          heard.push(freed);
+          return freed.digests.includes(last)
+            ? Promise.resolve()
+            : Promise.reject(new Error("lock out of reach"));
+        }, stop.signal);
+        const waitFor = async (done: () => boolean) => {
+          for (let i = 0; i < 200 && !done(); i++) {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        };
+        await waitFor(() => heard.length > 0);
+        assert.equal(heard[0]!.revision, 7);
+        assert.deepEqual(new Set(heard[0]!.digests), new Set(many));
+        await announceFreed(cluster.etcd, cluster.keys, { revision: 9, digests: [last] });
+        await waitFor(() => heard.at(-1)!.digests.includes(last));
+        // The earlier revision, every digest.
+        const merged = heard.at(-1)!;
+        assert.equal(merged.revision, 7);
+        assert.deepEqual(new Set(merged.digests), new Set([...many, last]));
+        // Freed: not heard again.
+        const calls = heard.length;
+        await new Promise((resolve) => setTimeout(resolve, 600));
+        assert.equal(heard.length, calls);
+        stop.abort();
+        await following;
+        assert.equal(parseFreed(JSON.stringify({ revision: 1, digests: ["x"] })), undefined);
+        assert.equal(parseFreed(JSON.stringify({ revision: -1, digests: [] })), undefined);
+        assert.deepEqual(parseFreed(JSON.stringify({ revision: 3, digests: [digest(1)] })), {
+          revision: 3,
+          digests: [digest(1)],
+        });
+      } finally {
+        stop.abort();
         cluster.close();
       }
     });

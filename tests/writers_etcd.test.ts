@@ -10,10 +10,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EtcdProcess } from "../bench/etcd_process.ts";
-import { missingTool } from "./missing_tool.ts";
-import { freePortRange, type FtsProcess, runFts, writeRandomFile } from "./harness.ts";
-import { startEtcdHost, startLoopbackHost } from "./etcd_host.ts";
+import { freePortRange, runFts, writeRandomFile } from "./harness.ts";
+import { etcdTest, startEtcdHost, startLoopbackHost } from "./etcd_host.ts";
 import { putPartAs } from "./part_signer.ts";
 import { quotaScenario } from "./quota_scenario.ts";
 
@@ -25,39 +23,7 @@ function _put(address: string, identityPath: string, seed: number): Promise<stri
   return putPartAs(address, identityPath, new Uint8Array(16 * KiB).fill(seed));
 }
 
-/**
- * A test over one etcd on 127.0.0.1 and a temp directory: `fn` starts its
- * hosts into `hosts`, which are stopped after, with etcd and the directory.
- */
-function _etcdTest(
-  name: string,
-  prefix: string,
-  fn: (dir: string, etcd: EtcdProcess, hosts: FtsProcess[]) => Promise<void>,
-): void {
-  Deno.test({
-    name,
-    ignore: missingTool("etcd"),
-    sanitizeOps: false,
-    sanitizeResources: false,
-    async fn() {
-      const dir = await Deno.makeTempDir({ prefix });
-      const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
-      const hosts: FtsProcess[] = [];
-      try {
-        await fn(dir, etcd, hosts);
-      } finally {
-        for (const host of hosts) {
-          host.kill("SIGTERM");
-          await host.status;
-        }
-        await etcd.stop();
-        await Deno.remove(dir, { recursive: true }).catch(() => {});
-      }
-    },
-  });
-}
-
-_etcdTest(
+etcdTest(
   "writers in etcd: closed on 2 loopback hosts refuses an unlisted key on the other host; added, it uploads with no restart",
   "fts-writers-etcd-",
   async (dir, etcd, hosts) => {
@@ -136,12 +102,12 @@ _etcdTest(
   },
 );
 
-_etcdTest(
+etcdTest(
   "writers quota in etcd: rm, mv and a replace change what counts; of 3 uploads at once where one fits, one lands",
   "fts-quota-etcd-",
   async (dir, etcd, hosts) => {
     const flags = ["--etcd", etcd.endpoints, "--cluster", "quota"];
-    // One host: an rm frees every copy, as in the file store (other hosts keep theirs).
+    // One host: an rm frees every copy, as in the file store.
     hosts.push(
       await startEtcdHost({
         flags,
@@ -156,7 +122,7 @@ _etcdTest(
   },
 );
 
-_etcdTest(
+etcdTest(
   "writers in etcd: a forgotten host's key, allowed with no quota, is removed by fts writers rm and refused after",
   "fts-writers-host-",
   async (dir, etcd, hosts) => {

@@ -61,6 +61,8 @@ export interface RangeOptions {
   countOnly?: boolean;
   /** Read this member's copy without asking the quorum (may be stale). */
   serializable?: boolean;
+  /** Only keys last written at this revision or later. */
+  minModRevision?: number;
 }
 
 export interface RangeResult {
@@ -123,6 +125,7 @@ function _rangeBody(key: string, options: RangeOptions): _Json {
   if (options.keysOnly) body.keys_only = true;
   if (options.countOnly) body.count_only = true;
   if (options.serializable) body.serializable = true;
+  if (options.minModRevision) body.min_mod_revision = String(options.minModRevision);
   return body;
 }
 

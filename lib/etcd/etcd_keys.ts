@@ -13,6 +13,8 @@
  *   alive/ID             the same, under the instance's lease: gone when it dies
  *   gateways/ID          an HTTP gateway's URL, under its lease
  *   nonces/KEY/NONCE     a used nonce of a signed request, under a lease
+ *   freed/ID             digests a delete left unused, for other hosts to free
+ *                        their copies (etcd_freed_parts.ts), under a lease
  *   locks/NAME           a held lock, under its holder's lease
  */
 import { UsageError } from "../wire/errors.ts";
@@ -48,6 +50,8 @@ export interface ClusterKeys {
   readonly gateways: string;
   gateway(id: string): string;
   nonce(signer: string, nonce: string): string;
+  readonly freed: string;
+  freedKey(id: string): string;
   lock(name: string): string;
   /** The id at the end of a members/, alive/ or gateways/ key. */
   idOf(key: string): string;
@@ -78,6 +82,8 @@ export function clusterKeys(cluster: string): ClusterKeys {
     gateways: `${root}gateways/`,
     gateway: (id) => `${root}gateways/${id}`,
     nonce: (signer, nonce) => `${root}nonces/${signer}/${nonce}`,
+    freed: `${root}freed/`,
+    freedKey: (id) => `${root}freed/${id}`,
     lock: (name) => `${root}locks/${name}`,
     idOf: (key) => key.slice(key.lastIndexOf("/") + 1),
   };

@@ -41,6 +41,7 @@ import {
   type ManifestEvent,
   type ManifestStore,
   MAX_CHANGE_ATTEMPTS,
+  MAX_NAMES_PER_READ,
   pageLimit,
   type StoredEntry,
   type SummaryPage,
@@ -55,6 +56,8 @@ export const MAX_INLINE_PARTS = 16;
 export const MAX_NAMES_PER_CHANGE = 64;
 /** Chunk writes in flight at once while a long part list is stored. */
 const CHUNK_WRITES_AT_ONCE = 4;
+/** Keys of entries written since a revision asked at a time (referencedSince). */
+const _CHANGED_KEYS_PAGE = 1_000;
 /** Pause before a broken watch stream is opened again. */
 const WATCH_RETRY_MS = 500;
 /** How long bringing the owners' tally up to date may take before it walks every entry instead. */
@@ -150,6 +153,41 @@ export class EtcdManifestStore implements ManifestStore {
       const kv = read.ranges[i]?.[0];
       return kv ? this.#stored(kv, read.revision) : undefined;
     }));
+  }
+
+  /**
+   * Which of `candidates` an entry written after `revision` refers to; the
+   * entries not written since are not read (etcd filters the keys by their
+   * mod revision). For freeing copies that were unused at `revision`
+   * (etcd_freed_parts.ts): under the parts lock, only such an entry can
+   * refer to them now.
+   */
+  async referencedSince(
+    revision: number,
+    candidates: ReadonlySet<string>,
+  ): Promise<Set<string>> {
+    const used = new Set<string>();
+    let start = this.#keys.files;
+    while (used.size < candidates.size) {
+      const page = await this.#etcd.range(start, {
+        rangeEnd: this.#keys.filesEnd,
+        keysOnly: true,
+        minModRevision: revision + 1,
+        limit: _CHANGED_KEYS_PAGE,
+      });
+      const names = page.kvs.map((kv) => this.#keys.nameOfFile(kv.key));
+      for (let i = 0; i < names.length && used.size < candidates.size; i += MAX_NAMES_PER_READ) {
+        for (const found of await this.getMany(names.slice(i, i + MAX_NAMES_PER_READ))) {
+          for (const part of found?.entry.parts ?? []) {
+            if (candidates.has(part.digest)) used.add(part.digest);
+          }
+        }
+      }
+      const last = page.kvs.at(-1);
+      if (!page.more || last === undefined) break;
+      start = `${last.key}\0`;
+    }
+    return used;
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {

@@ -6,14 +6,16 @@
  * since instances on other hosts share no directory with this one.
  *
  * Freeing parts after a delete or a replace frees the copies on this host's
- * instances; copies on other hosts stay until a repair on their host finds
- * them unused (`fts repair --etcd`, `--unused-after`).
+ * instances and announces the digests to the others (etcd_freed_parts.ts);
+ * each host frees its copies of what the others announce (freeAnnouncedCopies).
  */
 import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
 import { Peer } from "../client/peer.ts";
 import { type MutationsContext } from "../server/mutations.ts";
 import { type PartStore } from "../state/store.ts";
-import { freeUnreferenced, storesOnHost } from "../state/part_gc.ts";
+import { freeUnreferenced, removeCopies, storesOnHost } from "../state/part_gc.ts";
+import { PARTS_LOCK } from "../state/manifest_store.ts";
+import { announceFreed, followFreed, type FreedDigests } from "../etcd/etcd_freed_parts.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { WRITERS_CACHE_MS } from "../auth/writers_policy.ts";
 import { cachedRead } from "../base/cached_read.ts";
@@ -86,12 +88,67 @@ export function etcdMutationsContext(
     },
     // On every instance of this host (its data directory's), as a single-host cluster does.
     freeParts: async (digests) => {
-      const { digests: freed, copies } = await freeUnreferenced({
-        store: cluster.manifest,
-        locker,
-        stores: async () => self.hostDir ? await storesOnHost(self.hostDir) : [self.store],
-      }, digests);
+      const { digests: freed, copies } = await freeUnreferenced(
+        {
+          store: cluster.manifest,
+          locker,
+          stores: async () => self.hostDir ? await storesOnHost(self.hostDir) : [self.store],
+        },
+        digests,
+        {
+          // Read under the lock: no entry refers to them at this revision (see etcd_freed_parts.ts).
+          onFreed: async (freed) => {
+            try {
+              const revision = await cluster.manifest.revision();
+              await announceFreed(cluster.etcd, cluster.keys, { revision, digests: freed });
+            } catch {
+              // The change is made and this host's copies are freed: those elsewhere wait for a
+              // repair on their host, as they would for an instance that was down.
+            }
+          },
+        },
+      );
       return { digests: freed, copies };
     },
   };
+}
+
+/**
+ * Frees the copies in `stores` of the digests instances announce as unused
+ * after a delete or a replace, until `signal` aborts: those no entry written
+ * since the announcement's revision refers to, under the parts lock (held
+ * as `holder`). Run by each host's supervisor for its instances, and by an
+ * instance no supervisor runs for its own store. Returns when it stops.
+ */
+export function freeAnnouncedCopies(
+  cluster: EtcdCluster,
+  scope: { holder: string; stores: () => Promise<PartStore[]> },
+  signal: AbortSignal,
+): Promise<void> {
+  const locker = cluster.locker(scope.holder);
+  const free = async ({ revision, digests }: FreedDigests) => {
+    const stores = await scope.stores();
+    const held: string[] = [];
+    for (const digest of digests) {
+      for (const store of stores) {
+        if (
+          await store.sizeOf(digest) !== undefined ||
+          await _exists(store.quarantinePathOf(digest))
+        ) {
+          held.push(digest);
+          break;
+        }
+      }
+    }
+    if (held.length === 0) return;
+    await locker.withLock(PARTS_LOCK, async () => {
+      const used = await cluster.manifest.referencedSince(revision, new Set(held));
+      for (const digest of held) if (!used.has(digest)) await removeCopies(stores, digest);
+    });
+  };
+  return followFreed(cluster.etcd, cluster.keys, free, signal);
+}
+
+async function _exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
 }

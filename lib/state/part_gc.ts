@@ -137,6 +137,8 @@ export async function freeUnreferenced(
   options: {
     /** Keep a part any copy of which was stored or touched after this time (ms since the epoch). */
     untouchedSince?: number;
+    /** Told the digests freed, still under the parts lock (none: not called). */
+    onFreed?: (digests: string[]) => Promise<void>;
   } = {},
 ): Promise<FreedParts> {
   const wanted = new Set(candidates);
@@ -154,14 +156,22 @@ export async function freeUnreferenced(
           continue;
         }
         freed.push(digest);
-        for (const store of stores) {
-          if (await store.remove(digest)) copies++;
-          await Deno.remove(store.quarantinePathOf(digest)).catch(() => {});
-        }
+        copies += await removeCopies(stores, digest);
       }
     }
+    if (freed.length > 0) await options.onFreed?.(freed);
     return { digests: freed.length, copies, freed };
   });
+}
+
+/** Deletes the copies of `digest` in `stores`, good and quarantined ones; returns how many good ones. */
+export async function removeCopies(stores: PartStore[], digest: string): Promise<number> {
+  let copies = 0;
+  for (const store of stores) {
+    if (await store.remove(digest)) copies++;
+    await Deno.remove(store.quarantinePathOf(digest)).catch(() => {});
+  }
+  return copies;
 }
 
 /** The part stores of every instance with storage in the data directory. */

@@ -1,0 +1,114 @@
+/**
+ * Freeing across hosts: a cluster in etcd on three loopback hosts (R=2, so
+ * every part has copies on two of them): two run `fts cluster` (their
+ * supervisors free for their instances), the third one `fts serve --store`
+ * (the instance frees for itself). Deleting or replacing a file frees the
+ * copies its parts left unused on every host, not only on the host whose
+ * instance took the change, and keeps those another file still uses.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { freePortRange, FtsProcess, runFts } from "./harness.ts";
+import { etcdTest, startLoopbackHost } from "./etcd_host.ts";
+import { storedPartNames, waitUntil } from "./replicas.ts";
+
+const PART = 64 * 1024;
+
+etcdTest(
+  "etcd free: rm and a replace free the copies left unused on every host, shared ones stay",
+  "fts-etcd-free-",
+  async (dir, etcd, hosts) => {
+    const flags = ["--etcd", etcd.endpoints, "--cluster", "free"];
+    const me = ["--identity", join(dir, "id")];
+    for (const i of [0, 1]) {
+      const extra = ["--part-size", "64KiB", "--heal-after", "0"];
+      hosts.push(await startLoopbackHost(i, { flags, dir, extra }));
+    }
+    const port = freePortRange(1);
+    const alone = new FtsProcess([
+      "serve",
+      ...flags,
+      ...["--host", "127.0.0.4", "--port", String(port), "--store", join(dir, "host2")],
+    ]);
+    hosts.push(alone);
+    await alone.waitFor(/ready/, 30_000);
+    // a.bin: 5 parts; b.bin: a's first two parts, shared.
+    const a = new Uint8Array(5 * PART - 1000);
+    for (let at = 0; at < a.length; at += 65536) {
+      crypto.getRandomValues(a.subarray(at, Math.min(a.length, at + 65536)));
+    }
+    const upload = async (name: string, bytes: Uint8Array, extra: string[] = []) => {
+      const path = join(dir, name);
+      await Deno.writeFile(path, bytes);
+      const up = await runFts(["upload", path, ...flags, ...me, "-q", ...extra]);
+      assert.equal(up.code, 0, up.stderr);
+    };
+    await upload("a.bin", a);
+    await upload("b.bin", a.slice(0, 2 * PART));
+    const parts = async (name: string) => {
+      const ls = await runFts(["ls", name, "--json", ...flags]);
+      assert.equal(ls.code, 0, ls.stderr);
+      return (JSON.parse(ls.stdout) as { parts: { digest: string; replicas: string[] }[] }).parts;
+    };
+    const digests = async (name: string) => (await parts(name)).map((p) => p.digest);
+    const aDigests = await digests("a.bin");
+    assert.deepEqual(await digests("b.bin"), aDigests.slice(0, 2));
+    // Each digest's copies on every host: two, on two hosts (R=2, a failure domain each).
+    const copies = async () => {
+      const held = new Map<string, number>();
+      for (const i of [0, 1, 2]) {
+        for (const name of await storedPartNames(join(dir, `host${i}`))) {
+          held.set(name, (held.get(name) ?? 0) + 1);
+        }
+      }
+      return held;
+    };
+    const before = await copies();
+    assert.deepEqual([...before.keys()].sort(), [...aDigests].sort());
+    for (const count of before.values()) assert.equal(count, 2);
+    // Every host held some: the delete is taken on one and must reach the others.
+    for (const i of [0, 1, 2]) {
+      assert.ok((await storedPartNames(join(dir, `host${i}`))).length > 0);
+    }
+    const exactly = (wanted: string[]) => async () => {
+      const held = await copies();
+      const ok = [...held.keys()].sort().join() === [...wanted].sort().join() &&
+        [...held.values()].every((count) => count === 2);
+      return ok || `copies held: ${JSON.stringify(Object.fromEntries(held))}`;
+    };
+
+    // Taken by the instance that runs alone: both supervisors must free their hosts' copies.
+    const removed = await runFts([
+      "rm",
+      "a.bin",
+      ...flags,
+      ...me,
+      "--server",
+      `127.0.0.4:${port}`,
+    ]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stdout, /3 parts no other file uses were freed/);
+    assert.match(removed.stdout, /the other hosts free theirs as they hear of it/);
+    await waitUntil(exactly(aDigests.slice(0, 2)), 15_000, "a.bin's copies freed");
+
+    // A replace frees the old parts everywhere; the new ones stay.
+    const next = new Uint8Array(PART + 5);
+    crypto.getRandomValues(next.subarray(0, PART));
+    crypto.getRandomValues(next.subarray(PART));
+    // Published through an instance of the first host: the one alone must free its own copies.
+    const first = (await parts("b.bin")).flatMap((p) => p.replicas).find((id) =>
+      id.startsWith("127.0.0.2:")
+    );
+    assert.ok(first);
+    await upload("b.bin", next, ["--replace", "--server", first]);
+    const bDigests = await digests("b.bin");
+    assert.equal(bDigests.length, 2);
+    await waitUntil(exactly(bDigests), 15_000, "the replaced b.bin's copies freed");
+    // And the file is whole, from either host.
+    const out = join(dir, "out");
+    await Deno.mkdir(out);
+    const fetched = await runFts(["fetch", "b.bin", out, ...flags]);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    assert.deepEqual(await Deno.readFile(join(out, "b.bin")), next);
+  },
+);
