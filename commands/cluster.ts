@@ -57,7 +57,7 @@ import { type EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
 import { etcdRepairRunner, watchMembers } from "../lib/ops/etcd_heal.ts";
 
 export const USAGE =
-  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--host 127.0.0.1] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--http PORT] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
+  "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--host 127.0.0.1] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--http PORT [--verify]] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
 
 export const EXAMPLE = [
   "fts cluster                                  # 50 instances on 9001-9050, live view on a terminal",
@@ -108,9 +108,16 @@ export async function run(args: string[]): Promise<number> {
     zone: { type: "string" },
     ...ETCD_FLAGS,
     http: { type: "string" },
+    verify: { type: "boolean" },
   });
   expectPositionals(flags, 0, 0, USAGE);
   const httpPort = intFlag(flags, "http", 0, 65535);
+  const verify = boolFlag(flags, "verify");
+  if (verify && httpPort === undefined) {
+    throw new UsageError(
+      "--verify is for the HTTP gateway (every part checked with its SHA-256): give --http PORT too",
+    );
+  }
   const requested = clusterFlags(flags);
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const etcd = etcdTarget(flags);
@@ -238,7 +245,7 @@ export async function run(args: string[]): Promise<number> {
       gateway = await startGatewayChild(dir, {
         host: config.host,
         port: httpPort,
-        tlsArgs: [...tlsArgs, ...etcdGatewayArgs],
+        args: [...tlsArgs, ...etcdGatewayArgs, ...(verify ? ["--verify"] : [])],
       });
       void gateway.exited.then((status) => {
         if (stopping === undefined) {

@@ -505,6 +505,11 @@ Deno.test("cli: cluster --http on an instance's port or one in use says so in it
   const own = await runFts(["cluster", "--data", dir, "--plain", "--http", String(base + 1)]);
   assert.equal(own.code, 2, own.stderr);
   assert.match(own.stderr, /is one of the instances' ports/);
+  // --verify is the gateway's: without --http it is refused, nothing started.
+  const lone = await runFts(["cluster", "--data", dir, "--plain", "--verify"]);
+  assert.equal(lone.code, 2, lone.stderr);
+  assert.match(lone.stderr, /--verify is for the HTTP gateway .*give --http PORT too/);
+  assert.equal(lone.stderr.trim().split("\n").length, 1, lone.stderr);
   const taken = Deno.listen({ hostname: "127.0.0.1", port: http });
   try {
     const result = await runFts(["cluster", "--data", dir, "--plain", "--http", String(http)]);

@@ -104,15 +104,21 @@ Deno.test({
   ignore: missingTool("curl"),
   async fn() {
     const part = 256 * KiB;
+    // Every copy of part 1 swapped for other bytes, and the entry's XXH3-128 made to match them,
+    // before the cluster starts: its own gateway (--http 0 --verify) must refuse them too. One
+    // file for it (g.bin), as a refused copy is reported, and then quarantined.
+    const forged = new Uint8Array(part).fill(0xa5);
     const cluster = await startCluster({
       servers: 3,
       replicas: 2,
       partSize: "256KiB",
-      files: { "f.bin": 3 * part },
+      files: { "f.bin": 3 * part, "g.bin": 3 * part },
+      clusterArgs: ["--http", "0", "--verify"],
+      beforeStart: async (dir) => {
+        for (const name of ["f.bin", "g.bin"]) await forgePart(dir, name, 1, forged);
+      },
     });
-    // Every copy of part 1 swapped for other bytes, and the entry's XXH3-128 made to match them.
-    const forged = new Uint8Array(part).fill(0xa5);
-    await forgePart(cluster.dir, "f.bin", 1, forged);
+    const own = (await cluster.supervisor.waitFor(/HTTP gateway at (http:\/\/[^/ ]+)\//))[1]!;
     const trusting = await startGateway(["--data", cluster.dir]);
     const verifying = await startGateway(["--data", cluster.dir, "--verify"]);
     try {
@@ -134,6 +140,12 @@ Deno.test({
       });
       assert.notEqual(refused.code, 0, "curl got the forged part through --verify");
       assert.ok((await verifying.stats()).digestMismatches! >= 1);
+      const ownRefused = await run("curl", ["-sS", "-f", "-o", "c.bin", `${own}/files/g.bin`], {
+        cwd: dest,
+      });
+      assert.notEqual(ownRefused.code, 0, "curl got the forged part through cluster --verify");
+      const ownStats = await run("curl", ["-sS", `${own}/stats`]);
+      assert.ok(JSON.parse(ownStats.stdout).digestMismatches >= 1, ownStats.stdout);
     } finally {
       await trusting.stop();
       await verifying.stop();

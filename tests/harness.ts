@@ -163,6 +163,8 @@ export async function startCluster(options: {
   files?: Record<string, number>;
   /** Extra flags for `fts cluster`, e.g. ["--limit-rate", "2MiB"]. */
   clusterArgs?: string[];
+  /** Runs on the data directory after the preload, before the cluster starts. */
+  beforeStart?: (dir: string) => Promise<void>;
 }): Promise<TestCluster> {
   const servers = options.servers ?? 6;
   const replicas = options.replicas ?? 3;
@@ -199,6 +201,7 @@ export async function startCluster(options: {
     ]);
     if (preload.code !== 0) throw new Error(`preload failed: ${preload.stderr}`);
   }
+  await options.beforeStart?.(dir);
   const supervisor = new FtsProcess([
     "cluster",
     ...common,

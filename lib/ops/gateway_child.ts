@@ -24,7 +24,7 @@ export interface GatewayChild {
 /** Starts `fts gateway` for the cluster in `dir` and waits until it serves. */
 export async function startGatewayChild(
   dir: string,
-  options: { host: string; port: number; tlsArgs?: string[] },
+  options: { host: string; port: number; args?: string[] },
 ): Promise<GatewayChild> {
   const child = new FtsChild([
     "gateway",
@@ -37,7 +37,7 @@ export async function startGatewayChild(
     "--quiet",
     "--parent-pid",
     String(Deno.pid),
-    ...(options.tlsArgs ?? []),
+    ...(options.args ?? []),
   ]);
   try {
     await child.waitFor(/ready: https?:\/\/\S+\//, GATEWAY_READY_TIMEOUT_MS);
