@@ -12,6 +12,7 @@ import { EtcdClient } from "../lib/etcd/etcd_client.ts";
 import { EtcdUnavailableError } from "../lib/etcd/etcd_errors.ts";
 import { contentIdOf, type FileEntry } from "../lib/state/manifest.ts";
 import { allEntries } from "../lib/state/manifest_store.ts";
+import { referencedAmong } from "../lib/state/part_gc.ts";
 import { runFts } from "./harness.ts";
 import {
   announceFreed,
@@ -417,6 +418,36 @@ Deno.test({
         });
       } finally {
         stop.abort();
+        cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "EtcdManifestStore.usedDigests(): inline and chunked parts count, a digest in a name does not",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "used");
+      try {
+        const store = cluster.manifest;
+        const digest = (n: number) => n.toString(16).padStart(64, "0");
+        // "small" uses parts 1..3 inline; "big" 1..40 in chunks; a third is named after part 50.
+        const named = { ..._entry(`${digest(50)}.bin`, 1, 4096), name: `${digest(50)}.bin` };
+        const entries = [_entry("small", 3, 4096), _entry("big", 40, 4096), named];
+        await store.change(entries.map((e) => e.name), () => ({ puts: entries, result: 0 }));
+        const few = new Set([digest(2), digest(30), digest(50), digest(60)]);
+        assert.deepEqual([...await referencedAmong(store, few)].sort(), [digest(2), digest(30)]);
+        const many = new Set([...few, ...Array.from({ length: 30 }, (_, i) => digest(100 + i))]);
+        assert.deepEqual([...await referencedAmong(store, many)].sort(), [digest(2), digest(30)]);
+        // A page of it: the used digests, the last name, one revision.
+        const page = await store.usedDigests(few);
+        assert.equal(page.more, false);
+        assert.equal(page.last, "small");
+        assert.equal(page.revision, await store.revision());
+      } finally {
         cluster.close();
       }
     });

@@ -447,5 +447,11 @@ Deno.test("referencedAmong() over a hand-edited snapshot: escaped and spaced dig
       [...await referencedAmong(store, candidates)].sort(),
       [digest(1), digest(2), digest(4)].sort(),
     );
+    // Many candidates are matched against the text's hex runs, not looked for one by one.
+    const many = new Set([...candidates, ...Array.from({ length: 40 }, (_, i) => digest(100 + i))]);
+    assert.deepEqual(
+      [...await referencedAmong(store, many)].sort(),
+      [digest(1), digest(2), digest(4)].sort(),
+    );
   });
 });

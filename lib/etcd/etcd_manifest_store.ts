@@ -45,7 +45,9 @@ import {
   pageLimit,
   type StoredEntry,
   type SummaryPage,
+  type UsedDigestsPage,
 } from "../state/manifest_store.ts";
+import { mayNameAny } from "../state/manifest_snapshot.ts";
 import { type OwnerTally, walkTally } from "../state/owner_tally.ts";
 
 /** Parts per chunk key: ~300 bytes a part keeps a chunk near 600 KB, well under etcd's limit. */
@@ -56,6 +58,8 @@ export const MAX_INLINE_PARTS = 16;
 export const MAX_NAMES_PER_CHANGE = 64;
 /** Chunk writes in flight at once while a long part list is stored. */
 const CHUNK_WRITES_AT_ONCE = 4;
+/** How an entry header whose parts are in chunks says so (usedDigests looks for it as text). */
+const _CHUNKS_FIELD = '"chunks":';
 /** Keys of entries written since a revision asked at a time (referencedSince). */
 const _CHANGED_KEYS_PAGE = 1_000;
 /** Pause before a broken watch stream is opened again. */
@@ -194,6 +198,37 @@ export class EtcdManifestStore implements ManifestStore {
     const page = await this.#page(options);
     const entries = await Promise.all(page.kvs.map((kv) => this.#stored(kv, page.revision)));
     return { entries, revision: page.revision, more: page.more };
+  }
+
+  /**
+   * Which of `candidates` a page of entries uses, parsing only the entries
+   * whose text may name one (mayNameAny) and those whose parts are in chunks.
+   * A page is at least walkPageEntries long, whatever `options.limit` asks:
+   * etcd counts to the range's end for each page, and only the digests found
+   * are kept. Freeing one file's parts at 100,000 files parsed every entry:
+   * 3.2-5.2 s.
+   */
+  async usedDigests(
+    candidates: ReadonlySet<string>,
+    options: ListOptions = {},
+  ): Promise<UsedDigestsPage> {
+    const page = await this.#page({
+      ...options,
+      limit: Math.max(pageLimit(options), this.walkPageEntries),
+    });
+    const used = new Set<string>();
+    await Promise.all(page.kvs.map(async (kv) => {
+      if (!mayNameAny(kv.value, candidates) && !kv.value.includes(_CHUNKS_FIELD)) return;
+      const { entry } = await this.#stored(kv, page.revision);
+      for (const part of entry.parts) if (candidates.has(part.digest)) used.add(part.digest);
+    }));
+    const last = page.kvs.at(-1);
+    return {
+      used: [...used],
+      last: last && this.#keys.nameOfFile(last.key),
+      revision: page.revision,
+      more: page.more,
+    };
   }
 
   async summaries(options: ListOptions = {}): Promise<SummaryPage> {

@@ -77,6 +77,25 @@ const _lineDecoder = new TextDecoder();
 /** A run of 64 hex digits, as a part's digest is written. */
 const _HEX_RUN = /(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])/g;
 const _NONE: string[] = [];
+/** Up to this many candidates, mayNameAny() looks for each: faster than matching every hex run. */
+const _LOOK_FOR_EACH_MAX = 16;
+
+/**
+ * Whether JSON `text` may name one of `candidates`: it holds one as a run of
+ * 64 hex digits, or a `\u` escape, which could spell one. False means it
+ * names none, without parsing it.
+ */
+export function mayNameAny(text: string, candidates: ReadonlySet<string>): boolean {
+  if (text.includes("\\u")) return true;
+  // A few candidates are looked for as they are (a match inside a longer run only costs a parse);
+  // many, by the text's hex runs.
+  if (candidates.size <= _LOOK_FOR_EACH_MAX) {
+    for (const candidate of candidates) if (text.includes(candidate)) return true;
+    return false;
+  }
+  for (const [run] of text.matchAll(_HEX_RUN)) if (candidates.has(run)) return true;
+  return false;
+}
 
 /**
  * Which of `candidates` the entry on `line` uses. The line is parsed only if
@@ -89,17 +108,7 @@ export function digestsUsedIn(
   line: Uint8Array,
   candidates: ReadonlySet<string>,
 ): string[] {
-  if (slot.source !== "memory") {
-    const text = _lineDecoder.decode(line);
-    let named = text.includes("\\u");
-    for (const [run] of named ? [] : text.matchAll(_HEX_RUN)) {
-      if (candidates.has(run)) {
-        named = true;
-        break;
-      }
-    }
-    if (!named) return _NONE;
-  }
+  if (slot.source !== "memory" && !mayNameAny(_lineDecoder.decode(line), candidates)) return _NONE;
   const parts = (valueIn(slot, line) as { parts?: unknown } | null)?.parts;
   if (!Array.isArray(parts)) return _NONE;
   const used = new Set<string>();
