@@ -3,8 +3,9 @@
  * bytes from a seed), preloaded into their own fts cluster and served by
  * nginx with autoindex from the same directory. Contenders, interleaved in
  * rounds: `fts fetch --all` (one process), `wget -r` (recursive through the
- * index page) and `curl -Z` (parallel, a URL list). Every run's directory is
- * checked against the source (a digest of the tree). Plus one file of 1,280
+ * index page) and `curl -Z` (parallel, a URL list), each into an empty
+ * directory on a RAM disk (see _ramDisk). Every run's directory is checked
+ * against the source (a digest of the tree). Plus one file of 1,280
  * parts of 4 KiB, which fts should fetch in under a second.
  */
 import { createHash } from "node:crypto";
@@ -40,6 +41,31 @@ const SMALL_PART_BYTES = 4 * KIB;
 /** The goal for fts against the faster of wget and curl. */
 const MAX_RATIO = 1.0;
 const MAX_SMALL_PARTS_SECONDS = 1;
+
+/** Room a RAM disk needs for the runs' destinations: three tools' copies of the files, and some. */
+const RAM_DISK_MIN_BYTES = 2 * 1024 ** 3;
+
+/**
+ * /dev/shm when it is a tmpfs of at least RAM_DISK_MIN_BYTES, else undefined.
+ * The runs write there so that the figures are the tools' and not the disk's
+ * file system's: this VM's root is ext4 without a journal, which on every
+ * create passes over each inode freed in the last minutes (2-5x the time of
+ * 10,000 creates just after a run's files were removed, for every tool), and
+ * fresh directories instead made the page cache grow by a run's files each
+ * time, into memory the VM had handed back to its host (each page then
+ * faults on the host: curl's runs went from 1.2 to 2.9 s over one bench).
+ */
+async function _ramDisk(): Promise<string | undefined> {
+  const mounts = await Deno.readTextFile("/proc/mounts").catch(() => "");
+  for (const line of mounts.split("\n")) {
+    const [, mountPoint, type, options] = line.split(" ");
+    if (mountPoint !== "/dev/shm" || type !== "tmpfs") continue;
+    const size = /(?:^|,)size=(\d+)k(?:,|$)/.exec(options ?? "")?.[1];
+    // No size option: half the memory, by default.
+    if (size === undefined || Number(size) * 1024 >= RAM_DISK_MIN_BYTES) return mountPoint;
+  }
+  return undefined;
+}
 
 /** xorshift32: sizes and bytes from one seed. */
 function _generator(seed: number): () => number {
@@ -144,10 +170,12 @@ export async function smallFiles(ctx: BenchContext, count: number): Promise<Scen
   );
   const figures: Figure[] = [];
   const goals: Goal[] = [];
+  const ram = await _ramDisk();
+  const destRoot = ram ? await Deno.makeTempDir({ dir: ram, prefix: "fts-bench-small-" }) : root;
   try {
     const base = `http://127.0.0.1:${nginx.port}/files/`;
     const urlList = join(root, "urls.txt");
-    const dest = (tool: string) => join(root, `dest-${tool}`);
+    const dest = (tool: string) => join(destRoot, `dest-${tool}`);
     const check = (dir: string, tool: string) => async () => {
       const got = await _treeDigest(dir);
       if (got.files !== expected.files || got.digest !== expected.digest) {
@@ -222,7 +250,9 @@ export async function smallFiles(ctx: BenchContext, count: number): Promise<Scen
       (bytes / 2 ** 20).toFixed(1)
     } MiB); fts: ${SERVERS} instances R=${REPLICAS}, --files ${FTS_FILES_AT_ONCE}, preload took ${
       preloadSeconds.toFixed(0)
-    } s; curl --parallel-max ${CURL_PARALLEL}`;
+    } s; curl --parallel-max ${CURL_PARALLEL}; destinations on ${
+      ram ? `a RAM disk (${ram})` : "disk (no tmpfs at /dev/shm)"
+    }`;
     figures.push(...measured.map((f, i) => (i === 0 ? { ...f, note } : f)));
     const fts = median(measured[0]!.seconds);
     const fastest = Math.min(median(measured[1]!.seconds), median(measured[2]!.seconds));
@@ -237,6 +267,7 @@ export async function smallFiles(ctx: BenchContext, count: number): Promise<Scen
     await nginx.stop();
     await cluster.stop();
     await Deno.remove(src, { recursive: true }).catch(() => {});
+    if (destRoot !== root) await Deno.remove(destRoot, { recursive: true }).catch(() => {});
   }
   return await _smallParts(ctx, root, { figures, goals });
 }
