@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freePortRange, FtsProcess, runFts } from "./harness.ts";
+import { freePortRange, FtsProcess, runFts, storedPartPath } from "./harness.ts";
 import { etcdTest, startLoopbackHost } from "./etcd_host.ts";
 import { storedPartNames, waitUntil } from "./replicas.ts";
 
@@ -110,5 +110,59 @@ etcdTest(
     const fetched = await runFts(["fetch", "b.bin", out, ...flags]);
     assert.equal(fetched.code, 0, fetched.stderr);
     assert.deepEqual(await Deno.readFile(join(out, "b.bin")), next);
+  },
+);
+
+etcdTest(
+  "etcd free: an rm on one host racing an upload of the same bytes on the other never leaves a listed copy freed",
+  "fts-etcd-free-race-",
+  async (dir, etcd, hosts) => {
+    const flags = ["--etcd", etcd.endpoints, "--cluster", "race"];
+    const me = ["--identity", join(dir, "id")];
+    for (const i of [0, 1]) {
+      const extra = ["--part-size", "64KiB", "--heal-after", "0"];
+      hosts.push(await startLoopbackHost(i, { flags, dir, extra }));
+    }
+    const hostDirOf = (id: string) => join(dir, id.startsWith("127.0.0.2:") ? "host0" : "host1");
+    const listed = async (name: string) => {
+      const ls = await runFts(["ls", name, "--json", ...flags]);
+      assert.equal(ls.code, 0, ls.stderr);
+      return (JSON.parse(ls.stdout) as { parts: { digest: string; replicas: string[] }[] }).parts;
+    };
+    for (let round = 0; round < 4; round++) {
+      const bytes = new Uint8Array(4 * PART + round);
+      for (let at = 0; at < bytes.length; at += 65536) {
+        crypto.getRandomValues(bytes.subarray(at, Math.min(bytes.length, at + 65536)));
+      }
+      const source = join(dir, `src-${round}`);
+      await Deno.writeFile(source, bytes);
+      const a = `a-${round}.bin`;
+      const b = `b-${round}.bin`;
+      const up = await runFts(["upload", source, "--as", a, ...flags, ...me, "-q"]);
+      assert.equal(up.code, 0, up.stderr);
+      const ids = (await listed(a)).flatMap((p) => p.replicas);
+      const on = (prefix: string) => ids.find((id) => id.startsWith(prefix))!;
+      // The delete through the first host, the same bytes under another name through the second.
+      const [removed, uploaded] = await Promise.all([
+        runFts(["rm", a, ...flags, ...me, "--server", on("127.0.0.2:")]),
+        runFts(["upload", source, "--as", b, ...flags, ...me, "-q", "--server", on("127.0.0.3:")]),
+      ]);
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.equal(uploaded.code, 0, uploaded.stderr);
+      // Once every announcement is heard, each copy b's entry lists is on its instance's disk.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      for (const part of await listed(b)) {
+        for (const id of part.replicas) {
+          const port = id.slice(id.lastIndexOf(":") + 1);
+          const path = storedPartPath(hostDirOf(id), port, part.digest);
+          assert.ok(await Deno.stat(path).then(() => true, () => false), `round ${round}: ${path}`);
+        }
+      }
+      const out = join(dir, `out-${round}`);
+      await Deno.mkdir(out);
+      const fetched = await runFts(["fetch", b, out, ...flags]);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      assert.deepEqual(await Deno.readFile(join(out, b)), bytes);
+    }
   },
 );
