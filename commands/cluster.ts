@@ -202,10 +202,11 @@ export async function run(args: string[]): Promise<number> {
   const freeing = new AbortController();
   if (etcdArgs) {
     const { freeAnnouncedCopies } = await import("../lib/ops/etcd_instance.ts");
-    const { storesOnHost } = await import("../lib/state/part_gc.ts");
+    const { hostStoreOf, storesOnHost } = await import("../lib/state/part_gc.ts");
     const holder = `free@${config.host} (pid ${Deno.pid})`;
     const stores = () => storesOnHost(dir);
-    void freeAnnouncedCopies(etcdArgs.cluster, { holder, stores }, freeing.signal);
+    const storeOf = hostStoreOf(dir, config.host);
+    void freeAnnouncedCopies(etcdArgs.cluster, { holder, stores, storeOf }, freeing.signal);
   }
 
   let gateway: GatewayChild | undefined;

@@ -164,11 +164,9 @@ export async function run(args: string[]): Promise<number> {
     // supervisor for its host's instances, else by the instance for its own store.
     const freeing = new AbortController();
     if (parentPid === undefined) {
-      void freeAnnouncedCopies(
-        cluster,
-        { holder: id, stores: () => Promise.resolve([store]) },
-        freeing.signal,
-      );
+      const stores = () => Promise.resolve([store]);
+      const storeOf = (other: string) => other === id ? store : undefined;
+      void freeAnnouncedCopies(cluster, { holder: id, stores, storeOf }, freeing.signal);
     }
     leave = () => {
       freeing.abort();

@@ -14,11 +14,14 @@ import { contentIdOf, type FileEntry } from "../lib/state/manifest.ts";
 import { allEntries } from "../lib/state/manifest_store.ts";
 import { referencedAmong } from "../lib/state/part_gc.ts";
 import { runFts } from "./harness.ts";
+import { dirname } from "node:path";
+import { PartStore } from "../lib/state/store.ts";
+import { freeAnnouncedCopies } from "../lib/ops/etcd_instance.ts";
 import {
   announceFreed,
   DIGESTS_PER_KEY,
   followFreed,
-  type FreedDigests,
+  type Freed,
   parseFreed,
 } from "../lib/etcd/etcd_freed_parts.ts";
 
@@ -338,30 +341,95 @@ Deno.test({
 
 Deno.test({
   name:
-    "EtcdManifestStore.referencedSince(): only entries written after the revision are read, chunked ones too",
+    "EtcdManifestStore.writtenSince(): only entries written after the revision, chunked ones too",
   ignore,
   async fn() {
     await _withEtcd(async (endpoints) => {
       const cluster = new EtcdCluster(endpoints, "since");
       try {
         const store = cluster.manifest;
-        // Parts 1..40 (digests ...01 to ...28 in hex); "old" written before the revision.
+        const names = async (revision: number) => {
+          const got = [];
+          for await (const entry of store.writtenSince(revision)) {
+            got.push(`${entry.name}:${entry.parts.length}`);
+          }
+          return got;
+        };
         await store.change(["old"], () => ({ puts: [_entry("old", 3, 4096)], result: 0 }));
         const revision = await store.revision();
-        const digest = (n: number) => n.toString(16).padStart(64, "0");
-        const candidates = new Set([digest(2), digest(30), digest(41)]);
-        assert.deepEqual(await store.referencedSince(revision, candidates), new Set());
-        // A chunked entry (40 parts) written since refers to part 30, and to part 2 as well.
+        assert.deepEqual(await names(revision), []);
+        // A chunked entry (40 parts) written since comes whole.
         await store.change(["new"], () => ({ puts: [_entry("new", 40, 4096)], result: 0 }));
-        assert.deepEqual(
-          await store.referencedSince(revision, candidates),
-          new Set([digest(2), digest(30)]),
-        );
-        // Deleted since: it refers to nothing any more.
+        assert.deepEqual(await names(revision), ["new:40"]);
+        assert.deepEqual((await names(0)).sort(), ["new:40", "old:3"]);
+        // Deleted since: gone from it.
         await store.change(["new"], () => ({ deletes: ["new"], result: 0 }));
-        assert.deepEqual(await store.referencedSince(revision, candidates), new Set());
+        assert.deepEqual(await names(revision), []);
       } finally {
         cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "freeAnnouncedCopies(): announced digests and copies go, unless an entry written since uses or lists them",
+  ignore,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const cluster = new EtcdCluster(endpoints, "announce");
+      const dir = await Deno.makeTempDir({ prefix: "fts-unit-freed-" });
+      const stop = new AbortController();
+      try {
+        const parts = new PartStore(dir);
+        await parts.init();
+        const id = "10.0.0.5:9001";
+        const digest = (n: number) => n.toString(16).padStart(64, "0");
+        for (const n of [1, 2, 3, 4]) {
+          const path = parts.pathOf(digest(n));
+          await Deno.mkdir(dirname(path), { recursive: true });
+          await Deno.writeFile(path, new Uint8Array(4096));
+        }
+        const revision = await cluster.manifest.revision();
+        await announceFreed(cluster.etcd, cluster.keys, {
+          revision,
+          digests: [digest(3), digest(4)],
+          copies: [{ id, digest: digest(1) }, { id, digest: digest(2) }],
+        });
+        // Since then: an entry lists this instance's copy of part 2, and one uses part 4.
+        const listing = _entry("listing", 2, 4096);
+        listing.parts[1]!.replicas = [id];
+        const using = _entry("using", 1, 4096);
+        using.parts[0]!.digest = digest(4);
+        using.contentId = contentIdOf(using.size, using.parts);
+        await cluster.manifest.change(["listing", "using"], () => ({
+          puts: [listing, using],
+          result: 0,
+        }));
+        const following = freeAnnouncedCopies(cluster, {
+          holder: "test",
+          stores: () => Promise.resolve([parts]),
+          storeOf: (other) => other === id ? parts : undefined,
+        }, stop.signal);
+        const held = async () => {
+          const out = [];
+          for (const n of [1, 2, 3, 4]) {
+            if (await parts.sizeOf(digest(n)) !== undefined) out.push(n);
+          }
+          return out;
+        };
+        for (let i = 0; i < 100 && (await held()).length > 2; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        // 1 and 3 went; 2 is listed and 4 used by entries written since.
+        assert.deepEqual(await held(), [2, 4]);
+        stop.abort();
+        await following;
+      } finally {
+        stop.abort();
+        cluster.close();
+        await Deno.remove(dir, { recursive: true });
       }
     });
   },
@@ -379,9 +447,9 @@ Deno.test({
         const digest = (n: number) => n.toString(16).padStart(64, "0");
         // Longer than one key holds: split, and merged again by the follower.
         const many = Array.from({ length: DIGESTS_PER_KEY + 5 }, (_, i) => digest(i + 1));
-        await announceFreed(cluster.etcd, cluster.keys, { revision: 7, digests: many });
+        await announceFreed(cluster.etcd, cluster.keys, { revision: 7, digests: many, copies: [] });
         await cluster.etcd.put(cluster.keys.freedKey("junk"), "{not json");
-        const heard: FreedDigests[] = [];
+        const heard: Freed[] = [];
         const last = digest(99999);
         // A failed free is tried again, merged with what comes next: this one fails until then.
         const following = followFreed(cluster.etcd, cluster.keys, (freed) => {
@@ -398,12 +466,17 @@ Deno.test({
         await waitFor(() => heard.length > 0);
         assert.equal(heard[0]!.revision, 7);
         assert.deepEqual(new Set(heard[0]!.digests), new Set(many));
-        await announceFreed(cluster.etcd, cluster.keys, { revision: 9, digests: [last] });
+        await announceFreed(cluster.etcd, cluster.keys, {
+          revision: 9,
+          digests: [last],
+          copies: [{ id: "10.0.0.1:9001", digest: last }],
+        });
         await waitFor(() => heard.at(-1)!.digests.includes(last));
         // The earlier revision, every digest.
         const merged = heard.at(-1)!;
         assert.equal(merged.revision, 7);
         assert.deepEqual(new Set(merged.digests), new Set([...many, last]));
+        assert.deepEqual(merged.copies, [{ id: "10.0.0.1:9001", digest: last }]);
         // Freed: not heard again.
         const calls = heard.length;
         await new Promise((resolve) => setTimeout(resolve, 600));
@@ -415,7 +488,17 @@ Deno.test({
         assert.deepEqual(parseFreed(JSON.stringify({ revision: 3, digests: [digest(1)] })), {
           revision: 3,
           digests: [digest(1)],
+          copies: [],
         });
+        const copy = { id: "10.0.0.2:9001", digest: digest(2) };
+        assert.deepEqual(parseFreed(JSON.stringify({ revision: 4, copies: [copy] })), {
+          revision: 4,
+          digests: [],
+          copies: [copy],
+        });
+        for (const copies of [[{ id: 7, digest: digest(2) }], [{ id: "a", digest: "b" }], [null]]) {
+          assert.equal(parseFreed(JSON.stringify({ revision: 4, copies })), undefined);
+        }
       } finally {
         stop.abort();
         cluster.close();

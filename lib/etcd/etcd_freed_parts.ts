@@ -1,13 +1,23 @@
 /**
- * Freeing copies on every host after a delete or a replace. The instance
- * that takes the change frees the copies on its own host (part_gc.ts, under
- * the parts lock) and then announces, under `freed/`, the digests it found
- * unused and the revision it found them unused at (announceFreed). Every
- * instance follows `freed/` (followFreed) and frees its own copies of those
- * digests under the parts lock, unless an entry written since that revision
- * refers to them: at the announced revision none did, and a publish adds a
- * reference only under the same lock, after checking its copies, so only
- * the entries written since need reading (EtcdManifestStore.referencedSince).
+ * Freeing copies on every host. Two kinds of change leave copies on other
+ * hosts that nothing needs:
+ *
+ * 1. A delete or a replace: the instance that takes it frees the copies on
+ *    its own host (part_gc.ts, under the parts lock) and announces the
+ *    digests it found unused.
+ * 2. A repair that unlists surplus copies: it deletes those on its own host
+ *    (repair_manifest.ts, under the parts lock) and announces the others as
+ *    instance and digest.
+ *
+ * Each announcement, under `freed/`, carries the revision at which no entry
+ * used those digests, or listed those copies (announceFreed). Each host's
+ * supervisor, and an instance started on its own, follows `freed/`
+ * (followFreed) and deletes its copies, unless an entry written since that
+ * revision uses the digest or lists the copy: at that revision none did, so
+ * only the entries written since need reading (EtcdManifestStore.writtenSince).
+ * Digests are freed under the parts lock (a publish checks its copies under
+ * it); unlisted copies under the repair lock as well, since a repair may
+ * list again a copy it finds.
  *
  * An announcement lives FREED_TTL_SECONDS (a lease): an instance down
  * longer, or one whose watch lost history, leaves its copies to a repair on
@@ -20,79 +30,101 @@ import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 
 /** How long an announcement stays for instances that were not following when it was made. */
 export const FREED_TTL_SECONDS = 600;
-/** Digests per announcement key: 65 bytes each keeps a key near 130 KB, under etcd's limit. */
+/** Digests or copies per announcement key: a key stays near 130-200 KB, under etcd's limit. */
 export const DIGESTS_PER_KEY = 2048;
 /** Announcements heard within this long are freed together (one lock, one read). */
 export const FREE_BATCH_MS = 250;
 /** Pause before a broken watch of `freed/` is opened again. */
 const FOLLOW_RETRY_MS = 1_000;
 
-/** Digests found unused at `revision`. */
-export interface FreedDigests {
-  revision: number;
-  digests: string[];
+/** A copy on one instance: its id (ADDR:PORT) and the part's digest. */
+export interface CopyOf {
+  id: string;
+  digest: string;
 }
 
-/** Announces `digests`, unused at `revision`, to every instance of the cluster. */
+/** Digests no entry used, and copies no entry listed, at `revision`. */
+export interface Freed {
+  revision: number;
+  digests: string[];
+  copies: CopyOf[];
+}
+
+/** Announces what `freed` says to every host of the cluster. */
 export async function announceFreed(
   etcd: EtcdClient,
   keys: ClusterKeys,
-  freed: FreedDigests,
+  freed: Freed,
 ): Promise<void> {
-  if (freed.digests.length === 0) return;
+  const { revision, digests, copies } = freed;
+  if (digests.length === 0 && copies.length === 0) return;
   const lease = await etcd.grantLease(FREED_TTL_SECONDS);
-  const id = `${freed.revision}-${crypto.randomUUID()}`;
-  for (let start = 0; start < freed.digests.length; start += DIGESTS_PER_KEY) {
-    const digests = freed.digests.slice(start, start + DIGESTS_PER_KEY);
-    await etcd.put(
-      keys.freedKey(`${id}-${start / DIGESTS_PER_KEY}`),
-      JSON.stringify({ revision: freed.revision, digests }),
-      lease,
-    );
+  const id = `${revision}-${crypto.randomUUID()}`;
+  let n = 0;
+  for (let start = 0; start < digests.length; start += DIGESTS_PER_KEY) {
+    const value = { revision, digests: digests.slice(start, start + DIGESTS_PER_KEY) };
+    await etcd.put(keys.freedKey(`${id}-${n++}`), JSON.stringify(value), lease);
+  }
+  for (let start = 0; start < copies.length; start += DIGESTS_PER_KEY) {
+    const value = { revision, copies: copies.slice(start, start + DIGESTS_PER_KEY) };
+    await etcd.put(keys.freedKey(`${id}-${n++}`), JSON.stringify(value), lease);
   }
 }
 
 /** An announcement's value, checked; undefined when it is not one. */
-export function parseFreed(value: string): FreedDigests | undefined {
+export function parseFreed(value: string): Freed | undefined {
+  let parsed: Record<string, unknown> | null;
   try {
-    const parsed = JSON.parse(value) as Record<string, unknown> | null;
-    const { revision, digests } = parsed ?? {};
-    if (
-      typeof revision !== "number" || !Number.isSafeInteger(revision) || revision < 0 ||
-      !Array.isArray(digests) ||
-      !digests.every((d) => typeof d === "string" && DIGEST_PATTERN.test(d))
-    ) {
-      return undefined;
-    }
-    return { revision, digests: digests as string[] };
+    parsed = JSON.parse(value) as Record<string, unknown> | null;
   } catch {
     return undefined;
   }
+  const { revision, digests = [], copies = [] } = parsed ?? {};
+  const isDigest = (d: unknown) => typeof d === "string" && DIGEST_PATTERN.test(d);
+  if (
+    typeof revision !== "number" || !Number.isSafeInteger(revision) || revision < 0 ||
+    !Array.isArray(digests) || !digests.every(isDigest) ||
+    !Array.isArray(copies) ||
+    !copies.every((c) =>
+      typeof c === "object" && c !== null && typeof c.id === "string" && isDigest(c.digest)
+    )
+  ) {
+    return undefined;
+  }
+  return {
+    revision,
+    digests: digests as string[],
+    copies: (copies as CopyOf[]).map(({ id, digest }) => ({ id, digest })),
+  };
+}
+
+/** Both announcements as one: the earlier revision, every digest and copy. */
+function _merged(a: Freed, b: Freed): Freed {
+  const copies = new Map<string, CopyOf>();
+  for (const copy of [...a.copies, ...b.copies]) copies.set(`${copy.id} ${copy.digest}`, copy);
+  return {
+    revision: Math.min(a.revision, b.revision),
+    digests: [...new Set([...a.digests, ...b.digests])],
+    copies: [...copies.values()],
+  };
 }
 
 /**
  * Calls `free` with every announcement under `freed/`, those standing when
  * it starts and those made after, until `signal` aborts. Announcements heard
- * together are merged (the earliest revision, every digest). A `free` that
- * throws is tried again with the next batch; the watch resumes after the
- * last revision seen when its stream breaks.
+ * together are merged (the earliest revision, every digest and copy). A
+ * `free` that throws is tried again with the next batch; the watch resumes
+ * after the last revision seen when its stream breaks.
  */
 export async function followFreed(
   etcd: EtcdClient,
   keys: ClusterKeys,
-  free: (freed: FreedDigests) => Promise<void>,
+  free: (freed: Freed) => Promise<void>,
   signal: AbortSignal,
 ): Promise<void> {
-  let pending: FreedDigests | undefined;
-  const add = (value: string) => {
-    const freed = parseFreed(value);
-    if (!freed) return;
-    pending = pending
-      ? {
-        revision: Math.min(pending.revision, freed.revision),
-        digests: [...new Set([...pending.digests, ...freed.digests])],
-      }
-      : freed;
+  let pending: Freed | undefined;
+  const add = (freed: Freed | undefined) => {
+    if (freed) pending = pending ? _merged(pending, freed) : freed;
   };
   // A free that failed is tried again no sooner than FOLLOW_RETRY_MS after.
   let retryAt = 0;
@@ -104,7 +136,7 @@ export async function followFreed(
       await free(batch);
     } catch {
       // etcd or the lock out of reach: kept for the next try.
-      add(JSON.stringify(batch));
+      add(batch);
       retryAt = performance.now() + FOLLOW_RETRY_MS;
     }
   };
@@ -119,7 +151,7 @@ export async function followFreed(
     try {
       if (seen === undefined) {
         const standing = await etcd.range(keys.freed, { prefix: true });
-        for (const kv of standing.kvs) add(kv.value);
+        for (const kv of standing.kvs) add(parseFreed(kv.value));
         seen = standing.revision;
         await flush();
       }
@@ -141,7 +173,9 @@ export async function followFreed(
           seen = undefined;
           break;
         }
-        for (const { type, kv } of batch.value.events) if (type === "PUT") add(kv.value);
+        for (const { type, kv } of batch.value.events) {
+          if (type === "PUT") add(parseFreed(kv.value));
+        }
         seen = batch.value.revision;
       }
     } catch {

@@ -60,7 +60,7 @@ export const MAX_NAMES_PER_CHANGE = 64;
 const CHUNK_WRITES_AT_ONCE = 4;
 /** How an entry header whose parts are in chunks says so (usedDigests looks for it as text). */
 const _CHUNKS_FIELD = '"chunks":';
-/** Keys of entries written since a revision asked at a time (referencedSince). */
+/** Keys of entries written since a revision asked at a time (writtenSince). */
 const _CHANGED_KEYS_PAGE = 1_000;
 /** Pause before a broken watch stream is opened again. */
 const WATCH_RETRY_MS = 500;
@@ -160,19 +160,14 @@ export class EtcdManifestStore implements ManifestStore {
   }
 
   /**
-   * Which of `candidates` an entry written after `revision` refers to; the
-   * entries not written since are not read (etcd filters the keys by their
-   * mod revision). For freeing copies that were unused at `revision`
-   * (etcd_freed_parts.ts): under the parts lock, only such an entry can
-   * refer to them now.
+   * The entries written after `revision`, as they are now; those not written
+   * since are not read (etcd filters the keys by their mod revision). For
+   * freeing copies that no entry used or listed at `revision`
+   * (etcd_freed_parts.ts): under the parts lock, only these can now.
    */
-  async referencedSince(
-    revision: number,
-    candidates: ReadonlySet<string>,
-  ): Promise<Set<string>> {
-    const used = new Set<string>();
+  async *writtenSince(revision: number): AsyncGenerator<FileEntry> {
     let start = this.#keys.files;
-    while (used.size < candidates.size) {
+    while (true) {
       const page = await this.#etcd.range(start, {
         rangeEnd: this.#keys.filesEnd,
         keysOnly: true,
@@ -180,18 +175,15 @@ export class EtcdManifestStore implements ManifestStore {
         limit: _CHANGED_KEYS_PAGE,
       });
       const names = page.kvs.map((kv) => this.#keys.nameOfFile(kv.key));
-      for (let i = 0; i < names.length && used.size < candidates.size; i += MAX_NAMES_PER_READ) {
+      for (let i = 0; i < names.length; i += MAX_NAMES_PER_READ) {
         for (const found of await this.getMany(names.slice(i, i + MAX_NAMES_PER_READ))) {
-          for (const part of found?.entry.parts ?? []) {
-            if (candidates.has(part.digest)) used.add(part.digest);
-          }
+          if (found) yield found.entry;
         }
       }
       const last = page.kvs.at(-1);
-      if (!page.more || last === undefined) break;
+      if (!page.more || last === undefined) return;
       start = `${last.key}\0`;
     }
-    return used;
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {

@@ -7,15 +7,16 @@
  *
  * Freeing parts after a delete or a replace frees the copies on this host's
  * instances and announces the digests to the others (etcd_freed_parts.ts);
- * each host frees its copies of what the others announce (freeAnnouncedCopies).
+ * each host deletes its copies of what the others announce, repairs' unlisted
+ * copies too (freeAnnouncedCopies).
  */
 import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
 import { Peer } from "../client/peer.ts";
 import { type MutationsContext } from "../server/mutations.ts";
 import { type PartStore } from "../state/store.ts";
 import { freeUnreferenced, removeCopies, storesOnHost } from "../state/part_gc.ts";
-import { PARTS_LOCK } from "../state/manifest_store.ts";
-import { announceFreed, followFreed, type FreedDigests } from "../etcd/etcd_freed_parts.ts";
+import { PARTS_LOCK, REPAIR_LOCK } from "../state/manifest_store.ts";
+import { announceFreed, type CopyOf, followFreed, type Freed } from "../etcd/etcd_freed_parts.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
 import { WRITERS_CACHE_MS } from "../auth/writers_policy.ts";
 import { cachedRead } from "../base/cached_read.ts";
@@ -100,7 +101,11 @@ export function etcdMutationsContext(
           onFreed: async (freed) => {
             try {
               const revision = await cluster.manifest.revision();
-              await announceFreed(cluster.etcd, cluster.keys, { revision, digests: freed });
+              await announceFreed(cluster.etcd, cluster.keys, {
+                revision,
+                digests: freed,
+                copies: [],
+              });
             } catch {
               // The change is made and this host's copies are freed: those elsewhere wait for a
               // repair on their host, as they would for an instance that was down.
@@ -114,27 +119,32 @@ export function etcdMutationsContext(
 }
 
 /**
- * Frees the copies in `stores` of the digests instances announce as unused
- * after a delete or a replace, until `signal` aborts: those no entry written
- * since the announcement's revision refers to, under the parts lock (held
- * as `holder`). Run by each host's supervisor for its instances, and by an
- * instance no supervisor runs for its own store. Returns when it stops.
+ * Deletes this host's copies that other hosts announce as no longer needed
+ * (etcd_freed_parts.ts), until `signal` aborts: of digests an rm or a
+ * replace left unused, those no entry written since uses (under the parts
+ * lock); of copies a repair unlisted, those no entry written since lists
+ * (under the repair lock and the parts lock). Run by each host's supervisor
+ * for its instances, and by an instance no supervisor runs for its own
+ * store; the locks are held as `holder`. Returns when it stops.
  */
 export function freeAnnouncedCopies(
   cluster: EtcdCluster,
-  scope: { holder: string; stores: () => Promise<PartStore[]> },
+  scope: {
+    holder: string;
+    /** This host's part stores. */
+    stores: () => Promise<PartStore[]>;
+    /** The store of instance `id` (ADDR:PORT) when it is on this host. */
+    storeOf: (id: string) => PartStore | undefined;
+  },
   signal: AbortSignal,
 ): Promise<void> {
   const locker = cluster.locker(scope.holder);
-  const free = async ({ revision, digests }: FreedDigests) => {
+  const freeDigests = async (revision: number, digests: string[]) => {
     const stores = await scope.stores();
     const held: string[] = [];
     for (const digest of digests) {
       for (const store of stores) {
-        if (
-          await store.sizeOf(digest) !== undefined ||
-          await _exists(store.quarantinePathOf(digest))
-        ) {
+        if (await _holds(store, digest)) {
           held.push(digest);
           break;
         }
@@ -142,13 +152,44 @@ export function freeAnnouncedCopies(
     }
     if (held.length === 0) return;
     await locker.withLock(PARTS_LOCK, async () => {
-      const used = await cluster.manifest.referencedSince(revision, new Set(held));
+      const used = new Set<string>();
+      for await (const entry of cluster.manifest.writtenSince(revision)) {
+        for (const part of entry.parts) used.add(part.digest);
+      }
       for (const digest of held) if (!used.has(digest)) await removeCopies(stores, digest);
     });
+  };
+  const freeCopies = async (revision: number, copies: CopyOf[]) => {
+    const held: { store: PartStore; key: string; digest: string }[] = [];
+    for (const { id, digest } of copies) {
+      const store = scope.storeOf(id);
+      if (store && await store.sizeOf(digest) !== undefined) {
+        held.push({ store, key: `${id} ${digest}`, digest });
+      }
+    }
+    if (held.length === 0) return;
+    await locker.withLock(REPAIR_LOCK, () =>
+      locker.withLock(PARTS_LOCK, async () => {
+        const listed = new Set<string>();
+        for await (const entry of cluster.manifest.writtenSince(revision)) {
+          for (const part of entry.parts) {
+            for (const id of part.replicas) listed.add(`${id} ${part.digest}`);
+          }
+        }
+        for (const { store, key, digest } of held) {
+          if (!listed.has(key)) await store.remove(digest);
+        }
+      }));
+  };
+  const free = async ({ revision, digests, copies }: Freed) => {
+    await freeDigests(revision, digests);
+    await freeCopies(revision, copies);
   };
   return followFreed(cluster.etcd, cluster.keys, free, signal);
 }
 
-async function _exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
+/** Whether `store` holds a copy of `digest`, good or quarantined. */
+async function _holds(store: PartStore, digest: string): Promise<boolean> {
+  if (await store.sizeOf(digest) !== undefined) return true;
+  return await Deno.lstat(store.quarantinePathOf(digest)).then(() => true, () => false);
 }

@@ -223,7 +223,7 @@ class _Repair {
         if (keep.has(id)) continue;
         drops.push({ id, digest: part.digest });
         // A copy on another host's instance (a cluster in etcd) leaves the
-        // manifest here and is deleted by a repair on that host.
+        // manifest here and is deleted by that host, told through etcd.
         const left = !this.#run.target.removesCopiesOn(id);
         const { dryRun } = this.#run;
         this.#run.emit({ type: "drop", digest: part.digest, refs: part.refs, id, dryRun, left });

@@ -167,8 +167,8 @@ export class RepairManifest {
    * named it (it checks copies under the same lock) keeps it.
    *
    * The target removes the file where the instance keeps it (on this host
-   * only: a network delete op would first need a signed request). Returns
-   * the copies deleted, as "ID:DIGEST".
+   * only: a network delete op would first need a signed request), and tells
+   * the other hosts of theirs. Returns the copies deleted here, as "ID:DIGEST".
    */
   async deleteDropped(drops: { id: string; digest: string }[]): Promise<Set<string>> {
     const { target } = this.#run;
@@ -183,6 +183,13 @@ export class RepairManifest {
         return listed;
       });
       const deleted = new Set<string>();
+      // Copies on other hosts' instances: their hosts delete them, told of them now, while
+      // no file lists them (etcd_freed_parts.ts); an announcement that fails leaves them to a
+      // repair on their host.
+      const elsewhere = drops.filter(({ id, digest }) =>
+        !target.removesCopiesOn(id) && !listed.has(`${id}:${digest}`)
+      );
+      if (elsewhere.length > 0) await target.announceUnlisted?.(elsewhere).catch(() => {});
       for (const { id, digest } of drops) {
         if (listed.has(`${id}:${digest}`)) continue;
         try {

@@ -8,14 +8,14 @@
  * data directory. A cluster in etcd (etcdRepairTarget) asks instances over
  * the network whether they hold a copy, and deletes copies only on this
  * host's instances: a surplus copy elsewhere leaves the manifest and is
- * swept as unused by a repair on its own host.
+ * announced in etcd, for its own host to delete (etcd_freed_parts.ts).
  */
 import { clusterStartCommand } from "../client/servers.ts";
 import { type ClusterConfig, dataPaths } from "../state/config.ts";
 import { type ClusterView, configView } from "../state/cluster_view.ts";
 import { type Locker, type ManifestStore } from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
-import { storesOnHost } from "../state/part_gc.ts";
+import { hostStoreOf, storesOnHost } from "../state/part_gc.ts";
 import { PartStore } from "../state/store.ts";
 import { removeStaleTemps } from "../base/fs_util.ts";
 import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
@@ -27,6 +27,7 @@ import {
   operatorIdentityPath,
 } from "../auth/identity.ts";
 import { connectForRepair } from "./repair_options.ts";
+import { announceFreed, type CopyOf } from "../etcd/etcd_freed_parts.ts";
 
 export interface RepairTarget {
   readonly view: ClusterView;
@@ -40,6 +41,12 @@ export interface RepairTarget {
   removeCopy(id: string, digest: string): Promise<boolean>;
   /** Whether removeCopy can delete instance `id`'s copies (it is on this host). */
   removesCopiesOn(id: string): boolean;
+  /**
+   * Tells the hosts of other instances that their `copies` are listed by no
+   * file (called under the parts lock), so that they delete them; absent
+   * where every copy is on this host.
+   */
+  announceUnlisted?(copies: CopyOf[]): Promise<void>;
   /** The part stores of this host's instances. */
   localStores(): Promise<PartStore[]>;
   /** Cleans up after an interrupted run before a new one starts. */
@@ -86,12 +93,7 @@ export async function etcdRepairTarget(
   holder: string,
 ): Promise<RepairTarget> {
   const view = await cluster.view();
-  const localStore = (id: string): PartStore | undefined => {
-    if (!local) return undefined;
-    const colon = id.lastIndexOf(":");
-    if (id.slice(0, colon) !== local.host) return undefined;
-    return new PartStore(dataPaths(local.dir).instanceDir(id.slice(colon + 1)));
-  };
+  const localStore = local ? hostStoreOf(local.dir, local.host) : () => undefined;
   return {
     view,
     startCommand: clusterStartCommand("", {
@@ -115,6 +117,10 @@ export async function etcdRepairTarget(
     },
     removeCopy: async (id, digest) => (await localStore(id)?.remove(digest)) ?? false,
     removesCopiesOn: (id) => localStore(id) !== undefined,
+    announceUnlisted: async (copies) => {
+      const revision = await cluster.manifest.revision();
+      await announceFreed(cluster.etcd, cluster.keys, { revision, digests: [], copies });
+    },
     localStores: async () => (local ? await storesOnHost(local.dir) : []),
     prepare: async () => {
       for (const store of local ? await storesOnHost(local.dir) : []) await store.cleanStaleTemps();

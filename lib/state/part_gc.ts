@@ -174,6 +174,18 @@ export async function removeCopies(stores: PartStore[], digest: string): Promise
   return copies;
 }
 
+/**
+ * The store of instance `id` (ADDR:PORT, a cluster in etcd) when it is one of
+ * the instances of data directory `dir`, whose instances listen on `host`.
+ */
+export function hostStoreOf(dir: string, host: string): (id: string) => PartStore | undefined {
+  return (id) => {
+    const colon = id.lastIndexOf(":");
+    if (colon < 0 || id.slice(0, colon) !== host) return undefined;
+    return new PartStore(dataPaths(dir).instanceDir(id.slice(colon + 1)));
+  };
+}
+
 /** The part stores of every instance with storage in the data directory. */
 export async function storesOnHost(dir: string): Promise<PartStore[]> {
   const paths = dataPaths(dir);

@@ -41,7 +41,7 @@ export function formatRepairEvent(event: RepairEvent): string | undefined {
       return event.left
         ? `${event.dryRun ? "would unlist" : "unlisted"} surplus copy of ${
           describePart(event.digest, event.refs)
-        } on ${event.id}: a repair on its host deletes it`
+        } on ${event.id}: its host ${event.dryRun ? "would delete" : "deletes"} it`
         : `${event.dryRun ? "would drop" : "dropped"} surplus copy of ${
           describePart(event.digest, event.refs)
         } on ${event.id}`;
