@@ -9,10 +9,19 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { freePortRange, FtsProcess, runFts, storedPartPath } from "./harness.ts";
+import { putLoosePart } from "./part_signer.ts";
 import { etcdTest, startLoopbackHost } from "./etcd_host.ts";
 import { storedPartNames, waitUntil } from "./replicas.ts";
 
 const PART = 64 * 1024;
+
+/** Hosts 0 and 1 (127.0.0.2 and .3), each `fts cluster` of 2 instances, R=2, healing off. */
+async function _startHosts(dir: string, flags: string[], hosts: FtsProcess[]): Promise<void> {
+  for (const i of [0, 1]) {
+    const extra = ["--part-size", "64KiB", "--heal-after", "0"];
+    hosts.push(await startLoopbackHost(i, { flags, dir, extra }));
+  }
+}
 
 etcdTest(
   "etcd free: rm and a replace free the copies left unused on every host, shared ones stay",
@@ -20,10 +29,7 @@ etcdTest(
   async (dir, etcd, hosts) => {
     const flags = ["--etcd", etcd.endpoints, "--cluster", "free"];
     const me = ["--identity", join(dir, "id")];
-    for (const i of [0, 1]) {
-      const extra = ["--part-size", "64KiB", "--heal-after", "0"];
-      hosts.push(await startLoopbackHost(i, { flags, dir, extra }));
-    }
+    await _startHosts(dir, flags, hosts);
     const port = freePortRange(1);
     const alone = new FtsProcess([
       "serve",
@@ -32,11 +38,16 @@ etcdTest(
     ]);
     hosts.push(alone);
     await alone.waitFor(/ready/, 30_000);
-    // a.bin: 5 parts; b.bin: a's first two parts, shared.
-    const a = new Uint8Array(5 * PART - 1000);
-    for (let at = 0; at < a.length; at += 65536) {
-      crypto.getRandomValues(a.subarray(at, Math.min(a.length, at + 65536)));
-    }
+    // a.bin: 8 parts (so every host holds some); b.bin: a's first two parts, shared; c.bin, 8
+    // parts of its own, to be replaced.
+    const random = (bytes: number) => {
+      const out = new Uint8Array(bytes);
+      for (let at = 0; at < bytes; at += 65536) {
+        crypto.getRandomValues(out.subarray(at, Math.min(bytes, at + 65536)));
+      }
+      return out;
+    };
+    const a = random(8 * PART - 1000);
     const upload = async (name: string, bytes: Uint8Array, extra: string[] = []) => {
       const path = join(dir, name);
       await Deno.writeFile(path, bytes);
@@ -45,6 +56,7 @@ etcdTest(
     };
     await upload("a.bin", a);
     await upload("b.bin", a.slice(0, 2 * PART));
+    await upload("c.bin", random(8 * PART));
     const parts = async (name: string) => {
       const ls = await runFts(["ls", name, "--json", ...flags]);
       assert.equal(ls.code, 0, ls.stderr);
@@ -52,7 +64,9 @@ etcdTest(
     };
     const digests = async (name: string) => (await parts(name)).map((p) => p.digest);
     const aDigests = await digests("a.bin");
-    assert.deepEqual(await digests("b.bin"), aDigests.slice(0, 2));
+    const bDigests = await digests("b.bin");
+    assert.deepEqual(bDigests, aDigests.slice(0, 2));
+    const cDigests = await digests("c.bin");
     // Each digest's copies on every host: two, on two hosts (R=2, a failure domain each).
     const copies = async () => {
       const held = new Map<string, number>();
@@ -64,7 +78,7 @@ etcdTest(
       return held;
     };
     const before = await copies();
-    assert.deepEqual([...before.keys()].sort(), [...aDigests].sort());
+    assert.deepEqual([...before.keys()].sort(), [...aDigests, ...cDigests].sort());
     for (const count of before.values()) assert.equal(count, 2);
     // Every host held some: the delete is taken on one and must reach the others.
     for (const i of [0, 1, 2]) {
@@ -87,29 +101,34 @@ etcdTest(
       `127.0.0.4:${port}`,
     ]);
     assert.equal(removed.code, 0, removed.stderr);
-    assert.match(removed.stdout, /3 parts no other file uses were freed/);
+    assert.match(removed.stdout, /6 parts no other file uses were freed/);
     assert.match(removed.stdout, /the other hosts free theirs as they hear of it/);
-    await waitUntil(exactly(aDigests.slice(0, 2)), 15_000, "a.bin's copies freed");
+    await waitUntil(exactly([...bDigests, ...cDigests]), 15_000, "a.bin's copies freed");
 
-    // A replace frees the old parts everywhere; the new ones stay.
-    const next = new Uint8Array(PART + 5);
-    crypto.getRandomValues(next.subarray(0, PART));
-    crypto.getRandomValues(next.subarray(PART));
-    // Published through an instance of the first host: the one alone must free its own copies.
-    const first = (await parts("b.bin")).flatMap((p) => p.replicas).find((id) =>
-      id.startsWith("127.0.0.2:")
+    // A replace frees the old parts everywhere; the new ones stay. Published through an instance
+    // of a supervised host: the one alone must free its own copies of the old parts.
+    assert.ok(
+      (await storedPartNames(join(dir, "host2"))).some((d) => cDigests.includes(d)),
+      "the lone instance holds none of c.bin's parts",
     );
-    assert.ok(first);
-    await upload("b.bin", next, ["--replace", "--server", first]);
-    const bDigests = await digests("b.bin");
-    assert.equal(bDigests.length, 2);
-    await waitUntil(exactly(bDigests), 15_000, "the replaced b.bin's copies freed");
+    const via = (await parts("c.bin")).flatMap((p) => p.replicas).find((id) =>
+      !id.startsWith("127.0.0.4:")
+    )!;
+    const next = random(PART + 5);
+    await upload("c.bin", next, ["--replace", "--server", via]);
+    const nextDigests = await digests("c.bin");
+    assert.equal(nextDigests.length, 2);
+    await waitUntil(
+      exactly([...bDigests, ...nextDigests]),
+      15_000,
+      "the replaced c.bin's copies freed",
+    );
     // And the file is whole, from either host.
     const out = join(dir, "out");
     await Deno.mkdir(out);
-    const fetched = await runFts(["fetch", "b.bin", out, ...flags]);
+    const fetched = await runFts(["fetch", "c.bin", out, ...flags]);
     assert.equal(fetched.code, 0, fetched.stderr);
-    assert.deepEqual(await Deno.readFile(join(out, "b.bin")), next);
+    assert.deepEqual(await Deno.readFile(join(out, "c.bin")), next);
   },
 );
 
@@ -119,10 +138,7 @@ etcdTest(
   async (dir, etcd, hosts) => {
     const flags = ["--etcd", etcd.endpoints, "--cluster", "race"];
     const me = ["--identity", join(dir, "id")];
-    for (const i of [0, 1]) {
-      const extra = ["--part-size", "64KiB", "--heal-after", "0"];
-      hosts.push(await startLoopbackHost(i, { flags, dir, extra }));
-    }
+    await _startHosts(dir, flags, hosts);
     const hostDirOf = (id: string) => join(dir, id.startsWith("127.0.0.2:") ? "host0" : "host1");
     const listed = async (name: string) => {
       const ls = await runFts(["ls", name, "--json", ...flags]);
@@ -164,5 +180,52 @@ etcdTest(
       assert.equal(fetched.code, 0, fetched.stderr);
       assert.deepEqual(await Deno.readFile(join(out, b)), bytes);
     }
+  },
+);
+
+etcdTest(
+  "etcd free: a repair from a client has other hosts delete copies no file uses, untouched ones only",
+  "fts-etcd-free-unused-",
+  async (dir, etcd, hosts) => {
+    const flags = ["--etcd", etcd.endpoints, "--cluster", "unused"];
+    await _startHosts(dir, flags, hosts);
+    // A published file (R=2: on both hosts) names the instances.
+    const source = join(dir, "kept.bin");
+    await Deno.writeFile(source, new Uint8Array(PART).fill(3));
+    const up = await runFts(["upload", source, ...flags, "--identity", join(dir, "id"), "-q"]);
+    assert.equal(up.code, 0, up.stderr);
+    const ls = await runFts(["ls", "kept.bin", "--json", ...flags]);
+    const replicas = (JSON.parse(ls.stdout) as { parts: { replicas: string[] }[] }).parts[0]!
+      .replicas;
+    const id = replicas.find((r) => r.startsWith("127.0.0.3:"))!;
+    const port = id.slice(id.lastIndexOf(":") + 1);
+    // Two parts of uploads that never published, on the second host: one stored two hours ago.
+    const old = await putLoosePart([id], 20_000, 7);
+    const young = await putLoosePart([id], 20_000, 8);
+    const path = (digest: string) => storedPartPath(join(dir, "host1"), port, digest);
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    await Deno.utime(path(old), twoHoursAgo, twoHoursAgo);
+    const exists = (digest: string) => Deno.stat(path(digest)).then(() => true, () => false);
+    // From a client with no data directory: both told to their host, which deletes the old one.
+    const none = { env: { FTS_DATA: join(dir, "none") } };
+    const repair = await runFts(["repair", ...flags, "--unused-after", "1h", "--json"], none);
+    assert.equal(repair.code, 0, repair.stderr + repair.stdout);
+    const report = JSON.parse(repair.stdout);
+    assert.deepEqual(report.unusedElsewhere, { parts: 2, copies: 2, bytes: 40_000 });
+    await waitUntil(async () => !(await exists(old)) || "still there", 15_000, "the old copy gone");
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.ok(await exists(young), "a copy touched within --unused-after was deleted");
+    // Said in words too, and the published file is whole.
+    const again = await runFts(["repair", ...flags, "--unused-after", "1h"], none);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(
+      again.stdout,
+      /1 copy of 1 part no file uses on other hosts left to their hosts \(19\.5 KiB; each deleted there if untouched for 1h/,
+    );
+    assert.ok(await exists(young));
+    const out = join(dir, "out");
+    await Deno.mkdir(out);
+    const fetched = await runFts(["fetch", "kept.bin", out, ...flags]);
+    assert.equal(fetched.code, 0, fetched.stderr);
   },
 );

@@ -396,6 +396,7 @@ Deno.test({
           revision,
           digests: [digest(3), digest(4)],
           copies: [{ id, digest: digest(1) }, { id, digest: digest(2) }],
+          unused: [],
         });
         // Since then: an entry lists this instance's copy of part 2, and one uses part 4.
         const listing = _entry("listing", 2, 4096);
@@ -447,7 +448,12 @@ Deno.test({
         const digest = (n: number) => n.toString(16).padStart(64, "0");
         // Longer than one key holds: split, and merged again by the follower.
         const many = Array.from({ length: DIGESTS_PER_KEY + 5 }, (_, i) => digest(i + 1));
-        await announceFreed(cluster.etcd, cluster.keys, { revision: 7, digests: many, copies: [] });
+        await announceFreed(cluster.etcd, cluster.keys, {
+          revision: 7,
+          digests: many,
+          copies: [],
+          unused: [],
+        });
         await cluster.etcd.put(cluster.keys.freedKey("junk"), "{not json");
         const heard: Freed[] = [];
         const last = digest(99999);
@@ -470,6 +476,8 @@ Deno.test({
           revision: 9,
           digests: [last],
           copies: [{ id: "10.0.0.1:9001", digest: last }],
+          unused: [{ id: "10.0.0.1:9001", digest: digest(5) }],
+          untouchedSince: 1000,
         });
         await waitFor(() => heard.at(-1)!.digests.includes(last));
         // The earlier revision, every digest.
@@ -477,6 +485,8 @@ Deno.test({
         assert.equal(merged.revision, 7);
         assert.deepEqual(new Set(merged.digests), new Set([...many, last]));
         assert.deepEqual(merged.copies, [{ id: "10.0.0.1:9001", digest: last }]);
+        assert.deepEqual(merged.unused, [{ id: "10.0.0.1:9001", digest: digest(5) }]);
+        assert.equal(merged.untouchedSince, 1000);
         // Freed: not heard again.
         const calls = heard.length;
         await new Promise((resolve) => setTimeout(resolve, 600));
@@ -489,13 +499,21 @@ Deno.test({
           revision: 3,
           digests: [digest(1)],
           copies: [],
+          unused: [],
         });
         const copy = { id: "10.0.0.2:9001", digest: digest(2) };
         assert.deepEqual(parseFreed(JSON.stringify({ revision: 4, copies: [copy] })), {
           revision: 4,
           digests: [],
           copies: [copy],
+          unused: [],
         });
+        // Unused copies come with the time they must be untouched since.
+        assert.equal(parseFreed(JSON.stringify({ revision: 4, unused: [copy] })), undefined);
+        assert.deepEqual(
+          parseFreed(JSON.stringify({ revision: 4, unused: [copy], untouchedSince: 5 })),
+          { revision: 4, digests: [], copies: [], unused: [copy], untouchedSince: 5 },
+        );
         for (const copies of [[{ id: 7, digest: digest(2) }], [{ id: "a", digest: "b" }], [null]]) {
           assert.equal(parseFreed(JSON.stringify({ revision: 4, copies })), undefined);
         }

@@ -8,6 +8,10 @@
  * 2. A repair that unlists surplus copies: it deletes those on its own host
  *    (repair_manifest.ts, under the parts lock) and announces the others as
  *    instance and digest.
+ * 3. A repair that finds copies of parts no file uses (uploads that never
+ *    published) on other hosts' instances: it announces them with its
+ *    --unused-after cutoff, and each is deleted only if its host finds it
+ *    untouched since then (repair.ts, as it does for its own host's).
  *
  * Each announcement, under `freed/`, carries the revision at which no entry
  * used those digests, or listed those copies (announceFreed). Each host's
@@ -15,9 +19,9 @@
  * (followFreed) and deletes its copies, unless an entry written since that
  * revision uses the digest or lists the copy: at that revision none did, so
  * only the entries written since need reading (EtcdManifestStore.writtenSince).
- * Digests are freed under the parts lock (a publish checks its copies under
- * it); unlisted copies under the repair lock as well, since a repair may
- * list again a copy it finds.
+ * Digests and unused copies are freed under the parts lock (a publish checks
+ * its copies under it); unlisted copies under the repair lock as well, since
+ * a repair may list again a copy it finds.
  *
  * An announcement lives FREED_TTL_SECONDS (a lease): an instance down
  * longer, or one whose watch lost history, leaves its copies to a repair on
@@ -43,11 +47,17 @@ export interface CopyOf {
   digest: string;
 }
 
-/** Digests no entry used, and copies no entry listed, at `revision`. */
+/** What no entry used or listed at `revision`. */
 export interface Freed {
   revision: number;
+  /** Digests no entry used: every copy goes. */
   digests: string[];
+  /** Copies no entry listed. */
   copies: CopyOf[];
+  /** Copies of digests no entry used: each goes if untouched since `untouchedSince`. */
+  unused: CopyOf[];
+  /** Milliseconds since the epoch; set when `unused` is not empty. */
+  untouchedSince?: number;
 }
 
 /** Announces what `freed` says to every host of the cluster. */
@@ -56,18 +66,24 @@ export async function announceFreed(
   keys: ClusterKeys,
   freed: Freed,
 ): Promise<void> {
-  const { revision, digests, copies } = freed;
-  if (digests.length === 0 && copies.length === 0) return;
+  const { revision, digests, copies, unused, untouchedSince } = freed;
+  if (digests.length + copies.length + unused.length === 0) return;
+  if (unused.length > 0 && untouchedSince === undefined) {
+    throw new TypeError("Unused copies are announced with the time they must be untouched since");
+  }
   const lease = await etcd.grantLease(FREED_TTL_SECONDS);
   const id = `${revision}-${crypto.randomUUID()}`;
   let n = 0;
+  const put = async (fields: Record<string, unknown>) =>
+    await etcd.put(keys.freedKey(`${id}-${n++}`), JSON.stringify({ revision, ...fields }), lease);
   for (let start = 0; start < digests.length; start += DIGESTS_PER_KEY) {
-    const value = { revision, digests: digests.slice(start, start + DIGESTS_PER_KEY) };
-    await etcd.put(keys.freedKey(`${id}-${n++}`), JSON.stringify(value), lease);
+    await put({ digests: digests.slice(start, start + DIGESTS_PER_KEY) });
   }
   for (let start = 0; start < copies.length; start += DIGESTS_PER_KEY) {
-    const value = { revision, copies: copies.slice(start, start + DIGESTS_PER_KEY) };
-    await etcd.put(keys.freedKey(`${id}-${n++}`), JSON.stringify(value), lease);
+    await put({ copies: copies.slice(start, start + DIGESTS_PER_KEY) });
+  }
+  for (let start = 0; start < unused.length; start += DIGESTS_PER_KEY) {
+    await put({ unused: unused.slice(start, start + DIGESTS_PER_KEY), untouchedSince });
   }
 }
 
@@ -79,40 +95,52 @@ export function parseFreed(value: string): Freed | undefined {
   } catch {
     return undefined;
   }
-  const { revision, digests = [], copies = [] } = parsed ?? {};
+  const { revision, digests = [], copies = [], unused = [], untouchedSince } = parsed ?? {};
   const isDigest = (d: unknown) => typeof d === "string" && DIGEST_PATTERN.test(d);
+  const isCopies = (list: unknown): list is CopyOf[] =>
+    Array.isArray(list) &&
+    list.every((c) =>
+      typeof c === "object" && c !== null && typeof c.id === "string" && isDigest(c.digest)
+    );
+  const isTime = (t: unknown): t is number => typeof t === "number" && Number.isSafeInteger(t);
   if (
     typeof revision !== "number" || !Number.isSafeInteger(revision) || revision < 0 ||
-    !Array.isArray(digests) || !digests.every(isDigest) ||
-    !Array.isArray(copies) ||
-    !copies.every((c) =>
-      typeof c === "object" && c !== null && typeof c.id === "string" && isDigest(c.digest)
-    )
+    !Array.isArray(digests) || !digests.every(isDigest) || !isCopies(copies) ||
+    !isCopies(unused) || (unused.length > 0 && !isTime(untouchedSince))
   ) {
     return undefined;
   }
+  const plain = (list: CopyOf[]) => list.map(({ id, digest }) => ({ id, digest }));
   return {
     revision,
     digests: digests as string[],
-    copies: (copies as CopyOf[]).map(({ id, digest }) => ({ id, digest })),
+    copies: plain(copies),
+    unused: plain(unused),
+    ...(unused.length > 0 ? { untouchedSince: untouchedSince as number } : {}),
   };
 }
 
-/** Both announcements as one: the earlier revision, every digest and copy. */
+/** Both announcements as one: the earlier revision and cutoff, every digest and copy. */
 function _merged(a: Freed, b: Freed): Freed {
-  const copies = new Map<string, CopyOf>();
-  for (const copy of [...a.copies, ...b.copies]) copies.set(`${copy.id} ${copy.digest}`, copy);
+  const both = (x: CopyOf[], y: CopyOf[]) => {
+    const copies = new Map<string, CopyOf>();
+    for (const copy of [...x, ...y]) copies.set(`${copy.id} ${copy.digest}`, copy);
+    return [...copies.values()];
+  };
+  const cutoffs = [a.untouchedSince, b.untouchedSince].filter((t) => t !== undefined);
   return {
     revision: Math.min(a.revision, b.revision),
     digests: [...new Set([...a.digests, ...b.digests])],
-    copies: [...copies.values()],
+    copies: both(a.copies, b.copies),
+    unused: both(a.unused, b.unused),
+    ...(cutoffs.length > 0 ? { untouchedSince: Math.min(...cutoffs) } : {}),
   };
 }
 
 /**
  * Calls `free` with every announcement under `freed/`, those standing when
  * it starts and those made after, until `signal` aborts. Announcements heard
- * together are merged (the earliest revision, every digest and copy). A
+ * together are merged (the earliest revision and cutoff, every digest and copy). A
  * `free` that throws is tried again with the next batch; the watch resumes
  * after the last revision seen when its stream breaks.
  */

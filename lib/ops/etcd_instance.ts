@@ -14,7 +14,7 @@ import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
 import { Peer } from "../client/peer.ts";
 import { type MutationsContext } from "../server/mutations.ts";
 import { type PartStore } from "../state/store.ts";
-import { freeUnreferenced, removeCopies, storesOnHost } from "../state/part_gc.ts";
+import { freeUnreferenced, removeCopies, storesOnHost, untouchedCopies } from "../state/part_gc.ts";
 import { PARTS_LOCK, REPAIR_LOCK } from "../state/manifest_store.ts";
 import { announceFreed, type CopyOf, followFreed, type Freed } from "../etcd/etcd_freed_parts.ts";
 import { type TlsClientOptions } from "../wire/tls.ts";
@@ -105,6 +105,7 @@ export function etcdMutationsContext(
                 revision,
                 digests: freed,
                 copies: [],
+                unused: [],
               });
             } catch {
               // The change is made and this host's copies are freed: those elsewhere wait for a
@@ -123,7 +124,9 @@ export function etcdMutationsContext(
  * (etcd_freed_parts.ts), until `signal` aborts: of digests an rm or a
  * replace left unused, those no entry written since uses (under the parts
  * lock); of copies a repair unlisted, those no entry written since lists
- * (under the repair lock and the parts lock). Run by each host's supervisor
+ * (under the repair lock and the parts lock); of copies of parts a repair
+ * found unused, those still untouched since its cutoff that no entry
+ * written since uses (under the parts lock). Run by each host's supervisor
  * for its instances, and by an instance no supervisor runs for its own
  * store; the locks are held as `holder`. Returns when it stops.
  */
@@ -181,9 +184,29 @@ export function freeAnnouncedCopies(
         }
       }));
   };
-  const free = async ({ revision, digests, copies }: Freed) => {
+  const freeUnused = async (revision: number, unused: CopyOf[], since: number) => {
+    const held: { store: PartStore; digest: string }[] = [];
+    for (const { id, digest } of unused) {
+      const store = scope.storeOf(id);
+      if (store && await untouchedCopies([store], digest, since)) held.push({ store, digest });
+    }
+    if (held.length === 0) return;
+    await locker.withLock(PARTS_LOCK, async () => {
+      const used = new Set<string>();
+      for await (const entry of cluster.manifest.writtenSince(revision)) {
+        for (const part of entry.parts) used.add(part.digest);
+      }
+      for (const { store, digest } of held) {
+        // Touched since it was looked at (an upload found it): kept, as a repair here keeps it.
+        if (used.has(digest) || !await untouchedCopies([store], digest, since)) continue;
+        await removeCopies([store], digest);
+      }
+    });
+  };
+  const free = async ({ revision, digests, copies, unused, untouchedSince }: Freed) => {
     await freeDigests(revision, digests);
     await freeCopies(revision, copies);
+    if (untouchedSince !== undefined) await freeUnused(revision, unused, untouchedSince);
   };
   return followFreed(cluster.etcd, cluster.keys, free, signal);
 }

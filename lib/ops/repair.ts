@@ -23,8 +23,14 @@
  */
 import { deadline } from "../base/deadline.ts";
 import { type ClusterConfig } from "../state/config.ts";
-import { REPAIR_LOCK } from "../state/manifest_store.ts";
-import { freeUnreferenced, storesOnHost, untouchedCopies } from "../state/part_gc.ts";
+import { PARTS_LOCK, REPAIR_LOCK } from "../state/manifest_store.ts";
+import {
+  freeUnreferenced,
+  referencedAmong,
+  storesOnHost,
+  untouchedCopies,
+} from "../state/part_gc.ts";
+import { type CopyOf } from "../etcd/etcd_freed_parts.ts";
 import {
   createEmptyManifest,
   refuseEtcdHost,
@@ -278,20 +284,29 @@ class _Repair {
    * only if no file uses them and no copy was touched by then
    * (freeUnreferencedParts): a publish checks its copies under the same lock,
    * and one that lost a copy anyway is told MISSING_PARTS and sends it again.
+   * In a cluster in etcd, the copies on other hosts are announced to them,
+   * which apply the same rule (#announceUnused).
    */
   async #deleteUnused(wanted: ReadonlyMap<string, WantedPart>): Promise<void> {
     const after = this.#run.options.unusedAfterMs ?? DEFAULT_UNUSED_AFTER_MS;
+    const { target } = this.#run;
     /** Size and live copies of each part no file uses. */
     const sizes = new Map<string, { size: number; copies: number }>();
-    for (const stored of this.#run.stored.values()) {
+    /** Copies of those on other hosts, for their hosts to delete (a cluster in etcd). */
+    const elsewhere: (CopyOf & { size: number })[] = [];
+    for (const [id, stored] of this.#run.stored) {
       for (const [digest, size] of stored.parts) {
         if (wanted.has(digest)) continue;
+        if (after > 0 && target.announceUnused && !target.removesCopiesOn(id)) {
+          elsewhere.push({ id, digest, size });
+          continue;
+        }
         const seen = sizes.get(digest);
         sizes.set(digest, { size, copies: (seen?.copies ?? 0) + 1 });
       }
     }
     const deleted = after > 0 && sizes.size > 0 ? await this.#deleteOld(sizes, after) : new Map();
-    const { unused, unusedKept } = this.#run.report;
+    const { unused, unusedKept, unusedElsewhere } = this.#run.report;
     unusedKept.unusedAfterMs = after;
     for (const [digest, { size, copies }] of sizes) {
       const held = deleted.get(digest);
@@ -305,6 +320,34 @@ class _Repair {
       unused.copies += held;
       unused.bytes += held * size;
     }
+    const told = elsewhere.length > 0 ? await this.#announceUnused(elsewhere, after) : [];
+    unusedElsewhere.parts = new Set(told.map((copy) => copy.digest)).size;
+    unusedElsewhere.copies = told.length;
+    unusedElsewhere.bytes = told.reduce((sum, copy) => sum + copy.size, 0);
+  }
+
+  /**
+   * Tells the hosts of `copies` (parts no file used when the census was
+   * taken) to delete those untouched for `after` ms: under the parts lock,
+   * only the parts no file uses now. Returns the copies told of (dry run:
+   * that would be); none when etcd could not be told.
+   */
+  async #announceUnused<T extends CopyOf>(copies: T[], after: number): Promise<T[]> {
+    const { target } = this.#run;
+    const digests = new Set(copies.map((copy) => copy.digest));
+    if (this.#run.dryRun) return copies;
+    return await target.locker.withLock(PARTS_LOCK, async () => {
+      const used = await referencedAmong(target.store, digests);
+      const unused = copies.filter((copy) => !used.has(copy.digest));
+      if (unused.length === 0) return unused;
+      try {
+        await target.announceUnused!(unused, Date.now() - after);
+        return unused;
+      } catch {
+        // A repair on their host deletes them, as before.
+        return [];
+      }
+    });
   }
 
   /**

@@ -118,6 +118,12 @@ export interface RepairReport {
    * published, counted over every live instance's copies.
    */
   unusedKept: { parts: number; copies: number; bytes: number; unusedAfterMs: number };
+  /**
+   * Copies on other hosts' instances of parts no file uses (a cluster in
+   * etcd): announced to their hosts, which delete each one untouched for
+   * unusedAfterMs (or, dry run, would be announced).
+   */
+  unusedElsewhere: { parts: number; copies: number; bytes: number };
 }
 
 /** How a part is named for people: `part 3 of "a.bin"`. */
@@ -149,5 +155,6 @@ export function emptyRepairReport(dryRun: boolean): RepairReport {
     lost: [],
     unused: { parts: 0, copies: 0, bytes: 0 },
     unusedKept: { parts: 0, copies: 0, bytes: 0, unusedAfterMs: 0 },
+    unusedElsewhere: { parts: 0, copies: 0, bytes: 0 },
   };
 }

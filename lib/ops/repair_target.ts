@@ -47,6 +47,12 @@ export interface RepairTarget {
    * where every copy is on this host.
    */
   announceUnlisted?(copies: CopyOf[]): Promise<void>;
+  /**
+   * Tells the hosts of other instances that no file uses the parts of their
+   * `copies` (called under the parts lock), so that they delete each one
+   * still untouched since `untouchedSince` (ms since the epoch).
+   */
+  announceUnused?(copies: CopyOf[], untouchedSince: number): Promise<void>;
   /** The part stores of this host's instances. */
   localStores(): Promise<PartStore[]>;
   /** Cleans up after an interrupted run before a new one starts. */
@@ -119,7 +125,22 @@ export async function etcdRepairTarget(
     removesCopiesOn: (id) => localStore(id) !== undefined,
     announceUnlisted: async (copies) => {
       const revision = await cluster.manifest.revision();
-      await announceFreed(cluster.etcd, cluster.keys, { revision, digests: [], copies });
+      await announceFreed(cluster.etcd, cluster.keys, {
+        revision,
+        digests: [],
+        copies,
+        unused: [],
+      });
+    },
+    announceUnused: async (unused, untouchedSince) => {
+      const revision = await cluster.manifest.revision();
+      await announceFreed(cluster.etcd, cluster.keys, {
+        revision,
+        digests: [],
+        copies: [],
+        unused,
+        untouchedSince,
+      });
     },
     localStores: async () => (local ? await storesOnHost(local.dir) : []),
     prepare: async () => {

@@ -111,6 +111,16 @@ export function formatRepairSummary(report: RepairReport, elapsedMs: number): st
       }, ${formatBytes(report.unused.bytes)})`,
     );
   }
+  const elsewhere = report.unusedElsewhere;
+  if (elsewhere.copies > 0) {
+    done.push(
+      `${_n(elsewhere.copies, "copy", "copies")} of ${
+        _n(elsewhere.parts, "part")
+      } no file uses on other hosts ${would}left to their hosts (${
+        formatBytes(elsewhere.bytes)
+      }; each deleted there if untouched for ${formatDuration(report.unusedKept.unusedAfterMs)})`,
+    );
+  }
   const what = done.length > 0
     ? done.join(", ")
     : report.parts === 1
