@@ -15,6 +15,16 @@ import { storedPartNames, waitUntil } from "./replicas.ts";
 
 const PART = 64 * 1024;
 
+/** The parts of file `name`, as `fts ls NAME --json` lists them. */
+async function _parts(
+  flags: string[],
+  name: string,
+): Promise<{ digest: string; replicas: string[] }[]> {
+  const ls = await runFts(["ls", name, "--json", ...flags]);
+  assert.equal(ls.code, 0, ls.stderr);
+  return (JSON.parse(ls.stdout) as { parts: { digest: string; replicas: string[] }[] }).parts;
+}
+
 /** Hosts 0 and 1 (127.0.0.2 and .3), each `fts cluster` of 2 instances, R=2, healing off. */
 async function _startHosts(dir: string, flags: string[], hosts: FtsProcess[]): Promise<void> {
   for (const i of [0, 1]) {
@@ -57,11 +67,7 @@ etcdTest(
     await upload("a.bin", a);
     await upload("b.bin", a.slice(0, 2 * PART));
     await upload("c.bin", random(8 * PART));
-    const parts = async (name: string) => {
-      const ls = await runFts(["ls", name, "--json", ...flags]);
-      assert.equal(ls.code, 0, ls.stderr);
-      return (JSON.parse(ls.stdout) as { parts: { digest: string; replicas: string[] }[] }).parts;
-    };
+    const parts = (name: string) => _parts(flags, name);
     const digests = async (name: string) => (await parts(name)).map((p) => p.digest);
     const aDigests = await digests("a.bin");
     const bDigests = await digests("b.bin");
@@ -140,11 +146,7 @@ etcdTest(
     const me = ["--identity", join(dir, "id")];
     await _startHosts(dir, flags, hosts);
     const hostDirOf = (id: string) => join(dir, id.startsWith("127.0.0.2:") ? "host0" : "host1");
-    const listed = async (name: string) => {
-      const ls = await runFts(["ls", name, "--json", ...flags]);
-      assert.equal(ls.code, 0, ls.stderr);
-      return (JSON.parse(ls.stdout) as { parts: { digest: string; replicas: string[] }[] }).parts;
-    };
+    const listed = (name: string) => _parts(flags, name);
     for (let round = 0; round < 4; round++) {
       const bytes = new Uint8Array(4 * PART + round);
       for (let at = 0; at < bytes.length; at += 65536) {
@@ -194,9 +196,7 @@ etcdTest(
     await Deno.writeFile(source, new Uint8Array(PART).fill(3));
     const up = await runFts(["upload", source, ...flags, "--identity", join(dir, "id"), "-q"]);
     assert.equal(up.code, 0, up.stderr);
-    const ls = await runFts(["ls", "kept.bin", "--json", ...flags]);
-    const replicas = (JSON.parse(ls.stdout) as { parts: { replicas: string[] }[] }).parts[0]!
-      .replicas;
+    const replicas = (await _parts(flags, "kept.bin"))[0]!.replicas;
     const id = replicas.find((r) => r.startsWith("127.0.0.3:"))!;
     const port = id.slice(id.lastIndexOf(":") + 1);
     // Two parts of uploads that never published, on the second host: one stored two hours ago.

@@ -155,10 +155,7 @@ export function freeAnnouncedCopies(
     }
     if (held.length === 0) return;
     await locker.withLock(PARTS_LOCK, async () => {
-      const used = new Set<string>();
-      for await (const entry of cluster.manifest.writtenSince(revision)) {
-        for (const part of entry.parts) used.add(part.digest);
-      }
+      const { used } = await _writtenSince(cluster, revision);
       for (const digest of held) if (!used.has(digest)) await removeCopies(stores, digest);
     });
   };
@@ -173,12 +170,7 @@ export function freeAnnouncedCopies(
     if (held.length === 0) return;
     await locker.withLock(REPAIR_LOCK, () =>
       locker.withLock(PARTS_LOCK, async () => {
-        const listed = new Set<string>();
-        for await (const entry of cluster.manifest.writtenSince(revision)) {
-          for (const part of entry.parts) {
-            for (const id of part.replicas) listed.add(`${id} ${part.digest}`);
-          }
-        }
+        const { listed } = await _writtenSince(cluster, revision);
         for (const { store, key, digest } of held) {
           if (!listed.has(key)) await store.remove(digest);
         }
@@ -192,10 +184,7 @@ export function freeAnnouncedCopies(
     }
     if (held.length === 0) return;
     await locker.withLock(PARTS_LOCK, async () => {
-      const used = new Set<string>();
-      for await (const entry of cluster.manifest.writtenSince(revision)) {
-        for (const part of entry.parts) used.add(part.digest);
-      }
+      const { used } = await _writtenSince(cluster, revision);
       for (const { store, digest } of held) {
         // Touched since it was looked at (an upload found it): kept, as a repair here keeps it.
         if (used.has(digest) || !await untouchedCopies([store], digest, since)) continue;
@@ -209,6 +198,25 @@ export function freeAnnouncedCopies(
     if (untouchedSince !== undefined) await freeUnused(revision, unused, untouchedSince);
   };
   return followFreed(cluster.etcd, cluster.keys, free, signal);
+}
+
+/**
+ * What the entries written after `revision` refer to: the digests they use,
+ * and the copies they list, as "ID DIGEST".
+ */
+async function _writtenSince(
+  cluster: EtcdCluster,
+  revision: number,
+): Promise<{ used: Set<string>; listed: Set<string> }> {
+  const used = new Set<string>();
+  const listed = new Set<string>();
+  for await (const entry of cluster.manifest.writtenSince(revision)) {
+    for (const part of entry.parts) {
+      used.add(part.digest);
+      for (const id of part.replicas) listed.add(`${id} ${part.digest}`);
+    }
+  }
+  return { used, listed };
 }
 
 /** Whether `store` holds a copy of `digest`, good or quarantined. */
