@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { closestMatch } from "../lib/base/closest_match.ts";
+import { closestMatch, editDistance } from "../lib/base/closest_match.ts";
 import { parseFlags } from "../lib/cli/flags.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { runFts } from "./harness.ts";
@@ -12,6 +12,51 @@ Deno.test("closestMatch() suggests near misses and unique prefixes, and nothing 
   assert.equal(closestMatch("lz", commands), "ls");
   assert.equal(closestMatch("upload-everything", commands), undefined);
   assert.equal(closestMatch("x", commands), undefined);
+});
+
+/** The whole table, as editDistance() worked before it stopped at a limit: the reference. */
+function _fullTableDistance(a: string, b: string): number {
+  const rows = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, rows[i - 2]![j - 2]! + 1);
+      }
+      rows[i]![j] = best;
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+Deno.test("editDistance() with a limit agrees with the whole table up to it", () => {
+  // Two letters and short words: the most ties, swaps and shared ends.
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const word = () =>
+    Array.from({ length: Math.floor(random() * 9) }, () => random() < 0.5 ? "a" : "b").join("");
+  for (let n = 0; n < 20_000; n++) {
+    const [a, b, max] = [word(), word(), Math.floor(random() * 4)];
+    const expected = _fullTableDistance(a, b);
+    assert.equal(editDistance(a, b), expected, `${a} ${b}`);
+    assert.equal(editDistance(a, b, max), Math.min(expected, max + 1), `${a} ${b} within ${max}`);
+  }
+  assert.equal(editDistance("fecth", "fetch", 2), 1);
+  assert.equal(editDistance("x".repeat(300), "y".repeat(300), 2), 3);
+});
+
+Deno.test("closestMatch() finds a typo among many long names that share most of their letters", () => {
+  const names = Array.from(
+    { length: 20_000 },
+    (_, i) => `${"y".repeat(100)}${i}${"y".repeat(100)}`,
+  );
+  assert.equal(closestMatch(`${"y".repeat(100)}1234z${"y".repeat(100)}`, names), names[1234]);
+  assert.equal(closestMatch(`${"y".repeat(100)}abcdef${"y".repeat(100)}`, names), undefined);
+  assert.equal(closestMatch("z".repeat(250), names), undefined);
 });
 
 Deno.test("parseFlags() names an unknown flag with the nearest known one", () => {

@@ -17,6 +17,11 @@ import { type ConnectOptions, type FileInfo, parseAddress, Peer } from "./peer.t
 export interface LocateOptions extends ConnectOptions {
   /** The command that starts the cluster asked (say, `fts cluster --data DIR`). */
   startCommand?: string | undefined;
+  /**
+   * The cluster's file names, for a missing name's message and its other
+   * Unicode form; by default listed from the server that said "not found".
+   */
+  names?: () => Promise<readonly string[]>;
 }
 
 /** Asks the given servers, in random order, for the file's entry. */
@@ -45,7 +50,8 @@ export async function locateFile(
     } catch (error) {
       if (error instanceof ProtocolError && error.code === "NOT_FOUND") {
         // The names the cluster does hold make the message one a person can act on.
-        const names = await peer?.listFiles().then((files) => files.map((f) => f.name), () => []);
+        const names = await (options.names?.() ??
+          peer?.listFiles().then((files) => files.map((f) => f.name)))?.catch(() => []);
         // An entry stored before names were normalised may be in another form
         // (NFD, as macOS spells file names): the same name to the eye.
         // Only from the NFC form, so that this is tried once.

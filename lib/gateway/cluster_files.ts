@@ -4,7 +4,11 @@
  *
  * 1. A file's entry comes from locateFile(); it is kept ENTRY_CACHE_MS, and
  *    concurrent lookups of one name share one request, so that a download
- *    manager opening many connections at once costs one lookup.
+ *    manager opening many connections at once costs one lookup. A name the
+ *    cluster does not hold is kept as long, and the file list its answer
+ *    draws on (the nearest name) too: requests for missing names cost one
+ *    list per ENTRY_CACHE_MS, however many files and requests. The index
+ *    asks for the list afresh.
  * 2. Every entry seen teaches the instance addresses (the part reader's
  *    `addressOf`), with locate.ts's rule for loopback addresses.
  * 3. The file list comes from the first instance that answers; each file's
@@ -61,6 +65,7 @@ export class ClusterFiles {
   readonly #entries = new Map<string, { at: number; entry: Promise<FileEntry> }>();
   readonly #addresses = new Map<string, string>();
   readonly #liveness = new Map<string, { at: number; up: Promise<boolean> }>();
+  #list: { at: number; files: Promise<FileSummary[]> } | undefined;
 
   constructor(source: GatewaySource, connect: ConnectOptions) {
     this.#source = source;
@@ -77,23 +82,48 @@ export class ClusterFiles {
     if (cached && now - cached.at < ENTRY_CACHE_MS) return cached.entry;
     const entry = this.#locate(name);
     this.#entries.set(name, { at: now, entry });
-    // A failed lookup is not kept: the next request asks again.
-    entry.catch(() => this.#entries.delete(name));
+    // A lookup that failed otherwise than "no such file" is not kept: the next request asks again.
+    entry.catch((error) => {
+      if (!(error instanceof FileNotFoundError)) this.#entries.delete(name);
+    });
     return entry;
   }
 
-  async #locate(name: string): Promise<FileEntry> {
-    const servers = await this.#source.servers();
-    let info;
+  /**
+   * The entry of a file named exactly `name`, or undefined: no list of the
+   * files is asked for (no nearest name, no other Unicode form).
+   */
+  async stored(name: string): Promise<FileEntry | undefined> {
+    const cached = this.#entries.get(name);
+    if (cached && Date.now() - cached.at < ENTRY_CACHE_MS) {
+      return await cached.entry.catch((error) => {
+        if (error instanceof FileNotFoundError) return undefined;
+        throw error;
+      });
+    }
     try {
-      info = await locateFile(name, servers, this.#connect);
+      return await this.#lookUp(name, () => Promise.resolve([]));
+    } catch (error) {
+      if (error instanceof FetchError && _isNotFound(error.cause)) return undefined;
+      throw error;
+    }
+  }
+
+  async #locate(name: string): Promise<FileEntry> {
+    const names = async () => (await this.list().catch(() => [])).map((f) => f.name);
+    try {
+      return await this.#lookUp(name, names);
     } catch (error) {
       if (error instanceof FetchError && _isNotFound(error.cause)) {
-        const names = (await this.list().catch(() => [])).map((f) => f.name);
-        throw new FileNotFoundError(name, closestMatch(name, names), { cause: error });
+        throw new FileNotFoundError(name, closestMatch(name, await names()), { cause: error });
       }
       throw error;
     }
+  }
+
+  async #lookUp(name: string, names: () => Promise<readonly string[]>): Promise<FileEntry> {
+    const servers = await this.#source.servers();
+    const info = await locateFile(name, servers, { ...this.#connect, names });
     const resolve = addressResolver(info);
     for (const id of Object.keys(info.instances)) this.#addresses.set(id, resolve(id));
     for (const part of info.entry.parts) {
@@ -104,8 +134,20 @@ export class ClusterFiles {
     return info.entry;
   }
 
-  /** The file list, from the first instance that answers. */
-  async list(): Promise<FileSummary[]> {
+  /** The file list, from the first instance that answers; kept ENTRY_CACHE_MS (for missing names). */
+  list(): Promise<FileSummary[]> {
+    const now = Date.now();
+    if (this.#list && now - this.#list.at < ENTRY_CACHE_MS) return this.#list.files;
+    const files = this.#listNow();
+    const kept = { at: now, files };
+    this.#list = kept;
+    files.catch(() => {
+      if (this.#list === kept) this.#list = undefined;
+    });
+    return files;
+  }
+
+  async #listNow(): Promise<FileSummary[]> {
     const reasons: string[] = [];
     for (const address of shuffled(await this.#source.servers())) {
       let peer: Peer | undefined;
@@ -123,9 +165,9 @@ export class ClusterFiles {
     });
   }
 
-  /** The file list with each file's health and content id (for the index). */
+  /** The file list, asked now, with each file's health and content id (for the index). */
   async rows(): Promise<FileRow[]> {
-    const files = await this.list();
+    const files = await this.#listNow();
     return await Promise.all(files.map(async (file, i): Promise<FileRow> => {
       if (i >= MAX_INDEX_HEALTH_FILES) return { ...file, health: "unknown", contentId: undefined };
       try {
