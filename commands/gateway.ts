@@ -26,7 +26,7 @@ export const USAGE =
 
 export const EXAMPLE = [
   "fts gateway --port 8080                       # then: curl -O http://127.0.0.1:8080/files/movie.mkv",
-  "fts gateway --host 0.0.0.0 --server 10.0.0.5:9001 --mirror http://10.0.0.6:8080",
+  "fts gateway --host 0.0.0.0 --public-url http://10.0.0.5:8080 --server 10.0.0.5:9001 --mirror http://10.0.0.6:8080",
 ].join("\n");
 
 /** The port `fts gateway` listens on without --port. */
@@ -126,7 +126,10 @@ export async function run(args: string[]): Promise<number> {
     }` +
       ` (port ${gateway.port}, parts in memory at most ${
         formatBytes(memory ?? DEFAULT_PART_BUDGET_BYTES)
-      }); Ctrl-C stops it`,
+      }); Ctrl-C stops it` +
+      (gateway.announced
+        ? ""
+        : `; other gateways' Metalinks do not list it (--public-url URL says how clients reach it)`),
   );
   const stopped = Promise.withResolvers<void>();
   const stopListening = onStopSignal(() => stopped.resolve());

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { assertSameFile, newDest, readManifestJson, startCluster } from "./harness.ts";
 import { missingTool } from "./missing_tool.ts";
 import { curlHead, rawExchange, run, startGateway } from "./gateway_util.ts";
+import { MAX_CONNECTIONS_PER_ADDRESS } from "../lib/gateway/gateway.ts";
 
 const MiB = 1024 * 1024;
 const PART = 256 * 1024;
@@ -23,7 +24,7 @@ Deno.test({
     const cluster = await startCluster({
       servers: 4,
       replicas: 2,
-      files: { "a.bin": SIZE, [ODD_NAME]: 70_001 },
+      files: { "a.bin": SIZE, [ODD_NAME]: 70_001, "m.bin": 1_000, "m.bin.meta4": 999 },
     });
     const gateway = await startGateway(["--data", cluster.dir, "--header-timeout", "2s"]).catch(
       async (error) => {
@@ -64,7 +65,7 @@ Deno.test({
         assert.ok(!Number.isNaN(Date.parse(h.get("last-modified") ?? "")));
         assert.equal(h.get("content-type"), "application/octet-stream");
         assert.match(h.get("content-disposition") ?? "", /filename\*=UTF-8''a\.bin/);
-        assert.match(h.get("link") ?? "", /<\/files\/a\.bin\.meta4>; rel=describedby/);
+        assert.match(h.get("link") ?? "", /<\/files\/a\.bin\?metalink>; rel=describedby/);
         const oddHead = await curlHead(odd, ["-I"]);
         assert.equal(oddHead.headers.get("content-type"), "text/plain; charset=utf-8");
         assert.match(
@@ -218,6 +219,41 @@ Deno.test({
       );
 
       await t.step(
+        "one address cannot take every connection; others are still served",
+        async () => {
+          // Idle connections from 127.0.0.1, as many as one address may hold.
+          const idle: Deno.Conn[] = [];
+          try {
+            for (let i = 0; i < MAX_CONNECTIONS_PER_ADDRESS; i++) {
+              idle.push(await Deno.connect({ hostname: "127.0.0.1", port: gateway.port }));
+            }
+            const refused = await run("curl", ["-sS", "-f", "-o", "/dev/null", url]);
+            assert.notEqual(refused.code, 0);
+            const dest = await newDest(cluster);
+            const other = await run("curl", [
+              "-sS",
+              "-f",
+              "--interface",
+              "127.0.0.2",
+              "-o",
+              join(dest, "a.bin"),
+              url,
+            ]);
+            assert.equal(other.code, 0, other.stderr);
+            await assertSameFile(join(dest, "a.bin"), source);
+          } finally {
+            for (const conn of idle) conn.close();
+          }
+          // Their slots come back as they close.
+          for (let i = 0;; i++) {
+            if ((await run("curl", ["-sS", "-f", "-o", "/dev/null", url])).code === 0) break;
+            assert.ok(i < 50, "the address's connections were not given back");
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        },
+      );
+
+      await t.step(
         "a request with a body, or pipelined ones: the answer still arrives whole",
         async () => {
           const encoder = new TextEncoder();
@@ -281,7 +317,10 @@ Deno.test({
           assert.match(html.body, /class="health healthy"/);
           const json = JSON.parse((await curlHead(`${gateway.url}/?format=json`)).body);
           const names = json.files.map((f: { name: string }) => f.name);
-          assert.deepEqual(names, ["a.bin", ODD_NAME].sort((a, b) => a.localeCompare(b)));
+          assert.deepEqual(
+            names,
+            ["a.bin", "m.bin", "m.bin.meta4", ODD_NAME].sort((a, b) => a.localeCompare(b)),
+          );
           const a = json.files.find((f: { name: string }) => f.name === "a.bin");
           assert.equal(a.size, SIZE);
           assert.equal(a.health, "healthy");
@@ -294,6 +333,31 @@ Deno.test({
           assert.match(meta.body, new RegExp(`<pieces length="${PART}" type="sha-256">`));
           assert.match(meta.body, new RegExp(`<size>${SIZE}</size>`));
           assert.ok(meta.body.includes(`<url priority="1">${url}</url>`), meta.body);
+          assert.equal((await curlHead(`${url}?metalink`)).body, meta.body);
+        },
+      );
+
+      await t.step(
+        "a file named NAME.meta4 is served as itself; NAME?metalink is NAME's",
+        async () => {
+          const dest = await newDest(cluster);
+          const got = join(dest, "got");
+          const stored = `${gateway.url}/files/m.bin.meta4`;
+          assert.equal((await run("curl", ["-sS", "-f", "-o", got, stored])).code, 0);
+          await assertSameFile(got, join(cluster.work, "src", "m.bin.meta4"));
+          const meta = await curlHead(`${gateway.url}/files/m.bin?metalink`);
+          assert.equal(meta.headers.get("content-type"), "application/metalink4+xml");
+          assert.match(meta.body, /<size>1000<\/size>/);
+          const head = await curlHead(`${gateway.url}/files/m.bin`, ["-I"]);
+          assert.match(head.headers.get("link") ?? "", /<\/files\/m\.bin\?metalink>/);
+          const json = JSON.parse((await curlHead(`${gateway.url}/?format=json`)).body);
+          const metalinks = Object.fromEntries(
+            json.files.map((f: { name: string; metalink: string }) => [f.name, f.metalink]),
+          );
+          assert.equal(metalinks["m.bin"], "/files/m.bin?metalink");
+          assert.equal(metalinks["a.bin"], "/files/a.bin.meta4");
+          const missing = await curlHead(`${gateway.url}/files/none.bin.meta4`);
+          assert.equal(missing.status, 404);
         },
       );
     } finally {

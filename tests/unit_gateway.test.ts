@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { parseByteRange } from "../lib/gateway/byte_range.ts";
 import { contentDisposition, mediaTypeOf } from "../lib/gateway/content_headers.ts";
+import { isWildcardAddress } from "../lib/gateway/gateway.ts";
 import { BadRequestError, parseRequestHead, readRequestHead } from "../lib/gateway/http_request.ts";
 import { metalinkDocument } from "../lib/gateway/metalink.ts";
 import { PartBudget } from "../lib/gateway/part_budget.ts";
@@ -74,6 +75,14 @@ Deno.test("evaluatePreconditions() and ifRangeHolds() follow RFC 9110's order an
     evaluatePreconditions(h({ "if-modified-since": "Sat, 05 Dec 2026 00:00:00 GMT" }), v),
     "proceed",
   );
+  // The obsolete forms of HTTP-date count; a date of any other kind is ignored.
+  for (const late of ["Monday, 07-Dec-26 00:00:00 GMT", "Mon Dec  7 00:00:00 2026"]) {
+    assert.equal(evaluatePreconditions(h({ "if-modified-since": late }), v), "not-modified", late);
+  }
+  for (const notHttpDate of ["2030", "2030-01-01T00:00:00Z", "Mon, 07 Dec 2026 00:00:00 +0000"]) {
+    const headers = h({ "if-modified-since": notHttpDate, "if-unmodified-since": notHttpDate });
+    assert.equal(evaluatePreconditions(headers, v), "proceed", notHttpDate);
+  }
   // If-Unmodified-Since: changed after the client's date fails; If-Match, when present, decides.
   const before = "Sat, 05 Dec 2026 00:00:00 GMT";
   assert.equal(evaluatePreconditions(h({ "if-unmodified-since": before }), v), "failed");
@@ -98,6 +107,8 @@ Deno.test("parseRequestHead() reads method, target and headers; rejects malforme
   assert.equal(request.target, "/files/a.bin?x=1");
   assert.equal(request.headers.get("range"), "bytes=0-1");
   assert.equal(request.headers.get("x-a"), "1, 2");
+  // An empty line before the request line is skipped (RFC 9112 section 2.2).
+  assert.equal(parseRequestHead("\r\nGET /x HTTP/1.1\r\nHost: h").target, "/x");
   for (
     const [head, status] of [
       ["GET /x", 400],
@@ -286,4 +297,13 @@ Deno.test("metalinkDocument() escapes the name and lists every piece and gateway
   assert.match(xml, /<url priority="1">http:\/\/a:1\/files\/a%26%3C%22%27%3E\.bin<\/url>/);
   assert.match(xml, /<url priority="2">https:\/\/b:2\/files\//);
   assert.doesNotMatch(metalinkDocument({ ...entry, size: 0, parts: [] }, []), /pieces/);
+});
+
+Deno.test("isWildcardAddress() knows the addresses that listen on every interface", () => {
+  for (const host of ["0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0", "::0"]) {
+    assert.equal(isWildcardAddress(host), true, host);
+  }
+  for (const host of ["127.0.0.1", "::1", "10.0.0.1", "fe80::1", "localhost"]) {
+    assert.equal(isWildcardAddress(host), false, host);
+  }
 });

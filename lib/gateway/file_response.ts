@@ -47,7 +47,7 @@ export function fileHeaders(entry: FileEntry, validators: Validators): Record<st
   return {
     "ETag": validators.etag,
     ...(validators.lastModified !== undefined ? { "Last-Modified": validators.lastModified } : {}),
-    "Link": `<${filePath(entry.name)}.meta4>; rel=describedby; type="${METALINK_MEDIA_TYPE}"`,
+    "Link": `<${filePath(entry.name)}?metalink>; rel=describedby; type="${METALINK_MEDIA_TYPE}"`,
   };
 }
 

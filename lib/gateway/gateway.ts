@@ -5,7 +5,8 @@
  *
  * Routes: `GET /` (the index; `?format=json` as JSON), `GET|HEAD /files/NAME`
  * (the file, with ranges and validators: file_response.ts),
- * `GET /files/NAME.meta4` (its Metalink document), `GET /stats` (counters).
+ * `GET /files/NAME?metalink` (its Metalink document; also at NAME.meta4 unless
+ * the cluster holds a file of that name), `GET /stats` (counters).
  *
  * Every connection carries one request and is closed after the answer, which
  * keeps the limits simple: the request head has a size limit and a deadline
@@ -19,6 +20,7 @@ import { type ConnectOptions, DEFAULT_STALL_TIMEOUT_MS } from "../client/peer.ts
 import { PeerPool } from "../client/peer_pool.ts";
 import { FetchError } from "../client/fetch_error.ts";
 import { normalizeFileName, validateFileName } from "../state/manifest.ts";
+import type { FileEntry } from "../state/manifest.ts";
 import type { TlsClientOptions, TlsServerOptions } from "../wire/tls.ts";
 import { ClusterFiles, FileNotFoundError } from "./cluster_files.ts";
 import { ResponseAbortedError, serveFile } from "./file_response.ts";
@@ -37,6 +39,11 @@ import { DEFAULT_PARTS_IN_FLIGHT } from "./verified_parts.ts";
 
 /** Connections served at once; more are closed as soon as they are accepted. */
 export const MAX_CONNECTIONS = 256;
+/**
+ * Connections from one client address served at once (a browser opens 6, aria2c
+ * 16 at most to one host): one address alone cannot take every connection.
+ */
+export const MAX_CONNECTIONS_PER_ADDRESS = 64;
 /** Pause before accepting again after accept() failed (e.g. out of descriptors). */
 export const ACCEPT_RETRY_MS = 100;
 /** Bytes of parts held in memory across every response (each part is verified whole). */
@@ -103,10 +110,17 @@ export class Gateway {
   readonly #reader: PartReader;
   readonly #budget: PartBudget;
   readonly #open = new Set<Deno.Conn>();
+  /** Connections open per client address. */
+  readonly #perAddress = new Map<string, number>();
   readonly #log: (line: string) => void;
   #withdraw: () => Promise<void> = async () => {};
   #serving: Promise<void> = Promise.resolve();
   #stopping = false;
+
+  /** Whether other gateways list this one (not when it listens on every address, with no public URL). */
+  get announced(): boolean {
+    return this.#options.publicUrl !== undefined || !isWildcardAddress(this.#options.hostname);
+  }
 
   private constructor(options: GatewayOptions, listener: Deno.Listener) {
     this.#options = options;
@@ -146,7 +160,9 @@ export class Gateway {
       : Deno.listen({ hostname: options.hostname, port: options.port });
     const gateway = new Gateway(options, listener);
     try {
-      gateway.#withdraw = await options.source.announce(gateway.url);
+      // Listening on every address, its own URL says none a client can dial:
+      // only a --public-url goes to the other gateways' Metalink documents.
+      if (gateway.announced) gateway.#withdraw = await options.source.announce(gateway.url);
     } catch (error) {
       listener.close();
       throw error;
@@ -188,13 +204,21 @@ export class Gateway {
         continue;
       }
       this.counters.connections++;
-      if (this.#open.size >= MAX_CONNECTIONS) {
+      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+      const fromAddress = this.#perAddress.get(address) ?? 0;
+      if (this.#open.size >= MAX_CONNECTIONS || fromAddress >= MAX_CONNECTIONS_PER_ADDRESS) {
         this.counters.refused++;
         conn.close();
         continue;
       }
       this.#open.add(conn);
-      void this.#serve(conn).finally(() => this.#open.delete(conn));
+      this.#perAddress.set(address, fromAddress + 1);
+      void this.#serve(conn).finally(() => {
+        this.#open.delete(conn);
+        const left = (this.#perAddress.get(address) ?? 1) - 1;
+        if (left > 0) this.#perAddress.set(address, left);
+        else this.#perAddress.delete(address);
+      });
     }
   }
 
@@ -297,42 +321,56 @@ export class Gateway {
         withBody,
       );
     }
-    await this.#fileRoute(name, request, writer, withBody, client);
+    await this.#fileRoute(name, query.has("metalink"), request, writer, withBody, client);
   }
 
+  /**
+   * The entry of `name`. A name typed in another Unicode form (NFD from a
+   * Mac's clipboard, say) finds the file stored in NFC, as `fts fetch` does;
+   * a name stored before that rule is tried as is.
+   */
+  #entry(name: string): Promise<FileEntry> {
+    return this.#files.entry(name).catch((error) => {
+      const nfc = normalizeFileName(name);
+      if (!(error instanceof FileNotFoundError) || nfc === name) throw error;
+      return this.#files.entry(nfc);
+    });
+  }
+
+  /**
+   * `/files/NAME?metalink` is NAME's Metalink document; `/files/NAME.meta4`
+   * is the file of that name when the cluster holds one, else NAME's
+   * Metalink document.
+   */
   async #fileRoute(
     name: string,
+    metalink: boolean,
     request: HttpRequest,
     writer: ResponseWriter,
     withBody: boolean,
     client: string,
   ): Promise<void> {
     try {
-      if (name.endsWith(".meta4") && name.length > ".meta4".length) {
-        const target = name.slice(0, -".meta4".length);
-        const entry = await this.#files.entry(target).catch((error) => {
-          // A file whose own name ends in .meta4 is served as itself.
-          if (error instanceof FileNotFoundError) return undefined;
-          throw error;
-        });
-        if (entry !== undefined) {
-          const urls = [this.#selfUrl(request), ...(await this.#options.source.gateways())];
-          return await writer.send(
-            200,
-            // Not the file's validators: this is another representation.
-            { "Content-Type": METALINK_MEDIA_TYPE },
-            metalinkDocument(entry, [...new Set(urls)]),
-            withBody,
-          );
+      let entry: FileEntry | undefined;
+      if (!metalink && name.endsWith(".meta4") && name.length > ".meta4".length) {
+        entry = await this.#files.stored(name);
+        if (entry === undefined) {
+          metalink = true;
+          name = name.slice(0, -".meta4".length);
         }
       }
-      // A name typed in another Unicode form (NFD from a Mac's clipboard, say) finds the
-      // file stored in NFC, as `fts fetch` does; a name stored before that rule is tried as is.
-      const entry = await this.#files.entry(name).catch((error) => {
-        const nfc = normalizeFileName(name);
-        if (!(error instanceof FileNotFoundError) || nfc === name) throw error;
-        return this.#files.entry(nfc);
-      });
+      entry ??= await this.#entry(name);
+      if (metalink) {
+        const urls = [this.#selfUrl(request), ...(await this.#options.source.gateways())];
+        return await writer.send(
+          200,
+          // Not the file's validators: this is another representation. Its first
+          // URL is the Host the client named, so a cache keeps one per Host.
+          { "Content-Type": METALINK_MEDIA_TYPE, "Vary": "Host" },
+          metalinkDocument(entry, [...new Set(urls)]),
+          withBody,
+        );
+      }
       await serveFile(request, entry, writer, {
         reader: this.#reader,
         budget: this.#budget.share(client),
@@ -405,4 +443,10 @@ async function _unavailable(writer: ResponseWriter, error: FetchError, withBody:
     `${error.message}\n`,
     withBody,
   );
+}
+
+/** Whether `hostname` listens on every address of the machine (0.0.0.0, ::). */
+export function isWildcardAddress(hostname: string): boolean {
+  const bare = hostname.replace(/^\[(.*)\]$/, "$1");
+  return bare === "0.0.0.0" || (bare.includes(":") && /^(?:0*:)*:?0*$/.test(bare));
 }

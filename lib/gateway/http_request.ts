@@ -92,7 +92,8 @@ export async function readRequestHead(
  * in a bare LF, which RFC 9112 (section 2.2) lets a server take as one.
  */
 export function parseRequestHead(text: string): HttpRequest {
-  const lines = text.replace(/\r$/, "").split(/\r?\n/);
+  // Empty lines before the request line are skipped (RFC 9112 section 2.2).
+  const lines = text.replace(/^(?:\r?\n)+/, "").replace(/\r$/, "").split(/\r?\n/);
   const requestLine = lines[0] ?? "";
   const match = /^([A-Z!#$%&'*+\-.^_`|~0-9a-z]+) (\S+) (HTTP\/\d\.\d)$/.exec(requestLine);
   if (!match) {

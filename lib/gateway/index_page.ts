@@ -20,6 +20,7 @@ export interface IndexFile {
 }
 
 export function indexFiles(rows: readonly FileRow[]): IndexFile[] {
+  const names = new Set(rows.map((row) => row.name));
   return rows.map((row) => ({
     name: row.name,
     size: row.size,
@@ -28,7 +29,8 @@ export function indexFiles(rows: readonly FileRow[]): IndexFile[] {
     etag: row.contentId !== undefined ? `"${row.contentId}"` : undefined,
     created: row.created,
     url: filePath(row.name),
-    metalink: `${filePath(row.name)}.meta4`,
+    // NAME.meta4 reads best, unless the cluster holds a file of that name.
+    metalink: `${filePath(row.name)}${names.has(`${row.name}.meta4`) ? "?metalink" : ".meta4"}`,
   }));
 }
 

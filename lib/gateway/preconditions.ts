@@ -30,7 +30,7 @@ export function evaluatePreconditions(
   // does not parse is ignored, as is the header for a file with no date).
   const unmodifiedSince = ifMatch === undefined ? headers.get("if-unmodified-since") : undefined;
   if (unmodifiedSince !== undefined && validators.lastModified !== undefined) {
-    const sinceMs = Date.parse(unmodifiedSince);
+    const sinceMs = httpDateMs(unmodifiedSince);
     if (!Number.isNaN(sinceMs) && Date.parse(validators.lastModified) > sinceMs) return "failed";
   }
   const ifNoneMatch = headers.get("if-none-match");
@@ -39,7 +39,7 @@ export function evaluatePreconditions(
   }
   const since = headers.get("if-modified-since");
   if (since !== undefined && validators.lastModified !== undefined) {
-    const sinceMs = Date.parse(since);
+    const sinceMs = httpDateMs(since);
     if (!Number.isNaN(sinceMs) && Date.parse(validators.lastModified) <= sinceMs) {
       return "not-modified";
     }
@@ -54,6 +54,22 @@ export function ifRangeHolds(headers: Map<string, string>, validators: Validator
   if (value.startsWith('"') || value.startsWith("W/")) return value === validators.etag;
   // A date matches only exactly: the strong comparison the RFC asks of If-Range.
   return validators.lastModified !== undefined && value === validators.lastModified;
+}
+
+/**
+ * The time an HTTP-date names (RFC 9110 section 5.6.7: IMF-fixdate, or the
+ * obsolete RFC 850 and asctime forms), or NaN for anything else: a header
+ * with another kind of date is ignored, as the RFC asks, not guessed at.
+ */
+export function httpDateMs(value: string): number {
+  const v = value.trim();
+  const imf = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+  const rfc850 = /^[A-Z][a-z]+day, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT$/;
+  const asctime = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+  if (imf.test(v) || rfc850.test(v)) return Date.parse(v);
+  // asctime has no zone: it is GMT.
+  if (asctime.test(v)) return Date.parse(`${v} GMT`);
+  return NaN;
 }
 
 /** The Last-Modified form of an ISO date, or undefined when it is not one. */
