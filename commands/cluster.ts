@@ -20,6 +20,7 @@ import {
   type ClusterConfig,
   DEFAULT_CONFIG,
   ensureConfig,
+  plannedConfig,
   loadConfig,
   resolveDataDir,
 } from "../lib/state/config.ts";
@@ -31,7 +32,7 @@ import {
 } from "../lib/state/manifest_guard.ts";
 import { UsageError } from "../lib/wire/errors.ts";
 import { loadOrCreateIdentity, operatorIdentityPath } from "../lib/auth/identity.ts";
-import { Supervisor } from "../lib/ops/cluster.ts";
+import { refuseTakenPorts, Supervisor } from "../lib/ops/cluster.ts";
 import { type GatewayChild, startGatewayChild } from "../lib/ops/gateway_child.ts";
 import { DEFAULT_HEAL_AFTER_MS, HEAL_RETRY_MS, type HealEvent } from "../lib/ops/heal.ts";
 import { runningSupervisor } from "../lib/ops/instances.ts";
@@ -139,21 +140,25 @@ export async function run(args: string[]): Promise<number> {
   const existing = await runningSupervisor(dir);
   if (existing) throw new Error(`A cluster is already running for ${dir} (pid ${existing.pid})`);
   if (etcd) await _checkEtcdHostDir(dir, etcd.cluster, requested);
-  const etcdArgs = etcd ? await _joinEtcd(etcd, flags, dir, requested) : undefined;
   // In etcd mode the data directory's config describes this host's instances
   // only; the replica count and the files live in etcd.
-  const config = etcdArgs
-    ? await ensureConfig(dir, {
-      ...requested,
-      replicas: (await loadConfig(dir))?.replicas ?? 1,
-    }, { manifest: false })
-    : await ensureConfig(dir, requested);
-  const lastPort = config.basePort + config.servers - 1;
-  if (httpPort !== undefined && httpPort >= config.basePort && httpPort <= lastPort) {
+  const configFlags = etcd
+    ? { ...requested, replicas: (await loadConfig(dir))?.replicas ?? 1 }
+    : requested;
+  // The ports, before anything is recorded: a mistake fixed on the next try
+  // must not meet "contradicts the cluster recorded".
+  const planned = await plannedConfig(dir, configFlags);
+  const lastPort = planned.basePort + planned.servers - 1;
+  if (httpPort !== undefined && httpPort >= planned.basePort && httpPort <= lastPort) {
     throw new UsageError(
-      `--http ${httpPort} is one of the instances' ports (${config.basePort}-${lastPort}): pick another`,
+      `--http ${httpPort} is one of the instances' ports (${planned.basePort}-${lastPort}): pick another`,
     );
   }
+  // A directory with a config is checked by the supervisor, once the instances
+  // of one killed a moment ago have exited (they hold its ports until then).
+  if (!(await loadConfig(dir))) await refuseTakenPorts(planned);
+  const etcdArgs = etcd ? await _joinEtcd(etcd, flags, dir, requested) : undefined;
+  const config = await ensureConfig(dir, configFlags, { manifest: !etcd });
   // The operator's key signs the copies repair and heal make, which a cluster
   // closed to other writers (fts writers closed) still takes.
   if (!etcd) await loadOrCreateIdentity(operatorIdentityPath(dir));

@@ -505,6 +505,21 @@ Deno.test("cli: cluster --http on an instance's port or one in use says so in it
   const own = await runFts(["cluster", "--data", dir, "--plain", "--http", String(base + 1)]);
   assert.equal(own.code, 2, own.stderr);
   assert.match(own.stderr, /is one of the instances' ports/);
+  // A new directory: refused before its config is recorded.
+  const fresh = join(work, "fresh");
+  const mistyped = await runFts([
+    "cluster",
+    "--data",
+    fresh,
+    "--servers",
+    "2",
+    "--base-port",
+    String(base),
+    "--http",
+    String(base),
+  ]);
+  assert.equal(mistyped.code, 2, mistyped.stderr);
+  await assert.rejects(Deno.stat(fresh), Deno.errors.NotFound);
   // --verify is the gateway's: without --http it is refused, nothing started.
   const lone = await runFts(["cluster", "--data", dir, "--plain", "--verify"]);
   assert.equal(lone.code, 2, lone.stderr);

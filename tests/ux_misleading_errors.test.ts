@@ -46,8 +46,9 @@ Deno.test("errors: fts cluster with 2 of its 4 ports taken names them and their 
     assert.match(line, new RegExp(`port ${base + 3} is in use by pid ${Deno.pid} \\(deno\\)`));
     assert.doesNotMatch(line, /instances failed to start/);
     assert.equal(line.split("\n").length, 1, "one line");
-    // Nothing was started on the free ports.
+    // Nothing was started on the free ports, nor recorded: other flags are no contradiction.
     for (const port of [base, base + 2]) assert.ok(portFree(port), `port ${port} was taken`);
+    await assert.rejects(Deno.stat(join(work, "data")), Deno.errors.NotFound);
   } finally {
     for (const holder of holders) holder.close();
     await Deno.remove(work, { recursive: true });

@@ -175,7 +175,7 @@ export class Supervisor {
         }; stop them (fts kill PORT) or use another --data`,
       );
     }
-    await this.#refuseTakenPorts();
+    await refuseTakenPorts(this.config);
     await this.#listenControl();
     // For an instance started later without this supervisor (fts start): the same flags.
     const tlsCa = Deno.env.get(TLS_CA_ENV);
@@ -196,42 +196,6 @@ export class Supervisor {
         { cause: failed[0] },
       );
     }
-  }
-
-  /**
-   * Names every instance port something else already listens on, and what
-   * holds it, before starting any: else each of those instances fails on
-   * its own and the operator learns only how many did.
-   */
-  async #refuseTakenPorts(): Promise<void> {
-    const taken: string[] = [];
-    const free = (port: number) => {
-      try {
-        return portFree(port, this.config.host);
-      } catch (cause) {
-        throw new Error(
-          `Cannot start the cluster: ${(cause as Error).message} (the data directory's ` +
-            `config.json records it as the instances' --host)`,
-          { cause },
-        );
-      }
-    };
-    for (const id of this.#instances.keys()) {
-      const port = Number(id);
-      if (!Number.isInteger(port) || free(port)) continue;
-      const holder = await portHolder(port);
-      taken.push(`port ${port} is in use${holder ? ` by ${holder}` : ""}`);
-    }
-    if (taken.length === 0) return;
-    const shown = taken.slice(0, MAX_LISTED_TAKEN_PORTS).join(", ") +
-      (taken.length > MAX_LISTED_TAKEN_PORTS
-        ? ` and ${taken.length - MAX_LISTED_TAKEN_PORTS} more`
-        : "");
-    throw new Error(
-      `Cannot start the cluster on ${this.config.host}: ${shown}; stop what holds ${
-        taken.length === 1 ? "it" : "them"
-      }, or start a cluster on other ports (another --data with --base-port)`,
-    );
   }
 
   /** Starts one instance and waits for its ready line. */
@@ -440,4 +404,40 @@ export class Supervisor {
       } catch { /* closed */ }
     }
   }
+}
+
+/**
+ * Names every instance port of `config` that something else already listens
+ * on, and what holds it, before any instance starts: else each of those
+ * instances fails on its own and the operator learns only how many did.
+ */
+export async function refuseTakenPorts(config: ClusterConfig): Promise<void> {
+  const taken: string[] = [];
+  const free = (port: number) => {
+    try {
+      return portFree(port, config.host);
+    } catch (cause) {
+      throw new Error(
+        `Cannot start the cluster: ${(cause as Error).message} (the data directory's ` +
+          `config.json records it as the instances' --host)`,
+        { cause },
+      );
+    }
+  };
+  for (const id of instanceIds(config)) {
+    const port = Number(id);
+    if (!Number.isInteger(port) || free(port)) continue;
+    const holder = await portHolder(port);
+    taken.push(`port ${port} is in use${holder ? ` by ${holder}` : ""}`);
+  }
+  if (taken.length === 0) return;
+  const shown = taken.slice(0, MAX_LISTED_TAKEN_PORTS).join(", ") +
+    (taken.length > MAX_LISTED_TAKEN_PORTS
+      ? ` and ${taken.length - MAX_LISTED_TAKEN_PORTS} more`
+      : "");
+  throw new Error(
+    `Cannot start the cluster on ${config.host}: ${shown}; stop what holds ${
+      taken.length === 1 ? "it" : "them"
+    }, or start a cluster on other ports (another --data with --base-port)`,
+  );
 }

@@ -156,6 +156,20 @@ const FLAG_NAMES: Record<keyof ClusterConfig, string> = {
 };
 
 /**
+ * The config ensureConfig() would return, with nothing written: the recorded
+ * one (flags that contradict it are an error), or the flags and defaults.
+ */
+export async function plannedConfig(
+  dir: string,
+  flags: Partial<ClusterConfig>,
+): Promise<ClusterConfig> {
+  const existing = await loadConfig(dir);
+  if (!existing) return validateConfig({ ...DEFAULT_CONFIG, ...flags });
+  checkFlagsAgainst(existing, flags, dir);
+  return existing;
+}
+
+/**
  * Returns the directory's config, creating it from the flags (and defaults)
  * when it does not exist. Flags that contradict a recorded config are an error.
  * `partSize` is only a default for preload, so it never contradicts.
