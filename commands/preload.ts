@@ -1,3 +1,4 @@
+import { onStopSignal } from "../lib/base/stop_signal.ts";
 import {
   boolFlag,
   CLUSTER_FLAGS,
@@ -61,6 +62,8 @@ export async function run(args: string[]): Promise<number> {
     try {
       const info = await Deno.stat(path);
       if (!info.isFile) throw new UsageError(`${path} is not a regular file`);
+      // Readable too, before the data directory is made or a part stored.
+      (await Deno.open(path, { read: true })).close();
     } catch (cause) {
       if (cause instanceof UsageError) throw cause;
       throw new UsageError(`Cannot read ${path}: ${(cause as Error).message}`, { cause });
@@ -97,6 +100,10 @@ export async function run(args: string[]): Promise<number> {
   const elapsed = new Map<number, number>();
   let progress: Progress | undefined;
   let started = performance.now();
+  const controller = new AbortController();
+  const stopListening = onStopSignal(() =>
+    controller.abort(new DOMException("Interrupted", "AbortError"))
+  );
   const entries = await (async () => {
     try {
       return await preloadFiles(
@@ -124,9 +131,14 @@ export async function run(args: string[]): Promise<number> {
             started = performance.now();
           },
         })),
+        controller.signal,
       );
+    } catch (error) {
+      if (!controller.signal.aborted) throw error;
+      throw _interrupted(elapsed.size, jobs.length);
     } finally {
       progress?.finish();
+      stopListening();
     }
   })();
   for (const [index, entry] of entries.entries()) {
@@ -178,20 +190,51 @@ async function _preloadOverNetwork(
     etcd,
     tlsCa,
   });
-  for (const { path, name } of jobs) {
-    const result = await uploadFile({ path, name, servers, identity, replace });
-    if (json) {
-      _printJson(result);
-    } else if (!quiet) {
-      console.log(
-        `preloaded ${name}: ${formatBytes(result.size)} in ${plural(result.parts, "part")}, ` +
-          `${plural(result.replicas, "copy", "copies")} each, sent over the network (${
-            formatDuration(result.elapsedMs)
-          })`,
-      );
+  const controller = new AbortController();
+  const stopListening = onStopSignal(() =>
+    controller.abort(new DOMException("Interrupted", "AbortError"))
+  );
+  try {
+    for (const [index, { path, name }] of jobs.entries()) {
+      const result = await uploadFile({
+        path,
+        name,
+        servers,
+        identity,
+        replace,
+        signal: controller.signal,
+      }).catch((error) => {
+        throw controller.signal.aborted ? _interrupted(index, jobs.length, index) : error;
+      });
+      if (json) {
+        _printJson(result);
+      } else if (!quiet) {
+        console.log(
+          `preloaded ${name}: ${formatBytes(result.size)} in ${plural(result.parts, "part")}, ` +
+            `${plural(result.replicas, "copy", "copies")} each, sent over the network (${
+              formatDuration(result.elapsedMs)
+            })`,
+        );
+      }
     }
+  } finally {
+    stopListening();
   }
   return 0;
+}
+
+/**
+ * What an interrupted preload says: into --data nothing is published until
+ * every file is stored; over the network each file is published in turn.
+ */
+function _interrupted(stored: number, files: number, published?: number): DOMException {
+  const done = published === undefined
+    ? `${stored} of ${plural(files, "file")} stored, nothing published`
+    : `${published} of ${plural(files, "file")} published`;
+  return new DOMException(
+    `interrupted with ${done}: the same command skips the parts already stored`,
+    "AbortError",
+  );
 }
 
 /** One preloaded file's line of --json, the same over the network and into --data. */

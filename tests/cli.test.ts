@@ -477,6 +477,50 @@ Deno.test("cli: Ctrl-C while the instances start: 'interrupted', exit 130, no pr
   await Deno.remove(work, { recursive: true });
 });
 
+Deno.test("cli: Ctrl-C during preload publishes nothing, leaves no temporary copy; run again, it finishes", async () => {
+  const work = await tempDir();
+  const dir = join(work, "data");
+  const source = join(work, "big.bin");
+  await writeRandomFile(source, 128 * 1024 * 1024, 5);
+  const setup = ["--data", dir, "--servers", "3", "--replicas", "2", "--part-size", "1MiB"];
+  const preload = new FtsProcess([
+    "preload",
+    source,
+    ...setup,
+    "--base-port",
+    String(freePortRange(3)),
+  ]);
+  const names = (path: string) =>
+    Array.fromAsync(Deno.readDir(path), (entry) => entry.name).catch(() => [] as string[]);
+  // Some parts are stored, most are not.
+  const stored = async () => {
+    let count = 0;
+    for (const instance of await names(join(dir, "instances"))) {
+      const parts = join(dir, "instances", instance, "parts");
+      for (const prefix of await names(parts)) count += (await names(join(parts, prefix))).length;
+    }
+    return count;
+  };
+  while ((await stored()) < 2) await new Promise((r) => setTimeout(r, 5));
+  preload.kill("SIGINT");
+  const result = await preload.result();
+  assert.equal(result.code, 130, result.stdout + result.stderr);
+  assert.match(
+    result.stderr,
+    /^fts preload: interrupted with 0 of 1 file stored, nothing published: the same command skips the parts already stored$/m,
+  );
+  assert.deepEqual(Object.keys((await readManifestJson(dir)).files), []);
+  const temporary: string[] = [];
+  for (const instance of await names(join(dir, "instances"))) {
+    temporary.push(...await names(join(dir, "instances", instance, "tmp")));
+  }
+  assert.deepEqual(temporary, [], "temporary copies left behind");
+  const again = await runFts(["preload", source, "--data", dir]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal((await readManifestJson(dir)).files["big.bin"]?.size, 128 * 1024 * 1024);
+  await Deno.remove(work, { recursive: true });
+});
+
 /** Live processes whose command line names `text` (Linux: from /proc). */
 async function _processesNaming(text: string): Promise<string[]> {
   const found: string[] = [];

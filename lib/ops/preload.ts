@@ -69,10 +69,12 @@ async function _readRange(
   length: number,
   buffer: Uint8Array,
   each: (chunk: Uint8Array) => Promise<void> | void,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   await file.seek(start, Deno.SeekMode.Start);
   let done = 0;
   while (done < length) {
+    signal?.throwIfAborted();
     const n = await file.read(buffer.subarray(0, Math.min(buffer.length, length - done)));
     if (n === null) throw new Error(`File ended early: changed while preloading?`);
     await each(buffer.subarray(0, n));
@@ -91,6 +93,7 @@ async function _storeCopies(
   part: { index: number; start: number; length: number; digest: string },
   targets: readonly string[],
   stores: Map<string, PartStore>,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   const { index, start, length, digest } = part;
   const writers: PartWriter[] = [];
@@ -106,7 +109,7 @@ async function _storeCopies(
     await _readRange(file, start, length, buffer, async (chunk) => {
       hash.update(chunk);
       for (const writer of writers) await writer.write(chunk);
-    });
+    }, signal);
     if (hash.digest("hex") !== digest) {
       throw new Error(`${path} changed while it was being preloaded (part ${index})`);
     }
@@ -134,12 +137,16 @@ export async function preloadFile(
 
 /**
  * Stores every job's file in the cluster, then publishes them all in one
- * manifest change; returns their entries in the order of `jobs`.
+ * manifest change; returns their entries in the order of `jobs`. Once
+ * `signal` aborts, the part being stored is dropped (its temporary copies
+ * removed) and nothing is published; the parts stored so far stay, for the
+ * next preload to find, or for the unused-parts collection.
  */
 export async function preloadFiles(
   dir: string,
   config: ClusterConfig,
   jobs: readonly PreloadJob[],
+  signal?: AbortSignal,
 ): Promise<FileEntry[]> {
   // Publishing into a lost manifest's place would start a new one, and every
   // older file's parts would then count as unused.
@@ -161,13 +168,15 @@ export async function preloadFiles(
   );
   const entries: FileEntry[] = [];
   for (const job of jobs) {
-    const entry = await _storeFile(config, job, stores);
+    const entry = await _storeFile(config, job, stores, signal);
     await job.onStored?.(entry);
     entries.push(entry);
   }
   // The last of several jobs with one name wins; the others' parts may be freed.
   const latest = new Map(entries.map((entry) => [entry.name, entry]));
   const superseded = entries.filter((entry) => latest.get(entry.name) !== entry);
+  // Past this point it publishes, or fails, whole.
+  signal?.throwIfAborted();
   // Publish under the parts lock only if every copy is still there: an rm or a
   // repair may have freed a copy of a shared part meanwhile. Put such copies
   // back and try again, so the manifest never points at a missing copy.
@@ -222,6 +231,7 @@ async function _storeFile(
   config: ClusterConfig,
   job: PreloadJob,
   stores: Map<string, PartStore>,
+  signal: AbortSignal | undefined,
 ): Promise<FileEntry> {
   const { name, partSize, path } = job;
   const file = await Deno.open(path, { read: true });
@@ -244,12 +254,20 @@ async function _storeFile(
       await _readRange(file, start, length, buffer, (chunk) => {
         first.update(chunk);
         fast.update(chunk);
-      });
+      }, signal);
       const digest = first.digest("hex");
       const replicas = placeReplicas(digest, ids, config.replicas);
       // Pass 2: copy to every replica that lacks it (content-addressed: a copy
       // already there is the same bytes), hashing again to catch a changing file.
-      await _storeCopies(file, path, buffer, { index, start, length, digest }, replicas, stores);
+      await _storeCopies(
+        file,
+        path,
+        buffer,
+        { index, start, length, digest },
+        replicas,
+        stores,
+        signal,
+      );
       parts.push({ digest, xxh128: fast.digest(), size: length, replicas });
       await job.onPart?.({
         index,
@@ -296,6 +314,7 @@ async function _restoreCopies(
         { index, start, length: part.size, digest: part.digest },
         part.replicas,
         stores,
+        undefined,
       );
     }
   } finally {
