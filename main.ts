@@ -102,6 +102,17 @@ function _usage(): string {
   ].join("\n");
 }
 
+/** Prints `text` and returns `code`, or 1 with one line when standard output cannot be written. */
+function _printed(text: string, code: number): number {
+  try {
+    console.log(text);
+    return code;
+  } catch (error) {
+    console.error(`fts: cannot write to standard output: ${(error as Error).message}`);
+    return 1;
+  }
+}
+
 export async function main(args: string[]): Promise<number> {
   // "fts help COMMAND" is "fts COMMAND --help".
   if (args[0] === "help" && args.length === 2 && Object.hasOwn(COMMANDS, args[1]!)) {
@@ -109,13 +120,9 @@ export async function main(args: string[]): Promise<number> {
   }
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    console.log(_usage());
-    return name === undefined ? 2 : 0;
+    return _printed(_usage(), name === undefined ? 2 : 0);
   }
-  if (name === "--version" || name === "-V") {
-    console.log(`fts ${VERSION}`);
-    return 0;
-  }
+  if (name === "--version" || name === "-V") return _printed(`fts ${VERSION}`, 0);
   const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
     const suggestion = closestMatch(name, Object.keys(COMMANDS));

@@ -527,3 +527,31 @@ function _listens(hostname: string): boolean {
     return false;
   }
 }
+
+Deno.test("errors: standard output that cannot be written is one line and exit 1, blaming neither disk nor file", async () => {
+  const work = await tempDir();
+  const dir = join(work, "data");
+  const source = join(work, "a.bin");
+  await writeRandomFile(source, 5_000, 8);
+  const setup = ["--servers", "2", "--replicas", "1", "--base-port", String(freePortRange(2))];
+  assert.equal((await runFts(["preload", source, "--data", dir, ...setup])).code, 0);
+  // /dev/full: every write fails with "No space left on device".
+  const full = { prefix: ["sh", "-c", 'exec "$0" "$@" > /dev/full'] };
+  for (
+    const args of [["--version"], ["help"], ["fetch", "--help"], ["ls", "--data", dir], [
+      "ls",
+      "--json",
+      "--data",
+      dir,
+    ]]
+  ) {
+    const result = await runFts(args, full);
+    assert.equal(result.code, 1, `${args.join(" ")}: ${result.stderr}`);
+    assert.match(
+      result.stderr,
+      /^fts(?: \w+)?: cannot write to standard output: No space left on device \(os error 28\)\n$/,
+      args.join(" "),
+    );
+  }
+  await Deno.remove(work, { recursive: true });
+});

@@ -5,6 +5,7 @@
  * output quietly, as it would for any Unix tool.
  */
 import { writeAllSync } from "./terminal.ts";
+import { OutputError } from "./output_error.ts";
 
 /** Characters gathered before a write. */
 const _BLOCK_CHARS = 64 * 1024;
@@ -39,7 +40,7 @@ export class LineWriter {
     try {
       writeAllSync(this.#stream, text);
     } catch (error) {
-      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw new OutputError(error);
       this.#closed = true;
     }
   }

@@ -4,6 +4,7 @@
  * cause chain for a condition with a known remedy.
  */
 import { ProtocolError } from "../wire/errors.ts";
+import { OutputError } from "../base/output_error.ts";
 import { isDamagedManifestError } from "../state/manifest_index.ts";
 
 type _Rule = { test: (error: unknown) => boolean; hint: string };
@@ -73,6 +74,8 @@ const _RULES: _Rule[] = [
 export function actionHint(error: unknown): string | undefined {
   let current: unknown = error;
   for (let depth = 0; current !== undefined && current !== null && depth < 10; depth++) {
+    // Its message says where the trouble is; a full disk under it is not the destination's.
+    if (current instanceof OutputError) return undefined;
     for (const rule of _RULES) if (rule.test(current)) return rule.hint;
     current = current instanceof Error ? current.cause : undefined;
   }

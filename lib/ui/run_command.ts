@@ -6,13 +6,47 @@
  */
 import { printable } from "../base/printable.ts";
 import { causeChain, UsageError } from "../wire/errors.ts";
+import { OutputError } from "../base/output_error.ts";
 import { errorLine } from "./hints.ts";
 
 /** A command module: USAGE and EXAMPLE (one or more lines) are what `fts COMMAND --help` shows. */
 export type Command = { run(args: string[]): Promise<number>; USAGE: string; EXAMPLE?: string };
 
+let _guarded = false;
+
+/**
+ * Makes console.log throw OutputError when standard output cannot be
+ * written (a reader that went away is left as Deno handles it), so that the
+ * error says so instead of blaming the command's own files. Idempotent.
+ */
+export function guardStandardOutput(): void {
+  if (_guarded) return;
+  _guarded = true;
+  const log = console.log.bind(console);
+  console.log = (...data: unknown[]) => {
+    try {
+      log(...data);
+    } catch (error) {
+      if (error instanceof Deno.errors.BrokenPipe) throw error;
+      throw new OutputError(error);
+    }
+  };
+}
+
 /** Runs `fts NAME ARGS...` with `command`; returns the exit code. */
 export async function runCommand(name: string, command: Command, args: string[]): Promise<number> {
+  guardStandardOutput();
+  try {
+    return await _run(name, command, args);
+  } catch (error) {
+    // Only standard output failing escapes _run: nothing more can be said there.
+    if (!(error instanceof OutputError)) throw error;
+    console.error(`fts ${name}: ${printable(error.message)}`);
+    return 1;
+  }
+}
+
+async function _run(name: string, command: Command, args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
     console.log(`Usage: ${command.USAGE}`);
     if (command.EXAMPLE) {
@@ -43,14 +77,14 @@ export async function runCommand(name: string, command: Command, args: string[])
     const json = args.includes("--json");
     if (error instanceof UsageError) {
       console.error(`fts ${name}: ${_usageMessage(error.message, command.USAGE)}`);
-      if (json) console.log(JSON.stringify({ ok: false, error: error.message, exitCode: 2 }));
+      _tryLog(json, { ok: false, error: error.message, exitCode: 2 });
       return 2;
     }
     if (error instanceof DOMException && error.name === "AbortError") {
       // Plain "Interrupted", or what the command says it kept.
       const line = error.message === "Interrupted" ? "interrupted" : printable(error.message);
       console.error(`fts ${name}: ${line}`);
-      if (json) console.log(JSON.stringify({ ok: false, error: line, exitCode: 130 }));
+      _tryLog(json, { ok: false, error: line, exitCode: 130 });
       return 130;
     }
     // One line a person can act on; --verbose adds the cause chain.
@@ -65,9 +99,17 @@ export async function runCommand(name: string, command: Command, args: string[])
       for (const cause of causes) console.error(`  caused by: ${printable(cause)}`);
       if (error instanceof Error && error.stack) console.error(error.stack);
     }
-    if (json) console.log(JSON.stringify({ ok: false, error: line, causes, exitCode: 1 }));
+    _tryLog(json, { ok: false, error: line, causes, exitCode: 1 });
     return 1;
   }
+}
+
+/** With --json, the error as JSON on stdout too, unless stdout is what failed. */
+function _tryLog(json: boolean, value: unknown): void {
+  if (!json) return;
+  try {
+    console.log(JSON.stringify(value));
+  } catch { /* the line on stderr said it */ }
 }
 
 /**
