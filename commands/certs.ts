@@ -39,9 +39,13 @@ export async function run(args: string[]): Promise<number> {
     );
   }
   for (const host of made.hosts) {
+    const tls = `--tls-cert ${host.cert} --tls-key ${host.key}`;
+    // Instance ids are ADDR:PORT, so instances take IPv4 addresses and names only.
     console.log(
-      `  on ${host.address}: fts cluster|serve ... --host ${host.address}` +
-        ` --tls-cert ${host.cert} --tls-key ${host.key} --tls-ca ${made.caCert}`,
+      host.address.includes(":")
+        ? `  on ${host.address}: fts gateway ... --host ${host.address} ${tls}`
+        : `  on ${host.address}: fts cluster|gateway ... --host ${host.address} ${tls} ` +
+          `--tls-ca ${made.caCert} (fts serve: all but --tls-ca)`,
     );
   }
   console.log(`  clients: --tls-ca ${made.caCert} (or FTS_TLS_CA=${made.caCert})`);

@@ -49,6 +49,7 @@ Deno.test({
       assert.equal(made.code, 0, made.stderr);
       assert.match(made.stdout, /created the cluster CA .*ca\.pem/);
       assert.match(made.stdout, /--tls-cert \S+host-127\.0\.0\.2\.pem --tls-key \S+\.key --tls-ca/);
+      assert.match(made.stdout, /\(fts serve: all but --tls-ca\)/);
       for (const host of ["127.0.0.1", "127.0.0.2"]) {
         const { cert, key } = _paths(ca, host);
         const verified = await _openssl(["verify", "-CAfile", join(ca, "ca.pem"), cert]);

@@ -233,6 +233,21 @@ Deno.test("cli: kill, start, status and ls against a running cluster", async () 
     assert.equal(status.files[0].name, "k.bin");
     assert.ok(status.files[0].minLiveReplicas >= 1 && status.files[0].minLiveReplicas <= 2);
 
+    // Its port taken meanwhile by another program: start says what the instance said.
+    const squatter = Deno.listen({ hostname: "127.0.0.1", port });
+    try {
+      const blocked = await cluster.fts(["start", String(port)]);
+      assert.equal(blocked.code, 1, blocked.stderr);
+      assert.match(
+        blocked.stderr,
+        new RegExp(
+          `exited before it was ready: fts serve: Port ${port} on 127.0.0.1 is already in use`,
+        ),
+      );
+      assert.doesNotMatch(blocked.stderr, /--verbose for the cause.*--verbose for the cause/);
+    } finally {
+      squatter.close();
+    }
     assert.equal((await cluster.fts(["start", String(port)])).code, 0);
     await cluster.supervisor.waitFor(new RegExp(`instance ${port} up`));
     const up = await cluster.fts(["start", String(port)]);

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { parseByteRange } from "../lib/gateway/byte_range.ts";
 import { contentDisposition, mediaTypeOf } from "../lib/gateway/content_headers.ts";
-import { isWildcardAddress } from "../lib/gateway/gateway.ts";
+import { isWildcardAddress } from "../lib/wire/host_address.ts";
 import { BadRequestError, parseRequestHead, readRequestHead } from "../lib/gateway/http_request.ts";
 import { metalinkDocument } from "../lib/gateway/metalink.ts";
 import { PartBudget } from "../lib/gateway/part_budget.ts";

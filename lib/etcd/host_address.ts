@@ -6,12 +6,11 @@
  * whichever machine dials it.
  */
 import { UsageError } from "../wire/errors.ts";
-
-const _WILDCARDS = new Set(["0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0"]);
+import { isWildcardAddress } from "../wire/host_address.ts";
 
 /** Throws a UsageError (one clear line, before anything is recorded) for a `host` unfit for --host. */
 export function checkHostAddress(host: string): void {
-  if (_WILDCARDS.has(host)) {
+  if (isWildcardAddress(host)) {
     throw new UsageError(
       `--host ${host} is a wildcard address, which other hosts and clients cannot dial: ` +
         `give an address of this machine they reach it on`,

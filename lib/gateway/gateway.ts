@@ -21,6 +21,7 @@ import { PeerPool } from "../client/peer_pool.ts";
 import { FetchError } from "../client/fetch_error.ts";
 import { normalizeFileName, validateFileName } from "../state/manifest.ts";
 import type { FileEntry } from "../state/manifest.ts";
+import { isWildcardAddress } from "../wire/host_address.ts";
 import type { TlsClientOptions, TlsServerOptions } from "../wire/tls.ts";
 import { ClusterFiles, FileNotFoundError } from "./cluster_files.ts";
 import { ResponseAbortedError, serveFile } from "./file_response.ts";
@@ -445,8 +446,3 @@ async function _unavailable(writer: ResponseWriter, error: FetchError, withBody:
   );
 }
 
-/** Whether `hostname` listens on every address of the machine (0.0.0.0, ::). */
-export function isWildcardAddress(hostname: string): boolean {
-  const bare = hostname.replace(/^\[(.*)\]$/, "$1");
-  return bare === "0.0.0.0" || (bare.includes(":") && /^(?:0*:)*:?0*$/.test(bare));
-}

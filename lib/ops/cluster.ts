@@ -22,6 +22,8 @@ const ORPHANS_EXIT_WAIT_MS = 2_000;
 export const READY_TIMEOUT_MS = 30_000;
 /** Taken ports named in the error when a cluster cannot start; the rest are counted. */
 const MAX_LISTED_TAKEN_PORTS = 5;
+/** How much of an instance's stderr is kept to say why it did not start. */
+const LAST_WORDS_CHARS = 2_048;
 /** How long instances get to exit after SIGTERM before SIGKILL. */
 export const STOP_GRACE_MS = 3_000;
 
@@ -241,8 +243,14 @@ export class Supervisor {
         for (let done = 0; done < bytes.length;) done += await log.write(bytes.subarray(done));
       } catch { /* log closed */ }
     };
+    // The end of what it said on stderr: an instance that fails to start says why there.
+    let said = "";
     const stderrDrained = (async () => {
-      for await (const chunk of child.stderr) await writeLog(chunk);
+      const decoder = new TextDecoder();
+      for await (const chunk of child.stderr) {
+        await writeLog(chunk);
+        said = (said + decoder.decode(chunk, { stream: true })).slice(-LAST_WORDS_CHARS);
+      }
     })().catch(() => {});
     let stdoutDrained: Promise<void> = Promise.resolve();
     const ready = new Promise<void>((resolve, reject) => {
@@ -266,7 +274,19 @@ export class Supervisor {
         }
         clearTimeout(timer);
         if (!seen) {
-          reject(new Error(`Instance ${id} exited before it was ready (see ${paths.logFile(id)})`));
+          await stderrDrained;
+          // Its one error line, without the hint that only its own --verbose would honour.
+          const why = said.trim().split("\n").at(-1)?.trim().replace(
+            / \(--verbose for the cause\)$/,
+            "",
+          );
+          reject(
+            new Error(
+              `Instance ${id} exited before it was ready${why ? `: ${why}` : ""} (see ${
+                paths.logFile(id)
+              })`,
+            ),
+          );
         }
       })().catch((error) => {
         clearTimeout(timer);

@@ -63,3 +63,9 @@ export function parseHostAddress(text: string): HostAddress {
     `Bad host address ${JSON.stringify(text)}: expected an IP address or a DNS name`,
   );
 }
+
+/** Whether `hostname` listens on every address of the machine (0.0.0.0, ::). */
+export function isWildcardAddress(hostname: string): boolean {
+  const bare = hostname.replace(/^\[(.*)\]$/, "$1");
+  return bare === "0.0.0.0" || (bare.includes(":") && /^(?:0*:)*:?0*$/.test(bare));
+}
