@@ -20,8 +20,8 @@ import {
   type ClusterConfig,
   DEFAULT_CONFIG,
   ensureConfig,
-  plannedConfig,
   loadConfig,
+  plannedConfig,
   resolveDataDir,
 } from "../lib/state/config.ts";
 import {

@@ -203,9 +203,13 @@ export async function run(args: string[]): Promise<number> {
   } catch (error) {
     if (controller.signal.aborted && last && last.phase !== "locating") {
       const kept = last.partsPresent + last.partsFetched;
+      // With no part whole, no partial file is kept: nothing to resume from.
       throw new DOMException(
-        `interrupted with ${kept} of ${plural(last.parts, "part")} verified and kept: ` +
-          `the same command resumes`,
+        kept === 0
+          ? `interrupted with none of ${plural(last.parts, "part")} whole: nothing kept, ` +
+            `the same command starts over`
+          : `interrupted with ${kept} of ${plural(last.parts, "part")} verified and kept: ` +
+            `the same command resumes`,
         "AbortError",
       );
     }

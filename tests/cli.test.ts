@@ -155,7 +155,7 @@ Deno.test("cli: preload refuses a second file of the same name unless --replace,
     assert.equal(badSize.code, 2);
     assert.match(badSize.stderr, /unknown unit "XB"/);
     // The cluster's config exists now; a --part-size for one file is held to the same limits.
-    for (const size of ["1", "1GiB"]) {
+    for (const size of ["1", "1GiB", "4095"]) {
       const outOfRange = await runFts([
         "preload",
         file,
@@ -168,6 +168,8 @@ Deno.test("cli: preload refuses a second file of the same name unless --replace,
       ]);
       assert.equal(outOfRange.code, 2, outOfRange.stderr);
       assert.match(outOfRange.stderr, /--part-size must be 4\.0 KiB\.\.256 MiB, got \d+/);
+      // Not a figure that reads as one of the bounds.
+      assert.doesNotMatch(outOfRange.stderr, /got (4\.0 KiB|256 MiB)/);
       assert.equal((await readManifestJson(data)).files[`odd-${size}.bin`], undefined);
     }
     const missingFile = await runFts(["preload", join(dir, "nope.bin"), "--data", data]);

@@ -110,6 +110,7 @@ Deno.test({
       }
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /etcd is unavailable: .*(certificate|UnknownIssuer)/i);
+      assert.match(refused.stderr, /pass --etcd-ca FILE \(or FTS_ETCD_CA\) naming the CA/);
       cluster = await startEtcdHost({
         flags,
         host: "127.0.0.1",

@@ -134,6 +134,35 @@ Deno.test("fetch: failover: every replica of a part down fails fast naming the p
   }
 });
 
+Deno.test("fetch: Ctrl-C before any part is whole keeps nothing, and says so", async () => {
+  const cluster = await startCluster({
+    servers: 2,
+    replicas: 1,
+    partSize: "1MiB",
+    files: { "slow.bin": 4 * MiB },
+    clusterArgs: ["--limit-rate", "256KiB"],
+  });
+  try {
+    const dest = await newDest(cluster);
+    const fetch = cluster.spawnFetch("slow.bin", dest, ["--timeout", "60s"]);
+    // Its partial file is there, bytes arrive; a part takes 4 s at this rate.
+    const partial = join(dest, "slow.bin.fts-partial");
+    while (!(await Deno.stat(partial).then(() => true, () => false))) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    fetch.kill("SIGINT");
+    const result = await fetch.result();
+    assert.equal(result.code, 130, result.stderr);
+    assert.match(
+      result.stderr,
+      /interrupted with none of 4 parts whole: nothing kept, the same command starts over/,
+    );
+    assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), []);
+  } finally {
+    await cluster.stop();
+  }
+});
+
 Deno.test("fetch: Ctrl-C ends a fetch at once while every instance it reads from has stalled", async () => {
   const cluster = await startCluster({
     servers: 3,

@@ -8,8 +8,16 @@ import { ProtocolError } from "../wire/errors.ts";
 export class EtcdUnavailableError extends Error {
   readonly failures: readonly string[];
   constructor(endpoints: string, failures: readonly string[]) {
+    // An https etcd whose certificate this client cannot check is no outage: say what to pass.
+    const untrusted = failures.some((failure) =>
+      /UnknownIssuer|invalid peer certificate|certificate verify/i.test(failure)
+    );
     super(
-      `etcd is unavailable: none of ${endpoints} answered (${failures.slice(0, 3).join("; ")})`,
+      `etcd is unavailable: none of ${endpoints} answered (${failures.slice(0, 3).join("; ")})` +
+        (untrusted
+          ? `; its certificate is not one this client trusts: pass --etcd-ca FILE (or ` +
+            `FTS_ETCD_CA) naming the CA that signed it`
+          : ""),
     );
     this.name = "EtcdUnavailableError";
     this.failures = failures;

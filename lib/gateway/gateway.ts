@@ -445,4 +445,3 @@ async function _unavailable(writer: ResponseWriter, error: FetchError, withBody:
     withBody,
   );
 }
-

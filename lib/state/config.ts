@@ -98,7 +98,10 @@ export function validateConfig(config: ClusterConfig): ClusterConfig {
   if (!Number.isInteger(partSize) || partSize < MIN_PART_BYTES || partSize > MAX_PART_BYTES) {
     throw new UsageError(
       `--part-size must be ${formatBytes(MIN_PART_BYTES)}..${formatBytes(MAX_PART_BYTES)}, got ${
-        formatBytes(partSize)
+        formatBytes(partSize) === formatBytes(MIN_PART_BYTES) ||
+          formatBytes(partSize) === formatBytes(MAX_PART_BYTES)
+          ? `${partSize} bytes`
+          : formatBytes(partSize)
       }`,
     );
   }
