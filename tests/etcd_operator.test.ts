@@ -83,6 +83,13 @@ etcdTest(
       );
     }
     assert.equal(await stored(), before, "a refused command deleted parts");
+    // Someone else's rm: the owner is named as the operator, and --operator is the remedy.
+    const strangerKey = ["--identity", join(dir, "stranger")];
+    assert.equal((await runFts(["whoami", ...strangerKey])).code, 0);
+    const stranger = await runFts(["rm", "p.bin", ...flags, ...strangerKey]);
+    assert.equal(stranger.code, 1, stranger.stderr);
+    assert.match(stranger.stderr, /it belongs to operator \(ed25519:\S+\), not to /);
+    assert.match(stranger.stderr, /pass --operator/);
     const removed = await runFts(["rm", "p.bin", "--operator", ...flags, ...data(0)]);
     assert.equal(removed.code, 0, removed.stderr);
     // Copies on the other host are freed there: the line does not count them.
