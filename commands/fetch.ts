@@ -19,8 +19,7 @@ import { lstatOrUndefined } from "../lib/base/fs_util.ts";
 import { fetchFile, type FetchProgress } from "../lib/client/fetch.ts";
 import { MAX_PARALLEL } from "../lib/client/fetch_parts.ts";
 import { normalizeFileName, validateFileName } from "../lib/state/manifest.ts";
-import { resolveServers, startCommand } from "../lib/client/servers.ts";
-import { loadTlsClientOptions } from "../lib/wire/tls.ts";
+import { instanceTls, resolveServers, startCommand } from "../lib/client/servers.ts";
 import { Progress, type ProgressState, reportMode } from "../lib/ui/progress.ts";
 import { formatBytes, formatDuration, plural } from "../lib/base/units.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
@@ -127,7 +126,7 @@ export async function run(args: string[]): Promise<number> {
   const named = listFlag(flags, "server");
   const etcd = etcdTarget(flags);
   const servers = await resolveServers(dir, named, etcd);
-  const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
+  const tls = await instanceTls(dir, named, etcd, stringFlag(flags, "tls-ca"));
   const quiet = boolFlag(flags, "quiet");
   const json = boolFlag(flags, "json");
   const progress = new Progress(reportMode({ quiet, json }));

@@ -25,8 +25,8 @@ import { requireManifestIfParts } from "../lib/state/manifest_guard.ts";
 import { storesOnHost } from "../lib/state/part_gc.ts";
 import type { FileSummary } from "../lib/client/peer.ts";
 import { listedFilePages } from "../lib/client/list_files.ts";
-import { resolveServers } from "../lib/client/servers.ts";
-import { loadTlsClientOptions, type TlsClientOptions } from "../lib/wire/tls.ts";
+import { instanceTls, resolveServers } from "../lib/client/servers.ts";
+import type { TlsClientOptions } from "../lib/wire/tls.ts";
 import { formatBytes, plural } from "../lib/base/units.ts";
 import { displayWidth, padEndColumns, truncateColumns } from "../lib/base/display_width.ts";
 import { printable } from "../lib/base/printable.ts";
@@ -103,7 +103,7 @@ export async function run(args: string[]): Promise<number> {
   const dir = resolveDataDir(stringFlag(flags, "data"));
   const named = listFlag(flags, "server");
   const etcd = etcdTarget(flags);
-  const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
+  const tls = await instanceTls(dir, named, etcd, stringFlag(flags, "tls-ca"));
   const serversNamed = named.length > 0 || Boolean(Deno.env.get("FTS_SERVERS"));
   // Read only when neither servers nor etcd are named (a broken config elsewhere is not ls's).
   const config = serversNamed || etcd !== undefined ? undefined : await loadConfig(dir);

@@ -8,6 +8,7 @@ import {
 import { REPAIR_FLAGS, repairFlags } from "../lib/cli/repair_flags.ts";
 import { resolveDataDir } from "../lib/state/config.ts";
 import { repairRunner } from "../lib/ops/repair_runner.ts";
+import { instanceTls } from "../lib/client/servers.ts";
 import { repairCommandOptions, runRepairCommand } from "../lib/ui/repair_command.ts";
 
 export const USAGE =
@@ -32,8 +33,10 @@ export async function run(args: string[]): Promise<number> {
     "new-cluster": { type: "boolean" },
   });
   expectPositionals(flags, 0, 0, USAGE);
-  const options = repairCommandOptions(await repairFlags(flags));
   const dir = resolveDataDir(stringFlag(flags, "data"));
+  // On the cluster's host, a TLS cluster's CA without --tls-ca (into FTS_TLS_CA, which repairFlags reads).
+  await instanceTls(dir, [], etcdTarget(flags), stringFlag(flags, "tls-ca"));
+  const options = repairCommandOptions(await repairFlags(flags));
   return await runRepairCommand("repair", await repairRunner(dir, etcdTarget(flags)), {
     dryRun: boolFlag(flags, "dry-run"),
     verifyAll: boolFlag(flags, "verify"),

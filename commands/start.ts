@@ -12,7 +12,7 @@ import {
   livePid,
   runningSupervisor,
 } from "../lib/ops/instances.ts";
-import { loadServeFlags } from "../lib/ops/serve_flags.ts";
+import { loadServeFlags } from "../lib/state/serve_flags.ts";
 import { instanceCommand } from "../lib/ops/instance_bundle.ts";
 import { TLS_CA_ENV } from "../lib/wire/tls.ts";
 

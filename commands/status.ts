@@ -11,9 +11,8 @@ import { UsageError } from "../lib/wire/errors.ts";
 import { loadConfig, requireConfig, resolveDataDir } from "../lib/state/config.ts";
 import { clusterStatus, statusOf, type StatusReport } from "../lib/ops/status.ts";
 import { watchStatus } from "../lib/ui/status_watch.ts";
-import { loadTlsClientOptions } from "../lib/wire/tls.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
-import { clusterStartCommand } from "../lib/client/servers.ts";
+import { clusterStartCommand, instanceTls } from "../lib/client/servers.ts";
 
 export const USAGE =
   "fts status [--watch [--interval 1s]] [--json] [--tls-ca FILE] [--data DIR | --etcd URLS [--cluster NAME]]";
@@ -41,8 +40,8 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError("--interval sets how often --watch polls: give --watch too");
   }
   const dir = resolveDataDir(stringFlag(flags, "data"));
-  const tls = await loadTlsClientOptions(stringFlag(flags, "tls-ca"));
   const etcd = etcdTarget(flags);
+  const tls = await instanceTls(dir, [], etcd, stringFlag(flags, "tls-ca"));
   if (etcd) {
     if (boolFlag(flags, "watch")) {
       throw new UsageError(

@@ -66,8 +66,10 @@ test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refuse
       certs.ca,
     ]);
     assert.equal(renamed.code, 0, renamed.stderr);
-    // Without it, rm says the instances speak TLS, not "is the cluster running?".
-    const plainRm = await cluster.fts(["rm", "up2.bin", "--operator"]);
+    // Without it (servers named, so not the data directory's recorded CA either), rm says the
+    // instances speak TLS, not "is the cluster running?".
+    const server = ["--server", `127.0.0.1:${cluster.ports[0]}`];
+    const plainRm = await cluster.fts(["rm", "up2.bin", "--operator", ...server]);
     assert.equal(plainRm.code, 1, plainRm.stderr);
     assert.match(plainRm.stderr, /speaks TLS: pass the CA .* --tls-ca/);
 
@@ -98,16 +100,34 @@ test("tls: fetch, upload, mv, status and ls over TLS; wrong or missing CA refuse
     assert.deepEqual([...Deno.readDirSync(dest)], [], "a refused fetch wrote something");
 
     // No CA at all: the client speaks plain TCP to a TLS instance.
-    const plain = await cluster.fts(["fetch", "a.bin", dest]);
+    const plain = await cluster.fts(["fetch", "a.bin", dest, ...server]);
     assert.equal(plain.code, 1, plain.stderr);
     assert.match(plain.stderr, /speaks TLS: pass the CA .* --tls-ca/);
 
-    // Status and repair without the CA say so, rather than "all down, every file lost".
-    for (const command of ["status", "repair"]) {
-      const blind = await cluster.fts([command]);
-      assert.equal(blind.code, 1, blind.stderr);
-      assert.match(blind.stderr, /speaks TLS: pass the CA .* --tls-ca/);
-      assert.doesNotMatch(blind.stdout, /LOST/);
+    // On the cluster's host, its data directory's record of the CA its instances
+    // trust is enough: no flag, no FTS_TLS_CA.
+    const local = await cluster.fts(["fetch", "a.bin", dest]);
+    assert.equal(local.code, 0, local.stderr);
+    await assertSameFile(join(dest, "a.bin"), source);
+    for (const command of [["status"], ["repair", "--dry-run"], ["ls"]]) {
+      const result = await cluster.fts(command);
+      assert.equal(result.code, 0, `${command[0]}: ${result.stderr}`);
+    }
+    assert.equal((await cluster.fts(["rm", "up2.bin", "--operator"])).code, 0);
+
+    // Status and repair without the CA say so, rather than "all down, every file lost"
+    // (here with no record of it in the data directory).
+    const record = join(cluster.dir, "serve_flags.json");
+    await Deno.rename(record, `${record}.aside`);
+    try {
+      for (const command of ["status", "repair"]) {
+        const blind = await cluster.fts([command]);
+        assert.equal(blind.code, 1, blind.stderr);
+        assert.match(blind.stderr, /speaks TLS: pass the CA .* --tls-ca/);
+        assert.doesNotMatch(blind.stdout, /LOST/);
+      }
+    } finally {
+      await Deno.rename(`${record}.aside`, record);
     }
   } finally {
     await cluster.stop();
@@ -235,7 +255,14 @@ test("tls: fts start without a supervisor brings an instance back with the last 
     assert.equal(plain.code, 1, plain.stderr);
     assert.match(plain.stderr, /speaks TLS: pass the CA/);
     const upSource = join(cluster.work, "src", "c.bin");
-    const plainUpload = await cluster.fts(["upload", upSource, "--as", "c2.bin", "--operator"]);
+    const plainUpload = await cluster.fts([
+      "upload",
+      upSource,
+      "--as",
+      "c2.bin",
+      "--operator",
+      ...server,
+    ]);
     assert.equal(plainUpload.code, 1, plainUpload.stderr);
     assert.match(plainUpload.stderr, /speaks TLS: pass the CA/);
     // Its output goes to its log, as under the supervisor.

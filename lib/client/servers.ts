@@ -3,6 +3,9 @@ import { instanceAddress, instanceIds, loadConfig } from "../state/config.ts";
 import { UsageError } from "../wire/errors.ts";
 import { shellWord } from "../base/printable.ts";
 import { parseAddress } from "./peer.ts";
+import { loadServeFlags } from "../state/serve_flags.ts";
+import { resolve } from "../base/paths.ts";
+import { loadTlsClientOptions, TLS_CA_ENV, type TlsClientOptions } from "../wire/tls.ts";
 import { DEFAULT_CLUSTER_NAME, type EtcdTarget } from "../etcd/etcd_keys.ts";
 
 /**
@@ -95,4 +98,28 @@ export function clusterStartCommand(dir: string, etcd?: EtcdTarget): string {
     return `fts cluster --etcd ${shellWord(etcd.endpoints.join(","))}${named} --host ADDR`;
   }
   return `fts cluster --data ${shellWord(dir)}`;
+}
+
+/**
+ * The TLS a command dials the instances with: the CA `--tls-ca` names, else
+ * FTS_TLS_CA's, else, for the cluster in the data directory (no --server,
+ * FTS_SERVERS or --etcd), the CA its supervisor told the instances to trust
+ * (serve_flags.json): on the cluster's host a TLS cluster needs no flag.
+ * The CA goes into FTS_TLS_CA too, where every connection of the command
+ * looks (defaultTlsClientOptions); undefined means plain TCP.
+ */
+export async function instanceTls(
+  dir: string,
+  flagged: readonly string[],
+  etcd: EtcdTarget | undefined,
+  caFlag: string | undefined,
+): Promise<TlsClientOptions | undefined> {
+  const ca = caFlag ?? (Deno.env.get(TLS_CA_ENV) || undefined) ??
+    (startCommand(dir, [...flagged], etcd) !== undefined && etcd === undefined
+      ? (await loadServeFlags(dir).catch(() => undefined))?.tlsCa
+      : undefined);
+  if (ca === undefined) return undefined;
+  const options = await loadTlsClientOptions(ca);
+  Deno.env.set(TLS_CA_ENV, resolve(ca));
+  return options;
 }

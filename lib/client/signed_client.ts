@@ -8,18 +8,11 @@ import { type ErrorCode, ProtocolError, RemoteProtocolError, UsageError } from "
 import { type Identity, identityFromFlags } from "../auth/identity.ts";
 import { Peer } from "./peer.ts";
 import { type ReplyOf } from "../wire/ops.ts";
-import { resolveServers } from "./servers.ts";
+import { instanceTls, resolveServers } from "./servers.ts";
 import { type EtcdTarget } from "../etcd/etcd_keys.ts";
 import { signRequest, type UnsignedRequest } from "../auth/signed_request.ts";
 import { shuffled } from "../base/shuffled.ts";
-import {
-  defaultTlsClientOptions,
-  loadTlsClientOptions,
-  preferredTlsError,
-  TLS_CA_ENV,
-  TlsError,
-} from "../wire/tls.ts";
-import { resolve } from "../base/paths.ts";
+import { defaultTlsClientOptions, preferredTlsError, TlsError } from "../wire/tls.ts";
 
 /** How long a signed request may wait for its reply: the server may free many parts first. */
 export const MUTATION_REPLY_TIMEOUT_MS = 30_000;
@@ -191,12 +184,9 @@ export interface SigningOptions {
 export async function signingContext(
   options: SigningOptions,
 ): Promise<{ servers: string[]; identity: Identity }> {
-  if (options.tlsCa !== undefined) {
-    await loadTlsClientOptions(options.tlsCa);
-    // Through the environment, as every connection of the command (and FTS_TLS_CA) goes.
-    Deno.env.set(TLS_CA_ENV, resolve(options.tlsCa));
-  }
   const dir = resolveDataDir(options.dataDir);
+  // Through the environment, as every connection of the command (and FTS_TLS_CA) goes.
+  await instanceTls(dir, options.servers, options.etcd, options.tlsCa);
   const servers = shuffled(
     await resolveServers(dir, [...options.servers], options.etcd, {
       forChange: true,

@@ -11,7 +11,7 @@ import { Healer, type HealEvent, type RepairRunner } from "./heal.ts";
 import { repairCluster } from "./repair.ts";
 import { livePid } from "./instances.ts";
 import { resolve } from "../base/paths.ts";
-import { saveServeFlags } from "./serve_flags.ts";
+import { saveServeFlags } from "../state/serve_flags.ts";
 import { instanceCommand } from "./instance_bundle.ts";
 import { TLS_CA_ENV } from "../wire/tls.ts";
 import { portFree, portHolder } from "../base/ports.ts";

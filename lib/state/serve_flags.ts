@@ -5,7 +5,7 @@
  * stopped) gets the same, so it never comes back without TLS, say, beside
  * instances that serve with it.
  */
-import { dataPaths } from "../state/config.ts";
+import { dataPaths } from "./config.ts";
 import { readJsonFile, writeFileAtomic } from "../base/fs_util.ts";
 
 export const SERVE_FLAGS_FORMAT = "fts-serve-flags";
