@@ -71,6 +71,8 @@ export async function run(args: string[]): Promise<number> {
   }
   try {
     if (!(await Deno.stat(path)).isFile) throw new UsageError(`${path} is not a regular file`);
+    // Readable too, before an identity is made for it.
+    (await Deno.open(path, { read: true })).close();
   } catch (cause) {
     if (cause instanceof UsageError) throw cause;
     throw new UsageError(`Cannot read ${path}: ${(cause as Error).message}`, { cause });
