@@ -228,11 +228,12 @@ async function _preloadOverNetwork(
  * every file is stored; over the network each file is published in turn.
  */
 function _interrupted(stored: number, files: number, published?: number): DOMException {
-  const done = published === undefined
-    ? `${stored} of ${plural(files, "file")} stored, nothing published`
-    : `${published} of ${plural(files, "file")} published`;
   return new DOMException(
-    `interrupted with ${done}: the same command skips the parts already stored`,
+    published === undefined || published === 0
+      ? `interrupted with ${stored} of ${plural(files, "file")} stored, nothing published: ` +
+        `the same command skips the parts already stored`
+      : `interrupted with ${published} of ${plural(files, "file")} published: preload the ` +
+        `others again (fts ls shows which are in; their stored parts are not sent again)`,
     "AbortError",
   );
 }

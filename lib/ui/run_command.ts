@@ -19,7 +19,7 @@ let _guarded = false;
  * written (a reader that went away is left as Deno handles it), so that the
  * error says so instead of blaming the command's own files. Idempotent.
  */
-export function guardStandardOutput(): void {
+function _guardStandardOutput(): void {
   if (_guarded) return;
   _guarded = true;
   const log = console.log.bind(console);
@@ -35,7 +35,7 @@ export function guardStandardOutput(): void {
 
 /** Runs `fts NAME ARGS...` with `command`; returns the exit code. */
 export async function runCommand(name: string, command: Command, args: string[]): Promise<number> {
-  guardStandardOutput();
+  _guardStandardOutput();
   try {
     return await _run(name, command, args);
   } catch (error) {
