@@ -200,3 +200,63 @@ Deno.test("cluster --heal-after 2s: a copy a fetch got quarantined is made again
     await cluster.stop();
   }
 });
+
+Deno.test("cluster --heal-after 2s: copies lost without a long outage come back: a store wiped while down a moment, a copy file deleted and found by a fetch (R=2)", async () => {
+  const cluster = await startCluster({
+    servers: 3,
+    replicas: 2,
+    files: { "w.bin": 3 * MiB + 7 },
+    partSize: "1MiB",
+    clusterArgs: ["--heal-after", "2s"],
+  });
+  try {
+    const manifest = await readManifestJson(cluster.dir);
+    const parts = manifest.files["w.bin"]!.parts;
+    // The run every cluster makes once up for --heal-after is over: what follows is not it.
+    await waitUntil(
+      async () => {
+        const status = JSON.parse((await cluster.fts(["status", "--json"])).stdout);
+        return status.healing?.last != null || "no run over yet";
+      },
+      HEAL_DEADLINE_MS,
+      "the first healing run to end",
+    );
+    // Down a moment (well inside --heal-after), its copies wiped meanwhile, then back.
+    const victim = Number(parts[0]!.replicas[0]);
+    await cluster.kill(victim);
+    await Deno.remove(join(cluster.dir, "instances", String(victim), "parts"), { recursive: true });
+    await cluster.start(victim);
+    await waitUntil(
+      async () => {
+        const off = offCount(await censusOnDisk(cluster.dir, cluster.ports), 2);
+        return off.length === 0 || off.join("; ");
+      },
+      HEAL_DEADLINE_MS,
+      "every part to have 2 good copies again after the instance came back empty",
+    );
+    await cluster.supervisor.waitFor(new RegExp(`heal: instance ${victim} back`));
+
+    // One copy file deleted under a running instance: nothing goes down; a fetch finds it gone.
+    // Part 1 is read from its second replica first (one read at a time: nothing else counts).
+    const part = parts[1]!;
+    const holder = part.replicas[1]!;
+    await Deno.remove(storedPartPath(cluster.dir, holder, part.digest));
+    const dest = join(cluster.work, "dest");
+    await Deno.mkdir(dest);
+    const fetch = await cluster.fts(["fetch", "w.bin", dest, "--parallel", "1"]);
+    assert.match(fetch.stderr, new RegExp(`failover: part 1 from instance ${holder}`));
+    assert.equal(fetch.code, 0, fetch.stderr);
+    await assertSameFile(join(dest, "w.bin"), join(cluster.work, "src", "w.bin"));
+    await waitUntil(
+      async () => {
+        const off = offCount(await censusOnDisk(cluster.dir, cluster.ports), 2);
+        return off.length === 0 || off.join("; ");
+      },
+      HEAL_DEADLINE_MS,
+      "the deleted copy to be made again",
+    );
+    await cluster.supervisor.waitFor(/heal: a client found a listed copy missing on instance \d+/);
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -320,8 +320,10 @@ Deno.test("PartReader.readMany() leaves a refused part and a corrupt one to read
         JSON.stringify(failover),
       );
       await reader.reportsSettled();
-      // One connection for every read, one of its own for the report.
-      assert.equal(a!.server.counters.connections, 2);
+      // One connection for every read, one of its own for each report: the corrupt copy,
+      // and the listed copy it does not hold.
+      assert.equal(a!.server.counters.connections, 3);
+      assert.equal(a!.server.counters.reportedMissing, 1);
       const peer = await Peer.connect(a!.address);
       try {
         assert.ok(

@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { formatRepairEvent } from "../lib/ui/repair_format.ts";
+import { Healer } from "../lib/ops/heal.ts";
+import { emptyRepairReport } from "../lib/ops/repair_report.ts";
 import { CopyError, copyPart } from "../lib/ops/part_copy.ts";
 import { Peer } from "../lib/client/peer.ts";
 import { parseRequest } from "../lib/wire/ops.ts";
@@ -216,4 +218,27 @@ Deno.test("formatRepairEvent(): an under-replicated part says why: no room, or n
     'under-replicated: part 3 of "f.bin" has 1 of 3 copies; no copy could be read for another ' +
       "(see the failed copies above)",
   );
+});
+
+Deno.test("Healer: who is gone is decided when the run starts its work, after any wait for the lock", async () => {
+  const seen: { before: string[]; now: string[] }[] = [];
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const healer = new Healer(async (options) => {
+    // As a run waiting for another host's repair lock: the instance comes back meanwhile.
+    const before = [...(options.goneIds ?? [])];
+    await held;
+    seen.push({ before, now: [...(options.goneIdsNow?.() ?? [])] });
+    return emptyRepairReport(false);
+  }, { healAfterMs: 20 });
+  try {
+    healer.instanceDown("9001");
+    while (healer.status().running === null) await new Promise((r) => setTimeout(r, 5));
+    healer.instanceUp("9001");
+    release();
+    while (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(seen[0], { before: ["9001"], now: [] });
+  } finally {
+    await healer.stop();
+  }
 });

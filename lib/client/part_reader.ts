@@ -49,8 +49,13 @@ const _MAX_SPARE_BUFFERS = 8;
 const _COOLING_LOAD = 1_000_000;
 /** Error codes meaning the replica has no good copy: trying it again would not help. */
 const _PERMANENT_CODES: readonly string[] = ["NOT_FOUND", "QUARANTINED", "BAD_RANGE"];
-/** A range inside the part refused: the replica's copy is shorter than the part. */
-const _tooShort = (error: unknown) => error instanceof ProtocolError && error.code === "BAD_RANGE";
+/**
+ * A refusal that says the replica's copy is short (a range inside the part
+ * refused) or gone: reported, so that the instance quarantines a short copy,
+ * and counts a lost one for healing.
+ */
+const _shortOrGone = (error: unknown) =>
+  error instanceof ProtocolError && (error.code === "BAD_RANGE" || error.code === "NOT_FOUND");
 
 export type * from "./part_reader_types.ts";
 import type {
@@ -250,7 +255,7 @@ export class PartReader {
         signal?.throwIfAborted();
         const refused = k === 0 ? first : await peer.partAnswer(part.size);
         if (refused !== undefined) {
-          if (_tooShort(refused)) this.#report(address, part.digest);
+          if (_shortOrGone(refused)) this.#report(address, part.digest);
           this.#failedOver(part, id, refused);
           tell(undefined);
           continue;
@@ -343,7 +348,7 @@ export class PartReader {
           const reason = error instanceof Error ? error.message : String(error);
           reasons.push(`${id}: ${reason}`);
           const permanent = error instanceof ProtocolError && _PERMANENT_CODES.includes(error.code);
-          if (_tooShort(error)) this.#report(address, part.digest);
+          if (_shortOrGone(error)) this.#report(address, part.digest);
           failures.set(id, permanent ? ATTEMPTS_PER_REPLICA : (failures.get(id) ?? 0) + 1);
           if (!permanent) this.#cooldown.failed(address);
           this.counters.failovers++;

@@ -48,6 +48,8 @@ export interface AnswerWatchOptions {
    * reported it, or it failed a check): that part is a copy short.
    */
   onQuarantined?: (id: string) => void;
+  /** A client reported a copy the instance does not hold since the check before. */
+  onReportedMissing?: (id: string) => void;
 }
 
 export class AnswerWatch {
@@ -59,6 +61,8 @@ export class AnswerWatch {
   readonly #failing = new Set<string>();
   /** The count of quarantined copies each instance gave at its last check. */
   readonly #quarantined = new Map<string, number>();
+  /** The count of reports of copies it does not hold each instance gave at its last check. */
+  readonly #reportedMissing = new Map<string, number>();
   #checking = false;
   #stop: (() => void) | undefined;
 
@@ -81,6 +85,7 @@ export class AnswerWatch {
     this.#silent.delete(id);
     this.#failing.delete(id);
     this.#quarantined.delete(id);
+    this.#reportedMissing.delete(id);
   }
 
   /** One round of checks; a round still waiting for answers is not doubled. */
@@ -114,16 +119,25 @@ export class AnswerWatch {
           } else if (wasSilent) {
             this.#options.onAnswering(probe.id);
           }
-          const quarantined = probe.stats?.quarantined;
-          if (typeof quarantined !== "number") continue;
-          // From 0: the count starts with the instance, and a first check may come after one.
-          const before = this.#quarantined.get(probe.id) ?? 0;
-          this.#quarantined.set(probe.id, quarantined);
-          if (quarantined > before) this.#options.onQuarantined?.(probe.id);
+          // From 0: a count starts with the instance, and a first check may come after one.
+          if (_grew(this.#quarantined, probe.id, probe.stats?.quarantined)) {
+            this.#options.onQuarantined?.(probe.id);
+          }
+          if (_grew(this.#reportedMissing, probe.id, probe.stats?.reportedMissing)) {
+            this.#options.onReportedMissing?.(probe.id);
+          }
         }
       }
     } finally {
       this.#checking = false;
     }
   }
+}
+
+/** Records `count` as `id`'s; whether it grew since the last one recorded (from 0). */
+function _grew(counts: Map<string, number>, id: string, count: unknown): boolean {
+  if (typeof count !== "number") return false;
+  const before = counts.get(id) ?? 0;
+  counts.set(id, count);
+  return count > before;
 }

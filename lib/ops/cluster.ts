@@ -97,10 +97,15 @@ export class Supervisor {
           ? { rateBytesPerSecond: options.healRateBytesPerSecond }
           : {}),
         ...(options.onHeal ? { onEvent: options.onHeal } : {}),
+        runWhenBack: options.repair === undefined,
       })
       : undefined;
     for (const id of instanceIds(config)) this.#instances.set(id, { id, state: "down" });
-    const healer = this.#localHealEvents ? this.healer : undefined;
+    const healer = this.healer;
+    // In etcd, who is down is what the liveness keys of every host say
+    // (etcd_heal.ts); this host's watch still starts runs for what its own
+    // instances report: a quarantined copy, a listed copy missing.
+    const local = this.#localHealEvents;
     this.#answers = healer && new AnswerWatch({
       intervalMs: checkIntervalFor(healer.healAfterMs),
       instances: () =>
@@ -109,22 +114,24 @@ export class Supervisor {
           address: instanceAddress(config, id),
         })),
       onSilent: (id) => {
-        healer.instanceDown(id);
+        if (local) healer.instanceDown(id);
         this.#onEvent({ type: "silent", id });
       },
       onAnswering: (id) => {
-        healer.instanceUp(id);
+        if (local) healer.instanceUp(id);
         this.#onEvent({ type: "answering", id });
       },
       onFailing: (id, reason) => {
-        healer.instanceDown(id);
+        if (local) healer.instanceDown(id);
         this.#onEvent({ type: "failing", id, reason });
       },
       onServing: (id) => {
-        healer.instanceUp(id);
+        if (local) healer.instanceUp(id);
         this.#onEvent({ type: "serving", id });
       },
       onQuarantined: (id) => healer.trigger(`instance ${id} quarantined a bad copy`),
+      onReportedMissing: (id) =>
+        healer.triggerLimited(`a client found a listed copy missing on instance ${id}`),
     });
   }
 

@@ -2,11 +2,13 @@
  * Self-healing for the cluster supervisor. An instance that stays down for
  * longer than `healAfterMs` has its parts copied elsewhere by a repair run in
  * this process (throttled, so clients keep most of the machine); an instance
- * that comes back after such a run makes another, which drops the surplus
- * copies so every part ends with exactly R. Shorter outages cost nothing:
- * until its time is up, a down instance's copies still count. The
- * supervisor also starts a run when an instance quarantined a copy, and
- * once the cluster has been up for healAfterMs (afterStart()).
+ * that comes back makes another, which drops the surplus copies such a run
+ * made, or copies what it lost meanwhile, so every part ends with exactly R.
+ * Shorter outages cost no copying: until its time is up, a down instance's
+ * copies still count. The supervisor also starts a run when an instance
+ * quarantined a copy, when clients reported a listed copy missing (at most
+ * once a minute: anyone may report), and once the cluster has been up for
+ * healAfterMs (afterStart()).
  */
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
@@ -18,6 +20,8 @@ import { formatDuration } from "../base/units.ts";
 
 /** How long an instance may be down before its parts are re-replicated. */
 export const DEFAULT_HEAL_AFTER_MS = 60_000;
+/** Runs for copies clients report missing start at most this often. */
+export const REPORTED_TRIGGER_MIN_MS = 60_000;
 /** After a run that could not do everything it tried (a copy failed), try again this much later. */
 export const HEAL_RETRY_MS = 30_000;
 /** How long stopping waits for a run in progress to notice and wind down. */
@@ -29,6 +33,13 @@ export interface HealOptions {
   /** Bytes per second copied while healing; 0 means no limit. */
   rateBytesPerSecond?: number;
   onEvent?: (event: HealEvent) => void;
+  /**
+   * Whether an instance coming back always starts a run (its store may have
+   * lost copies while it was down), or only when a run copied its parts
+   * meanwhile (false: in etcd every host's healer hears every instance, and
+   * a lease that lapses a moment would start a run on each).
+   */
+  runWhenBack?: boolean;
 }
 
 export type HealEvent =
@@ -95,6 +106,7 @@ export class Healer {
   readonly #repair: RepairRunner;
   readonly healAfterMs: number;
   readonly rateBytesPerSecond: number;
+  readonly #runWhenBack: boolean;
   readonly #onEvent: (event: HealEvent) => void;
   readonly #down = new Map<string, _Down>();
   readonly #abort = new AbortController();
@@ -105,6 +117,9 @@ export class Healer {
   #retry: { timer: ReturnType<typeof setTimeout>; at: number } | undefined;
   #stopped = false;
   #startTimer: ReturnType<typeof setTimeout> | undefined;
+  /** triggerLimited(): the run waiting for its turn, and when the last one was started. */
+  #limited: ReturnType<typeof setTimeout> | undefined;
+  #limitedAt = -Infinity;
   #loop: Promise<void> | undefined;
 
   /** Heals with `repair` (repairCluster of one data directory, or a cluster in etcd). */
@@ -116,6 +131,7 @@ export class Healer {
     this.healAfterMs = options.healAfterMs;
     this.rateBytesPerSecond = options.rateBytesPerSecond ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
     this.#onEvent = options.onEvent ?? (() => {});
+    this.#runWhenBack = options.runWhenBack ?? true;
   }
 
   get enabled(): boolean {
@@ -145,9 +161,10 @@ export class Healer {
     if (!entry) return;
     clearTimeout(entry.timer);
     this.#down.delete(id);
-    // Its copies are back: if a run copied them elsewhere meanwhile, some are now surplus.
+    // Its copies are back: if a run copied them elsewhere meanwhile, some are now surplus;
+    // if not, some may still be missing (its store lost or wiped while it was down).
     const healedMeanwhile = this.#runsFinished > entry.runsAtDown || this.#running !== null;
-    if (this.enabled && healedMeanwhile) this.trigger(`instance ${id} back`);
+    if (this.enabled && (this.#runWhenBack || healedMeanwhile)) this.trigger(`instance ${id} back`);
   }
 
   /** Instance `id` left the cluster for good (fts forget): no longer down, nothing to heal. */
@@ -167,6 +184,20 @@ export class Healer {
       () => this.trigger(`cluster up for ${formatDuration(this.healAfterMs)}`),
       this.healAfterMs,
     );
+  }
+
+  /**
+   * trigger(), at most once per REPORTED_TRIGGER_MIN_MS: for what a client
+   * (anyone who can connect) reports, so reports cannot keep runs going.
+   */
+  triggerLimited(reason: string): void {
+    if (!this.enabled || this.#stopped || this.#limited) return;
+    const wait = this.#limitedAt + REPORTED_TRIGGER_MIN_MS - Date.now();
+    this.#limited = setTimeout(() => {
+      this.#limited = undefined;
+      this.#limitedAt = Date.now();
+      this.trigger(reason);
+    }, Math.max(0, wait));
   }
 
   /** Starts a repair run now, or right after the current one. */
@@ -205,7 +236,8 @@ export class Healer {
     this.#running = running;
     this.#onEvent({ type: "start", reason });
     let retry = false;
-    const gone = this.#dueIds();
+    // Who is gone is decided once the run holds the repair lock (it may wait for it).
+    let gone = this.#dueIds();
     /** Records, for the instances this run heals, whether it made all their copies. */
     const healed = (whole: boolean) => {
       for (const id of gone) {
@@ -216,6 +248,7 @@ export class Healer {
     try {
       const report = await this.#repair({
         goneIds: gone,
+        goneIdsNow: () => (gone = this.#dueIds()),
         // One budget for the disk reads healing causes, whether copies or re-hashes.
         copyRateBytesPerSecond: this.rateBytesPerSecond,
         verifyRateBytesPerSecond: this.rateBytesPerSecond,
@@ -292,6 +325,7 @@ export class Healer {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#startTimer);
+    clearTimeout(this.#limited);
     for (const entry of this.#down.values()) clearTimeout(entry.timer);
     if (this.#retry) clearTimeout(this.#retry.timer);
     this.#abort.abort(new DOMException("The cluster is stopping", "AbortError"));

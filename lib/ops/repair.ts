@@ -98,7 +98,8 @@ export async function repairTarget(
     return await target.locker.withLock(REPAIR_LOCK, async () => {
       cancelNotice();
       await target.prepare();
-      return await new _Repair(target, options).run();
+      const goneIds = options.goneIdsNow?.() ?? options.goneIds;
+      return await new _Repair(target, { ...options, ...(goneIds ? { goneIds } : {}) }).run();
     });
   } finally {
     cancelNotice();

@@ -64,6 +64,12 @@ export interface RepairOptions {
    * whose copies are not this instance's and may go with it.
    */
   goneIds?: ReadonlySet<string>;
+  /**
+   * The gone instances as they are once the repair lock is held, instead of
+   * goneIds: a run may wait for the lock a while (another host's run), and
+   * an instance gone when it was asked for may be back by then.
+   */
+  goneIdsNow?: () => ReadonlySet<string>;
   /** Bytes per second copied, over all copies; 0 or absent means no limit. */
   copyRateBytesPerSecond?: number;
   /** Bytes per second re-hashed, over all instances; 0 or absent means no limit. */

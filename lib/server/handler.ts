@@ -61,6 +61,8 @@ export interface ServerCounters {
   errorsSent: number;
   reportsReceived: number;
   quarantined: number;
+  /** Reports of a copy this instance does not hold (a listed replica that lost it). */
+  reportedMissing: number;
   /** Stored copies re-hashed on request (part.verify). */
   partsVerified: number;
 }

@@ -31,6 +31,8 @@ export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report
     try {
       // Anyone may report: the re-hash waits for the address's budget, as part.verify's.
       const size = await store.sizeOf(request.digest);
+      // Not held at all: a client found a listed copy gone (the supervisor heals on it).
+      if (size === undefined) instance.counters.reportedMissing++;
       if (size !== undefined) await instance.verifyLimiter(state.address).take(size);
       if (!(await store.verify(request.digest))) {
         quarantined = await store.quarantine(request.digest);

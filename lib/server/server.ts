@@ -95,6 +95,7 @@ export class Server {
     errorsSent: 0,
     reportsReceived: 0,
     quarantined: 0,
+    reportedMissing: 0,
     partsVerified: 0,
   };
   readonly #open = new Set<Connection>();
