@@ -43,7 +43,7 @@ import { LiveScreen } from "../lib/ui/live_screen.ts";
 import { LiveSession } from "../lib/ui/live_session.ts";
 import { clusterStatus } from "../lib/ops/status.ts";
 import { clusterTitle } from "../lib/ui/status_watch.ts";
-import { clock, formatBytes, formatDuration } from "../lib/base/units.ts";
+import { clock, formatBytes, formatDuration, plural } from "../lib/base/units.ts";
 import { formatRepairEvent, formatRepairSummary } from "../lib/ui/repair_format.ts";
 import { formatStatus } from "../lib/ui/status_format.ts";
 import {
@@ -280,6 +280,18 @@ export async function run(args: string[]): Promise<number> {
     console.log(
       `fts cluster: HTTP gateway at ${gateway.url}/ (curl -O ${gateway.url}/files/NAME; a browser shows the index)`,
     );
+  }
+  if (etcdArgs) {
+    // Fewer instances than copies a part needs: uploads cannot publish until more join.
+    const members = (await etcdArgs.cluster.members().catch(() => undefined))?.size;
+    if (members !== undefined && members < etcdArgs.replicas) {
+      console.log(
+        `fts cluster: the cluster has ${
+          plural(members, "instance")
+        }, fewer than the ${etcdArgs.replicas} ` +
+          `copies each part needs (R): uploads fail until more hosts join`,
+      );
+    }
   }
   console.log(
     healAfterMs > 0

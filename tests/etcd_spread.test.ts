@@ -164,6 +164,27 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "etcd spread: a first host with fewer instances than R says that uploads fail until more join",
+  ignore: missingTool("etcd"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fts-etcd-few-" });
+    const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
+    let host: FtsProcess | undefined;
+    try {
+      const flags = ["--etcd", etcd.endpoints, "--cluster", "few"];
+      host = await startLoopbackHost(0, { flags, dir, extra: [], servers: 1 });
+      await host.waitFor(/the cluster has 1 instance, fewer than the 2 copies each part needs/);
+    } finally {
+      host?.kill("SIGTERM");
+      await host?.status;
+      await etcd.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "etcd spread: a copy a fetch got quarantined is made again by healing, with no host down",
   ignore: missingTool("etcd"),
   sanitizeOps: false,

@@ -277,6 +277,32 @@ Deno.test({
       } finally {
         await notEtcd.shutdown();
       }
+      // A member whose gateway cannot reach it (etcd stopping, a restart): gRPC's UNAVAILABLE,
+      // answered in JSON. The next endpoint is tried; with none, "etcd is unavailable".
+      const stopping = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        () =>
+          Response.json({
+            error: "connection error",
+            code: 14,
+            message: 'connection error: desc = "transport: Error while dialing dial tcp ' +
+              '127.0.0.1:2379: connect: connection refused"',
+          }, { status: 503 }),
+      );
+      try {
+        const stoppingFirst = `http://127.0.0.1:${stopping.addr.port},${endpoints[0]}`;
+        const listed = await runFts(["ls", "--etcd", stoppingFirst, "--cluster", "settings"]);
+        assert.equal(listed.code, 0, listed.stderr);
+        const onlyStopping = await runFts([
+          "ls",
+          "--etcd",
+          `http://127.0.0.1:${stopping.addr.port}`,
+        ]);
+        assert.equal(onlyStopping.code, 1, onlyStopping.stderr);
+        assert.match(onlyStopping.stderr, /etcd is unavailable: none of /);
+      } finally {
+        await stopping.shutdown();
+      }
       // The command line: one clear line and exit 1 or 2, for each kind of bad input.
       const badUrl = await runFts(["ls", "--etcd", "not a url"]);
       assert.equal(badUrl.code, 2);

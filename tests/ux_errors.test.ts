@@ -49,7 +49,7 @@ Deno.test("errorLine() adds what to do, found down the cause chain", () => {
   // A refusal that is not about the key or the clock gets no advice to check them.
   for (
     const message of [
-      'Signed file.rename of "a" is for content 0123..., but the file now holds 4567... (it changed since the request was signed); sign it again',
+      'Signed file.rename of "a" is for content 0123..., but the file now holds 4567... (it changed since the request was signed); run the command again',
       "Signed request was already used (replay refused); sign a new one",
     ]
   ) {

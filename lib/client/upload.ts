@@ -22,7 +22,7 @@
 import { createHash } from "node:crypto";
 import { ProtocolError, RemoteProtocolError } from "../wire/errors.ts";
 import { type Identity } from "../auth/identity.ts";
-import { type FileEntry, OPERATOR_OWNER } from "../state/manifest.ts";
+import type { FileEntry } from "../state/manifest.ts";
 import { type ClusterInfo, type PartSigner, Peer } from "./peer.ts";
 import { PeerPool } from "./peer_pool.ts";
 import { rankAcrossDomains } from "../state/placement.ts";
@@ -34,7 +34,14 @@ import { hashInto } from "../state/store.ts";
 import { preferredTlsError, TlsError } from "../wire/tls.ts";
 import { Xxh128 } from "../hash/xxh128.ts";
 import { checkSource, stampSource } from "../base/source_file.ts";
-import { asSourceGone, asUploadError, refuseOverQuota, UploadError } from "./upload_error.ts";
+import {
+  asSourceGone,
+  asUploadError,
+  giveUpOnMissingParts,
+  refuseExisting,
+  refuseOverQuota,
+  UploadError,
+} from "./upload_error.ts";
 
 /** Bytes read from the file and written to a socket at a time. */
 export const UPLOAD_CHUNK_BYTES = 256 * 1024;
@@ -253,6 +260,7 @@ class _Uploader {
           await this.#recheckStored(parts);
           continue;
         }
+        if (error.code === "MISSING_PARTS") giveUpOnMissingParts(error, PUBLISH_ATTEMPTS);
         throw error;
       }
     }
@@ -280,7 +288,10 @@ class _Uploader {
         } catch (error) {
           if (!(error instanceof ProtocolError && error.code === "NOT_FOUND")) throw error;
         }
-        this.#checkExisting(existing);
+        refuseExisting(existing, {
+          ...this.#options,
+          operatorKnown: this.#cluster.operator !== false,
+        });
         options.onEvent?.({
           type: "cluster",
           from: address,
@@ -306,26 +317,6 @@ class _Uploader {
       `Cannot reach any server (tried ${options.servers.length}); is the cluster running?`,
       { cause: new Error(reasons.slice(0, 5).join("; ")) },
     );
-  }
-
-  #checkExisting(existing: FileEntry | undefined): void {
-    if (!existing) return;
-    const { name, replace, identity } = this.#options;
-    if (!replace) {
-      throw new UploadError(
-        `A file named ${JSON.stringify(name)} already exists; pass --replace to overwrite it ` +
-          `(only your own files)`,
-      );
-    }
-    // A preloaded file is the operator's, whose key the instances know (an older one does not say).
-    const operators = existing.owner === OPERATOR_OWNER && this.#cluster.operator !== false;
-    if (existing.owner !== identity.owner && !operators) {
-      throw new UploadError(
-        `Cannot replace ${JSON.stringify(name)}: it belongs to ${existing.owner}, not to you ` +
-          `(${identity.owner})` +
-          (existing.owner === OPERATOR_OWNER ? "; pass --operator on the cluster's host" : ""),
-      );
-    }
   }
 
   /** Runs `work` over the parts, `parallel` at a time, each worker with its own file handle. */

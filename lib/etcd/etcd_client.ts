@@ -164,12 +164,18 @@ function _op(op: TxnOp): _Json {
 /** An etcd server answered with an error (not a transport failure). */
 export class EtcdResponseError extends Error {
   readonly status: number;
-  constructor(status: number, message: string, options?: ErrorOptions) {
+  /** The gRPC status code the gateway's JSON answer carried, if any (14: unavailable). */
+  readonly grpcCode: number | undefined;
+  constructor(status: number, message: string, options?: ErrorOptions & { grpcCode?: number }) {
     super(message, options);
     this.name = "EtcdResponseError";
     this.status = status;
+    this.grpcCode = options?.grpcCode;
   }
 }
+
+/** gRPC's UNAVAILABLE: the gateway could not reach its own member (stopping, restarting). */
+const _GRPC_UNAVAILABLE = 14;
 
 /**
  * An answer that means "this member cannot serve now": try another. So is
@@ -177,10 +183,10 @@ export class EtcdResponseError extends Error {
  */
 function _memberUnavailable(error: unknown): boolean {
   if (!(error instanceof EtcdResponseError) || error.cause instanceof SyntaxError) return true;
+  if (error.grpcCode === _GRPC_UNAVAILABLE) return true;
   return error.status >= 500 &&
-    /no leader|timed out|not capable|unhealthy|stopped|leader changed|too many requests/i.test(
-      error.message,
-    );
+    /no leader|timed out|not capable|unhealthy|stopped|leader changed|too many requests|error while dialing|connection refused/i
+      .test(error.message);
 }
 
 export interface EtcdClientOptions {
@@ -261,7 +267,10 @@ export class EtcdClient {
     }
     if (!response.ok || parsed.error !== undefined) {
       const message = String(parsed.message ?? parsed.error ?? response.statusText);
-      throw new EtcdResponseError(response.ok ? 500 : response.status, message);
+      const code = typeof parsed.code === "number" ? parsed.code : undefined;
+      throw new EtcdResponseError(response.ok ? 500 : response.status, message, {
+        ...(code !== undefined ? { grpcCode: code } : {}),
+      });
     }
     return parsed;
   }

@@ -320,7 +320,7 @@ export class Mutations {
         request.contentId.slice(0, 12)
       }..., but the file now holds ${
         held.slice(0, 12)
-      }... (it changed since the request was signed); sign it again`,
+      }... (it changed since the request was signed); run the command again`,
     );
   }
 
