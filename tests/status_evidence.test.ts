@@ -38,3 +38,30 @@ Deno.test("status: copies deleted from disk under running instances (3 servers, 
     await cluster.stop();
   }
 });
+
+Deno.test("status: a supervisor that does not answer (stopped) is said so, not taken for healing off", async () => {
+  const cluster = await startCluster({
+    servers: 2,
+    replicas: 1,
+    clusterArgs: ["--heal-after", "1h"],
+    files: { "s.bin": 10_000 },
+  });
+  try {
+    const on = await cluster.fts(["status"]);
+    assert.match(on.stdout, /healing: on, after 1h/);
+    Deno.kill(cluster.supervisor.pid, "SIGSTOP");
+    try {
+      const stopped = await cluster.fts(["status"]);
+      assert.equal(stopped.code, 0, stopped.stderr);
+      assert.match(
+        stopped.stdout,
+        /healing: unknown: the cluster supervisor runs but did not answer/,
+      );
+      assert.doesNotMatch(stopped.stdout, /healing: off/);
+    } finally {
+      Deno.kill(cluster.supervisor.pid, "SIGCONT");
+    }
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -45,6 +45,8 @@ export interface StatusReport {
   supervisor: boolean | null;
   /** What the supervisor's healing is doing; null when off or no supervisor runs. */
   healing: HealStatus | null;
+  /** The supervisor runs but did not answer (stopped, hung): its healing is unknown. */
+  supervisorSilent?: true;
   /**
    * Parts the instances list that no file uses (left by deletes interrupted
    * midway, uploads never published), when copies were checked: their
@@ -105,7 +107,7 @@ async function _heldParts(
 
 async function _healStatus(
   dir: string,
-): Promise<{ supervisor: boolean; healing: HealStatus | null }> {
+): Promise<{ supervisor: boolean; healing: HealStatus | null; supervisorSilent?: true }> {
   const info = await runningSupervisor(dir);
   if (!info) return { supervisor: false, healing: null };
   try {
@@ -116,7 +118,7 @@ async function _healStatus(
       healing: typeof heal === "object" && heal !== null ? heal as HealStatus : null,
     };
   } catch {
-    return { supervisor: true, healing: null };
+    return { supervisor: true, healing: null, supervisorSilent: true };
   }
 }
 

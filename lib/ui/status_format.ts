@@ -89,6 +89,12 @@ export function formatHealing(report: StatusReport): string[] {
       "healing: no cluster supervisor runs for this data directory; fts repair heals by hand",
     ];
   }
+  if (report.supervisorSilent) {
+    return [
+      "healing: unknown: the cluster supervisor runs but did not answer (stopped? hung?); " +
+      "fts repair heals by hand",
+    ];
+  }
   if (!heal || !heal.enabled) {
     return ["healing: off (fts cluster --heal-after 0); fts repair heals by hand"];
   }
