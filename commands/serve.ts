@@ -159,7 +159,10 @@ export async function run(args: string[]): Promise<number> {
       places: { dataDir: dir, manifest: `etcd (cluster ${JSON.stringify(etcd.cluster)})` },
     });
     const zone = stringFlag(flags, "zone");
-    const left = (await cluster.join({ id, address: id, domain: zone ?? host })).stop;
+    // While its part store cannot be read it holds no copy: not alive, so every host heals around it.
+    const left = (await cluster.join({ id, address: id, domain: zone ?? host }, {
+      healthy: () => store.problem() === undefined,
+    })).stop;
     // Copies of parts a delete on another host left unused are freed as it says so: by the
     // supervisor for its host's instances, else by the instance for its own store.
     const freeing = new AbortController();

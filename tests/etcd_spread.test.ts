@@ -192,16 +192,7 @@ Deno.test({
   async fn() {
     await _withOneHostFile("2s", async ({ dir, flags, bytes, hosts }) => {
       // The runs the start set off (a member registering after the first look) are over.
-      const runs = (text: string) => [
-        text.match(/checking every part's copies/g)?.length ?? 0,
-        text.match(/instances up, [\d.]+ m?s\)/g)?.length ?? 0,
-      ];
-      for (let seen = "";;) {
-        await new Promise((resolve) => setTimeout(resolve, 1_500));
-        const [started, ended] = runs(hosts[0]!.stdout);
-        if (hosts[0]!.stdout === seen && started === ended) break;
-        seen = hosts[0]!.stdout;
-      }
+      await _healingSettled(hosts);
       // Part 0 is read from its first replica first, one read at a time.
       const ls = await runFts(["ls", "f.bin", "--json", ...flags]);
       const part = (JSON.parse(ls.stdout) as { parts: { digest: string; replicas: string[] }[] })
@@ -253,7 +244,64 @@ Deno.test({
   },
 });
 
+/** Waits until no host has a healing run going, and none started for 1.5 s. */
+async function _healingSettled(hosts: FtsProcess[]): Promise<void> {
+  const runs = (text: string) => [
+    text.match(/checking every part's copies/g)?.length ?? 0,
+    text.match(/instances up, [\d.]+ m?s\)/g)?.length ?? 0,
+  ];
+  for (let seen = "";;) {
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const said = hosts.map((host) => host.stdout).join("\n");
+    const [started, ended] = runs(said);
+    if (said === seen && started === ended) return;
+    seen = said;
+  }
+}
+
 async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+Deno.test({
+  name:
+    "etcd spread: an instance that cannot read its part store leaves the live set; its copies are made elsewhere",
+  ignore: missingTool("etcd"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await _withOneHostFile("2s", async ({ dir, flags, start, replicaHosts, hosts }) => {
+      await start(1);
+      const replicas = async () => {
+        const ls = await runFts(["ls", "f.bin", "--json", ...flags]);
+        return (JSON.parse(ls.stdout) as { parts: { replicas: string[] }[] }).parts.map((p) =>
+          p.replicas
+        );
+      };
+      // The second host joined: healing spreads one copy of every part onto it.
+      await waitUntil(
+        async () =>
+          (await replicaHosts()).every((h) => h.join() === "127.0.0.2,127.0.0.3") ||
+          "not spread yet",
+        60_000,
+        "a copy of every part on each host",
+      );
+      await _healingSettled(hosts);
+      // One of the second host's instances that holds copies loses its part store.
+      const victim = (await replicas()).flat().find((id) => id.startsWith("127.0.0.3:"))!;
+      const parts = join(dir, "host1", "instances", victim.slice(victim.lastIndexOf(":") + 1));
+      await Deno.rename(join(parts, "parts"), join(parts, "parts.gone"));
+      await waitUntil(
+        async () => {
+          const now = await replicas();
+          const spread = (await replicaHosts()).every((h) => h.join() === "127.0.0.2,127.0.0.3");
+          return (spread && !now.flat().includes(victim)) ||
+            `${JSON.stringify(now)}; the hosts said: ${hosts.map((h) => h.stdout.slice(-800))}`;
+        },
+        60_000,
+        `copies listed on ${victim} to be made on another instance of its host`,
+      );
+    });
+  },
+});

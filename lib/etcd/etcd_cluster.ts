@@ -27,6 +27,8 @@ export const SETTINGS_FORMAT = "fts-etcd-cluster";
 export const SETTINGS_VERSION = 1;
 /** An instance's liveness lease: how long after it dies other hosts see it down. */
 export const ALIVE_LEASE_SECONDS = 6;
+/** How often a member that said how to tell its health is asked (EtcdCluster.join). */
+export const HEALTH_CHECK_MS = 2_000;
 
 export interface ClusterSettings {
   /** A random id made when the cluster was created: names this cluster anywhere. */
@@ -209,12 +211,20 @@ export class EtcdCluster {
 
   /**
    * Joins the cluster as `member` and keeps its liveness key alive until the
-   * returned keeper is stopped; `onLost` hears when etcd let the lease lapse
-   * (the member then joins again on its own).
+   * returned keeper is stopped (when etcd let the lease lapse, the member
+   * joins again on its own). With `healthy`, asked every HEALTH_CHECK_MS,
+   * the liveness key is withdrawn while it says no (an instance that cannot
+   * read its part store holds no copy: every host's healing then copies its
+   * parts elsewhere) and put back once it says yes.
    */
-  async join(member: MemberRecord): Promise<{ stop: () => Promise<void> }> {
+  async join(
+    member: MemberRecord,
+    options: { healthy?: () => boolean } = {},
+  ): Promise<{ stop: () => Promise<void> }> {
     let keeper: LeaseKeeper | undefined;
     let stopped = false;
+    let withdrawn = false;
+    const aliveKey = this.keys.aliveKey(member.id);
     const register = async (): Promise<void> => {
       if (stopped) return;
       // Again on every registration: a member forgotten while cut off (fts forget) joins anew.
@@ -225,12 +235,22 @@ export class EtcdCluster {
       });
       keeper?.stop();
       keeper = next;
-      await this.etcd.put(this.keys.aliveKey(member.id), member.address, next.lease);
+      if (!withdrawn) await this.etcd.put(aliveKey, member.address, next.lease);
     };
     await register();
+    const { healthy } = options;
+    const checking = healthy && setInterval(() => {
+      const well = healthy();
+      if (well === !withdrawn || stopped || !keeper) return;
+      withdrawn = !well;
+      const lease = keeper.lease;
+      void (well ? this.etcd.put(aliveKey, member.address, lease) : this.etcd.deleteRange(aliveKey))
+        .catch(() => (withdrawn = !withdrawn));
+    }, HEALTH_CHECK_MS);
     return {
       stop: async () => {
         stopped = true;
+        if (checking) clearInterval(checking);
         await keeper?.revoke().catch(() => {});
       },
     };
