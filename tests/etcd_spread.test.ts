@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { type FtsProcess, runFts } from "./harness.ts";
-import { startLoopbackHost } from "./etcd_host.ts";
+import { etcdTest, startLoopbackHost } from "./etcd_host.ts";
 import { storedPartNames, waitUntil } from "./replicas.ts";
 
 interface _Spread {
@@ -163,26 +163,15 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name:
-    "etcd spread: a first host with fewer instances than R says that uploads fail until more join",
-  ignore: missingTool("etcd"),
-  async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "fts-etcd-few-" });
-    const etcd = await EtcdProcess.start({ addresses: ["127.0.0.1"] });
-    let host: FtsProcess | undefined;
-    try {
-      const flags = ["--etcd", etcd.endpoints, "--cluster", "few"];
-      host = await startLoopbackHost(0, { flags, dir, extra: [], servers: 1 });
-      await host.waitFor(/the cluster has 1 instance, fewer than the 2 copies each part needs/);
-    } finally {
-      host?.kill("SIGTERM");
-      await host?.status;
-      await etcd.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
+etcdTest(
+  "etcd spread: a first host with fewer instances than R says that uploads fail until more join",
+  "fts-etcd-few-",
+  async (dir, etcd, hosts) => {
+    const flags = ["--etcd", etcd.endpoints, "--cluster", "few"];
+    hosts.push(await startLoopbackHost(0, { flags, dir, extra: [], servers: 1 }));
+    await hosts[0]!.waitFor(/the cluster has 1 instance, fewer than the 2 copies each part needs/);
   },
-});
+);
 
 Deno.test({
   name: "etcd spread: a copy a fetch got quarantined is made again by healing, with no host down",

@@ -226,12 +226,16 @@ Deno.test("cluster --heal-after 2s: copies lost without a long outage come back:
     await cluster.kill(victim);
     await Deno.remove(join(cluster.dir, "instances", String(victim), "parts"), { recursive: true });
     await cluster.start(victim);
-    await waitUntil(
-      async () => {
-        const off = offCount(await censusOnDisk(cluster.dir, cluster.ports), 2);
-        return off.length === 0 || off.join("; ");
-      },
-      HEAL_DEADLINE_MS,
+    const twoGoodCopies = (what: string) =>
+      waitUntil(
+        async () => {
+          const off = offCount(await censusOnDisk(cluster.dir, cluster.ports), 2);
+          return off.length === 0 || off.join("; ");
+        },
+        HEAL_DEADLINE_MS,
+        what,
+      );
+    await twoGoodCopies(
       "every part to have 2 good copies again after the instance came back empty",
     );
     await cluster.supervisor.waitFor(new RegExp(`heal: instance ${victim} back`));
@@ -247,14 +251,7 @@ Deno.test("cluster --heal-after 2s: copies lost without a long outage come back:
     assert.match(fetch.stderr, new RegExp(`failover: part 1 from instance ${holder}`));
     assert.equal(fetch.code, 0, fetch.stderr);
     await assertSameFile(join(dest, "w.bin"), join(cluster.work, "src", "w.bin"));
-    await waitUntil(
-      async () => {
-        const off = offCount(await censusOnDisk(cluster.dir, cluster.ports), 2);
-        return off.length === 0 || off.join("; ");
-      },
-      HEAL_DEADLINE_MS,
-      "the deleted copy to be made again",
-    );
+    await twoGoodCopies("the deleted copy to be made again");
     await cluster.supervisor.waitFor(/heal: a client found a listed copy missing on instance \d+/);
   } finally {
     await cluster.stop();
