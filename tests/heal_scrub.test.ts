@@ -5,6 +5,7 @@ import { Peer } from "../lib/client/peer.ts";
 import {
   assertSameFile,
   damageFile,
+  FtsProcess,
   readManifestJson,
   startCluster,
   storedPartPath,
@@ -239,6 +240,33 @@ Deno.test("status and fetch: a truncated copy is not live, a fetch reports it; a
     const none = await file();
     // A lost part: the report, and exit 1 after it.
     assert.deepEqual([none.code, none.minLiveReplicas, none.lostParts], [1, 0, 1]);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("scrub: an instance killed mid-check has its copies counted unchecked, in one line, not as if checked (R=2)", async () => {
+  const cluster = await startCluster({
+    servers: 2,
+    replicas: 2,
+    files: { "s.bin": 12 * MiB },
+    clusterArgs: ["--heal-after", "0"],
+  });
+  try {
+    // Slow enough (4 MiB/s for 24 MiB of copies) that the kill lands mid-check.
+    const scrub = new FtsProcess(["scrub", "--hash-rate", "4MiB", "--data", cluster.dir]);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const victim = cluster.ports[1]!;
+    await cluster.kill(victim);
+    const result = await scrub.result();
+    const said = result.stdout + result.stderr;
+    assert.equal(result.code, 1, said);
+    const lines = said.split("\n").filter((line) => line.includes("stopped answering mid-check"));
+    assert.equal(lines.length, 1, said);
+    assert.match(
+      lines[0]!,
+      new RegExp(`^unchecked: the copy of .* on ${victim} could not be re-hashed`),
+    );
   } finally {
     await cluster.stop();
   }

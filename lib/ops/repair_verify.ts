@@ -22,6 +22,8 @@ export async function verifyCopies(
   const jobs = [...toVerify].map(([id, digests]) => async () => {
     const ok = new Set<string>();
     good.set(id, ok);
+    /** Copies whose check ended (an answer, good or not). */
+    const answered = new Set<string>();
     let peer: Peer | undefined;
     try {
       peer = await run.connect(id);
@@ -35,11 +37,13 @@ export async function verifyCopies(
         } catch (error) {
           // An answer, not a lost instance: that copy is not good; its others are still checked.
           if (!(error instanceof RemoteProtocolError)) throw error;
+          answered.add(digest);
           const refs = wanted.get(digest)?.refs ?? [];
           run.report.unchecked.push({ id, digest, refs, reason: error.message });
           run.emit({ type: "unchecked", id, digest, refs, reason: error.message });
           continue;
         }
+        answered.add(digest);
         run.report.verified++;
         run.report.bytesVerified += size;
         if (status === "ok") ok.add(digest);
@@ -56,8 +60,23 @@ export async function verifyCopies(
       }
     } catch (error) {
       signal?.throwIfAborted();
-      // The instance went away mid-check: none of its unchecked copies count.
-      void error;
+      // The instance went away (or stalled) mid-check: none of its unchecked copies count,
+      // and the report says so, one line for all of them.
+      const reason = `${id} stopped answering mid-check: ${
+        error instanceof Error ? error.message : String(error)
+      }`;
+      const unchecked = [...digests].filter((digest) => !answered.has(digest)).map((digest) => ({
+        id,
+        digest,
+        refs: wanted.get(digest)?.refs ?? [],
+        reason,
+      }));
+      run.report.unchecked.push(...unchecked);
+      const first = unchecked[0];
+      if (first) {
+        const more = unchecked.length > 1 ? `; ${unchecked.length - 1} more copies there too` : "";
+        run.emit({ type: "unchecked", ...first, reason: `${reason}${more}` });
+      }
     } finally {
       peer?.close();
     }
