@@ -12,6 +12,7 @@ import { EtcdProcess } from "../bench/etcd_process.ts";
 import { missingTool } from "./missing_tool.ts";
 import { type FtsProcess, runFts } from "./harness.ts";
 import { etcdTest, startLoopbackHost } from "./etcd_host.ts";
+import { sha256Hex } from "../lib/hash/sha256.ts";
 import { storedPartNames, waitUntil } from "./replicas.ts";
 
 interface _Spread {
@@ -246,11 +247,6 @@ async function _healingSettled(hosts: FtsProcess[]): Promise<void> {
     if (said === seen && started === ended) return;
     seen = said;
   }
-}
-
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 Deno.test({

@@ -114,10 +114,9 @@ export async function instanceTls(
   etcd: EtcdTarget | undefined,
   caFlag: string | undefined,
 ): Promise<TlsClientOptions | undefined> {
+  const fromDataDir = etcd === undefined && startCommand(dir, [...flagged]) !== undefined;
   const ca = caFlag ?? (Deno.env.get(TLS_CA_ENV) || undefined) ??
-    (startCommand(dir, [...flagged], etcd) !== undefined && etcd === undefined
-      ? (await loadServeFlags(dir).catch(() => undefined))?.tlsCa
-      : undefined);
+    (fromDataDir ? (await loadServeFlags(dir).catch(() => undefined))?.tlsCa : undefined);
   if (ca === undefined) return undefined;
   const options = await loadTlsClientOptions(ca);
   Deno.env.set(TLS_CA_ENV, resolve(ca));
