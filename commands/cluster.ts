@@ -55,7 +55,7 @@ import {
 import { checkHostAddress } from "../lib/etcd/host_address.ts";
 import { onStopSignal } from "../lib/base/stop_signal.ts";
 import { type EtcdCluster } from "../lib/etcd/etcd_cluster.ts";
-import { etcdRepairRunner, watchMembers } from "../lib/ops/etcd_heal.ts";
+import { etcdRepairRunner, leadHealing, watchMembers } from "../lib/ops/etcd_heal.ts";
 
 export const USAGE =
   "fts cluster [--servers 50] [--base-port 9001] [--replicas 5] [--host 127.0.0.1] [--limit-rate RATE per instance] [--heal-after 60s (0: off)] [--heal-rate 64MiB] [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--http PORT [--verify]] [--plain] [--quiet] [--data DIR] [--etcd URLS --host ADDR [--zone NAME] [--cluster NAME] [--part-size SIZE]]";
@@ -203,6 +203,10 @@ export async function run(args: string[]): Promise<number> {
   const stopWatching = etcdArgs && supervisor.healer
     ? watchMembers(etcdArgs.cluster, supervisor.healer)
     : undefined;
+  // One host acts on that for the cluster; another takes over when it stops or dies.
+  const stopLeading = etcdArgs && supervisor.healer
+    ? leadHealing(etcdArgs.cluster, supervisor.healer, `heal@${config.host} (pid ${Deno.pid})`)
+    : undefined;
   // Copies on this host's instances of parts a delete on another host left unused.
   const freeing = new AbortController();
   if (etcdArgs) {
@@ -313,6 +317,7 @@ export async function run(args: string[]): Promise<number> {
   for (const line of (await live?.stop()) ?? []) console.log(line);
   stopListening();
   stopWatching?.();
+  await stopLeading?.();
   freeing.abort();
   etcdArgs?.cluster.close();
   console.log("fts cluster: all instances stopped");

@@ -217,6 +217,20 @@ Deno.test({
       assert.match(status.stdout, /healing: each host's fts cluster heals/);
       const said = clusters.slice(1).map((c) => c.stdout).join("\n");
       assert.match(said, /heal: .*copies made/);
+      // One host heals for the cluster (the first was elected, and died): one of the others
+      // took over and ran; the third ran nothing for the same event.
+      const ran = clusters.slice(1).filter((c) => /heal: .*checking every part/.test(c.stdout));
+      assert.equal(ran.length, 1, said);
+      assert.match(ran[0]!.stdout, /heal: this host heals now/);
+      // Each host's status says which it is.
+      const leads = [];
+      for (const h of [1, 2]) {
+        const host = await net.fts(h, ["status", "--data", join(dir, `host${h}`), ...flags]);
+        assert.equal(host.code, 0, host.stderr);
+        assert.match(host.stdout, /healing: on, .*; (this|another) host heals for the cluster/);
+        leads.push(/this host heals for the cluster/.test(host.stdout) ? clusters[h] : undefined);
+      }
+      assert.deepEqual(leads.filter(Boolean), ran);
       // And the file still comes back whole from the two hosts left.
       const out = join(dir, "out");
       await Deno.mkdir(out);

@@ -1,8 +1,8 @@
 /**
  * The etcd-backed stores against a real etcd on loopback: the manifest store
  * (compare-and-swap changes, chunked part lists past etcd's request limit,
- * pages at one revision, watch), the nonce store, the locker, the settings,
- * and the errors a wrong URL, an unreachable etcd or another cluster give.
+ * pages at one revision, watch), the nonce store, the locker, the healer's
+ * election, the settings, and the errors a wrong URL, an unreachable etcd or another cluster give.
  */
 import assert from "node:assert/strict";
 import { EtcdProcess } from "../bench/etcd_process.ts";
@@ -24,6 +24,9 @@ import {
   type Freed,
   parseFreed,
 } from "../lib/etcd/etcd_freed_parts.ts";
+import { Healer } from "../lib/ops/heal.ts";
+import { leadHealing } from "../lib/ops/etcd_heal.ts";
+import { emptyRepairReport } from "../lib/ops/repair_report.ts";
 
 function _entry(name: string, parts: number, partSize = 8 * 1024 * 1024): FileEntry {
   const list = Array.from({ length: parts }, (_, i) => ({
@@ -576,6 +579,71 @@ Deno.test({
         assert.equal(page.revision, await store.revision());
       } finally {
         cluster.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "leadHealing(): one host's healer acts on who is down; when it stops another takes over",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await _withEtcd(async (endpoints) => {
+      const clusters = [
+        new EtcdCluster(endpoints, "election"),
+        new EtcdCluster(endpoints, "election"),
+      ];
+      const runs: string[][] = [[], []];
+      // As each host's supervisor makes them in etcd: following until elected.
+      const healers = runs.map((reasons) =>
+        new Healer(async (options) => {
+          reasons.push(options.goneIds ? [...options.goneIds].join(",") : "");
+          return await Promise.resolve(emptyRepairReport(false));
+        }, { healAfterMs: 20, runWhenBack: false, leading: false })
+      );
+      const until = async (what: string, done: () => boolean) => {
+        const deadline = Date.now() + 15_000;
+        while (!done()) {
+          assert.ok(Date.now() < deadline, `timed out waiting until ${what}`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      };
+      const stops = [leadHealing(clusters[0]!, healers[0]!, "one")];
+      try {
+        await until("the first is elected", () => healers[0]!.status().leading === true);
+        stops.push(leadHealing(clusters[1]!, healers[1]!, "two"));
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(healers[1]!.status().leading, false);
+        // Both hear the same instance go down: only the elected one runs when it is due.
+        for (const healer of healers) healer.instanceDown("10.0.0.9:9001");
+        await until("the leader ran", () => runs[0]!.length === 1);
+        healers.forEach((healer) => healer.instanceJoined("10.0.0.8:9001"));
+        await until("the leader ran again", () => runs[0]!.length === 2);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.deepEqual(runs[1], []);
+        assert.deepEqual(runs[0], ["10.0.0.9:9001", "10.0.0.9:9001"]);
+        assert.equal(
+          healers[1]!.status().down[0]?.copies,
+          "leader",
+          JSON.stringify(healers[1]!.status()),
+        );
+        // The leader stops: the other takes over and runs at once, with the instance still due.
+        await stops.shift()!();
+        await until("the second took over", () => runs[1]!.length === 1);
+        assert.equal(healers[1]!.status().leading, true);
+        assert.deepEqual(runs[1], ["10.0.0.9:9001"]);
+        assert.equal(runs[0]!.length, 2);
+        // The instance back after a run made its copies elsewhere: a run to drop the surplus.
+        healers.forEach((healer) => healer.instanceUp("10.0.0.9:9001"));
+        await until("the new leader ran for the instance back", () => runs[1]!.length === 2);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(runs[0]!.length, 2);
+      } finally {
+        for (const stop of stops) await stop();
+        for (const healer of healers) await healer.stop();
+        for (const cluster of clusters) cluster.close();
       }
     });
   },

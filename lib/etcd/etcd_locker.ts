@@ -40,27 +40,43 @@ export class EtcdLocker implements Locker {
     }
   }
 
-  /** Takes the lock, waiting while another holds it; resolves to its release. */
-  async acquire(name: string, options: { wait?: boolean } = {}): Promise<() => Promise<void>> {
-    const taken = await this.#take(name, options.wait ?? true);
+  /**
+   * Takes the lock, waiting while another holds it; resolves to its release.
+   * `onLost`: the lease lapsed while held (this process was cut off from etcd
+   * longer than LOCK_LEASE_SECONDS), so another may hold the lock now.
+   * `signal` ends the wait (with its reason).
+   */
+  async acquire(
+    name: string,
+    options: { wait?: boolean; onLost?: () => void; signal?: AbortSignal } = {},
+  ): Promise<() => Promise<void>> {
+    const taken = await this.#take(name, options.wait ?? true, options);
     if (!taken) throw new LockBusyError(name);
     return taken;
   }
 
   /** Takes the lock if nobody holds it; undefined when someone does. */
-  async tryAcquire(name: string): Promise<(() => Promise<void>) | undefined> {
-    return await this.#take(name, false);
+  async tryAcquire(
+    name: string,
+    options: { onLost?: () => void } = {},
+  ): Promise<(() => Promise<void>) | undefined> {
+    return await this.#take(name, false, options);
   }
 
-  async #take(name: string, wait: boolean): Promise<(() => Promise<void>) | undefined> {
+  async #take(
+    name: string,
+    wait: boolean,
+    options: { onLost?: () => void; signal?: AbortSignal },
+  ): Promise<(() => Promise<void>) | undefined> {
     if (!_LOCK_NAME.test(name)) {
       throw new TypeError(`Lock name ${JSON.stringify(name)} is not lowercase letters and dashes`);
     }
     const key = this.#keys.lock(name);
-    const keeper = await LeaseKeeper.grant(this.#etcd, LOCK_LEASE_SECONDS);
+    const keeper = await LeaseKeeper.grant(this.#etcd, LOCK_LEASE_SECONDS, options.onLost);
     let pause = FIRST_LOCK_POLL_MS;
     try {
       while (true) {
+        options.signal?.throwIfAborted();
         const { succeeded } = await this.#etcd.txn(
           [{ key, target: "CREATE", result: "EQUAL", createRevision: 0 }],
           [{ put: { key, value: this.#holder, lease: keeper.lease } }],

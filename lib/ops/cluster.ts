@@ -98,6 +98,8 @@ export class Supervisor {
           : {}),
         ...(options.onHeal ? { onEvent: options.onHeal } : {}),
         runWhenBack: options.repair === undefined,
+        // In etcd, acting on who is down and up waits for this host's election.
+        ...(options.repair !== undefined ? { leading: false } : {}),
       })
       : undefined;
     for (const id of instanceIds(config)) this.#instances.set(id, { id, state: "down" });

@@ -1,21 +1,28 @@
 /**
  * Healing a cluster in etcd, from one host's supervisor: the repair it runs
  * (over every host, under the cluster-wide repair lock in etcd, so a repair
- * or a heal on another host never runs at the same time) and where it learns
+ * or a heal on another host never runs at the same time), where it learns
  * who is down (the members whose liveness key lapsed, looked at every
  * MEMBER_POLL_MS; a member forgotten with `fts forget` is down no more, and
- * one that joins starts a heal, which spreads copies to its failure domain).
- * Every host's supervisor does both: when the host that is healing dies, its
- * lock lapses and the next one takes over.
+ * one that joins starts a heal, which spreads copies to its failure domain),
+ * and the election of the one host that acts on it (leadHealing()). Every
+ * host's supervisor follows who is down and up and stands for election: one
+ * run per event, not one per host, and when the host that heals stops or
+ * dies, its lease lapses and another takes over.
  */
 import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
 import { every } from "../base/deadline.ts";
-import { type Healer, type RepairRunner } from "./heal.ts";
+import { sleep } from "../base/sleep.ts";
+import { type Healer, type RepairRunner, STOP_WAIT_MS } from "./heal.ts";
 import { repairTarget } from "./repair.ts";
 import { etcdRepairTarget } from "./repair_target.ts";
 
 /** How often a supervisor looks at which members are alive. */
 export const MEMBER_POLL_MS = 1_000;
+/** The lock whose holder heals for instances going down, coming back and joining. */
+export const HEALER_LOCK = "healer";
+/** Pause before standing for election again after etcd failed to answer. */
+const ELECTION_RETRY_MS = 1_000;
 
 /**
  * Repairs of the cluster in etcd; with `local` (this host's data directory
@@ -47,7 +54,7 @@ export function watchMembers(cluster: EtcdCluster, healer: Healer): () => void {
         for (const id of known ?? []) if (!members.has(id)) healer.instanceForgotten(id);
         // A new member (a host joined): copies may now spread over more failure domains.
         const joined = [...members.keys()].find((id) => known !== undefined && !known.has(id));
-        if (joined !== undefined && healer.enabled) healer.trigger(`instance ${joined} joined`);
+        if (joined !== undefined) healer.instanceJoined(joined);
         known = new Set(members.keys());
       } catch {
         // etcd unreachable for now: nobody's state is known to have changed.
@@ -59,4 +66,59 @@ export function watchMembers(cluster: EtcdCluster, healer: Healer): () => void {
   // At once: a host that joins in the first second is then a newcomer.
   poll();
   return every(MEMBER_POLL_MS, poll);
+}
+
+/**
+ * Stands for election as the host that heals (the HEALER_LOCK, held under
+ * its lease for as long as this supervisor runs): `healer` leads while
+ * elected, and follows otherwise, until the returned stop is called, which
+ * gives the lock up so another host takes over at once. A host that takes
+ * over from another (not one elected as it starts) runs at once; one whose
+ * lease lapsed (cut off from etcd) follows, and stands again.
+ */
+export function leadHealing(
+  cluster: EtcdCluster,
+  healer: Healer,
+  holder: string,
+): () => Promise<void> {
+  const stopped = new AbortController();
+  const locker = cluster.locker(holder);
+  let release: (() => Promise<void>) | undefined;
+  const campaign = (async () => {
+    /** Not yet asked: elected as this host starts is no take-over. */
+    let first = true;
+    while (!stopped.signal.aborted) {
+      const lost = Promise.withResolvers<void>();
+      const onLost = () => lost.resolve();
+      try {
+        const atOnce = first ? await locker.tryAcquire(HEALER_LOCK, { onLost }) : undefined;
+        first = false;
+        release = atOnce ?? await locker.acquire(HEALER_LOCK, { onLost, signal: stopped.signal });
+        healer.setLeading(true, atOnce === undefined);
+        await Promise.race([lost.promise, _aborted(stopped.signal)]);
+        healer.setLeading(false);
+        if (!stopped.signal.aborted) {
+          // Lapsed: another host may lead now. The lease is gone; stop renewing it.
+          await release().catch(() => {});
+          release = undefined;
+        }
+      } catch {
+        // etcd unavailable, or stopping: stand again once it answers.
+        if (!stopped.signal.aborted) await sleep(ELECTION_RETRY_MS);
+      }
+    }
+  })();
+  return async () => {
+    stopped.abort(new DOMException("The cluster is stopping", "AbortError"));
+    // An etcd call under way may take its timeout: the lease then lapses by itself.
+    await Promise.race([campaign, sleep(STOP_WAIT_MS)]);
+    await release?.().catch(() => {});
+  };
+}
+
+function _aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
 }

@@ -8,7 +8,8 @@
  * copies still count. The supervisor also starts a run when an instance
  * quarantined a copy, when clients reported a listed copy missing (at most
  * once a minute: anyone may report), and once the cluster has been up for
- * healAfterMs (afterStart()).
+ * healAfterMs (afterStart()). In etcd, every host's supervisor follows who
+ * is down and up, and the one elected (etcd_heal.ts) acts on it.
  */
 import {
   DEFAULT_REPAIR_RATE_BYTES_PER_SECOND,
@@ -40,6 +41,13 @@ export interface HealOptions {
    * a lease that lapses a moment would start a run on each).
    */
   runWhenBack?: boolean;
+  /**
+   * Whether instances going down, coming back and joining start runs here
+   * from the start (true, the default). In etcd every host's healer hears
+   * every instance and one host, elected, acts on it (setLeading()); the
+   * others keep count so that any can take over.
+   */
+  leading?: boolean;
 }
 
 export type HealEvent =
@@ -51,6 +59,12 @@ export type HealEvent =
 /** What healing is doing, for `fts status` (plain JSON: it crosses the control channel). */
 export interface HealStatus {
   enabled: boolean;
+  /**
+   * In etcd: whether this host is the one that heals for instances going
+   * down and coming back (false: another host is, and this one takes over if
+   * that one stops). Absent on a single host, which always does.
+   */
+  leading?: boolean;
   healAfterMs: number;
   rateBytesPerSecond: number;
   /**
@@ -58,13 +72,14 @@ export interface HealStatus {
    * (null: due already, or healing off), and `copies` how far that got:
    * waiting for healAt, copying (due, no run over since), copied (a run
    * since it was due ended with every part at R copies), or incomplete (that
-   * run failed, or left parts short of R or lost).
+   * run failed, or left parts short of R or lost); `leader` when due and
+   * another host heals (in etcd): this one does not know how that went.
    */
   down: {
     id: string;
     since: string;
     healAt: string | null;
-    copies: "waiting" | "copying" | "copied" | "incomplete";
+    copies: "waiting" | "copying" | "copied" | "incomplete" | "leader";
   }[];
   running: null | {
     reason: string;
@@ -107,6 +122,8 @@ export class Healer {
   readonly healAfterMs: number;
   readonly rateBytesPerSecond: number;
   readonly #runWhenBack: boolean;
+  /** Undefined on a single host; in etcd, whether this host was elected to heal. */
+  #leading: boolean | undefined;
   readonly #onEvent: (event: HealEvent) => void;
   readonly #down = new Map<string, _Down>();
   readonly #abort = new AbortController();
@@ -132,6 +149,7 @@ export class Healer {
     this.rateBytesPerSecond = options.rateBytesPerSecond ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
     this.#onEvent = options.onEvent ?? (() => {});
     this.#runWhenBack = options.runWhenBack ?? true;
+    this.#leading = options.leading;
   }
 
   get enabled(): boolean {
@@ -152,7 +170,7 @@ export class Healer {
     entry.timer = setTimeout(() => {
       entry.due = true;
       entry.timer = undefined;
-      this.trigger(`instance ${id} down for ${formatDuration(this.healAfterMs)}`);
+      this.#membershipTrigger(`instance ${id} down for ${formatDuration(this.healAfterMs)}`);
     }, this.healAfterMs);
   }
 
@@ -164,7 +182,29 @@ export class Healer {
     // Its copies are back: if a run copied them elsewhere meanwhile, some are now surplus;
     // if not, some may still be missing (its store lost or wiped while it was down).
     const healedMeanwhile = this.#runsFinished > entry.runsAtDown || this.#running !== null;
-    if (this.enabled && (this.#runWhenBack || healedMeanwhile)) this.trigger(`instance ${id} back`);
+    if (this.#runWhenBack || healedMeanwhile) this.#membershipTrigger(`instance ${id} back`);
+  }
+
+  /** A new instance joined (in etcd: a host): copies may now spread over more failure domains. */
+  instanceJoined(id: string): void {
+    this.#membershipTrigger(`instance ${id} joined`);
+  }
+
+  /**
+   * In etcd: this host was elected to heal (true), or lost the election's
+   * lease (false). One that `tookOver` from another host runs at once: that
+   * host may have stopped mid-run, or before acting on an instance back.
+   */
+  setLeading(leading: boolean, tookOver = false): void {
+    this.#leading = leading;
+    if (leading && tookOver) {
+      this.#membershipTrigger("this host heals now: the one that did stopped");
+    }
+  }
+
+  /** A run for instances going down, coming back or joining: only where healing is led. */
+  #membershipTrigger(reason: string): void {
+    if (this.enabled && this.#leading !== false) this.trigger(reason);
   }
 
   /** Instance `id` left the cluster for good (fts forget): no longer down, nothing to heal. */
@@ -339,8 +379,10 @@ export class Healer {
   }
 
   status(): HealStatus {
+    const following = this.#leading === false;
     return {
       enabled: this.enabled,
+      ...(this.#leading !== undefined ? { leading: this.#leading } : {}),
       healAfterMs: this.healAfterMs,
       rateBytesPerSecond: this.rateBytesPerSecond,
       down: [...this.#down].map(([id, entry]) => ({
@@ -351,6 +393,8 @@ export class Healer {
           : null,
         copies: !entry.due
           ? "waiting"
+          : following
+          ? "leader"
           : entry.healed === undefined
           ? "copying"
           : entry.healed

@@ -74,6 +74,7 @@ const _HEALED: Record<HealStatus["down"][number]["copies"], string> = {
   copying: "its parts are being copied elsewhere",
   copied: "its parts were copied elsewhere",
   incomplete: "healing could not copy all its parts (see the last run)",
+  leader: "the host that heals copies its parts elsewhere",
 };
 
 /** The healing lines of `fts status`: on or off, who is down until when, and the runs. */
@@ -101,7 +102,12 @@ export function formatHealing(report: StatusReport): string[] {
   const rate = heal.rateBytesPerSecond > 0
     ? `at most ${formatBytes(heal.rateBytesPerSecond)}/s`
     : "unthrottled";
-  const lines = [`healing: on, after ${formatDuration(heal.healAfterMs)} down, ${rate}`];
+  const lead = heal.leading === undefined
+    ? ""
+    : heal.leading
+    ? "; this host heals for the cluster"
+    : "; another host heals for the cluster (this one takes over if it stops)";
+  const lines = [`healing: on, after ${formatDuration(heal.healAfterMs)} down, ${rate}${lead}`];
   for (const d of heal.down) {
     lines.push(
       `  ${d.id} down since ${_clock(d.since)}: ` +
