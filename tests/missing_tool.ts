@@ -25,6 +25,8 @@ export const TOOL_PACKAGES = {
   wget: "wget",
   aria2c: "aria2",
   chromium: "chromium",
+  /** A Python module, not a program: imported by Debian's python3. */
+  fusepy: "python3-fusepy",
   /** A library, not a program: found through the dynamic loader's cache. */
   "libxxhash.so.0": "libxxhash0",
   "libcrypto.so.3": "libssl3",
@@ -69,7 +71,22 @@ function _loaderKnows(library: string): boolean {
   return false;
 }
 
+/** Whether Debian's python3 imports `module`. */
+function _pythonHas(module: string): boolean {
+  try {
+    const { code } = new Deno.Command("/usr/bin/python3", {
+      args: ["-c", `import ${module}`],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return code === 0;
+  } catch {
+    return false;
+  }
+}
+
 function _present(tool: Tool): boolean {
+  if (tool === "fusepy") return _pythonHas(tool);
   return tool.startsWith("lib") ? _loaderKnows(tool) : _onPath(tool);
 }
 

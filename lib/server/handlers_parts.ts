@@ -26,6 +26,7 @@ export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report
   "part.put": _receivePart,
   "part.report": async (instance, { request, reply, state }) => {
     const { store } = instance;
+    store.assertNotStalled();
     instance.counters.reportsReceived++;
     let quarantined = false;
     try {
@@ -45,6 +46,7 @@ export const PART_HANDLERS: HandlerFamily<"part.get" | "part.put" | "part.report
   },
   "part.has": async (instance, { request, reply, state }) => {
     const { store } = instance;
+    store.assertNotStalled();
     const { digest, cluster, auth } = request;
     // Only a writer about to use the copy may mark it as in use (see PartStore.touch):
     // an anonymous asker must not keep a copy from being collected as unused.
@@ -69,6 +71,8 @@ async function _sendPart(
   instance: Instance,
   { request, conn, state }: Exchange<"part.get">,
 ): Promise<void> {
+  // A request that would wait on a hung disk fails at once: the client asks another replica.
+  instance.store.assertNotStalled();
   const file = await instance.store.open(request.digest);
   try {
     const { offset, length } = request;
@@ -87,7 +91,8 @@ async function _sendPart(
     const chunkBytes = Math.min(buffer.length, limiter?.chunkBytes ?? buffer.length);
     let sent = 0;
     while (sent < length) {
-      const n = await file.read(buffer.subarray(0, Math.min(chunkBytes, length - sent)));
+      const chunk = buffer.subarray(0, Math.min(chunkBytes, length - sent));
+      const n = await instance.store.io(() => file.read(chunk));
       // The part shrank under us: the body cannot be completed, so the only
       // honest signal left is to drop the connection.
       if (n === null) throw new Disconnect("Stored part is shorter than its header said");
@@ -171,6 +176,7 @@ async function _receivePart(
   { request, reader, bodyLength, reply, state }: Exchange<"part.put">,
 ): Promise<void> {
   const { digest } = request;
+  instance.store.assertNotStalled();
   if (bodyLength > MAX_PART_BYTES) {
     throw new ProtocolError("BODY_TOO_LARGE", `A part may not exceed ${MAX_PART_BYTES} bytes`);
   }

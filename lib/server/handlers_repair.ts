@@ -11,12 +11,14 @@ import { type HandlerFamily, type Instance } from "./handler.ts";
 
 export const REPAIR_HANDLERS: HandlerFamily<"part.list" | "part.verify"> = {
   "part.list": async ({ store }, { reply }) => {
+    store.assertNotStalled();
     const parts = await store.listWithSizes();
     const quarantined = await store.listQuarantined();
     await reply({ op: "parts", count: parts.length }, jsonBody({ parts, quarantined }));
   },
   "part.verify": async (instance, { request, reply, state }) => {
     // Waits for this client's hashing budget first; a missing part costs nothing.
+    instance.store.assertNotStalled();
     const size = await instance.store.sizeOf(request.digest);
     if (size !== undefined) await instance.verifyLimiter(state.address).take(size);
     const status = await _verifyPart(instance, request.digest);

@@ -9,9 +9,22 @@ import { processAlive, syncDir } from "../base/fs_util.ts";
 import { join } from "../base/paths.ts";
 import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 import { type Sha256, sha256Hasher } from "../hash/sha256.ts";
+import { formatDuration } from "../base/units.ts";
 
 /** Chunk size for hashing stored parts. */
 const HASH_CHUNK_BYTES = 1024 * 1024;
+/**
+ * How long one disk operation of a store (a read or write of at most a
+ * chunk, a stat, a rename) may be under way before the store counts as
+ * stalled. A healthy disk answers in milliseconds and a busy one within a
+ * second; one silent for this long is hung (a dying drive retrying, a
+ * network mount gone), and its copies serve no one until it answers.
+ * Flushes to disk (fsync) are not counted: a large part's may take seconds.
+ */
+export const STORE_STALL_MS = 10_000;
+
+/** Runs one disk operation, counted while under way (PartStore.io). */
+export type DiskOp = <T>(op: () => Promise<T>) => Promise<T>;
 /**
  * A temp file younger than this whose process lives is kept even when no
  * writer holds its lock: its writer may have made it and not locked it yet.
@@ -23,6 +36,8 @@ export class PartStore {
   readonly partsDir: string;
   readonly tmpDir: string;
   readonly quarantineDir: string;
+  /** The disk operations under way, each with when it started (performance.now()). */
+  readonly #underWay = new Set<{ since: number }>();
 
   constructor(root: string) {
     this.root = root;
@@ -76,6 +91,37 @@ export class PartStore {
     return join(this.quarantineDir, digest);
   }
 
+  /** Runs `op`, one disk operation of this store, counted while under way (see stalled()). */
+  async io<T>(op: () => Promise<T>): Promise<T> {
+    const token = { since: performance.now() };
+    this.#underWay.add(token);
+    try {
+      return await op();
+    } finally {
+      this.#underWay.delete(token);
+    }
+  }
+
+  /**
+   * Why the store counts as stalled (a disk operation under way for
+   * STORE_STALL_MS or longer); undefined while its disk answers. It stops
+   * counting as stalled once every such operation returned.
+   */
+  stalled(now = performance.now()): string | undefined {
+    let oldest = now;
+    for (const { since } of this.#underWay) oldest = Math.min(oldest, since);
+    if (now - oldest < STORE_STALL_MS) return undefined;
+    return `its disk has not answered for ${formatDuration(now - oldest)} (${this.root})`;
+  }
+
+  /** Refuses a request that needs the disk while it is stalled, rather than hang it too. */
+  assertNotStalled(): void {
+    const stalled = this.stalled();
+    if (stalled !== undefined) {
+      throw new ProtocolError("INTERNAL", `Part store stalled: ${stalled}`);
+    }
+  }
+
   /**
    * Why this store cannot serve its parts now (its parts directory gone,
    * replaced by a file, unreadable), or undefined when it can. Cheap, one
@@ -83,6 +129,8 @@ export class PartStore {
    * check: an instance that answers but reads no part holds no copy.
    */
   problem(): string | undefined {
+    const stalled = this.stalled();
+    if (stalled !== undefined) return stalled;
     try {
       for (const _ of Deno.readDirSync(this.partsDir)) break;
       return undefined;
@@ -94,7 +142,8 @@ export class PartStore {
   /** Size of the stored part, or undefined when this instance does not hold it. */
   async sizeOf(digest: string): Promise<number | undefined> {
     try {
-      return (await Deno.stat(this.pathOf(digest))).size;
+      const path = this.pathOf(digest);
+      return (await this.io(() => Deno.stat(path))).size;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
       throw error;
@@ -109,7 +158,8 @@ export class PartStore {
   async touch(digest: string): Promise<void> {
     const now = new Date();
     // Best effort: a part that cannot be marked is still there to use.
-    await Deno.utime(this.pathOf(digest), now, now).catch(() => {});
+    const path = this.pathOf(digest);
+    await this.io(() => Deno.utime(path, now, now)).catch(() => {});
   }
 
   /**
@@ -125,7 +175,8 @@ export class PartStore {
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       try {
-        await Deno.stat(this.quarantinePathOf(digest));
+        const quarantined = this.quarantinePathOf(digest);
+        await this.io(() => Deno.stat(quarantined));
       } catch {
         throw new ProtocolError("NOT_FOUND", `Part ${digest.slice(0, 12)} is not stored here`);
       }
@@ -136,11 +187,11 @@ export class PartStore {
   /** Starts writing a part; nothing is visible until `commit()`. */
   async beginWrite(digest: string, options: { hash?: boolean } = {}): Promise<PartWriter> {
     const finalPath = this.pathOf(digest);
-    await Deno.mkdir(this.tmpDir, { recursive: true });
+    await this.io(() => Deno.mkdir(this.tmpDir, { recursive: true }));
     const random = crypto.getRandomValues(new Uint32Array(2)).join("");
     const tempPath = join(this.tmpDir, `${Deno.pid}.${random}.tmp`);
     const hash = (options.hash ?? true) ? await sha256Hasher() : undefined;
-    const file = await Deno.open(tempPath, { write: true, createNew: true });
+    const file = await this.io(() => Deno.open(tempPath, { write: true, createNew: true }));
     try {
       // Held until the writer closes it, or dies: cleanStaleTemps leaves it alone till then.
       file.lockSync(true);
@@ -149,14 +200,14 @@ export class PartStore {
       await Deno.remove(tempPath).catch(() => {});
       throw error;
     }
-    return new PartWriter(digest, file, tempPath, finalPath, hash);
+    return new PartWriter(digest, file, tempPath, finalPath, hash, (op) => this.io(op));
   }
 
   /** Re-hashes the stored copy; true when it still matches its name. */
   async verify(digest: string): Promise<boolean> {
     const file = await this.open(digest);
     try {
-      return (await hashFile(file)) === digest;
+      return (await hashFile(file, Infinity, (op) => this.io(op))) === digest;
     } finally {
       file.close();
     }
@@ -165,7 +216,8 @@ export class PartStore {
   /** Moves a stored copy out of service. Returns false when there was none. */
   async quarantine(digest: string): Promise<boolean> {
     try {
-      await Deno.rename(this.pathOf(digest), this.quarantinePathOf(digest));
+      const [from, to] = [this.pathOf(digest), this.quarantinePathOf(digest)];
+      await this.io(() => Deno.rename(from, to));
       return true;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return false;
@@ -176,7 +228,8 @@ export class PartStore {
   /** Deletes a stored copy. Returns false when there was none. */
   async remove(digest: string): Promise<boolean> {
     try {
-      await Deno.remove(this.pathOf(digest));
+      const path = this.pathOf(digest);
+      await this.io(() => Deno.remove(path));
       return true;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return false;
@@ -232,6 +285,7 @@ export class PartWriter {
   readonly #tempPath: string;
   readonly #finalPath: string;
   readonly #hash: Sha256 | undefined;
+  readonly #io: DiskOp;
   #done = false;
   bytes = 0;
 
@@ -242,18 +296,23 @@ export class PartWriter {
     finalPath: string,
     /** Checked against `digest` on commit; undefined when the caller hashed already. */
     hash: Sha256 | undefined,
+    io: DiskOp = (op) => op(),
   ) {
     this.digest = digest;
     this.#file = file;
     this.#tempPath = tempPath;
     this.#finalPath = finalPath;
     this.#hash = hash;
+    this.#io = io;
   }
 
   async write(chunk: Uint8Array): Promise<void> {
     this.#hash?.update(chunk);
     let done = 0;
-    while (done < chunk.length) done += await this.#file.write(chunk.subarray(done));
+    while (done < chunk.length) {
+      const rest = chunk.subarray(done);
+      done += await this.#io(() => this.#file.write(rest));
+    }
     this.bytes += chunk.length;
   }
 
@@ -278,8 +337,8 @@ export class PartWriter {
       await this.#file.syncData();
       this.#file.close();
       const fanDir = join(this.#finalPath, "..");
-      await Deno.mkdir(fanDir, { recursive: true });
-      await Deno.rename(this.#tempPath, this.#finalPath);
+      await this.#io(() => Deno.mkdir(fanDir, { recursive: true }));
+      await this.#io(() => Deno.rename(this.#tempPath, this.#finalPath));
       await syncDir(fanDir);
     } catch (error) {
       try {
@@ -329,10 +388,17 @@ async function _removeIfAbandoned(
   }
 }
 
-/** SHA-256 of everything readable from an open file, from its current position. */
-export async function hashFile(file: Deno.FsFile, limit = Infinity): Promise<string> {
+/**
+ * SHA-256 of everything readable from an open file, from its current
+ * position; each read through `io` (a store's, to count it).
+ */
+export async function hashFile(
+  file: Deno.FsFile,
+  limit = Infinity,
+  io: DiskOp = (op) => op(),
+): Promise<string> {
   const hash = await sha256Hasher();
-  await hashInto(hash, file, limit);
+  await hashInto(hash, file, limit, io);
   return hash.digest("hex");
 }
 
@@ -341,12 +407,13 @@ export async function hashInto(
   hash: { update(chunk: Uint8Array): unknown },
   file: Deno.FsFile,
   limit = Infinity,
+  io: DiskOp = (op) => op(),
 ): Promise<number> {
   const buffer = new Uint8Array(HASH_CHUNK_BYTES);
   let total = 0;
   while (total < limit) {
-    const want = Math.min(buffer.length, limit - total);
-    const n = await file.read(buffer.subarray(0, want));
+    const want = buffer.subarray(0, Math.min(buffer.length, limit - total));
+    const n = await io(() => file.read(want));
     if (n === null) break;
     hash.update(buffer.subarray(0, n));
     total += n;

@@ -1,0 +1,150 @@
+/**
+ * Healing around an instance whose disk stalls: the process lives and
+ * answers, its directories still list (from memory, as a dying drive's or a
+ * hung network mount's do), but reads of its parts never return. Its store
+ * sits on a FUSE file system (tests/stalling_fs.py) whose reads and writes
+ * wait while a flag file exists. The instance must find that out itself:
+ * nothing errors, its operations just do not come back.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { assertSameFile, readManifestJson, startCluster, type TestCluster } from "./harness.ts";
+import { settledCopies, waitUntil } from "./replicas.ts";
+import { unusableTool } from "./missing_tool.ts";
+import { Peer } from "../lib/client/peer.ts";
+import { ProtocolError } from "../lib/wire/errors.ts";
+
+const MiB = 1024 * 1024;
+/** Generous bound for healing on a loaded 2-core machine; the heal itself takes seconds here. */
+const HEAL_DEADLINE_MS = 90_000;
+const PYTHON = "/usr/bin/python3";
+const STALLING_FS = new URL("./stalling_fs.py", import.meta.url).pathname;
+
+/** FUSE through python3-fusepy, mounted as root. */
+const ignore = await unusableTool(
+  "fusepy",
+  async () => {
+    if (Deno.uid() !== 0) return false;
+    await Deno.stat("/dev/fuse");
+    const { code } = await new Deno.Command(PYTHON, { args: ["-c", "import fusepy"] }).output();
+    return code === 0;
+  },
+  "mounting a FUSE file system needs root and /dev/fuse",
+);
+
+/** A stalling FUSE mount of `backing` at `mountPoint`; stall() and answer() toggle it. */
+async function _mountStalling(backing: string, mountPoint: string, flag: string) {
+  const daemon = new Deno.Command(PYTHON, {
+    args: [STALLING_FS, backing, mountPoint, flag],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const deadline = Date.now() + 10_000;
+  while (!(await Deno.readTextFile("/proc/self/mounts")).includes(` ${mountPoint} fuse`)) {
+    assert.ok(Date.now() < deadline, "the FUSE file system did not mount");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    stall: () => Deno.writeTextFile(flag, ""),
+    answer: () => Deno.remove(flag).catch(() => {}),
+    async unmount() {
+      await Deno.remove(flag).catch(() => {});
+      // Lazily: an instance may still hold a file of it open.
+      await new Deno.Command("umount", { args: ["-l", mountPoint] }).output();
+      await daemon.stderr.cancel();
+      await daemon.status;
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "cluster --heal-after 2s: an instance whose disk stalls (reads hang, listings answer) says so, is healed around and fails requests fast; once its disk answers, surplus copies go (R=2)",
+  ignore,
+  sanitizeResources: false,
+  async fn() {
+    let victim = 0;
+    let firstDigest: string | undefined;
+    let mount: Awaited<ReturnType<typeof _mountStalling>> | undefined;
+    let cluster: TestCluster | undefined;
+    try {
+      cluster = await startCluster({
+        servers: 4,
+        replicas: 2,
+        // Parts of 1 MiB: served by reads handed to threads, which a stalled disk holds.
+        partSize: "1MiB",
+        files: { "s.bin": 6 * MiB + 5 },
+        clusterArgs: ["--heal-after", "2s"],
+        beforeStart: async (dir) => {
+          const manifest = await readManifestJson(dir);
+          victim = Number(manifest.files["s.bin"]!.parts[0]!.replicas[0]);
+          firstDigest = manifest.files["s.bin"]!.parts[0]!.digest;
+          // The victim's parts move behind the FUSE mount, at the same path.
+          const parts = join(dir, "instances", String(victim), "parts");
+          await Deno.rename(parts, `${parts}.disk`);
+          await Deno.mkdir(parts);
+          mount = await _mountStalling(`${parts}.disk`, parts, join(dir, "..", "stall-flag"));
+        },
+      });
+      const others = cluster.ports.filter((port) => port !== victim);
+      await mount!.stall();
+      // A read of the victim's that will hang (whatever copies the fetch below asks it for).
+      const hung = await Peer.connect(`127.0.0.1:${victim}`);
+      await hung.requestParts([{ digest: firstDigest!, offset: 0, length: MiB }]);
+
+      // A fetch meanwhile: the victim's reads hang, the client goes to the other copies.
+      const dest = join(cluster.work, "dest");
+      await Deno.mkdir(dest);
+      const fetch = await cluster.fts(["fetch", "s.bin", dest, "-q"]);
+      assert.equal(fetch.code, 0, fetch.stderr);
+      await assertSameFile(join(dest, "s.bin"), join(cluster.work, "src", "s.bin"));
+
+      hung.close();
+      // The reads left hanging tell the instance its disk stalled; its stats say so.
+      await cluster.supervisor.waitFor(
+        new RegExp(`instance ${victim} answers but its disk has not answered .*: down for healing`),
+        HEAL_DEADLINE_MS,
+      );
+      // Requests that need the disk now fail at once, instead of hanging too.
+      const peer = await Peer.connect(`127.0.0.1:${victim}`);
+      try {
+        await assert.rejects(
+          peer.listParts(),
+          (error: Error) =>
+            error instanceof ProtocolError && error.code === "INTERNAL" &&
+            /Part store stalled: its disk has not answered/.test(error.message),
+        );
+        await assert.rejects(peer.verifyPart(firstDigest!), /Part store stalled/);
+      } finally {
+        peer.close();
+      }
+      await waitUntil(
+        () => settledCopies(cluster!.dir, others, 2),
+        HEAL_DEADLINE_MS,
+        "every part to have 2 good copies on the other instances, listed",
+      );
+
+      // The disk answers again: the instance serves, and each part ends with exactly R copies.
+      await mount!.answer();
+      await cluster.supervisor.waitFor(
+        new RegExp(`instance ${victim} reads its parts again`),
+        HEAL_DEADLINE_MS,
+      );
+      await waitUntil(
+        () => settledCopies(cluster!.dir, cluster!.ports, 2),
+        HEAL_DEADLINE_MS,
+        "every part to have exactly 2 copies again",
+      );
+      const again = join(cluster.work, "again");
+      await Deno.mkdir(again);
+      const refetch = await cluster.fts(["fetch", "s.bin", again, "-q"]);
+      assert.equal(refetch.code, 0, refetch.stderr);
+      await assertSameFile(join(again, "s.bin"), join(cluster.work, "src", "s.bin"));
+    } finally {
+      // Answer before stopping: a process waiting on the stalled disk cannot even be killed.
+      await mount?.answer();
+      await cluster?.stop();
+      await mount?.unmount();
+    }
+  },
+});
