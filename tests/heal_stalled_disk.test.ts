@@ -141,10 +141,11 @@ Deno.test({
       assert.equal(refetch.code, 0, refetch.stderr);
       await assertSameFile(join(again, "s.bin"), join(cluster.work, "src", "s.bin"));
     } finally {
-      // Answer before stopping: a process waiting on the stalled disk cannot even be killed.
+      // Answer before stopping (a process waiting on the stalled disk cannot even be killed),
+      // and unmount before the cluster's directory goes (a mount point cannot be removed).
       await mount?.answer();
-      await cluster?.stop();
       await mount?.unmount();
+      await cluster?.stop();
     }
   },
 });
