@@ -203,7 +203,7 @@ export async function run(args: string[]): Promise<number> {
   const stopWatching = etcdArgs && supervisor.healer
     ? watchMembers(etcdArgs.cluster, supervisor.healer)
     : undefined;
-  // One host acts on that for the cluster; another takes over when it stops or dies.
+  // One host, elected, acts on that for the cluster; another takes over when it stops or dies.
   const stopLeading = etcdArgs && supervisor.healer
     ? leadHealing(etcdArgs.cluster, supervisor.healer, `heal@${config.host} (pid ${Deno.pid})`)
     : undefined;
@@ -220,8 +220,11 @@ export async function run(args: string[]): Promise<number> {
 
   let gateway: GatewayChild | undefined;
   let stopping: Promise<void> | undefined;
-  const stop =
-    () => (stopping ??= Promise.all([gateway?.stop(), supervisor.stopAll()]).then(() => {}));
+  // The healer's election goes first: another host leads before these instances go down.
+  const stop = () => (stopping ??= (async () => {
+    await stopLeading?.();
+    await Promise.all([gateway?.stop(), supervisor.stopAll()]);
+  })());
   const done = Promise.withResolvers<number>();
   const onSignal = () => void stop().then(() => done.resolve(0));
   const stopListening = onStopSignal(onSignal);
@@ -317,7 +320,6 @@ export async function run(args: string[]): Promise<number> {
   for (const line of (await live?.stop()) ?? []) console.log(line);
   stopListening();
   stopWatching?.();
-  await stopLeading?.();
   freeing.abort();
   etcdArgs?.cluster.close();
   console.log("fts cluster: all instances stopped");

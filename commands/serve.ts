@@ -159,7 +159,8 @@ export async function run(args: string[]): Promise<number> {
       places: { dataDir: dir, manifest: `etcd (cluster ${JSON.stringify(etcd.cluster)})` },
     });
     const zone = stringFlag(flags, "zone");
-    // While its part store cannot be read it holds no copy: not alive, so every host heals around it.
+    // While its part store cannot be read (or its disk stalled) it holds no copy: not alive,
+    // so the host elected to heal copies its parts elsewhere.
     const left = (await cluster.join({ id, address: id, domain: zone ?? host }, {
       healthy: () => store.problem() === undefined,
     })).stop;

@@ -48,8 +48,9 @@ etcdTest(
     ]);
     hosts.push(alone);
     await alone.waitFor(/ready/, 30_000);
-    // a.bin: 8 parts (so every host holds some); b.bin: a's first two parts, shared; c.bin, 8
-    // parts of its own, to be replaced.
+    // a.bin: 8 parts (so every host holds some); b.bin: a's first two parts, shared; c.bin, 16
+    // parts of its own, to be replaced (a part misses the lone host about half the time: with 8
+    // parts, 1 run in 160 found it holding none of them).
     const random = (bytes: number) => {
       const out = new Uint8Array(bytes);
       for (let at = 0; at < bytes; at += 65536) {
@@ -66,7 +67,7 @@ etcdTest(
     };
     await upload("a.bin", a);
     await upload("b.bin", a.slice(0, 2 * PART));
-    await upload("c.bin", random(8 * PART));
+    await upload("c.bin", random(16 * PART));
     const parts = (name: string) => _parts(flags, name);
     const digests = async (name: string) => (await parts(name)).map((p) => p.digest);
     const aDigests = await digests("a.bin");

@@ -1,7 +1,12 @@
 /** Unit tests of lib/state/store.ts: the content-addressed part store of one instance. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PartStore, TEMP_LOCK_GRACE_MS } from "../lib/state/store.ts";
+import {
+  PartStore,
+  STORE_STALL_MS,
+  StoreStalledError,
+  TEMP_LOCK_GRACE_MS,
+} from "../lib/state/store.ts";
 import {
   assertCode,
   concat,
@@ -199,5 +204,40 @@ Deno.test("PartStore.remove() deletes a stored copy", async () => {
     const digest = await storeBytes(store, bytes);
     assert.equal(await store.remove(digest), true);
     await assert.rejects(store.open(digest), assertCode("NOT_FOUND"));
+  });
+});
+
+Deno.test("PartStore.io(): an operation under way for STORE_STALL_MS stalls the store; one that ended does not", async () => {
+  await withStore(async (store) => {
+    let finish = (_ok: boolean) => {};
+    const hung = store.io(() =>
+      new Promise<void>((resolve, reject) =>
+        finish = (ok) => ok ? resolve() : reject(new Error("EIO"))
+      )
+    );
+    const now = performance.now();
+    assert.equal(store.stalled(now + STORE_STALL_MS - 100), undefined);
+    assert.match(store.stalled(now + STORE_STALL_MS + 100) ?? "", /its disk has not answered/);
+    // Under way a moment only: not stalled yet.
+    assert.equal(store.problem(), undefined);
+    // It fails (an I/O error, say): no longer under way, and quick, so nothing is held.
+    finish(false);
+    await assert.rejects(hung, /EIO/);
+    assert.equal(store.stalled(performance.now() + STORE_STALL_MS + 100), undefined);
+    store.assertNotStalled();
+  });
+});
+
+Deno.test("PartStore with deadlineMs: an operation that does not return fails with StoreStalledError", async () => {
+  await withTempDir("fts-unit-store-", async (root) => {
+    const store = new PartStore(join(root, "instance"), { deadlineMs: 50 });
+    await assert.rejects(
+      store.io(() => new Promise(() => {})),
+      (error: Error) =>
+        error instanceof StoreStalledError && /has not answered/.test(error.message),
+    );
+    // The ordinary operations go through it.
+    await store.init();
+    assert.equal(await store.sizeOf("a".repeat(64)), undefined);
   });
 });

@@ -214,8 +214,8 @@ export class EtcdCluster {
    * returned keeper is stopped (when etcd let the lease lapse, the member
    * joins again on its own). With `healthy`, asked every HEALTH_CHECK_MS,
    * the liveness key is withdrawn while it says no (an instance that cannot
-   * read its part store holds no copy: every host's healing then copies its
-   * parts elsewhere) and put back once it says yes.
+   * read its part store holds no copy: healing, on the host elected to heal,
+   * then copies its parts elsewhere) and put back once it says yes.
    */
   async join(
     member: MemberRecord,

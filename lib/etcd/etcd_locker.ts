@@ -42,14 +42,12 @@ export class EtcdLocker implements Locker {
 
   /**
    * Takes the lock, waiting while another holds it; resolves to its release.
-   * `onLost`: the lease lapsed while held (this process was cut off from etcd
-   * longer than LOCK_LEASE_SECONDS), so another may hold the lock now.
-   * `signal` ends the wait (with its reason).
+   * `onLost`: the lease lapsed, or could not be renewed for
+   * LOCK_LEASE_SECONDS (this process cut off from etcd), so another may hold
+   * the lock now. `signal` ends the wait (with its reason). While it waits,
+   * `onHeld` is told who holds the lock, as its key says.
    */
-  async acquire(
-    name: string,
-    options: { wait?: boolean; onLost?: () => void; signal?: AbortSignal } = {},
-  ): Promise<() => Promise<void>> {
+  async acquire(name: string, options: _TakeOptions = {}): Promise<() => Promise<void>> {
     const taken = await this.#take(name, options.wait ?? true, options);
     if (!taken) throw new LockBusyError(name);
     return taken;
@@ -58,7 +56,7 @@ export class EtcdLocker implements Locker {
   /** Takes the lock if nobody holds it; undefined when someone does. */
   async tryAcquire(
     name: string,
-    options: { onLost?: () => void } = {},
+    options: Pick<_TakeOptions, "onLost"> = {},
   ): Promise<(() => Promise<void>) | undefined> {
     return await this.#take(name, false, options);
   }
@@ -66,13 +64,18 @@ export class EtcdLocker implements Locker {
   async #take(
     name: string,
     wait: boolean,
-    options: { onLost?: () => void; signal?: AbortSignal },
+    options: _TakeOptions,
   ): Promise<(() => Promise<void>) | undefined> {
     if (!_LOCK_NAME.test(name)) {
       throw new TypeError(`Lock name ${JSON.stringify(name)} is not lowercase letters and dashes`);
     }
     const key = this.#keys.lock(name);
-    const keeper = await LeaseKeeper.grant(this.#etcd, LOCK_LEASE_SECONDS, options.onLost);
+    const keeper = await LeaseKeeper.grant(
+      this.#etcd,
+      LOCK_LEASE_SECONDS,
+      options.onLost,
+      { lostWhenUnrenewed: options.onLost !== undefined },
+    );
     let pause = FIRST_LOCK_POLL_MS;
     try {
       while (true) {
@@ -86,14 +89,28 @@ export class EtcdLocker implements Locker {
           await keeper.revoke();
           return undefined;
         }
-        await sleep(pause);
-        pause = Math.min(pause * 2, MAX_LOCK_POLL_MS);
+        // Held: read (a write goes through every member's disk) until it is free.
+        while (true) {
+          await sleep(pause);
+          pause = Math.min(pause * 2, MAX_LOCK_POLL_MS);
+          options.signal?.throwIfAborted();
+          const held = await this.#etcd.get(key);
+          if (held === undefined) break;
+          options.onHeld?.(held.value);
+        }
       }
     } catch (error) {
       await keeper.revoke().catch(() => {});
       throw error;
     }
   }
+}
+
+interface _TakeOptions {
+  wait?: boolean;
+  onLost?: () => void;
+  signal?: AbortSignal;
+  onHeld?: (holder: string) => void;
 }
 
 /** The lock is held by someone else and the caller would not wait. */

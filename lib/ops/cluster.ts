@@ -97,7 +97,6 @@ export class Supervisor {
           ? { rateBytesPerSecond: options.healRateBytesPerSecond }
           : {}),
         ...(options.onHeal ? { onEvent: options.onHeal } : {}),
-        runWhenBack: options.repair === undefined,
         // In etcd, acting on who is down and up waits for this host's election.
         ...(options.repair !== undefined ? { leading: false } : {}),
       })

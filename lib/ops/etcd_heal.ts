@@ -71,10 +71,9 @@ export function watchMembers(cluster: EtcdCluster, healer: Healer): () => void {
 /**
  * Stands for election as the host that heals (the HEALER_LOCK, held under
  * its lease for as long as this supervisor runs): `healer` leads while
- * elected, and follows otherwise, until the returned stop is called, which
- * gives the lock up so another host takes over at once. A host that takes
- * over from another (not one elected as it starts) runs at once; one whose
- * lease lapsed (cut off from etcd) follows, and stands again.
+ * elected, and follows otherwise (told who leads), until the returned stop
+ * is called, which gives the lock up so that another host takes over at
+ * once. One cut off from etcd for the lease's time follows, and stands again.
  */
 export function leadHealing(
   cluster: EtcdCluster,
@@ -84,36 +83,44 @@ export function leadHealing(
   const stopped = new AbortController();
   const locker = cluster.locker(holder);
   let release: (() => Promise<void>) | undefined;
+  /** Gives the lock up, waiting STOP_WAIT_MS at most (etcd may not answer: its lease then lapses). */
+  const giveUp = async () => {
+    const held = release;
+    release = undefined;
+    if (held) await Promise.race([held().catch(() => {}), sleep(STOP_WAIT_MS)]);
+  };
   const campaign = (async () => {
-    /** Not yet asked: elected as this host starts is no take-over. */
-    let first = true;
     while (!stopped.signal.aborted) {
       const lost = Promise.withResolvers<void>();
-      const onLost = () => lost.resolve();
       try {
-        const atOnce = first ? await locker.tryAcquire(HEALER_LOCK, { onLost }) : undefined;
-        first = false;
-        release = atOnce ?? await locker.acquire(HEALER_LOCK, { onLost, signal: stopped.signal });
-        healer.setLeading(true, atOnce === undefined);
+        release = await locker.acquire(HEALER_LOCK, {
+          onLost: () => lost.resolve(),
+          signal: stopped.signal,
+          onHeld: (leader) => healer.setLeader(leader),
+        });
+        if (stopped.signal.aborted) break;
+        healer.setLeading(true);
         await Promise.race([lost.promise, _aborted(stopped.signal)]);
         healer.setLeading(false);
-        if (!stopped.signal.aborted) {
-          // Lapsed: another host may lead now. The lease is gone; stop renewing it.
-          await release().catch(() => {});
-          release = undefined;
-        }
+        // Lapsed or unconfirmed: another host may lead now. Stop renewing the lease.
+        if (!stopped.signal.aborted) await giveUp();
       } catch {
         // etcd unavailable, or stopping: stand again once it answers.
+        healer.setLeader(undefined);
         if (!stopped.signal.aborted) await sleep(ELECTION_RETRY_MS);
       }
     }
+    // Taken as the stop came: given up at once.
+    await giveUp();
   })();
-  return async () => {
-    stopped.abort(new DOMException("The cluster is stopping", "AbortError"));
-    // An etcd call under way may take its timeout: the lease then lapses by itself.
-    await Promise.race([campaign, sleep(STOP_WAIT_MS)]);
-    await release?.().catch(() => {});
-  };
+  let stopping: Promise<void> | undefined;
+  return () =>
+    stopping ??= (async () => {
+      stopped.abort(new DOMException("The cluster is stopping", "AbortError"));
+      // An etcd call under way may take its timeout: the lease then lapses by itself.
+      await Promise.race([campaign, sleep(STOP_WAIT_MS)]);
+      await giveUp();
+    })();
 }
 
 function _aborted(signal: AbortSignal): Promise<void> {

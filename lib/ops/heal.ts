@@ -35,13 +35,6 @@ export interface HealOptions {
   rateBytesPerSecond?: number;
   onEvent?: (event: HealEvent) => void;
   /**
-   * Whether an instance coming back always starts a run (its store may have
-   * lost copies while it was down), or only when a run copied its parts
-   * meanwhile (false: in etcd every host's healer hears every instance, and
-   * a lease that lapses a moment would start a run on each).
-   */
-  runWhenBack?: boolean;
-  /**
    * Whether instances going down, coming back and joining start runs here
    * from the start (true, the default). In etcd every host's healer hears
    * every instance and one host, elected, acts on it (setLeading()); the
@@ -65,6 +58,8 @@ export interface HealStatus {
    * that one stops). Absent on a single host, which always does.
    */
   leading?: boolean;
+  /** In etcd, following: the holder of the election as etcd last said (absent: not known). */
+  leader?: string;
   healAfterMs: number;
   rateBytesPerSecond: number;
   /**
@@ -108,8 +103,6 @@ interface _Down {
   /** Set once the instance has been down for healAfterMs. */
   due: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
-  /** Runs finished when it went down: a later one may have copied its parts. */
-  runsAtDown: number;
   /** How the last run that started once it was due ended (undefined: none yet). */
   healed: boolean | undefined;
 }
@@ -121,16 +114,17 @@ export class Healer {
   readonly #repair: RepairRunner;
   readonly healAfterMs: number;
   readonly rateBytesPerSecond: number;
-  readonly #runWhenBack: boolean;
   /** Undefined on a single host; in etcd, whether this host was elected to heal. */
   #leading: boolean | undefined;
+  /** In etcd, following: who holds the election, as etcd last said. */
+  #leader: string | undefined;
   readonly #onEvent: (event: HealEvent) => void;
   readonly #down = new Map<string, _Down>();
   readonly #abort = new AbortController();
-  #runsFinished = 0;
   #running: HealStatus["running"] = null;
   #last: HealStatus["last"] = null;
-  #pending: string | undefined;
+  /** The next run's reason; `membership` while only members' comings and goings asked for it. */
+  #pending: { reason: string; membership: boolean } | undefined;
   #retry: { timer: ReturnType<typeof setTimeout>; at: number } | undefined;
   #stopped = false;
   #startTimer: ReturnType<typeof setTimeout> | undefined;
@@ -148,7 +142,6 @@ export class Healer {
     this.healAfterMs = options.healAfterMs;
     this.rateBytesPerSecond = options.rateBytesPerSecond ?? DEFAULT_REPAIR_RATE_BYTES_PER_SECOND;
     this.#onEvent = options.onEvent ?? (() => {});
-    this.#runWhenBack = options.runWhenBack ?? true;
     this.#leading = options.leading;
   }
 
@@ -162,7 +155,6 @@ export class Healer {
       since: Date.now(),
       due: false,
       timer: undefined,
-      runsAtDown: this.#runsFinished,
       healed: undefined,
     };
     this.#down.set(id, entry);
@@ -181,8 +173,7 @@ export class Healer {
     this.#down.delete(id);
     // Its copies are back: if a run copied them elsewhere meanwhile, some are now surplus;
     // if not, some may still be missing (its store lost or wiped while it was down).
-    const healedMeanwhile = this.#runsFinished > entry.runsAtDown || this.#running !== null;
-    if (this.#runWhenBack || healedMeanwhile) this.#membershipTrigger(`instance ${id} back`);
+    this.#membershipTrigger(`instance ${id} back`);
   }
 
   /** A new instance joined (in etcd: a host): copies may now spread over more failure domains. */
@@ -192,19 +183,27 @@ export class Healer {
 
   /**
    * In etcd: this host was elected to heal (true), or lost the election's
-   * lease (false). One that `tookOver` from another host runs at once: that
-   * host may have stopped mid-run, or before acting on an instance back.
+   * lease (false: runs asked for by members' comings and goings that have
+   * not started yet are dropped, the new leader's to make). One elected
+   * while instances are due runs at once: the host that healed may have
+   * stopped before it did.
    */
-  setLeading(leading: boolean, tookOver = false): void {
+  setLeading(leading: boolean): void {
     this.#leading = leading;
-    if (leading && tookOver) {
-      this.#membershipTrigger("this host heals now: the one that did stopped");
+    this.#leader = undefined;
+    if (leading && this.#dueIds().size > 0) {
+      this.#membershipTrigger("this host heals now, and instances are down past --heal-after");
     }
+  }
+
+  /** In etcd, following: who holds the election now, as etcd says (for status). */
+  setLeader(holder: string | undefined): void {
+    if (this.#leading !== true) this.#leader = holder;
   }
 
   /** A run for instances going down, coming back or joining: only where healing is led. */
   #membershipTrigger(reason: string): void {
-    if (this.enabled && this.#leading !== false) this.trigger(reason);
+    if (this.enabled && this.#leading !== false) this.trigger(reason, { membership: true });
   }
 
   /** Instance `id` left the cluster for good (fts forget): no longer down, nothing to heal. */
@@ -240,26 +239,34 @@ export class Healer {
     }, Math.max(0, wait));
   }
 
-  /** Starts a repair run now, or right after the current one. */
-  trigger(reason: string): void {
+  /**
+   * Starts a repair run now, or right after the current one. `membership`:
+   * asked for by instances going down, coming back or joining, which only
+   * the leading host acts on (in etcd); such a run not started when this
+   * host stops leading is dropped.
+   */
+  trigger(reason: string, options: { membership?: boolean } = {}): void {
     if (this.#stopped) return;
-    if (this.#loop) {
-      this.#pending ??= reason;
-      return;
+    const membership = options.membership ?? false;
+    if (this.#pending) {
+      // One run for both: it counts as this host's own if either does.
+      this.#pending.membership &&= membership;
+    } else {
+      this.#pending = { reason, membership };
     }
-    this.#pending = reason;
-    this.#loop = this.#runLoop().finally(() => (this.#loop = undefined));
+    this.#loop ??= this.#runLoop().finally(() => (this.#loop = undefined));
   }
 
   async #runLoop(): Promise<void> {
     while (this.#pending !== undefined && !this.#stopped) {
-      const reason = this.#pending;
+      const { reason, membership } = this.#pending;
       this.#pending = undefined;
-      await this.#runOnce(reason);
+      if (membership && this.#leading === false) continue;
+      await this.#runOnce(reason, membership);
     }
   }
 
-  async #runOnce(reason: string): Promise<void> {
+  async #runOnce(reason: string, membership: boolean): Promise<void> {
     if (this.#retry) {
       clearTimeout(this.#retry.timer);
       this.#retry = undefined;
@@ -340,13 +347,12 @@ export class Healer {
       this.#onEvent({ type: "error", reason, message });
     } finally {
       this.#running = null;
-      this.#runsFinished++;
     }
     if (retry && !this.#stopped) {
       const at = Date.now() + HEAL_RETRY_MS;
       const timer = setTimeout(() => {
         this.#retry = undefined;
-        this.trigger(`retry of: ${reason}`);
+        this.trigger(`retry of: ${reason}`, { membership });
       }, HEAL_RETRY_MS);
       this.#retry = { timer, at };
     }
@@ -383,6 +389,7 @@ export class Healer {
     return {
       enabled: this.enabled,
       ...(this.#leading !== undefined ? { leading: this.#leading } : {}),
+      ...(this.#leader !== undefined ? { leader: this.#leader } : {}),
       healAfterMs: this.healAfterMs,
       rateBytesPerSecond: this.rateBytesPerSecond,
       down: [...this.#down].map(([id, entry]) => ({

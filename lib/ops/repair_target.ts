@@ -16,7 +16,7 @@ import { type ClusterView, configView } from "../state/cluster_view.ts";
 import { type Locker, type ManifestStore } from "../state/manifest_store.ts";
 import { openLocker, openManifestStore } from "../state/open_manifest_store.ts";
 import { hostStoreOf, storesOnHost } from "../state/part_gc.ts";
-import { PartStore } from "../state/store.ts";
+import { PartStore, STORE_STALL_MS, StoreStalledError } from "../state/store.ts";
 import { removeStaleTemps } from "../base/fs_util.ts";
 import { type EtcdCluster } from "../etcd/etcd_cluster.ts";
 import { Peer } from "../client/peer.ts";
@@ -68,20 +68,23 @@ export interface RepairTarget {
 /** The target of a single-host cluster: everything in the data directory `dir`. */
 export function fileRepairTarget(dir: string, config: ClusterConfig): RepairTarget {
   const paths = dataPaths(dir);
+  // Under the parts lock a stalled disk must not hang: each operation ends within STORE_STALL_MS.
+  const storeOf = (id: string) =>
+    new PartStore(paths.instanceDir(id), { deadlineMs: STORE_STALL_MS });
   return {
     view: configView(config),
     startCommand: clusterStartCommand(dir),
     store: openManifestStore(dir),
     locker: openLocker(dir),
-    storedSize: (id, digest) => new PartStore(paths.instanceDir(id)).sizeOf(digest),
-    removeCopy: (id, digest) => new PartStore(paths.instanceDir(id)).remove(digest),
+    storedSize: (id, digest) => _sizeUnlessStalled(storeOf(id), digest),
+    removeCopy: (id, digest) => storeOf(id).remove(digest),
     removesCopiesOn: () => true,
     localStores: () => storesOnHost(dir),
     // A manifest write cut off by a kill leaves its temp file beside it; a copy
     // cut off by one, in the target's store (which its own start may miss).
     prepare: async () => {
       await removeStaleTemps(dir);
-      for (const store of await storesOnHost(dir)) await store.cleanStaleTemps();
+      await _cleanStaleTemps(await storesOnHost(dir));
     },
     // The host of the data directory is the operator's: the key is made if it is missing.
     copyIdentity: () => loadOrCreateIdentity(paths.operatorIdentity),
@@ -110,7 +113,7 @@ export async function etcdRepairTarget(
     locker: cluster.locker(holder),
     storedSize: async (id, digest) => {
       const mine = localStore(id);
-      if (mine) return await mine.sizeOf(digest);
+      if (mine) return await _sizeUnlessStalled(mine, digest);
       let peer: Peer | undefined;
       try {
         peer = await connectForRepair(view.address(id));
@@ -143,10 +146,27 @@ export async function etcdRepairTarget(
       });
     },
     localStores: async () => (local ? await storesOnHost(local.dir) : []),
-    prepare: async () => {
-      for (const store of local ? await storesOnHost(local.dir) : []) await store.cleanStaleTemps();
-    },
+    prepare: async () => await _cleanStaleTemps(local ? await storesOnHost(local.dir) : []),
     copyIdentity: async () =>
       local ? await loadIdentity(operatorIdentityPath(local.dir)) : undefined,
   };
+}
+
+/** The size of a local copy; undefined when there is none, or its disk stalled. */
+async function _sizeUnlessStalled(store: PartStore, digest: string): Promise<number | undefined> {
+  try {
+    return await store.sizeOf(digest);
+  } catch (error) {
+    if (error instanceof StoreStalledError) return undefined;
+    throw error;
+  }
+}
+
+/** Removes abandoned temp files from each store; one whose disk stalled is left as it is. */
+async function _cleanStaleTemps(stores: PartStore[]): Promise<void> {
+  for (const store of stores) {
+    await store.cleanStaleTemps().catch((error) => {
+      if (!(error instanceof StoreStalledError)) throw error;
+    });
+  }
 }

@@ -40,7 +40,7 @@ export interface StatusReport {
   }[];
   /**
    * Whether a cluster supervisor runs for this data directory; null without
-   * one (a cluster in etcd asked from anywhere: each host's heals).
+   * one (a cluster in etcd asked from anywhere: the elected host heals).
    */
   supervisor: boolean | null;
   /** What the supervisor's healing is doing; null when off or no supervisor runs. */

@@ -20,7 +20,7 @@ import {
 } from "./manifest_store.ts";
 import { openLocker, openManifestStore } from "./open_manifest_store.ts";
 import { join } from "../base/paths.ts";
-import { PartStore } from "./store.ts";
+import { PartStore, STORE_STALL_MS, StoreStalledError } from "./store.ts";
 
 export interface FreedParts {
   /** Digests no file refers to any more. */
@@ -168,8 +168,16 @@ export async function freeUnreferenced(
 export async function removeCopies(stores: PartStore[], digest: string): Promise<number> {
   let copies = 0;
   for (const store of stores) {
-    if (await store.remove(digest)) copies++;
-    await Deno.remove(store.quarantinePathOf(digest)).catch(() => {});
+    try {
+      if (await store.remove(digest)) copies++;
+      const quarantined = store.quarantinePathOf(digest);
+      await store.io(() => Deno.remove(quarantined)).catch((error) => {
+        if (error instanceof StoreStalledError) throw error;
+      });
+    } catch (error) {
+      // A stalled disk keeps its copy, for a later repair to find unused; the others go.
+      if (!(error instanceof StoreStalledError)) throw error;
+    }
   }
   return copies;
 }
@@ -182,14 +190,18 @@ export function hostStoreOf(dir: string, host: string): (id: string) => PartStor
   return (id) => {
     const colon = id.lastIndexOf(":");
     if (colon < 0 || id.slice(0, colon) !== host) return undefined;
-    return new PartStore(dataPaths(dir).instanceDir(id.slice(colon + 1)));
+    return new PartStore(dataPaths(dir).instanceDir(id.slice(colon + 1)), {
+      deadlineMs: STORE_STALL_MS,
+    });
   };
 }
 
 /** The part stores of every instance with storage in the data directory. */
 export async function storesOnHost(dir: string): Promise<PartStore[]> {
   const paths = dataPaths(dir);
-  return (await instancesWithStorage(dir)).map((id) => new PartStore(paths.instanceDir(id)));
+  return (await instancesWithStorage(dir)).map((id) =>
+    new PartStore(paths.instanceDir(id), { deadlineMs: STORE_STALL_MS })
+  );
 }
 
 /**
@@ -203,7 +215,8 @@ export async function untouchedCopies(
 ): Promise<number | undefined> {
   let held = 0;
   for (const store of stores) {
-    const mtime = await Deno.stat(store.pathOf(digest)).then((i) => i.mtime, () => undefined);
+    const path = store.pathOf(digest);
+    const mtime = await store.io(() => Deno.stat(path)).then((i) => i.mtime, () => undefined);
     if (mtime === undefined) continue;
     if (mtime === null || mtime.getTime() > since) return undefined;
     held++;

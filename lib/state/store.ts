@@ -10,6 +10,7 @@ import { join } from "../base/paths.ts";
 import { DIGEST_PATTERN } from "../hash/digest_patterns.ts";
 import { type Sha256, sha256Hasher } from "../hash/sha256.ts";
 import { formatDuration } from "../base/units.ts";
+import { raceDeadline } from "../base/deadline.ts";
 
 /** Chunk size for hashing stored parts. */
 const HASH_CHUNK_BYTES = 1024 * 1024;
@@ -22,6 +23,20 @@ const HASH_CHUNK_BYTES = 1024 * 1024;
  * Flushes to disk (fsync) are not counted: a large part's may take seconds.
  */
 export const STORE_STALL_MS = 10_000;
+/**
+ * A store stays stalled this long after its last operation that took
+ * STORE_STALL_MS or more returned: a disk whose operations take 10-30 s now
+ * and then is no disk to serve from, and would otherwise go up and down.
+ */
+export const STORE_STALL_HOLD_MS = 20_000;
+
+/** A disk operation of a store opened with a deadline (for a repair's own use) ran out of it. */
+export class StoreStalledError extends Error {
+  constructor(root: string, ms: number) {
+    super(`The disk of part store ${root} has not answered for ${formatDuration(ms)} (stalled)`);
+    this.name = "StoreStalledError";
+  }
+}
 
 /** Runs one disk operation, counted while under way (PartStore.io). */
 export type DiskOp = <T>(op: () => Promise<T>) => Promise<T>;
@@ -38,9 +53,20 @@ export class PartStore {
   readonly quarantineDir: string;
   /** The disk operations under way, each with when it started (performance.now()). */
   readonly #underWay = new Set<{ since: number }>();
+  /** Until when the store counts as stalled after a slow operation returned, and how slow. */
+  #stalledUntil = -Infinity;
+  #slowestMs = 0;
+  readonly #deadlineMs: number | undefined;
 
-  constructor(root: string) {
+  /**
+   * `deadlineMs`: each disk operation fails with StoreStalledError after
+   * that long (it may go on underneath). For processes that work in other
+   * instances' stores under a lock (a repair, freeing): a stalled disk must
+   * not hold the lock, and with it the cluster's publishes, for good.
+   */
+  constructor(root: string, options: { deadlineMs?: number } = {}) {
     this.root = root;
+    this.#deadlineMs = options.deadlineMs;
     this.partsDir = join(root, "parts");
     this.tmpDir = join(root, "tmp");
     this.quarantineDir = join(root, "quarantine");
@@ -67,13 +93,16 @@ export class PartStore {
     { starting = false, now = Date.now() }: { starting?: boolean; now?: number } = {},
   ): Promise<number> {
     let removed = 0;
+    let names: string[];
     try {
-      for await (const entry of Deno.readDir(this.tmpDir)) {
-        const path = join(this.tmpDir, entry.name);
-        if (await _removeIfAbandoned(path, entry.name, now, starting)) removed++;
-      }
+      names = await this.io(() => Array.fromAsync(Deno.readDir(this.tmpDir), (e) => e.name));
     } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      if (error instanceof Deno.errors.NotFound) return 0;
+      throw error;
+    }
+    for (const name of names) {
+      const path = join(this.tmpDir, name);
+      if (await this.io(() => _removeIfAbandoned(path, name, now, starting))) removed++;
     }
     return removed;
   }
@@ -96,22 +125,37 @@ export class PartStore {
     const token = { since: performance.now() };
     this.#underWay.add(token);
     try {
-      return await op();
+      const ms = this.#deadlineMs;
+      return ms === undefined
+        ? await op()
+        : await raceDeadline(op(), ms, () => new StoreStalledError(this.root, ms));
     } finally {
       this.#underWay.delete(token);
+      const took = performance.now() - token.since;
+      if (took >= STORE_STALL_MS) {
+        this.#stalledUntil = performance.now() + STORE_STALL_HOLD_MS;
+        this.#slowestMs = took;
+      }
     }
   }
 
   /**
-   * Why the store counts as stalled (a disk operation under way for
-   * STORE_STALL_MS or longer); undefined while its disk answers. It stops
-   * counting as stalled once every such operation returned.
+   * Why the store counts as stalled: a disk operation under way for
+   * STORE_STALL_MS or longer, or one that took that long returned less than
+   * STORE_STALL_HOLD_MS ago; undefined while its disk answers.
    */
   stalled(now = performance.now()): string | undefined {
     let oldest = now;
     for (const { since } of this.#underWay) oldest = Math.min(oldest, since);
-    if (now - oldest < STORE_STALL_MS) return undefined;
-    return `its disk has not answered for ${formatDuration(now - oldest)} (${this.root})`;
+    if (now - oldest >= STORE_STALL_MS) {
+      return `its disk has not answered for ${formatDuration(now - oldest)}`;
+    }
+    if (now < this.#stalledUntil) {
+      return `its disk took ${formatDuration(this.#slowestMs)} to answer ${
+        formatDuration(now - (this.#stalledUntil - STORE_STALL_HOLD_MS))
+      } ago`;
+    }
+    return undefined;
   }
 
   /** Refuses a request that needs the disk while it is stalled, rather than hang it too. */
@@ -130,7 +174,7 @@ export class PartStore {
    */
   problem(): string | undefined {
     const stalled = this.stalled();
-    if (stalled !== undefined) return stalled;
+    if (stalled !== undefined) return `${stalled} (${this.root})`;
     try {
       for (const _ of Deno.readDirSync(this.partsDir)) break;
       return undefined;

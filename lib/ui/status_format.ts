@@ -82,7 +82,7 @@ export function formatHealing(report: StatusReport): string[] {
   const heal = report.healing;
   if (report.supervisor === null) {
     return [
-      "healing: each host's fts cluster heals; fts status --data DIR on a host shows its healing",
+      "healing: the fts cluster of one host, elected, heals for all; fts status --data DIR on a host shows its part",
     ];
   }
   if (!report.supervisor) {
@@ -106,7 +106,9 @@ export function formatHealing(report: StatusReport): string[] {
     ? ""
     : heal.leading
     ? "; this host heals for the cluster"
-    : "; another host heals for the cluster (this one takes over if it stops)";
+    : heal.leader !== undefined
+    ? `; another host heals for the cluster (${heal.leader}); this one takes over if it stops`
+    : "; no host heals for the cluster now (being elected, or etcd does not answer)";
   const lines = [`healing: on, after ${formatDuration(heal.healAfterMs)} down, ${rate}${lead}`];
   for (const d of heal.down) {
     lines.push(
