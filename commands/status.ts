@@ -57,6 +57,9 @@ export async function run(args: string[]): Promise<number> {
         // On a host of the cluster, its supervisor says what healing does.
         dir: (await loadConfig(dir)) ? dir : undefined,
       }, { tls, checkCopies: true });
+      // Which host heals for the cluster: the holder of its election, as etcd says.
+      const { HEALER_LOCK } = await import("../lib/ops/etcd_heal.ts");
+      report.healer = (await cluster.etcd.get(cluster.keys.lock(HEALER_LOCK)))?.value ?? null;
       _requireSomeInstanceUp(report, "start each host's fts cluster --etcd");
       console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
       return _exitCode(report);

@@ -214,7 +214,7 @@ Deno.test({
       assert.match(status.stdout, /instances: 4\/6 up; down: /);
       assert.match(status.stdout, /movie\.bin .* min live replicas 2\/2/);
       // Asked from a client with no data directory: healing is the hosts' own.
-      assert.match(status.stdout, /healing: the fts cluster of one host, elected, heals for all/);
+      assert.match(status.stdout, /healing: heal@\S+ \(pid \d+\), elected, heals for the cluster/);
       const said = clusters.slice(1).map((c) => c.stdout).join("\n");
       assert.match(said, /heal: .*copies made/);
       // One host heals for the cluster (the first was elected, and died): one of the others

@@ -91,11 +91,12 @@ Deno.test({
           const manifest = await readManifestJson(dir);
           victim = Number(manifest.files["s.bin"]!.parts[0]!.replicas[0]);
           firstDigest = manifest.files["s.bin"]!.parts[0]!.digest;
-          // The victim's parts move behind the FUSE mount, at the same path.
-          const parts = join(dir, "instances", String(victim), "parts");
-          await Deno.rename(parts, `${parts}.disk`);
-          await Deno.mkdir(parts);
-          mount = await _mountStalling(`${parts}.disk`, parts, join(dir, "..", "stall-flag"));
+          // The victim's store moves behind the FUSE mount, at the same path (all of it:
+          // its parts are renamed in from tmp/, which cannot cross file systems).
+          const store = join(dir, "instances", String(victim));
+          await Deno.rename(store, `${store}.disk`);
+          await Deno.mkdir(store);
+          mount = await _mountStalling(`${store}.disk`, store, join(dir, "..", "stall-flag"));
         },
       });
       const others = cluster.ports.filter((port) => port !== victim);
@@ -116,6 +117,12 @@ Deno.test({
       await cluster.supervisor.waitFor(
         new RegExp(`instance ${victim} answers but its disk has not answered .*: down for healing`),
         HEAL_DEADLINE_MS,
+      );
+      // Status says so too: up, but serving no parts, and why.
+      const status = await cluster.fts(["status"]);
+      assert.match(
+        status.stdout,
+        new RegExp(`up but serving no parts: ${victim} \\(its disk has not answered for`),
       );
       // Requests that need the disk now fail at once, instead of hanging too.
       const peer = await Peer.connect(`127.0.0.1:${victim}`);

@@ -1,7 +1,7 @@
 /**
  * Local faults: the client's disk fills up, the client is killed at various
  * points, an instance is killed while it receives a part, the instances'
- * disks are full.
+ * disks are full, a disk is mounted where parts cannot be renamed into it.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -9,7 +9,14 @@ import { join } from "node:path";
 import { Peer } from "../lib/client/peer.ts";
 import { encodeFrame, encodeFrameHead, PROTOCOL_VERSION } from "../lib/wire/frame.ts";
 import { startDirectCluster } from "./direct_cluster.ts";
-import { assertSameFile, startCluster, storedPartPath, writeRandomFile } from "./harness.ts";
+import {
+  assertSameFile,
+  freePortRange,
+  runFts,
+  startCluster,
+  storedPartPath,
+  writeRandomFile,
+} from "./harness.ts";
 import { unusableTool } from "./missing_tool.ts";
 import { clusterIdAt, partSigner, signedPutHeader } from "./part_signer.ts";
 
@@ -235,5 +242,40 @@ test("local: every instance's disk full (64KiB tmpfs under its store): upload sa
   } finally {
     for (const dir of mounts) await _run("umount", ["-l", dir]);
     await cluster.stop();
+  }
+});
+
+test("local: a disk mounted at an instance's parts directory alone is refused at start (parts are renamed into it from tmp)", async () => {
+  const work = await Deno.makeTempDir({ prefix: "fts-test-split-" });
+  const data = join(work, "data");
+  const source = join(work, "a.bin");
+  await writeRandomFile(source, 1000, 3);
+  const port = freePortRange(1);
+  const setup = ["--data", data, "--servers", "1", "--replicas", "1", "--base-port", String(port)];
+  const preload = await runFts(["preload", source, ...setup]);
+  assert.equal(preload.code, 0, preload.stderr);
+  const instance = join(data, "instances", String(port));
+  const mounted = await _run("mount", [
+    "-t",
+    "tmpfs",
+    "-o",
+    "size=1m",
+    "tmpfs",
+    join(instance, "parts"),
+  ]);
+  try {
+    assert.ok(mounted.ok, `cannot mount a tmpfs here: ${mounted.stderr.trim()}`);
+    // Before, it served, and every part.put then failed renaming across file systems.
+    const serve = await runFts(["serve", "--port", String(port), "--data", data], {
+      timeoutMs: 30_000,
+    });
+    assert.equal(serve.code, 1, serve.stdout + serve.stderr);
+    assert.match(
+      serve.stderr,
+      new RegExp(`are on different file systems.*mount the disk at ${instance} instead`),
+    );
+  } finally {
+    if (mounted.ok) await _run("umount", ["-l", join(instance, "parts")]);
+    await Deno.remove(work, { recursive: true });
   }
 });

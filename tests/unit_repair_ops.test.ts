@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { formatRepairEvent } from "../lib/ui/repair_format.ts";
-import { Healer } from "../lib/ops/heal.ts";
+import { Healer, MEMBERSHIP_SETTLE_MS } from "../lib/ops/heal.ts";
 import { emptyRepairReport } from "../lib/ops/repair_report.ts";
 import { CopyError, copyPart } from "../lib/ops/part_copy.ts";
 import { Peer } from "../lib/client/peer.ts";
@@ -238,6 +238,27 @@ Deno.test("Healer: who is gone is decided when the run starts its work, after an
     release();
     while (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
     assert.deepEqual(seen[0], { before: ["9001"], now: [] });
+  } finally {
+    await healer.stop();
+  }
+});
+
+Deno.test("Healer: instances going down together (a host's) share one run", async () => {
+  const runs: string[][] = [];
+  const healer = new Healer(async (options) => {
+    runs.push([...(options.goneIds ?? [])].sort());
+    return await Promise.resolve(emptyRepairReport(false));
+  }, { healAfterMs: 20 });
+  try {
+    healer.instanceDown("9001");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    healer.instanceDown("9002");
+    const deadline = Date.now() + 5_000;
+    while (runs.length === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await new Promise((resolve) => setTimeout(resolve, MEMBERSHIP_SETTLE_MS + 200));
+    assert.deepEqual(runs, [["9001", "9002"]]);
   } finally {
     await healer.stop();
   }

@@ -25,6 +25,12 @@ export const DEFAULT_HEAL_AFTER_MS = 60_000;
 export const REPORTED_TRIGGER_MIN_MS = 60_000;
 /** After a run that could not do everything it tried (a copy failed), try again this much later. */
 export const HEAL_RETRY_MS = 30_000;
+/**
+ * A run asked for by instances going down, coming back or joining starts
+ * this much later, so that those of one event (a host's instances, seen in
+ * one look at etcd or going down together) share one run.
+ */
+export const MEMBERSHIP_SETTLE_MS = 1_000;
 /** How long stopping waits for a run in progress to notice and wind down. */
 export const STOP_WAIT_MS = 2_000;
 
@@ -126,6 +132,8 @@ export class Healer {
   /** The next run's reason; `membership` while only members' comings and goings asked for it. */
   #pending: { reason: string; membership: boolean } | undefined;
   #retry: { timer: ReturnType<typeof setTimeout>; at: number } | undefined;
+  /** A membership run waiting MEMBERSHIP_SETTLE_MS for the rest of its event. */
+  #settling: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #startTimer: ReturnType<typeof setTimeout> | undefined;
   /** triggerLimited(): the run waiting for its turn, and when the last one was started. */
@@ -254,6 +262,20 @@ export class Healer {
     } else {
       this.#pending = { reason, membership };
     }
+    if (this.#loop) return;
+    if (membership) {
+      this.#settling ??= setTimeout(() => {
+        this.#settling = undefined;
+        this.#startLoop();
+      }, MEMBERSHIP_SETTLE_MS);
+      return;
+    }
+    this.#startLoop();
+  }
+
+  #startLoop(): void {
+    clearTimeout(this.#settling);
+    this.#settling = undefined;
     this.#loop ??= this.#runLoop().finally(() => (this.#loop = undefined));
   }
 
@@ -317,7 +339,7 @@ export class Healer {
         finishedAt: new Date().toISOString(),
         copied: report.copied,
         bytesCopied: report.bytesCopied,
-        dropped: report.dropped,
+        dropped: report.dropped + report.droppedElsewhere,
         failedCopies: report.failedCopies,
         short: report.short.length,
         lost: report.lost.length,
@@ -371,6 +393,7 @@ export class Healer {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#startTimer);
+    clearTimeout(this.#settling);
     clearTimeout(this.#limited);
     for (const entry of this.#down.values()) clearTimeout(entry.timer);
     if (this.#retry) clearTimeout(this.#retry.timer);

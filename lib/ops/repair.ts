@@ -239,7 +239,9 @@ class _Repair {
     }
     await this.#manifest.flush();
     if (this.#run.dryRun) {
-      this.#run.report.dropped = drops.filter((d) => this.#run.target.removesCopiesOn(d.id)).length;
+      const here = drops.filter((d) => this.#run.target.removesCopiesOn(d.id)).length;
+      this.#run.report.dropped = here;
+      this.#run.report.droppedElsewhere = drops.length - here;
     } else if (drops.length > 0) {
       this.#run.report.dropped = (await this.#manifest.deleteDropped(drops)).size;
     }

@@ -189,7 +189,12 @@ export class RepairManifest {
       const elsewhere = drops.filter(({ id, digest }) =>
         !target.removesCopiesOn(id) && !listed.has(`${id}:${digest}`)
       );
-      if (elsewhere.length > 0) await target.announceUnlisted?.(elsewhere).catch(() => {});
+      if (elsewhere.length > 0 && target.announceUnlisted) {
+        await target.announceUnlisted(elsewhere).then(
+          () => this.#run.report.droppedElsewhere += elsewhere.length,
+          () => {},
+        );
+      }
       for (const { id, digest } of drops) {
         if (listed.has(`${id}:${digest}`)) continue;
         try {

@@ -102,6 +102,11 @@ export interface RepairReport {
   bytesCopied: number;
   failedCopies: number;
   dropped: number;
+  /**
+   * Surplus copies on other hosts' instances (a cluster in etcd) taken off
+   * the manifest and announced to their hosts, which delete them.
+   */
+  droppedElsewhere: number;
   /** Surplus copies off the manifest that could not be deleted (a read-only store, say). */
   failedDrops: number;
   /** Manifest part entries whose replica list changed. */
@@ -149,6 +154,7 @@ export function emptyRepairReport(dryRun: boolean): RepairReport {
     bytesCopied: 0,
     failedCopies: 0,
     dropped: 0,
+    droppedElsewhere: 0,
     failedDrops: 0,
     manifestParts: 0,
     short: [],

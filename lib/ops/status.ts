@@ -20,6 +20,8 @@ export interface StatusReport {
     up: boolean;
     /** Up, but it refused the probe with BUSY: every connection slot is taken. */
     busy?: boolean;
+    /** Up, but it cannot serve its parts (store unreadable, disk stalled): why, as it says. */
+    storeError?: string;
     partsServed?: number;
     bytesServed?: number;
     /** Every numeric counter the instance's stats op returned (lib/server/server.ts ServerCounters). */
@@ -43,6 +45,8 @@ export interface StatusReport {
    * one (a cluster in etcd asked from anywhere: the elected host heals).
    */
   supervisor: boolean | null;
+  /** In etcd: the host elected to heal for the cluster (its lock's holder); null: none now. */
+  healer?: string | null;
   /** What the supervisor's healing is doing; null when off or no supervisor runs. */
   healing: HealStatus | null;
   /** The supervisor runs but did not answer (stopped, hung): its healing is unknown. */
@@ -156,12 +160,16 @@ export async function statusOf(
     ? await _heldParts(probes.filter((p) => !p.busy), options.tls)
     : undefined;
   const busy = new Set(probes.filter((p) => p.busy).map((p) => p.id));
+  // Answers, but serves no copy: its store cannot be read, or its disk stalled.
+  const failing = new Set(
+    probes.filter((p) => typeof p.stats?.storeError === "string").map((p) => p.id),
+  );
   // A copy is live when its instance answers and, when checked, lists it at
   // the part's size (a truncated copy cannot be read whole). A busy instance
   // (every connection taken) is alive but cannot list: its copies count as
   // the manifest says, and the report shows it busy.
   const isLive = (id: string, part: { digest: string; size: number }) =>
-    up.has(id) &&
+    up.has(id) && !failing.has(id) &&
     (held === undefined || busy.has(id) || held.get(id)?.get(part.digest) === part.size);
   const entries = await walkWhole(async () => {
     const entries: FileEntry[] = [];
@@ -200,6 +208,7 @@ export async function statusOf(
       address: p.address,
       up: p.up,
       ...(p.busy ? { busy: true } : {}),
+      ...(typeof p.stats?.storeError === "string" ? { storeError: p.stats.storeError } : {}),
       ...(typeof p.stats?.partsServed === "number" ? { partsServed: p.stats.partsServed } : {}),
       ...(typeof p.stats?.bytesServed === "number" ? { bytesServed: p.stats.bytesServed } : {}),
       ...(p.stats ? { counters: _numericCounters(p.stats) } : {}),

@@ -72,10 +72,26 @@ export class PartStore {
     this.quarantineDir = join(root, "quarantine");
   }
 
+  /**
+   * Makes the store's directories. They must share one file system: a part
+   * is written in tmp/ and renamed into parts/, and a bad one renamed into
+   * quarantine/, which cannot cross file systems (a disk mounted at parts/
+   * alone would refuse every part stored, with no other sign).
+   */
   async init(): Promise<void> {
     await Deno.mkdir(this.partsDir, { recursive: true });
     await Deno.mkdir(this.tmpDir, { recursive: true });
     await Deno.mkdir(this.quarantineDir, { recursive: true });
+    const device = async (dir: string) => (await Deno.stat(dir)).dev;
+    const parts = await device(this.partsDir);
+    for (const dir of [this.tmpDir, this.quarantineDir]) {
+      if (await device(dir) !== parts) {
+        throw new Error(
+          `${this.partsDir} and ${dir} are on different file systems, and parts are renamed ` +
+            `from one to the other: mount the disk at ${this.root} instead`,
+        );
+      }
+    }
   }
 
   /**

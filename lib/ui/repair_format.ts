@@ -92,6 +92,12 @@ export function formatRepairSummary(report: RepairReport, elapsedMs: number): st
   if (report.dropped > 0) {
     done.push(`${_n(report.dropped, "surplus copy", "surplus copies")} ${would}dropped`);
   }
+  if (report.droppedElsewhere > 0) {
+    done.push(
+      `${_n(report.droppedElsewhere, "surplus copy", "surplus copies")} on other hosts ${would}` +
+        "unlisted, for their hosts to delete",
+    );
+  }
   if (report.failedDrops > 0) {
     done.push(`${_n(report.failedDrops, "surplus copy", "surplus copies")} could not be deleted`);
   }

@@ -16,12 +16,20 @@ export function formatStatus(report: StatusReport): string {
   const up = report.instances.filter((i) => i.up);
   const down = report.instances.filter((i) => !i.up);
   const busy = report.instances.filter((i) => i.busy);
+  const failing = report.instances.filter((i) => i.storeError !== undefined);
   const lines = [
     `instances: ${up.length}/${report.instances.length} up` +
     (down.length > 0 ? `; down: ${down.map((i) => i.id).join(", ")}` : "") +
-    (busy.length > 0 ? `; busy (every connection taken): ${busy.map((i) => i.id).join(", ")}` : ""),
+    (busy.length > 0
+      ? `; busy (every connection taken): ${busy.map((i) => i.id).join(", ")}`
+      : "") +
+    (failing.length > 0
+      ? `; up but serving no parts: ${failing.map((i) => `${i.id} (${i.storeError})`).join(", ")}`
+      : ""),
   ];
-  const grid = report.instances.map((i) => (i.busy ? "B" : i.up ? "#" : ".")).join("");
+  const grid = report.instances.map((i) =>
+    i.busy ? "B" : i.storeError !== undefined ? "!" : i.up ? "#" : "."
+  ).join("");
   for (let i = 0; i < grid.length; i += 50) lines.push(`  ${grid.slice(i, i + 50)}`);
   if (report.files.length === 0) {
     lines.push("files: none");
@@ -74,7 +82,7 @@ const _HEALED: Record<HealStatus["down"][number]["copies"], string> = {
   copying: "its parts are being copied elsewhere",
   copied: "its parts were copied elsewhere",
   incomplete: "healing could not copy all its parts (see the last run)",
-  leader: "the host that heals copies its parts elsewhere",
+  leader: "its parts are for the host that heals to copy (its status says how far)",
 };
 
 /** The healing lines of `fts status`: on or off, who is down until when, and the runs. */
@@ -82,7 +90,11 @@ export function formatHealing(report: StatusReport): string[] {
   const heal = report.healing;
   if (report.supervisor === null) {
     return [
-      "healing: the fts cluster of one host, elected, heals for all; fts status --data DIR on a host shows its part",
+      report.healer
+        ? `healing: ${report.healer}, elected, heals for the cluster; ` +
+          "fts status --data DIR on a host shows its healing"
+        : "healing: no host heals for the cluster now (none runs fts cluster --etcd with " +
+          "healing on, or one is being elected)",
     ];
   }
   if (!report.supervisor) {
