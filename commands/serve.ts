@@ -88,6 +88,17 @@ export async function run(args: string[]): Promise<number> {
   // The port clients reach this instance on, when a proxy or a port mapping
   // sits in front of it: that port is the instance's id in the manifest.
   const publicPort = intFlag(flags, "public-port", 1, 65535);
+  // An instance of this data directory's cluster is one of its ports (0: any port, for trials).
+  const servedPort = publicPort ?? port;
+  if (!etcd && config && servedPort !== 0) {
+    const last = config.basePort + config.servers - 1;
+    if (servedPort < config.basePort || servedPort > last) {
+      throw new UsageError(
+        `Port ${servedPort} is not one of the instances of the cluster in ${dir} ` +
+          `(ports ${config.basePort}-${last}): serve one of those, or give another --data`,
+      );
+    }
+  }
 
   let listener: Deno.Listener;
   try {

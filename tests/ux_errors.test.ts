@@ -206,9 +206,19 @@ Deno.test("--host: an address this machine lacks is refused before anything is r
       );
       assert.equal(await Deno.stat(data).catch(() => undefined), undefined, "nothing recorded");
     }
-    // One recorded by an older fts: the cluster names the address, not a "port in use".
     const data = join(work, "old");
     assert.equal((await runFts(["preload", file, ...setup, "--data", data])).code, 0);
+    // An instance outside the cluster's ports is refused: its store would be one nothing uses.
+    const outside = String(Number(base) + 2);
+    const stray = await runFts(["serve", "--data", data, "--port", outside]);
+    assert.equal(stray.code, 2, stray.stderr);
+    assert.match(stray.stderr, new RegExp(`Port ${outside} is not one of the instances .*ports`));
+    assert.equal(
+      await Deno.stat(join(data, "instances", outside)).catch(() => undefined),
+      undefined,
+      "an instance directory was made",
+    );
+    // One recorded by an older fts: the cluster names the address, not a "port in use".
     const configPath = join(data, "config.json");
     const config = JSON.parse(await Deno.readTextFile(configPath));
     await Deno.writeTextFile(configPath, JSON.stringify({ ...config, host: "192.0.2.1" }));
