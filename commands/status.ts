@@ -59,7 +59,11 @@ export async function run(args: string[]): Promise<number> {
       }, { tls, checkCopies: true });
       // Which host heals for the cluster: the holder of its election, as etcd says.
       const { HEALER_LOCK } = await import("../lib/ops/etcd_heal.ts");
-      report.healer = (await cluster.etcd.get(cluster.keys.lock(HEALER_LOCK)))?.value ?? null;
+      const held = await cluster.etcd.get(cluster.keys.lock(HEALER_LOCK)).then(
+        (kv) => kv?.value ?? null,
+        () => undefined, // etcd did not answer this once: not known, rather than "none"
+      );
+      if (held !== undefined) report.healer = held;
       _requireSomeInstanceUp(report, "start each host's fts cluster --etcd");
       console.log(boolFlag(flags, "json") ? JSON.stringify(report, null, 2) : formatStatus(report));
       return _exitCode(report);

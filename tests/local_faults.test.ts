@@ -12,6 +12,8 @@ import { startDirectCluster } from "./direct_cluster.ts";
 import {
   assertSameFile,
   freePortRange,
+  FtsProcess,
+  instanceStats,
   runFts,
   startCluster,
   storedPartPath,
@@ -245,7 +247,7 @@ test("local: every instance's disk full (64KiB tmpfs under its store): upload sa
   }
 });
 
-test("local: a disk mounted at an instance's parts directory alone is refused at start (parts are renamed into it from tmp)", async () => {
+test("local: a disk mounted at an instance's parts directory alone: it serves what it has, says it can store nothing, and refuses uploads at once", async () => {
   const work = await Deno.makeTempDir({ prefix: "fts-test-split-" });
   const data = join(work, "data");
   const source = join(work, "a.bin");
@@ -254,28 +256,37 @@ test("local: a disk mounted at an instance's parts directory alone is refused at
   const setup = ["--data", data, "--servers", "1", "--replicas", "1", "--base-port", String(port)];
   const preload = await runFts(["preload", source, ...setup]);
   assert.equal(preload.code, 0, preload.stderr);
-  const instance = join(data, "instances", String(port));
-  const mounted = await _run("mount", [
-    "-t",
-    "tmpfs",
-    "-o",
-    "size=1m",
-    "tmpfs",
-    join(instance, "parts"),
-  ]);
+  const parts = join(data, "instances", String(port), "parts");
+  // The disk holds what was there: a.bin's part stays readable.
+  const saved = join(work, "parts-before");
+  await _run("cp", ["-a", parts, saved]);
+  const mounted = await _run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", parts]);
+  let serve: FtsProcess | undefined;
   try {
     assert.ok(mounted.ok, `cannot mount a tmpfs here: ${mounted.stderr.trim()}`);
-    // Before, it served, and every part.put then failed renaming across file systems.
-    const serve = await runFts(["serve", "--port", String(port), "--data", data], {
-      timeoutMs: 30_000,
-    });
-    assert.equal(serve.code, 1, serve.stdout + serve.stderr);
+    assert.ok((await _run("cp", ["-a", `${saved}/.`, parts])).ok);
+    serve = new FtsProcess(["serve", "--port", String(port), "--data", data]);
+    await serve.waitFor(/ready/);
+    // Before, it looked healthy, and every part.put failed renaming across file systems.
+    const stats = await instanceStats(`127.0.0.1:${port}`);
+    assert.match(String(stats.storeError), /not on one file system, so no part can be stored/);
+    const dest = join(work, "dest");
+    await Deno.mkdir(dest);
+    const fetch = await runFts(["fetch", "a.bin", dest, "--data", data]);
+    assert.equal(fetch.code, 0, fetch.stderr);
+    await assertSameFile(join(dest, "a.bin"), source);
+    const other = join(work, "b.bin");
+    await writeRandomFile(other, 1000, 4);
+    const upload = await runFts(["upload", other, "--data", data]);
+    assert.equal(upload.code, 1, upload.stderr);
     assert.match(
-      serve.stderr,
-      new RegExp(`are on different file systems.*mount the disk at ${instance} instead`),
+      upload.stderr,
+      new RegExp(`mount the disk at ${join(data, "instances", String(port))} instead`),
     );
   } finally {
-    if (mounted.ok) await _run("umount", ["-l", join(instance, "parts")]);
+    serve?.kill("SIGTERM");
+    await serve?.status;
+    if (mounted.ok) await _run("umount", ["-l", parts]);
     await Deno.remove(work, { recursive: true });
   }
 });

@@ -177,6 +177,7 @@ async function _receivePart(
 ): Promise<void> {
   const { digest } = request;
   instance.store.assertNotStalled();
+  instance.store.assertCanStore();
   if (bodyLength > MAX_PART_BYTES) {
     throw new ProtocolError("BODY_TOO_LARGE", `A part may not exceed ${MAX_PART_BYTES} bytes`);
   }

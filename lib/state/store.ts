@@ -57,6 +57,8 @@ export class PartStore {
   #stalledUntil = -Infinity;
   #slowestMs = 0;
   readonly #deadlineMs: number | undefined;
+  /** Why no part can be stored here (init() found it); undefined when parts can be. */
+  #cannotStore: string | undefined;
 
   /**
    * `deadlineMs`: each disk operation fails with StoreStalledError after
@@ -73,25 +75,41 @@ export class PartStore {
   }
 
   /**
-   * Makes the store's directories. They must share one file system: a part
-   * is written in tmp/ and renamed into parts/, and a bad one renamed into
-   * quarantine/, which cannot cross file systems (a disk mounted at parts/
-   * alone would refuse every part stored, with no other sign).
+   * Makes the store's directories, and finds out whether a part written in
+   * tmp/ can be renamed into parts/ and on into quarantine/ (one renamed
+   * file, as storing one does): not across file systems or mount points (a
+   * disk mounted at parts/ alone). Such a store still serves the parts it
+   * holds, but can store none: problem() says so, so that its instance
+   * counts as failing and is healed around, and part.put says why at once.
    */
   async init(): Promise<void> {
     await Deno.mkdir(this.partsDir, { recursive: true });
     await Deno.mkdir(this.tmpDir, { recursive: true });
     await Deno.mkdir(this.quarantineDir, { recursive: true });
-    const device = async (dir: string) => (await Deno.stat(dir)).dev;
-    const parts = await device(this.partsDir);
-    for (const dir of [this.tmpDir, this.quarantineDir]) {
-      if (await device(dir) !== parts) {
-        throw new Error(
-          `${this.partsDir} and ${dir} are on different file systems, and parts are renamed ` +
-            `from one to the other: mount the disk at ${this.root} instead`,
-        );
-      }
+    const name = `.fts-rename-probe-${Deno.pid}`;
+    const temp = join(this.tmpDir, name);
+    const part = join(this.partsDir, name);
+    const quarantined = join(this.quarantineDir, name);
+    try {
+      await Deno.writeFile(temp, new Uint8Array());
+      await Deno.rename(temp, part);
+      await Deno.rename(part, quarantined);
+      this.#cannotStore = undefined;
+    } catch (error) {
+      // EXDEV, which Deno gives as a plain Error. Anything else (a read-only
+      // store, say) is for the operations that meet it to report, as before.
+      if (!/cross-device/i.test(String(error))) return;
+      this.#cannotStore = `${this.tmpDir}, ${this.partsDir} and ${this.quarantineDir} are not ` +
+        `on one file system, so no part can be stored here (a part is renamed from one to the ` +
+        `next): mount the disk at ${this.root} instead`;
+    } finally {
+      for (const path of [temp, part, quarantined]) await Deno.remove(path).catch(() => {});
     }
+  }
+
+  /** Refuses to store a part where none can be (see init()), before any byte is read. */
+  assertCanStore(): void {
+    if (this.#cannotStore !== undefined) throw new ProtocolError("INTERNAL", this.#cannotStore);
   }
 
   /**
@@ -191,6 +209,7 @@ export class PartStore {
   problem(): string | undefined {
     const stalled = this.stalled();
     if (stalled !== undefined) return `${stalled} (${this.root})`;
+    if (this.#cannotStore !== undefined) return this.#cannotStore;
     try {
       for (const _ of Deno.readDirSync(this.partsDir)) break;
       return undefined;

@@ -24,7 +24,9 @@ export function formatStatus(report: StatusReport): string {
       ? `; busy (every connection taken): ${busy.map((i) => i.id).join(", ")}`
       : "") +
     (failing.length > 0
-      ? `; up but serving no parts: ${failing.map((i) => `${i.id} (${i.storeError})`).join(", ")}`
+      ? `; up but serving no parts: ${
+        failing.map((i) => `${i.id} (${printable(i.storeError!)})`).join(", ")
+      }`
       : ""),
   ];
   const grid = report.instances.map((i) =>
@@ -91,7 +93,7 @@ export function formatHealing(report: StatusReport): string[] {
   if (report.supervisor === null) {
     return [
       report.healer
-        ? `healing: ${report.healer}, elected, heals for the cluster; ` +
+        ? `healing: ${printable(report.healer)}, elected, heals for the cluster; ` +
           "fts status --data DIR on a host shows its healing"
         : "healing: no host heals for the cluster now (none runs fts cluster --etcd with " +
           "healing on, or one is being elected)",
@@ -119,7 +121,9 @@ export function formatHealing(report: StatusReport): string[] {
     : heal.leading
     ? "; this host heals for the cluster"
     : heal.leader !== undefined
-    ? `; another host heals for the cluster (${heal.leader}); this one takes over if it stops`
+    ? `; another host heals for the cluster (${
+      printable(heal.leader)
+    }); this one takes over if it stops`
     : "; no host heals for the cluster now (being elected, or etcd does not answer)";
   const lines = [`healing: on, after ${formatDuration(heal.healAfterMs)} down, ${rate}${lead}`];
   for (const d of heal.down) {
