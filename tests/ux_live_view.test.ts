@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { snapshotEvents, toSnapshot, type WatchSnapshot } from "../lib/ui/cluster_watch.ts";
-import { renderLiveView } from "../lib/ui/live_view.ts";
+import { instanceGrid, renderLiveView } from "../lib/ui/live_view.ts";
 import { summaryLine } from "../lib/ui/status_watch.ts";
 import { displayWidth } from "../lib/base/display_width.ts";
 import { type StatusReport } from "../lib/ops/status.ts";
@@ -572,4 +572,28 @@ Deno.test({
       await cluster.stop();
     }
   },
+});
+
+Deno.test("toSnapshot() and the grid: an instance up but serving no parts is FAIL, said when it starts and stops", () => {
+  const report = (problem?: string) => {
+    const r = _report([{ id: "9001", up: true, counters: idle }, {
+      id: "9002",
+      up: true,
+      counters: idle,
+    }]);
+    if (problem) r.instances[1]!.storeError = problem;
+    return r;
+  };
+  const fine = toSnapshot(report(), 1_000);
+  const failing = toSnapshot(report("its disk has not answered for 12.0 s (/d)"), 2_000, fine);
+  assert.deepEqual(failing.instances.map((i) => i.state), ["up", "fail"]);
+  assert.deepEqual(snapshotEvents(fine, failing).map((e) => e.text), [
+    "9002 up but serving no parts: its disk has not answered for 12.0 s (/d)",
+  ]);
+  const grid = instanceGrid(failing.instances, 80, false).join("\n");
+  assert.match(grid, /9002 FAIL/);
+  const back = toSnapshot(report(), 3_000, failing);
+  assert.deepEqual(snapshotEvents(failing, back).map((e) => e.text), [
+    "9002 serves its parts again",
+  ]);
 });

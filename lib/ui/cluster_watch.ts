@@ -21,7 +21,8 @@ export const DEFAULT_WATCH_INTERVAL_MS = 1_000;
  */
 export const BUSY_HOLD_MS = 2_000;
 
-export type InstanceState = "up" | "busy" | "down" | "starting";
+/** `fail`: up, but serving no parts (its store unreadable, its disk stalled: `problem` says). */
+export type InstanceState = "up" | "busy" | "down" | "starting" | "fail";
 
 export interface InstanceView {
   id: string;
@@ -34,6 +35,8 @@ export interface InstanceView {
   lastBusyAt?: number;
   /** The instance's counters as last seen (zeroes when it is down). */
   counters: Record<string, number>;
+  /** Why it serves no parts, as it says (state `fail`). */
+  problem?: string;
 }
 
 /**
@@ -103,7 +106,13 @@ export function toSnapshot(
     const busy = probe.busy === true ||
       (lastBusyAt !== undefined && at - lastBusyAt <= BUSY_HOLD_MS);
     const supervised = states?.[probe.id];
-    let state: InstanceState = probe.up ? (busy ? "busy" : "up") : "down";
+    let state: InstanceState = !probe.up
+      ? "down"
+      : probe.storeError !== undefined
+      ? "fail"
+      : busy
+      ? "busy"
+      : "up";
     if (supervised === "starting" && !probe.up) state = "starting";
     if (supervised === "down") state = "down";
     return {
@@ -115,6 +124,7 @@ export function toSnapshot(
       bytesInPerSecond: inbound,
       ...(lastBusyAt !== undefined ? { lastBusyAt } : {}),
       counters,
+      ...(probe.storeError !== undefined ? { problem: probe.storeError } : {}),
     };
   });
   const running = instances.some((instance) => instance.state !== "down");
@@ -165,8 +175,16 @@ export function snapshotEvents(
   for (const now of next.instances) {
     const then = before.get(now.id);
     if (!then) continue;
-    const wasUp = then.state === "up" || then.state === "busy";
-    const isUp = now.state === "up" || now.state === "busy";
+    // Failing is up (the process answers); it is said on its own.
+    const running = (state: InstanceState) =>
+      state === "up" || state === "busy" || state === "fail";
+    const wasUp = running(then.state);
+    const isUp = running(now.state);
+    if (isUp && then.state !== "fail" && now.state === "fail") {
+      say("bad", `${now.id} up but serving no parts: ${printable(now.problem ?? "")}`);
+    } else if (wasUp && isUp && then.state === "fail" && now.state !== "fail") {
+      say("good", `${now.id} serves its parts again`);
+    }
     if (wasUp && !isUp) {
       if (then.connections > 0 || then.state === "busy") {
         say(

@@ -1,6 +1,6 @@
 /**
  * The live view of a cluster as lines of text for one screen: a grid of the
- * instances (up, busy, down, starting), transfers in flight, each file's
+ * instances (up, busy, failing, down, starting), transfers in flight, each file's
  * replication health, healing, and the latest events. Pure: the same model
  * and size give the same lines, so tests read exactly what a person sees.
  */
@@ -37,6 +37,7 @@ const STATE_TAGS: Record<InstanceState, { tag: string; style: Style }> = {
   busy: { tag: "BUSY", style: "yellow" },
   down: { tag: "DOWN", style: "red" },
   starting: { tag: "....", style: "dim" },
+  fail: { tag: "FAIL", style: "red" },
 };
 
 const LEVEL_STYLES: Record<EventLevel, Style | undefined> = {
@@ -74,7 +75,7 @@ export function instanceGrid(
   for (let start = 0; start < instances.length; start += perRow) {
     const cells = instances.slice(start, start + perRow).map((i) => {
       const { tag, style } = STATE_TAGS[i.state];
-      const bold = i.state === "down" || i.state === "busy";
+      const bold = i.state === "down" || i.state === "busy" || i.state === "fail";
       const painted = paint(tag.padEnd(4), style, color);
       return `${i.id.padStart(idWidth)} ${bold ? paint(painted, "bold", color) : painted}`;
     });
@@ -85,12 +86,14 @@ export function instanceGrid(
 
 function _summary(s: WatchSnapshot, color: boolean): string {
   const count = (state: InstanceState) => s.instances.filter((i) => i.state === state).length;
-  const up = count("up") + count("busy");
+  const failing = count("fail");
+  const up = count("up") + count("busy") + failing;
   const down = count("down");
   const starting = count("starting");
   const parts = [
-    paint(`${up}/${s.instances.length} up`, down > 0 ? "yellow" : "green", color),
+    paint(`${up}/${s.instances.length} up`, down + failing > 0 ? "yellow" : "green", color),
     ...(down > 0 ? [paint(`${down} down`, "red", color)] : []),
+    ...(failing > 0 ? [paint(`${failing} serving no parts`, "red", color)] : []),
     ...(starting > 0 ? [`${starting} starting`] : []),
     `${count("busy")} busy`,
   ];
