@@ -27,10 +27,13 @@ export const REPORTED_TRIGGER_MIN_MS = 60_000;
 export const HEAL_RETRY_MS = 30_000;
 /**
  * A run asked for by instances going down, coming back or joining starts
- * this much later, so that those of one event (a host's instances, seen in
- * one look at etcd or going down together) share one run.
+ * once no other such request came for this long, so that those of one event
+ * share one run: a host's instances going down together, or, in etcd, seen
+ * down over 2-3 s (each renews its lease on its own every 2 s)...
  */
 export const MEMBERSHIP_SETTLE_MS = 1_000;
+/** ... but no later than this after the first request. */
+export const MEMBERSHIP_SETTLE_MAX_MS = 5_000;
 /** How long stopping waits for a run in progress to notice and wind down. */
 export const STOP_WAIT_MS = 2_000;
 
@@ -132,8 +135,9 @@ export class Healer {
   /** The next run's reason; `membership` while only members' comings and goings asked for it. */
   #pending: { reason: string; membership: boolean } | undefined;
   #retry: { timer: ReturnType<typeof setTimeout>; at: number } | undefined;
-  /** A membership run waiting MEMBERSHIP_SETTLE_MS for the rest of its event. */
+  /** A membership run waiting for the rest of its event, and since when (performance.now()). */
   #settling: ReturnType<typeof setTimeout> | undefined;
+  #settlingSince = 0;
   #stopped = false;
   #startTimer: ReturnType<typeof setTimeout> | undefined;
   /** triggerLimited(): the run waiting for its turn, and when the last one was started. */
@@ -264,10 +268,13 @@ export class Healer {
     }
     if (this.#loop) return;
     if (membership) {
-      this.#settling ??= setTimeout(() => {
+      if (this.#settling === undefined) this.#settlingSince = performance.now();
+      clearTimeout(this.#settling);
+      const left = this.#settlingSince + MEMBERSHIP_SETTLE_MAX_MS - performance.now();
+      this.#settling = setTimeout(() => {
         this.#settling = undefined;
         this.#startLoop();
-      }, MEMBERSHIP_SETTLE_MS);
+      }, Math.max(0, Math.min(MEMBERSHIP_SETTLE_MS, left)));
       return;
     }
     this.#startLoop();
