@@ -175,11 +175,8 @@ export function snapshotEvents(
   for (const now of next.instances) {
     const then = before.get(now.id);
     if (!then) continue;
-    // Failing is up (the process answers); it is said on its own.
-    const running = (state: InstanceState) =>
-      state === "up" || state === "busy" || state === "fail";
-    const wasUp = running(then.state);
-    const isUp = running(now.state);
+    const wasUp = _answers(then.state);
+    const isUp = _answers(now.state);
     if (isUp && then.state !== "fail" && now.state === "fail") {
       say("bad", `${now.id} up but serving no parts: ${printable(now.problem ?? "")}`);
     } else if (wasUp && isUp && then.state === "fail" && now.state !== "fail") {
@@ -338,4 +335,9 @@ export async function* watchCluster(
     const wait = Math.max(0, intervalMs - (Date.now() - started));
     await sleep(wait, options.signal);
   }
+}
+
+/** Whether an instance in `state` answers: failing is up (it is said on its own). */
+function _answers(state: InstanceState): boolean {
+  return state === "up" || state === "busy" || state === "fail";
 }
